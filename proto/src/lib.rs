@@ -1,0 +1,18 @@
+//! The only contract between Tollgate's planes.
+//!
+//! The control plane builds a [`config::v1::Snapshot`] from its store and publishes it; a data plane
+//! receives snapshots (in-process in all-in-one mode, over the gRPC `ConfigService` stream when the
+//! planes are split), validates them and swaps them in atomically. Usage flows back as
+//! [`usage::v1::UsageRecord`]s. Nothing else crosses between the planes.
+
+pub mod config {
+    pub mod v1 {
+        tonic::include_proto!("tollgate.config.v1");
+    }
+}
+
+pub mod usage {
+    pub mod v1 {
+        tonic::include_proto!("tollgate.usage.v1");
+    }
+}
