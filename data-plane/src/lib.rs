@@ -1,1 +1,123 @@
-//! placeholder
+//! # tollgate-data-plane
+//!
+//! Serves the inference API: authenticates virtual keys, routes models to providers, signs and
+//! forwards requests, relays streams as they arrive, and reports usage. It holds configuration
+//! only as compiled snapshots ([`runtime::Runtime`]) received from the control plane and **never
+//! opens a database connection**.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`runtime`] | snapshot -> validated runtime; atomic swap ([`runtime::RuntimeHandle`]) |
+//! | [`routing`] | model name -> provider, upstream id, provider key (pure) |
+//! | [`signing`] | SigV4 (aws-sigv4) and Bedrock credentials (static, env, default chain, STS) |
+//! | [`server`] | axum routes of the inference API and the request flow |
+//! | [`providers`] | the Bedrock and Anthropic upstream calls (I/O around `tollgate-protocol`) |
+//! | [`usage`] | one usage record per request, logged and handed to a bounded sink |
+//! | [`error`] | the one error type of the inference surface (Anthropic-shaped) |
+//! | [`value`] | literal / `env.NAME` values resolved at use |
+
+pub mod error;
+pub mod providers;
+pub mod routing;
+pub mod runtime;
+pub mod server;
+pub mod signing;
+pub mod usage;
+pub mod value;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tollgate_proto::config::v1::Snapshot;
+
+use crate::runtime::RuntimeHandle;
+
+/// Default cap on request bodies (Anthropic's own edge limit for Messages is 32 MB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Default silence after which a keep-alive `ping` event is sent on a stream.
+pub const DEFAULT_SSE_PING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Process-level settings of a data plane (not part of the pushed config).
+#[derive(Debug, Clone)]
+pub struct DataPlaneConfig {
+    pub max_body_bytes: usize,
+    pub sse_ping_interval: Duration,
+}
+
+impl Default for DataPlaneConfig {
+    fn default() -> Self {
+        DataPlaneConfig {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            sse_ping_interval: DEFAULT_SSE_PING_INTERVAL,
+        }
+    }
+}
+
+/// A data plane: the current runtime, the upstream HTTP clients and the usage sink.
+#[derive(Debug)]
+pub struct DataPlane {
+    pub config: DataPlaneConfig,
+    runtime: RuntimeHandle,
+    clients: Mutex<HashMap<Duration, reqwest::Client>>,
+    pub usage: usage::UsageSink,
+}
+
+impl DataPlane {
+    pub fn new(config: DataPlaneConfig, usage: usage::UsageSink) -> Arc<DataPlane> {
+        Arc::new(DataPlane {
+            config,
+            runtime: RuntimeHandle::default(),
+            clients: Mutex::new(HashMap::new()),
+            usage,
+        })
+    }
+
+    pub fn runtime(&self) -> &RuntimeHandle {
+        &self.runtime
+    }
+
+    /// Follows a channel of snapshots (in-process from the control plane, or fed by a gRPC
+    /// stream), applying each one. A snapshot that fails validation is logged and skipped; the
+    /// last good one keeps serving.
+    pub fn follow(self: &Arc<Self>, mut rx: watch::Receiver<Arc<Snapshot>>) -> tokio::task::JoinHandle<()> {
+        let dp = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                let snapshot = rx.borrow_and_update().clone();
+                match dp.runtime.apply(&snapshot) {
+                    Ok(version) => tracing::info!(version, "config applied"),
+                    Err(e) => tracing::error!(
+                        version = snapshot.version,
+                        error = %e,
+                        "config snapshot rejected; still serving the last good one"
+                    ),
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+
+    /// An HTTP client whose connect timeout is `connect_timeout`; clients (and their connection
+    /// pools) are shared by every provider with the same timeout and survive config changes.
+    pub(crate) fn client(&self, connect_timeout: Duration) -> reqwest::Client {
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        clients
+            .entry(connect_timeout)
+            .or_insert_with(|| {
+                reqwest::Client::builder()
+                    .connect_timeout(connect_timeout)
+                    .tcp_nodelay(true)
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .build()
+                    .unwrap_or_default()
+            })
+            .clone()
+    }
+}

@@ -1,1 +1,28 @@
-//! placeholder
+//! Test doubles and the end-to-end harness for Tollgate.
+//!
+//! Cloud APIs cannot be reached from CI, so Tollgate's tests talk to loopback doubles that are
+//! as strict as the real services:
+//!
+//! * [`sigv4`] — an independent SigV4 verifier (hmac + sha2, no `aws-sigv4`) and a test signer.
+//! * [`eventstream`] — an AWS event-stream frame encoder.
+//! * [`bedrock_double`] — a bedrock-runtime double (InvokeModel, InvokeModelWithResponseStream,
+//!   CountTokens) that checks signatures and bodies, streams real event-stream frames and is
+//!   scripted by `[double:…]` triggers in the prompt.
+//! * [`harness`] — runs the real `tollgate` binary for end-to-end tests.
+//!
+//! The standalone double (`src/bin/bedrock-double.rs`) serves the same double on a fixed
+//! address for benchmarks and manual runs.
+
+pub mod bedrock_double;
+pub mod eventstream;
+pub mod harness;
+pub mod sigv4;
+
+pub use bedrock_double::{BedrockDouble, BedrockDoubleConfig, RecordedRequest, Verdict};
+pub use harness::{TollgateOptions, TollgateProcess};
+pub use sigv4::Credentials;
+
+/// The documentation example access key id (also in `testdata/sigv4-bedrock`).
+pub const EXAMPLE_ACCESS_KEY_ID: &str = "AKIDEXAMPLE";
+/// The documentation example secret (also in `testdata/sigv4-bedrock`).
+pub const EXAMPLE_SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";

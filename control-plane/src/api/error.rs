@@ -1,0 +1,177 @@
+//! [`ApiError`]: the one error type of the admin HTTP surface, and its JSON shape.
+//!
+//! Every error response is `{"error": {"type", "message", "field"?}}`. Internal errors log their
+//! cause and answer with a generic message.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::crypto::CryptoError;
+use crate::store::StoreError;
+use crate::validate::ValidationError;
+
+/// Machine-readable error category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorType {
+    InvalidRequest,
+    NotFound,
+    Conflict,
+    Unauthorized,
+    Internal,
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    #[serde(rename = "type")]
+    pub kind: ErrorType,
+    pub message: String,
+    /// JSON path of the offending field (`bedrock_key_config.region`), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Errors of the admin API.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400.
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        field: Option<String>,
+    },
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// 401.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 413.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 500. The string is the cause: logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ApiError::InvalidRequest {
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::InvalidRequest {
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn body(&self) -> ErrorBody {
+        let (kind, message, field) = match self {
+            ApiError::InvalidRequest { message, field } => {
+                (ErrorType::InvalidRequest, message.clone(), field.clone())
+            }
+            ApiError::NotFound(m) => (ErrorType::NotFound, m.clone(), None),
+            ApiError::MethodNotAllowed(m) | ApiError::PayloadTooLarge(m) => {
+                (ErrorType::InvalidRequest, m.clone(), None)
+            }
+            ApiError::Conflict(m) => (ErrorType::Conflict, m.clone(), None),
+            ApiError::Unauthorized(m) => (ErrorType::Unauthorized, m.clone(), None),
+            ApiError::Internal(_) => (
+                ErrorType::Internal,
+                "internal error; the cause is in the server log".to_owned(),
+                None,
+            ),
+        };
+        ErrorBody {
+            error: ErrorDetail {
+                kind,
+                message,
+                field,
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(error = %cause, "admin API request failed");
+        }
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if matches!(self, ApiError::Unauthorized(_)) {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"tollgate-admin\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        ApiError::InvalidRequest {
+            message: e.message,
+            field: e.field,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(m) => ApiError::NotFound(m),
+            StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::Invalid(v) => v.into(),
+            other @ (StoreError::Database(_)
+            | StoreError::Migrate(_)
+            | StoreError::Corrupt { .. }) => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<CryptoError> for ApiError {
+    fn from(e: CryptoError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::Error> for ApiError {
+    fn from(e: crate::Error) -> Self {
+        match e {
+            crate::Error::Store(s) => s.into(),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Extractors whose rejections are [`ApiError`]s in the admin API's JSON error shape.
+
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{StatusCode, header, request::Parts};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// A JSON request body. Requires a JSON content type; malformed JSON, wrong types, missing and
+/// unknown fields become 400 errors naming the field's JSON path; too large bodies 413.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(req.headers().get(header::CONTENT_TYPE)) {
+            return Err(ApiError::invalid(
+                "expected a JSON body with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+fn is_json(content_type: Option<&axum::http::HeaderValue>) -> bool {
+    let Some(ct) = content_type.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+fn body_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge("request body too large".to_owned())
+    } else {
+        ApiError::invalid(format!("cannot read the request body: {}", rejection.body_text()))
+    }
+}
+
+/// Deserialises `bytes`, reporting the JSON path of the failing field.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut *de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::invalid(format!("malformed JSON: {inner}"));
+        }
+        data_error(&path, &inner.to_string())
+    })?;
+    de.end()
+        .map_err(|e| ApiError::invalid(format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+/// Builds the error for a serde data error at `path` (`.` for the root) with `message`.
+fn data_error(path: &str, message: &str) -> ApiError {
+    let base = if path == "." { "" } else { path };
+    let join = |name: &str| {
+        if base.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{base}.{name}")
+        }
+    };
+    let quoted = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned)
+    };
+    let field = if let Some(name) = quoted("unknown field `") {
+        Some(join(&name))
+    } else if let Some(name) = quoted("missing field `") {
+        Some(join(&name))
+    } else if base.is_empty() {
+        None
+    } else {
+        Some(base.to_owned())
+    };
+    let message = match &field {
+        Some(f) if message.starts_with("unknown field") => format!("unknown field `{f}`: {message}"),
+        Some(f) => format!("invalid value for `{f}`: {message}"),
+        None => format!("invalid request body: {message}"),
+    };
+    ApiError::InvalidRequest { message, field }
+}
+
+/// Path parameters.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e: PathRejection| ApiError::invalid(e.body_text()))
+    }
+}
+
+/// Query-string parameters; unknown parameters are rejected when `T` denies unknown fields.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e: QueryRejection| {
+            let text = e.body_text();
+            let message = text
+                .strip_prefix("Failed to deserialize query string: ")
+                .unwrap_or(&text)
+                .to_owned();
+            match data_error(".", &message) {
+                ApiError::InvalidRequest { field, .. } => ApiError::InvalidRequest {
+                    message: format!("invalid query string: {message}"),
+                    field,
+                },
+                other => other,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        name: String,
+        inner: Option<Inner>,
+        list: Option<Vec<u32>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        region: String,
+    }
+
+    fn field(json: &str) -> (Option<String>, String) {
+        match parse_json::<Outer>(json.as_bytes()) {
+            Err(ApiError::InvalidRequest { field, message }) => (field, message),
+            other => panic!("expected InvalidRequest, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn names_unknown_missing_and_mistyped_fields() {
+        assert_eq!(field(r#"{"name":"a","bogus":1}"#).0.as_deref(), Some("bogus"));
+        assert_eq!(
+            field(r#"{"name":"a","inner":{"region":"x","extra":true}}"#).0.as_deref(),
+            Some("inner.extra")
+        );
+        assert_eq!(field(r#"{}"#).0.as_deref(), Some("name"));
+        assert_eq!(field(r#"{"name":"a","inner":{}}"#).0.as_deref(), Some("inner.region"));
+        assert_eq!(field(r#"{"name":"a","list":[1,"x"]}"#).0.as_deref(), Some("list[1]"));
+        assert_eq!(field(r#"{"name":5}"#).0.as_deref(), Some("name"));
+        let (f, m) = field(r#"{"name":"a","#);
+        assert_eq!(f, None);
+        assert!(m.starts_with("malformed JSON"), "{m}");
+        let (f, m) = field(r#"{"name":"a"} trailing"#);
+        assert_eq!(f, None);
+        assert!(m.starts_with("malformed JSON"), "{m}");
+    }
+
+    #[test]
+    fn json_content_types() {
+        let hv = |s: &'static str| axum::http::HeaderValue::from_static(s);
+        assert!(is_json(Some(&hv("application/json"))));
+        assert!(is_json(Some(&hv("Application/JSON; charset=utf-8"))));
+        assert!(is_json(Some(&hv("application/merge-patch+json"))));
+        assert!(!is_json(Some(&hv("text/plain"))));
+        assert!(!is_json(None));
+    }
+}

@@ -1,0 +1,297 @@
+//! Domain records as the store keeps them, and the value types they are made of.
+//!
+//! Secrets only exist here in sealed form ([`SealedSecret`]): either an `env.NAME` reference or
+//! AES-256-GCM ciphertext. Plaintext secrets exist only briefly in the admin API (between parsing
+//! a request and sealing) and in the snapshot built for the data plane.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::crypto::{CryptoError, SecretBox};
+
+/// Placeholder shown instead of a secret literal in API responses. In an update, a secret field
+/// with this value keeps the stored secret.
+pub const REDACTED: &str = "<redacted>";
+/// Prefix of an environment-variable reference in the admin API (`env.AWS_ACCESS_KEY_ID`).
+pub const ENV_PREFIX: &str = "env.";
+
+/// Upstream protocol family of a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Bedrock,
+    Anthropic,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Bedrock => "bedrock",
+            ProviderKind::Anthropic => "anthropic",
+        }
+    }
+
+    /// The kind named by `s` (`bedrock` or `anthropic`), if any.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "bedrock" => Some(ProviderKind::Bedrock),
+            "anthropic" => Some(ProviderKind::Anthropic),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a provider reaches its upstream. Used as-is in the admin API and stored as JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Overrides the provider's default endpoint; must be an `http://` or `https://` URL.
+    #[serde(default)]
+    #[schema(example = "https://bedrock-runtime.us-east-1.amazonaws.com")]
+    pub base_url: Option<String>,
+    /// Whole-request timeout (time to response headers for streams), in seconds.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 86400)]
+    pub default_request_timeout_in_seconds: Option<u32>,
+    /// Connect timeout, in seconds.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 86400)]
+    pub connect_timeout_in_seconds: Option<u32>,
+    /// Longest silence allowed between two chunks of a streaming response, in seconds.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 86400)]
+    pub stream_idle_timeout_in_seconds: Option<u32>,
+    /// Extra headers sent upstream with every request.
+    #[serde(default)]
+    pub extra_headers: BTreeMap<String, String>,
+}
+
+/// A non-secret value that may be given literally or as an `env.NAME` reference (`region`,
+/// `role_arn`). Stored as JSON `{"literal": ".."}` or `{"env": "NAME"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueSource {
+    Literal(String),
+    Env(String),
+}
+
+impl ValueSource {
+    /// The admin-API spelling: the literal, or `env.NAME`.
+    pub fn display(&self) -> String {
+        match self {
+            ValueSource::Literal(v) => v.clone(),
+            ValueSource::Env(name) => format!("{ENV_PREFIX}{name}"),
+        }
+    }
+}
+
+/// A secret as stored: an environment reference (kept as written, resolved by the data plane) or
+/// a literal sealed with [`SecretBox`]. The column text is `env:NAME` or `enc:v1:<base64>`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SealedSecret {
+    Env(String),
+    Encrypted(String),
+}
+
+impl fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SealedSecret::Env(name) => write!(f, "Env({name})"),
+            SealedSecret::Encrypted(_) => f.write_str("Encrypted(..)"),
+        }
+    }
+}
+
+/// Names of the secret fields of a provider key; part of the encryption associated data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretField {
+    Value,
+    AccessKey,
+    SecretKey,
+    SessionToken,
+    ExternalId,
+}
+
+impl SecretField {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretField::Value => "value",
+            SecretField::AccessKey => "access_key",
+            SecretField::SecretKey => "secret_key",
+            SecretField::SessionToken => "session_token",
+            SecretField::ExternalId => "external_id",
+        }
+    }
+}
+
+fn secret_aad(key_id: Uuid, field: SecretField) -> Vec<u8> {
+    format!("tollgate/provider_key/{key_id}/{}", field.as_str()).into_bytes()
+}
+
+impl SealedSecret {
+    /// Seals a literal secret of provider key `key_id`.
+    pub fn seal(
+        secrets: &SecretBox,
+        key_id: Uuid,
+        field: SecretField,
+        plaintext: &str,
+    ) -> Result<Self, CryptoError> {
+        secrets
+            .seal(plaintext, &secret_aad(key_id, field))
+            .map(SealedSecret::Encrypted)
+    }
+
+    /// The plaintext of a sealed literal, or the reference of an env secret.
+    pub fn open(
+        &self,
+        secrets: &SecretBox,
+        key_id: Uuid,
+        field: SecretField,
+    ) -> Result<ValueSource, CryptoError> {
+        match self {
+            SealedSecret::Env(name) => Ok(ValueSource::Env(name.clone())),
+            SealedSecret::Encrypted(sealed) => secrets
+                .open(sealed, &secret_aad(key_id, field))
+                .map(ValueSource::Literal),
+        }
+    }
+
+    /// What the admin API shows: env references as written, literals as [`REDACTED`].
+    pub fn display(&self) -> String {
+        match self {
+            SealedSecret::Env(name) => format!("{ENV_PREFIX}{name}"),
+            SealedSecret::Encrypted(_) => REDACTED.to_owned(),
+        }
+    }
+
+    pub fn is_env(&self) -> bool {
+        matches!(self, SealedSecret::Env(_))
+    }
+
+    /// Column text.
+    pub fn to_column(&self) -> String {
+        match self {
+            SealedSecret::Env(name) => format!("env:{name}"),
+            SealedSecret::Encrypted(sealed) => format!("enc:{sealed}"),
+        }
+    }
+
+    /// Parses column text written by [`SealedSecret::to_column`].
+    pub fn from_column(text: &str) -> Option<Self> {
+        if let Some(name) = text.strip_prefix("env:") {
+            Some(SealedSecret::Env(name.to_owned()))
+        } else {
+            text.strip_prefix("enc:")
+                .map(|sealed| SealedSecret::Encrypted(sealed.to_owned()))
+        }
+    }
+}
+
+/// A provider (`bedrock`, `anthropic`, or a custom name with a base kind).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderRecord {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub network: NetworkConfig,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// AWS settings of a Bedrock key. Secret fields are sealed; the others are plain.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BedrockKeyRecord {
+    pub access_key: Option<SealedSecret>,
+    pub secret_key: Option<SealedSecret>,
+    pub session_token: Option<SealedSecret>,
+    pub external_id: Option<SealedSecret>,
+    pub region: Option<ValueSource>,
+    pub role_arn: Option<ValueSource>,
+    pub session_name: Option<String>,
+    /// ARN prefix (`arn:aws:bedrock:REGION:ACCOUNT`).
+    pub arn: Option<String>,
+}
+
+/// A credential of a provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderKeyRecord {
+    pub id: Uuid,
+    pub provider: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub models: Vec<String>,
+    pub weight: f64,
+    pub aliases: BTreeMap<String, String>,
+    pub enabled: bool,
+    /// API key (anthropic) or Bedrock API key.
+    pub value: Option<SealedSecret>,
+    pub bedrock: Option<BedrockKeyRecord>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// A virtual key. Only the SHA-256 of its value is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VirtualKeyRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub key_sha256: [u8; 32],
+    /// The first characters of the value (`sk-tg-AbCd`), to recognise a key in listings.
+    pub value_prefix: String,
+    /// Providers the key may use; empty means all.
+    pub providers: Vec<String>,
+    /// Monthly budget in USD; 0 means none.
+    pub monthly_budget: f64,
+    pub active: bool,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// What a mutation writes to the audit log. `details` must never contain secrets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub details: serde_json::Value,
+}
+
+/// A row of the audit log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: OffsetDateTime,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    /// The config version the change produced.
+    pub config_version: u64,
+    pub details: serde_json::Value,
+}
+
+/// Everything a snapshot is built from, read in one consistent transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigState {
+    pub version: u64,
+    pub providers: Vec<ProviderRecord>,
+    pub keys: Vec<ProviderKeyRecord>,
+    pub virtual_keys: Vec<VirtualKeyRecord>,
+}
+
+/// The current time, truncated to whole microseconds (what PostgreSQL keeps), in UTC.
+pub fn now() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(t)
+}

@@ -1,0 +1,347 @@
+//! Building the [`Snapshot`] the data plane consumes, from rows loaded by the store.
+//!
+//! [`build_snapshot`] is a pure function of its inputs: literal secrets are decrypted into
+//! `ValueRef{literal}`, `env.NAME` references become `ValueRef{env: NAME}` (the data plane
+//! resolves them), timeouts turn into milliseconds, and everything is sorted by name so equal
+//! states give equal snapshots.
+//!
+//! A built snapshot holds plaintext secrets: never log it (prost's `Debug` prints every field).
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use tollgate_proto::config::v1 as pb;
+use uuid::Uuid;
+
+use crate::crypto::{CryptoError, SecretBox};
+use crate::model::{
+    ConfigState, NetworkConfig, ProviderKeyRecord, ProviderKind, SealedSecret, SecretField,
+    ValueSource, VirtualKeyRecord,
+};
+
+pub use pb::Snapshot;
+
+/// Errors of snapshot building.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("cannot decrypt {field} of provider key {key_id} (is the secret key right?): {source}")]
+    Secret {
+        key_id: Uuid,
+        field: &'static str,
+        #[source]
+        source: CryptoError,
+    },
+}
+
+/// Builds the snapshot of `state`. `created_at_unix_ms` is stamped into it as is.
+pub fn build_snapshot(
+    state: &ConfigState,
+    secrets: &SecretBox,
+    created_at_unix_ms: i64,
+) -> Result<Snapshot, SnapshotError> {
+    let mut keys_by_provider: BTreeMap<&str, Vec<&ProviderKeyRecord>> = BTreeMap::new();
+    for key in &state.keys {
+        keys_by_provider
+            .entry(key.provider.as_str())
+            .or_default()
+            .push(key);
+    }
+
+    let mut providers = Vec::with_capacity(state.providers.len());
+    let mut sorted: Vec<_> = state.providers.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    for p in sorted {
+        let mut keys = keys_by_provider.remove(p.name.as_str()).unwrap_or_default();
+        keys.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        providers.push(pb::Provider {
+            name: p.name.clone(),
+            kind: match p.kind {
+                ProviderKind::Bedrock => pb::ProviderKind::Bedrock,
+                ProviderKind::Anthropic => pb::ProviderKind::Anthropic,
+            } as i32,
+            network: Some(network(&p.network)),
+            keys: keys
+                .into_iter()
+                .map(|k| provider_key(k, secrets))
+                .collect::<Result<_, _>>()?,
+        });
+    }
+    for (provider, keys) in keys_by_provider {
+        // Cannot happen with the foreign key in place; never publish keys without a provider.
+        tracing::warn!(
+            provider,
+            keys = keys.len(),
+            "skipping keys of a provider that does not exist"
+        );
+    }
+
+    let mut vks: Vec<&VirtualKeyRecord> = state.virtual_keys.iter().collect();
+    vks.sort_by(|a, b| a.name.cmp(&b.name));
+    let virtual_keys = vks
+        .into_iter()
+        .map(|vk| pb::VirtualKey {
+            id: vk.id.to_string(),
+            name: vk.name.clone(),
+            key_sha256: Bytes::copy_from_slice(&vk.key_sha256),
+            providers: vk.providers.clone(),
+            monthly_budget_usd: vk.monthly_budget,
+            active: vk.active,
+        })
+        .collect();
+
+    Ok(Snapshot {
+        version: state.version,
+        providers,
+        virtual_keys,
+        created_at_unix_ms,
+    })
+}
+
+fn ms(seconds: Option<u32>) -> u32 {
+    seconds.map_or(0, |s| s.saturating_mul(1000))
+}
+
+fn network(nc: &NetworkConfig) -> pb::NetworkConfig {
+    pb::NetworkConfig {
+        base_url: nc.base_url.clone().unwrap_or_default(),
+        connect_timeout_ms: ms(nc.connect_timeout_in_seconds),
+        request_timeout_ms: ms(nc.default_request_timeout_in_seconds),
+        stream_idle_timeout_ms: ms(nc.stream_idle_timeout_in_seconds),
+        extra_headers: nc
+            .extra_headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}
+
+fn value_ref(v: ValueSource) -> pb::ValueRef {
+    pb::ValueRef {
+        source: Some(match v {
+            ValueSource::Literal(s) => pb::value_ref::Source::Literal(s),
+            ValueSource::Env(name) => pb::value_ref::Source::Env(name),
+        }),
+    }
+}
+
+fn open(
+    key_id: Uuid,
+    field: SecretField,
+    secret: Option<&SealedSecret>,
+    secrets: &SecretBox,
+) -> Result<Option<pb::ValueRef>, SnapshotError> {
+    secret
+        .map(|s| {
+            s.open(secrets, key_id, field)
+                .map(value_ref)
+                .map_err(|source| SnapshotError::Secret {
+                    key_id,
+                    field: field.as_str(),
+                    source,
+                })
+        })
+        .transpose()
+}
+
+fn provider_key(k: &ProviderKeyRecord, secrets: &SecretBox) -> Result<pb::ProviderKey, SnapshotError> {
+    let bedrock = match &k.bedrock {
+        None => None,
+        Some(b) => Some(pb::BedrockKeyConfig {
+            access_key: open(k.id, SecretField::AccessKey, b.access_key.as_ref(), secrets)?,
+            secret_key: open(k.id, SecretField::SecretKey, b.secret_key.as_ref(), secrets)?,
+            session_token: open(
+                k.id,
+                SecretField::SessionToken,
+                b.session_token.as_ref(),
+                secrets,
+            )?,
+            region: b.region.clone().map(value_ref),
+            role_arn: b.role_arn.clone().map(value_ref),
+            external_id: open(
+                k.id,
+                SecretField::ExternalId,
+                b.external_id.as_ref(),
+                secrets,
+            )?,
+            session_name: b.session_name.clone().unwrap_or_default(),
+            arn_prefix: b.arn.clone().unwrap_or_default(),
+        }),
+    };
+    Ok(pb::ProviderKey {
+        id: k.id.to_string(),
+        name: k.name.clone(),
+        models: k.models.clone(),
+        weight: k.weight,
+        aliases: k
+            .aliases
+            .iter()
+            .map(|(a, t)| (a.clone(), t.clone()))
+            .collect(),
+        value: open(k.id, SecretField::Value, k.value.as_ref(), secrets)?,
+        bedrock,
+        enabled: k.enabled,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BedrockKeyRecord, ProviderRecord, now};
+
+    fn env(name: &str) -> pb::ValueRef {
+        value_ref(ValueSource::Env(name.into()))
+    }
+    fn lit(v: &str) -> pb::ValueRef {
+        value_ref(ValueSource::Literal(v.into()))
+    }
+
+    fn state(secrets: &SecretBox) -> ConfigState {
+        let t = now();
+        let key_id = Uuid::new_v4();
+        let provider = |name: &str, kind| ProviderRecord {
+            name: name.into(),
+            kind,
+            network: NetworkConfig::default(),
+            created_at: t,
+            updated_at: t,
+        };
+        let mut bedrock = provider("bedrock", ProviderKind::Bedrock);
+        bedrock.network = NetworkConfig {
+            base_url: Some("http://127.0.0.1:9999".into()),
+            connect_timeout_in_seconds: Some(5),
+            default_request_timeout_in_seconds: Some(600),
+            stream_idle_timeout_in_seconds: None,
+            extra_headers: [("x-team".to_string(), "eng".to_string())].into(),
+        };
+        ConfigState {
+            version: 42,
+            providers: vec![provider("zeta", ProviderKind::Anthropic), bedrock],
+            keys: vec![
+                ProviderKeyRecord {
+                    id: key_id,
+                    provider: "bedrock".into(),
+                    name: "bedrock-key".into(),
+                    description: None,
+                    models: vec!["*".into()],
+                    weight: 1.5,
+                    aliases: [(
+                        "claude-sonnet-4-6".to_string(),
+                        "global.anthropic.claude-sonnet-4-6".to_string(),
+                    )]
+                    .into(),
+                    enabled: true,
+                    value: None,
+                    bedrock: Some(BedrockKeyRecord {
+                        access_key: Some(SealedSecret::Env("AWS_ACCESS_KEY_ID".into())),
+                        secret_key: Some(
+                            SealedSecret::seal(secrets, key_id, SecretField::SecretKey, "s3cr3t")
+                                .unwrap(),
+                        ),
+                        region: Some(ValueSource::Literal("us-east-1".into())),
+                        role_arn: Some(ValueSource::Env("ROLE".into())),
+                        session_name: Some("tg".into()),
+                        arn: Some("arn:aws:bedrock:us-east-1:123456789012".into()),
+                        ..Default::default()
+                    }),
+                    created_at: t,
+                    updated_at: t,
+                },
+                ProviderKeyRecord {
+                    id: Uuid::new_v4(),
+                    provider: "gone".into(),
+                    name: "orphan".into(),
+                    description: None,
+                    models: vec![],
+                    weight: 1.0,
+                    aliases: Default::default(),
+                    enabled: true,
+                    value: Some(SealedSecret::Env("X".into())),
+                    bedrock: None,
+                    created_at: t,
+                    updated_at: t,
+                },
+            ],
+            virtual_keys: vec![VirtualKeyRecord {
+                id: Uuid::new_v4(),
+                name: "engineering-team".into(),
+                description: None,
+                key_sha256: [9u8; 32],
+                value_prefix: "sk-tg-AbCd".into(),
+                providers: vec!["bedrock".into()],
+                monthly_budget: 500.0,
+                active: true,
+                created_at: t,
+                updated_at: t,
+            }],
+        }
+    }
+
+    #[test]
+    fn builds_the_contract_shape() {
+        let secrets = SecretBox::new(&[3u8; 32]);
+        let st = state(&secrets);
+        let snap = build_snapshot(&st, &secrets, 1234).unwrap();
+        assert_eq!(snap.version, 42);
+        assert_eq!(snap.created_at_unix_ms, 1234);
+        let names: Vec<_> = snap.providers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["bedrock", "zeta"], "sorted, orphan keys' provider absent");
+        let b = &snap.providers[0];
+        assert_eq!(b.kind, pb::ProviderKind::Bedrock as i32);
+        let net = b.network.as_ref().unwrap();
+        assert_eq!(net.base_url, "http://127.0.0.1:9999");
+        assert_eq!(net.connect_timeout_ms, 5_000);
+        assert_eq!(net.request_timeout_ms, 600_000);
+        assert_eq!(net.stream_idle_timeout_ms, 0);
+        assert_eq!(net.extra_headers["x-team"], "eng");
+        assert_eq!(b.keys.len(), 1);
+        let k = &b.keys[0];
+        assert_eq!(k.id, st.keys[0].id.to_string());
+        assert_eq!(k.weight, 1.5);
+        assert_eq!(
+            k.aliases["claude-sonnet-4-6"],
+            "global.anthropic.claude-sonnet-4-6"
+        );
+        assert!(k.value.is_none());
+        let cfg = k.bedrock.as_ref().unwrap();
+        assert_eq!(cfg.access_key, Some(env("AWS_ACCESS_KEY_ID")));
+        assert_eq!(cfg.secret_key, Some(lit("s3cr3t")), "literal decrypted");
+        assert_eq!(cfg.region, Some(lit("us-east-1")));
+        assert_eq!(cfg.role_arn, Some(env("ROLE")));
+        assert_eq!(cfg.session_token, None);
+        assert_eq!(cfg.session_name, "tg");
+        assert_eq!(cfg.arn_prefix, "arn:aws:bedrock:us-east-1:123456789012");
+        assert!(snap.providers[1].keys.is_empty());
+        assert_eq!(snap.providers[1].kind, pb::ProviderKind::Anthropic as i32);
+
+        let vk = &snap.virtual_keys[0];
+        assert_eq!(&vk.key_sha256[..], &[9u8; 32]);
+        assert_eq!(vk.providers, ["bedrock"]);
+        assert_eq!(vk.monthly_budget_usd, 500.0);
+        assert!(vk.active);
+
+        // Deterministic: same state, same snapshot.
+        assert_eq!(build_snapshot(&st, &secrets, 1234).unwrap(), snap);
+    }
+
+    #[test]
+    fn wrong_secret_key_is_an_error_naming_the_field() {
+        let secrets = SecretBox::new(&[3u8; 32]);
+        let st = state(&secrets);
+        let err = build_snapshot(&st, &SecretBox::new(&[4u8; 32]), 0).unwrap_err();
+        let SnapshotError::Secret { key_id, field, .. } = err;
+        assert_eq!(key_id, st.keys[0].id);
+        assert_eq!(field, "secret_key");
+    }
+
+    #[test]
+    fn ciphertext_is_bound_to_its_key_and_field() {
+        let secrets = SecretBox::new(&[3u8; 32]);
+        let mut st = state(&secrets);
+        // Move the sealed secret_key into session_token: the associated data no longer matches.
+        let b = st.keys[0].bedrock.as_mut().unwrap();
+        b.session_token = b.secret_key.clone();
+        let err = build_snapshot(&st, &secrets, 0).unwrap_err();
+        let SnapshotError::Secret { field, .. } = err;
+        assert_eq!(field, "session_token");
+    }
+}

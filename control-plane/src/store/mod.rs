@@ -1,0 +1,916 @@
+//! Persistence: one [`Store`] trait, two backends ([`SqliteStore`], [`PostgresStore`]).
+//!
+//! Invariants every backend keeps:
+//! * every mutation runs in ONE transaction that first bumps the single-row `config_version`
+//!   counter (which also serialises writers), then changes rows, then writes an `audit_log` row
+//!   carrying the new version; the new version is returned only after commit;
+//! * uniqueness violations become [`StoreError::Conflict`], missing rows [`StoreError::NotFound`];
+//! * the store never sees plaintext secrets: it stores [`SealedSecret`]s as given;
+//! * SQL uses bind parameters only.
+//!
+//! Both backends share their SQL text (PostgreSQL and SQLite both accept `$N` placeholders,
+//! `RETURNING` and `ON DELETE CASCADE`); the column types differ per migration set
+//! (`migrations/sqlite`, `migrations/postgres`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::model::{
+    AuditEvent, AuditRecord, BedrockKeyRecord, ConfigState, NetworkConfig, ProviderKeyRecord,
+    ProviderKind, ProviderRecord, SealedSecret, ValueSource, VirtualKeyRecord,
+};
+use crate::validate::ValidationError;
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The addressed row (or its parent) does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A uniqueness rule or a reference from another row forbids the change.
+    #[error("{0}")]
+    Conflict(String),
+    /// The change is invalid given the current rows (e.g. a virtual key naming an unknown provider).
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A row the store cannot interpret (edited by hand, or written by a newer version).
+    #[error("corrupt row in {table}: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+}
+
+/// Edits a record inside the update transaction; an error aborts the update.
+pub type Apply<'a, T> = dyn Fn(&mut T) -> Result<(), ValidationError> + Send + Sync + 'a;
+
+/// The control plane's storage. All mutations return the config version they produced.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Reads everything a snapshot needs in one consistent read transaction.
+    async fn load_state(&self) -> Result<ConfigState, StoreError>;
+    async fn config_version(&self) -> Result<u64, StoreError>;
+
+    async fn list_providers(&self) -> Result<Vec<ProviderRecord>, StoreError>;
+    async fn get_provider(&self, name: &str) -> Result<Option<ProviderRecord>, StoreError>;
+    /// Conflict if the name is taken.
+    async fn create_provider(
+        &self,
+        provider: &ProviderRecord,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError>;
+    /// Applies `apply` to the stored provider (only `kind` and `network` are written; `updated_at`
+    /// is set by the store) and returns the result.
+    async fn update_provider(
+        &self,
+        name: &str,
+        apply: &Apply<'_, ProviderRecord>,
+        audit: &AuditEvent,
+    ) -> Result<(ProviderRecord, u64), StoreError>;
+    /// Deletes the provider and its keys. Conflict while a virtual key names it.
+    async fn delete_provider(&self, name: &str, audit: &AuditEvent) -> Result<u64, StoreError>;
+
+    /// Keys of one provider, or of all providers, ordered by provider then name.
+    async fn list_keys(&self, provider: Option<&str>)
+    -> Result<Vec<ProviderKeyRecord>, StoreError>;
+    async fn get_key(
+        &self,
+        provider: &str,
+        id: Uuid,
+    ) -> Result<Option<ProviderKeyRecord>, StoreError>;
+    /// NotFound if the provider does not exist; Conflict if the name is taken for this provider.
+    async fn create_key(&self, key: &ProviderKeyRecord, audit: &AuditEvent)
+    -> Result<u64, StoreError>;
+    /// Applies `apply` to the stored key (`id` and `provider` cannot change; `updated_at` is set
+    /// by the store) and returns the result.
+    async fn update_key(
+        &self,
+        provider: &str,
+        id: Uuid,
+        apply: &Apply<'_, ProviderKeyRecord>,
+        audit: &AuditEvent,
+    ) -> Result<(ProviderKeyRecord, u64), StoreError>;
+    async fn delete_key(&self, provider: &str, id: Uuid, audit: &AuditEvent)
+    -> Result<u64, StoreError>;
+
+    async fn list_virtual_keys(&self) -> Result<Vec<VirtualKeyRecord>, StoreError>;
+    async fn get_virtual_key(&self, id: Uuid) -> Result<Option<VirtualKeyRecord>, StoreError>;
+    /// Invalid if a listed provider does not exist; Conflict if the name is taken.
+    async fn create_virtual_key(
+        &self,
+        vk: &VirtualKeyRecord,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError>;
+    /// Applies `apply` (`id`, `key_sha256` and `value_prefix` cannot change).
+    async fn update_virtual_key(
+        &self,
+        id: Uuid,
+        apply: &Apply<'_, VirtualKeyRecord>,
+        audit: &AuditEvent,
+    ) -> Result<(VirtualKeyRecord, u64), StoreError>;
+    async fn delete_virtual_key(&self, id: Uuid, audit: &AuditEvent) -> Result<u64, StoreError>;
+
+    /// The newest `limit` audit rows, newest first.
+    async fn list_audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
+/// Where the store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// A SQLite file, created if missing (WAL journal, foreign keys on).
+    Sqlite { path: std::path::PathBuf },
+    /// A PostgreSQL connection URL.
+    Postgres { url: String },
+}
+
+/// Connects to the configured backend and runs its migrations.
+pub async fn connect(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match config {
+        StoreConfig::Sqlite { path } => Arc::new(SqliteStore::open(path).await?),
+        StoreConfig::Postgres { url } => Arc::new(PostgresStore::connect(url).await?),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row shapes shared by both backends.
+
+/// Non-secret part of a Bedrock key, stored as JSON in `provider_keys.bedrock_config`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct BedrockPlain {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    region: Option<ValueSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role_arn: Option<ValueSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    arn: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ProviderRow {
+    name: String,
+    kind: String,
+    network_config: Json<NetworkConfig>,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
+
+impl TryFrom<ProviderRow> for ProviderRecord {
+    type Error = StoreError;
+    fn try_from(r: ProviderRow) -> Result<Self, StoreError> {
+        let kind = ProviderKind::parse(&r.kind).ok_or_else(|| StoreError::Corrupt {
+            table: "providers",
+            reason: format!("unknown kind {:?} for provider {:?}", r.kind, r.name),
+        })?;
+        Ok(ProviderRecord {
+            name: r.name,
+            kind,
+            network: r.network_config.0,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    id: Uuid,
+    provider: String,
+    name: String,
+    description: Option<String>,
+    models: Json<Vec<String>>,
+    weight: f64,
+    aliases: Json<BTreeMap<String, String>>,
+    enabled: bool,
+    value_secret: Option<String>,
+    bedrock_config: Option<Json<BedrockPlain>>,
+    access_key_secret: Option<String>,
+    secret_key_secret: Option<String>,
+    session_token_secret: Option<String>,
+    external_id_secret: Option<String>,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
+
+impl TryFrom<KeyRow> for ProviderKeyRecord {
+    type Error = StoreError;
+    fn try_from(r: KeyRow) -> Result<Self, StoreError> {
+        let id = r.id;
+        let secret = |col: &'static str, text: Option<String>| -> Result<_, StoreError> {
+            text.map(|t| {
+                SealedSecret::from_column(&t).ok_or_else(|| StoreError::Corrupt {
+                    table: "provider_keys",
+                    reason: format!("column {col} of key {id} is not env:/enc: text"),
+                })
+            })
+            .transpose()
+        };
+        let value = secret("value_secret", r.value_secret)?;
+        let access_key = secret("access_key_secret", r.access_key_secret)?;
+        let secret_key = secret("secret_key_secret", r.secret_key_secret)?;
+        let session_token = secret("session_token_secret", r.session_token_secret)?;
+        let external_id = secret("external_id_secret", r.external_id_secret)?;
+        let bedrock = match r.bedrock_config {
+            Some(Json(plain)) => Some(BedrockKeyRecord {
+                access_key,
+                secret_key,
+                session_token,
+                external_id,
+                region: plain.region,
+                role_arn: plain.role_arn,
+                session_name: plain.session_name,
+                arn: plain.arn,
+            }),
+            None if access_key.is_some()
+                || secret_key.is_some()
+                || session_token.is_some()
+                || external_id.is_some() =>
+            {
+                return Err(StoreError::Corrupt {
+                    table: "provider_keys",
+                    reason: format!("key {id} has AWS secrets but no bedrock_config"),
+                });
+            }
+            None => None,
+        };
+        Ok(ProviderKeyRecord {
+            id,
+            provider: r.provider,
+            name: r.name,
+            description: r.description,
+            models: r.models.0,
+            weight: r.weight,
+            aliases: r.aliases.0,
+            enabled: r.enabled,
+            value,
+            bedrock,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+/// How a key's sealed secrets and Bedrock settings map to columns.
+struct KeyColumns {
+    bedrock_config: Option<Json<BedrockPlain>>,
+    value_secret: Option<String>,
+    access_key_secret: Option<String>,
+    secret_key_secret: Option<String>,
+    session_token_secret: Option<String>,
+    external_id_secret: Option<String>,
+}
+
+impl KeyColumns {
+    fn of(k: &ProviderKeyRecord) -> Self {
+        let col = |s: &Option<SealedSecret>| s.as_ref().map(SealedSecret::to_column);
+        let b = k.bedrock.as_ref();
+        KeyColumns {
+            bedrock_config: b.map(|b| {
+                Json(BedrockPlain {
+                    region: b.region.clone(),
+                    role_arn: b.role_arn.clone(),
+                    session_name: b.session_name.clone(),
+                    arn: b.arn.clone(),
+                })
+            }),
+            value_secret: col(&k.value),
+            access_key_secret: b.and_then(|b| col(&b.access_key)),
+            secret_key_secret: b.and_then(|b| col(&b.secret_key)),
+            session_token_secret: b.and_then(|b| col(&b.session_token)),
+            external_id_secret: b.and_then(|b| col(&b.external_id)),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct VirtualKeyRow {
+    id: Uuid,
+    name: String,
+    description: Option<String>,
+    key_sha256: Vec<u8>,
+    value_prefix: String,
+    providers: Json<Vec<String>>,
+    monthly_budget: f64,
+    active: bool,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
+
+impl TryFrom<VirtualKeyRow> for VirtualKeyRecord {
+    type Error = StoreError;
+    fn try_from(r: VirtualKeyRow) -> Result<Self, StoreError> {
+        let key_sha256 =
+            <[u8; 32]>::try_from(r.key_sha256.as_slice()).map_err(|_| StoreError::Corrupt {
+                table: "virtual_keys",
+                reason: format!("key_sha256 of {} is not 32 bytes", r.id),
+            })?;
+        Ok(VirtualKeyRecord {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            key_sha256,
+            value_prefix: r.value_prefix,
+            providers: r.providers.0,
+            monthly_budget: r.monthly_budget,
+            active: r.active,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    id: i64,
+    at: OffsetDateTime,
+    actor: String,
+    action: String,
+    target: String,
+    config_version: i64,
+    details: Json<serde_json::Value>,
+}
+
+impl From<AuditRow> for AuditRecord {
+    fn from(r: AuditRow) -> Self {
+        AuditRecord {
+            id: r.id,
+            at: r.at,
+            actor: r.actor,
+            action: r.action,
+            target: r.target,
+            config_version: u64::try_from(r.config_version).unwrap_or(0),
+            details: r.details.0,
+        }
+    }
+}
+
+fn version_from_db(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt {
+        table: "config_version",
+        reason: format!("negative version {v}"),
+    })
+}
+
+/// Maps a unique violation to [`StoreError::Conflict`] with `message`, anything else to Database.
+fn unique_to_conflict(e: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message()),
+        _ => StoreError::Database(e),
+    }
+}
+
+/// Checks that every provider in `wanted` exists in `existing`.
+fn check_providers_exist(wanted: &[String], existing: &[String]) -> Result<(), StoreError> {
+    for (i, p) in wanted.iter().enumerate() {
+        if !existing.contains(p) {
+            return Err(StoreError::Invalid(ValidationError::new(
+                format!("providers[{i}]"),
+                format!("unknown provider {p:?}; create it first with POST /api/providers"),
+            )));
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQL shared by both backends.
+
+mod sql {
+    pub const BUMP_VERSION: &str =
+        "UPDATE config_version SET version = version + 1 WHERE id = 1 RETURNING version";
+    pub const SELECT_VERSION: &str = "SELECT version FROM config_version WHERE id = 1";
+    pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, actor, action, target, config_version, details) \
+         VALUES ($1, $2, $3, $4, $5, $6)";
+    pub const LIST_AUDIT: &str = "SELECT id, at, actor, action, target, config_version, details \
+         FROM audit_log ORDER BY id DESC LIMIT $1";
+
+    pub const LIST_PROVIDERS: &str = "SELECT name, kind, network_config, created_at, updated_at \
+         FROM providers ORDER BY name";
+    pub const GET_PROVIDER: &str = "SELECT name, kind, network_config, created_at, updated_at \
+         FROM providers WHERE name = $1";
+    pub const PROVIDER_NAMES: &str = "SELECT name FROM providers ORDER BY name";
+    pub const INSERT_PROVIDER: &str = "INSERT INTO providers (name, kind, network_config, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5)";
+    pub const UPDATE_PROVIDER: &str =
+        "UPDATE providers SET kind = $2, network_config = $3, updated_at = $4 WHERE name = $1";
+    pub const DELETE_PROVIDER: &str = "DELETE FROM providers WHERE name = $1";
+
+    pub const LIST_ALL_KEYS: &str = "SELECT id, provider, name, description, models, weight, aliases, enabled, \
+         value_secret, bedrock_config, access_key_secret, secret_key_secret, \
+         session_token_secret, external_id_secret, created_at, updated_at \
+         FROM provider_keys ORDER BY provider, name";
+    pub const LIST_PROVIDER_KEYS: &str = "SELECT id, provider, name, description, models, weight, aliases, enabled, \
+         value_secret, bedrock_config, access_key_secret, secret_key_secret, \
+         session_token_secret, external_id_secret, created_at, updated_at \
+         FROM provider_keys WHERE provider = $1 ORDER BY name";
+    pub const GET_KEY: &str = "SELECT id, provider, name, description, models, weight, aliases, enabled, \
+         value_secret, bedrock_config, access_key_secret, secret_key_secret, \
+         session_token_secret, external_id_secret, created_at, updated_at \
+         FROM provider_keys WHERE provider = $1 AND id = $2";
+    pub const INSERT_KEY: &str = "INSERT INTO provider_keys (id, provider, name, description, models, weight, aliases, \
+         enabled, value_secret, bedrock_config, access_key_secret, secret_key_secret, \
+         session_token_secret, external_id_secret, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+    pub const UPDATE_KEY: &str = "UPDATE provider_keys SET name = $3, description = $4, models = $5, weight = $6, \
+         aliases = $7, enabled = $8, value_secret = $9, bedrock_config = $10, \
+         access_key_secret = $11, secret_key_secret = $12, session_token_secret = $13, \
+         external_id_secret = $14, updated_at = $15 WHERE provider = $1 AND id = $2";
+    pub const DELETE_KEY: &str = "DELETE FROM provider_keys WHERE provider = $1 AND id = $2";
+
+    pub const LIST_VKS: &str = "SELECT id, name, description, key_sha256, value_prefix, providers, monthly_budget, \
+         active, created_at, updated_at FROM virtual_keys ORDER BY name";
+    pub const GET_VK: &str = "SELECT id, name, description, key_sha256, value_prefix, providers, monthly_budget, \
+         active, created_at, updated_at FROM virtual_keys WHERE id = $1";
+    pub const VK_PROVIDERS: &str = "SELECT name, providers FROM virtual_keys ORDER BY name";
+    pub const INSERT_VK: &str = "INSERT INTO virtual_keys (id, name, description, key_sha256, value_prefix, providers, \
+         monthly_budget, active, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    pub const UPDATE_VK: &str = "UPDATE virtual_keys SET name = $2, description = $3, providers = $4, \
+         monthly_budget = $5, active = $6, updated_at = $7 WHERE id = $1";
+    pub const DELETE_VK: &str = "DELETE FROM virtual_keys WHERE id = $1";
+}
+
+/// Implements [`Store`] for a backend struct that has `async fn begin_read(&self)` and
+/// `async fn begin_write(&self)` returning `sqlx::Transaction<'static, $db>`.
+macro_rules! impl_sql_store {
+    ($store:ty, $db:ty, $backend:literal) => {
+        use $crate::store::sql;
+        use $crate::store::{
+            check_providers_exist, unique_to_conflict, version_from_db, Apply, AuditRow,
+            KeyColumns, KeyRow, ProviderRow, Store, StoreError, VirtualKeyRow,
+        };
+        use $crate::model::{
+            AuditEvent, AuditRecord, ConfigState, ProviderKeyRecord, ProviderRecord,
+            VirtualKeyRecord,
+        };
+
+        type Conn = <$db as sqlx::Database>::Connection;
+
+        async fn bump(conn: &mut Conn) -> Result<u64, StoreError> {
+            let v: i64 = sqlx::query_scalar(sql::BUMP_VERSION)
+                .fetch_one(&mut *conn)
+                .await?;
+            version_from_db(v)
+        }
+
+        async fn audit(conn: &mut Conn, event: &AuditEvent, version: u64) -> Result<(), StoreError> {
+            sqlx::query(sql::INSERT_AUDIT)
+                .bind($crate::model::now())
+                .bind(&event.actor)
+                .bind(&event.action)
+                .bind(&event.target)
+                .bind(i64::try_from(version).unwrap_or(i64::MAX))
+                .bind(sqlx::types::Json(&event.details))
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+
+        async fn provider_names(conn: &mut Conn) -> Result<Vec<String>, StoreError> {
+            Ok(sqlx::query_scalar(sql::PROVIDER_NAMES)
+                .fetch_all(&mut *conn)
+                .await?)
+        }
+
+        async fn fetch_provider(conn: &mut Conn, name: &str) -> Result<Option<ProviderRecord>, StoreError> {
+            sqlx::query_as::<_, ProviderRow>(sql::GET_PROVIDER)
+                .bind(name)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(ProviderRecord::try_from)
+                .transpose()
+        }
+
+        async fn fetch_key(
+            conn: &mut Conn,
+            provider: &str,
+            id: uuid::Uuid,
+        ) -> Result<Option<ProviderKeyRecord>, StoreError> {
+            sqlx::query_as::<_, KeyRow>(sql::GET_KEY)
+                .bind(provider)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(ProviderKeyRecord::try_from)
+                .transpose()
+        }
+
+        async fn fetch_vk(conn: &mut Conn, id: uuid::Uuid) -> Result<Option<VirtualKeyRecord>, StoreError> {
+            sqlx::query_as::<_, VirtualKeyRow>(sql::GET_VK)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(VirtualKeyRecord::try_from)
+                .transpose()
+        }
+
+        async fn all_providers(conn: &mut Conn) -> Result<Vec<ProviderRecord>, StoreError> {
+            sqlx::query_as::<_, ProviderRow>(sql::LIST_PROVIDERS)
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .map(ProviderRecord::try_from)
+                .collect()
+        }
+
+        async fn keys(conn: &mut Conn, provider: Option<&str>) -> Result<Vec<ProviderKeyRecord>, StoreError> {
+            let rows = match provider {
+                Some(p) => {
+                    sqlx::query_as::<_, KeyRow>(sql::LIST_PROVIDER_KEYS)
+                        .bind(p)
+                        .fetch_all(&mut *conn)
+                        .await?
+                }
+                None => {
+                    sqlx::query_as::<_, KeyRow>(sql::LIST_ALL_KEYS)
+                        .fetch_all(&mut *conn)
+                        .await?
+                }
+            };
+            rows.into_iter().map(ProviderKeyRecord::try_from).collect()
+        }
+
+        async fn vks(conn: &mut Conn) -> Result<Vec<VirtualKeyRecord>, StoreError> {
+            sqlx::query_as::<_, VirtualKeyRow>(sql::LIST_VKS)
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .map(VirtualKeyRecord::try_from)
+                .collect()
+        }
+
+        fn key_conflict(provider: &str, name: &str) -> String {
+            format!("provider {provider:?} already has a key named {name:?}")
+        }
+
+        fn vk_conflict(e: &sqlx::Error, name: &str) -> String {
+            let on_name = match e {
+                sqlx::Error::Database(db) => db
+                    .constraint()
+                    .map(|c| c.contains("name"))
+                    .unwrap_or_else(|| db.message().contains("virtual_keys.name")),
+                _ => true,
+            };
+            if on_name {
+                format!("a virtual key named {name:?} already exists")
+            } else {
+                "a virtual key with this value already exists".to_owned()
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn load_state(&self) -> Result<ConfigState, StoreError> {
+                let mut tx = self.begin_read().await?;
+                let version: i64 = sqlx::query_scalar(sql::SELECT_VERSION)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let providers = all_providers(&mut tx).await?;
+                let keys = keys(&mut tx, None).await?;
+                let virtual_keys = vks(&mut tx).await?;
+                tx.commit().await?;
+                Ok(ConfigState {
+                    version: version_from_db(version)?,
+                    providers,
+                    keys,
+                    virtual_keys,
+                })
+            }
+
+            async fn config_version(&self) -> Result<u64, StoreError> {
+                let v: i64 = sqlx::query_scalar(sql::SELECT_VERSION)
+                    .fetch_one(&self.pool)
+                    .await?;
+                version_from_db(v)
+            }
+
+            async fn list_providers(&self) -> Result<Vec<ProviderRecord>, StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                all_providers(&mut conn).await
+            }
+
+            async fn get_provider(&self, name: &str) -> Result<Option<ProviderRecord>, StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                fetch_provider(&mut conn, name).await
+            }
+
+            async fn create_provider(
+                &self,
+                p: &ProviderRecord,
+                event: &AuditEvent,
+            ) -> Result<u64, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let version = bump(&mut tx).await?;
+                sqlx::query(sql::INSERT_PROVIDER)
+                    .bind(&p.name)
+                    .bind(p.kind.as_str())
+                    .bind(sqlx::types::Json(&p.network))
+                    .bind(p.created_at)
+                    .bind(p.updated_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        unique_to_conflict(e, || format!("a provider named {:?} already exists", p.name))
+                    })?;
+                audit(&mut tx, event, version).await?;
+                tx.commit().await?;
+                Ok(version)
+            }
+
+            async fn update_provider(
+                &self,
+                name: &str,
+                apply: &Apply<'_, ProviderRecord>,
+                event: &AuditEvent,
+            ) -> Result<(ProviderRecord, u64), StoreError> {
+                let mut tx = self.begin_write().await?;
+                let version = bump(&mut tx).await?;
+                let mut p = fetch_provider(&mut tx, name)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("provider {name:?} not found")))?;
+                let created_at = p.created_at;
+                apply(&mut p)?;
+                p.name = name.to_owned();
+                p.created_at = created_at;
+                p.updated_at = $crate::model::now();
+                sqlx::query(sql::UPDATE_PROVIDER)
+                    .bind(name)
+                    .bind(p.kind.as_str())
+                    .bind(sqlx::types::Json(&p.network))
+                    .bind(p.updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+                audit(&mut tx, event, version).await?;
+                tx.commit().await?;
+                Ok((p, version))
+            }
+
+            async fn delete_provider(&self, name: &str, event: &AuditEvent) -> Result<u64, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let version = bump(&mut tx).await?;
+                let users: Vec<(String, sqlx::types::Json<Vec<String>>)> =
+                    sqlx::query_as(sql::VK_PROVIDERS).fetch_all(&mut *tx).await?;
+                let users: Vec<String> = users
+                    .into_iter()
+                    .filter(|(_, ps)| ps.0.iter().any(|p| p == name))
+                    .map(|(vk, _)| vk)
+                    .collect();
+                let deleted = sqlx::query(sql::DELETE_PROVIDER)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if deleted == 0 {
+                    return Err(StoreError::NotFound(format!("provider {name:?} not found")));
+                }
+                if !users.is_empty() {
+                    return Err(StoreError::Conflict(format!(
+                        "provider {name:?} is used by virtual keys {users:?}; remove it from them or delete them first"
+                    )));
+                }
+                audit(&mut tx, event, version).await?;
+                tx.commit().await?;
+                Ok(version)
+            }
+
+            async fn list_keys(&self, provider: Option<&str>) -> Result<Vec<ProviderKeyRecord>, StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                keys(&mut conn, provider).await
+            }
+
+            async fn get_key(
+                &self,
+                provider: &str,
+                id: uuid::Uuid,
+            ) -> Result<Option<ProviderKeyRecord>, StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                fetch_key(&mut conn, provider, id).await
+            }
+
+            async fn create_key(&self, k: &ProviderKeyRecord, event: &AuditEvent) -> Result<u64, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let version = bump(&mut tx).await?;
+                if fetch_provider(&mut tx, &k.provider).await?.is_none() {
+                    return Err(StoreError::NotFound(format!("provider {:?} not found", k.provider)));
+                }
+                let c = KeyColumns::of(k);
+                sqlx::query(sql::INSERT_KEY)
+                    .bind(k.id)
+                    .bind(&k.provider)
+                    .bind(&k.name)
+                    .bind(&k.description)
+                    .bind(sqlx::types::Json(&k.models))
+                    .bind(k.weight)
+                    .bind(sqlx::types::Json(&k.aliases))
+                    .bind(k.enabled)
+                    .bind(c.value_secret)
+                    .bind(c.bedrock_config)
+                    .bind(c.access_key_secret)
+                    .bind(c.secret_key_secret)
+                    .bind(c.session_token_secret)
+                    .bind(c.external_id_secret)
+                    .bind(k.created_at)
+                    .bind(k.updated_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| unique_to_conflict(e, || key_conflict(&k.provider, &k.name)))?;
+                audit(&mut tx, event, version).await?;
+                tx.commit().await?;
+                Ok(version)
+            }
+
+            async fn update_key(
+                &self,
+                provider: &str,
+                id: uuid::Uuid,
+                apply: &Apply<'_, ProviderKeyRecord>,
+                event: &AuditEvent,
+            ) -> Result<(ProviderKeyRecord, u64), StoreError> {
+                let mut tx = self.begin_write().await?;
+                let version = bump(&mut tx).await?;
+                let mut k = fetch_key(&mut tx, provider, id).await?.ok_or_else(|| {
+                    StoreError::NotFound(format!("provider {provider:?} has no key {id}"))
+                })?;
+                let created_at = k.created_at;
+                apply(&mut k)?;
+                k.id = id;
+                k.provider = provider.to_owned();
+                k.created_at = created_at;
+                k.updated_at = $crate::model::now();
+                let c = KeyColumns::of(&k);
+                sqlx::query(sql::UPDATE_KEY)
+                    .bind(provider)
+                    .bind(id)
+                    .bind(&k.name)
+                    .bind(&k.description)
+                    .bind(sqlx::types::Json(&k.models))
+                    .bind(k.weight)
+                    .bind(sqlx::types::Json(&k.aliases))
+                    .bind(k.enabled)
+                    .bind(c.value_secret)
+                    .bind(c.bedrock_config)
+                    .bind(c.access_key_secret)
+                    .bind(c.secret_key_secret)
+                    .bind(c.session_token_secret)
+                    .bind(c.external_id_secret)
+                    .bind(k.updated_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| unique_to_conflict(e, || key_conflict(provider, &k.name)))?;
+                audit(&mut tx, event, version).await?;
+                tx.commit().await?;
+                Ok((k, version))
+            }
+
+            async fn delete_key(
+                &self,
+                provider: &str,
+                id: uuid::Uuid,
+                event: &AuditEvent,
+            ) -> Result<u64, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let version = bump(&mut tx).await?;
+                let deleted = sqlx::query(sql::DELETE_KEY)
+                    .bind(provider)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if deleted == 0 {
+                    return Err(StoreError::NotFound(format!("provider {provider:?} has no key {id}")));
+                }
+                audit(&mut tx, event, version).await?;
+                tx.commit().await?;
+                Ok(version)
+            }
+
+            async fn list_virtual_keys(&self) -> Result<Vec<VirtualKeyRecord>, StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                vks(&mut conn).await
+            }
+
+            async fn get_virtual_key(&self, id: uuid::Uuid) -> Result<Option<VirtualKeyRecord>, StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                fetch_vk(&mut conn, id).await
+            }
+
+            async fn create_virtual_key(
+                &self,
+                vk: &VirtualKeyRecord,
+                event: &AuditEvent,
+            ) -> Result<u64, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let version = bump(&mut tx).await?;
+                check_providers_exist(&vk.providers, &provider_names(&mut tx).await?)?;
+                sqlx::query(sql::INSERT_VK)
+                    .bind(vk.id)
+                    .bind(&vk.name)
+                    .bind(&vk.description)
+                    .bind(&vk.key_sha256[..])
+                    .bind(&vk.value_prefix)
+                    .bind(sqlx::types::Json(&vk.providers))
+                    .bind(vk.monthly_budget)
+                    .bind(vk.active)
+                    .bind(vk.created_at)
+                    .bind(vk.updated_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        let msg = vk_conflict(&e, &vk.name);
+                        unique_to_conflict(e, || msg)
+                    })?;
+                audit(&mut tx, event, version).await?;
+                tx.commit().await?;
+                Ok(version)
+            }
+
+            async fn update_virtual_key(
+                &self,
+                id: uuid::Uuid,
+                apply: &Apply<'_, VirtualKeyRecord>,
+                event: &AuditEvent,
+            ) -> Result<(VirtualKeyRecord, u64), StoreError> {
+                let mut tx = self.begin_write().await?;
+                let version = bump(&mut tx).await?;
+                let mut vk = fetch_vk(&mut tx, id)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("virtual key {id} not found")))?;
+                let (key_sha256, value_prefix, created_at) =
+                    (vk.key_sha256, vk.value_prefix.clone(), vk.created_at);
+                apply(&mut vk)?;
+                vk.id = id;
+                vk.key_sha256 = key_sha256;
+                vk.value_prefix = value_prefix;
+                vk.created_at = created_at;
+                vk.updated_at = $crate::model::now();
+                check_providers_exist(&vk.providers, &provider_names(&mut tx).await?)?;
+                sqlx::query(sql::UPDATE_VK)
+                    .bind(id)
+                    .bind(&vk.name)
+                    .bind(&vk.description)
+                    .bind(sqlx::types::Json(&vk.providers))
+                    .bind(vk.monthly_budget)
+                    .bind(vk.active)
+                    .bind(vk.updated_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        let msg = vk_conflict(&e, &vk.name);
+                        unique_to_conflict(e, || msg)
+                    })?;
+                audit(&mut tx, event, version).await?;
+                tx.commit().await?;
+                Ok((vk, version))
+            }
+
+            async fn delete_virtual_key(&self, id: uuid::Uuid, event: &AuditEvent) -> Result<u64, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let version = bump(&mut tx).await?;
+                let deleted = sqlx::query(sql::DELETE_VK)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if deleted == 0 {
+                    return Err(StoreError::NotFound(format!("virtual key {id} not found")));
+                }
+                audit(&mut tx, event, version).await?;
+                tx.commit().await?;
+                Ok(version)
+            }
+
+            async fn list_audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+                Ok(sqlx::query_as::<_, AuditRow>(sql::LIST_AUDIT)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(AuditRecord::from)
+                    .collect())
+            }
+        }
+    };
+}
+
+use impl_sql_store;

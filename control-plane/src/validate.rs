@@ -1,0 +1,598 @@
+//! Input rules shared by the admin API and the store: names, `env.NAME` references, network
+//! settings and provider keys. Errors name the offending field with the admin API's JSON path.
+
+use std::collections::BTreeMap;
+
+use crate::model::{ENV_PREFIX, NetworkConfig, ProviderKind, REDACTED};
+
+/// A rejected input. `field` is the JSON path of the offending field (`bedrock_key_config.region`,
+/// `models[2]`) when one field is at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ValidationError {
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
+    pub fn general(message: impl Into<String>) -> Self {
+        Self {
+            field: None,
+            message: message.into(),
+        }
+    }
+}
+
+pub type Result<T, E = ValidationError> = std::result::Result<T, E>;
+
+/// Longest accepted timeout, in seconds (one day).
+pub const MAX_TIMEOUT_SECONDS: u32 = 86_400;
+const MAX_NAME_LEN: usize = 128;
+const MAX_DESCRIPTION_LEN: usize = 1_024;
+const MAX_LIST_LEN: usize = 1_000;
+
+/// Provider names are used in `provider/model` strings and URL paths.
+pub fn provider_name(field: &str, name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            field,
+            format!(
+                "invalid provider name {name:?}: use 1-64 characters a-z, A-Z, 0-9, '-', '_' or '.', starting with a letter or digit"
+            ),
+        ))
+    }
+}
+
+/// Display names of keys and virtual keys.
+pub fn display_name(field: &str, name: &str) -> Result<()> {
+    if name.trim().is_empty() {
+        return Err(ValidationError::new(field, "must not be empty"));
+    }
+    if name.trim() != name {
+        return Err(ValidationError::new(
+            field,
+            "must not start or end with whitespace",
+        ));
+    }
+    if name.chars().count() > MAX_NAME_LEN {
+        return Err(ValidationError::new(
+            field,
+            format!("must be at most {MAX_NAME_LEN} characters"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ValidationError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+pub fn description(field: &str, text: &str) -> Result<()> {
+    if text.chars().count() > MAX_DESCRIPTION_LEN {
+        return Err(ValidationError::new(
+            field,
+            format!("must be at most {MAX_DESCRIPTION_LEN} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `name` is a valid environment variable name (`[A-Za-z_][A-Za-z0-9_]*`).
+pub fn is_env_var_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && bytes.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+        && name.len() <= 256
+}
+
+/// A string field of the admin API that may hold a literal or an `env.NAME` reference.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Sourced {
+    Env(String),
+    Literal(String),
+    /// The [`REDACTED`] placeholder: keep what is stored (updates only).
+    Keep,
+}
+
+impl std::fmt::Debug for Sourced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sourced::Env(name) => write!(f, "Env({name})"),
+            Sourced::Literal(_) => f.write_str("Literal(..)"),
+            Sourced::Keep => f.write_str("Keep"),
+        }
+    }
+}
+
+/// Parses a field that may be `env.NAME`, a literal, or (when `allow_keep`) [`REDACTED`].
+pub fn sourced(field: &str, raw: &str, allow_keep: bool) -> Result<Sourced> {
+    if raw == REDACTED {
+        return if allow_keep {
+            Ok(Sourced::Keep)
+        } else {
+            Err(ValidationError::new(
+                field,
+                format!(
+                    "{REDACTED:?} is the placeholder shown in responses; give the value or an env.NAME reference"
+                ),
+            ))
+        };
+    }
+    if let Some(name) = raw.strip_prefix(ENV_PREFIX) {
+        return if is_env_var_name(name) {
+            Ok(Sourced::Env(name.to_owned()))
+        } else {
+            Err(ValidationError::new(
+                field,
+                format!(
+                    "invalid environment variable reference {raw:?}: expected env.NAME with NAME matching [A-Za-z_][A-Za-z0-9_]*"
+                ),
+            ))
+        };
+    }
+    if raw.trim().is_empty() {
+        return Err(ValidationError::new(field, "must not be empty"));
+    }
+    Ok(Sourced::Literal(raw.to_owned()))
+}
+
+/// Validates a network block; `prefix` is its JSON path (`network_config`).
+pub fn network_config(prefix: &str, nc: &NetworkConfig) -> Result<()> {
+    if let Some(url) = &nc.base_url {
+        base_url(&format!("{prefix}.base_url"), url)?;
+    }
+    for (name, value) in [
+        (
+            "default_request_timeout_in_seconds",
+            nc.default_request_timeout_in_seconds,
+        ),
+        ("connect_timeout_in_seconds", nc.connect_timeout_in_seconds),
+        (
+            "stream_idle_timeout_in_seconds",
+            nc.stream_idle_timeout_in_seconds,
+        ),
+    ] {
+        if let Some(v) = value
+            && !(1..=MAX_TIMEOUT_SECONDS).contains(&v)
+        {
+            return Err(ValidationError::new(
+                format!("{prefix}.{name}"),
+                format!("must be between 1 and {MAX_TIMEOUT_SECONDS} seconds"),
+            ));
+        }
+    }
+    for (name, value) in &nc.extra_headers {
+        let field = format!("{prefix}.extra_headers.{name}");
+        let header = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| ValidationError::new(&field, "invalid HTTP header name"))?;
+        if matches!(
+            header.as_str(),
+            "host" | "content-length" | "transfer-encoding" | "connection" | "upgrade" | "te"
+        ) {
+            return Err(ValidationError::new(
+                &field,
+                format!("the {header} header is managed by the gateway and cannot be set"),
+            ));
+        }
+        http::HeaderValue::from_str(value)
+            .map_err(|_| ValidationError::new(&field, "invalid HTTP header value"))?;
+    }
+    Ok(())
+}
+
+fn base_url(field: &str, url: &str) -> Result<()> {
+    let invalid = |why: &str| ValidationError::new(field, format!("invalid base_url: {why}"));
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| invalid("not a valid absolute URL"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(_) => return Err(invalid("the scheme must be http or https")),
+        None => return Err(invalid("expected an absolute http(s) URL")),
+    }
+    match uri.host() {
+        Some(host) if !host.is_empty() => {}
+        _ => return Err(invalid("the URL has no host")),
+    }
+    if uri.query().is_some() {
+        return Err(invalid("the URL must not have a query string"));
+    }
+    if uri
+        .authority()
+        .is_some_and(|a| a.as_str().contains('@'))
+    {
+        return Err(invalid(
+            "credentials in the URL are not allowed; use extra_headers or a key",
+        ));
+    }
+    Ok(())
+}
+
+/// The secret-agnostic view of a provider key used to check it: presence of each field and, for
+/// fields that may be `env.NAME`, the literal when there is one (to check its format).
+#[derive(Debug, Default)]
+pub struct KeyShape<'a> {
+    pub name: &'a str,
+    pub description: Option<&'a str>,
+    pub models: &'a [String],
+    pub weight: f64,
+    pub aliases: &'a BTreeMap<String, String>,
+    pub has_value: bool,
+    pub bedrock: Option<BedrockShape<'a>>,
+}
+
+#[derive(Debug, Default)]
+pub struct BedrockShape<'a> {
+    pub has_access_key: bool,
+    pub has_secret_key: bool,
+    pub has_session_token: bool,
+    pub has_external_id: bool,
+    /// `None`: absent; `Some(None)`: an env reference; `Some(Some(v))`: a literal.
+    pub region: Option<Option<&'a str>>,
+    pub role_arn: Option<Option<&'a str>>,
+    pub session_name: Option<&'a str>,
+    pub arn: Option<&'a str>,
+}
+
+/// Checks a provider key as a whole against the kind of its provider.
+pub fn provider_key(kind: ProviderKind, key: &KeyShape<'_>) -> Result<()> {
+    display_name("name", key.name)?;
+    if let Some(d) = key.description {
+        description("description", d)?;
+    }
+    if key.models.len() > MAX_LIST_LEN {
+        return Err(ValidationError::new(
+            "models",
+            format!("at most {MAX_LIST_LEN} entries"),
+        ));
+    }
+    for (i, m) in key.models.iter().enumerate() {
+        if m.trim().is_empty() {
+            return Err(ValidationError::new(
+                format!("models[{i}]"),
+                "model names must not be empty",
+            ));
+        }
+    }
+    if !key.weight.is_finite() || key.weight <= 0.0 {
+        return Err(ValidationError::new(
+            "weight",
+            "must be a finite number greater than 0",
+        ));
+    }
+    if key.aliases.len() > MAX_LIST_LEN {
+        return Err(ValidationError::new(
+            "aliases",
+            format!("at most {MAX_LIST_LEN} entries"),
+        ));
+    }
+    let mut seen = BTreeMap::new();
+    for (alias, target) in key.aliases {
+        if alias.trim().is_empty() {
+            return Err(ValidationError::new(
+                "aliases",
+                "alias names must not be empty",
+            ));
+        }
+        if target.trim().is_empty() {
+            return Err(ValidationError::new(
+                format!("aliases.{alias}"),
+                "the alias target must not be empty",
+            ));
+        }
+        if let Some(other) = seen.insert(alias.to_lowercase(), alias) {
+            return Err(ValidationError::new(
+                format!("aliases.{alias}"),
+                format!(
+                    "aliases are matched case-insensitively; {alias:?} duplicates {other:?}"
+                ),
+            ));
+        }
+    }
+    match kind {
+        ProviderKind::Anthropic => {
+            if key.bedrock.is_some() {
+                return Err(ValidationError::new(
+                    "bedrock_key_config",
+                    "bedrock_key_config is only valid for keys of bedrock providers",
+                ));
+            }
+            if !key.has_value {
+                return Err(ValidationError::new(
+                    "value",
+                    "anthropic keys need `value` (the API key, or env.NAME)",
+                ));
+            }
+        }
+        ProviderKind::Bedrock => match &key.bedrock {
+            None if !key.has_value => {
+                return Err(ValidationError::new(
+                    "bedrock_key_config",
+                    "bedrock keys need bedrock_key_config (AWS credentials and region) or `value` (a Bedrock API key)",
+                ));
+            }
+            None => {}
+            Some(b) => bedrock(key.has_value, b)?,
+        },
+    }
+    Ok(())
+}
+
+fn bedrock(has_value: bool, b: &BedrockShape<'_>) -> Result<()> {
+    const P: &str = "bedrock_key_config";
+    match b.region {
+        None => {
+            return Err(ValidationError::new(
+                format!("{P}.region"),
+                "region is required (e.g. \"us-east-1\" or env.AWS_REGION)",
+            ));
+        }
+        Some(Some(region)) if !is_aws_region(region) => {
+            return Err(ValidationError::new(
+                format!("{P}.region"),
+                format!("{region:?} is not an AWS region name (e.g. \"us-east-1\")"),
+            ));
+        }
+        Some(_) => {}
+    }
+    if b.has_access_key != b.has_secret_key {
+        let missing = if b.has_access_key {
+            "secret_key"
+        } else {
+            "access_key"
+        };
+        return Err(ValidationError::new(
+            format!("{P}.{missing}"),
+            "access_key and secret_key must be given together",
+        ));
+    }
+    if b.has_session_token && !b.has_access_key {
+        return Err(ValidationError::new(
+            format!("{P}.session_token"),
+            "session_token needs access_key and secret_key",
+        ));
+    }
+    if has_value && b.has_access_key {
+        return Err(ValidationError::new(
+            "value",
+            "give either `value` (a Bedrock API key) or access_key/secret_key, not both",
+        ));
+    }
+    if let Some(Some(arn)) = b.role_arn
+        && !arn.starts_with("arn:")
+    {
+        return Err(ValidationError::new(
+            format!("{P}.role_arn"),
+            "must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME) or env.NAME",
+        ));
+    }
+    if b.role_arn.is_none() {
+        if b.has_external_id {
+            return Err(ValidationError::new(
+                format!("{P}.external_id"),
+                "external_id is only used with role_arn",
+            ));
+        }
+        if b.session_name.is_some() {
+            return Err(ValidationError::new(
+                format!("{P}.session_name"),
+                "session_name is only used with role_arn",
+            ));
+        }
+    }
+    if let Some(name) = b.session_name {
+        let ok = (2..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"_+=,.@-".contains(&c));
+        if !ok {
+            return Err(ValidationError::new(
+                format!("{P}.session_name"),
+                "must be 2-64 characters of [A-Za-z0-9_+=,.@-]",
+            ));
+        }
+    }
+    if let Some(arn) = b.arn
+        && !arn.starts_with("arn:")
+    {
+        return Err(ValidationError::new(
+            format!("{P}.arn"),
+            "must be an ARN prefix such as arn:aws:bedrock:us-east-1:123456789012",
+        ));
+    }
+    Ok(())
+}
+
+/// `us-east-1`, `eu-central-2`, `us-gov-west-1`, `ap-southeast-4` ...
+fn is_aws_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1]
+            .bytes()
+            .all(|c| c.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_references() {
+        assert_eq!(
+            sourced("f", "env.AWS_ACCESS_KEY_ID", false).unwrap(),
+            Sourced::Env("AWS_ACCESS_KEY_ID".into())
+        );
+        assert_eq!(
+            sourced("f", "AKIA123", false).unwrap(),
+            Sourced::Literal("AKIA123".into())
+        );
+        let err = sourced("bedrock_key_config.access_key", "env.1BAD", false).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("bedrock_key_config.access_key"));
+        assert!(sourced("f", "env.", false).is_err());
+        assert!(sourced("f", "env.A-B", false).is_err());
+        assert!(sourced("f", "  ", false).is_err());
+        assert!(sourced("f", REDACTED, false).is_err());
+        assert_eq!(sourced("f", REDACTED, true).unwrap(), Sourced::Keep);
+    }
+
+    #[test]
+    fn base_urls() {
+        let nc = |u: &str| NetworkConfig {
+            base_url: Some(u.into()),
+            ..Default::default()
+        };
+        assert!(network_config("n", &nc("https://bedrock-runtime.us-east-1.amazonaws.com")).is_ok());
+        assert!(network_config("n", &nc("http://127.0.0.1:9000/prefix")).is_ok());
+        for bad in [
+            "ftp://example.com",
+            "example.com",
+            "/just/a/path",
+            "https://",
+            "not a url",
+            "https://user:pw@example.com",
+            "https://example.com/?a=b",
+        ] {
+            let err = network_config("n", &nc(bad)).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some("n.base_url"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timeouts_and_headers() {
+        let mut nc = NetworkConfig {
+            connect_timeout_in_seconds: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(
+            network_config("network_config", &nc)
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("network_config.connect_timeout_in_seconds")
+        );
+        nc.connect_timeout_in_seconds = Some(10);
+        nc.extra_headers.insert("x-team".into(), "eng".into());
+        assert!(network_config("network_config", &nc).is_ok());
+        nc.extra_headers.insert("bad header".into(), "x".into());
+        assert!(network_config("network_config", &nc).is_err());
+        nc.extra_headers.clear();
+        nc.extra_headers.insert("Host".into(), "x".into());
+        assert!(network_config("network_config", &nc).is_err());
+    }
+
+    fn bedrock_key<'a>(aliases: &'a BTreeMap<String, String>, models: &'a [String]) -> KeyShape<'a> {
+        KeyShape {
+            name: "k",
+            models,
+            weight: 1.0,
+            aliases,
+            bedrock: Some(BedrockShape {
+                has_access_key: true,
+                has_secret_key: true,
+                region: Some(Some("us-east-1")),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn provider_key_rules() {
+        let aliases = BTreeMap::new();
+        let models = vec!["*".to_string()];
+        let ok = bedrock_key(&aliases, &models);
+        assert!(provider_key(ProviderKind::Bedrock, &ok).is_ok());
+        let field = |k: &KeyShape<'_>, kind| provider_key(kind, k).unwrap_err().field.unwrap();
+
+        // Anthropic keys need a value and no bedrock block.
+        assert_eq!(field(&ok, ProviderKind::Anthropic), "bedrock_key_config");
+        let anthropic = KeyShape {
+            name: "a",
+            models: &models,
+            weight: 1.0,
+            aliases: &aliases,
+            ..Default::default()
+        };
+        assert_eq!(field(&anthropic, ProviderKind::Anthropic), "value");
+        assert_eq!(field(&anthropic, ProviderKind::Bedrock), "bedrock_key_config");
+
+        let mut k = bedrock_key(&aliases, &models);
+        k.bedrock.as_mut().unwrap().has_secret_key = false;
+        assert_eq!(field(&k, ProviderKind::Bedrock), "bedrock_key_config.secret_key");
+
+        let mut k = bedrock_key(&aliases, &models);
+        k.bedrock.as_mut().unwrap().region = None;
+        assert_eq!(field(&k, ProviderKind::Bedrock), "bedrock_key_config.region");
+        k.bedrock.as_mut().unwrap().region = Some(None); // env reference
+        assert!(provider_key(ProviderKind::Bedrock, &k).is_ok());
+        k.bedrock.as_mut().unwrap().region = Some(Some("mars"));
+        assert_eq!(field(&k, ProviderKind::Bedrock), "bedrock_key_config.region");
+
+        let mut k = bedrock_key(&aliases, &models);
+        k.bedrock.as_mut().unwrap().has_external_id = true;
+        assert_eq!(field(&k, ProviderKind::Bedrock), "bedrock_key_config.external_id");
+
+        for w in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let mut k = bedrock_key(&aliases, &models);
+            k.weight = w;
+            assert_eq!(field(&k, ProviderKind::Bedrock), "weight");
+        }
+
+        let mut bad_aliases = BTreeMap::new();
+        bad_aliases.insert("claude".to_string(), " ".to_string());
+        let k = bedrock_key(&bad_aliases, &models);
+        assert_eq!(field(&k, ProviderKind::Bedrock), "aliases.claude");
+        let mut dup = BTreeMap::new();
+        dup.insert("Claude".to_string(), "a".to_string());
+        dup.insert("claude".to_string(), "b".to_string());
+        assert!(provider_key(ProviderKind::Bedrock, &bedrock_key(&dup, &models)).is_err());
+        let mut empty_name = BTreeMap::new();
+        empty_name.insert(String::new(), "x".to_string());
+        assert_eq!(
+            field(&bedrock_key(&empty_name, &models), ProviderKind::Bedrock),
+            "aliases"
+        );
+
+        let empty_model = vec![String::new()];
+        assert_eq!(
+            field(&bedrock_key(&aliases, &empty_model), ProviderKind::Bedrock),
+            "models[0]"
+        );
+    }
+
+    #[test]
+    fn names() {
+        assert!(provider_name("provider", "bedrock").is_ok());
+        assert!(provider_name("provider", "bedrock-eu_2.x").is_ok());
+        for bad in ["", "-x", "a/b", "with space", &"x".repeat(65)] {
+            assert!(provider_name("provider", bad).is_err(), "{bad}");
+        }
+        assert!(display_name("name", "engineering-team").is_ok());
+        assert!(display_name("name", " padded").is_err());
+        assert!(display_name("name", "").is_err());
+        assert!(is_aws_region("us-gov-west-1"));
+        assert!(!is_aws_region("us-east"));
+    }
+}

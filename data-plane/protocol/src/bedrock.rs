@@ -1,0 +1,19 @@
+//! Anthropic Messages <-> Bedrock Runtime `InvokeModel` translation.
+//!
+//! * [`model_path_segment`]: the model id / inference profile / ARN as one URL path segment.
+//! * [`request_model`], [`invoke_body`]: the request side (Anthropic body -> Bedrock body).
+//! * [`count_tokens_body`], [`count_tokens_model_id`], [`count_tokens_response`]: `CountTokens`.
+//! * [`StreamTranslator`]: `InvokeModelWithResponseStream` event-stream messages -> Anthropic SSE.
+//! * [`map_error`]: non-2xx Bedrock replies -> Anthropic errors.
+
+mod body;
+mod error;
+mod stream;
+
+pub use body::{
+    ANTHROPIC_VERSION, BEDROCK_BETAS, BETA_ALIASES, BodyError, CROSS_REGION_PREFIXES, InvokeBody,
+    count_tokens_body, count_tokens_model_id, count_tokens_response, invoke_body,
+    model_path_segment, request_model,
+};
+pub use error::{exception_kind, map_error, sanitize_error_type};
+pub use stream::{StreamError, StreamTranslator};

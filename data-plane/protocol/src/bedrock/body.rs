@@ -1,0 +1,338 @@
+//! Request bodies: Anthropic Messages -> Bedrock `InvokeModel` and `CountTokens`.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Deserialize;
+
+use crate::json::{self, Field, ObjectError};
+
+/// The `anthropic_version` Bedrock requires in the body.
+pub const ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
+
+/// Betas Bedrock `InvokeModel` accepts in `anthropic_beta` (protocols.md §3.3: ENVOY's
+/// live-probed allowlist plus `effort-2025-11-24`). Any other beta makes Bedrock reject the whole
+/// request with `invalid beta flag`, so others are dropped. Support still varies per model.
+pub const BEDROCK_BETAS: &[&str] = &[
+    "computer-use-2024-10-22",
+    "computer-use-2025-01-24",
+    "context-1m-2025-08-07",
+    "context-management-2025-06-27",
+    "dev-full-thinking-2025-05-14",
+    "effort-2025-11-24",
+    "fine-grained-tool-streaming-2025-05-14",
+    "interleaved-thinking-2025-05-14",
+    "mcp-client-2025-04-04",
+    "mcp-client-2025-11-20",
+    "model-context-window-exceeded-2025-08-26",
+    "output-128k-2025-02-19",
+    "pdfs-2024-09-25",
+    "search-results-2025-06-09",
+    "token-counting-2024-11-01",
+    "token-efficient-tools-2025-02-19",
+    "tool-search-tool-2025-10-19",
+    "web-search-2025-03-05",
+];
+
+/// Betas Anthropic names differently from Bedrock: `(anthropic_name, bedrock_name)`.
+pub const BETA_ALIASES: &[(&str, &str)] = &[(
+    "advanced-tool-use-2025-11-20",
+    "tool-search-tool-2025-10-19",
+)];
+
+/// Cross-region inference profile prefixes (`us.anthropic.claude-…`). `CountTokens` only accepts
+/// foundation-model ids, so [`count_tokens_model_id`] strips them.
+pub const CROSS_REGION_PREFIXES: &[&str] = &[
+    "us.", "eu.", "apac.", "jp.", "au.", "global.", "us-gov.", "ca.", "in.",
+];
+
+/// Why a request body could not be translated (here, or by [`crate::anthropic::set_model`]). The
+/// messages are meant for the client (a 400 `invalid_request_error`).
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The body is not valid JSON.
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(#[source] serde_json::Error),
+    /// The body is JSON but not an object.
+    #[error("request body must be a JSON object")]
+    NotAnObject,
+    /// A top-level field appears twice (ambiguous: parsers disagree on which one wins).
+    #[error("request body has duplicate field `{0}`")]
+    DuplicateField(String),
+    /// `model` is absent.
+    #[error("model: field required")]
+    MissingModel,
+    /// A field the gateway interprets has the wrong type.
+    #[error("{field}: must be {expected}")]
+    InvalidField {
+        /// The field name.
+        field: &'static str,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// A Bedrock `CountTokens` reply without a valid `inputTokens`.
+    #[error("unexpected Bedrock CountTokens response: {0}")]
+    InvalidCountTokensResponse(String),
+}
+
+impl From<ObjectError> for BodyError {
+    fn from(err: ObjectError) -> Self {
+        match err {
+            ObjectError::Syntax(e) => BodyError::InvalidJson(e),
+            ObjectError::NotObject => BodyError::NotAnObject,
+            ObjectError::Duplicate(k) => BodyError::DuplicateField(k),
+        }
+    }
+}
+
+/// A translated `InvokeModel` request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvokeBody {
+    /// The Bedrock request body (JSON).
+    pub body: Vec<u8>,
+    /// Whether the client asked for streaming: use `invoke-with-response-stream`.
+    pub stream: bool,
+    /// Betas removed because Bedrock does not accept them (for logging), deduplicated, in order.
+    pub dropped_betas: Vec<String>,
+}
+
+/// Percent-encodes a model id, inference profile id or ARN as a single path segment: every byte
+/// except the RFC 3986 unreserved set `A-Za-z0-9-._~` becomes `%XX` (upper-case hex), so `:` is
+/// `%3A` and `/` is `%2F`, as AWS SDKs send it. Sign exactly the string you send.
+pub fn model_path_segment(model_id: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(model_id.len() + 16);
+    for b in model_id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
+    out
+}
+
+/// Extracts `model` and `stream` (JSON `true`) from an Anthropic request body, parsing only the
+/// top level. Used for routing before any translation. Errors as for [`invoke_body`].
+pub fn request_model(body: &[u8]) -> Result<(String, bool), BodyError> {
+    let fields = json::parse_object(body)?;
+    model_and_stream(&fields)
+}
+
+fn model_and_stream(fields: &[Field<'_>]) -> Result<(String, bool), BodyError> {
+    let model = json::get(fields, "model").ok_or(BodyError::MissingModel)?;
+    let model: String = json::decode(model).ok_or(BodyError::InvalidField {
+        field: "model",
+        expected: "a string",
+    })?;
+    let stream = match json::get(fields, "stream") {
+        None => false,
+        Some(raw) => json::decode::<Option<bool>>(raw)
+            .ok_or(BodyError::InvalidField {
+                field: "stream",
+                expected: "a boolean",
+            })?
+            .unwrap_or(false),
+    };
+    Ok((model, stream))
+}
+
+/// Translates an Anthropic Messages body into a Bedrock `InvokeModel` body.
+///
+/// Only the top level is parsed; every kept member is copied with its original bytes, in its
+/// original order. `model` and `stream` are removed; `anthropic_version` is set to
+/// [`ANTHROPIC_VERSION`] (first member) unless present; the `anthropic-beta` header values
+/// (`betas`, already split on `,` and trimmed) are merged after any `anthropic_beta` array in the
+/// body, aliased ([`BETA_ALIASES`]), deduplicated and filtered by [`BEDROCK_BETAS`]. The result
+/// replaces `anthropic_beta` in place, or is appended; it is omitted when empty.
+///
+/// Errors: not JSON, not an object, duplicate top-level keys, `model` missing or not a string,
+/// `stream` neither boolean nor null, `anthropic_beta` not an array of strings.
+pub fn invoke_body(anthropic_body: &[u8], betas: &[&str]) -> Result<InvokeBody, BodyError> {
+    translate(anthropic_body, betas, false)
+}
+
+/// Builds a Bedrock `CountTokens` body, `{"input":{"invokeModel":{"body":"<base64>"}}}`, whose
+/// inner body is the [`invoke_body`] translation with `max_tokens` set to 1 if absent (Bedrock
+/// validates it even when only counting). Betas dropped here are not reported.
+pub fn count_tokens_body(anthropic_body: &[u8], betas: &[&str]) -> Result<Vec<u8>, BodyError> {
+    let invoke = translate(anthropic_body, betas, true)?;
+    let encoded = BASE64.encode(&invoke.body);
+    let mut out = Vec::with_capacity(encoded.len() + 40);
+    out.extend_from_slice(br#"{"input":{"invokeModel":{"body":""#);
+    out.extend_from_slice(encoded.as_bytes());
+    out.extend_from_slice(br#""}}}"#);
+    Ok(out)
+}
+
+/// The foundation-model id for `CountTokens`: strips a cross-region prefix
+/// ([`CROSS_REGION_PREFIXES`]) from an inference profile id. ARNs and plain ids are returned
+/// unchanged.
+pub fn count_tokens_model_id(id: &str) -> &str {
+    CROSS_REGION_PREFIXES
+        .iter()
+        .find_map(|prefix| id.strip_prefix(prefix).filter(|rest| !rest.is_empty()))
+        .unwrap_or(id)
+}
+
+/// Maps a Bedrock `CountTokens` reply `{"inputTokens":N}` to Anthropic's `{"input_tokens":N}`.
+pub fn count_tokens_response(body: &[u8]) -> Result<Vec<u8>, BodyError> {
+    #[derive(Deserialize)]
+    struct Reply {
+        #[serde(rename = "inputTokens")]
+        input_tokens: u64,
+    }
+    let reply: Reply = serde_json::from_slice(body)
+        .map_err(|e| BodyError::InvalidCountTokensResponse(e.to_string()))?;
+    Ok(format!(r#"{{"input_tokens":{}}}"#, reply.input_tokens).into_bytes())
+}
+
+fn translate(body: &[u8], betas: &[&str], need_max_tokens: bool) -> Result<InvokeBody, BodyError> {
+    let fields = json::parse_object(body)?;
+    let (_, stream) = model_and_stream(&fields)?;
+
+    let body_betas: Vec<String> = match json::get(&fields, "anthropic_beta") {
+        None => Vec::new(),
+        Some(raw) => json::decode::<Option<Vec<String>>>(raw)
+            .ok_or(BodyError::InvalidField {
+                field: "anthropic_beta",
+                expected: "an array of strings",
+            })?
+            .unwrap_or_default(),
+    };
+    let (kept, dropped_betas) = filter_betas(
+        body_betas
+            .iter()
+            .map(String::as_str)
+            .chain(betas.iter().copied()),
+    );
+
+    let mut out =
+        Vec::with_capacity(body.len() + 64 + kept.iter().map(|b| b.len() + 3).sum::<usize>());
+    let mut first = true;
+    let mut member = |out: &mut Vec<u8>, key: &str| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        json::write_str(out, key);
+        out.push(b':');
+    };
+    out.push(b'{');
+    if json::get(&fields, "anthropic_version").is_none() {
+        member(&mut out, "anthropic_version");
+        json::write_str(&mut out, ANTHROPIC_VERSION);
+    }
+    let mut wrote_betas = false;
+    for (key, value) in &fields {
+        match key.as_str() {
+            "model" | "stream" => {}
+            "anthropic_beta" => {
+                if !kept.is_empty() {
+                    member(&mut out, key);
+                    write_str_array(&mut out, &kept);
+                }
+                wrote_betas = true;
+            }
+            _ => {
+                member(&mut out, key);
+                out.extend_from_slice(value.get().as_bytes());
+            }
+        }
+    }
+    if !wrote_betas && !kept.is_empty() {
+        member(&mut out, "anthropic_beta");
+        write_str_array(&mut out, &kept);
+    }
+    if need_max_tokens && json::get(&fields, "max_tokens").is_none() {
+        member(&mut out, "max_tokens");
+        out.push(b'1');
+    }
+    out.push(b'}');
+    Ok(InvokeBody {
+        body: out,
+        stream,
+        dropped_betas,
+    })
+}
+
+/// Aliases, deduplicates and allowlists betas; returns `(kept, dropped)`. Empty names (from
+/// `a,,b`) are ignored.
+fn filter_betas<'a>(betas: impl Iterator<Item = &'a str>) -> (Vec<&'static str>, Vec<String>) {
+    let mut kept: Vec<&'static str> = Vec::new();
+    let mut dropped: Vec<String> = Vec::new();
+    for beta in betas.map(str::trim).filter(|b| !b.is_empty()) {
+        let name = BETA_ALIASES
+            .iter()
+            .find(|(from, _)| *from == beta)
+            .map_or(beta, |(_, to)| *to);
+        match BEDROCK_BETAS.iter().find(|allowed| **allowed == name) {
+            Some(allowed) => {
+                if !kept.contains(allowed) {
+                    kept.push(allowed);
+                }
+            }
+            None => {
+                if !dropped.iter().any(|d| d == beta) {
+                    dropped.push(beta.to_owned());
+                }
+            }
+        }
+    }
+    (kept, dropped)
+}
+
+fn write_str_array(out: &mut Vec<u8>, items: &[&str]) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json::write_str(out, item);
+    }
+    out.push(b']');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowlist_is_sorted_and_unique() {
+        let mut sorted = BEDROCK_BETAS.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted, BEDROCK_BETAS);
+        for (_, to) in BETA_ALIASES {
+            assert!(
+                BEDROCK_BETAS.contains(to),
+                "alias target {to} must be allowed"
+            );
+        }
+    }
+
+    #[test]
+    fn filter_betas_aliases_dedupes_and_reports() {
+        let (kept, dropped) = filter_betas(
+            [
+                "interleaved-thinking-2025-05-14",
+                "claude-code-20250219",
+                "",
+                " advanced-tool-use-2025-11-20 ",
+                "tool-search-tool-2025-10-19",
+                "claude-code-20250219",
+                "interleaved-thinking-2025-05-14",
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            kept,
+            [
+                "interleaved-thinking-2025-05-14",
+                "tool-search-tool-2025-10-19"
+            ]
+        );
+        assert_eq!(dropped, ["claude-code-20250219"]);
+    }
+}

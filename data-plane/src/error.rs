@@ -1,0 +1,112 @@
+//! The one error type of the inference surface. Every failure becomes an Anthropic-shaped error
+//! (`{"type":"error","error":{"type","message"},"request_id"}`) with the matching status, so
+//! Claude Code and the Anthropic SDKs handle it like an error from the API itself.
+
+use std::borrow::Cow;
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use tollgate_protocol::anthropic::{ApiError, ErrorKind};
+
+/// A failure on the request path, before any response byte was sent.
+#[derive(Debug)]
+pub struct ProxyError {
+    pub kind: ErrorKind,
+    pub status: StatusCode,
+    pub message: Cow<'static, str>,
+    /// Short, stable class for logs and usage records (`auth`, `upstream_timeout`, ...).
+    pub class: &'static str,
+    /// Ask the client not to retry (e.g. budget exhausted).
+    pub no_retry: bool,
+}
+
+impl ProxyError {
+    pub fn new(kind: ErrorKind, class: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        ProxyError {
+            status: StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            kind,
+            message: message.into(),
+            class,
+            no_retry: false,
+        }
+    }
+
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    pub fn invalid_request(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::InvalidRequest, "invalid_request", message)
+    }
+
+    pub fn unauthenticated(message: &'static str) -> Self {
+        Self::new(ErrorKind::Authentication, "auth", message)
+    }
+
+    /// An upstream that gave no usable answer: unreachable (502) or too slow (504).
+    pub fn from_upstream(provider: &str, err: &reqwest::Error) -> Self {
+        if err.is_timeout() {
+            return Self::new(
+                ErrorKind::Timeout,
+                "upstream_timeout",
+                format!("upstream {provider} did not answer in time"),
+            )
+            .with_status(StatusCode::GATEWAY_TIMEOUT);
+        }
+        let what = if err.is_connect() {
+            "could not connect to"
+        } else {
+            "lost the connection to"
+        };
+        let mut cause = String::new();
+        let mut source = std::error::Error::source(err);
+        while let Some(s) = source {
+            cause = s.to_string();
+            source = s.source();
+        }
+        Self::new(
+            ErrorKind::Api,
+            "upstream_unreachable",
+            format!("{what} upstream {provider}: {cause}"),
+        )
+        .with_status(StatusCode::BAD_GATEWAY)
+    }
+
+    /// The JSON response, tagged with the request id.
+    pub fn into_response_with(self, request_id: &str) -> Response {
+        let api = ApiError {
+            kind: self.kind,
+            status: self.status.as_u16(),
+            message: self.message.into_owned(),
+        };
+        error_response(&api, request_id, self.no_retry)
+    }
+}
+
+/// Renders an Anthropic error (from an upstream mapping or our own) as a response.
+pub fn error_response(api: &ApiError, request_id: &str, no_retry: bool) -> Response {
+    let status = StatusCode::from_u16(api.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut body = api.to_json();
+    // Append the request id inside the envelope: `{"type":"error",...}` -> `{...,"request_id":"..."}`.
+    if body.last() == Some(&b'}') {
+        body.pop();
+        body.extend_from_slice(b",\"request_id\":");
+        body.extend_from_slice(
+            serde_json::to_string(request_id)
+                .unwrap_or_else(|_| "\"\"".into())
+                .as_bytes(),
+        );
+        body.push(b'}');
+    }
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("request-id", v);
+    }
+    if no_retry {
+        h.insert("x-should-retry", HeaderValue::from_static("false"));
+    }
+    resp
+}

@@ -1,0 +1,284 @@
+//! Model routing: which provider, which upstream model id and which provider key serve a request.
+//! Pure: no I/O; randomness comes from the caller.
+//!
+//! * `provider/model` selects the provider explicitly (`bedrock/global.anthropic.claude-sonnet-4-6`).
+//! * A bare name is looked up in the aliases of the keys of every provider the virtual key may use
+//!   (`claude-sonnet-4-6` -> `global.anthropic.claude-sonnet-4-6`); failing that, when the virtual
+//!   key can reach exactly one provider, the name goes to that provider unchanged.
+//! * Among the keys that serve the model, one is picked at random in proportion to its weight.
+
+use std::sync::Arc;
+
+use crate::runtime::{Provider, ProviderKey, Runtime, VirtualKey};
+
+/// Where a request goes.
+#[derive(Debug)]
+pub struct Route<'rt> {
+    pub provider: &'rt Arc<Provider>,
+    pub key: &'rt ProviderKey,
+    /// Model id sent upstream.
+    pub upstream_model: &'rt str,
+    /// Whether `upstream_model` came from an alias.
+    pub via_alias: bool,
+}
+
+/// Why a request cannot be routed. Messages are safe to show the client.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RouteError {
+    #[error("provider {0:?} is not configured")]
+    UnknownProvider(String),
+    #[error("this virtual key may not use provider {0:?}")]
+    ProviderNotAllowed(String),
+    #[error(
+        "model {0:?} is not configured: use provider/model (e.g. bedrock/<model id>) or an alias defined on a provider key"
+    )]
+    UnknownModel(String),
+    #[error("no enabled key of provider {provider:?} serves model {model:?}")]
+    NoKey { provider: String, model: String },
+}
+
+/// Picks a route for `requested` (the request's `model` field). `pick` receives the total weight
+/// and returns a number in `[0, total)`; pass a random source in production.
+pub fn route<'rt>(
+    rt: &'rt Runtime,
+    vk: &VirtualKey,
+    requested: &'rt str,
+    pick: impl FnOnce(f64) -> f64,
+) -> Result<Route<'rt>, RouteError> {
+    if let Some((prefix, model)) = requested.split_once('/')
+        && let Some(provider) = rt.provider(prefix)
+    {
+        if !vk.allows_provider(prefix) {
+            return Err(RouteError::ProviderNotAllowed(prefix.to_owned()));
+        }
+        return pick_key(provider, model, pick);
+    }
+    // A bare name: the providers whose keys alias it, among those the virtual key may use.
+    let lowered = requested.to_ascii_lowercase();
+    let mut allowed = rt
+        .providers
+        .values()
+        .filter(|p| vk.allows_provider(&p.name));
+    let aliased: Vec<&Arc<Provider>> = allowed
+        .clone()
+        .filter(|p| p.keys.iter().any(|k| k.aliases.contains_key(&lowered)))
+        .collect();
+    match aliased.as_slice() {
+        [one] => return pick_key(one, requested, pick),
+        [] => {}
+        // Several providers alias the name: prefer the first by name for determinism.
+        many => {
+            let first = many
+                .iter()
+                .min_by(|a, b| a.name.cmp(&b.name))
+                .copied()
+                .ok_or_else(|| RouteError::UnknownModel(requested.to_owned()))?;
+            return pick_key(first, requested, pick);
+        }
+    }
+    match (allowed.next(), allowed.next()) {
+        (Some(only), None) => pick_key(only, requested, pick),
+        _ => {
+            // Name an unknown explicit prefix precisely; anything else is an unknown model.
+            if let Some((prefix, _)) = requested.split_once('/')
+                && !prefix.contains(':')
+            {
+                return Err(RouteError::UnknownProvider(prefix.to_owned()));
+            }
+            Err(RouteError::UnknownModel(requested.to_owned()))
+        }
+    }
+}
+
+fn pick_key<'rt>(
+    provider: &'rt Arc<Provider>,
+    model: &'rt str,
+    pick: impl FnOnce(f64) -> f64,
+) -> Result<Route<'rt>, RouteError> {
+    let eligible = || {
+        provider.keys.iter().filter_map(move |k| {
+            let (resolved, via_alias) = k.resolve(model);
+            k.models
+                .allows(model, resolved)
+                .then_some((k, resolved, via_alias))
+        })
+    };
+    let total: f64 = eligible().map(|(k, _, _)| k.weight).sum();
+    let mut target = pick(total);
+    let mut last = None;
+    for (key, resolved, via_alias) in eligible() {
+        last = Some((key, resolved, via_alias));
+        if target < key.weight {
+            break;
+        }
+        target -= key.weight;
+    }
+    let (key, upstream_model, via_alias) = last.ok_or_else(|| RouteError::NoKey {
+        provider: provider.name.to_string(),
+        model: model.to_owned(),
+    })?;
+    Ok(Route {
+        provider,
+        key,
+        upstream_model,
+        via_alias,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_proto::config::v1 as pb;
+
+    fn lit(s: &str) -> Option<pb::ValueRef> {
+        Some(pb::ValueRef {
+            source: Some(pb::value_ref::Source::Literal(s.into())),
+        })
+    }
+
+    fn bedrock_key(name: &str, weight: f64, models: &[&str], aliases: &[(&str, &str)]) -> pb::ProviderKey {
+        pb::ProviderKey {
+            id: format!("id-{name}"),
+            name: name.into(),
+            models: models.iter().map(|m| m.to_string()).collect(),
+            weight,
+            aliases: aliases
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            value: None,
+            bedrock: Some(pb::BedrockKeyConfig {
+                access_key: lit("AKID"),
+                secret_key: lit("secret"),
+                region: lit("us-east-1"),
+                ..Default::default()
+            }),
+            enabled: true,
+        }
+    }
+
+    fn runtime() -> Runtime {
+        Runtime::compile(&pb::Snapshot {
+            version: 1,
+            providers: vec![
+                pb::Provider {
+                    name: "bedrock".into(),
+                    kind: pb::ProviderKind::Bedrock as i32,
+                    network: None,
+                    keys: vec![
+                        bedrock_key(
+                            "a",
+                            1.0,
+                            &["*"],
+                            &[("claude-sonnet-4-6", "global.anthropic.claude-sonnet-4-6")],
+                        ),
+                        bedrock_key("b", 3.0, &["*"], &[("Claude-Sonnet-4-6", "us.anthropic.claude-sonnet-4-6")]),
+                        bedrock_key("haiku-only", 1.0, &["claude-haiku-4-5"], &[]),
+                    ],
+                },
+                pb::Provider {
+                    name: "anthropic".into(),
+                    kind: pb::ProviderKind::Anthropic as i32,
+                    network: None,
+                    keys: vec![pb::ProviderKey {
+                        id: "ant".into(),
+                        name: "ant".into(),
+                        models: vec!["*".into()],
+                        weight: 1.0,
+                        value: lit("sk-ant"),
+                        enabled: true,
+                        ..Default::default()
+                    }],
+                },
+            ],
+            virtual_keys: vec![],
+            created_at_unix_ms: 0,
+        })
+        .expect("valid snapshot")
+    }
+
+    fn vk(providers: &[&str]) -> VirtualKey {
+        VirtualKey {
+            id: "vk".into(),
+            name: "vk".into(),
+            providers: providers.iter().map(|p| Arc::from(*p)).collect(),
+            active: true,
+        }
+    }
+
+    #[test]
+    fn provider_prefix_selects_the_provider_and_keeps_the_id() {
+        let rt = runtime();
+        let r = route(&rt, &vk(&[]), "bedrock/global.anthropic.claude-sonnet-4-6", |_| 0.0).expect("route");
+        assert_eq!(&*r.provider.name, "bedrock");
+        assert_eq!(r.upstream_model, "global.anthropic.claude-sonnet-4-6");
+        assert!(!r.via_alias);
+    }
+
+    #[test]
+    fn bare_alias_resolves_case_insensitively_through_the_picked_key() {
+        let rt = runtime();
+        let r = route(&rt, &vk(&[]), "CLAUDE-sonnet-4-6", |_| 0.5).expect("route");
+        assert_eq!(&*r.key.name, "a");
+        assert_eq!(r.upstream_model, "global.anthropic.claude-sonnet-4-6");
+        assert!(r.via_alias);
+        let r = route(&rt, &vk(&[]), "claude-sonnet-4-6", |_| 1.5).expect("route");
+        assert_eq!(&*r.key.name, "b");
+        assert_eq!(r.upstream_model, "us.anthropic.claude-sonnet-4-6");
+    }
+
+    #[test]
+    fn weights_decide_the_share_of_each_key() {
+        let rt = runtime();
+        // Keys a (1), b (3) and haiku-only (not eligible for sonnet): total weight 4.
+        let mut totals = vec![];
+        let picks: Vec<String> = [0.0, 0.99, 1.0, 2.5, 3.99]
+            .iter()
+            .map(|x| {
+                route(&rt, &vk(&[]), "claude-sonnet-4-6", |t| {
+                    totals.push(t);
+                    *x
+                })
+                .expect("route")
+                .key
+                .name
+                .to_string()
+            })
+            .collect();
+        assert!(totals.iter().all(|t| (*t - 4.0).abs() < 1e-9), "{totals:?}");
+        assert_eq!(picks, ["a", "a", "b", "b", "b"]);
+    }
+
+    #[test]
+    fn model_allow_lists_are_honoured() {
+        let rt = runtime();
+        let r = route(&rt, &vk(&["bedrock"]), "claude-haiku-4-5", |t| t - 0.01).expect("route");
+        assert_eq!(&*r.key.name, "haiku-only");
+    }
+
+    #[test]
+    fn virtual_key_provider_restrictions_apply() {
+        let rt = runtime();
+        assert_eq!(
+            route(&rt, &vk(&["bedrock"]), "anthropic/claude-opus-4-5", |_| 0.0).map(|r| r.upstream_model),
+            Err(RouteError::ProviderNotAllowed("anthropic".into()))
+        );
+        // With only one reachable provider a bare unknown name goes there unchanged.
+        let r = route(&rt, &vk(&["anthropic"]), "claude-opus-4-5", |_| 0.0).expect("route");
+        assert_eq!(&*r.provider.name, "anthropic");
+        assert_eq!(r.upstream_model, "claude-opus-4-5");
+    }
+
+    #[test]
+    fn unknown_names_are_reported() {
+        let rt = runtime();
+        assert_eq!(
+            route(&rt, &vk(&[]), "mystery-model", |_| 0.0).map(|r| r.upstream_model),
+            Err(RouteError::UnknownModel("mystery-model".into()))
+        );
+        assert_eq!(
+            route(&rt, &vk(&[]), "vertex/claude", |_| 0.0).map(|r| r.upstream_model),
+            Err(RouteError::UnknownProvider("vertex".into()))
+        );
+    }
+}

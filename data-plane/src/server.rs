@@ -1,0 +1,240 @@
+//! The inference API's routes and request flow:
+//!
+//! 1. load the current [`Runtime`](crate::runtime::Runtime) once (the request keeps it to the end);
+//! 2. authenticate the virtual key (`Authorization: Bearer`, `x-api-key` or `x-bf-vk`);
+//! 3. read the body up to the configured cap and take `model` and `stream` from its top level;
+//! 4. route to a provider, upstream model and provider key ([`crate::routing`]);
+//! 5. hand over to the provider ([`crate::providers`]), which forwards and relays the answer;
+//! 6. every outcome ends in one usage record.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, head, post};
+use http::{HeaderMap, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use tollgate_proto::usage::v1::UsageRecord;
+use tollgate_protocol::anthropic::ErrorKind;
+
+use crate::DataPlane;
+use crate::error::ProxyError;
+use crate::providers::{self, Call, Operation};
+use crate::routing::{self, RouteError};
+use crate::runtime::{ProviderKind, Runtime, VirtualKey};
+
+/// The inference routes. Claude Code appends `/v1/messages` to `ANTHROPIC_BASE_URL`, so both the
+/// documented `/anthropic` prefix and the bare paths are served; query strings (`?beta=true`) are
+/// ignored.
+pub fn router(dp: Arc<DataPlane>) -> Router {
+    Router::new()
+        .route("/anthropic/v1/messages", post(messages))
+        .route("/v1/messages", post(messages))
+        .route("/anthropic/v1/messages/count_tokens", post(count_tokens))
+        .route("/v1/messages/count_tokens", post(count_tokens))
+        // Claude Code's connection warm-up.
+        .route("/", head(warm_up))
+        .route("/api/hello", head(warm_up).get(warm_up))
+        .route("/anthropic", head(warm_up))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .with_state(dp)
+}
+
+async fn warm_up() -> StatusCode {
+    StatusCode::OK
+}
+
+async fn health() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
+}
+
+async fn ready(State(dp): State<Arc<DataPlane>>) -> Response {
+    match dp.runtime().load() {
+        Some(rt) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            format!(r#"{{"ready":true,"config_version":{}}}"#, rt.version),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"ready":false,"reason":"no configuration loaded yet"}"#,
+        )
+            .into_response(),
+    }
+}
+
+async fn messages(State(dp): State<Arc<DataPlane>>, headers: HeaderMap, body: Body) -> Response {
+    handle(dp, Operation::Messages, headers, body).await
+}
+
+async fn count_tokens(State(dp): State<Arc<DataPlane>>, headers: HeaderMap, body: Body) -> Response {
+    handle(dp, Operation::CountTokens, headers, body).await
+}
+
+/// A usage record being filled in as the request progresses.
+#[derive(Debug)]
+pub struct Draft {
+    pub started: Instant,
+    pub record: UsageRecord,
+}
+
+impl Draft {
+    fn new(request_id: String) -> Draft {
+        Draft {
+            started: Instant::now(),
+            record: UsageRecord {
+                request_id,
+                started_at_unix_ms: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or_default(),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Completes the record with the outcome and hands it to the sink.
+    pub fn finish(mut self, dp: &DataPlane, status: u16, error_class: &str) {
+        self.record.status = u32::from(status);
+        self.record.error_class = error_class.to_owned();
+        self.record.latency_ms = u32::try_from(self.started.elapsed().as_millis()).unwrap_or(u32::MAX);
+        dp.usage.record(self.record);
+    }
+}
+
+async fn handle(dp: Arc<DataPlane>, op: Operation, headers: HeaderMap, body: Body) -> Response {
+    let request_id = format!("req_tg_{}", uuid::Uuid::now_v7().simple());
+    let mut draft = Draft::new(request_id.clone());
+    match prepare_and_call(&dp, op, &headers, body, &mut draft).await {
+        Ok(call) => providers::call(dp, call, draft).await,
+        Err(e) => {
+            let status = e.status.as_u16();
+            tracing::info!(
+                request_id = %request_id,
+                status,
+                error_class = e.class,
+                message = %e.message,
+                "request refused"
+            );
+            let class = e.class;
+            let resp = e.into_response_with(&request_id);
+            draft.finish(&dp, status, class);
+            resp
+        }
+    }
+}
+
+/// The virtual key presented by the client, if any.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(v.trim());
+    }
+    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") {
+            return Some(v[7..].trim());
+        }
+    }
+    headers
+        .get("x-bf-vk")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+fn authenticate(rt: &Runtime, headers: &HeaderMap) -> Result<Arc<VirtualKey>, ProxyError> {
+    let Some(presented) = presented_key(headers).filter(|k| !k.is_empty()) else {
+        return Err(ProxyError::unauthenticated(
+            "missing virtual key: send it as `Authorization: Bearer <key>` or `x-api-key: <key>`",
+        ));
+    };
+    // One answer for unknown and inactive keys: the response never tells whether a key exists.
+    match rt.virtual_key(presented) {
+        Some(vk) if vk.active => Ok(Arc::clone(vk)),
+        _ => Err(ProxyError::unauthenticated("invalid virtual key")),
+    }
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ProxyError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ProxyError::new(
+            ErrorKind::RequestTooLarge,
+            "body_too_large",
+            format!("request body exceeds the gateway's limit of {limit} bytes"),
+        )),
+        Err(_) => Err(ProxyError::invalid_request("could not read the request body")),
+    }
+}
+
+async fn prepare_and_call(
+    dp: &Arc<DataPlane>,
+    op: Operation,
+    headers: &HeaderMap,
+    body: Body,
+    draft: &mut Draft,
+) -> Result<Call, ProxyError> {
+    let Some(rt) = dp.runtime().load() else {
+        return Err(ProxyError::new(
+            ErrorKind::Overloaded,
+            "not_ready",
+            "the gateway has not received its configuration yet",
+        )
+        .with_status(StatusCode::SERVICE_UNAVAILABLE));
+    };
+    let vk = authenticate(&rt, headers)?;
+    draft.record.virtual_key_id = vk.id.to_string();
+    let body = read_body(body, dp.config.max_body_bytes).await?;
+    let (model, stream) = tollgate_protocol::bedrock::request_model(&body)
+        .map_err(|e| ProxyError::invalid_request(e.to_string()))?;
+    let stream = stream && op == Operation::Messages;
+    draft.record.model_requested.clone_from(&model);
+    draft.record.stream = stream;
+    let route = routing::route(&rt, &vk, &model, |total| rand::random::<f64>() * total).map_err(
+        |e| match e {
+            RouteError::ProviderNotAllowed(_) => {
+                ProxyError::new(ErrorKind::Permission, "provider_not_allowed", e.to_string())
+            }
+            RouteError::NoKey { .. } | RouteError::UnknownModel(_) | RouteError::UnknownProvider(_) => {
+                ProxyError::new(ErrorKind::NotFound, "unknown_model", e.to_string())
+            }
+        },
+    )?;
+    draft.record.provider = route.provider.name.to_string();
+    draft.record.model_resolved = route.upstream_model.to_owned();
+    draft.record.provider_key_id = route.key.id.to_string();
+    let upstream_model = route.upstream_model.to_owned();
+    let via_alias = route.via_alias;
+    let provider = Arc::clone(route.provider);
+    let key_index = provider
+        .keys
+        .iter()
+        .position(|k| std::ptr::eq(k, route.key))
+        .unwrap_or_default();
+    debug_assert!(matches!(provider.kind, ProviderKind::Bedrock | ProviderKind::Anthropic));
+    Ok(Call {
+        op,
+        runtime: rt,
+        provider,
+        key_index,
+        upstream_model,
+        via_alias,
+        model,
+        stream,
+        headers: headers.clone(),
+        body,
+    })
+}
+
+/// The body of a response that is not JSON, e.g. a plain-text 404.
+pub fn not_found_body() -> Body {
+    Body::from(r#"{"type":"error","error":{"type":"not_found_error","message":"no such route"}}"#)
+}

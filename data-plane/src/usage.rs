@@ -1,0 +1,68 @@
+//! One usage record per request. Records are logged as structured `tracing` events (target
+//! `tollgate::usage`) and offered to a bounded sink with `try_send`: the request path never
+//! waits for usage delivery, and a full queue is counted and reported instead of growing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::mpsc;
+use tollgate_proto::usage::v1::UsageRecord;
+
+/// Where usage records go. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct UsageSink {
+    tx: Option<mpsc::Sender<UsageRecord>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl UsageSink {
+    /// A sink feeding a bounded channel of `capacity` records.
+    pub fn channel(capacity: usize) -> (UsageSink, mpsc::Receiver<UsageRecord>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (
+            UsageSink {
+                tx: Some(tx),
+                dropped: Arc::default(),
+            },
+            rx,
+        )
+    }
+
+    /// A sink that only logs.
+    pub fn log_only() -> UsageSink {
+        UsageSink::default()
+    }
+
+    /// Records dropped because the queue was full or closed.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    pub fn record(&self, r: UsageRecord) {
+        tracing::info!(
+            target: "tollgate::usage",
+            request_id = %r.request_id,
+            virtual_key_id = %r.virtual_key_id,
+            provider = %r.provider,
+            model_requested = %r.model_requested,
+            model_resolved = %r.model_resolved,
+            provider_key_id = %r.provider_key_id,
+            stream = r.stream,
+            status = r.status,
+            error_class = %r.error_class,
+            input_tokens = r.input_tokens,
+            output_tokens = r.output_tokens,
+            cache_read_input_tokens = r.cache_read_input_tokens,
+            cache_write_input_tokens = r.cache_write_input_tokens,
+            latency_ms = r.latency_ms,
+            time_to_first_token_ms = r.time_to_first_token_ms,
+            "request completed"
+        );
+        if let Some(tx) = &self.tx
+            && tx.try_send(r).is_err()
+        {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(dropped_total = n, "usage queue full; record dropped");
+        }
+    }
+}

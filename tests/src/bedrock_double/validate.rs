@@ -1,0 +1,438 @@
+//! Request validation the way bedrock-runtime does it for Anthropic models: model identifiers,
+//! the InvokeModel body (allow-listed top-level fields, `anthropic_version`, betas, required
+//! fields) and the CountTokens envelope.
+
+use base64::Engine as _;
+use serde_json::{Map, Value};
+
+use super::ApiError;
+
+/// The `anthropic_version` Bedrock requires in the body.
+pub const BEDROCK_ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
+
+/// Largest accepted InvokeModel body (Bedrock user guide: 20 MB payload).
+pub const MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
+
+/// Top-level fields Bedrock InvokeModel accepts for Anthropic models; anything else is
+/// `"<field>: Extra inputs are not permitted"` (including `model` and `stream`).
+pub const ALLOWED_TOP_LEVEL_FIELDS: &[&str] = &[
+    "anthropic_version",
+    "max_tokens",
+    "messages",
+    "anthropic_beta",
+    "system",
+    "stop_sequences",
+    "temperature",
+    "top_p",
+    "top_k",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "metadata",
+    "output_config",
+    "context_management",
+];
+
+/// `anthropic_beta` values Bedrock accepts; anything else fails the whole request with
+/// `invalid beta flag`.
+pub const SUPPORTED_BETAS: &[&str] = &[
+    "computer-use-2024-10-22",
+    "computer-use-2025-01-24",
+    "context-1m-2025-08-07",
+    "context-management-2025-06-27",
+    "dev-full-thinking-2025-05-14",
+    "fine-grained-tool-streaming-2025-05-14",
+    "interleaved-thinking-2025-05-14",
+    "mcp-client-2025-04-04",
+    "mcp-client-2025-11-20",
+    "model-context-window-exceeded-2025-08-26",
+    "output-128k-2025-02-19",
+    "pdfs-2024-09-25",
+    "search-results-2025-06-09",
+    "token-counting-2024-11-01",
+    "token-efficient-tools-2025-02-19",
+    "tool-search-tool-2025-10-19",
+    "web-search-2025-03-05",
+    "effort-2025-11-24",
+];
+
+/// Inference-profile prefixes (`us.anthropic.…`).
+pub const GEO_PREFIXES: &[&str] = &["us", "us-gov", "eu", "apac", "jp", "au", "ca", "global"];
+
+const INVALID_MODEL: &str = "The provided model identifier is invalid.";
+
+/// What a valid model identifier names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelKind {
+    /// `anthropic.claude-…` or a `foundation-model/` ARN.
+    FoundationModel,
+    /// `<geo>.anthropic.claude-…` or an `inference-profile/` ARN.
+    InferenceProfile,
+    /// Application inference profile, provisioned, imported or custom model ARN (opaque id).
+    OpaqueArn,
+}
+
+/// A decoded, validated model identifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRef {
+    pub id: String,
+    pub kind: ModelKind,
+    /// The Anthropic model name the response reports (`claude-sonnet-4-5-20250929`).
+    pub response_model: String,
+}
+
+/// Validates a percent-decoded model id (InvokeModelIdentifier: length 1..=2048, then the
+/// identifier forms Bedrock knows; only Anthropic Claude models exist in this double).
+pub fn model_id(id: &str) -> Result<ModelRef, ApiError> {
+    if id.is_empty() || id.len() > 2048 {
+        return Err(ApiError::validation(format!(
+            "1 validation error detected: Value '{id}' at 'modelId' failed to satisfy constraint: \
+             Member must have length less than or equal to 2048 and greater than or equal to 1"
+        )));
+    }
+    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-/:".contains(&b)) {
+        return Err(ApiError::validation(format!(
+            "1 validation error detected: Value '{id}' at 'modelId' failed to satisfy constraint: \
+             Member must satisfy regular expression pattern: ^[a-zA-Z_.\\-/0-9:]+$"
+        )));
+    }
+    let kind = if let Some(rest) = id.strip_prefix("arn:") {
+        arn_kind(rest)
+    } else if is_claude_base(id) {
+        Some(ModelKind::FoundationModel)
+    } else if id
+        .split_once('.')
+        .is_some_and(|(geo, base)| GEO_PREFIXES.contains(&geo) && is_claude_base(base))
+    {
+        Some(ModelKind::InferenceProfile)
+    } else {
+        None
+    };
+    let kind = kind.ok_or_else(|| ApiError::validation(INVALID_MODEL))?;
+    Ok(ModelRef {
+        id: id.to_owned(),
+        kind,
+        response_model: response_model_name(id),
+    })
+}
+
+/// CountTokens takes foundation models only (Bedrock rejects inference profiles there).
+pub fn count_tokens_model(model: &ModelRef) -> Result<(), ApiError> {
+    if model.kind == ModelKind::FoundationModel {
+        Ok(())
+    } else {
+        Err(ApiError::validation(INVALID_MODEL))
+    }
+}
+
+fn is_claude_base(id: &str) -> bool {
+    id.strip_prefix("anthropic.claude-").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.:".contains(&b))
+    })
+}
+
+/// `aws[-x]:bedrock:<region>:<account>:<resource-type>/<id>` (after the `arn:`).
+fn arn_kind(rest: &str) -> Option<ModelKind> {
+    let mut parts = rest.splitn(5, ':');
+    let partition = parts.next()?;
+    let service = parts.next()?;
+    let region = parts.next()?;
+    let account = parts.next()?;
+    let resource = parts.next()?;
+    if !(partition == "aws" || partition.starts_with("aws-")) || service != "bedrock" {
+        return None;
+    }
+    if region.is_empty() || !region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return None;
+    }
+    let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+    let (resource_type, resource_id) = resource.split_once('/')?;
+    let opaque_ok = !resource_id.is_empty() && resource_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._/".contains(&b));
+    match resource_type {
+        "foundation-model" if account.is_empty() && is_claude_base(resource_id) => Some(ModelKind::FoundationModel),
+        "inference-profile" if account_ok => resource_id
+            .split_once('.')
+            .filter(|(geo, base)| GEO_PREFIXES.contains(geo) && is_claude_base(base))
+            .map(|_| ModelKind::InferenceProfile),
+        "application-inference-profile" | "provisioned-model" | "imported-model" | "custom-model"
+            if account_ok && opaque_ok =>
+        {
+            Some(ModelKind::OpaqueArn)
+        }
+        _ => None,
+    }
+}
+
+/// `us.anthropic.claude-sonnet-4-5-20250929-v1:0` → `claude-sonnet-4-5-20250929`.
+fn response_model_name(id: &str) -> String {
+    let Some(pos) = id.find("anthropic.claude-") else {
+        return "claude-sonnet-4-5-20250929".to_owned();
+    };
+    let name = &id[pos + "anthropic.".len()..];
+    let name = name.split(':').next().unwrap_or(name);
+    match name.rsplit_once("-v") {
+        Some((head, version)) if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) => head.to_owned(),
+        _ => name.to_owned(),
+    }
+}
+
+/// `Content-Type` must be `application/json` (parameters such as `charset` allowed).
+pub fn content_type(value: Option<&str>) -> Result<(), ApiError> {
+    let mime = value.map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    match mime.as_deref() {
+        Some("application/json") => Ok(()),
+        Some(other) => Err(ApiError::validation(format!(
+            "The provided content type '{other}' is not supported. Use application/json."
+        ))),
+        None => Err(ApiError::validation(
+            "The content type is missing. Use application/json.".to_owned(),
+        )),
+    }
+}
+
+/// Parses and validates an InvokeModel body for an Anthropic model.
+pub fn invoke_body(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::validation(format!(
+            "Input is too long for requested model. The request body of {} bytes exceeds the limit of {MAX_BODY_BYTES} bytes.",
+            bytes.len()
+        )));
+    }
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|_| ApiError::validation("Malformed input request, please reformat your input and try again."))?;
+    let Value::Object(body) = value else {
+        return Err(ApiError::validation(format!(
+            "Malformed input request: #: expected type: JSONObject, found: {}, please reformat your input and try again.",
+            json_type_name(&value)
+        )));
+    };
+    invoke_object(&body)?;
+    Ok(body)
+}
+
+fn invoke_object(body: &Map<String, Value>) -> Result<(), ApiError> {
+    if let Some(extra) = body.keys().find(|k| !ALLOWED_TOP_LEVEL_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::validation(format!("{extra}: Extra inputs are not permitted")));
+    }
+    match body.get("anthropic_version") {
+        None => return Err(ApiError::validation("anthropic_version: Field required")),
+        Some(Value::String(v)) if v == BEDROCK_ANTHROPIC_VERSION => {}
+        Some(_) => {
+            return Err(ApiError::validation(format!(
+                "anthropic_version: Input should be '{BEDROCK_ANTHROPIC_VERSION}'"
+            )));
+        }
+    }
+    if let Some(betas) = body.get("anthropic_beta") {
+        let Value::Array(betas) = betas else {
+            return Err(ApiError::validation("anthropic_beta: Input should be a valid list"));
+        };
+        for beta in betas {
+            match beta.as_str() {
+                Some(b) if SUPPORTED_BETAS.contains(&b) => {}
+                Some(_) => return Err(ApiError::validation("invalid beta flag")),
+                None => return Err(ApiError::validation("anthropic_beta.0: Input should be a valid string")),
+            }
+        }
+    }
+    match body.get("max_tokens") {
+        None => return Err(ApiError::validation("max_tokens: Field required")),
+        Some(v) => match v.as_u64() {
+            Some(n) if n >= 1 => {}
+            Some(_) => return Err(ApiError::validation("max_tokens: Input should be greater than or equal to 1")),
+            None => return Err(ApiError::validation("max_tokens: Input should be a valid integer")),
+        },
+    }
+    let messages = match body.get("messages") {
+        None => return Err(ApiError::validation("messages: Field required")),
+        Some(Value::Array(m)) => m,
+        Some(_) => return Err(ApiError::validation("messages: Input should be a valid list")),
+    };
+    if messages.is_empty() {
+        return Err(ApiError::validation("messages: at least one message is required"));
+    }
+    for (i, message) in messages.iter().enumerate() {
+        let Value::Object(message) = message else {
+            return Err(ApiError::validation(format!("messages.{i}: Input should be a valid dictionary")));
+        };
+        match message.get("role").and_then(Value::as_str) {
+            Some("user" | "assistant") => {}
+            _ => {
+                return Err(ApiError::validation(format!(
+                    "messages.{i}.role: Input should be 'user' or 'assistant'"
+                )));
+            }
+        }
+        match message.get("content") {
+            Some(Value::String(_) | Value::Array(_)) => {}
+            Some(_) => {
+                return Err(ApiError::validation(format!(
+                    "messages.{i}.content: Input should be a valid string or list"
+                )));
+            }
+            None => return Err(ApiError::validation(format!("messages.{i}.content: Field required"))),
+        }
+    }
+    for (field, ok) in [
+        ("system", body.get("system").is_none_or(|v| v.is_string() || v.is_array())),
+        ("stop_sequences", body.get("stop_sequences").is_none_or(Value::is_array)),
+        ("temperature", body.get("temperature").is_none_or(Value::is_number)),
+        ("top_p", body.get("top_p").is_none_or(Value::is_number)),
+        ("top_k", body.get("top_k").is_none_or(Value::is_u64)),
+        ("tools", body.get("tools").is_none_or(Value::is_array)),
+        ("tool_choice", body.get("tool_choice").is_none_or(Value::is_object)),
+        ("thinking", body.get("thinking").is_none_or(Value::is_object)),
+        ("metadata", body.get("metadata").is_none_or(Value::is_object)),
+    ] {
+        if !ok {
+            return Err(ApiError::validation(format!("{field}: Input has an invalid type")));
+        }
+    }
+    Ok(())
+}
+
+/// Parses a CountTokens body `{"input":{"invokeModel":{"body":"<base64>"}}}` (or
+/// `{"input":{"converse":{…}}}`) and returns the decoded inner body, validated like InvokeModel.
+pub fn count_tokens_body(bytes: &[u8]) -> Result<Value, ApiError> {
+    let serialization = || ApiError::new(400, "SerializationException", "Could not parse the request body.");
+    let value: Value = serde_json::from_slice(bytes).map_err(|_| serialization())?;
+    let Some(outer) = value.as_object() else {
+        return Err(serialization());
+    };
+    if let Some(extra) = outer.keys().find(|k| k.as_str() != "input") {
+        return Err(ApiError::validation(format!(
+            "1 validation error detected: Unknown field '{extra}' in the request body."
+        )));
+    }
+    let input = outer
+        .get("input")
+        .and_then(Value::as_object)
+        .ok_or_else(|| ApiError::validation("1 validation error detected: Value null at 'input' failed to satisfy constraint: Member must not be null"))?;
+    if input.len() != 1 {
+        return Err(ApiError::validation(
+            "1 validation error detected: 'input' must set exactly one of 'invokeModel' or 'converse'",
+        ));
+    }
+    if let Some(invoke) = input.get("invokeModel") {
+        let encoded = invoke
+            .get("body")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::validation("1 validation error detected: Value null at 'input.invokeModel.body' failed to satisfy constraint: Member must not be null"))?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|_| serialization())?;
+        return invoke_body(&decoded).map(Value::Object);
+    }
+    if let Some(converse) = input.get("converse") {
+        if !converse.get("messages").is_some_and(Value::is_array) {
+            return Err(ApiError::validation(
+                "1 validation error detected: Value null at 'input.converse.messages' failed to satisfy constraint: Member must not be null",
+            ));
+        }
+        return Ok(converse.clone());
+    }
+    Err(ApiError::validation(
+        "1 validation error detected: 'input' must set exactly one of 'invokeModel' or 'converse'",
+    ))
+}
+
+fn json_type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "Boolean",
+        Value::Number(_) => "Number",
+        Value::String(_) => "String",
+        Value::Array(_) => "JSONArray",
+        Value::Object(_) => "JSONObject",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_ids() {
+        for ok in [
+            "anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "global.anthropic.claude-sonnet-4-6",
+            "us-gov.anthropic.claude-3-haiku-20240307-v1:0",
+            "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4e5f6",
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-haiku-4-5",
+            "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-5-haiku-20241022-v1:0",
+        ] {
+            assert!(model_id(ok).is_ok(), "{ok} should be accepted");
+        }
+        for bad in [
+            "",
+            "claude-sonnet-4-5",
+            "amazon.titan-text-express-v1",
+            "xx.anthropic.claude-sonnet-4-6",
+            "anthropic.claude-",
+            "anthropic.claude-sonnet 4",
+            "arn:aws:bedrock:us-east-1:123:application-inference-profile/abc",
+            "arn:aws:s3:us-east-1:123456789012:application-inference-profile/abc",
+            "arn:aws:bedrock:us-east-1:123456789012:foundation-model/anthropic.claude-x",
+        ] {
+            let err = model_id(bad).expect_err(bad);
+            assert_eq!((err.status, err.error_type.as_str()), (400, "ValidationException"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn response_model_names() {
+        assert_eq!(
+            model_id("us.anthropic.claude-sonnet-4-5-20250929-v1:0").map(|m| m.response_model).ok(),
+            Some("claude-sonnet-4-5-20250929".to_owned())
+        );
+        assert_eq!(
+            model_id("global.anthropic.claude-sonnet-4-6").map(|m| m.response_model).ok(),
+            Some("claude-sonnet-4-6".to_owned())
+        );
+    }
+
+    #[test]
+    fn body_rules() {
+        let ok = br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"anthropic_beta":["interleaved-thinking-2025-05-14"]}"#;
+        assert!(invoke_body(ok).is_ok());
+        let cases: &[(&[u8], &str)] = &[
+            (br#"[1]"#, "expected type: JSONObject"),
+            (br#"{"#, "Malformed input request"),
+            (br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"model":"x"}"#, "model: Extra inputs are not permitted"),
+            (br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"stream":true}"#, "stream: Extra inputs are not permitted"),
+            (br#"{"anthropic_version":"2023-06-01","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#, "anthropic_version: Input should be"),
+            (br#"{"max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#, "anthropic_version: Field required"),
+            (br#"{"anthropic_version":"bedrock-2023-05-31","messages":[{"role":"user","content":"hi"}]}"#, "max_tokens: Field required"),
+            (br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":5}"#, "messages: Field required"),
+            (br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":5,"messages":[]}"#, "at least one message"),
+            (br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":5,"messages":[{"role":"system","content":"hi"}]}"#, "messages.0.role"),
+            (br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"anthropic_beta":["prompt-caching-2024-07-31"]}"#, "invalid beta flag"),
+            (br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"anthropic_beta":"x"}"#, "anthropic_beta: Input should be a valid list"),
+            (br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":"5","messages":[{"role":"user","content":"hi"}]}"#, "max_tokens: Input should be a valid integer"),
+        ];
+        for (body, want) in cases {
+            let err = invoke_body(body).expect_err(want);
+            assert_eq!(err.status, 400);
+            assert!(err.message.contains(want), "{} does not contain {want}", err.message);
+        }
+    }
+
+    #[test]
+    fn count_tokens_envelope() {
+        let inner = br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":1,"messages":[{"role":"user","content":"hi"}]}"#;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(inner);
+        let ok = format!(r#"{{"input":{{"invokeModel":{{"body":"{b64}"}}}}}}"#);
+        assert_eq!(
+            count_tokens_body(ok.as_bytes()).ok().and_then(|v| v.get("max_tokens").cloned()),
+            Some(serde_json::json!(1))
+        );
+        assert!(count_tokens_body(inner).is_err(), "a bare invoke body is not a CountTokens body");
+        let bad_inner = base64::engine::general_purpose::STANDARD.encode(br#"{"anthropic_version":"bedrock-2023-05-31","messages":[{"role":"user","content":"hi"}]}"#);
+        let bad = format!(r#"{{"input":{{"invokeModel":{{"body":"{bad_inner}"}}}}}}"#);
+        assert!(count_tokens_body(bad.as_bytes()).is_err(), "inner body needs max_tokens");
+    }
+}
