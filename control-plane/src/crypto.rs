@@ -137,7 +137,10 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
 /// A new virtual-key value: `sk-tg-` followed by base64url (no padding) of 32 random bytes.
 pub fn generate_virtual_key() -> Result<String, CryptoError> {
     let bytes = random_bytes::<32>()?;
-    Ok(format!("{VIRTUAL_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
+    Ok(format!(
+        "{VIRTUAL_KEY_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(bytes)
+    ))
 }
 
 /// SHA-256 digest of `data`.
@@ -244,11 +247,11 @@ mod tests {
             sb.open(&tampered, b"row-1/value"),
             Err(CryptoError::Open)
         ));
+        assert!(matches!(sb.open("plain", b""), Err(CryptoError::Malformed)));
         assert!(matches!(
-            sb.open("plain", b""),
+            sb.open("v1:AAAA", b""),
             Err(CryptoError::Malformed)
         ));
-        assert!(matches!(sb.open("v1:AAAA", b""), Err(CryptoError::Malformed)));
     }
 
     #[test]

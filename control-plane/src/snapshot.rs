@@ -143,7 +143,10 @@ fn open(
         .transpose()
 }
 
-fn provider_key(k: &ProviderKeyRecord, secrets: &SecretBox) -> Result<pb::ProviderKey, SnapshotError> {
+fn provider_key(
+    k: &ProviderKeyRecord,
+    secrets: &SecretBox,
+) -> Result<pb::ProviderKey, SnapshotError> {
     let bedrock = match &k.bedrock {
         None => None,
         Some(b) => Some(pb::BedrockKeyConfig {
@@ -284,7 +287,11 @@ mod tests {
         assert_eq!(snap.version, 42);
         assert_eq!(snap.created_at_unix_ms, 1234);
         let names: Vec<_> = snap.providers.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["bedrock", "zeta"], "sorted, orphan keys' provider absent");
+        assert_eq!(
+            names,
+            ["bedrock", "zeta"],
+            "sorted, orphan keys' provider absent"
+        );
         let b = &snap.providers[0];
         assert_eq!(b.kind, pb::ProviderKind::Bedrock as i32);
         let net = b.network.as_ref().unwrap();

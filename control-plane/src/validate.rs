@@ -214,10 +214,7 @@ fn base_url(field: &str, url: &str) -> Result<()> {
     if uri.query().is_some() {
         return Err(invalid("the URL must not have a query string"));
     }
-    if uri
-        .authority()
-        .is_some_and(|a| a.as_str().contains('@'))
-    {
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
         return Err(invalid(
             "credentials in the URL are not allowed; use extra_headers or a key",
         ));
@@ -227,7 +224,7 @@ fn base_url(field: &str, url: &str) -> Result<()> {
 
 /// The secret-agnostic view of a provider key used to check it: presence of each field and, for
 /// fields that may be `env.NAME`, the literal when there is one (to check its format).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct KeyShape<'a> {
     pub name: &'a str,
     pub description: Option<&'a str>,
@@ -300,9 +297,7 @@ pub fn provider_key(kind: ProviderKind, key: &KeyShape<'_>) -> Result<()> {
         if let Some(other) = seen.insert(alias.to_lowercase(), alias) {
             return Err(ValidationError::new(
                 format!("aliases.{alias}"),
-                format!(
-                    "aliases are matched case-insensitively; {alias:?} duplicates {other:?}"
-                ),
+                format!("aliases are matched case-insensitively; {alias:?} duplicates {other:?}"),
             ));
         }
     }
@@ -428,9 +423,7 @@ fn is_aws_region(s: &str) -> bool {
         && parts[..parts.len() - 1]
             .iter()
             .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_lowercase()))
-        && parts[parts.len() - 1]
-            .bytes()
-            .all(|c| c.is_ascii_digit())
+        && parts[parts.len() - 1].bytes().all(|c| c.is_ascii_digit())
         && !parts[parts.len() - 1].is_empty()
 }
 
@@ -463,7 +456,9 @@ mod tests {
             base_url: Some(u.into()),
             ..Default::default()
         };
-        assert!(network_config("n", &nc("https://bedrock-runtime.us-east-1.amazonaws.com")).is_ok());
+        assert!(
+            network_config("n", &nc("https://bedrock-runtime.us-east-1.amazonaws.com")).is_ok()
+        );
         assert!(network_config("n", &nc("http://127.0.0.1:9000/prefix")).is_ok());
         for bad in [
             "ftp://example.com",
@@ -502,19 +497,23 @@ mod tests {
         assert!(network_config("network_config", &nc).is_err());
     }
 
-    fn bedrock_key<'a>(aliases: &'a BTreeMap<String, String>, models: &'a [String]) -> KeyShape<'a> {
+    fn bedrock_key<'a>(
+        aliases: &'a BTreeMap<String, String>,
+        models: &'a [String],
+    ) -> KeyShape<'a> {
         KeyShape {
             name: "k",
             models,
             weight: 1.0,
             aliases,
+            description: None,
+            has_value: false,
             bedrock: Some(BedrockShape {
                 has_access_key: true,
                 has_secret_key: true,
                 region: Some(Some("us-east-1")),
                 ..Default::default()
             }),
-            ..Default::default()
         }
     }
 
@@ -533,26 +532,43 @@ mod tests {
             models: &models,
             weight: 1.0,
             aliases: &aliases,
-            ..Default::default()
+            description: None,
+            has_value: false,
+            bedrock: None,
         };
         assert_eq!(field(&anthropic, ProviderKind::Anthropic), "value");
-        assert_eq!(field(&anthropic, ProviderKind::Bedrock), "bedrock_key_config");
+        assert_eq!(
+            field(&anthropic, ProviderKind::Bedrock),
+            "bedrock_key_config"
+        );
 
         let mut k = bedrock_key(&aliases, &models);
         k.bedrock.as_mut().unwrap().has_secret_key = false;
-        assert_eq!(field(&k, ProviderKind::Bedrock), "bedrock_key_config.secret_key");
+        assert_eq!(
+            field(&k, ProviderKind::Bedrock),
+            "bedrock_key_config.secret_key"
+        );
 
         let mut k = bedrock_key(&aliases, &models);
         k.bedrock.as_mut().unwrap().region = None;
-        assert_eq!(field(&k, ProviderKind::Bedrock), "bedrock_key_config.region");
+        assert_eq!(
+            field(&k, ProviderKind::Bedrock),
+            "bedrock_key_config.region"
+        );
         k.bedrock.as_mut().unwrap().region = Some(None); // env reference
         assert!(provider_key(ProviderKind::Bedrock, &k).is_ok());
         k.bedrock.as_mut().unwrap().region = Some(Some("mars"));
-        assert_eq!(field(&k, ProviderKind::Bedrock), "bedrock_key_config.region");
+        assert_eq!(
+            field(&k, ProviderKind::Bedrock),
+            "bedrock_key_config.region"
+        );
 
         let mut k = bedrock_key(&aliases, &models);
         k.bedrock.as_mut().unwrap().has_external_id = true;
-        assert_eq!(field(&k, ProviderKind::Bedrock), "bedrock_key_config.external_id");
+        assert_eq!(
+            field(&k, ProviderKind::Bedrock),
+            "bedrock_key_config.external_id"
+        );
 
         for w in [0.0, -1.0, f64::NAN, f64::INFINITY] {
             let mut k = bedrock_key(&aliases, &models);

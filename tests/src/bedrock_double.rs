@@ -11,8 +11,7 @@
 //!   frame per body chunk through a channel (so the gateway sees them as they are produced).
 //! * Errors look like Bedrock's: JSON `{"message": …}`, header
 //!   `x-amzn-ErrorType: <Name>:http://internal.amazon.com/coral/<namespace>/`, `x-amzn-RequestId`.
-//! * Behaviour is scripted by `[double:…]` triggers in the last user message
-//!   (see [`script`] and the crate README in `tests/README.md`).
+//! * Behaviour is scripted by `[double:…]` triggers in the last user message (table in [`script`]).
 //! * Every Bedrock request is recorded: [`BedrockDouble::requests`] in-process,
 //!   `GET /_double/requests` over HTTP (`DELETE` clears).
 //!
@@ -22,7 +21,7 @@
 pub mod script;
 pub mod validate;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -49,6 +48,8 @@ pub const BEDROCK_ERROR_NAMESPACE: &str = "http://internal.amazon.com/coral/com.
 pub const AUTH_ERROR_NAMESPACE: &str = "http://internal.amazon.com/coral/com.amazon.coral.service/";
 /// The event-stream media type.
 pub const EVENTSTREAM_CONTENT_TYPE: &str = "application/vnd.amazon.eventstream";
+/// Default size of the request log (bounded so a long benchmark cannot exhaust memory).
+pub const DEFAULT_MAX_RECORDED: usize = 10_000;
 /// Bodies larger than this are not even read (413); up to it they are read and validated.
 const READ_LIMIT: usize = 32 * 1024 * 1024;
 
@@ -63,6 +64,10 @@ pub struct BedrockDoubleConfig {
     pub region: Option<String>,
     /// A fixed clock for the five-minute signature window (replaying recorded vectors).
     pub clock: Option<OffsetDateTime>,
+    /// How many requests the log keeps (oldest dropped first); `None` = [`DEFAULT_MAX_RECORDED`].
+    pub max_recorded: Option<usize>,
+    /// Worker threads of the double's runtime; `None` = 2 (plenty for tests; raise for benchmarks).
+    pub worker_threads: Option<usize>,
 }
 
 impl BedrockDoubleConfig {
@@ -73,14 +78,21 @@ impl BedrockDoubleConfig {
     /// Adds a long-term key.
     #[must_use]
     pub fn with_key(mut self, access_key_id: &str, secret_access_key: &str) -> Self {
-        self.credentials
-            .insert(access_key_id.to_owned(), Credentials::new(access_key_id, secret_access_key));
+        self.credentials.insert(
+            access_key_id.to_owned(),
+            Credentials::new(access_key_id, secret_access_key),
+        );
         self
     }
 
     /// Adds a temporary key that must present `session_token` as `x-amz-security-token`.
     #[must_use]
-    pub fn with_temporary_key(mut self, access_key_id: &str, secret_access_key: &str, session_token: &str) -> Self {
+    pub fn with_temporary_key(
+        mut self,
+        access_key_id: &str,
+        secret_access_key: &str,
+        session_token: &str,
+    ) -> Self {
         self.credentials.insert(
             access_key_id.to_owned(),
             Credentials::new(access_key_id, secret_access_key).with_session_token(session_token),
@@ -103,6 +115,18 @@ impl BedrockDoubleConfig {
     #[must_use]
     pub fn with_clock(mut self, now: OffsetDateTime) -> Self {
         self.clock = Some(now);
+        self
+    }
+
+    #[must_use]
+    pub fn with_max_recorded(mut self, max: usize) -> Self {
+        self.max_recorded = Some(max);
+        self
+    }
+
+    #[must_use]
+    pub fn with_worker_threads(mut self, threads: usize) -> Self {
+        self.worker_threads = Some(threads.max(1));
         self
     }
 }
@@ -164,7 +188,9 @@ pub struct BedrockDouble {
 
 impl std::fmt::Debug for BedrockDouble {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BedrockDouble").field("base_url", &self.base_url).finish_non_exhaustive()
+        f.debug_struct("BedrockDouble")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -173,9 +199,23 @@ struct Shared {
     api_keys: RwLock<HashSet<String>>,
     region: Option<String>,
     clock: RwLock<Option<OffsetDateTime>>,
-    requests: Mutex<Vec<RecordedRequest>>,
+    requests: Mutex<VecDeque<RecordedRequest>>,
+    max_recorded: usize,
     seq: AtomicU64,
     shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    fn record(&self, record: RecordedRequest) {
+        let mut log = lock(&self.requests);
+        if self.max_recorded == 0 {
+            return;
+        }
+        while log.len() >= self.max_recorded {
+            log.pop_front();
+        }
+        log.push_back(record);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -189,7 +229,10 @@ impl BedrockDouble {
     }
 
     /// Starts the double on `addr` (the standalone binary uses this).
-    pub fn start_on(config: BedrockDoubleConfig, addr: SocketAddr) -> std::io::Result<BedrockDouble> {
+    pub fn start_on(
+        config: BedrockDoubleConfig,
+        addr: SocketAddr,
+    ) -> std::io::Result<BedrockDouble> {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -199,29 +242,34 @@ impl BedrockDouble {
             api_keys: RwLock::new(config.api_keys),
             region: config.region,
             clock: RwLock::new(config.clock),
-            requests: Mutex::new(Vec::new()),
+            requests: Mutex::new(VecDeque::new()),
+            max_recorded: config.max_recorded.unwrap_or(DEFAULT_MAX_RECORDED),
             seq: AtomicU64::new(0),
             shutdown: shutdown_rx.clone(),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(config.worker_threads.unwrap_or(2))
             .thread_name("bedrock-double")
             .enable_all()
             .build()?;
-        let app = axum::Router::new().fallback(handle).with_state(Arc::clone(&shared));
-        std::thread::Builder::new().name("bedrock-double".into()).spawn(move || {
-            runtime.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                    return;
-                };
-                let mut stop = shutdown_rx;
-                let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|v| *v).await;
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(Arc::clone(&shared));
+        std::thread::Builder::new()
+            .name("bedrock-double".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    let mut stop = shutdown_rx;
+                    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|v| *v).await;
+                    });
+                    let _ = tokio::time::timeout(Duration::from_secs(86_400 * 365), server).await;
                 });
-                let _ = tokio::time::timeout(Duration::from_secs(86_400 * 365), server).await;
-            });
-            runtime.shutdown_background();
-        })?;
+                runtime.shutdown_background();
+            })?;
         Ok(BedrockDouble {
             addr,
             base_url: format!("http://{addr}"),
@@ -241,7 +289,7 @@ impl BedrockDouble {
 
     /// Every Bedrock request received so far, oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.shared.requests).clone()
+        lock(&self.shared.requests).iter().cloned().collect()
     }
 
     /// Forgets the recorded requests.
@@ -269,7 +317,11 @@ impl BedrockDouble {
 
     /// Sets (or with `None` clears) the fixed clock used for the signature window.
     pub fn set_clock(&self, now: Option<OffsetDateTime>) {
-        *self.shared.clock.write().unwrap_or_else(PoisonError::into_inner) = now;
+        *self
+            .shared
+            .clock
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = now;
     }
 
     /// Stops the server; hanging and streaming responses end at once.
@@ -320,7 +372,11 @@ impl ApiError {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, axum::Json(json!({ "message": self.message }))).into_response();
         let headers = response.headers_mut();
-        insert_header(headers, "x-amzn-errortype", &format!("{}:{}", self.error_type, self.namespace));
+        insert_header(
+            headers,
+            "x-amzn-errortype",
+            &format!("{}:{}", self.error_type, self.namespace),
+        );
         insert_header(headers, "x-amzn-requestid", request_id);
         response
     }
@@ -351,16 +407,27 @@ impl Operation {
 
 /// How to answer a request that passed all checks.
 enum Answer {
-    Json { body: Value, headers: Vec<(&'static str, String)> },
-    Stream { reply: Box<Reply>, script: Script },
-    TruncatedJson { body: Value },
+    Json {
+        body: Value,
+        headers: Vec<(&'static str, String)>,
+    },
+    Stream {
+        reply: Box<Reply>,
+        script: Script,
+    },
+    TruncatedJson {
+        body: Value,
+    },
     Hang,
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
-    let path = parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
     if parts.uri.path().starts_with("/_double/") {
         return control(&shared, &parts.method, parts.uri.path());
     }
@@ -382,7 +449,12 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         headers: parts
             .headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body: None,
         body_len: 0,
@@ -428,7 +500,11 @@ async fn process(
     record.operation = Some(operation.name().to_owned());
     record.model_id = Some(model.id.clone());
 
-    validate::content_type(headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()))?;
+    validate::content_type(
+        headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    )?;
     let (body, script) = match operation {
         Operation::CountTokens => {
             validate::count_tokens_model(&model)?;
@@ -472,12 +548,22 @@ async fn process(
 
     let body = match body {
         Value::Object(map) => map,
-        _ => return Err(ApiError::validation("Malformed input request, please reformat your input and try again.")),
+        _ => {
+            return Err(ApiError::validation(
+                "Malformed input request, please reformat your input and try again.",
+            ));
+        }
     };
     let reply = Reply::build(&script, &body, &model.response_model, record.seq);
 
     if operation == Operation::InvokeStream {
-        return Ok((Answer::Stream { reply: Box::new(reply), script }, scenario));
+        return Ok((
+            Answer::Stream {
+                reply: Box::new(reply),
+                script,
+            },
+            scenario,
+        ));
     }
 
     // Non-streaming: stream-only triggers turn into their HTTP equivalents.
@@ -496,14 +582,32 @@ async fn process(
         return Ok((Answer::TruncatedJson { body: message }, scenario));
     }
     let mut extra = vec![
-        ("x-amzn-bedrock-input-token-count", reply.input_tokens.to_string()),
-        ("x-amzn-bedrock-output-token-count", reply.output_tokens.to_string()),
+        (
+            "x-amzn-bedrock-input-token-count",
+            reply.input_tokens.to_string(),
+        ),
+        (
+            "x-amzn-bedrock-output-token-count",
+            reply.output_tokens.to_string(),
+        ),
     ];
     if reply.cache_read > 0 || reply.cache_write > 0 {
-        extra.push(("x-amzn-bedrock-cache-read-input-token-count", reply.cache_read.to_string()));
-        extra.push(("x-amzn-bedrock-cache-write-input-token-count", reply.cache_write.to_string()));
+        extra.push((
+            "x-amzn-bedrock-cache-read-input-token-count",
+            reply.cache_read.to_string(),
+        ));
+        extra.push((
+            "x-amzn-bedrock-cache-write-input-token-count",
+            reply.cache_write.to_string(),
+        ));
     }
-    Ok((Answer::Json { body: message, headers: extra }, scenario))
+    Ok((
+        Answer::Json {
+            body: message,
+            headers: extra,
+        },
+        scenario,
+    ))
 }
 
 fn authenticate(
@@ -514,9 +618,15 @@ fn authenticate(
     bytes: &Bytes,
     record: &mut RecordedRequest,
 ) -> Result<(), ApiError> {
-    let authorization = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let authorization = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     if let Some(token) = authorization.and_then(|a| a.strip_prefix("Bearer ")) {
-        let known = shared.api_keys.read().unwrap_or_else(PoisonError::into_inner).contains(token.trim());
+        let known = shared
+            .api_keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(token.trim());
         if !known {
             return Err(ApiError {
                 status: 403,
@@ -528,10 +638,21 @@ fn authenticate(
         record.access_key_id = Some("bearer".to_owned());
         return Ok(());
     }
-    let now = (*shared.clock.read().unwrap_or_else(PoisonError::into_inner)).unwrap_or_else(OffsetDateTime::now_utc);
+    let now = (*shared.clock.read().unwrap_or_else(PoisonError::into_inner))
+        .unwrap_or_else(OffsetDateTime::now_utc);
     let verified = {
-        let creds = shared.credentials.read().unwrap_or_else(PoisonError::into_inner);
-        sigv4::verify(method.as_str(), path, headers, bytes, |akid| creds.get(akid).cloned(), now)
+        let creds = shared
+            .credentials
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        sigv4::verify(
+            method.as_str(),
+            path,
+            headers,
+            bytes,
+            |akid| creds.get(akid).cloned(),
+            now,
+        )
     }
     .map_err(|e| ApiError::auth(&e))?;
     record.access_key_id = Some(verified.access_key_id.clone());
@@ -581,7 +702,12 @@ fn accept_is_json(value: Option<&HeaderValue>) -> Result<(), ApiError> {
     let Some(value) = value else { return Ok(()) };
     let value = value.to_str().unwrap_or("");
     let ok = value.split(',').any(|part| {
-        let mime = part.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let mime = part
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         matches!(mime.as_str(), "application/json" | "application/*" | "*/*")
     });
     if ok {
@@ -609,7 +735,7 @@ async fn finish(
                 message: Some(err.message.clone()),
                 scenario: None,
             };
-            lock(&shared.requests).push(record);
+            shared.record(record);
             err.into_response(request_id)
         }
         Ok((answer, scenario)) => {
@@ -617,11 +743,15 @@ async fn finish(
             match answer {
                 Answer::Json { body, headers } => {
                     record.verdict.status = 200;
-                    lock(&shared.requests).push(record);
+                    shared.record(record);
                     let mut response = axum::Json(body).into_response();
                     let h = response.headers_mut();
                     insert_header(h, "x-amzn-requestid", request_id);
-                    insert_header(h, "x-amzn-bedrock-invocation-latency", &elapsed_ms(started).to_string());
+                    insert_header(
+                        h,
+                        "x-amzn-bedrock-invocation-latency",
+                        &elapsed_ms(started).to_string(),
+                    );
                     for (name, value) in headers {
                         insert_header(h, name, &value);
                     }
@@ -629,13 +759,13 @@ async fn finish(
                 }
                 Answer::TruncatedJson { body } => {
                     record.verdict.status = 200;
-                    lock(&shared.requests).push(record);
+                    shared.record(record);
                     truncated_json(&body, request_id, shared.shutdown.clone())
                 }
                 Answer::Hang => {
                     // Never answer: not even the status line, until the double shuts down.
                     record.verdict.status = 0;
-                    lock(&shared.requests).push(record);
+                    shared.record(record);
                     let mut stop = shared.shutdown.clone();
                     let _ = stop.wait_for(|v| *v).await;
                     StatusCode::SERVICE_UNAVAILABLE.into_response()
@@ -645,7 +775,7 @@ async fn finish(
                     if let Some(member) = &script.midstream {
                         record.verdict.error_type = Some(member.clone());
                     }
-                    lock(&shared.requests).push(record);
+                    shared.record(record);
                     stream_response(*reply, script, request_id, started, shared.shutdown.clone())
                 }
             }
@@ -665,7 +795,9 @@ fn truncated_json(body: &Value, request_id: &str, shutdown: watch::Receiver<bool
             () = tokio::time::sleep(Duration::from_millis(50)) => {}
             _ = stop.wait_for(|v| *v) => {}
         }
-        let _ = tx.send(Err(std::io::Error::other("scripted truncation"))).await;
+        let _ = tx
+            .send(Err(std::io::Error::other("scripted truncation")))
+            .await;
     });
     let mut response = Response::new(channel_body(rx));
     let h = response.headers_mut();
@@ -713,15 +845,22 @@ fn stream_response(
                         } else {
                             script::http_error_for_stream_member(member).2
                         };
-                        let extra = (member == "modelStreamErrorException")
-                            .then(|| json!({"originalStatusCode": 500, "originalMessage": "scripted"}));
+                        let extra = (member == "modelStreamErrorException").then(
+                            || json!({"originalStatusCode": 500, "originalMessage": "scripted"}),
+                        );
                         let _ = tx
-                            .send(Ok(eventstream::bedrock_exception(member, &message, extra.as_ref())))
+                            .send(Ok(eventstream::bedrock_exception(
+                                member,
+                                &message,
+                                extra.as_ref(),
+                            )))
                             .await;
                         return;
                     }
                     if script.truncate {
-                        let _ = tx.send(Err(std::io::Error::other("scripted truncation"))).await;
+                        let _ = tx
+                            .send(Err(std::io::Error::other("scripted truncation")))
+                            .await;
                         return;
                     }
                     if script.truncate_clean {
@@ -731,9 +870,11 @@ fn stream_response(
             }
             let fb = *first_byte.get_or_insert_with(|| elapsed_ms(started));
             if event.get("type").and_then(Value::as_str) == Some("message_stop") {
-                event["amazon-bedrock-invocationMetrics"] = reply.invocation_metrics(elapsed_ms(started), fb);
+                event["amazon-bedrock-invocationMetrics"] =
+                    reply.invocation_metrics(elapsed_ms(started), fb);
             }
-            let frame = eventstream::bedrock_chunk(event.to_string().as_bytes(), &eventstream::padding(i));
+            let frame =
+                eventstream::bedrock_chunk(event.to_string().as_bytes(), &eventstream::padding(i));
             if tx.send(Ok(frame)).await.is_err() {
                 return; // client went away
             }
@@ -749,7 +890,10 @@ fn stream_response(
 
 fn control(shared: &Shared, method: &Method, path: &str) -> Response {
     match (method.as_str(), path) {
-        ("GET", "/_double/requests") => axum::Json(lock(&shared.requests).clone()).into_response(),
+        ("GET", "/_double/requests") => {
+            let log: Vec<RecordedRequest> = lock(&shared.requests).iter().cloned().collect();
+            axum::Json(log).into_response()
+        }
         ("DELETE", "/_double/requests") => {
             lock(&shared.requests).clear();
             StatusCode::NO_CONTENT.into_response()
@@ -768,5 +912,12 @@ fn request_id(seq: u64) -> String {
     let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
     let digest = <sha2::Sha256 as sha2::Digest>::digest(format!("{seq}:{nanos}").as_bytes());
     let h = hex::encode(&digest[..16]);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }

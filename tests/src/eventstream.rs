@@ -128,7 +128,11 @@ pub fn bedrock_chunk(event_json: &[u8], padding: &str) -> Bytes {
 
 /// A modeled stream exception: `:exception-type`=`<camelCase member>`, `:content-type`,
 /// `:message-type`=`exception`, payload `{"message": …}` (plus `extra` fields, if an object).
-pub fn bedrock_exception(exception_type: &str, message: &str, extra: Option<&serde_json::Value>) -> Bytes {
+pub fn bedrock_exception(
+    exception_type: &str,
+    message: &str,
+    extra: Option<&serde_json::Value>,
+) -> Bytes {
     let mut payload = serde_json::json!({ "message": message });
     if let (Some(serde_json::Value::Object(extra)), Some(obj)) = (extra, payload.as_object_mut()) {
         obj.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -148,7 +152,9 @@ pub fn bedrock_exception(exception_type: &str, message: &str, extra: Option<&ser
 pub fn padding(seed: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     let len = 4 + (seed * 7) % 29;
-    (0..len).map(|i| ALPHABET[(seed + i * 13) % ALPHABET.len()] as char).collect()
+    (0..len)
+        .map(|i| ALPHABET[(seed + i * 13) % ALPHABET.len()] as char)
+        .collect()
 }
 
 #[cfg(test)]
@@ -159,7 +165,10 @@ mod tests {
     fn crt_vector_no_headers() {
         // protocols.md Appendix A2 / smithy-rs frame.rs `read_message_no_headers`.
         let frame = encode_message(&[], b"{'foo':'bar'}");
-        assert_eq!(hex::encode(&frame), "0000001d00000000fd528c5a7b27666f6f273a27626172277dc3653936");
+        assert_eq!(
+            hex::encode(&frame),
+            "0000001d00000000fd528c5a7b27666f6f273a27626172277dc3653936"
+        );
     }
 
     #[test]

@@ -10,8 +10,11 @@
 //! `$CARGO_TARGET_DIR` or `<workspace>/target`). The harness never builds anything: run
 //! `cargo build -p tollgate` first. `CARGO_BIN_EXE_tollgate` does not exist across crates.
 //!
-//! The child does not inherit `TOLLGATE_*` or `AWS_*` variables from the test environment, so a
-//! developer's shell cannot change what a test sees; pass what the test needs in `envs`.
+//! The child does not inherit `TOLLGATE_*`, `AWS_*` or `ANTHROPIC_*` variables from the test
+//! environment, so a developer's shell cannot change what a test sees; pass what the test needs
+//! in `envs`. The AWS default credential chain is also fenced off unless `envs` says otherwise:
+//! `AWS_CONFIG_FILE`/`AWS_SHARED_CREDENTIALS_FILE` point at a missing file in the scratch dir and
+//! `AWS_EC2_METADATA_DISABLED=true` (no IMDS probe).
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -77,7 +80,9 @@ pub fn tollgate_binary() -> PathBuf {
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
-    target.join("debug").join(format!("tollgate{}", std::env::consts::EXE_SUFFIX))
+    target
+        .join("debug")
+        .join(format!("tollgate{}", std::env::consts::EXE_SUFFIX))
 }
 
 /// The cargo workspace root (parent of this crate's directory).
@@ -96,7 +101,10 @@ impl TollgateProcess {
     pub async fn spawn(args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<TollgateProcess> {
         Self::spawn_with(TollgateOptions {
             args: args.iter().map(|s| (*s).to_owned()).collect(),
-            envs: envs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             ..TollgateOptions::default()
         })
         .await
@@ -128,7 +136,10 @@ impl TollgateProcess {
             .prefix("tollgate-e2e-")
             .tempdir()
             .map_err(|e| SpawnError::Other(e.into()))?;
-        let data_dir = options.data_dir.clone().unwrap_or_else(|| scratch.path().join("data"));
+        let data_dir = options
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| scratch.path().join("data"));
         std::fs::create_dir_all(&data_dir).map_err(|e| SpawnError::Other(e.into()))?;
         let stdout_path = scratch.path().join("stdout.log");
         let stderr_path = scratch.path().join("stderr.log");
@@ -140,14 +151,24 @@ impl TollgateProcess {
                 .any(|a| a == name || a.starts_with(&format!("{name}=")))
         };
         let listen = if has_arg("--listen") {
-            listen_arg(&options.args)
-                .ok_or_else(|| SpawnError::Other(anyhow::anyhow!("cannot parse the --listen argument")))?
+            listen_arg(&options.args).ok_or_else(|| {
+                SpawnError::Other(anyhow::anyhow!("cannot parse the --listen argument"))
+            })?
         } else {
-            SocketAddr::from(([127, 0, 0, 1], free_port().map_err(|e| SpawnError::Other(e.into()))?))
+            SocketAddr::from((
+                [127, 0, 0, 1],
+                free_port().map_err(|e| SpawnError::Other(e.into()))?,
+            ))
         };
 
         let mut command = Command::new(&binary);
-        command.env_clear().envs(filtered_parent_env());
+        let missing = scratch.path().join("no-aws-config");
+        command
+            .env_clear()
+            .envs(filtered_parent_env())
+            .env("AWS_CONFIG_FILE", &missing)
+            .env("AWS_SHARED_CREDENTIALS_FILE", &missing)
+            .env("AWS_EC2_METADATA_DISABLED", "true");
         if !has_arg("--listen") {
             command.arg("--listen").arg(listen.to_string());
         }
@@ -254,7 +275,11 @@ impl TollgateProcess {
 
     /// stdout and stderr, labelled, for failure messages and "no secret in logs" assertions.
     pub fn output(&self) -> String {
-        format!("--- stdout ---\n{}\n--- stderr ---\n{}", self.stdout(), self.stderr())
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout(),
+            self.stderr()
+        )
     }
 
     /// Whether the process is still running.
@@ -320,8 +345,15 @@ fn read_lossy(path: &Path) -> String {
 pub fn assert_not_in_output(process: &TollgateProcess, needle: &str) -> anyhow::Result<()> {
     let output = process.output();
     if let Some(pos) = output.find(needle) {
-        let start = output[..pos].char_indices().rev().nth(80).map_or(0, |(i, _)| i);
-        bail!("secret found in tollgate output near: …{}…", &output[start..pos]);
+        let start = output[..pos]
+            .char_indices()
+            .rev()
+            .nth(80)
+            .map_or(0, |(i, _)| i);
+        bail!(
+            "secret found in tollgate output near: …{}…",
+            &output[start..pos]
+        );
     }
     Ok(())
 }

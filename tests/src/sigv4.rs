@@ -40,7 +40,11 @@ pub const BEDROCK_SERVICE: &str = "bedrock";
 pub const MAX_SKEW: time::Duration = time::Duration::minutes(5);
 
 /// Everything except RFC 3986 unreserved characters (`A-Z a-z 0-9 - _ . ~`) is encoded.
-const URI_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const URI_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// A set of AWS credentials, as configured in the double or used by the test signer.
 #[derive(Clone, PartialEq, Eq)]
@@ -72,7 +76,10 @@ impl fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &"<redacted>")
-            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -109,7 +116,10 @@ pub enum SigError {
     /// `x-amz-content-sha256` does not match the body.
     ContentSha256Mismatch { header: String, computed: String },
     /// The recomputed signature differs.
-    SignatureMismatch { canonical_request: String, string_to_sign: String },
+    SignatureMismatch {
+        canonical_request: String,
+        string_to_sign: String,
+    },
 }
 
 impl SigError {
@@ -119,9 +129,9 @@ impl SigError {
             SigError::MissingAuthorization => "MissingAuthenticationTokenException",
             SigError::Incomplete(_) => "IncompleteSignatureException",
             SigError::UnrecognizedClient => "UnrecognizedClientException",
-            SigError::Invalid(_) | SigError::ContentSha256Mismatch { .. } | SigError::SignatureMismatch { .. } => {
-                "InvalidSignatureException"
-            }
+            SigError::Invalid(_)
+            | SigError::ContentSha256Mismatch { .. }
+            | SigError::SignatureMismatch { .. } => "InvalidSignatureException",
         }
     }
 
@@ -139,13 +149,18 @@ impl fmt::Display for SigError {
         match self {
             SigError::MissingAuthorization => f.write_str("Authorization header is missing"),
             SigError::Incomplete(m) | SigError::Invalid(m) => f.write_str(m),
-            SigError::UnrecognizedClient => f.write_str("The security token included in the request is invalid."),
+            SigError::UnrecognizedClient => {
+                f.write_str("The security token included in the request is invalid.")
+            }
             SigError::ContentSha256Mismatch { header, computed } => write!(
                 f,
                 "The provided 'x-amz-content-sha256' header does not match what was computed. \
                  ClientComputedContentSHA256: {header}, ServerComputedContentSHA256: {computed}"
             ),
-            SigError::SignatureMismatch { canonical_request, string_to_sign } => write!(
+            SigError::SignatureMismatch {
+                canonical_request,
+                string_to_sign,
+            } => write!(
                 f,
                 "The request signature we calculated does not match the signature you provided. \
                  Check your AWS Secret Access Key and signing method. Consult the service documentation for details.\n\n\
@@ -210,13 +225,20 @@ pub fn parse_authorization(value: &str) -> Result<AuthorizationHeader, SigError>
         }
     }
     let mut missing = Vec::new();
-    for (name, slot) in [("Credential", &credential), ("Signature", &signature), ("SignedHeaders", &signed_headers)] {
+    for (name, slot) in [
+        ("Credential", &credential),
+        ("Signature", &signature),
+        ("SignedHeaders", &signed_headers),
+    ] {
         if slot.as_deref().is_none_or(str::is_empty) {
             missing.push(format!("Authorization header requires '{name}' parameter."));
         }
     }
     if !missing.is_empty() {
-        return Err(SigError::Incomplete(format!("{} Authorization={value}", missing.join(" "))));
+        return Err(SigError::Incomplete(format!(
+            "{} Authorization={value}",
+            missing.join(" ")
+        )));
     }
     let (credential, signed_headers, signature) = (
         credential.unwrap_or_default(),
@@ -230,9 +252,15 @@ pub fn parse_authorization(value: &str) -> Result<AuthorizationHeader, SigError>
         )));
     };
     if akid.is_empty() || date.is_empty() || region.is_empty() || service.is_empty() {
-        return Err(SigError::Incomplete(format!("Credential has an empty component: '{credential}'")));
+        return Err(SigError::Incomplete(format!(
+            "Credential has an empty component: '{credential}'"
+        )));
     }
-    if signature.len() != 64 || !signature.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if signature.len() != 64
+        || !signature
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return Err(SigError::Incomplete(format!(
             "Signature must be 64 lowercase hex characters, got '{signature}'"
         )));
@@ -268,7 +296,11 @@ where
     let authorization = match headers.get_all(http::header::AUTHORIZATION).iter().count() {
         0 => return Err(SigError::MissingAuthorization),
         1 => header_str(headers, "authorization")?,
-        _ => return Err(SigError::Incomplete("Multiple Authorization headers.".to_owned())),
+        _ => {
+            return Err(SigError::Incomplete(
+                "Multiple Authorization headers.".to_owned(),
+            ));
+        }
     };
     let auth = parse_authorization(&authorization)?;
 
@@ -320,7 +352,11 @@ where
     }
 
     // Signed headers: lowercase, host and x-amz-date mandatory, each present.
-    if auth.signed_headers.iter().any(|h| h.is_empty() || h.chars().any(|c| c.is_ascii_uppercase())) {
+    if auth
+        .signed_headers
+        .iter()
+        .any(|h| h.is_empty() || h.chars().any(|c| c.is_ascii_uppercase()))
+    {
         return Err(SigError::Invalid(format!(
             "SignedHeaders must be lowercase names separated by ';': '{}'",
             auth.signed_headers.join(";")
@@ -357,7 +393,8 @@ where
         (Some(presented), Some(expected)) => {
             if !is_signed("x-amz-security-token") {
                 return Err(SigError::Invalid(
-                    "'X-Amz-Security-Token' must be a 'SignedHeader' in the AWS Authorization.".to_owned(),
+                    "'X-Amz-Security-Token' must be a 'SignedHeader' in the AWS Authorization."
+                        .to_owned(),
                 ));
             }
             if !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
@@ -373,17 +410,37 @@ where
     if headers.contains_key("x-amz-content-sha256") {
         let declared = header_str(headers, "x-amz-content-sha256")?;
         if declared != computed {
-            return Err(SigError::ContentSha256Mismatch { header: declared, computed });
+            return Err(SigError::ContentSha256Mismatch {
+                header: declared,
+                computed,
+            });
         }
     }
 
-    let canonical_request = canonical_request(method, wire_path_and_query, headers, &auth.signed_headers, &computed);
-    let scope = format!("{}/{}/{}/{}", auth.scope_date, auth.region, auth.service, auth.terminator);
+    let canonical_request = canonical_request(
+        method,
+        wire_path_and_query,
+        headers,
+        &auth.signed_headers,
+        &computed,
+    );
+    let scope = format!(
+        "{}/{}/{}/{}",
+        auth.scope_date, auth.region, auth.service, auth.terminator
+    );
     let string_to_sign = string_to_sign(&amz_date, &scope, &canonical_request);
-    let key = signing_key(&creds.secret_access_key, &auth.scope_date, &auth.region, &auth.service);
+    let key = signing_key(
+        &creds.secret_access_key,
+        &auth.scope_date,
+        &auth.region,
+        &auth.service,
+    );
     let expected = hex::encode(hmac_sha256(&key, string_to_sign.as_bytes()));
     if !constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
-        return Err(SigError::SignatureMismatch { canonical_request, string_to_sign });
+        return Err(SigError::SignatureMismatch {
+            canonical_request,
+            string_to_sign,
+        });
     }
 
     Ok(VerifiedRequest {
@@ -410,7 +467,9 @@ pub fn canonical_request(
     signed_headers: &[String],
     payload_hash: &str,
 ) -> String {
-    let (path, query) = wire_path_and_query.split_once('?').unwrap_or((wire_path_and_query, ""));
+    let (path, query) = wire_path_and_query
+        .split_once('?')
+        .unwrap_or((wire_path_and_query, ""));
     let mut names: Vec<&str> = signed_headers.iter().map(String::as_str).collect();
     names.sort_unstable();
     names.dedup();
@@ -462,7 +521,11 @@ pub fn canonical_query(query: &str) -> String {
         })
         .collect();
     pairs.sort();
-    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Trims a header value and collapses each inner run of spaces to one space.
@@ -523,7 +586,9 @@ fn decode_lossy(s: &str) -> String {
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Result<String, SigError> {
-    let value = headers.get(name).ok_or_else(|| SigError::Invalid(format!("Missing header '{name}'.")))?;
+    let value = headers
+        .get(name)
+        .ok_or_else(|| SigError::Invalid(format!("Missing header '{name}'.")))?;
     value
         .to_str()
         .map(str::to_owned)
@@ -582,13 +647,24 @@ pub fn sign(
     region: &str,
     time: OffsetDateTime,
 ) -> String {
-    const UNSIGNED: [&str; 5] = ["authorization", "user-agent", "x-amzn-trace-id", "transfer-encoding", "connection"];
+    const UNSIGNED: [&str; 5] = [
+        "authorization",
+        "user-agent",
+        "x-amzn-trace-id",
+        "transfer-encoding",
+        "connection",
+    ];
     let amz_date = format_amz_date(time);
-    headers.insert("x-amz-date", amz_date.parse().expect("amz date is a valid header value"));
+    headers.insert(
+        "x-amz-date",
+        amz_date.parse().expect("amz date is a valid header value"),
+    );
     if let Some(token) = &creds.session_token {
         headers.insert(
             "x-amz-security-token",
-            token.parse().expect("session token is a valid header value"),
+            token
+                .parse()
+                .expect("session token is a valid header value"),
         );
     }
     let mut signed: Vec<String> = headers
@@ -602,7 +678,12 @@ pub fn sign(
     let canonical = canonical_request(method, wire_path_and_query, headers, &signed, &payload_hash);
     let scope = format!("{}/{region}/{BEDROCK_SERVICE}/aws4_request", &amz_date[..8]);
     let sts = string_to_sign(&amz_date, &scope, &canonical);
-    let key = signing_key(&creds.secret_access_key, &amz_date[..8], region, BEDROCK_SERVICE);
+    let key = signing_key(
+        &creds.secret_access_key,
+        &amz_date[..8],
+        region,
+        BEDROCK_SERVICE,
+    );
     let signature = hex::encode(hmac_sha256(&key, sts.as_bytes()));
     let authorization = format!(
         "{ALGORITHM} Credential={}/{scope}, SignedHeaders={}, Signature={signature}",
@@ -611,7 +692,9 @@ pub fn sign(
     );
     headers.insert(
         http::header::AUTHORIZATION,
-        authorization.parse().expect("authorization is a valid header value"),
+        authorization
+            .parse()
+            .expect("authorization is a valid header value"),
     );
     authorization
 }
@@ -653,7 +736,13 @@ mod tests {
     fn amz_date_round_trips_and_rejects_garbage() {
         let t = parse_amz_date("20150830T123600Z").expect("valid date");
         assert_eq!(format_amz_date(t), "20150830T123600Z");
-        for bad in ["20150830T123600", "2015-08-30T12:36:00Z", "20151330T123600Z", "2015083xT123600Z", ""] {
+        for bad in [
+            "20150830T123600",
+            "2015-08-30T12:36:00Z",
+            "20151330T123600Z",
+            "2015083xT123600Z",
+            "",
+        ] {
             assert!(parse_amz_date(bad).is_none(), "{bad} must not parse");
         }
     }

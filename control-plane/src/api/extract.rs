@@ -49,7 +49,10 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge("request body too large".to_owned())
     } else {
-        ApiError::invalid(format!("cannot read the request body: {}", rejection.body_text()))
+        ApiError::invalid(format!(
+            "cannot read the request body: {}",
+            rejection.body_text()
+        ))
     }
 }
 
@@ -73,7 +76,10 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
 fn data_error(path: &str, message: &str) -> ApiError {
     let base = if path == "." { "" } else { path };
     let join = |name: &str| {
-        if base.is_empty() {
+        // serde_path_to_error already ends the path with an unknown field's name.
+        if base == name || base.ends_with(&format!(".{name}")) {
+            base.to_owned()
+        } else if base.is_empty() {
             name.to_owned()
         } else {
             format!("{base}.{name}")
@@ -95,7 +101,9 @@ fn data_error(path: &str, message: &str) -> ApiError {
         Some(base.to_owned())
     };
     let message = match &field {
-        Some(f) if message.starts_with("unknown field") => format!("unknown field `{f}`: {message}"),
+        Some(f) if message.starts_with("unknown field") => {
+            format!("unknown field `{f}`: {message}")
+        }
         Some(f) => format!("invalid value for `{f}`: {message}"),
         None => format!("invalid request body: {message}"),
     };
@@ -133,20 +141,25 @@ where
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         axum::extract::Query::<T>::try_from_uri(&parts.uri)
             .map(|q| ApiQuery(q.0))
-            .map_err(|e: QueryRejection| {
-            let text = e.body_text();
-            let message = text
-                .strip_prefix("Failed to deserialize query string: ")
-                .unwrap_or(&text)
-                .to_owned();
-            match data_error(".", &message) {
-                ApiError::InvalidRequest { field, .. } => ApiError::InvalidRequest {
-                    message: format!("invalid query string: {message}"),
-                    field,
-                },
-                other => other,
-            }
-        })
+            .map_err(|e: QueryRejection| query_error(&e.body_text()))
+    }
+}
+
+fn query_error(text: &str) -> ApiError {
+    let message = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(text);
+    // axum reports `path: message` when it knows the parameter.
+    let (path, detail) = match message.split_once(": ") {
+        Some((path, detail)) if !path.is_empty() && !path.contains(' ') => (path, detail),
+        _ => (".", message),
+    };
+    match data_error(path, detail) {
+        ApiError::InvalidRequest { field, .. } => ApiError::InvalidRequest {
+            message: format!("invalid query string: {message}"),
+            field,
+        },
+        other => other,
     }
 }
 
@@ -180,14 +193,25 @@ mod tests {
 
     #[test]
     fn names_unknown_missing_and_mistyped_fields() {
-        assert_eq!(field(r#"{"name":"a","bogus":1}"#).0.as_deref(), Some("bogus"));
         assert_eq!(
-            field(r#"{"name":"a","inner":{"region":"x","extra":true}}"#).0.as_deref(),
+            field(r#"{"name":"a","bogus":1}"#).0.as_deref(),
+            Some("bogus")
+        );
+        assert_eq!(
+            field(r#"{"name":"a","inner":{"region":"x","extra":true}}"#)
+                .0
+                .as_deref(),
             Some("inner.extra")
         );
         assert_eq!(field(r#"{}"#).0.as_deref(), Some("name"));
-        assert_eq!(field(r#"{"name":"a","inner":{}}"#).0.as_deref(), Some("inner.region"));
-        assert_eq!(field(r#"{"name":"a","list":[1,"x"]}"#).0.as_deref(), Some("list[1]"));
+        assert_eq!(
+            field(r#"{"name":"a","inner":{}}"#).0.as_deref(),
+            Some("inner.region")
+        );
+        assert_eq!(
+            field(r#"{"name":"a","list":[1,"x"]}"#).0.as_deref(),
+            Some("list[1]")
+        );
         assert_eq!(field(r#"{"name":5}"#).0.as_deref(), Some("name"));
         let (f, m) = field(r#"{"name":"a","#);
         assert_eq!(f, None);

@@ -95,8 +95,11 @@ pub trait Store: Send + Sync + 'static {
         id: Uuid,
     ) -> Result<Option<ProviderKeyRecord>, StoreError>;
     /// NotFound if the provider does not exist; Conflict if the name is taken for this provider.
-    async fn create_key(&self, key: &ProviderKeyRecord, audit: &AuditEvent)
-    -> Result<u64, StoreError>;
+    async fn create_key(
+        &self,
+        key: &ProviderKeyRecord,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError>;
     /// Applies `apply` to the stored key (`id` and `provider` cannot change; `updated_at` is set
     /// by the store) and returns the result.
     async fn update_key(
@@ -106,8 +109,12 @@ pub trait Store: Send + Sync + 'static {
         apply: &Apply<'_, ProviderKeyRecord>,
         audit: &AuditEvent,
     ) -> Result<(ProviderKeyRecord, u64), StoreError>;
-    async fn delete_key(&self, provider: &str, id: Uuid, audit: &AuditEvent)
-    -> Result<u64, StoreError>;
+    async fn delete_key(
+        &self,
+        provider: &str,
+        id: Uuid,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError>;
 
     async fn list_virtual_keys(&self) -> Result<Vec<VirtualKeyRecord>, StoreError>;
     async fn get_virtual_key(&self, id: Uuid) -> Result<Option<VirtualKeyRecord>, StoreError>;

@@ -146,7 +146,7 @@ fn relay_stream(dp: Arc<DataPlane>, idle: std::time::Duration, mut draft: Draft,
                     }
                     parser.push(&chunk);
                     while let Some(event) = parser.next_event() {
-                        usage.observe(event.data.as_bytes());
+                        usage.observe_sse(&event);
                     }
                     if tx.send(Ok(chunk)).await.is_err() {
                         break (499, "client_closed");

@@ -4,6 +4,28 @@
 //! Triggers are read from the last `user` message: its string content, or its last `text`
 //! block (a user turn holding only `tool_result` blocks has no trigger, so a tool loop ends in
 //! a plain text reply). Several triggers may be combined, e.g. `[double:tool] [double:slow:50]`.
+//!
+//! | trigger | InvokeModel | InvokeModelWithResponseStream |
+//! |---|---|---|
+//! | (none) | text `Hello from the Bedrock double.`, `end_turn` (`max_tokens` honoured at 4 chars/token) | same, one `text_delta` per word |
+//! | `[double:tool]` | one `tool_use` block `Read {"file_path":"/tmp/x"}`, `tool_use` | `input_json_delta` pieces |
+//! | `[double:thinking]` | `thinking` block (with signature) then text — only if the request has `thinking` enabled/adaptive | `thinking_delta`s, `signature_delta`, then text |
+//! | `[double:throttle]` | HTTP 429 `ThrottlingException` | same, before any frame |
+//! | `[double:validation]` | HTTP 400 `ValidationException` | same |
+//! | `[double:unavailable]` | HTTP 503 `ServiceUnavailableException` | same |
+//! | `[double:error:<Name>]` | HTTP error of that Bedrock exception (§3.7 statuses) | same |
+//! | `[double:midstream-throttle]` | HTTP 429 | 3 events, then an exception frame `throttlingException` |
+//! | `[double:midstream:<member>]` | HTTP equivalent | 3 events, then exception frame `<member>` |
+//! | `[double:truncate]` | half the JSON, then the connection is cut | 3 events, then the connection is cut |
+//! | `[double:truncate-clean]` | half the JSON, then cut | 3 events, then a clean end of body (no `message_stop`) |
+//! | `[double:slow:MS]` | waits MS before answering | MS of silence between events |
+//! | `[double:hang]` | never answers (not even headers) | same |
+//! | `[double:hang-midstream]` | never answers | `message_start`, then silence |
+//! | `[double:cache:R:W]` | usage `cache_read_input_tokens`=R, `cache_creation_input_tokens`=W | same, plus invocation metrics |
+//!
+//! Fault triggers (`throttle`, `validation`, `unavailable`, `error:…`, `hang`, `slow`) also
+//! apply to CountTokens, read from the decoded inner body. Token counts are deterministic:
+//! input = characters of system + message text (and tool inputs/results) / 4 + 1.
 
 use serde_json::{Map, Value, json};
 
@@ -113,14 +135,29 @@ impl Script {
 /// HTTP status and message of a Bedrock exception by name (protocols.md §3.7).
 pub fn error_for(name: &str) -> (String, u16, String) {
     let (status, message) = match name {
-        "ValidationException" => (400, "Malformed input request: scripted by [double:validation], please reformat your input and try again."),
+        "ValidationException" => (
+            400,
+            "Malformed input request: scripted by [double:validation], please reformat your input and try again.",
+        ),
         "ServiceQuotaExceededException" => (400, "Your request exceeded the service quota."),
-        "ConflictException" => (400, "The request conflicts with the current state of the resource."),
-        "AccessDeniedException" => (403, "You don't have access to the model with the specified model ID."),
+        "ConflictException" => (
+            400,
+            "The request conflicts with the current state of the resource.",
+        ),
+        "AccessDeniedException" => (
+            403,
+            "You don't have access to the model with the specified model ID.",
+        ),
         "ResourceNotFoundException" => (404, "The specified resource ARN was not found."),
-        "ModelTimeoutException" => (408, "Model has timed out in processing the request. Try your request again."),
+        "ModelTimeoutException" => (
+            408,
+            "Model has timed out in processing the request. Try your request again.",
+        ),
         "ThrottlingException" => (429, THROTTLE_MESSAGE),
-        "ModelNotReadyException" => (429, "Model is not ready to serve inference requests. Try again later."),
+        "ModelNotReadyException" => (
+            429,
+            "Model is not ready to serve inference requests. Try again later.",
+        ),
         "ModelErrorException" => (424, "The model returned an error."),
         "InternalServerException" => (500, "The server encountered an internal error."),
         "ServiceUnavailableException" => (503, "Bedrock is unable to process your request."),
@@ -144,7 +181,11 @@ pub fn trigger_text(body: &Value) -> String {
     let Some(messages) = body.get("messages").and_then(Value::as_array) else {
         return String::new();
     };
-    let Some(last_user) = messages.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")) else {
+    let Some(last_user) = messages
+        .iter()
+        .rev()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+    else {
         return String::new();
     };
     match last_user.get("content") {
@@ -209,8 +250,15 @@ fn out_tokens(chars: usize) -> u64 {
 #[derive(Debug, Clone)]
 pub enum Block {
     Text(String),
-    Thinking { thinking: String, signature: String },
-    ToolUse { id: String, name: String, input: Value },
+    Thinking {
+        thinking: String,
+        signature: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        input: Value,
+    },
 }
 
 /// The reply the script produces for a request.
@@ -235,7 +283,10 @@ impl Reply {
             .and_then(|t| t.get("type"))
             .and_then(Value::as_str)
             .is_some_and(|t| t == "enabled" || t == "adaptive");
-        let max_tokens = body.get("max_tokens").and_then(Value::as_u64).unwrap_or(u64::MAX);
+        let max_tokens = body
+            .get("max_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::MAX);
         let mut blocks = Vec::new();
         let mut stop_reason = "end_turn";
         if script.thinking && thinking_enabled {
@@ -298,10 +349,15 @@ impl Reply {
             .iter()
             .map(|b| match b {
                 Block::Text(text) => json!({ "type": "text", "text": text }),
-                Block::Thinking { thinking, signature } => {
+                Block::Thinking {
+                    thinking,
+                    signature,
+                } => {
                     json!({ "type": "thinking", "thinking": thinking, "signature": signature })
                 }
-                Block::ToolUse { id, name, input } => json!({ "type": "tool_use", "id": id, "name": name, "input": input }),
+                Block::ToolUse { id, name, input } => {
+                    json!({ "type": "tool_use", "id": id, "name": name, "input": input })
+                }
             })
             .collect();
         json!({
@@ -340,7 +396,10 @@ impl Reply {
                         events.push(json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}}));
                     }
                 }
-                Block::Thinking { thinking, signature } => {
+                Block::Thinking {
+                    thinking,
+                    signature,
+                } => {
                     events.push(json!({"type": "content_block_start", "index": index, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}));
                     for piece in split_words(thinking) {
                         events.push(json!({"type": "content_block_delta", "index": index, "delta": {"type": "thinking_delta", "thinking": piece}}));
@@ -368,7 +427,11 @@ impl Reply {
     }
 
     /// `amazon-bedrock-invocationMetrics` for the `message_stop` chunk.
-    pub fn invocation_metrics(&self, invocation_latency_ms: u64, first_byte_latency_ms: u64) -> Value {
+    pub fn invocation_metrics(
+        &self,
+        invocation_latency_ms: u64,
+        first_byte_latency_ms: u64,
+    ) -> Value {
         let mut m = json!({
             "inputTokenCount": self.input_tokens,
             "outputTokenCount": self.output_tokens,
@@ -407,7 +470,10 @@ pub fn id_suffix(seq: u64) -> String {
     (0..22)
         .map(|_| {
             let c = ALPHABET[(x % ALPHABET.len() as u64) as usize] as char;
-            x = x.rotate_left(7).wrapping_mul(0x2545_F491_4F6C_DD1D).wrapping_add(1);
+            x = x
+                .rotate_left(7)
+                .wrapping_mul(0x2545_F491_4F6C_DD1D)
+                .wrapping_add(1);
             c
         })
         .collect()
@@ -419,13 +485,18 @@ mod tests {
 
     #[test]
     fn parses_triggers() {
-        let s = Script::parse("do it [double:tool] [double:slow:250] [double:cache:10:3] [double:nope]");
+        let s = Script::parse(
+            "do it [double:tool] [double:slow:250] [double:cache:10:3] [double:nope]",
+        );
         assert!(s.tool);
         assert_eq!(s.slow_ms, Some(250));
         assert_eq!(s.cache, Some((10, 3)));
         assert_eq!(s.error, None);
         let s = Script::parse("[double:throttle]");
-        assert_eq!(s.error.as_ref().map(|e| (e.0.as_str(), e.1)), Some(("ThrottlingException", 429)));
+        assert_eq!(
+            s.error.as_ref().map(|e| (e.0.as_str(), e.1)),
+            Some(("ThrottlingException", 429))
+        );
         let s = Script::parse("[double:error:ModelTimeoutException]");
         assert_eq!(s.error.as_ref().map(|e| e.1), Some(408));
         assert_eq!(Script::parse("plain text"), Script::default());
@@ -466,7 +537,11 @@ mod tests {
         let text: String = reply
             .stream_events()
             .iter()
-            .filter_map(|e| e.pointer("/delta/text").and_then(Value::as_str).map(str::to_owned))
+            .filter_map(|e| {
+                e.pointer("/delta/text")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
             .collect();
         assert_eq!(text, DEFAULT_REPLY);
         assert_eq!(reply.message_json()["content"][0]["text"], DEFAULT_REPLY);

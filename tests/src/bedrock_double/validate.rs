@@ -90,7 +90,10 @@ pub fn model_id(id: &str) -> Result<ModelRef, ApiError> {
              Member must have length less than or equal to 2048 and greater than or equal to 1"
         )));
     }
-    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-/:".contains(&b)) {
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.-/:".contains(&b))
+    {
         return Err(ApiError::validation(format!(
             "1 validation error detected: Value '{id}' at 'modelId' failed to satisfy constraint: \
              Member must satisfy regular expression pattern: ^[a-zA-Z_.\\-/0-9:]+$"
@@ -145,19 +148,31 @@ fn arn_kind(rest: &str) -> Option<ModelKind> {
     if !(partition == "aws" || partition.starts_with("aws-")) || service != "bedrock" {
         return None;
     }
-    if region.is_empty() || !region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+    if region.is_empty()
+        || !region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
         return None;
     }
     let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
     let (resource_type, resource_id) = resource.split_once('/')?;
-    let opaque_ok = !resource_id.is_empty() && resource_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._/".contains(&b));
+    let opaque_ok = !resource_id.is_empty()
+        && resource_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._/".contains(&b));
     match resource_type {
-        "foundation-model" if account.is_empty() && is_claude_base(resource_id) => Some(ModelKind::FoundationModel),
+        "foundation-model" if account.is_empty() && is_claude_base(resource_id) => {
+            Some(ModelKind::FoundationModel)
+        }
         "inference-profile" if account_ok => resource_id
             .split_once('.')
             .filter(|(geo, base)| GEO_PREFIXES.contains(geo) && is_claude_base(base))
             .map(|_| ModelKind::InferenceProfile),
-        "application-inference-profile" | "provisioned-model" | "imported-model" | "custom-model"
+        "application-inference-profile"
+        | "provisioned-model"
+        | "imported-model"
+        | "custom-model"
             if account_ok && opaque_ok =>
         {
             Some(ModelKind::OpaqueArn)
@@ -174,14 +189,24 @@ fn response_model_name(id: &str) -> String {
     let name = &id[pos + "anthropic.".len()..];
     let name = name.split(':').next().unwrap_or(name);
     match name.rsplit_once("-v") {
-        Some((head, version)) if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) => head.to_owned(),
+        Some((head, version))
+            if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            head.to_owned()
+        }
         _ => name.to_owned(),
     }
 }
 
 /// `Content-Type` must be `application/json` (parameters such as `charset` allowed).
 pub fn content_type(value: Option<&str>) -> Result<(), ApiError> {
-    let mime = value.map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    let mime = value.map(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
     match mime.as_deref() {
         Some("application/json") => Ok(()),
         Some(other) => Err(ApiError::validation(format!(
@@ -201,8 +226,9 @@ pub fn invoke_body(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
             bytes.len()
         )));
     }
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|_| ApiError::validation("Malformed input request, please reformat your input and try again."))?;
+    let value: Value = serde_json::from_slice(bytes).map_err(|_| {
+        ApiError::validation("Malformed input request, please reformat your input and try again.")
+    })?;
     let Value::Object(body) = value else {
         return Err(ApiError::validation(format!(
             "Malformed input request: #: expected type: JSONObject, found: {}, please reformat your input and try again.",
@@ -214,8 +240,13 @@ pub fn invoke_body(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
 }
 
 fn invoke_object(body: &Map<String, Value>) -> Result<(), ApiError> {
-    if let Some(extra) = body.keys().find(|k| !ALLOWED_TOP_LEVEL_FIELDS.contains(&k.as_str())) {
-        return Err(ApiError::validation(format!("{extra}: Extra inputs are not permitted")));
+    if let Some(extra) = body
+        .keys()
+        .find(|k| !ALLOWED_TOP_LEVEL_FIELDS.contains(&k.as_str()))
+    {
+        return Err(ApiError::validation(format!(
+            "{extra}: Extra inputs are not permitted"
+        )));
     }
     match body.get("anthropic_version") {
         None => return Err(ApiError::validation("anthropic_version: Field required")),
@@ -228,13 +259,19 @@ fn invoke_object(body: &Map<String, Value>) -> Result<(), ApiError> {
     }
     if let Some(betas) = body.get("anthropic_beta") {
         let Value::Array(betas) = betas else {
-            return Err(ApiError::validation("anthropic_beta: Input should be a valid list"));
+            return Err(ApiError::validation(
+                "anthropic_beta: Input should be a valid list",
+            ));
         };
         for beta in betas {
             match beta.as_str() {
                 Some(b) if SUPPORTED_BETAS.contains(&b) => {}
                 Some(_) => return Err(ApiError::validation("invalid beta flag")),
-                None => return Err(ApiError::validation("anthropic_beta.0: Input should be a valid string")),
+                None => {
+                    return Err(ApiError::validation(
+                        "anthropic_beta.0: Input should be a valid string",
+                    ));
+                }
             }
         }
     }
@@ -242,21 +279,37 @@ fn invoke_object(body: &Map<String, Value>) -> Result<(), ApiError> {
         None => return Err(ApiError::validation("max_tokens: Field required")),
         Some(v) => match v.as_u64() {
             Some(n) if n >= 1 => {}
-            Some(_) => return Err(ApiError::validation("max_tokens: Input should be greater than or equal to 1")),
-            None => return Err(ApiError::validation("max_tokens: Input should be a valid integer")),
+            Some(_) => {
+                return Err(ApiError::validation(
+                    "max_tokens: Input should be greater than or equal to 1",
+                ));
+            }
+            None => {
+                return Err(ApiError::validation(
+                    "max_tokens: Input should be a valid integer",
+                ));
+            }
         },
     }
     let messages = match body.get("messages") {
         None => return Err(ApiError::validation("messages: Field required")),
         Some(Value::Array(m)) => m,
-        Some(_) => return Err(ApiError::validation("messages: Input should be a valid list")),
+        Some(_) => {
+            return Err(ApiError::validation(
+                "messages: Input should be a valid list",
+            ));
+        }
     };
     if messages.is_empty() {
-        return Err(ApiError::validation("messages: at least one message is required"));
+        return Err(ApiError::validation(
+            "messages: at least one message is required",
+        ));
     }
     for (i, message) in messages.iter().enumerate() {
         let Value::Object(message) = message else {
-            return Err(ApiError::validation(format!("messages.{i}: Input should be a valid dictionary")));
+            return Err(ApiError::validation(format!(
+                "messages.{i}: Input should be a valid dictionary"
+            )));
         };
         match message.get("role").and_then(Value::as_str) {
             Some("user" | "assistant") => {}
@@ -273,22 +326,47 @@ fn invoke_object(body: &Map<String, Value>) -> Result<(), ApiError> {
                     "messages.{i}.content: Input should be a valid string or list"
                 )));
             }
-            None => return Err(ApiError::validation(format!("messages.{i}.content: Field required"))),
+            None => {
+                return Err(ApiError::validation(format!(
+                    "messages.{i}.content: Field required"
+                )));
+            }
         }
     }
     for (field, ok) in [
-        ("system", body.get("system").is_none_or(|v| v.is_string() || v.is_array())),
-        ("stop_sequences", body.get("stop_sequences").is_none_or(Value::is_array)),
-        ("temperature", body.get("temperature").is_none_or(Value::is_number)),
+        (
+            "system",
+            body.get("system")
+                .is_none_or(|v| v.is_string() || v.is_array()),
+        ),
+        (
+            "stop_sequences",
+            body.get("stop_sequences").is_none_or(Value::is_array),
+        ),
+        (
+            "temperature",
+            body.get("temperature").is_none_or(Value::is_number),
+        ),
         ("top_p", body.get("top_p").is_none_or(Value::is_number)),
         ("top_k", body.get("top_k").is_none_or(Value::is_u64)),
         ("tools", body.get("tools").is_none_or(Value::is_array)),
-        ("tool_choice", body.get("tool_choice").is_none_or(Value::is_object)),
-        ("thinking", body.get("thinking").is_none_or(Value::is_object)),
-        ("metadata", body.get("metadata").is_none_or(Value::is_object)),
+        (
+            "tool_choice",
+            body.get("tool_choice").is_none_or(Value::is_object),
+        ),
+        (
+            "thinking",
+            body.get("thinking").is_none_or(Value::is_object),
+        ),
+        (
+            "metadata",
+            body.get("metadata").is_none_or(Value::is_object),
+        ),
     ] {
         if !ok {
-            return Err(ApiError::validation(format!("{field}: Input has an invalid type")));
+            return Err(ApiError::validation(format!(
+                "{field}: Input has an invalid type"
+            )));
         }
     }
     Ok(())
@@ -297,7 +375,13 @@ fn invoke_object(body: &Map<String, Value>) -> Result<(), ApiError> {
 /// Parses a CountTokens body `{"input":{"invokeModel":{"body":"<base64>"}}}` (or
 /// `{"input":{"converse":{…}}}`) and returns the decoded inner body, validated like InvokeModel.
 pub fn count_tokens_body(bytes: &[u8]) -> Result<Value, ApiError> {
-    let serialization = || ApiError::new(400, "SerializationException", "Could not parse the request body.");
+    let serialization = || {
+        ApiError::new(
+            400,
+            "SerializationException",
+            "Could not parse the request body.",
+        )
+    };
     let value: Value = serde_json::from_slice(bytes).map_err(|_| serialization())?;
     let Some(outer) = value.as_object() else {
         return Err(serialization());
@@ -379,18 +463,26 @@ mod tests {
             "arn:aws:bedrock:us-east-1:123456789012:foundation-model/anthropic.claude-x",
         ] {
             let err = model_id(bad).expect_err(bad);
-            assert_eq!((err.status, err.error_type.as_str()), (400, "ValidationException"), "{bad}");
+            assert_eq!(
+                (err.status, err.error_type.as_str()),
+                (400, "ValidationException"),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn response_model_names() {
         assert_eq!(
-            model_id("us.anthropic.claude-sonnet-4-5-20250929-v1:0").map(|m| m.response_model).ok(),
+            model_id("us.anthropic.claude-sonnet-4-5-20250929-v1:0")
+                .map(|m| m.response_model)
+                .ok(),
             Some("claude-sonnet-4-5-20250929".to_owned())
         );
         assert_eq!(
-            model_id("global.anthropic.claude-sonnet-4-6").map(|m| m.response_model).ok(),
+            model_id("global.anthropic.claude-sonnet-4-6")
+                .map(|m| m.response_model)
+                .ok(),
             Some("claude-sonnet-4-6".to_owned())
         );
     }
@@ -417,7 +509,11 @@ mod tests {
         for (body, want) in cases {
             let err = invoke_body(body).expect_err(want);
             assert_eq!(err.status, 400);
-            assert!(err.message.contains(want), "{} does not contain {want}", err.message);
+            assert!(
+                err.message.contains(want),
+                "{} does not contain {want}",
+                err.message
+            );
         }
     }
 
@@ -427,12 +523,20 @@ mod tests {
         let b64 = base64::engine::general_purpose::STANDARD.encode(inner);
         let ok = format!(r#"{{"input":{{"invokeModel":{{"body":"{b64}"}}}}}}"#);
         assert_eq!(
-            count_tokens_body(ok.as_bytes()).ok().and_then(|v| v.get("max_tokens").cloned()),
+            count_tokens_body(ok.as_bytes())
+                .ok()
+                .and_then(|v| v.get("max_tokens").cloned()),
             Some(serde_json::json!(1))
         );
-        assert!(count_tokens_body(inner).is_err(), "a bare invoke body is not a CountTokens body");
+        assert!(
+            count_tokens_body(inner).is_err(),
+            "a bare invoke body is not a CountTokens body"
+        );
         let bad_inner = base64::engine::general_purpose::STANDARD.encode(br#"{"anthropic_version":"bedrock-2023-05-31","messages":[{"role":"user","content":"hi"}]}"#);
         let bad = format!(r#"{{"input":{{"invokeModel":{{"body":"{bad_inner}"}}}}}}"#);
-        assert!(count_tokens_body(bad.as_bytes()).is_err(), "inner body needs max_tokens");
+        assert!(
+            count_tokens_body(bad.as_bytes()).is_err(),
+            "inner body needs max_tokens"
+        );
     }
 }

@@ -24,7 +24,8 @@ async fn main() -> ExitCode {
         eprintln!("tollgate-stub: refusing to start (--exit-at-startup)");
         return ExitCode::from(3);
     }
-    let listen = value_of("--listen", "TOLLGATE_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    let listen =
+        value_of("--listen", "TOLLGATE_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".to_owned());
     let data_dir = value_of("--data-dir", "TOLLGATE_DATA_DIR").unwrap_or_else(|| ".".to_owned());
     let mut seen: Vec<String> = args.iter().map(|a| format!("arg {a}")).collect();
     let mut vars: Vec<(String, String)> = std::env::vars()
@@ -32,7 +33,10 @@ async fn main() -> ExitCode {
         .collect();
     vars.sort();
     seen.extend(vars.iter().map(|(k, v)| format!("env {k}={v}")));
-    if let Err(e) = std::fs::write(std::path::Path::new(&data_dir).join("stub-env.txt"), seen.join("\n")) {
+    if let Err(e) = std::fs::write(
+        std::path::Path::new(&data_dir).join("stub-env.txt"),
+        seen.join("\n"),
+    ) {
         eprintln!("tollgate-stub: cannot write to data dir {data_dir}: {e}");
         return ExitCode::FAILURE;
     }
@@ -48,7 +52,13 @@ async fn main() -> ExitCode {
     eprintln!("tollgate-stub log line on stderr");
     let app = axum::Router::new().route(
         "/health",
-        get(move || async move { if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE } }),
+        get(move || async move {
+            if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }),
     );
     match axum::serve(listener, app).await {
         Ok(()) => ExitCode::SUCCESS,

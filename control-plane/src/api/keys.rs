@@ -1,0 +1,713 @@
+//! `/api/providers/{provider}/keys` and `/api/keys`: provider credentials.
+//!
+//! Secret fields (`value`, `access_key`, `secret_key`, `session_token`, `external_id`) are sealed
+//! before they reach the store and are shown as `"<redacted>"` (literals) or `env.NAME`
+//! (references). In an update, `"<redacted>"` keeps the stored secret.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::auth::Actor;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath};
+use super::{parse_id, timestamp};
+use crate::ControlPlane;
+use crate::crypto::SecretBox;
+use crate::model::{
+    AuditEvent, BedrockKeyRecord, ProviderKeyRecord, ProviderKind, SealedSecret, SecretField,
+    ValueSource, now,
+};
+use crate::validate::{self, BedrockShape, KeyShape, Sourced, ValidationError};
+
+/// AWS settings of a Bedrock key. Every string may be `env.NAME`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BedrockKeyConfigInput {
+    /// Secret. Must come with `secret_key`.
+    #[serde(default)]
+    #[schema(example = "env.AWS_ACCESS_KEY_ID")]
+    pub access_key: Option<String>,
+    /// Secret. Must come with `access_key`.
+    #[serde(default)]
+    #[schema(example = "env.AWS_SECRET_ACCESS_KEY")]
+    pub secret_key: Option<String>,
+    /// Secret. Needs `access_key` and `secret_key`.
+    #[serde(default)]
+    pub session_token: Option<String>,
+    /// Required.
+    #[serde(default)]
+    #[schema(example = "us-east-1")]
+    pub region: Option<String>,
+    /// IAM role to assume on top of the base credentials.
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// Secret. Only with `role_arn`.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// Only with `role_arn`.
+    #[serde(default)]
+    pub session_name: Option<String>,
+    /// ARN prefix (`arn:aws:bedrock:REGION:ACCOUNT`); alias values become resource ids below it.
+    #[serde(default)]
+    pub arn: Option<String>,
+}
+
+/// `POST /api/providers/{provider}/keys` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    #[schema(example = "bedrock-key")]
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Secret: the API key (anthropic) or a Bedrock API key (sent as a bearer token, no SigV4).
+    #[serde(default)]
+    pub value: Option<String>,
+    /// Models this key serves; `["*"]` (the default) for all, `[]` for none.
+    #[serde(default)]
+    #[schema(example = json!(["*"]))]
+    pub models: Option<Vec<String>>,
+    /// Weight for weighted-random selection among eligible keys; default 1.
+    #[serde(default)]
+    #[schema(example = 1.0)]
+    pub weight: Option<f64>,
+    /// Requested model name -> upstream model id, inference profile id or ARN.
+    #[serde(default)]
+    pub aliases: Option<BTreeMap<String, String>>,
+    /// Default true.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Required for Bedrock keys unless `value` is given.
+    #[serde(default)]
+    pub bedrock_key_config: Option<BedrockKeyConfigInput>,
+}
+
+fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `PUT /api/providers/{provider}/keys/{key_id}` body. Omitted fields stay as they are; `null`
+/// clears `description`, `value` or `bedrock_key_config`. A given `bedrock_key_config` replaces
+/// the stored block. A secret equal to `"<redacted>"` keeps the stored secret, so a GET
+/// response can be edited and sent back.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKeyRequest {
+    /// Must equal the id in the path if given.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Must equal the provider in the path if given.
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub value: Option<Option<String>>,
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    #[serde(default)]
+    pub weight: Option<f64>,
+    #[serde(default)]
+    pub aliases: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<BedrockKeyConfigInput>, nullable)]
+    pub bedrock_key_config: Option<Option<BedrockKeyConfigInput>>,
+    /// Read-only; ignored.
+    #[serde(default, rename = "created_at")]
+    #[schema(value_type = Option<String>)]
+    pub _created_at: Option<IgnoredAny>,
+    /// Read-only; ignored.
+    #[serde(default, rename = "updated_at")]
+    #[schema(value_type = Option<String>)]
+    pub _updated_at: Option<IgnoredAny>,
+}
+
+/// A Bedrock key's AWS settings as shown: secrets are `"<redacted>"` or `env.NAME`.
+#[derive(Serialize, ToSchema)]
+pub struct BedrockKeyConfigView {
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    pub session_token: Option<String>,
+    pub region: Option<String>,
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+    pub session_name: Option<String>,
+    pub arn: Option<String>,
+}
+
+/// A provider key. Never contains a secret literal.
+#[derive(Serialize, ToSchema)]
+pub struct KeyResponse {
+    pub id: Uuid,
+    pub provider: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// `"<redacted>"`, `env.NAME`, or null.
+    pub value: Option<String>,
+    pub models: Vec<String>,
+    pub weight: f64,
+    pub aliases: BTreeMap<String, String>,
+    pub enabled: bool,
+    pub bedrock_key_config: Option<BedrockKeyConfigView>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl From<&ProviderKeyRecord> for KeyResponse {
+    fn from(k: &ProviderKeyRecord) -> Self {
+        let show = |s: &Option<SealedSecret>| s.as_ref().map(SealedSecret::display);
+        KeyResponse {
+            id: k.id,
+            provider: k.provider.clone(),
+            name: k.name.clone(),
+            description: k.description.clone(),
+            value: show(&k.value),
+            models: k.models.clone(),
+            weight: k.weight,
+            aliases: k.aliases.clone(),
+            enabled: k.enabled,
+            bedrock_key_config: k.bedrock.as_ref().map(|b| BedrockKeyConfigView {
+                access_key: show(&b.access_key),
+                secret_key: show(&b.secret_key),
+                session_token: show(&b.session_token),
+                region: b.region.as_ref().map(ValueSource::display),
+                role_arn: b.role_arn.as_ref().map(ValueSource::display),
+                external_id: show(&b.external_id),
+                session_name: b.session_name.clone(),
+                arn: b.arn.clone(),
+            }),
+            created_at: timestamp(k.created_at),
+            updated_at: timestamp(k.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyResponse>,
+    pub count: usize,
+}
+
+/// A secret field of a request, already sealed; `Keep` stands for `"<redacted>"`.
+enum SecretInput {
+    Set(SealedSecret),
+    Keep,
+}
+
+fn secret_input(
+    secrets: &SecretBox,
+    key_id: Uuid,
+    field: SecretField,
+    path: &str,
+    raw: &str,
+    allow_keep: bool,
+) -> Result<SecretInput, ApiError> {
+    Ok(match validate::sourced(path, raw, allow_keep)? {
+        Sourced::Keep => SecretInput::Keep,
+        Sourced::Env(name) => SecretInput::Set(SealedSecret::Env(name)),
+        Sourced::Literal(v) => SecretInput::Set(SealedSecret::seal(secrets, key_id, field, &v)?),
+    })
+}
+
+fn plain_input(path: &str, raw: &str) -> Result<ValueSource, ValidationError> {
+    Ok(match validate::sourced(path, raw, false)? {
+        Sourced::Env(name) => ValueSource::Env(name),
+        Sourced::Literal(v) => ValueSource::Literal(v),
+        Sourced::Keep => {
+            return Err(ValidationError::new(
+                path,
+                "\"<redacted>\" is only meaningful for secret fields",
+            ));
+        }
+    })
+}
+
+fn resolve(
+    input: &SecretInput,
+    stored: Option<&SealedSecret>,
+    path: &str,
+) -> Result<SealedSecret, ValidationError> {
+    match input {
+        SecretInput::Set(s) => Ok(s.clone()),
+        SecretInput::Keep => stored.cloned().ok_or_else(|| {
+            ValidationError::new(
+                path,
+                "\"<redacted>\" keeps the stored secret, but none is stored",
+            )
+        }),
+    }
+}
+
+/// A parsed `bedrock_key_config` whose literals are sealed.
+struct BedrockInput {
+    access_key: Option<SecretInput>,
+    secret_key: Option<SecretInput>,
+    session_token: Option<SecretInput>,
+    external_id: Option<SecretInput>,
+    region: Option<ValueSource>,
+    role_arn: Option<ValueSource>,
+    session_name: Option<String>,
+    arn: Option<String>,
+}
+
+const B: &str = "bedrock_key_config";
+
+impl BedrockInput {
+    fn parse(
+        input: &BedrockKeyConfigInput,
+        secrets: &SecretBox,
+        key_id: Uuid,
+        allow_keep: bool,
+    ) -> Result<Self, ApiError> {
+        let secret = |field: SecretField, raw: &Option<String>| {
+            raw.as_deref()
+                .map(|r| {
+                    let path = format!("{B}.{}", field.as_str());
+                    secret_input(secrets, key_id, field, &path, r, allow_keep)
+                })
+                .transpose()
+        };
+        let plain = |name: &str, raw: &Option<String>| {
+            raw.as_deref()
+                .map(|r| plain_input(&format!("{B}.{name}"), r))
+                .transpose()
+        };
+        Ok(BedrockInput {
+            access_key: secret(SecretField::AccessKey, &input.access_key)?,
+            secret_key: secret(SecretField::SecretKey, &input.secret_key)?,
+            session_token: secret(SecretField::SessionToken, &input.session_token)?,
+            external_id: secret(SecretField::ExternalId, &input.external_id)?,
+            region: plain("region", &input.region)?,
+            role_arn: plain("role_arn", &input.role_arn)?,
+            session_name: input.session_name.clone(),
+            arn: input.arn.clone(),
+        })
+    }
+
+    /// The record block, taking `"<redacted>"` fields from `stored`.
+    fn resolve(
+        &self,
+        stored: Option<&BedrockKeyRecord>,
+    ) -> Result<BedrockKeyRecord, ValidationError> {
+        let field = |input: &Option<SecretInput>,
+                     pick: fn(&BedrockKeyRecord) -> Option<&SealedSecret>,
+                     name: &str| {
+            input
+                .as_ref()
+                .map(|i| resolve(i, stored.and_then(pick), &format!("{B}.{name}")))
+                .transpose()
+        };
+        Ok(BedrockKeyRecord {
+            access_key: field(&self.access_key, |b| b.access_key.as_ref(), "access_key")?,
+            secret_key: field(&self.secret_key, |b| b.secret_key.as_ref(), "secret_key")?,
+            session_token: field(
+                &self.session_token,
+                |b| b.session_token.as_ref(),
+                "session_token",
+            )?,
+            external_id: field(&self.external_id, |b| b.external_id.as_ref(), "external_id")?,
+            region: self.region.clone(),
+            role_arn: self.role_arn.clone(),
+            session_name: self.session_name.clone(),
+            arn: self.arn.clone(),
+        })
+    }
+}
+
+fn literal(v: &Option<ValueSource>) -> Option<Option<&str>> {
+    v.as_ref().map(|v| match v {
+        ValueSource::Literal(s) => Some(s.as_str()),
+        ValueSource::Env(_) => None,
+    })
+}
+
+/// Checks a complete key against the rules of its provider's kind.
+fn check(kind: ProviderKind, k: &ProviderKeyRecord) -> Result<(), ValidationError> {
+    validate::provider_key(
+        kind,
+        &KeyShape {
+            name: &k.name,
+            description: k.description.as_deref(),
+            models: &k.models,
+            weight: k.weight,
+            aliases: &k.aliases,
+            has_value: k.value.is_some(),
+            bedrock: k.bedrock.as_ref().map(|b| BedrockShape {
+                has_access_key: b.access_key.is_some(),
+                has_secret_key: b.secret_key.is_some(),
+                has_session_token: b.session_token.is_some(),
+                has_external_id: b.external_id.is_some(),
+                region: literal(&b.region),
+                role_arn: literal(&b.role_arn),
+                session_name: b.session_name.as_deref(),
+                arn: b.arn.as_deref(),
+            }),
+        },
+    )
+}
+
+/// What the audit log keeps of a key: its shape and env reference names, never secret values.
+fn key_audit(k: &ProviderKeyRecord) -> serde_json::Value {
+    let kind = |s: &Option<SealedSecret>| {
+        s.as_ref().map(|s| match s {
+            SealedSecret::Env(name) => format!("env.{name}"),
+            SealedSecret::Encrypted(_) => "literal".to_owned(),
+        })
+    };
+    json!({
+        "name": k.name,
+        "models": k.models,
+        "weight": k.weight,
+        "enabled": k.enabled,
+        "aliases": k.aliases.len(),
+        "value": kind(&k.value),
+        "bedrock_key_config": k.bedrock.as_ref().map(|b| json!({
+            "access_key": kind(&b.access_key),
+            "secret_key": kind(&b.secret_key),
+            "session_token": kind(&b.session_token),
+            "external_id": kind(&b.external_id),
+            "region": b.region.as_ref().map(ValueSource::display),
+            "role_arn": b.role_arn.as_ref().map(ValueSource::display),
+        })),
+    })
+}
+
+async fn provider_kind(cp: &ControlPlane, provider: &str) -> Result<ProviderKind, ApiError> {
+    Ok(cp
+        .store()
+        .get_provider(provider)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("provider {provider:?} not found")))?
+        .kind)
+}
+
+/// Create a key for a provider.
+#[utoipa::path(
+    post,
+    path = "/api/providers/{provider}/keys",
+    tag = "keys",
+    params(("provider" = String, Path, description = "Provider name")),
+    request_body(content = CreateKeyRequest, example = json!({
+        "name": "bedrock-key",
+        "models": ["*"],
+        "weight": 1.0,
+        "aliases": {"claude-sonnet-4-6": "global.anthropic.claude-sonnet-4-6"},
+        "bedrock_key_config": {
+            "access_key": "env.AWS_ACCESS_KEY_ID",
+            "secret_key": "env.AWS_SECRET_ACCESS_KEY",
+            "region": "us-east-1"
+        }
+    })),
+    responses(
+        (status = 201, description = "Created", body = KeyResponse),
+        (status = 400, description = "Invalid request", body = ErrorBody),
+        (status = 401, description = "Not authorised", body = ErrorBody),
+        (status = 404, description = "No such provider", body = ErrorBody),
+        (status = 409, description = "The provider has a key with this name", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create_key(
+    State(cp): State<ControlPlane>,
+    actor: Actor,
+    ApiPath(provider): ApiPath<String>,
+    ApiJson(req): ApiJson<CreateKeyRequest>,
+) -> Result<(StatusCode, Json<KeyResponse>), ApiError> {
+    let kind = provider_kind(&cp, &provider).await?;
+    let id = Uuid::new_v4();
+    let secrets = cp.secrets();
+    let value = req
+        .value
+        .as_deref()
+        .map(|raw| {
+            let input = secret_input(secrets, id, SecretField::Value, "value", raw, false)?;
+            resolve(&input, None, "value").map_err(ApiError::from)
+        })
+        .transpose()?;
+    let bedrock = req
+        .bedrock_key_config
+        .as_ref()
+        .map(|b| {
+            BedrockInput::parse(b, secrets, id, false)?
+                .resolve(None)
+                .map_err(ApiError::from)
+        })
+        .transpose()?;
+    let t = now();
+    let record = ProviderKeyRecord {
+        id,
+        provider: provider.clone(),
+        name: req.name,
+        description: req.description,
+        models: req.models.unwrap_or_else(|| vec!["*".to_owned()]),
+        weight: req.weight.unwrap_or(1.0),
+        aliases: req.aliases.unwrap_or_default(),
+        enabled: req.enabled.unwrap_or(true),
+        value,
+        bedrock,
+        created_at: t,
+        updated_at: t,
+    };
+    check(kind, &record)?;
+    let event = AuditEvent {
+        actor: actor.0,
+        action: "provider_key.create".to_owned(),
+        target: format!("providers/{provider}/keys/{id}"),
+        details: key_audit(&record),
+    };
+    let version = cp.store().create_key(&record, &event).await?;
+    cp.committed(&event, version).await?;
+    Ok((StatusCode::CREATED, Json(KeyResponse::from(&record))))
+}
+
+/// List the keys of a provider.
+#[utoipa::path(
+    get,
+    path = "/api/providers/{provider}/keys",
+    tag = "keys",
+    params(("provider" = String, Path, description = "Provider name")),
+    responses(
+        (status = 200, description = "The provider's keys, by name", body = KeyList),
+        (status = 401, description = "Not authorised", body = ErrorBody),
+        (status = 404, description = "No such provider", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_provider_keys(
+    State(cp): State<ControlPlane>,
+    ApiPath(provider): ApiPath<String>,
+) -> Result<Json<KeyList>, ApiError> {
+    provider_kind(&cp, &provider).await?;
+    let keys: Vec<_> = cp
+        .store()
+        .list_keys(Some(&provider))
+        .await?
+        .iter()
+        .map(KeyResponse::from)
+        .collect();
+    Ok(Json(KeyList {
+        count: keys.len(),
+        keys,
+    }))
+}
+
+/// List the keys of all providers.
+#[utoipa::path(
+    get,
+    path = "/api/keys",
+    tag = "keys",
+    responses(
+        (status = 200, description = "All keys, by provider then name", body = KeyList),
+        (status = 401, description = "Not authorised", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_all_keys(
+    State(cp): State<ControlPlane>,
+) -> Result<Json<KeyList>, ApiError> {
+    let keys: Vec<_> = cp
+        .store()
+        .list_keys(None)
+        .await?
+        .iter()
+        .map(KeyResponse::from)
+        .collect();
+    Ok(Json(KeyList {
+        count: keys.len(),
+        keys,
+    }))
+}
+
+/// Get a key.
+#[utoipa::path(
+    get,
+    path = "/api/providers/{provider}/keys/{key_id}",
+    tag = "keys",
+    params(
+        ("provider" = String, Path, description = "Provider name"),
+        ("key_id" = Uuid, Path, description = "Key id"),
+    ),
+    responses(
+        (status = 200, description = "The key", body = KeyResponse),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "Not authorised", body = ErrorBody),
+        (status = 404, description = "No such provider or key", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_key(
+    State(cp): State<ControlPlane>,
+    ApiPath((provider, key_id)): ApiPath<(String, String)>,
+) -> Result<Json<KeyResponse>, ApiError> {
+    let id = parse_id("key_id", &key_id)?;
+    let key = cp
+        .store()
+        .get_key(&provider, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("provider {provider:?} has no key {id}")))?;
+    Ok(Json(KeyResponse::from(&key)))
+}
+
+/// Update a key. Omitted fields stay; `"<redacted>"` keeps a stored secret.
+#[utoipa::path(
+    put,
+    path = "/api/providers/{provider}/keys/{key_id}",
+    tag = "keys",
+    params(
+        ("provider" = String, Path, description = "Provider name"),
+        ("key_id" = Uuid, Path, description = "Key id"),
+    ),
+    request_body = UpdateKeyRequest,
+    responses(
+        (status = 200, description = "The updated key", body = KeyResponse),
+        (status = 400, description = "Invalid request", body = ErrorBody),
+        (status = 401, description = "Not authorised", body = ErrorBody),
+        (status = 404, description = "No such provider or key", body = ErrorBody),
+        (status = 409, description = "The provider has another key with this name", body = ErrorBody),
+    )
+)]
+pub(crate) async fn update_key(
+    State(cp): State<ControlPlane>,
+    actor: Actor,
+    ApiPath((provider, key_id)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<UpdateKeyRequest>,
+) -> Result<Json<KeyResponse>, ApiError> {
+    let id = parse_id("key_id", &key_id)?;
+    if let Some(given) = &req.id
+        && given.parse::<Uuid>().ok() != Some(id)
+    {
+        return Err(ApiError::invalid_field(
+            "id",
+            "does not match the key id in the path",
+        ));
+    }
+    if let Some(given) = &req.provider
+        && *given != provider
+    {
+        return Err(ApiError::invalid_field(
+            "provider",
+            "keys cannot move between providers",
+        ));
+    }
+    let kind = provider_kind(&cp, &provider).await?;
+    let secrets = cp.secrets();
+    let value = match &req.value {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(raw)) => Some(Some(secret_input(
+            secrets,
+            id,
+            SecretField::Value,
+            "value",
+            raw,
+            true,
+        )?)),
+    };
+    let bedrock = match &req.bedrock_key_config {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(b)) => Some(Some(BedrockInput::parse(b, secrets, id, true)?)),
+    };
+    let changed: Vec<&str> = [
+        ("name", req.name.is_some()),
+        ("description", req.description.is_some()),
+        ("value", req.value.is_some()),
+        ("models", req.models.is_some()),
+        ("weight", req.weight.is_some()),
+        ("aliases", req.aliases.is_some()),
+        ("enabled", req.enabled.is_some()),
+        ("bedrock_key_config", req.bedrock_key_config.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(f, present)| present.then_some(f))
+    .collect();
+    let event = AuditEvent {
+        actor: actor.0,
+        action: "provider_key.update".to_owned(),
+        target: format!("providers/{provider}/keys/{id}"),
+        details: json!({ "changed": changed }),
+    };
+    let apply = |k: &mut ProviderKeyRecord| -> Result<(), ValidationError> {
+        if let Some(name) = &req.name {
+            k.name = name.clone();
+        }
+        if let Some(d) = &req.description {
+            k.description = d.clone();
+        }
+        if let Some(models) = &req.models {
+            k.models = models.clone();
+        }
+        if let Some(w) = req.weight {
+            k.weight = w;
+        }
+        if let Some(a) = &req.aliases {
+            k.aliases = a.clone();
+        }
+        if let Some(e) = req.enabled {
+            k.enabled = e;
+        }
+        if let Some(v) = &value {
+            k.value = v
+                .as_ref()
+                .map(|v| resolve(v, k.value.as_ref(), "value"))
+                .transpose()?;
+        }
+        if let Some(b) = &bedrock {
+            k.bedrock = b
+                .as_ref()
+                .map(|b| b.resolve(k.bedrock.as_ref()))
+                .transpose()?;
+        }
+        check(kind, k)
+    };
+    let (record, version) = cp.store().update_key(&provider, id, &apply, &event).await?;
+    cp.committed(&event, version).await?;
+    Ok(Json(KeyResponse::from(&record)))
+}
+
+/// Delete a key.
+#[utoipa::path(
+    delete,
+    path = "/api/providers/{provider}/keys/{key_id}",
+    tag = "keys",
+    params(
+        ("provider" = String, Path, description = "Provider name"),
+        ("key_id" = Uuid, Path, description = "Key id"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "Not authorised", body = ErrorBody),
+        (status = 404, description = "No such provider or key", body = ErrorBody),
+    )
+)]
+pub(crate) async fn delete_key(
+    State(cp): State<ControlPlane>,
+    actor: Actor,
+    ApiPath((provider, key_id)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id("key_id", &key_id)?;
+    let event = AuditEvent {
+        actor: actor.0,
+        action: "provider_key.delete".to_owned(),
+        target: format!("providers/{provider}/keys/{id}"),
+        details: json!({}),
+    };
+    let version = cp.store().delete_key(&provider, id, &event).await?;
+    cp.committed(&event, version).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

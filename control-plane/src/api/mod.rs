@@ -1,0 +1,200 @@
+//! The admin HTTP API: routes, the OpenAPI description, and shared helpers.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, Uri};
+use axum::routing::get;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use uuid::Uuid;
+
+use crate::ControlPlane;
+
+mod auth;
+mod error;
+mod extract;
+mod keys;
+mod providers;
+mod system;
+mod virtual_keys;
+
+pub use error::{ApiError, ErrorBody, ErrorDetail, ErrorType};
+
+/// Largest accepted request body.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub(crate) fn router(cp: ControlPlane) -> Router {
+    let policy = Arc::new(auth::AuthPolicy::new(cp.admin_auth()));
+    let vk_routes = |r: Router<ControlPlane>, base: &str, item: &str, gov: bool| {
+        if gov {
+            r.route(
+                base,
+                get(virtual_keys::governance_list_virtual_keys)
+                    .post(virtual_keys::governance_create_virtual_key),
+            )
+            .route(
+                item,
+                get(virtual_keys::governance_get_virtual_key)
+                    .put(virtual_keys::governance_update_virtual_key)
+                    .delete(virtual_keys::governance_delete_virtual_key),
+            )
+        } else {
+            r.route(
+                base,
+                get(virtual_keys::list_virtual_keys).post(virtual_keys::create_virtual_key),
+            )
+            .route(
+                item,
+                get(virtual_keys::get_virtual_key)
+                    .put(virtual_keys::update_virtual_key)
+                    .delete(virtual_keys::delete_virtual_key),
+            )
+        }
+    };
+    let api = Router::new()
+        .route(
+            "/providers",
+            get(providers::list_providers).post(providers::create_provider),
+        )
+        .route(
+            "/providers/{provider}",
+            get(providers::get_provider)
+                .put(providers::update_provider)
+                .delete(providers::delete_provider),
+        )
+        .route(
+            "/providers/{provider}/keys",
+            get(keys::list_provider_keys).post(keys::create_key),
+        )
+        .route(
+            "/providers/{provider}/keys/{key_id}",
+            get(keys::get_key)
+                .put(keys::update_key)
+                .delete(keys::delete_key),
+        )
+        .route("/keys", get(keys::list_all_keys))
+        .route("/audit-logs", get(system::list_audit_logs))
+        .route("/version", get(system::version));
+    let api = vk_routes(api, "/virtual-keys", "/virtual-keys/{vk_id}", false);
+    let api = vk_routes(
+        api,
+        "/governance/virtual-keys",
+        "/governance/virtual-keys/{vk_id}",
+        true,
+    )
+    .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed)
+    .layer(axum::middleware::from_fn_with_state(
+        policy,
+        auth::require_admin,
+    ))
+    .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+    .with_state(cp);
+    Router::new()
+        .route("/openapi.json", get(system::openapi_json))
+        .nest("/api", api)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no admin API route for {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
+}
+
+/// RFC 3339 text of a timestamp.
+pub(crate) fn timestamp(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+/// Parses an id path segment.
+pub(crate) fn parse_id(field: &str, raw: &str) -> Result<Uuid, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::invalid_field(field, format!("{raw:?} is not a UUID")))
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The admin token (`Authorization: Bearer <token>`). When no token is \
+                         configured, the server may accept loopback clients without one.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Tollgate admin API",
+        description = "Configure providers, provider keys and virtual keys of a Tollgate gateway. \
+            Secrets are never returned: literals show as \"<redacted>\", env.NAME references as \
+            written. Errors are {\"error\": {\"type\", \"message\", \"field\"?}}.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    paths(
+        providers::create_provider,
+        providers::list_providers,
+        providers::get_provider,
+        providers::update_provider,
+        providers::delete_provider,
+        keys::create_key,
+        keys::list_provider_keys,
+        keys::list_all_keys,
+        keys::get_key,
+        keys::update_key,
+        keys::delete_key,
+        virtual_keys::create_virtual_key,
+        virtual_keys::list_virtual_keys,
+        virtual_keys::get_virtual_key,
+        virtual_keys::update_virtual_key,
+        virtual_keys::delete_virtual_key,
+        virtual_keys::governance_create_virtual_key,
+        virtual_keys::governance_list_virtual_keys,
+        virtual_keys::governance_get_virtual_key,
+        virtual_keys::governance_update_virtual_key,
+        virtual_keys::governance_delete_virtual_key,
+        system::list_audit_logs,
+        system::version,
+        system::openapi_json,
+    ),
+    components(schemas(ErrorBody, ErrorDetail, ErrorType)),
+    modifiers(&BearerAuth),
+    security(("admin_token" = [])),
+    tags(
+        (name = "providers", description = "Upstream providers (bedrock, anthropic, or custom names)"),
+        (name = "keys", description = "Provider credentials"),
+        (name = "virtual-keys", description = "Keys clients use to call the gateway"),
+        (name = "governance", description = "The virtual-key routes under the path other gateways use"),
+        (name = "system", description = "Audit log, versions, this document"),
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI description of the admin API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+pub(crate) fn openapi_pretty() -> String {
+    let mut text = openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    text.push('\n');
+    text
+}

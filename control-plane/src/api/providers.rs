@@ -1,0 +1,341 @@
+//! `/api/providers`: create, list, get, partially update and delete providers.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::auth::Actor;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath};
+use super::timestamp;
+use crate::ControlPlane;
+use crate::model::{AuditEvent, NetworkConfig, ProviderKind, ProviderRecord, now};
+use crate::validate::{self, ValidationError};
+
+/// `POST /api/providers` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProviderRequest {
+    /// Provider name, used in `provider/model`. `bedrock` and `anthropic` imply their type; other
+    /// names need `custom_provider_config`.
+    #[schema(example = "bedrock")]
+    pub provider: String,
+    #[serde(default)]
+    pub network_config: Option<NetworkConfig>,
+    #[serde(default)]
+    pub custom_provider_config: Option<CustomProviderConfig>,
+}
+
+/// The upstream protocol of a provider with a custom name.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomProviderConfig {
+    pub base_provider_type: ProviderKind,
+}
+
+/// `PUT /api/providers/{provider}` body: blocks that are omitted stay as they are; a given
+/// `network_config` replaces the stored one. Response-only fields are accepted so a GET response
+/// can be sent back.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProviderRequest {
+    /// Must equal the name in the path if given.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Must equal the name in the path if given.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Must equal the stored type if given (the type cannot change).
+    #[serde(default)]
+    pub kind: Option<ProviderKind>,
+    #[serde(default)]
+    pub network_config: Option<NetworkConfig>,
+    /// Must name the stored type if given (the type cannot change).
+    #[serde(default)]
+    pub custom_provider_config: Option<CustomProviderConfig>,
+    /// Read-only; ignored.
+    #[serde(default, rename = "created_at")]
+    #[schema(value_type = Option<String>)]
+    pub _created_at: Option<IgnoredAny>,
+    /// Read-only; ignored.
+    #[serde(default, rename = "updated_at")]
+    #[schema(value_type = Option<String>)]
+    pub _updated_at: Option<IgnoredAny>,
+}
+
+/// A provider.
+#[derive(Serialize, ToSchema)]
+pub struct ProviderResponse {
+    #[schema(example = "bedrock")]
+    pub name: String,
+    /// Upstream protocol.
+    pub kind: ProviderKind,
+    /// Present for providers whose name is not their type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_provider_config: Option<CustomProviderConfig>,
+    pub network_config: NetworkConfig,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl From<&ProviderRecord> for ProviderResponse {
+    fn from(p: &ProviderRecord) -> Self {
+        ProviderResponse {
+            name: p.name.clone(),
+            kind: p.kind,
+            custom_provider_config: (ProviderKind::parse(&p.name) != Some(p.kind)).then_some(
+                CustomProviderConfig {
+                    base_provider_type: p.kind,
+                },
+            ),
+            network_config: p.network.clone(),
+            created_at: timestamp(p.created_at),
+            updated_at: timestamp(p.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProviderList {
+    pub providers: Vec<ProviderResponse>,
+    pub count: usize,
+}
+
+fn resolve_kind(
+    name: &str,
+    custom: Option<&CustomProviderConfig>,
+) -> Result<ProviderKind, ValidationError> {
+    match (ProviderKind::parse(name), custom) {
+        (Some(kind), None) => Ok(kind),
+        (Some(kind), Some(c)) if c.base_provider_type == kind => Ok(kind),
+        (Some(kind), Some(_)) => Err(ValidationError::new(
+            "custom_provider_config.base_provider_type",
+            format!("provider {name:?} is always of type {kind}"),
+        )),
+        (None, Some(c)) => Ok(c.base_provider_type),
+        (None, None) => Err(ValidationError::new(
+            "custom_provider_config",
+            format!(
+                "provider {name:?} is not a known type: give custom_provider_config.base_provider_type (\"bedrock\" or \"anthropic\")"
+            ),
+        )),
+    }
+}
+
+/// What the audit log keeps of a network block (header names only: values may be credentials).
+fn network_audit(nc: &NetworkConfig) -> serde_json::Value {
+    json!({
+        "base_url": nc.base_url,
+        "default_request_timeout_in_seconds": nc.default_request_timeout_in_seconds,
+        "connect_timeout_in_seconds": nc.connect_timeout_in_seconds,
+        "stream_idle_timeout_in_seconds": nc.stream_idle_timeout_in_seconds,
+        "extra_header_names": nc.extra_headers.keys().collect::<Vec<_>>(),
+    })
+}
+
+/// Create a provider.
+#[utoipa::path(
+    post,
+    path = "/api/providers",
+    tag = "providers",
+    request_body(content = CreateProviderRequest, example = json!({"provider": "bedrock"})),
+    responses(
+        (status = 201, description = "Created", body = ProviderResponse),
+        (status = 400, description = "Invalid request", body = ErrorBody),
+        (status = 401, description = "Not authorised", body = ErrorBody),
+        (status = 409, description = "A provider with this name exists", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create_provider(
+    State(cp): State<ControlPlane>,
+    actor: Actor,
+    ApiJson(req): ApiJson<CreateProviderRequest>,
+) -> Result<(StatusCode, Json<ProviderResponse>), ApiError> {
+    validate::provider_name("provider", &req.provider)?;
+    let kind = resolve_kind(&req.provider, req.custom_provider_config.as_ref())?;
+    let network = req.network_config.unwrap_or_default();
+    validate::network_config("network_config", &network)?;
+    let t = now();
+    let record = ProviderRecord {
+        name: req.provider,
+        kind,
+        network,
+        created_at: t,
+        updated_at: t,
+    };
+    let event = AuditEvent {
+        actor: actor.0,
+        action: "provider.create".to_owned(),
+        target: format!("providers/{}", record.name),
+        details: json!({"kind": kind, "network_config": network_audit(&record.network)}),
+    };
+    let version = cp.store().create_provider(&record, &event).await?;
+    cp.committed(&event, version).await?;
+    Ok((StatusCode::CREATED, Json(ProviderResponse::from(&record))))
+}
+
+/// List providers.
+#[utoipa::path(
+    get,
+    path = "/api/providers",
+    tag = "providers",
+    responses(
+        (status = 200, description = "All providers, by name", body = ProviderList),
+        (status = 401, description = "Not authorised", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_providers(
+    State(cp): State<ControlPlane>,
+) -> Result<Json<ProviderList>, ApiError> {
+    let providers: Vec<_> = cp
+        .store()
+        .list_providers()
+        .await?
+        .iter()
+        .map(ProviderResponse::from)
+        .collect();
+    Ok(Json(ProviderList {
+        count: providers.len(),
+        providers,
+    }))
+}
+
+/// Get a provider.
+#[utoipa::path(
+    get,
+    path = "/api/providers/{provider}",
+    tag = "providers",
+    params(("provider" = String, Path, description = "Provider name")),
+    responses(
+        (status = 200, description = "The provider", body = ProviderResponse),
+        (status = 401, description = "Not authorised", body = ErrorBody),
+        (status = 404, description = "No such provider", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_provider(
+    State(cp): State<ControlPlane>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<ProviderResponse>, ApiError> {
+    let p = cp
+        .store()
+        .get_provider(&name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("provider {name:?} not found")))?;
+    Ok(Json(ProviderResponse::from(&p)))
+}
+
+/// Update a provider. Omitted blocks are left untouched.
+#[utoipa::path(
+    put,
+    path = "/api/providers/{provider}",
+    tag = "providers",
+    params(("provider" = String, Path, description = "Provider name")),
+    request_body = UpdateProviderRequest,
+    responses(
+        (status = 200, description = "The updated provider", body = ProviderResponse),
+        (status = 400, description = "Invalid request", body = ErrorBody),
+        (status = 401, description = "Not authorised", body = ErrorBody),
+        (status = 404, description = "No such provider", body = ErrorBody),
+    )
+)]
+pub(crate) async fn update_provider(
+    State(cp): State<ControlPlane>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<UpdateProviderRequest>,
+) -> Result<Json<ProviderResponse>, ApiError> {
+    for (field, given) in [("provider", &req.provider), ("name", &req.name)] {
+        if let Some(given) = given
+            && *given != name
+        {
+            return Err(ApiError::invalid_field(
+                field,
+                format!(
+                    "providers cannot be renamed ({given:?} differs from {name:?} in the path)"
+                ),
+            ));
+        }
+    }
+    if let Some(nc) = &req.network_config {
+        validate::network_config("network_config", nc)?;
+    }
+    let mut changed = Vec::new();
+    if req.network_config.is_some() {
+        changed.push("network_config");
+    }
+    let event = AuditEvent {
+        actor: actor.0,
+        action: "provider.update".to_owned(),
+        target: format!("providers/{name}"),
+        details: json!({
+            "changed": changed,
+            "network_config": req.network_config.as_ref().map(network_audit),
+        }),
+    };
+    let apply = |p: &mut ProviderRecord| -> Result<(), ValidationError> {
+        let wanted = [
+            ("kind", req.kind),
+            (
+                "custom_provider_config.base_provider_type",
+                req.custom_provider_config
+                    .as_ref()
+                    .map(|c| c.base_provider_type),
+            ),
+        ];
+        for (field, kind) in wanted {
+            if let Some(kind) = kind
+                && kind != p.kind
+            {
+                return Err(ValidationError::new(
+                    field,
+                    format!(
+                        "the provider type cannot change from {} to {kind}; create a new provider instead",
+                        p.kind
+                    ),
+                ));
+            }
+        }
+        if let Some(nc) = &req.network_config {
+            p.network = nc.clone();
+        }
+        Ok(())
+    };
+    let (record, version) = cp.store().update_provider(&name, &apply, &event).await?;
+    cp.committed(&event, version).await?;
+    Ok(Json(ProviderResponse::from(&record)))
+}
+
+/// Delete a provider and its keys. Refused (409) while a virtual key names it.
+#[utoipa::path(
+    delete,
+    path = "/api/providers/{provider}",
+    tag = "providers",
+    params(("provider" = String, Path, description = "Provider name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Not authorised", body = ErrorBody),
+        (status = 404, description = "No such provider", body = ErrorBody),
+        (status = 409, description = "Virtual keys still use the provider", body = ErrorBody),
+    )
+)]
+pub(crate) async fn delete_provider(
+    State(cp): State<ControlPlane>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let event = AuditEvent {
+        actor: actor.0,
+        action: "provider.delete".to_owned(),
+        target: format!("providers/{name}"),
+        details: json!({}),
+    };
+    let version = cp.store().delete_provider(&name, &event).await?;
+    cp.committed(&event, version).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

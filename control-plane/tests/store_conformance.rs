@@ -1,0 +1,471 @@
+//! One conformance suite for every [`Store`] backend, run against SQLite and PostgreSQL.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::json;
+use tollgate_control_plane::crypto::SecretBox;
+use tollgate_control_plane::model::{
+    AuditEvent, BedrockKeyRecord, NetworkConfig, ProviderKeyRecord, ProviderKind, ProviderRecord,
+    SealedSecret, SecretField, ValueSource, VirtualKeyRecord, now,
+};
+use tollgate_control_plane::validate::ValidationError;
+use tollgate_control_plane::{PostgresStore, SqliteStore, Store, StoreError};
+use uuid::Uuid;
+
+fn event(action: &str, target: &str) -> AuditEvent {
+    AuditEvent {
+        actor: "test".into(),
+        action: action.into(),
+        target: target.into(),
+        details: json!({"action": action}),
+    }
+}
+
+fn provider(name: &str, kind: ProviderKind) -> ProviderRecord {
+    let t = now();
+    ProviderRecord {
+        name: name.into(),
+        kind,
+        network: NetworkConfig::default(),
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+fn key(provider: &str, name: &str, secrets: &SecretBox) -> ProviderKeyRecord {
+    let t = now();
+    let id = Uuid::new_v4();
+    ProviderKeyRecord {
+        id,
+        provider: provider.into(),
+        name: name.into(),
+        description: Some("a key".into()),
+        models: vec!["*".into(), "claude-sonnet-4-6".into()],
+        weight: 0.25,
+        aliases: BTreeMap::from([(
+            "claude-sonnet-4-6".to_string(),
+            "global.anthropic.claude-sonnet-4-6".to_string(),
+        )]),
+        enabled: true,
+        value: None,
+        bedrock: Some(BedrockKeyRecord {
+            access_key: Some(SealedSecret::Env("AWS_ACCESS_KEY_ID".into())),
+            secret_key: Some(
+                SealedSecret::seal(secrets, id, SecretField::SecretKey, "wJalrXUtnFEMI").unwrap(),
+            ),
+            session_token: None,
+            external_id: Some(SealedSecret::Env("EXT".into())),
+            region: Some(ValueSource::Literal("us-east-1".into())),
+            role_arn: Some(ValueSource::Env("ROLE_ARN".into())),
+            session_name: Some("tollgate".into()),
+            arn: Some("arn:aws:bedrock:us-east-1:123456789012".into()),
+        }),
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+fn vk(name: &str, providers: &[&str], fill: u8) -> VirtualKeyRecord {
+    let t = now();
+    VirtualKeyRecord {
+        id: Uuid::new_v4(),
+        name: name.into(),
+        description: None,
+        key_sha256: [fill; 32],
+        value_prefix: "sk-tg-AbCd".into(),
+        providers: providers.iter().map(|s| s.to_string()).collect(),
+        monthly_budget: 500.0,
+        active: true,
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+/// The suite. Every assertion holds for every backend.
+async fn conformance(store: Arc<dyn Store>) {
+    let secrets = SecretBox::new(&[5u8; 32]);
+
+    // Fresh store.
+    assert_eq!(store.config_version().await.unwrap(), 1);
+    let st = store.load_state().await.unwrap();
+    assert_eq!(st.version, 1);
+    assert!(st.providers.is_empty() && st.keys.is_empty() && st.virtual_keys.is_empty());
+    assert!(store.list_audit(10).await.unwrap().is_empty());
+    let mut expected_version = 1;
+    let mut successes = 0;
+
+    // Providers: create, duplicate, get, list order.
+    let mut bedrock = provider("bedrock", ProviderKind::Bedrock);
+    bedrock.network.base_url = Some("https://bedrock.example".into());
+    bedrock
+        .network
+        .extra_headers
+        .insert("x-team".into(), "eng".into());
+    let v = store
+        .create_provider(&bedrock, &event("provider.create", "providers/bedrock"))
+        .await
+        .unwrap();
+    expected_version += 1;
+    successes += 1;
+    assert_eq!(v, expected_version);
+    let dup = store
+        .create_provider(&bedrock, &event("provider.create", "providers/bedrock"))
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    assert_eq!(
+        store.config_version().await.unwrap(),
+        expected_version,
+        "a failed mutation must not bump the version"
+    );
+    assert_eq!(
+        store.get_provider("bedrock").await.unwrap().as_ref(),
+        Some(&bedrock)
+    );
+    assert_eq!(store.get_provider("nope").await.unwrap(), None);
+    let anthropic = provider("anthropic", ProviderKind::Anthropic);
+    store
+        .create_provider(&anthropic, &event("provider.create", "providers/anthropic"))
+        .await
+        .unwrap();
+    expected_version += 1;
+    successes += 1;
+    let names: Vec<_> = store
+        .list_providers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["anthropic", "bedrock"]);
+
+    // Provider update: the closure's changes are written; its errors abort.
+    let (updated, v) = store
+        .update_provider(
+            "bedrock",
+            &|p: &mut ProviderRecord| {
+                p.network.connect_timeout_in_seconds = Some(7);
+                p.name = "renamed".into(); // ignored: names cannot change
+                Ok(())
+            },
+            &event("provider.update", "providers/bedrock"),
+        )
+        .await
+        .unwrap();
+    expected_version += 1;
+    successes += 1;
+    assert_eq!(v, expected_version);
+    assert_eq!(updated.name, "bedrock");
+    assert_eq!(updated.created_at, bedrock.created_at);
+    assert!(updated.updated_at >= bedrock.updated_at);
+    assert_eq!(
+        store.get_provider("bedrock").await.unwrap().unwrap(),
+        updated
+    );
+    let err = store
+        .update_provider(
+            "bedrock",
+            &|_p: &mut ProviderRecord| Err(ValidationError::new("kind", "no")),
+            &event("provider.update", "providers/bedrock"),
+        )
+        .await;
+    assert!(matches!(err, Err(StoreError::Invalid(ref v)) if v.field.as_deref() == Some("kind")));
+    let err = store
+        .update_provider("nope", &|_p: &mut ProviderRecord| Ok(()), &event("x", "y"))
+        .await;
+    assert!(matches!(err, Err(StoreError::NotFound(_))));
+    assert_eq!(store.config_version().await.unwrap(), expected_version);
+
+    // Keys.
+    let k1 = key("bedrock", "bedrock-key", &secrets);
+    let orphan = key("nope", "k", &secrets);
+    assert!(matches!(
+        store.create_key(&orphan, &event("k", "k")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    store
+        .create_key(&k1, &event("provider_key.create", "k1"))
+        .await
+        .unwrap();
+    expected_version += 1;
+    successes += 1;
+    assert_eq!(
+        store.get_key("bedrock", k1.id).await.unwrap().as_ref(),
+        Some(&k1),
+        "keys round-trip exactly, sealed secrets included"
+    );
+    assert_eq!(store.get_key("anthropic", k1.id).await.unwrap(), None);
+    let mut same_name = key("bedrock", "bedrock-key", &secrets);
+    same_name.bedrock = None;
+    same_name.value = Some(SealedSecret::Env("BEDROCK_API_KEY".into()));
+    assert!(matches!(
+        store.create_key(&same_name, &event("k", "k")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // The same name under another provider is fine.
+    let mut k2 = key("anthropic", "bedrock-key", &secrets);
+    k2.bedrock = None;
+    k2.value = Some(SealedSecret::seal(&secrets, k2.id, SecretField::Value, "sk-ant-xyz").unwrap());
+    store
+        .create_key(&k2, &event("provider_key.create", "k2"))
+        .await
+        .unwrap();
+    expected_version += 1;
+    successes += 1;
+    let mut k3 = key("bedrock", "a-second-key", &secrets);
+    k3.enabled = false;
+    store
+        .create_key(&k3, &event("provider_key.create", "k3"))
+        .await
+        .unwrap();
+    expected_version += 1;
+    successes += 1;
+    let ids = |ks: Vec<ProviderKeyRecord>| ks.into_iter().map(|k| k.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.list_keys(Some("bedrock")).await.unwrap()),
+        [k3.id, k1.id]
+    );
+    assert_eq!(
+        ids(store.list_keys(None).await.unwrap()),
+        [k2.id, k3.id, k1.id],
+        "ordered by provider, then name"
+    );
+    assert!(store.list_keys(Some("nope")).await.unwrap().is_empty());
+
+    // Key update: rename onto an existing name conflicts; other changes stick.
+    let err = store
+        .update_key(
+            "bedrock",
+            k3.id,
+            &|k: &mut ProviderKeyRecord| {
+                k.name = "bedrock-key".into();
+                Ok(())
+            },
+            &event("k", "k"),
+        )
+        .await;
+    assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
+    let (k3u, _) = store
+        .update_key(
+            "bedrock",
+            k3.id,
+            &|k: &mut ProviderKeyRecord| {
+                k.enabled = true;
+                k.weight = 3.0;
+                k.bedrock = None;
+                k.value = Some(SealedSecret::Env("BEDROCK_API_KEY".into()));
+                k.provider = "anthropic".into(); // ignored
+                Ok(())
+            },
+            &event("provider_key.update", "k3"),
+        )
+        .await
+        .unwrap();
+    expected_version += 1;
+    successes += 1;
+    assert_eq!(k3u.provider, "bedrock");
+    assert_eq!(k3u.created_at, k3.created_at);
+    let stored = store.get_key("bedrock", k3.id).await.unwrap().unwrap();
+    assert_eq!(stored, k3u);
+    assert!(stored.enabled && stored.weight == 3.0 && stored.bedrock.is_none());
+    assert!(matches!(
+        store
+            .update_key(
+                "bedrock",
+                Uuid::new_v4(),
+                &|_k: &mut ProviderKeyRecord| Ok(()),
+                &event("k", "k")
+            )
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Virtual keys.
+    let unknown = vk("team", &["bedrock", "nope"], 1);
+    match store.create_virtual_key(&unknown, &event("v", "v")).await {
+        Err(StoreError::Invalid(v)) => assert_eq!(v.field.as_deref(), Some("providers[1]")),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    let team = vk("engineering-team", &["bedrock"], 1);
+    store
+        .create_virtual_key(&team, &event("virtual_key.create", "vk"))
+        .await
+        .unwrap();
+    expected_version += 1;
+    successes += 1;
+    assert_eq!(
+        store.get_virtual_key(team.id).await.unwrap().as_ref(),
+        Some(&team)
+    );
+    assert!(matches!(
+        store.create_virtual_key(&vk("engineering-team", &[], 2), &event("v", "v")).await,
+        Err(StoreError::Conflict(ref m)) if m.contains("named")
+    ));
+    assert!(matches!(
+        store.create_virtual_key(&vk("other", &[], 1), &event("v", "v")).await,
+        Err(StoreError::Conflict(ref m)) if m.contains("value")
+    ));
+    let all = vk("all-providers", &[], 3);
+    store
+        .create_virtual_key(&all, &event("virtual_key.create", "vk2"))
+        .await
+        .unwrap();
+    expected_version += 1;
+    successes += 1;
+    let (team_u, _) = store
+        .update_virtual_key(
+            team.id,
+            &|v: &mut VirtualKeyRecord| {
+                v.active = false;
+                v.monthly_budget = 0.0;
+                v.providers = vec!["bedrock".into(), "anthropic".into()];
+                v.key_sha256 = [0; 32]; // ignored
+                Ok(())
+            },
+            &event("virtual_key.update", "vk"),
+        )
+        .await
+        .unwrap();
+    expected_version += 1;
+    successes += 1;
+    assert_eq!(team_u.key_sha256, team.key_sha256);
+    assert_eq!(
+        store.get_virtual_key(team.id).await.unwrap().unwrap(),
+        team_u
+    );
+    assert!(matches!(
+        store
+            .update_virtual_key(
+                team.id,
+                &|v: &mut VirtualKeyRecord| {
+                    v.providers = vec!["ghost".into()];
+                    Ok(())
+                },
+                &event("v", "v"),
+            )
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    let names: Vec<_> = store
+        .list_virtual_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    assert_eq!(names, ["all-providers", "engineering-team"]);
+
+    // The state matches the lists.
+    let st = store.load_state().await.unwrap();
+    assert_eq!(st.version, expected_version);
+    assert_eq!(st.providers, store.list_providers().await.unwrap());
+    assert_eq!(st.keys, store.list_keys(None).await.unwrap());
+    assert_eq!(st.virtual_keys, store.list_virtual_keys().await.unwrap());
+
+    // A provider named by a virtual key cannot be deleted.
+    assert!(matches!(
+        store.delete_provider("anthropic", &event("p", "p")).await,
+        Err(StoreError::Conflict(ref m)) if m.contains("engineering-team")
+    ));
+    store
+        .delete_virtual_key(team.id, &event("virtual_key.delete", "vk"))
+        .await
+        .unwrap();
+    expected_version += 1;
+    successes += 1;
+    assert!(matches!(
+        store.delete_virtual_key(team.id, &event("v", "v")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.get_virtual_key(team.id).await.unwrap(), None);
+
+    // Deleting a provider deletes its keys.
+    store
+        .delete_key("anthropic", k2.id, &event("provider_key.delete", "k2"))
+        .await
+        .unwrap();
+    expected_version += 1;
+    successes += 1;
+    assert!(matches!(
+        store.delete_key("anthropic", k2.id, &event("k", "k")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    store
+        .delete_provider("bedrock", &event("provider.delete", "providers/bedrock"))
+        .await
+        .unwrap();
+    expected_version += 1;
+    successes += 1;
+    assert!(store.list_keys(None).await.unwrap().is_empty(), "cascade");
+    assert!(matches!(
+        store.delete_provider("bedrock", &event("p", "p")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.config_version().await.unwrap(), expected_version);
+
+    // Audit: one row per successful mutation, newest first, carrying its version.
+    let audit = store.list_audit(1000).await.unwrap();
+    assert_eq!(audit.len(), successes);
+    assert_eq!(audit[0].action, "provider.delete");
+    assert_eq!(audit[0].target, "providers/bedrock");
+    assert_eq!(audit[0].config_version, expected_version);
+    assert_eq!(audit[0].details, json!({"action": "provider.delete"}));
+    assert_eq!(audit[0].actor, "test");
+    assert_eq!(audit.last().unwrap().action, "provider.create");
+    assert_eq!(audit.last().unwrap().config_version, 2);
+    for pair in audit.windows(2) {
+        assert!(pair[0].id > pair[1].id);
+        assert_eq!(pair[0].config_version, pair[1].config_version + 1);
+    }
+    assert_eq!(store.list_audit(2).await.unwrap().len(), 2);
+
+    // Concurrent writers are serialised: every one commits with its own version.
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let p = provider(&format!("p{i:02}"), ProviderKind::Anthropic);
+                store
+                    .create_provider(&p, &event("provider.create", "p"))
+                    .await
+            })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for t in tasks {
+        versions.push(t.await.unwrap().expect("concurrent create"));
+    }
+    versions.sort_unstable();
+    let want: Vec<u64> = (expected_version + 1..=expected_version + 16).collect();
+    assert_eq!(versions, want);
+    assert_eq!(store.config_version().await.unwrap(), expected_version + 16);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/dir/tollgate.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.backend(), "sqlite");
+    conformance(Arc::new(store)).await;
+    assert!(path.exists(), "the database file is created");
+    // Reopening runs the migrations again without harm and keeps the data.
+    let reopened = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(reopened.list_providers().await.unwrap().len(), 17);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_store_conforms() {
+    common::with_postgres(|url| async move {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        assert_eq!(store.backend(), "postgres");
+        conformance(Arc::new(store.clone())).await;
+        store.close().await;
+        let reopened = PostgresStore::connect(&url).await.unwrap();
+        assert_eq!(reopened.list_providers().await.unwrap().len(), 17);
+        reopened.close().await;
+    })
+    .await;
+}

@@ -1,0 +1,177 @@
+//! Shared setup of the end-to-end tests: the README walkthrough against the real binary, with
+//! the strict Bedrock double behind it.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tollgate_tests::bedrock_double::{BedrockDouble, BedrockDoubleConfig, RecordedRequest};
+use tollgate_tests::harness::{TollgateOptions, TollgateProcess};
+
+pub const AKID: &str = "AKIDE2EWALKTHROUGH";
+pub const SECRET: &str = "e2eSecretKey/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+/// A gateway configured by the walkthrough, a double behind it, and the virtual key.
+pub struct Setup {
+    pub double: BedrockDouble,
+    pub gw: TollgateProcess,
+    pub vk: String,
+    pub http: reqwest::Client,
+}
+
+pub async fn admin(
+    http: &reqwest::Client,
+    gw: &TollgateProcess,
+    method: &str,
+    path: &str,
+    body: Value,
+) -> (u16, Value) {
+    let req = match method {
+        "POST" => http.post(gw.url(path)),
+        "PUT" => http.put(gw.url(path)),
+        _ => http.get(gw.url(path)),
+    };
+    let resp = req.json(&body).send().await.expect("admin call");
+    let status = resp.status().as_u16();
+    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+pub async fn setup_with(args: &[&str]) -> Setup {
+    let double =
+        BedrockDouble::start(BedrockDoubleConfig::new().with_key(AKID, SECRET)).expect("double");
+    let gw = TollgateProcess::spawn_with(TollgateOptions {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        envs: vec![
+            ("AWS_ACCESS_KEY_ID".into(), AKID.into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), SECRET.into()),
+        ],
+        ..TollgateOptions::default()
+    })
+    .await
+    .expect("tollgate starts");
+    let http = reqwest::Client::new();
+    // The walkthrough, as pasted.
+    let (s, b) = admin(
+        &http,
+        &gw,
+        "POST",
+        "/api/providers",
+        json!({"provider": "bedrock"}),
+    )
+    .await;
+    assert_eq!(s, 201, "create provider: {b}");
+    let (s, b) = admin(
+        &http,
+        &gw,
+        "POST",
+        "/api/providers/bedrock/keys",
+        json!({"name": "bedrock-key", "models": ["*"], "weight": 1.0,
+               "aliases": {"claude-sonnet-4-6": "global.anthropic.claude-sonnet-4-6",
+                           "claude-haiku-4-5": "global.anthropic.claude-haiku-4-5"},
+               "bedrock_key_config": {"access_key": "env.AWS_ACCESS_KEY_ID",
+                                      "secret_key": "env.AWS_SECRET_ACCESS_KEY", "region": "us-east-1"}}),
+    )
+    .await;
+    assert_eq!(s, 201, "create key: {b}");
+    let (s, b) = admin(
+        &http,
+        &gw,
+        "POST",
+        "/api/virtual-keys",
+        json!({"name": "engineering-team", "monthly_budget": 500, "provider": "bedrock"}),
+    )
+    .await;
+    assert_eq!(s, 201, "create virtual key: {b}");
+    let vk = b["value"]
+        .as_str()
+        .expect("virtual key value shown at creation")
+        .to_owned();
+    // Test-only step: send Bedrock traffic to the double instead of AWS.
+    let (s, b) = admin(
+        &http,
+        &gw,
+        "PUT",
+        "/api/providers/bedrock",
+        json!({"network_config": {"base_url": double.base_url(), "default_request_timeout_in_seconds": 5}}),
+    )
+    .await;
+    assert_eq!(s, 200, "point provider at the double: {b}");
+    wait_for_config(&http, &gw, &vk).await;
+    Setup {
+        double,
+        gw,
+        vk,
+        http,
+    }
+}
+
+pub async fn setup() -> Setup {
+    setup_with(&["--sse-ping-interval-ms", "200"]).await
+}
+
+/// Config is applied asynchronously (in-process channel); wait until routing uses the double.
+pub async fn wait_for_config(http: &reqwest::Client, gw: &TollgateProcess, vk: &str) {
+    for _ in 0..100 {
+        let r = http
+            .post(gw.url("/anthropic/v1/messages/count_tokens"))
+            .header("x-api-key", vk)
+            .json(&json!({"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": "warm"}]}))
+            .send()
+            .await
+            .expect("count tokens");
+        if r.status() == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "gateway never routed to the double; output:\n{}",
+        gw.output()
+    );
+}
+
+pub fn message(model: &str, text: &str, stream: bool) -> Value {
+    json!({"model": model, "max_tokens": 256, "stream": stream,
+           "messages": [{"role": "user", "content": text}]})
+}
+
+impl Setup {
+    pub async fn post(&self, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.gw.url("/anthropic/v1/messages?beta=true"))
+            .bearer_auth(&self.vk)
+            .header("anthropic-version", "2023-06-01")
+            .json(body)
+            .send()
+            .await
+            .expect("inference call")
+    }
+
+    pub fn last_request(&self) -> RecordedRequest {
+        self.double
+            .requests()
+            .pop()
+            .expect("the double saw a request")
+    }
+}
+
+/// Parses an SSE body into (event, data JSON) pairs.
+pub fn sse_events(body: &str) -> Vec<(String, Value)> {
+    body.split("\n\n")
+        .filter(|chunk| !chunk.trim().is_empty())
+        .map(|chunk| {
+            let mut event = String::new();
+            let mut data = String::new();
+            for line in chunk.lines() {
+                if let Some(v) = line.strip_prefix("event: ") {
+                    event = v.to_owned();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push_str(v);
+                }
+            }
+            let data = serde_json::from_str(&data).unwrap_or(Value::Null);
+            (event, data)
+        })
+        .collect()
+}

@@ -1,0 +1,409 @@
+//! End to end: the real `tollgate` binary, started as a user would, in front of the strict
+//! Bedrock double (which verifies every SigV4 signature). The setup is the README walkthrough,
+//! with the same request bodies; the only addition is pointing the provider at the double.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{AKID, SECRET, admin, message, setup, setup_with, sse_events};
+use serde_json::{Value, json};
+use tollgate_tests::harness::assert_not_in_output;
+
+#[tokio::test]
+async fn walkthrough_non_streaming_message_is_signed_and_translated() {
+    let s = setup().await;
+    let resp = s
+        .post(&message(
+            "bedrock/global.anthropic.claude-sonnet-4-6",
+            "Hello",
+            false,
+        ))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().contains_key("request-id"));
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["type"], "message");
+    assert_eq!(body["content"][0]["text"], "Hello from the Bedrock double.");
+    let r = s.last_request();
+    assert_eq!(r.verdict.status, 200, "double verdict: {:?}", r.verdict);
+    assert_eq!(r.path, "/model/global.anthropic.claude-sonnet-4-6/invoke");
+    assert_eq!(r.access_key_id.as_deref(), Some(AKID));
+    assert_eq!(r.region.as_deref(), Some("us-east-1"));
+    let sent = r.body.expect("json body");
+    assert_eq!(sent["anthropic_version"], "bedrock-2023-05-31");
+    assert!(
+        sent.get("model").is_none() && sent.get("stream").is_none(),
+        "{sent}"
+    );
+    assert_eq!(sent["max_tokens"], 256);
+}
+
+#[tokio::test]
+async fn aliases_and_percent_encoded_model_ids_reach_bedrock() {
+    let s = setup().await;
+    let resp = s.post(&message("claude-haiku-4-5", "hi", false)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        s.last_request().model_id.as_deref(),
+        Some("global.anthropic.claude-haiku-4-5")
+    );
+    let resp = s
+        .post(&message(
+            "bedrock/anthropic.claude-3-5-haiku-20241022-v1:0",
+            "hi",
+            false,
+        ))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let r = s.last_request();
+    assert_eq!(
+        r.path,
+        "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/invoke"
+    );
+    assert_eq!(r.verdict.status, 200, "{:?}", r.verdict);
+}
+
+#[tokio::test]
+async fn streaming_relays_every_event_and_keeps_the_client_alive_with_pings() {
+    let s = setup().await;
+    let mut body = message(
+        "bedrock/global.anthropic.claude-sonnet-4-6",
+        "[double:slow:700] stream please",
+        true,
+    );
+    body["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});
+    let resp = s
+        .http
+        .post(s.gw.url("/anthropic/v1/messages"))
+        .header("x-api-key", &s.vk)
+        .header(
+            "anthropic-beta",
+            "interleaved-thinking-2025-05-14,claude-code-20250219",
+        )
+        .json(&body)
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("text/event-stream")
+    );
+    let text = resp.text().await.expect("body");
+    let events = sse_events(&text);
+    let names: Vec<&str> = events
+        .iter()
+        .map(|(e, _)| e.as_str())
+        .filter(|e| *e != "ping")
+        .collect();
+    assert_eq!(names.first(), Some(&"message_start"), "{text}");
+    assert_eq!(names.last(), Some(&"message_stop"), "{text}");
+    assert!(names.contains(&"content_block_delta"));
+    assert!(
+        events.iter().any(|(e, _)| e == "ping"),
+        "no ping during 700 ms gaps: {text}"
+    );
+    for (e, d) in &events {
+        assert_eq!(
+            d["type"].as_str(),
+            Some(e.as_str()),
+            "data.type equals the event name"
+        );
+        assert!(d.get("amazon-bedrock-invocationMetrics").is_none());
+    }
+    let r = s.last_request();
+    assert_eq!(
+        r.operation.as_deref(),
+        Some("InvokeModelWithResponseStream")
+    );
+    let sent = r.body.expect("json");
+    // Supported betas move into the body; ones Bedrock rejects are not forwarded.
+    assert_eq!(
+        sent["anthropic_beta"],
+        json!(["interleaved-thinking-2025-05-14"])
+    );
+}
+
+#[tokio::test]
+async fn tool_use_and_thinking_pass_through() {
+    let s = setup().await;
+    let resp = s
+        .post(&message("claude-sonnet-4-6", "[double:tool]", false))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["stop_reason"], "tool_use");
+    assert!(
+        body["content"]
+            .as_array()
+            .expect("content")
+            .iter()
+            .any(|b| b["type"] == "tool_use")
+    );
+
+    let mut req = message("claude-sonnet-4-6", "[double:thinking]", true);
+    req["thinking"] = json!({"type": "enabled", "budget_tokens": 2048});
+    // A prior assistant turn with a signed thinking block must reach Bedrock byte-identical.
+    req["messages"] = json!([
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "Let me think.", "signature": "EqQBCgIYAhIM+/sig=="},
+            {"type": "text", "text": "Answer."}]},
+        {"role": "user", "content": [{"type": "text", "text": "[double:thinking]", "cache_control": {"type": "ephemeral"}}]}
+    ]);
+    let text = s.post(&req).await.text().await.expect("body");
+    let events = sse_events(&text);
+    assert!(
+        events
+            .iter()
+            .any(|(_, d)| d["delta"]["type"] == "thinking_delta"),
+        "{text}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|(_, d)| d["delta"]["type"] == "signature_delta")
+    );
+    let sent = s.last_request().body.expect("json");
+    assert_eq!(sent["messages"], req["messages"]);
+    assert_eq!(sent["thinking"], req["thinking"]);
+}
+
+#[tokio::test]
+async fn bedrock_errors_map_to_anthropic_errors() {
+    let s = setup().await;
+    for (trigger, status, kind) in [
+        ("[double:throttle]", 429, "rate_limit_error"),
+        ("[double:validation]", 400, "invalid_request_error"),
+        ("[double:unavailable]", 529, "overloaded_error"),
+    ] {
+        let resp = s.post(&message("claude-sonnet-4-6", trigger, true)).await;
+        assert_eq!(resp.status().as_u16(), status, "{trigger}");
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body["type"], "error", "{trigger}");
+        assert_eq!(body["error"]["type"], kind, "{trigger}");
+        assert!(!body["error"]["message"].as_str().unwrap_or("").is_empty());
+    }
+}
+
+#[tokio::test]
+async fn mid_stream_failures_end_with_an_sse_error_event() {
+    let s = setup().await;
+    let text = s
+        .post(&message(
+            "claude-sonnet-4-6",
+            "[double:midstream-throttle]",
+            true,
+        ))
+        .await
+        .text()
+        .await
+        .expect("body");
+    let events = sse_events(&text);
+    assert_eq!(
+        events.first().map(|(e, _)| e.as_str()),
+        Some("message_start")
+    );
+    let (last, data) = events.last().expect("events");
+    assert_eq!(last, "error", "{text}");
+    assert_eq!(data["error"]["type"], "rate_limit_error");
+
+    let text = s
+        .post(&message("claude-sonnet-4-6", "[double:truncate]", true))
+        .await
+        .text()
+        .await
+        .expect("body");
+    let events = sse_events(&text);
+    let (last, data) = events.last().expect("events");
+    assert_eq!(
+        last, "error",
+        "a truncated stream must not look complete: {text}"
+    );
+    assert_eq!(data["error"]["type"], "api_error");
+}
+
+#[tokio::test]
+async fn bad_input_gets_anthropic_shaped_errors() {
+    let s = setup_with(&["--max-body-bytes", "4096"]).await;
+    let url = s.gw.url("/anthropic/v1/messages");
+    let call = |body: reqwest::Body, key: Option<&str>| {
+        let mut r = s
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(k) = key {
+            r = r.header("x-api-key", k);
+        }
+        r.send()
+    };
+    let check = |status: u16, kind: &'static str| {
+        move |resp: reqwest::Response| async move {
+            assert_eq!(resp.status().as_u16(), status);
+            let v: Value = resp.json().await.expect("json error body");
+            assert_eq!(v["type"], "error");
+            assert_eq!(v["error"]["type"], kind, "{v}");
+            v
+        }
+    };
+    let ok_body = message("claude-sonnet-4-6", "hi", false).to_string();
+    // Missing key, unknown key: 401, and the unknown key's answer does not reveal anything.
+    check(401, "authentication_error")(call(ok_body.clone().into(), None).await.expect("call"))
+        .await;
+    let unknown = check(401, "authentication_error")(
+        call(ok_body.clone().into(), Some("sk-tg-not-a-real-key"))
+            .await
+            .expect("call"),
+    )
+    .await;
+    assert_eq!(unknown["error"]["message"], "invalid virtual key");
+    // Malformed JSON, missing model, unknown model, unknown provider.
+    check(400, "invalid_request_error")(call("{not json".into(), Some(&s.vk)).await.expect("call"))
+        .await;
+    check(400, "invalid_request_error")(
+        call(
+            json!({"max_tokens": 1, "messages": []}).to_string().into(),
+            Some(&s.vk),
+        )
+        .await
+        .expect("call"),
+    )
+    .await;
+    check(404, "not_found_error")(
+        call(
+            message("vertex/claude-x", "hi", false).to_string().into(),
+            Some(&s.vk),
+        )
+        .await
+        .expect("call"),
+    )
+    .await;
+    check(404, "not_found_error")(
+        call(
+            message("anthropic/claude-x", "hi", false)
+                .to_string()
+                .into(),
+            Some(&s.vk),
+        )
+        .await
+        .expect("call"),
+    )
+    .await;
+    // Over the body cap.
+    let big = message("claude-sonnet-4-6", &"x".repeat(10_000), false).to_string();
+    check(413, "request_too_large")(call(big.into(), Some(&s.vk)).await.expect("call")).await;
+    // The gateway still serves after all of that.
+    assert_eq!(
+        s.post(&message("claude-sonnet-4-6", "hi", false))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn unreachable_and_slow_upstreams_get_502_and_504() {
+    let s = setup().await;
+    // Slow: the provider's request timeout is 5 s (set in setup); the double never answers.
+    let resp = s
+        .post(&message("claude-sonnet-4-6", "[double:hang]", false))
+        .await;
+    assert_eq!(resp.status(), 504);
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(v["error"]["type"], "timeout_error");
+    // Unreachable: point the provider at a closed port.
+    let closed = tollgate_tests::harness::free_port().expect("port");
+    let (st, b) = admin(
+        &s.http,
+        &s.gw,
+        "PUT",
+        "/api/providers/bedrock",
+        json!({"network_config": {"base_url": format!("http://127.0.0.1:{closed}")}}),
+    )
+    .await;
+    assert_eq!(st, 200, "{b}");
+    let mut last = 0;
+    for _ in 0..50 {
+        let resp = s.post(&message("claude-sonnet-4-6", "hi", false)).await;
+        last = resp.status().as_u16();
+        if last == 502 {
+            let v: Value = resp.json().await.expect("json");
+            assert_eq!(v["error"]["type"], "api_error");
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("connect"),
+                "{v}"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last, 502);
+}
+
+#[tokio::test]
+async fn warm_up_count_tokens_and_secrets_stay_out_of_logs_and_responses() {
+    let s = setup().await;
+    for path in ["/", "/api/hello"] {
+        let r = s.http.head(s.gw.url(path)).send().await.expect("head");
+        assert_eq!(r.status(), 200, "HEAD {path}");
+    }
+    let r = s
+        .http
+        .post(s.gw.url("/anthropic/v1/messages/count_tokens?beta=true"))
+        .header("x-api-key", &s.vk)
+        .json(&json!({"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": "count these words"}]}))
+        .send()
+        .await
+        .expect("count");
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    assert!(v["input_tokens"].as_u64().is_some_and(|n| n > 0), "{v}");
+    let req = s.last_request();
+    assert_eq!(req.operation.as_deref(), Some("CountTokens"));
+    assert_eq!(req.model_id.as_deref(), Some("anthropic.claude-sonnet-4-6"));
+
+    // Admin responses never show the virtual key or credentials.
+    for path in [
+        "/api/providers/bedrock/keys",
+        "/api/virtual-keys",
+        "/api/providers",
+    ] {
+        let body = s
+            .http
+            .get(s.gw.url(path))
+            .send()
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("text");
+        assert!(!body.contains(&s.vk), "{path} leaks the virtual key");
+        assert!(!body.contains(SECRET), "{path} leaks the AWS secret");
+    }
+    assert_not_in_output(&s.gw, &s.vk).expect("virtual key not logged");
+    assert_not_in_output(&s.gw, SECRET).expect("AWS secret not logged");
+    assert_not_in_output(&s.gw, "Signature=").expect("signatures not logged");
+}
+
+#[tokio::test]
+async fn refuses_to_listen_beyond_loopback_without_an_admin_token() {
+    let out = std::process::Command::new(tollgate_tests::harness::tollgate_binary())
+        .args(["--listen", "0.0.0.0:0"])
+        .env_remove("TOLLGATE_ADMIN_TOKEN")
+        .env(
+            "TOLLGATE_DATA_DIR",
+            std::env::temp_dir().join("tollgate-refuse-test"),
+        )
+        .output()
+        .expect("run tollgate");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("TOLLGATE_ADMIN_TOKEN"), "{stderr}");
+}
