@@ -91,6 +91,7 @@ struct Call<'a> {
     content_type: Option<&'a str>,
     peer: Option<SocketAddr>,
     token: Option<&'a str>,
+    headers: Vec<(&'static str, &'a str)>,
 }
 
 impl<'a> Call<'a> {
@@ -102,6 +103,7 @@ impl<'a> Call<'a> {
             content_type: None,
             peer: Some(loopback()),
             token: None,
+            headers: Vec::new(),
         }
     }
     fn json(mut self, v: Value) -> Self {
@@ -122,6 +124,10 @@ impl<'a> Call<'a> {
         self.token = Some(token);
         self
     }
+    fn header(mut self, name: &'static str, value: &'a str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
     async fn send(self, router: &Router) -> Resp {
         let mut req = Request::builder().method(self.method).uri(self.path);
         if let Some(ct) = self.content_type {
@@ -129,6 +135,9 @@ impl<'a> Call<'a> {
         }
         if let Some(t) = self.token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        for (name, value) in self.headers {
+            req = req.header(name, value);
         }
         let mut req = req
             .body(self.body.map_or_else(Body::empty, Body::from))
@@ -1133,6 +1142,40 @@ async fn admin_auth_rules() {
         .send(&h.router)
         .await;
     assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized", None);
+    // Browsers on this machine are loopback clients too: cross-origin requests and rebound
+    // host names are refused, so a web page cannot drive the API.
+    let evil = Call::new(Method::POST, "/api/providers")
+        .raw(
+            br#"{"provider": "bedrock"}"#,
+            Some("application/x-www-form-urlencoded"),
+        )
+        .header("host", "localhost:8080")
+        .header("origin", "https://evil.example")
+        .send(&h.router)
+        .await;
+    assert_error(&evil, StatusCode::UNAUTHORIZED, "unauthorized", None);
+    let rebound = Call::new(Method::POST, "/api/providers")
+        .json(json!({"provider": "bedrock"}))
+        .header("host", "rebind.evil.example:8080")
+        .header("origin", "http://rebind.evil.example:8080")
+        .send(&h.router)
+        .await;
+    assert_error(&rebound, StatusCode::UNAUTHORIZED, "unauthorized", None);
+    assert!(
+        current(&h).providers.is_empty(),
+        "refused requests change nothing"
+    );
+    // `curl -d` (form content type, JSON body, Host: localhost) works as pasted.
+    let curl = Call::new(Method::POST, "/api/providers")
+        .raw(
+            br#"{"provider": "bedrock"}"#,
+            Some("application/x-www-form-urlencoded"),
+        )
+        .header("host", "localhost:8080")
+        .header("user-agent", "curl/8.5.0")
+        .send(&h.router)
+        .await;
+    assert_eq!(curl.status, StatusCode::CREATED, "{}", curl.text);
     // Unknown routes under /api are behind auth too.
     let r = Call::new(Method::GET, "/api/whatever")
         .peer(Some(remote()))

@@ -76,17 +76,16 @@ pub fn route<'rt>(
             return pick_key(first, requested, pick);
         }
     }
+    // `name/...` with a name that is no configured provider (ARNs, which contain `/` after
+    // `:`-separated fields, are model ids and fall through).
+    if let Some((prefix, _)) = requested.split_once('/')
+        && !prefix.contains(':')
+    {
+        return Err(RouteError::UnknownProvider(prefix.to_owned()));
+    }
     match (allowed.next(), allowed.next()) {
         (Some(only), None) => pick_key(only, requested, pick),
-        _ => {
-            // Name an unknown explicit prefix precisely; anything else is an unknown model.
-            if let Some((prefix, _)) = requested.split_once('/')
-                && !prefix.contains(':')
-            {
-                return Err(RouteError::UnknownProvider(prefix.to_owned()));
-            }
-            Err(RouteError::UnknownModel(requested.to_owned()))
-        }
+        _ => Err(RouteError::UnknownModel(requested.to_owned())),
     }
 }
 
@@ -280,5 +279,14 @@ mod tests {
             route(&rt, &vk(&[]), "vertex/claude", |_| 0.0).map(|r| r.upstream_model),
             Err(RouteError::UnknownProvider("vertex".into()))
         );
+        // Even when the key reaches a single provider, an unknown prefix is not sent upstream.
+        assert_eq!(
+            route(&rt, &vk(&["bedrock"]), "openai/gpt-5", |_| 0.0).map(|r| r.upstream_model),
+            Err(RouteError::UnknownProvider("openai".into()))
+        );
+        // ARNs contain `/` but are model ids.
+        let arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc";
+        let r = route(&rt, &vk(&["bedrock"]), arn, |_| 0.0).expect("route");
+        assert_eq!(r.upstream_model, arn);
     }
 }

@@ -243,8 +243,9 @@ async fn bad_input_gets_anthropic_shaped_errors() {
     };
     let check = |status: u16, kind: &'static str| {
         move |resp: reqwest::Response| async move {
-            assert_eq!(resp.status().as_u16(), status);
+            let got = resp.status().as_u16();
             let v: Value = resp.json().await.expect("json error body");
+            assert_eq!(got, status, "{v}");
             assert_eq!(v["type"], "error");
             assert_eq!(v["error"]["type"], kind, "{v}");
             v

@@ -5,7 +5,10 @@
 //!   not leak either).
 //! * Without a token, `allow_loopback_without_token` admits only clients whose TCP peer address
 //!   is loopback (from `ConnectInfo<SocketAddr>`; forwarded-for headers are not trusted). A request
-//!   without `ConnectInfo` is not considered loopback.
+//!   without `ConnectInfo` is not considered loopback. Because a local browser is a loopback
+//!   client too, this mode also refuses cross-origin browser requests (`Origin` not matching
+//!   `Host`, `Sec-Fetch-Site: cross-site`) and `Host` names that are not loopback names (DNS
+//!   rebinding).
 //! * Otherwise every request is refused with 401.
 
 use std::net::SocketAddr;
@@ -68,20 +71,69 @@ impl AuthPolicy {
                 }
             }
             None if self.allow_loopback => {
-                if peer.is_some_and(|p| p.ip().to_canonical().is_loopback()) {
-                    Ok(Actor(format!("loopback@{peer_ip}")))
-                } else {
-                    Err(ApiError::Unauthorized(
+                if !peer.is_some_and(|p| p.ip().to_canonical().is_loopback()) {
+                    return Err(ApiError::Unauthorized(
                         "no admin token is configured; the admin API only accepts loopback clients"
                             .to_owned(),
-                    ))
+                    ));
                 }
+                browser_guard(headers)?;
+                Ok(Actor(format!("loopback@{peer_ip}")))
             }
             None => Err(ApiError::Unauthorized(
                 "the admin API is disabled: no admin token is configured".to_owned(),
             )),
         }
     }
+}
+
+/// Without a token, the loopback rule alone would let any web page open in a local browser drive
+/// the admin API (cross-site requests, or DNS rebinding of an attacker's name to 127.0.0.1).
+/// Refuse requests that a browser marks as coming from another site, and requests addressed to
+/// a host name that is not a loopback name.
+fn browser_guard(headers: &HeaderMap) -> Result<(), ApiError> {
+    let refuse = |why: &str| {
+        Err(ApiError::Unauthorized(format!(
+            "{why}; without an admin token the admin API only serves local tools such as curl"
+        )))
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    if let Some(host) = host
+        && !is_loopback_host(host)
+    {
+        return refuse("the Host header does not name a loopback address");
+    }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && !matches!(site, "same-origin" | "none")
+    {
+        return refuse("cross-site browser request");
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin_authority = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .map(|(_, authority)| authority);
+        if origin_authority.is_none() || origin_authority != host {
+            return refuse("cross-origin browser request");
+        }
+    }
+    Ok(())
+}
+
+/// `localhost`, `*.localhost`, `127.x.y.z` or `[::1]`, with an optional port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _port)| name)
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -153,6 +205,43 @@ mod tests {
         assert!(p.check(&headers(None), Some(mapped)).is_ok());
         assert!(p.check(&headers(None), Some(remote)).is_err());
         assert!(p.check(&headers(None), None).is_err());
+
+        // Browsers: cross-origin requests and rebound host names are refused.
+        let with = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, v.parse().unwrap());
+            }
+            h
+        };
+        for ok in [
+            with(&[("host", "localhost:8080")]),
+            with(&[("host", "127.0.0.1:8080")]),
+            with(&[("host", "[::1]:8080")]),
+            with(&[("host", "LOCALHOST")]),
+            with(&[
+                ("host", "localhost:8080"),
+                ("origin", "http://localhost:8080"),
+            ]),
+            with(&[
+                ("host", "localhost:8080"),
+                ("sec-fetch-site", "same-origin"),
+            ]),
+        ] {
+            assert!(p.check(&ok, Some(lo)).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            with(&[("host", "evil.example:8080")]),
+            with(&[("host", "127.0.0.1.evil.example")]),
+            with(&[
+                ("host", "localhost:8080"),
+                ("origin", "https://evil.example"),
+            ]),
+            with(&[("host", "localhost:8080"), ("origin", "null")]),
+            with(&[("host", "localhost:8080"), ("sec-fetch-site", "cross-site")]),
+        ] {
+            assert!(p.check(&bad, Some(lo)).is_err(), "{bad:?}");
+        }
 
         let p = policy(None, false);
         assert!(p.check(&headers(None), Some(lo)).is_err());

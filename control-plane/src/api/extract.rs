@@ -32,6 +32,10 @@ where
     }
 }
 
+/// `application/json` and `application/*+json`; also `application/x-www-form-urlencoded`, which
+/// is what `curl -d` sends, so the documented curl commands work as pasted (the body must still
+/// be JSON). Browsers can send that type cross-site without a preflight, which is why the
+/// loopback mode of admin auth refuses cross-origin requests.
 fn is_json(content_type: Option<&axum::http::HeaderValue>) -> bool {
     let Some(ct) = content_type.and_then(|v| v.to_str().ok()) else {
         return false;
@@ -42,7 +46,9 @@ fn is_json(content_type: Option<&axum::http::HeaderValue>) -> bool {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+    mime == "application/json"
+        || mime == "application/x-www-form-urlencoded"
+        || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
 fn body_rejection(rejection: BytesRejection) -> ApiError {
@@ -227,7 +233,9 @@ mod tests {
         assert!(is_json(Some(&hv("application/json"))));
         assert!(is_json(Some(&hv("Application/JSON; charset=utf-8"))));
         assert!(is_json(Some(&hv("application/merge-patch+json"))));
+        assert!(is_json(Some(&hv("application/x-www-form-urlencoded"))));
         assert!(!is_json(Some(&hv("text/plain"))));
+        assert!(!is_json(Some(&hv("multipart/form-data; boundary=x"))));
         assert!(!is_json(None));
     }
 }
