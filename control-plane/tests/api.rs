@@ -706,6 +706,15 @@ async fn bad_input_is_a_json_400_naming_the_field() {
     );
 }
 
+/// The five secret columns of `provider_keys`.
+type SecretColumns = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 /// Literal secrets are sealed in the database, shown as "<redacted>", kept by "<redacted>" in an
 /// update, and reach the data plane only through the snapshot.
 async fn secrets_are_sealed_and_never_returned(h: &Harness) {
@@ -897,13 +906,7 @@ async fn secrets_are_sealed_and_never_returned(h: &Harness) {
     }
 
     // At rest: sealed, not plaintext.
-    let rows: Vec<(
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    )> = match &h.store {
+    let rows: Vec<SecretColumns> = match &h.store {
         StoreConfig::Sqlite { path } => {
             let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
                 .await

@@ -21,9 +21,14 @@ pub struct ProxyError {
 }
 
 impl ProxyError {
-    pub fn new(kind: ErrorKind, class: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn new(
+        kind: ErrorKind,
+        class: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
         ProxyError {
-            status: StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            status: StatusCode::from_u16(kind.status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             kind,
             message: message.into(),
             class,
@@ -101,7 +106,10 @@ pub fn error_response(api: &ApiError, request_id: &str, no_retry: bool) -> Respo
     }
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("request-id", v);
     }

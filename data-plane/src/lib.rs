@@ -81,7 +81,10 @@ impl DataPlane {
     /// Follows a channel of snapshots (in-process from the control plane, or fed by a gRPC
     /// stream), applying each one. A snapshot that fails validation is logged and skipped; the
     /// last good one keeps serving.
-    pub fn follow(self: &Arc<Self>, mut rx: watch::Receiver<Arc<Snapshot>>) -> tokio::task::JoinHandle<()> {
+    pub fn follow(
+        self: &Arc<Self>,
+        mut rx: watch::Receiver<Arc<Snapshot>>,
+    ) -> tokio::task::JoinHandle<()> {
         let dp = Arc::clone(self);
         tokio::spawn(async move {
             loop {

@@ -135,7 +135,12 @@ mod tests {
         })
     }
 
-    fn bedrock_key(name: &str, weight: f64, models: &[&str], aliases: &[(&str, &str)]) -> pb::ProviderKey {
+    fn bedrock_key(
+        name: &str,
+        weight: f64,
+        models: &[&str],
+        aliases: &[(&str, &str)],
+    ) -> pb::ProviderKey {
         pb::ProviderKey {
             id: format!("id-{name}"),
             name: name.into(),
@@ -171,7 +176,12 @@ mod tests {
                             &["*"],
                             &[("claude-sonnet-4-6", "global.anthropic.claude-sonnet-4-6")],
                         ),
-                        bedrock_key("b", 3.0, &["*"], &[("Claude-Sonnet-4-6", "us.anthropic.claude-sonnet-4-6")]),
+                        bedrock_key(
+                            "b",
+                            3.0,
+                            &["*"],
+                            &[("Claude-Sonnet-4-6", "us.anthropic.claude-sonnet-4-6")],
+                        ),
                         bedrock_key("haiku-only", 1.0, &["claude-haiku-4-5"], &[]),
                     ],
                 },
@@ -208,7 +218,13 @@ mod tests {
     #[test]
     fn provider_prefix_selects_the_provider_and_keeps_the_id() {
         let rt = runtime();
-        let r = route(&rt, &vk(&[]), "bedrock/global.anthropic.claude-sonnet-4-6", |_| 0.0).expect("route");
+        let r = route(
+            &rt,
+            &vk(&[]),
+            "bedrock/global.anthropic.claude-sonnet-4-6",
+            |_| 0.0,
+        )
+        .expect("route");
         assert_eq!(&*r.provider.name, "bedrock");
         assert_eq!(r.upstream_model, "global.anthropic.claude-sonnet-4-6");
         assert!(!r.via_alias);
@@ -259,7 +275,8 @@ mod tests {
     fn virtual_key_provider_restrictions_apply() {
         let rt = runtime();
         assert_eq!(
-            route(&rt, &vk(&["bedrock"]), "anthropic/claude-opus-4-5", |_| 0.0).map(|r| r.upstream_model),
+            route(&rt, &vk(&["bedrock"]), "anthropic/claude-opus-4-5", |_| 0.0)
+                .map(|r| r.upstream_model),
             Err(RouteError::ProviderNotAllowed("anthropic".into()))
         );
         // With only one reachable provider a bare unknown name goes there unchanged.

@@ -262,9 +262,9 @@ fn compile_key(
         ProviderKind::Anthropic => KeyCredential::AnthropicApiKey(
             Value::from_proto(k.value.as_ref()).ok_or_else(|| invalid("missing API key"))?,
         ),
-        ProviderKind::Bedrock => KeyCredential::Bedrock(Arc::new(
-            BedrockAuth::from_proto(k).map_err(invalid)?,
-        )),
+        ProviderKind::Bedrock => {
+            KeyCredential::Bedrock(Arc::new(BedrockAuth::from_proto(k).map_err(invalid)?))
+        }
     };
     let models = if k.models.is_empty() || k.models.iter().any(|m| m == "*") {
         ModelFilter::All

@@ -76,7 +76,11 @@ async fn messages(State(dp): State<Arc<DataPlane>>, headers: HeaderMap, body: Bo
     handle(dp, Operation::Messages, headers, body).await
 }
 
-async fn count_tokens(State(dp): State<Arc<DataPlane>>, headers: HeaderMap, body: Body) -> Response {
+async fn count_tokens(
+    State(dp): State<Arc<DataPlane>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     handle(dp, Operation::CountTokens, headers, body).await
 }
 
@@ -106,7 +110,8 @@ impl Draft {
     pub fn finish(mut self, dp: &DataPlane, status: u16, error_class: &str) {
         self.record.status = u32::from(status);
         self.record.error_class = error_class.to_owned();
-        self.record.latency_ms = u32::try_from(self.started.elapsed().as_millis()).unwrap_or(u32::MAX);
+        self.record.latency_ms =
+            u32::try_from(self.started.elapsed().as_millis()).unwrap_or(u32::MAX);
         dp.usage.record(self.record);
     }
 }
@@ -114,7 +119,7 @@ impl Draft {
 async fn handle(dp: Arc<DataPlane>, op: Operation, headers: HeaderMap, body: Body) -> Response {
     let request_id = format!("req_tg_{}", uuid::Uuid::now_v7().simple());
     let mut draft = Draft::new(request_id.clone());
-    match prepare_and_call(&dp, op, &headers, body, &mut draft).await {
+    match prepare_and_call(&dp, op, headers, body, &mut draft).await {
         Ok(call) => providers::call(dp, call, draft).await,
         Err(e) => {
             let status = e.status.as_u16();
@@ -138,7 +143,10 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(v.trim());
     }
-    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let v = v.trim();
         if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") {
             return Some(v[7..].trim());
@@ -171,14 +179,16 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ProxyError> {
             "body_too_large",
             format!("request body exceeds the gateway's limit of {limit} bytes"),
         )),
-        Err(_) => Err(ProxyError::invalid_request("could not read the request body")),
+        Err(_) => Err(ProxyError::invalid_request(
+            "could not read the request body",
+        )),
     }
 }
 
 async fn prepare_and_call(
     dp: &Arc<DataPlane>,
     op: Operation,
-    headers: &HeaderMap,
+    headers: HeaderMap,
     body: Body,
     draft: &mut Draft,
 ) -> Result<Call, ProxyError> {
@@ -190,7 +200,7 @@ async fn prepare_and_call(
         )
         .with_status(StatusCode::SERVICE_UNAVAILABLE));
     };
-    let vk = authenticate(&rt, headers)?;
+    let vk = authenticate(&rt, &headers)?;
     draft.record.virtual_key_id = vk.id.to_string();
     let body = read_body(body, dp.config.max_body_bytes).await?;
     let (model, stream) = tollgate_protocol::bedrock::request_model(&body)
@@ -203,7 +213,9 @@ async fn prepare_and_call(
             RouteError::ProviderNotAllowed(_) => {
                 ProxyError::new(ErrorKind::Permission, "provider_not_allowed", e.to_string())
             }
-            RouteError::NoKey { .. } | RouteError::UnknownModel(_) | RouteError::UnknownProvider(_) => {
+            RouteError::NoKey { .. }
+            | RouteError::UnknownModel(_)
+            | RouteError::UnknownProvider(_) => {
                 ProxyError::new(ErrorKind::NotFound, "unknown_model", e.to_string())
             }
         },
@@ -219,7 +231,10 @@ async fn prepare_and_call(
         .iter()
         .position(|k| std::ptr::eq(k, route.key))
         .unwrap_or_default();
-    debug_assert!(matches!(provider.kind, ProviderKind::Bedrock | ProviderKind::Anthropic));
+    debug_assert!(matches!(
+        provider.kind,
+        ProviderKind::Bedrock | ProviderKind::Anthropic
+    ));
     Ok(Call {
         op,
         runtime: rt,
@@ -229,7 +244,7 @@ async fn prepare_and_call(
         via_alias,
         model,
         stream,
-        headers: headers.clone(),
+        headers,
         body,
     })
 }

@@ -49,6 +49,10 @@ struct Args {
     #[arg(long, env = "TOLLGATE_SSE_PING_INTERVAL_MS", default_value_t = 10_000)]
     sse_ping_interval_ms: u64,
 
+    /// Seconds that requests in flight (streams included) get to finish after SIGTERM/Ctrl-C.
+    #[arg(long, env = "TOLLGATE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    shutdown_grace_secs: u64,
+
     /// Log format.
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -67,7 +71,10 @@ enum LogFormat {
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(&args);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");
@@ -120,8 +127,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let secret_key = match &args.secret_key {
         Some(k) => tollgate_control_plane::crypto::key_from_base64(k)
             .context("TOLLGATE_SECRET_KEY is not a base64-encoded 32-byte key")?,
-        None => tollgate_control_plane::crypto::load_or_create_key_file(&data_dir.join("secret.key"))
-            .context("cannot load or create the secret key file")?,
+        None => {
+            tollgate_control_plane::crypto::load_or_create_key_file(&data_dir.join("secret.key"))
+                .context("cannot load or create the secret key file")?
+        }
     };
     let store = match &args.database_url {
         Some(url) => StoreConfig::Postgres { url: url.clone() },
@@ -167,13 +176,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
         admin_auth = if args.admin_token.is_some() { "token" } else { "loopback-only" },
         "tollgate all-in-one is serving: admin API at http://{local}/api, Anthropic API at http://{local}/anthropic"
     );
-    axum::serve(
+    // On SIGTERM/Ctrl-C stop accepting, let requests in flight finish for up to the grace
+    // period (Claude Code streams can run for a long time), then exit.
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("server error")?;
+    .with_graceful_shutdown(async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    });
+    let grace = Duration::from_secs(args.shutdown_grace_secs);
+    tokio::select! {
+        result = server => result.context("server error")?,
+        () = async {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+            tracing::info!(grace_s = grace.as_secs(), "draining requests in flight");
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!("grace period over; closing the remaining connections"),
+    }
     tracing::info!("tollgate stopped");
     Ok(())
 }

@@ -33,7 +33,11 @@ pub(crate) async fn call(dp: Arc<DataPlane>, c: Call, draft: Draft) -> Response 
 
 fn prepare(dp: &DataPlane, c: &Call) -> Result<reqwest::RequestBuilder, ProxyError> {
     let KeyCredential::AnthropicApiKey(api_key) = &c.key().credential else {
-        return Err(ProxyError::new(ErrorKind::Api, "gateway_config", "provider key has no API key"));
+        return Err(ProxyError::new(
+            ErrorKind::Api,
+            "gateway_config",
+            "provider key has no API key",
+        ));
     };
     let api_key = api_key
         .resolve()
@@ -73,7 +77,12 @@ fn prepare(dp: &DataPlane, c: &Call) -> Result<reqwest::RequestBuilder, ProxyErr
     Ok(req.body(body))
 }
 
-async fn forward(dp: Arc<DataPlane>, c: Call, mut draft: Draft, req: reqwest::RequestBuilder) -> Response {
+async fn forward(
+    dp: Arc<DataPlane>,
+    c: Call,
+    mut draft: Draft,
+    req: reqwest::RequestBuilder,
+) -> Response {
     let provider = &c.provider;
     let upstream = match send(provider, req, provider.request_timeout).await {
         Ok(r) => r,
@@ -89,7 +98,14 @@ async fn forward(dp: Arc<DataPlane>, c: Call, mut draft: Draft, req: reqwest::Re
     let body = if status.is_success() && is_sse {
         relay_stream(dp, provider.stream_idle_timeout, draft, upstream)
     } else {
-        let bytes = match read_upstream_body(provider, upstream, provider.request_timeout, MAX_UPSTREAM_BODY).await {
+        let bytes = match read_upstream_body(
+            provider,
+            upstream,
+            provider.request_timeout,
+            MAX_UPSTREAM_BODY,
+        )
+        .await
+        {
             Ok(b) => b,
             Err(e) => return fail(&dp, draft, e),
         };
@@ -102,7 +118,11 @@ async fn forward(dp: Arc<DataPlane>, c: Call, mut draft: Draft, req: reqwest::Re
             draft.record.cache_read_input_tokens = u.cache_read_input_tokens;
             draft.record.cache_write_input_tokens = u.cache_creation_input_tokens;
         }
-        let class = if status.is_success() { "" } else { "upstream_error" };
+        let class = if status.is_success() {
+            ""
+        } else {
+            "upstream_error"
+        };
         draft.finish(&dp, status.as_u16(), class);
         Body::from(bytes)
     };
@@ -119,7 +139,12 @@ async fn forward(dp: Arc<DataPlane>, c: Call, mut draft: Draft, req: reqwest::Re
     resp
 }
 
-fn relay_stream(dp: Arc<DataPlane>, idle: std::time::Duration, mut draft: Draft, upstream: reqwest::Response) -> Body {
+fn relay_stream(
+    dp: Arc<DataPlane>,
+    idle: std::time::Duration,
+    mut draft: Draft,
+    upstream: reqwest::Response,
+) -> Body {
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(16);
     tokio::spawn(async move {
         let mut body = upstream.bytes_stream();
@@ -129,20 +154,29 @@ fn relay_stream(dp: Arc<DataPlane>, idle: std::time::Duration, mut draft: Draft,
         let (status, class) = loop {
             match tokio::time::timeout(idle, body.next()).await {
                 Err(_) => {
-                    let e = ApiError { kind: ErrorKind::Timeout, status: 504, message: format!("upstream stream was silent for {} s", idle.as_secs()) };
+                    let e = ApiError {
+                        kind: ErrorKind::Timeout,
+                        status: 504,
+                        message: format!("upstream stream was silent for {} s", idle.as_secs()),
+                    };
                     let _ = tx.send(Ok(e.to_sse())).await;
                     break (504, "upstream_idle_timeout");
                 }
                 Ok(None) => break (200, ""),
                 Ok(Some(Err(e))) => {
-                    let e = ApiError { kind: ErrorKind::Api, status: 502, message: format!("lost the upstream stream: {e}") };
+                    let e = ApiError {
+                        kind: ErrorKind::Api,
+                        status: 502,
+                        message: format!("lost the upstream stream: {e}"),
+                    };
                     let _ = tx.send(Ok(e.to_sse())).await;
                     break (502, "upstream_read");
                 }
                 Ok(Some(Ok(chunk))) => {
                     if first {
                         first = false;
-                        draft.record.time_to_first_token_ms = u32::try_from(draft.started.elapsed().as_millis()).unwrap_or(u32::MAX);
+                        draft.record.time_to_first_token_ms =
+                            u32::try_from(draft.started.elapsed().as_millis()).unwrap_or(u32::MAX);
                     }
                     parser.push(&chunk);
                     while let Some(event) = parser.next_event() {

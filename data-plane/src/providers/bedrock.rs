@@ -88,7 +88,9 @@ async fn prepare(dp: &DataPlane, c: &Call) -> Result<reqwest::RequestBuilder, Pr
         model_id = format!("{prefix}:{model_id}").into();
     }
     if c.op == Operation::CountTokens {
-        model_id = translate::count_tokens_model_id(&model_id).to_owned().into();
+        model_id = translate::count_tokens_model_id(&model_id)
+            .to_owned()
+            .into();
     }
     let region = auth
         .region
@@ -137,7 +139,12 @@ async fn prepare(dp: &DataPlane, c: &Call) -> Result<reqwest::RequestBuilder, Pr
     Ok(req.body(body))
 }
 
-async fn forward(dp: Arc<DataPlane>, c: Call, draft: Draft, req: reqwest::RequestBuilder) -> Response {
+async fn forward(
+    dp: Arc<DataPlane>,
+    c: Call,
+    draft: Draft,
+    req: reqwest::RequestBuilder,
+) -> Response {
     let provider = &c.provider;
     let resp = match send(provider, req, provider.request_timeout).await {
         Ok(r) => r,
@@ -159,7 +166,9 @@ async fn forward(dp: Arc<DataPlane>, c: Call, draft: Draft, req: reqwest::Reques
     if c.stream {
         return relay_stream(dp, &c, draft, resp);
     }
-    let body = match read_upstream_body(provider, resp, provider.request_timeout, MAX_UPSTREAM_BODY).await {
+    let body = match read_upstream_body(provider, resp, provider.request_timeout, MAX_UPSTREAM_BODY)
+        .await
+    {
         Ok(b) => b,
         Err(e) => return fail(&dp, draft, e),
     };
@@ -170,8 +179,12 @@ async fn forward(dp: Arc<DataPlane>, c: Call, draft: Draft, req: reqwest::Reques
                 return fail(
                     &dp,
                     draft,
-                    ProxyError::new(ErrorKind::Api, "upstream_invalid", format!("Bedrock count-tokens answer not understood: {e}"))
-                        .with_status(StatusCode::BAD_GATEWAY),
+                    ProxyError::new(
+                        ErrorKind::Api,
+                        "upstream_invalid",
+                        format!("Bedrock count-tokens answer not understood: {e}"),
+                    )
+                    .with_status(StatusCode::BAD_GATEWAY),
                 );
             }
         },
@@ -183,12 +196,16 @@ async fn forward(dp: Arc<DataPlane>, c: Call, draft: Draft, req: reqwest::Reques
     {
         set_usage(&mut draft, &u);
     }
-    draft.record.time_to_first_token_ms = u32::try_from(draft.started.elapsed().as_millis()).unwrap_or(u32::MAX);
+    draft.record.time_to_first_token_ms =
+        u32::try_from(draft.started.elapsed().as_millis()).unwrap_or(u32::MAX);
     let request_id = draft.record.request_id.clone();
     draft.finish(&dp, 200, "");
     let mut resp = (StatusCode::OK, body).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         h.insert("request-id", v);
     }
@@ -216,7 +233,12 @@ fn upstream_error(dp: &DataPlane, draft: Draft, api: &ApiError) -> Response {
 }
 
 /// Starts the relay task and returns the SSE response it feeds.
-fn relay_stream(dp: Arc<DataPlane>, c: &Call, draft: Draft, upstream: reqwest::Response) -> Response {
+fn relay_stream(
+    dp: Arc<DataPlane>,
+    c: &Call,
+    draft: Draft,
+    upstream: reqwest::Response,
+) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(RELAY_QUEUE);
     let request_id = draft.record.request_id.clone();
     let idle = c.provider.stream_idle_timeout;
@@ -227,7 +249,10 @@ fn relay_stream(dp: Arc<DataPlane>, c: &Call, draft: Draft, upstream: reqwest::R
     });
     let mut resp = Response::new(Body::from_stream(ReceiverStream::new(rx)));
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     if let Ok(v) = HeaderValue::from_str(&request_id) {

@@ -125,7 +125,10 @@ pub(crate) async fn read_upstream_body(
                 return Err(ProxyError::new(
                     tollgate_protocol::anthropic::ErrorKind::Api,
                     "upstream_too_large",
-                    format!("upstream {} sent a response over {limit} bytes", provider.name),
+                    format!(
+                        "upstream {} sent a response over {limit} bytes",
+                        provider.name
+                    ),
                 )
                 .with_status(http::StatusCode::BAD_GATEWAY));
             }
@@ -138,7 +141,10 @@ pub(crate) async fn read_upstream_body(
         Err(_) => Err(ProxyError::new(
             tollgate_protocol::anthropic::ErrorKind::Timeout,
             "upstream_timeout",
-            format!("upstream {} did not finish its response in time", provider.name),
+            format!(
+                "upstream {} did not finish its response in time",
+                provider.name
+            ),
         )
         .with_status(http::StatusCode::GATEWAY_TIMEOUT)),
     }
