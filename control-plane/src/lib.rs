@@ -1,8 +1,7 @@
 //! Tollgate's control plane: it owns the configuration (providers, provider keys, virtual keys),
 //! stores it in SQLite or PostgreSQL, serves the admin HTTP API (`/api/*`, OpenAPI at
-//! `/openapi.json`), and publishes a complete, immutable
-//! [`Snapshot`](tollgate_proto::config::v1::Snapshot) after every change. Data planes consume
-//! only that snapshot; they never touch the database.
+//! `/openapi.json`), and publishes a complete, immutable [`Snapshot`] after every change. Data
+//! planes consume only that snapshot; they never touch the database.
 //!
 //! # Modules
 //! * [`crypto`]: AES-256-GCM sealing of provider secrets, the master key file, virtual-key values.
@@ -25,7 +24,11 @@
 //! * Every mutation is one transaction that bumps `config_version` and writes an audit row; after
 //!   it commits, the snapshot is rebuilt from the store and published on a `watch` channel. The
 //!   published version only ever increases.
-//! * Bad input gets a JSON error (`{"error": {"type", "message", "field"?}}`) with a 4xx status.
+//! * Bad input gets a JSON error (`{"error": {"type", "message", "field"?}}`) with a 4xx status;
+//!   request bodies reject unknown fields.
+//! * Admin auth: a configured token is required on every `/api` request; without one, only
+//!   loopback peers are served (optionally), and cross-origin browser requests and non-loopback
+//!   `Host` names are refused so a local web page cannot drive the API.
 
 use std::fmt;
 use std::sync::Arc;

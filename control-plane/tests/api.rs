@@ -426,6 +426,7 @@ async fn conflicts_and_not_found() {
     );
     let r = get(&h, "/api/no-such-route").await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
+    assert!(r.text.contains("/api/no-such-route"), "{}", r.text);
     let r = Call::new(Method::PATCH, "/api/providers")
         .send(&h.router)
         .await;
@@ -1250,4 +1251,37 @@ async fn admin_auth_rules() {
     .await
     .unwrap_err();
     assert!(matches!(err, Error::Config(_)));
+}
+
+#[tokio::test]
+async fn internal_errors_are_generic_and_logged_not_returned() {
+    let h = sqlite_harness(loopback_auth()).await;
+    post(&h, "/api/providers", json!({"provider": "anthropic"})).await;
+    let r = post(
+        &h,
+        "/api/providers/anthropic/keys",
+        json!({"name": "k", "value": "env.K"}),
+    )
+    .await;
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    // Damage the row behind the store's back.
+    let StoreConfig::Sqlite { path } = &h.store else {
+        unreachable!()
+    };
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE provider_keys SET value_secret = 'garbage-SECRETISH'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let r = get(&h, &format!("/api/providers/anthropic/keys/{id}")).await;
+    assert_error(&r, StatusCode::INTERNAL_SERVER_ERROR, "internal", None);
+    assert!(!r.text.contains("garbage"), "{}", r.text);
+    assert!(
+        !r.text.contains("provider_keys"),
+        "causes stay in the log: {}",
+        r.text
+    );
 }

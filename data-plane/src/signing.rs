@@ -83,7 +83,8 @@ struct Cached {
 /// Authentication of one Bedrock provider key.
 #[derive(Debug)]
 pub struct BedrockAuth {
-    pub region: Value,
+    /// The configured region; without one, `AWS_REGION` / `AWS_DEFAULT_REGION` at use time.
+    pub region: Option<Value>,
     /// `arn:aws:bedrock:REGION:ACCOUNT`: alias targets that are not ARNs are resources below it.
     pub arn_prefix: Option<Arc<str>>,
     pub source: CredentialSource,
@@ -109,7 +110,7 @@ impl BedrockAuth {
             (None, None, None) => CredentialSource::DefaultChain,
             _ => return Err("access_key and secret_key must be given together"),
         };
-        let region = Value::from_proto(cfg.region.as_ref()).ok_or("missing region")?;
+        let region = Value::from_proto(cfg.region.as_ref());
         let assume_role = Value::from_proto(cfg.role_arn.as_ref()).map(|role_arn| AssumeRole {
             role_arn,
             external_id: Value::from_proto(cfg.external_id.as_ref()),
@@ -132,6 +133,16 @@ impl BedrockAuth {
             cache: ArcSwapOption::empty(),
             refresh: Mutex::new(()),
         })
+    }
+
+    /// The region to sign for and to build the default endpoint with.
+    pub fn region(&self) -> Result<Arc<str>, MissingEnv> {
+        match &self.region {
+            Some(v) => v.resolve(),
+            None => Value::Env("AWS_REGION".into())
+                .resolve()
+                .or_else(|_| Value::Env("AWS_DEFAULT_REGION".into()).resolve()),
+        }
     }
 
     /// The credential to use now. Cheap when cached.
@@ -201,7 +212,7 @@ impl BedrockAuth {
     }
 
     async fn fetch(&self) -> Result<Credentials, CredentialError> {
-        let region = aws_config::Region::new(self.region.resolve()?.to_string());
+        let region = aws_config::Region::new(self.region()?.to_string());
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
         if let CredentialSource::Static { .. } = self.source {
             loader = loader.credentials_provider(self.static_credentials()?);

@@ -106,10 +106,17 @@ fn data_error(path: &str, message: &str) -> ApiError {
     } else {
         Some(base.to_owned())
     };
+    let rename = |what: &str| {
+        // "unknown field `x`, expected ..." -> "unknown field `path.x`, expected ..."
+        let rest = message
+            .strip_prefix(what)
+            .and_then(|r| r.split_once('`'))
+            .map_or("", |(_, rest)| rest);
+        format!("{what}{}`{rest}", field.as_deref().unwrap_or_default())
+    };
     let message = match &field {
-        Some(f) if message.starts_with("unknown field") => {
-            format!("unknown field `{f}`: {message}")
-        }
+        Some(_) if message.starts_with("unknown field `") => rename("unknown field `"),
+        Some(_) if message.starts_with("missing field `") => rename("missing field `"),
         Some(f) => format!("invalid value for `{f}`: {message}"),
         None => format!("invalid request body: {message}"),
     };
@@ -219,6 +226,13 @@ mod tests {
             Some("list[1]")
         );
         assert_eq!(field(r#"{"name":5}"#).0.as_deref(), Some("name"));
+        let (_, m) = field(r#"{"name":"a","inner":{"region":"x","extra":true}}"#);
+        assert!(
+            m.starts_with("unknown field `inner.extra`, expected"),
+            "{m}"
+        );
+        let (_, m) = field(r#"{"name":"a","inner":{}}"#);
+        assert!(m.starts_with("missing field `inner.region`"), "{m}");
         let (f, m) = field(r#"{"name":"a","#);
         assert_eq!(f, None);
         assert!(m.starts_with("malformed JSON"), "{m}");

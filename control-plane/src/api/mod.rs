@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{Method, Uri};
+use axum::extract::{DefaultBodyLimit, OriginalUri};
+use axum::http::Method;
 use axum::routing::get;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -99,11 +99,11 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         .nest("/api", api)
 }
 
-async fn not_found(uri: Uri) -> ApiError {
+async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
     ApiError::NotFound(format!("no admin API route for {}", uri.path()))
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
     ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
 }
 

@@ -93,8 +93,7 @@ async fn prepare(dp: &DataPlane, c: &Call) -> Result<reqwest::RequestBuilder, Pr
             .into();
     }
     let region = auth
-        .region
-        .resolve()
+        .region()
         .map_err(|e| config_error(e.to_string()))?;
     let url = match &c.provider.base_url {
         Some(base) => format!(

@@ -245,6 +245,8 @@ struct Samples {
     statuses: std::collections::BTreeMap<u16, u64>,
     /// Last completion in the measured window.
     last_end: Option<Instant>,
+    /// Every exchange, warm-up and errors included (for CPU-per-request figures).
+    total: u64,
 }
 
 impl Samples {
@@ -278,6 +280,7 @@ impl Samples {
         self.non_2xx += other.non_2xx;
         self.errors += other.errors;
         self.bytes += other.bytes;
+        self.total += other.total;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }
@@ -409,6 +412,7 @@ async fn open_loop(args: &Args, target: Arc<Template>, rate: f64) -> (Samples, D
                 let due = { rx.lock().await.recv().await };
                 let Some(due) = due else { break };
                 let (sent, outcome) = conn.exchange(timeout).await;
+                samples.total += 1;
                 if due >= measure_from && due < end {
                     samples.record(due, sent, Instant::now(), outcome);
                 }
@@ -445,6 +449,7 @@ async fn closed_loop(args: &Args, target: Arc<Template>, concurrency: usize) -> 
             while Instant::now() < end {
                 let (sent, outcome) = conn.exchange(timeout).await;
                 let done = Instant::now();
+                samples.total += 1;
                 // Count what completed inside the window, so the rate is not diluted by the
                 // tail of the last requests.
                 if sent >= measure_from && done <= end {
@@ -558,6 +563,7 @@ fn main() -> ExitCode {
         "load": level,
         "duration_s": elapsed.as_secs_f64(),
         "requests": completed,
+        "completed_total": samples.total,
         "ok": samples.ok,
         "non_2xx": samples.non_2xx,
         "errors": samples.errors,
