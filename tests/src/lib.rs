@@ -13,10 +13,12 @@
 //! The standalone double (`src/bin/bedrock-double.rs`) serves the same double on a fixed
 //! address for benchmarks and manual runs.
 
+pub mod anthropic_double;
 pub mod bedrock_double;
 pub mod eventstream;
 pub mod harness;
 pub mod sigv4;
+pub mod sts_double;
 
 pub use bedrock_double::{BedrockDouble, BedrockDoubleConfig, RecordedRequest, Verdict};
 pub use harness::{TollgateOptions, TollgateProcess};

@@ -92,9 +92,7 @@ async fn prepare(dp: &DataPlane, c: &Call) -> Result<reqwest::RequestBuilder, Pr
             .to_owned()
             .into();
     }
-    let region = auth
-        .region()
-        .map_err(|e| config_error(e.to_string()))?;
+    let region = auth.region().map_err(|e| config_error(e.to_string()))?;
     let url = match &c.provider.base_url {
         Some(base) => format!(
             "{base}/model/{}/{operation}",
