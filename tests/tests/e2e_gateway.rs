@@ -408,3 +408,78 @@ async fn refuses_to_listen_beyond_loopback_without_an_admin_token() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("TOLLGATE_ADMIN_TOKEN"), "{stderr}");
 }
+
+/// The README's quick-start curl commands, run with `sh` exactly as written there (only the
+/// address is changed), must configure a working gateway.
+#[tokio::test]
+async fn readme_curl_commands_work_as_pasted() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README");
+    // Commands start with `curl -s localhost:8080/api/` and may continue over several lines
+    // until the quotes close.
+    let mut commands = Vec::new();
+    let mut current = String::new();
+    for line in readme.lines() {
+        if current.is_empty() && !line.starts_with("curl -s localhost:8080/api/") {
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+        if current.matches('\'').count() % 2 == 0 {
+            commands.push(std::mem::take(&mut current));
+        }
+    }
+    assert_eq!(
+        commands.len(),
+        3,
+        "the README shows three curl commands: {commands:?}"
+    );
+    let double = tollgate_tests::bedrock_double::BedrockDouble::start(
+        tollgate_tests::bedrock_double::BedrockDoubleConfig::new().with_key(AKID, SECRET),
+    )
+    .expect("double");
+    let gw = tollgate_tests::harness::TollgateProcess::spawn(
+        &[],
+        &[
+            ("AWS_ACCESS_KEY_ID", AKID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ],
+    )
+    .await
+    .expect("tollgate");
+    let addr = gw.addr().to_string();
+    let mut last = String::new();
+    for cmd in &commands {
+        let cmd = cmd.replace("localhost:8080", &addr);
+        let out = tokio::process::Command::new("sh")
+            .args(["-c", &format!("{} -w '\\n%{{http_code}}'", cmd.trim_end())])
+            .output()
+            .await
+            .expect("sh");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(text.trim_end().ends_with("201"), "`{cmd}` answered: {text}");
+        last = text;
+    }
+    let vk_json = last.trim_end().trim_end_matches("201").trim();
+    let vk: Value = serde_json::from_str(vk_json).expect("virtual key JSON");
+    let vk = vk["value"].as_str().expect("value").to_owned();
+    let http = reqwest::Client::new();
+    let (s, b) = admin(
+        &http,
+        &gw,
+        "PUT",
+        "/api/providers/bedrock",
+        json!({"network_config": {"base_url": double.base_url()}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    common::wait_for_config(&http, &gw, &vk).await;
+    let resp = http
+        .post(gw.url("/anthropic/v1/messages"))
+        .header("authorization", format!("Bearer {vk}"))
+        .json(&message("claude-sonnet-4-6", "hi", false))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(resp.status(), 200);
+}
