@@ -593,7 +593,10 @@ fn process(
     if let Some(e) = script.error.clone() {
         return Err(e);
     }
-    let model = body.get("model").and_then(Value::as_str).unwrap_or_default();
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let input_tokens = input_tokens(&body);
     if operation == Operation::CountTokens {
         return Ok((
@@ -622,7 +625,11 @@ fn process(
 }
 
 /// Validates the body like the API; returns it parsed.
-fn validate(shared: &Shared, operation: Operation, bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+fn validate(
+    shared: &Shared,
+    operation: Operation,
+    bytes: &[u8],
+) -> Result<Map<String, Value>, ApiError> {
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(bytes) else {
         return Err(ApiError::invalid(
             "There was an error parsing the body of your request. Please make sure the body is valid JSON.",
@@ -680,7 +687,9 @@ fn validate(shared: &Shared, operation: Operation, bytes: &[u8]) -> Result<Map<S
         Some(_) => return Err(ApiError::invalid("messages: Input should be a valid list")),
     };
     if messages.is_empty() && operation == Operation::Messages {
-        return Err(ApiError::invalid("messages: at least one message is required"));
+        return Err(ApiError::invalid(
+            "messages: at least one message is required",
+        ));
     }
     for (i, m) in messages.iter().enumerate() {
         let Some(m) = m.as_object() else {
@@ -696,7 +705,9 @@ fn validate(shared: &Shared, operation: Operation, bytes: &[u8]) -> Result<Map<S
                 )));
             }
             None => {
-                return Err(ApiError::invalid(format!("messages.{i}.role: Field required")));
+                return Err(ApiError::invalid(format!(
+                    "messages.{i}.role: Field required"
+                )));
             }
         }
         match m.get("content") {
@@ -789,7 +800,13 @@ const TOOL_ID: &str = "toolu_01DoubleReadCall0000001";
 const TOOL_INPUT: &str = r#"{"file_path": "/tmp/x"}"#;
 
 impl Reply {
-    fn build(script: &Script, model: &str, input_tokens: u64, max_tokens: u64, request_id: &str) -> Reply {
+    fn build(
+        script: &Script,
+        model: &str,
+        input_tokens: u64,
+        max_tokens: u64,
+        request_id: &str,
+    ) -> Reply {
         let digest = Sha256::digest(request_id.as_bytes());
         let id = format!("msg_01{}", &hex::encode(&digest[..11])[..22]);
         if script.tool {
@@ -808,7 +825,11 @@ impl Reply {
         let mut used = 0u64;
         let mut stop_reason = "end_turn";
         for (i, w) in DEFAULT_REPLY.split(' ').enumerate() {
-            let piece = if i == 0 { w.to_owned() } else { format!(" {w}") };
+            let piece = if i == 0 {
+                w.to_owned()
+            } else {
+                format!(" {w}")
+            };
             let cost = (piece.len() as u64).div_ceil(4);
             if used + cost > max_tokens {
                 stop_reason = "max_tokens";
@@ -971,10 +992,11 @@ async fn finish(
                     if let Some(last) = events.last()
                         && last.starts_with(b"event: error\n")
                     {
-                        let data: Value = std::str::from_utf8(&last[b"event: error\ndata: ".len()..])
-                            .ok()
-                            .and_then(|s| serde_json::from_str(s.trim()).ok())
-                            .unwrap_or_default();
+                        let data: Value =
+                            std::str::from_utf8(&last[b"event: error\ndata: ".len()..])
+                                .ok()
+                                .and_then(|s| serde_json::from_str(s.trim()).ok())
+                                .unwrap_or_default();
                         record.verdict.error_type =
                             data["error"]["type"].as_str().map(str::to_owned);
                         record.verdict.message =
@@ -1000,7 +1022,11 @@ fn plain(status: u16, content_type: &'static str, body: Bytes, request_id: &str)
         HeaderValue::from_static(content_type),
     );
     insert_header(h, "request-id", request_id);
-    insert_header(h, "anthropic-organization-id", "00000000-0000-4000-8000-d0ub1e000000");
+    insert_header(
+        h,
+        "anthropic-organization-id",
+        "00000000-0000-4000-8000-d0ub1e000000",
+    );
     response
 }
 
@@ -1036,7 +1062,10 @@ fn stream_response(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static(SSE_CONTENT_TYPE),
     );
-    h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
     insert_header(h, "request-id", request_id);
     response
 }

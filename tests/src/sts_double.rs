@@ -514,7 +514,10 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
 fn xml_response(status: StatusCode, xml: String, request_id: &str) -> Response {
     let mut response = (status, xml).into_response();
     let h = response.headers_mut();
-    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/xml"),
+    );
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-amzn-requestid", v);
     }
@@ -534,7 +537,9 @@ fn process(
         return Err(StsError::new(
             400,
             "InvalidAction",
-            format!("The STS double serves only POST / with a form-encoded body, not {method} {path}"),
+            format!(
+                "The STS double serves only POST / with a form-encoded body, not {method} {path}"
+            ),
         ));
     }
     let content_type = headers
@@ -548,7 +553,9 @@ fn process(
         return Err(StsError::new(
             400,
             "MissingAction",
-            format!("Missing Action (expected a form-encoded body, got content-type '{content_type}')"),
+            format!(
+                "Missing Action (expected a form-encoded body, got content-type '{content_type}')"
+            ),
         ));
     }
 
@@ -614,7 +621,8 @@ fn process(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    let action = param("Action").ok_or_else(|| StsError::new(400, "MissingAction", "Missing Action"))?;
+    let action =
+        param("Action").ok_or_else(|| StsError::new(400, "MissingAction", "Missing Action"))?;
     let version = param("Version").unwrap_or("");
     if action != "AssumeRole" || version != STS_VERSION {
         return Err(StsError::new(
@@ -635,7 +643,10 @@ fn process(
     }
     let session_name = param("RoleSessionName");
     match session_name {
-        None => problems.push("Value null at 'roleSessionName' failed to satisfy constraint: Member must not be null".to_owned()),
+        None => problems.push(
+            "Value null at 'roleSessionName' failed to satisfy constraint: Member must not be null"
+                .to_owned(),
+        ),
         Some(name) => {
             if !(2..=64).contains(&name.len()) {
                 problems.push(format!(
@@ -696,7 +707,9 @@ fn process(
         )));
     }
     let (Some(role_arn), Some(session_name)) = (role_arn, session_name) else {
-        return Err(StsError::validation("RoleArn and RoleSessionName are required"));
+        return Err(StsError::validation(
+            "RoleArn and RoleSessionName are required",
+        ));
     };
     check_role_arn(role_arn).map_err(StsError::validation)?;
 
@@ -715,7 +728,8 @@ fn process(
         return Err(StsError::access_denied(&caller, role_arn));
     }
     if let Some(expected) = &role.external_id
-        && !external_id.is_some_and(|given| sigv4::constant_time_eq(given.as_bytes(), expected.as_bytes()))
+        && !external_id
+            .is_some_and(|given| sigv4::constant_time_eq(given.as_bytes(), expected.as_bytes()))
     {
         return Err(StsError::access_denied(&caller, role_arn));
     }
@@ -746,7 +760,12 @@ fn process(
 }
 
 /// The `AssumeRoleResponse` document.
-fn assume_role_xml(role: &StsRole, session_name: &str, expiration: &str, request_id: &str) -> String {
+fn assume_role_xml(
+    role: &StsRole,
+    session_name: &str,
+    expiration: &str,
+    request_id: &str,
+) -> String {
     let account = role.arn.split(':').nth(4).unwrap_or(ACCOUNT_ID);
     let partition = role.arn.split(':').nth(1).unwrap_or("aws");
     let role_id = {
@@ -1128,7 +1147,16 @@ mod tests {
             HeaderValue::from_static("application/x-www-form-urlencoded"),
         );
         let body = b"Action=AssumeRole&Version=2011-06-15";
-        sign_service("sts", "POST", "/", &mut headers, body, &creds, "us-east-1", now);
+        sign_service(
+            "sts",
+            "POST",
+            "/",
+            &mut headers,
+            body,
+            &creds,
+            "us-east-1",
+            now,
+        );
         let lookup = |k: &str| (k == "AKIDSTSBASE").then(|| creds.clone());
         let v = verify_service("sts", "POST", "/", &headers, body, lookup, now).expect("verifies");
         assert_eq!(v.service, "sts");

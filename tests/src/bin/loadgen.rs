@@ -28,8 +28,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -147,10 +147,7 @@ impl Template {
         } else {
             format!("{}:80", authority.host())
         };
-        let method: Method = args
-            .method
-            .parse()
-            .map_err(|e| format!("--method: {e}"))?;
+        let method: Method = args.method.parse().map_err(|e| format!("--method: {e}"))?;
         let body = match (&args.body, &args.body_file) {
             (Some(b), _) => Bytes::from(b.clone()),
             (None, Some(p)) => Bytes::from(
@@ -182,7 +179,10 @@ impl Template {
                 _ => return Err("--sigv4 expects AKID:SECRET[:TOKEN]".into()),
             };
             if args.warmup + args.duration + args.timeout > Duration::from_secs(280) {
-                return Err("with --sigv4 the whole run must stay under the 5-minute signature window".into());
+                return Err(
+                    "with --sigv4 the whole run must stay under the 5-minute signature window"
+                        .into(),
+                );
             }
             let path = uri.path_and_query().map_or("/", |p| p.as_str());
             tollgate_tests::sigv4::sign(
@@ -253,7 +253,11 @@ impl Samples {
     fn record(&mut self, origin: Instant, sent: Instant, end: Instant, outcome: Outcome) {
         self.last_end = Some(self.last_end.map_or(end, |l| l.max(end)));
         match outcome {
-            Outcome::Done { status, bytes, ttfb } => {
+            Outcome::Done {
+                status,
+                bytes,
+                ttfb,
+            } => {
                 *self.statuses.entry(status).or_default() += 1;
                 if (200..300).contains(&status) {
                     self.ok += 1;
@@ -358,7 +362,11 @@ impl Conn {
                 }
             }
             let ttfb = ttfb.unwrap_or_else(|| sent.elapsed());
-            Ok::<_, String>(Outcome::Done { status, bytes, ttfb })
+            Ok::<_, String>(Outcome::Done {
+                status,
+                bytes,
+                ttfb,
+            })
         };
         let outcome = match tokio::time::timeout(timeout, fut).await {
             Ok(Ok(o)) => o,
@@ -435,7 +443,11 @@ async fn open_loop(args: &Args, target: Arc<Template>, rate: f64) -> (Samples, D
 }
 
 /// Closed loop: each connection sends back to back.
-async fn closed_loop(args: &Args, target: Arc<Template>, concurrency: usize) -> (Samples, Duration) {
+async fn closed_loop(
+    args: &Args,
+    target: Arc<Template>,
+    concurrency: usize,
+) -> (Samples, Duration) {
     let start = Instant::now();
     let measure_from = start + args.warmup;
     let end = measure_from + args.duration;

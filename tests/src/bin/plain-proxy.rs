@@ -71,7 +71,10 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-async fn forward(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+async fn forward(
+    up: Arc<Upstream>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
     let (mut parts, body) = req.into_parts();
     let mut uri = http::uri::Parts::default();
     uri.scheme = Some(up.scheme.clone());
@@ -127,7 +130,10 @@ async fn run(args: Args) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("plain-proxy listening on http://{local} -> {}", args.upstream);
+    println!(
+        "plain-proxy listening on http://{local} -> {}",
+        args.upstream
+    );
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
