@@ -4,6 +4,7 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-env-changed=PROTOC");
     println!("cargo:rerun-if-env-changed=NO_VENDORED_PROTOC");
+    println!("cargo:rerun-if-changed=tollgate");
     let mut config = tonic_prost_build::Config::new();
     if std::env::var_os("PROTOC").is_none() && std::env::var_os("NO_VENDORED_PROTOC").is_none() {
         config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);

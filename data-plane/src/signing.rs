@@ -141,7 +141,8 @@ impl BedrockAuth {
             Some(v) => v.resolve(),
             None => Value::Env("AWS_REGION".into())
                 .resolve()
-                .or_else(|_| Value::Env("AWS_DEFAULT_REGION".into()).resolve()),
+                .or_else(|_| Value::Env("AWS_DEFAULT_REGION".into()).resolve())
+                .map_err(|_| MissingEnv("AWS_REGION (or AWS_DEFAULT_REGION; no region is configured on the key)".into())),
         }
     }
 
@@ -154,6 +155,14 @@ impl BedrockAuth {
             }
             _ => self.cached().await.map(BedrockCredential::SigV4),
         }
+    }
+
+    /// Whether credentials come from the refreshing cache (default chain or assumed role).
+    pub fn is_cached(&self) -> bool {
+        !matches!(
+            (&self.source, &self.assume_role),
+            (CredentialSource::ApiKey(_), _) | (CredentialSource::Static { .. }, None)
+        )
     }
 
     /// Drops cached credentials (after the upstream rejected them as expired or invalid).

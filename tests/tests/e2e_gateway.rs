@@ -425,7 +425,7 @@ async fn readme_curl_commands_work_as_pasted() {
         }
         current.push_str(line);
         current.push('\n');
-        if current.matches('\'').count() % 2 == 0 {
+        if current.matches('\'').count().is_multiple_of(2) {
             commands.push(std::mem::take(&mut current));
         }
     }

@@ -90,7 +90,20 @@ async fn forward(
     };
     let status = upstream.status();
     let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
-    let upstream_request_id = upstream.headers().get("request-id").cloned();
+    // Headers clients act on: request id, retry advice and rate-limit state.
+    let relayed: Vec<(http::HeaderName, HeaderValue)> = upstream
+        .headers()
+        .iter()
+        .filter(|(name, _)| {
+            let n = name.as_str();
+            n == "request-id"
+                || n == "retry-after"
+                || n == "retry-after-ms"
+                || n == "x-should-retry"
+                || n.starts_with("anthropic-")
+        })
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
     let is_sse = content_type
         .as_ref()
         .and_then(|v| v.to_str().ok())
@@ -133,8 +146,8 @@ async fn forward(
         header::CONTENT_TYPE,
         content_type.unwrap_or(HeaderValue::from_static("application/json")),
     );
-    if let Some(v) = upstream_request_id {
-        h.insert("request-id", v);
+    for (name, value) in relayed {
+        h.append(name, value);
     }
     resp
 }

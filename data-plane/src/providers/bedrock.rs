@@ -37,10 +37,55 @@ const SIGNED_HEADERS: [(&str, &str); 2] = [
 const RELAY_QUEUE: usize = 16;
 
 pub(crate) async fn call(dp: Arc<DataPlane>, c: Call, draft: Draft) -> Response {
-    match prepare(&dp, &c).await {
-        Ok(req) => forward(dp, c, draft, req).await,
-        Err(e) => fail(&dp, draft, e),
+    let mut resp = match prepare_and_send(&dp, &c).await {
+        Ok(r) => r,
+        Err(e) => return fail(&dp, draft, e),
+    };
+    // Cached credentials (default chain, assumed role) may have been revoked or rotated since
+    // they were fetched: when Bedrock rejects them, fetch fresh ones and retry once.
+    if let KeyCredential::Bedrock(auth) = &c.key().credential
+        && auth.is_cached()
+        && credential_rejected(&resp)
+    {
+        tracing::warn!(
+            request_id = %draft.record.request_id,
+            provider_key = %c.key().name,
+            "Bedrock rejected cached credentials; refreshing them and retrying once"
+        );
+        auth.invalidate();
+        resp = match prepare_and_send(&dp, &c).await {
+            Ok(r) => r,
+            Err(e) => return fail(&dp, draft, e),
+        };
     }
+    forward(dp, c, draft, resp).await
+}
+
+/// Whether an upstream answer says the credentials themselves are bad (not the request).
+fn credential_rejected(resp: &reqwest::Response) -> bool {
+    if !matches!(resp.status().as_u16(), 400 | 401 | 403) {
+        return false;
+    }
+    let error_type = resp
+        .headers()
+        .get("x-amzn-errortype")
+        .and_then(|v| v.to_str().ok())
+        .map(translate::sanitize_error_type)
+        .unwrap_or_default();
+    matches!(
+        error_type,
+        "ExpiredTokenException"
+            | "ExpiredToken"
+            | "UnrecognizedClientException"
+            | "InvalidSignatureException"
+            | "InvalidClientTokenId"
+            | "SignatureDoesNotMatch"
+    )
+}
+
+async fn prepare_and_send(dp: &DataPlane, c: &Call) -> Result<reqwest::Response, ProxyError> {
+    let req = prepare(dp, c).await?;
+    send(&c.provider, req, c.provider.request_timeout).await
 }
 
 fn body_error(e: translate::BodyError) -> ProxyError {
@@ -136,17 +181,8 @@ async fn prepare(dp: &DataPlane, c: &Call) -> Result<reqwest::RequestBuilder, Pr
     Ok(req.body(body))
 }
 
-async fn forward(
-    dp: Arc<DataPlane>,
-    c: Call,
-    draft: Draft,
-    req: reqwest::RequestBuilder,
-) -> Response {
+async fn forward(dp: Arc<DataPlane>, c: Call, draft: Draft, resp: reqwest::Response) -> Response {
     let provider = &c.provider;
-    let resp = match send(provider, req, provider.request_timeout).await {
-        Ok(r) => r,
-        Err(e) => return fail(&dp, draft, e),
-    };
     let status = resp.status();
     if !status.is_success() {
         let error_type = resp
