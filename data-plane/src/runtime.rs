@@ -155,9 +155,20 @@ pub struct Runtime {
 impl Runtime {
     /// Validates and compiles a snapshot. Nothing here does I/O.
     pub fn compile(snapshot: &pb::Snapshot) -> Result<Runtime, SnapshotError> {
+        Runtime::compile_after(snapshot, None)
+    }
+
+    /// Like [`Runtime::compile`], carrying over state of `previous` that the new snapshot does
+    /// not change: Bedrock credential caches of keys whose credential config is identical, so a
+    /// config change elsewhere does not cost an STS call per key.
+    pub fn compile_after(
+        snapshot: &pb::Snapshot,
+        previous: Option<&Runtime>,
+    ) -> Result<Runtime, SnapshotError> {
         let mut providers = HashMap::with_capacity(snapshot.providers.len());
         for p in &snapshot.providers {
-            let provider = compile_provider(p)?;
+            let prev = previous.and_then(|r| r.providers.get(p.name.as_str()));
+            let provider = compile_provider(p, prev.map(|p| &**p))?;
             if providers
                 .insert(provider.name.clone(), Arc::new(provider))
                 .is_some()
@@ -209,7 +220,10 @@ fn millis_or(ms: u32, default: Duration) -> Duration {
     }
 }
 
-fn compile_provider(p: &pb::Provider) -> Result<Provider, SnapshotError> {
+fn compile_provider(
+    p: &pb::Provider,
+    previous: Option<&Provider>,
+) -> Result<Provider, SnapshotError> {
     let kind = match pb::ProviderKind::try_from(p.kind) {
         Ok(pb::ProviderKind::Bedrock) => ProviderKind::Bedrock,
         Ok(pb::ProviderKind::Anthropic) => ProviderKind::Anthropic,
@@ -231,7 +245,8 @@ fn compile_provider(p: &pb::Provider) -> Result<Provider, SnapshotError> {
         .map(Arc::from);
     let mut keys = Vec::with_capacity(p.keys.len());
     for k in p.keys.iter().filter(|k| k.enabled) {
-        keys.push(compile_key(p, kind, k)?);
+        let prev = previous.and_then(|prev| prev.keys.iter().find(|pk| *pk.id == *k.id));
+        keys.push(compile_key(p, kind, k, prev)?);
     }
     Ok(Provider {
         name: p.name.as_str().into(),
@@ -249,6 +264,7 @@ fn compile_key(
     p: &pb::Provider,
     kind: ProviderKind,
     k: &pb::ProviderKey,
+    previous: Option<&ProviderKey>,
 ) -> Result<ProviderKey, SnapshotError> {
     let invalid = |reason| SnapshotError::InvalidKey {
         provider: p.name.clone(),
@@ -263,7 +279,13 @@ fn compile_key(
             Value::from_proto(k.value.as_ref()).ok_or_else(|| invalid("missing API key"))?,
         ),
         ProviderKind::Bedrock => {
-            KeyCredential::Bedrock(Arc::new(BedrockAuth::from_proto(k).map_err(invalid)?))
+            let fresh = BedrockAuth::from_proto(k).map_err(invalid)?;
+            match previous.map(|pk| &pk.credential) {
+                Some(KeyCredential::Bedrock(prev)) if prev.fingerprint() == fresh.fingerprint() => {
+                    KeyCredential::Bedrock(Arc::clone(prev))
+                }
+                _ => KeyCredential::Bedrock(Arc::new(fresh)),
+            }
         }
     };
     let models = if k.models.is_empty() || k.models.iter().any(|m| m == "*") {
@@ -310,9 +332,95 @@ impl RuntimeHandle {
             );
             return Ok(current.version);
         }
-        let runtime = Runtime::compile(snapshot)?;
+        let previous = self.current.load_full();
+        let runtime = Runtime::compile_after(snapshot, previous.as_deref())?;
         let version = runtime.version;
         self.current.store(Some(Arc::new(runtime)));
         Ok(version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(version: u64, secret: &str, vks: usize) -> pb::Snapshot {
+        let lit = |s: &str| {
+            Some(pb::ValueRef {
+                source: Some(pb::value_ref::Source::Literal(s.into())),
+            })
+        };
+        pb::Snapshot {
+            version,
+            providers: vec![pb::Provider {
+                name: "bedrock".into(),
+                kind: pb::ProviderKind::Bedrock as i32,
+                network: None,
+                keys: vec![pb::ProviderKey {
+                    id: "k1".into(),
+                    name: "k1".into(),
+                    models: vec!["*".into()],
+                    weight: 1.0,
+                    bedrock: Some(pb::BedrockKeyConfig {
+                        access_key: lit("AKID"),
+                        secret_key: lit(secret),
+                        region: lit("us-east-1"),
+                        role_arn: lit("arn:aws:iam::123456789012:role/r"),
+                        ..Default::default()
+                    }),
+                    enabled: true,
+                    ..Default::default()
+                }],
+            }],
+            virtual_keys: (0..vks)
+                .map(|i| pb::VirtualKey {
+                    id: format!("vk{i}"),
+                    name: format!("vk{i}"),
+                    key_sha256: vec![i as u8; 32].into(),
+                    active: true,
+                    ..Default::default()
+                })
+                .collect(),
+            created_at_unix_ms: 0,
+        }
+    }
+
+    fn auth(rt: &Runtime) -> Arc<BedrockAuth> {
+        match &rt.providers["bedrock"].keys[0].credential {
+            KeyCredential::Bedrock(a) => Arc::clone(a),
+            KeyCredential::AnthropicApiKey(_) => panic!("bedrock key expected"),
+        }
+    }
+
+    #[test]
+    fn unchanged_credentials_keep_their_cache_across_snapshots() {
+        let handle = RuntimeHandle::default();
+        handle.apply(&snapshot(1, "s1", 0)).expect("v1");
+        let first = auth(&handle.load().expect("runtime"));
+        // A change elsewhere (a new virtual key) keeps the same credential object...
+        handle.apply(&snapshot(2, "s1", 1)).expect("v2");
+        assert!(Arc::ptr_eq(&first, &auth(&handle.load().expect("runtime"))));
+        // ...a changed secret does not.
+        handle.apply(&snapshot(3, "s2", 1)).expect("v3");
+        assert!(!Arc::ptr_eq(
+            &first,
+            &auth(&handle.load().expect("runtime"))
+        ));
+    }
+
+    #[test]
+    fn older_snapshots_are_ignored_and_invalid_ones_rejected() {
+        let handle = RuntimeHandle::default();
+        assert_eq!(handle.apply(&snapshot(5, "s", 0)).expect("v5"), 5);
+        assert_eq!(handle.apply(&snapshot(4, "s", 3)).expect("older"), 5);
+        assert_eq!(handle.load().expect("runtime").version, 5);
+        let mut bad = snapshot(6, "s", 0);
+        bad.providers[0].kind = pb::ProviderKind::Unspecified as i32;
+        assert!(handle.apply(&bad).is_err());
+        assert_eq!(
+            handle.load().expect("runtime").version,
+            5,
+            "last good config still served"
+        );
     }
 }

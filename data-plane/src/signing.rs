@@ -91,6 +91,8 @@ pub struct BedrockAuth {
     pub assume_role: Option<AssumeRole>,
     cache: ArcSwapOption<Cached>,
     refresh: Mutex<()>,
+    /// SHA-256 of the credential configuration this was built from.
+    fingerprint: [u8; 32],
 }
 
 impl BedrockAuth {
@@ -132,7 +134,13 @@ impl BedrockAuth {
             assume_role,
             cache: ArcSwapOption::empty(),
             refresh: Mutex::new(()),
+            fingerprint: fingerprint(k),
         })
+    }
+
+    /// Identifies the credential configuration: equal fingerprints, interchangeable auth.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
     }
 
     /// The region to sign for and to build the default endpoint with.
@@ -142,7 +150,12 @@ impl BedrockAuth {
             None => Value::Env("AWS_REGION".into())
                 .resolve()
                 .or_else(|_| Value::Env("AWS_DEFAULT_REGION".into()).resolve())
-                .map_err(|_| MissingEnv("AWS_REGION (or AWS_DEFAULT_REGION; no region is configured on the key)".into())),
+                .map_err(|_| {
+                    MissingEnv(
+                        "AWS_REGION (or AWS_DEFAULT_REGION; no region is configured on the key)"
+                            .into(),
+                    )
+                }),
         }
     }
 
@@ -269,6 +282,20 @@ impl BedrockAuth {
             "sts",
         ))
     }
+}
+
+fn fingerprint(k: &pb::ProviderKey) -> [u8; 32] {
+    use prost::Message;
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    if let Some(v) = &k.value {
+        h.update(v.encode_to_vec());
+    }
+    h.update([0xff]);
+    if let Some(b) = &k.bedrock {
+        h.update(b.encode_to_vec());
+    }
+    h.finalize().into()
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
