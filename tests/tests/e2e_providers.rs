@@ -429,7 +429,6 @@ async fn bedrock_assumed_credentials_are_refreshed_five_minutes_before_they_expi
 }
 
 #[tokio::test]
-#[ignore = "gateway bug: cached STS credentials are never invalidated when Bedrock rejects them (BedrockAuth::invalidate in data-plane/src/signing.rs has no caller)"]
 async fn bedrock_rejected_assumed_credentials_are_fetched_again() {
     let s = role_setup(EXTERNAL_ID, role()).await;
     let first = until_configured(&s.gw, || {
@@ -1023,7 +1022,6 @@ async fn anthropic_upstream_errors_are_relayed_unmodified() {
 }
 
 #[tokio::test]
-#[ignore = "gateway bug: the Anthropic relay drops upstream response headers such as retry-after and x-should-retry (data-plane/src/providers/anthropic.rs, forward())"]
 async fn anthropic_rate_limit_headers_reach_the_client() {
     let s = anthropic_setup().await;
     let body = message("anthropic/claude-opus-4-5", "[double:rate-limit]", false).to_string();
