@@ -13,15 +13,23 @@
 //! | [`server`] | axum routes of the inference API and the request flow |
 //! | [`providers`] | the Bedrock and Anthropic upstream calls (I/O around `tollgate-protocol`) |
 //! | [`usage`] | one usage record per request, logged and handed to a bounded sink |
+//! | [`source`] | split deployment: the control plane's config stream, disk cache, reconnects |
+//! | [`reporter`] | split deployment: usage batches to the control plane, disk spool, resends |
+//! | [`grpc`] | connection options, join-token auth and backoff shared by `source` and `reporter` |
 //! | [`error`] | the one error type of the inference surface (Anthropic-shaped) |
 //! | [`value`] | literal / `env.NAME` values resolved at use |
 
 pub mod error;
+pub mod grpc;
 pub mod providers;
+pub mod reporter;
 pub mod routing;
 pub mod runtime;
 pub mod server;
 pub mod signing;
+pub mod source;
+#[cfg(test)]
+mod testing;
 pub mod usage;
 pub mod value;
 
@@ -62,6 +70,7 @@ pub struct DataPlane {
     runtime: RuntimeHandle,
     clients: Mutex<HashMap<Duration, reqwest::Client>>,
     pub usage: usage::UsageSink,
+    link: source::ConfigLink,
 }
 
 impl DataPlane {
@@ -71,11 +80,17 @@ impl DataPlane {
             runtime: RuntimeHandle::default(),
             clients: Mutex::new(HashMap::new()),
             usage,
+            link: source::ConfigLink::default(),
         })
     }
 
     pub fn runtime(&self) -> &RuntimeHandle {
         &self.runtime
+    }
+
+    /// Where the configuration comes from and whether that path is up.
+    pub fn config_link(&self) -> &source::ConfigLink {
+        &self.link
     }
 
     /// Follows a channel of snapshots (in-process from the control plane, or fed by a gRPC
@@ -86,6 +101,8 @@ impl DataPlane {
         mut rx: watch::Receiver<Arc<Snapshot>>,
     ) -> tokio::task::JoinHandle<()> {
         let dp = Arc::clone(self);
+        dp.link.set_source(source::ConfigSource::InProcess);
+        dp.link.set_connected(true);
         tokio::spawn(async move {
             loop {
                 let snapshot = rx.borrow_and_update().clone();
@@ -98,6 +115,7 @@ impl DataPlane {
                     ),
                 }
                 if rx.changed().await.is_err() {
+                    dp.link.set_connected(false);
                     return;
                 }
             }

@@ -55,21 +55,30 @@ async fn health() -> impl IntoResponse {
     )
 }
 
+/// Readiness: 200 once a config is loaded, 503 before. The body also tells operators which config
+/// version is served, where it comes from and whether the control plane stream is up (a data
+/// plane that lost its control plane stays ready: it keeps serving the last good config).
 async fn ready(State(dp): State<Arc<DataPlane>>) -> Response {
-    match dp.runtime().load() {
-        Some(rt) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            format!(r#"{{"ready":true,"config_version":{}}}"#, rt.version),
-        )
-            .into_response(),
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CONTENT_TYPE, "application/json")],
-            r#"{"ready":false,"reason":"no configuration loaded yet"}"#,
-        )
-            .into_response(),
-    }
+    let runtime = dp.runtime().load();
+    let link = dp.config_link();
+    let mut body = serde_json::json!({
+        "ready": runtime.is_some(),
+        "config_version": runtime.as_ref().map(|rt| rt.version),
+        "config_source": link.source().as_str(),
+        "control_plane_connected": link.connected(),
+    });
+    let status = if runtime.is_some() {
+        StatusCode::OK
+    } else {
+        body["reason"] = "no configuration loaded yet".into();
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn messages(State(dp): State<Arc<DataPlane>>, headers: HeaderMap, body: Body) -> Response {
