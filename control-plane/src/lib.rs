@@ -1,7 +1,9 @@
 //! Tollgate's control plane: it owns the configuration (providers, provider keys, virtual keys),
 //! stores it in SQLite or PostgreSQL, serves the admin HTTP API (`/api/*`, OpenAPI at
 //! `/openapi.json`), and publishes a complete, immutable [`Snapshot`] after every change. Data
-//! planes consume only that snapshot; they never touch the database.
+//! planes consume only that snapshot; they never touch the database. In the split deployment
+//! they receive it over gRPC ([`ControlPlane::grpc_router`]) and report usage back the same way;
+//! all-in-one uses [`ControlPlane::snapshots`] and [`ControlPlane::ingest_usage`] in-process.
 //!
 //! # Modules
 //! * [`crypto`]: AES-256-GCM sealing of provider secrets, the master key file, virtual-key values.
@@ -10,6 +12,12 @@
 //! * [`store`]: the [`Store`] trait and its SQLite and PostgreSQL backends (migrations in
 //!   `migrations/{sqlite,postgres}`).
 //! * [`snapshot`]: the pure function that turns loaded rows into a snapshot.
+//! * [`grpc`]: `ConfigService.Watch` (snapshots out, ACK/NACK in) and `UsageService.Report`
+//!   (usage batches in, acks out) behind the join-token check ([`GrpcAuth`]).
+//! * [`fleet`]: the in-memory registry of connected data planes behind `GET /api/data-planes`.
+//! * `replicas` (private): follows config changes committed by other control-plane replicas
+//!   (PostgreSQL `LISTEN`) and republishes; keeps the usage partitions ahead and applies
+//!   retention.
 //! * `api` (private): axum handlers, the admin-auth middleware, JSON extractors and [`ApiError`],
 //!   the single error type of the HTTP surface; [`openapi()`] describes it.
 //!
@@ -23,7 +31,11 @@
 //! * Virtual keys are stored as SHA-256 digests; the value is shown once, in the create response.
 //! * Every mutation is one transaction that bumps `config_version` and writes an audit row; after
 //!   it commits, the snapshot is rebuilt from the store and published on a `watch` channel. The
-//!   published version only ever increases.
+//!   published version only ever increases. With PostgreSQL the transaction also `NOTIFY`s
+//!   `tollgate_config` with the new version, and every replica rebuilds and republishes when it
+//!   hears of a version newer than its own (and unconditionally after its listener reconnects).
+//! * Usage storage is idempotent on the request id (at-least-once delivery, no double counts), a
+//!   batch is acknowledged only after it committed, and nothing on the request path reads it.
 //! * Bad input gets a JSON error (`{"error": {"type", "message", "field"?}}`) with a 4xx status;
 //!   request bodies reject unknown fields.
 //! * Admin auth: a configured token is required on every `/api` request; without one, only
@@ -32,20 +44,29 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use tokio::sync::{Mutex, watch};
+use tokio_util::sync::CancellationToken;
 use tollgate_proto::config::v1::Snapshot;
+use tollgate_proto::usage::v1::UsageRecord;
 
 mod api;
 pub mod crypto;
+pub mod fleet;
+pub mod grpc;
 pub mod model;
+mod replicas;
 pub mod snapshot;
 pub mod store;
 pub mod validate;
 
 pub use api::{ApiError, ErrorBody, ErrorDetail, ErrorType, openapi};
+pub use grpc::GrpcAuth;
 pub use snapshot::{SnapshotError, build_snapshot};
-pub use store::{PostgresStore, SqliteStore, Store, StoreConfig, StoreError};
+pub use store::{
+    ConfigChange, PostgresStore, SqliteStore, Store, StoreConfig, StoreError, UsagePurge,
+};
 
 /// Everything [`ControlPlane::start`] needs.
 #[derive(Clone)]
@@ -119,6 +140,20 @@ struct Inner {
     snapshots: watch::Sender<Arc<Snapshot>>,
     /// Serialises rebuilds so a slow old build cannot overwrite a newer one.
     publish: Mutex<()>,
+    /// Data planes watching this replica.
+    fleet: Arc<fleet::Fleet>,
+    /// Cancelled by [`ControlPlane::shutdown`]: ends the gRPC streams.
+    shutdown: CancellationToken,
+    /// Cancelled when the last handle is dropped: ends the background tasks.
+    tasks: CancellationToken,
+    /// Usage retention in days (0: keep everything).
+    usage_retention_days: AtomicU32,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.tasks.cancel();
+    }
 }
 
 impl fmt::Debug for ControlPlane {
@@ -165,15 +200,21 @@ impl ControlPlane {
             "control plane started"
         );
         let (tx, _rx) = watch::channel(Arc::new(first));
-        Ok(ControlPlane {
+        let cp = ControlPlane {
             inner: Arc::new(Inner {
                 store,
                 secrets,
                 admin_auth,
                 snapshots: tx,
                 publish: Mutex::new(()),
+                fleet: Arc::new(fleet::Fleet::new()),
+                shutdown: CancellationToken::new(),
+                tasks: CancellationToken::new(),
+                usage_retention_days: AtomicU32::new(0),
             }),
-        })
+        };
+        replicas::spawn_background_tasks(&cp);
+        Ok(cp)
     }
 
     /// The admin API: every `/api/*` route (behind admin auth) and `GET /openapi.json`.
@@ -191,6 +232,85 @@ impl ControlPlane {
     /// The store (for tools and tests).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// The version of the snapshot published now.
+    pub fn published_version(&self) -> u64 {
+        self.inner.snapshots.borrow().version
+    }
+
+    /// The data planes that watch (or watched) this replica, ordered by node id. See [`fleet`]:
+    /// the registry is in memory and per replica.
+    pub fn data_planes(&self) -> Vec<fleet::NodeStatus> {
+        self.inner.fleet.list(self.published_version())
+    }
+
+    /// Ends every open gRPC stream (Watch and Report; with `UNAVAILABLE`, so data planes
+    /// reconnect) and refuses new ones. Call it when the gRPC server's shutdown signal fires:
+    /// a graceful shutdown waits for open streams, and Watch streams never end by themselves.
+    /// Usage batches being committed are finished and acknowledged first.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// Stores usage records reported in-process (all-in-one mode), in one transaction,
+    /// idempotent on the request id. Records with an empty request id are dropped (logged).
+    /// Returns how many rows were new (records already stored are not counted).
+    pub async fn ingest_usage(&self, records: Vec<UsageRecord>) -> Result<u64, Error> {
+        self.store_usage(records, "in-process")
+            .await
+            .map(|(_, stored)| stored)
+    }
+
+    /// Validates and stores usage records. Returns (records now stored, duplicates included;
+    /// rows that were new).
+    pub(crate) async fn store_usage(
+        &self,
+        mut records: Vec<UsageRecord>,
+        source: &str,
+    ) -> Result<(u32, u64), Error> {
+        let before = records.len();
+        records.retain(|r| !r.request_id.trim().is_empty());
+        if records.len() < before {
+            tracing::warn!(
+                source,
+                dropped = before - records.len(),
+                "dropped usage records without a request id"
+            );
+        }
+        let stored = self.inner.store.insert_usage(&records).await?;
+        Ok((u32::try_from(records.len()).unwrap_or(u32::MAX), stored))
+    }
+
+    /// Keeps usage for `days` days (whole UTC days before today minus `days` are removed by the
+    /// hourly maintenance); `None` or `Some(0)` keeps everything (the default).
+    pub fn set_usage_retention_days(&self, days: Option<u32>) {
+        self.inner
+            .usage_retention_days
+            .store(days.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Runs the usage-storage maintenance now (it also runs at start and hourly): creates the
+    /// daily partitions from yesterday to two days ahead, then applies the retention, if any.
+    pub async fn maintain_usage_storage(&self) -> Result<UsagePurge, Error> {
+        let today = time::OffsetDateTime::now_utc().date();
+        let from = today.previous_day().unwrap_or(today);
+        self.inner
+            .store
+            .create_usage_partitions(from, replicas::USAGE_PARTITION_DAYS)
+            .await?;
+        let days = self.inner.usage_retention_days.load(Ordering::Relaxed);
+        if days == 0 {
+            return Ok(UsagePurge::default());
+        }
+        let cutoff = today
+            .checked_sub(time::Duration::days(i64::from(days)))
+            .unwrap_or(time::Date::MIN);
+        Ok(self
+            .inner
+            .store
+            .drop_usage_partitions_before(cutoff)
+            .await?)
     }
 
     /// Rebuilds the snapshot from the store and publishes it if it is newer than the current

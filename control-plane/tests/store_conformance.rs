@@ -11,6 +11,7 @@ use tollgate_control_plane::model::{
     AuditEvent, BedrockKeyRecord, NetworkConfig, ProviderKeyRecord, ProviderKind, ProviderRecord,
     SealedSecret, SecretField, ValueSource, VirtualKeyRecord, now,
 };
+use tollgate_control_plane::store::UsageRecord;
 use tollgate_control_plane::validate::ValidationError;
 use tollgate_control_plane::{PostgresStore, SqliteStore, Store, StoreError};
 use uuid::Uuid;
@@ -441,6 +442,210 @@ async fn conformance(store: Arc<dyn Store>) {
     let want: Vec<u64> = (expected_version + 1..=expected_version + 16).collect();
     assert_eq!(versions, want);
     assert_eq!(store.config_version().await.unwrap(), expected_version + 16);
+}
+
+fn usage(i: usize, vk: &str, started_at_unix_ms: i64) -> UsageRecord {
+    UsageRecord {
+        request_id: format!("req-{i:06}"),
+        virtual_key_id: vk.into(),
+        provider: "bedrock".into(),
+        model_requested: "claude-sonnet-4-6".into(),
+        model_resolved: "global.anthropic.claude-sonnet-4-6".into(),
+        provider_key_id: "key-1".into(),
+        input_tokens: 100 + i as u64,
+        output_tokens: 20,
+        cache_read_input_tokens: 5,
+        cache_write_input_tokens: 1,
+        latency_ms: 1234,
+        time_to_first_token_ms: 200,
+        status: 200,
+        error_class: String::new(),
+        started_at_unix_ms,
+        stream: i.is_multiple_of(2),
+    }
+}
+
+fn unix_ms(t: time::OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+/// Usage storage: idempotent batches, counts by virtual key, partitions and retention.
+/// Returns the partitions it dropped (PostgreSQL) so callers can check backend specifics.
+async fn usage_conformance(store: Arc<dyn Store>) -> Vec<String> {
+    let now = now();
+    let today = now.date();
+    let yesterday = today.previous_day().unwrap();
+    let created = store.create_usage_partitions(yesterday, 3).await.unwrap();
+    let again = store.create_usage_partitions(yesterday, 3).await.unwrap();
+    assert!(again.is_empty(), "partitions are created once: {again:?}");
+    assert_eq!(store.insert_usage(&[]).await.unwrap(), 0);
+    assert!(
+        store
+            .usage_counts_by_virtual_key()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // 1,200 records (more than one statement's worth in SQLite), a third of them for vk-a.
+    // Within today even when the test runs just after midnight (UTC).
+    let t = unix_ms(now).max(unix_ms(today.midnight().assume_utc()) + 5_000);
+    let batch: Vec<UsageRecord> = (0..1200)
+        .map(|i| usage(i, if i % 3 == 0 { "vk-a" } else { "vk-b" }, t - i as i64))
+        .collect();
+    assert_eq!(store.insert_usage(&batch).await.unwrap(), 1200);
+    assert_eq!(
+        store.insert_usage(&batch).await.unwrap(),
+        0,
+        "the same batch twice stores each record once"
+    );
+    assert_eq!(
+        store.usage_counts_by_virtual_key().await.unwrap(),
+        counts(&[("vk-a", 400), ("vk-b", 800)])
+    );
+    // Overlapping batches and duplicates within one batch.
+    let mut mixed = batch[..10].to_vec();
+    mixed.push(usage(5000, "vk-c", t));
+    mixed.push(usage(5000, "vk-c", t));
+    assert_eq!(store.insert_usage(&mixed).await.unwrap(), 1);
+
+    // Yesterday (its partition) and ten days ago (no partition: the DEFAULT one in PostgreSQL).
+    let yesterday_ms = unix_ms(yesterday.midnight().assume_utc()) + 3_600_000;
+    let old_ms = unix_ms(now - time::Duration::days(10));
+    let older: Vec<UsageRecord> = (0..7)
+        .map(|i| usage(6000 + i, "vk-old", yesterday_ms))
+        .chain((0..3).map(|i| usage(7000 + i, "vk-old", old_ms)))
+        .collect();
+    assert_eq!(store.insert_usage(&older).await.unwrap(), 10);
+    assert_eq!(store.insert_usage(&older).await.unwrap(), 0);
+
+    // A day without a partition yet: its rows move into the partition when it is created, and
+    // stay deduplicated.
+    let ahead = today + time::Duration::days(6);
+    let ahead_rec = vec![usage(
+        8000,
+        "vk-ahead",
+        unix_ms(ahead.midnight().assume_utc()) + 1,
+    )];
+    assert_eq!(store.insert_usage(&ahead_rec).await.unwrap(), 1);
+    let made = store.create_usage_partitions(ahead, 1).await.unwrap();
+    if store.backend() == "postgres" {
+        assert_eq!(made.len(), 1);
+        assert_eq!(created.len(), 3);
+    } else {
+        assert!(made.is_empty() && created.is_empty());
+    }
+    assert_eq!(store.insert_usage(&ahead_rec).await.unwrap(), 0);
+    assert_eq!(
+        store.usage_counts_by_virtual_key().await.unwrap(),
+        counts(&[
+            ("vk-a", 400),
+            ("vk-ahead", 1),
+            ("vk-b", 800),
+            ("vk-c", 1),
+            ("vk-old", 10)
+        ])
+    );
+
+    // Retention: everything that started before today goes.
+    let purge = store.drop_usage_partitions_before(today).await.unwrap();
+    let after = store.usage_counts_by_virtual_key().await.unwrap();
+    assert_eq!(after.get("vk-old"), None, "{purge:?}");
+    assert_eq!(after.get("vk-a"), Some(&400));
+    assert_eq!(after.get("vk-ahead"), Some(&1));
+    if store.backend() == "postgres" {
+        assert_eq!(
+            purge.deleted_rows, 3,
+            "the old rows in the DEFAULT partition"
+        );
+    } else {
+        assert_eq!(purge.deleted_rows, 10);
+        assert!(purge.dropped_partitions.is_empty());
+    }
+    // Running it again finds nothing.
+    let again = store.drop_usage_partitions_before(today).await.unwrap();
+    assert!(again.dropped_partitions.is_empty() && again.deleted_rows == 0);
+    purge.dropped_partitions
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_store_usage_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("usage.db"))
+        .await
+        .unwrap();
+    assert!(store.config_changes().is_none());
+    usage_conformance(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_store_usage_conforms() {
+    common::with_postgres(|url| async move {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        let dropped = usage_conformance(Arc::new(store.clone())).await;
+        let yesterday = now().date().previous_day().unwrap();
+        assert_eq!(
+            dropped,
+            [format!(
+                "usage_records_p{:04}{:02}{:02}",
+                yesterday.year(),
+                u8::from(yesterday.month()),
+                yesterday.day()
+            )]
+        );
+        // Every field is stored as sent.
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let texts: (String, String, String, String, String, String, bool) = sqlx::query_as(
+            "SELECT virtual_key_id, provider, model_requested, model_resolved, provider_key_id, \
+             error_class, stream FROM usage_records WHERE request_id = 'req-000004'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            texts,
+            (
+                "vk-b".into(),
+                "bedrock".into(),
+                "claude-sonnet-4-6".into(),
+                "global.anthropic.claude-sonnet-4-6".into(),
+                "key-1".into(),
+                String::new(),
+                true
+            )
+        );
+        let numbers: (i64, i64, i64, i64, i64, i64, i32) = sqlx::query_as(
+            "SELECT input_tokens, output_tokens, cache_read_input_tokens, \
+             cache_write_input_tokens, latency_ms, time_to_first_token_ms, status \
+             FROM usage_records WHERE request_id = 'req-000004'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(numbers, (104, 20, 5, 1, 1234, 200, 200));
+        // The partitions are the parent's, and rows land in their day's partition.
+        let parts: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent = 'usage_records'::regclass ORDER BY 1",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(parts.len(), 4, "{parts:?}"); // today, tomorrow, +6 days, default
+        assert!(parts.contains(&"usage_records_default".to_owned()));
+        let in_default: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_records_default")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(in_default, 0);
+        pool.close().await;
+        store.close().await;
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::ControlPlane;
 
 mod auth;
+mod data_planes;
 mod error;
 mod extract;
 mod keys;
@@ -78,6 +79,7 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         )
         .route("/keys", get(keys::list_all_keys))
         .route("/audit-logs", get(system::list_audit_logs))
+        .route("/data-planes", get(data_planes::list_data_planes))
         .route("/version", get(system::version));
     let api = vk_routes(api, "/virtual-keys", "/virtual-keys/{vk_id}", false);
     let api = vk_routes(
@@ -169,6 +171,7 @@ impl Modify for BearerAuth {
         virtual_keys::governance_get_virtual_key,
         virtual_keys::governance_update_virtual_key,
         virtual_keys::governance_delete_virtual_key,
+        data_planes::list_data_planes,
         system::list_audit_logs,
         system::version,
         system::openapi_json,
@@ -181,6 +184,7 @@ impl Modify for BearerAuth {
         (name = "keys", description = "Provider credentials"),
         (name = "virtual-keys", description = "Keys clients use to call the gateway"),
         (name = "governance", description = "The virtual-key routes under the path other gateways use"),
+        (name = "data-planes", description = "The fleet view: data planes connected to this control plane"),
         (name = "system", description = "Audit log, versions, this document"),
     )
 )]

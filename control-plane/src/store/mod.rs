@@ -11,6 +11,17 @@
 //! Both backends share their SQL text (PostgreSQL and SQLite both accept `$N` placeholders,
 //! `RETURNING` and `ON DELETE CASCADE`); the column types differ per migration set
 //! (`migrations/sqlite`, `migrations/postgres`).
+//!
+//! Usage records (reported by data planes) are the exception: their SQL is per backend. In
+//! PostgreSQL `usage_records` is append-only and partitioned by day (see
+//! `migrations/postgres/0002_usage_records.sql`), written with one multi-row `UNNEST` insert per
+//! chunk and `ON CONFLICT DO NOTHING`; in SQLite it is a plain table written with multi-row
+//! `INSERT OR IGNORE`. Either way a batch is one transaction and storing the same record twice
+//! keeps one row.
+//!
+//! Several control-plane replicas may share one PostgreSQL database: every mutation also runs
+//! `pg_notify('tollgate_config', '<version>')` inside its transaction, and
+//! [`Store::config_changes`] delivers those notifications (from every replica) to the caller.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +29,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::model::{
@@ -32,6 +44,29 @@ mod sqlite;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use tollgate_proto::usage::v1::UsageRecord;
+
+/// The PostgreSQL channel on which every committed mutation announces its config version.
+pub const CONFIG_CHANNEL: &str = "tollgate_config";
+
+/// A config change committed by some process sharing the database (see [`Store::config_changes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigChange {
+    /// A transaction committed this config version.
+    Committed(u64),
+    /// The listener (re)connected: changes committed while it was not listening were missed, so
+    /// the receiver should reload the state unconditionally.
+    Resync,
+}
+
+/// What [`Store::drop_usage_partitions_before`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsagePurge {
+    /// Daily partitions dropped whole (PostgreSQL), oldest first.
+    pub dropped_partitions: Vec<String>,
+    /// Rows deleted one by one: from the DEFAULT partition (PostgreSQL) or the table (SQLite).
+    pub deleted_rows: u64,
+}
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +170,37 @@ pub trait Store: Send + Sync + 'static {
 
     /// The newest `limit` audit rows, newest first.
     async fn list_audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Config versions committed by any process sharing this database, as they commit. PostgreSQL
+    /// starts a task that `LISTEN`s on [`CONFIG_CHANNEL`] on a dedicated connection, reconnects
+    /// with backoff when the connection drops and sends [`ConfigChange::Resync`] after every
+    /// (re)connect; the task ends when the receiver is dropped. `None` when no other process can
+    /// write (SQLite: one process owns the file). Must be called inside a Tokio runtime.
+    fn config_changes(&self) -> Option<mpsc::Receiver<ConfigChange>>;
+
+    /// Stores usage records in one transaction. Idempotent: a record whose request id (and, in
+    /// PostgreSQL, start time) is already stored is skipped, also within `records`. Returns how
+    /// many rows were new.
+    async fn insert_usage(&self, records: &[UsageRecord]) -> Result<u64, StoreError>;
+
+    /// Stored usage rows per virtual key id. A full scan: for tools and tests, never the request
+    /// path.
+    async fn usage_counts_by_virtual_key(&self) -> Result<BTreeMap<String, u64>, StoreError>;
+
+    /// Makes sure the daily usage partitions of the `days` UTC days starting at `from` exist,
+    /// moving rows that the DEFAULT partition holds for those days into them. Returns the names of
+    /// the partitions it created. Safe to run concurrently from several replicas. SQLite: nothing
+    /// to do.
+    async fn create_usage_partitions(
+        &self,
+        from: Date,
+        days: u32,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Retention: removes usage that started before `date` (00:00 UTC). PostgreSQL drops every
+    /// daily partition that lies wholly before it and deletes older rows from the DEFAULT
+    /// partition; SQLite deletes the rows.
+    async fn drop_usage_partitions_before(&self, date: Date) -> Result<UsagePurge, StoreError>;
 }
 
 /// Where the store lives.
@@ -375,6 +441,28 @@ fn version_from_db(v: i64) -> Result<u64, StoreError> {
     })
 }
 
+/// The start time of a usage record. Values outside years 1-9999 are clamped (deterministically,
+/// so a resent record maps to the same row).
+fn usage_started_at(unix_ms: i64) -> OffsetDateTime {
+    const MIN_MS: i64 = -62_135_596_800_000; // 0001-01-01T00:00:00Z
+    const MAX_MS: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+    let ms = unix_ms.clamp(MIN_MS, MAX_MS);
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Token and latency counters are unsigned in the proto; the columns are signed 64-bit.
+fn saturating_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn count_from_db(table: &'static str, n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Corrupt {
+        table,
+        reason: format!("negative count {n}"),
+    })
+}
+
 /// Maps a unique violation to [`StoreError::Conflict`] with `message`, anything else to Database.
 fn unique_to_conflict(e: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
     match &e {
@@ -452,6 +540,13 @@ mod sql {
     pub const UPDATE_VK: &str = "UPDATE virtual_keys SET name = $2, description = $3, providers = $4, \
          monthly_budget = $5, active = $6, updated_at = $7 WHERE id = $1";
     pub const DELETE_VK: &str = "DELETE FROM virtual_keys WHERE id = $1";
+
+    pub const USAGE_COLUMNS: &str = "request_id, virtual_key_id, provider, model_requested, \
+         model_resolved, provider_key_id, input_tokens, output_tokens, cache_read_input_tokens, \
+         cache_write_input_tokens, latency_ms, time_to_first_token_ms, status, error_class, \
+         started_at, stream";
+    pub const USAGE_COUNTS: &str = "SELECT virtual_key_id, COUNT(*) FROM usage_records \
+         GROUP BY virtual_key_id ORDER BY virtual_key_id";
 }
 
 /// Implements [`Store`] for a backend struct that has `async fn begin_read(&self)` and
@@ -460,8 +555,9 @@ macro_rules! impl_sql_store {
     ($store:ty, $db:ty, $backend:literal) => {
         use $crate::store::sql;
         use $crate::store::{
-            check_providers_exist, unique_to_conflict, version_from_db, Apply, AuditRow,
-            KeyColumns, KeyRow, ProviderRow, Store, StoreError, VirtualKeyRow,
+            check_providers_exist, count_from_db, unique_to_conflict, version_from_db, Apply,
+            AuditRow, ConfigChange, KeyColumns, KeyRow, ProviderRow, Store, StoreError,
+            UsagePurge, UsageRecord, VirtualKeyRow,
         };
         use $crate::model::{
             AuditEvent, AuditRecord, ConfigState, ProviderKeyRecord, ProviderRecord,
@@ -487,7 +583,8 @@ macro_rules! impl_sql_store {
                 .bind(sqlx::types::Json(&event.details))
                 .execute(&mut *conn)
                 .await?;
-            Ok(())
+            // Backend hook (PostgreSQL: NOTIFY other replicas, delivered at commit).
+            notify_committed(&mut *conn, version).await
         }
 
         async fn provider_names(conn: &mut Conn) -> Result<Vec<String>, StoreError> {
@@ -915,6 +1012,40 @@ macro_rules! impl_sql_store {
                     .into_iter()
                     .map(AuditRecord::from)
                     .collect())
+            }
+
+            fn config_changes(&self) -> Option<tokio::sync::mpsc::Receiver<ConfigChange>> {
+                self.listen_config_changes()
+            }
+
+            async fn insert_usage(&self, records: &[UsageRecord]) -> Result<u64, StoreError> {
+                self.insert_usage_rows(records).await
+            }
+
+            async fn usage_counts_by_virtual_key(
+                &self,
+            ) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+                let rows: Vec<(String, i64)> = sqlx::query_as(sql::USAGE_COUNTS)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter()
+                    .map(|(vk, n)| Ok((vk, count_from_db("usage_records", n)?)))
+                    .collect()
+            }
+
+            async fn create_usage_partitions(
+                &self,
+                from: time::Date,
+                days: u32,
+            ) -> Result<Vec<String>, StoreError> {
+                self.create_usage_partitions_for(from, days).await
+            }
+
+            async fn drop_usage_partitions_before(
+                &self,
+                date: time::Date,
+            ) -> Result<UsagePurge, StoreError> {
+                self.drop_usage_before(date).await
             }
         }
     };

@@ -3,11 +3,25 @@
 //! Writers serialise on the `config_version` row (the first statement of every mutation updates
 //! it); snapshot reads use a `REPEATABLE READ READ ONLY` transaction so all tables are read at one
 //! point in time.
+//!
+//! Replicas: every mutation runs `pg_notify('tollgate_config', '<version>')` in its transaction
+//! (PostgreSQL delivers it at commit, never for a rolled-back change), and
+//! [`Store::config_changes`](super::Store::config_changes) listens on a dedicated connection.
+//!
+//! Usage: `usage_records` is range-partitioned by UTC day on `started_at` (see
+//! `migrations/postgres/0002_usage_records.sql`). Inserts bind one array per column and
+//! `UNNEST` them (any number of rows per statement, one parse), chunked and in one transaction,
+//! with `ON CONFLICT (request_id, started_at) DO NOTHING`. Partition DDL (create ahead, drop for
+//! retention) runs under a transaction-scoped advisory lock so replicas do not race.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPoolOptions};
+use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
+use time::Date;
+use tokio::sync::mpsc;
+
+use super::{CONFIG_CHANNEL, saturating_i64, usage_started_at};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -44,6 +58,357 @@ impl PostgresStore {
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         self.pool.begin().await
     }
+
+    fn listen_config_changes(&self) -> Option<mpsc::Receiver<ConfigChange>> {
+        let (tx, rx) = mpsc::channel(64);
+        let options = (*self.pool.connect_options()).clone();
+        tokio::spawn(listen_loop(options, tx));
+        Some(rx)
+    }
+
+    async fn insert_usage_rows(&self, records: &[UsageRecord]) -> Result<u64, StoreError> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        let mut inserted = 0;
+        for chunk in records.chunks(USAGE_ROWS_PER_STATEMENT) {
+            inserted += insert_usage_chunk(&mut tx, chunk).await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn create_usage_partitions_for(
+        &self,
+        from: Date,
+        days: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut created = Vec::new();
+        let mut day = from;
+        for _ in 0..days {
+            if self.create_usage_partition(day).await? {
+                created.push(partition_name(day));
+            }
+            match day.next_day() {
+                Some(next) => day = next,
+                None => break,
+            }
+        }
+        Ok(created)
+    }
+
+    /// Creates the partition of `day` unless it exists. Rows the DEFAULT partition holds for that
+    /// day are moved into the new table before it is attached (attaching fails otherwise).
+    async fn create_usage_partition(&self, day: Date) -> Result<bool, StoreError> {
+        let Some(next) = day.next_day() else {
+            return Ok(false);
+        };
+        let name = partition_name(day);
+        let mut tx = self.begin_write().await?;
+        lock_partitions(&mut tx).await?;
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&name)
+            .fetch_one(&mut *tx)
+            .await?;
+        if exists {
+            tx.commit().await?;
+            return Ok(false);
+        }
+        let (from, to) = (utc_midnight_literal(day), utc_midnight_literal(next));
+        // DDL takes no bind parameters; `name`, `from` and `to` are formatted from a `Date` here.
+        for statement in [
+            format!(
+                "CREATE TABLE {name} (LIKE usage_records INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            ),
+            format!(
+                "WITH moved AS (DELETE FROM usage_records_default \
+                 WHERE started_at >= '{from}' AND started_at < '{to}' RETURNING *) \
+                 INSERT INTO {name} SELECT * FROM moved"
+            ),
+            format!(
+                "ALTER TABLE usage_records ATTACH PARTITION {name} FOR VALUES FROM ('{from}') TO ('{to}')"
+            ),
+        ] {
+            sqlx::raw_sql(AssertSqlSafe(statement))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        tracing::info!(partition = %name, "created usage partition");
+        Ok(true)
+    }
+
+    async fn drop_usage_before(&self, date: Date) -> Result<UsagePurge, StoreError> {
+        let mut tx = self.begin_write().await?;
+        lock_partitions(&mut tx).await?;
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent = 'usage_records'::regclass ORDER BY c.relname",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut dropped = Vec::new();
+        for name in names {
+            // Only our daily partitions; anything else attached by hand is left alone.
+            if partition_day(&name).is_some_and(|d| d < date) {
+                sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE {name}")))
+                    .execute(&mut *tx)
+                    .await?;
+                dropped.push(name);
+            }
+        }
+        let deleted = sqlx::query("DELETE FROM usage_records_default WHERE started_at < $1")
+            .bind(date.midnight().assume_utc())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        if !dropped.is_empty() || deleted > 0 {
+            tracing::info!(
+                partitions = ?dropped,
+                default_rows = deleted,
+                before = %date,
+                "usage retention removed old records"
+            );
+        }
+        Ok(UsagePurge {
+            dropped_partitions: dropped,
+            deleted_rows: deleted,
+        })
+    }
+}
+
+/// Rows per `UNNEST` insert: large enough to amortise the round trip, small enough to keep each
+/// statement's arrays a few megabytes at most.
+const USAGE_ROWS_PER_STATEMENT: usize = 5000;
+
+const INSERT_USAGE: &str = "INSERT INTO usage_records (request_id, virtual_key_id, provider, \
+     model_requested, model_resolved, provider_key_id, input_tokens, output_tokens, \
+     cache_read_input_tokens, cache_write_input_tokens, latency_ms, time_to_first_token_ms, \
+     status, error_class, started_at, stream) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+     $6::text[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], \
+     $13::int4[], $14::text[], $15::timestamptz[], $16::bool[]) \
+     ON CONFLICT (request_id, started_at) DO NOTHING";
+
+async fn insert_usage_chunk(
+    conn: &mut PgConnection,
+    rows: &[UsageRecord],
+) -> Result<u64, StoreError> {
+    let n = rows.len();
+    let mut request_id = Vec::with_capacity(n);
+    let mut virtual_key_id = Vec::with_capacity(n);
+    let mut provider = Vec::with_capacity(n);
+    let mut model_requested = Vec::with_capacity(n);
+    let mut model_resolved = Vec::with_capacity(n);
+    let mut provider_key_id = Vec::with_capacity(n);
+    let mut input_tokens = Vec::with_capacity(n);
+    let mut output_tokens = Vec::with_capacity(n);
+    let mut cache_read = Vec::with_capacity(n);
+    let mut cache_write = Vec::with_capacity(n);
+    let mut latency_ms = Vec::with_capacity(n);
+    let mut ttft_ms = Vec::with_capacity(n);
+    let mut status = Vec::with_capacity(n);
+    let mut error_class = Vec::with_capacity(n);
+    let mut started_at = Vec::with_capacity(n);
+    let mut stream = Vec::with_capacity(n);
+    for r in rows {
+        request_id.push(r.request_id.as_str());
+        virtual_key_id.push(r.virtual_key_id.as_str());
+        provider.push(r.provider.as_str());
+        model_requested.push(r.model_requested.as_str());
+        model_resolved.push(r.model_resolved.as_str());
+        provider_key_id.push(r.provider_key_id.as_str());
+        input_tokens.push(saturating_i64(r.input_tokens));
+        output_tokens.push(saturating_i64(r.output_tokens));
+        cache_read.push(saturating_i64(r.cache_read_input_tokens));
+        cache_write.push(saturating_i64(r.cache_write_input_tokens));
+        latency_ms.push(i64::from(r.latency_ms));
+        ttft_ms.push(i64::from(r.time_to_first_token_ms));
+        status.push(i32::try_from(r.status).unwrap_or(i32::MAX));
+        error_class.push(r.error_class.as_str());
+        started_at.push(usage_started_at(r.started_at_unix_ms));
+        stream.push(r.stream);
+    }
+    Ok(sqlx::query(INSERT_USAGE)
+        .bind(request_id)
+        .bind(virtual_key_id)
+        .bind(provider)
+        .bind(model_requested)
+        .bind(model_resolved)
+        .bind(provider_key_id)
+        .bind(input_tokens)
+        .bind(output_tokens)
+        .bind(cache_read)
+        .bind(cache_write)
+        .bind(latency_ms)
+        .bind(ttft_ms)
+        .bind(status)
+        .bind(error_class)
+        .bind(started_at)
+        .bind(stream)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected())
+}
+
+/// Serialises partition DDL across replicas (released at commit or rollback).
+async fn lock_partitions(conn: &mut PgConnection) -> Result<(), StoreError> {
+    // An arbitrary constant key: ASCII "tgusage" as an integer.
+    const USAGE_PARTITION_LOCK: i64 = 0x0074_6775_7361_6765;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(USAGE_PARTITION_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// `usage_records_p20260115`.
+fn partition_name(day: Date) -> String {
+    format!(
+        "usage_records_p{:04}{:02}{:02}",
+        day.year(),
+        u8::from(day.month()),
+        day.day()
+    )
+}
+
+/// The day of a partition named by [`partition_name`].
+fn partition_day(name: &str) -> Option<Date> {
+    let digits = name.strip_prefix("usage_records_p")?;
+    if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let year: i32 = digits[0..4].parse().ok()?;
+    let month: u8 = digits[4..6].parse().ok()?;
+    let day: u8 = digits[6..8].parse().ok()?;
+    Date::from_calendar_date(year, time::Month::try_from(month).ok()?, day).ok()
+}
+
+/// `2026-01-15 00:00:00+00`.
+fn utc_midnight_literal(day: Date) -> String {
+    format!(
+        "{:04}-{:02}-{:02} 00:00:00+00",
+        day.year(),
+        u8::from(day.month()),
+        day.day()
+    )
+}
+
+/// Announces a committed config version to every listening replica (delivered at commit).
+async fn notify_committed(conn: &mut PgConnection, version: u64) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CONFIG_CHANNEL)
+        .bind(version.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+const LISTEN_BACKOFF_START: Duration = Duration::from_millis(100);
+const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// A listening session that lasted this long resets the backoff.
+const LISTEN_STABLE_AFTER: Duration = Duration::from_secs(30);
+
+/// Listens on [`CONFIG_CHANNEL`] until `tx` is closed, reconnecting with jittered exponential
+/// backoff. Each listening session uses its own one-connection pool, dropped (and with it the
+/// connection) when the session ends, so a broken connection is never reused.
+async fn listen_loop(options: PgConnectOptions, tx: mpsc::Sender<ConfigChange>) {
+    let mut backoff = LISTEN_BACKOFF_START;
+    loop {
+        let started = Instant::now();
+        let connected = tokio::select! {
+            _ = tx.closed() => return,
+            r = connect_listener(options.clone()) => r,
+        };
+        match connected {
+            Ok(mut listener) => {
+                tracing::debug!(channel = CONFIG_CHANNEL, "listening for config changes");
+                // Changes committed while nobody listened are unknown: resync.
+                if tx.send(ConfigChange::Resync).await.is_err() {
+                    return;
+                }
+                loop {
+                    let next = tokio::select! {
+                        _ = tx.closed() => return,
+                        n = listener.try_recv() => n,
+                    };
+                    match next {
+                        Ok(Some(notification)) => match notification.payload().parse::<u64>() {
+                            Ok(version) => {
+                                if tx.send(ConfigChange::Committed(version)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(_) => tracing::warn!(
+                                channel = CONFIG_CHANNEL,
+                                "ignoring a config notification whose payload is not a version"
+                            ),
+                        },
+                        Ok(None) => {
+                            tracing::warn!(
+                                "lost the config-change listener connection; reconnecting"
+                            );
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "config-change listener failed; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot listen for config changes");
+            }
+        }
+        if started.elapsed() >= LISTEN_STABLE_AFTER {
+            backoff = LISTEN_BACKOFF_START;
+        }
+        let sleep = jitter(backoff);
+        tokio::select! {
+            _ = tx.closed() => return,
+            _ = tokio::time::sleep(sleep) => {}
+        }
+        backoff = (backoff * 2).min(LISTEN_BACKOFF_MAX);
+    }
+}
+
+async fn connect_listener(options: PgConnectOptions) -> Result<PgListener, sqlx::Error> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy_with(options);
+    let mut listener = PgListener::connect_with(&pool).await?;
+    // A lost connection ends the session (we reconnect ourselves, after a backoff).
+    listener.eager_reconnect(false);
+    listener.listen(CONFIG_CHANNEL).await?;
+    Ok(listener)
+}
+
+/// 50-100 % of `d`, so replicas that lost the database together do not reconnect in lockstep.
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.5 + rand::random::<f64>() / 2.0)
 }
 
 super::impl_sql_store!(PostgresStore, Postgres, "postgres");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_names_round_trip() {
+        let day = Date::from_calendar_date(2026, time::Month::January, 5).unwrap();
+        assert_eq!(partition_name(day), "usage_records_p20260105");
+        assert_eq!(partition_day("usage_records_p20260105"), Some(day));
+        assert_eq!(partition_day("usage_records_default"), None);
+        assert_eq!(partition_day("usage_records_p2026010"), None);
+        assert_eq!(partition_day("usage_records_p20261340"), None);
+        assert_eq!(utc_midnight_literal(day), "2026-01-05 00:00:00+00");
+    }
+}

@@ -2,12 +2,22 @@
 //!
 //! Writers start with `BEGIN IMMEDIATE`, so a mutation holds the write lock from its first
 //! statement and concurrent writers wait (`busy_timeout`) instead of failing on lock upgrade.
+//!
+//! Usage records go to a plain `usage_records` table, unique on `request_id`, with multi-row
+//! `INSERT OR IGNORE` statements. Only one process uses the file, so there are no config-change
+//! notifications ([`Store::config_changes`](super::Store::config_changes) is `None`).
 
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use super::{saturating_i64, usage_started_at};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -46,6 +56,83 @@ impl SqliteStore {
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
+
+    fn listen_config_changes(&self) -> Option<tokio::sync::mpsc::Receiver<super::ConfigChange>> {
+        None
+    }
+
+    async fn insert_usage_rows(&self, records: &[UsageRecord]) -> Result<u64, StoreError> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        let mut inserted = 0;
+        for chunk in records.chunks(USAGE_ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(format!(
+                "INSERT OR IGNORE INTO usage_records ({}) ",
+                super::sql::USAGE_COLUMNS
+            ));
+            q.push_values(chunk, |mut row, r| {
+                row.push_bind(r.request_id.clone())
+                    .push_bind(r.virtual_key_id.clone())
+                    .push_bind(r.provider.clone())
+                    .push_bind(r.model_requested.clone())
+                    .push_bind(r.model_resolved.clone())
+                    .push_bind(r.provider_key_id.clone())
+                    .push_bind(saturating_i64(r.input_tokens))
+                    .push_bind(saturating_i64(r.output_tokens))
+                    .push_bind(saturating_i64(r.cache_read_input_tokens))
+                    .push_bind(saturating_i64(r.cache_write_input_tokens))
+                    .push_bind(i64::from(r.latency_ms))
+                    .push_bind(i64::from(r.time_to_first_token_ms))
+                    .push_bind(i64::from(r.status))
+                    .push_bind(r.error_class.clone())
+                    .push_bind(started_at_text(usage_started_at(r.started_at_unix_ms)))
+                    .push_bind(r.stream);
+            });
+            inserted += q.build().execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn create_usage_partitions_for(
+        &self,
+        _from: time::Date,
+        _days: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn drop_usage_before(&self, date: time::Date) -> Result<UsagePurge, StoreError> {
+        let cutoff = started_at_text(date.midnight().assume_utc());
+        let deleted = sqlx::query("DELETE FROM usage_records WHERE started_at < $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(UsagePurge {
+            dropped_partitions: Vec::new(),
+            deleted_rows: deleted,
+        })
+    }
+}
+
+/// 16 binds per row; SQLite allows 32,766 per statement.
+const USAGE_ROWS_PER_STATEMENT: usize = 1000;
+
+/// Fixed-width UTC text (`2026-01-15T10:00:00.123Z`), so text order is time order.
+fn started_at_text(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    t.format(format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    ))
+    .unwrap_or_default()
+}
+
+/// Nothing to announce: one process owns the file.
+async fn notify_committed(_conn: &mut SqliteConnection, _version: u64) -> Result<(), StoreError> {
+    Ok(())
 }
 
 super::impl_sql_store!(SqliteStore, Sqlite, "sqlite");
