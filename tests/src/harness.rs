@@ -169,14 +169,23 @@ impl TollgateProcess {
             .env("AWS_CONFIG_FILE", &missing)
             .env("AWS_SHARED_CREDENTIALS_FILE", &missing)
             .env("AWS_EC2_METADATA_DISABLED", "true");
+        // A subcommand (`control-plane`, `data-plane`) must come before its flags; the control
+        // plane keeps no local data, so it gets no `--data-dir`.
+        let (subcommand, rest) = match options.args.split_first() {
+            Some((first, rest)) if !first.starts_with('-') => (Some(first.as_str()), rest),
+            _ => (None, options.args.as_slice()),
+        };
+        if let Some(sub) = subcommand {
+            command.arg(sub);
+        }
         if !has_arg("--listen") {
             command.arg("--listen").arg(listen.to_string());
         }
-        if !has_arg("--data-dir") {
+        if !has_arg("--data-dir") && subcommand != Some("control-plane") {
             command.arg("--data-dir").arg(&data_dir);
         }
         command
-            .args(&options.args)
+            .args(rest)
             .envs(options.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(File::create(&stdout_path).map_err(|e| SpawnError::Other(e.into()))?)
@@ -288,6 +297,27 @@ impl TollgateProcess {
     }
 
     /// Kills the process and reaps it. Idempotent.
+    /// Stops the process the way an orchestrator does: SIGTERM, then SIGKILL if it has not
+    /// exited within `timeout`. Returns whether it exited on its own.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return true;
+        }
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        false
+    }
+
     pub fn kill(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
             let _ = self.child.kill();

@@ -480,6 +480,17 @@ async fn closed_loop(
     (all, args.duration)
 }
 
+/// utime + stime of this process in clock ticks (`/proc/self/stat`), if readable.
+fn own_cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
 fn percentiles(values: &mut [u64]) -> Value {
     if values.is_empty() {
         return json!(null);
@@ -553,6 +564,7 @@ fn main() -> ExitCode {
         }
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
+    let client_cpu_ticks = own_cpu_ticks();
 
     let completed = samples.ok + samples.non_2xx;
     let rps = completed as f64 / elapsed.as_secs_f64();
@@ -587,6 +599,7 @@ fn main() -> ExitCode {
         "latency_us": latency,
         "ttfb_us": ttfb,
         "service_us": service,
+        "client_cpu_ticks": client_cpu_ticks,
     });
 
     let title = if args.label.is_empty() {

@@ -1,0 +1,345 @@
+//! The split deployment with real processes: one control plane on PostgreSQL, three data
+//! planes, the Bedrock double. The control plane goes away and comes back, a data plane restarts
+//! while it is away, config changes converge, and every request sent ends up as exactly one
+//! usage row.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{Value, json};
+use sqlx::Connection;
+use tollgate_tests::bedrock_double::{BedrockDouble, BedrockDoubleConfig};
+use tollgate_tests::harness::{TollgateOptions, TollgateProcess, free_port};
+
+const AKID: &str = "AKIDSPLITDEPLOYMENT";
+const SECRET: &str = "splitSecret/K7MDENG+bPxRfiCYEXAMPLEKEY";
+const ADMIN_TOKEN: &str = "admin-token-for-the-split-e2e-test";
+const JOIN_TOKEN: &str = "join-token-for-the-split-e2e-test";
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh PostgreSQL database, dropped when the test ends (also on failure).
+struct Database {
+    name: String,
+    url: String,
+}
+
+impl Database {
+    async fn create() -> Database {
+        let name = format!("tollgate_split_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = sqlx::PgConnection::connect(&database_url()).await.expect(
+            "PostgreSQL must be reachable at DATABASE_URL (scripts/test.sh starts the local server)",
+        );
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
+        let base = database_url();
+        let url = match base.rsplit_once('/') {
+            Some((prefix, _)) => format!("{prefix}/{name}"),
+            None => panic!("DATABASE_URL has no database name: {base}"),
+        };
+        Database { name, url }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&database_url()).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+struct Cluster {
+    http: reqwest::Client,
+    cp_admin: String,
+    cp_grpc: String,
+    db: Database,
+    secret_key: String,
+    sent: AtomicU64,
+}
+
+impl Cluster {
+    async fn start_cp(&self) -> TollgateProcess {
+        TollgateProcess::spawn_with(TollgateOptions {
+            args: vec![
+                "control-plane".into(),
+                "--listen".into(),
+                self.cp_admin.clone(),
+                "--grpc-listen".into(),
+                self.cp_grpc.clone(),
+            ],
+            envs: vec![
+                ("TOLLGATE_DATABASE_URL".into(), self.db.url.clone()),
+                ("TOLLGATE_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
+                ("TOLLGATE_JOIN_TOKEN".into(), JOIN_TOKEN.into()),
+                ("TOLLGATE_SECRET_KEY".into(), self.secret_key.clone()),
+            ],
+            health_path: "/openapi.json".into(),
+            ..TollgateOptions::default()
+        })
+        .await
+        .expect("control plane starts")
+    }
+
+    /// Starts a data plane on `data_dir`; it is healthy once it serves a config (`/ready`).
+    async fn start_dp(&self, data_dir: PathBuf, listen: &str) -> TollgateProcess {
+        TollgateProcess::spawn_with(TollgateOptions {
+            args: vec![
+                "data-plane".into(),
+                "--listen".into(),
+                listen.into(),
+                "--control-plane".into(),
+                format!("http://{}", self.cp_grpc),
+            ],
+            envs: vec![
+                ("TOLLGATE_JOIN_TOKEN".into(), JOIN_TOKEN.into()),
+                ("AWS_ACCESS_KEY_ID".into(), AKID.into()),
+                ("AWS_SECRET_ACCESS_KEY".into(), SECRET.into()),
+            ],
+            data_dir: Some(data_dir),
+            health_path: "/ready".into(),
+            ..TollgateOptions::default()
+        })
+        .await
+        .expect("data plane starts and becomes ready")
+    }
+
+    async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("http://{}{path}", self.cp_admin))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("admin call");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// One inference request; every one counts, whatever its outcome (each makes a usage row).
+    async fn infer(&self, dp: &TollgateProcess, vk: &str, model: &str) -> u16 {
+        self.sent.fetch_add(1, Ordering::SeqCst);
+        self.http
+            .post(dp.url("/anthropic/v1/messages"))
+            .header("x-api-key", vk)
+            .json(&json!({"model": model, "max_tokens": 32, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+}
+
+async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_outage_restart_from_disk_convergence_and_exact_usage() {
+    let double =
+        BedrockDouble::start(BedrockDoubleConfig::new().with_key(AKID, SECRET)).expect("double");
+    let cluster = Cluster {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("client"),
+        cp_admin: format!("127.0.0.1:{}", free_port().expect("port")),
+        cp_grpc: format!("127.0.0.1:{}", free_port().expect("port")),
+        db: Database::create().await,
+        secret_key: base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+        sent: AtomicU64::new(0),
+    };
+    let mut cp = cluster.start_cp().await;
+
+    // The admin API always wants the token in this role.
+    let resp = cluster
+        .http
+        .get(format!("http://{}/api/providers", cluster.cp_admin))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(resp.status(), 401);
+
+    let (s, b) = cluster
+        .admin(
+            reqwest::Method::POST,
+            "/api/providers",
+            Some(json!({"provider": "bedrock",
+            "network_config": {"base_url": double.base_url()}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = cluster
+        .admin(reqwest::Method::POST, "/api/providers/bedrock/keys", Some(json!({
+            "name": "bedrock-key", "models": ["*"], "weight": 1.0,
+            "aliases": {"claude-sonnet-4-6": "global.anthropic.claude-sonnet-4-6"},
+            "bedrock_key_config": {"access_key": "env.AWS_ACCESS_KEY_ID",
+                                   "secret_key": "env.AWS_SECRET_ACCESS_KEY", "region": "us-east-1"}})))
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = cluster
+        .admin(
+            reqwest::Method::POST,
+            "/api/virtual-keys",
+            Some(json!({"name": "team", "provider": "bedrock"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let vk = b["value"].as_str().expect("vk").to_owned();
+
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let listens: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port().expect("port")))
+        .collect();
+    let mut dps = Vec::new();
+    for (dir, listen) in dirs.iter().zip(&listens) {
+        dps.push(cluster.start_dp(dir.path().to_owned(), listen).await);
+    }
+    // Ready means a config is loaded; it is the one with the virtual key.
+    for dp in &dps {
+        eventually(
+            "data plane serves the virtual key",
+            Duration::from_secs(10),
+            || async { cluster.infer(dp, &vk, "claude-sonnet-4-6").await == 200 },
+        )
+        .await;
+    }
+    for _ in 0..5 {
+        for dp in &dps {
+            assert_eq!(cluster.infer(dp, &vk, "claude-sonnet-4-6").await, 200);
+        }
+    }
+
+    // The fleet view knows the three nodes and that none lags.
+    eventually(
+        "fleet view lists three up-to-date nodes",
+        Duration::from_secs(10),
+        || async {
+            let (s, v) = cluster
+                .admin(reqwest::Method::GET, "/api/data-planes", None)
+                .await;
+            let nodes = v["data_planes"].as_array().cloned().unwrap_or_default();
+            s == 200 && nodes.len() == 3 && nodes.iter().all(|n| n["lagging"] == false)
+        },
+    )
+    .await;
+
+    // Control plane down: the data planes keep serving.
+    assert!(
+        cp.terminate(Duration::from_secs(15)),
+        "control plane stops on SIGTERM"
+    );
+    for _ in 0..5 {
+        for dp in &dps {
+            assert_eq!(cluster.infer(dp, &vk, "claude-sonnet-4-6").await, 200);
+        }
+    }
+
+    // A data plane restarts while the control plane is away: it serves from its disk cache.
+    assert!(
+        dps[0].terminate(Duration::from_secs(15)),
+        "data plane stops on SIGTERM"
+    );
+    dps[0] = cluster
+        .start_dp(dirs[0].path().to_owned(), &listens[0])
+        .await;
+    for _ in 0..5 {
+        assert_eq!(cluster.infer(&dps[0], &vk, "claude-sonnet-4-6").await, 200);
+    }
+
+    // The control plane returns; a change made then reaches all three data planes.
+    let _cp = cluster.start_cp().await;
+    let mut key = cluster
+        .admin(reqwest::Method::GET, "/api/providers/bedrock/keys", None)
+        .await
+        .1["keys"][0]
+        .clone();
+    let key_id = key["id"].as_str().expect("key id").to_owned();
+    key["aliases"]["claude-opus-9"] = json!("global.anthropic.claude-opus-9");
+    let (s, b) = cluster
+        .admin(
+            reqwest::Method::PUT,
+            &format!("/api/providers/bedrock/keys/{key_id}"),
+            Some(json!({"aliases": key["aliases"]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    for dp in &dps {
+        eventually(
+            "the new alias is live on every data plane",
+            Duration::from_secs(20),
+            || async { cluster.infer(dp, &vk, "claude-opus-9").await == 200 },
+        )
+        .await;
+    }
+    assert!(
+        double
+            .requests()
+            .iter()
+            .any(|r| r.model_id.as_deref() == Some("global.anthropic.claude-opus-9"))
+    );
+
+    // Every request sent is one usage row, once, after all the outages.
+    let sent = cluster.sent.load(Ordering::SeqCst);
+    let mut conn = sqlx::PgConnection::connect(&cluster.db.url)
+        .await
+        .expect("connect");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut rows, mut distinct) = (0i64, 0i64);
+    while Instant::now() < deadline {
+        let r: (i64, i64) =
+            sqlx::query_as("SELECT count(*), count(DISTINCT request_id) FROM usage_records")
+                .fetch_one(&mut conn)
+                .await
+                .expect("count usage");
+        (rows, distinct) = r;
+        if rows as u64 >= sent {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(rows as u64, sent, "usage rows vs requests sent");
+    assert_eq!(distinct, rows, "no request counted twice");
+    drop(conn);
+    drop(dps);
+}
