@@ -44,7 +44,7 @@ use tollgate_proto::usage::v1::{UsageAck, UsageBatch, UsageRecord};
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Channel;
 
-use crate::grpc::{self, Backoff, ConnectOptions, error_chain, status_text};
+use crate::grpc::{self, Backoff, ClientTls, ConnectOptions, error_chain, status_text};
 use spool::{IoJob, Spool};
 
 /// Default records per batch.
@@ -63,8 +63,10 @@ const IO_WARN_EVERY: Duration = Duration::from_secs(10);
 /// Where and how usage is reported.
 #[derive(Debug, Clone)]
 pub struct ReporterConfig {
-    /// `http://host:port` of the control plane's gRPC listener.
+    /// `http://host:port` or `https://host:port` of the control plane's gRPC listener.
     pub endpoint: String,
+    /// TLS settings for an `https://` endpoint; see [`RemoteConfig::tls`](crate::source::RemoteConfig::tls).
+    pub tls: Option<ClientTls>,
     /// Sent as `authorization: Bearer <token>`.
     pub join_token: Option<String>,
     pub node_id: String,
@@ -84,6 +86,7 @@ impl ReporterConfig {
     pub fn new(endpoint: impl Into<String>, node_id: impl Into<String>) -> ReporterConfig {
         ReporterConfig {
             endpoint: endpoint.into(),
+            tls: None,
             join_token: None,
             node_id: node_id.into(),
             spool_dir: None,
@@ -408,7 +411,7 @@ impl Reporter {
     }
 
     fn open_channel(&self) -> BoxFuture<Result<Channel, String>> {
-        let endpoint = grpc::endpoint(&self.cfg.endpoint, &self.opts);
+        let endpoint = grpc::endpoint(&self.cfg.endpoint, &self.opts, self.cfg.tls.as_ref());
         let timeout = self.opts.connect_timeout;
         Box::pin(async move {
             match tokio::time::timeout(timeout, endpoint?.connect()).await {
@@ -447,6 +450,11 @@ impl Reporter {
     /// The stream is gone (or never came up): wait, then reconnect.
     fn lost(&mut self, since: Option<Instant>, error: String, compression_rejected: bool) -> Conn {
         let was_up = self.stats.connected.swap(false, Ordering::Relaxed);
+        let error = if was_up {
+            error
+        } else {
+            grpc::with_tls_hint(error, &self.cfg.endpoint, self.cfg.tls.as_ref())
+        };
         self.inflight.clear();
         if compression_rejected && self.send_gzip {
             tracing::warn!("the control plane does not accept gzip; sending usage uncompressed");
@@ -583,6 +591,7 @@ mod tests {
     fn config(endpoint: String, spool: Option<&Path>) -> ReporterConfig {
         ReporterConfig {
             endpoint,
+            tls: None,
             join_token: Some("jt-secret".into()),
             node_id: "node-a".into(),
             spool_dir: spool.map(Path::to_owned),
@@ -851,6 +860,67 @@ mod tests {
         wait_until("all acked", || h.stats.pending() == 0).await;
         assert_eq!(stored_ids(&state), expected(0..5));
         h.task.abort();
+        cp.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn usage_is_delivered_over_mutual_tls_and_a_refused_certificate_keeps_the_records() {
+        let pki = crate::grpc::test_pki::generate();
+        let state = FakeState::new(Some("jt-secret"));
+        let cp = FakeControlPlane::start(Arc::clone(&state), None).await;
+        let proxy = crate::grpc::test_pki::tls_proxy(&pki, cp.addr, true).await;
+
+        // A client certificate from another CA: refused at the handshake, records are kept.
+        let (sink, rx) = UsageSink::channel(1024);
+        let wrong = ReporterConfig {
+            tls: Some(
+                ClientTls::from_files(
+                    Some(&pki.ca),
+                    Some(&pki.other_client_cert),
+                    Some(&pki.other_client_key),
+                    None,
+                )
+                .unwrap(),
+            ),
+            ..config(proxy.endpoint(), None)
+        };
+        let h = start_reporter(rx, wrong, fast_options());
+        for i in 0..5 {
+            sink.record(usage_record(i));
+        }
+        wait_until("refused handshakes", || proxy.refusals().len() >= 2).await;
+        assert!(!h.stats.connected());
+        assert_eq!(h.stats.acked_total(), 0);
+        assert_eq!(state.stored(), 0);
+        drop(sink);
+        h.task.abort();
+
+        // The right client certificate: delivered and acknowledged.
+        let (sink, rx) = UsageSink::channel(1024);
+        let right = ReporterConfig {
+            tls: Some(
+                ClientTls::from_files(
+                    Some(&pki.ca),
+                    Some(&pki.client_cert),
+                    Some(&pki.client_key),
+                    Some("localhost"),
+                )
+                .unwrap(),
+            ),
+            ..config(proxy.endpoint(), None)
+        };
+        let h = start_reporter(rx, right, fast_options());
+        for i in 0..15 {
+            sink.record(usage_record(i));
+        }
+        wait_until("15 acked over mutual TLS", || h.stats.acked_total() == 15).await;
+        assert_eq!(stored_ids(&state), expected(0..15));
+        assert_eq!(
+            state.calls()[0].authorization.as_deref(),
+            Some("Bearer jt-secret")
+        );
+        drop(sink);
+        let _ = tokio::time::timeout(Duration::from_secs(5), h.task).await;
         cp.stop().await;
     }
 }

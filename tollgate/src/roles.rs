@@ -3,13 +3,17 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use tokio::sync::mpsc;
-use tollgate_control_plane::{AdminAuth, ControlPlane, ControlPlaneConfig, StoreConfig, grpc::GrpcAuth};
+use tokio_rustls::rustls;
+use tollgate_control_plane::{
+    AdminAuth, ControlPlane, ControlPlaneConfig, StoreConfig, grpc::GrpcAuth,
+};
+use tollgate_data_plane::grpc::{self as dp_grpc, ClientTls};
 use tollgate_data_plane::reporter::{ReporterConfig, start_reporter};
 use tollgate_data_plane::source::RemoteConfig;
 use tollgate_data_plane::usage::UsageSink;
@@ -107,6 +111,20 @@ pub struct ControlPlaneArgs {
     /// Days of usage records to keep (older daily partitions are dropped); 0 keeps everything.
     #[arg(long, env = "TOLLGATE_USAGE_RETENTION_DAYS", default_value_t = 90)]
     usage_retention_days: u32,
+
+    /// PEM certificate (chain) of the gRPC listener: with --grpc-tls-key it serves TLS only, and
+    /// data planes connect with https://.
+    #[arg(long, env = "TOLLGATE_GRPC_TLS_CERT", requires = "grpc_tls_key")]
+    grpc_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --grpc-tls-cert.
+    #[arg(long, env = "TOLLGATE_GRPC_TLS_KEY", requires = "grpc_tls_cert")]
+    grpc_tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s): every data plane must present a client certificate signed by one
+    /// of them (mutual TLS), on top of the join token. Needs --grpc-tls-cert and --grpc-tls-key.
+    #[arg(long, env = "TOLLGATE_GRPC_CLIENT_CA", requires = "grpc_tls_cert")]
+    grpc_client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -115,13 +133,32 @@ pub struct DataPlaneRoleArgs {
     #[arg(long, env = "TOLLGATE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
 
-    /// The control plane's gRPC address, e.g. http://10.0.0.5:8081.
+    /// The control plane's gRPC address, e.g. http://10.0.0.5:8081, or https://cp.internal:8081
+    /// for TLS (see --control-plane-ca, --tls-cert, --tls-key).
     #[arg(long, env = "TOLLGATE_CONTROL_PLANE")]
     control_plane: String,
 
     /// Token this data plane presents to the control plane.
     #[arg(long, env = "TOLLGATE_JOIN_TOKEN", hide_env_values = true)]
     join_token: String,
+
+    /// PEM CA certificate(s) that sign the control plane's gRPC certificate (https:// endpoints).
+    /// Default: the system's CA certificates.
+    #[arg(long, env = "TOLLGATE_CONTROL_PLANE_CA")]
+    control_plane_ca: Option<PathBuf>,
+
+    /// PEM client certificate (chain) presented to the control plane (mutual TLS).
+    #[arg(long, env = "TOLLGATE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "TOLLGATE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Name the control plane's certificate must carry, when it is not the endpoint's host
+    /// (e.g. connecting by IP address to a certificate issued for a DNS name).
+    #[arg(long, env = "TOLLGATE_CONTROL_PLANE_SERVER_NAME")]
+    control_plane_server_name: Option<String>,
 
     /// Directory for the last good config (served at start when the control plane is down),
     /// the usage spool and the node id. Default: $XDG_DATA_HOME/tollgate or
@@ -256,11 +293,15 @@ pub async fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
         ("TOLLGATE_JOIN_TOKEN", &args.join_token),
     ] {
         if value.trim().len() < 16 {
-            anyhow::bail!("{name} must be at least 16 characters; generate one with `openssl rand -hex 32`");
+            anyhow::bail!(
+                "{name} must be at least 16 characters; generate one with `openssl rand -hex 32`"
+            );
         }
     }
     let secret_key = tollgate_control_plane::crypto::key_from_base64(&args.secret_key)
         .context("TOLLGATE_SECRET_KEY is not a base64-encoded 32-byte key")?;
+    // TLS files are checked before anything starts, so a bad file is a startup error.
+    let grpc_tls = grpc_server_tls(&args)?;
     let cp = ControlPlane::start(ControlPlaneConfig {
         store: StoreConfig::Postgres {
             url: args.database_url.clone(),
@@ -281,26 +322,39 @@ pub async fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
         join_token: Some(args.join_token.clone()),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let grpc_mode = grpc_tls.as_ref().map_or("plaintext", |t| t.mode());
+    if grpc_tls.is_none() && !grpc_addr.ip().is_loopback() {
+        tracing::warn!(
+            grpc = %grpc_addr,
+            "the gRPC listener is plaintext on a non-loopback address: snapshots (provider \
+             secrets included) and the join token travel unencrypted; set --grpc-tls-cert and \
+             --grpc-tls-key (and --grpc-client-ca for mutual TLS) unless the network is trusted"
+        );
+    }
     let grpc = {
         let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            tonic::transport::Server::builder()
-                .http2_keepalive_interval(Some(Duration::from_secs(20)))
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
-                    async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    },
-                )
-                .await
-        })
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let server = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(20)))
+            .add_routes(routes);
+        match grpc_tls {
+            None => tokio::spawn(server.serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+                shutdown,
+            )),
+            Some(tls) => tokio::spawn(
+                server.serve_with_incoming_shutdown(tls.incoming(grpc_listener), shutdown),
+            ),
+        }
     };
     let app = cp.admin_router().fallback(not_found);
     let listener = bind(args.listen).await?;
     tracing::info!(
         admin = %listener.local_addr()?,
         grpc = %grpc_addr,
+        grpc_tls = grpc_mode,
         "tollgate control plane is serving"
     );
     let http = serve_http(listener, app, Duration::from_secs(10)).await;
@@ -318,6 +372,8 @@ pub async fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
 
 /// A data plane alone: inference API, config from the control plane, usage reported back.
 pub async fn data_plane(args: DataPlaneRoleArgs) -> anyhow::Result<()> {
+    let tls = client_tls(&args)?;
+    dp_grpc::check_endpoint(&args.control_plane, tls.as_ref()).map_err(anyhow::Error::msg)?;
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     ensure_dir(&data_dir)?;
     let node_id = match &args.node_id {
@@ -326,11 +382,15 @@ pub async fn data_plane(args: DataPlaneRoleArgs) -> anyhow::Result<()> {
     };
     let listener = bind(args.listen).await?;
     let local = listener.local_addr()?;
-    let address = args.advertise_address.clone().unwrap_or_else(|| local.to_string());
+    let address = args
+        .advertise_address
+        .clone()
+        .unwrap_or_else(|| local.to_string());
     let (sink, usage_rx) = UsageSink::channel(USAGE_QUEUE);
     let dp = DataPlane::new(args.inference.config(), sink);
     dp.follow_remote(RemoteConfig {
         endpoint: args.control_plane.clone(),
+        tls: tls.clone(),
         join_token: Some(args.join_token.clone()),
         node_id: node_id.clone(),
         address,
@@ -339,18 +399,25 @@ pub async fn data_plane(args: DataPlaneRoleArgs) -> anyhow::Result<()> {
     let reporter = start_reporter(
         usage_rx,
         ReporterConfig {
+            tls: tls.clone(),
             join_token: Some(args.join_token.clone()),
             spool_dir: Some(data_dir.join("usage-spool")),
             spool_max_records: args.usage_spool_max_records,
             ..ReporterConfig::new(args.control_plane.clone(), node_id.clone())
         },
-        tollgate_data_plane::grpc::ConnectOptions::default(),
+        dp_grpc::ConnectOptions::default(),
     );
     let app = tollgate_data_plane::server::router(dp.clone()).fallback(not_found);
     tracing::info!(
         listen = %local,
         node_id = %node_id,
         control_plane = %args.control_plane,
+        control_plane_tls = match &tls {
+            Some(t) if t.has_client_certificate() => "mutual",
+            Some(_) => "tls",
+            None if args.control_plane.starts_with("https") => "tls (system roots)",
+            None => "plaintext",
+        },
         "tollgate data plane is serving: Anthropic API at http://{local}/anthropic"
     );
     serve_http(listener, app, grace(&args.inference)).await?;
@@ -359,6 +426,175 @@ pub async fn data_plane(args: DataPlaneRoleArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(10), reporter.task).await;
     tracing::info!("tollgate data plane stopped");
     Ok(())
+}
+
+/// The data plane's TLS settings towards the control plane, read and checked now; `None` when
+/// no TLS flag is given.
+fn client_tls(args: &DataPlaneRoleArgs) -> anyhow::Result<Option<ClientTls>> {
+    if args.control_plane_ca.is_none()
+        && args.tls_cert.is_none()
+        && args.tls_key.is_none()
+        && args.control_plane_server_name.is_none()
+    {
+        return Ok(None);
+    }
+    let tls = ClientTls::from_files(
+        args.control_plane_ca.as_deref(),
+        args.tls_cert.as_deref(),
+        args.tls_key.as_deref(),
+        args.control_plane_server_name.as_deref(),
+    )
+    .context("invalid TLS settings for the control plane connection")?;
+    Ok(Some(tls))
+}
+
+/// Longest time a client gets to complete the TLS handshake on the gRPC listener.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TLS on the control plane's gRPC listener: the acceptor and whether client certificates are
+/// required (mutual TLS).
+struct GrpcServerTls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    mutual: bool,
+}
+
+/// Reads and checks the gRPC TLS files; `None` when TLS is not configured.
+fn grpc_server_tls(args: &ControlPlaneArgs) -> anyhow::Result<Option<GrpcServerTls>> {
+    let (cert_path, key_path) = match (&args.grpc_tls_cert, &args.grpc_tls_key) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) if args.grpc_client_ca.is_none() => return Ok(None),
+        _ => anyhow::bail!(
+            "TLS on the gRPC listener needs both TOLLGATE_GRPC_TLS_CERT and TOLLGATE_GRPC_TLS_KEY \
+             (TOLLGATE_GRPC_CLIENT_CA adds client certificates on top of them)"
+        ),
+    };
+    let (certs, key) = dp_grpc::load_identity(
+        cert_path,
+        "gRPC TLS certificate file",
+        key_path,
+        "gRPC TLS key file",
+    )
+    .context("invalid gRPC TLS settings")?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let builder = match &args.grpc_client_ca {
+        Some(ca) => {
+            let roots = dp_grpc::load_root_store(ca, "gRPC client CA file")
+                .context("invalid gRPC TLS settings")?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .with_context(|| format!("the gRPC client CA file {} cannot be used", ca.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(certs, key).with_context(|| {
+        format!(
+            "the gRPC TLS certificate {} cannot be used with the key {}",
+            cert_path.display(),
+            key_path.display()
+        )
+    })?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Some(GrpcServerTls {
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        mutual: args.grpc_client_ca.is_some(),
+    }))
+}
+
+impl GrpcServerTls {
+    fn mode(&self) -> &'static str {
+        if self.mutual { "mutual" } else { "tls" }
+    }
+
+    /// The connections accepted on `listener` that completed the TLS handshake (and, with mutual
+    /// TLS, presented a valid client certificate). Handshakes run concurrently, each limited to
+    /// [`TLS_HANDSHAKE_TIMEOUT`]; a refused one is logged with the peer's address and the reason.
+    /// Accepting stops when the returned stream is dropped (the server stopped).
+    fn incoming(
+        self,
+        listener: tokio::net::TcpListener,
+    ) -> tokio_stream::wrappers::ReceiverStream<
+        std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+    > {
+        let (tx, rx) = mpsc::channel(64);
+        let mutual = self.mutual;
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    () = tx.closed() => return,
+                };
+                let (tcp, peer) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Out of file descriptors and the like: do not spin.
+                        tracing::warn!(error = %e, "accepting a gRPC connection failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let acceptor = self.acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = tx.send(Ok(stream)).await;
+                        }
+                        // Closed before saying anything (a TCP health check, a port scan).
+                        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                            tracing::debug!(peer = %peer, error = %e, "gRPC connection closed before the TLS handshake");
+                        }
+                        Ok(Err(e)) => tracing::warn!(
+                            peer = %peer,
+                            error = %e,
+                            mutual_tls = mutual,
+                            "refused a gRPC connection: TLS handshake failed{}",
+                            handshake_hint(&e).map(|h| format!(" ({h})")).unwrap_or_default()
+                        ),
+                        Err(_) => tracing::warn!(
+                            peer = %peer,
+                            timeout_s = TLS_HANDSHAKE_TIMEOUT.as_secs(),
+                            "refused a gRPC connection: TLS handshake timed out"
+                        ),
+                    }
+                });
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(rx)
+    }
+}
+
+/// What a refused handshake most likely means, from rustls' reason.
+fn handshake_hint(e: &std::io::Error) -> Option<&'static str> {
+    use rustls::{AlertDescription, CertificateError, Error};
+    let reason = e.get_ref()?.downcast_ref::<Error>()?;
+    Some(match reason {
+        Error::NoCertificatesPresented => {
+            "the data plane presented no client certificate: set its --tls-cert and --tls-key"
+        }
+        Error::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => "the data plane's client certificate is not signed by a CA in --grpc-client-ca",
+        Error::InvalidCertificate(_) => "the data plane's client certificate is not acceptable",
+        Error::InvalidMessage(_) | Error::InappropriateMessage { .. } => {
+            "not a TLS client: is the data plane using an http:// endpoint instead of https://?"
+        }
+        Error::AlertReceived(
+            AlertDescription::UnknownCA
+            | AlertDescription::BadCertificate
+            | AlertDescription::CertificateUnknown,
+        ) => {
+            "the data plane does not trust this listener's certificate: check its --control-plane-ca"
+        }
+        _ => return None,
+    })
 }
 
 fn load_or_create_node_id(dir: &Path) -> anyhow::Result<String> {
@@ -446,4 +682,3 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
-
