@@ -23,7 +23,10 @@
 //!   fails with `UNAUTHENTICATED`. Snapshots carry decrypted provider secrets: without a join
 //!   token (or mTLS in front) anyone who can reach the port can read them.
 //! * Both services send gzip-compressed messages to clients that accept gzip and accept gzip
-//!   from clients: a snapshot with thousands of virtual keys compresses well.
+//!   from clients. A snapshot is encoded and compressed **once per version** and the same bytes
+//!   are sent on every Watch stream ([`ConfigWatchServer`] replaces the generated server for
+//!   this): with thousands of virtual keys, compressing per stream would cost the control plane
+//!   tens of milliseconds per data plane and change.
 //! * [`ControlPlane::shutdown`] ends every open stream with `UNAVAILABLE` (the data planes
 //!   reconnect, possibly to another replica) and refuses new ones, so a graceful server shutdown
 //!   does not wait for streams that would otherwise never end. Usage batches being committed are
@@ -31,19 +34,27 @@
 //! * The server should enable HTTP/2 keepalive (`Server::http2_keepalive_interval`) so streams of
 //!   vanished peers are noticed and their nodes marked disconnected.
 
+use std::convert::Infallible;
 use std::fmt;
+use std::io::Write as _;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use bytes::{BufMut as _, Bytes, BytesMut};
 use futures::StreamExt as _;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use prost::Message as _;
 use subtle::ConstantTimeEq as _;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tollgate_proto::config::v1::config_service_server::{ConfigService, ConfigServiceServer};
-use tollgate_proto::config::v1::{ConfigUpdate, Hello, Snapshot, WatchRequest, watch_request};
+use tollgate_proto::config::v1::config_service_server::SERVICE_NAME as CONFIG_SERVICE;
+use tollgate_proto::config::v1::{Hello, Snapshot, WatchRequest, watch_request};
 use tollgate_proto::usage::v1::usage_service_server::{UsageService, UsageServiceServer};
 use tollgate_proto::usage::v1::{UsageAck, UsageBatch};
-use tonic::codec::CompressionEncoding;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::server::NamedService;
 use tonic::service::Interceptor;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
@@ -154,9 +165,7 @@ impl ControlPlane {
             tracing::warn!("the gRPC join token is empty: every call will be refused");
         }
         let check = JoinTokenCheck::new(&auth);
-        let config = ConfigServiceServer::new(ConfigWatchService::new(self.clone()))
-            .send_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Gzip);
+        let config = ConfigWatchServer::new(ConfigWatchService::new(self.clone()));
         let usage = UsageServiceServer::new(UsageReportService::new(self.clone()))
             .send_compressed(CompressionEncoding::Gzip)
             .accept_compressed(CompressionEncoding::Gzip)
@@ -170,24 +179,90 @@ impl ControlPlane {
 #[derive(Debug, Clone)]
 pub struct ConfigWatchService {
     cp: ControlPlane,
+    encoded: Arc<EncodedCache>,
 }
 
 impl ConfigWatchService {
     pub fn new(cp: ControlPlane) -> Self {
-        Self { cp }
+        Self {
+            cp,
+            encoded: Arc::default(),
+        }
     }
 }
 
-type UpdateSender = mpsc::Sender<Result<ConfigUpdate, Status>>;
+/// A `ConfigUpdate` message, encoded (protobuf, or gzip of it) once for every stream.
+type UpdateSender = mpsc::Sender<Result<Bytes, Status>>;
 
-#[tonic::async_trait]
-impl ConfigService for ConfigWatchService {
-    type WatchStream = ReceiverStream<Result<ConfigUpdate, Status>>;
+/// The `ConfigUpdate` of one snapshot version, encoded once: protobuf bytes and their gzip.
+#[derive(Debug)]
+struct EncodedUpdate {
+    version: u64,
+    protobuf: Bytes,
+    gzip: Bytes,
+}
 
+impl EncodedUpdate {
+    fn new(snapshot: &Snapshot) -> Result<Self, std::io::Error> {
+        // `ConfigUpdate { snapshot }`: field 1, length-delimited, without cloning the snapshot.
+        let mut protobuf = Vec::with_capacity(snapshot.encoded_len() + 16);
+        prost::encoding::message::encode(1, snapshot, &mut protobuf);
+        // The level tonic uses.
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(protobuf.len() / 2),
+            flate2::Compression::new(6),
+        );
+        gz.write_all(&protobuf)?;
+        Ok(Self {
+            version: snapshot.version,
+            protobuf: protobuf.into(),
+            gzip: gz.finish()?.into(),
+        })
+    }
+
+    fn for_stream(&self, gzip: bool) -> Bytes {
+        if gzip {
+            self.gzip.clone()
+        } else {
+            self.protobuf.clone()
+        }
+    }
+}
+
+/// The newest [`EncodedUpdate`], shared by all Watch streams of a server. The first stream that
+/// needs a version encodes it (on a blocking thread, so the runtime keeps serving); the others
+/// wait for it and reuse it.
+#[derive(Debug, Default)]
+struct EncodedCache {
+    newest: tokio::sync::Mutex<Option<Arc<EncodedUpdate>>>,
+}
+
+impl EncodedCache {
+    async fn get(&self, snapshot: &Arc<Snapshot>) -> Result<Arc<EncodedUpdate>, Status> {
+        let mut newest = self.newest.lock().await;
+        if let Some(e) = newest.as_ref().filter(|e| e.version == snapshot.version) {
+            return Ok(e.clone());
+        }
+        let snap = snapshot.clone();
+        let encoded = tokio::task::spawn_blocking(move || EncodedUpdate::new(&snap))
+            .await
+            .map_err(|e| Status::internal(format!("encoding the snapshot failed: {e}")))?
+            .map_err(|e| Status::internal(format!("compressing the snapshot failed: {e}")))?;
+        let encoded = Arc::new(encoded);
+        // A stream that lags may ask for an older version than the cached one; keep the newest.
+        if newest.as_ref().is_none_or(|e| e.version < encoded.version) {
+            *newest = Some(encoded.clone());
+        }
+        Ok(encoded)
+    }
+}
+
+impl ConfigWatchService {
     async fn watch(
         &self,
         request: Request<Streaming<WatchRequest>>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+        gzip: bool,
+    ) -> Result<Response<ReceiverStream<Result<Bytes, Status>>>, Status> {
         if self.cp.inner.shutdown.is_cancelled() {
             return Err(shutting_down());
         }
@@ -221,6 +296,8 @@ impl ConfigService for ConfigWatchService {
         let (tx, rx) = mpsc::channel(1);
         tokio::spawn(run_watch(
             self.cp.clone(),
+            self.encoded.clone(),
+            gzip,
             session,
             hello.have_version,
             inbound,
@@ -259,6 +336,8 @@ fn shutting_down() -> Status {
 /// shutdown, on a broken inbound stream or when the client goes away.
 async fn run_watch(
     cp: ControlPlane,
+    encoded: Arc<EncodedCache>,
+    gzip: bool,
     session: NodeSession,
     have_version: u64,
     mut inbound: Streaming<WatchRequest>,
@@ -308,7 +387,15 @@ async fn run_watch(
             },
             permit = tx.reserve(), if pending => match permit {
                 Ok(permit) => {
-                    permit.send(Ok(ConfigUpdate { snapshot: Some((*latest).clone()) }));
+                    let update = match encoded.get(&latest).await {
+                        Ok(update) => update,
+                        Err(status) => {
+                            tracing::error!(status = %status, "cannot encode a config snapshot");
+                            permit.send(Err(status));
+                            break;
+                        }
+                    };
+                    permit.send(Ok(update.for_stream(gzip)));
                     sent = latest.version;
                     session.sent(sent);
                 }
@@ -325,6 +412,221 @@ async fn run_watch(
     // Mark the node disconnected before the client sees the stream end.
     drop(session);
     drop(tx);
+}
+
+const WATCH_PATH: &str = "/tollgate.config.v1.ConfigService/Watch";
+
+/// The `ConfigService` server. It stands in for the generated `ConfigServiceServer` so that a
+/// snapshot is encoded and gzip-compressed once per version ([`EncodedCache`]) rather than by
+/// tonic for every stream: the streams carry pre-encoded bytes ([`PreEncoded`]) and, for
+/// clients that accept gzip, the response is marked `grpc-encoding: gzip` and each message
+/// flagged compressed ([`MarkCompressed`]). Requests are decoded by tonic as usual (gzip
+/// accepted).
+#[derive(Debug, Clone)]
+pub struct ConfigWatchServer {
+    svc: ConfigWatchService,
+}
+
+impl ConfigWatchServer {
+    pub fn new(svc: ConfigWatchService) -> Self {
+        Self { svc }
+    }
+}
+
+impl NamedService for ConfigWatchServer {
+    const NAME: &'static str = CONFIG_SERVICE;
+}
+
+/// Whether the request's `grpc-accept-encoding` lists gzip.
+fn accepts_gzip(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all("grpc-accept-encoding")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|e| e.trim().eq_ignore_ascii_case("gzip"))
+}
+
+impl<B> tonic::codegen::Service<http::Request<B>> for ConfigWatchServer
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let svc = self.svc.clone();
+        Box::pin(async move {
+            if req.uri().path() != WATCH_PATH {
+                return Ok(Status::unimplemented("").into_http());
+            }
+            let gzip = accepts_gzip(req.headers());
+            let mut grpc =
+                tonic::server::Grpc::new(WatchCodec).accept_compressed(CompressionEncoding::Gzip);
+            let resp = grpc.streaming(WatchMethod { svc, gzip }, req).await;
+            if !gzip {
+                return Ok(resp);
+            }
+            let (mut parts, body) = resp.into_parts();
+            parts
+                .headers
+                .insert("grpc-encoding", http::HeaderValue::from_static("gzip"));
+            Ok(http::Response::from_parts(
+                parts,
+                tonic::body::Body::new(MarkCompressed::new(body)),
+            ))
+        })
+    }
+}
+
+struct WatchMethod {
+    svc: ConfigWatchService,
+    gzip: bool,
+}
+
+impl tonic::server::StreamingService<WatchRequest> for WatchMethod {
+    type Response = Bytes;
+    type ResponseStream = ReceiverStream<Result<Bytes, Status>>;
+    type Future = tonic::codegen::BoxFuture<Response<Self::ResponseStream>, Status>;
+
+    fn call(&mut self, request: Request<Streaming<WatchRequest>>) -> Self::Future {
+        let (svc, gzip) = (self.svc.clone(), self.gzip);
+        Box::pin(async move { svc.watch(request, gzip).await })
+    }
+}
+
+/// Decodes `WatchRequest`s; encodes messages that are already encoded.
+#[derive(Debug, Clone, Copy, Default)]
+struct WatchCodec;
+
+impl Codec for WatchCodec {
+    type Encode = Bytes;
+    type Decode = WatchRequest;
+    type Encoder = PreEncoded;
+    type Decoder = WatchRequestDecoder;
+
+    fn encoder(&mut self) -> PreEncoded {
+        PreEncoded
+    }
+
+    fn decoder(&mut self) -> WatchRequestDecoder {
+        WatchRequestDecoder
+    }
+}
+
+/// Writes a message's bytes as they are.
+#[derive(Debug)]
+struct PreEncoded;
+
+impl Encoder for PreEncoded {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct WatchRequestDecoder;
+
+impl Decoder for WatchRequestDecoder {
+    type Item = WatchRequest;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<WatchRequest>, Status> {
+        WatchRequest::decode(src)
+            .map(Some)
+            .map_err(|e| Status::internal(format!("invalid WatchRequest: {e}")))
+    }
+}
+
+/// A gRPC response body whose messages are gzip bytes framed by tonic as uncompressed: sets
+/// each message's compressed flag (the first byte of its 5-byte prefix). Tracks the message
+/// boundaries across data frames.
+struct MarkCompressed<B> {
+    inner: B,
+    /// Prefix bytes of the current message seen so far (0 = at a message start).
+    prefix_seen: usize,
+    /// Length being read from the prefix.
+    len: usize,
+    /// Payload bytes of the current message still to come.
+    remaining: usize,
+}
+
+impl<B> MarkCompressed<B> {
+    fn new(inner: B) -> Self {
+        Self {
+            inner,
+            prefix_seen: 0,
+            len: 0,
+            remaining: 0,
+        }
+    }
+
+    fn mark(&mut self, data: Bytes) -> Bytes {
+        let mut data = data
+            .try_into_mut()
+            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+        let mut i = 0;
+        while i < data.len() {
+            if self.remaining > 0 {
+                let n = self.remaining.min(data.len() - i);
+                self.remaining -= n;
+                i += n;
+                continue;
+            }
+            if self.prefix_seen == 0 {
+                data[i] = 1;
+            } else {
+                self.len = (self.len << 8) | usize::from(data[i]);
+            }
+            self.prefix_seen += 1;
+            i += 1;
+            if self.prefix_seen == 5 {
+                self.remaining = self.len;
+                self.prefix_seen = 0;
+                self.len = 0;
+            }
+        }
+        data.freeze()
+    }
+}
+
+impl<B> HttpBody for MarkCompressed<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        Poll::Ready(frame.map(|r| {
+            r.map(|f| match f.into_data() {
+                Ok(data) => Frame::data(self.mark(data)),
+                Err(other) => other,
+            })
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// `UsageService` committing batches to a [`ControlPlane`]'s store.
@@ -416,5 +718,84 @@ async fn run_report(
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use tollgate_proto::config::v1::{ConfigUpdate, VirtualKey};
+
+    use super::*;
+
+    #[test]
+    fn an_encoded_update_is_the_config_update_message_and_its_gzip() {
+        let snapshot = Snapshot {
+            version: 7,
+            virtual_keys: (0..50)
+                .map(|i| VirtualKey {
+                    id: format!("vk-{i}"),
+                    name: format!("team-{i}"),
+                    key_sha256: Bytes::from(vec![i as u8; 32]),
+                    providers: vec!["bedrock".into()],
+                    monthly_budget_usd: 10.0,
+                    active: true,
+                })
+                .collect(),
+            created_at_unix_ms: 1,
+            ..Default::default()
+        };
+        let encoded = EncodedUpdate::new(&snapshot).unwrap();
+        let expected = ConfigUpdate {
+            snapshot: Some(snapshot.clone()),
+        }
+        .encode_to_vec();
+        assert_eq!(encoded.version, 7);
+        assert_eq!(encoded.protobuf[..], expected[..]);
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(&encoded.gzip[..])
+            .read_to_end(&mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, expected);
+        assert_eq!(encoded.for_stream(true), encoded.gzip);
+        assert_eq!(encoded.for_stream(false), encoded.protobuf);
+    }
+
+    /// gRPC frames (uncompressed flag) of `payloads`.
+    fn frames(payloads: &[Vec<u8>], flag: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        for p in payloads {
+            out.push(flag);
+            out.extend_from_slice(&(p.len() as u32).to_be_bytes());
+            out.extend_from_slice(p);
+        }
+        out
+    }
+
+    #[test]
+    fn every_message_is_flagged_compressed_however_the_body_is_chunked() {
+        // Payloads full of 0 and 1 bytes, one empty, one longer than 256 bytes.
+        let payloads = vec![vec![0u8; 3], Vec::new(), vec![1u8; 300], vec![0u8; 1]];
+        let input = frames(&payloads, 0);
+        let expected = frames(&payloads, 1);
+        for chunk in 1..=input.len() {
+            let mut body = MarkCompressed::new(());
+            let mut out = Vec::new();
+            for piece in input.chunks(chunk) {
+                out.extend_from_slice(&body.mark(Bytes::copy_from_slice(piece)));
+            }
+            assert_eq!(out, expected, "chunks of {chunk} bytes");
+        }
+    }
+
+    #[test]
+    fn gzip_is_detected_in_grpc_accept_encoding() {
+        let mut headers = http::HeaderMap::new();
+        assert!(!accepts_gzip(&headers));
+        headers.insert("grpc-accept-encoding", "identity, deflate".parse().unwrap());
+        assert!(!accepts_gzip(&headers));
+        headers.insert("grpc-accept-encoding", "identity,gzip".parse().unwrap());
+        assert!(accepts_gzip(&headers));
     }
 }
