@@ -316,7 +316,18 @@ impl ControlPlane {
     /// Rebuilds the snapshot from the store and publishes it if it is newer than the current
     /// one. Returns the version now published.
     pub async fn republish(&self) -> Result<u64, Error> {
+        self.republish_if_behind(u64::MAX).await
+    }
+
+    /// Like [`ControlPlane::republish`], but skips the rebuild when a snapshot of at least
+    /// `version` is already published by the time the publish lock is held. A change and the
+    /// replica listener's NOTIFY for it would otherwise both rebuild (one full store read each).
+    pub async fn republish_if_behind(&self, version: u64) -> Result<u64, Error> {
         let _guard = self.inner.publish.lock().await;
+        let current = self.published_version();
+        if current >= version {
+            return Ok(current);
+        }
         let state = self.inner.store.load_state().await?;
         let snapshot = Arc::new(build_snapshot(&state, &self.inner.secrets, unix_ms())?);
         let mut published = 0;
@@ -367,7 +378,7 @@ impl ControlPlane {
             config_version = version,
             "admin change committed"
         );
-        self.republish().await.map(|_| ())
+        self.republish_if_behind(version).await.map(|_| ())
     }
 }
 

@@ -95,7 +95,11 @@ async fn follow(
         if !needed {
             continue;
         }
-        match cp.republish().await {
+        let result = match work {
+            Work::Newer(v) => cp.republish_if_behind(v).await,
+            Work::Resync | Work::Check => cp.republish().await,
+        };
+        match result {
             Ok(version) if version > published => tracing::info!(
                 version,
                 previous = published,
