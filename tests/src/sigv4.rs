@@ -293,6 +293,30 @@ pub fn verify<F>(
 where
     F: Fn(&str) -> Option<Credentials>,
 {
+    verify_service(
+        BEDROCK_SERVICE,
+        method,
+        wire_path_and_query,
+        headers,
+        body,
+        creds_lookup,
+        now,
+    )
+}
+
+/// [`verify`] for any service: the credential scope must name `service` (e.g. `sts`).
+pub fn verify_service<F>(
+    service: &str,
+    method: &str,
+    wire_path_and_query: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    creds_lookup: F,
+    now: OffsetDateTime,
+) -> Result<VerifiedRequest, SigError>
+where
+    F: Fn(&str) -> Option<Credentials>,
+{
     let authorization = match headers.get_all(http::header::AUTHORIZATION).iter().count() {
         0 => return Err(SigError::MissingAuthorization),
         1 => header_str(headers, "authorization")?,
@@ -339,9 +363,9 @@ where
             &amz_date[..8]
         )));
     }
-    if auth.service != BEDROCK_SERVICE {
+    if auth.service != service {
         return Err(SigError::Invalid(format!(
-            "Credential should be scoped to correct service: '{BEDROCK_SERVICE}'. "
+            "Credential should be scoped to correct service: '{service}'. "
         )));
     }
     if auth.terminator != "aws4_request" {
@@ -647,6 +671,30 @@ pub fn sign(
     region: &str,
     time: OffsetDateTime,
 ) -> String {
+    sign_service(
+        BEDROCK_SERVICE,
+        method,
+        wire_path_and_query,
+        headers,
+        body,
+        creds,
+        region,
+        time,
+    )
+}
+
+/// [`sign`] for any service (e.g. `sts`).
+#[allow(clippy::too_many_arguments)]
+pub fn sign_service(
+    service: &str,
+    method: &str,
+    wire_path_and_query: &str,
+    headers: &mut HeaderMap,
+    body: &[u8],
+    creds: &Credentials,
+    region: &str,
+    time: OffsetDateTime,
+) -> String {
     const UNSIGNED: [&str; 5] = [
         "authorization",
         "user-agent",
@@ -676,14 +724,9 @@ pub fn sign(
     signed.dedup();
     let payload_hash = hex::encode(Sha256::digest(body));
     let canonical = canonical_request(method, wire_path_and_query, headers, &signed, &payload_hash);
-    let scope = format!("{}/{region}/{BEDROCK_SERVICE}/aws4_request", &amz_date[..8]);
+    let scope = format!("{}/{region}/{service}/aws4_request", &amz_date[..8]);
     let sts = string_to_sign(&amz_date, &scope, &canonical);
-    let key = signing_key(
-        &creds.secret_access_key,
-        &amz_date[..8],
-        region,
-        BEDROCK_SERVICE,
-    );
+    let key = signing_key(&creds.secret_access_key, &amz_date[..8], region, service);
     let signature = hex::encode(hmac_sha256(&key, sts.as_bytes()));
     let authorization = format!(
         "{ALGORITHM} Credential={}/{scope}, SignedHeaders={}, Signature={signature}",
