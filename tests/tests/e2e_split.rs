@@ -339,6 +339,30 @@ async fn control_plane_outage_restart_from_disk_convergence_and_exact_usage() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(rows as u64, sent, "usage rows vs requests sent");
+    // Operators see delivery on each data plane: everything acknowledged, nothing dropped.
+    for dp in &dps {
+        let metrics = cluster
+            .http
+            .get(dp.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        assert!(
+            metrics.contains("tollgate_usage_records_dropped_total 0\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("tollgate_control_plane_connected 1\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("tollgate_usage_records_pending 0\n"),
+            "{metrics}"
+        );
+    }
     assert_eq!(distinct, rows, "no request counted twice");
     drop(conn);
     drop(dps);

@@ -407,7 +407,25 @@ pub async fn data_plane(args: DataPlaneRoleArgs) -> anyhow::Result<()> {
         },
         dp_grpc::ConnectOptions::default(),
     );
-    let app = tollgate_data_plane::server::router(dp.clone()).fallback(not_found);
+    let metrics = {
+        let dp = dp.clone();
+        let stats = reporter.stats.clone();
+        axum::routing::get(move || {
+            let body = data_plane_metrics(&dp, &stats);
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    body,
+                )
+            }
+        })
+    };
+    let app = tollgate_data_plane::server::router(dp.clone())
+        .route("/metrics", metrics)
+        .fallback(not_found);
     tracing::info!(
         listen = %local,
         node_id = %node_id,
@@ -595,6 +613,65 @@ fn handshake_hint(e: &std::io::Error) -> Option<&'static str> {
         }
         _ => return None,
     })
+}
+
+/// Prometheus text exposition of the data plane's config link and usage delivery.
+fn data_plane_metrics(
+    dp: &DataPlane,
+    stats: &tollgate_data_plane::reporter::ReporterStats,
+) -> String {
+    let version = dp.runtime().load().map_or(0, |rt| rt.version);
+    let rows: [(&str, &str, &str, u64); 7] = [
+        (
+            "tollgate_config_version",
+            "gauge",
+            "Config version being served (0: none yet).",
+            version,
+        ),
+        (
+            "tollgate_control_plane_connected",
+            "gauge",
+            "1 while the config stream to the control plane is up.",
+            u64::from(dp.config_link().connected()),
+        ),
+        (
+            "tollgate_usage_records_received_total",
+            "counter",
+            "Usage records handed to the reporter.",
+            stats.received_total(),
+        ),
+        (
+            "tollgate_usage_records_acked_total",
+            "counter",
+            "Usage records the control plane acknowledged.",
+            stats.acked_total(),
+        ),
+        (
+            "tollgate_usage_records_pending",
+            "gauge",
+            "Usage records spooled and not yet acknowledged.",
+            stats.pending(),
+        ),
+        (
+            "tollgate_usage_records_dropped_total",
+            "counter",
+            "Usage records dropped because the spool was full.",
+            stats.dropped_total(),
+        ),
+        (
+            "tollgate_usage_queue_dropped_total",
+            "counter",
+            "Usage records dropped because the in-memory queue was full.",
+            dp.usage.dropped(),
+        ),
+    ];
+    let mut out = String::with_capacity(1024);
+    for (name, kind, help, value) in rows {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    }
+    out
 }
 
 fn load_or_create_node_id(dir: &Path) -> anyhow::Result<String> {
