@@ -483,3 +483,38 @@ async fn readme_curl_commands_work_as_pasted() {
         .expect("call");
     assert_eq!(resp.status(), 200);
 }
+
+/// All-in-one keeps one usage record per request in its SQLite store, and a graceful stop
+/// loses none of them.
+#[tokio::test]
+async fn all_in_one_stores_one_usage_row_per_request_across_a_stop() {
+    use sqlx::Connection;
+    let mut s = setup().await;
+    for i in 0..20 {
+        let stream = i % 2 == 0;
+        let resp = s.post(&message("claude-sonnet-4-6", "hi", stream)).await;
+        assert_eq!(resp.status(), 200);
+        let _ = resp.bytes().await;
+    }
+    // Every request the double answered (the 20 above and setup's warm-up calls) succeeded.
+    let answered = s
+        .double
+        .requests()
+        .iter()
+        .filter(|r| r.verdict.status == 200)
+        .count() as i64;
+    assert!(answered >= 21);
+    assert!(s.gw.terminate(Duration::from_secs(15)), "stops on SIGTERM");
+    let db = s.gw.data_dir().join("tollgate.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open the all-in-one store");
+    let (ok, distinct): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT request_id) FROM usage_records WHERE status = 200",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("count");
+    assert_eq!(ok, answered, "one usage row per successful request");
+    assert_eq!(distinct, ok);
+}

@@ -24,6 +24,8 @@ use tollgate_proto::usage::v1::UsageRecord;
 const USAGE_QUEUE: usize = 65_536;
 /// Largest usage batch handed to the store in one transaction (all-in-one).
 const USAGE_BATCH: usize = 500;
+/// Longest a usage record waits for its batch to fill (all-in-one).
+const USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Settings of the inference API, shared by all-in-one and the data-plane role.
 #[derive(Debug, Args)]
@@ -267,10 +269,27 @@ pub async fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
 }
 
 /// All-in-one's usage path: the same records the gRPC reporter sends, committed in-process in
-/// batches. A failed batch is retried (storage is idempotent on the request id).
+/// batches of up to 500 records or 1 s (one store transaction each, not one per request). A
+/// failed batch is retried (storage is idempotent on the request id).
 async fn ingest_in_process(cp: ControlPlane, mut rx: mpsc::Receiver<UsageRecord>) {
     let mut batch = Vec::with_capacity(USAGE_BATCH);
-    while rx.recv_many(&mut batch, USAGE_BATCH).await > 0 {
+    let mut open = true;
+    while open {
+        if rx.recv_many(&mut batch, USAGE_BATCH).await == 0 {
+            break;
+        }
+        let deadline = tokio::time::Instant::now() + USAGE_FLUSH_INTERVAL;
+        while batch.len() < USAGE_BATCH {
+            let room = USAGE_BATCH - batch.len();
+            match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
+                Ok(0) => {
+                    open = false;
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
         let mut delay = Duration::from_millis(100);
         loop {
             match cp.ingest_usage(batch.clone()).await {
