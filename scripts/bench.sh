@@ -11,7 +11,7 @@
 # after its runs and divided by the requests it served. Prints a summary table; every process it
 # started is stopped on exit.
 #
-# Usage: scripts/bench.sh            (about 4 minutes after the build)
+# Usage: scripts/bench.sh            (about 5 minutes after the build, more on a busy machine)
 # Knobs (environment): BENCH_RATE=1000 BENCH_CONNECTIONS=32 BENCH_CONCURRENCY=16
 #   BENCH_DURATION=15s BENCH_MAX_DURATION=10s BENCH_WARMUP=3s BENCH_OUT=<dir for raw results>
 #   BENCH_REPEAT=1 (run everything N times; the summary keeps, per run label, the repetition in

@@ -236,6 +236,9 @@ impl AnthropicDouble {
                         return;
                     };
                     let mut stop = shutdown_rx;
+                    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
                     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
                         let _ = stop.wait_for(|v| *v).await;
                     });

@@ -263,6 +263,9 @@ impl BedrockDouble {
                         return;
                     };
                     let mut stop = shutdown_rx;
+                    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
                     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
                         let _ = stop.wait_for(|v| *v).await;
                     });
