@@ -16,6 +16,8 @@ use crate::runtime::{Provider, ProviderKey, Runtime, VirtualKey};
 pub struct Route<'rt> {
     pub provider: &'rt Arc<Provider>,
     pub key: &'rt ProviderKey,
+    /// Position of `key` in `provider.keys`.
+    pub key_index: usize,
     /// Model id sent upstream.
     pub upstream_model: &'rt str,
     /// Whether `upstream_model` came from an alias.
@@ -95,30 +97,31 @@ fn pick_key<'rt>(
     pick: impl FnOnce(f64) -> f64,
 ) -> Result<Route<'rt>, RouteError> {
     let eligible = || {
-        provider.keys.iter().filter_map(move |k| {
+        provider.keys.iter().enumerate().filter_map(move |(i, k)| {
             let (resolved, via_alias) = k.resolve(model);
             k.models
                 .allows(model, resolved)
-                .then_some((k, resolved, via_alias))
+                .then_some((i, k, resolved, via_alias))
         })
     };
-    let total: f64 = eligible().map(|(k, _, _)| k.weight).sum();
+    let total: f64 = eligible().map(|(_, k, _, _)| k.weight).sum();
     let mut target = pick(total);
     let mut last = None;
-    for (key, resolved, via_alias) in eligible() {
-        last = Some((key, resolved, via_alias));
+    for (key_index, key, resolved, via_alias) in eligible() {
+        last = Some((key_index, key, resolved, via_alias));
         if target < key.weight {
             break;
         }
         target -= key.weight;
     }
-    let (key, upstream_model, via_alias) = last.ok_or_else(|| RouteError::NoKey {
+    let (key_index, key, upstream_model, via_alias) = last.ok_or_else(|| RouteError::NoKey {
         provider: provider.name.to_string(),
         model: model.to_owned(),
     })?;
     Ok(Route {
         provider,
         key,
+        key_index,
         upstream_model,
         via_alias,
     })

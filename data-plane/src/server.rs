@@ -24,7 +24,7 @@ use crate::DataPlane;
 use crate::error::ProxyError;
 use crate::providers::{self, Call, Operation};
 use crate::routing::{self, RouteError};
-use crate::runtime::{ProviderKind, Runtime, VirtualKey};
+use crate::runtime::{Runtime, VirtualKey};
 
 /// The inference routes. Claude Code appends `/v1/messages` to `ANTHROPIC_BASE_URL`, so both the
 /// documented `/anthropic` prefix and the bare paths are served; query strings (`?beta=true`) are
@@ -112,6 +112,22 @@ impl Draft {
                     .unwrap_or_default(),
                 ..Default::default()
             },
+        }
+    }
+
+    /// Records the token counts of an answer.
+    pub fn set_usage(&mut self, u: &tollgate_protocol::anthropic::Usage) {
+        self.record.input_tokens = u.input_tokens;
+        self.record.output_tokens = u.output_tokens;
+        self.record.cache_read_input_tokens = u.cache_read_input_tokens;
+        self.record.cache_write_input_tokens = u.cache_creation_input_tokens;
+    }
+
+    /// Records the time to the first byte or event sent to the client (once).
+    pub fn mark_first_output(&mut self) {
+        if self.record.time_to_first_token_ms == 0 {
+            self.record.time_to_first_token_ms =
+                u32::try_from(self.started.elapsed().as_millis()).unwrap_or(u32::MAX);
         }
     }
 
@@ -233,32 +249,16 @@ async fn prepare_and_call(
     draft.record.model_resolved = route.upstream_model.to_owned();
     draft.record.provider_key_id = route.key.id.to_string();
     let upstream_model = route.upstream_model.to_owned();
-    let via_alias = route.via_alias;
-    let provider = Arc::clone(route.provider);
-    let key_index = provider
-        .keys
-        .iter()
-        .position(|k| std::ptr::eq(k, route.key))
-        .unwrap_or_default();
-    debug_assert!(matches!(
-        provider.kind,
-        ProviderKind::Bedrock | ProviderKind::Anthropic
-    ));
     Ok(Call {
         op,
-        runtime: rt,
-        provider,
-        key_index,
+        provider: Arc::clone(route.provider),
+        key_index: route.key_index,
         upstream_model,
-        via_alias,
+        via_alias: route.via_alias,
+        runtime: rt,
         model,
         stream,
         headers,
         body,
     })
-}
-
-/// The body of a response that is not JSON, e.g. a plain-text 404.
-pub fn not_found_body() -> Body {
-    Body::from(r#"{"type":"error","error":{"type":"not_found_error","message":"no such route"}}"#)
 }

@@ -220,32 +220,10 @@ impl AnthropicDouble {
             seq: AtomicU64::new(0),
             shutdown: shutdown_rx.clone(),
         });
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("anthropic-double")
-            .enable_all()
-            .build()?;
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&shared));
-        std::thread::Builder::new()
-            .name("anthropic-double".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                        return;
-                    };
-                    let mut stop = shutdown_rx;
-                    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                        let _ = tcp.set_nodelay(true);
-                    });
-                    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|v| *v).await;
-                    });
-                    let _ = server.await;
-                });
-                runtime.shutdown_background();
-            })?;
+        crate::serve::spawn("anthropic-double", listener, app, 2, shutdown_rx)?;
         Ok(AnthropicDouble {
             addr,
             base_url: format!("http://{addr}"),

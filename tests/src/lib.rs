@@ -17,6 +17,8 @@ pub mod anthropic_double;
 pub mod bedrock_double;
 pub mod eventstream;
 pub mod harness;
+pub mod postgres;
+mod serve;
 pub mod sigv4;
 pub mod sts_double;
 

@@ -292,29 +292,10 @@ impl StsDouble {
             calls: Mutex::new(Vec::new()),
             seq: AtomicU64::new(0),
         });
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("sts-double")
-            .enable_all()
-            .build()?;
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&shared));
-        std::thread::Builder::new()
-            .name("sts-double".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                        return;
-                    };
-                    let mut stop = shutdown_rx;
-                    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|v| *v).await;
-                    });
-                    let _ = server.await;
-                });
-                runtime.shutdown_background();
-            })?;
+        crate::serve::spawn("sts-double", listener, app, 2, shutdown_rx)?;
         Ok(StsDouble {
             addr,
             base_url: format!("http://{addr}"),

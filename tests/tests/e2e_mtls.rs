@@ -21,65 +21,12 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 use tollgate_tests::bedrock_double::{BedrockDouble, BedrockDoubleConfig};
 use tollgate_tests::harness::{TollgateOptions, TollgateProcess, free_port};
+use tollgate_tests::postgres::TestDatabase;
 
 const AKID: &str = "AKIDMTLSDEPLOYMENT";
 const SECRET: &str = "mtlsSecret/K7MDENG+bPxRfiCYEXAMPLEKEY";
 const ADMIN_TOKEN: &str = "admin-token-for-the-mtls-e2e-test";
 const JOIN_TOKEN: &str = "join-token-for-the-mtls-e2e-test";
-
-fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A fresh PostgreSQL database, dropped when the test ends (also on failure).
-struct Database {
-    name: String,
-    url: String,
-}
-
-impl Database {
-    async fn create() -> Database {
-        let name = format!("tollgate_mtls_{}", uuid::Uuid::now_v7().simple());
-        let mut conn = sqlx::PgConnection::connect(&database_url()).await.expect(
-            "PostgreSQL must be reachable at DATABASE_URL (scripts/test.sh starts the local server)",
-        );
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create database");
-        let base = database_url();
-        let url = match base.rsplit_once('/') {
-            Some((prefix, _)) => format!("{prefix}/{name}"),
-            None => panic!("DATABASE_URL has no database name: {base}"),
-        };
-        Database { name, url }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&database_url()).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 /// The PEM files of the test's PKI.
 struct Pki {
@@ -249,7 +196,7 @@ async fn mutual_tls_serves_and_reports_and_refuses_data_planes_without_a_valid_c
         .timeout(Duration::from_secs(20))
         .build()
         .expect("client");
-    let db = Database::create().await;
+    let db = TestDatabase::create("tollgate_mtls").await;
     let cp_admin = format!("127.0.0.1:{}", free_port().expect("port"));
     let cp_grpc = format!("127.0.0.1:{}", free_port().expect("port"));
     let cp = TollgateProcess::spawn_with(control_plane_options(

@@ -3,19 +3,18 @@
 //! changed it. Answers (errors included) are relayed unmodified; streams are relayed chunk by
 //! chunk while an SSE parser watches them for usage.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::response::Response;
 use futures::StreamExt;
 use http::{HeaderValue, header};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tollgate_protocol::anthropic::{ApiError, ErrorKind, UsageTracker};
+use tollgate_protocol::anthropic::{ErrorKind, UsageTracker};
 use tollgate_protocol::sse::SseParser;
 
-use super::{Call, MAX_UPSTREAM_BODY, Operation, fail, read_upstream_body, send};
+use super::{
+    Call, MAX_UPSTREAM_BODY, Operation, end_stream, fail, read_upstream_body, relay_channel, send,
+};
 use crate::DataPlane;
 use crate::error::ProxyError;
 use crate::runtime::KeyCredential;
@@ -126,10 +125,7 @@ async fn forward(
             && c.op == Operation::Messages
             && let Some(u) = tollgate_protocol::anthropic::usage_from_message(&bytes)
         {
-            draft.record.input_tokens = u.input_tokens;
-            draft.record.output_tokens = u.output_tokens;
-            draft.record.cache_read_input_tokens = u.cache_read_input_tokens;
-            draft.record.cache_write_input_tokens = u.cache_creation_input_tokens;
+            draft.set_usage(&u);
         }
         let class = if status.is_success() {
             ""
@@ -158,39 +154,31 @@ fn relay_stream(
     mut draft: Draft,
     upstream: reqwest::Response,
 ) -> Body {
-    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(16);
+    let (tx, body_out) = relay_channel();
     tokio::spawn(async move {
         let mut body = upstream.bytes_stream();
         let mut parser = SseParser::new();
         let mut usage = UsageTracker::default();
-        let mut first = true;
         let (status, class) = loop {
             match tokio::time::timeout(idle, body.next()).await {
                 Err(_) => {
-                    let e = ApiError {
-                        kind: ErrorKind::Timeout,
-                        status: 504,
-                        message: format!("upstream stream was silent for {} s", idle.as_secs()),
-                    };
-                    let _ = tx.send(Ok(e.to_sse())).await;
-                    break (504, "upstream_idle_timeout");
+                    let message = format!("upstream stream was silent for {} s", idle.as_secs());
+                    break end_stream(
+                        &tx,
+                        ErrorKind::Timeout,
+                        504,
+                        "upstream_idle_timeout",
+                        message,
+                    )
+                    .await;
                 }
                 Ok(None) => break (200, ""),
                 Ok(Some(Err(e))) => {
-                    let e = ApiError {
-                        kind: ErrorKind::Api,
-                        status: 502,
-                        message: format!("lost the upstream stream: {e}"),
-                    };
-                    let _ = tx.send(Ok(e.to_sse())).await;
-                    break (502, "upstream_read");
+                    let message = format!("lost the upstream stream: {e}");
+                    break end_stream(&tx, ErrorKind::Api, 502, "upstream_read", message).await;
                 }
                 Ok(Some(Ok(chunk))) => {
-                    if first {
-                        first = false;
-                        draft.record.time_to_first_token_ms =
-                            u32::try_from(draft.started.elapsed().as_millis()).unwrap_or(u32::MAX);
-                    }
+                    draft.mark_first_output();
                     parser.push(&chunk);
                     while let Some(event) = parser.next_event() {
                         usage.observe_sse(&event);
@@ -202,12 +190,9 @@ fn relay_stream(
             }
         };
         if let Some(u) = usage.usage() {
-            draft.record.input_tokens = u.input_tokens;
-            draft.record.output_tokens = u.output_tokens;
-            draft.record.cache_read_input_tokens = u.cache_read_input_tokens;
-            draft.record.cache_write_input_tokens = u.cache_creation_input_tokens;
+            draft.set_usage(&u);
         }
         draft.finish(&dp, status, class);
     });
-    Body::from_stream(ReceiverStream::new(rx))
+    body_out
 }

@@ -5,21 +5,21 @@
 //! at once as Anthropic SSE. Bedrock sends no keep-alives, so after `sse_ping_interval` of
 //! silence the relay sends its own `ping` event; Claude Code aborts streams silent for 300 s.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use http::{HeaderValue, StatusCode, header};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tollgate_protocol::anthropic::{ApiError, ErrorKind};
 use tollgate_protocol::bedrock::{self as translate, StreamTranslator};
 use tollgate_protocol::{eventstream, sse};
 
-use super::{Call, MAX_UPSTREAM_BODY, Operation, fail, read_upstream_body, send};
+use super::{
+    Call, MAX_UPSTREAM_BODY, Operation, RelaySender, end_stream, fail, read_upstream_body,
+    relay_channel, send,
+};
 use crate::DataPlane;
 use crate::error::{ProxyError, error_response};
 use crate::runtime::KeyCredential;
@@ -32,9 +32,6 @@ const SIGNED_HEADERS: [(&str, &str); 2] = [
     ("accept", "application/json"),
     ("content-type", "application/json"),
 ];
-
-/// Frames buffered between the relay task and the client connection.
-const RELAY_QUEUE: usize = 16;
 
 pub(crate) async fn call(dp: Arc<DataPlane>, c: Call, draft: Draft) -> Response {
     let mut resp = match prepare_and_send(&dp, &c).await {
@@ -227,7 +224,7 @@ async fn forward(dp: Arc<DataPlane>, c: Call, draft: Draft, resp: reqwest::Respo
     if c.op == Operation::Messages
         && let Some(u) = tollgate_protocol::anthropic::usage_from_message(&body)
     {
-        set_usage(&mut draft, &u);
+        draft.set_usage(&u);
     }
     draft.record.time_to_first_token_ms =
         u32::try_from(draft.started.elapsed().as_millis()).unwrap_or(u32::MAX);
@@ -243,13 +240,6 @@ async fn forward(dp: Arc<DataPlane>, c: Call, draft: Draft, resp: reqwest::Respo
         h.insert("request-id", v);
     }
     resp
-}
-
-fn set_usage(draft: &mut Draft, u: &tollgate_protocol::anthropic::Usage) {
-    draft.record.input_tokens = u.input_tokens;
-    draft.record.output_tokens = u.output_tokens;
-    draft.record.cache_read_input_tokens = u.cache_read_input_tokens;
-    draft.record.cache_write_input_tokens = u.cache_creation_input_tokens;
 }
 
 fn upstream_error(dp: &DataPlane, draft: Draft, api: &ApiError) -> Response {
@@ -272,7 +262,7 @@ fn relay_stream(
     draft: Draft,
     upstream: reqwest::Response,
 ) -> Response {
-    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(RELAY_QUEUE);
+    let (tx, body) = relay_channel();
     let request_id = draft.record.request_id.clone();
     let idle = c.provider.stream_idle_timeout;
     let ping = dp.config.sse_ping_interval;
@@ -280,7 +270,7 @@ fn relay_stream(
         let (status, class, draft) = relay(upstream, &tx, draft, idle, ping).await;
         draft.finish(&dp, status, class);
     });
-    let mut resp = Response::new(Body::from_stream(ReceiverStream::new(rx)));
+    let mut resp = Response::new(body);
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -297,7 +287,7 @@ fn relay_stream(
 /// Relays one Bedrock event stream to the client. Returns the outcome for the usage record.
 async fn relay(
     upstream: reqwest::Response,
-    tx: &mpsc::Sender<Result<Bytes, Infallible>>,
+    tx: &RelaySender,
     mut draft: Draft,
     idle: std::time::Duration,
     ping: std::time::Duration,
@@ -307,7 +297,6 @@ async fn relay(
     let mut translator = StreamTranslator::new();
     let mut last_upstream = Instant::now();
     let mut last_sent = Instant::now();
-    let mut first_event = true;
     let (status, class) = 'relay: loop {
         let ping_at = tokio::time::Instant::from_std(last_sent + ping);
         let idle_at = tokio::time::Instant::from_std(last_upstream + idle);
@@ -317,22 +306,16 @@ async fn relay(
             next = tokio::time::timeout_at(idle_at, body.next()) => {
                 let chunk = match next {
                     Err(_) => {
-                        let e = ApiError { kind: ErrorKind::Timeout, status: 504, message: format!("upstream stream was silent for {} s", idle.as_secs()) };
-                        let _ = tx.send(Ok(e.to_sse())).await;
-                        break 'relay (504, "upstream_idle_timeout");
+                        break 'relay end_stream(tx, ErrorKind::Timeout, 504, "upstream_idle_timeout", format!("upstream stream was silent for {} s", idle.as_secs())).await;
                     }
                     Ok(None) => {
                         if let Err(e) = decoder.finish().map_err(|e| e.to_string()).and_then(|()| translator.finish().map_err(|e| e.to_string())) {
-                            let e = ApiError { kind: ErrorKind::Api, status: 502, message: format!("upstream stream ended early: {e}") };
-                            let _ = tx.send(Ok(e.to_sse())).await;
-                            break 'relay (502, "upstream_truncated");
+                            break 'relay end_stream(tx, ErrorKind::Api, 502, "upstream_truncated", format!("upstream stream ended early: {e}")).await;
                         }
                         break 'relay (200, "");
                     }
                     Ok(Some(Err(e))) => {
-                        let e = ApiError { kind: ErrorKind::Api, status: 502, message: format!("lost the upstream stream: {e}") };
-                        let _ = tx.send(Ok(e.to_sse())).await;
-                        break 'relay (502, "upstream_read");
+                        break 'relay end_stream(tx, ErrorKind::Api, 502, "upstream_read", format!("lost the upstream stream: {e}")).await;
                     }
                     Ok(Some(Ok(chunk))) => chunk,
                 };
@@ -343,24 +326,17 @@ async fn relay(
                         Ok(Some(m)) => m,
                         Ok(None) => break,
                         Err(e) => {
-                            let e = ApiError { kind: ErrorKind::Api, status: 502, message: format!("corrupt upstream event stream: {e}") };
-                            let _ = tx.send(Ok(e.to_sse())).await;
-                            break 'relay (502, "upstream_corrupt");
+                            break 'relay end_stream(tx, ErrorKind::Api, 502, "upstream_corrupt", format!("corrupt upstream event stream: {e}")).await;
                         }
                     };
                     let out = match translator.on_message(&message) {
                         Ok(out) => out,
                         Err(e) => {
-                            let e = ApiError { kind: ErrorKind::Api, status: 502, message: format!("upstream event not understood: {e}") };
-                            let _ = tx.send(Ok(e.to_sse())).await;
-                            break 'relay (502, "upstream_invalid");
+                            break 'relay end_stream(tx, ErrorKind::Api, 502, "upstream_invalid", format!("upstream event not understood: {e}")).await;
                         }
                     };
                     if !out.is_empty() {
-                        if first_event {
-                            first_event = false;
-                            draft.record.time_to_first_token_ms = u32::try_from(draft.started.elapsed().as_millis()).unwrap_or(u32::MAX);
-                        }
+                        draft.mark_first_output();
                         if tx.send(Ok(out)).await.is_err() {
                             break 'relay (499, "client_closed");
                         }
@@ -380,7 +356,7 @@ async fn relay(
         }
     };
     if let Some(u) = translator.usage() {
-        set_usage(&mut draft, &u);
+        draft.set_usage(&u);
     }
     (status, class, draft)
 }

@@ -117,7 +117,8 @@ pub(crate) async fn read_upstream_body(
 ) -> Result<Bytes, ProxyError> {
     use futures::StreamExt;
     let read = async {
-        let mut out = Vec::new();
+        let expected = resp.content_length().unwrap_or(0).min(limit as u64) as usize;
+        let mut out = Vec::with_capacity(expected);
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| ProxyError::from_upstream(&provider.name, &e))?;
@@ -148,6 +149,40 @@ pub(crate) async fn read_upstream_body(
         )
         .with_status(http::StatusCode::GATEWAY_TIMEOUT)),
     }
+}
+
+/// The sending side of a relayed stream (the client's response body).
+pub(crate) type RelaySender = tokio::sync::mpsc::Sender<Result<Bytes, std::convert::Infallible>>;
+
+/// Chunks buffered between a relay task and the client connection: a slow client slows the
+/// relay instead of growing a buffer.
+const RELAY_QUEUE: usize = 16;
+
+/// A bounded channel whose receiving side is the client's response body.
+pub(crate) fn relay_channel() -> (RelaySender, axum::body::Body) {
+    let (tx, rx) = tokio::sync::mpsc::channel(RELAY_QUEUE);
+    (
+        tx,
+        axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+}
+
+/// Ends a relayed stream with an Anthropic `error` event (the client may already be gone) and
+/// returns the outcome for the usage record.
+pub(crate) async fn end_stream(
+    tx: &RelaySender,
+    kind: tollgate_protocol::anthropic::ErrorKind,
+    status: u16,
+    class: &'static str,
+    message: String,
+) -> (u16, &'static str) {
+    let event = tollgate_protocol::anthropic::ApiError {
+        kind,
+        status,
+        message,
+    };
+    let _ = tx.send(Ok(event.to_sse())).await;
+    (status, class)
 }
 
 /// Largest non-streaming upstream response accepted.
