@@ -55,7 +55,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tollgate_control_plane::model::{AuditEvent, VirtualKeyRecord};
-use tollgate_control_plane::{AdminAuth, ControlPlane, ControlPlaneConfig, GrpcAuth, StoreConfig};
+use tollgate_control_plane::{
+    AdminAuth, ControlPlane, ControlPlaneConfig, GrpcAuth, PostgresStore, StoreConfig,
+};
 use tollgate_proto::config::v1::config_service_client::ConfigServiceClient;
 use tollgate_proto::config::v1::{Ack, ConfigUpdate, Hello, Snapshot, WatchRequest, watch_request};
 use tonic::codec::CompressionEncoding;
@@ -78,22 +80,6 @@ fn num(name: &str, default: usize) -> usize {
         v.parse()
             .unwrap_or_else(|_| panic!("{name} takes a number"))
     })
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{db}", &base[..path_start]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
 }
 
 fn runtime(name: &str, workers: usize) -> tokio::runtime::Runtime {
@@ -1005,7 +991,7 @@ fn main() {
         pg
     });
 
-    let database_url = with_database(&admin_url, &name);
+    let database_url = PostgresStore::url_with_database(&admin_url, &name);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let servers = cp_rt.block_on(start_servers(database_url));
         fleet_rt.block_on(run(&servers, cp_rt.handle().clone(), &opts));

@@ -27,22 +27,6 @@ fn arg(name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{db}", &base[..path_start]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
-
 fn records(run: usize, n: usize, now_ms: i64) -> Vec<UsageRecord> {
     (0..n)
         .map(|i| UsageRecord {
@@ -118,7 +102,7 @@ async fn main() {
         .expect("create database");
 
     let store = Arc::new(
-        PostgresStore::connect(&with_database(&admin_url, &name))
+        PostgresStore::connect(&PostgresStore::url_with_database(&admin_url, &name))
             .await
             .expect("store"),
     );

@@ -686,7 +686,7 @@ async fn run_report(
             None => break,
         };
         // Not raced against shutdown: a batch being committed is finished and acknowledged.
-        match cp.store_usage(batch.records, &batch.node_id).await {
+        match cp.store_usage(&batch.records, &batch.node_id).await {
             Ok((accepted, stored)) => {
                 tracing::debug!(
                     node_id = %batch.node_id,

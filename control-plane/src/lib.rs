@@ -256,7 +256,7 @@ impl ControlPlane {
     /// Stores usage records reported in-process (all-in-one mode), in one transaction,
     /// idempotent on the request id. Records with an empty request id are dropped (logged).
     /// Returns how many rows were new (records already stored are not counted).
-    pub async fn ingest_usage(&self, records: Vec<UsageRecord>) -> Result<u64, Error> {
+    pub async fn ingest_usage(&self, records: &[UsageRecord]) -> Result<u64, Error> {
         self.store_usage(records, "in-process")
             .await
             .map(|(_, stored)| stored)
@@ -266,20 +266,24 @@ impl ControlPlane {
     /// rows that were new).
     pub(crate) async fn store_usage(
         &self,
-        mut records: Vec<UsageRecord>,
+        records: &[UsageRecord],
         source: &str,
     ) -> Result<(u32, u64), Error> {
-        let before = records.len();
-        records.retain(|r| !r.request_id.trim().is_empty());
-        if records.len() < before {
+        let has_id = |r: &UsageRecord| !r.request_id.trim().is_empty();
+        // The batch is stored as it came unless some records lack an id (never from Tollgate).
+        let kept: std::borrow::Cow<'_, [UsageRecord]> = if records.iter().all(has_id) {
+            records.into()
+        } else {
+            let kept: Vec<UsageRecord> = records.iter().filter(|r| has_id(r)).cloned().collect();
             tracing::warn!(
                 source,
-                dropped = before - records.len(),
+                dropped = records.len() - kept.len(),
                 "dropped usage records without a request id"
             );
-        }
-        let stored = self.inner.store.insert_usage(&records).await?;
-        Ok((u32::try_from(records.len()).unwrap_or(u32::MAX), stored))
+            kept.into()
+        };
+        let stored = self.inner.store.insert_usage(&kept).await?;
+        Ok((u32::try_from(kept.len()).unwrap_or(u32::MAX), stored))
     }
 
     /// Keeps usage for `days` days (whole UTC days before today minus `days` are removed by the

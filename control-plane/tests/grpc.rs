@@ -550,7 +550,7 @@ async fn usage_round_trip(server: Server) {
     // The in-process entry point (all-in-one) shares the storage and its idempotency.
     let n = server
         .cp
-        .ingest_usage(vec![record("r5", "vk-c"), record("r6", "vk-c")])
+        .ingest_usage(&[record("r5", "vk-c"), record("r6", "vk-c")])
         .await
         .unwrap();
     assert_eq!(n, 1);

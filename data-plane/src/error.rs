@@ -49,35 +49,6 @@ impl ProxyError {
         Self::new(ErrorKind::Authentication, "auth", message)
     }
 
-    /// An upstream that gave no usable answer: unreachable (502) or too slow (504).
-    pub fn from_upstream(provider: &str, err: &reqwest::Error) -> Self {
-        if err.is_timeout() {
-            return Self::new(
-                ErrorKind::Timeout,
-                "upstream_timeout",
-                format!("upstream {provider} did not answer in time"),
-            )
-            .with_status(StatusCode::GATEWAY_TIMEOUT);
-        }
-        let what = if err.is_connect() {
-            "could not connect to"
-        } else {
-            "lost the connection to"
-        };
-        let mut cause = String::new();
-        let mut source = std::error::Error::source(err);
-        while let Some(s) = source {
-            cause = s.to_string();
-            source = s.source();
-        }
-        Self::new(
-            ErrorKind::Api,
-            "upstream_unreachable",
-            format!("{what} upstream {provider}: {cause}"),
-        )
-        .with_status(StatusCode::BAD_GATEWAY)
-    }
-
     /// The JSON response, tagged with the request id.
     pub fn into_response_with(self, request_id: &str) -> Response {
         let api = ApiError {

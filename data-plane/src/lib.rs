@@ -12,6 +12,7 @@
 //! | [`signing`] | SigV4 (aws-sigv4) and Bedrock credentials (static, env, default chain, STS) |
 //! | [`server`] | axum routes of the inference API and the request flow |
 //! | [`providers`] | the Bedrock and Anthropic upstream calls (I/O around `tollgate-protocol`) |
+//! | [`upstream`] | the pooled HTTP client for provider calls (hyper-util, rustls, no redirects) |
 //! | [`usage`] | one usage record per request, logged and handed to a bounded sink |
 //! | [`source`] | split deployment: the control plane's config stream, disk cache, reconnects |
 //! | [`reporter`] | split deployment: usage batches to the control plane, disk spool, resends |
@@ -30,11 +31,11 @@ pub mod signing;
 pub mod source;
 #[cfg(test)]
 mod testing;
+pub mod upstream;
 pub mod usage;
 pub mod value;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -63,12 +64,11 @@ impl Default for DataPlaneConfig {
     }
 }
 
-/// A data plane: the current runtime, the upstream HTTP clients and the usage sink.
+/// A data plane: the current runtime (providers hold their upstream clients) and the usage sink.
 #[derive(Debug)]
 pub struct DataPlane {
     pub config: DataPlaneConfig,
     runtime: RuntimeHandle,
-    clients: Mutex<HashMap<Duration, reqwest::Client>>,
     pub usage: usage::UsageSink,
     link: source::ConfigLink,
 }
@@ -78,7 +78,6 @@ impl DataPlane {
         Arc::new(DataPlane {
             config,
             runtime: RuntimeHandle::default(),
-            clients: Mutex::new(HashMap::new()),
             usage,
             link: source::ConfigLink::default(),
         })
@@ -94,8 +93,9 @@ impl DataPlane {
     }
 
     /// Follows a channel of snapshots (in-process from the control plane, or fed by a gRPC
-    /// stream), applying each one. A snapshot that fails validation is logged and skipped; the
-    /// last good one keeps serving.
+    /// stream), applying each one. The current snapshot is applied before this returns, so a
+    /// listener started afterwards never answers "not ready". A snapshot that fails validation
+    /// is logged and skipped; the last good one keeps serving.
     pub fn follow(
         self: &Arc<Self>,
         mut rx: watch::Receiver<Arc<Snapshot>>,
@@ -103,42 +103,25 @@ impl DataPlane {
         let dp = Arc::clone(self);
         dp.link.set_source(source::ConfigSource::InProcess);
         dp.link.set_connected(true);
+        let current = rx.borrow_and_update().clone();
+        dp.apply_logged(&current);
         tokio::spawn(async move {
-            loop {
+            while rx.changed().await.is_ok() {
                 let snapshot = rx.borrow_and_update().clone();
-                match dp.runtime.apply(&snapshot) {
-                    Ok(version) => tracing::info!(version, "config applied"),
-                    Err(e) => tracing::error!(
-                        version = snapshot.version,
-                        error = %e,
-                        "config snapshot rejected; still serving the last good one"
-                    ),
-                }
-                if rx.changed().await.is_err() {
-                    dp.link.set_connected(false);
-                    return;
-                }
+                dp.apply_logged(&snapshot);
             }
+            dp.link.set_connected(false);
         })
     }
 
-    /// An HTTP client whose connect timeout is `connect_timeout`; clients (and their connection
-    /// pools) are shared by every provider with the same timeout and survive config changes.
-    pub(crate) fn client(&self, connect_timeout: Duration) -> reqwest::Client {
-        let mut clients = self
-            .clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        clients
-            .entry(connect_timeout)
-            .or_insert_with(|| {
-                reqwest::Client::builder()
-                    .connect_timeout(connect_timeout)
-                    .tcp_nodelay(true)
-                    .pool_idle_timeout(Duration::from_secs(90))
-                    .build()
-                    .unwrap_or_default()
-            })
-            .clone()
+    fn apply_logged(&self, snapshot: &Snapshot) {
+        match self.runtime.apply(snapshot) {
+            Ok(version) => tracing::info!(version, "config applied"),
+            Err(e) => tracing::error!(
+                version = snapshot.version,
+                error = %e,
+                "config snapshot rejected; still serving the last good one"
+            ),
+        }
     }
 }

@@ -71,6 +71,10 @@ pub struct Provider {
     pub stream_idle_timeout: Duration,
     pub extra_headers: http::HeaderMap,
     pub keys: Vec<ProviderKey>,
+    /// The pooled upstream client (its connect timeout is `connect_timeout`); carried over from
+    /// the previous config while the timeout is unchanged, so pooled connections survive config
+    /// changes.
+    pub client: crate::upstream::HttpClient,
 }
 
 /// Which models a provider key serves.
@@ -248,15 +252,23 @@ fn compile_provider(
         let prev = previous.and_then(|prev| prev.keys.iter().find(|pk| *pk.id == *k.id));
         keys.push(compile_key(p, kind, k, prev)?);
     }
+    let connect_timeout = millis_or(network.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT);
+    let client = previous
+        .filter(|prev| prev.connect_timeout == connect_timeout)
+        .map_or_else(
+            || crate::upstream::HttpClient::new(connect_timeout),
+            |prev| prev.client.clone(),
+        );
     Ok(Provider {
         name: p.name.as_str().into(),
         kind,
         base_url,
-        connect_timeout: millis_or(network.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT),
+        connect_timeout,
         request_timeout: millis_or(network.request_timeout_ms, DEFAULT_REQUEST_TIMEOUT),
         stream_idle_timeout: millis_or(network.stream_idle_timeout_ms, DEFAULT_STREAM_IDLE_TIMEOUT),
         extra_headers,
         keys,
+        client,
     })
 }
 

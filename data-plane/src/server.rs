@@ -2,7 +2,8 @@
 //!
 //! 1. load the current [`Runtime`](crate::runtime::Runtime) once (the request keeps it to the end);
 //! 2. authenticate the virtual key (`Authorization: Bearer`, `x-api-key` or `x-bf-vk`);
-//! 3. read the body up to the configured cap and take `model` and `stream` from its top level;
+//! 3. read the body up to the configured cap and parse its top level once ([`RequestBody`]):
+//!    `model` and `stream` for routing, the members for the provider's translation;
 //! 4. route to a provider, upstream model and provider key ([`crate::routing`]);
 //! 5. hand over to the provider ([`crate::providers`]), which forwards and relays the answer;
 //! 6. every outcome ends in one usage record.
@@ -12,13 +13,14 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, head, post};
 use http::{HeaderMap, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use tollgate_proto::usage::v1::UsageRecord;
 use tollgate_protocol::anthropic::ErrorKind;
+use tollgate_protocol::bedrock::RequestBody;
 
 use crate::DataPlane;
 use crate::error::ProxyError;
@@ -81,16 +83,16 @@ async fn ready(State(dp): State<Arc<DataPlane>>) -> Response {
         .into_response()
 }
 
-async fn messages(State(dp): State<Arc<DataPlane>>, headers: HeaderMap, body: Body) -> Response {
-    handle(dp, Operation::Messages, headers, body).await
+// The request is taken whole and split, rather than through the `HeaderMap` extractor, which
+// clones the headers.
+async fn messages(State(dp): State<Arc<DataPlane>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    handle(dp, Operation::Messages, parts.headers, body).await
 }
 
-async fn count_tokens(
-    State(dp): State<Arc<DataPlane>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle(dp, Operation::CountTokens, headers, body).await
+async fn count_tokens(State(dp): State<Arc<DataPlane>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    handle(dp, Operation::CountTokens, parts.headers, body).await
 }
 
 /// A usage record being filled in as the request progresses.
@@ -144,23 +146,35 @@ impl Draft {
 async fn handle(dp: Arc<DataPlane>, op: Operation, headers: HeaderMap, body: Body) -> Response {
     let request_id = format!("req_tg_{}", uuid::Uuid::now_v7().simple());
     let mut draft = Draft::new(request_id.clone());
-    match prepare_and_call(&dp, op, headers, body, &mut draft).await {
+    let (rt, vk, bytes) = match admit(&dp, &headers, body, &mut draft).await {
+        Ok(admitted) => admitted,
+        Err(e) => return refuse(&dp, draft, e),
+    };
+    // The top level is parsed once, here; the provider's translation reuses it.
+    let parsed = match RequestBody::parse(&bytes) {
+        Ok(p) => p,
+        Err(e) => return refuse(&dp, draft, ProxyError::invalid_request(e.to_string())),
+    };
+    match route_call(rt, &vk, op, headers, bytes.clone(), &parsed, &mut draft) {
         Ok(call) => providers::call(dp, call, draft).await,
-        Err(e) => {
-            let status = e.status.as_u16();
-            tracing::info!(
-                request_id = %request_id,
-                status,
-                error_class = e.class,
-                message = %e.message,
-                "request refused"
-            );
-            let class = e.class;
-            let resp = e.into_response_with(&request_id);
-            draft.finish(&dp, status, class);
-            resp
-        }
+        Err(e) => refuse(&dp, draft, e),
     }
+}
+
+/// Ends a request the gateway refused before any upstream call.
+fn refuse(dp: &DataPlane, draft: Draft, e: ProxyError) -> Response {
+    let status = e.status.as_u16();
+    tracing::info!(
+        request_id = %draft.record.request_id,
+        status,
+        error_class = e.class,
+        message = %e.message,
+        "request refused"
+    );
+    let class = e.class;
+    let resp = e.into_response_with(&draft.record.request_id);
+    draft.finish(dp, status, class);
+    resp
 }
 
 /// The virtual key presented by the client, if any.
@@ -210,13 +224,13 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ProxyError> {
     }
 }
 
-async fn prepare_and_call(
-    dp: &Arc<DataPlane>,
-    op: Operation,
-    headers: HeaderMap,
+/// Steps 1 to 3: the runtime, the virtual key and the body (bounded).
+async fn admit(
+    dp: &DataPlane,
+    headers: &HeaderMap,
     body: Body,
     draft: &mut Draft,
-) -> Result<Call, ProxyError> {
+) -> Result<(Arc<Runtime>, Arc<VirtualKey>, Bytes), ProxyError> {
     let Some(rt) = dp.runtime().load() else {
         return Err(ProxyError::new(
             ErrorKind::Overloaded,
@@ -225,26 +239,36 @@ async fn prepare_and_call(
         )
         .with_status(StatusCode::SERVICE_UNAVAILABLE));
     };
-    let vk = authenticate(&rt, &headers)?;
+    let vk = authenticate(&rt, headers)?;
     draft.record.virtual_key_id = vk.id.to_string();
     let body = read_body(body, dp.config.max_body_bytes).await?;
-    let (model, stream) = tollgate_protocol::bedrock::request_model(&body)
-        .map_err(|e| ProxyError::invalid_request(e.to_string()))?;
-    let stream = stream && op == Operation::Messages;
-    draft.record.model_requested.clone_from(&model);
+    Ok((rt, vk, body))
+}
+
+/// Step 4: routing, and the call it makes.
+fn route_call<'a>(
+    rt: Arc<Runtime>,
+    vk: &VirtualKey,
+    op: Operation,
+    headers: HeaderMap,
+    body: Bytes,
+    parsed: &'a RequestBody<'a>,
+    draft: &mut Draft,
+) -> Result<Call<'a>, ProxyError> {
+    let stream = parsed.stream && op == Operation::Messages;
+    draft.record.model_requested.clone_from(&parsed.model);
     draft.record.stream = stream;
-    let route = routing::route(&rt, &vk, &model, |total| rand::random::<f64>() * total).map_err(
-        |e| match e {
-            RouteError::ProviderNotAllowed(_) => {
-                ProxyError::new(ErrorKind::Permission, "provider_not_allowed", e.to_string())
-            }
-            RouteError::NoKey { .. }
-            | RouteError::UnknownModel(_)
-            | RouteError::UnknownProvider(_) => {
-                ProxyError::new(ErrorKind::NotFound, "unknown_model", e.to_string())
-            }
-        },
-    )?;
+    let route = routing::route(&rt, vk, &parsed.model, |total| {
+        rand::random::<f64>() * total
+    })
+    .map_err(|e| match e {
+        RouteError::ProviderNotAllowed(_) => {
+            ProxyError::new(ErrorKind::Permission, "provider_not_allowed", e.to_string())
+        }
+        RouteError::NoKey { .. } | RouteError::UnknownModel(_) | RouteError::UnknownProvider(_) => {
+            ProxyError::new(ErrorKind::NotFound, "unknown_model", e.to_string())
+        }
+    })?;
     draft.record.provider = route.provider.name.to_string();
     draft.record.model_resolved = route.upstream_model.to_owned();
     draft.record.provider_key_id = route.key.id.to_string();
@@ -256,7 +280,7 @@ async fn prepare_and_call(
         upstream_model,
         via_alias: route.via_alias,
         runtime: rt,
-        model,
+        parsed,
         stream,
         headers,
         body,

@@ -28,11 +28,7 @@ impl TestDatabase {
             .execute(&mut conn)
             .await
             .expect("create database");
-        let base = database_url();
-        let url = match base.rsplit_once('/') {
-            Some((prefix, _)) => format!("{prefix}/{name}"),
-            None => panic!("DATABASE_URL has no database name: {base}"),
-        };
+        let url = tollgate_control_plane::PostgresStore::url_with_database(&database_url(), &name);
         TestDatabase { name, url }
     }
 }

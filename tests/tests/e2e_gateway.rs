@@ -518,3 +518,138 @@ async fn all_in_one_stores_one_usage_row_per_request_across_a_stop() {
     assert_eq!(ok, answered, "one usage row per successful request");
     assert_eq!(distinct, ok);
 }
+
+/// A client that goes away mid-stream, while the upstream is silent, is noticed at once: the
+/// upstream request ends and a usage row with status 499 (`client_closed`) is written when the
+/// response body is dropped, long before the upstream stream would have finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_mid_stream_is_recorded_as_499() {
+    use sqlx::Connection;
+    let s = setup().await;
+    let mut resp = s
+        .post(&message(
+            "claude-sonnet-4-6",
+            "[double:slow:1000] stream please",
+            true,
+        ))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let mut seen = String::new();
+    while !seen.contains("message_start") {
+        let chunk = resp.chunk().await.expect("read").expect("more events");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(resp);
+    let dropped_at = std::time::Instant::now();
+    // The double would keep streaming for several more seconds (1 s between events); the gateway
+    // must notice the client is gone while it waits, end the upstream call and write the record
+    // (usage is stored in batches of at most 1 s). The store is read while the gateway runs.
+    let db = s.gw.data_dir().join("tollgate.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await
+        .expect("open the all-in-one store");
+    let mut rows: Vec<(i64, String, bool)> = Vec::new();
+    while rows.is_empty() && dropped_at.elapsed() < Duration::from_secs(4) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // (Setup's warm-up calls may have failed before the provider pointed at the double;
+        // they are not streams.)
+        rows = sqlx::query_as(
+            "SELECT status, error_class, stream FROM usage_records WHERE status <> 200 AND stream",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("rows");
+    }
+    assert_eq!(rows, vec![(499, "client_closed".to_owned(), true)]);
+}
+
+/// A minimal HTTP CONNECT proxy on loopback; returns its address and the targets it tunnelled.
+async fn connect_proxy() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read_exact(&mut byte).await.is_err() || head.len() > 8192 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let mut parts = head.split_whitespace();
+                let (Some("CONNECT"), Some(target)) = (parts.next(), parts.next()) else {
+                    let _ = client
+                        .write_all(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                    return;
+                };
+                log.lock().unwrap().push(target.to_owned());
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await else {
+                    let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                    return;
+                };
+                let _ = client
+                    .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                    .await;
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// `HTTP_PROXY` / `HTTPS_PROXY` send provider traffic through a CONNECT tunnel (the signature
+/// still verifies end to end); `NO_PROXY` exempts hosts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_calls_honour_the_proxy_environment() {
+    let (proxy, seen) = connect_proxy().await;
+    let proxy_url = format!("http://{proxy}");
+    let s = common::setup_with_env(
+        &[],
+        &[("HTTP_PROXY", &proxy_url), ("HTTPS_PROXY", &proxy_url)],
+    )
+    .await;
+    let resp = s.post(&message("claude-sonnet-4-6", "hi", false)).await;
+    assert_eq!(resp.status(), 200);
+    let double_addr = s.double.base_url().trim_start_matches("http://").to_owned();
+    // (Before the test points the provider at the double, a warm-up call may have gone to the
+    // real AWS endpoint, through the proxy too; only the double's tunnel matters here.)
+    let tunnels = seen.lock().unwrap().clone();
+    assert!(
+        tunnels.contains(&double_addr),
+        "the upstream connection went through the proxy to the double: {tunnels:?}"
+    );
+    assert_eq!(s.last_request().verdict.status, 200, "signature verified");
+
+    let (proxy, seen) = connect_proxy().await;
+    let proxy_url = format!("http://{proxy}");
+    let s = common::setup_with_env(
+        &[],
+        &[
+            ("HTTP_PROXY", &proxy_url),
+            ("NO_PROXY", "127.0.0.1,localhost"),
+        ],
+    )
+    .await;
+    let resp = s.post(&message("claude-sonnet-4-6", "hi", false)).await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "NO_PROXY hosts are reached directly"
+    );
+}

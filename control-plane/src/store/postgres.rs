@@ -32,6 +32,24 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
+    /// `url` with its database name replaced by `db` (same server, user and parameters): how
+    /// tests and benchmarks reach a database they created through the server's admin database.
+    pub fn url_with_database(url: &str, db: &str) -> String {
+        let (base, query) = url
+            .split_once('?')
+            .map_or((url, None), |(b, q)| (b, Some(q)));
+        let scheme_end = base.find("://").map_or(0, |i| i + 3);
+        let path_start = base[scheme_end..]
+            .find('/')
+            .map_or(base.len(), |i| scheme_end + i);
+        let mut out = format!("{}/{db}", &base[..path_start]);
+        if let Some(q) = query {
+            out.push('?');
+            out.push_str(q);
+        }
+        out
+    }
+
     /// Connects to `url` and runs the migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()

@@ -4,7 +4,7 @@
 //! statement and concurrent writers wait (`busy_timeout`) instead of failing on lock upgrade.
 //!
 //! Usage records go to a plain `usage_records` table, unique on `request_id`, with multi-row
-//! `INSERT OR IGNORE` statements. Only one process uses the file, so there are no config-change
+//! `INSERT OR IGNORE` statements of a few fixed sizes (each compiled once per connection). Only one process uses the file, so there are no config-change
 //! notifications ([`Store::config_changes`](super::Store::config_changes) is `None`).
 
 use std::path::Path;
@@ -13,7 +13,7 @@ use std::time::Duration;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
+use sqlx::{Sqlite, SqlitePool, Transaction};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
@@ -67,30 +67,33 @@ impl SqliteStore {
         }
         let mut tx = self.begin_write().await?;
         let mut inserted = 0;
-        for chunk in records.chunks(USAGE_ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new(format!(
-                "INSERT OR IGNORE INTO usage_records ({}) ",
-                super::sql::USAGE_COLUMNS
-            ));
-            q.push_values(chunk, |mut row, r| {
-                row.push_bind(r.request_id.clone())
-                    .push_bind(r.virtual_key_id.clone())
-                    .push_bind(r.provider.clone())
-                    .push_bind(r.model_requested.clone())
-                    .push_bind(r.model_resolved.clone())
-                    .push_bind(r.provider_key_id.clone())
-                    .push_bind(saturating_i64(r.input_tokens))
-                    .push_bind(saturating_i64(r.output_tokens))
-                    .push_bind(saturating_i64(r.cache_read_input_tokens))
-                    .push_bind(saturating_i64(r.cache_write_input_tokens))
-                    .push_bind(i64::from(r.latency_ms))
-                    .push_bind(i64::from(r.time_to_first_token_ms))
-                    .push_bind(i64::from(r.status))
-                    .push_bind(r.error_class.clone())
-                    .push_bind(started_at_text(usage_started_at(r.started_at_unix_ms)))
-                    .push_bind(r.stream);
-            });
-            inserted += q.build().execute(&mut *tx).await?.rows_affected();
+        let mut rest = records;
+        for (i, &rows) in USAGE_CHUNKS.iter().enumerate() {
+            while rest.len() >= rows {
+                let (chunk, tail) = rest.split_at(rows);
+                rest = tail;
+                let mut q = sqlx::query(usage_insert_sql(i));
+                for r in chunk {
+                    q = q
+                        .bind(r.request_id.as_str())
+                        .bind(r.virtual_key_id.as_str())
+                        .bind(r.provider.as_str())
+                        .bind(r.model_requested.as_str())
+                        .bind(r.model_resolved.as_str())
+                        .bind(r.provider_key_id.as_str())
+                        .bind(saturating_i64(r.input_tokens))
+                        .bind(saturating_i64(r.output_tokens))
+                        .bind(saturating_i64(r.cache_read_input_tokens))
+                        .bind(saturating_i64(r.cache_write_input_tokens))
+                        .bind(i64::from(r.latency_ms))
+                        .bind(i64::from(r.time_to_first_token_ms))
+                        .bind(i64::from(r.status))
+                        .bind(r.error_class.as_str())
+                        .bind(started_at_text(usage_started_at(r.started_at_unix_ms)))
+                        .bind(r.stream);
+                }
+                inserted += q.execute(&mut *tx).await?.rows_affected();
+            }
         }
         tx.commit().await?;
         Ok(inserted)
@@ -118,8 +121,24 @@ impl SqliteStore {
     }
 }
 
-/// 16 binds per row; SQLite allows 32,766 per statement.
-const USAGE_ROWS_PER_STATEMENT: usize = 1000;
+/// Rows per usage `INSERT` statement. A batch goes out in chunks of these fixed sizes, so the
+/// connection's statement cache compiles each statement once instead of parsing a new
+/// thousand-row statement per batch (16 binds per row; SQLite allows 32,766 per statement).
+const USAGE_CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
+
+/// The `INSERT OR IGNORE` of `USAGE_CHUNKS[i]` rows.
+fn usage_insert_sql(i: usize) -> &'static str {
+    static SQL: [std::sync::OnceLock<String>; USAGE_CHUNKS.len()] =
+        [const { std::sync::OnceLock::new() }; USAGE_CHUNKS.len()];
+    SQL[i].get_or_init(|| {
+        let row = format!("({})", vec!["?"; 16].join(", "));
+        format!(
+            "INSERT OR IGNORE INTO usage_records ({}) VALUES {}",
+            super::sql::USAGE_COLUMNS,
+            vec![row; USAGE_CHUNKS[i]].join(", ")
+        )
+    })
+}
 
 /// Fixed-width UTC text (`2026-01-15T10:00:00.123Z`), so text order is time order.
 fn started_at_text(t: OffsetDateTime) -> String {

@@ -5,29 +5,12 @@ use std::future::Future;
 
 use sqlx::Connection as _;
 use sqlx::postgres::PgConnection;
+use tollgate_control_plane::PostgresStore;
 
 /// The server tests run against; override with `DATABASE_URL`.
 pub fn postgres_admin_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// `url` with its database name replaced by `db`.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{db}", &base[..path_start]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
 }
 
 /// Runs `body` with the URL of a fresh, uniquely named PostgreSQL database, then drops the
@@ -47,7 +30,7 @@ where
         .execute(&mut admin)
         .await
         .expect("create test database");
-    let result = tokio::spawn(body(with_database(&admin_url, &name))).await;
+    let result = tokio::spawn(body(PostgresStore::url_with_database(&admin_url, &name))).await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
     )))
@@ -63,15 +46,15 @@ where
 #[test]
 fn database_name_replacement() {
     assert_eq!(
-        with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+        PostgresStore::url_with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
         "postgres://postgres@127.0.0.1:5432/t1"
     );
     assert_eq!(
-        with_database("postgres://u:p@h/db?sslmode=disable", "t2"),
+        PostgresStore::url_with_database("postgres://u:p@h/db?sslmode=disable", "t2"),
         "postgres://u:p@h/t2?sslmode=disable"
     );
     assert_eq!(
-        with_database("postgres://h:5432", "t3"),
+        PostgresStore::url_with_database("postgres://h:5432", "t3"),
         "postgres://h:5432/t3"
     );
 }

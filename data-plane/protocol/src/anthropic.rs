@@ -7,7 +7,7 @@ use std::fmt;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::bedrock::BodyError;
+use crate::bedrock::{BodyError, RequestBody};
 use crate::json;
 use crate::sse::{self, SseEvent};
 
@@ -164,20 +164,17 @@ impl ApiError {
 /// alias maps to a different upstream model). Only the top level is parsed: every other member
 /// keeps its bytes and position, so the body stays byte-identical apart from the `model` value.
 ///
-/// Errors as for [`crate::bedrock::request_model`]: not JSON, not an object, duplicate top-level
-/// keys, `model` missing or not a string.
+/// Errors as for [`RequestBody::parse`]: not JSON, not an object, duplicate top-level keys,
+/// `model` missing or not a string, `stream` neither boolean nor null.
 pub fn set_model(body: &[u8], model: &str) -> Result<Vec<u8>, BodyError> {
-    let fields = json::parse_object(body)?;
-    let current = json::get(&fields, "model").ok_or(BodyError::MissingModel)?;
-    if json::decode::<String>(current).is_none() {
-        return Err(BodyError::InvalidField {
-            field: "model",
-            expected: "a string",
-        });
-    }
-    let mut out = Vec::with_capacity(body.len() + model.len());
+    Ok(set_model_parsed(&RequestBody::parse(body)?, model))
+}
+
+/// [`set_model`] of a body already parsed.
+pub fn set_model_parsed(body: &RequestBody<'_>, model: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len + model.len());
     out.push(b'{');
-    for (i, (key, value)) in fields.iter().enumerate() {
+    for (i, (key, value)) in body.fields.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
@@ -190,7 +187,7 @@ pub fn set_model(body: &[u8], model: &str) -> Result<Vec<u8>, BodyError> {
         }
     }
     out.push(b'}');
-    Ok(out)
+    out
 }
 
 // === Usage ===

@@ -12,8 +12,8 @@ mod stream;
 
 pub use body::{
     ANTHROPIC_VERSION, BEDROCK_BETAS, BETA_ALIASES, BodyError, CROSS_REGION_PREFIXES, InvokeBody,
-    count_tokens_body, count_tokens_model_id, count_tokens_response, invoke_body,
-    model_path_segment, request_model,
+    RequestBody, count_tokens_body, count_tokens_body_parsed, count_tokens_model_id,
+    count_tokens_response, invoke_body, invoke_body_parsed, model_path_segment, request_model,
 };
 pub use error::{exception_kind, map_error, sanitize_error_type};
 pub use stream::{StreamError, StreamTranslator};

@@ -1,6 +1,7 @@
 //! Small JSON helpers shared by the modules: an infallible string escaper and a top-level-only
 //! object parser that keeps every value as raw bytes borrowed from the input.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -8,8 +9,9 @@ use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-/// One top-level member: decoded key and the raw, untouched bytes of its value.
-pub(crate) type Field<'a> = (String, &'a RawValue);
+/// One top-level member: decoded key (borrowed from the input unless it has escapes) and the
+/// raw, untouched bytes of its value.
+pub(crate) type Field<'a> = (Cow<'a, str>, &'a RawValue);
 
 /// Why [`parse_object`] rejected its input.
 #[derive(Debug)]
@@ -35,13 +37,23 @@ pub(crate) fn parse_object(input: &[u8]) -> Result<Vec<Field<'_>>, ObjectError> 
         }
         Err(err) => return Err(ObjectError::Syntax(err)),
     };
-    let mut seen = HashSet::with_capacity(top.0.len());
-    for (key, _) in &top.0 {
-        if !seen.insert(key.as_str()) {
-            return Err(ObjectError::Duplicate(key.clone()));
+    let fields = top.0;
+    // Requests have a dozen members or so: comparing pairs is cheaper than hashing them.
+    if fields.len() <= 32 {
+        for (i, (key, _)) in fields.iter().enumerate() {
+            if fields[..i].iter().any(|(k, _)| k == key) {
+                return Err(ObjectError::Duplicate(key.to_string()));
+            }
+        }
+    } else {
+        let mut seen = HashSet::with_capacity(fields.len());
+        for (key, _) in &fields {
+            if !seen.insert(key.as_ref()) {
+                return Err(ObjectError::Duplicate(key.to_string()));
+            }
         }
     }
-    Ok(top.0)
+    Ok(fields)
 }
 
 /// Returns the raw value of the first member named `name`.
@@ -63,13 +75,42 @@ impl<'de> Deserialize<'de> for TopLevel<'de> {
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(16));
-                while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
+                while let Some((Key(key), value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
                     fields.push((key, value));
                 }
                 Ok(TopLevel(fields))
             }
         }
         deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// An object key, borrowed from the input when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
@@ -144,7 +185,7 @@ mod tests {
     fn parse_object_keeps_raw_values_and_order() {
         let input = br#" { "b" : [1, 2 ,3], "a":{"x" : "\u00e9"} , "c":1.50 } "#;
         let fields = parse_object(input).unwrap();
-        let got: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.get())).collect();
+        let got: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_ref(), v.get())).collect();
         assert_eq!(
             got,
             vec![
@@ -169,6 +210,15 @@ mod tests {
         assert!(matches!(
             parse_object(br#"{"a":1,"\u0061":2}"#),
             Err(ObjectError::Duplicate(k)) if k == "a"
+        ));
+        // Past 32 members duplicates are found by hashing instead of comparing pairs.
+        let many: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
+        let ok = format!("{{{}}}", many.join(","));
+        assert_eq!(parse_object(ok.as_bytes()).expect("40 members").len(), 40);
+        let dup = format!("{{{},\"k\\u0033\":0}}", many.join(","));
+        assert!(matches!(
+            parse_object(dup.as_bytes()),
+            Err(ObjectError::Duplicate(k)) if k == "k3"
         ));
     }
 }

@@ -7,83 +7,94 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::response::Response;
-use futures::StreamExt;
-use http::{HeaderValue, header};
+use http::{HeaderValue, Request, header};
+use http_body_util::Full;
 use tollgate_protocol::anthropic::{ErrorKind, UsageTracker};
 use tollgate_protocol::sse::SseParser;
 
-use super::{
-    Call, MAX_UPSTREAM_BODY, Operation, end_stream, fail, read_upstream_body, relay_channel, send,
-};
+use super::{Call, MAX_UPSTREAM_BODY, Operation, RelayBody, Step, StreamTranslation, fail};
 use crate::DataPlane;
 use crate::error::ProxyError;
 use crate::runtime::KeyCredential;
 use crate::server::Draft;
+use crate::upstream;
 
 const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 const DEFAULT_VERSION: &str = "2023-06-01";
 
-pub(crate) async fn call(dp: Arc<DataPlane>, c: Call, draft: Draft) -> Response {
-    match prepare(&dp, &c) {
+pub(crate) async fn call(dp: Arc<DataPlane>, c: Call<'_>, draft: Draft) -> Response {
+    match prepare(&c) {
         Ok(req) => forward(dp, c, draft, req).await,
         Err(e) => fail(&dp, draft, e),
     }
 }
 
-fn prepare(dp: &DataPlane, c: &Call) -> Result<reqwest::RequestBuilder, ProxyError> {
+fn config_error(message: impl Into<std::borrow::Cow<'static, str>>) -> ProxyError {
+    ProxyError::new(ErrorKind::Api, "gateway_config", message)
+}
+
+fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
     let KeyCredential::AnthropicApiKey(api_key) = &c.key().credential else {
-        return Err(ProxyError::new(
-            ErrorKind::Api,
-            "gateway_config",
-            "provider key has no API key",
-        ));
+        return Err(config_error("provider key has no API key"));
     };
-    let api_key = api_key
-        .resolve()
-        .map_err(|e| ProxyError::new(ErrorKind::Api, "gateway_config", e.to_string()))?;
+    let api_key = api_key.resolve().map_err(|e| config_error(e.to_string()))?;
     let base = c.provider.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
     let path = match c.op {
         Operation::Messages => "/v1/messages",
         Operation::CountTokens => "/v1/messages/count_tokens",
     };
-    let body = if c.upstream_model == c.model {
+    let body = if c.upstream_model == c.parsed.model {
         c.body.clone()
     } else {
-        Bytes::from(
-            tollgate_protocol::anthropic::set_model(&c.body, &c.upstream_model)
-                .map_err(|e| ProxyError::invalid_request(e.to_string()))?,
-        )
+        Bytes::from(tollgate_protocol::anthropic::set_model_parsed(
+            c.parsed,
+            &c.upstream_model,
+        ))
     };
-    let mut req = dp
-        .client(c.provider.connect_timeout)
-        .post(format!("{base}{path}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .header("x-api-key", &*api_key);
+    let uri = upstream::parse_url(&format!("{base}{path}"))?;
+    let mut headers = http::HeaderMap::with_capacity(8);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let mut key = HeaderValue::try_from(&*api_key)
+        .map_err(|_| config_error("the Anthropic API key is not a valid header value"))?;
+    key.set_sensitive(true);
+    headers.insert("x-api-key", key);
     let mut has_version = false;
     for (name, value) in &c.headers {
         let n = name.as_str();
         if n.starts_with("anthropic-") {
             has_version |= n == "anthropic-version";
-            req = req.header(name, value);
+            headers.append(name, value.clone());
         }
     }
     if !has_version {
-        req = req.header("anthropic-version", DEFAULT_VERSION);
+        headers.insert(
+            "anthropic-version",
+            HeaderValue::from_static(DEFAULT_VERSION),
+        );
     }
-    for (name, value) in &c.provider.extra_headers {
-        req = req.header(name, value);
-    }
-    Ok(req.body(body))
+    Ok(upstream::post(
+        uri,
+        headers,
+        &c.provider.extra_headers,
+        body,
+    ))
 }
 
 async fn forward(
     dp: Arc<DataPlane>,
-    c: Call,
+    c: Call<'_>,
     mut draft: Draft,
-    req: reqwest::RequestBuilder,
+    req: Request<Full<Bytes>>,
 ) -> Response {
     let provider = &c.provider;
-    let upstream = match send(provider, req, provider.request_timeout).await {
+    let upstream = match provider
+        .client
+        .send(&provider.name, req, provider.request_timeout)
+        .await
+    {
         Ok(r) => r,
         Err(e) => return fail(&dp, draft, e),
     };
@@ -108,10 +119,17 @@ async fn forward(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     let body = if status.is_success() && is_sse {
-        relay_stream(dp, provider.stream_idle_timeout, draft, upstream)
+        Body::new(RelayBody::new(
+            Arc::clone(&dp),
+            upstream.into_body(),
+            SseWatch::default(),
+            draft,
+            provider.stream_idle_timeout,
+            None,
+        ))
     } else {
-        let bytes = match read_upstream_body(
-            provider,
+        let bytes = match upstream::read_body(
+            &provider.name,
             upstream,
             provider.request_timeout,
             MAX_UPSTREAM_BODY,
@@ -148,51 +166,31 @@ async fn forward(
     resp
 }
 
-fn relay_stream(
-    dp: Arc<DataPlane>,
-    idle: std::time::Duration,
-    mut draft: Draft,
-    upstream: reqwest::Response,
-) -> Body {
-    let (tx, body_out) = relay_channel();
-    tokio::spawn(async move {
-        let mut body = upstream.bytes_stream();
-        let mut parser = SseParser::new();
-        let mut usage = UsageTracker::default();
-        let (status, class) = loop {
-            match tokio::time::timeout(idle, body.next()).await {
-                Err(_) => {
-                    let message = format!("upstream stream was silent for {} s", idle.as_secs());
-                    break end_stream(
-                        &tx,
-                        ErrorKind::Timeout,
-                        504,
-                        "upstream_idle_timeout",
-                        message,
-                    )
-                    .await;
-                }
-                Ok(None) => break (200, ""),
-                Ok(Some(Err(e))) => {
-                    let message = format!("lost the upstream stream: {e}");
-                    break end_stream(&tx, ErrorKind::Api, 502, "upstream_read", message).await;
-                }
-                Ok(Some(Ok(chunk))) => {
-                    draft.mark_first_output();
-                    parser.push(&chunk);
-                    while let Some(event) = parser.next_event() {
-                        usage.observe_sse(&event);
-                    }
-                    if tx.send(Ok(chunk)).await.is_err() {
-                        break (499, "client_closed");
-                    }
-                }
-            }
-        };
-        if let Some(u) = usage.usage() {
-            draft.set_usage(&u);
+/// Anthropic's own SSE, relayed chunk by chunk as it arrives while a parser watches it for
+/// usage (Anthropic sends its own pings).
+#[derive(Default)]
+struct SseWatch {
+    parser: SseParser,
+    usage: UsageTracker,
+}
+
+impl StreamTranslation for SseWatch {
+    fn on_chunk(&mut self, chunk: &Bytes) -> Step {
+        self.parser.push(chunk);
+        while let Some(event) = self.parser.next_event() {
+            self.usage.observe_sse(&event);
         }
-        draft.finish(&dp, status, class);
-    });
-    body_out
+        Step {
+            out: chunk.clone(),
+            end: None,
+        }
+    }
+
+    fn on_end(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn usage(&self) -> Option<tollgate_protocol::anthropic::Usage> {
+        self.usage.usage()
+    }
 }

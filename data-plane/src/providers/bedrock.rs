@@ -6,25 +6,27 @@
 //! silence the relay sends its own `ping` event; Claude Code aborts streams silent for 300 s.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
-use http::{HeaderValue, StatusCode, header};
+use bytes::BytesMut;
+use http::{HeaderValue, Request, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
 use tollgate_protocol::anthropic::{ApiError, ErrorKind};
 use tollgate_protocol::bedrock::{self as translate, StreamTranslator};
-use tollgate_protocol::{eventstream, sse};
+use tollgate_protocol::eventstream;
 
-use super::{
-    Call, MAX_UPSTREAM_BODY, Operation, RelaySender, end_stream, fail, read_upstream_body,
-    relay_channel, send,
-};
+use super::{Call, End, MAX_UPSTREAM_BODY, Operation, RelayBody, Step, StreamTranslation, fail};
 use crate::DataPlane;
 use crate::error::{ProxyError, error_response};
 use crate::runtime::KeyCredential;
 use crate::server::Draft;
-use crate::signing::{BedrockCredential, sign_request};
+use crate::signing::{BedrockCredential, ToSign, sign_request};
+use crate::upstream;
+
+type UpstreamResponse = http::Response<Incoming>;
 
 /// Headers that are signed and sent with every Bedrock request (besides `host`, `x-amz-date`
 /// and, with temporary credentials, `x-amz-security-token`).
@@ -33,8 +35,8 @@ const SIGNED_HEADERS: [(&str, &str); 2] = [
     ("content-type", "application/json"),
 ];
 
-pub(crate) async fn call(dp: Arc<DataPlane>, c: Call, draft: Draft) -> Response {
-    let mut resp = match prepare_and_send(&dp, &c).await {
+pub(crate) async fn call(dp: Arc<DataPlane>, c: Call<'_>, draft: Draft) -> Response {
+    let mut resp = match prepare_and_send(&c).await {
         Ok(r) => r,
         Err(e) => return fail(&dp, draft, e),
     };
@@ -50,7 +52,7 @@ pub(crate) async fn call(dp: Arc<DataPlane>, c: Call, draft: Draft) -> Response 
             "Bedrock rejected cached credentials; refreshing them and retrying once"
         );
         auth.invalidate();
-        resp = match prepare_and_send(&dp, &c).await {
+        resp = match prepare_and_send(&c).await {
             Ok(r) => r,
             Err(e) => return fail(&dp, draft, e),
         };
@@ -59,7 +61,7 @@ pub(crate) async fn call(dp: Arc<DataPlane>, c: Call, draft: Draft) -> Response 
 }
 
 /// Whether an upstream answer says the credentials themselves are bad (not the request).
-fn credential_rejected(resp: &reqwest::Response) -> bool {
+fn credential_rejected(resp: &UpstreamResponse) -> bool {
     if !matches!(resp.status().as_u16(), 400 | 401 | 403) {
         return false;
     }
@@ -80,9 +82,12 @@ fn credential_rejected(resp: &reqwest::Response) -> bool {
     )
 }
 
-async fn prepare_and_send(dp: &DataPlane, c: &Call) -> Result<reqwest::Response, ProxyError> {
-    let req = prepare(dp, c).await?;
-    send(&c.provider, req, c.provider.request_timeout).await
+async fn prepare_and_send(c: &Call<'_>) -> Result<UpstreamResponse, ProxyError> {
+    let req = prepare(c).await?;
+    c.provider
+        .client
+        .send(&c.provider.name, req, c.provider.request_timeout)
+        .await
 }
 
 fn body_error(e: translate::BodyError) -> ProxyError {
@@ -93,7 +98,7 @@ fn config_error(message: String) -> ProxyError {
     ProxyError::new(ErrorKind::Api, "gateway_config", message)
 }
 
-async fn prepare(dp: &DataPlane, c: &Call) -> Result<reqwest::RequestBuilder, ProxyError> {
+async fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
     let key = c.key();
     let KeyCredential::Bedrock(auth) = &key.credential else {
         return Err(config_error(format!(
@@ -105,10 +110,10 @@ async fn prepare(dp: &DataPlane, c: &Call) -> Result<reqwest::RequestBuilder, Pr
     let (operation, body) = match (c.op, c.stream) {
         (Operation::CountTokens, _) => (
             "count-tokens",
-            translate::count_tokens_body(&c.body, &betas).map_err(body_error)?,
+            translate::count_tokens_body_parsed(c.parsed, &betas).map_err(body_error)?,
         ),
         (Operation::Messages, stream) => {
-            let invoke = translate::invoke_body(&c.body, &betas).map_err(body_error)?;
+            let invoke = translate::invoke_body_parsed(c.parsed, &betas).map_err(body_error)?;
             if !invoke.dropped_betas.is_empty() {
                 tracing::debug!(dropped = ?invoke.dropped_betas, "anthropic-beta values Bedrock does not accept were not forwarded");
             }
@@ -149,36 +154,55 @@ async fn prepare(dp: &DataPlane, c: &Call) -> Result<reqwest::RequestBuilder, Pr
         .credential()
         .await
         .map_err(|e| config_error(format!("Bedrock credentials unavailable: {e}")))?;
-    let client = dp.client(c.provider.connect_timeout);
-    let mut req = client.post(&url);
+    let uri = upstream::parse_url(&url)?;
+    let mut headers = http::HeaderMap::with_capacity(8);
     for (name, value) in SIGNED_HEADERS {
-        req = req.header(name, value);
+        headers.insert(name, HeaderValue::from_static(value));
     }
     match credential {
-        BedrockCredential::Bearer(token) => req = req.bearer_auth(&*token),
+        BedrockCredential::Bearer(token) => {
+            let mut value = HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| {
+                config_error("the Bedrock API key is not a valid header value".into())
+            })?;
+            value.set_sensitive(true);
+            headers.insert(header::AUTHORIZATION, value);
+        }
         BedrockCredential::SigV4(creds) => {
             let signed = sign_request(
-                &creds,
-                &region,
-                SystemTime::now(),
-                "POST",
-                &url,
-                &SIGNED_HEADERS,
-                &body,
+                &auth.signing_key,
+                &ToSign {
+                    credentials: &creds,
+                    region: &region,
+                    time: SystemTime::now(),
+                    method: "POST",
+                    url: &url,
+                    headers: &SIGNED_HEADERS,
+                    body: &body,
+                },
             )
             .map_err(|e| config_error(e.to_string()))?;
             for (name, value) in signed {
-                req = req.header(name, value);
+                let mut value = HeaderValue::try_from(value)
+                    .map_err(|_| config_error("SigV4 produced an invalid header".into()))?;
+                value.set_sensitive(name != "x-amz-date");
+                headers.insert(name, value);
             }
         }
     }
-    for (name, value) in &c.provider.extra_headers {
-        req = req.header(name, value);
-    }
-    Ok(req.body(body))
+    Ok(upstream::post(
+        uri,
+        headers,
+        &c.provider.extra_headers,
+        Bytes::from(body),
+    ))
 }
 
-async fn forward(dp: Arc<DataPlane>, c: Call, draft: Draft, resp: reqwest::Response) -> Response {
+async fn forward(
+    dp: Arc<DataPlane>,
+    c: Call<'_>,
+    draft: Draft,
+    resp: UpstreamResponse,
+) -> Response {
     let provider = &c.provider;
     let status = resp.status();
     if !status.is_success() {
@@ -187,17 +211,27 @@ async fn forward(dp: Arc<DataPlane>, c: Call, draft: Draft, resp: reqwest::Respo
             .get("x-amzn-errortype")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = read_upstream_body(provider, resp, provider.request_timeout, MAX_UPSTREAM_BODY)
-            .await
-            .unwrap_or_default();
+        let body = upstream::read_body(
+            &provider.name,
+            resp,
+            provider.request_timeout,
+            MAX_UPSTREAM_BODY,
+        )
+        .await
+        .unwrap_or_default();
         let api = translate::map_error(status.as_u16(), error_type.as_deref(), &body);
         return upstream_error(&dp, draft, &api);
     }
     if c.stream {
         return relay_stream(dp, &c, draft, resp);
     }
-    let body = match read_upstream_body(provider, resp, provider.request_timeout, MAX_UPSTREAM_BODY)
-        .await
+    let body = match upstream::read_body(
+        &provider.name,
+        resp,
+        provider.request_timeout,
+        MAX_UPSTREAM_BODY,
+    )
+    .await
     {
         Ok(b) => b,
         Err(e) => return fail(&dp, draft, e),
@@ -255,22 +289,23 @@ fn upstream_error(dp: &DataPlane, draft: Draft, api: &ApiError) -> Response {
     resp
 }
 
-/// Starts the relay task and returns the SSE response it feeds.
+/// The SSE response fed by the upstream event stream (see [`RelayBody`]).
 fn relay_stream(
     dp: Arc<DataPlane>,
-    c: &Call,
+    c: &Call<'_>,
     draft: Draft,
-    upstream: reqwest::Response,
+    upstream: UpstreamResponse,
 ) -> Response {
-    let (tx, body) = relay_channel();
     let request_id = draft.record.request_id.clone();
-    let idle = c.provider.stream_idle_timeout;
-    let ping = dp.config.sse_ping_interval;
-    tokio::spawn(async move {
-        let (status, class, draft) = relay(upstream, &tx, draft, idle, ping).await;
-        draft.finish(&dp, status, class);
-    });
-    let mut resp = Response::new(body);
+    let body = RelayBody::new(
+        Arc::clone(&dp),
+        upstream.into_body(),
+        EventStreamToSse::default(),
+        draft,
+        c.provider.stream_idle_timeout,
+        Some(dp.config.sse_ping_interval),
+    );
+    let mut resp = Response::new(Body::new(body));
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -284,79 +319,64 @@ fn relay_stream(
     resp
 }
 
-/// Relays one Bedrock event stream to the client. Returns the outcome for the usage record.
-async fn relay(
-    upstream: reqwest::Response,
-    tx: &RelaySender,
-    mut draft: Draft,
-    idle: std::time::Duration,
-    ping: std::time::Duration,
-) -> (u16, &'static str, Draft) {
-    let mut body = upstream.bytes_stream();
-    let mut decoder = eventstream::Decoder::new();
-    let mut translator = StreamTranslator::new();
-    let mut last_upstream = Instant::now();
-    let mut last_sent = Instant::now();
-    let (status, class) = 'relay: loop {
-        let ping_at = tokio::time::Instant::from_std(last_sent + ping);
-        let idle_at = tokio::time::Instant::from_std(last_upstream + idle);
-        tokio::select! {
-            biased;
-            () = tx.closed() => break 'relay (499, "client_closed"),
-            next = tokio::time::timeout_at(idle_at, body.next()) => {
-                let chunk = match next {
-                    Err(_) => {
-                        break 'relay end_stream(tx, ErrorKind::Timeout, 504, "upstream_idle_timeout", format!("upstream stream was silent for {} s", idle.as_secs())).await;
-                    }
-                    Ok(None) => {
-                        if let Err(e) = decoder.finish().map_err(|e| e.to_string()).and_then(|()| translator.finish().map_err(|e| e.to_string())) {
-                            break 'relay end_stream(tx, ErrorKind::Api, 502, "upstream_truncated", format!("upstream stream ended early: {e}")).await;
-                        }
-                        break 'relay (200, "");
-                    }
-                    Ok(Some(Err(e))) => {
-                        break 'relay end_stream(tx, ErrorKind::Api, 502, "upstream_read", format!("lost the upstream stream: {e}")).await;
-                    }
-                    Ok(Some(Ok(chunk))) => chunk,
-                };
-                last_upstream = Instant::now();
-                decoder.push(&chunk);
-                loop {
-                    let message = match decoder.next_message() {
-                        Ok(Some(m)) => m,
-                        Ok(None) => break,
-                        Err(e) => {
-                            break 'relay end_stream(tx, ErrorKind::Api, 502, "upstream_corrupt", format!("corrupt upstream event stream: {e}")).await;
-                        }
-                    };
-                    let out = match translator.on_message(&message) {
-                        Ok(out) => out,
-                        Err(e) => {
-                            break 'relay end_stream(tx, ErrorKind::Api, 502, "upstream_invalid", format!("upstream event not understood: {e}")).await;
-                        }
-                    };
-                    if !out.is_empty() {
-                        draft.mark_first_output();
-                        if tx.send(Ok(out)).await.is_err() {
-                            break 'relay (499, "client_closed");
-                        }
-                        last_sent = Instant::now();
-                    }
-                    if let Some(exception) = translator.terminal_error() {
-                        break 'relay (exception.status, "upstream_stream_exception");
-                    }
+/// Bedrock's event stream, decoded frame by frame, as Anthropic SSE. All the events completed
+/// by one upstream chunk go out together, at once.
+#[derive(Default)]
+struct EventStreamToSse {
+    decoder: eventstream::Decoder,
+    translator: StreamTranslator,
+}
+
+impl StreamTranslation for EventStreamToSse {
+    fn on_chunk(&mut self, chunk: &Bytes) -> Step {
+        self.decoder.push(chunk);
+        // One event (the usual case) goes out as translated; several are joined.
+        let mut out = Bytes::new();
+        let mut joined: Option<BytesMut> = None;
+        let mut end = None;
+        loop {
+            let message = match self.decoder.next_message() {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => {
+                    end = Some(End::bad_gateway(
+                        "upstream_corrupt",
+                        format!("corrupt upstream event stream: {e}"),
+                    ));
+                    break;
+                }
+            };
+            match self.translator.on_message(&message) {
+                Ok(sse) if sse.is_empty() => {}
+                Ok(sse) if out.is_empty() && joined.is_none() => out = sse,
+                Ok(sse) => joined
+                    .get_or_insert_with(|| BytesMut::from(&out[..]))
+                    .extend_from_slice(&sse),
+                Err(e) => {
+                    end = Some(End::bad_gateway(
+                        "upstream_invalid",
+                        format!("upstream event not understood: {e}"),
+                    ));
+                    break;
                 }
             }
-            () = tokio::time::sleep_until(ping_at) => {
-                if tx.send(Ok(Bytes::from_static(sse::PING))).await.is_err() {
-                    break 'relay (499, "client_closed");
-                }
-                last_sent = Instant::now();
+            if let Some(exception) = self.translator.terminal_error() {
+                end = Some(End::Done(exception.status, "upstream_stream_exception"));
+                break;
             }
         }
-    };
-    if let Some(u) = translator.usage() {
-        draft.set_usage(&u);
+        Step {
+            out: joined.map_or(out, BytesMut::freeze),
+            end,
+        }
     }
-    (status, class, draft)
+
+    fn on_end(&mut self) -> Result<(), String> {
+        self.decoder.finish().map_err(|e| e.to_string())?;
+        self.translator.finish().map_err(|e| e.to_string())
+    }
+
+    fn usage(&self) -> Option<tollgate_protocol::anthropic::Usage> {
+        self.translator.usage()
+    }
 }

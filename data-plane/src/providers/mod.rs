@@ -6,12 +6,21 @@
 pub mod anthropic;
 pub mod bedrock;
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::response::Response;
 use http::HeaderMap;
+use http_body::Frame;
+use hyper::body::Incoming;
+use tokio::time::Sleep;
+use tollgate_protocol::anthropic::ErrorKind;
+use tollgate_protocol::sse;
 
 use crate::DataPlane;
 use crate::error::ProxyError;
@@ -25,9 +34,9 @@ pub enum Operation {
     CountTokens,
 }
 
-/// A routed request, ready to go upstream.
+/// A routed request, ready to go upstream. It borrows the body's parsed top level.
 #[derive(Debug)]
-pub struct Call {
+pub struct Call<'a> {
     pub op: Operation,
     /// Keeps the runtime the request was routed with alive until it ends.
     pub runtime: Arc<Runtime>,
@@ -35,14 +44,14 @@ pub struct Call {
     pub key_index: usize,
     pub upstream_model: String,
     pub via_alias: bool,
-    /// The `model` the client sent.
-    pub model: String,
+    /// The body's top level (the `model` the client sent included), parsed once.
+    pub parsed: &'a tollgate_protocol::bedrock::RequestBody<'a>,
     pub stream: bool,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
 
-impl Call {
+impl Call<'_> {
     pub fn key(&self) -> &ProviderKey {
         &self.provider.keys[self.key_index]
     }
@@ -62,7 +71,7 @@ impl Call {
 
 /// Sends the call to its provider and returns the client's response. The usage record is
 /// completed here for unary answers and by the relay task for streams.
-pub async fn call(dp: Arc<DataPlane>, call: Call, draft: Draft) -> Response {
+pub async fn call(dp: Arc<DataPlane>, call: Call<'_>, draft: Draft) -> Response {
     match call.provider.kind {
         ProviderKind::Bedrock => bedrock::call(dp, call, draft).await,
         ProviderKind::Anthropic => anthropic::call(dp, call, draft).await,
@@ -86,104 +95,262 @@ pub(crate) fn fail(dp: &DataPlane, draft: Draft, err: ProxyError) -> Response {
     resp
 }
 
-/// Sends an upstream request; `timeout` bounds the time to response headers.
-pub(crate) async fn send(
-    provider: &Provider,
-    req: reqwest::RequestBuilder,
-    timeout: Duration,
-) -> Result<reqwest::Response, ProxyError> {
-    match tokio::time::timeout(timeout, req.send()).await {
-        Ok(Ok(resp)) => Ok(resp),
-        Ok(Err(e)) => Err(ProxyError::from_upstream(&provider.name, &e)),
-        Err(_) => Err(ProxyError::new(
-            tollgate_protocol::anthropic::ErrorKind::Timeout,
-            "upstream_timeout",
-            format!(
-                "upstream {} sent no response within {} s",
-                provider.name,
-                timeout.as_secs()
-            ),
-        )
-        .with_status(http::StatusCode::GATEWAY_TIMEOUT)),
-    }
-}
-
-/// Reads a whole (non-streaming) upstream body, bounded in size and time.
-pub(crate) async fn read_upstream_body(
-    provider: &Provider,
-    resp: reqwest::Response,
-    timeout: Duration,
-    limit: usize,
-) -> Result<Bytes, ProxyError> {
-    use futures::StreamExt;
-    let read = async {
-        let expected = resp.content_length().unwrap_or(0).min(limit as u64) as usize;
-        let mut out = Vec::with_capacity(expected);
-        let mut stream = resp.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| ProxyError::from_upstream(&provider.name, &e))?;
-            if out.len() + chunk.len() > limit {
-                return Err(ProxyError::new(
-                    tollgate_protocol::anthropic::ErrorKind::Api,
-                    "upstream_too_large",
-                    format!(
-                        "upstream {} sent a response over {limit} bytes",
-                        provider.name
-                    ),
-                )
-                .with_status(http::StatusCode::BAD_GATEWAY));
-            }
-            out.extend_from_slice(&chunk);
-        }
-        Ok(Bytes::from(out))
-    };
-    match tokio::time::timeout(timeout, read).await {
-        Ok(r) => r,
-        Err(_) => Err(ProxyError::new(
-            tollgate_protocol::anthropic::ErrorKind::Timeout,
-            "upstream_timeout",
-            format!(
-                "upstream {} did not finish its response in time",
-                provider.name
-            ),
-        )
-        .with_status(http::StatusCode::GATEWAY_TIMEOUT)),
-    }
-}
-
-/// The sending side of a relayed stream (the client's response body).
-pub(crate) type RelaySender = tokio::sync::mpsc::Sender<Result<Bytes, std::convert::Infallible>>;
-
-/// Chunks buffered between a relay task and the client connection: a slow client slows the
-/// relay instead of growing a buffer.
-const RELAY_QUEUE: usize = 16;
-
-/// A bounded channel whose receiving side is the client's response body.
-pub(crate) fn relay_channel() -> (RelaySender, axum::body::Body) {
-    let (tx, rx) = tokio::sync::mpsc::channel(RELAY_QUEUE);
-    (
-        tx,
-        axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
-    )
-}
-
-/// Ends a relayed stream with an Anthropic `error` event (the client may already be gone) and
-/// returns the outcome for the usage record.
-pub(crate) async fn end_stream(
-    tx: &RelaySender,
-    kind: tollgate_protocol::anthropic::ErrorKind,
-    status: u16,
-    class: &'static str,
-    message: String,
-) -> (u16, &'static str) {
-    let event = tollgate_protocol::anthropic::ApiError {
-        kind,
-        status,
-        message,
-    };
-    let _ = tx.send(Ok(event.to_sse())).await;
-    (status, class)
-}
-
 /// Largest non-streaming upstream response accepted.
 pub(crate) const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+
+/// What a provider's stream translation makes of one upstream chunk.
+#[derive(Debug, Default)]
+pub(crate) struct Step {
+    /// Bytes for the client (may be empty).
+    pub out: Bytes,
+    /// The stream ends after `out`.
+    pub end: Option<End>,
+}
+
+/// How a relayed stream ends.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// The upstream said it all (an in-stream error event included); status and error class
+    /// for the usage record.
+    Done(u16, &'static str),
+    /// The gateway ends the stream with an Anthropic `error` event.
+    Error {
+        kind: ErrorKind,
+        status: u16,
+        class: &'static str,
+        message: String,
+    },
+}
+
+impl End {
+    /// The upstream sent something the gateway cannot relay: a 502 `api_error` event.
+    pub(crate) fn bad_gateway(class: &'static str, message: String) -> End {
+        End::Error {
+            kind: ErrorKind::Api,
+            status: 502,
+            class,
+            message,
+        }
+    }
+}
+
+/// A provider's stream translation, driven by [`RelayBody`]. Pure: no I/O, no timers.
+pub(crate) trait StreamTranslation: Send + Unpin + 'static {
+    /// Translates one chunk of the upstream body.
+    fn on_chunk(&mut self, chunk: &Bytes) -> Step;
+    /// The upstream body ended; an error means it ended too early.
+    fn on_end(&mut self) -> Result<(), String>;
+    /// Token counts seen so far.
+    fn usage(&self) -> Option<tollgate_protocol::anthropic::Usage>;
+}
+
+/// The client's response body of a stream: it reads the upstream body as the client's connection
+/// asks for more, translates each chunk at once, and writes it out. No task, no queue: a slow
+/// client slows the upstream read (TCP backpressure) instead of growing a buffer, and a client
+/// that goes away drops this body, which ends the upstream request and records status 499.
+///
+/// It also sends `ping` events after `ping` of silence (when set) and ends the stream with an
+/// error event when the upstream is silent for `idle`.
+pub(crate) struct RelayBody<T: StreamTranslation> {
+    upstream: Incoming,
+    translation: T,
+    dp: Arc<DataPlane>,
+    /// `None` once the usage record is written.
+    draft: Option<Draft>,
+    /// An error event to send before ending.
+    queued: Option<Bytes>,
+    ending: Option<(u16, &'static str)>,
+    /// Silence from the upstream that ends the stream.
+    idle: Deadline,
+    /// Silence towards the client after which a `ping` goes out.
+    ping: Option<Deadline>,
+}
+
+impl<T: StreamTranslation> RelayBody<T> {
+    pub(crate) fn new(
+        dp: Arc<DataPlane>,
+        upstream: Incoming,
+        translation: T,
+        draft: Draft,
+        idle: Duration,
+        ping: Option<Duration>,
+    ) -> Self {
+        RelayBody {
+            upstream,
+            translation,
+            dp,
+            draft: Some(draft),
+            queued: None,
+            ending: None,
+            idle: Deadline::new(idle),
+            ping: ping.map(Deadline::new),
+        }
+    }
+
+    fn end_with(&mut self, end: End) {
+        match end {
+            End::Done(status, class) => self.ending = Some((status, class)),
+            End::Error {
+                kind,
+                status,
+                class,
+                message,
+            } => {
+                if let Some(draft) = &self.draft {
+                    tracing::warn!(
+                        request_id = %draft.record.request_id,
+                        provider = %draft.record.provider,
+                        status,
+                        error_class = class,
+                        message = %message,
+                        "stream ended with an error event"
+                    );
+                }
+                let event = tollgate_protocol::anthropic::ApiError {
+                    kind,
+                    status,
+                    message,
+                };
+                self.queued = Some(event.to_sse());
+                self.ending = Some((status, class));
+            }
+        }
+    }
+
+    fn finish(&mut self, status: u16, class: &'static str) {
+        if let Some(mut draft) = self.draft.take() {
+            if let Some(u) = self.translation.usage() {
+                draft.set_usage(&u);
+            }
+            draft.finish(&self.dp, status, class);
+        }
+    }
+
+    fn sent(&mut self, out: Bytes) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(ping) = &mut self.ping {
+            ping.touch();
+        }
+        if let Some(draft) = &mut self.draft {
+            draft.mark_first_output();
+        }
+        Poll::Ready(Some(Ok(Frame::data(out))))
+    }
+}
+
+/// A silence timeout: `period` after the last activity. Activity only records the time; the
+/// timer is re-armed when it fires early, so a busy stream does not touch the timer wheel for
+/// every chunk.
+struct Deadline {
+    period: Duration,
+    last: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Deadline {
+    fn new(period: Duration) -> Deadline {
+        let last = Instant::now();
+        Deadline {
+            period,
+            last,
+            timer: Box::pin(tokio::time::sleep_until((last + period).into())),
+        }
+    }
+
+    fn touch(&mut self) {
+        self.last = Instant::now();
+    }
+
+    /// Whether `period` has passed since the last activity; if not, the task is woken when it
+    /// may have.
+    fn passed(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let due = self.last + self.period;
+            if Instant::now() >= due {
+                return true;
+            }
+            self.timer.as_mut().reset(due.into());
+        }
+    }
+}
+
+impl<T: StreamTranslation> http_body::Body for RelayBody<T> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(event) = this.queued.take() {
+                return Poll::Ready(Some(Ok(Frame::data(event))));
+            }
+            if let Some((status, class)) = this.ending.take() {
+                this.finish(status, class);
+            }
+            if this.draft.is_none() {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.upstream).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(chunk) = frame.into_data() else {
+                        continue;
+                    };
+                    this.idle.touch();
+                    let step = this.translation.on_chunk(&chunk);
+                    if let Some(end) = step.end {
+                        this.end_with(end);
+                    }
+                    if !step.out.is_empty() {
+                        return this.sent(step.out);
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.end_with(End::bad_gateway(
+                        "upstream_read",
+                        format!("lost the upstream stream: {e}"),
+                    ));
+                }
+                Poll::Ready(None) => match this.translation.on_end() {
+                    Ok(()) => this.ending = Some((200, "")),
+                    Err(e) => this.end_with(End::bad_gateway(
+                        "upstream_truncated",
+                        format!("upstream stream ended early: {e}"),
+                    )),
+                },
+                Poll::Pending => {
+                    if this.idle.passed(cx) {
+                        let message = format!(
+                            "upstream stream was silent for {} s",
+                            this.idle.period.as_secs()
+                        );
+                        this.end_with(End::Error {
+                            kind: ErrorKind::Timeout,
+                            status: 504,
+                            class: "upstream_idle_timeout",
+                            message,
+                        });
+                        continue;
+                    }
+                    if let Some(ping) = &mut this.ping
+                        && ping.passed(cx)
+                    {
+                        return this.sent(Bytes::from_static(sse::PING));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+impl<T: StreamTranslation> Drop for RelayBody<T> {
+    fn drop(&mut self) {
+        // The client's connection dropped the body before its end: the client went away.
+        self.finish(499, "client_closed");
+    }
+}

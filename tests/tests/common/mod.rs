@@ -38,14 +38,21 @@ pub async fn admin(
 }
 
 pub async fn setup_with(args: &[&str]) -> Setup {
+    setup_with_env(args, &[]).await
+}
+
+/// [`setup_with`], with more environment variables for the gateway process.
+pub async fn setup_with_env(args: &[&str], env: &[(&str, &str)]) -> Setup {
     let double =
         BedrockDouble::start(BedrockDoubleConfig::new().with_key(AKID, SECRET)).expect("double");
+    let mut envs: Vec<(String, String)> = vec![
+        ("AWS_ACCESS_KEY_ID".into(), AKID.into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), SECRET.into()),
+    ];
+    envs.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let gw = TollgateProcess::spawn_with(TollgateOptions {
         args: args.iter().map(|s| s.to_string()).collect(),
-        envs: vec![
-            ("AWS_ACCESS_KEY_ID".into(), AKID.into()),
-            ("AWS_SECRET_ACCESS_KEY".into(), SECRET.into()),
-        ],
+        envs,
         ..TollgateOptions::default()
     })
     .await

@@ -113,11 +113,40 @@ pub fn model_path_segment(model_id: &str) -> String {
     out
 }
 
+/// An Anthropic request body with its top level parsed once: `model`, `stream`, and every
+/// member's key and raw value, borrowed from the body. Routing reads `model` and `stream`; the
+/// translations ([`invoke_body_parsed`], [`count_tokens_body_parsed`],
+/// [`crate::anthropic::set_model_parsed`]) reuse the members instead of scanning the body again
+/// (Claude Code bodies are often hundreds of KiB).
+#[derive(Debug)]
+pub struct RequestBody<'a> {
+    pub(crate) fields: Vec<Field<'a>>,
+    /// The top-level `model`.
+    pub model: String,
+    /// Whether `stream` is JSON `true`.
+    pub stream: bool,
+    pub(crate) len: usize,
+}
+
+impl<'a> RequestBody<'a> {
+    /// Parses the top level of `body`. Errors: not JSON, not an object, duplicate top-level keys,
+    /// `model` missing or not a string, `stream` neither boolean nor null.
+    pub fn parse(body: &'a [u8]) -> Result<RequestBody<'a>, BodyError> {
+        let fields = json::parse_object(body)?;
+        let (model, stream) = model_and_stream(&fields)?;
+        Ok(RequestBody {
+            fields,
+            model,
+            stream,
+            len: body.len(),
+        })
+    }
+}
+
 /// Extracts `model` and `stream` (JSON `true`) from an Anthropic request body, parsing only the
-/// top level. Used for routing before any translation. Errors as for [`invoke_body`].
+/// top level. Errors as for [`RequestBody::parse`].
 pub fn request_model(body: &[u8]) -> Result<(String, bool), BodyError> {
-    let fields = json::parse_object(body)?;
-    model_and_stream(&fields)
+    RequestBody::parse(body).map(|r| (r.model, r.stream))
 }
 
 fn model_and_stream(fields: &[Field<'_>]) -> Result<(String, bool), BodyError> {
@@ -150,14 +179,27 @@ fn model_and_stream(fields: &[Field<'_>]) -> Result<(String, bool), BodyError> {
 /// Errors: not JSON, not an object, duplicate top-level keys, `model` missing or not a string,
 /// `stream` neither boolean nor null, `anthropic_beta` not an array of strings.
 pub fn invoke_body(anthropic_body: &[u8], betas: &[&str]) -> Result<InvokeBody, BodyError> {
-    translate(anthropic_body, betas, false)
+    invoke_body_parsed(&RequestBody::parse(anthropic_body)?, betas)
+}
+
+/// [`invoke_body`] of a body already parsed.
+pub fn invoke_body_parsed(body: &RequestBody<'_>, betas: &[&str]) -> Result<InvokeBody, BodyError> {
+    translate(body, betas, false)
 }
 
 /// Builds a Bedrock `CountTokens` body, `{"input":{"invokeModel":{"body":"<base64>"}}}`, whose
 /// inner body is the [`invoke_body`] translation with `max_tokens` set to 1 if absent (Bedrock
 /// validates it even when only counting). Betas dropped here are not reported.
 pub fn count_tokens_body(anthropic_body: &[u8], betas: &[&str]) -> Result<Vec<u8>, BodyError> {
-    let invoke = translate(anthropic_body, betas, true)?;
+    count_tokens_body_parsed(&RequestBody::parse(anthropic_body)?, betas)
+}
+
+/// [`count_tokens_body`] of a body already parsed.
+pub fn count_tokens_body_parsed(
+    body: &RequestBody<'_>,
+    betas: &[&str],
+) -> Result<Vec<u8>, BodyError> {
+    let invoke = translate(body, betas, true)?;
     let encoded = BASE64.encode(&invoke.body);
     let mut out = Vec::with_capacity(encoded.len() + 40);
     out.extend_from_slice(br#"{"input":{"invokeModel":{"body":""#);
@@ -188,11 +230,15 @@ pub fn count_tokens_response(body: &[u8]) -> Result<Vec<u8>, BodyError> {
     Ok(format!(r#"{{"input_tokens":{}}}"#, reply.input_tokens).into_bytes())
 }
 
-fn translate(body: &[u8], betas: &[&str], need_max_tokens: bool) -> Result<InvokeBody, BodyError> {
-    let fields = json::parse_object(body)?;
-    let (_, stream) = model_and_stream(&fields)?;
+fn translate(
+    body: &RequestBody<'_>,
+    betas: &[&str],
+    need_max_tokens: bool,
+) -> Result<InvokeBody, BodyError> {
+    let fields = &body.fields;
+    let stream = body.stream;
 
-    let body_betas: Vec<String> = match json::get(&fields, "anthropic_beta") {
+    let body_betas: Vec<String> = match json::get(fields, "anthropic_beta") {
         None => Vec::new(),
         Some(raw) => json::decode::<Option<Vec<String>>>(raw)
             .ok_or(BodyError::InvalidField {
@@ -209,7 +255,7 @@ fn translate(body: &[u8], betas: &[&str], need_max_tokens: bool) -> Result<Invok
     );
 
     let mut out =
-        Vec::with_capacity(body.len() + 64 + kept.iter().map(|b| b.len() + 3).sum::<usize>());
+        Vec::with_capacity(body.len + 64 + kept.iter().map(|b| b.len() + 3).sum::<usize>());
     let mut first = true;
     let mut member = |out: &mut Vec<u8>, key: &str| {
         if !first {
@@ -220,13 +266,13 @@ fn translate(body: &[u8], betas: &[&str], need_max_tokens: bool) -> Result<Invok
         out.push(b':');
     };
     out.push(b'{');
-    if json::get(&fields, "anthropic_version").is_none() {
+    if json::get(fields, "anthropic_version").is_none() {
         member(&mut out, "anthropic_version");
         json::write_str(&mut out, ANTHROPIC_VERSION);
     }
     let mut wrote_betas = false;
-    for (key, value) in &fields {
-        match key.as_str() {
+    for (key, value) in fields {
+        match key.as_ref() {
             "model" | "stream" => {}
             "anthropic_beta" => {
                 if !kept.is_empty() {
@@ -245,7 +291,7 @@ fn translate(body: &[u8], betas: &[&str], need_max_tokens: bool) -> Result<Invok
         member(&mut out, "anthropic_beta");
         write_str_array(&mut out, &kept);
     }
-    if need_max_tokens && json::get(&fields, "max_tokens").is_none() {
+    if need_max_tokens && json::get(fields, "max_tokens").is_none() {
         member(&mut out, "max_tokens");
         out.push(b'1');
     }
