@@ -57,7 +57,7 @@ impl Default for ConnectOptions {
             keepalive_interval: Duration::from_secs(20),
             keepalive_timeout: Duration::from_secs(10),
             backoff_initial: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(30),
+            backoff_max: Duration::from_secs(10),
             stable_after: Duration::from_secs(10),
             max_stream_lifetime: Some(Duration::from_secs(30 * 60)),
             ack_timeout: Duration::from_secs(120),

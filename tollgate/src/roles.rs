@@ -28,6 +28,7 @@ const USAGE_BATCH: usize = 500;
 const USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the all-in-one's usage queue is drained.
 const USAGE_DRAIN_INTERVAL: Duration = Duration::from_millis(100);
+const DEFAULT_RECONNECT_MAX_DELAY_MS: u64 = 10_000;
 
 /// Settings of the inference API, shared by all-in-one and the data-plane role.
 #[derive(Debug, Args)]
@@ -183,6 +184,13 @@ pub struct DataPlaneRoleArgs {
     /// dropped (counted and logged).
     #[arg(long, env = "TOLLGATE_USAGE_SPOOL_MAX_RECORDS", default_value_t = tollgate_data_plane::reporter::DEFAULT_SPOOL_MAX_RECORDS)]
     usage_spool_max_records: usize,
+
+    /// Longest wait, in milliseconds, between attempts to reach the control plane. Waits start
+    /// at 100 ms and double up to this cap, each drawn at random below its cap, so a control
+    /// plane that comes back is found within about this long and a fleet does not reconnect
+    /// in lockstep.
+    #[arg(long, env = "TOLLGATE_RECONNECT_MAX_DELAY_MS", default_value_t = DEFAULT_RECONNECT_MAX_DELAY_MS)]
+    reconnect_max_delay_ms: u64,
 
     #[command(flatten)]
     inference: InferenceArgs,
@@ -425,14 +433,21 @@ pub async fn data_plane(args: DataPlaneRoleArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| local.to_string());
     let (sink, usage_rx) = UsageSink::channel(USAGE_QUEUE);
     let dp = DataPlane::new(args.inference.config(), sink);
-    dp.follow_remote(RemoteConfig {
-        endpoint: args.control_plane.clone(),
-        tls: tls.clone(),
-        join_token: Some(args.join_token.clone()),
-        node_id: node_id.clone(),
-        address,
-        cache_dir: Some(data_dir.join("config-cache")),
-    });
+    let connect = dp_grpc::ConnectOptions {
+        backoff_max: Duration::from_millis(args.reconnect_max_delay_ms.max(100)),
+        ..dp_grpc::ConnectOptions::default()
+    };
+    dp.follow_remote_with(
+        RemoteConfig {
+            endpoint: args.control_plane.clone(),
+            tls: tls.clone(),
+            join_token: Some(args.join_token.clone()),
+            node_id: node_id.clone(),
+            address,
+            cache_dir: Some(data_dir.join("config-cache")),
+        },
+        connect.clone(),
+    );
     let reporter = start_reporter(
         usage_rx,
         ReporterConfig {
@@ -442,7 +457,7 @@ pub async fn data_plane(args: DataPlaneRoleArgs) -> anyhow::Result<()> {
             spool_max_records: args.usage_spool_max_records,
             ..ReporterConfig::new(args.control_plane.clone(), node_id.clone())
         },
-        dp_grpc::ConnectOptions::default(),
+        connect,
     );
     let metrics = {
         let dp = dp.clone();
