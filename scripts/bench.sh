@@ -20,6 +20,9 @@
 #   BENCH_ONLY=<regex over run labels, e.g. 'max-json'>
 #   BENCH_PERF=1 (profile the proxy of each plain/tollgate run with `perf record`; reports in
 #   BENCH_OUT; BENCH_PERF=dwarf for DWARF call graphs, heavier)
+#   BENCH_BODY=small (default: a one-line "hi", under 100 bytes) | claude-code (the first request
+#   of a real Claude Code session, testdata/claude-code/requests.json, every elided text filled
+#   back to its recorded length: about 88 KB, 25 tools, system blocks, thinking, metadata)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -126,10 +129,51 @@ vk=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["value"])'
 
 # The same conversation in both dialects: what the client sends tollgate, and what tollgate
 # sends Bedrock (the direct and plain-proxy runs send the latter, signed like tollgate signs).
-anthropic_body() { # stream
-  printf '{"model":"claude-sonnet-4-6","max_tokens":64,"messages":[{"role":"user","content":"hi"}],"stream":%s}' "$1"
-}
-bedrock_body='{"max_tokens":64,"messages":[{"role":"user","content":"hi"}],"anthropic_version":"bedrock-2023-05-31"}'
+# Written to files: a Claude Code body is larger than one command-line argument may be.
+python3 - "${BENCH_BODY:-small}" "$work" testdata/claude-code/requests.json <<'PY' ||
+import json, re, sys
+kind, work, recorded = sys.argv[1:4]
+if kind == "small":
+    base = {"model": "claude-sonnet-4-6", "max_tokens": 64,
+            "messages": [{"role": "user", "content": "hi"}]}
+elif kind == "claude-code":
+    # Elided texts come back as prose with the characters JSON must escape (quotes, newlines).
+    filler = 'The "Bash" tool runs a command in a shell.\nPrefer dedicated tools.\t'
+    def expand(v):
+        if isinstance(v, str):
+            m = re.fullmatch(r"<text: (\d+) chars>", v)
+            if m:
+                n = int(m.group(1))
+                return (filler * (n // len(filler) + 1))[:n]
+            return v
+        if isinstance(v, list):
+            return [expand(x) for x in v]
+        if isinstance(v, dict):
+            return {k: expand(x) for k, x in v.items()}
+        return v
+    base = next(expand(r["body"]) for r in json.load(open(recorded)) if "body" in r)
+    base["model"] = "claude-sonnet-4-6"
+    # This Claude Code release sends a message with role "system", which Bedrock (and its
+    # double) reject; its text joins the user turn, so the size stays the same.
+    turns = []
+    for m in base["messages"]:
+        blocks = m["content"] if isinstance(m["content"], list) else [{"type": "text", "text": m["content"]}]
+        if m["role"] == "system" and turns:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append(dict(m, content=list(blocks)))
+    base["messages"] = turns
+else:
+    sys.exit(f"BENCH_BODY={kind}: expected small or claude-code")
+for stream in (False, True):
+    body = dict(base, stream=stream)
+    open(f"{work}/anthropic-{str(stream).lower()}.json", "w").write(json.dumps(body, separators=(",", ":")))
+bedrock = {k: v for k, v in base.items() if k not in ("model", "stream")}
+bedrock["anthropic_version"] = "bedrock-2023-05-31"
+open(f"{work}/bedrock.json", "w").write(json.dumps(bedrock, separators=(",", ":")))
+print(f"request body: {kind}, {len(json.dumps(base, separators=(',', ':')))} bytes", file=sys.stderr)
+PY
+  die "cannot build the request bodies"
 model_path=/model/global.anthropic.claude-sonnet-4-6
 
 smoke() { # label expected-substring curl-args...
@@ -141,10 +185,10 @@ smoke() { # label expected-substring curl-args...
 step "smoke requests"
 smoke tollgate-json '"Hello from the Bedrock double."' "$tg/anthropic/v1/messages" \
   -H "x-api-key: $vk" -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' \
-  -d "$(anthropic_body false)"
+  --data-binary @"$work/anthropic-false.json"
 smoke tollgate-sse 'event: message_stop' -N "$tg/anthropic/v1/messages" \
   -H "x-api-key: $vk" -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' \
-  -d "$(anthropic_body true)"
+  --data-binary @"$work/anthropic-true.json"
 curl -sS -X DELETE "http://127.0.0.1:$p_double/_double/requests" >/dev/null
 
 # --- Runs ----------------------------------------------------------------------------------------
@@ -207,13 +251,13 @@ run() { # path(direct|plain|tollgate) stream(false|true) mode(rate|max)
   case $path in
     direct)
       args+=(--url "http://127.0.0.1:$p_double$model_path/$op" --sigv4 "$AKID:$SECRET"
-        -H 'accept: application/json' --body "$bedrock_body") ;;
+        -H 'accept: application/json' --body-file "$work/bedrock.json") ;;
     plain)
       args+=(--url "http://127.0.0.1:$p_plain$model_path/$op" --host "127.0.0.1:$p_double"
-        --sigv4 "$AKID:$SECRET" -H 'accept: application/json' --body "$bedrock_body") ;;
+        --sigv4 "$AKID:$SECRET" -H 'accept: application/json' --body-file "$work/bedrock.json") ;;
     tollgate)
       args+=(--url "$tg/anthropic/v1/messages" -H "x-api-key: $vk"
-        -H 'anthropic-version: 2023-06-01' --body "$(anthropic_body "$stream")") ;;
+        -H 'anthropic-version: 2023-06-01' --body-file "$work/anthropic-$stream.json") ;;
   esac
   local pids_watch=("$pid_double" "$pid_plain" "$pid_tollgate") before=() after=() p
   local m0 m1
