@@ -29,6 +29,9 @@ use tower::ServiceExt as _;
 const KEY: [u8; 32] = [7u8; 32];
 const JOIN: &str = "join-token-for-tests";
 const WAIT: Duration = Duration::from_secs(5);
+/// "At once": pushed on the open stream rather than found by a later reconnect, with room for a
+/// loaded CI machine. Not a speed target.
+const AT_ONCE: Duration = Duration::from_secs(3);
 
 /// A control plane with its gRPC services on a loopback port.
 struct Server {
@@ -294,7 +297,7 @@ async fn watch_sends_the_snapshot_at_once_then_new_versions_and_records_acks() {
         2,
         "the current snapshot, at once"
     );
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(started.elapsed() < AT_ONCE);
     assert!(
         watch.gzip,
         "snapshots are sent gzip-compressed to clients that accept gzip"
@@ -324,7 +327,7 @@ async fn watch_sends_the_snapshot_at_once_then_new_versions_and_records_acks() {
     .await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(watch.next_version().await, 3);
-    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert!(t.elapsed() < AT_ONCE, "{:?}", t.elapsed());
 
     // A NACK shows in the fleet view; the node lags until it applies a newer version.
     watch

@@ -18,6 +18,9 @@ use tollgate_proto::config::v1::Snapshot;
 use tower::ServiceExt as _;
 
 const WAIT: Duration = Duration::from_secs(10);
+/// "Published at once": well under the 30 s fallback poll, with room for a loaded CI machine.
+/// It tells a NOTIFY-driven publish from a polled one; it is not a speed target.
+const AT_ONCE: Duration = Duration::from_secs(3);
 
 async fn replica(url: &str) -> ControlPlane {
     ControlPlane::start(ControlPlaneConfig {
@@ -91,7 +94,7 @@ async fn a_change_through_one_replica_is_published_by_the_others() {
         );
         assert_eq!(a.published_version(), 2, "the writer publishes at once");
         let took = published(&mut rx_b, 2).await;
-        assert!(took < Duration::from_secs(1), "{took:?}");
+        assert!(took < AT_ONCE, "{took:?}");
         assert_eq!(rx_b.borrow().providers[0].name, "bedrock");
 
         // And the other way round.
@@ -138,7 +141,7 @@ async fn a_change_through_one_replica_is_published_by_the_others() {
             StatusCode::CREATED
         );
         let took = published(&mut rx_b, 5).await;
-        assert!(took < Duration::from_secs(1), "{took:?}");
+        assert!(took < AT_ONCE, "{took:?}");
         drop((a, b));
     })
     .await;
