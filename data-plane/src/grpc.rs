@@ -50,6 +50,9 @@ pub struct ConnectOptions {
     pub ack_timeout: Duration,
 }
 
+/// Default cap of the reconnect delay ([`ConnectOptions::backoff_max`]).
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
 impl Default for ConnectOptions {
     fn default() -> Self {
         ConnectOptions {
@@ -57,7 +60,7 @@ impl Default for ConnectOptions {
             keepalive_interval: Duration::from_secs(20),
             keepalive_timeout: Duration::from_secs(10),
             backoff_initial: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(10),
+            backoff_max: DEFAULT_BACKOFF_MAX,
             stable_after: Duration::from_secs(10),
             max_stream_lifetime: Some(Duration::from_secs(30 * 60)),
             ack_timeout: Duration::from_secs(120),

@@ -125,3 +125,28 @@ impl DataPlane {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{snapshot, wait_until};
+
+    /// `follow` applies the channel's current snapshot before it returns (the all-in-one starts
+    /// its listener right after, and must not answer "not ready"), then follows changes.
+    #[tokio::test]
+    async fn follow_applies_the_current_snapshot_before_returning() {
+        let dp = DataPlane::new(DataPlaneConfig::default(), usage::UsageSink::log_only());
+        let (tx, rx) = watch::channel(Arc::new(snapshot(7)));
+        let task = dp.follow(rx);
+        // Nothing has yielded to the follower task yet.
+        assert_eq!(dp.runtime().load().map(|r| r.version), Some(7));
+        tx.send(Arc::new(snapshot(8))).expect("send");
+        wait_until("version 8 applied", || {
+            dp.runtime().load().map(|r| r.version) == Some(8)
+        })
+        .await;
+        drop(tx);
+        task.await.expect("the follower ends with its channel");
+        assert!(!dp.config_link().connected());
+    }
+}

@@ -278,17 +278,7 @@ async fn run(
             Event::Drain => {
                 let max = r.batch_max.max(256);
                 let mut records = Vec::new();
-                let mut closed = false;
-                while records.len() < max {
-                    match rx.try_recv() {
-                        Ok(rec) => records.push(rec),
-                        Err(mpsc::error::TryRecvError::Empty) => break,
-                        Err(mpsc::error::TryRecvError::Disconnected) => {
-                            closed = true;
-                            break;
-                        }
-                    }
-                }
+                let closed = crate::usage::drain(&mut rx, &mut records, max);
                 if records.len() == max {
                     // More may be waiting: come back at once (after other events had a turn).
                     drain.reset_immediately();

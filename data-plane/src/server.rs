@@ -103,7 +103,7 @@ pub struct Draft {
 }
 
 impl Draft {
-    fn new(request_id: String) -> Draft {
+    pub(crate) fn new(request_id: String) -> Draft {
         Draft {
             started: Instant::now(),
             record: UsageRecord {
@@ -144,8 +144,7 @@ impl Draft {
 }
 
 async fn handle(dp: Arc<DataPlane>, op: Operation, headers: HeaderMap, body: Body) -> Response {
-    let request_id = format!("req_tg_{}", uuid::Uuid::now_v7().simple());
-    let mut draft = Draft::new(request_id.clone());
+    let mut draft = Draft::new(format!("req_tg_{}", uuid::Uuid::now_v7().simple()));
     let (rt, vk, bytes) = match admit(&dp, &headers, body, &mut draft).await {
         Ok(admitted) => admitted,
         Err(e) => return refuse(&dp, draft, e),

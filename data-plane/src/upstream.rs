@@ -73,15 +73,10 @@ impl HttpClient {
         match tokio::time::timeout(timeout, self.inner.request(req)).await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(client_error(provider, &e)),
-            Err(_) => Err(ProxyError::new(
-                ErrorKind::Timeout,
-                "upstream_timeout",
-                format!(
-                    "upstream {provider} sent no response within {} s",
-                    timeout.as_secs()
-                ),
-            )
-            .with_status(StatusCode::GATEWAY_TIMEOUT)),
+            Err(_) => Err(timeout_error(format!(
+                "upstream {provider} sent no response within {} s",
+                timeout.as_secs()
+            ))),
         }
     }
 }
@@ -137,12 +132,9 @@ pub async fn read_body(
     };
     match tokio::time::timeout(timeout, read).await {
         Ok(r) => r,
-        Err(_) => Err(ProxyError::new(
-            ErrorKind::Timeout,
-            "upstream_timeout",
-            format!("upstream {provider} did not finish its response in time"),
-        )
-        .with_status(StatusCode::GATEWAY_TIMEOUT)),
+        Err(_) => Err(timeout_error(format!(
+            "upstream {provider} did not finish its response in time"
+        ))),
     }
 }
 
@@ -168,15 +160,18 @@ fn is_timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// An upstream too slow to connect, answer or finish: 504 `upstream_timeout`.
+fn timeout_error(message: String) -> ProxyError {
+    ProxyError::new(ErrorKind::Timeout, "upstream_timeout", message)
+        .with_status(StatusCode::GATEWAY_TIMEOUT)
+}
+
 /// An upstream that gave no usable answer: unreachable (502) or too slow to connect (504).
 fn client_error(provider: &str, err: &hyper_util::client::legacy::Error) -> ProxyError {
     if is_timed_out(err) {
-        return ProxyError::new(
-            ErrorKind::Timeout,
-            "upstream_timeout",
-            format!("upstream {provider} did not answer in time (connect timed out)"),
-        )
-        .with_status(StatusCode::GATEWAY_TIMEOUT);
+        return timeout_error(format!(
+            "upstream {provider} did not answer in time (connect timed out)"
+        ));
     }
     let what = if err.is_connect() {
         "could not connect to"

@@ -8,6 +8,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 use tollgate_proto::usage::v1::UsageRecord;
 
+/// Moves queued records into `out`, without waiting, until `out` holds `max` records or the
+/// queue is empty. Returns `true` when the queue is closed (every sink dropped) and empty.
+///
+/// The sink's consumers call this on a timer rather than awaiting each record, so a request never
+/// wakes another task for its usage.
+pub fn drain(rx: &mut mpsc::Receiver<UsageRecord>, out: &mut Vec<UsageRecord>, max: usize) -> bool {
+    while out.len() < max {
+        match rx.try_recv() {
+            Ok(record) => out.push(record),
+            Err(mpsc::error::TryRecvError::Empty) => return false,
+            Err(mpsc::error::TryRecvError::Disconnected) => return true,
+        }
+    }
+    false
+}
+
 /// Where usage records go. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct UsageSink {

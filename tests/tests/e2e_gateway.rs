@@ -636,6 +636,8 @@ async fn provider_calls_honour_the_proxy_environment() {
     );
     assert_eq!(s.last_request().verdict.status, 200, "signature verified");
 
+    // Only `HTTP_PROXY` this time: a warm-up call to the real (https) AWS endpoint does not use
+    // it, so any tunnel seen would be one to the double, which `NO_PROXY` exempts.
     let (proxy, seen) = connect_proxy().await;
     let proxy_url = format!("http://{proxy}");
     let s = common::setup_with_env(

@@ -28,7 +28,6 @@ const USAGE_BATCH: usize = 500;
 const USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the all-in-one's usage queue is drained.
 const USAGE_DRAIN_INTERVAL: Duration = Duration::from_millis(100);
-const DEFAULT_RECONNECT_MAX_DELAY_MS: u64 = 10_000;
 
 /// Settings of the inference API, shared by all-in-one and the data-plane role.
 #[derive(Debug, Args)]
@@ -189,7 +188,7 @@ pub struct DataPlaneRoleArgs {
     /// at 100 ms and double up to this cap, each drawn at random below its cap, so a control
     /// plane that comes back is found within about this long and a fleet does not reconnect
     /// in lockstep.
-    #[arg(long, env = "TOLLGATE_RECONNECT_MAX_DELAY_MS", default_value_t = DEFAULT_RECONNECT_MAX_DELAY_MS)]
+    #[arg(long, env = "TOLLGATE_RECONNECT_MAX_DELAY_MS", default_value_t = dp_grpc::DEFAULT_BACKOFF_MAX.as_millis() as u64)]
     reconnect_max_delay_ms: u64,
 
     #[command(flatten)]
@@ -291,21 +290,10 @@ async fn ingest_in_process(cp: ControlPlane, mut rx: mpsc::Receiver<UsageRecord>
     let mut oldest = tokio::time::Instant::now();
     loop {
         drain.tick().await;
-        let mut closed = false;
-        while batch.len() < USAGE_BATCH {
-            match rx.try_recv() {
-                Ok(record) => {
-                    if batch.is_empty() {
-                        oldest = tokio::time::Instant::now();
-                    }
-                    batch.push(record);
-                }
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    closed = true;
-                    break;
-                }
-            }
+        let was_empty = batch.is_empty();
+        let closed = tollgate_data_plane::usage::drain(&mut rx, &mut batch, USAGE_BATCH);
+        if was_empty && !batch.is_empty() {
+            oldest = tokio::time::Instant::now();
         }
         let full = batch.len() == USAGE_BATCH;
         if full {

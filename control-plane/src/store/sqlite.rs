@@ -4,8 +4,9 @@
 //! statement and concurrent writers wait (`busy_timeout`) instead of failing on lock upgrade.
 //!
 //! Usage records go to a plain `usage_records` table, unique on `request_id`, with multi-row
-//! `INSERT OR IGNORE` statements of a few fixed sizes (each compiled once per connection). Only one process uses the file, so there are no config-change
-//! notifications ([`Store::config_changes`](super::Store::config_changes) is `None`).
+//! `INSERT OR IGNORE` statements of a few fixed sizes (each compiled once per connection). Only
+//! one process uses the file, so there are no config-change notifications
+//! ([`Store::config_changes`](super::Store::config_changes) is `None`).
 
 use std::path::Path;
 use std::time::Duration;

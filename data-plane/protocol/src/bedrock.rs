@@ -1,8 +1,10 @@
 //! Anthropic Messages <-> Bedrock Runtime `InvokeModel` translation.
 //!
 //! * [`model_path_segment`]: the model id / inference profile / ARN as one URL path segment.
-//! * [`request_model`], [`invoke_body`]: the request side (Anthropic body -> Bedrock body).
-//! * [`count_tokens_body`], [`count_tokens_model_id`], [`count_tokens_response`]: `CountTokens`.
+//! * [`RequestBody`]: an Anthropic request body's top level, parsed once; [`invoke_body_parsed`]
+//!   and [`count_tokens_body_parsed`] translate it. [`request_model`], [`invoke_body`] and
+//!   [`count_tokens_body`] are the same from raw bytes.
+//! * [`count_tokens_model_id`], [`count_tokens_response`]: the rest of `CountTokens`.
 //! * [`StreamTranslator`]: `InvokeModelWithResponseStream` event-stream messages -> Anthropic SSE.
 //! * [`map_error`]: non-2xx Bedrock replies -> Anthropic errors.
 

@@ -70,7 +70,7 @@ impl Call<'_> {
 }
 
 /// Sends the call to its provider and returns the client's response. The usage record is
-/// completed here for unary answers and by the relay task for streams.
+/// completed here for unary answers and by the stream's [`RelayBody`] for streams.
 pub async fn call(dp: Arc<DataPlane>, call: Call<'_>, draft: Draft) -> Response {
     match call.provider.kind {
         ProviderKind::Bedrock => bedrock::call(dp, call, draft).await,
@@ -151,8 +151,8 @@ pub(crate) trait StreamTranslation: Send + Unpin + 'static {
 ///
 /// It also sends `ping` events after `ping` of silence (when set) and ends the stream with an
 /// error event when the upstream is silent for `idle`.
-pub(crate) struct RelayBody<T: StreamTranslation> {
-    upstream: Incoming,
+pub(crate) struct RelayBody<T: StreamTranslation, B = Incoming> {
+    upstream: B,
     translation: T,
     dp: Arc<DataPlane>,
     /// `None` once the usage record is written.
@@ -166,10 +166,10 @@ pub(crate) struct RelayBody<T: StreamTranslation> {
     ping: Option<Deadline>,
 }
 
-impl<T: StreamTranslation> RelayBody<T> {
+impl<T: StreamTranslation, B> RelayBody<T, B> {
     pub(crate) fn new(
         dp: Arc<DataPlane>,
-        upstream: Incoming,
+        upstream: B,
         translation: T,
         draft: Draft,
         idle: Duration,
@@ -226,11 +226,17 @@ impl<T: StreamTranslation> RelayBody<T> {
         }
     }
 
-    fn sent(&mut self, out: Bytes) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    /// Hands `out` to the client. Only upstream output counts as the first output (time to first
+    /// token); the gateway's own `ping` events do not.
+    fn sent(
+        &mut self,
+        out: Bytes,
+        upstream: bool,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         if let Some(ping) = &mut self.ping {
             ping.touch();
         }
-        if let Some(draft) = &mut self.draft {
+        if upstream && let Some(draft) = &mut self.draft {
             draft.mark_first_output();
         }
         Poll::Ready(Some(Ok(Frame::data(out))))
@@ -276,7 +282,12 @@ impl Deadline {
     }
 }
 
-impl<T: StreamTranslation> http_body::Body for RelayBody<T> {
+impl<T, B> http_body::Body for RelayBody<T, B>
+where
+    T: StreamTranslation,
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     type Data = Bytes;
     type Error = Infallible;
 
@@ -306,7 +317,7 @@ impl<T: StreamTranslation> http_body::Body for RelayBody<T> {
                         this.end_with(end);
                     }
                     if !step.out.is_empty() {
-                        return this.sent(step.out);
+                        return this.sent(step.out, true);
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -339,7 +350,7 @@ impl<T: StreamTranslation> http_body::Body for RelayBody<T> {
                     if let Some(ping) = &mut this.ping
                         && ping.passed(cx)
                     {
-                        return this.sent(Bytes::from_static(sse::PING));
+                        return this.sent(Bytes::from_static(sse::PING), false);
                     }
                     return Poll::Pending;
                 }
@@ -348,9 +359,82 @@ impl<T: StreamTranslation> http_body::Body for RelayBody<T> {
     }
 }
 
-impl<T: StreamTranslation> Drop for RelayBody<T> {
+impl<T: StreamTranslation, B> Drop for RelayBody<T, B> {
     fn drop(&mut self) {
         // The client's connection dropped the body before its end: the client went away.
         self.finish(499, "client_closed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt, StreamBody};
+    use tokio::sync::mpsc;
+    use tokio_stream::wrappers::ReceiverStream;
+
+    use super::*;
+    use crate::DataPlaneConfig;
+    use crate::usage::UsageSink;
+
+    /// Relays chunks as they are.
+    struct PassThrough;
+
+    impl StreamTranslation for PassThrough {
+        fn on_chunk(&mut self, chunk: &Bytes) -> Step {
+            Step {
+                out: chunk.clone(),
+                end: None,
+            }
+        }
+
+        fn on_end(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+
+        fn usage(&self) -> Option<tollgate_protocol::anthropic::Usage> {
+            None
+        }
+    }
+
+    /// While the upstream is silent the client gets the gateway's pings; the time to first token
+    /// is that of the first upstream output, not of a ping.
+    #[tokio::test]
+    async fn pings_cover_silence_but_do_not_count_as_the_first_token() {
+        let (sink, mut usage) = UsageSink::channel(4);
+        let dp = DataPlane::new(DataPlaneConfig::default(), sink);
+        let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
+        let mut body = RelayBody::new(
+            dp,
+            StreamBody::new(ReceiverStream::new(rx)),
+            PassThrough,
+            Draft::new("req_relay_test".into()),
+            Duration::from_secs(30),
+            Some(Duration::from_millis(50)),
+        );
+        let first = body.frame().await.expect("a frame").expect("infallible");
+        assert_eq!(first.into_data().ok(), Some(Bytes::from_static(sse::PING)));
+
+        let silence = Duration::from_millis(300);
+        tokio::time::sleep(silence).await;
+        let event = Bytes::from_static(b"event: message_start\ndata: {}\n\n");
+        tx.send(Ok(Frame::data(event.clone()))).await.expect("send");
+        drop(tx);
+        let mut data = Vec::new();
+        while let Some(frame) = body.frame().await {
+            data.push(frame.expect("infallible").into_data().expect("data"));
+        }
+        assert_eq!(data.last(), Some(&event), "{data:?}");
+        assert!(
+            data.iter().all(|d| *d == event || *d == sse::PING),
+            "{data:?}"
+        );
+
+        let record = usage.recv().await.expect("the usage record");
+        assert_eq!((record.status, record.error_class.as_str()), (200, ""));
+        assert!(
+            u128::from(record.time_to_first_token_ms) >= silence.as_millis(),
+            "time to first token {} ms counts a ping",
+            record.time_to_first_token_ms
+        );
     }
 }
