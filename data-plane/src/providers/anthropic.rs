@@ -169,7 +169,7 @@ async fn forward(
 /// Anthropic's own SSE, relayed chunk by chunk as it arrives while a parser watches it for
 /// usage (Anthropic sends its own pings).
 #[derive(Default)]
-struct SseWatch {
+pub(crate) struct SseWatch {
     parser: SseParser,
     usage: UsageTracker,
 }

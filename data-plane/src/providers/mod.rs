@@ -376,26 +376,6 @@ mod tests {
     use crate::DataPlaneConfig;
     use crate::usage::UsageSink;
 
-    /// Relays chunks as they are.
-    struct PassThrough;
-
-    impl StreamTranslation for PassThrough {
-        fn on_chunk(&mut self, chunk: &Bytes) -> Step {
-            Step {
-                out: chunk.clone(),
-                end: None,
-            }
-        }
-
-        fn on_end(&mut self) -> Result<(), String> {
-            Ok(())
-        }
-
-        fn usage(&self) -> Option<tollgate_protocol::anthropic::Usage> {
-            None
-        }
-    }
-
     /// While the upstream is silent the client gets the gateway's pings; the time to first token
     /// is that of the first upstream output, not of a ping.
     #[tokio::test]
@@ -406,7 +386,7 @@ mod tests {
         let mut body = RelayBody::new(
             dp,
             StreamBody::new(ReceiverStream::new(rx)),
-            PassThrough,
+            anthropic::SseWatch::default(),
             Draft::new("req_relay_test".into()),
             Duration::from_secs(30),
             Some(Duration::from_millis(50)),
