@@ -18,6 +18,9 @@ pub struct ProxyError {
     pub class: &'static str,
     /// Ask the client not to retry (e.g. budget exhausted).
     pub no_retry: bool,
+    /// What went wrong inside (an OS, TLS or SDK error text, an upstream URL): logged with the
+    /// request id, never sent to the client, whose message stays stable.
+    pub detail: Option<String>,
 }
 
 impl ProxyError {
@@ -33,7 +36,15 @@ impl ProxyError {
             message: message.into(),
             class,
             no_retry: false,
+            detail: None,
         }
+    }
+
+    /// Adds the internal detail behind this error (see [`ProxyError::detail`]). The client's
+    /// message then ends with the request id and a pointer to the gateway log.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
     }
 
     pub fn with_status(mut self, status: StatusCode) -> Self {
@@ -49,12 +60,20 @@ impl ProxyError {
         Self::new(ErrorKind::Authentication, "auth", message)
     }
 
-    /// The JSON response, tagged with the request id.
+    /// The JSON response, tagged with the request id. The detail, if any, is not part of it.
     pub fn into_response_with(self, request_id: &str) -> Response {
+        let message = if self.detail.is_some() {
+            format!(
+                "{} (request id {request_id}; the gateway log has the details)",
+                self.message
+            )
+        } else {
+            self.message.into_owned()
+        };
         let api = ApiError {
             kind: self.kind,
             status: self.status.as_u16(),
-            message: self.message.into_owned(),
+            message,
         };
         error_response(&api, request_id, self.no_retry)
     }

@@ -14,6 +14,9 @@
 //! | [`providers`] | the Bedrock and Anthropic upstream calls (I/O around `tollgate-protocol`) |
 //! | [`upstream`] | the pooled HTTP client for provider calls (hyper-util, rustls, no redirects) |
 //! | [`usage`] | one usage record per request, logged and handed to a bounded sink |
+//! | [`refusals`] | requests refused before a virtual key is known: counted, not usage |
+//! | [`model_id`] | the shape a requested model id must have (400 otherwise) |
+//! | [`logsafe`] | client- and upstream-controlled text made safe for log lines |
 //! | [`source`] | split deployment: the control plane's config stream, disk cache, reconnects |
 //! | [`reporter`] | split deployment: usage batches to the control plane, disk spool, resends |
 //! | [`grpc`] | connection options, join-token auth and backoff shared by `source` and `reporter` |
@@ -22,7 +25,10 @@
 
 pub mod error;
 pub mod grpc;
+pub mod logsafe;
+pub mod model_id;
 pub mod providers;
+pub mod refusals;
 pub mod reporter;
 pub mod routing;
 pub mod runtime;
@@ -71,6 +77,7 @@ pub struct DataPlane {
     runtime: RuntimeHandle,
     pub usage: usage::UsageSink,
     link: source::ConfigLink,
+    refusals: refusals::Refusals,
 }
 
 impl DataPlane {
@@ -80,7 +87,13 @@ impl DataPlane {
             runtime: RuntimeHandle::default(),
             usage,
             link: source::ConfigLink::default(),
+            refusals: refusals::Refusals::default(),
         })
+    }
+
+    /// Requests refused before a virtual key was established (they are not usage).
+    pub fn refusals(&self) -> &refusals::Refusals {
+        &self.refusals
     }
 
     pub fn runtime(&self) -> &RuntimeHandle {

@@ -1,12 +1,19 @@
 //! The inference API's routes and request flow:
 //!
 //! 1. load the current [`Runtime`](crate::runtime::Runtime) once (the request keeps it to the end);
-//! 2. authenticate the virtual key (`Authorization: Bearer`, `x-api-key` or `x-bf-vk`);
-//! 3. read the body up to the configured cap and parse its top level once ([`RequestBody`]):
-//!    `model` and `stream` for routing, the members for the provider's translation;
-//! 4. route to a provider, upstream model and provider key ([`crate::routing`]);
+//! 2. authenticate the virtual key (see [`presented_key`] for which header wins);
+//! 3. read the body up to the configured cap (a larger `Content-Length` is refused before any
+//!    byte is read) and parse its top level once ([`RequestBody`]): `model` and `stream` for
+//!    routing, the members for the provider's translation;
+//! 4. check the model id's shape ([`crate::model_id`]), route to a provider, upstream model and
+//!    provider key ([`crate::routing`]);
 //! 5. hand over to the provider ([`crate::providers`]), which forwards and relays the answer;
-//! 6. every outcome ends in one usage record.
+//! 6. every outcome once the virtual key is known ends in one usage record; a request refused
+//!    before that (no configuration, no or a bad key, no such route) is not usage: it is
+//!    counted in [`crate::refusals`] and logged at `debug` (a 404 at `info`).
+//!
+//! The in-process tests of this flow (auth rules, header precedence, error envelopes, refusals)
+//! are in `server/tests.rs`.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -16,7 +23,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, head, post};
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, Method, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Limited};
 use tollgate_proto::usage::v1::UsageRecord;
 use tollgate_protocol::anthropic::ErrorKind;
@@ -24,13 +31,15 @@ use tollgate_protocol::bedrock::RequestBody;
 
 use crate::DataPlane;
 use crate::error::ProxyError;
+use crate::logsafe::{log_safe, log_safe_opt};
 use crate::providers::{self, Call, Operation};
 use crate::routing::{self, RouteError};
 use crate::runtime::{Runtime, VirtualKey};
 
 /// The inference routes. Claude Code appends `/v1/messages` to `ANTHROPIC_BASE_URL`, so both the
 /// documented `/anthropic` prefix and the bare paths are served; query strings (`?beta=true`) are
-/// ignored.
+/// ignored. Any other path gets a 404 that says what is served ([`no_route`]); it is the
+/// fallback of whatever router this one is merged into.
 pub fn router(dp: Arc<DataPlane>) -> Router {
     Router::new()
         .route("/anthropic/v1/messages", post(messages))
@@ -43,7 +52,105 @@ pub fn router(dp: Arc<DataPlane>) -> Router {
         .route("/anthropic", head(warm_up))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(no_route)
         .with_state(dp)
+}
+
+/// What the inference API serves, for 404 and 405 messages.
+const SERVED: &str = "the inference API serves POST /anthropic/v1/messages and POST \
+                      /anthropic/v1/messages/count_tokens (also without the /anthropic prefix)";
+
+/// Longest part of a request path quoted back in an error message.
+const MAX_QUOTED_PATH: usize = 200;
+
+/// A 404 for a path nobody serves, logged at `info`. Inference-looking paths (`/anthropic/...`,
+/// `/v1/...`, anything ending in `/v1/messages`) get Anthropic's error shape and a message that
+/// says what was expected; other paths the admin API's shape.
+async fn no_route(State(dp): State<Arc<DataPlane>>, method: Method, uri: Uri) -> Response {
+    dp.refusals().count("no_route");
+    let path = uri.path();
+    let request_id = new_request_id();
+    tracing::info!(
+        request_id = %request_id,
+        method = %method,
+        path = %log_safe(path),
+        "no route for this request"
+    );
+    let quoted = quote_path(path);
+    let inference = path == "/anthropic"
+        || path.starts_with("/anthropic/")
+        || path.starts_with("/v1/")
+        || path.ends_with("/v1/messages")
+        || path.ends_with("/v1/messages/count_tokens");
+    if !inference {
+        return admin_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no route for {method} {quoted}"),
+        );
+    }
+    let message = if path.contains("/v1/v1/") {
+        format!(
+            "no route for {method} {quoted}: {SERVED}. Clients append /v1/messages to their base \
+             URL: set ANTHROPIC_BASE_URL to http(s)://<gateway>/anthropic, without /v1"
+        )
+    } else if path.ends_with("/v1/models") || path.contains("/v1/models/") {
+        format!(
+            "no route for {method} {quoted}: Tollgate does not list models yet. Choose the model \
+             in the client (e.g. ANTHROPIC_MODEL) as provider/model (bedrock/<model id>) or as an \
+             alias configured on a provider key"
+        )
+    } else if path.ends_with("/v1/messages") || path.ends_with("/v1/messages/count_tokens") {
+        format!(
+            "no route for {method} {quoted}: {SERVED}. Check ANTHROPIC_BASE_URL: it should be \
+             http(s)://<gateway>/anthropic"
+        )
+    } else {
+        format!("no route for {method} {quoted}: {SERVED}")
+    };
+    ProxyError::new(ErrorKind::NotFound, "no_route", message).into_response_with(&request_id)
+}
+
+/// A 405 on an inference route (e.g. `GET /v1/messages`), in Anthropic's error shape.
+async fn method_not_allowed(
+    State(dp): State<Arc<DataPlane>>,
+    method: Method,
+    uri: Uri,
+) -> Response {
+    dp.refusals().count("no_route");
+    let path = uri.path();
+    let request_id = new_request_id();
+    tracing::info!(
+        request_id = %request_id,
+        method = %method,
+        path = %log_safe(path),
+        "method not allowed on this route"
+    );
+    let message = format!("{method} is not served on {}: {SERVED}", quote_path(path));
+    ProxyError::new(ErrorKind::InvalidRequest, "method_not_allowed", message)
+        .with_status(StatusCode::METHOD_NOT_ALLOWED)
+        .into_response_with(&request_id)
+}
+
+/// `path`, cut to [`MAX_QUOTED_PATH`] bytes for a message (a URI path is ASCII).
+fn quote_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.get(..MAX_QUOTED_PATH) {
+        Some(head) if head.len() < path.len() => format!("{head}...").into(),
+        _ => path.into(),
+    }
+}
+
+/// The admin API's error shape, `{"error":{"type","message"}}`, for paths outside the inference
+/// API.
+fn admin_error(status: StatusCode, kind: &str, message: &str) -> Response {
+    let body = serde_json::json!({"error": {"type": kind, "message": message}});
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn warm_up() -> StatusCode {
@@ -143,8 +250,13 @@ impl Draft {
     }
 }
 
+/// A new request id (`req_tg_` and a time-ordered UUID).
+fn new_request_id() -> String {
+    format!("req_tg_{}", uuid::Uuid::now_v7().simple())
+}
+
 async fn handle(dp: Arc<DataPlane>, op: Operation, headers: HeaderMap, body: Body) -> Response {
-    let mut draft = Draft::new(format!("req_tg_{}", uuid::Uuid::now_v7().simple()));
+    let mut draft = Draft::new(new_request_id());
     let (rt, vk, bytes) = match admit(&dp, &headers, body, &mut draft).await {
         Ok(admitted) => admitted,
         Err(e) => return refuse(&dp, draft, e),
@@ -154,53 +266,99 @@ async fn handle(dp: Arc<DataPlane>, op: Operation, headers: HeaderMap, body: Bod
         Ok(p) => p,
         Err(e) => return refuse(&dp, draft, ProxyError::invalid_request(e.to_string())),
     };
+    // Before the model is routed, logged or put in a URL.
+    if let Err(e) = crate::model_id::check(&parsed.model) {
+        return refuse(
+            &dp,
+            draft,
+            ProxyError::new(ErrorKind::InvalidRequest, "invalid_model", e.to_string()),
+        );
+    }
     match route_call(rt, &vk, op, headers, bytes.clone(), &parsed, &mut draft) {
         Ok(call) => providers::call(dp, call, draft).await,
         Err(e) => refuse(&dp, draft, e),
     }
 }
 
-/// Ends a request the gateway refused before any upstream call.
+/// Ends a request the gateway refused before any upstream call. Once the virtual key is known
+/// the refusal is usage (one record, logged at `info`); before that it is only counted and
+/// logged at `debug` (see [`crate::refusals`]), so unauthenticated traffic cannot fill the usage
+/// queue or the spool.
 fn refuse(dp: &DataPlane, draft: Draft, e: ProxyError) -> Response {
     let status = e.status.as_u16();
+    let class = e.class;
+    if draft.record.virtual_key_id.is_empty() {
+        dp.refusals().count(class);
+        tracing::debug!(
+            request_id = %draft.record.request_id,
+            status,
+            error_class = class,
+            message = %log_safe(&e.message),
+            "request refused before a virtual key was established"
+        );
+        return e.into_response_with(&draft.record.request_id);
+    }
     tracing::info!(
         request_id = %draft.record.request_id,
         status,
-        error_class = e.class,
-        message = %e.message,
+        error_class = class,
+        message = %log_safe(&e.message),
+        detail = log_safe_opt(e.detail.as_deref()),
         "request refused"
     );
-    let class = e.class;
     let resp = e.into_response_with(&draft.record.request_id);
     draft.finish(dp, status, class);
     resp
 }
 
-/// The virtual key presented by the client, if any.
-fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return Some(v.trim());
+/// The virtual key presented by the client: `Ok(None)` when there is none.
+///
+/// The first of these headers that is present and not empty wins, and only it is checked (a bad
+/// key there is a 401 even if a later header holds a good one):
+///
+/// | order | header | note |
+/// |---|---|---|
+/// | 1 | `x-api-key: <key>` | Anthropic SDKs, Claude Code's `ANTHROPIC_API_KEY` |
+/// | 2 | `Authorization: Bearer <key>` | Claude Code's `ANTHROPIC_AUTH_TOKEN`; other schemes are not virtual keys and are skipped |
+/// | 3 | `x-bf-vk: <key>` | Bifrost's header |
+///
+/// `Err(())`: the winning header is not valid text (it cannot hold a key).
+fn presented_key(headers: &HeaderMap) -> Result<Option<&str>, ()> {
+    fn text(v: &http::HeaderValue) -> Result<&str, ()> {
+        v.to_str().map(str::trim).map_err(|_| ())
     }
-    if let Some(v) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    if let Some(v) = headers.get("x-api-key")
+        && !v.is_empty()
     {
-        let v = v.trim();
-        if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") {
-            return Some(v[7..].trim());
+        let v = text(v)?;
+        if !v.is_empty() {
+            return Ok(Some(v));
         }
     }
-    headers
-        .get("x-bf-vk")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+    if let Some(v) = headers.get(header::AUTHORIZATION) {
+        let v = v.as_bytes().trim_ascii();
+        if v.len() >= 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
+            let token = std::str::from_utf8(&v[7..]).map_err(|_| ())?.trim();
+            if !token.is_empty() {
+                return Ok(Some(token));
+            }
+        }
+    }
+    match headers.get("x-bf-vk") {
+        Some(v) => text(v).map(|v| (!v.is_empty()).then_some(v)),
+        None => Ok(None),
+    }
 }
 
 fn authenticate(rt: &Runtime, headers: &HeaderMap) -> Result<Arc<VirtualKey>, ProxyError> {
-    let Some(presented) = presented_key(headers).filter(|k| !k.is_empty()) else {
-        return Err(ProxyError::unauthenticated(
-            "missing virtual key: send it as `Authorization: Bearer <key>` or `x-api-key: <key>`",
-        ));
+    let presented = match presented_key(headers) {
+        Ok(Some(k)) => k,
+        Ok(None) => {
+            return Err(ProxyError::unauthenticated(
+                "missing virtual key: send it as `Authorization: Bearer <key>` or `x-api-key: <key>`",
+            ));
+        }
+        Err(()) => return Err(ProxyError::unauthenticated("invalid virtual key")),
     };
     // One answer for unknown and inactive keys: the response never tells whether a key exists.
     match rt.virtual_key(presented) {
@@ -209,14 +367,22 @@ fn authenticate(rt: &Runtime, headers: &HeaderMap) -> Result<Arc<VirtualKey>, Pr
     }
 }
 
+fn too_large(limit: usize) -> ProxyError {
+    ProxyError::new(
+        ErrorKind::RequestTooLarge,
+        "body_too_large",
+        format!("request body exceeds the gateway's limit of {limit} bytes"),
+    )
+}
+
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ProxyError> {
+    // A declared length (`Content-Length`) over the cap is refused before any byte is read.
+    if http_body::Body::size_hint(&body).lower() > limit as u64 {
+        return Err(too_large(limit));
+    }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ProxyError::new(
-            ErrorKind::RequestTooLarge,
-            "body_too_large",
-            format!("request body exceeds the gateway's limit of {limit} bytes"),
-        )),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(limit)),
         Err(_) => Err(ProxyError::invalid_request(
             "could not read the request body",
         )),
@@ -285,3 +451,4 @@ fn route_call<'a>(
         body,
     })
 }
+

@@ -37,8 +37,40 @@ pub enum CredentialError {
     MissingEnv(#[from] MissingEnv),
     #[error("the AWS default credential chain found no credentials: {0}")]
     DefaultChain(String),
-    #[error("STS AssumeRole failed: {0}")]
-    AssumeRole(String),
+    /// `code`: the AWS error code STS answered with (`AccessDenied`, ...), when it answered.
+    #[error("STS AssumeRole failed: {detail}")]
+    AssumeRole {
+        code: Option<String>,
+        detail: String,
+    },
+}
+
+impl CredentialError {
+    /// What a client may be told: which kind of failure, the name of a missing variable or the
+    /// AWS error code, never an SDK's error text (it can carry ARNs, account ids, endpoints and
+    /// OS errors of the gateway's host; the log has it, see [`CredentialError::detail`]).
+    pub fn client_message(&self) -> String {
+        match self {
+            CredentialError::MissingEnv(e) => e.to_string(),
+            CredentialError::DefaultChain(_) => {
+                "the AWS default credential chain found no credentials".into()
+            }
+            CredentialError::AssumeRole {
+                code: Some(code), ..
+            } => format!("STS AssumeRole was refused ({code})"),
+            CredentialError::AssumeRole { code: None, .. } => "STS AssumeRole failed".into(),
+        }
+    }
+
+    /// The internal text behind [`CredentialError::client_message`], for the log.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            CredentialError::MissingEnv(_) => None,
+            CredentialError::DefaultChain(d) | CredentialError::AssumeRole { detail: d, .. } => {
+                Some(d)
+            }
+        }
+    }
 }
 
 /// SigV4 signing failed (a malformed URL or header; never a credential problem).
@@ -300,10 +332,25 @@ impl BedrockAuth {
             .duration_seconds(ASSUME_ROLE_DURATION_SECS)
             .send()
             .await
-            .map_err(|e| CredentialError::AssumeRole(error_chain(&e)))?;
+            .map_err(|e| {
+                use aws_sdk_sts::error::ProvideErrorMetadata;
+                // Only a well-formed code is shown to clients.
+                let code = e.code().filter(|c| {
+                    !c.is_empty()
+                        && c.len() <= 64
+                        && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+                });
+                CredentialError::AssumeRole {
+                    code: code.map(str::to_owned),
+                    detail: error_chain(&e),
+                }
+            })?;
         let c = out
             .credentials()
-            .ok_or_else(|| CredentialError::AssumeRole("STS returned no credentials".into()))?;
+            .ok_or_else(|| CredentialError::AssumeRole {
+                code: None,
+                detail: "STS returned no credentials".into(),
+            })?;
         let expiry = SystemTime::try_from(*c.expiration()).ok();
         tracing::info!(
             role_session = %role.session_name,

@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 use tollgate_protocol::anthropic::ErrorKind;
 
 use crate::error::ProxyError;
+use crate::grpc::error_chain;
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -74,7 +75,7 @@ impl HttpClient {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(client_error(provider, &e)),
             Err(_) => Err(timeout_error(format!(
-                "upstream {provider} sent no response within {} s",
+                "provider {provider:?} sent no response within {} s",
                 timeout.as_secs()
             ))),
         }
@@ -124,7 +125,7 @@ pub async fn read_body(
             Err(e) if e.is::<LengthLimitError>() => Err(ProxyError::new(
                 ErrorKind::Api,
                 "upstream_too_large",
-                format!("upstream {provider} sent a response over {limit} bytes"),
+                format!("provider {provider:?} sent a response over {limit} bytes"),
             )
             .with_status(StatusCode::BAD_GATEWAY)),
             Err(e) => Err(unreachable_error("lost the connection to", provider, &*e)),
@@ -133,18 +134,9 @@ pub async fn read_body(
     match tokio::time::timeout(timeout, read).await {
         Ok(r) => r,
         Err(_) => Err(timeout_error(format!(
-            "upstream {provider} did not finish its response in time"
+            "provider {provider:?} did not finish its response in time"
         ))),
     }
-}
-
-/// The innermost cause of an error, for messages.
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut last = err;
-    while let Some(s) = last.source() {
-        last = s;
-    }
-    last.to_string()
 }
 
 fn is_timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
@@ -166,12 +158,15 @@ fn timeout_error(message: String) -> ProxyError {
         .with_status(StatusCode::GATEWAY_TIMEOUT)
 }
 
-/// An upstream that gave no usable answer: unreachable (502) or too slow to connect (504).
+/// An upstream that gave no usable answer: unreachable (502) or too slow to connect (504). The
+/// client's message is stable; the OS or TLS error behind it goes to the log only (it can name
+/// addresses, certificates and proxy settings of the gateway's network).
 fn client_error(provider: &str, err: &hyper_util::client::legacy::Error) -> ProxyError {
     if is_timed_out(err) {
         return timeout_error(format!(
-            "upstream {provider} did not answer in time (connect timed out)"
-        ));
+            "provider {provider:?} did not answer in time (connect timed out)"
+        ))
+        .with_detail(error_chain(err));
     }
     let what = if err.is_connect() {
         "could not connect to"
@@ -189,9 +184,10 @@ fn unreachable_error(
     ProxyError::new(
         ErrorKind::Api,
         "upstream_unreachable",
-        format!("{what} upstream {provider}: {}", root_cause(err)),
+        format!("{what} provider {provider:?}"),
     )
     .with_status(StatusCode::BAD_GATEWAY)
+    .with_detail(error_chain(err))
 }
 
 /// A POST to `uri` with `headers`, then the provider's `extra_headers` (which replace headers of
@@ -212,14 +208,16 @@ pub fn post(
     req
 }
 
-/// Parses an upstream URL built by a provider (`base_url` + path).
+/// Parses an upstream URL built by a provider (`base_url` + path). The URL is internal: a bad
+/// one is logged, and the client is told only that the provider's configuration is at fault.
 pub fn parse_url(url: &str) -> Result<Uri, ProxyError> {
     url.parse::<Uri>().map_err(|e| {
         ProxyError::new(
             ErrorKind::Api,
             "gateway_config",
-            format!("invalid upstream URL {url:?}: {e}"),
+            "the gateway could not build the upstream URL from the provider's configuration",
         )
+        .with_detail(format!("invalid upstream URL {url:?}: {e}"))
     })
 }
 

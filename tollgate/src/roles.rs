@@ -256,10 +256,10 @@ pub async fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
     dp.follow(cp.snapshots());
     let usage_task = tokio::spawn(ingest_in_process(cp.clone(), usage_rx));
 
+    // The inference router's fallback answers unknown paths (admin paths in the admin shape).
     let app = cp
         .admin_router()
-        .merge(tollgate_data_plane::server::router(dp.clone()))
-        .fallback(not_found);
+        .merge(tollgate_data_plane::server::router(dp.clone()));
     let listener = bind(args.listen).await?;
     let local = listener.local_addr()?;
     tracing::info!(
@@ -463,9 +463,7 @@ pub async fn data_plane(args: DataPlaneRoleArgs) -> anyhow::Result<()> {
             }
         })
     };
-    let app = tollgate_data_plane::server::router(dp.clone())
-        .route("/metrics", metrics)
-        .fallback(not_found);
+    let app = tollgate_data_plane::server::router(dp.clone()).route("/metrics", metrics);
     tracing::info!(
         listen = %local,
         node_id = %node_id,
@@ -711,6 +709,7 @@ fn data_plane_metrics(
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         ));
     }
+    dp.refusals().write_prometheus(&mut out);
     out
 }
 

@@ -21,9 +21,10 @@ use tollgate_protocol::eventstream;
 use super::{Call, End, MAX_UPSTREAM_BODY, Operation, RelayBody, Step, StreamTranslation, fail};
 use crate::DataPlane;
 use crate::error::{ProxyError, error_response};
+use crate::logsafe::log_safe;
 use crate::runtime::KeyCredential;
 use crate::server::Draft;
-use crate::signing::{BedrockCredential, ToSign, sign_request};
+use crate::signing::{BedrockCredential, CredentialError, ToSign, sign_request};
 use crate::upstream;
 
 type UpstreamResponse = http::Response<Incoming>;
@@ -98,13 +99,26 @@ fn config_error(message: String) -> ProxyError {
     ProxyError::new(ErrorKind::Api, "gateway_config", message)
 }
 
+/// Credentials that could not be produced: the kind of failure for the client, the SDK's text
+/// for the log.
+fn credential_error(e: &CredentialError) -> ProxyError {
+    let err = config_error(format!(
+        "Bedrock credentials unavailable: {}",
+        e.client_message()
+    ));
+    match e.detail() {
+        Some(detail) => err.with_detail(detail),
+        None => err,
+    }
+}
+
 async fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
     let key = c.key();
     let KeyCredential::Bedrock(auth) = &key.credential else {
-        return Err(config_error(format!(
-            "provider key {:?} has no Bedrock credentials",
-            key.name
-        )));
+        return Err(
+            config_error("the provider key has no Bedrock credentials".into())
+                .with_detail(format!("provider key {:?}", key.name)),
+        );
     };
     let betas = c.betas();
     let (operation, body) = match (c.op, c.stream) {
@@ -150,10 +164,7 @@ async fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
             translate::model_path_segment(&model_id)
         ),
     };
-    let credential = auth
-        .credential()
-        .await
-        .map_err(|e| config_error(format!("Bedrock credentials unavailable: {e}")))?;
+    let credential = auth.credential().await.map_err(|e| credential_error(&e))?;
     let uri = upstream::parse_url(&url)?;
     let mut headers = http::HeaderMap::with_capacity(8);
     for (name, value) in SIGNED_HEADERS {
@@ -180,7 +191,10 @@ async fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
                     body: &body,
                 },
             )
-            .map_err(|e| config_error(e.to_string()))?;
+            .map_err(|e| {
+                config_error("could not sign the request to Bedrock".into())
+                    .with_detail(e.to_string())
+            })?;
             for (name, value) in signed {
                 let mut value = HeaderValue::try_from(value)
                     .map_err(|_| config_error("SigV4 produced an invalid header".into()))?;
@@ -281,7 +295,7 @@ fn upstream_error(dp: &DataPlane, draft: Draft, api: &ApiError) -> Response {
         request_id = %draft.record.request_id,
         status = api.status,
         error_type = api.kind.as_str(),
-        message = %api.message,
+        message = %log_safe(&api.message),
         "Bedrock returned an error"
     );
     let resp = error_response(api, &draft.record.request_id, false);

@@ -24,6 +24,7 @@ use tollgate_protocol::sse;
 
 use crate::DataPlane;
 use crate::error::ProxyError;
+use crate::logsafe::{log_safe, log_safe_opt};
 use crate::runtime::{Provider, ProviderKey, ProviderKind, Runtime};
 use crate::server::Draft;
 
@@ -78,14 +79,16 @@ pub async fn call(dp: Arc<DataPlane>, call: Call<'_>, draft: Draft) -> Response 
     }
 }
 
-/// Ends a request with an error response and its usage record.
+/// Ends a request with an error response and its usage record. The error's internal detail is
+/// logged here and never reaches the client.
 pub(crate) fn fail(dp: &DataPlane, draft: Draft, err: ProxyError) -> Response {
     tracing::warn!(
         request_id = %draft.record.request_id,
         provider = %draft.record.provider,
         status = err.status.as_u16(),
         error_class = err.class,
-        message = %err.message,
+        message = %log_safe(&err.message),
+        detail = log_safe_opt(err.detail.as_deref()),
         "request failed"
     );
     let status = err.status.as_u16();
@@ -119,6 +122,8 @@ pub(crate) enum End {
         status: u16,
         class: &'static str,
         message: String,
+        /// Logged, not sent (see [`ProxyError::detail`]).
+        detail: Option<String>,
     },
 }
 
@@ -130,6 +135,7 @@ impl End {
             status: 502,
             class,
             message,
+            detail: None,
         }
     }
 }
@@ -195,6 +201,7 @@ impl<T: StreamTranslation, B> RelayBody<T, B> {
                 status,
                 class,
                 message,
+                detail,
             } => {
                 if let Some(draft) = &self.draft {
                     tracing::warn!(
@@ -202,7 +209,8 @@ impl<T: StreamTranslation, B> RelayBody<T, B> {
                         provider = %draft.record.provider,
                         status,
                         error_class = class,
-                        message = %message,
+                        message = %log_safe(&message),
+                        detail = log_safe_opt(detail.as_deref()),
                         "stream ended with an error event"
                     );
                 }
@@ -321,10 +329,14 @@ where
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    this.end_with(End::bad_gateway(
-                        "upstream_read",
-                        format!("lost the upstream stream: {e}"),
-                    ));
+                    // The read error (OS, TLS) is the log's; the client gets a stable message.
+                    this.end_with(End::Error {
+                        kind: ErrorKind::Api,
+                        status: 502,
+                        class: "upstream_read",
+                        message: "lost the connection to the provider mid-stream".into(),
+                        detail: Some(e.to_string()),
+                    });
                 }
                 Poll::Ready(None) => match this.translation.on_end() {
                     Ok(()) => this.ending = Some((200, "")),
@@ -344,6 +356,7 @@ where
                             status: 504,
                             class: "upstream_idle_timeout",
                             message,
+                            detail: None,
                         });
                         continue;
                     }

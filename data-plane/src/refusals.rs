@@ -1,0 +1,147 @@
+//! Requests refused before a virtual key was established (no or a bad key, no configuration
+//! yet, no such route). They are not usage: they write no usage record and take no spool space,
+//! so a flood of them cannot push real usage out of the data plane's bounded queue and spool.
+//! Instead each one is counted here (atomics; `tollgate_requests_refused_total{reason}` in
+//! `/metrics`) and logged at `debug`, and a `warn` line sums them up at most once per
+//! [`WARN_EVERY`].
+//!
+//! | reason | refusals |
+//! |---|---|
+//! | `auth` | 401: no virtual key, or one that is unknown, inactive or deleted |
+//! | `not_ready` | 503: no configuration received yet |
+//! | `no_route` | 404: a path the inference API does not serve |
+//! | `too_large` | 413 before the key was checked (a `Content-Length` over the cap) |
+//! | `other` | any other refusal before the key was checked |
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Least time between two `warn` lines about refused requests.
+pub const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// The reasons counted, in the order of the metric's lines.
+pub const REASONS: [&str; 5] = ["auth", "not_ready", "no_route", "too_large", "other"];
+
+/// Counters of refused unauthenticated requests. Lock-free; one per data plane.
+#[derive(Debug)]
+pub struct Refusals {
+    counts: [AtomicU64; REASONS.len()],
+    epoch: Instant,
+    /// Milliseconds since `epoch` before which no `warn` line is written.
+    next_warn_ms: AtomicU64,
+    /// The total at the last `warn` line.
+    warned_total: AtomicU64,
+}
+
+impl Default for Refusals {
+    fn default() -> Self {
+        Refusals {
+            counts: Default::default(),
+            epoch: Instant::now(),
+            next_warn_ms: AtomicU64::new(0),
+            warned_total: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The [`REASONS`] slot of an error class (`ProxyError::class`, or `no_route`).
+fn slot(class: &str) -> usize {
+    match class {
+        "auth" => 0,
+        "not_ready" => 1,
+        "no_route" => 2,
+        "body_too_large" | "too_large" => 3,
+        _ => 4,
+    }
+}
+
+impl Refusals {
+    /// Counts one refusal of `class`; at most once per [`WARN_EVERY`], logs a `warn` line with
+    /// the number refused since the last one.
+    pub fn count(&self, class: &str) {
+        self.counts[slot(class)].fetch_add(1, Ordering::Relaxed);
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let due = self.next_warn_ms.load(Ordering::Relaxed);
+        if now >= due
+            && self
+                .next_warn_ms
+                .compare_exchange(
+                    due,
+                    now.saturating_add(WARN_EVERY.as_millis() as u64),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            let total = self.total();
+            let since = total - self.warned_total.swap(total, Ordering::Relaxed);
+            tracing::warn!(
+                refused = since,
+                refused_total = total,
+                auth = self.get("auth"),
+                not_ready = self.get("not_ready"),
+                no_route = self.get("no_route"),
+                "requests refused before a virtual key was established (no usage record is \
+                 written for them; this line repeats at most once a minute, see \
+                 tollgate_requests_refused_total)"
+            );
+        }
+    }
+
+    /// Refusals of one reason of [`REASONS`] so far (0 for any other name).
+    pub fn get(&self, reason: &str) -> u64 {
+        REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .map_or(0, |i| self.counts[i].load(Ordering::Relaxed))
+    }
+
+    /// All refusals so far.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Appends the Prometheus text of `tollgate_requests_refused_total{reason}` to `out`.
+    pub fn write_prometheus(&self, out: &mut String) {
+        out.push_str(
+            "# HELP tollgate_requests_refused_total Requests refused before a virtual key was \
+             established (they write no usage record).\n\
+             # TYPE tollgate_requests_refused_total counter\n",
+        );
+        for (reason, count) in REASONS.iter().zip(&self.counts) {
+            let _ = writeln!(
+                out,
+                "tollgate_requests_refused_total{{reason=\"{reason}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_reason_and_renders_prometheus_text() {
+        let r = Refusals::default();
+        for _ in 0..3 {
+            r.count("auth");
+        }
+        r.count("not_ready");
+        r.count("body_too_large");
+        r.count("something_else");
+        assert_eq!((r.get("auth"), r.get("not_ready"), r.total()), (3, 1, 6));
+        let mut text = String::new();
+        r.write_prometheus(&mut text);
+        assert!(
+            text.contains("tollgate_requests_refused_total{reason=\"auth\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("{reason=\"too_large\"} 1\n"), "{text}");
+        assert!(text.contains("{reason=\"other\"} 1\n"), "{text}");
+        assert!(text.contains("{reason=\"no_route\"} 0\n"), "{text}");
+        assert!(text.contains("# TYPE tollgate_requests_refused_total counter\n"));
+    }
+}
