@@ -452,3 +452,5 @@ fn route_call<'a>(
     })
 }
 
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,844 @@
+//! The inference API in process: [`router`] driven with `tower::ServiceExt::oneshot`, no listener
+//! and no binary. Where a test needs an upstream it gets a small loopback server ([`upstream`]);
+//! SigV4 and the providers' full behaviour are the e2e tests' (strict doubles, real binary).
+//!
+//! | test | behaviour |
+//! |---|---|
+//! | `no_config_yet_is_503_in_the_envelope_and_not_usage` | 503 before any config; the error envelope; no usage record |
+//! | `unknown_inactive_deactivated_and_deleted_keys_get_the_same_401` | auth rules across config changes |
+//! | `the_first_key_header_present_wins` | `x-api-key` / `Authorization: Bearer` / `x-bf-vk` precedence |
+//! | `a_declared_body_over_the_cap_is_413_before_a_byte_is_read` | 413 from `Content-Length`, body never polled |
+//! | `malformed_model_ids_are_400_naming_the_problem` | the model id rule, before routing |
+//! | `an_unreachable_provider_is_a_stable_502_with_the_detail_in_the_log` | no OS/TLS text to clients |
+//! | `client_and_upstream_text_cannot_forge_log_lines` | one event, one line |
+//! | `unauthenticated_floods_cannot_push_real_usage_out_of_the_spool` | refusals are not usage |
+//! | `unknown_paths_say_what_is_served` | 404/405 bodies and shapes |
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tollgate_proto::config::v1 as pb;
+use tollgate_proto::usage::v1::UsageRecord;
+use tower::ServiceExt;
+
+use super::router;
+use crate::reporter::{ReporterConfig, start_reporter};
+use crate::testing::{FakeControlPlane, FakeState, dead_endpoint, fast_options, wait_until};
+use crate::usage::UsageSink;
+use crate::{DataPlane, DataPlaneConfig};
+
+const GOOD: &str = "sk-tg-good-key";
+const INACTIVE: &str = "sk-tg-inactive-key";
+/// Active in [`config`]`(1)`, deactivated in version 2.
+const DEACTIVATED: &str = "sk-tg-deactivated-key";
+/// Active in [`config`]`(1)`, deleted in version 2.
+const DELETED: &str = "sk-tg-deleted-key";
+const UPSTREAM_KEY: &str = "sk-ant-upstream-key";
+const MAX_BODY: usize = 64 * 1024;
+/// A body that passes authentication and then fails: it has no `model` (400).
+const NO_MODEL: &str = r#"{"max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#;
+
+fn lit(s: &str) -> Option<pb::ValueRef> {
+    Some(pb::ValueRef {
+        source: Some(pb::value_ref::Source::Literal(s.into())),
+    })
+}
+
+fn virtual_key(id: &str, key: &str, active: bool) -> pb::VirtualKey {
+    pb::VirtualKey {
+        id: id.into(),
+        name: id.into(),
+        key_sha256: Sha256::digest(key).to_vec().into(),
+        providers: vec![],
+        monthly_budget_usd: 0.0,
+        active,
+    }
+}
+
+fn network(base_url: &str) -> Option<pb::NetworkConfig> {
+    Some(pb::NetworkConfig {
+        base_url: base_url.into(),
+        connect_timeout_ms: 2_000,
+        request_timeout_ms: 10_000,
+        ..Default::default()
+    })
+}
+
+/// An Anthropic provider at `base_url` and a Bedrock provider (static keys) at `bedrock_url`.
+fn providers(base_url: &str, bedrock_url: &str) -> Vec<pb::Provider> {
+    vec![
+        pb::Provider {
+            name: "anthropic".into(),
+            kind: pb::ProviderKind::Anthropic as i32,
+            network: network(base_url),
+            keys: vec![pb::ProviderKey {
+                id: "pk-anthropic".into(),
+                name: "anthropic-key".into(),
+                models: vec!["*".into()],
+                weight: 1.0,
+                value: lit(UPSTREAM_KEY),
+                enabled: true,
+                ..Default::default()
+            }],
+        },
+        pb::Provider {
+            name: "bedrock".into(),
+            kind: pb::ProviderKind::Bedrock as i32,
+            network: network(bedrock_url),
+            keys: vec![pb::ProviderKey {
+                id: "pk-bedrock".into(),
+                name: "bedrock-key".into(),
+                models: vec!["*".into()],
+                weight: 1.0,
+                bedrock: Some(pb::BedrockKeyConfig {
+                    access_key: lit("AKIDINPROCESSTEST"),
+                    secret_key: lit("in-process-test-secret"),
+                    region: lit("us-east-1"),
+                    ..Default::default()
+                }),
+                enabled: true,
+                ..Default::default()
+            }],
+        },
+    ]
+}
+
+/// Version 1 has the good, deactivated and deleted keys active and one inactive key; version 2
+/// deactivates one and deletes another. The upstreams are at `base_url` (a closed port by
+/// default: tests that never reach an upstream need none).
+fn config(version: u64, base_url: &str) -> pb::Snapshot {
+    let mut virtual_keys = vec![
+        virtual_key("vk-good", GOOD, true),
+        virtual_key("vk-inactive", INACTIVE, false),
+    ];
+    if version == 1 {
+        virtual_keys.push(virtual_key("vk-deactivated", DEACTIVATED, true));
+        virtual_keys.push(virtual_key("vk-deleted", DELETED, true));
+    } else {
+        virtual_keys.push(virtual_key("vk-deactivated", DEACTIVATED, false));
+    }
+    pb::Snapshot {
+        version,
+        providers: providers(base_url, base_url),
+        virtual_keys,
+        created_at_unix_ms: 1,
+    }
+}
+
+/// A data plane (no listener) and the receiving end of its usage sink.
+struct Gateway {
+    dp: Arc<DataPlane>,
+    usage: mpsc::Receiver<UsageRecord>,
+}
+
+/// A response, its body parsed as JSON.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Gateway {
+    fn new() -> Gateway {
+        let (sink, usage) = UsageSink::channel(1024);
+        Gateway::with_sink(sink, usage)
+    }
+
+    fn with_sink(sink: UsageSink, usage: mpsc::Receiver<UsageRecord>) -> Gateway {
+        let config = DataPlaneConfig {
+            max_body_bytes: MAX_BODY,
+            ..DataPlaneConfig::default()
+        };
+        Gateway {
+            dp: DataPlane::new(config, sink),
+            usage,
+        }
+    }
+
+    /// A gateway serving [`config`]`(1)` with its upstreams at `base_url`.
+    fn configured(base_url: &str) -> Gateway {
+        let gw = Gateway::new();
+        gw.apply(config(1, base_url));
+        gw
+    }
+
+    fn apply(&self, snapshot: pb::Snapshot) {
+        self.dp
+            .runtime()
+            .apply(&snapshot)
+            .expect("a valid snapshot");
+    }
+
+    async fn send(&self, req: Request<Body>) -> Answer {
+        let resp = router(Arc::clone(&self.dp))
+            .oneshot(req)
+            .await
+            .expect("infallible");
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.expect("body").to_bytes();
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body: serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())),
+        }
+    }
+
+    /// `POST /anthropic/v1/messages` with `headers` (raw bytes allowed) and `body`.
+    async fn post(&self, headers: &[(&str, &[u8])], body: impl Into<Body>) -> Answer {
+        self.send(request("/anthropic/v1/messages", headers, body.into()))
+            .await
+    }
+
+    /// The usage records written so far.
+    fn usage(&mut self) -> Vec<UsageRecord> {
+        let mut out = Vec::new();
+        while let Ok(r) = self.usage.try_recv() {
+            out.push(r);
+        }
+        out
+    }
+}
+
+fn request(path: &str, headers: &[(&str, &[u8])], body: Body) -> Request<Body> {
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .expect("request");
+    for (name, value) in headers {
+        req.headers_mut().append(
+            http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+            HeaderValue::from_bytes(value).expect("value"),
+        );
+    }
+    req
+}
+
+fn message(model: &str) -> String {
+    json!({"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]})
+        .to_string()
+}
+
+/// Checks the Anthropic error envelope (status, `type`, `error.type`, a message, `request_id`
+/// equal to the `request-id` header) and returns the message.
+fn envelope(a: &Answer, status: u16, kind: &str) -> String {
+    assert_eq!(a.status.as_u16(), status, "{a:?}");
+    assert_eq!(a.headers[header::CONTENT_TYPE], "application/json", "{a:?}");
+    assert_eq!(a.body["type"], "error", "{a:?}");
+    assert_eq!(a.body["error"]["type"], kind, "{a:?}");
+    let id = a.body["request_id"].as_str().expect("request_id");
+    assert!(id.starts_with("req_tg_") && id.len() > 20, "{id}");
+    assert_eq!(a.headers["request-id"], id, "{a:?}");
+    let message = a.body["error"]["message"].as_str().expect("message");
+    assert!(!message.is_empty());
+    message.to_owned()
+}
+
+/// Log lines written while the returned guard lives, on this thread, in the text format.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    fn lines_with(&self, needle: &str) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// A Bedrock error message that tries to forge a second log line.
+const FORGED: &str = "bad input\n2026-01-01T00:00:00.000000Z  INFO tollgate: forged line\r\x1b[2K";
+
+/// A loopback upstream for the in-process tests: `POST /v1/messages` answers like the Anthropic
+/// API (checks the key, `anthropic-version` and the body's required fields; the answer carries
+/// usage), and `POST /model/{id}/invoke` answers like Bedrock refusing the request, with
+/// [`FORGED`] as its message (signatures are the e2e tests' business).
+async fn upstream() -> String {
+    async fn messages(headers: HeaderMap, body: Bytes) -> (StatusCode, axum::Json<Value>) {
+        let error = |status: StatusCode, kind: &str, message: &str| {
+            (
+                status,
+                axum::Json(json!({"type": "error", "error": {"type": kind, "message": message}})),
+            )
+        };
+        if headers.get("x-api-key").map(HeaderValue::as_bytes) != Some(UPSTREAM_KEY.as_bytes()) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "invalid x-api-key",
+            );
+        }
+        if headers.get("anthropic-version").is_none() {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "anthropic-version: header is required",
+            );
+        }
+        let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "body is not JSON",
+            );
+        };
+        let (Some(model), Some(_), Some(_)) = (
+            body["model"].as_str(),
+            body["max_tokens"].as_u64(),
+            body["messages"].as_array(),
+        ) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "model, max_tokens and messages are required",
+            );
+        };
+        (
+            StatusCode::OK,
+            axum::Json(json!({
+                "id": "msg_in_process", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": "hello"}],
+                "stop_reason": "end_turn", "stop_sequence": null,
+                "usage": {"input_tokens": 3, "output_tokens": 5}
+            })),
+        )
+    }
+    async fn bedrock_refuses() -> impl axum::response::IntoResponse {
+        (
+            StatusCode::BAD_REQUEST,
+            [("x-amzn-errortype", "ValidationException")],
+            axum::Json(json!({ "message": FORGED })),
+        )
+    }
+    let app = axum::Router::new()
+        .route("/v1/messages", axum::routing::post(messages))
+        .route("/model/{id}/invoke", axum::routing::post(bedrock_refuses));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr: SocketAddr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+/// A closed port: providers there are unreachable.
+async fn closed() -> String {
+    dead_endpoint().await.0
+}
+
+#[tokio::test]
+async fn no_config_yet_is_503_in_the_envelope_and_not_usage() {
+    let mut gw = Gateway::new();
+    let a = gw
+        .post(&[("x-api-key", GOOD.as_bytes())], message("m"))
+        .await;
+    let text = envelope(&a, 503, "overloaded_error");
+    assert!(text.contains("configuration"), "{text}");
+    assert!(
+        gw.usage().is_empty(),
+        "a refusal without a key is not usage"
+    );
+    assert_eq!(gw.dp.refusals().get("not_ready"), 1);
+
+    // Once configured, the same request is served (here: refused by the closed upstream).
+    gw.apply(config(1, &closed().await));
+    let a = gw
+        .post(&[("x-api-key", GOOD.as_bytes())], message("anthropic/m"))
+        .await;
+    envelope(&a, 502, "api_error");
+    assert_eq!(gw.usage().len(), 1);
+}
+
+#[tokio::test]
+async fn unknown_inactive_deactivated_and_deleted_keys_get_the_same_401() {
+    let logs = Logs::default();
+    let _guard = logs.capture();
+    let mut gw = Gateway::configured(&closed().await);
+    // Authenticated: the body's missing model is the next thing refused, and that is usage.
+    for key in [GOOD, DEACTIVATED, DELETED] {
+        let a = gw.post(&[("x-api-key", key.as_bytes())], NO_MODEL).await;
+        envelope(&a, 400, "invalid_request_error");
+    }
+    let usage = gw.usage();
+    let ids: Vec<&str> = usage.iter().map(|r| r.virtual_key_id.as_str()).collect();
+    assert_eq!(ids, ["vk-good", "vk-deactivated", "vk-deleted"]);
+    assert!(usage.iter().all(|r| r.status == 400));
+
+    let missing = gw.post(&[], NO_MODEL).await;
+    assert!(envelope(&missing, 401, "authentication_error").starts_with("missing virtual key"));
+    let unknown = gw
+        .post(&[("x-api-key", b"sk-tg-never-issued")], NO_MODEL)
+        .await;
+    let inactive = gw
+        .post(&[("x-api-key", INACTIVE.as_bytes())], NO_MODEL)
+        .await;
+    for a in [&unknown, &inactive] {
+        assert_eq!(
+            envelope(a, 401, "authentication_error"),
+            "invalid virtual key"
+        );
+    }
+
+    // A config change deactivates one key and deletes another; the same data plane refuses both
+    // at once, with the answer an unknown key gets. (Snapshots carry no expiry time yet: keys
+    // end by being deactivated or deleted, and both are covered here.)
+    gw.apply(config(2, &closed().await));
+    for key in [DEACTIVATED, DELETED] {
+        let a = gw.post(&[("x-api-key", key.as_bytes())], NO_MODEL).await;
+        assert_eq!(
+            envelope(&a, 401, "authentication_error"),
+            "invalid virtual key"
+        );
+    }
+    let a = gw.post(&[("x-api-key", GOOD.as_bytes())], NO_MODEL).await;
+    envelope(&a, 400, "invalid_request_error");
+
+    // The 401s are not usage: only the last request (authenticated) wrote a record.
+    let usage = gw.usage();
+    assert_eq!(usage.len(), 1, "{usage:?}");
+    assert_eq!(usage[0].virtual_key_id, "vk-good");
+    assert_eq!(gw.dp.refusals().get("auth"), 5);
+    // Each refusal is a debug line; one warn line sums them up (at most once a minute).
+    assert_eq!(
+        logs.lines_with("request refused before a virtual key was established")
+            .len(),
+        5,
+        "{}",
+        logs.text()
+    );
+    let warns = logs.lines_with("requests refused before a virtual key was established");
+    assert_eq!(warns.len(), 1, "{}", logs.text());
+    assert!(warns[0].contains("WARN"), "{}", warns[0]);
+}
+
+#[tokio::test]
+async fn the_first_key_header_present_wins() {
+    let gw = Gateway::configured(&closed().await);
+    let bearer = |k: &str| format!("Bearer {k}").into_bytes();
+    let good = GOOD.as_bytes();
+    let bad: &[u8] = b"sk-tg-wrong";
+    // (headers, authenticated?)
+    type Headers = Vec<(&'static str, Vec<u8>)>;
+    let cases: Vec<(Headers, bool)> = vec![
+        (vec![("x-api-key", good.into())], true),
+        (vec![("authorization", bearer(GOOD))], true),
+        (
+            vec![("authorization", format!("bearer  {GOOD} ").into_bytes())],
+            true,
+        ),
+        (vec![("x-bf-vk", good.into())], true),
+        // Claude Code's apiKeyHelper sends the same key in both.
+        (
+            vec![("x-api-key", good.into()), ("authorization", bearer(GOOD))],
+            true,
+        ),
+        // x-api-key wins over Authorization and x-bf-vk.
+        (
+            vec![
+                ("x-api-key", good.into()),
+                ("authorization", bearer("sk-tg-wrong")),
+            ],
+            true,
+        ),
+        (
+            vec![("x-api-key", bad.into()), ("authorization", bearer(GOOD))],
+            false,
+        ),
+        (
+            vec![("x-api-key", bad.into()), ("x-bf-vk", good.into())],
+            false,
+        ),
+        // Authorization: Bearer wins over x-bf-vk.
+        (
+            vec![
+                ("authorization", bearer("sk-tg-wrong")),
+                ("x-bf-vk", good.into()),
+            ],
+            false,
+        ),
+        (
+            vec![("authorization", bearer(GOOD)), ("x-bf-vk", bad.into())],
+            true,
+        ),
+        // Another scheme is not a virtual key: x-bf-vk is used.
+        (
+            vec![
+                ("authorization", b"Basic dXNlcjpwYXNz".to_vec()),
+                ("x-bf-vk", good.into()),
+            ],
+            true,
+        ),
+        // An empty header is absent.
+        (
+            vec![("x-api-key", Vec::new()), ("authorization", bearer(GOOD))],
+            true,
+        ),
+        // A header that cannot hold a key (not UTF-8) still wins, and fails.
+        (
+            vec![
+                ("x-api-key", b"sk-tg-\xff".to_vec()),
+                ("authorization", bearer(GOOD)),
+            ],
+            false,
+        ),
+        (
+            vec![
+                ("authorization", b"Bearer sk-tg-\xff".to_vec()),
+                ("x-bf-vk", good.into()),
+            ],
+            false,
+        ),
+    ];
+    for (headers, authenticated) in cases {
+        let raw: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        let a = gw.post(&raw, NO_MODEL).await;
+        let shown: Vec<(&str, String)> = headers
+            .iter()
+            .map(|(n, v)| (*n, String::from_utf8_lossy(v).into_owned()))
+            .collect();
+        if authenticated {
+            envelope(&a, 400, "invalid_request_error");
+        } else {
+            assert_eq!(
+                a.status,
+                StatusCode::UNAUTHORIZED,
+                "{shown:?} must be refused: {a:?}"
+            );
+        }
+    }
+}
+
+/// A request body that never yields a byte, declaring `declared` bytes; records whether it was
+/// polled.
+struct Stalled {
+    declared: u64,
+    polled: Arc<AtomicBool>,
+}
+
+impl http_body::Body for Stalled {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.polled.store(true, Ordering::SeqCst);
+        Poll::Pending
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.declared)
+    }
+}
+
+#[tokio::test]
+async fn a_declared_body_over_the_cap_is_413_before_a_byte_is_read() {
+    let mut gw = Gateway::configured(&closed().await);
+    let polled = Arc::new(AtomicBool::new(false));
+    let declared = 10 * MAX_BODY as u64;
+    let mut req = request(
+        "/anthropic/v1/messages",
+        &[("x-api-key", GOOD.as_bytes())],
+        Body::new(Stalled {
+            declared,
+            polled: Arc::clone(&polled),
+        }),
+    );
+    req.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(declared));
+    // The bound only tells "answered" from "waits for a body that never comes".
+    let a = tokio::time::timeout(Duration::from_secs(10), gw.send(req))
+        .await
+        .expect("answered without waiting for the body");
+    let text = envelope(&a, 413, "request_too_large");
+    assert!(text.contains(&MAX_BODY.to_string()), "{text}");
+    assert!(!polled.load(Ordering::SeqCst), "the body was never read");
+    let usage = gw.usage();
+    assert_eq!(usage.len(), 1);
+    assert_eq!(
+        (usage[0].status, usage[0].error_class.as_str()),
+        (413, "body_too_large")
+    );
+}
+
+#[tokio::test]
+async fn malformed_model_ids_are_400_naming_the_problem() {
+    let mut gw = Gateway::configured(&closed().await);
+    let long = "a".repeat(10 * 1024);
+    let cases = [
+        (long.as_str(), "10240 bytes is too long"),
+        ("claude\nINFO forged", "character '\\n' at byte 6"),
+        ("claude\u{1b}[31m", "character '\\u{1b}' at byte 6"),
+        ("claude sonnet", "character ' ' at byte 6"),
+        ("claudé-sonnet", "character 'é' at byte 5"),
+        ("bedrock/anthropic.claude?x=1", "character '?'"),
+        ("", "must not be empty"),
+    ];
+    for (model, expected) in cases {
+        let a = gw
+            .post(&[("x-api-key", GOOD.as_bytes())], message(model))
+            .await;
+        let text = envelope(&a, 400, "invalid_request_error");
+        assert!(text.starts_with("model: "), "{text}");
+        assert!(text.contains(expected), "{model:?}: {text}");
+        assert!(!text.contains("forged") && text.len() < 300, "{text}");
+    }
+    let usage = gw.usage();
+    assert_eq!(usage.len(), cases.len());
+    for r in usage {
+        assert_eq!((r.status, r.error_class.as_str()), (400, "invalid_model"));
+        assert_eq!(r.model_requested, "", "an invalid id is not recorded");
+        assert_eq!(r.virtual_key_id, "vk-good");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_is_a_stable_502_with_the_detail_in_the_log() {
+    let logs = Logs::default();
+    let _guard = logs.capture();
+    let closed = closed().await;
+    let port = closed.rsplit(':').next().expect("port").to_owned();
+    let mut gw = Gateway::configured(&closed);
+    let a = gw
+        .post(
+            &[("x-api-key", GOOD.as_bytes())],
+            message("anthropic/claude-x"),
+        )
+        .await;
+    let text = envelope(&a, 502, "api_error");
+    let id = a.body["request_id"].as_str().expect("id");
+    assert_eq!(
+        text,
+        format!(
+            "could not connect to provider \"anthropic\" (request id {id}; the gateway log has the details)"
+        )
+    );
+    // The OS error and the address are the log's.
+    let lines = logs.lines_with(id);
+    let failed: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("request failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{}", logs.text());
+    assert!(
+        failed[0].contains("detail=") && failed[0].to_lowercase().contains("refused"),
+        "{}",
+        failed[0]
+    );
+    assert!(!text.contains(&port));
+    let usage = gw.usage();
+    assert_eq!(
+        (usage[0].status, usage[0].error_class.as_str()),
+        (502, "upstream_unreachable")
+    );
+}
+
+#[tokio::test]
+async fn client_and_upstream_text_cannot_forge_log_lines() {
+    let logs = Logs::default();
+    let _guard = logs.capture();
+    let gw = Gateway::configured(&upstream().await);
+    // Bedrock's error message goes to the log (and, mapped, to the client).
+    let a = gw
+        .post(
+            &[("x-api-key", GOOD.as_bytes())],
+            message("bedrock/anthropic.claude-x"),
+        )
+        .await;
+    let text = envelope(&a, 400, "invalid_request_error");
+    assert!(
+        text.contains("forged line"),
+        "relayed to the client: {text}"
+    );
+    // A model id that tries the same.
+    let a = gw
+        .post(
+            &[("x-api-key", GOOD.as_bytes())],
+            message("claude\n2026-01-01T00:00:00.000000Z  INFO tollgate: forged line"),
+        )
+        .await;
+    envelope(&a, 400, "invalid_request_error");
+
+    let log = logs.text();
+    let forged = logs.lines_with("forged line");
+    assert_eq!(forged.len(), 1, "{log}");
+    assert!(forged[0].contains("Bedrock returned an error"), "{log}");
+    assert!(forged[0].contains("bad input\\n2026-01-01"), "{log}");
+    assert!(forged[0].contains("forged line\\r\\u{1b}[2K"), "{log}");
+    assert!(
+        !log.lines().any(|l| l.starts_with("2026-01-01")),
+        "no forged line: {log}"
+    );
+    assert!(!log.contains('\x1b') && !log.contains('\r'), "{log:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_floods_cannot_push_real_usage_out_of_the_spool() {
+    // The control plane is away: usage waits in a spool of 10 records.
+    let (endpoint, cp_addr) = dead_endpoint().await;
+    let spool = tempfile::tempdir().expect("dir");
+    let (sink, rx) = UsageSink::channel(1024);
+    let reporter = start_reporter(
+        rx,
+        ReporterConfig {
+            spool_dir: Some(spool.path().to_owned()),
+            spool_max_records: 10,
+            batch_max: 10,
+            flush_interval: Duration::from_millis(20),
+            ..ReporterConfig::new(endpoint, "node-in-process")
+        },
+        fast_options(),
+    );
+    let gw = Gateway::with_sink(sink, mpsc::channel(1).1);
+    gw.apply(config(1, &upstream().await));
+
+    async fn real(gw: &Gateway) {
+        let a = gw
+            .post(
+                &[("x-api-key", GOOD.as_bytes())],
+                message("anthropic/claude-sonnet-4-6"),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{a:?}");
+        assert_eq!(a.body["usage"]["output_tokens"], 5);
+    }
+    for _ in 0..5 {
+        real(&gw).await;
+    }
+    let mut flood_ids = Vec::new();
+    for i in 0..200 {
+        let key = format!("sk-tg-guess-{i}");
+        let a = gw.post(&[("x-api-key", key.as_bytes())], NO_MODEL).await;
+        assert_eq!(a.status, 401);
+        flood_ids.push(a.body["request_id"].as_str().expect("id").to_owned());
+    }
+    for _ in 0..5 {
+        real(&gw).await;
+    }
+    wait_until("the real records reach the spool", || {
+        reporter.stats.received_total() >= 10
+    })
+    .await;
+
+    // The control plane comes back: every real record is delivered, nothing was dropped.
+    let state = FakeState::new(None);
+    let cp = FakeControlPlane::start(Arc::clone(&state), Some(cp_addr)).await;
+    wait_until("the real records acknowledged", || {
+        reporter.stats.acked_total() >= 10
+    })
+    .await;
+    let stored = state.usage();
+    assert_eq!(stored.len(), 10, "{stored:?}");
+    assert!(flood_ids.iter().all(|id| !stored.contains_key(id)));
+    assert_eq!(reporter.stats.received_total(), 10);
+    assert_eq!(reporter.dropped_total(), 0);
+    assert_eq!(gw.dp.usage.dropped(), 0);
+    assert_eq!(gw.dp.refusals().get("auth"), 200);
+    reporter.task.abort();
+    cp.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_paths_say_what_is_served() {
+    let logs = Logs::default();
+    let _guard = logs.capture();
+    let gw = Gateway::configured(&closed().await);
+    let call = |method: Method, path: &str| {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .expect("request");
+        gw.send(req)
+    };
+    // A base URL that ends in /v1 (Claude Code appends /v1/messages).
+    let a = call(Method::POST, "/anthropic/v1/v1/messages?beta=true").await;
+    let text = envelope(&a, 404, "not_found_error");
+    assert!(
+        text.starts_with("no route for POST /anthropic/v1/v1/messages: ")
+            && text.contains("POST /anthropic/v1/messages")
+            && text.contains("ANTHROPIC_BASE_URL")
+            && text.contains("without /v1"),
+        "{text}"
+    );
+    let a = call(Method::GET, "/v1/models?limit=1000").await;
+    let text = envelope(&a, 404, "not_found_error");
+    assert!(text.contains("does not list models"), "{text}");
+    let a = call(Method::POST, "/gateway/v1/messages").await;
+    let text = envelope(&a, 404, "not_found_error");
+    assert!(text.contains("ANTHROPIC_BASE_URL"), "{text}");
+    let a = call(Method::POST, "/anthropic/v1/complete").await;
+    let text = envelope(&a, 404, "not_found_error");
+    assert!(
+        text.contains("serves POST /anthropic/v1/messages"),
+        "{text}"
+    );
+    let long = format!("/anthropic/{}", "x".repeat(5_000));
+    let a = call(Method::POST, &long).await;
+    assert!(envelope(&a, 404, "not_found_error").len() < 600);
+
+    // The wrong method on an inference route.
+    let a = call(Method::GET, "/v1/messages").await;
+    let text = envelope(&a, 405, "invalid_request_error");
+    assert!(
+        text.starts_with("GET is not served on /v1/messages"),
+        "{text}"
+    );
+
+    // Elsewhere: the admin API's shape.
+    let a = call(Method::GET, "/nowhere").await;
+    assert_eq!(a.status, 404);
+    assert_eq!(
+        a.body,
+        json!({"error": {"type": "not_found", "message": "no route for GET /nowhere"}})
+    );
+
+    // Each is logged at info with its path; none is usage.
+    let logged = logs.lines_with("no route for this request");
+    assert_eq!(logged.len(), 6, "{}", logs.text());
+    assert!(logged[0].contains(" INFO ") && logged[0].contains("path=/anthropic/v1/v1/messages"));
+    assert_eq!(gw.dp.refusals().get("no_route"), 7);
+}
