@@ -22,6 +22,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tollgate_proto::config::v1::{Ack, Hello};
 
+use crate::logsafe::log_safe;
+
 /// A node not seen for longer than this counts as lagging.
 pub const LAG_AFTER: Duration = Duration::from_secs(30);
 /// Disconnected nodes are forgotten after this long.
@@ -234,7 +236,7 @@ impl Drop for NodeSession {
             n.connected = false;
             n.last_seen = now;
         }) {
-            tracing::info!(node_id = %self.node_id, "data plane disconnected");
+            tracing::info!(node_id = %log_safe(&self.node_id), "data plane disconnected");
         }
     }
 }

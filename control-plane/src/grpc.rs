@@ -63,6 +63,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::ControlPlane;
 use crate::crypto::sha256;
 use crate::fleet::NodeSession;
+use crate::logsafe::log_safe;
 
 /// How long a Watch stream may take to send its `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -309,9 +310,9 @@ impl ConfigWatchService {
 
 fn log_hello(hello: &Hello, peer: Option<std::net::SocketAddr>, published: u64) {
     tracing::info!(
-        node_id = %hello.node_id,
-        build_version = %hello.build_version,
-        address = %hello.address,
+        node_id = %log_safe(&hello.node_id),
+        build_version = %log_safe(&hello.build_version),
+        address = %log_safe(&hello.address),
         peer = ?peer,
         have_version = hello.have_version,
         published_version = published,
@@ -319,7 +320,7 @@ fn log_hello(hello: &Hello, peer: Option<std::net::SocketAddr>, published: u64) 
     );
     if hello.have_version > published {
         tracing::warn!(
-            node_id = %hello.node_id,
+            node_id = %log_safe(&hello.node_id),
             have_version = hello.have_version,
             published_version = published,
             "the data plane serves a newer config version than this control plane publishes \
@@ -360,12 +361,12 @@ async fn run_watch(
             msg = inbound.next(), if inbound_open => match msg {
                 Some(Ok(WatchRequest { msg: Some(watch_request::Msg::Ack(ack)) })) => {
                     if ack.applied {
-                        tracing::debug!(node_id = session.node_id(), version = ack.version, "config applied");
+                        tracing::debug!(node_id = %log_safe(session.node_id()), version = ack.version, "config applied");
                     } else {
                         tracing::warn!(
-                            node_id = session.node_id(),
+                            node_id = %log_safe(session.node_id()),
                             version = ack.version,
-                            reason = %ack.error,
+                            reason = %log_safe(&ack.error),
                             "data plane rejected a config snapshot"
                         );
                     }
@@ -379,7 +380,7 @@ async fn run_watch(
                 }
                 Some(Ok(WatchRequest { msg: None })) => {}
                 Some(Err(status)) => {
-                    tracing::debug!(node_id = session.node_id(), status = %status, "Watch stream broke");
+                    tracing::debug!(node_id = %log_safe(session.node_id()), status = %status, "Watch stream broke");
                     break;
                 }
                 // The node closed its side; keep sending until it goes away.
@@ -689,7 +690,7 @@ async fn run_report(
         match cp.store_usage(&batch.records, &batch.node_id).await {
             Ok((accepted, stored)) => {
                 tracing::debug!(
-                    node_id = %batch.node_id,
+                    node_id = %log_safe(&batch.node_id),
                     batch_id = batch.batch_id,
                     accepted,
                     new_rows = stored,
@@ -705,7 +706,7 @@ async fn run_report(
             }
             Err(e) => {
                 tracing::error!(
-                    node_id = %batch.node_id,
+                    node_id = %log_safe(&batch.node_id),
                     batch_id = batch.batch_id,
                     error = %e,
                     "cannot store a usage batch; the data plane will resend it"

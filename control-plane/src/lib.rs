@@ -15,6 +15,7 @@
 //! * [`grpc`]: `ConfigService.Watch` (snapshots out, ACK/NACK in) and `UsageService.Report`
 //!   (usage batches in, acks out) behind the join-token check ([`GrpcAuth`]).
 //! * [`fleet`]: the in-memory registry of connected data planes behind `GET /api/data-planes`.
+//! * `logsafe` (private): data planes' text (node ids, NACK reasons) escaped and cut for logs.
 //! * `replicas` (private): follows config changes committed by other control-plane replicas
 //!   (PostgreSQL `LISTEN`) and republishes; keeps the usage partitions ahead and applies
 //!   retention.
@@ -55,6 +56,7 @@ mod api;
 pub mod crypto;
 pub mod fleet;
 pub mod grpc;
+mod logsafe;
 pub mod model;
 mod replicas;
 pub mod snapshot;
