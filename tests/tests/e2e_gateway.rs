@@ -334,12 +334,22 @@ async fn unreachable_and_slow_upstreams_get_502_and_504() {
         if last == 502 {
             let v: Value = resp.json().await.expect("json");
             assert_eq!(v["error"]["type"], "api_error");
-            assert!(
-                v["error"]["message"]
-                    .as_str()
-                    .unwrap_or("")
-                    .contains("connect"),
+            // A stable message with the request id; the OS error and the address stay in the log.
+            let id = v["request_id"].as_str().expect("request id");
+            assert_eq!(
+                v["error"]["message"],
+                format!(
+                    "could not connect to provider \"bedrock\" (request id {id}; the gateway \
+                     log has the details)"
+                ),
                 "{v}"
+            );
+            let log = s.gw.stderr();
+            assert!(
+                log.lines().any(|l| l.contains(id)
+                    && l.contains("request failed")
+                    && l.to_lowercase().contains("connection refused")),
+                "the detail is logged with the request id: {log}"
             );
             break;
         }
@@ -654,4 +664,126 @@ async fn provider_calls_honour_the_proxy_environment() {
         seen.lock().unwrap().is_empty(),
         "NO_PROXY hosts are reached directly"
     );
+}
+
+/// Unknown paths are 404s that say what is served (a base URL ending in `/v1`, model listing),
+/// logged at info with the path; a model id that tries to forge a log line is a 400 and the log
+/// stays one line per event; refused unauthenticated requests are not usage rows.
+#[tokio::test]
+async fn unknown_paths_forged_model_ids_and_refusals_are_explained_not_logged_as_usage() {
+    use sqlx::Connection;
+    let mut s = setup().await;
+    let resp = s
+        .http
+        .post(s.gw.url("/anthropic/v1/v1/messages?beta=true"))
+        .header("x-api-key", &s.vk)
+        .json(&message("claude-sonnet-4-6", "hi", false))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(resp.status(), 404);
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "not_found_error");
+    let text = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("no route for POST /anthropic/v1/v1/messages: ")
+            && text.contains("POST /anthropic/v1/messages")
+            && text.contains("ANTHROPIC_BASE_URL"),
+        "{text}"
+    );
+    let resp = s
+        .http
+        .get(s.gw.url("/v1/models?limit=1000"))
+        .header("x-api-key", &s.vk)
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(resp.status(), 404);
+    let v: Value = resp.json().await.expect("json");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("does not list models"),
+        "{v}"
+    );
+    // Admin paths keep the admin API's error shape.
+    let resp = s
+        .http
+        .get(s.gw.url("/api/no-such-thing"))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(resp.status(), 404);
+    let v: Value = resp.json().await.expect("json");
+    assert!(
+        v["error"]["type"].is_string() && v.get("type").is_none(),
+        "{v}"
+    );
+
+    let forged = "claude\n2026-01-01T00:00:00.000000Z  INFO tollgate::usage: forged line";
+    let resp = s.post(&message(forged, "hi", false)).await;
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    let text = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(text.starts_with("model: character '\\n'"), "{text}");
+
+    for _ in 0..5 {
+        let resp = s
+            .http
+            .post(s.gw.url("/anthropic/v1/messages"))
+            .header("x-api-key", "sk-tg-not-a-real-key")
+            .json(&message("claude-sonnet-4-6", "hi", false))
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(resp.status(), 401);
+    }
+    assert_eq!(
+        s.post(&message("claude-sonnet-4-6", "hi", false))
+            .await
+            .status(),
+        200
+    );
+
+    let log = s.gw.stderr();
+    assert!(
+        log.lines().any(|l| l.contains("INFO")
+            && l.contains("no route for this request")
+            && l.contains("/anthropic/v1/v1/messages")),
+        "404s are logged at info with the path: {log}"
+    );
+    assert!(
+        !log.lines().any(|l| l.starts_with("2026-01-01")) && !log.contains("forged line"),
+        "no forged log line: {log}"
+    );
+
+    // The store has usage rows for the authenticated requests (the 400 included), none for the
+    // 401s and 404s.
+    assert!(s.gw.terminate(Duration::from_secs(15)), "stops on SIGTERM");
+    let db = s.gw.data_dir().join("tollgate.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open the all-in-one store");
+    let counts: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT status, count(*) FROM usage_records GROUP BY status ORDER BY status",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("count");
+    assert!(
+        counts
+            .iter()
+            .all(|(status, _)| *status != 401 && *status != 404),
+        "{counts:?}"
+    );
+    let invalid_model: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM usage_records WHERE error_class = 'invalid_model'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("count");
+    assert_eq!(invalid_model, 1, "{counts:?}");
 }

@@ -356,6 +356,20 @@ async fn bedrock_assume_role_with_a_wrong_external_id_is_a_clear_error() {
         "the error carries STS's reason: {text}"
     );
     assert!(!text.contains("tg-ext-wrong"), "{text}");
+    // STS's own message names the caller and the role (account ids, ARNs): it is the log's, with
+    // the request id; the client gets AWS's error code and that id.
+    assert!(
+        !text.contains("arn:aws") && !text.contains("123456789012"),
+        "{text}"
+    );
+    let id = body["request_id"].as_str().expect("request id");
+    assert!(text.contains(id), "{text}");
+    let log = s.gw.stderr();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(id) && l.contains("is not authorized to perform")),
+        "the STS detail is logged with the request id: {log}"
+    );
 
     // Not a crash: the gateway keeps serving, and fails the same way again (no hang).
     let (status, stream_body) = error_of(

@@ -229,6 +229,21 @@ async fn control_plane_outage_restart_from_disk_convergence_and_exact_usage() {
             assert_eq!(cluster.infer(dp, &vk, "claude-sonnet-4-6").await, 200);
         }
     }
+    // Requests with a bad key are refused and are not usage: they are not counted in `sent`,
+    // and the row count below stays exact; the data plane counts them in its metrics.
+    const BAD_KEY_REQUESTS: u64 = 20;
+    for _ in 0..BAD_KEY_REQUESTS {
+        let status = cluster
+            .http
+            .post(dps[1].url("/anthropic/v1/messages"))
+            .header("x-api-key", "sk-tg-not-a-real-key")
+            .json(&json!({"model": "claude-sonnet-4-6", "max_tokens": 32, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        assert_eq!(status, 401);
+    }
 
     // A data plane restarts while the control plane is away: it serves from its disk cache.
     assert!(
@@ -322,6 +337,21 @@ async fn control_plane_outage_restart_from_disk_convergence_and_exact_usage() {
         }
         assert!(delivered(&metrics), "{metrics}");
     }
+    let metrics = cluster
+        .http
+        .get(dps[1].url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(&format!(
+            "tollgate_requests_refused_total{{reason=\"auth\"}} {BAD_KEY_REQUESTS}\n"
+        )),
+        "{metrics}"
+    );
     // Once everything is acknowledged nothing more arrives: still one row per request.
     let (rows, distinct): (i64, i64) =
         sqlx::query_as("SELECT count(*), count(DISTINCT request_id) FROM usage_records")
