@@ -1368,7 +1368,11 @@ async fn data_plane_refuses_references_its_allowlist_does_not_allow() {
     // `ok`: everything allowed everywhere. `bad-key`: a key the data plane refuses. `bad-header`:
     // an extra header the data plane refuses.
     for (name, headers, value) in [
-        ("ok", json!({}), "env.ANTHROPIC_UPSTREAM_KEY"),
+        (
+            "ok",
+            json!({"x-literal": LITERAL_HEADER}),
+            "env.ANTHROPIC_UPSTREAM_KEY",
+        ),
         ("bad-key", json!({}), "env.PROXY_KEY"),
         (
             "bad-header",
@@ -1473,6 +1477,7 @@ async fn data_plane_refuses_references_its_allowlist_does_not_allow() {
         "refused requests never reach the upstream"
     );
     for r in &requests {
+        assert_eq!(r.header("x-literal"), Some(LITERAL_HEADER));
         for (_, v) in &r.headers {
             assert!(v != PROXY_KEY && v != PROXY_HEADER, "{v}");
         }
@@ -1494,6 +1499,25 @@ async fn data_plane_refuses_references_its_allowlist_does_not_allow() {
     for secret in [PROXY_KEY, PROXY_HEADER, UPSTREAM_KEY] {
         assert_not_in_output(&dp, secret).expect("values are not logged");
         assert_not_in_output(&cp, secret).expect("values are not logged");
+    }
+    // The config cache holds the header values with the other decrypted secrets, owner-only.
+    let cache = dp_dir.path().join("config-cache/snapshot.bin");
+    let bytes = std::fs::read(&cache).expect("config cache");
+    assert!(
+        bytes
+            .windows(LITERAL_HEADER.len())
+            .any(|w| w == LITERAL_HEADER.as_bytes()),
+        "the cached snapshot carries the header values"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&cache)
+            .expect("cache")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{}", cache.display());
     }
     drop(dp);
     drop(cp);
