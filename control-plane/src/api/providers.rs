@@ -204,26 +204,22 @@ fn network_record(
             HeaderInput::Set(sealed) => {
                 record.extra_headers.insert(name.clone(), sealed.clone());
             }
-            HeaderInput::Keep => match stored {
-                Some(s) if s.legacy_extra_headers.contains_key(name) => {
-                    // Not sealed yet (an older version wrote it): kept as it is, sealed at the
-                    // next start.
-                    record
-                        .legacy_extra_headers
-                        .insert(name.clone(), s.legacy_extra_headers[name].clone());
-                }
-                Some(s) if s.extra_headers.contains_key(name) => {
-                    record
-                        .extra_headers
-                        .insert(name.clone(), s.extra_headers[name].clone());
-                }
-                _ => {
+            HeaderInput::Keep => {
+                let legacy = stored.and_then(|s| s.legacy_extra_headers.get(name));
+                let sealed = stored.and_then(|s| s.extra_headers.get(name));
+                if let Some(v) = legacy {
+                    // Not sealed yet (an older version wrote it): kept as it is, sealed when a
+                    // control plane next starts.
+                    record.legacy_extra_headers.insert(name.clone(), v.clone());
+                } else if let Some(v) = sealed {
+                    record.extra_headers.insert(name.clone(), v.clone());
+                } else {
                     return Err(ValidationError::new(
                         format!("network_config.extra_headers.{name}"),
                         format!("{REDACTED:?} keeps the stored value, but none is stored"),
                     ));
                 }
-            },
+            }
         }
     }
     Ok(record)
