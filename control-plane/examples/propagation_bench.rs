@@ -278,6 +278,7 @@ async fn start_servers(database_url: String) -> Servers {
             token: Some(ADMIN_TOKEN.into()),
             allow_loopback_without_token: false,
         },
+        env_allow: Default::default(),
     })
     .await
     .expect("control plane");

@@ -26,9 +26,14 @@
 //! * Secrets (provider credentials, virtual-key values, the admin token) are never logged and
 //!   never returned by the API. Responses show `env.NAME` references as written and literal
 //!   secrets as `"<redacted>"`.
-//! * Literal provider secrets are stored sealed (AES-256-GCM, fresh random nonce per value, bound
-//!   to their key id and field); `env.NAME` references are stored as references and passed to
-//!   the data plane as `ValueRef{env}`, never resolved here.
+//! * Literal provider secrets and extra-header values are stored sealed (AES-256-GCM, fresh
+//!   random nonce per value, bound to their key id and field, or provider and header name);
+//!   `env.NAME` references are stored as references and passed to the data plane as
+//!   `ValueRef{env}`, never resolved here. Admin input may only name variables the env allowlist
+//!   allows ([`ControlPlaneConfig::env_allow`]; never `TOLLGATE_*`): anything else is a 400
+//!   naming the field and the rule. Stored references the allowlist refuses (older rows) are
+//!   kept, listed in the `refused_env_references` of GET responses, logged at start, and
+//!   published as they are, for the data plane to refuse.
 //! * Virtual keys are stored as SHA-256 digests; the value is shown once, in the create response.
 //! * Every mutation is one transaction that bumps `config_version` and writes an audit row; after
 //!   it commits, the snapshot is rebuilt from the store and published on a `watch` channel. The
@@ -50,6 +55,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 use tollgate_proto::config::v1::Snapshot;
+pub use tollgate_proto::env::EnvAllowlist;
 use tollgate_proto::usage::v1::UsageRecord;
 
 mod api;
@@ -77,6 +83,8 @@ pub struct ControlPlaneConfig {
     /// AES-256-GCM key sealing provider secrets at rest (see [`crypto::load_or_create_key_file`]).
     pub secret_key: [u8; 32],
     pub admin_auth: AdminAuth,
+    /// The environment variables admin input may name as `env.NAME`.
+    pub env_allow: EnvAllowlist,
 }
 
 impl fmt::Debug for ControlPlaneConfig {
@@ -85,6 +93,7 @@ impl fmt::Debug for ControlPlaneConfig {
             .field("store", &redact_store(&self.store))
             .field("secret_key", &"<redacted>")
             .field("admin_auth", &self.admin_auth)
+            .field("env_allow", &self.env_allow.describe())
             .finish()
     }
 }
@@ -139,6 +148,7 @@ struct Inner {
     store: Arc<dyn Store>,
     secrets: crypto::SecretBox,
     admin_auth: AdminAuth,
+    env_allow: EnvAllowlist,
     snapshots: watch::Sender<Arc<Snapshot>>,
     /// Serialises rebuilds so a slow old build cannot overwrite a newer one.
     publish: Mutex<()>,
@@ -171,14 +181,17 @@ impl ControlPlane {
     /// Connects to the store, runs its migrations, builds and publishes the current snapshot.
     pub async fn start(cfg: ControlPlaneConfig) -> Result<ControlPlane, Error> {
         let store = store::connect(&cfg.store).await?;
-        Self::with_store(store, &cfg.secret_key, cfg.admin_auth).await
+        Self::with_store(store, &cfg.secret_key, cfg.admin_auth, cfg.env_allow).await
     }
 
-    /// Like [`ControlPlane::start`] with an already connected store.
+    /// Like [`ControlPlane::start`] with an already connected store. Extra-header values that
+    /// an older version stored in plaintext are sealed first
+    /// ([`Store::seal_legacy_extra_headers`]).
     pub async fn with_store(
         store: Arc<dyn Store>,
         secret_key: &[u8; 32],
         admin_auth: AdminAuth,
+        env_allow: EnvAllowlist,
     ) -> Result<ControlPlane, Error> {
         if admin_auth
             .token
@@ -190,7 +203,19 @@ impl ControlPlane {
             ));
         }
         let secrets = crypto::SecretBox::new(secret_key);
+        let sealed = store
+            .seal_legacy_extra_headers(&|provider: &str, header: &str, value: &str| {
+                model::SealedSecret::seal_header(&secrets, provider, header, value)
+            })
+            .await?;
+        if sealed > 0 {
+            tracing::info!(
+                values = sealed,
+                "sealed extra-header values that an older version stored in plaintext"
+            );
+        }
         let state = store.load_state().await?;
+        warn_refused_references(&state, &env_allow);
         let first = build_snapshot(&state, &secrets, unix_ms())?;
         tracing::info!(
             backend = store.backend(),
@@ -207,6 +232,7 @@ impl ControlPlane {
                 store,
                 secrets,
                 admin_auth,
+                env_allow,
                 snapshots: tx,
                 publish: Mutex::new(()),
                 fleet: Arc::new(fleet::Fleet::new()),
@@ -371,6 +397,11 @@ impl ControlPlane {
         &self.inner.admin_auth
     }
 
+    /// The environment variables admin input may name as `env.NAME`.
+    pub fn env_allow(&self) -> &EnvAllowlist {
+        &self.inner.env_allow
+    }
+
     /// Logs a committed change and publishes the snapshot that includes it.
     pub(crate) async fn committed(
         &self,
@@ -385,6 +416,21 @@ impl ControlPlane {
             "admin change committed"
         );
         self.republish_if_behind(version).await.map(|_| ())
+    }
+}
+
+/// Logs every stored `env.NAME` reference the allowlist refuses: data planes with the same
+/// allowlist refuse them too, so the requests that need them fail until they are changed.
+fn warn_refused_references(state: &model::ConfigState, env: &EnvAllowlist) {
+    for p in &state.providers {
+        for field in validate::refused_network_references(&p.network, env) {
+            tracing::warn!(provider = %p.name, field, allowed = %env.describe(), "stored env reference is outside the env allowlist; data planes will refuse it");
+        }
+    }
+    for k in &state.keys {
+        for field in validate::refused_key_references(k, env) {
+            tracing::warn!(provider = %k.provider, provider_key = %k.name, field, allowed = %env.describe(), "stored env reference is outside the env allowlist; data planes will refuse it");
+        }
     }
 }
 

@@ -2,7 +2,14 @@
 //!
 //! Secrets only exist here in sealed form ([`SealedSecret`]): either an `env.NAME` reference or
 //! AES-256-GCM ciphertext. Plaintext secrets exist only briefly in the admin API (between parsing
-//! a request and sealing) and in the snapshot built for the data plane.
+//! a request and sealing) and in the snapshot built for the data plane. The one exception is
+//! [`NetworkRecord::legacy_extra_headers`]: header values that a version before migration 0003
+//! stored in plaintext, sealed when a control plane starts.
+//!
+//! | secret | sealed as | associated data |
+//! |---|---|---|
+//! | provider key `value`, `access_key`, `secret_key`, `session_token`, `external_id` | [`SealedSecret::seal`] | `tollgate/provider_key/{key id}/{field}` |
+//! | provider `network_config.extra_headers` values | [`SealedSecret::seal_header`] | `tollgate/provider/{provider}/extra_header/{header name}` |
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -72,9 +79,67 @@ pub struct NetworkConfig {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 86400)]
     pub stream_idle_timeout_in_seconds: Option<u32>,
-    /// Extra headers sent upstream with every request.
+    /// Extra headers sent upstream with every request. Values are secrets: each is a literal or
+    /// `env.NAME` in requests, and shows as `"<redacted>"` (literals) or `env.NAME` in
+    /// responses. In an update, `"<redacted>"` keeps the stored value; headers left out are
+    /// removed.
     #[serde(default)]
+    #[schema(example = json!({"x-proxy-token": "env.ANTHROPIC_PROXY_TOKEN"}))]
     pub extra_headers: BTreeMap<String, String>,
+}
+
+/// How a provider reaches its upstream, as stored: the admin API's [`NetworkConfig`] with its
+/// header values sealed. The non-secret settings (and [`NetworkRecord::legacy_extra_headers`])
+/// are the JSON column `network_config`; the sealed values the column `extra_header_secrets`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkRecord {
+    pub base_url: Option<String>,
+    pub default_request_timeout_in_seconds: Option<u32>,
+    pub connect_timeout_in_seconds: Option<u32>,
+    pub stream_idle_timeout_in_seconds: Option<u32>,
+    /// Header name -> a literal sealed with [`SealedSecret::seal_header`], or an env reference.
+    pub extra_headers: BTreeMap<String, SealedSecret>,
+    /// Plaintext values written by a version before migration 0003 (inside `network_config`),
+    /// not sealed yet. A control plane seals them when it starts
+    /// ([`Store::seal_legacy_extra_headers`](crate::store::Store::seal_legacy_extra_headers));
+    /// until then (a replica of the older version writing during a rolling upgrade) they are
+    /// served as literals and shown as `"<redacted>"`. A name here overrides the same name in
+    /// `extra_headers`. Empty for every row this version wrote.
+    pub legacy_extra_headers: BTreeMap<String, String>,
+}
+
+impl NetworkRecord {
+    /// What the admin API shows: settings as stored, header values as `"<redacted>"` or
+    /// `env.NAME`.
+    pub fn display(&self) -> NetworkConfig {
+        let mut extra_headers: BTreeMap<String, String> = self
+            .extra_headers
+            .iter()
+            .map(|(name, v)| (name.clone(), v.display()))
+            .collect();
+        for name in self.legacy_extra_headers.keys() {
+            extra_headers.insert(name.clone(), REDACTED.to_owned());
+        }
+        NetworkConfig {
+            base_url: self.base_url.clone(),
+            default_request_timeout_in_seconds: self.default_request_timeout_in_seconds,
+            connect_timeout_in_seconds: self.connect_timeout_in_seconds,
+            stream_idle_timeout_in_seconds: self.stream_idle_timeout_in_seconds,
+            extra_headers,
+        }
+    }
+
+    /// The non-secret settings of `nc` (its header values are not taken).
+    pub fn settings_of(nc: &NetworkConfig) -> Self {
+        NetworkRecord {
+            base_url: nc.base_url.clone(),
+            default_request_timeout_in_seconds: nc.default_request_timeout_in_seconds,
+            connect_timeout_in_seconds: nc.connect_timeout_in_seconds,
+            stream_idle_timeout_in_seconds: nc.stream_idle_timeout_in_seconds,
+            extra_headers: BTreeMap::new(),
+            legacy_extra_headers: BTreeMap::new(),
+        }
+    }
 }
 
 /// A non-secret value that may be given literally or as an `env.NAME` reference (`region`,
@@ -139,6 +204,11 @@ fn secret_aad(key_id: Uuid, field: SecretField) -> Vec<u8> {
     format!("tollgate/provider_key/{key_id}/{}", field.as_str()).into_bytes()
 }
 
+/// Provider names and header names cannot contain `/`, so the text is unambiguous.
+fn header_aad(provider: &str, header: &str) -> Vec<u8> {
+    format!("tollgate/provider/{provider}/extra_header/{header}").into_bytes()
+}
+
 impl SealedSecret {
     /// Seals a literal secret of provider key `key_id`.
     pub fn seal(
@@ -163,6 +233,33 @@ impl SealedSecret {
             SealedSecret::Env(name) => Ok(ValueSource::Env(name.clone())),
             SealedSecret::Encrypted(sealed) => secrets
                 .open(sealed, &secret_aad(key_id, field))
+                .map(ValueSource::Literal),
+        }
+    }
+
+    /// Seals a literal value of extra header `header` of provider `provider`.
+    pub fn seal_header(
+        secrets: &SecretBox,
+        provider: &str,
+        header: &str,
+        plaintext: &str,
+    ) -> Result<Self, CryptoError> {
+        secrets
+            .seal(plaintext, &header_aad(provider, header))
+            .map(SealedSecret::Encrypted)
+    }
+
+    /// The plaintext of a sealed header value, or the reference of an env one.
+    pub fn open_header(
+        &self,
+        secrets: &SecretBox,
+        provider: &str,
+        header: &str,
+    ) -> Result<ValueSource, CryptoError> {
+        match self {
+            SealedSecret::Env(name) => Ok(ValueSource::Env(name.clone())),
+            SealedSecret::Encrypted(sealed) => secrets
+                .open(sealed, &header_aad(provider, header))
                 .map(ValueSource::Literal),
         }
     }
@@ -203,7 +300,7 @@ impl SealedSecret {
 pub struct ProviderRecord {
     pub name: String,
     pub kind: ProviderKind,
-    pub network: NetworkConfig,
+    pub network: NetworkRecord,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }

@@ -2,8 +2,16 @@
 //!
 //! [`build_snapshot`] is a pure function of its inputs: literal secrets are decrypted into
 //! `ValueRef{literal}`, `env.NAME` references become `ValueRef{env: NAME}` (the data plane
-//! resolves them), timeouts turn into milliseconds, and everything is sorted by name so equal
-//! states give equal snapshots.
+//! resolves them, under its own env allowlist), timeouts turn into milliseconds, and everything
+//! is sorted by name so equal states give equal snapshots.
+//!
+//! References the control plane's allowlist refuses (rows written before the allowlist existed,
+//! or under a wider one) are published as they are: the data plane refuses them when it compiles
+//! the snapshot, so only the requests that use them fail, never the whole snapshot.
+//!
+//! Extra headers go to `NetworkConfig.extra_header_values` (literals and env references); the
+//! literal ones are also copied to the literal-only `extra_headers` field that data planes older
+//! than `extra_header_values` read.
 //!
 //! A built snapshot holds plaintext secrets: never log it (prost's `Debug` prints every field).
 
@@ -15,7 +23,7 @@ use uuid::Uuid;
 
 use crate::crypto::{CryptoError, SecretBox};
 use crate::model::{
-    ConfigState, NetworkConfig, ProviderKeyRecord, ProviderKind, SealedSecret, SecretField,
+    ConfigState, NetworkRecord, ProviderKeyRecord, ProviderKind, SealedSecret, SecretField,
     ValueSource, VirtualKeyRecord,
 };
 
@@ -28,6 +36,15 @@ pub enum SnapshotError {
     Secret {
         key_id: Uuid,
         field: &'static str,
+        #[source]
+        source: CryptoError,
+    },
+    #[error(
+        "cannot decrypt extra header {header:?} of provider {provider:?} (is the secret key right?): {source}"
+    )]
+    Header {
+        provider: String,
+        header: String,
         #[source]
         source: CryptoError,
     },
@@ -59,7 +76,7 @@ pub fn build_snapshot(
                 ProviderKind::Bedrock => pb::ProviderKind::Bedrock,
                 ProviderKind::Anthropic => pb::ProviderKind::Anthropic,
             } as i32,
-            network: Some(network(&p.network)),
+            network: Some(network(&p.name, &p.network, secrets)?),
             keys: keys
                 .into_iter()
                 .map(|k| provider_key(k, secrets))
@@ -101,18 +118,44 @@ fn ms(seconds: Option<u32>) -> u32 {
     seconds.map_or(0, |s| s.saturating_mul(1000))
 }
 
-fn network(nc: &NetworkConfig) -> pb::NetworkConfig {
-    pb::NetworkConfig {
+fn network(
+    provider: &str,
+    nc: &NetworkRecord,
+    secrets: &SecretBox,
+) -> Result<pb::NetworkConfig, SnapshotError> {
+    let mut values = BTreeMap::new();
+    for (header, sealed) in &nc.extra_headers {
+        let value = sealed
+            .open_header(secrets, provider, header)
+            .map_err(|source| SnapshotError::Header {
+                provider: provider.to_owned(),
+                header: header.clone(),
+                source,
+            })?;
+        values.insert(header.clone(), value);
+    }
+    // Not sealed yet (written by an older version): served as literals.
+    for (header, value) in &nc.legacy_extra_headers {
+        values.insert(header.clone(), ValueSource::Literal(value.clone()));
+    }
+    let literal_only = values
+        .iter()
+        .filter_map(|(header, v)| match v {
+            ValueSource::Literal(v) => Some((header.clone(), v.clone())),
+            ValueSource::Env(_) => None,
+        })
+        .collect();
+    Ok(pb::NetworkConfig {
         base_url: nc.base_url.clone().unwrap_or_default(),
         connect_timeout_ms: ms(nc.connect_timeout_in_seconds),
         request_timeout_ms: ms(nc.default_request_timeout_in_seconds),
         stream_idle_timeout_ms: ms(nc.stream_idle_timeout_in_seconds),
-        extra_headers: nc
-            .extra_headers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+        extra_headers: literal_only,
+        extra_header_values: values
+            .into_iter()
+            .map(|(header, v)| (header, value_ref(v)))
             .collect(),
-    }
+    })
 }
 
 fn value_ref(v: ValueSource) -> pb::ValueRef {
@@ -204,17 +247,28 @@ mod tests {
         let provider = |name: &str, kind| ProviderRecord {
             name: name.into(),
             kind,
-            network: NetworkConfig::default(),
+            network: NetworkRecord::default(),
             created_at: t,
             updated_at: t,
         };
         let mut bedrock = provider("bedrock", ProviderKind::Bedrock);
-        bedrock.network = NetworkConfig {
+        bedrock.network = NetworkRecord {
             base_url: Some("http://127.0.0.1:9999".into()),
             connect_timeout_in_seconds: Some(5),
             default_request_timeout_in_seconds: Some(600),
             stream_idle_timeout_in_seconds: None,
-            extra_headers: [("x-team".to_string(), "eng".to_string())].into(),
+            extra_headers: [
+                (
+                    "x-team".to_string(),
+                    SealedSecret::seal_header(secrets, "bedrock", "x-team", "eng").unwrap(),
+                ),
+                (
+                    "x-proxy-token".to_string(),
+                    SealedSecret::Env("ANTHROPIC_PROXY_TOKEN".into()),
+                ),
+            ]
+            .into(),
+            legacy_extra_headers: Default::default(),
         };
         ConfigState {
             version: 42,
@@ -299,7 +353,20 @@ mod tests {
         assert_eq!(net.connect_timeout_ms, 5_000);
         assert_eq!(net.request_timeout_ms, 600_000);
         assert_eq!(net.stream_idle_timeout_ms, 0);
-        assert_eq!(net.extra_headers["x-team"], "eng");
+        assert_eq!(
+            net.extra_header_values,
+            [
+                ("x-proxy-token".to_string(), env("ANTHROPIC_PROXY_TOKEN")),
+                ("x-team".to_string(), lit("eng")),
+            ]
+            .into(),
+            "header values decrypted; references stay references"
+        );
+        assert_eq!(
+            net.extra_headers,
+            [("x-team".to_string(), "eng".to_string())].into(),
+            "the literal-only field for older data planes has the literals"
+        );
         assert_eq!(b.keys.len(), 1);
         let k = &b.keys[0];
         assert_eq!(k.id, st.keys[0].id.to_string());
@@ -335,7 +402,22 @@ mod tests {
         let secrets = SecretBox::new(&[3u8; 32]);
         let st = state(&secrets);
         let err = build_snapshot(&st, &SecretBox::new(&[4u8; 32]), 0).unwrap_err();
-        let SnapshotError::Secret { key_id, field, .. } = err;
+        // Providers come first (sorted): the header of `bedrock` fails before its key.
+        let SnapshotError::Header {
+            provider, header, ..
+        } = err
+        else {
+            panic!("header error expected: {err}")
+        };
+        assert_eq!((provider.as_str(), header.as_str()), ("bedrock", "x-team"));
+        let mut st = st;
+        st.providers
+            .iter_mut()
+            .for_each(|p| p.network = NetworkRecord::default());
+        let err = build_snapshot(&st, &SecretBox::new(&[4u8; 32]), 0).unwrap_err();
+        let SnapshotError::Secret { key_id, field, .. } = err else {
+            panic!("secret error expected: {err}")
+        };
         assert_eq!(key_id, st.keys[0].id);
         assert_eq!(field, "secret_key");
     }
@@ -348,7 +430,48 @@ mod tests {
         let b = st.keys[0].bedrock.as_mut().unwrap();
         b.session_token = b.secret_key.clone();
         let err = build_snapshot(&st, &secrets, 0).unwrap_err();
-        let SnapshotError::Secret { field, .. } = err;
+        let SnapshotError::Secret { field, .. } = err else {
+            panic!("secret error expected: {err}")
+        };
         assert_eq!(field, "session_token");
+    }
+
+    #[test]
+    fn header_ciphertext_is_bound_to_its_provider_and_name() {
+        let secrets = SecretBox::new(&[3u8; 32]);
+        let mut st = state(&secrets);
+        let net = &mut st.providers[1].network;
+        let sealed = net.extra_headers.remove("x-team").unwrap();
+        net.extra_headers.insert("x-other".into(), sealed.clone());
+        let err = build_snapshot(&st, &secrets, 0).unwrap_err();
+        assert!(matches!(err, SnapshotError::Header { ref header, .. } if header == "x-other"));
+        // Moved to another provider under the same header name: refused too.
+        st.providers[1].network.extra_headers.clear();
+        st.providers[0]
+            .network
+            .extra_headers
+            .insert("x-team".into(), sealed);
+        let err = build_snapshot(&st, &secrets, 0).unwrap_err();
+        assert!(matches!(err, SnapshotError::Header { ref provider, .. } if provider == "zeta"));
+    }
+
+    /// Values an older version left in plaintext (not sealed yet) are served as literals, and
+    /// win over a sealed value of the same name.
+    #[test]
+    fn legacy_plaintext_header_values_are_served_as_literals() {
+        let secrets = SecretBox::new(&[3u8; 32]);
+        let mut st = state(&secrets);
+        let net = &mut st.providers[1].network;
+        net.legacy_extra_headers = [
+            ("x-old".to_string(), "old".to_string()),
+            ("x-proxy-token".to_string(), "plain".to_string()),
+        ]
+        .into();
+        let snap = build_snapshot(&st, &secrets, 0).unwrap();
+        let net = snap.providers[0].network.as_ref().unwrap();
+        assert_eq!(net.extra_header_values["x-old"], lit("old"));
+        assert_eq!(net.extra_header_values["x-proxy-token"], lit("plain"));
+        assert_eq!(net.extra_header_values["x-team"], lit("eng"));
+        assert_eq!(net.extra_headers.len(), 3);
     }
 }

@@ -3,7 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{ENV_PREFIX, NetworkConfig, ProviderKind, REDACTED};
+use tollgate_proto::env::EnvAllowlist;
+
+use crate::model::{
+    ENV_PREFIX, NetworkConfig, NetworkRecord, ProviderKeyRecord, ProviderKind, REDACTED,
+    SealedSecret, ValueSource,
+};
 
 /// A rejected input. `field` is the JSON path of the offending field (`bedrock_key_config.region`,
 /// `models[2]`) when one field is at fault.
@@ -121,8 +126,9 @@ impl std::fmt::Debug for Sourced {
     }
 }
 
-/// Parses a field that may be `env.NAME`, a literal, or (when `allow_keep`) [`REDACTED`].
-pub fn sourced(field: &str, raw: &str, allow_keep: bool) -> Result<Sourced> {
+/// Parses a field that may be `env.NAME`, a literal, or (when `allow_keep`) [`REDACTED`]. An
+/// `env.NAME` must be allowed by `env`; the error names the field and the rule.
+pub fn sourced(field: &str, raw: &str, allow_keep: bool, env: &EnvAllowlist) -> Result<Sourced> {
     if raw == REDACTED {
         return if allow_keep {
             Ok(Sourced::Keep)
@@ -137,6 +143,8 @@ pub fn sourced(field: &str, raw: &str, allow_keep: bool) -> Result<Sourced> {
     }
     if let Some(name) = raw.strip_prefix(ENV_PREFIX) {
         return if is_env_var_name(name) {
+            env.check(name)
+                .map_err(|refused| ValidationError::new(field, refused.to_string()))?;
             Ok(Sourced::Env(name.to_owned()))
         } else {
             Err(ValidationError::new(
@@ -153,8 +161,15 @@ pub fn sourced(field: &str, raw: &str, allow_keep: bool) -> Result<Sourced> {
     Ok(Sourced::Literal(raw.to_owned()))
 }
 
-/// Validates a network block; `prefix` is its JSON path (`network_config`).
-pub fn network_config(prefix: &str, nc: &NetworkConfig) -> Result<()> {
+/// Validates a network block; `prefix` is its JSON path (`network_config`). Returns the parsed
+/// extra-header values (literal, `env.NAME` allowed by `env`, or, when `allow_keep`, the
+/// [`REDACTED`] placeholder).
+pub fn network_config(
+    prefix: &str,
+    nc: &NetworkConfig,
+    env: &EnvAllowlist,
+    allow_keep: bool,
+) -> Result<BTreeMap<String, Sourced>> {
     if let Some(url) = &nc.base_url {
         base_url(&format!("{prefix}.base_url"), url)?;
     }
@@ -178,6 +193,13 @@ pub fn network_config(prefix: &str, nc: &NetworkConfig) -> Result<()> {
             ));
         }
     }
+    if nc.extra_headers.len() > MAX_LIST_LEN {
+        return Err(ValidationError::new(
+            format!("{prefix}.extra_headers"),
+            format!("at most {MAX_LIST_LEN} entries"),
+        ));
+    }
+    let mut values = BTreeMap::new();
     for (name, value) in &nc.extra_headers {
         let field = format!("{prefix}.extra_headers.{name}");
         let header = http::HeaderName::from_bytes(name.as_bytes())
@@ -191,10 +213,59 @@ pub fn network_config(prefix: &str, nc: &NetworkConfig) -> Result<()> {
                 format!("the {header} header is managed by the gateway and cannot be set"),
             ));
         }
-        http::HeaderValue::from_str(value)
-            .map_err(|_| ValidationError::new(&field, "invalid HTTP header value"))?;
+        let value = sourced(&field, value, allow_keep, env)?;
+        if let Sourced::Literal(v) = &value {
+            http::HeaderValue::from_str(v)
+                .map_err(|_| ValidationError::new(&field, "invalid HTTP header value"))?;
+        }
+        values.insert(name.clone(), value);
     }
-    Ok(())
+    Ok(values)
+}
+
+/// The admin-API paths of a stored key's `env.NAME` references that `env` refuses (rows written
+/// before the allowlist existed, or under a wider one).
+pub fn refused_key_references(k: &ProviderKeyRecord, env: &EnvAllowlist) -> Vec<String> {
+    fn secret(s: &Option<SealedSecret>) -> Option<&str> {
+        match s {
+            Some(SealedSecret::Env(name)) => Some(name),
+            _ => None,
+        }
+    }
+    fn plain(v: &Option<ValueSource>) -> Option<&str> {
+        match v {
+            Some(ValueSource::Env(name)) => Some(name),
+            _ => None,
+        }
+    }
+    let mut fields = vec![("value", secret(&k.value))];
+    if let Some(b) = &k.bedrock {
+        fields.extend([
+            ("bedrock_key_config.access_key", secret(&b.access_key)),
+            ("bedrock_key_config.secret_key", secret(&b.secret_key)),
+            ("bedrock_key_config.session_token", secret(&b.session_token)),
+            ("bedrock_key_config.external_id", secret(&b.external_id)),
+            ("bedrock_key_config.region", plain(&b.region)),
+            ("bedrock_key_config.role_arn", plain(&b.role_arn)),
+        ]);
+    }
+    fields
+        .into_iter()
+        .filter(|(_, name)| name.is_some_and(|n| !env.allows(n)))
+        .map(|(field, _)| field.to_owned())
+        .collect()
+}
+
+/// The admin-API paths of a stored network block's header references that `env` refuses.
+pub fn refused_network_references(n: &NetworkRecord, env: &EnvAllowlist) -> Vec<String> {
+    n.extra_headers
+        .iter()
+        .filter(|(name, v)| {
+            !n.legacy_extra_headers.contains_key(*name)
+                && matches!(v, SealedSecret::Env(var) if !env.allows(var))
+        })
+        .map(|(name, _)| format!("network_config.extra_headers.{name}"))
+        .collect()
 }
 
 fn base_url(field: &str, url: &str) -> Result<()> {
@@ -431,23 +502,105 @@ fn is_aws_region(s: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn allow() -> EnvAllowlist {
+        EnvAllowlist::default()
+    }
+
     #[test]
     fn env_references() {
+        let env = allow();
         assert_eq!(
-            sourced("f", "env.AWS_ACCESS_KEY_ID", false).unwrap(),
+            sourced("f", "env.AWS_ACCESS_KEY_ID", false, &env).unwrap(),
             Sourced::Env("AWS_ACCESS_KEY_ID".into())
         );
         assert_eq!(
-            sourced("f", "AKIA123", false).unwrap(),
+            sourced("f", "AKIA123", false, &env).unwrap(),
             Sourced::Literal("AKIA123".into())
         );
-        let err = sourced("bedrock_key_config.access_key", "env.1BAD", false).unwrap_err();
+        let err = sourced("bedrock_key_config.access_key", "env.1BAD", false, &env).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("bedrock_key_config.access_key"));
-        assert!(sourced("f", "env.", false).is_err());
-        assert!(sourced("f", "env.A-B", false).is_err());
-        assert!(sourced("f", "  ", false).is_err());
-        assert!(sourced("f", REDACTED, false).is_err());
-        assert_eq!(sourced("f", REDACTED, true).unwrap(), Sourced::Keep);
+        assert!(sourced("f", "env.", false, &env).is_err());
+        assert!(sourced("f", "env.A-B", false, &env).is_err());
+        assert!(sourced("f", "  ", false, &env).is_err());
+        assert!(sourced("f", REDACTED, false, &env).is_err());
+        assert_eq!(sourced("f", REDACTED, true, &env).unwrap(), Sourced::Keep);
+    }
+
+    #[test]
+    fn env_references_outside_the_allowlist_are_refused_naming_field_and_rule() {
+        let env = allow();
+        for (field, raw) in [
+            ("bedrock_key_config.secret_key", "env.TOLLGATE_SECRET_KEY"),
+            ("value", "env.TOLLGATE_ADMIN_TOKEN"),
+            ("value", "env.HOME"),
+            ("network_config.extra_headers.x-foo", "env.DATABASE_URL"),
+        ] {
+            let err = sourced(field, raw, true, &env).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some(field));
+            assert!(err.message.contains(raw), "{}", err.message);
+            if raw.starts_with("env.TOLLGATE_") {
+                assert!(err.message.contains("never resolve"), "{}", err.message);
+            } else {
+                assert!(err.message.contains("AWS_*"), "{}", err.message);
+                assert!(
+                    err.message.contains("TOLLGATE_ENV_ALLOW"),
+                    "{}",
+                    err.message
+                );
+            }
+        }
+        let wider = EnvAllowlist::with_extra(["HOME", "PROXY_*"]).unwrap();
+        assert!(sourced("value", "env.HOME", false, &wider).is_ok());
+        assert!(sourced("value", "env.PROXY_TOKEN", false, &wider).is_ok());
+        assert!(sourced("value", "env.TOLLGATE_SECRET_KEY", false, &wider).is_err());
+        // A literal that merely looks like a name is a literal.
+        assert_eq!(
+            sourced("value", "TOLLGATE_SECRET_KEY", false, &env).unwrap(),
+            Sourced::Literal("TOLLGATE_SECRET_KEY".into())
+        );
+    }
+
+    #[test]
+    fn stored_references_the_allowlist_refuses_are_listed() {
+        let env = allow();
+        let t = crate::model::now();
+        let key = ProviderKeyRecord {
+            id: uuid::Uuid::new_v4(),
+            provider: "bedrock".into(),
+            name: "k".into(),
+            description: None,
+            models: vec![],
+            weight: 1.0,
+            aliases: BTreeMap::new(),
+            enabled: true,
+            value: None,
+            bedrock: Some(crate::model::BedrockKeyRecord {
+                access_key: Some(SealedSecret::Env("AWS_ACCESS_KEY_ID".into())),
+                secret_key: Some(SealedSecret::Env("TOLLGATE_SECRET_KEY".into())),
+                region: Some(ValueSource::Env("REGION".into())),
+                role_arn: Some(ValueSource::Literal("arn:aws:iam::1:role/r".into())),
+                ..Default::default()
+            }),
+            created_at: t,
+            updated_at: t,
+        };
+        assert_eq!(
+            refused_key_references(&key, &env),
+            ["bedrock_key_config.secret_key", "bedrock_key_config.region"]
+        );
+        let net = NetworkRecord {
+            extra_headers: [
+                ("x-a".to_string(), SealedSecret::Env("HOME".into())),
+                ("x-b".to_string(), SealedSecret::Env("ANTHROPIC_X".into())),
+                ("x-c".to_string(), SealedSecret::Encrypted("v1:..".into())),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            refused_network_references(&net, &env),
+            ["network_config.extra_headers.x-a"]
+        );
     }
 
     #[test]
@@ -456,10 +609,17 @@ mod tests {
             base_url: Some(u.into()),
             ..Default::default()
         };
+        let env = allow();
         assert!(
-            network_config("n", &nc("https://bedrock-runtime.us-east-1.amazonaws.com")).is_ok()
+            network_config(
+                "n",
+                &nc("https://bedrock-runtime.us-east-1.amazonaws.com"),
+                &env,
+                false
+            )
+            .is_ok()
         );
-        assert!(network_config("n", &nc("http://127.0.0.1:9000/prefix")).is_ok());
+        assert!(network_config("n", &nc("http://127.0.0.1:9000/prefix"), &env, false).is_ok());
         for bad in [
             "ftp://example.com",
             "example.com",
@@ -469,32 +629,62 @@ mod tests {
             "https://user:pw@example.com",
             "https://example.com/?a=b",
         ] {
-            let err = network_config("n", &nc(bad)).unwrap_err();
+            let err = network_config("n", &nc(bad), &env, false).unwrap_err();
             assert_eq!(err.field.as_deref(), Some("n.base_url"), "{bad}");
         }
     }
 
     #[test]
     fn timeouts_and_headers() {
+        let env = allow();
+        let check = |nc: &NetworkConfig, keep| network_config("network_config", nc, &env, keep);
         let mut nc = NetworkConfig {
             connect_timeout_in_seconds: Some(0),
             ..Default::default()
         };
         assert_eq!(
-            network_config("network_config", &nc)
-                .unwrap_err()
-                .field
-                .as_deref(),
+            check(&nc, false).unwrap_err().field.as_deref(),
             Some("network_config.connect_timeout_in_seconds")
         );
         nc.connect_timeout_in_seconds = Some(10);
         nc.extra_headers.insert("x-team".into(), "eng".into());
-        assert!(network_config("network_config", &nc).is_ok());
+        nc.extra_headers
+            .insert("x-token".into(), "env.ANTHROPIC_PROXY_TOKEN".into());
+        assert_eq!(
+            check(&nc, false).unwrap(),
+            BTreeMap::from([
+                ("x-team".to_string(), Sourced::Literal("eng".into())),
+                (
+                    "x-token".to_string(),
+                    Sourced::Env("ANTHROPIC_PROXY_TOKEN".into())
+                ),
+            ])
+        );
+        nc.extra_headers.insert("x-kept".into(), REDACTED.into());
+        assert_eq!(
+            check(&nc, false).unwrap_err().field.as_deref(),
+            Some("network_config.extra_headers.x-kept"),
+            "nothing to keep on create"
+        );
+        assert_eq!(check(&nc, true).unwrap()["x-kept"], Sourced::Keep);
+        nc.extra_headers
+            .insert("x-steal".into(), "env.TOLLGATE_SECRET_KEY".into());
+        assert_eq!(
+            check(&nc, true).unwrap_err().field.as_deref(),
+            Some("network_config.extra_headers.x-steal")
+        );
+        nc.extra_headers.clear();
+        nc.extra_headers.insert("x-bad".into(), "a\nb".into());
+        assert_eq!(
+            check(&nc, false).unwrap_err().message,
+            "invalid HTTP header value"
+        );
+        nc.extra_headers.clear();
         nc.extra_headers.insert("bad header".into(), "x".into());
-        assert!(network_config("network_config", &nc).is_err());
+        assert!(check(&nc, false).is_err());
         nc.extra_headers.clear();
         nc.extra_headers.insert("Host".into(), "x".into());
-        assert!(network_config("network_config", &nc).is_err());
+        assert!(check(&nc, false).is_err());
     }
 
     fn bedrock_key<'a>(

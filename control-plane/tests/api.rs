@@ -13,7 +13,9 @@ use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
-use tollgate_control_plane::{AdminAuth, ControlPlane, ControlPlaneConfig, Error, StoreConfig};
+use tollgate_control_plane::{
+    AdminAuth, ControlPlane, ControlPlaneConfig, EnvAllowlist, Error, StoreConfig,
+};
 use tollgate_proto::config::v1::{Snapshot, value_ref};
 use tower::ServiceExt as _;
 
@@ -34,6 +36,11 @@ fn loopback_auth() -> AdminAuth {
     }
 }
 
+/// The default env allowlist plus the short names older cases use (`env.X`, `env.K`, ...).
+fn test_env_allow() -> EnvAllowlist {
+    EnvAllowlist::with_extra(["A", "B", "K", "R", "X", "BEDROCK_API_KEY"]).unwrap()
+}
+
 struct Harness {
     cp: ControlPlane,
     router: Router,
@@ -50,6 +57,7 @@ async fn sqlite_harness(auth: AdminAuth) -> Harness {
         store: store.clone(),
         secret_key: KEY,
         admin_auth: auth,
+        env_allow: test_env_allow(),
     })
     .await
     .unwrap();
@@ -67,6 +75,7 @@ async fn postgres_harness(url: String) -> Harness {
         store: store.clone(),
         secret_key: KEY,
         admin_auth: loopback_auth(),
+        env_allow: test_env_allow(),
     })
     .await
     .unwrap();
@@ -1085,6 +1094,7 @@ async fn every_mutation_bumps_the_published_version() {
         store: h.store.clone(),
         secret_key: KEY,
         admin_auth: loopback_auth(),
+        env_allow: test_env_allow(),
     })
     .await
     .unwrap();
@@ -1106,6 +1116,7 @@ async fn wrong_secret_key_refuses_to_start() {
         store: h.store.clone(),
         secret_key: [7u8; 32],
         admin_auth: loopback_auth(),
+        env_allow: test_env_allow(),
     })
     .await
     .unwrap_err();
@@ -1247,6 +1258,7 @@ async fn admin_auth_rules() {
             token: Some(" ".into()),
             allow_loopback_without_token: false,
         },
+        env_allow: test_env_allow(),
     })
     .await
     .unwrap_err();
@@ -1284,4 +1296,516 @@ async fn internal_errors_are_generic_and_logged_not_returned() {
         "causes stay in the log: {}",
         r.text
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// env.NAME allowlist and extra-header secrets.
+
+const TOLLGATE_REF: &str = "env.TOLLGATE_SECRET_KEY";
+
+/// A 400 that names `field` and the allowlist rule.
+fn assert_refused(r: &Resp, field: &str, reference: &str) {
+    assert_error(r, StatusCode::BAD_REQUEST, "invalid_request", Some(field));
+    let message = r.json["error"]["message"].as_str().unwrap();
+    assert!(message.contains(reference), "{message}");
+    if reference.starts_with("env.TOLLGATE_") {
+        assert!(message.contains("never resolve"), "{message}");
+    } else {
+        assert!(
+            message.contains("AWS_*") && message.contains("TOLLGATE_ENV_ALLOW"),
+            "{message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn env_references_outside_the_allowlist_are_refused_naming_field_and_rule() {
+    let h = sqlite_harness(loopback_auth()).await;
+    post(&h, "/api/providers", json!({"provider": "bedrock"})).await;
+    post(&h, "/api/providers", json!({"provider": "anthropic"})).await;
+    let version = h.cp.published_version();
+    let aws = |field: &str, value: &str| {
+        let mut cfg = json!({"region": "us-east-1", "access_key": "env.AWS_ACCESS_KEY_ID",
+                             "secret_key": "env.AWS_SECRET_ACCESS_KEY",
+                             "role_arn": "arn:aws:iam::123456789012:role/r"});
+        cfg[field] = json!(value);
+        json!({"name": "k", "bedrock_key_config": cfg})
+    };
+    for reference in [TOLLGATE_REF, "env.TOLLGATE_ADMIN_TOKEN", "env.HOME"] {
+        let cases = [
+            (
+                "anthropic",
+                json!({"name": "k", "value": reference}),
+                "value",
+            ),
+            ("bedrock", json!({"name": "k", "value": reference}), "value"),
+            (
+                "bedrock",
+                aws("access_key", reference),
+                "bedrock_key_config.access_key",
+            ),
+            (
+                "bedrock",
+                aws("secret_key", reference),
+                "bedrock_key_config.secret_key",
+            ),
+            (
+                "bedrock",
+                aws("session_token", reference),
+                "bedrock_key_config.session_token",
+            ),
+            (
+                "bedrock",
+                aws("external_id", reference),
+                "bedrock_key_config.external_id",
+            ),
+            (
+                "bedrock",
+                aws("region", reference),
+                "bedrock_key_config.region",
+            ),
+            (
+                "bedrock",
+                aws("role_arn", reference),
+                "bedrock_key_config.role_arn",
+            ),
+        ];
+        for (provider, body, field) in cases {
+            let r = post(&h, &format!("/api/providers/{provider}/keys"), body).await;
+            assert_refused(&r, field, reference);
+        }
+        let r = post(
+            &h,
+            "/api/providers",
+            json!({"provider": "proxy", "custom_provider_config": {"base_provider_type": "anthropic"},
+                   "network_config": {"extra_headers": {"x-ok": "plain", "x-foo": reference}}}),
+        )
+        .await;
+        assert_refused(&r, "network_config.extra_headers.x-foo", reference);
+        let r = put(
+            &h,
+            "/api/providers/anthropic",
+            json!({"network_config": {"extra_headers": {"x-foo": reference}}}),
+        )
+        .await;
+        assert_refused(&r, "network_config.extra_headers.x-foo", reference);
+    }
+    assert_eq!(h.cp.published_version(), version, "nothing was stored");
+
+    // Updates are checked the same way.
+    let r = post(
+        &h,
+        "/api/providers/anthropic/keys",
+        json!({"name": "ok", "value": "env.ANTHROPIC_API_KEY"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert!(r.json.get("refused_env_references").is_none(), "{}", r.text);
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    let r = put(
+        &h,
+        &format!("/api/providers/anthropic/keys/{id}"),
+        json!({"value": TOLLGATE_REF}),
+    )
+    .await;
+    assert_refused(&r, "value", TOLLGATE_REF);
+
+    // Allowed: the default patterns and the names this control plane adds (`X`, not `XY`).
+    let r = post(
+        &h,
+        "/api/providers/bedrock/keys",
+        aws("session_token", "env.AWS_SESSION_TOKEN"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = put(
+        &h,
+        "/api/providers/anthropic",
+        json!({"network_config": {"extra_headers": {"x-a": "env.OPENAI_PROXY", "x-b": "env.X"}}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = put(
+        &h,
+        "/api/providers/anthropic",
+        json!({"network_config": {"extra_headers": {"x-b": "env.XY"}}}),
+    )
+    .await;
+    assert_refused(&r, "network_config.extra_headers.x-b", "env.XY");
+}
+
+/// Extra-header values are secrets: sealed at rest, redacted in every response and in the audit
+/// log, kept by "<redacted>", replaced by a new value, removed when left out.
+async fn extra_header_values_are_secrets(h: &Harness) {
+    const PROXY: &str = "proxy-token-EXAMPLE-5f1c2a";
+    const OTHER: &str = "second-secret-EXAMPLE-77ab";
+    const NEW: &str = "rotated-proxy-token-EXAMPLE-9d";
+    let mut bodies = Vec::new();
+    let header_values = |snap: &Snapshot| {
+        let net = snap
+            .providers
+            .iter()
+            .find(|p| p.name == "gw")
+            .unwrap()
+            .network
+            .clone()
+            .unwrap();
+        let values: std::collections::BTreeMap<String, (Option<String>, Option<String>)> = net
+            .extra_header_values
+            .iter()
+            .map(|(k, v)| {
+                let v = Some(v.clone());
+                (
+                    k.clone(),
+                    (literal(&v).map(str::to_owned), env(&v).map(str::to_owned)),
+                )
+            })
+            .collect();
+        (values, net.extra_headers)
+    };
+
+    let r = post(
+        h,
+        "/api/providers",
+        json!({"provider": "gw", "custom_provider_config": {"base_provider_type": "anthropic"},
+               "network_config": {"base_url": "http://127.0.0.1:9", "extra_headers": {
+                   "x-proxy-token": PROXY, "x-other": OTHER, "x-env": "env.ANTHROPIC_PROXY_TOKEN"}}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let shown = json!({"x-env": "env.ANTHROPIC_PROXY_TOKEN", "x-other": "<redacted>",
+                       "x-proxy-token": "<redacted>"});
+    assert_eq!(r.json["network_config"]["extra_headers"], shown);
+    bodies.push(r.text);
+    for path in ["/api/providers", "/api/providers/gw"] {
+        let r = get(h, path).await;
+        assert_eq!(r.status, StatusCode::OK);
+        bodies.push(r.text);
+    }
+    let r = get(h, "/api/providers/gw").await;
+    assert_eq!(r.json["network_config"]["extra_headers"], shown);
+
+    // The data plane gets the values; references stay references.
+    let (values, literal_only) = header_values(&current(h));
+    assert_eq!(values["x-proxy-token"], (Some(PROXY.into()), None));
+    assert_eq!(values["x-other"], (Some(OTHER.into()), None));
+    assert_eq!(
+        values["x-env"],
+        (None, Some("ANTHROPIC_PROXY_TOKEN".into()))
+    );
+    assert_eq!(
+        literal_only,
+        [
+            ("x-other".to_string(), OTHER.to_string()),
+            ("x-proxy-token".to_string(), PROXY.to_string())
+        ]
+        .into(),
+        "older data planes get the literal ones"
+    );
+
+    // GET, edit, PUT back: "<redacted>" keeps the value; a header left out is removed.
+    let mut edited = get(h, "/api/providers/gw").await.json;
+    edited["network_config"]["connect_timeout_in_seconds"] = json!(7);
+    edited["network_config"]["extra_headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("x-other");
+    let r = put(h, "/api/providers/gw", edited).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.json["network_config"]["extra_headers"],
+        json!({"x-env": "env.ANTHROPIC_PROXY_TOKEN", "x-proxy-token": "<redacted>"})
+    );
+    bodies.push(r.text);
+    let (values, _) = header_values(&current(h));
+    assert_eq!(values.len(), 2);
+    assert_eq!(values["x-proxy-token"], (Some(PROXY.into()), None), "kept");
+
+    // A new value replaces; "<redacted>" with nothing stored is refused.
+    let r = put(
+        h,
+        "/api/providers/gw",
+        json!({"network_config": {"base_url": "http://127.0.0.1:9",
+               "extra_headers": {"x-proxy-token": NEW, "x-env": "<redacted>"}}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    bodies.push(r.text);
+    let (values, _) = header_values(&current(h));
+    assert_eq!(values["x-proxy-token"], (Some(NEW.into()), None));
+    assert_eq!(
+        values["x-env"],
+        (None, Some("ANTHROPIC_PROXY_TOKEN".into())),
+        "a kept reference stays a reference"
+    );
+    let r = put(
+        h,
+        "/api/providers/gw",
+        json!({"network_config": {"extra_headers": {"x-new": "<redacted>"}}}),
+    )
+    .await;
+    assert_error(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("network_config.extra_headers.x-new"),
+    );
+    // Without network_config nothing changes.
+    let r = put(h, "/api/providers/gw", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        header_values(&current(h)).0["x-proxy-token"].0.as_deref(),
+        Some(NEW)
+    );
+
+    // The audit log keeps header names only.
+    let r = get(h, "/api/audit-logs?limit=1000").await;
+    assert!(r.text.contains("x-proxy-token"), "{}", r.text);
+    bodies.push(r.text);
+    for body in &bodies {
+        for secret in [PROXY, OTHER, NEW] {
+            assert!(!body.contains(secret), "a response leaks {secret}: {body}");
+        }
+    }
+
+    // At rest: sealed, not plaintext.
+    let sql = "SELECT CAST(network_config AS TEXT), CAST(extra_header_secrets AS TEXT) \
+               FROM providers WHERE name = 'gw'";
+    let (network, sealed): (String, String) = match &h.store {
+        StoreConfig::Sqlite { path } => {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+            let row = sqlx::query_as(sql).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            row
+        }
+        StoreConfig::Postgres { url } => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            let row = sqlx::query_as(sql).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            row
+        }
+    };
+    for secret in [PROXY, OTHER, NEW] {
+        assert!(!network.contains(secret), "plaintext at rest: {network}");
+        assert!(!sealed.contains(secret), "plaintext at rest: {sealed}");
+    }
+    assert!(!network.contains("x-proxy-token"), "{network}");
+    assert_eq!(sealed.matches("enc:v1:").count(), 1, "{sealed}");
+    assert!(sealed.contains("env:ANTHROPIC_PROXY_TOKEN"), "{sealed}");
+}
+
+#[tokio::test]
+async fn extra_header_values_are_secrets_on_sqlite() {
+    let h = sqlite_harness(loopback_auth()).await;
+    extra_header_values_are_secrets(&h).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extra_header_values_are_secrets_on_postgres() {
+    common::with_postgres(|url| async move {
+        let h = postgres_harness(url).await;
+        extra_header_values_are_secrets(&h).await;
+    })
+    .await;
+}
+
+/// Rows that hold a now-disallowed reference (written before the allowlist existed) are kept,
+/// marked in responses, published as they are (the data plane refuses them) and do not block
+/// other changes; setting such a reference again is refused.
+#[tokio::test]
+async fn stored_references_outside_the_allowlist_are_marked_not_dropped() {
+    use tollgate_control_plane::model::{AuditEvent, ProviderKeyRecord, SealedSecret, now};
+    let h = sqlite_harness(loopback_auth()).await;
+    post(&h, "/api/providers", json!({"provider": "anthropic"})).await;
+    let good = post(
+        &h,
+        "/api/providers/anthropic/keys",
+        json!({"name": "good", "value": "env.ANTHROPIC_API_KEY"}),
+    )
+    .await;
+    assert_eq!(good.status, StatusCode::CREATED, "{}", good.text);
+    // Planted behind the API, as an older version could have stored them.
+    let t = now();
+    let planted = ProviderKeyRecord {
+        id: uuid::Uuid::new_v4(),
+        provider: "anthropic".into(),
+        name: "planted".into(),
+        description: None,
+        models: vec!["*".into()],
+        weight: 1.0,
+        aliases: Default::default(),
+        enabled: true,
+        value: Some(SealedSecret::Env("TOLLGATE_SECRET_KEY".into())),
+        bedrock: None,
+        created_at: t,
+        updated_at: t,
+    };
+    let event = AuditEvent {
+        actor: "test".into(),
+        action: "plant".into(),
+        target: "t".into(),
+        details: json!({}),
+    };
+    let store = h.cp.store().clone();
+    store.create_key(&planted, &event).await.unwrap();
+    store
+        .update_provider(
+            "anthropic",
+            &|p| {
+                p.network
+                    .extra_headers
+                    .insert("x-home".into(), SealedSecret::Env("HOME".into()));
+                Ok(())
+            },
+            &event,
+        )
+        .await
+        .unwrap();
+    h.cp.republish().await.unwrap();
+
+    let path = format!("/api/providers/anthropic/keys/{}", planted.id);
+    let r = get(&h, &path).await;
+    assert_eq!(r.json["value"], TOLLGATE_REF);
+    assert_eq!(r.json["refused_env_references"], json!(["value"]));
+    let r = get(&h, "/api/providers/anthropic/keys").await;
+    let marks: Vec<_> = r.json["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["name"].clone(), k.get("refused_env_references").cloned()))
+        .collect();
+    assert_eq!(
+        marks,
+        [
+            (json!("good"), None),
+            (json!("planted"), Some(json!(["value"])))
+        ]
+    );
+    let r = get(&h, "/api/providers/anthropic").await;
+    assert_eq!(
+        r.json["refused_env_references"],
+        json!(["network_config.extra_headers.x-home"])
+    );
+
+    // Published as they are, next to the good key: the data plane decides.
+    let snap = current(&h);
+    let p = &snap.providers[0];
+    assert_eq!(p.keys.len(), 2);
+    let planted_key = p.keys.iter().find(|k| k.name == "planted").unwrap();
+    assert_eq!(env(&planted_key.value), Some("TOLLGATE_SECRET_KEY"));
+    let home = Some(p.network.as_ref().unwrap().extra_header_values["x-home"].clone());
+    assert_eq!(env(&home), Some("HOME"));
+
+    // Other changes go through; setting the reference again does not; replacing it clears the mark.
+    let r = put(&h, &path, json!({"weight": 2})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["refused_env_references"], json!(["value"]));
+    let r = put(&h, &path, json!({"value": TOLLGATE_REF})).await;
+    assert_refused(&r, "value", TOLLGATE_REF);
+    let r = put(&h, &path, json!({"value": "env.ANTHROPIC_OTHER_KEY"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.json.get("refused_env_references").is_none(), "{}", r.text);
+    // Sending the provider back as shown is refused for the header until it is changed.
+    let shown = get(&h, "/api/providers/anthropic").await.json;
+    let r = put(
+        &h,
+        "/api/providers/anthropic",
+        json!({"network_config": shown["network_config"]}),
+    )
+    .await;
+    assert_refused(&r, "network_config.extra_headers.x-home", "env.HOME");
+}
+
+/// A SQLite database written by the version before header sealing: the control plane seals its
+/// plaintext header values when it starts, and the provider keeps working.
+#[tokio::test]
+async fn provider_rows_from_before_header_sealing_still_work() {
+    const LEGACY: &str = "legacy-header-PLAINTEXT-4e21";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tollgate.db");
+    let pool = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true),
+    )
+    .await
+    .unwrap();
+    let mut old = sqlx::migrate!("../migrations/sqlite");
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version < 3)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    old.run(&pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO providers (name, kind, network_config, created_at, updated_at) \
+         VALUES ('anthropic', 'anthropic', $1, $2, $2)",
+    )
+    .bind(format!(
+        r#"{{"base_url":"http://127.0.0.1:9","extra_headers":{{"x-proxy-token":"{LEGACY}"}}}}"#
+    ))
+    .bind(tollgate_control_plane::model::now())
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let store = StoreConfig::Sqlite { path: path.clone() };
+    let cp = ControlPlane::start(ControlPlaneConfig {
+        store: store.clone(),
+        secret_key: KEY,
+        admin_auth: loopback_auth(),
+        env_allow: test_env_allow(),
+    })
+    .await
+    .unwrap();
+    let h = Harness {
+        router: cp.admin_router(),
+        cp,
+        store,
+        _dir: None,
+    };
+    let r = get(&h, "/api/providers/anthropic").await;
+    assert_eq!(
+        r.json["network_config"]["extra_headers"],
+        json!({"x-proxy-token": "<redacted>"}),
+        "{}",
+        r.text
+    );
+    let snap = current(&h);
+    let net = snap.providers[0].network.as_ref().unwrap();
+    let v = Some(net.extra_header_values["x-proxy-token"].clone());
+    assert_eq!(literal(&v), Some(LEGACY));
+    assert_eq!(snap.version, 1, "sealing is not a config change");
+
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let (network, sealed): (String, String) =
+        sqlx::query_as("SELECT network_config, extra_header_secrets FROM providers")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    assert!(!network.contains(LEGACY) && !sealed.contains(LEGACY));
+    assert!(sealed.contains("enc:v1:"), "{sealed}");
+    // The kept value survives an edit sent back from GET.
+    let mut edited = r.json.clone();
+    edited["network_config"]["connect_timeout_in_seconds"] = json!(3);
+    let r = put(&h, "/api/providers/anthropic", edited).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let snap = current(&h);
+    let v = Some(
+        snap.providers[0]
+            .network
+            .as_ref()
+            .unwrap()
+            .extra_header_values["x-proxy-token"]
+            .clone(),
+    );
+    assert_eq!(literal(&v), Some(LEGACY));
 }

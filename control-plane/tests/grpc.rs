@@ -51,6 +51,7 @@ async fn start(store: StoreConfig, dir: Option<tempfile::TempDir>, join: Option<
             token: None,
             allow_loopback_without_token: true,
         },
+        env_allow: Default::default(),
     })
     .await
     .unwrap();
@@ -585,6 +586,7 @@ async fn the_fleet_view_requires_admin_auth() {
             token: Some("admin-token".into()),
             allow_loopback_without_token: false,
         },
+        env_allow: Default::default(),
     })
     .await
     .unwrap();

@@ -32,6 +32,7 @@ async fn replica(url: &str) -> ControlPlane {
             token: None,
             allow_loopback_without_token: true,
         },
+        env_allow: Default::default(),
     })
     .await
     .unwrap()

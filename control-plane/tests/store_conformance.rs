@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::json;
 use tollgate_control_plane::crypto::SecretBox;
 use tollgate_control_plane::model::{
-    AuditEvent, BedrockKeyRecord, NetworkConfig, ProviderKeyRecord, ProviderKind, ProviderRecord,
+    AuditEvent, BedrockKeyRecord, NetworkRecord, ProviderKeyRecord, ProviderKind, ProviderRecord,
     SealedSecret, SecretField, ValueSource, VirtualKeyRecord, now,
 };
 use tollgate_control_plane::store::UsageRecord;
@@ -30,7 +30,7 @@ fn provider(name: &str, kind: ProviderKind) -> ProviderRecord {
     ProviderRecord {
         name: name.into(),
         kind,
-        network: NetworkConfig::default(),
+        network: NetworkRecord::default(),
         created_at: t,
         updated_at: t,
     }
@@ -101,10 +101,14 @@ async fn conformance(store: Arc<dyn Store>) {
     // Providers: create, duplicate, get, list order.
     let mut bedrock = provider("bedrock", ProviderKind::Bedrock);
     bedrock.network.base_url = Some("https://bedrock.example".into());
-    bedrock
-        .network
-        .extra_headers
-        .insert("x-team".into(), "eng".into());
+    bedrock.network.extra_headers.insert(
+        "x-team".into(),
+        SealedSecret::seal_header(&secrets, "bedrock", "x-team", "eng").unwrap(),
+    );
+    bedrock.network.extra_headers.insert(
+        "x-proxy-token".into(),
+        SealedSecret::Env("ANTHROPIC_PROXY_TOKEN".into()),
+    );
     let v = store
         .create_provider(&bedrock, &event("provider.create", "providers/bedrock"))
         .await
@@ -673,4 +677,162 @@ async fn postgres_store_conforms() {
         reopened.close().await;
     })
     .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upgrade: extra-header values that versions before migration 0003 stored in plaintext.
+
+const LEGACY_VALUE: &str = "legacy-proxy-token-PLAINTEXT-0001";
+
+/// Checks a store whose `providers` rows were written by the code before migration 0003 (header
+/// values in plaintext inside `network_config`): they read back as legacy values, are sealed by
+/// `seal_legacy_extra_headers` without a config change, and read back sealed afterwards.
+async fn legacy_headers_conform(store: Arc<dyn Store>) {
+    let secrets = SecretBox::new(&[5u8; 32]);
+    let before = store.get_provider("old").await.unwrap().unwrap();
+    assert_eq!(
+        before.network.legacy_extra_headers,
+        BTreeMap::from([("x-proxy-token".to_string(), LEGACY_VALUE.to_string())]),
+        "plaintext written by the old code reads back as legacy values"
+    );
+    assert!(before.network.extra_headers.is_empty());
+    assert_eq!(before.network.connect_timeout_in_seconds, Some(5));
+    let version = store.config_version().await.unwrap();
+    let audit = store.list_audit(100).await.unwrap().len();
+
+    let seal = |provider: &str, header: &str, value: &str| {
+        SealedSecret::seal_header(&secrets, provider, header, value)
+    };
+    assert_eq!(store.seal_legacy_extra_headers(&seal).await.unwrap(), 1);
+    assert_eq!(
+        store.seal_legacy_extra_headers(&seal).await.unwrap(),
+        0,
+        "once sealed, nothing is left"
+    );
+    let after = store.get_provider("old").await.unwrap().unwrap();
+    assert!(after.network.legacy_extra_headers.is_empty());
+    assert_eq!(after.network.connect_timeout_in_seconds, Some(5));
+    assert_eq!(after.updated_at, before.updated_at, "not a config change");
+    let sealed = &after.network.extra_headers["x-proxy-token"];
+    assert!(matches!(sealed, SealedSecret::Encrypted(_)));
+    assert_eq!(
+        sealed
+            .open_header(&secrets, "old", "x-proxy-token")
+            .unwrap(),
+        ValueSource::Literal(LEGACY_VALUE.into())
+    );
+    assert_eq!(store.config_version().await.unwrap(), version);
+    assert_eq!(store.list_audit(100).await.unwrap().len(), audit);
+    // The untouched provider is unchanged.
+    let plain = store.get_provider("plain").await.unwrap().unwrap();
+    assert_eq!(plain.network, NetworkRecord::default());
+}
+
+/// The rows the code before migration 0003 wrote (its INSERT, its JSON shape).
+const OLD_INSERTS: [(&str, &str); 2] = [
+    (
+        "old",
+        r#"{"base_url":null,"default_request_timeout_in_seconds":null,"connect_timeout_in_seconds":5,"stream_idle_timeout_in_seconds":null,"extra_headers":{"x-proxy-token":"legacy-proxy-token-PLAINTEXT-0001"}}"#,
+    ),
+    ("plain", r#"{"extra_headers":{}}"#),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_rows_from_before_header_sealing_are_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    // The schema as the previous version left it: migrations 1 and 2 only.
+    let pool = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true),
+    )
+    .await
+    .unwrap();
+    let mut old = sqlx::migrate!("../migrations/sqlite");
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version < 3)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    old.run(&pool).await.unwrap();
+    for (name, network) in OLD_INSERTS {
+        sqlx::query(
+            "INSERT INTO providers (name, kind, network_config, created_at, updated_at) \
+             VALUES ($1, 'anthropic', $2, $3, $3)",
+        )
+        .bind(name)
+        .bind(network)
+        .bind(now())
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    legacy_headers_conform(Arc::new(store)).await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT network_config, extra_header_secrets FROM providers")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    assert_sealed_at_rest(&rows);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_rows_from_before_header_sealing_are_sealed() {
+    common::with_postgres(|url| async move {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let mut old = sqlx::migrate!("../migrations/postgres");
+        old.migrations = old
+            .migrations
+            .iter()
+            .filter(|m| m.version < 3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        old.run(&pool).await.unwrap();
+        for (name, network) in OLD_INSERTS {
+            sqlx::query(
+                "INSERT INTO providers (name, kind, network_config, created_at, updated_at) \
+                 VALUES ($1, 'anthropic', $2::jsonb, $3, $3)",
+            )
+            .bind(name)
+            .bind(network)
+            .bind(now())
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        let store = PostgresStore::connect(&url).await.unwrap();
+        legacy_headers_conform(Arc::new(store.clone())).await;
+        store.close().await;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT network_config::text, extra_header_secrets::text FROM providers",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        assert_sealed_at_rest(&rows);
+    })
+    .await;
+}
+
+fn assert_sealed_at_rest(rows: &[(String, String)]) {
+    assert_eq!(rows.len(), 2);
+    let mut sealed = 0;
+    for (network, secrets) in rows {
+        assert!(!network.contains(LEGACY_VALUE), "plaintext left: {network}");
+        assert!(!secrets.contains(LEGACY_VALUE), "plaintext left: {secrets}");
+        sealed += secrets.matches("enc:v1:").count();
+    }
+    assert_eq!(sealed, 1);
 }

@@ -21,7 +21,7 @@
 //! | [`reporter`] | split deployment: usage batches to the control plane, disk spool, resends |
 //! | [`grpc`] | connection options, join-token auth and backoff shared by `source` and `reporter` |
 //! | [`error`] | the one error type of the inference surface (Anthropic-shaped) |
-//! | [`value`] | literal / `env.NAME` values resolved at use |
+//! | [`value`] | literal / `env.NAME` values resolved at use, under the env allowlist |
 
 pub mod error;
 pub mod grpc;
@@ -46,6 +46,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tollgate_proto::config::v1::Snapshot;
+use tollgate_proto::env::EnvAllowlist;
 
 use crate::runtime::RuntimeHandle;
 
@@ -59,6 +60,9 @@ pub const DEFAULT_SSE_PING_INTERVAL: Duration = Duration::from_secs(10);
 pub struct DataPlaneConfig {
     pub max_body_bytes: usize,
     pub sse_ping_interval: Duration,
+    /// The environment variables `env.NAME` references may name (checked when a snapshot is
+    /// compiled; see [`value`]).
+    pub env_allow: EnvAllowlist,
 }
 
 impl Default for DataPlaneConfig {
@@ -66,6 +70,7 @@ impl Default for DataPlaneConfig {
         DataPlaneConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             sse_ping_interval: DEFAULT_SSE_PING_INTERVAL,
+            env_allow: EnvAllowlist::default(),
         }
     }
 }
@@ -83,8 +88,8 @@ pub struct DataPlane {
 impl DataPlane {
     pub fn new(config: DataPlaneConfig, usage: usage::UsageSink) -> Arc<DataPlane> {
         Arc::new(DataPlane {
+            runtime: RuntimeHandle::new(config.env_allow.clone()),
             config,
-            runtime: RuntimeHandle::default(),
             usage,
             link: source::ConfigLink::default(),
             refusals: refusals::Refusals::default(),

@@ -4,7 +4,13 @@
 //! A snapshot is validated and compiled in full before it is published through [`RuntimeHandle`],
 //! so a request sees either the old runtime or the new one, never half of each. A snapshot that
 //! fails validation is rejected and the last good runtime keeps serving.
+//!
+//! `env.NAME` references are checked against the data plane's [`EnvAllowlist`] here, once per
+//! snapshot: a disallowed one is logged (warn) and compiled into a [`Value::Refused`] that fails
+//! the requests using it with a gateway configuration error. It does not reject the snapshot, so
+//! every other key and provider keeps working.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +18,10 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use sha2::{Digest, Sha256};
 use tollgate_proto::config::v1 as pb;
+use tollgate_proto::env::EnvAllowlist;
 
 use crate::signing::BedrockAuth;
-use crate::value::Value;
+use crate::value::{EnvError, Value};
 
 /// Default time allowed to connect to an upstream.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,12 +76,67 @@ pub struct Provider {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub stream_idle_timeout: Duration,
-    pub extra_headers: http::HeaderMap,
+    pub extra_headers: ExtraHeaders,
     pub keys: Vec<ProviderKey>,
     /// The pooled upstream client (its connect timeout is `connect_timeout`); carried over from
     /// the previous config while the timeout is unchanged, so pooled connections survive config
     /// changes.
     pub client: crate::upstream::HttpClient,
+}
+
+/// A provider's extra upstream headers (`network_config.extra_headers`). Values are secrets:
+/// literal ones are built once, at compile time, and marked sensitive (never printed by `Debug`,
+/// kept out of HPACK tables); `env.NAME` ones are read at every use, like key secrets.
+#[derive(Debug, Default)]
+pub struct ExtraHeaders {
+    literal: http::HeaderMap,
+    env: Vec<(http::HeaderName, Value)>,
+}
+
+/// An extra header whose value cannot be produced now.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtraHeaderError {
+    #[error("extra header {header}: {source}")]
+    Env {
+        header: http::HeaderName,
+        #[source]
+        source: EnvError,
+    },
+    #[error("extra header {header}: the value of {variable} is not a valid HTTP header value")]
+    InvalidValue {
+        header: http::HeaderName,
+        /// `env.NAME`: the reference, never the value.
+        variable: String,
+    },
+}
+
+impl ExtraHeaders {
+    /// The headers to send now: the prebuilt map when every value is literal, otherwise a copy
+    /// with the `env.NAME` values read from the environment.
+    pub fn resolve(&self) -> Result<Cow<'_, http::HeaderMap>, ExtraHeaderError> {
+        if self.env.is_empty() {
+            return Ok(Cow::Borrowed(&self.literal));
+        }
+        let mut headers = self.literal.clone();
+        for (name, value) in &self.env {
+            let resolved = value.resolve().map_err(|source| ExtraHeaderError::Env {
+                header: name.clone(),
+                source,
+            })?;
+            let mut header = http::HeaderValue::try_from(&*resolved).map_err(|_| {
+                ExtraHeaderError::InvalidValue {
+                    header: name.clone(),
+                    variable: match value {
+                        Value::Env(n) | Value::Refused(n) => format!("env.{n}"),
+                        Value::Literal(_) => "the literal".to_owned(),
+                    },
+                }
+            })?;
+            header.set_sensitive(true);
+            headers.insert(name.clone(), header);
+        }
+        Ok(Cow::Owned(headers))
+    }
 }
 
 /// Which models a provider key serves.
@@ -157,22 +219,24 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Validates and compiles a snapshot. Nothing here does I/O.
+    /// Validates and compiles a snapshot under the default env allowlist. Nothing here does I/O.
     pub fn compile(snapshot: &pb::Snapshot) -> Result<Runtime, SnapshotError> {
-        Runtime::compile_after(snapshot, None)
+        Runtime::compile_after(snapshot, None, &EnvAllowlist::default())
     }
 
-    /// Like [`Runtime::compile`], carrying over state of `previous` that the new snapshot does
-    /// not change: Bedrock credential caches of keys whose credential config is identical, so a
-    /// config change elsewhere does not cost an STS call per key.
+    /// Like [`Runtime::compile`] with the data plane's env allowlist, carrying over state of
+    /// `previous` that the new snapshot does not change: Bedrock credential caches of keys whose
+    /// credential config is identical, so a config change elsewhere does not cost an STS call per
+    /// key.
     pub fn compile_after(
         snapshot: &pb::Snapshot,
         previous: Option<&Runtime>,
+        env: &EnvAllowlist,
     ) -> Result<Runtime, SnapshotError> {
         let mut providers = HashMap::with_capacity(snapshot.providers.len());
         for p in &snapshot.providers {
             let prev = previous.and_then(|r| r.providers.get(p.name.as_str()));
-            let provider = compile_provider(p, prev.map(|p| &**p))?;
+            let provider = compile_provider(p, prev.map(|p| &**p), env)?;
             if providers
                 .insert(provider.name.clone(), Arc::new(provider))
                 .is_some()
@@ -224,9 +288,74 @@ fn millis_or(ms: u32, default: Duration) -> Duration {
     }
 }
 
+/// Logs a reference the env allowlist refused (once per compiled snapshot).
+fn warn_refused(
+    provider: &str,
+    key: Option<&str>,
+    field: &str,
+    variable: &str,
+    env: &EnvAllowlist,
+) {
+    tracing::warn!(
+        provider,
+        provider_key = key.unwrap_or(""),
+        field,
+        variable,
+        allowed = %env.describe(),
+        "env reference refused by this data plane's env allowlist (--env-allow / \
+         TOLLGATE_ENV_ALLOW; TOLLGATE_* never resolves): requests that need it fail until the \
+         configuration changes"
+    );
+}
+
+/// The extra headers of a provider: `extra_header_values`, then the literal-only
+/// `extra_headers` for names it lacks (snapshots written by older control planes).
+fn compile_extra_headers(
+    p: &pb::Provider,
+    network: &pb::NetworkConfig,
+    env: &EnvAllowlist,
+) -> Result<ExtraHeaders, SnapshotError> {
+    let invalid = |name: &str| SnapshotError::InvalidHeader {
+        provider: p.name.clone(),
+        header: name.to_owned(),
+    };
+    let literal = |name: &str, value: &str| {
+        let mut value = http::HeaderValue::try_from(value).map_err(|_| invalid(name))?;
+        value.set_sensitive(true);
+        Ok::<_, SnapshotError>(value)
+    };
+    let mut headers = ExtraHeaders::default();
+    for (name, value) in &network.extra_header_values {
+        let header = http::HeaderName::try_from(name.as_str()).map_err(|_| invalid(name))?;
+        match &value.source {
+            Some(pb::value_ref::Source::Literal(v)) => {
+                headers.literal.insert(header, literal(name, v)?);
+            }
+            Some(pb::value_ref::Source::Env(var)) if !var.is_empty() => {
+                let value = Value::env(var, env);
+                if let Some(var) = value.refused() {
+                    let field = format!("network_config.extra_headers.{name}");
+                    warn_refused(&p.name, None, &field, var, env);
+                }
+                headers.env.push((header, value));
+            }
+            _ => return Err(invalid(name)),
+        }
+    }
+    for (name, value) in &network.extra_headers {
+        if network.extra_header_values.contains_key(name) {
+            continue;
+        }
+        let header = http::HeaderName::try_from(name.as_str()).map_err(|_| invalid(name))?;
+        headers.literal.insert(header, literal(name, value)?);
+    }
+    Ok(headers)
+}
+
 fn compile_provider(
     p: &pb::Provider,
     previous: Option<&Provider>,
+    env: &EnvAllowlist,
 ) -> Result<Provider, SnapshotError> {
     let kind = match pb::ProviderKind::try_from(p.kind) {
         Ok(pb::ProviderKind::Bedrock) => ProviderKind::Bedrock,
@@ -234,23 +363,14 @@ fn compile_provider(
         _ => return Err(SnapshotError::UnknownProviderKind(p.name.clone())),
     };
     let network = p.network.clone().unwrap_or_default();
-    let mut extra_headers = http::HeaderMap::new();
-    for (name, value) in &network.extra_headers {
-        let invalid = || SnapshotError::InvalidHeader {
-            provider: p.name.clone(),
-            header: name.clone(),
-        };
-        let name = http::HeaderName::try_from(name.as_str()).map_err(|_| invalid())?;
-        let value = http::HeaderValue::try_from(value.as_str()).map_err(|_| invalid())?;
-        extra_headers.insert(name, value);
-    }
+    let extra_headers = compile_extra_headers(p, &network, env)?;
     let base_url = Some(network.base_url.trim_end_matches('/'))
         .filter(|u| !u.is_empty())
         .map(Arc::from);
     let mut keys = Vec::with_capacity(p.keys.len());
     for k in p.keys.iter().filter(|k| k.enabled) {
         let prev = previous.and_then(|prev| prev.keys.iter().find(|pk| *pk.id == *k.id));
-        keys.push(compile_key(p, kind, k, prev)?);
+        keys.push(compile_key(p, kind, k, prev, env)?);
     }
     let connect_timeout = millis_or(network.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT);
     let client = previous
@@ -277,6 +397,7 @@ fn compile_key(
     kind: ProviderKind,
     k: &pb::ProviderKey,
     previous: Option<&ProviderKey>,
+    env: &EnvAllowlist,
 ) -> Result<ProviderKey, SnapshotError> {
     let invalid = |reason| SnapshotError::InvalidKey {
         provider: p.name.clone(),
@@ -287,11 +408,21 @@ fn compile_key(
         return Err(invalid("weight must be a positive number"));
     }
     let credential = match kind {
-        ProviderKind::Anthropic => KeyCredential::AnthropicApiKey(
-            Value::from_proto(k.value.as_ref()).ok_or_else(|| invalid("missing API key"))?,
-        ),
+        ProviderKind::Anthropic => {
+            let value = Value::from_proto(k.value.as_ref(), env)
+                .ok_or_else(|| invalid("missing API key"))?;
+            if let Some(var) = value.refused() {
+                warn_refused(&p.name, Some(&k.name), "value", var, env);
+            }
+            KeyCredential::AnthropicApiKey(value)
+        }
         ProviderKind::Bedrock => {
-            let fresh = BedrockAuth::from_proto(k).map_err(invalid)?;
+            let fresh = BedrockAuth::from_proto(k, env).map_err(invalid)?;
+            for (field, value) in fresh.values() {
+                if let Some(var) = value.refused() {
+                    warn_refused(&p.name, Some(&k.name), field, var, env);
+                }
+            }
             match previous.map(|pk| &pk.credential) {
                 Some(KeyCredential::Bedrock(prev)) if prev.fingerprint() == fresh.fingerprint() => {
                     KeyCredential::Bedrock(Arc::clone(prev))
@@ -324,9 +455,19 @@ fn compile_key(
 #[derive(Debug, Default)]
 pub struct RuntimeHandle {
     current: ArcSwapOption<Runtime>,
+    /// The env allowlist snapshots are compiled under.
+    env: EnvAllowlist,
 }
 
 impl RuntimeHandle {
+    /// A handle compiling snapshots under `env` ([`Default`]: the default allowlist).
+    pub fn new(env: EnvAllowlist) -> Self {
+        RuntimeHandle {
+            current: ArcSwapOption::empty(),
+            env,
+        }
+    }
+
     pub fn load(&self) -> Option<Arc<Runtime>> {
         self.current.load_full()
     }
@@ -345,7 +486,7 @@ impl RuntimeHandle {
             return Ok(current.version);
         }
         let previous = self.current.load_full();
-        let runtime = Runtime::compile_after(snapshot, previous.as_deref())?;
+        let runtime = Runtime::compile_after(snapshot, previous.as_deref(), &self.env)?;
         let version = runtime.version;
         self.current.store(Some(Arc::new(runtime)));
         Ok(version)
@@ -434,5 +575,198 @@ mod tests {
             5,
             "last good config still served"
         );
+    }
+
+    fn env_ref(name: &str) -> pb::ValueRef {
+        pb::ValueRef {
+            source: Some(pb::value_ref::Source::Env(name.into())),
+        }
+    }
+
+    fn literal(v: &str) -> pb::ValueRef {
+        pb::ValueRef {
+            source: Some(pb::value_ref::Source::Literal(v.into())),
+        }
+    }
+
+    /// A disallowed reference does not reject the snapshot: the key compiles into a value that
+    /// fails every use with a clear error, and the other keys keep working.
+    #[test]
+    fn disallowed_env_references_fail_their_key_only() {
+        let mut snap = snapshot(1, "s", 1);
+        let mut planted = snap.providers[0].keys[0].clone();
+        planted.id = "k2".into();
+        planted.name = "planted".into();
+        planted.bedrock.as_mut().unwrap().secret_key = Some(env_ref("TOLLGATE_SECRET_KEY"));
+        snap.providers[0].keys.push(planted);
+        snap.providers.push(pb::Provider {
+            name: "anthropic".into(),
+            kind: pb::ProviderKind::Anthropic as i32,
+            network: None,
+            keys: vec![pb::ProviderKey {
+                id: "a1".into(),
+                name: "a1".into(),
+                weight: 1.0,
+                value: Some(env_ref("HOME")),
+                enabled: true,
+                ..Default::default()
+            }],
+        });
+        let handle = RuntimeHandle::new(EnvAllowlist::default());
+        assert_eq!(handle.apply(&snap).expect("applied, not rejected"), 1);
+        let rt = handle.load().expect("runtime");
+        let keys = &rt.providers["bedrock"].keys;
+        let KeyCredential::Bedrock(good) = &keys[0].credential else {
+            panic!("bedrock key expected")
+        };
+        assert!(good.values().all(|(_, v)| v.refused().is_none()));
+        let KeyCredential::Bedrock(bad) = &keys[1].credential else {
+            panic!("bedrock key expected")
+        };
+        let refused: Vec<_> = bad
+            .values()
+            .filter_map(|(field, v)| v.refused().map(|n| (field, n)))
+            .collect();
+        assert_eq!(
+            refused,
+            [("bedrock_key_config.secret_key", "TOLLGATE_SECRET_KEY")]
+        );
+        let KeyCredential::AnthropicApiKey(home) = &rt.providers["anthropic"].keys[0].credential
+        else {
+            panic!("anthropic key expected")
+        };
+        let err = home.resolve().unwrap_err();
+        assert!(
+            matches!(err, EnvError::Refused(ref n) if &**n == "HOME"),
+            "{err}"
+        );
+        // The same snapshot under an allowlist that names HOME resolves it.
+        let wider = RuntimeHandle::new(EnvAllowlist::with_extra(["HOME"]).unwrap());
+        wider.apply(&snap).expect("applied");
+        let KeyCredential::AnthropicApiKey(home) =
+            &wider.load().unwrap().providers["anthropic"].keys[0].credential
+        else {
+            panic!("anthropic key expected")
+        };
+        assert_eq!(home.refused(), None);
+    }
+
+    fn with_headers(network: pb::NetworkConfig) -> pb::Snapshot {
+        let mut snap = snapshot(1, "s", 0);
+        snap.providers[0].network = Some(network);
+        snap
+    }
+
+    #[test]
+    fn extra_headers_literal_prebuilt_and_sensitive_env_resolved_at_use() {
+        let network = pb::NetworkConfig {
+            extra_header_values: [
+                ("x-proxy-token".to_string(), literal("proxy-secret")),
+                ("x-path".to_string(), env_ref("PATH")),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let handle = RuntimeHandle::new(EnvAllowlist::with_extra(["PATH"]).unwrap());
+        handle.apply(&with_headers(network)).expect("applied");
+        let rt = handle.load().unwrap();
+        let extra = &rt.providers["bedrock"].extra_headers;
+        assert!(!format!("{extra:?}").contains("proxy-secret"), "{extra:?}");
+        let headers = extra.resolve().expect("resolved");
+        assert_eq!(headers["x-proxy-token"], "proxy-secret");
+        assert_eq!(headers["x-path"], std::env::var("PATH").unwrap().as_str());
+        assert!(headers.values().all(http::HeaderValue::is_sensitive));
+
+        // Literal only: the prebuilt map itself, no copy per request.
+        let network = pb::NetworkConfig {
+            extra_header_values: [("x-a".to_string(), literal("1"))].into(),
+            ..Default::default()
+        };
+        handle.apply(&with_headers(network)).expect("applied");
+        let rt = handle.load().unwrap();
+        assert!(matches!(
+            rt.providers["bedrock"].extra_headers.resolve().unwrap(),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn refused_or_missing_header_references_fail_the_request_not_the_snapshot() {
+        let network = pb::NetworkConfig {
+            extra_header_values: [
+                ("x-steal".to_string(), env_ref("TOLLGATE_ADMIN_TOKEN")),
+                ("x-a".to_string(), literal("1")),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let handle = RuntimeHandle::default();
+        handle.apply(&with_headers(network)).expect("applied");
+        let rt = handle.load().unwrap();
+        let err = rt.providers["bedrock"].extra_headers.resolve().unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("x-steal") && text.contains("env.TOLLGATE_ADMIN_TOKEN"),
+            "{text}"
+        );
+        assert!(matches!(
+            err,
+            ExtraHeaderError::Env {
+                source: EnvError::Refused(_),
+                ..
+            }
+        ));
+
+        let network = pb::NetworkConfig {
+            extra_header_values: [("x-k".to_string(), env_ref("ANTHROPIC_TG_TEST_UNSET"))].into(),
+            ..Default::default()
+        };
+        handle.apply(&with_headers(network)).expect("applied");
+        let err = handle.load().unwrap().providers["bedrock"]
+            .extra_headers
+            .resolve()
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            ExtraHeaderError::Env {
+                source: EnvError::Missing(_),
+                ..
+            }
+        ));
+    }
+
+    /// Snapshots from older control planes (and their disk caches) carry literal values in
+    /// field 5 only; newer ones carry both, and field 6 wins.
+    #[test]
+    fn literal_only_extra_headers_of_older_snapshots_still_apply() {
+        let network = pb::NetworkConfig {
+            extra_headers: [
+                ("x-old".to_string(), "old-value".to_string()),
+                ("x-both".to_string(), "from-field-5".to_string()),
+            ]
+            .into(),
+            extra_header_values: [("x-both".to_string(), literal("from-field-6"))].into(),
+            ..Default::default()
+        };
+        let handle = RuntimeHandle::default();
+        handle.apply(&with_headers(network)).expect("applied");
+        let rt = handle.load().unwrap();
+        let headers = rt.providers["bedrock"].extra_headers.resolve().unwrap();
+        assert_eq!(headers["x-old"], "old-value");
+        assert_eq!(headers["x-both"], "from-field-6");
+        assert_eq!(headers.len(), 2);
+
+        // Structurally invalid headers still reject the snapshot, as before.
+        let bad = pb::NetworkConfig {
+            extra_header_values: [("bad header".to_string(), literal("x"))].into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            handle.apply(&pb::Snapshot {
+                version: 2,
+                ..with_headers(bad)
+            }),
+            Err(SnapshotError::InvalidHeader { .. })
+        ));
     }
 }

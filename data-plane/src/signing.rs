@@ -17,7 +17,9 @@ use aws_sigv4::sign::v4;
 use tokio::sync::Mutex;
 use tollgate_proto::config::v1 as pb;
 
-use crate::value::{MissingEnv, Value};
+use tollgate_proto::env::EnvAllowlist;
+
+use crate::value::{EnvError, Value};
 
 /// The SigV4 service name of bedrock-runtime (not `bedrock-runtime`).
 pub const SERVICE: &str = "bedrock";
@@ -34,7 +36,7 @@ const ASSUME_ROLE_DURATION_SECS: i32 = 3600;
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
     #[error(transparent)]
-    MissingEnv(#[from] MissingEnv),
+    Env(#[from] EnvError),
     #[error("the AWS default credential chain found no credentials: {0}")]
     DefaultChain(String),
     /// `code`: the AWS error code STS answered with (`AccessDenied`, ...), when it answered.
@@ -51,7 +53,7 @@ impl CredentialError {
     /// OS errors of the gateway's host; the log has it, see [`CredentialError::detail`]).
     pub fn client_message(&self) -> String {
         match self {
-            CredentialError::MissingEnv(e) => e.to_string(),
+            CredentialError::Env(e) => e.to_string(),
             CredentialError::DefaultChain(_) => {
                 "the AWS default credential chain found no credentials".into()
             }
@@ -65,7 +67,7 @@ impl CredentialError {
     /// The internal text behind [`CredentialError::client_message`], for the log.
     pub fn detail(&self) -> Option<&str> {
         match self {
-            CredentialError::MissingEnv(_) => None,
+            CredentialError::Env(_) => None,
             CredentialError::DefaultChain(d) | CredentialError::AssumeRole { detail: d, .. } => {
                 Some(d)
             }
@@ -147,31 +149,37 @@ pub struct BedrockAuth {
 
 impl BedrockAuth {
     /// Builds the authentication of a snapshot's provider key; the error names what is missing.
-    pub fn from_proto(k: &pb::ProviderKey) -> Result<BedrockAuth, &'static str> {
+    /// `env.NAME` references that `env` does not allow become [`Value::Refused`] (see
+    /// [`BedrockAuth::values`]).
+    pub fn from_proto(
+        k: &pb::ProviderKey,
+        env: &EnvAllowlist,
+    ) -> Result<BedrockAuth, &'static str> {
         let cfg = k.bedrock.clone().unwrap_or_default();
-        let api_key = Value::from_proto(k.value.as_ref());
-        let access_key = Value::from_proto(cfg.access_key.as_ref());
-        let secret_key = Value::from_proto(cfg.secret_key.as_ref());
+        let api_key = Value::from_proto(k.value.as_ref(), env);
+        let access_key = Value::from_proto(cfg.access_key.as_ref(), env);
+        let secret_key = Value::from_proto(cfg.secret_key.as_ref(), env);
         let source = match (api_key, access_key, secret_key) {
             (Some(v), _, _) => CredentialSource::ApiKey(v),
             (None, Some(access_key), Some(secret_key)) => CredentialSource::Static {
                 access_key,
                 secret_key,
-                session_token: Value::from_proto(cfg.session_token.as_ref()),
+                session_token: Value::from_proto(cfg.session_token.as_ref(), env),
             },
             (None, None, None) => CredentialSource::DefaultChain,
             _ => return Err("access_key and secret_key must be given together"),
         };
-        let region = Value::from_proto(cfg.region.as_ref());
-        let assume_role = Value::from_proto(cfg.role_arn.as_ref()).map(|role_arn| AssumeRole {
-            role_arn,
-            external_id: Value::from_proto(cfg.external_id.as_ref()),
-            session_name: if cfg.session_name.is_empty() {
-                DEFAULT_SESSION_NAME.to_owned()
-            } else {
-                cfg.session_name.clone()
-            },
-        });
+        let region = Value::from_proto(cfg.region.as_ref(), env);
+        let assume_role =
+            Value::from_proto(cfg.role_arn.as_ref(), env).map(|role_arn| AssumeRole {
+                role_arn,
+                external_id: Value::from_proto(cfg.external_id.as_ref(), env),
+                session_name: if cfg.session_name.is_empty() {
+                    DEFAULT_SESSION_NAME.to_owned()
+                } else {
+                    cfg.session_name.clone()
+                },
+            });
         if assume_role.is_some() && matches!(source, CredentialSource::ApiKey(_)) {
             return Err("a Bedrock API key cannot be combined with role_arn");
         }
@@ -195,15 +203,51 @@ impl BedrockAuth {
         self.fingerprint
     }
 
-    /// The region to sign for and to build the default endpoint with.
-    pub fn region(&self) -> Result<Arc<str>, MissingEnv> {
+    /// Every configured value with the admin API's name of its field, e.g. to report references
+    /// the env allowlist refused.
+    pub fn values(&self) -> impl Iterator<Item = (&'static str, &Value)> {
+        let (value, access_key, secret_key, session_token) = match &self.source {
+            CredentialSource::ApiKey(v) => (Some(v), None, None, None),
+            CredentialSource::Static {
+                access_key,
+                secret_key,
+                session_token,
+            } => (
+                None,
+                Some(access_key),
+                Some(secret_key),
+                session_token.as_ref(),
+            ),
+            CredentialSource::DefaultChain => (None, None, None, None),
+        };
+        let role = self.assume_role.as_ref();
+        [
+            ("value", value),
+            ("bedrock_key_config.access_key", access_key),
+            ("bedrock_key_config.secret_key", secret_key),
+            ("bedrock_key_config.session_token", session_token),
+            ("bedrock_key_config.region", self.region.as_ref()),
+            ("bedrock_key_config.role_arn", role.map(|r| &r.role_arn)),
+            (
+                "bedrock_key_config.external_id",
+                role.and_then(|r| r.external_id.as_ref()),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(field, v)| v.map(|v| (field, v)))
+    }
+
+    /// The region to sign for and to build the default endpoint with. Without a configured one,
+    /// `AWS_REGION` / `AWS_DEFAULT_REGION`: fixed names, not chosen by the configuration (and
+    /// within the default env allowlist, which cannot be narrowed).
+    pub fn region(&self) -> Result<Arc<str>, EnvError> {
         match &self.region {
             Some(v) => v.resolve(),
             None => Value::Env("AWS_REGION".into())
                 .resolve()
                 .or_else(|_| Value::Env("AWS_DEFAULT_REGION".into()).resolve())
                 .map_err(|_| {
-                    MissingEnv(
+                    EnvError::Missing(
                         "AWS_REGION (or AWS_DEFAULT_REGION; no region is configured on the key)"
                             .into(),
                     )

@@ -4,6 +4,11 @@
 //! receives snapshots (in-process in all-in-one mode, over the gRPC `ConfigService` stream when the
 //! planes are split), validates them and swaps them in atomically. Usage flows back as
 //! [`usage::v1::UsageRecord`]s. Nothing else crosses between the planes.
+//!
+//! [`env`] holds the one rule both planes apply to `ValueRef.env` references: which environment
+//! variables an `env.NAME` may name ([`env::EnvAllowlist`]).
+
+pub mod env;
 
 pub mod config {
     pub mod v1 {

@@ -10,6 +10,10 @@
 //! * The Anthropic provider passes bodies, `anthropic-*` headers and answers (streams and errors
 //!   included) through byte for byte, with the provider key as `x-api-key`.
 //! * `env.NAME` references are resolved at use: a missing variable is a clear 500 naming it.
+//! * Extra headers are secrets: an `env.ANTHROPIC_...` header value reaches the upstream from the
+//!   data plane's environment and never the logs. In the split deployment a data plane refuses a
+//!   reference its own allowlist does not allow (even when the control plane's does), with a
+//!   clear error for the requests that need it, while the other keys keep working.
 
 mod common;
 
@@ -21,7 +25,7 @@ use futures::StreamExt as _;
 use serde_json::{Value, json};
 use tollgate_tests::anthropic_double::{AnthropicDouble, AnthropicDoubleConfig, AnthropicRequest};
 use tollgate_tests::bedrock_double::{BedrockDouble, BedrockDoubleConfig};
-use tollgate_tests::harness::{TollgateOptions, TollgateProcess, assert_not_in_output};
+use tollgate_tests::harness::{TollgateOptions, TollgateProcess, assert_not_in_output, free_port};
 use tollgate_tests::sigv4::Credentials;
 use tollgate_tests::sts_double::{StsDouble, StsDoubleConfig, StsRole};
 
@@ -39,10 +43,12 @@ const TEMP_TOKEN: &str = "IQoJb3JpZ2luX2VjE2UtZW5kLXRvLWVuZA/assumed+role+token=
 const SONNET: &str = "bedrock/global.anthropic.claude-sonnet-4-6";
 const UPSTREAM_KEY: &str = "sk-ant-api03-e2e-upstream-provider-key-0001";
 
+/// The gateway's environment: `pairs`, and `TOLLGATE_ENV_ALLOW=TG_*` so that the tests' own
+/// variables (`env.TG_...`) may be referenced.
 fn envs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    std::iter::once(("TOLLGATE_ENV_ALLOW", "TG_*"))
+        .chain(pairs.iter().copied())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
 }
 
@@ -1229,4 +1235,304 @@ async fn env_references_are_resolved_at_use_and_a_missing_one_is_named() {
             .header("x-api-key"),
         Some(UPSTREAM_KEY)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extra headers and the env allowlist
+// ---------------------------------------------------------------------------------------------
+
+const PROXY_TOKEN: &str = "proxy-token-from-the-environment-3b8e1f";
+const LITERAL_HEADER: &str = "literal-header-secret-6c0d22";
+
+#[tokio::test]
+async fn extra_header_env_references_reach_the_upstream_and_never_the_logs() {
+    let double = AnthropicDouble::start(AnthropicDoubleConfig::new().with_api_key(UPSTREAM_KEY))
+        .expect("anthropic double");
+    let gw = gateway(envs(&[
+        ("ANTHROPIC_UPSTREAM_KEY", UPSTREAM_KEY),
+        ("ANTHROPIC_PROXY_TOKEN", PROXY_TOKEN),
+    ]))
+    .await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    provider_with_key(
+        &http,
+        &gw,
+        "anthropic",
+        "anthropic",
+        double.base_url(),
+        json!({"name": "ant", "value": "env.ANTHROPIC_UPSTREAM_KEY"}),
+    )
+    .await;
+    let (s, b) = admin(
+        &http,
+        &gw,
+        "PUT",
+        "/api/providers/anthropic",
+        json!({"network_config": {"base_url": double.base_url(), "extra_headers": {
+            "x-proxy-token": "env.ANTHROPIC_PROXY_TOKEN", "x-literal": LITERAL_HEADER}}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        b["network_config"]["extra_headers"],
+        json!({"x-literal": "<redacted>", "x-proxy-token": "env.ANTHROPIC_PROXY_TOKEN"})
+    );
+    // The gateway's own variables cannot be named.
+    let (s, b) = admin(
+        &http,
+        &gw,
+        "PUT",
+        "/api/providers/anthropic",
+        json!({"network_config": {"extra_headers": {"x-steal": "env.TOLLGATE_SECRET_KEY"}}}),
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["error"]["field"], "network_config.extra_headers.x-steal");
+    let vk = virtual_key(&http, &gw, &["anthropic"]).await;
+
+    for stream in [false, true] {
+        let resp = until_configured(&gw, || {
+            messages_call(
+                &http,
+                &gw,
+                &vk,
+                &message("anthropic/claude-opus-4-5", "hi", stream),
+            )
+        })
+        .await;
+        assert_eq!(resp.status(), 200, "{}", gw.output());
+        let _ = resp.bytes().await;
+        let req = double.last_request().expect("upstream request");
+        assert_eq!(req.header("x-proxy-token"), Some(PROXY_TOKEN));
+        assert_eq!(req.header("x-literal"), Some(LITERAL_HEADER));
+        assert_eq!(req.header("x-api-key"), Some(UPSTREAM_KEY));
+    }
+    let (_, providers) = admin(&http, &gw, "GET", "/api/providers", json!(null)).await;
+    let (_, audit) = admin(&http, &gw, "GET", "/api/audit-logs?limit=100", json!(null)).await;
+    for secret in [PROXY_TOKEN, LITERAL_HEADER] {
+        assert_not_in_output(&gw, secret).expect("header values are not logged");
+        assert!(!providers.to_string().contains(secret), "{providers}");
+        assert!(!audit.to_string().contains(secret), "{audit}");
+    }
+}
+
+/// The split deployment: the control plane accepts `env.PROXY_*` (its `--env-allow`), the data
+/// plane keeps the default allowlist. The data plane applies the snapshot (no NACK), refuses the
+/// references it does not allow with a clear error for the requests that need them, and serves
+/// the other keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_plane_refuses_references_its_allowlist_does_not_allow() {
+    const ADMIN_TOKEN: &str = "admin-token-for-the-env-allowlist-test";
+    const JOIN_TOKEN: &str = "join-token-for-the-env-allowlist-test";
+    const PROXY_KEY: &str = "value-of-proxy-key-MUST-NOT-LEAVE";
+    const PROXY_HEADER: &str = "value-of-proxy-header-MUST-NOT-LEAVE";
+    use base64::Engine as _;
+
+    let double = AnthropicDouble::start(AnthropicDoubleConfig::new().with_api_key(UPSTREAM_KEY))
+        .expect("anthropic double");
+    let db = tollgate_tests::postgres::TestDatabase::create("tollgate_env_allow").await;
+    let cp_admin = format!("127.0.0.1:{}", free_port().expect("port"));
+    let cp_grpc = format!("127.0.0.1:{}", free_port().expect("port"));
+    let cp = TollgateProcess::spawn_with(TollgateOptions {
+        args: vec![
+            "control-plane".into(),
+            "--listen".into(),
+            cp_admin.clone(),
+            "--grpc-listen".into(),
+            cp_grpc.clone(),
+            "--env-allow".into(),
+            "PROXY_*".into(),
+        ],
+        envs: envs(&[
+            ("TOLLGATE_DATABASE_URL", &db.url),
+            ("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("TOLLGATE_JOIN_TOKEN", JOIN_TOKEN),
+            (
+                "TOLLGATE_SECRET_KEY",
+                &base64::engine::general_purpose::STANDARD.encode([9u8; 32]),
+            ),
+        ]),
+        health_path: "/openapi.json".into(),
+        ..TollgateOptions::default()
+    })
+    .await
+    .expect("control plane starts");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let admin = |method: reqwest::Method, path: &str, body: Value| {
+        let req = http
+            .request(method, format!("http://{cp_admin}{path}"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body);
+        async move {
+            let resp = req.send().await.expect("admin call");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let provider = |name: &str, headers: Value| {
+        json!({"provider": name, "custom_provider_config": {"base_provider_type": "anthropic"},
+               "network_config": {"base_url": double.base_url(), "extra_headers": headers}})
+    };
+    // `ok`: everything allowed everywhere. `bad-key`: a key the data plane refuses. `bad-header`:
+    // an extra header the data plane refuses.
+    for (name, headers, value) in [
+        (
+            "ok",
+            json!({"x-literal": LITERAL_HEADER}),
+            "env.ANTHROPIC_UPSTREAM_KEY",
+        ),
+        ("bad-key", json!({}), "env.PROXY_KEY"),
+        (
+            "bad-header",
+            json!({"x-proxy": "env.PROXY_HEADER"}),
+            "env.ANTHROPIC_UPSTREAM_KEY",
+        ),
+    ] {
+        let (s, b) = admin(
+            reqwest::Method::POST,
+            "/api/providers",
+            provider(name, headers),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+        let (s, b) = admin(
+            reqwest::Method::POST,
+            &format!("/api/providers/{name}/keys"),
+            json!({"name": "k", "value": value}),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+        assert!(
+            b.get("refused_env_references").is_none(),
+            "allowed on the control plane: {b}"
+        );
+    }
+    // The control plane's wider list still never reaches TOLLGATE_*.
+    let (s, b) = admin(
+        reqwest::Method::POST,
+        "/api/providers/ok/keys",
+        json!({"name": "steal", "value": "env.TOLLGATE_JOIN_TOKEN"}),
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    let (s, b) = admin(
+        reqwest::Method::POST,
+        "/api/virtual-keys",
+        json!({"name": "team", "providers": ["ok", "bad-key", "bad-header"]}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let vk = b["value"].as_str().expect("vk").to_owned();
+
+    let dp_dir = tempfile::tempdir().expect("dir");
+    let dp = TollgateProcess::spawn_with(TollgateOptions {
+        args: vec![
+            "data-plane".into(),
+            "--control-plane".into(),
+            format!("http://{cp_grpc}"),
+        ],
+        // The data plane has the values; its allowlist (the default) does not name them.
+        envs: vec![
+            ("TOLLGATE_JOIN_TOKEN".into(), JOIN_TOKEN.into()),
+            ("ANTHROPIC_UPSTREAM_KEY".into(), UPSTREAM_KEY.into()),
+            ("PROXY_KEY".into(), PROXY_KEY.into()),
+            ("PROXY_HEADER".into(), PROXY_HEADER.into()),
+        ],
+        data_dir: Some(dp_dir.path().to_owned()),
+        health_path: "/ready".into(),
+        ..TollgateOptions::default()
+    })
+    .await
+    .expect("data plane starts and applies the config");
+
+    let ok = until_configured(&dp, || {
+        messages_call(&http, &dp, &vk, &message("ok/claude-opus-4-5", "hi", false))
+    })
+    .await;
+    assert_eq!(ok.status(), 200, "{}", dp.output());
+    for (model, reference) in [
+        ("bad-key/claude-opus-4-5", "env.PROXY_KEY"),
+        ("bad-header/claude-opus-4-5", "env.PROXY_HEADER"),
+    ] {
+        for stream in [false, true] {
+            let resp = messages_call(&http, &dp, &vk, &message(model, "hi", stream))
+                .send()
+                .await
+                .expect("request");
+            let (status, body) = error_of(resp).await;
+            assert_eq!(status, 500, "{model}: {body}");
+            assert_eq!(body["type"], "error");
+            assert_eq!(body["error"]["type"], "api_error", "{body}");
+            let text = body["error"]["message"].as_str().unwrap_or_default();
+            assert!(
+                text.contains(reference) && text.contains("not allowed"),
+                "{model}: {text}"
+            );
+            assert!(!text.contains(PROXY_KEY) && !text.contains(PROXY_HEADER));
+        }
+    }
+    // The other provider still works after the refusals.
+    let ok = messages_call(&http, &dp, &vk, &message("ok/claude-opus-4-5", "hi", false))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(ok.status(), 200);
+    // Only the two `ok` requests went upstream, and no refused value did.
+    let requests = double.requests();
+    assert_eq!(
+        requests.len(),
+        2,
+        "refused requests never reach the upstream"
+    );
+    for r in &requests {
+        assert_eq!(r.header("x-literal"), Some(LITERAL_HEADER));
+        for (_, v) in &r.headers {
+            assert!(v != PROXY_KEY && v != PROXY_HEADER, "{v}");
+        }
+    }
+
+    // The snapshot was applied, not rejected: no NACK in the fleet view.
+    let (s, fleet) = admin(reqwest::Method::GET, "/api/data-planes", json!(null)).await;
+    assert_eq!(s, 200, "{fleet}");
+    let node = &fleet["data_planes"][0];
+    assert!(node["last_error"].is_null(), "{fleet}");
+    assert!(node["applied_version"].as_u64().unwrap_or(0) > 0, "{fleet}");
+    // The data plane said why, at warn, without the values.
+    let output = dp.output();
+    assert!(
+        output.contains("WARN") && output.contains("PROXY_KEY") && output.contains("PROXY_HEADER"),
+        "{output}"
+    );
+    assert!(output.contains("env allowlist"), "{output}");
+    for secret in [PROXY_KEY, PROXY_HEADER, UPSTREAM_KEY] {
+        assert_not_in_output(&dp, secret).expect("values are not logged");
+        assert_not_in_output(&cp, secret).expect("values are not logged");
+    }
+    // The config cache holds the header values with the other decrypted secrets, owner-only.
+    let cache = dp_dir.path().join("config-cache/snapshot.bin");
+    let bytes = std::fs::read(&cache).expect("config cache");
+    assert!(
+        bytes
+            .windows(LITERAL_HEADER.len())
+            .any(|w| w == LITERAL_HEADER.as_bytes()),
+        "the cached snapshot carries the header values"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&cache)
+            .expect("cache")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{}", cache.display());
+    }
+    drop(dp);
+    drop(cp);
 }

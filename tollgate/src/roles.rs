@@ -11,7 +11,7 @@ use clap::Args;
 use tokio::sync::mpsc;
 use tokio_rustls::rustls;
 use tollgate_control_plane::{
-    AdminAuth, ControlPlane, ControlPlaneConfig, StoreConfig, grpc::GrpcAuth,
+    AdminAuth, ControlPlane, ControlPlaneConfig, EnvAllowlist, StoreConfig, grpc::GrpcAuth,
 };
 use tollgate_data_plane::grpc::{self as dp_grpc, ClientTls};
 use tollgate_data_plane::reporter::{ReporterConfig, start_reporter};
@@ -50,7 +50,33 @@ impl InferenceArgs {
         DataPlaneConfig {
             max_body_bytes: self.max_body_bytes,
             sse_ping_interval: Duration::from_millis(self.sse_ping_interval_ms.max(1)),
+            ..DataPlaneConfig::default()
         }
+    }
+}
+
+/// Which environment variables `env.NAME` references may name; every role has it (the control
+/// plane checks admin input against it, the data plane checks snapshots again).
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// Environment variables that `env.NAME` references in the configuration may name, on top
+    /// of the defaults AWS_*, ANTHROPIC_*, OPENAI_*, GOOGLE_*, AZURE_*: comma-separated exact
+    /// names (PROXY_TOKEN) or prefixes ending in * (TEAM_*). TOLLGATE_* variables never
+    /// resolve, and a pattern that could match one is refused at start.
+    #[arg(
+        long = "env-allow",
+        env = "TOLLGATE_ENV_ALLOW",
+        value_delimiter = ',',
+        value_name = "NAME|PREFIX*"
+    )]
+    env_allow: Vec<String>,
+}
+
+impl EnvArgs {
+    fn allowlist(&self) -> anyhow::Result<EnvAllowlist> {
+        let list = EnvAllowlist::with_extra(&self.env_allow)?;
+        tracing::info!(env_allow = %list.describe(), "env.NAME references may name these variables");
+        Ok(list)
     }
 }
 
@@ -82,6 +108,9 @@ pub struct AllInOneArgs {
 
     #[command(flatten)]
     inference: InferenceArgs,
+
+    #[command(flatten)]
+    env: EnvArgs,
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +158,9 @@ pub struct ControlPlaneArgs {
     /// of them (mutual TLS), on top of the join token. Needs --grpc-tls-cert and --grpc-tls-key.
     #[arg(long, env = "TOLLGATE_GRPC_CLIENT_CA", requires = "grpc_tls_cert")]
     grpc_client_ca: Option<PathBuf>,
+
+    #[command(flatten)]
+    env: EnvArgs,
 }
 
 #[derive(Debug, Args)]
@@ -193,6 +225,9 @@ pub struct DataPlaneRoleArgs {
 
     #[command(flatten)]
     inference: InferenceArgs,
+
+    #[command(flatten)]
+    env: EnvArgs,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -220,6 +255,7 @@ pub async fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
             args.listen
         );
     }
+    let env_allow = args.env.allowlist()?;
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     ensure_dir(&data_dir)?;
     let secret_key = match &args.secret_key {
@@ -247,12 +283,19 @@ pub async fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
             token: args.admin_token.clone(),
             allow_loopback_without_token: true,
         },
+        env_allow: env_allow.clone(),
     })
     .await
     .context("cannot start the control plane")?;
 
     let (sink, usage_rx) = UsageSink::channel(USAGE_QUEUE);
-    let dp = DataPlane::new(args.inference.config(), sink);
+    let dp = DataPlane::new(
+        DataPlaneConfig {
+            env_allow,
+            ..args.inference.config()
+        },
+        sink,
+    );
     dp.follow(cp.snapshots());
     let usage_task = tokio::spawn(ingest_in_process(cp.clone(), usage_rx));
 
@@ -331,6 +374,7 @@ pub async fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
             );
         }
     }
+    let env_allow = args.env.allowlist()?;
     let secret_key = tollgate_control_plane::crypto::key_from_base64(&args.secret_key)
         .context("TOLLGATE_SECRET_KEY is not a base64-encoded 32-byte key")?;
     // TLS files are checked before anything starts, so a bad file is a startup error.
@@ -344,6 +388,7 @@ pub async fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
             token: Some(args.admin_token.clone()),
             allow_loopback_without_token: false,
         },
+        env_allow,
     })
     .await
     .context("cannot start the control plane")?;
@@ -405,6 +450,7 @@ pub async fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
 
 /// A data plane alone: inference API, config from the control plane, usage reported back.
 pub async fn data_plane(args: DataPlaneRoleArgs) -> anyhow::Result<()> {
+    let env_allow = args.env.allowlist()?;
     let tls = client_tls(&args)?;
     dp_grpc::check_endpoint(&args.control_plane, tls.as_ref()).map_err(anyhow::Error::msg)?;
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
@@ -420,7 +466,13 @@ pub async fn data_plane(args: DataPlaneRoleArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| local.to_string());
     let (sink, usage_rx) = UsageSink::channel(USAGE_QUEUE);
-    let dp = DataPlane::new(args.inference.config(), sink);
+    let dp = DataPlane::new(
+        DataPlaneConfig {
+            env_allow,
+            ..args.inference.config()
+        },
+        sink,
+    );
     let connect = dp_grpc::ConnectOptions {
         backoff_max: Duration::from_millis(args.reconnect_max_delay_ms.max(100)),
         ..dp_grpc::ConnectOptions::default()

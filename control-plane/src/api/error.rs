@@ -156,7 +156,8 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(v) => v.into(),
             other @ (StoreError::Database(_)
             | StoreError::Migrate(_)
-            | StoreError::Corrupt { .. }) => ApiError::Internal(other.to_string()),
+            | StoreError::Corrupt { .. }
+            | StoreError::Crypto(_)) => ApiError::Internal(other.to_string()),
         }
     }
 }

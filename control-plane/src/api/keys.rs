@@ -2,7 +2,9 @@
 //!
 //! Secret fields (`value`, `access_key`, `secret_key`, `session_token`, `external_id`) are sealed
 //! before they reach the store and are shown as `"<redacted>"` (literals) or `env.NAME`
-//! (references). In an update, `"<redacted>"` keeps the stored secret.
+//! (references). In an update, `"<redacted>"` keeps the stored secret. Every string field that
+//! may be `env.NAME` (secrets, `region`, `role_arn`) must name a variable the env allowlist
+//! allows ([`crate::ControlPlane::env_allow`]): otherwise a 400 names the field and the rule.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +22,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use super::{parse_id, timestamp};
 use crate::ControlPlane;
+use crate::EnvAllowlist;
 use crate::crypto::SecretBox;
 use crate::model::{
     AuditEvent, BedrockKeyRecord, ProviderKeyRecord, ProviderKind, SealedSecret, SecretField,
@@ -165,14 +168,20 @@ pub struct KeyResponse {
     pub aliases: BTreeMap<String, String>,
     pub enabled: bool,
     pub bedrock_key_config: Option<BedrockKeyConfigView>,
+    /// Fields whose stored `env.NAME` reference the env allowlist refuses (written before it
+    /// existed, or under a wider one). Data planes refuse them too: requests that use this key
+    /// fail until the field is changed. Absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(example = json!(["bedrock_key_config.secret_key"]))]
+    pub refused_env_references: Vec<String>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
     pub updated_at: String,
 }
 
-impl From<&ProviderKeyRecord> for KeyResponse {
-    fn from(k: &ProviderKeyRecord) -> Self {
+impl KeyResponse {
+    fn new(k: &ProviderKeyRecord, env: &EnvAllowlist) -> Self {
         let show = |s: &Option<SealedSecret>| s.as_ref().map(SealedSecret::display);
         KeyResponse {
             id: k.id,
@@ -194,6 +203,7 @@ impl From<&ProviderKeyRecord> for KeyResponse {
                 session_name: b.session_name.clone(),
                 arn: b.arn.clone(),
             }),
+            refused_env_references: validate::refused_key_references(k, env),
             created_at: timestamp(k.created_at),
             updated_at: timestamp(k.updated_at),
         }
@@ -214,21 +224,22 @@ enum SecretInput {
 
 fn secret_input(
     secrets: &SecretBox,
+    env: &EnvAllowlist,
     key_id: Uuid,
     field: SecretField,
     path: &str,
     raw: &str,
     allow_keep: bool,
 ) -> Result<SecretInput, ApiError> {
-    Ok(match validate::sourced(path, raw, allow_keep)? {
+    Ok(match validate::sourced(path, raw, allow_keep, env)? {
         Sourced::Keep => SecretInput::Keep,
         Sourced::Env(name) => SecretInput::Set(SealedSecret::Env(name)),
         Sourced::Literal(v) => SecretInput::Set(SealedSecret::seal(secrets, key_id, field, &v)?),
     })
 }
 
-fn plain_input(path: &str, raw: &str) -> Result<ValueSource, ValidationError> {
-    Ok(match validate::sourced(path, raw, false)? {
+fn plain_input(path: &str, raw: &str, env: &EnvAllowlist) -> Result<ValueSource, ValidationError> {
+    Ok(match validate::sourced(path, raw, false, env)? {
         Sourced::Env(name) => ValueSource::Env(name),
         Sourced::Literal(v) => ValueSource::Literal(v),
         Sourced::Keep => {
@@ -274,6 +285,7 @@ impl BedrockInput {
     fn parse(
         input: &BedrockKeyConfigInput,
         secrets: &SecretBox,
+        env: &EnvAllowlist,
         key_id: Uuid,
         allow_keep: bool,
     ) -> Result<Self, ApiError> {
@@ -281,13 +293,13 @@ impl BedrockInput {
             raw.as_deref()
                 .map(|r| {
                     let path = format!("{B}.{}", field.as_str());
-                    secret_input(secrets, key_id, field, &path, r, allow_keep)
+                    secret_input(secrets, env, key_id, field, &path, r, allow_keep)
                 })
                 .transpose()
         };
         let plain = |name: &str, raw: &Option<String>| {
             raw.as_deref()
-                .map(|r| plain_input(&format!("{B}.{name}"), r))
+                .map(|r| plain_input(&format!("{B}.{name}"), r, env))
                 .transpose()
         };
         Ok(BedrockInput {
@@ -437,7 +449,15 @@ pub(crate) async fn create_key(
         .value
         .as_deref()
         .map(|raw| {
-            let input = secret_input(secrets, id, SecretField::Value, "value", raw, false)?;
+            let input = secret_input(
+                secrets,
+                cp.env_allow(),
+                id,
+                SecretField::Value,
+                "value",
+                raw,
+                false,
+            )?;
             resolve(&input, None, "value").map_err(ApiError::from)
         })
         .transpose()?;
@@ -445,7 +465,7 @@ pub(crate) async fn create_key(
         .bedrock_key_config
         .as_ref()
         .map(|b| {
-            BedrockInput::parse(b, secrets, id, false)?
+            BedrockInput::parse(b, secrets, cp.env_allow(), id, false)?
                 .resolve(None)
                 .map_err(ApiError::from)
         })
@@ -474,7 +494,10 @@ pub(crate) async fn create_key(
     };
     let version = cp.store().create_key(&record, &event).await?;
     cp.committed(&event, version).await?;
-    Ok((StatusCode::CREATED, Json(KeyResponse::from(&record))))
+    Ok((
+        StatusCode::CREATED,
+        Json(KeyResponse::new(&record, cp.env_allow())),
+    ))
 }
 
 /// List the keys of a provider.
@@ -499,7 +522,7 @@ pub(crate) async fn list_provider_keys(
         .list_keys(Some(&provider))
         .await?
         .iter()
-        .map(KeyResponse::from)
+        .map(|k| KeyResponse::new(k, cp.env_allow()))
         .collect();
     Ok(Json(KeyList {
         count: keys.len(),
@@ -525,7 +548,7 @@ pub(crate) async fn list_all_keys(
         .list_keys(None)
         .await?
         .iter()
-        .map(KeyResponse::from)
+        .map(|k| KeyResponse::new(k, cp.env_allow()))
         .collect();
     Ok(Json(KeyList {
         count: keys.len(),
@@ -559,7 +582,7 @@ pub(crate) async fn get_key(
         .get_key(&provider, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("provider {provider:?} has no key {id}")))?;
-    Ok(Json(KeyResponse::from(&key)))
+    Ok(Json(KeyResponse::new(&key, cp.env_allow())))
 }
 
 /// Update a key. Omitted fields stay; `"<redacted>"` keeps a stored secret.
@@ -610,6 +633,7 @@ pub(crate) async fn update_key(
         Some(None) => Some(None),
         Some(Some(raw)) => Some(Some(secret_input(
             secrets,
+            cp.env_allow(),
             id,
             SecretField::Value,
             "value",
@@ -620,7 +644,13 @@ pub(crate) async fn update_key(
     let bedrock = match &req.bedrock_key_config {
         None => None,
         Some(None) => Some(None),
-        Some(Some(b)) => Some(Some(BedrockInput::parse(b, secrets, id, true)?)),
+        Some(Some(b)) => Some(Some(BedrockInput::parse(
+            b,
+            secrets,
+            cp.env_allow(),
+            id,
+            true,
+        )?)),
     };
     let changed: Vec<&str> = [
         ("name", req.name.is_some()),
@@ -676,7 +706,7 @@ pub(crate) async fn update_key(
     };
     let (record, version) = cp.store().update_key(&provider, id, &apply, &event).await?;
     cp.committed(&event, version).await?;
-    Ok(Json(KeyResponse::from(&record)))
+    Ok(Json(KeyResponse::new(&record, cp.env_allow())))
 }
 
 /// Delete a key.

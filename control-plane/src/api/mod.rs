@@ -145,8 +145,11 @@ impl Modify for BearerAuth {
     info(
         title = "Tollgate admin API",
         description = "Configure providers, provider keys and virtual keys of a Tollgate gateway. \
-            Secrets are never returned: literals show as \"<redacted>\", env.NAME references as \
-            written. Errors are {\"error\": {\"type\", \"message\", \"field\"?}}.",
+            Secrets (provider-key credentials, extra-header values) are never returned: literals \
+            show as \"<redacted>\", env.NAME references as written. An env.NAME reference may \
+            only name a variable on the gateway's env allowlist (default AWS_*, ANTHROPIC_*, \
+            OPENAI_*, GOOGLE_*, AZURE_*, plus --env-allow / TOLLGATE_ENV_ALLOW; never \
+            TOLLGATE_*). Errors are {\"error\": {\"type\", \"message\", \"field\"?}}.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     paths(

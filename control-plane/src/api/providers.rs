@@ -1,4 +1,13 @@
 //! `/api/providers`: create, list, get, partially update and delete providers.
+//!
+//! `network_config.extra_headers` values are secrets (proxy tokens): each is a literal (sealed
+//! before it reaches the store, bound to the provider and header name) or an `env.NAME`
+//! reference under the env allowlist, shown as `"<redacted>"` or `env.NAME`, and never written
+//! to the audit log (which keeps header names only). A given `network_config` replaces the
+//! stored one: a header sent as `"<redacted>"` keeps its stored value, a new value replaces it,
+//! and headers left out are removed.
+
+use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
@@ -13,8 +22,11 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use super::timestamp;
 use crate::ControlPlane;
-use crate::model::{AuditEvent, NetworkConfig, ProviderKind, ProviderRecord, now};
-use crate::validate::{self, ValidationError};
+use crate::model::{
+    AuditEvent, NetworkConfig, NetworkRecord, ProviderKind, ProviderRecord, REDACTED, SealedSecret,
+    now,
+};
+use crate::validate::{self, Sourced, ValidationError};
 
 /// `POST /api/providers` body.
 #[derive(Deserialize, ToSchema)]
@@ -67,7 +79,7 @@ pub struct UpdateProviderRequest {
     pub _updated_at: Option<IgnoredAny>,
 }
 
-/// A provider.
+/// A provider. Extra-header values show as `"<redacted>"` or `env.NAME`.
 #[derive(Serialize, ToSchema)]
 pub struct ProviderResponse {
     #[schema(example = "bedrock")]
@@ -78,14 +90,20 @@ pub struct ProviderResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_provider_config: Option<CustomProviderConfig>,
     pub network_config: NetworkConfig,
+    /// Fields whose stored `env.NAME` reference the env allowlist refuses (written before it
+    /// existed, or under a wider one). Data planes refuse them too: requests that need them fail
+    /// until the field is changed. Absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(example = json!(["network_config.extra_headers.x-proxy-token"]))]
+    pub refused_env_references: Vec<String>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
     pub updated_at: String,
 }
 
-impl From<&ProviderRecord> for ProviderResponse {
-    fn from(p: &ProviderRecord) -> Self {
+impl ProviderResponse {
+    fn new(p: &ProviderRecord, cp: &ControlPlane) -> Self {
         ProviderResponse {
             name: p.name.clone(),
             kind: p.kind,
@@ -94,7 +112,11 @@ impl From<&ProviderRecord> for ProviderResponse {
                     base_provider_type: p.kind,
                 },
             ),
-            network_config: p.network.clone(),
+            network_config: p.network.display(),
+            refused_env_references: validate::refused_network_references(
+                &p.network,
+                cp.env_allow(),
+            ),
             created_at: timestamp(p.created_at),
             updated_at: timestamp(p.updated_at),
         }
@@ -139,6 +161,70 @@ fn network_audit(nc: &NetworkConfig) -> serde_json::Value {
     })
 }
 
+/// A header value of a request: sealed, or `"<redacted>"` (keep the stored one).
+enum HeaderInput {
+    Set(SealedSecret),
+    Keep,
+}
+
+/// Validates `nc` and seals its literal header values for provider `provider`.
+fn network_input(
+    cp: &ControlPlane,
+    provider: &str,
+    nc: &NetworkConfig,
+    allow_keep: bool,
+) -> Result<BTreeMap<String, HeaderInput>, ApiError> {
+    let parsed = validate::network_config("network_config", nc, cp.env_allow(), allow_keep)?;
+    let mut headers = BTreeMap::new();
+    for (name, value) in parsed {
+        let input = match value {
+            Sourced::Env(var) => HeaderInput::Set(SealedSecret::Env(var)),
+            Sourced::Literal(v) => HeaderInput::Set(SealedSecret::seal_header(
+                cp.secrets(),
+                provider,
+                &name,
+                &v,
+            )?),
+            Sourced::Keep => HeaderInput::Keep,
+        };
+        headers.insert(name, input);
+    }
+    Ok(headers)
+}
+
+/// The stored network block that `nc` (already parsed into `headers`) makes of `stored`.
+fn network_record(
+    nc: &NetworkConfig,
+    headers: &BTreeMap<String, HeaderInput>,
+    stored: Option<&NetworkRecord>,
+) -> Result<NetworkRecord, ValidationError> {
+    let mut record = NetworkRecord::settings_of(nc);
+    for (name, input) in headers {
+        match input {
+            HeaderInput::Set(sealed) => {
+                record.extra_headers.insert(name.clone(), sealed.clone());
+            }
+            HeaderInput::Keep => {
+                let legacy = stored.and_then(|s| s.legacy_extra_headers.get(name));
+                let sealed = stored.and_then(|s| s.extra_headers.get(name));
+                if let Some(v) = legacy {
+                    // Not sealed yet (an older version wrote it): kept as it is, sealed when a
+                    // control plane next starts.
+                    record.legacy_extra_headers.insert(name.clone(), v.clone());
+                } else if let Some(v) = sealed {
+                    record.extra_headers.insert(name.clone(), v.clone());
+                } else {
+                    return Err(ValidationError::new(
+                        format!("network_config.extra_headers.{name}"),
+                        format!("{REDACTED:?} keeps the stored value, but none is stored"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(record)
+}
+
 /// Create a provider.
 #[utoipa::path(
     post,
@@ -159,13 +245,13 @@ pub(crate) async fn create_provider(
 ) -> Result<(StatusCode, Json<ProviderResponse>), ApiError> {
     validate::provider_name("provider", &req.provider)?;
     let kind = resolve_kind(&req.provider, req.custom_provider_config.as_ref())?;
-    let network = req.network_config.unwrap_or_default();
-    validate::network_config("network_config", &network)?;
+    let nc = req.network_config.unwrap_or_default();
+    let headers = network_input(&cp, &req.provider, &nc, false)?;
     let t = now();
     let record = ProviderRecord {
         name: req.provider,
         kind,
-        network,
+        network: network_record(&nc, &headers, None)?,
         created_at: t,
         updated_at: t,
     };
@@ -173,11 +259,14 @@ pub(crate) async fn create_provider(
         actor: actor.0,
         action: "provider.create".to_owned(),
         target: format!("providers/{}", record.name),
-        details: json!({"kind": kind, "network_config": network_audit(&record.network)}),
+        details: json!({"kind": kind, "network_config": network_audit(&nc)}),
     };
     let version = cp.store().create_provider(&record, &event).await?;
     cp.committed(&event, version).await?;
-    Ok((StatusCode::CREATED, Json(ProviderResponse::from(&record))))
+    Ok((
+        StatusCode::CREATED,
+        Json(ProviderResponse::new(&record, &cp)),
+    ))
 }
 
 /// List providers.
@@ -198,7 +287,7 @@ pub(crate) async fn list_providers(
         .list_providers()
         .await?
         .iter()
-        .map(ProviderResponse::from)
+        .map(|p| ProviderResponse::new(p, &cp))
         .collect();
     Ok(Json(ProviderList {
         count: providers.len(),
@@ -227,7 +316,7 @@ pub(crate) async fn get_provider(
         .get_provider(&name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("provider {name:?} not found")))?;
-    Ok(Json(ProviderResponse::from(&p)))
+    Ok(Json(ProviderResponse::new(&p, &cp)))
 }
 
 /// Update a provider. Omitted blocks are left untouched.
@@ -262,9 +351,11 @@ pub(crate) async fn update_provider(
             ));
         }
     }
-    if let Some(nc) = &req.network_config {
-        validate::network_config("network_config", nc)?;
-    }
+    let headers = req
+        .network_config
+        .as_ref()
+        .map(|nc| network_input(&cp, &name, nc, true))
+        .transpose()?;
     let mut changed = Vec::new();
     if req.network_config.is_some() {
         changed.push("network_config");
@@ -301,14 +392,14 @@ pub(crate) async fn update_provider(
                 ));
             }
         }
-        if let Some(nc) = &req.network_config {
-            p.network = nc.clone();
+        if let (Some(nc), Some(headers)) = (&req.network_config, &headers) {
+            p.network = network_record(nc, headers, Some(&p.network))?;
         }
         Ok(())
     };
     let (record, version) = cp.store().update_provider(&name, &apply, &event).await?;
     cp.committed(&event, version).await?;
-    Ok(Json(ProviderResponse::from(&record)))
+    Ok(Json(ProviderResponse::new(&record, &cp)))
 }
 
 /// Delete a provider and its keys. Refused (409) while a virtual key names it.

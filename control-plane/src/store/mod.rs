@@ -5,7 +5,10 @@
 //!   counter (which also serialises writers), then changes rows, then writes an `audit_log` row
 //!   carrying the new version; the new version is returned only after commit;
 //! * uniqueness violations become [`StoreError::Conflict`], missing rows [`StoreError::NotFound`];
-//! * the store never sees plaintext secrets: it stores [`SealedSecret`]s as given;
+//! * the store never sees plaintext secrets: it stores [`SealedSecret`]s as given (the one
+//!   exception: extra-header values that versions before migration 0003 stored in plaintext are
+//!   read back as [`NetworkRecord::legacy_extra_headers`] until
+//!   [`Store::seal_legacy_extra_headers`] seals them);
 //! * SQL uses bind parameters only.
 //!
 //! Both backends share their SQL text (PostgreSQL and SQLite both accept `$N` placeholders,
@@ -33,9 +36,10 @@ use time::{Date, OffsetDateTime};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use crate::crypto::CryptoError;
 use crate::model::{
-    AuditEvent, AuditRecord, BedrockKeyRecord, ConfigState, NetworkConfig, ProviderKeyRecord,
-    ProviderKind, ProviderRecord, SealedSecret, ValueSource, VirtualKeyRecord,
+    AuditEvent, AuditRecord, BedrockKeyRecord, ConfigState, NetworkConfig, NetworkRecord,
+    ProviderKeyRecord, ProviderKind, ProviderRecord, SealedSecret, ValueSource, VirtualKeyRecord,
 };
 use crate::validate::ValidationError;
 
@@ -87,10 +91,18 @@ pub enum StoreError {
     /// A row the store cannot interpret (edited by hand, or written by a newer version).
     #[error("corrupt row in {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
+    /// Sealing a value failed (see [`Store::seal_legacy_extra_headers`]).
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
 }
 
 /// Edits a record inside the update transaction; an error aborts the update.
 pub type Apply<'a, T> = dyn Fn(&mut T) -> Result<(), ValidationError> + Send + Sync + 'a;
+
+/// Seals the plaintext value of extra header `header` (2nd argument) of provider `provider`
+/// (1st); the 3rd argument is the value.
+pub type SealHeader<'a> =
+    dyn Fn(&str, &str, &str) -> Result<SealedSecret, CryptoError> + Send + Sync + 'a;
 
 /// The control plane's storage. All mutations return the config version they produced.
 #[async_trait]
@@ -120,6 +132,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(ProviderRecord, u64), StoreError>;
     /// Deletes the provider and its keys. Conflict while a virtual key names it.
     async fn delete_provider(&self, name: &str, audit: &AuditEvent) -> Result<u64, StoreError>;
+    /// Seals, with `seal`, every extra-header value that a version before migration 0003 left in
+    /// plaintext inside `network_config` ([`NetworkRecord::legacy_extra_headers`]), moving it to
+    /// `extra_header_secrets` (where it replaces a value of the same name), in one transaction
+    /// that holds the writers' lock. Changes no configuration: the config version, `updated_at`
+    /// and the audit log are untouched. Returns how many values it sealed (0 once done; safe to
+    /// run concurrently from several replicas).
+    async fn seal_legacy_extra_headers(&self, seal: &SealHeader<'_>) -> Result<usize, StoreError>;
 
     /// Keys of one provider, or of all providers, ordered by provider then name.
     async fn list_keys(&self, provider: Option<&str>)
@@ -240,9 +259,37 @@ struct BedrockPlain {
 struct ProviderRow {
     name: String,
     kind: String,
+    /// The non-secret settings; `extra_headers` in it holds only legacy plaintext values.
     network_config: Json<NetworkConfig>,
+    /// Header name -> [`SealedSecret`] column text.
+    extra_header_secrets: Json<BTreeMap<String, String>>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
+}
+
+/// How a provider's network settings map to its two columns.
+struct NetworkColumns {
+    network_config: NetworkConfig,
+    extra_header_secrets: BTreeMap<String, String>,
+}
+
+impl NetworkColumns {
+    fn of(n: &NetworkRecord) -> Self {
+        NetworkColumns {
+            network_config: NetworkConfig {
+                base_url: n.base_url.clone(),
+                default_request_timeout_in_seconds: n.default_request_timeout_in_seconds,
+                connect_timeout_in_seconds: n.connect_timeout_in_seconds,
+                stream_idle_timeout_in_seconds: n.stream_idle_timeout_in_seconds,
+                extra_headers: n.legacy_extra_headers.clone(),
+            },
+            extra_header_secrets: n
+                .extra_headers
+                .iter()
+                .map(|(name, v)| (name.clone(), v.to_column()))
+                .collect(),
+        }
+    }
 }
 
 impl TryFrom<ProviderRow> for ProviderRecord {
@@ -252,10 +299,29 @@ impl TryFrom<ProviderRow> for ProviderRecord {
             table: "providers",
             reason: format!("unknown kind {:?} for provider {:?}", r.kind, r.name),
         })?;
+        let nc = r.network_config.0;
+        let mut extra_headers = BTreeMap::new();
+        for (header, text) in r.extra_header_secrets.0 {
+            let sealed = SealedSecret::from_column(&text).ok_or_else(|| StoreError::Corrupt {
+                table: "providers",
+                reason: format!(
+                    "extra header {header:?} of provider {:?} is not env:/enc: text",
+                    r.name
+                ),
+            })?;
+            extra_headers.insert(header, sealed);
+        }
         Ok(ProviderRecord {
             name: r.name,
             kind,
-            network: r.network_config.0,
+            network: NetworkRecord {
+                base_url: nc.base_url,
+                default_request_timeout_in_seconds: nc.default_request_timeout_in_seconds,
+                connect_timeout_in_seconds: nc.connect_timeout_in_seconds,
+                stream_idle_timeout_in_seconds: nc.stream_idle_timeout_in_seconds,
+                extra_headers,
+                legacy_extra_headers: nc.extra_headers,
+            },
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -496,15 +562,20 @@ mod sql {
     pub const LIST_AUDIT: &str = "SELECT id, at, actor, action, target, config_version, details \
          FROM audit_log ORDER BY id DESC LIMIT $1";
 
-    pub const LIST_PROVIDERS: &str = "SELECT name, kind, network_config, created_at, updated_at \
-         FROM providers ORDER BY name";
-    pub const GET_PROVIDER: &str = "SELECT name, kind, network_config, created_at, updated_at \
-         FROM providers WHERE name = $1";
+    pub const LIST_PROVIDERS: &str = "SELECT name, kind, network_config, extra_header_secrets, \
+         created_at, updated_at FROM providers ORDER BY name";
+    pub const GET_PROVIDER: &str = "SELECT name, kind, network_config, extra_header_secrets, \
+         created_at, updated_at FROM providers WHERE name = $1";
     pub const PROVIDER_NAMES: &str = "SELECT name FROM providers ORDER BY name";
-    pub const INSERT_PROVIDER: &str = "INSERT INTO providers (name, kind, network_config, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5)";
-    pub const UPDATE_PROVIDER: &str =
-        "UPDATE providers SET kind = $2, network_config = $3, updated_at = $4 WHERE name = $1";
+    pub const INSERT_PROVIDER: &str = "INSERT INTO providers (name, kind, network_config, \
+         extra_header_secrets, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)";
+    pub const UPDATE_PROVIDER: &str = "UPDATE providers SET kind = $2, network_config = $3, \
+         extra_header_secrets = $4, updated_at = $5 WHERE name = $1";
+    /// Rewrites the network columns without touching `updated_at` (sealing legacy values).
+    pub const RESEAL_PROVIDER: &str =
+        "UPDATE providers SET network_config = $2, extra_header_secrets = $3 WHERE name = $1";
+    /// Takes the writers' lock (the version row) without bumping the version.
+    pub const LOCK_VERSION: &str = "UPDATE config_version SET version = version WHERE id = 1";
     pub const DELETE_PROVIDER: &str = "DELETE FROM providers WHERE name = $1";
 
     pub const LIST_ALL_KEYS: &str = "SELECT id, provider, name, description, models, weight, aliases, enabled, \
@@ -556,7 +627,7 @@ macro_rules! impl_sql_store {
         use $crate::store::sql;
         use $crate::store::{
             check_providers_exist, count_from_db, unique_to_conflict, version_from_db, Apply,
-            AuditRow, ConfigChange, KeyColumns, KeyRow, ProviderRow, Store, StoreError,
+            AuditRow, ConfigChange, KeyColumns, KeyRow, NetworkColumns, ProviderRow, Store, StoreError,
             UsagePurge, UsageRecord, VirtualKeyRow,
         };
         use $crate::model::{
@@ -726,10 +797,12 @@ macro_rules! impl_sql_store {
             ) -> Result<u64, StoreError> {
                 let mut tx = self.begin_write().await?;
                 let version = bump(&mut tx).await?;
+                let n = NetworkColumns::of(&p.network);
                 sqlx::query(sql::INSERT_PROVIDER)
                     .bind(&p.name)
                     .bind(p.kind.as_str())
-                    .bind(sqlx::types::Json(&p.network))
+                    .bind(sqlx::types::Json(&n.network_config))
+                    .bind(sqlx::types::Json(&n.extra_header_secrets))
                     .bind(p.created_at)
                     .bind(p.updated_at)
                     .execute(&mut *tx)
@@ -758,10 +831,12 @@ macro_rules! impl_sql_store {
                 p.name = name.to_owned();
                 p.created_at = created_at;
                 p.updated_at = $crate::model::now();
+                let n = NetworkColumns::of(&p.network);
                 sqlx::query(sql::UPDATE_PROVIDER)
                     .bind(name)
                     .bind(p.kind.as_str())
-                    .bind(sqlx::types::Json(&p.network))
+                    .bind(sqlx::types::Json(&n.network_config))
+                    .bind(sqlx::types::Json(&n.extra_header_secrets))
                     .bind(p.updated_at)
                     .execute(&mut *tx)
                     .await?;
@@ -796,6 +871,34 @@ macro_rules! impl_sql_store {
                 audit(&mut tx, event, version).await?;
                 tx.commit().await?;
                 Ok(version)
+            }
+
+            async fn seal_legacy_extra_headers(
+                &self,
+                seal: &$crate::store::SealHeader<'_>,
+            ) -> Result<usize, StoreError> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(sql::LOCK_VERSION).execute(&mut *tx).await?;
+                let mut sealed = 0;
+                for mut p in all_providers(&mut tx).await? {
+                    if p.network.legacy_extra_headers.is_empty() {
+                        continue;
+                    }
+                    for (header, value) in std::mem::take(&mut p.network.legacy_extra_headers) {
+                        let s = seal(&p.name, &header, &value)?;
+                        p.network.extra_headers.insert(header, s);
+                        sealed += 1;
+                    }
+                    let n = NetworkColumns::of(&p.network);
+                    sqlx::query(sql::RESEAL_PROVIDER)
+                        .bind(&p.name)
+                        .bind(sqlx::types::Json(&n.network_config))
+                        .bind(sqlx::types::Json(&n.extra_header_secrets))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(sealed)
             }
 
             async fn list_keys(&self, provider: Option<&str>) -> Result<Vec<ProviderKeyRecord>, StoreError> {

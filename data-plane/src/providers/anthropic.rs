@@ -75,12 +75,12 @@ fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
             HeaderValue::from_static(DEFAULT_VERSION),
         );
     }
-    Ok(upstream::post(
-        uri,
-        headers,
-        &c.provider.extra_headers,
-        body,
-    ))
+    let extra_headers = c
+        .provider
+        .extra_headers
+        .resolve()
+        .map_err(|e| config_error(e.to_string()))?;
+    Ok(upstream::post(uri, headers, &extra_headers, body))
 }
 
 async fn forward(

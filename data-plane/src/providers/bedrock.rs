@@ -203,10 +203,15 @@ async fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
             }
         }
     }
+    let extra_headers = c
+        .provider
+        .extra_headers
+        .resolve()
+        .map_err(|e| config_error(e.to_string()))?;
     Ok(upstream::post(
         uri,
         headers,
-        &c.provider.extra_headers,
+        &extra_headers,
         Bytes::from(body),
     ))
 }
