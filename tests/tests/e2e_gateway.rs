@@ -22,8 +22,15 @@ async fn walkthrough_non_streaming_message_is_signed_and_translated() {
         .await;
     assert_eq!(resp.status(), 200);
     assert!(resp.headers().contains_key("request-id"));
+    // The headers name what served the request; the body reports the name the client asked for.
+    assert_eq!(resp.headers()["x-tollgate-provider"], "bedrock");
+    assert_eq!(
+        resp.headers()["x-tollgate-model"],
+        "global.anthropic.claude-sonnet-4-6"
+    );
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["type"], "message");
+    assert_eq!(body["model"], "bedrock/global.anthropic.claude-sonnet-4-6");
     assert_eq!(body["content"][0]["text"], "Hello from the Bedrock double.");
     let r = s.last_request();
     assert_eq!(r.verdict.status, 200, "double verdict: {:?}", r.verdict);
@@ -101,6 +108,14 @@ async fn streaming_relays_every_event_and_keeps_the_client_alive_with_pings() {
         .collect();
     assert_eq!(names.first(), Some(&"message_start"), "{text}");
     assert_eq!(names.last(), Some(&"message_stop"), "{text}");
+    let start = events
+        .iter()
+        .find(|(e, _)| e == "message_start")
+        .expect("start");
+    assert_eq!(
+        start.1["message"]["model"], "bedrock/global.anthropic.claude-sonnet-4-6",
+        "message_start reports the requested model name"
+    );
     assert!(names.contains(&"content_block_delta"));
     assert!(
         events.iter().any(|(e, _)| e == "ping"),
@@ -210,6 +225,15 @@ async fn mid_stream_failures_end_with_an_sse_error_event() {
     let (last, data) = events.last().expect("events");
     assert_eq!(last, "error", "{text}");
     assert_eq!(data["error"]["type"], "rate_limit_error");
+    // The exception is logged at warn like an HTTP error, not only in the usage line.
+    let log = s.gw.output();
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("upstream ended the stream with an error")
+            && l.contains("rate_limit_error")
+            && l.contains("429")),
+        "{log}"
+    );
 
     let text = s
         .post(&message("claude-sonnet-4-6", "[double:truncate]", true))

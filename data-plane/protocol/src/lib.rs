@@ -9,6 +9,7 @@
 //! | [`sse`] | Anthropic-style server-sent events (writer helpers, WHATWG-conformant incremental parser) |
 //! | [`anthropic`] | Anthropic error envelopes, error kinds and token usage extraction |
 //! | [`bedrock`] | Anthropic Messages <-> Bedrock `InvokeModel` / `CountTokens` translation, stream and error mapping |
+//! | [`response_model`] | The requested model name put back into answers (`message.model`, streaming or not) |
 //!
 //! ## Invariants
 //!
@@ -34,4 +35,5 @@ pub mod anthropic;
 pub mod bedrock;
 pub mod eventstream;
 mod json;
+pub mod response_model;
 pub mod sse;

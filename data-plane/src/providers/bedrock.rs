@@ -18,7 +18,10 @@ use tollgate_protocol::anthropic::{ApiError, ErrorKind};
 use tollgate_protocol::bedrock::{self as translate, StreamTranslator};
 use tollgate_protocol::eventstream;
 
-use super::{Call, End, MAX_UPSTREAM_BODY, Operation, RelayBody, Step, StreamTranslation, fail};
+use super::{
+    Call, End, MAX_UPSTREAM_BODY, Operation, RelayBody, Step, StreamTranslation, fail,
+    name_served_by,
+};
 use crate::DataPlane;
 use crate::error::{ProxyError, error_response};
 use crate::runtime::KeyCredential;
@@ -220,7 +223,7 @@ async fn forward(
         .await
         .unwrap_or_default();
         let api = translate::map_error(status.as_u16(), error_type.as_deref(), &body);
-        return upstream_error(&dp, draft, &api);
+        return upstream_error(&dp, &c, draft, &api);
     }
     if c.stream {
         return relay_stream(dp, &c, draft, resp);
@@ -252,7 +255,14 @@ async fn forward(
                 );
             }
         },
-        Operation::Messages => body,
+        // The answer reports the model name the client asked for (Claude Code keeps a turn's
+        // thinking blocks only when it matches); the served model is in the headers.
+        Operation::Messages => {
+            match tollgate_protocol::response_model::set_message_model(&body, &c.parsed.model) {
+                Some(renamed) => Bytes::from(renamed),
+                None => body,
+            }
+        }
     };
     let mut draft = draft;
     if c.op == Operation::Messages
@@ -273,10 +283,11 @@ async fn forward(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         h.insert("request-id", v);
     }
+    name_served_by(h, &c);
     resp
 }
 
-fn upstream_error(dp: &DataPlane, draft: Draft, api: &ApiError) -> Response {
+fn upstream_error(dp: &DataPlane, c: &Call<'_>, draft: Draft, api: &ApiError) -> Response {
     tracing::warn!(
         request_id = %draft.record.request_id,
         status = api.status,
@@ -284,7 +295,8 @@ fn upstream_error(dp: &DataPlane, draft: Draft, api: &ApiError) -> Response {
         message = %api.message,
         "Bedrock returned an error"
     );
-    let resp = error_response(api, &draft.record.request_id, false);
+    let mut resp = error_response(api, &draft.record.request_id, false);
+    name_served_by(resp.headers_mut(), c);
     draft.finish(dp, api.status, "upstream_error");
     resp
 }
@@ -300,7 +312,10 @@ fn relay_stream(
     let body = RelayBody::new(
         Arc::clone(&dp),
         upstream.into_body(),
-        EventStreamToSse::default(),
+        EventStreamToSse {
+            decoder: eventstream::Decoder::default(),
+            translator: StreamTranslator::reporting_model(c.parsed.model.as_str()),
+        },
         draft,
         c.provider.stream_idle_timeout,
         Some(dp.config.sse_ping_interval),
@@ -316,12 +331,12 @@ fn relay_stream(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         h.insert("request-id", v);
     }
+    name_served_by(h, c);
     resp
 }
 
 /// Bedrock's event stream, decoded frame by frame, as Anthropic SSE. All the events completed
 /// by one upstream chunk go out together, at once.
-#[derive(Default)]
 struct EventStreamToSse {
     decoder: eventstream::Decoder,
     translator: StreamTranslator,
@@ -361,7 +376,11 @@ impl StreamTranslation for EventStreamToSse {
                 }
             }
             if let Some(exception) = self.translator.terminal_error() {
-                end = Some(End::Done(exception.status, "upstream_stream_exception"));
+                end = Some(End::Upstream {
+                    status: exception.status,
+                    error_type: exception.kind.as_str(),
+                    message: exception.message.clone(),
+                });
                 break;
             }
         }
