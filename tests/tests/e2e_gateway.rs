@@ -250,6 +250,43 @@ async fn mid_stream_failures_end_with_an_sse_error_event() {
     assert_eq!(data["error"]["type"], "api_error");
 }
 
+/// Claude Code's default model is a bare Claude name (`claude-opus-4-8` in 2.1.197); when no
+/// alias maps it, Bedrock would answer "The provided model identifier is invalid". The gateway
+/// answers itself, naming the setting or alias to add, and sends nothing upstream.
+#[tokio::test]
+async fn a_bare_claude_name_without_alias_names_the_alias_to_add() {
+    let s = setup().await;
+    let before = s.double.requests().len();
+    for stream in [false, true] {
+        let resp = s.post(&message("claude-opus-4-8", "hi", stream)).await;
+        assert_eq!(resp.status(), 404);
+        assert!(resp.headers().contains_key("request-id"));
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body["type"], "error");
+        assert_eq!(body["error"]["type"], "not_found_error");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        for part in [
+            r#"model "claude-opus-4-8" has no alias on provider "bedrock""#,
+            "set ANTHROPIC_DEFAULT_OPUS_MODEL to bedrock/<model id>",
+            r#"add "claude-opus-4-8": "#,
+        ] {
+            assert!(message.contains(part), "{message}");
+        }
+    }
+    assert_eq!(s.double.requests().len(), before, "nothing went to Bedrock");
+    // Aliased bare names and Bedrock ids still go through.
+    let resp = s.post(&message("claude-sonnet-4-6", "hi", false)).await;
+    assert_eq!(resp.status(), 200);
+    let resp = s
+        .post(&message("global.anthropic.claude-opus-4-6-v1", "hi", false))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        s.last_request().model_id.as_deref(),
+        Some("global.anthropic.claude-opus-4-6-v1")
+    );
+}
+
 #[tokio::test]
 async fn bad_input_gets_anthropic_shaped_errors() {
     let s = setup_with(&["--max-body-bytes", "4096"]).await;
