@@ -187,6 +187,71 @@ async fn tool_use_and_thinking_pass_through() {
     assert_eq!(sent["thinking"], req["thinking"]);
 }
 
+/// A beta Bedrock does not take leaves no body field behind: `extended-cache-ttl` is never
+/// forwarded, so `cache_control.ttl` goes on models before Claude 4.5 (the double rejects it
+/// there, as Bedrock does) and stays where Bedrock takes it natively. Each distinct dropped beta
+/// is logged once at info.
+#[tokio::test]
+async fn dropped_betas_take_their_body_fields_along() {
+    let s = setup().await;
+    let send = |model: &str| {
+        let mut body = message(model, "hi", true);
+        body["system"] = json!([{"type": "text", "text": "You are terse.",
+                                 "cache_control": {"type": "ephemeral", "ttl": "1h"}}]);
+        s.http
+            .post(s.gw.url("/anthropic/v1/messages"))
+            .header("x-api-key", &s.vk)
+            .header(
+                "anthropic-beta",
+                "claude-code-20250219,extended-cache-ttl-2025-04-11,interleaved-thinking-2025-05-14",
+            )
+            .json(&body)
+            .send()
+    };
+    for _ in 0..2 {
+        let resp = send("bedrock/anthropic.claude-3-5-haiku-20241022-v1:0")
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 200);
+        let text = resp.text().await.expect("body");
+        assert!(text.contains("event: message_stop"), "{text}");
+        let sent = s.last_request().body.expect("json");
+        assert_eq!(
+            sent["system"][0]["cache_control"],
+            json!({"type": "ephemeral"})
+        );
+        assert_eq!(
+            sent["anthropic_beta"],
+            json!(["interleaved-thinking-2025-05-14"])
+        );
+    }
+    let resp = send("bedrock/global.anthropic.claude-sonnet-4-6")
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let _ = resp.text().await;
+    let sent = s.last_request().body.expect("json");
+    assert_eq!(
+        sent["system"][0]["cache_control"],
+        json!({"type": "ephemeral", "ttl": "1h"})
+    );
+    let log = s.gw.output();
+    for beta in ["claude-code-20250219", "extended-cache-ttl-2025-04-11"] {
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                l.contains("INFO") && l.contains("not accepted by Bedrock") && l.contains(beta)
+            })
+            .collect();
+        assert_eq!(lines.len(), 1, "{beta} logged once at info:\n{log}");
+    }
+    assert!(
+        log.lines().any(|l| l.contains("extended-cache-ttl-2025-04-11")
+            && l.contains("cache_control.ttl")),
+        "{log}"
+    );
+}
+
 #[tokio::test]
 async fn bedrock_errors_map_to_anthropic_errors() {
     let s = setup().await;

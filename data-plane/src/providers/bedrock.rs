@@ -5,7 +5,8 @@
 //! at once as Anthropic SSE. Bedrock sends no keep-alives, so after `sse_ping_interval` of
 //! silence the relay sends its own `ping` event; Claude Code aborts streams silent for 300 s.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use axum::body::{Body, Bytes};
@@ -93,6 +94,36 @@ async fn prepare_and_send(c: &Call<'_>) -> Result<UpstreamResponse, ProxyError> 
         .await
 }
 
+/// Most distinct dropped betas logged at info (a client sending ever new names cannot grow the
+/// set without bound; beyond it they are only in the per-request debug line).
+const MAX_LOGGED_BETAS: usize = 64;
+
+/// Betas already logged as dropped, process-wide. Locked only when a request drops a beta.
+static LOGGED_BETAS: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// Logs each distinct beta Bedrock does not accept once, at info, with the body fields that
+/// leave with it ([`translate::BETA_FIELDS`]).
+fn log_dropped_betas_once(dropped: &[String], model: &str) {
+    let mut logged = LOGGED_BETAS.lock().unwrap_or_else(PoisonError::into_inner);
+    for beta in dropped {
+        if logged.len() >= MAX_LOGGED_BETAS || logged.contains(beta.as_str()) {
+            continue;
+        }
+        logged.insert(beta.clone());
+        let fields: Vec<&str> = translate::BETA_FIELDS
+            .iter()
+            .filter(|(b, _)| b == beta)
+            .map(|(_, f)| f.path())
+            .collect();
+        tracing::info!(
+            beta = ?beta,
+            model = %model,
+            body_fields_removed = ?fields,
+            "anthropic-beta value not accepted by Bedrock for this model: not forwarded (logged once per value)"
+        );
+    }
+}
+
 fn body_error(e: translate::BodyError) -> ProxyError {
     ProxyError::invalid_request(e.to_string())
 }
@@ -110,15 +141,23 @@ async fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
         )));
     };
     let betas = c.betas();
+    // Betas and beta-dependent fields follow the model's family.
     let (operation, body) = match (c.op, c.stream) {
         (Operation::CountTokens, _) => (
             "count-tokens",
-            translate::count_tokens_body_parsed(c.parsed, &betas).map_err(body_error)?,
+            translate::count_tokens_body_for(c.parsed, &betas, &c.upstream_model)
+                .map_err(body_error)?,
         ),
         (Operation::Messages, stream) => {
-            let invoke = translate::invoke_body_parsed(c.parsed, &betas).map_err(body_error)?;
+            let invoke = translate::invoke_body_for(c.parsed, &betas, &c.upstream_model)
+                .map_err(body_error)?;
             if !invoke.dropped_betas.is_empty() {
-                tracing::debug!(dropped = ?invoke.dropped_betas, "anthropic-beta values Bedrock does not accept were not forwarded");
+                tracing::debug!(
+                    dropped = ?invoke.dropped_betas,
+                    removed_fields = ?invoke.removed_fields,
+                    "anthropic-beta values Bedrock does not accept were not forwarded"
+                );
+                log_dropped_betas_once(&invoke.dropped_betas, &c.upstream_model);
             }
             (
                 if stream {
