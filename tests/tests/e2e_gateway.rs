@@ -53,7 +53,7 @@ async fn aliases_and_percent_encoded_model_ids_reach_bedrock() {
     assert_eq!(resp.status(), 200);
     assert_eq!(
         s.last_request().model_id.as_deref(),
-        Some("global.anthropic.claude-haiku-4-5")
+        Some("global.anthropic.claude-haiku-4-5-20251001-v1:0")
     );
     let resp = s
         .post(&message(
@@ -539,8 +539,7 @@ async fn refuses_to_listen_beyond_loopback_without_an_admin_token() {
 /// address is changed), must configure a working gateway.
 #[tokio::test]
 async fn readme_curl_commands_work_as_pasted() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .expect("README");
+    let readme = common::readme();
     // Commands start with `curl -s localhost:8080/api/` and may continue over several lines
     // until the quotes close.
     let mut commands = Vec::new();
@@ -608,6 +607,49 @@ async fn readme_curl_commands_work_as_pasted() {
         .await
         .expect("call");
     assert_eq!(resp.status(), 200);
+
+    // The first request of a Claude Code session with the README's settings succeeds, for each
+    // captured release: the captured body and betas, with the model the settings make Claude
+    // Code ask for (e2e_clients checks that resolution against the real releases). With a
+    // gateway model name neither release sends the `system` messages of the capture (they come
+    // with its first-party default name), so those are left out.
+    let env = common::readme_claude_env();
+    for (version, mut body, betas) in common::claude_code_captures() {
+        let model = common::claude_code_first_model(&env, common::builtin_opus(&version));
+        assert!(
+            model.starts_with("bedrock/"),
+            "{version}: the README sends the first request to a Bedrock id, not {model}"
+        );
+        body["model"] = json!(model);
+        if let Some(messages) = body["messages"].as_array_mut() {
+            messages.retain(|m| m["role"] != "system");
+        }
+        let resp = http
+            .post(gw.url("/anthropic/v1/messages?beta=true"))
+            .header("authorization", format!("Bearer {vk}"))
+            .header("anthropic-version", "2023-06-01")
+            .header("anthropic-beta", &betas)
+            .json(&body)
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(resp.status(), 200, "{version}: {}", gw.output());
+        let text = resp.text().await.expect("stream");
+        let events = sse_events(&text);
+        assert_eq!(events[0].1["message"]["model"], json!(model), "{version}");
+        assert_eq!(
+            events.last().map(|(e, _)| e.as_str()),
+            Some("message_stop"),
+            "{version}: {text}"
+        );
+        let r = double.requests().pop().expect("request");
+        assert_eq!(r.verdict.status, 200, "{version}: {:?}", r.verdict);
+        assert_eq!(
+            r.model_id.as_deref(),
+            model.strip_prefix("bedrock/"),
+            "{version}"
+        );
+    }
 }
 
 /// All-in-one keeps one usage record per request in its SQLite store, and a graceful stop
