@@ -49,11 +49,13 @@ if ! tests/.venv/bin/python -c 'import anthropic' >/dev/null 2>&1; then
 fi
 export TOLLGATE_TEST_PYTHON="$root/tests/.venv/bin/python"
 
-step "Claude Code from npm (tests/clients/node_modules)"
-if [ ! -x tests/clients/node_modules/.bin/claude ]; then
+step "Claude Code 2.1.331 and 2.1.197 from npm (tests/clients/node_modules)"
+claude_2_1_197=tests/clients/node_modules/claude-code-2-1-197/bin/claude.exe
+if [ ! -x tests/clients/node_modules/.bin/claude ] || [ ! -x "$claude_2_1_197" ]; then
   (cd tests/clients && npm install --no-audit --no-fund --loglevel=error)
 fi
 export TOLLGATE_TEST_CLAUDE="$root/tests/clients/node_modules/.bin/claude"
+export TOLLGATE_TEST_CLAUDE_2_1_197="$root/$claude_2_1_197"
 
 # --- Rust ----------------------------------------------------------------------------------------
 step "cargo fmt --check"

@@ -4,12 +4,14 @@
 //! * `provider/model` selects the provider explicitly (`bedrock/global.anthropic.claude-sonnet-4-6`).
 //! * A bare name is looked up in the aliases of the keys of every provider the virtual key may use
 //!   (`claude-sonnet-4-6` -> `global.anthropic.claude-sonnet-4-6`); failing that, when the virtual
-//!   key can reach exactly one provider, the name goes to that provider unchanged.
+//!   key can reach exactly one provider, the name goes to that provider unchanged, except a bare
+//!   Claude name ([`is_bare_claude_name`]) for Bedrock, which only the Anthropic API serves as it
+//!   is: that is a [`RouteError::NoAlias`] naming the alias or setting to add.
 //! * Among the keys that serve the model, one is picked at random in proportion to its weight.
 
 use std::sync::Arc;
 
-use crate::runtime::{Provider, ProviderKey, Runtime, VirtualKey};
+use crate::runtime::{Provider, ProviderKey, ProviderKind, Runtime, VirtualKey};
 
 /// Where a request goes.
 #[derive(Debug)]
@@ -37,6 +39,50 @@ pub enum RouteError {
     UnknownModel(String),
     #[error("no enabled key of provider {provider:?} serves model {model:?}")]
     NoKey { provider: String, model: String },
+    /// A bare Claude name that no alias maps to a model id of the provider.
+    #[error("{}", no_alias_message(model, provider))]
+    NoAlias { model: String, provider: String },
+}
+
+/// Whether `name` is a bare Claude model name as the Anthropic API spells it
+/// (`claude-opus-4-8`, `claude-sonnet-4-5-20250929`): it starts with `claude-` (any case) and
+/// has no `/`, `:` or `.`, so it is neither `provider/model`, nor a Bedrock model or inference
+/// profile id (`anthropic.claude-…`, `global.anthropic.claude-…`), nor an ARN. The Anthropic API
+/// takes such names natively; Bedrock answers "The provided model identifier is invalid".
+pub fn is_bare_claude_name(name: &str) -> bool {
+    name.get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("claude-"))
+        && name.len() > 7
+        && !name.contains(['/', ':', '.'])
+}
+
+/// What to tell a client whose bare Claude name has no alias: the Claude Code setting for the
+/// model's tier (with a Bedrock id AWS publishes for it) or the alias to add.
+fn no_alias_message(model: &str, provider: &str) -> String {
+    let lower = model.to_ascii_lowercase();
+    let (setting, example) = if lower.contains("opus") {
+        (
+            "ANTHROPIC_DEFAULT_OPUS_MODEL",
+            "global.anthropic.claude-opus-4-6-v1",
+        )
+    } else if lower.contains("haiku") {
+        (
+            "ANTHROPIC_DEFAULT_HAIKU_MODEL",
+            "global.anthropic.claude-haiku-4-5-20251001-v1:0",
+        )
+    } else if lower.contains("sonnet") {
+        (
+            "ANTHROPIC_DEFAULT_SONNET_MODEL",
+            "global.anthropic.claude-sonnet-4-6",
+        )
+    } else {
+        ("ANTHROPIC_MODEL", "global.anthropic.claude-sonnet-4-6")
+    };
+    format!(
+        "model {model:?} has no alias on provider {provider:?}: set {setting} to \
+         {provider}/<model id> (e.g. {provider}/{example}), or add {model:?}: \"<model id or \
+         inference profile>\" to the aliases of a key of provider {provider:?}"
+    )
 }
 
 /// Picks a route for `requested` (the request's `model` field). `pick` receives the total weight
@@ -86,6 +132,14 @@ pub fn route<'rt>(
         return Err(RouteError::UnknownProvider(prefix.to_owned()));
     }
     match (allowed.next(), allowed.next()) {
+        (Some(only), None)
+            if only.kind == ProviderKind::Bedrock && is_bare_claude_name(requested) =>
+        {
+            Err(RouteError::NoAlias {
+                model: requested.to_owned(),
+                provider: only.name.to_string(),
+            })
+        }
         (Some(only), None) => pick_key(only, requested, pick),
         _ => Err(RouteError::UnknownModel(requested.to_owned())),
     }
@@ -185,7 +239,12 @@ mod tests {
                             &["*"],
                             &[("Claude-Sonnet-4-6", "us.anthropic.claude-sonnet-4-6")],
                         ),
-                        bedrock_key("haiku-only", 1.0, &["claude-haiku-4-5"], &[]),
+                        bedrock_key(
+                            "haiku-only",
+                            1.0,
+                            &["global.anthropic.claude-haiku-4-5-20251001-v1:0"],
+                            &[],
+                        ),
                     ],
                 },
                 pb::Provider {
@@ -270,7 +329,13 @@ mod tests {
     #[test]
     fn model_allow_lists_are_honoured() {
         let rt = runtime();
-        let r = route(&rt, &vk(&["bedrock"]), "claude-haiku-4-5", |t| t - 0.01).expect("route");
+        let r = route(
+            &rt,
+            &vk(&["bedrock"]),
+            "global.anthropic.claude-haiku-4-5-20251001-v1:0",
+            |t| t - 0.01,
+        )
+        .expect("route");
         assert_eq!(&*r.key.name, "haiku-only");
     }
 
@@ -286,6 +351,79 @@ mod tests {
         let r = route(&rt, &vk(&["anthropic"]), "claude-opus-4-5", |_| 0.0).expect("route");
         assert_eq!(&*r.provider.name, "anthropic");
         assert_eq!(r.upstream_model, "claude-opus-4-5");
+    }
+
+    #[test]
+    fn bare_claude_names_are_told_apart_from_bedrock_ids_and_arns() {
+        for bare in [
+            "claude-opus-4-8",
+            "claude-opus-5-5",
+            "Claude-Sonnet-4-5-20250929",
+            "claude-haiku-4-5",
+        ] {
+            assert!(is_bare_claude_name(bare), "{bare}");
+        }
+        for not_bare in [
+            "claude-",
+            "claude",
+            "anthropic.claude-opus-4-6-v1",
+            "global.anthropic.claude-opus-4-6-v1",
+            "claude-3-5-haiku-20241022-v1:0",
+            "bedrock/claude-opus-4-8",
+            "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc",
+            "opus",
+            "my-claude-alias",
+        ] {
+            assert!(!is_bare_claude_name(not_bare), "{not_bare}");
+        }
+    }
+
+    #[test]
+    fn a_bare_claude_name_without_alias_is_not_sent_to_bedrock() {
+        let rt = runtime();
+        let err = route(&rt, &vk(&["bedrock"]), "claude-opus-4-8", |_| 0.0)
+            .map(|r| r.upstream_model)
+            .expect_err("no alias");
+        assert_eq!(
+            err,
+            RouteError::NoAlias {
+                model: "claude-opus-4-8".into(),
+                provider: "bedrock".into()
+            }
+        );
+        let message = err.to_string();
+        for part in [
+            r#"model "claude-opus-4-8" has no alias on provider "bedrock""#,
+            "ANTHROPIC_DEFAULT_OPUS_MODEL",
+            "bedrock/global.anthropic.claude-opus-4-6-v1",
+            r#"add "claude-opus-4-8": "#,
+        ] {
+            assert!(message.contains(part), "{message}");
+        }
+        let haiku = route(&rt, &vk(&["bedrock"]), "claude-haiku-4-8", |_| 0.0)
+            .map(|r| r.upstream_model)
+            .expect_err("no alias")
+            .to_string();
+        assert!(
+            haiku.contains("ANTHROPIC_DEFAULT_HAIKU_MODEL")
+                && haiku.contains("global.anthropic.claude-haiku-4-5-20251001-v1:0"),
+            "{haiku}"
+        );
+        // An aliased bare name still routes; Bedrock ids and ARNs still go to the only provider.
+        let r = route(&rt, &vk(&["bedrock"]), "claude-sonnet-4-6", |_| 0.0).expect("alias");
+        assert_eq!(r.upstream_model, "global.anthropic.claude-sonnet-4-6");
+        let r = route(
+            &rt,
+            &vk(&["bedrock"]),
+            "global.anthropic.claude-opus-4-6-v1",
+            |_| 0.0,
+        )
+        .expect("bedrock id");
+        assert_eq!(r.upstream_model, "global.anthropic.claude-opus-4-6-v1");
+        // The Anthropic API takes bare names natively.
+        let r = route(&rt, &vk(&["anthropic"]), "claude-opus-4-8", |_| 0.0).expect("anthropic");
+        assert_eq!(&*r.provider.name, "anthropic");
+        assert_eq!(r.upstream_model, "claude-opus-4-8");
     }
 
     #[test]

@@ -430,7 +430,10 @@ fn route_call<'a>(
         RouteError::ProviderNotAllowed(_) => {
             ProxyError::new(ErrorKind::Permission, "provider_not_allowed", e.to_string())
         }
-        RouteError::NoKey { .. } | RouteError::UnknownModel(_) | RouteError::UnknownProvider(_) => {
+        RouteError::NoKey { .. }
+        | RouteError::UnknownModel(_)
+        | RouteError::UnknownProvider(_)
+        | RouteError::NoAlias { .. } => {
             ProxyError::new(ErrorKind::NotFound, "unknown_model", e.to_string())
         }
     })?;

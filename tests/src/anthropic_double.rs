@@ -338,6 +338,8 @@ pub fn status_for(error_type: &str) -> u16 {
 /// |---|---|---|
 /// | (none) | text [`DEFAULT_REPLY`] | same, one `text_delta` per word, a `ping` after `content_block_start` |
 /// | `[double:tool]` | one `tool_use` block | `input_json_delta` pieces |
+/// | `[double:read:PATH]` | one `tool_use` block `Read {"file_path": PATH}` | same |
+/// | `[double:thinking]` | a `thinking` block with a signature first, when the request has `thinking` enabled or adaptive | `thinking_delta`s, a `signature_delta` |
 /// | `[double:overloaded]` | 529 `overloaded_error` `Overloaded` | same, before any event |
 /// | `[double:prompt-too-long]` | 400 `invalid_request_error` [`PROMPT_TOO_LONG_MESSAGE`] | same |
 /// | `[double:rate-limit]` | 429 `rate_limit_error`, `retry-after`, `x-should-retry: true`, `anthropic-ratelimit-*` | same |
@@ -351,6 +353,9 @@ pub fn status_for(error_type: &str) -> u16 {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Script {
     pub tool: bool,
+    /// `[double:read:PATH]`: the tool call reads PATH.
+    pub read: Option<String>,
+    pub thinking: bool,
     pub error: Option<ApiError>,
     pub html_502: bool,
     pub midstream: Option<ApiError>,
@@ -369,6 +374,11 @@ impl Script {
             let (name, arg) = token.split_once(':').unwrap_or((token, ""));
             match name {
                 "tool" => script.tool = true,
+                "read" if !arg.is_empty() => {
+                    script.tool = true;
+                    script.read = Some(arg.to_owned());
+                }
+                "thinking" => script.thinking = true,
                 "overloaded" => {
                     script.error = Some(ApiError::new(529, "overloaded_error", "Overloaded"));
                 }
@@ -415,6 +425,7 @@ impl Script {
         }
         for (on, label) in [
             (self.tool, "tool"),
+            (self.thinking, "thinking"),
             (self.html_502, "html-502"),
             (self.hang, "hang"),
         ] {
@@ -554,7 +565,14 @@ fn process(
         Some(_) => return Err(ApiError::invalid("anthropic-version: invalid version")),
     }
 
-    let body = validate(shared, operation, bytes)?;
+    let betas: Vec<&str> = headers
+        .get_all("anthropic-beta")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let body = validate(shared, operation, bytes, &betas)?;
     let stream = operation == Operation::Messages
         && body.get("stream").and_then(Value::as_bool) == Some(true);
     record.stream = stream;
@@ -591,7 +609,19 @@ fn process(
         return Err(e);
     }
     let max_tokens = body.get("max_tokens").and_then(Value::as_u64).unwrap_or(0);
-    let reply = Reply::build(&script, model, input_tokens, max_tokens, request_id);
+    let thinking = body
+        .get("thinking")
+        .and_then(|t| t.get("type"))
+        .and_then(Value::as_str)
+        .is_some_and(|t| t == "enabled" || t == "adaptive");
+    let reply = Reply::build(
+        &script,
+        model,
+        input_tokens,
+        max_tokens,
+        request_id,
+        thinking,
+    );
     if stream {
         Ok((
             Answer::Stream {
@@ -606,10 +636,14 @@ fn process(
 }
 
 /// Validates the body like the API; returns it parsed.
+/// The beta under which the API takes `system` messages in `messages` (Claude Code sends them).
+pub const MID_CONVERSATION_SYSTEM_BETA: &str = "mid-conversation-system-2026-04-07";
+
 fn validate(
     shared: &Shared,
     operation: Operation,
     bytes: &[u8],
+    betas: &[&str],
 ) -> Result<Map<String, Value>, ApiError> {
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(bytes) else {
         return Err(ApiError::invalid(
@@ -680,6 +714,7 @@ fn validate(
         };
         match m.get("role").and_then(Value::as_str) {
             Some("user" | "assistant") => {}
+            Some("system") if betas.contains(&MID_CONVERSATION_SYSTEM_BETA) => {}
             Some(_) => {
                 return Err(ApiError::invalid(format!(
                     "messages.{i}.role: Input should be 'user' or 'assistant'"
@@ -772,10 +807,16 @@ struct Reply {
     input_tokens: u64,
     /// Text words, or empty for a tool call.
     words: Vec<String>,
-    tool: bool,
+    /// The tool call's input (JSON text), for a tool call.
+    tool: Option<String>,
+    /// `(thinking, signature)` of a leading thinking block.
+    thinking: Option<(String, String)>,
     stop_reason: &'static str,
     output_tokens: u64,
 }
+
+/// Thinking text of the `[double:thinking]` reply.
+pub const THINKING_TEXT: &str = "Let me think about this step by step.";
 
 const TOOL_ID: &str = "toolu_01DoubleReadCall0000001";
 const TOOL_INPUT: &str = r#"{"file_path": "/tmp/x"}"#;
@@ -787,16 +828,31 @@ impl Reply {
         input_tokens: u64,
         max_tokens: u64,
         request_id: &str,
+        thinking_enabled: bool,
     ) -> Reply {
         let digest = Sha256::digest(request_id.as_bytes());
         let id = format!("msg_01{}", &hex::encode(&digest[..11])[..22]);
+        let thinking = (script.thinking && thinking_enabled).then(|| {
+            (
+                THINKING_TEXT.to_owned(),
+                format!(
+                    "EqQBCkYIBxgCKkD{}double-signature",
+                    &hex::encode(&digest[11..])[..22]
+                ),
+            )
+        });
         if script.tool {
+            let input = match &script.read {
+                Some(path) => json!({ "file_path": path }).to_string(),
+                None => TOOL_INPUT.to_owned(),
+            };
             return Reply {
                 id,
                 model: model.to_owned(),
                 input_tokens,
                 words: Vec::new(),
-                tool: true,
+                tool: Some(input),
+                thinking,
                 stop_reason: "tool_use",
                 output_tokens: 12,
             };
@@ -824,7 +880,8 @@ impl Reply {
             model: model.to_owned(),
             input_tokens,
             words,
-            tool: false,
+            tool: None,
+            thinking,
             stop_reason,
             output_tokens: used.max(1),
         }
@@ -842,12 +899,15 @@ impl Reply {
     }
 
     fn message(&self) -> Bytes {
-        let content = if self.tool {
-            json!([{"type": "tool_use", "id": TOOL_ID, "name": TOOL_NAME,
-                    "input": serde_json::from_str::<Value>(TOOL_INPUT).unwrap_or_default()}])
-        } else {
-            json!([{"type": "text", "text": self.words.concat()}])
-        };
+        let mut content = Vec::new();
+        if let Some((thinking, signature)) = &self.thinking {
+            content.push(json!({"type": "thinking", "thinking": thinking, "signature": signature}));
+        }
+        content.push(match &self.tool {
+            Some(input) => json!({"type": "tool_use", "id": TOOL_ID, "name": TOOL_NAME,
+                    "input": serde_json::from_str::<Value>(input).unwrap_or_default()}),
+            None => json!({"type": "text", "text": self.words.concat()}),
+        });
         Bytes::from(
             json!({
                 "id": self.id,
@@ -876,45 +936,64 @@ impl Reply {
                 "content": [], "stop_reason": null, "stop_sequence": null,
                 "usage": self.usage(1)}}),
         )];
-        let (start, deltas): (Value, Vec<Value>) = if self.tool {
-            let pieces = ["", r#"{"file_path""#, r#": "/tmp/x"}"#];
-            (
-                json!({"type": "tool_use", "id": TOOL_ID, "name": TOOL_NAME, "input": {}}),
-                pieces
-                    .iter()
-                    .map(|p| json!({"type": "input_json_delta", "partial_json": p}))
-                    .collect(),
-            )
-        } else {
-            (
+        let mut blocks: Vec<(Value, Vec<Value>)> = Vec::new();
+        if let Some((thinking, signature)) = &self.thinking {
+            let mut deltas: Vec<Value> = thinking
+                .split_inclusive(' ')
+                .map(|w| json!({"type": "thinking_delta", "thinking": w}))
+                .collect();
+            deltas.push(json!({"type": "signature_delta", "signature": signature}));
+            blocks.push((
+                json!({"type": "thinking", "thinking": "", "signature": ""}),
+                deltas,
+            ));
+        }
+        blocks.push(match &self.tool {
+            Some(input) => {
+                let split = input.find(':').map_or(input.len(), |p| p + 1);
+                let pieces = ["", &input[..split], &input[split..]];
+                (
+                    json!({"type": "tool_use", "id": TOOL_ID, "name": TOOL_NAME, "input": {}}),
+                    pieces
+                        .iter()
+                        .map(|p| json!({"type": "input_json_delta", "partial_json": p}))
+                        .collect(),
+                )
+            }
+            None => (
                 json!({"type": "text", "text": ""}),
                 self.words
                     .iter()
                     .map(|w| json!({"type": "text_delta", "text": w}))
                     .collect(),
-            )
-        };
-        out.push(event(
-            "content_block_start",
-            &json!({"type": "content_block_start", "index": 0, "content_block": start}),
-        ));
-        out.push(ping);
-        for (i, d) in deltas.iter().enumerate() {
+            ),
+        });
+        for (index, (start, deltas)) in blocks.iter().enumerate() {
             out.push(event(
-                "content_block_delta",
-                &json!({"type": "content_block_delta", "index": 0, "delta": d}),
+                "content_block_start",
+                &json!({"type": "content_block_start", "index": index, "content_block": start}),
             ));
-            if i == 0
-                && let Some(e) = midstream
-            {
-                out.push(e.sse_event());
-                return out;
+            if index == 0 {
+                out.push(ping.clone());
             }
+            for (i, d) in deltas.iter().enumerate() {
+                out.push(event(
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": index, "delta": d}),
+                ));
+                if index == 0
+                    && i == 0
+                    && let Some(e) = midstream
+                {
+                    out.push(e.sse_event());
+                    return out;
+                }
+            }
+            out.push(event(
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": index}),
+            ));
         }
-        out.push(event(
-            "content_block_stop",
-            &json!({"type": "content_block_stop", "index": 0}),
-        ));
         out.push(event(
             "message_delta",
             &json!({"type": "message_delta",

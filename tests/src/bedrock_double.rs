@@ -6,7 +6,9 @@
 //!   The model id is one *raw* path segment, percent-decoded (ARNs arrive with `%3A`/`%2F`), and
 //!   validated like Bedrock's `InvokeModelIdentifier`; only Anthropic Claude models exist.
 //! * Bodies are validated like Bedrock validates Anthropic bodies (allow-listed top-level
-//!   fields, `anthropic_version`, supported betas, required fields, 20 MB limit).
+//!   fields, `anthropic_version`, supported betas, required fields, 20 MB limit), and per model
+//!   ([`validate::model_body`]: betas per model, `cache_control.ttl` only on Claude 4.5+,
+//!   fields that need their beta).
 //! * Streaming answers are real AWS event-stream frames from [`crate::eventstream`], sent one
 //!   frame per body chunk through a channel (so the gateway sees them as they are produced).
 //! * Errors look like Bedrock's: JSON `{"message": …}`, header
@@ -496,6 +498,9 @@ async fn process(
         Operation::CountTokens => {
             validate::count_tokens_model(&model)?;
             let inner = validate::count_tokens_body(bytes)?;
+            if let Value::Object(map) = &inner {
+                validate::model_body(map, &model)?;
+            }
             record.count_tokens_body = Some(inner.clone());
             let script = Script::parse(&script::trigger_text(&inner));
             (inner, script)
@@ -506,7 +511,9 @@ async fn process(
             } else {
                 accept_is_json(headers.get("x-amzn-bedrock-accept"))?;
             }
-            let body = Value::Object(validate::invoke_body(bytes)?);
+            let body = validate::invoke_body(bytes)?;
+            validate::model_body(&body, &model)?;
+            let body = Value::Object(body);
             let script = Script::parse(&script::trigger_text(&body));
             (body, script)
         }

@@ -428,3 +428,84 @@ async fn tool_use_replies_in_both_forms() {
         json!({"file_path": "/tmp/x"})
     );
 }
+
+#[tokio::test]
+async fn thinking_and_read_triggers_stream_a_signed_thinking_block_then_the_tool_call() {
+    let double = start();
+    let mut req = body("[double:thinking] [double:read:/tmp/notes.txt]", true);
+    req["thinking"] = json!({"type": "adaptive"});
+    let text = ok_call(&double, "/v1/messages", &req)
+        .await
+        .text()
+        .await
+        .expect("text");
+    let events: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    let starts: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "content_block_start")
+        .collect();
+    assert_eq!(starts[0]["content_block"]["type"], "thinking", "{text}");
+    assert_eq!(starts[1]["content_block"]["type"], "tool_use", "{text}");
+    assert!(events.iter().any(|e| {
+        e["delta"]["type"] == "signature_delta"
+            && e["index"] == 0
+            && e["delta"]["signature"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty())
+    }));
+    let json: String = events
+        .iter()
+        .filter(|e| e["index"] == 1)
+        .filter_map(|e| e["delta"]["partial_json"].as_str())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&json).expect("tool json"),
+        json!({"file_path": "/tmp/notes.txt"})
+    );
+    // Without `thinking` in the request there is no thinking block.
+    let v: Value = ok_call(
+        &double,
+        "/v1/messages",
+        &body("[double:thinking] [double:read:/tmp/notes.txt]", false),
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(v["content"][0]["type"], "tool_use", "{v}");
+}
+
+/// Claude Code sends `system` messages inside `messages` with the mid-conversation-system beta;
+/// without the beta the role is invalid.
+#[tokio::test]
+async fn system_messages_need_the_mid_conversation_system_beta() {
+    let double = start();
+    let mut req = body("hi", false);
+    req["messages"] = json!([
+        {"role": "user", "content": "hi"},
+        {"role": "system", "content": "Be brief."}
+    ]);
+    let resp = ok_call(&double, "/v1/messages", &req).await;
+    let v = expect_error(resp, 400, "invalid_request_error").await;
+    assert_eq!(
+        v["error"]["message"],
+        "messages.1.role: Input should be 'user' or 'assistant'"
+    );
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/messages", double.base_url()))
+        .header("x-api-key", KEY)
+        .header("anthropic-version", "2023-06-01")
+        .header(
+            "anthropic-beta",
+            "claude-code-20250219, mid-conversation-system-2026-04-07",
+        )
+        .json(&req)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+}

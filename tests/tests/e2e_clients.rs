@@ -1,16 +1,25 @@
 //! End to end with real clients: the official Anthropic Python SDK and Claude Code itself, each
 //! talking to the real `tollgate` binary configured by the README walkthrough, with the strict
-//! Bedrock double (SigV4 verified on every request) behind it.
+//! Bedrock double (SigV4 verified on every request) or the Anthropic double behind it.
 //!
-//! `scripts/test.sh` installs both clients and sets `TOLLGATE_TEST_PYTHON` (a venv with
-//! `anthropic`) and `TOLLGATE_TEST_CLAUDE` (the `claude` executable from npm).
+//! Claude Code runs in two releases that behave differently: 2.1.331 (pinned) and 2.1.197 (what
+//! npm installs on Node 20), which sends a turn's thinking blocks back only when
+//! `message_start.message.model` equals the model it asked for.
+//!
+//! `scripts/test.sh` installs the clients and sets `TOLLGATE_TEST_PYTHON` (a venv with
+//! `anthropic`), `TOLLGATE_TEST_CLAUDE` (Claude Code 2.1.331 from npm) and
+//! `TOLLGATE_TEST_CLAUDE_2_1_197`.
 
 mod common;
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 
-use common::setup;
-use serde_json::Value;
+use common::{admin, setup, wait_for_config};
+use serde_json::{Value, json};
+use tollgate_tests::anthropic_double::{AnthropicDouble, AnthropicDoubleConfig};
+use tollgate_tests::bedrock_double::script::{THINKING_TEXT, id_suffix};
+use tollgate_tests::harness::{TollgateOptions, TollgateProcess};
 
 fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -68,72 +77,349 @@ async fn anthropic_python_sdk_works_through_tollgate() {
     );
 }
 
-#[tokio::test]
-async fn claude_code_runs_through_tollgate_to_bedrock() {
-    let claude = required_env("TOLLGATE_TEST_CLAUDE");
-    let s = setup().await;
+/// Both Claude Code releases: (version, executable).
+fn claude_releases() -> Vec<(&'static str, String)> {
+    vec![
+        ("2.1.331", required_env("TOLLGATE_TEST_CLAUDE")),
+        ("2.1.197", required_env("TOLLGATE_TEST_CLAUDE_2_1_197")),
+    ]
+}
+
+/// Runs `claude -p PROMPT` in `cwd` with a fresh home, nothing from the test's environment but
+/// `PATH`, no non-essential traffic, and `env` (the README's settings, or a test's).
+async fn run_claude(claude: &str, cwd: &Path, env: Vec<(String, String)>, prompt: &str) -> Output {
     let home = tempfile::tempdir().expect("home");
-    let base = s.gw.url("/anthropic");
-    let vk = s.vk.clone();
-    let home_path = home.path().to_owned();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(claude)
-            .args(["-p", "say hi"])
+    let (claude, cwd, prompt) = (claude.to_owned(), cwd.to_owned(), prompt.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(claude);
+        cmd.args(["-p", &prompt])
+            .current_dir(&cwd)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", &home_path)
+            .env("HOME", home.path())
             .env("TERM", "dumb")
-            .env("ANTHROPIC_BASE_URL", &base)
-            .env("ANTHROPIC_AUTH_TOKEN", &vk)
-            .env("ANTHROPIC_MODEL", "sonnet")
-            .env(
-                "ANTHROPIC_DEFAULT_SONNET_MODEL",
-                "bedrock/global.anthropic.claude-sonnet-4-6",
-            )
-            .env("ANTHROPIC_DEFAULT_HAIKU_MODEL", "claude-haiku-4-5")
-            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-            .output()
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output()
     })
     .await
     .expect("join")
-    .expect("run claude");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    .expect("run claude")
+}
+
+/// The README's Claude Code settings, pointed at `base` with the virtual key `vk`.
+fn readme_env(base: &str, vk: &str) -> Vec<(String, String)> {
+    common::readme_claude_env()
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match k.as_str() {
+                "ANTHROPIC_BASE_URL" => base.to_owned(),
+                "ANTHROPIC_AUTH_TOKEN" => vk.to_owned(),
+                _ => v.as_str().expect("string settings").to_owned(),
+            };
+            (k, v)
+        })
+        .collect()
+}
+
+fn assert_ran(out: &Output, version: &str, gw: &TollgateProcess) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "claude -p failed ({}):\nstdout: {stdout}\nstderr: {stderr}\ngateway:\n{}",
+        "claude {version} -p failed ({}):\nstdout: {stdout}\nstderr: {}\ngateway:\n{}",
         out.status,
-        s.gw.output()
+        String::from_utf8_lossy(&out.stderr),
+        gw.output()
     );
-    assert!(
-        stdout.contains("Hello from the Bedrock double."),
-        "stdout: {stdout}"
-    );
-    let requests = s.double.requests();
-    let streamed: Vec<_> = requests
-        .iter()
-        .filter(|r| r.operation.as_deref() == Some("InvokeModelWithResponseStream"))
-        .collect();
-    assert!(
-        !streamed.is_empty(),
-        "Claude Code's streaming call reached Bedrock: {requests:?}"
-    );
-    for r in &streamed {
-        assert_eq!(r.verdict.status, 200, "{:?}", r.verdict);
+    stdout
+}
+
+/// The README's settings work on the first request with either release: Claude Code's default
+/// (Opus, under a name that changes per release) goes to the Bedrock id the README chose.
+#[tokio::test]
+async fn claude_code_with_the_readme_settings_works_on_the_first_request() {
+    let s = setup().await;
+    let work = tempfile::tempdir().expect("work dir");
+    for (version, claude) in claude_releases() {
+        s.double.clear_requests();
+        let env = readme_env(&s.gw.url("/anthropic"), &s.vk);
+        let out = run_claude(&claude, work.path(), env, "say hi").await;
+        let stdout = assert_ran(&out, version, &s.gw);
+        assert!(
+            stdout.contains("Hello from the Bedrock double."),
+            "{version} stdout: {stdout}"
+        );
+        let expected = common::claude_code_first_model(
+            &common::readme_claude_env(),
+            common::builtin_opus(version),
+        );
+        let requests = s.double.requests();
+        let streamed: Vec<_> = requests
+            .iter()
+            .filter(|r| r.operation.as_deref() == Some("InvokeModelWithResponseStream"))
+            .collect();
+        let first = streamed.first().unwrap_or_else(|| {
+            panic!("{version}: Claude Code's streaming call reached Bedrock: {requests:?}")
+        });
         assert_eq!(
-            r.model_id.as_deref(),
-            Some("global.anthropic.claude-sonnet-4-6")
+            first.model_id.as_deref(),
+            expected.strip_prefix("bedrock/"),
+            "{version}: the first request uses the model the README maps"
         );
-        let body = r.body.as_ref().expect("json body");
-        // Claude Code's own fields reach Bedrock; its tools and system blocks are intact.
+        for r in &streamed {
+            assert_eq!(r.verdict.status, 200, "{version}: {:?}", r.verdict);
+            let body = r.body.as_ref().expect("json body");
+            // Claude Code's own fields reach Bedrock; its tools and system blocks are intact.
+            assert!(
+                body["tools"].as_array().is_some_and(|t| !t.is_empty()),
+                "tools forwarded"
+            );
+            assert!(
+                body["system"].as_array().is_some_and(|s| !s.is_empty()),
+                "system forwarded"
+            );
+            assert_eq!(body["anthropic_version"], "bedrock-2023-05-31");
+        }
+    }
+}
+
+/// The assistant turn of `messages` that called the tool: its thinking block's signature.
+fn thinking_signature_before_tool_result(body: &Value) -> Option<(String, String)> {
+    let messages = body["messages"].as_array()?;
+    let result_at = messages.iter().position(|m| {
+        m["content"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|b| b["type"] == "tool_result"))
+    })?;
+    let assistant = messages[..result_at]
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "assistant")?;
+    assistant["content"].as_array()?.iter().find_map(|b| {
+        (b["type"] == "thinking").then(|| {
+            (
+                b["thinking"].as_str().unwrap_or_default().to_owned(),
+                b["signature"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+    })
+}
+
+/// Each message's role and block types, for failure messages.
+fn shape(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let blocks: Vec<&str> = m["content"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|b| b["type"].as_str())
+                .collect();
+            format!("{}{blocks:?}", m["role"].as_str().unwrap_or("?"))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The `tool_result` of the request, as text.
+fn tool_result_text(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .filter(|b| b["type"] == "tool_result")
+        .map(|b| b["content"].to_string())
+        .collect()
+}
+
+const NOTE: &str = "tollgate-note-7f3a: the tool really ran";
+
+/// A tool loop with thinking through Bedrock: the first answer is a signed thinking block and a
+/// `Read` of a file in the working directory; Claude Code runs the tool and sends the second
+/// request with the `tool_result` and the assistant turn, thinking block and signature
+/// unchanged. (2.1.197 drops the block unless `message.model` is the name it asked for.)
+#[tokio::test]
+async fn claude_code_keeps_thinking_blocks_across_a_tool_loop_through_bedrock() {
+    let s = setup().await;
+    let work = tempfile::tempdir().expect("work dir");
+    let note = work.path().join("note.txt");
+    std::fs::write(&note, NOTE).expect("note");
+    for (version, claude) in claude_releases() {
+        s.double.clear_requests();
+        let env = readme_env(&s.gw.url("/anthropic"), &s.vk);
+        let prompt = format!(
+            "[double:thinking] [double:read:{}] Read the note.",
+            note.display()
+        );
+        let out = run_claude(&claude, work.path(), env, &prompt).await;
+        let stdout = assert_ran(&out, version, &s.gw);
+        let streamed: Vec<_> = s
+            .double
+            .requests()
+            .into_iter()
+            .filter(|r| r.operation.as_deref() == Some("InvokeModelWithResponseStream"))
+            .collect();
+        let first = streamed
+            .iter()
+            .find(|r| r.verdict.scenario.as_deref() == Some("tool,thinking"))
+            .unwrap_or_else(|| panic!("{version}: the scripted first turn: {streamed:?}"));
+        let second = streamed
+            .iter()
+            .find(|r| {
+                r.body
+                    .as_ref()
+                    .is_some_and(|b| tool_result_text(b).contains(NOTE))
+            })
+            .unwrap_or_else(|| {
+                panic!("{version}: no request carried the tool result: {streamed:?}\n{stdout}")
+            });
+        let body = second.body.as_ref().expect("json");
+        let (thinking, signature) =
+            thinking_signature_before_tool_result(body).unwrap_or_else(|| {
+                panic!(
+                    "{version}: the assistant turn lost its thinking block: {}",
+                    shape(body)
+                )
+            });
+        assert_eq!(thinking, THINKING_TEXT, "{version}");
+        assert_eq!(
+            signature,
+            format!("EqQBCkYIBxgCKkD{}double-signature", id_suffix(first.seq)),
+            "{version}: the signature comes back unchanged"
+        );
+        assert_eq!(
+            second.verdict.status, 200,
+            "{version}: {:?}",
+            second.verdict
+        );
         assert!(
-            body["tools"].as_array().is_some_and(|t| !t.is_empty()),
-            "tools forwarded"
+            stdout.contains("Hello from the Bedrock double."),
+            "{version} stdout: {stdout}"
         );
+    }
+}
+
+const UPSTREAM_KEY: &str = "sk-ant-api03-e2e-clients-upstream-key-0001";
+
+/// The same loop through the Anthropic provider, where a key alias rewrites Claude Code's
+/// default model (`claude-opus-4-8` / `claude-opus-5-5` -> `claude-opus-4-6`): the answers name
+/// the requested model, so the thinking block comes back.
+#[tokio::test]
+async fn claude_code_keeps_thinking_blocks_across_a_tool_loop_through_an_anthropic_alias() {
+    let double = AnthropicDouble::start(AnthropicDoubleConfig::new().with_api_key(UPSTREAM_KEY))
+        .expect("anthropic double");
+    let gw = TollgateProcess::spawn_with(TollgateOptions {
+        envs: vec![("ANTHROPIC_UPSTREAM_KEY".into(), UPSTREAM_KEY.into())],
+        ..TollgateOptions::default()
+    })
+    .await
+    .expect("tollgate starts");
+    let http = reqwest::Client::new();
+    let (st, b) = admin(
+        &http,
+        &gw,
+        "POST",
+        "/api/providers",
+        json!({"provider": "anthropic"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    let (st, b) = admin(
+        &http,
+        &gw,
+        "PUT",
+        "/api/providers/anthropic",
+        json!({"network_config": {"base_url": double.base_url()}}),
+    )
+    .await;
+    assert_eq!(st, 200, "{b}");
+    let (st, b) = admin(
+        &http,
+        &gw,
+        "POST",
+        "/api/providers/anthropic/keys",
+        json!({"name": "ant", "models": ["*"], "value": "env.ANTHROPIC_UPSTREAM_KEY",
+               "aliases": {"claude-opus-4-8": "claude-opus-4-6", "claude-opus-5-5": "claude-opus-4-6"}}),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    let (st, b) = admin(
+        &http,
+        &gw,
+        "POST",
+        "/api/virtual-keys",
+        json!({"name": "e2e-clients", "provider": "anthropic"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    let vk = b["value"].as_str().expect("virtual key").to_owned();
+    wait_for_config(&http, &gw, &vk).await;
+
+    let work = tempfile::tempdir().expect("work dir");
+    let note = work.path().join("note.txt");
+    std::fs::write(&note, NOTE).expect("note");
+    for (version, claude) in claude_releases() {
+        double.clear_requests();
+        // No model settings: Claude Code asks for its own default, which the alias rewrites.
+        let env = vec![
+            ("ANTHROPIC_BASE_URL".to_owned(), gw.url("/anthropic")),
+            ("ANTHROPIC_AUTH_TOKEN".to_owned(), vk.clone()),
+        ];
+        let prompt = format!(
+            "[double:thinking] [double:read:{}] Read the note.",
+            note.display()
+        );
+        let out = run_claude(&claude, work.path(), env, &prompt).await;
+        let stdout = assert_ran(&out, version, &gw);
+        let requests: Vec<_> = double
+            .requests()
+            .into_iter()
+            .filter(|r| r.operation.as_deref() == Some("Messages"))
+            .collect();
+        let first = requests
+            .iter()
+            .find(|r| r.verdict.scenario.as_deref() == Some("tool,thinking"))
+            .unwrap_or_else(|| panic!("{version}: the scripted first turn: {requests:?}"));
+        let first_body = first.json().expect("json");
+        assert_eq!(
+            first_body["model"], "claude-opus-4-6",
+            "{version}: the alias rewrote it"
+        );
+        let sent_signature: String = String::from_utf8_lossy(&first.response_body)
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .find_map(|e| e["delta"]["signature"].as_str().map(str::to_owned))
+            .expect("the double sent a signature");
+        let second = requests
+            .iter()
+            .find_map(|r| r.json().filter(|b| tool_result_text(b).contains(NOTE)))
+            .unwrap_or_else(|| {
+                panic!("{version}: no request carried the tool result: {requests:?}\n{stdout}")
+            });
+        let (thinking, signature) =
+            thinking_signature_before_tool_result(&second).unwrap_or_else(|| {
+                panic!(
+                    "{version}: the assistant turn lost its thinking block: {}",
+                    shape(&second)
+                )
+            });
+        assert_eq!(
+            thinking,
+            tollgate_tests::anthropic_double::THINKING_TEXT,
+            "{version}"
+        );
+        assert_eq!(signature, sent_signature, "{version}");
         assert!(
-            body["system"].as_array().is_some_and(|s| !s.is_empty()),
-            "system forwarded"
+            stdout.contains("Hello from the Anthropic double."),
+            "{version} stdout: {stdout}"
         );
-        assert_eq!(body["anthropic_version"], "bedrock-2023-05-31");
     }
 }

@@ -22,8 +22,15 @@ async fn walkthrough_non_streaming_message_is_signed_and_translated() {
         .await;
     assert_eq!(resp.status(), 200);
     assert!(resp.headers().contains_key("request-id"));
+    // The headers name what served the request; the body reports the name the client asked for.
+    assert_eq!(resp.headers()["x-tollgate-provider"], "bedrock");
+    assert_eq!(
+        resp.headers()["x-tollgate-model"],
+        "global.anthropic.claude-sonnet-4-6"
+    );
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["type"], "message");
+    assert_eq!(body["model"], "bedrock/global.anthropic.claude-sonnet-4-6");
     assert_eq!(body["content"][0]["text"], "Hello from the Bedrock double.");
     let r = s.last_request();
     assert_eq!(r.verdict.status, 200, "double verdict: {:?}", r.verdict);
@@ -46,7 +53,7 @@ async fn aliases_and_percent_encoded_model_ids_reach_bedrock() {
     assert_eq!(resp.status(), 200);
     assert_eq!(
         s.last_request().model_id.as_deref(),
-        Some("global.anthropic.claude-haiku-4-5")
+        Some("global.anthropic.claude-haiku-4-5-20251001-v1:0")
     );
     let resp = s
         .post(&message(
@@ -101,6 +108,14 @@ async fn streaming_relays_every_event_and_keeps_the_client_alive_with_pings() {
         .collect();
     assert_eq!(names.first(), Some(&"message_start"), "{text}");
     assert_eq!(names.last(), Some(&"message_stop"), "{text}");
+    let start = events
+        .iter()
+        .find(|(e, _)| e == "message_start")
+        .expect("start");
+    assert_eq!(
+        start.1["message"]["model"], "bedrock/global.anthropic.claude-sonnet-4-6",
+        "message_start reports the requested model name"
+    );
     assert!(names.contains(&"content_block_delta"));
     assert!(
         events.iter().any(|(e, _)| e == "ping"),
@@ -172,6 +187,71 @@ async fn tool_use_and_thinking_pass_through() {
     assert_eq!(sent["thinking"], req["thinking"]);
 }
 
+/// A beta Bedrock does not take leaves no body field behind: `extended-cache-ttl` is never
+/// forwarded, so `cache_control.ttl` goes on models before Claude 4.5 (the double rejects it
+/// there, as Bedrock does) and stays where Bedrock takes it natively. Each distinct dropped beta
+/// is logged once at info.
+#[tokio::test]
+async fn dropped_betas_take_their_body_fields_along() {
+    let s = setup().await;
+    let send = |model: &str| {
+        let mut body = message(model, "hi", true);
+        body["system"] = json!([{"type": "text", "text": "You are terse.",
+                                 "cache_control": {"type": "ephemeral", "ttl": "1h"}}]);
+        s.http
+            .post(s.gw.url("/anthropic/v1/messages"))
+            .header("x-api-key", &s.vk)
+            .header(
+                "anthropic-beta",
+                "claude-code-20250219,extended-cache-ttl-2025-04-11,interleaved-thinking-2025-05-14",
+            )
+            .json(&body)
+            .send()
+    };
+    for _ in 0..2 {
+        let resp = send("bedrock/anthropic.claude-3-5-haiku-20241022-v1:0")
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 200);
+        let text = resp.text().await.expect("body");
+        assert!(text.contains("event: message_stop"), "{text}");
+        let sent = s.last_request().body.expect("json");
+        assert_eq!(
+            sent["system"][0]["cache_control"],
+            json!({"type": "ephemeral"})
+        );
+        assert_eq!(
+            sent["anthropic_beta"],
+            json!(["interleaved-thinking-2025-05-14"])
+        );
+    }
+    let resp = send("bedrock/global.anthropic.claude-sonnet-4-6")
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let _ = resp.text().await;
+    let sent = s.last_request().body.expect("json");
+    assert_eq!(
+        sent["system"][0]["cache_control"],
+        json!({"type": "ephemeral", "ttl": "1h"})
+    );
+    let log = s.gw.output();
+    for beta in ["claude-code-20250219", "extended-cache-ttl-2025-04-11"] {
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                l.contains("INFO") && l.contains("not accepted by Bedrock") && l.contains(beta)
+            })
+            .collect();
+        assert_eq!(lines.len(), 1, "{beta} logged once at info:\n{log}");
+    }
+    assert!(
+        log.lines().any(|l| l.contains("extended-cache-ttl-2025-04-11")
+            && l.contains("cache_control.ttl")),
+        "{log}"
+    );
+}
+
 #[tokio::test]
 async fn bedrock_errors_map_to_anthropic_errors() {
     let s = setup().await;
@@ -210,6 +290,15 @@ async fn mid_stream_failures_end_with_an_sse_error_event() {
     let (last, data) = events.last().expect("events");
     assert_eq!(last, "error", "{text}");
     assert_eq!(data["error"]["type"], "rate_limit_error");
+    // The exception is logged at warn like an HTTP error, not only in the usage line.
+    let log = s.gw.output();
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("upstream ended the stream with an error")
+            && l.contains("rate_limit_error")
+            && l.contains("429")),
+        "{log}"
+    );
 
     let text = s
         .post(&message("claude-sonnet-4-6", "[double:truncate]", true))
@@ -224,6 +313,43 @@ async fn mid_stream_failures_end_with_an_sse_error_event() {
         "a truncated stream must not look complete: {text}"
     );
     assert_eq!(data["error"]["type"], "api_error");
+}
+
+/// Claude Code's default model is a bare Claude name (`claude-opus-4-8` in 2.1.197); when no
+/// alias maps it, Bedrock would answer "The provided model identifier is invalid". The gateway
+/// answers itself, naming the setting or alias to add, and sends nothing upstream.
+#[tokio::test]
+async fn a_bare_claude_name_without_alias_names_the_alias_to_add() {
+    let s = setup().await;
+    let before = s.double.requests().len();
+    for stream in [false, true] {
+        let resp = s.post(&message("claude-opus-4-8", "hi", stream)).await;
+        assert_eq!(resp.status(), 404);
+        assert!(resp.headers().contains_key("request-id"));
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body["type"], "error");
+        assert_eq!(body["error"]["type"], "not_found_error");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        for part in [
+            r#"model "claude-opus-4-8" has no alias on provider "bedrock""#,
+            "set ANTHROPIC_DEFAULT_OPUS_MODEL to bedrock/<model id>",
+            r#"add "claude-opus-4-8": "#,
+        ] {
+            assert!(message.contains(part), "{message}");
+        }
+    }
+    assert_eq!(s.double.requests().len(), before, "nothing went to Bedrock");
+    // Aliased bare names and Bedrock ids still go through.
+    let resp = s.post(&message("claude-sonnet-4-6", "hi", false)).await;
+    assert_eq!(resp.status(), 200);
+    let resp = s
+        .post(&message("global.anthropic.claude-opus-4-6-v1", "hi", false))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        s.last_request().model_id.as_deref(),
+        Some("global.anthropic.claude-opus-4-6-v1")
+    );
 }
 
 #[tokio::test]
@@ -423,8 +549,7 @@ async fn refuses_to_listen_beyond_loopback_without_an_admin_token() {
 /// address is changed), must configure a working gateway.
 #[tokio::test]
 async fn readme_curl_commands_work_as_pasted() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .expect("README");
+    let readme = common::readme();
     // Commands start with `curl -s localhost:8080/api/` and may continue over several lines
     // until the quotes close.
     let mut commands = Vec::new();
@@ -492,6 +617,49 @@ async fn readme_curl_commands_work_as_pasted() {
         .await
         .expect("call");
     assert_eq!(resp.status(), 200);
+
+    // The first request of a Claude Code session with the README's settings succeeds, for each
+    // captured release: the captured body and betas, with the model the settings make Claude
+    // Code ask for (e2e_clients checks that resolution against the real releases). With a
+    // gateway model name neither release sends the `system` messages of the capture (they come
+    // with its first-party default name), so those are left out.
+    let env = common::readme_claude_env();
+    for (version, mut body, betas) in common::claude_code_captures() {
+        let model = common::claude_code_first_model(&env, common::builtin_opus(&version));
+        assert!(
+            model.starts_with("bedrock/"),
+            "{version}: the README sends the first request to a Bedrock id, not {model}"
+        );
+        body["model"] = json!(model);
+        if let Some(messages) = body["messages"].as_array_mut() {
+            messages.retain(|m| m["role"] != "system");
+        }
+        let resp = http
+            .post(gw.url("/anthropic/v1/messages?beta=true"))
+            .header("authorization", format!("Bearer {vk}"))
+            .header("anthropic-version", "2023-06-01")
+            .header("anthropic-beta", &betas)
+            .json(&body)
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(resp.status(), 200, "{version}: {}", gw.output());
+        let text = resp.text().await.expect("stream");
+        let events = sse_events(&text);
+        assert_eq!(events[0].1["message"]["model"], json!(model), "{version}");
+        assert_eq!(
+            events.last().map(|(e, _)| e.as_str()),
+            Some("message_stop"),
+            "{version}: {text}"
+        );
+        let r = double.requests().pop().expect("request");
+        assert_eq!(r.verdict.status, 200, "{version}: {:?}", r.verdict);
+        assert_eq!(
+            r.model_id.as_deref(),
+            model.strip_prefix("bedrock/"),
+            "{version}"
+        );
+    }
 }
 
 /// All-in-one keeps one usage record per request in its SQLite store, and a graceful stop

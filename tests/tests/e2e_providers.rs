@@ -908,6 +908,8 @@ async fn anthropic_non_streaming_passes_bytes_through() {
     assert_eq!(request_id, r.request_id, "the upstream's request-id");
 
     // `anthropic/<model>` and an alias are rewritten to the upstream id; nothing else changes.
+    // The answer reports the name the client asked for (Claude Code keeps thinking blocks only
+    // when it matches) and the headers name what served it.
     for (model, compact) in [("anthropic/claude-opus-4-5", true), ("opus", false)] {
         s.double.clear_requests();
         let sent = if compact {
@@ -921,11 +923,21 @@ async fn anthropic_non_streaming_passes_bytes_through() {
         };
         let resp = s.send_raw("/anthropic/v1/messages", sent.as_bytes()).await;
         assert_eq!(resp.status(), 200, "{model}");
+        assert_eq!(resp.headers()["x-tollgate-provider"], "anthropic");
+        assert_eq!(resp.headers()["x-tollgate-model"], "claude-opus-4-5");
         let got = resp.bytes().await.expect("bytes");
         let r = s.only_request();
         s.assert_forwarded_headers(&r);
-        assert_eq!(got, r.response_body);
         let expected_model = r#""claude-opus-4-5""#;
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&r.response_body).replacen(
+                &format!(r#""model":{expected_model}"#),
+                &format!(r#""model":"{model}""#),
+                1
+            ),
+            "the upstream's bytes with the requested model name"
+        );
         if compact {
             assert_eq!(
                 String::from_utf8_lossy(&r.body),
@@ -946,7 +958,7 @@ async fn anthropic_non_streaming_passes_bytes_through() {
             }
         }
         let answer: Value = serde_json::from_slice(&got).expect("json");
-        assert_eq!(answer["model"], "claude-opus-4-5");
+        assert_eq!(answer["model"], model);
     }
 }
 
@@ -979,8 +991,12 @@ async fn anthropic_streaming_passes_bytes_through_as_they_arrive() {
     );
     assert_eq!(
         String::from_utf8_lossy(&got),
-        String::from_utf8_lossy(&r.response_body),
-        "the client gets exactly the upstream's SSE bytes"
+        String::from_utf8_lossy(&r.response_body).replacen(
+            r#""model":"claude-opus-4-5""#,
+            r#""model":"anthropic/claude-opus-4-5""#,
+            1
+        ),
+        "the client gets exactly the upstream's SSE bytes, message_start naming the requested model"
     );
     assert!(
         String::from_utf8_lossy(&got).contains("event: ping\ndata: {\"type\": \"ping\"}\n\n"),
@@ -1018,9 +1034,19 @@ async fn anthropic_upstream_errors_are_relayed_unmodified() {
             .map(str::to_owned);
         let got = resp.bytes().await.expect("bytes");
         let r = s.only_request();
+        // Error answers are relayed byte for byte; a stream that started reports the requested
+        // model name in its message_start.
+        let mut expected = String::from_utf8_lossy(&r.response_body).into_owned();
+        if status == 200 {
+            expected = expected.replacen(
+                r#""model":"claude-opus-4-5""#,
+                r#""model":"anthropic/claude-opus-4-5""#,
+                1,
+            );
+        }
         assert_eq!(
             String::from_utf8_lossy(&got),
-            String::from_utf8_lossy(&r.response_body),
+            expected,
             "{trigger}: the upstream's answer, byte for byte"
         );
         let expected_type = if trigger == "[double:html-502]" {
@@ -1038,6 +1064,14 @@ async fn anthropic_upstream_errors_are_relayed_unmodified() {
         String::from_utf8_lossy(&r.response_body).ends_with(
             "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"
         )
+    );
+    // ...and the gateway logs it at warn, like an HTTP error.
+    let log = s.gw.output();
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("upstream ended the stream with an error")
+            && l.contains("overloaded_error")),
+        "{log}"
     );
 }
 

@@ -9,6 +9,7 @@
 //! | [`sse`] | Anthropic-style server-sent events (writer helpers, WHATWG-conformant incremental parser) |
 //! | [`anthropic`] | Anthropic error envelopes, error kinds and token usage extraction |
 //! | [`bedrock`] | Anthropic Messages <-> Bedrock `InvokeModel` / `CountTokens` translation, stream and error mapping |
+//! | [`response_model`] | The requested model name put back into answers (`message.model`, streaming or not) |
 //!
 //! ## Invariants
 //!
@@ -20,8 +21,11 @@
 //!   becomes a typed error (`thiserror`).
 //! * **Byte-preserving.** Request bodies are parsed only at the top level; nested JSON (thinking
 //!   signatures, tool inputs, `cache_control`, the order of `system` blocks, unknown fields) is
-//!   forwarded byte-identical. Stream events decoded from Bedrock are forwarded verbatim except for
-//!   the Bedrock-only `amazon-bedrock-invocationMetrics` key.
+//!   forwarded byte-identical, except that toward Bedrock the fields of a beta that is not
+//!   forwarded are removed (only the objects holding them are rewritten, [`bedrock`]). Stream
+//!   events decoded from Bedrock are forwarded verbatim except for the Bedrock-only
+//!   `amazon-bedrock-invocationMetrics` key and, when asked, the model name of `message_start`
+//!   ([`response_model`], which splices the value in place).
 //! * **Incremental parsers are linear.** The event-stream decoder and the SSE parser buffer only
 //!   incomplete input and never rescan bytes they already examined.
 #![cfg_attr(
@@ -34,4 +38,5 @@ pub mod anthropic;
 pub mod bedrock;
 pub mod eventstream;
 mod json;
+pub mod response_model;
 pub mod sse;

@@ -12,8 +12,9 @@ use serde_json::{Value, json};
 use support::{TESTDATA, read_json};
 use tollgate_protocol::anthropic::set_model;
 use tollgate_protocol::bedrock::{
-    ANTHROPIC_VERSION, BodyError, count_tokens_body, count_tokens_model_id, count_tokens_response,
-    invoke_body, model_path_segment, request_model,
+    ANTHROPIC_VERSION, BetaField, BodyError, RequestBody, count_tokens_body, count_tokens_body_for,
+    count_tokens_model_id, count_tokens_response, invoke_body, invoke_body_for, model_path_segment,
+    request_model,
 };
 
 /// Top-level keys in order.
@@ -134,14 +135,16 @@ fn claude_code_bodies_keep_every_member_byte_identical() {
 fn unknown_roles_and_fields_pass_through() {
     // The capture's second message has role "system" (mid-conversation system), unknown to the
     // public API; it must not be touched.
-    let (body, _) = claude_code_requests().remove(0);
+    let (body, betas) = claude_code_requests().remove(0);
     assert_eq!(body["messages"][1]["role"], "system");
     let input = serde_json::to_vec(&body).unwrap();
-    let out = invoke_body(&input, &[]).unwrap();
+    let betas: Vec<&str> = betas.iter().map(String::as_str).collect();
+    let out = invoke_body(&input, &betas).unwrap();
     let v: Value = serde_json::from_slice(&out.body).unwrap();
     assert_eq!(v["messages"], body["messages"]);
     assert_eq!(v["context_management"], body["context_management"]);
     assert_eq!(v["output_config"], body["output_config"]);
+    assert!(out.removed_fields.is_empty(), "{:?}", out.removed_fields);
 }
 
 #[test]
@@ -185,7 +188,14 @@ fn nested_bytes_are_untouched() {
   "unknown_field": {"b": null, "a": true},
   "max_tokens": 1024
 }"#;
-    let out = invoke_body(input, &[]).unwrap();
+    // Sonnet 4.6 takes `cache_control.ttl` natively: nothing needs to change below the top level.
+    let out = invoke_body_for(
+        &RequestBody::parse(input).unwrap(),
+        &[],
+        "global.anthropic.claude-sonnet-4-6",
+    )
+    .unwrap();
+    assert!(out.removed_fields.is_empty());
     let expected = concat!(
         r#"{"anthropic_version":"bedrock-2023-05-31","#,
         r#""system":[ {"type":"text","text":"b"}, {"type":"text","text":"a","cache_control":{"type":"ephemeral","ttl":"1h"}} ],"#,
@@ -528,4 +538,174 @@ fn set_model_rewrites_only_the_model_value() {
         set_model(br#"{"model":"a","model":"b"}"#, "m"),
         Err(BodyError::DuplicateField(_))
     ));
+}
+
+/// A body carrying every beta-dependent field, in unusual spacing.
+const WITH_BETA_FIELDS: &[u8] = br#"{"model":"m" , "max_tokens":8,
+ "system":[{"type":"text","text":"a \"ttl\": 1","cache_control":{"type":"ephemeral","ttl":"1h","scope":"global"}}],
+ "messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"x","cache_control": {"ttl":"5m", "type":"ephemeral"}}]}]}],
+ "tools":[{"name":"Read","input_schema":{"type":"object"},"cache_control":{"type":"ephemeral","ttl":"1h"}}, {"name":"Later","defer_loading":true,"input_schema":{"type":"object"}}],
+ "context_management":{"edits":[{"type":"clear_thinking_20251015","keep":"all"}]},
+ "cache_control":{"type":"ephemeral","scope":"global"},
+ "thinking":{"type":"adaptive"}}"#;
+
+const CLAUDE_CODE_BETAS: &[&str] = &[
+    "claude-code-20250219",
+    "interleaved-thinking-2025-05-14",
+    "context-management-2025-06-27",
+    "prompt-caching-scope-2026-01-05",
+    "extended-cache-ttl-2025-04-11",
+    "advanced-tool-use-2025-11-20",
+];
+
+fn translate_for(model_id: &str) -> tollgate_protocol::bedrock::InvokeBody {
+    invoke_body_for(
+        &RequestBody::parse(WITH_BETA_FIELDS).unwrap(),
+        CLAUDE_CODE_BETAS,
+        model_id,
+    )
+    .unwrap()
+}
+
+/// A dropped beta takes its body fields along: here `extended-cache-ttl` (ttl, on a model that
+/// does not take it natively) and `prompt-caching-scope` (scope). Only the objects holding them
+/// are rewritten; every other byte stays.
+#[test]
+fn dropped_betas_take_their_body_fields_along() {
+    let out = translate_for("anthropic.claude-3-5-haiku-20241022-v1:0");
+    let expected = concat!(
+        r#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":8,"#,
+        r#""system":[{"type":"text","text":"a \"ttl\": 1","cache_control":{"type":"ephemeral"}}],"#,
+        r#""messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"x","cache_control": {"type":"ephemeral"}}]}]}],"#,
+        r#""tools":[{"name":"Read","input_schema":{"type":"object"},"cache_control":{"type":"ephemeral"}}, {"name":"Later","defer_loading":true,"input_schema":{"type":"object"}}],"#,
+        r#""context_management":{"edits":[{"type":"clear_thinking_20251015","keep":"all"}]},"#,
+        r#""cache_control":{"type":"ephemeral"},"#,
+        r#""thinking":{"type":"adaptive"},"#,
+        r#""anthropic_beta":["interleaved-thinking-2025-05-14","context-management-2025-06-27","tool-search-tool-2025-10-19"]}"#
+    );
+    assert_eq!(String::from_utf8(out.body).unwrap(), expected);
+    assert_eq!(
+        out.dropped_betas,
+        [
+            "claude-code-20250219",
+            "prompt-caching-scope-2026-01-05",
+            "extended-cache-ttl-2025-04-11"
+        ]
+    );
+    assert_eq!(
+        out.removed_fields,
+        [
+            BetaField::CacheControl("ttl"),
+            BetaField::CacheControl("scope")
+        ]
+    );
+}
+
+/// Claude 4.5 and 4.6 take `cache_control.ttl` without the beta: it stays; `scope` still goes.
+#[test]
+fn families_that_take_ttl_keep_it() {
+    for model in [
+        "global.anthropic.claude-sonnet-4-6",
+        "global.anthropic.claude-opus-4-6-v1",
+        "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+    ] {
+        let out = translate_for(model);
+        let v: Value = serde_json::from_slice(&out.body).unwrap();
+        assert_eq!(
+            v["system"][0]["cache_control"],
+            json!({"type": "ephemeral", "ttl": "1h"}),
+            "{model}"
+        );
+        assert_eq!(v["tools"][0]["cache_control"]["ttl"], "1h", "{model}");
+        assert_eq!(v["cache_control"], json!({"type": "ephemeral"}), "{model}");
+        assert_eq!(
+            out.removed_fields,
+            [BetaField::CacheControl("scope")],
+            "{model}"
+        );
+    }
+}
+
+/// Per family: Haiku 4.5 has no 1M-context beta; Opus 4.7 takes no beta at all, so the context
+/// management and tool-search fields go too.
+#[test]
+fn beta_allowlists_follow_the_model_family() {
+    let betas = ["context-1m-2025-08-07", "interleaved-thinking-2025-05-14"];
+    let body = RequestBody::parse(br#"{"model":"m","max_tokens":1,"messages":[]}"#).unwrap();
+    let kept = |model: &str| {
+        beta_list(&invoke_body_for(&body, &betas, model).unwrap().body).unwrap_or_default()
+    };
+    assert_eq!(kept("global.anthropic.claude-sonnet-4-6"), betas);
+    assert_eq!(
+        kept("global.anthropic.claude-haiku-4-5-20251001-v1:0"),
+        ["interleaved-thinking-2025-05-14"]
+    );
+    assert!(kept("global.anthropic.claude-opus-4-7").is_empty());
+
+    let out = translate_for("global.anthropic.claude-opus-4-7");
+    let v: Value = serde_json::from_slice(&out.body).unwrap();
+    assert!(v.get("anthropic_beta").is_none(), "{v}");
+    assert!(v.get("context_management").is_none(), "{v}");
+    assert!(v["tools"][1].get("defer_loading").is_none(), "{v}");
+    assert_eq!(v["tools"][1]["name"], "Later");
+    assert_eq!(
+        out.removed_fields,
+        [
+            BetaField::CacheControl("ttl"),
+            BetaField::CacheControl("scope"),
+            BetaField::TopLevel("context_management"),
+            BetaField::Tool("defer_loading")
+        ]
+    );
+    // CountTokens validates the same inner body.
+    let count = count_tokens_body_for(
+        &RequestBody::parse(WITH_BETA_FIELDS).unwrap(),
+        CLAUDE_CODE_BETAS,
+        "global.anthropic.claude-opus-4-7",
+    )
+    .unwrap();
+    let outer: Value = serde_json::from_slice(&count).unwrap();
+    let inner = BASE64
+        .decode(outer["input"]["invokeModel"]["body"].as_str().unwrap())
+        .unwrap();
+    let inner: Value = serde_json::from_slice(&inner).unwrap();
+    assert!(inner.get("context_management").is_none());
+}
+
+/// Real Claude Code bodies for Opus 4.7: only the beta-dependent members change.
+#[test]
+fn claude_code_bodies_for_a_model_without_betas_lose_only_the_dependent_members() {
+    for (body, betas) in claude_code_requests() {
+        let input = serde_json::to_vec(&body).unwrap();
+        let betas: Vec<&str> = betas.iter().map(String::as_str).collect();
+        let out = invoke_body_for(
+            &RequestBody::parse(&input).unwrap(),
+            &betas,
+            "global.anthropic.claude-opus-4-7",
+        )
+        .unwrap();
+        let before = raw_members(&input);
+        let after = raw_members(&out.body);
+        for (key, raw) in &before {
+            match key.as_str() {
+                "model" | "stream" | "context_management" => assert!(!after.contains_key(key)),
+                "tools"
+                    if out
+                        .removed_fields
+                        .contains(&BetaField::Tool("defer_loading")) =>
+                {
+                    let tools: Value = serde_json::from_str(after[key].get()).unwrap();
+                    assert!(
+                        tools
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .all(|t| t.get("defer_loading").is_none())
+                    );
+                }
+                _ => assert_eq!(after[key].get(), raw.get(), "member {key} changed"),
+            }
+        }
+        assert!(!after.contains_key("anthropic_beta"));
+    }
 }

@@ -1,7 +1,9 @@
 //! The Anthropic API: native pass-through of the body and the `anthropic-*` headers, with the
 //! provider key as `x-api-key`. Only the top-level `model` is rewritten, and only when routing
-//! changed it. Answers (errors included) are relayed unmodified; streams are relayed chunk by
-//! chunk while an SSE parser watches them for usage.
+//! changed it; then the answer's `message.model` (the body's, or the stream's `message_start`)
+//! is set back to the name the client asked for. Everything else in the answers (errors
+//! included) is relayed unmodified; streams are relayed chunk by chunk while an SSE parser
+//! watches them for usage and for `error` events, which are logged at warn.
 
 use std::sync::Arc;
 
@@ -10,9 +12,13 @@ use axum::response::Response;
 use http::{HeaderValue, Request, header};
 use http_body_util::Full;
 use tollgate_protocol::anthropic::{ErrorKind, UsageTracker};
-use tollgate_protocol::sse::SseParser;
+use tollgate_protocol::response_model::{SseModelRewriter, set_message_model};
+use tollgate_protocol::sse::{SseEvent, SseParser};
 
-use super::{Call, MAX_UPSTREAM_BODY, Operation, RelayBody, Step, StreamTranslation, fail};
+use super::{
+    Call, End, MAX_UPSTREAM_BODY, Operation, RelayBody, Step, StreamTranslation, fail,
+    name_served_by,
+};
 use crate::DataPlane;
 use crate::error::ProxyError;
 use crate::runtime::KeyCredential;
@@ -118,11 +124,16 @@ async fn forward(
         .as_ref()
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
+    // Routing changed the model: the answer reports the name the client asked for.
+    let renamed = (c.upstream_model != c.parsed.model).then_some(c.parsed.model.as_str());
     let body = if status.is_success() && is_sse {
         Body::new(RelayBody::new(
             Arc::clone(&dp),
             upstream.into_body(),
-            SseWatch::default(),
+            SseWatch {
+                rename: renamed.map(SseModelRewriter::new),
+                ..SseWatch::default()
+            },
             draft,
             provider.stream_idle_timeout,
             None,
@@ -151,7 +162,13 @@ async fn forward(
             "upstream_error"
         };
         draft.finish(&dp, status.as_u16(), class);
-        Body::from(bytes)
+        match renamed
+            .filter(|_| status.is_success() && c.op == Operation::Messages)
+            .and_then(|model| set_message_model(&bytes, model))
+        {
+            Some(body) => Body::from(body),
+            None => Body::from(bytes),
+        }
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
@@ -163,27 +180,63 @@ async fn forward(
     for (name, value) in relayed {
         h.append(name, value);
     }
+    name_served_by(h, &c);
     resp
 }
 
 /// Anthropic's own SSE, relayed chunk by chunk as it arrives while a parser watches it for
-/// usage (Anthropic sends its own pings).
+/// usage and `error` events (Anthropic sends its own pings). With `rename`, the first
+/// `message_start` reports the requested model name; every other byte is relayed as received.
 #[derive(Default)]
 pub(crate) struct SseWatch {
     parser: SseParser,
     usage: UsageTracker,
+    rename: Option<SseModelRewriter>,
+}
+
+/// An Anthropic `error` event: how the stream ends for the log and the usage record.
+fn upstream_error_event(event: &SseEvent) -> End {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        error: Option<Inner>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Inner {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        message: Option<String>,
+    }
+    let inner = serde_json::from_str::<Envelope>(&event.data)
+        .ok()
+        .and_then(|e| e.error);
+    let kind = inner
+        .as_ref()
+        .and_then(|i| i.kind.as_deref())
+        .and_then(ErrorKind::parse)
+        .unwrap_or(ErrorKind::Api);
+    End::Upstream {
+        status: kind.status(),
+        error_type: kind.as_str(),
+        message: inner.and_then(|i| i.message).unwrap_or_default(),
+    }
 }
 
 impl StreamTranslation for SseWatch {
     fn on_chunk(&mut self, chunk: &Bytes) -> Step {
         self.parser.push(chunk);
+        let mut end = None;
         while let Some(event) = self.parser.next_event() {
-            self.usage.observe_sse(&event);
+            if event.event.as_deref() == Some("error") {
+                end = Some(upstream_error_event(&event));
+            } else {
+                self.usage.observe_sse(&event);
+            }
         }
-        Step {
-            out: chunk.clone(),
-            end: None,
-        }
+        let out = match &mut self.rename {
+            Some(rename) => rename.push(chunk),
+            None => chunk.clone(),
+        };
+        Step { out, end }
     }
 
     fn on_end(&mut self) -> Result<(), String> {

@@ -5,7 +5,8 @@
 //! at once as Anthropic SSE. Bedrock sends no keep-alives, so after `sse_ping_interval` of
 //! silence the relay sends its own `ping` event; Claude Code aborts streams silent for 300 s.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use axum::body::{Body, Bytes};
@@ -18,7 +19,10 @@ use tollgate_protocol::anthropic::{ApiError, ErrorKind};
 use tollgate_protocol::bedrock::{self as translate, StreamTranslator};
 use tollgate_protocol::eventstream;
 
-use super::{Call, End, MAX_UPSTREAM_BODY, Operation, RelayBody, Step, StreamTranslation, fail};
+use super::{
+    Call, End, MAX_UPSTREAM_BODY, Operation, RelayBody, Step, StreamTranslation, fail,
+    name_served_by,
+};
 use crate::DataPlane;
 use crate::error::{ProxyError, error_response};
 use crate::logsafe::log_safe;
@@ -91,6 +95,36 @@ async fn prepare_and_send(c: &Call<'_>) -> Result<UpstreamResponse, ProxyError> 
         .await
 }
 
+/// Most distinct dropped betas logged at info (a client sending ever new names cannot grow the
+/// set without bound; beyond it they are only in the per-request debug line).
+const MAX_LOGGED_BETAS: usize = 64;
+
+/// Betas already logged as dropped, process-wide. Locked only when a request drops a beta.
+static LOGGED_BETAS: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// Logs each distinct beta Bedrock does not accept once, at info, with the body fields that
+/// leave with it ([`translate::BETA_FIELDS`]).
+fn log_dropped_betas_once(dropped: &[String], model: &str) {
+    let mut logged = LOGGED_BETAS.lock().unwrap_or_else(PoisonError::into_inner);
+    for beta in dropped {
+        if logged.len() >= MAX_LOGGED_BETAS || logged.contains(beta.as_str()) {
+            continue;
+        }
+        logged.insert(beta.clone());
+        let fields: Vec<&str> = translate::BETA_FIELDS
+            .iter()
+            .filter(|(b, _)| b == beta)
+            .map(|(_, f)| f.path())
+            .collect();
+        tracing::info!(
+            beta = ?beta,
+            model = %model,
+            body_fields_removed = ?fields,
+            "anthropic-beta value not accepted by Bedrock for this model: not forwarded (logged once per value)"
+        );
+    }
+}
+
 fn body_error(e: translate::BodyError) -> ProxyError {
     ProxyError::invalid_request(e.to_string())
 }
@@ -121,15 +155,23 @@ async fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
         );
     };
     let betas = c.betas();
+    // Betas and beta-dependent fields follow the model's family.
     let (operation, body) = match (c.op, c.stream) {
         (Operation::CountTokens, _) => (
             "count-tokens",
-            translate::count_tokens_body_parsed(c.parsed, &betas).map_err(body_error)?,
+            translate::count_tokens_body_for(c.parsed, &betas, &c.upstream_model)
+                .map_err(body_error)?,
         ),
         (Operation::Messages, stream) => {
-            let invoke = translate::invoke_body_parsed(c.parsed, &betas).map_err(body_error)?;
+            let invoke = translate::invoke_body_for(c.parsed, &betas, &c.upstream_model)
+                .map_err(body_error)?;
             if !invoke.dropped_betas.is_empty() {
-                tracing::debug!(dropped = ?invoke.dropped_betas, "anthropic-beta values Bedrock does not accept were not forwarded");
+                tracing::debug!(
+                    dropped = ?invoke.dropped_betas,
+                    removed_fields = ?invoke.removed_fields,
+                    "anthropic-beta values Bedrock does not accept were not forwarded"
+                );
+                log_dropped_betas_once(&invoke.dropped_betas, &c.upstream_model);
             }
             (
                 if stream {
@@ -239,7 +281,7 @@ async fn forward(
         .await
         .unwrap_or_default();
         let api = translate::map_error(status.as_u16(), error_type.as_deref(), &body);
-        return upstream_error(&dp, draft, &api);
+        return upstream_error(&dp, &c, draft, &api);
     }
     if c.stream {
         return relay_stream(dp, &c, draft, resp);
@@ -271,7 +313,14 @@ async fn forward(
                 );
             }
         },
-        Operation::Messages => body,
+        // The answer reports the model name the client asked for (Claude Code keeps a turn's
+        // thinking blocks only when it matches); the served model is in the headers.
+        Operation::Messages => {
+            match tollgate_protocol::response_model::set_message_model(&body, &c.parsed.model) {
+                Some(renamed) => Bytes::from(renamed),
+                None => body,
+            }
+        }
     };
     let mut draft = draft;
     if c.op == Operation::Messages
@@ -292,10 +341,11 @@ async fn forward(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         h.insert("request-id", v);
     }
+    name_served_by(h, &c);
     resp
 }
 
-fn upstream_error(dp: &DataPlane, draft: Draft, api: &ApiError) -> Response {
+fn upstream_error(dp: &DataPlane, c: &Call<'_>, draft: Draft, api: &ApiError) -> Response {
     tracing::warn!(
         request_id = %draft.record.request_id,
         status = api.status,
@@ -303,7 +353,8 @@ fn upstream_error(dp: &DataPlane, draft: Draft, api: &ApiError) -> Response {
         message = %log_safe(&api.message),
         "Bedrock returned an error"
     );
-    let resp = error_response(api, &draft.record.request_id, false);
+    let mut resp = error_response(api, &draft.record.request_id, false);
+    name_served_by(resp.headers_mut(), c);
     draft.finish(dp, api.status, "upstream_error");
     resp
 }
@@ -319,7 +370,10 @@ fn relay_stream(
     let body = RelayBody::new(
         Arc::clone(&dp),
         upstream.into_body(),
-        EventStreamToSse::default(),
+        EventStreamToSse {
+            decoder: eventstream::Decoder::default(),
+            translator: StreamTranslator::reporting_model(c.parsed.model.as_str()),
+        },
         draft,
         c.provider.stream_idle_timeout,
         Some(dp.config.sse_ping_interval),
@@ -335,12 +389,12 @@ fn relay_stream(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         h.insert("request-id", v);
     }
+    name_served_by(h, c);
     resp
 }
 
 /// Bedrock's event stream, decoded frame by frame, as Anthropic SSE. All the events completed
 /// by one upstream chunk go out together, at once.
-#[derive(Default)]
 struct EventStreamToSse {
     decoder: eventstream::Decoder,
     translator: StreamTranslator,
@@ -380,7 +434,11 @@ impl StreamTranslation for EventStreamToSse {
                 }
             }
             if let Some(exception) = self.translator.terminal_error() {
-                end = Some(End::Done(exception.status, "upstream_stream_exception"));
+                end = Some(End::Upstream {
+                    status: exception.status,
+                    error_type: exception.kind.as_str(),
+                    message: exception.message.clone(),
+                });
                 break;
             }
         }

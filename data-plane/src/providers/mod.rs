@@ -79,6 +79,22 @@ pub async fn call(dp: Arc<DataPlane>, call: Call<'_>, draft: Draft) -> Response 
     }
 }
 
+/// Response header naming the provider that served the request (its configured name).
+pub const PROVIDER_HEADER: &str = "x-tollgate-provider";
+/// Response header naming the upstream model id that served the request (after aliases).
+pub const MODEL_HEADER: &str = "x-tollgate-model";
+
+/// Names the provider and upstream model that served the call in the response headers; the
+/// body's `message.model` reports the name the client asked for instead.
+pub(crate) fn name_served_by(headers: &mut HeaderMap, c: &Call<'_>) {
+    if let Ok(v) = http::HeaderValue::from_str(&c.provider.name) {
+        headers.insert(PROVIDER_HEADER, v);
+    }
+    if let Ok(v) = http::HeaderValue::from_str(&c.upstream_model) {
+        headers.insert(MODEL_HEADER, v);
+    }
+}
+
 /// Ends a request with an error response and its usage record. The error's internal detail is
 /// logged here and never reaches the client.
 pub(crate) fn fail(dp: &DataPlane, draft: Draft, err: ProxyError) -> Response {
@@ -113,9 +129,14 @@ pub(crate) struct Step {
 /// How a relayed stream ends.
 #[derive(Debug)]
 pub(crate) enum End {
-    /// The upstream said it all (an in-stream error event included); status and error class
-    /// for the usage record.
-    Done(u16, &'static str),
+    /// The upstream ended the stream with its own error (a Bedrock exception frame, an
+    /// Anthropic `error` event), already relayed to the client as an SSE `error` event. Logged
+    /// at warn like an HTTP error; recorded with `status` and `upstream_stream_exception`.
+    Upstream {
+        status: u16,
+        error_type: &'static str,
+        message: String,
+    },
     /// The gateway ends the stream with an Anthropic `error` event.
     Error {
         kind: ErrorKind,
@@ -195,7 +216,23 @@ impl<T: StreamTranslation, B> RelayBody<T, B> {
 
     fn end_with(&mut self, end: End) {
         match end {
-            End::Done(status, class) => self.ending = Some((status, class)),
+            End::Upstream {
+                status,
+                error_type,
+                message,
+            } => {
+                if let Some(draft) = &self.draft {
+                    tracing::warn!(
+                        request_id = %draft.record.request_id,
+                        provider = %draft.record.provider,
+                        status,
+                        error_type,
+                        message = %message,
+                        "upstream ended the stream with an error"
+                    );
+                }
+                self.ending = Some((status, "upstream_stream_exception"));
+            }
             End::Error {
                 kind,
                 status,

@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | (none) | text `Hello from the Bedrock double.`, `end_turn` (`max_tokens` honoured at 4 chars/token) | same, one `text_delta` per word |
 //! | `[double:tool]` | one `tool_use` block `Read {"file_path":"/tmp/x"}`, `tool_use` | `input_json_delta` pieces |
+//! | `[double:read:PATH]` | the same, reading `PATH` | same |
 //! | `[double:thinking]` | `thinking` block (with signature) then text — only if the request has `thinking` enabled/adaptive | `thinking_delta`s, `signature_delta`, then text |
 //! | `[double:throttle]` | HTTP 429 `ThrottlingException` | same, before any frame |
 //! | `[double:validation]` | HTTP 400 `ValidationException` | same |
@@ -42,6 +43,8 @@ pub const THROTTLE_MESSAGE: &str = "Too many requests, please wait before trying
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Script {
     pub tool: bool,
+    /// `[double:read:PATH]`: the tool call reads PATH.
+    pub read: Option<String>,
     pub thinking: bool,
     /// `(exception name, HTTP status, message)` returned before any byte of the reply.
     pub error: Option<(String, u16, String)>,
@@ -79,6 +82,10 @@ impl Script {
         let (name, arg) = token.split_once(':').unwrap_or((token, ""));
         match name {
             "tool" => self.tool = true,
+            "read" if !arg.is_empty() => {
+                self.tool = true;
+                self.read = Some(arg.to_owned());
+            }
             "thinking" => self.thinking = true,
             "throttle" => self.error = Some(error_for("ThrottlingException")),
             "validation" => self.error = Some(error_for("ValidationException")),
@@ -299,7 +306,7 @@ impl Reply {
             blocks.push(Block::ToolUse {
                 id: format!("toolu_bdrk_01{}", id_suffix(seq)),
                 name: TOOL_NAME.to_owned(),
-                input: json!({ "file_path": "/tmp/x" }),
+                input: json!({ "file_path": script.read.as_deref().unwrap_or("/tmp/x") }),
             });
             stop_reason = "tool_use";
         } else {

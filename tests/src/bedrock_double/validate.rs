@@ -1,6 +1,7 @@
 //! Request validation the way bedrock-runtime does it for Anthropic models: model identifiers,
 //! the InvokeModel body (allow-listed top-level fields, `anthropic_version`, betas, required
-//! fields) and the CountTokens envelope.
+//! fields), what each model accepts ([`model_body`]: betas per model, `cache_control` members,
+//! fields that need their beta) and the CountTokens envelope.
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
@@ -372,6 +373,116 @@ fn invoke_object(body: &Map<String, Value>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The model's version as `(major, minor)` from its response name (`claude-haiku-4-5-20251001`
+/// -> (4, 5), `claude-opus-4-20250514` -> (4, 0), `claude-3-5-haiku-20241022` -> (3, 5)).
+fn model_version(model: &ModelRef) -> (u32, u32) {
+    let parts: Vec<&str> = model
+        .response_model
+        .trim_start_matches("claude-")
+        .split('-')
+        .collect();
+    fn number(p: &str) -> bool {
+        !p.is_empty() && p.len() <= 2 && p.bytes().all(|b| b.is_ascii_digit())
+    }
+    // `sonnet-4-5-…` names the tier first, `3-5-haiku-…` the version.
+    let start = usize::from(!parts.first().is_some_and(|p| number(p)));
+    let numbers: Vec<u32> = parts
+        .iter()
+        .skip(start)
+        .take_while(|p| number(p))
+        .take(2)
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    (
+        numbers.first().copied().unwrap_or(0),
+        numbers.get(1).copied().unwrap_or(0),
+    )
+}
+
+/// The model family without date and version (`claude-opus-4-7`).
+fn model_family(model: &ModelRef) -> &str {
+    let name = model.response_model.as_str();
+    match name.rsplit_once('-') {
+        Some((head, date)) if date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit()) => head,
+        _ => name,
+    }
+}
+
+/// What a given model accepts, checked after [`invoke_body`]:
+///
+/// * betas per model: Claude Opus 4.7 accepts none (anthropics/claude-code#49648, #49490),
+///   Claude Haiku 4.5 not `context-1m-2025-08-07` (200K context window): `invalid beta flag`;
+/// * `cache_control` objects (at any depth) take only `type` and `ttl`, and `ttl` only on
+///   Claude 4.5 and later (protocols.md §3.3; the `extended-cache-ttl-2025-04-11` beta itself is
+///   never accepted): `<path>.cache_control.<member>: Extra inputs are not permitted`;
+/// * `context_management` needs `context-management-2025-06-27`, a tool's `defer_loading`
+///   needs `tool-search-tool-2025-10-19`: `Extra inputs are not permitted` otherwise.
+pub fn model_body(body: &Map<String, Value>, model: &ModelRef) -> Result<(), ApiError> {
+    let betas: Vec<&str> = body
+        .get("anthropic_beta")
+        .and_then(Value::as_array)
+        .map(|b| b.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let family = model_family(model);
+    if (family == "claude-opus-4-7" && !betas.is_empty())
+        || (family == "claude-haiku-4-5" && betas.contains(&"context-1m-2025-08-07"))
+    {
+        return Err(ApiError::validation("invalid beta flag"));
+    }
+    if body.contains_key("context_management") && !betas.contains(&"context-management-2025-06-27")
+    {
+        return Err(ApiError::validation(
+            "context_management: Extra inputs are not permitted",
+        ));
+    }
+    if let Some(tools) = body.get("tools").and_then(Value::as_array)
+        && !betas.contains(&"tool-search-tool-2025-10-19")
+        && let Some(i) = tools.iter().position(|t| t.get("defer_loading").is_some())
+    {
+        return Err(ApiError::validation(format!(
+            "tools.{i}.defer_loading: Extra inputs are not permitted"
+        )));
+    }
+    let ttl_ok = model_version(model) >= (4, 5);
+    check_cache_control(&Value::Object(body.clone()), "", ttl_ok)
+}
+
+fn check_cache_control(value: &Value, path: &str, ttl_ok: bool) -> Result<(), ApiError> {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                let here = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                if key == "cache_control"
+                    && let Value::Object(cc) = inner
+                {
+                    for member in cc.keys() {
+                        let allowed = member == "type" || (member == "ttl" && ttl_ok);
+                        if !allowed {
+                            return Err(ApiError::validation(format!(
+                                "{here}.{member}: Extra inputs are not permitted"
+                            )));
+                        }
+                    }
+                } else {
+                    check_cache_control(inner, &here, ttl_ok)?;
+                }
+            }
+            Ok(())
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                check_cache_control(item, &format!("{path}.{i}"), ttl_ok)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Parses a CountTokens body `{"input":{"invokeModel":{"body":"<base64>"}}}` (or
 /// `{"input":{"converse":{…}}}`) and returns the decoded inner body, validated like InvokeModel.
 pub fn count_tokens_body(bytes: &[u8]) -> Result<Value, ApiError> {
@@ -437,6 +548,7 @@ fn json_type_name(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn model_ids() {
@@ -469,6 +581,53 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn each_model_accepts_its_own_betas_and_cache_control_members() {
+        let body = |v: Value| v.as_object().cloned().unwrap_or_default();
+        let sonnet = model_id("global.anthropic.claude-sonnet-4-6").unwrap();
+        let haiku = model_id("global.anthropic.claude-haiku-4-5-20251001-v1:0").unwrap();
+        let opus47 = model_id("global.anthropic.claude-opus-4-7").unwrap();
+        let old = model_id("anthropic.claude-3-5-haiku-20241022-v1:0").unwrap();
+        let sonnet4 = model_id("us.anthropic.claude-sonnet-4-20250514-v1:0").unwrap();
+        assert_eq!(model_version(&haiku), (4, 5));
+        assert_eq!(model_version(&sonnet4), (4, 0));
+        assert_eq!(model_version(&old), (3, 5));
+        let ttl = body(json!({"system": [{"type": "text", "text": "s",
+            "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}));
+        assert!(model_body(&ttl, &sonnet).is_ok());
+        assert!(model_body(&ttl, &haiku).is_ok());
+        for m in [&old, &sonnet4] {
+            assert_eq!(
+                model_body(&ttl, m).map_err(|e| e.message),
+                Err("system.0.cache_control.ttl: Extra inputs are not permitted".to_owned())
+            );
+        }
+        let scope = body(json!({"cache_control": {"type": "ephemeral", "scope": "global"}}));
+        assert_eq!(
+            model_body(&scope, &sonnet).map_err(|e| e.message),
+            Err("cache_control.scope: Extra inputs are not permitted".to_owned())
+        );
+        let beta = |b: &str| body(json!({"anthropic_beta": [b]}));
+        assert!(model_body(&beta("interleaved-thinking-2025-05-14"), &sonnet).is_ok());
+        assert!(model_body(&beta("interleaved-thinking-2025-05-14"), &opus47).is_err());
+        assert!(model_body(&beta("context-1m-2025-08-07"), &sonnet).is_ok());
+        assert!(model_body(&beta("context-1m-2025-08-07"), &haiku).is_err());
+        let cm = json!({"edits": []});
+        assert!(model_body(&body(json!({"context_management": cm})), &sonnet).is_err());
+        assert!(
+            model_body(
+                &body(json!({"context_management": cm, "anthropic_beta": ["context-management-2025-06-27"]})),
+                &sonnet
+            )
+            .is_ok()
+        );
+        let deferred = json!([{"name": "a"}, {"name": "b", "defer_loading": true}]);
+        assert_eq!(
+            model_body(&body(json!({"tools": deferred})), &sonnet).map_err(|e| e.message),
+            Err("tools.1.defer_loading: Extra inputs are not permitted".to_owned())
+        );
     }
 
     #[test]

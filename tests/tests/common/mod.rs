@@ -75,7 +75,7 @@ pub async fn setup_with_env(args: &[&str], env: &[(&str, &str)]) -> Setup {
         "/api/providers/bedrock/keys",
         json!({"name": "bedrock-key", "models": ["*"], "weight": 1.0,
                "aliases": {"claude-sonnet-4-6": "global.anthropic.claude-sonnet-4-6",
-                           "claude-haiku-4-5": "global.anthropic.claude-haiku-4-5"},
+                           "claude-haiku-4-5": "global.anthropic.claude-haiku-4-5-20251001-v1:0"},
                "bedrock_key_config": {"access_key": "env.AWS_ACCESS_KEY_ID",
                                       "secret_key": "env.AWS_SECRET_ACCESS_KEY", "region": "us-east-1"}}),
     )
@@ -181,4 +181,78 @@ pub fn sse_events(body: &str) -> Vec<(String, Value)> {
             (event, data)
         })
         .collect()
+}
+
+/// The repository's README.
+pub fn readme() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README")
+}
+
+/// The `env` of the README's Claude Code settings block (the JSON block that sets
+/// `ANTHROPIC_BASE_URL`).
+pub fn readme_claude_env() -> serde_json::Map<String, Value> {
+    let readme = readme();
+    let block = readme
+        .split("```json\n")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("\n```").map(|(block, _)| block))
+        .find(|block| block.contains("ANTHROPIC_BASE_URL"))
+        .expect("the README shows Claude Code settings");
+    let settings: Value = serde_json::from_str(block).expect("the settings block is JSON");
+    settings["env"]
+        .as_object()
+        .cloned()
+        .expect("settings have an env object")
+}
+
+/// The model Claude Code asks for in the first request of a session with `env`: the
+/// `ANTHROPIC_MODEL` (its `opus`/`sonnet`/`haiku` aliases resolved through
+/// `ANTHROPIC_DEFAULT_*_MODEL`), else the Opus default (`ANTHROPIC_DEFAULT_OPUS_MODEL`, else the
+/// release's built-in name). `e2e_clients` checks this against both releases.
+pub fn claude_code_first_model(env: &serde_json::Map<String, Value>, builtin_opus: &str) -> String {
+    let get = |name: &str| env.get(name).and_then(Value::as_str).map(str::to_owned);
+    let tier = |tier: &str| get(&format!("ANTHROPIC_DEFAULT_{}_MODEL", tier.to_uppercase()));
+    match get("ANTHROPIC_MODEL") {
+        Some(alias) if matches!(alias.as_str(), "opus" | "sonnet" | "haiku") => {
+            tier(&alias).unwrap_or(alias)
+        }
+        Some(model) => model,
+        None => tier("opus").unwrap_or_else(|| builtin_opus.to_owned()),
+    }
+}
+
+/// The captured first `POST /v1/messages` of each Claude Code release
+/// (`testdata/claude-code/requests.json`): (version, body, `anthropic-beta` header).
+pub fn claude_code_captures() -> Vec<(String, Value, String)> {
+    let all: Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../testdata/claude-code/requests.json"
+        ))
+        .expect("captures"),
+    )
+    .expect("json");
+    all.as_array()
+        .expect("array")
+        .iter()
+        .filter(|r| r.get("body").is_some())
+        .map(|r| {
+            (
+                r["client_version"].as_str().unwrap_or_default().to_owned(),
+                r["body"].clone(),
+                r["headers"]["anthropic-beta"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Claude Code's built-in default (Opus) model name per release.
+pub fn builtin_opus(version: &str) -> &'static str {
+    match version {
+        "2.1.197" => "claude-opus-4-8",
+        _ => "claude-opus-5-5",
+    }
 }

@@ -4,40 +4,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 
+use super::betas::{
+    self, BedrockFamily, BetaField, UNKNOWN_FAMILY, fields_to_remove, filter_betas,
+};
 use crate::json::{self, Field, ObjectError};
 
 /// The `anthropic_version` Bedrock requires in the body.
 pub const ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
-
-/// Betas Bedrock `InvokeModel` accepts in `anthropic_beta` (protocols.md §3.3: ENVOY's
-/// live-probed allowlist plus `effort-2025-11-24`). Any other beta makes Bedrock reject the whole
-/// request with `invalid beta flag`, so others are dropped. Support still varies per model.
-pub const BEDROCK_BETAS: &[&str] = &[
-    "computer-use-2024-10-22",
-    "computer-use-2025-01-24",
-    "context-1m-2025-08-07",
-    "context-management-2025-06-27",
-    "dev-full-thinking-2025-05-14",
-    "effort-2025-11-24",
-    "fine-grained-tool-streaming-2025-05-14",
-    "interleaved-thinking-2025-05-14",
-    "mcp-client-2025-04-04",
-    "mcp-client-2025-11-20",
-    "model-context-window-exceeded-2025-08-26",
-    "output-128k-2025-02-19",
-    "pdfs-2024-09-25",
-    "search-results-2025-06-09",
-    "token-counting-2024-11-01",
-    "token-efficient-tools-2025-02-19",
-    "tool-search-tool-2025-10-19",
-    "web-search-2025-03-05",
-];
-
-/// Betas Anthropic names differently from Bedrock: `(anthropic_name, bedrock_name)`.
-pub const BETA_ALIASES: &[(&str, &str)] = &[(
-    "advanced-tool-use-2025-11-20",
-    "tool-search-tool-2025-10-19",
-)];
 
 /// Cross-region inference profile prefixes (`us.anthropic.claude-…`). `CountTokens` only accepts
 /// foundation-model ids, so [`count_tokens_model_id`] strips them.
@@ -93,6 +66,9 @@ pub struct InvokeBody {
     pub stream: bool,
     /// Betas removed because Bedrock does not accept them (for logging), deduplicated, in order.
     pub dropped_betas: Vec<String>,
+    /// Body fields removed with the betas they belong to ([`betas::BETA_FIELDS`]), in table
+    /// order; only those the body had.
+    pub removed_fields: Vec<BetaField>,
 }
 
 /// Percent-encodes a model id, inference profile id or ARN as a single path segment: every byte
@@ -167,14 +143,17 @@ fn model_and_stream(fields: &[Field<'_>]) -> Result<(String, bool), BodyError> {
     Ok((model, stream))
 }
 
-/// Translates an Anthropic Messages body into a Bedrock `InvokeModel` body.
+/// Translates an Anthropic Messages body into a Bedrock `InvokeModel` body, for a model whose
+/// family is unknown ([`UNKNOWN_FAMILY`]); [`invoke_body_for`] takes the model id.
 ///
 /// Only the top level is parsed; every kept member is copied with its original bytes, in its
 /// original order. `model` and `stream` are removed; `anthropic_version` is set to
 /// [`ANTHROPIC_VERSION`] (first member) unless present; the `anthropic-beta` header values
 /// (`betas`, already split on `,` and trimmed) are merged after any `anthropic_beta` array in the
-/// body, aliased ([`BETA_ALIASES`]), deduplicated and filtered by [`BEDROCK_BETAS`]. The result
-/// replaces `anthropic_beta` in place, or is appended; it is omitted when empty.
+/// body, aliased ([`super::BETA_ALIASES`]), deduplicated and filtered by the family's list
+/// ([`super::bedrock_family`]). The result replaces `anthropic_beta` in place, or is appended;
+/// it is omitted when empty. The body fields of betas not forwarded are removed
+/// ([`super::BETA_FIELDS`]); only the objects holding them are rewritten.
 ///
 /// Errors: not JSON, not an object, duplicate top-level keys, `model` missing or not a string,
 /// `stream` neither boolean nor null, `anthropic_beta` not an array of strings.
@@ -184,7 +163,17 @@ pub fn invoke_body(anthropic_body: &[u8], betas: &[&str]) -> Result<InvokeBody, 
 
 /// [`invoke_body`] of a body already parsed.
 pub fn invoke_body_parsed(body: &RequestBody<'_>, betas: &[&str]) -> Result<InvokeBody, BodyError> {
-    translate(body, betas, false)
+    translate(body, betas, false, &UNKNOWN_FAMILY)
+}
+
+/// [`invoke_body`] for the Bedrock model id (or inference profile, or ARN) `model_id`: the
+/// betas and fields its family accepts ([`super::bedrock_family`]).
+pub fn invoke_body_for(
+    body: &RequestBody<'_>,
+    betas: &[&str],
+    model_id: &str,
+) -> Result<InvokeBody, BodyError> {
+    translate(body, betas, false, betas::bedrock_family(model_id))
 }
 
 /// Builds a Bedrock `CountTokens` body, `{"input":{"invokeModel":{"body":"<base64>"}}}`, whose
@@ -199,7 +188,24 @@ pub fn count_tokens_body_parsed(
     body: &RequestBody<'_>,
     betas: &[&str],
 ) -> Result<Vec<u8>, BodyError> {
-    let invoke = translate(body, betas, true)?;
+    count_tokens_inner(body, betas, &UNKNOWN_FAMILY)
+}
+
+/// [`count_tokens_body`] for the model id `model_id` (see [`invoke_body_for`]).
+pub fn count_tokens_body_for(
+    body: &RequestBody<'_>,
+    betas: &[&str],
+    model_id: &str,
+) -> Result<Vec<u8>, BodyError> {
+    count_tokens_inner(body, betas, betas::bedrock_family(model_id))
+}
+
+fn count_tokens_inner(
+    body: &RequestBody<'_>,
+    betas: &[&str],
+    family: &BedrockFamily,
+) -> Result<Vec<u8>, BodyError> {
+    let invoke = translate(body, betas, true, family)?;
     let encoded = BASE64.encode(&invoke.body);
     let mut out = Vec::with_capacity(encoded.len() + 40);
     out.extend_from_slice(br#"{"input":{"invokeModel":{"body":""#);
@@ -234,6 +240,7 @@ fn translate(
     body: &RequestBody<'_>,
     betas: &[&str],
     need_max_tokens: bool,
+    family: &BedrockFamily,
 ) -> Result<InvokeBody, BodyError> {
     let fields = &body.fields;
     let stream = body.stream;
@@ -252,7 +259,10 @@ fn translate(
             .iter()
             .map(String::as_str)
             .chain(betas.iter().copied()),
+        family.betas,
     );
+    let remove = fields_to_remove(family, &kept);
+    let mut removed_fields: Vec<BetaField> = Vec::new();
 
     let mut out =
         Vec::with_capacity(body.len + 64 + kept.iter().map(|b| b.len() + 3).sum::<usize>());
@@ -281,9 +291,13 @@ fn translate(
                 }
                 wrote_betas = true;
             }
-            _ => {
-                member(&mut out, key);
-                out.extend_from_slice(value.get().as_bytes());
+            name => {
+                if let Some(raw) =
+                    betas::clean_member(name, value.get().as_bytes(), &remove, &mut removed_fields)
+                {
+                    member(&mut out, key);
+                    out.extend_from_slice(&raw);
+                }
             }
         }
     }
@@ -296,37 +310,13 @@ fn translate(
         out.push(b'1');
     }
     out.push(b'}');
+    removed_fields.sort_by_key(|f| betas::BETA_FIELDS.iter().position(|(_, g)| g == f));
     Ok(InvokeBody {
         body: out,
         stream,
         dropped_betas,
+        removed_fields,
     })
-}
-
-/// Aliases, deduplicates and allowlists betas; returns `(kept, dropped)`. Empty names (from
-/// `a,,b`) are ignored.
-fn filter_betas<'a>(betas: impl Iterator<Item = &'a str>) -> (Vec<&'static str>, Vec<String>) {
-    let mut kept: Vec<&'static str> = Vec::new();
-    let mut dropped: Vec<String> = Vec::new();
-    for beta in betas.map(str::trim).filter(|b| !b.is_empty()) {
-        let name = BETA_ALIASES
-            .iter()
-            .find(|(from, _)| *from == beta)
-            .map_or(beta, |(_, to)| *to);
-        match BEDROCK_BETAS.iter().find(|allowed| **allowed == name) {
-            Some(allowed) => {
-                if !kept.contains(allowed) {
-                    kept.push(allowed);
-                }
-            }
-            None => {
-                if !dropped.iter().any(|d| d == beta) {
-                    dropped.push(beta.to_owned());
-                }
-            }
-        }
-    }
-    (kept, dropped)
 }
 
 fn write_str_array(out: &mut Vec<u8>, items: &[&str]) {
@@ -338,47 +328,4 @@ fn write_str_array(out: &mut Vec<u8>, items: &[&str]) {
         json::write_str(out, item);
     }
     out.push(b']');
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn allowlist_is_sorted_and_unique() {
-        let mut sorted = BEDROCK_BETAS.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
-        assert_eq!(sorted, BEDROCK_BETAS);
-        for (_, to) in BETA_ALIASES {
-            assert!(
-                BEDROCK_BETAS.contains(to),
-                "alias target {to} must be allowed"
-            );
-        }
-    }
-
-    #[test]
-    fn filter_betas_aliases_dedupes_and_reports() {
-        let (kept, dropped) = filter_betas(
-            [
-                "interleaved-thinking-2025-05-14",
-                "claude-code-20250219",
-                "",
-                " advanced-tool-use-2025-11-20 ",
-                "tool-search-tool-2025-10-19",
-                "claude-code-20250219",
-                "interleaved-thinking-2025-05-14",
-            ]
-            .into_iter(),
-        );
-        assert_eq!(
-            kept,
-            [
-                "interleaved-thinking-2025-05-14",
-                "tool-search-tool-2025-10-19"
-            ]
-        );
-        assert_eq!(dropped, ["claude-code-20250219"]);
-    }
 }

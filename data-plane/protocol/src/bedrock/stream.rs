@@ -56,6 +56,10 @@ impl StreamError {
 ///   stream: [`StreamTranslator::terminal_error`] becomes `Some` and later messages produce no
 ///   output. An Anthropic `error` event inside a chunk is forwarded and terminates likewise.
 ///
+/// With [`StreamTranslator::reporting_model`], the `message.model` of `message_start` is
+/// replaced by the model name the client asked for ([`crate::response_model`]); no other event
+/// is re-serialized.
+///
 /// Usage is tracked with [`UsageTracker`]. After the upstream ends, call
 /// [`StreamTranslator::finish`].
 #[derive(Clone, Debug, Default)]
@@ -63,6 +67,8 @@ pub struct StreamTranslator {
     usage: UsageTracker,
     saw_stop: bool,
     error: Option<ApiError>,
+    /// The model name `message_start` reports, if it is to be rewritten.
+    model: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +113,14 @@ impl StreamTranslator {
     /// A translator at the start of a stream.
     pub fn new() -> Self {
         StreamTranslator::default()
+    }
+
+    /// A translator whose `message_start` reports `model` (the name the client asked for).
+    pub fn reporting_model(model: impl Into<String>) -> Self {
+        StreamTranslator {
+            model: Some(model.into()),
+            ..StreamTranslator::default()
+        }
     }
 
     /// Translates one decoded message into the SSE bytes to relay (possibly empty).
@@ -215,6 +229,14 @@ impl StreamTranslator {
                 }
                 Some(without_member(&fields, INVOCATION_METRICS))
             }
+        };
+        let rebuilt = match (&self.model, event_type.as_str()) {
+            (Some(model), "message_start") => crate::response_model::set_message_start_model(
+                rebuilt.as_deref().unwrap_or(&decoded),
+                model,
+            )
+            .or(rebuilt),
+            _ => rebuilt,
         };
         let data: &[u8] = rebuilt.as_deref().unwrap_or(&decoded);
 
