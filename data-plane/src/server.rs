@@ -210,13 +210,21 @@ fn authenticate(rt: &Runtime, headers: &HeaderMap) -> Result<Arc<VirtualKey>, Pr
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ProxyError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ProxyError::new(
+    let too_large = || {
+        ProxyError::new(
             ErrorKind::RequestTooLarge,
             "body_too_large",
             format!("request body exceeds the gateway's limit of {limit} bytes"),
-        )),
+        )
+    };
+    // A declared `Content-Length` over the limit is refused before any byte is read (nor a
+    // `100 Continue` sent).
+    if http_body::Body::size_hint(&body).lower() > limit as u64 {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Err(_) => Err(ProxyError::invalid_request(
             "could not read the request body",
         )),
