@@ -3,6 +3,7 @@
 //! snapshots and usage records the gRPC streams carry, on 127.0.0.1:8080. `tollgate
 //! control-plane` and `tollgate data-plane` run the two planes separately.
 
+mod listener;
 mod roles;
 
 /// mimalloc instead of glibc malloc: the request path allocates many small, short-lived buffers
@@ -57,6 +58,7 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log);
+    listener::raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
