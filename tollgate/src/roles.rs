@@ -219,9 +219,41 @@ fn default_data_dir() -> PathBuf {
     PathBuf::from(".tollgate")
 }
 
+/// Creates the data directory (and missing parents) readable only by this user (0700). An
+/// existing directory others can read is kept as it is, with a warning.
 fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create the data directory {}", dir.display()))
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(dir) {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                data_dir = %dir.display(),
+                mode = format!("{mode:o}"),
+                "the data directory is open to other users; `chmod 700` it (Tollgate creates it 0700)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Shortest admin and join token accepted, in every role.
+const MIN_TOKEN_LEN: usize = 16;
+
+/// Refuses a token shorter than [`MIN_TOKEN_LEN`] characters (surrounding spaces not counted).
+fn check_token(name: &str, value: &str) -> anyhow::Result<()> {
+    if value.trim().chars().count() < MIN_TOKEN_LEN {
+        anyhow::bail!(
+            "{name} must be at least {MIN_TOKEN_LEN} characters; generate one with `openssl rand -hex 32`"
+        );
+    }
+    Ok(())
 }
 
 /// Everything in one process: control plane (SQLite by default), data plane fed in-process.
@@ -233,6 +265,9 @@ pub async fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
              or listen on 127.0.0.1",
             args.listen
         );
+    }
+    if let Some(token) = &args.admin_token {
+        check_token("TOLLGATE_ADMIN_TOKEN", token)?;
     }
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     ensure_dir(&data_dir)?;
@@ -341,15 +376,13 @@ async fn ingest_in_process(cp: ControlPlane, mut rx: mpsc::Receiver<UsageRecord>
 
 /// The control plane alone: admin API (token always required) and gRPC services.
 pub async fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
-    for (name, value) in [
-        ("TOLLGATE_ADMIN_TOKEN", &args.admin_token),
-        ("TOLLGATE_JOIN_TOKEN", &args.join_token),
-    ] {
-        if value.trim().len() < 16 {
-            anyhow::bail!(
-                "{name} must be at least 16 characters; generate one with `openssl rand -hex 32`"
-            );
-        }
+    check_token("TOLLGATE_ADMIN_TOKEN", &args.admin_token)?;
+    check_token("TOLLGATE_JOIN_TOKEN", &args.join_token)?;
+    if args.admin_token.trim() == args.join_token.trim() {
+        anyhow::bail!(
+            "TOLLGATE_ADMIN_TOKEN and TOLLGATE_JOIN_TOKEN must differ: every data plane holds the \
+             join token, and it must not open the admin API"
+        );
     }
     let secret_key = tollgate_control_plane::crypto::key_from_base64(&args.secret_key)
         .context("TOLLGATE_SECRET_KEY is not a base64-encoded 32-byte key")?;
