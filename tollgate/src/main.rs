@@ -85,11 +85,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs go to stderr; text logs are coloured only when stderr is a terminal (a log file or a
+/// journal gets no ANSI escape codes).
 fn init_logging(format: LogFormat, filter: &str) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
