@@ -293,17 +293,17 @@ async fn stalled_connections_are_closed_by_their_timeouts_while_others_are_serve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_in_progress_outlive_every_timeout() {
-    // Every timeout is 300 ms; each response below takes 10x that.
-    let server = start_http(http_limits(300, 300, 300, 100), PATIENCE).await;
+    // Every timeout is 500 ms; each response below takes 6 to 9 times that.
+    let server = start_http(http_limits(500, 500, 500, 100), PATIENCE).await;
     let addr = server.addr;
     let quick_ticks = tokio::spawn(get_once(addr, "/stream/15/200"));
-    let slow_ticks = tokio::spawn(get_once(addr, "/stream/3/1000"));
-    let slow_handler = tokio::spawn(get_once(addr, "/slow/3000"));
+    let slow_ticks = tokio::spawn(get_once(addr, "/stream/3/1500"));
+    let slow_handler = tokio::spawn(get_once(addr, "/slow/4000"));
     // A keep-alive stream with gaps longer than every timeout; after its end the connection
     // idles, and only then is it closed.
     let mut keep_alive = TcpStream::connect(addr).await.unwrap();
     keep_alive
-        .write_all(b"GET /stream/3/1000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .write_all(b"GET /stream/3/1500 HTTP/1.1\r\nHost: t\r\n\r\n")
         .await
         .unwrap();
     let response = read_response(&mut keep_alive).await;
@@ -535,4 +535,102 @@ async fn metrics_text_names_the_listener_and_each_timeout() {
             "{line:?} missing in\n{text}"
         );
     }
+}
+
+/// A CA, and a server certificate for `localhost` it signed, as PEM files in `dir`; returns the
+/// CA certificate (DER) and the paths of the server's certificate and key.
+fn tls_files(dir: &std::path::Path) -> (Vec<u8>, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "test CA");
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (ca.der().to_vec(), cert_path, key_path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_tls_handshake_and_preface_share_one_deadline() {
+    use tokio_rustls::rustls;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_files(dir.path());
+    let tls = super::GrpcServerTls::from_files(&cert, &key, None).unwrap();
+    let listener = Listener::bind(([127, 0, 0, 1], 0).into(), "test-tls")
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    let stats = listener.stats();
+    let limits = GrpcLimits {
+        handshake: Duration::from_millis(500),
+        idle: Duration::from_secs(60),
+        max_connections: 100,
+    };
+    tokio::spawn(serve_grpc(
+        listener,
+        limits,
+        Some(tls),
+        app(),
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.into()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tls_connect = || async {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        connector
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+            .expect("TLS handshake")
+    };
+
+    // No TLS handshake at all; a handshake and then no preface.
+    let silent = tokio::spawn(closed_by_server(TcpStream::connect(addr).await.unwrap()));
+    let no_preface = tokio::spawn(closed_by_server(tls_connect().await));
+    // A real client gets its answer.
+    let (mut send, _connection) = {
+        let (send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls_connect().await),
+        )
+        .await
+        .unwrap();
+        (send, tokio::spawn(conn))
+    };
+    let response = send
+        .send_request(
+            http::Request::get("https://localhost/hello")
+                .body(http_body_util::Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    silent.await.unwrap();
+    no_preface.await.unwrap();
+    eventually("both counted", || {
+        stats.timed_out_total(Wait::Handshake) == 2
+    })
+    .await;
+    assert_eq!(stats.open(), 1, "the real client's connection stays");
 }
