@@ -217,6 +217,10 @@ async fn stalled_clients_are_cut_off_while_clients_and_long_streams_are_served()
     let log = s.gw.stderr();
     assert!(log.contains("is serving"), "{log}");
     assert!(
+        log.contains("open-file limit"),
+        "the RLIMIT_NOFILE figure is logged: {log}"
+    );
+    assert!(
         !log.contains('\u{1b}'),
         "ANSI escape codes in the log file:\n{log}"
     );
