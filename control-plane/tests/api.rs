@@ -1809,3 +1809,62 @@ async fn provider_rows_from_before_header_sealing_still_work() {
     );
     assert_eq!(literal(&v), Some(LEGACY));
 }
+
+/// A request body that only records whether anyone read it.
+struct Unread {
+    declared: u64,
+    polled: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl http_body::Body for Unread {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        self.polled.store(true, std::sync::atomic::Ordering::SeqCst);
+        // A client that declared a large body and sends it slowly, or never.
+        std::task::Poll::Pending
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.declared)
+    }
+}
+
+#[tokio::test]
+async fn a_declared_body_over_the_limit_is_refused_before_it_is_read() {
+    let h = sqlite_harness(loopback_auth()).await;
+    let polled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri("/api/providers")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::new(Unread {
+            declared: 64 * 1024 * 1024,
+            polled: Arc::clone(&polled),
+        }))
+        .unwrap();
+    req.extensions_mut().insert(ConnectInfo(loopback()));
+    // Reading the body would wait forever: the answer must come from the declared length.
+    let resp = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        h.router.clone().oneshot(req),
+    )
+    .await
+    .expect("answered without reading the body")
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let json: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["error"]["type"], "invalid_request", "{json}");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("at most")),
+        "{json}"
+    );
+    assert!(!polled.load(std::sync::atomic::Ordering::SeqCst));
+}

@@ -3,6 +3,7 @@
 //! snapshots and usage records the gRPC streams carry, on 127.0.0.1:8080. `tollgate
 //! control-plane` and `tollgate data-plane` run the two planes separately.
 
+mod listener;
 mod roles;
 
 /// mimalloc instead of glibc malloc: the request path allocates many small, short-lived buffers
@@ -57,6 +58,7 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log);
+    listener::raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -83,11 +85,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs go to stderr; text logs are coloured only when stderr is a terminal (a log file or a
+/// journal gets no ANSI escape codes).
 fn init_logging(format: LogFormat, filter: &str) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),

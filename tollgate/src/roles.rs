@@ -3,13 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use tokio::sync::mpsc;
-use tokio_rustls::rustls;
 use tollgate_control_plane::{
     AdminAuth, ControlPlane, ControlPlaneConfig, EnvAllowlist, StoreConfig, grpc::GrpcAuth,
 };
@@ -19,6 +17,10 @@ use tollgate_data_plane::source::RemoteConfig;
 use tollgate_data_plane::usage::UsageSink;
 use tollgate_data_plane::{DataPlane, DataPlaneConfig};
 use tollgate_proto::usage::v1::UsageRecord;
+
+use crate::listener::{
+    GrpcListenerArgs, GrpcServerTls, HttpLimits, HttpListenerArgs, Listener, ListenerStats,
+};
 
 /// Usage records buffered between the request path and the reporter.
 const USAGE_QUEUE: usize = 65_536;
@@ -111,6 +113,9 @@ pub struct AllInOneArgs {
 
     #[command(flatten)]
     env: EnvArgs,
+
+    #[command(flatten)]
+    http_limits: HttpListenerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +166,12 @@ pub struct ControlPlaneArgs {
 
     #[command(flatten)]
     env: EnvArgs,
+
+    #[command(flatten)]
+    grpc_limits: GrpcListenerArgs,
+
+    #[command(flatten)]
+    http_limits: HttpListenerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +239,9 @@ pub struct DataPlaneRoleArgs {
 
     #[command(flatten)]
     env: EnvArgs,
+
+    #[command(flatten)]
+    http_limits: HttpListenerArgs,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -240,9 +254,41 @@ fn default_data_dir() -> PathBuf {
     PathBuf::from(".tollgate")
 }
 
+/// Creates the data directory (and missing parents) readable only by this user (0700). An
+/// existing directory others can read is kept as it is, with a warning.
 fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create the data directory {}", dir.display()))
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(dir) {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                data_dir = %dir.display(),
+                mode = format!("{mode:o}"),
+                "the data directory is open to other users; `chmod 700` it (Tollgate creates it 0700)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Shortest admin and join token accepted, in every role.
+const MIN_TOKEN_LEN: usize = 16;
+
+/// Refuses a token shorter than [`MIN_TOKEN_LEN`] characters (surrounding spaces not counted).
+fn check_token(name: &str, value: &str) -> anyhow::Result<()> {
+    if value.trim().chars().count() < MIN_TOKEN_LEN {
+        anyhow::bail!(
+            "{name} must be at least {MIN_TOKEN_LEN} characters; generate one with `openssl rand -hex 32`"
+        );
+    }
+    Ok(())
 }
 
 /// Everything in one process: control plane (SQLite by default), data plane fed in-process.
@@ -256,6 +302,9 @@ pub async fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
         );
     }
     let env_allow = args.env.allowlist()?;
+    if let Some(token) = &args.admin_token {
+        check_token("TOLLGATE_ADMIN_TOKEN", token)?;
+    }
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     ensure_dir(&data_dir)?;
     let secret_key = match &args.secret_key {
@@ -303,15 +352,21 @@ pub async fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
     let app = cp
         .admin_router()
         .merge(tollgate_data_plane::server::router(dp.clone()));
-    let listener = bind(args.listen).await?;
-    let local = listener.local_addr()?;
+    let listener = Listener::bind(args.listen, "http").await?;
+    let local = listener.local_addr();
     tracing::info!(
         listen = %local,
         store = %store_desc,
         admin_auth = if args.admin_token.is_some() { "token" } else { "loopback-only" },
         "tollgate all-in-one is serving: admin API at http://{local}/api, Anthropic API at http://{local}/anthropic"
     );
-    serve_http(listener, app, grace(&args.inference)).await?;
+    serve_http(
+        listener,
+        args.http_limits.limits(),
+        app,
+        grace(&args.inference),
+    )
+    .await;
     // Let the usage of the last requests reach the store.
     drop(dp);
     let _ = tokio::time::timeout(Duration::from_secs(5), usage_task).await;
@@ -364,15 +419,13 @@ async fn ingest_in_process(cp: ControlPlane, mut rx: mpsc::Receiver<UsageRecord>
 
 /// The control plane alone: admin API (token always required) and gRPC services.
 pub async fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
-    for (name, value) in [
-        ("TOLLGATE_ADMIN_TOKEN", &args.admin_token),
-        ("TOLLGATE_JOIN_TOKEN", &args.join_token),
-    ] {
-        if value.trim().len() < 16 {
-            anyhow::bail!(
-                "{name} must be at least 16 characters; generate one with `openssl rand -hex 32`"
-            );
-        }
+    check_token("TOLLGATE_ADMIN_TOKEN", &args.admin_token)?;
+    check_token("TOLLGATE_JOIN_TOKEN", &args.join_token)?;
+    if args.admin_token.trim() == args.join_token.trim() {
+        anyhow::bail!(
+            "TOLLGATE_ADMIN_TOKEN and TOLLGATE_JOIN_TOKEN must differ: every data plane holds the \
+             join token, and it must not open the admin API"
+        );
     }
     let env_allow = args.env.allowlist()?;
     let secret_key = tollgate_control_plane::crypto::key_from_base64(&args.secret_key)
@@ -394,8 +447,8 @@ pub async fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
     .context("cannot start the control plane")?;
     cp.set_usage_retention_days(Some(args.usage_retention_days));
 
-    let grpc_listener = bind(args.grpc_listen).await?;
-    let grpc_addr = grpc_listener.local_addr()?;
+    let grpc_listener = Listener::bind(args.grpc_listen, "grpc").await?;
+    let grpc_addr = grpc_listener.local_addr();
     let routes = cp.grpc_router(GrpcAuth {
         join_token: Some(args.join_token.clone()),
     });
@@ -414,36 +467,39 @@ pub async fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        let server = tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(20)))
-            .add_routes(routes);
-        match grpc_tls {
-            None => tokio::spawn(server.serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
-                shutdown,
-            )),
-            Some(tls) => tokio::spawn(
-                server.serve_with_incoming_shutdown(tls.incoming(grpc_listener), shutdown),
-            ),
-        }
+        tokio::spawn(crate::listener::serve_grpc(
+            grpc_listener,
+            args.grpc_limits.limits(),
+            grpc_tls,
+            routes,
+            shutdown,
+            GRPC_SHUTDOWN_GRACE,
+        ))
     };
     let app = cp.admin_router().fallback(not_found);
-    let listener = bind(args.listen).await?;
+    let listener = Listener::bind(args.listen, "admin").await?;
     tracing::info!(
-        admin = %listener.local_addr()?,
+        admin = %listener.local_addr(),
         grpc = %grpc_addr,
         grpc_tls = grpc_mode,
         "tollgate control plane is serving"
     );
-    let http = serve_http(listener, app, Duration::from_secs(10)).await;
+    serve_http(
+        listener,
+        args.http_limits.limits(),
+        app,
+        Duration::from_secs(10),
+    )
+    .await;
     let _ = stop_tx.send(true);
     cp.shutdown();
-    match tokio::time::timeout(Duration::from_secs(10), grpc).await {
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "gRPC server error"),
-        Ok(_) => {}
-        Err(_) => tracing::warn!("gRPC server did not stop in time"),
+    // The gRPC listener closes what is left after its own grace period.
+    if tokio::time::timeout(GRPC_SHUTDOWN_GRACE + Duration::from_secs(1), grpc)
+        .await
+        .is_err()
+    {
+        tracing::warn!("gRPC server did not stop in time");
     }
-    http?;
     tracing::info!("tollgate control plane stopped");
     Ok(())
 }
@@ -459,8 +515,8 @@ pub async fn data_plane(args: DataPlaneRoleArgs) -> anyhow::Result<()> {
         Some(id) => id.clone(),
         None => load_or_create_node_id(&data_dir)?,
     };
-    let listener = bind(args.listen).await?;
-    let local = listener.local_addr()?;
+    let listener = Listener::bind(args.listen, "inference").await?;
+    let local = listener.local_addr();
     let address = args
         .advertise_address
         .clone()
@@ -502,8 +558,9 @@ pub async fn data_plane(args: DataPlaneRoleArgs) -> anyhow::Result<()> {
     let metrics = {
         let dp = dp.clone();
         let stats = reporter.stats.clone();
+        let listener = listener.stats();
         axum::routing::get(move || {
-            let body = data_plane_metrics(&dp, &stats);
+            let body = data_plane_metrics(&dp, &stats, &listener);
             async move {
                 (
                     [(
@@ -528,7 +585,13 @@ pub async fn data_plane(args: DataPlaneRoleArgs) -> anyhow::Result<()> {
         },
         "tollgate data plane is serving: Anthropic API at http://{local}/anthropic"
     );
-    serve_http(listener, app, grace(&args.inference)).await?;
+    serve_http(
+        listener,
+        args.http_limits.limits(),
+        app,
+        grace(&args.inference),
+    )
+    .await;
     // Closing the sink lets the reporter deliver (or spool) what is left.
     drop(dp);
     let _ = tokio::time::timeout(Duration::from_secs(10), reporter.task).await;
@@ -556,15 +619,8 @@ fn client_tls(args: &DataPlaneRoleArgs) -> anyhow::Result<Option<ClientTls>> {
     Ok(Some(tls))
 }
 
-/// Longest time a client gets to complete the TLS handshake on the gRPC listener.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// TLS on the control plane's gRPC listener: the acceptor and whether client certificates are
-/// required (mutual TLS).
-struct GrpcServerTls {
-    acceptor: tokio_rustls::TlsAcceptor,
-    mutual: bool,
-}
+/// Seconds the control plane's gRPC calls get to finish at shutdown.
+const GRPC_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Reads and checks the gRPC TLS files; `None` when TLS is not configured.
 fn grpc_server_tls(args: &ControlPlaneArgs) -> anyhow::Result<Option<GrpcServerTls>> {
@@ -576,139 +632,14 @@ fn grpc_server_tls(args: &ControlPlaneArgs) -> anyhow::Result<Option<GrpcServerT
              (TOLLGATE_GRPC_CLIENT_CA adds client certificates on top of them)"
         ),
     };
-    let (certs, key) = dp_grpc::load_identity(
-        cert_path,
-        "gRPC TLS certificate file",
-        key_path,
-        "gRPC TLS key file",
-    )
-    .context("invalid gRPC TLS settings")?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?;
-    let builder = match &args.grpc_client_ca {
-        Some(ca) => {
-            let roots = dp_grpc::load_root_store(ca, "gRPC client CA file")
-                .context("invalid gRPC TLS settings")?;
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
-            )
-            .build()
-            .with_context(|| format!("the gRPC client CA file {} cannot be used", ca.display()))?;
-            builder.with_client_cert_verifier(verifier)
-        }
-        None => builder.with_no_client_auth(),
-    };
-    let mut config = builder.with_single_cert(certs, key).with_context(|| {
-        format!(
-            "the gRPC TLS certificate {} cannot be used with the key {}",
-            cert_path.display(),
-            key_path.display()
-        )
-    })?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Some(GrpcServerTls {
-        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-        mutual: args.grpc_client_ca.is_some(),
-    }))
-}
-
-impl GrpcServerTls {
-    fn mode(&self) -> &'static str {
-        if self.mutual { "mutual" } else { "tls" }
-    }
-
-    /// The connections accepted on `listener` that completed the TLS handshake (and, with mutual
-    /// TLS, presented a valid client certificate). Handshakes run concurrently, each limited to
-    /// [`TLS_HANDSHAKE_TIMEOUT`]; a refused one is logged with the peer's address and the reason.
-    /// Accepting stops when the returned stream is dropped (the server stopped).
-    fn incoming(
-        self,
-        listener: tokio::net::TcpListener,
-    ) -> tokio_stream::wrappers::ReceiverStream<
-        std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
-    > {
-        let (tx, rx) = mpsc::channel(64);
-        let mutual = self.mutual;
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    accepted = listener.accept() => accepted,
-                    () = tx.closed() => return,
-                };
-                let (tcp, peer) = match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        // Out of file descriptors and the like: do not spin.
-                        tracing::warn!(error = %e, "accepting a gRPC connection failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                let acceptor = self.acceptor.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => {
-                            let _ = tx.send(Ok(stream)).await;
-                        }
-                        // Closed before saying anything (a TCP health check, a port scan).
-                        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                            tracing::debug!(peer = %peer, error = %e, "gRPC connection closed before the TLS handshake");
-                        }
-                        Ok(Err(e)) => tracing::warn!(
-                            peer = %peer,
-                            error = %e,
-                            mutual_tls = mutual,
-                            "refused a gRPC connection: TLS handshake failed{}",
-                            handshake_hint(&e).map(|h| format!(" ({h})")).unwrap_or_default()
-                        ),
-                        Err(_) => tracing::warn!(
-                            peer = %peer,
-                            timeout_s = TLS_HANDSHAKE_TIMEOUT.as_secs(),
-                            "refused a gRPC connection: TLS handshake timed out"
-                        ),
-                    }
-                });
-            }
-        });
-        tokio_stream::wrappers::ReceiverStream::new(rx)
-    }
-}
-
-/// What a refused handshake most likely means, from rustls' reason.
-fn handshake_hint(e: &std::io::Error) -> Option<&'static str> {
-    use rustls::{AlertDescription, CertificateError, Error};
-    let reason = e.get_ref()?.downcast_ref::<Error>()?;
-    Some(match reason {
-        Error::NoCertificatesPresented => {
-            "the data plane presented no client certificate: set its --tls-cert and --tls-key"
-        }
-        Error::InvalidCertificate(
-            CertificateError::UnknownIssuer | CertificateError::BadSignature,
-        ) => "the data plane's client certificate is not signed by a CA in --grpc-client-ca",
-        Error::InvalidCertificate(_) => "the data plane's client certificate is not acceptable",
-        Error::InvalidMessage(_) | Error::InappropriateMessage { .. } => {
-            "not a TLS client: is the data plane using an http:// endpoint instead of https://?"
-        }
-        Error::AlertReceived(
-            AlertDescription::UnknownCA
-            | AlertDescription::BadCertificate
-            | AlertDescription::CertificateUnknown,
-        ) => {
-            "the data plane does not trust this listener's certificate: check its --control-plane-ca"
-        }
-        _ => return None,
-    })
+    GrpcServerTls::from_files(cert_path, key_path, args.grpc_client_ca.as_deref()).map(Some)
 }
 
 /// Prometheus text exposition of the data plane's config link and usage delivery.
 fn data_plane_metrics(
     dp: &DataPlane,
     stats: &tollgate_data_plane::reporter::ReporterStats,
+    listener: &ListenerStats,
 ) -> String {
     let version = dp.runtime().load().map_or(0, |rt| rt.version);
     let rows: [(&str, &str, &str, u64); 7] = [
@@ -762,6 +693,7 @@ fn data_plane_metrics(
         ));
     }
     dp.refusals().write_prometheus(&mut out);
+    listener.write_prometheus(&mut out);
     out
 }
 
@@ -782,41 +714,10 @@ fn grace(args: &InferenceArgs) -> Duration {
     Duration::from_secs(args.shutdown_grace_secs)
 }
 
-async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))
-}
-
-/// Serves `app` until SIGTERM/Ctrl-C, then lets requests in flight (streams included) finish
-/// for up to `grace` before returning.
-async fn serve_http(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    grace: Duration,
-) -> anyhow::Result<()> {
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    // SSE events are small writes; without TCP_NODELAY each one can wait ~40 ms for a delayed ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-    });
-    tokio::select! {
-        result = server => result.context("server error")?,
-        () = async {
-            shutdown_signal().await;
-            let _ = stop_tx.send(true);
-            tracing::info!(grace_s = grace.as_secs(), "draining requests in flight");
-            tokio::time::sleep(grace).await;
-        } => tracing::warn!("grace period over; closing the remaining connections"),
-    }
-    Ok(())
+/// Serves `app` on `listener` until SIGTERM/Ctrl-C, then lets requests in flight (streams
+/// included) finish for up to `grace` before returning.
+async fn serve_http(listener: Listener, limits: HttpLimits, app: axum::Router, grace: Duration) {
+    crate::listener::serve_http(listener, limits, app, shutdown_signal(), grace).await;
 }
 
 async fn not_found(uri: axum::http::Uri) -> impl axum::response::IntoResponse {

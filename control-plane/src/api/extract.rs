@@ -25,6 +25,10 @@ where
                 "expected a JSON body with `Content-Type: application/json`",
             ));
         }
+        // A declared `Content-Length` over the limit is refused before any byte is read.
+        if http_body::Body::size_hint(req.body()).lower() > super::MAX_BODY_BYTES as u64 {
+            return Err(too_large());
+        }
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(body_rejection)?;
@@ -51,9 +55,16 @@ fn is_json(content_type: Option<&axum::http::HeaderValue>) -> bool {
         || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
+fn too_large() -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "request body too large: the admin API accepts at most {} bytes",
+        super::MAX_BODY_BYTES
+    ))
+}
+
 fn body_rejection(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge("request body too large".to_owned())
+        too_large()
     } else {
         ApiError::invalid(format!(
             "cannot read the request body: {}",

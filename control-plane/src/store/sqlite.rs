@@ -29,11 +29,14 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) the database file at `path` and runs the migrations.
+    /// Opens (creating if missing) the database file at `path` and runs the migrations. The
+    /// file is readable only by this user (0600), and so are the `-wal` and `-shm` files SQLite
+    /// creates next to it (it gives them the database file's mode).
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(e.into()))?;
         }
+        make_private(path).map_err(|e| StoreError::Database(e.into()))?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -156,3 +159,80 @@ async fn notify_committed(_conn: &mut SqliteConnection, _version: u64) -> Result
 }
 
 super::impl_sql_store!(SqliteStore, Sqlite, "sqlite");
+
+/// Creates the database file readable only by this user if it is missing, and takes group and
+/// other access away from an existing one and its `-wal`/`-shm` files (left by an older version
+/// or a crash). SQLite gives the files it creates the database file's mode.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        let mut sidecars = [path.to_path_buf(), path.to_path_buf(), path.to_path_buf()];
+        sidecars[1].as_mut_os_string().push("-wal");
+        sidecars[2].as_mut_os_string().push("-shm");
+        for file in &sidecars {
+            match std::fs::metadata(file) {
+                Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))?;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::SqliteStore;
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn database_wal_and_shm_files_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("tollgate.db");
+        let store = SqliteStore::open(&db).await.unwrap();
+        // The migrations wrote through the WAL, so all three files exist while the pool is open.
+        for suffix in ["", "-wal", "-shm"] {
+            let file = dir.path().join(format!("tollgate.db{suffix}"));
+            assert!(file.exists(), "{} missing", file.display());
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+        drop(store);
+    }
+
+    #[tokio::test]
+    async fn an_existing_world_readable_database_is_made_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("tollgate.db");
+        drop(SqliteStore::open(&db).await.unwrap());
+        for suffix in ["", "-wal", "-shm"] {
+            let file = dir.path().join(format!("tollgate.db{suffix}"));
+            if file.exists() {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+        let _store = SqliteStore::open(&db).await.unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let file = dir.path().join(format!("tollgate.db{suffix}"));
+            if file.exists() {
+                assert_eq!(mode(&file), 0o600, "{}", file.display());
+            }
+        }
+    }
+}
