@@ -22,7 +22,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tollgate_proto::config::v1::{Ack, Hello};
 
-use crate::logsafe::log_safe;
+use tollgate_proto::logsafe::log_safe;
 
 /// A node not seen for longer than this counts as lagging.
 pub const LAG_AFTER: Duration = Duration::from_secs(30);

@@ -63,7 +63,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::ControlPlane;
 use crate::crypto::sha256;
 use crate::fleet::NodeSession;
-use crate::logsafe::log_safe;
+use tollgate_proto::logsafe::log_safe;
 
 /// How long a Watch stream may take to send its `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);

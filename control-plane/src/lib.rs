@@ -15,7 +15,8 @@
 //! * [`grpc`]: `ConfigService.Watch` (snapshots out, ACK/NACK in) and `UsageService.Report`
 //!   (usage batches in, acks out) behind the join-token check ([`GrpcAuth`]).
 //! * [`fleet`]: the in-memory registry of connected data planes behind `GET /api/data-planes`.
-//! * `logsafe` (private): data planes' text (node ids, NACK reasons) escaped and cut for logs.
+//!   Text from data planes (node ids, NACK reasons) is logged through
+//!   `tollgate_proto::logsafe` (escaped, cut).
 //! * `replicas` (private): follows config changes committed by other control-plane replicas
 //!   (PostgreSQL `LISTEN`) and republishes; keeps the usage partitions ahead and applies
 //!   retention.
@@ -62,7 +63,6 @@ mod api;
 pub mod crypto;
 pub mod fleet;
 pub mod grpc;
-mod logsafe;
 pub mod model;
 mod replicas;
 pub mod snapshot;

@@ -6,9 +6,12 @@
 //! [`usage::v1::UsageRecord`]s. Nothing else crosses between the planes.
 //!
 //! [`env`] holds the one rule both planes apply to `ValueRef.env` references: which environment
-//! variables an `env.NAME` may name ([`env::EnvAllowlist`]).
+//! variables an `env.NAME` may name ([`env::EnvAllowlist`]). [`logsafe`] holds the other rule
+//! both apply alike: text the gateway did not write is escaped and cut before it reaches a log
+//! line.
 
 pub mod env;
+pub mod logsafe;
 
 pub mod config {
     pub mod v1 {
