@@ -365,6 +365,16 @@ pub fn provider_key(kind: ProviderKind, key: &KeyShape<'_>) -> Result<()> {
                 "the alias target must not be empty",
             ));
         }
+        // An alias is requested as a model name, and its target is sent upstream as one: both
+        // must have a model id's shape (the data plane refuses requests for any other name).
+        for (what, name) in [("alias name", alias), ("alias target", target)] {
+            if let Err(e) = tollgate_proto::model_id::check(name) {
+                return Err(ValidationError::new(
+                    format!("aliases.{alias}"),
+                    format!("the {what} is not a valid model id: {e}"),
+                ));
+            }
+        }
         if let Some(other) = seen.insert(alias.to_lowercase(), alias) {
             return Err(ValidationError::new(
                 format!("aliases.{alias}"),
@@ -704,6 +714,52 @@ mod tests {
                 region: Some(Some("us-east-1")),
                 ..Default::default()
             }),
+        }
+    }
+
+    #[test]
+    fn aliases_must_be_requestable_model_ids() {
+        let models = vec!["*".to_string()];
+        let check = |alias: &str, target: &str| {
+            let aliases = BTreeMap::from([(alias.to_string(), target.to_string())]);
+            provider_key(ProviderKind::Bedrock, &bedrock_key(&aliases, &models))
+        };
+        assert!(check("claude-sonnet-4-6", "global.anthropic.claude-sonnet-4-6").is_ok());
+        assert!(
+            check(
+                "claude-haiku-4-5",
+                "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc"
+            )
+            .is_ok()
+        );
+        for (alias, target, what) in [
+            (
+                "claude sonnet",
+                "global.anthropic.claude-sonnet-4-6",
+                "alias name",
+            ),
+            (
+                "claude\nforged",
+                "global.anthropic.claude-sonnet-4-6",
+                "alias name",
+            ),
+            (
+                "claude-sonnet-4-6",
+                "global.anthropic claude",
+                "alias target",
+            ),
+            (
+                "claude-sonnet-4-6",
+                "x".repeat(300).as_str(),
+                "alias target",
+            ),
+        ] {
+            let err = check(alias, target).unwrap_err();
+            assert_eq!(
+                err.field.as_deref(),
+                Some(format!("aliases.{alias}").as_str())
+            );
+            assert!(err.message.contains(what), "{}", err.message);
         }
     }
 

@@ -26,7 +26,7 @@
 pub mod error;
 pub mod grpc;
 pub mod logsafe;
-pub mod model_id;
+pub use tollgate_proto::model_id;
 pub mod providers;
 pub mod refusals;
 pub mod reporter;

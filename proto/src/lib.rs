@@ -8,10 +8,12 @@
 //! [`env`] holds the one rule both planes apply to `ValueRef.env` references: which environment
 //! variables an `env.NAME` may name ([`env::EnvAllowlist`]). [`logsafe`] holds the other rule
 //! both apply alike: text the gateway did not write is escaped and cut before it reaches a log
-//! line.
+//! line. [`model_id`] is the shape a model name must have: the data plane refuses requests for
+//! other names, and the admin API refuses aliases it could never route.
 
 pub mod env;
 pub mod logsafe;
+pub mod model_id;
 
 pub mod config {
     pub mod v1 {

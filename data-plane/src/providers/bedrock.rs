@@ -117,7 +117,7 @@ fn log_dropped_betas_once(dropped: &[String], model: &str) {
             .map(|(_, f)| f.path())
             .collect();
         tracing::info!(
-            beta = ?beta,
+            beta = %log_safe(beta),
             model = %model,
             body_fields_removed = ?fields,
             "anthropic-beta value not accepted by Bedrock for this model: not forwarded (logged once per value)"

@@ -227,7 +227,7 @@ impl<T: StreamTranslation, B> RelayBody<T, B> {
                         provider = %draft.record.provider,
                         status,
                         error_type,
-                        message = %message,
+                        message = %log_safe(&message),
                         "upstream ended the stream with an error"
                     );
                 }

@@ -7,7 +7,9 @@
 //!
 //! Anything else (spaces, control characters, non-ASCII, quotes, `?`, `#`, `%`) cannot name a
 //! model on any provider Tollgate speaks to, so the request is refused with a 400 that names the
-//! problem instead of reaching routing, the logs or an upstream URL. Pure: no I/O.
+//! problem instead of reaching routing, the logs or an upstream URL; and the admin API refuses
+//! alias names and targets outside it (an alias that breaks it could never be requested). Pure:
+//! no I/O.
 
 /// Longest accepted model id, in bytes (`provider/` prefix included).
 pub const MAX_MODEL_ID_BYTES: usize = 256;
