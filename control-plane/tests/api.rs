@@ -716,6 +716,77 @@ async fn bad_input_is_a_json_400_naming_the_field() {
     );
 }
 
+/// Bodies that match the spec only in shape are refused (found by schemathesis): an array where
+/// an object is expected, and read-only fields that are not the strings responses carry. A GET
+/// response sent back is still a valid update.
+#[tokio::test]
+async fn bodies_must_have_the_documented_types() {
+    let h = sqlite_harness(loopback_auth()).await;
+    let provider = post(&h, "/api/providers", json!({"provider": "bedrock"})).await;
+    assert_eq!(provider.status, StatusCode::CREATED, "{}", provider.text);
+    let key = post(
+        &h,
+        "/api/providers/bedrock/keys",
+        json!({"name": "k", "bedrock_key_config": {"region": "us-east-1"}}),
+    )
+    .await;
+    assert_eq!(key.status, StatusCode::CREATED, "{}", key.text);
+    let key_path = format!(
+        "/api/providers/bedrock/keys/{}",
+        key.json["id"].as_str().unwrap()
+    );
+    let vk = post(&h, "/api/virtual-keys", json!({"name": "team"})).await;
+    assert_eq!(vk.status, StatusCode::CREATED, "{}", vk.text);
+    let vk_path = format!("/api/virtual-keys/{}", vk.json["id"].as_str().unwrap());
+
+    let r = put(&h, &key_path, json!([null, null])).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request", None);
+    let r = put(
+        &h,
+        "/api/providers/bedrock",
+        json!({"network_config": ["https://example.com", 5]}),
+    )
+    .await;
+    assert_error(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("network_config"),
+    );
+    let r = put(&h, "/api/providers/bedrock", json!({"updated_at": {}})).await;
+    assert_error(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("updated_at"),
+    );
+    let r = put(&h, &key_path, json!({"created_at": 5})).await;
+    assert_error(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("created_at"),
+    );
+    let r = put(&h, &vk_path, json!({"value_prefix": ["sk-tg-"]})).await;
+    assert_error(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("value_prefix"),
+    );
+    // Nothing above changed anything; the GET responses are accepted back as they are.
+    for (path, resp) in [
+        ("/api/providers/bedrock", &provider),
+        (key_path.as_str(), &key),
+        (vk_path.as_str(), &vk),
+    ] {
+        let now = get(&h, path).await;
+        assert_eq!(now.json["updated_at"], resp.json["updated_at"], "{path}");
+        let r = put(&h, path, now.json.clone()).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
+    }
+}
+
 /// The five secret columns of `provider_keys`.
 type SecretColumns = (
     Option<String>,

@@ -8,6 +8,8 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 
+mod strict;
+
 /// A JSON request body. Requires a JSON content type; malformed JSON, wrong types, missing and
 /// unknown fields become 400 errors naming the field's JSON path; too large bodies 413.
 pub struct ApiJson<T>(pub T);
@@ -73,10 +75,11 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
     }
 }
 
-/// Deserialises `bytes`, reporting the JSON path of the failing field.
+/// Deserialises `bytes`, reporting the JSON path of the failing field. A struct is read only from
+/// a JSON object, never from an array of its fields in order (see [`strict`]).
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut *de).map_err(|err| {
+    let value: T = serde_path_to_error::deserialize(strict::Strict(&mut *de)).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -250,6 +253,35 @@ mod tests {
         let (f, m) = field(r#"{"name":"a"} trailing"#);
         assert_eq!(f, None);
         assert!(m.starts_with("malformed JSON"), "{m}");
+    }
+
+    /// serde reads a JSON array as a struct's fields in order; schemathesis found
+    /// `PUT /api/providers/{p}/keys/{id}` accepting `[null, null]` and
+    /// `{"network_config": ["https://x", 5]}` setting a base URL and a timeout.
+    #[test]
+    fn structs_are_read_only_from_objects() {
+        let (f, m) = field(r#"["a", {"region": "x"}]"#);
+        assert_eq!(f, None);
+        assert!(
+            m.contains("invalid type: sequence, expected struct Outer"),
+            "{m}"
+        );
+        let (f, m) = field(r#"{"name": "a", "inner": ["x"]}"#);
+        assert_eq!(f.as_deref(), Some("inner"));
+        assert!(
+            m.contains("invalid type: sequence, expected struct Inner"),
+            "{m}"
+        );
+        let (f, m) = field(r#"{"name": "a", "inner": []}"#);
+        assert_eq!(f.as_deref(), Some("inner"));
+        assert!(m.contains("invalid type: sequence"), "{m}");
+        // Arrays where the type is a sequence, objects where it is a struct, null for an Option.
+        let ok: Outer =
+            parse_json(br#"{"name":"a","inner":{"region":"x"},"list":[1,2]}"#).expect("valid");
+        assert_eq!(ok.inner.map(|i| i.region).as_deref(), Some("x"));
+        assert_eq!(ok.list, Some(vec![1, 2]));
+        let ok: Outer = parse_json(br#"{"name":"a","inner":null}"#).expect("valid");
+        assert!(ok.inner.is_none());
     }
 
     #[test]

@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -133,12 +132,10 @@ pub struct UpdateKeyRequest {
     pub bedrock_key_config: Option<Option<BedrockKeyConfigInput>>,
     /// Read-only; ignored.
     #[serde(default, rename = "created_at")]
-    #[schema(value_type = Option<String>)]
-    pub _created_at: Option<IgnoredAny>,
+    pub _created_at: Option<String>,
     /// Read-only; ignored.
     #[serde(default, rename = "updated_at")]
-    #[schema(value_type = Option<String>)]
-    pub _updated_at: Option<IgnoredAny>,
+    pub _updated_at: Option<String>,
 }
 
 /// A Bedrock key's AWS settings as shown: secrets are `"<redacted>"` or `env.NAME`.

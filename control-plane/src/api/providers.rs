@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -71,12 +70,10 @@ pub struct UpdateProviderRequest {
     pub custom_provider_config: Option<CustomProviderConfig>,
     /// Read-only; ignored.
     #[serde(default, rename = "created_at")]
-    #[schema(value_type = Option<String>)]
-    pub _created_at: Option<IgnoredAny>,
+    pub _created_at: Option<String>,
     /// Read-only; ignored.
     #[serde(default, rename = "updated_at")]
-    #[schema(value_type = Option<String>)]
-    pub _updated_at: Option<IgnoredAny>,
+    pub _updated_at: Option<String>,
 }
 
 /// A provider. Extra-header values show as `"<redacted>"` or `env.NAME`.

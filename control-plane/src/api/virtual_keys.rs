@@ -5,7 +5,6 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -77,16 +76,13 @@ pub struct UpdateVirtualKeyRequest {
     pub is_active: Option<bool>,
     /// Read-only; ignored.
     #[serde(default, rename = "value_prefix")]
-    #[schema(value_type = Option<String>)]
-    pub _value_prefix: Option<IgnoredAny>,
+    pub _value_prefix: Option<String>,
     /// Read-only; ignored.
     #[serde(default, rename = "created_at")]
-    #[schema(value_type = Option<String>)]
-    pub _created_at: Option<IgnoredAny>,
+    pub _created_at: Option<String>,
     /// Read-only; ignored.
     #[serde(default, rename = "updated_at")]
-    #[schema(value_type = Option<String>)]
-    pub _updated_at: Option<IgnoredAny>,
+    pub _updated_at: Option<String>,
 }
 
 /// A virtual key as listed: never its value.
