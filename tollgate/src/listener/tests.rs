@@ -628,8 +628,10 @@ async fn grpc_tls_handshake_and_preface_share_one_deadline() {
 
     silent.await.unwrap();
     no_preface.await.unwrap();
-    eventually("both counted", || {
-        stats.timed_out_total(Wait::Handshake) == 2
+    // The count goes up when the deadline fires, the open gauge down when the connection's
+    // task has ended: wait for both, then the real client's connection is the one left.
+    eventually("both counted and closed", || {
+        stats.timed_out_total(Wait::Handshake) == 2 && stats.open() <= 1
     })
     .await;
     assert_eq!(stats.open(), 1, "the real client's connection stays");
