@@ -9,11 +9,13 @@
 //! | body read | the whole request body must arrive within this long of the end of its head | — | `--body-read-timeout-ms` (120 s) |
 //! | idle | a connection with no request in progress is closed this long after its last response ended | the same, for calls (a data plane always has its calls open) | `--idle-timeout-ms` (75 s), `--grpc-idle-timeout-ms` (75 s) |
 //! | handshake | — | TLS handshake (when on) and the HTTP/2 preface within this long of the accept | `--grpc-handshake-timeout-ms` (10 s) |
+//! | send | response bytes the client's socket does not take (it stopped reading) for this long | the same | `--send-timeout-ms` (60 s), `--grpc-send-timeout-ms` (60 s) |
 //! | connections | at most this many open; at the limit the listener stops accepting (new connections wait in the kernel's backlog) until one closes | the same | `--max-connections` (10,000), `--grpc-max-connections` (4,096) |
 //!
-//! While a handler works on a request and while its response is being sent, no timeout runs: a
-//! Claude Code stream of any length (with its `ping`s) and the data planes' gRPC streams are
-//! never cut. A dead peer under a stream is found by TCP and, on the gRPC port, by HTTP/2
+//! While a handler works on a request and while its response is being sent to a client that
+//! takes it, no timeout runs: a Claude Code stream of any length (with its `ping`s) and the data
+//! planes' gRPC streams are never cut. Only a client that stops reading altogether meets the
+//! send timeout. A dead peer under a stream is found by TCP and, on the gRPC port, by HTTP/2
 //! pings (every 20 s, answered within 20 s). On the gRPC port a connection has at most
 //! [`GRPC_MAX_STREAMS`] calls open.
 //!
@@ -91,6 +93,12 @@ pub struct HttpListenerArgs {
     #[arg(long, env = "TOLLGATE_IDLE_TIMEOUT_MS", default_value_t = 75_000, value_parser = clap::value_parser!(u64).range(1..))]
     idle_timeout_ms: u64,
 
+    /// Milliseconds a client may leave response bytes untaken (its socket full: it stopped
+    /// reading) before the connection is closed. A client reading a stream, however slowly,
+    /// never meets it.
+    #[arg(long, env = "TOLLGATE_SEND_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    send_timeout_ms: u64,
+
     /// Most connections open at once on each HTTP listener. At the limit the listener stops
     /// accepting (new connections wait in the kernel's backlog) until one closes.
     #[arg(long, env = "TOLLGATE_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
@@ -103,6 +111,7 @@ impl HttpListenerArgs {
             header_read: Duration::from_millis(self.header_read_timeout_ms),
             body_read: Duration::from_millis(self.body_read_timeout_ms),
             idle: Duration::from_millis(self.idle_timeout_ms),
+            send: Duration::from_millis(self.send_timeout_ms),
             max_connections: self.max_connections,
         }
     }
@@ -121,6 +130,11 @@ pub struct GrpcListenerArgs {
     #[arg(long, env = "TOLLGATE_GRPC_IDLE_TIMEOUT_MS", default_value_t = 75_000, value_parser = clap::value_parser!(u64).range(1..))]
     grpc_idle_timeout_ms: u64,
 
+    /// Milliseconds a gRPC client may leave bytes untaken (it stopped reading) before its
+    /// connection is closed.
+    #[arg(long, env = "TOLLGATE_GRPC_SEND_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    grpc_send_timeout_ms: u64,
+
     /// Most connections open at once on the gRPC listener (a data plane uses two).
     #[arg(long, env = "TOLLGATE_GRPC_MAX_CONNECTIONS", default_value_t = 4_096, value_parser = clap::value_parser!(u32).range(1..))]
     grpc_max_connections: u32,
@@ -131,6 +145,7 @@ impl GrpcListenerArgs {
         GrpcLimits {
             handshake: Duration::from_millis(self.grpc_handshake_timeout_ms),
             idle: Duration::from_millis(self.grpc_idle_timeout_ms),
+            send: Duration::from_millis(self.grpc_send_timeout_ms),
             max_connections: self.grpc_max_connections,
         }
     }
@@ -142,6 +157,7 @@ pub struct HttpLimits {
     pub header_read: Duration,
     pub body_read: Duration,
     pub idle: Duration,
+    pub send: Duration,
     pub max_connections: u32,
 }
 
@@ -150,6 +166,7 @@ pub struct HttpLimits {
 pub struct GrpcLimits {
     pub handshake: Duration,
     pub idle: Duration,
+    pub send: Duration,
     pub max_connections: u32,
 }
 
@@ -160,7 +177,7 @@ pub struct ListenerStats {
     open: AtomicU64,
     accepted: AtomicU64,
     /// Indexed by [`Wait`] (`Wait::ALL` order).
-    timed_out: [AtomicU64; 4],
+    timed_out: [AtomicU64; 5],
     at_capacity: AtomicU64,
 }
 
@@ -234,7 +251,7 @@ impl ListenerStats {
         metric(
             "tollgate_listener_connections_timed_out_total",
             "counter",
-            "Connections closed because a client was too slow: header_read, body_read, idle, handshake.",
+            "Connections closed because a client was too slow: header_read, body_read, idle, handshake, send.",
             &rows,
         );
         metric(
@@ -294,6 +311,7 @@ pub async fn serve_http(
         header_read: limits.header_read,
         body_read: limits.body_read,
         idle: limits.idle,
+        send: limits.send,
     };
     run(
         listener,
@@ -347,6 +365,7 @@ pub async fn serve_grpc<S, B>(
     let mode = Mode::H2 {
         handshake: limits.handshake,
         idle: limits.idle,
+        send: limits.send,
     };
     let local = listener.local_addr();
     let tls = tls.map(Arc::new);

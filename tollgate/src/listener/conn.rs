@@ -8,7 +8,13 @@
 //! | [`Wait::HeaderRead`] | no request in progress, and the first request or bytes of the next head received | — | first byte (accept, for the first request) + header timeout |
 //! | [`Wait::BodyRead`] | a request in progress whose body is not read to its end | — | end of head + body timeout |
 //! | [`Wait::Idle`] | no request in progress, nothing of the next received | no call in progress | end of the last response + idle timeout |
+//! | [`Wait::Send`] | a write the client's socket does not take (the client stopped reading) | the same | first refused write + send timeout |
 //! | none | a request in progress, its body read (handler working, response being sent) | a call in progress | — |
+//!
+//! The send wait is timed apart from the others, on its own timer (made at the first refused
+//! write, so a connection whose writes never block has none): a client reading its stream, even
+//! slowly, makes writes progress and never meets it, while one that pipelines requests and never
+//! reads its answers cannot keep the connection (hyper reads no further while its answers wait).
 //!
 //! "Request in progress" runs from hyper handing the request to the service until the
 //! response body is finished or dropped; "body read" from then until the request body returned
@@ -43,14 +49,16 @@ pub enum Wait {
     BodyRead = 1,
     Idle = 2,
     Handshake = 3,
+    Send = 4,
 }
 
 impl Wait {
-    pub const ALL: [Wait; 4] = [
+    pub const ALL: [Wait; 5] = [
         Wait::HeaderRead,
         Wait::BodyRead,
         Wait::Idle,
         Wait::Handshake,
+        Wait::Send,
     ];
 
     /// The metric label.
@@ -60,6 +68,7 @@ impl Wait {
             Wait::BodyRead => "body_read",
             Wait::Idle => "idle",
             Wait::Handshake => "handshake",
+            Wait::Send => "send",
         }
     }
 
@@ -69,6 +78,7 @@ impl Wait {
             Wait::BodyRead => "request body not received in time",
             Wait::Idle => "connection idle",
             Wait::Handshake => "HTTP/2 preface not received in time",
+            Wait::Send => "the client took no response bytes in time",
         }
     }
 }
@@ -80,11 +90,21 @@ pub(super) enum Mode {
         header_read: Duration,
         body_read: Duration,
         idle: Duration,
+        send: Duration,
     },
     H2 {
         handshake: Duration,
         idle: Duration,
+        send: Duration,
     },
+}
+
+impl Mode {
+    fn send(self) -> Duration {
+        match self {
+            Mode::Http1 { send, .. } | Mode::H2 { send, .. } => send,
+        }
+    }
 }
 
 /// The HTTP/2 connection preface (`PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`) is 24 bytes.
@@ -128,6 +148,11 @@ pub(super) struct TimedIo<T> {
     preface_left: usize,
     /// Set once a wait ran out; the connection only sees EOF or errors after that.
     expired: Option<Wait>,
+    /// While writes are refused: when the send wait runs out. Cleared by a write that goes
+    /// through.
+    send_deadline: Option<Instant>,
+    /// The send wait's timer, made at the first refused write.
+    send_sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl<T> TimedIo<T> {
@@ -161,6 +186,8 @@ impl<T> TimedIo<T> {
             head_for: None,
             preface_left,
             expired: None,
+            send_deadline: None,
+            send_sleep: None,
         }
     }
 
@@ -169,6 +196,7 @@ impl<T> TimedIo<T> {
             (Mode::Http1 { header_read, .. }, Wait::HeaderRead) => header_read,
             (Mode::Http1 { body_read, .. }, Wait::BodyRead) => body_read,
             (Mode::Http1 { idle, .. } | Mode::H2 { idle, .. }, Wait::Idle) => idle,
+            (mode, Wait::Send) => mode.send(),
             (Mode::H2 { handshake, .. }, _) => handshake,
             // Not produced for HTTP/1.1.
             (Mode::Http1 { header_read, .. }, Wait::Handshake) => header_read,
@@ -242,6 +270,43 @@ impl<T> TimedIo<T> {
         }
     }
 
+    /// A write was refused (the client's socket is full): times the send wait on its own timer;
+    /// `true` when it has run out.
+    fn write_refused(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = *self
+            .send_deadline
+            .get_or_insert_with(|| Instant::now() + self.mode.send());
+        let sleep = self
+            .send_sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        sleep.as_mut().poll(cx).is_ready()
+    }
+
+    /// The outcome of a write (or flush) to the client's socket, with the send wait applied.
+    fn on_write<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        match polled {
+            Poll::Pending if self.write_refused(cx) => {
+                let _ = self.expire(Wait::Send);
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    Wait::Send.message(),
+                )))
+            }
+            Poll::Pending => Poll::Pending,
+            ready => {
+                self.send_deadline = None;
+                ready
+            }
+        }
+    }
+
     fn expire(&mut self, wait: Wait) -> Poll<io::Result<()>> {
         self.expired = Some(wait);
         self.stats.count_timeout(wait);
@@ -298,7 +363,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        if let Some(Wait::Send) = this.expired {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                Wait::Send.message(),
+            )));
+        }
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.on_write(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -306,7 +379,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        if let Some(Wait::Send) = this.expired {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                Wait::Send.message(),
+            )));
+        }
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.on_write(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -316,6 +397,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        // A TLS stream's flush waits for the socket too.
+        let flushed = this.on_write(cx, flushed);
         // hyper flushes each response's end, and may then wait without reading again (its last
         // read already waits for the socket): the idle wait that starts now is armed here.
         if flushed.is_ready() && this.expired.is_none() && this.arm(cx).is_some() {

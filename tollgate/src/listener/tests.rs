@@ -62,6 +62,10 @@ fn app() -> Router {
             post(|body: Bytes| async move { format!("{} bytes", body.len()) }),
         )
         .route(
+            "/big/{kib}",
+            get(|Path(kib): Path<usize>| async move { vec![b'x'; kib * 1024] }),
+        )
+        .route(
             "/slow/{ms}",
             get(|Path(ms): Path<u64>| async move {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -101,6 +105,7 @@ fn http_limits(header_ms: u64, body_ms: u64, idle_ms: u64, max: u32) -> HttpLimi
         header_read: Duration::from_millis(header_ms),
         body_read: Duration::from_millis(body_ms),
         idle: Duration::from_millis(idle_ms),
+        send: PATIENCE,
         max_connections: max,
     }
 }
@@ -219,14 +224,14 @@ async fn get_once(addr: SocketAddr, path: &str) -> String {
     read_response(&mut s).await
 }
 
-fn timed_out(stats: &ListenerStats) -> [u64; 4] {
+fn timed_out(stats: &ListenerStats) -> [u64; 5] {
     Wait::ALL.map(|w| stats.timed_out_total(w))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_connections_are_closed_by_their_timeouts_while_others_are_served() {
     // Long enough that setting up 500 sockets on a busy machine never outlasts a timeout.
-    let server = start_http(http_limits(4_000, 4_000, 4_000, 2_000), PATIENCE).await;
+    let server = start_http(http_limits(8_000, 8_000, 8_000, 2_000), PATIENCE).await;
     let addr = server.addr;
     let mut stalled: Vec<(Wait, JoinHandle<Vec<u8>>)> = Vec::new();
 
@@ -275,7 +280,7 @@ async fn stalled_connections_are_closed_by_their_timeouts_while_others_are_serve
     let response = get_once(addr, "/peer").await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("127.0.0.1:"), "ConnectInfo: {response}");
-    assert_eq!(timed_out(&server.stats), [0; 4], "nothing timed out yet");
+    assert_eq!(timed_out(&server.stats), [0; 5], "nothing timed out yet");
     assert!(server.stats.open() >= 500);
 
     // Then each stalled connection is closed by its own timeout.
@@ -308,7 +313,7 @@ async fn responses_in_progress_outlive_every_timeout() {
         .unwrap();
     let response = read_response(&mut keep_alive).await;
     assert_eq!(response.matches("tick").count(), 3, "{response}");
-    assert_eq!(timed_out(&server.stats), [0; 4], "the stream was not cut");
+    assert_eq!(timed_out(&server.stats), [0; 5], "the stream was not cut");
 
     let quick = quick_ticks.await.unwrap();
     assert_eq!(quick.matches("tick").count(), 15, "{quick}");
@@ -316,7 +321,11 @@ async fn responses_in_progress_outlive_every_timeout() {
     assert_eq!(slow.matches("tick").count(), 3, "{slow}");
     let handled = slow_handler.await.unwrap();
     assert!(handled.ends_with("slow"), "{handled}");
-    assert_eq!(timed_out(&server.stats), [0; 4], "nothing was cut");
+    // Nothing was cut; the keep-alive connection may already have idled out since its stream
+    // ended.
+    let [header, body, idle, handshake, send] = timed_out(&server.stats);
+    assert_eq!([header, body, handshake, send], [0; 4], "nothing was cut");
+    assert!(idle <= 1, "{idle}");
 
     closed_by_server(keep_alive).await;
     assert_eq!(server.stats.timed_out_total(Wait::Idle), 1);
@@ -339,8 +348,51 @@ async fn keep_alive_between_requests_and_the_head_timer_from_the_first_byte() {
     // The next head starts and stalls: closed by the head timeout, long before the idle one.
     s.write_all(b"GET /hello HTTP/1.1\r\n").await.unwrap();
     closed_by_server(s).await;
-    assert_eq!(timed_out(&server.stats), [1, 0, 0, 0]);
+    assert_eq!(timed_out(&server.stats), [1, 0, 0, 0, 0]);
     assert_eq!(server.stats.accepted_total(), 1);
+}
+
+/// A client that pipelines requests and never reads the answers: hyper reads no further while
+/// its answers wait in a full socket, so only the send timeout can close the connection. A
+/// client that reads slowly (a stream, taken as it comes) is never cut by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_by_the_send_timeout() {
+    let mut limits = http_limits(60_000, 60_000, 60_000, 100);
+    limits.send = Duration::from_millis(500);
+    let server = start_http(limits, PATIENCE).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket.connect(server.addr).await.unwrap();
+    let requests = "GET /big/64 HTTP/1.1\r\nHost: t\r\n\r\n".repeat(64);
+    s.write_all(requests.as_bytes()).await.unwrap();
+    eventually("the send timeout closed it", || {
+        server.stats.timed_out_total(Wait::Send) == 1
+    })
+    .await;
+    eventually("closed", || server.stats.open() == 0).await;
+    // What the client had not read is all it got: far less than the 64 answers it asked for.
+    let seen = closed_by_server(s).await;
+    assert!(seen.len() < 64 * 64 * 1024, "{} bytes", seen.len());
+
+    // A slow reader makes progress and keeps its connection: 1 MiB, 64 KiB at a time with
+    // pauses longer than the send timeout between reads.
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(b"GET /big/1024 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    while got < 1024 * 1024 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed after {got} bytes");
+        got += n;
+    }
+    assert_eq!(
+        server.stats.timed_out_total(Wait::Send),
+        1,
+        "the slow reader was not cut"
+    );
 }
 
 #[tokio::test]
@@ -356,7 +408,7 @@ async fn a_declared_body_is_read_within_its_timeout_and_the_connection_kept() {
         let response = read_response(&mut s).await;
         assert!(response.ends_with("10 bytes"), "{response}");
     }
-    assert_eq!(timed_out(&server.stats), [0; 4]);
+    assert_eq!(timed_out(&server.stats), [0; 5]);
     assert_eq!(server.stats.accepted_total(), 1);
 }
 
@@ -471,9 +523,12 @@ async fn h2_client(
 async fn grpc_port_closes_silent_and_idle_connections_and_keeps_calls_in_progress() {
     use http_body_util::BodyExt as _;
 
+    // The real client must beat the handshake and idle timeouts by its own speed: 1.5 s is
+    // ample on a loaded machine; its call then lasts 8x that.
     let server = start_h2(GrpcLimits {
-        handshake: Duration::from_millis(500),
-        idle: Duration::from_millis(500),
+        handshake: Duration::from_millis(1_500),
+        idle: Duration::from_millis(1_500),
+        send: PATIENCE,
         max_connections: 1_000,
     })
     .await;
@@ -490,7 +545,7 @@ async fn grpc_port_closes_silent_and_idle_connections_and_keeps_calls_in_progres
     // A call that lasts 8x every timeout, silent for 2x between its messages (like a data
     // plane's config stream).
     let (mut send, connection) = h2_client(addr).await;
-    let request = http::Request::get(format!("http://{addr}/stream/4/1000"))
+    let request = http::Request::get(format!("http://{addr}/stream/4/3000"))
         .body(http_body_util::Empty::new())
         .unwrap();
     let response = send.send_request(request).await.unwrap();
@@ -572,9 +627,12 @@ async fn grpc_tls_handshake_and_preface_share_one_deadline() {
         .unwrap();
     let addr = listener.local_addr();
     let stats = listener.stats();
+    // The real TLS client must finish its handshake and preface within this: ample on a
+    // loaded machine, and the silent sockets are closed by it.
     let limits = GrpcLimits {
-        handshake: Duration::from_millis(500),
+        handshake: Duration::from_millis(2_000),
         idle: Duration::from_secs(60),
+        send: PATIENCE,
         max_connections: 100,
     };
     tokio::spawn(serve_grpc(
