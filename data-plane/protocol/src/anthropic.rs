@@ -236,6 +236,13 @@ impl WireUsage {
     }
 }
 
+/// Reads a `usage` object's raw JSON (absent or `null` counts are read as 0); `None` when it is
+/// not an object.
+pub(crate) fn usage_from_raw(raw: &serde_json::value::RawValue) -> Option<Usage> {
+    let usage: Option<WireUsage> = serde_json::from_str(raw.get()).ok()?;
+    usage.map(WireUsage::into_usage)
+}
+
 /// Extracts `usage` from a non-streaming Message body. `None` if the body is not a JSON object
 /// with a `usage` object (absent or `null` counts inside it are read as 0).
 pub fn usage_from_message(json: &[u8]) -> Option<Usage> {

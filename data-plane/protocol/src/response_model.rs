@@ -9,7 +9,7 @@
 //!
 //! | answer | function | what changes |
 //! |---|---|---|
-//! | non-streaming Message body | [`set_message_model`] | the value of the top-level `model` |
+//! | non-streaming Message body | [`set_message_model`] ([`read_message`] also reads its usage in the same pass) | the value of the top-level `model` |
 //! | one `message_start` event's JSON (Bedrock chunks) | [`set_message_start_model`] | the value of `message.model` |
 //! | an Anthropic SSE byte stream | [`SseModelRewriter`] | `message.model` of the first `message_start` event; every later byte is passed through as received |
 //!
@@ -19,6 +19,7 @@
 
 use bytes::{Bytes, BytesMut};
 
+use crate::anthropic::Usage;
 use crate::json;
 use crate::sse::{self, SseParser};
 
@@ -31,8 +32,29 @@ pub const MAX_HELD_BYTES: usize = 64 * 1024;
 /// nothing needs to change: the body is not a JSON object, has no string `model`, or already
 /// names `model`.
 pub fn set_message_model(body: &[u8], model: &str) -> Option<Vec<u8>> {
-    let fields = json::parse_object(body).ok()?;
-    splice_model(body, json::get(&fields, "model")?, model)
+    read_message(body, Some(model)).body
+}
+
+/// A non-streaming Message answer, read once (the body's top level is scanned a single time).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct MessageAnswer {
+    /// The body with its `model` set to the requested name; `None` when it is to be sent as it
+    /// came (no name to set, the name already matches, or the body is not a Message object).
+    pub body: Option<Vec<u8>>,
+    /// Its `usage`, when it has one.
+    pub usage: Option<Usage>,
+}
+
+/// Reads a non-streaming Message body: its usage, and (when `model` is given) the body with the
+/// top-level `model` replaced by it, as [`set_message_model`] does.
+pub fn read_message(body: &[u8], model: Option<&str>) -> MessageAnswer {
+    let Ok(fields) = json::parse_object(body) else {
+        return MessageAnswer::default();
+    };
+    MessageAnswer {
+        usage: json::get(&fields, "usage").and_then(crate::anthropic::usage_from_raw),
+        body: model.and_then(|m| splice_model(body, json::get(&fields, "model")?, m)),
+    }
 }
 
 /// Replaces `message.model` in the JSON of a `message_start` event with `model`. `None` when

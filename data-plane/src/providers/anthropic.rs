@@ -12,7 +12,7 @@ use axum::response::Response;
 use http::{HeaderValue, Request, header};
 use http_body_util::Full;
 use tollgate_protocol::anthropic::{ErrorKind, UsageTracker};
-use tollgate_protocol::response_model::{SseModelRewriter, set_message_model};
+use tollgate_protocol::response_model::{MessageAnswer, SseModelRewriter, read_message};
 use tollgate_protocol::sse::{SseEvent, SseParser};
 
 use super::{
@@ -130,10 +130,7 @@ async fn forward(
         Body::new(RelayBody::new(
             Arc::clone(&dp),
             upstream.into_body(),
-            SseWatch {
-                rename: renamed.map(SseModelRewriter::new),
-                ..SseWatch::default()
-            },
+            renamed.map_or_else(SseWatch::default, SseWatch::renaming),
             draft,
             provider.stream_idle_timeout,
             None,
@@ -150,11 +147,15 @@ async fn forward(
             Ok(b) => b,
             Err(e) => return fail(&dp, draft, e),
         };
-        if status.is_success()
-            && c.op == Operation::Messages
-            && let Some(u) = tollgate_protocol::anthropic::usage_from_message(&bytes)
-        {
-            draft.set_usage(&u);
+        // A Message answer is read once: its usage, and its `model` set back to the requested
+        // name when routing changed it. Errors are relayed untouched.
+        let answer = if status.is_success() && c.op == Operation::Messages {
+            read_message(&bytes, renamed)
+        } else {
+            MessageAnswer::default()
+        };
+        if let Some(u) = &answer.usage {
+            draft.set_usage(u);
         }
         let class = if status.is_success() {
             ""
@@ -162,13 +163,7 @@ async fn forward(
             "upstream_error"
         };
         draft.finish(&dp, status.as_u16(), class);
-        match renamed
-            .filter(|_| status.is_success() && c.op == Operation::Messages)
-            .and_then(|model| set_message_model(&bytes, model))
-        {
-            Some(body) => Body::from(body),
-            None => Body::from(bytes),
-        }
+        answer.body.map_or_else(|| Body::from(bytes), Body::from)
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
@@ -192,6 +187,16 @@ pub(crate) struct SseWatch {
     parser: SseParser,
     usage: UsageTracker,
     rename: Option<SseModelRewriter>,
+}
+
+impl SseWatch {
+    /// A watch that also sets `message.model` of the first `message_start` to `model`.
+    pub(crate) fn renaming(model: &str) -> SseWatch {
+        SseWatch {
+            rename: Some(SseModelRewriter::new(model)),
+            ..SseWatch::default()
+        }
+    }
 }
 
 /// An Anthropic `error` event: how the stream ends for the log and the usage record.
@@ -239,8 +244,14 @@ impl StreamTranslation for SseWatch {
         Step { out, end }
     }
 
-    fn on_end(&mut self) -> Result<(), String> {
-        Ok(())
+    /// Anthropic streams are relayed as they come: bytes still held by the model rewrite (a
+    /// stream that ended inside its first event) go out as they are.
+    fn on_end(&mut self) -> Result<Bytes, String> {
+        Ok(self
+            .rename
+            .as_mut()
+            .map(SseModelRewriter::finish)
+            .unwrap_or_default())
     }
 
     fn usage(&self) -> Option<tollgate_protocol::anthropic::Usage> {

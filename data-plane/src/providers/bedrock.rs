@@ -5,8 +5,8 @@
 //! at once as Anthropic SSE. Bedrock sends no keep-alives, so after `sse_ping_interval` of
 //! silence the relay sends its own `ping` event; Claude Code aborts streams silent for 300 s.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use axum::body::{Body, Bytes};
@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 use tollgate_protocol::anthropic::{ApiError, ErrorKind};
 use tollgate_protocol::bedrock::{self as translate, StreamTranslator};
 use tollgate_protocol::eventstream;
+use tollgate_protocol::response_model::read_message;
 
 use super::{
     Call, End, MAX_UPSTREAM_BODY, Operation, RelayBody, Step, StreamTranslation, fail,
@@ -96,21 +97,47 @@ async fn prepare_and_send(c: &Call<'_>) -> Result<UpstreamResponse, ProxyError> 
 }
 
 /// Most distinct dropped betas logged at info (a client sending ever new names cannot grow the
-/// set without bound; beyond it they are only in the per-request debug line).
+/// set; beyond it they are only in the per-request debug line).
 const MAX_LOGGED_BETAS: usize = 64;
 
-/// Betas already logged as dropped, process-wide. Locked only when a request drops a beta.
-static LOGGED_BETAS: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+/// Betas already logged as dropped, process-wide, as nonzero hashes (0: a free slot). Claude
+/// Code sends a beta Bedrock never takes (`claude-code-20250219`) on every request, so the
+/// common case (already logged) is a scan of atomics: no lock, no allocation.
+static LOGGED_BETAS: [AtomicU64; MAX_LOGGED_BETAS] =
+    [const { AtomicU64::new(0) }; MAX_LOGGED_BETAS];
+
+/// Whether `beta` looks like a beta name (`claude-code-20250219`): only those are logged at
+/// info, so junk in a header cannot take the slots real names need.
+fn beta_shaped(beta: &str) -> bool {
+    (1..=64).contains(&beta.len())
+        && beta
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
 
 /// Logs each distinct beta Bedrock does not accept once, at info, with the body fields that
-/// leave with it ([`translate::BETA_FIELDS`]).
+/// leave with it ([`translate::BETA_FIELDS`]). Two requests racing on a new name may both log
+/// it; that is all a race costs.
 fn log_dropped_betas_once(dropped: &[String], model: &str) {
-    let mut logged = LOGGED_BETAS.lock().unwrap_or_else(PoisonError::into_inner);
-    for beta in dropped {
-        if logged.len() >= MAX_LOGGED_BETAS || logged.contains(beta.as_str()) {
+    for beta in dropped.iter().filter(|b| beta_shaped(b)) {
+        let hash = {
+            let mut h = std::hash::DefaultHasher::new();
+            std::hash::Hash::hash(beta.as_str(), &mut h);
+            std::hash::Hasher::finish(&h) | 1
+        };
+        if LOGGED_BETAS
+            .iter()
+            .any(|slot| slot.load(Ordering::Relaxed) == hash)
+        {
             continue;
         }
-        logged.insert(beta.clone());
+        let claimed = LOGGED_BETAS.iter().any(|slot| {
+            slot.compare_exchange(0, hash, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        });
+        if !claimed {
+            continue;
+        }
         let fields: Vec<&str> = translate::BETA_FIELDS
             .iter()
             .filter(|(b, _)| b == beta)
@@ -297,6 +324,7 @@ async fn forward(
         Ok(b) => b,
         Err(e) => return fail(&dp, draft, e),
     };
+    let mut draft = draft;
     let body = match c.op {
         Operation::CountTokens => match translate::count_tokens_response(&body) {
             Ok(b) => Bytes::from(b),
@@ -314,20 +342,16 @@ async fn forward(
             }
         },
         // The answer reports the model name the client asked for (Claude Code keeps a turn's
-        // thinking blocks only when it matches); the served model is in the headers.
+        // thinking blocks only when it matches); the served model is in the headers. The body
+        // is read once for that and its usage.
         Operation::Messages => {
-            match tollgate_protocol::response_model::set_message_model(&body, &c.parsed.model) {
-                Some(renamed) => Bytes::from(renamed),
-                None => body,
+            let answer = read_message(&body, Some(&c.parsed.model));
+            if let Some(u) = &answer.usage {
+                draft.set_usage(u);
             }
+            answer.body.map_or(body, Bytes::from)
         }
     };
-    let mut draft = draft;
-    if c.op == Operation::Messages
-        && let Some(u) = tollgate_protocol::anthropic::usage_from_message(&body)
-    {
-        draft.set_usage(&u);
-    }
     draft.record.time_to_first_token_ms =
         u32::try_from(draft.started.elapsed().as_millis()).unwrap_or(u32::MAX);
     let request_id = draft.record.request_id.clone();
@@ -448,12 +472,29 @@ impl StreamTranslation for EventStreamToSse {
         }
     }
 
-    fn on_end(&mut self) -> Result<(), String> {
+    fn on_end(&mut self) -> Result<Bytes, String> {
         self.decoder.finish().map_err(|e| e.to_string())?;
-        self.translator.finish().map_err(|e| e.to_string())
+        self.translator.finish().map_err(|e| e.to_string())?;
+        Ok(Bytes::new())
     }
 
     fn usage(&self) -> Option<tollgate_protocol::anthropic::Usage> {
         self.translator.usage()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::beta_shaped;
+
+    /// Only names that look like betas may take one of the slots of the logged-once set.
+    #[test]
+    fn only_beta_shaped_names_are_logged_at_info() {
+        for name in ["claude-code-20250219", "extended-cache-ttl-2025-04-11"] {
+            assert!(beta_shaped(name), "{name}");
+        }
+        for junk in ["", "Claude-Code", "a b", "x\ny", "é", &"a".repeat(65)] {
+            assert!(!beta_shaped(junk), "{junk:?}");
+        }
     }
 }

@@ -165,8 +165,9 @@ impl End {
 pub(crate) trait StreamTranslation: Send + Unpin + 'static {
     /// Translates one chunk of the upstream body.
     fn on_chunk(&mut self, chunk: &Bytes) -> Step;
-    /// The upstream body ended; an error means it ended too early.
-    fn on_end(&mut self) -> Result<(), String>;
+    /// The upstream body ended: the last bytes for the client (usually none); an error means
+    /// it ended too early.
+    fn on_end(&mut self) -> Result<Bytes, String>;
     /// Token counts seen so far.
     fn usage(&self) -> Option<tollgate_protocol::anthropic::Usage>;
 }
@@ -376,7 +377,12 @@ where
                     });
                 }
                 Poll::Ready(None) => match this.translation.on_end() {
-                    Ok(()) => this.ending = Some((200, "")),
+                    Ok(tail) => {
+                        this.ending = Some((200, ""));
+                        if !tail.is_empty() {
+                            return this.sent(tail, true);
+                        }
+                    }
                     Err(e) => this.end_with(End::bad_gateway(
                         "upstream_truncated",
                         format!("upstream stream ended early: {e}"),
@@ -466,5 +472,27 @@ mod tests {
             "time to first token {} ms counts a ping",
             record.time_to_first_token_ms
         );
+    }
+
+    /// A stream that ends while the model rewrite still holds bytes (inside its first event)
+    /// relays them as they came, instead of dropping them.
+    #[tokio::test]
+    async fn bytes_held_by_the_model_rewrite_go_out_when_the_stream_ends() {
+        let dp = DataPlane::new(DataPlaneConfig::default(), UsageSink::log_only());
+        let partial = Bytes::from_static(b"event: message_start\ndata: {\"type\":\"message_st");
+        let upstream = StreamBody::new(futures::stream::iter([Ok::<_, std::io::Error>(
+            Frame::data(partial.clone()),
+        )]));
+        let watch = anthropic::SseWatch::renaming("claude-sonnet-4-6");
+        let body = RelayBody::new(
+            dp,
+            upstream,
+            watch,
+            Draft::new("req_relay_held".into()),
+            Duration::from_secs(30),
+            None,
+        );
+        let out = body.collect().await.expect("infallible").to_bytes();
+        assert_eq!(out, partial);
     }
 }

@@ -58,28 +58,6 @@ pub const BEDROCK_BETAS: &[&str] = &[
     "web-search-2025-03-05",
 ];
 
-/// [`BEDROCK_BETAS`] without `context-1m-2025-08-07`: Claude Haiku 4.5 has a 200K context
-/// window (AWS model card) and no 1M-context beta.
-const HAIKU_4_5_BETAS: &[&str] = &[
-    "computer-use-2024-10-22",
-    "computer-use-2025-01-24",
-    "context-management-2025-06-27",
-    "dev-full-thinking-2025-05-14",
-    "effort-2025-11-24",
-    "fine-grained-tool-streaming-2025-05-14",
-    "interleaved-thinking-2025-05-14",
-    "mcp-client-2025-04-04",
-    "mcp-client-2025-11-20",
-    "model-context-window-exceeded-2025-08-26",
-    "output-128k-2025-02-19",
-    "pdfs-2024-09-25",
-    "search-results-2025-06-09",
-    "token-counting-2024-11-01",
-    "token-efficient-tools-2025-02-19",
-    "tool-search-tool-2025-10-19",
-    "web-search-2025-03-05",
-];
-
 /// Betas Anthropic names differently from Bedrock: `(anthropic_name, bedrock_name)`.
 pub const BETA_ALIASES: &[(&str, &str)] = &[(
     "advanced-tool-use-2025-11-20",
@@ -92,8 +70,10 @@ pub struct BedrockFamily {
     /// The family as [`family_name`] extracts it from a model id (`claude-sonnet-4-6`); empty
     /// for [`UNKNOWN_FAMILY`].
     pub name: &'static str,
-    /// The betas Bedrock accepts for it.
+    /// The betas Bedrock accepts for it...
     pub betas: &'static [&'static str],
+    /// ...except these (a family that lacks one feature of the common list).
+    pub except: &'static [&'static str],
     /// Whether `cache_control.ttl` (`5m`, `1h`) is accepted without the
     /// `extended-cache-ttl-2025-04-11` beta (which Bedrock never accepts).
     pub cache_ttl: bool,
@@ -104,31 +84,38 @@ pub const BEDROCK_FAMILIES: &[BedrockFamily] = &[
     BedrockFamily {
         name: "claude-opus-4-7",
         betas: &[],
+        except: &[],
         cache_ttl: false,
     },
     BedrockFamily {
         name: "claude-opus-4-6",
         betas: BEDROCK_BETAS,
+        except: &[],
         cache_ttl: true,
     },
     BedrockFamily {
         name: "claude-sonnet-4-6",
         betas: BEDROCK_BETAS,
+        except: &[],
         cache_ttl: true,
     },
     BedrockFamily {
         name: "claude-opus-4-5",
         betas: BEDROCK_BETAS,
+        except: &[],
         cache_ttl: true,
     },
     BedrockFamily {
         name: "claude-sonnet-4-5",
         betas: BEDROCK_BETAS,
+        except: &[],
         cache_ttl: true,
     },
     BedrockFamily {
         name: "claude-haiku-4-5",
-        betas: HAIKU_4_5_BETAS,
+        betas: BEDROCK_BETAS,
+        // A 200K context window (AWS model card): no 1M-context beta.
+        except: &["context-1m-2025-08-07"],
         cache_ttl: true,
     },
 ];
@@ -137,15 +124,34 @@ pub const BEDROCK_FAMILIES: &[BedrockFamily] = &[
 pub const UNKNOWN_FAMILY: BedrockFamily = BedrockFamily {
     name: "",
     betas: BEDROCK_BETAS,
+    except: &[],
     cache_ttl: false,
 };
+
+impl BedrockFamily {
+    /// The Bedrock name of `beta` when this family accepts it.
+    pub fn accepts(&self, beta: &str) -> Option<&'static str> {
+        self.betas
+            .iter()
+            .copied()
+            .find(|b| *b == beta)
+            .filter(|b| !self.except.contains(b))
+    }
+}
 
 /// The family of a Bedrock model id, inference profile id or ARN: the name after the last
 /// `anthropic.`, cut at `:`, without a `-v<N>` version and a `-YYYYMMDD` date suffix
 /// (`global.anthropic.claude-haiku-4-5-20251001-v1:0` -> `claude-haiku-4-5`). `None` when the
 /// id names no Anthropic model (application inference profiles, provisioned models).
 pub fn family_name(model_id: &str) -> Option<&str> {
-    let (_, name) = model_id.rsplit_once("anthropic.")?;
+    // The last `anthropic.`; ids are short, so a plain backwards scan beats a substring
+    // searcher's setup.
+    const MARK: &[u8] = b"anthropic.";
+    let at = model_id
+        .as_bytes()
+        .windows(MARK.len())
+        .rposition(|w| w == MARK)?;
+    let name = &model_id[at + MARK.len()..];
     let mut name = name.split(':').next().unwrap_or(name);
     if let Some((head, version)) = name.rsplit_once("-v")
         && !version.is_empty()
@@ -231,7 +237,7 @@ pub(crate) fn fields_to_remove(family: &BedrockFamily, kept: &[&str]) -> Vec<Bet
 /// `a,,b`) are ignored.
 pub(crate) fn filter_betas<'a>(
     betas: impl Iterator<Item = &'a str>,
-    allowed: &'static [&'static str],
+    family: &BedrockFamily,
 ) -> (Vec<&'static str>, Vec<String>) {
     let mut kept: Vec<&'static str> = Vec::new();
     let mut dropped: Vec<String> = Vec::new();
@@ -240,9 +246,9 @@ pub(crate) fn filter_betas<'a>(
             .iter()
             .find(|(from, _)| *from == beta)
             .map_or(beta, |(_, to)| *to);
-        match allowed.iter().find(|a| **a == name) {
+        match family.accepts(name) {
             Some(a) => {
-                if !kept.contains(a) {
+                if !kept.contains(&a) {
                     kept.push(a);
                 }
             }
@@ -492,11 +498,14 @@ mod tests {
 
     #[test]
     fn allowlists_are_sorted_and_unique_and_aliases_allowed() {
-        for list in [BEDROCK_BETAS, HAIKU_4_5_BETAS] {
-            let mut sorted = list.to_vec();
-            sorted.sort_unstable();
-            sorted.dedup();
-            assert_eq!(sorted, list);
+        let mut sorted = BEDROCK_BETAS.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted, BEDROCK_BETAS);
+        for family in BEDROCK_FAMILIES {
+            for beta in family.except {
+                assert!(family.betas.contains(beta), "{}: {beta}", family.name);
+            }
         }
         for (_, to) in BETA_ALIASES {
             assert!(
@@ -504,12 +513,17 @@ mod tests {
                 "alias target {to} must be allowed"
             );
         }
-        let haiku: Vec<_> = BEDROCK_BETAS
+        let haiku = bedrock_family("global.anthropic.claude-haiku-4-5-20251001-v1:0");
+        let accepted: Vec<_> = BEDROCK_BETAS
             .iter()
-            .filter(|b| **b != "context-1m-2025-08-07")
-            .copied()
+            .filter_map(|b| haiku.accepts(b))
             .collect();
-        assert_eq!(haiku, HAIKU_4_5_BETAS);
+        let expected: Vec<_> = BEDROCK_BETAS
+            .iter()
+            .copied()
+            .filter(|b| *b != "context-1m-2025-08-07")
+            .collect();
+        assert_eq!(accepted, expected);
     }
 
     #[test]
@@ -545,8 +559,8 @@ mod tests {
             assert_eq!(family_name(id), family, "{id}");
         }
         assert_eq!(
-            bedrock_family("global.anthropic.claude-haiku-4-5-20251001-v1:0").betas,
-            HAIKU_4_5_BETAS
+            bedrock_family("global.anthropic.claude-haiku-4-5-20251001-v1:0").except,
+            ["context-1m-2025-08-07"]
         );
         assert_eq!(
             bedrock_family("eu.anthropic.claude-opus-4-7").betas.len(),
@@ -575,7 +589,7 @@ mod tests {
                 "interleaved-thinking-2025-05-14",
             ]
             .into_iter(),
-            BEDROCK_BETAS,
+            &UNKNOWN_FAMILY,
         );
         assert_eq!(
             kept,
@@ -585,7 +599,10 @@ mod tests {
             ]
         );
         assert_eq!(dropped, ["claude-code-20250219"]);
-        let (kept, dropped) = filter_betas(["interleaved-thinking-2025-05-14"].into_iter(), &[]);
+        let (kept, dropped) = filter_betas(
+            ["interleaved-thinking-2025-05-14"].into_iter(),
+            bedrock_family("eu.anthropic.claude-opus-4-7"),
+        );
         assert!(kept.is_empty());
         assert_eq!(dropped, ["interleaved-thinking-2025-05-14"]);
     }

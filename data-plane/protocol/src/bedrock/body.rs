@@ -259,7 +259,7 @@ fn translate(
             .iter()
             .map(String::as_str)
             .chain(betas.iter().copied()),
-        family.betas,
+        family,
     );
     let remove = fields_to_remove(family, &kept);
     let mut removed_fields: Vec<BetaField> = Vec::new();
