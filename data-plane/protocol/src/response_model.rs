@@ -48,12 +48,20 @@ pub struct MessageAnswer {
 /// Reads a non-streaming Message body: its usage, and (when `model` is given) the body with the
 /// top-level `model` replaced by it, as [`set_message_model`] does.
 pub fn read_message(body: &[u8], model: Option<&str>) -> MessageAnswer {
-    let Ok(fields) = json::parse_object(body) else {
+    // Only the two members are kept (borrowed); the rest is skipped, not collected.
+    #[derive(serde::Deserialize)]
+    struct Top<'a> {
+        #[serde(borrow, default)]
+        model: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow, default)]
+        usage: Option<&'a serde_json::value::RawValue>,
+    }
+    let Ok(top) = serde_json::from_slice::<Top<'_>>(body) else {
         return MessageAnswer::default();
     };
     MessageAnswer {
-        usage: json::get(&fields, "usage").and_then(crate::anthropic::usage_from_raw),
-        body: model.and_then(|m| splice_model(body, json::get(&fields, "model")?, m)),
+        usage: top.usage.and_then(crate::anthropic::usage_from_raw),
+        body: model.and_then(|m| splice_model(body, top.model?, m)),
     }
 }
 

@@ -9,12 +9,53 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use support::{decode_whole, parse_sse, read};
+use tollgate_protocol::anthropic::Usage;
 use tollgate_protocol::bedrock::StreamTranslator;
 use tollgate_protocol::response_model::{
-    MAX_HELD_BYTES, SseModelRewriter, set_message_model, set_message_start_model,
+    MAX_HELD_BYTES, MessageAnswer, SseModelRewriter, read_message, set_message_model,
+    set_message_start_model,
 };
 
 const REQUESTED: &str = "bedrock/global.anthropic.claude-sonnet-4-6";
+
+/// One read of a non-streaming answer gives its usage and, when asked, the renamed body.
+#[test]
+fn a_message_is_read_once_for_its_usage_and_its_name() {
+    let body = br#"{"id":"msg_1","model":"global.anthropic.claude-sonnet-4-6","content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":12,"output_tokens":3,"cache_read_input_tokens":null}}"#;
+    let usage = Usage {
+        input_tokens: 12,
+        output_tokens: 3,
+        ..Usage::default()
+    };
+    let answer = read_message(body, Some("claude-sonnet-4-6"));
+    assert_eq!(answer.usage, Some(usage));
+    let renamed = answer.body.expect("renamed");
+    assert_eq!(
+        String::from_utf8_lossy(&renamed),
+        String::from_utf8_lossy(body)
+            .replace("global.anthropic.claude-sonnet-4-6", "claude-sonnet-4-6")
+    );
+    // No name to set: the usage only. The same name: nothing to copy.
+    assert_eq!(
+        read_message(body, None),
+        MessageAnswer {
+            body: None,
+            usage: Some(usage)
+        }
+    );
+    assert_eq!(
+        read_message(body, Some("global.anthropic.claude-sonnet-4-6")).body,
+        None
+    );
+    // Not a Message object: nothing.
+    for junk in [&b"[1]"[..], b"{\"model\":", b""] {
+        assert_eq!(read_message(junk, Some("x")), MessageAnswer::default());
+    }
+    assert_eq!(
+        read_message(br#"{"model":"a","usage":null}"#, Some("b")).usage,
+        None
+    );
+}
 
 #[test]
 fn message_body_gets_the_requested_name_and_nothing_else_changes() {
