@@ -391,7 +391,13 @@ pub async fn serve_grpc<S, B>(
                     }
                     Some(tls) => {
                         let deadline = accepted_at + limits.handshake;
-                        let Some(stream) = tls.accept(tcp, peer, deadline, &ctx.stats).await else {
+                        // A handshake in progress when the drain starts is dropped: no request
+                        // has started on it, and it would hold the drain for up to its timeout.
+                        let accepted = tokio::select! {
+                            stream = tls.accept(tcp, peer, deadline, &ctx.stats) => stream,
+                            () = ctx.tokens.graceful.cancelled() => None,
+                        };
+                        let Some(stream) = accepted else {
                             return;
                         };
                         let io =

@@ -694,3 +694,48 @@ async fn grpc_tls_handshake_and_preface_share_one_deadline() {
     .await;
     assert_eq!(stats.open(), 1, "the real client's connection stays");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_handshake_in_progress_does_not_hold_up_the_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_ca, cert, key) = tls_files(dir.path());
+    let tls = super::GrpcServerTls::from_files(&cert, &key, None).unwrap();
+    let listener = Listener::bind(([127, 0, 0, 1], 0).into(), "test-tls-drain")
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    let stats = listener.stats();
+    // Timeouts and grace far beyond the test's patience: only the drain can close the socket.
+    let limits = GrpcLimits {
+        handshake: PATIENCE * 10,
+        idle: PATIENCE * 10,
+        send: PATIENCE * 10,
+        max_connections: 100,
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(serve_grpc(
+        listener,
+        limits,
+        Some(tls),
+        app(),
+        async move {
+            let _ = stopped.await;
+        },
+        PATIENCE * 10,
+    ));
+    // A client that opens TCP and never starts its TLS handshake.
+    let silent = TcpStream::connect(addr).await.unwrap();
+    eventually("the silent connection is open", || stats.open() == 1).await;
+    stop.send(()).unwrap();
+    closed_by_server(silent).await;
+    tokio::time::timeout(PATIENCE, server)
+        .await
+        .expect("the listener stops once its only connection, a handshake, is dropped")
+        .unwrap();
+    assert_eq!(stats.open(), 0);
+    assert_eq!(
+        stats.timed_out_total(Wait::Handshake),
+        0,
+        "closed by the drain"
+    );
+}
