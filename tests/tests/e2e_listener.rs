@@ -368,6 +368,28 @@ fn admin_tokens_have_the_same_rules_in_every_role() {
         log.contains("TOLLGATE_ADMIN_TOKEN and TOLLGATE_JOIN_TOKEN must differ"),
         "{log}"
     );
+    let log = control_plane(long, "too-short");
+    assert!(
+        log.contains("TOLLGATE_JOIN_TOKEN must be at least 16 characters"),
+        "{log}"
+    );
+
+    // A data plane refuses a short join token too, before it listens or connects.
+    let log = refused(&[
+        "data-plane",
+        "--listen",
+        &listen,
+        "--data-dir",
+        &data_dir,
+        "--control-plane",
+        "http://127.0.0.1:1",
+        "--join-token",
+        "too-short",
+    ]);
+    assert!(
+        log.contains("TOLLGATE_JOIN_TOKEN must be at least 16 characters"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -506,6 +506,7 @@ pub async fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
 
 /// A data plane alone: inference API, config from the control plane, usage reported back.
 pub async fn data_plane(args: DataPlaneRoleArgs) -> anyhow::Result<()> {
+    check_token("TOLLGATE_JOIN_TOKEN", &args.join_token)?;
     let env_allow = args.env.allowlist()?;
     let tls = client_tls(&args)?;
     dp_grpc::check_endpoint(&args.control_plane, tls.as_ref()).map_err(anyhow::Error::msg)?;
