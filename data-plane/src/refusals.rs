@@ -10,8 +10,10 @@
 //! | `auth` | 401: no virtual key, or one that is unknown, inactive or deleted |
 //! | `not_ready` | 503: no configuration received yet |
 //! | `no_route` | 404: a path the inference API does not serve |
-//! | `too_large` | 413 before the key was checked (a `Content-Length` over the cap) |
 //! | `other` | any other refusal before the key was checked |
+//!
+//! A body over the cap is read (and refused with 413) only after the key was checked, so it is
+//! usage of that key, not a refusal counted here.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,8 +22,15 @@ use std::time::{Duration, Instant};
 /// Least time between two `warn` lines about refused requests.
 pub const WARN_EVERY: Duration = Duration::from_secs(60);
 
+/// Most `info` lines about requests for unknown paths per [`INFO_WINDOW`]; the rest of a window's
+/// are logged at `debug` (and still counted), so a scan of paths cannot flood the log.
+pub const INFO_BURST: u64 = 20;
+
+/// The window of [`INFO_BURST`].
+pub const INFO_WINDOW: Duration = Duration::from_secs(10);
+
 /// The reasons counted, in the order of the metric's lines.
-pub const REASONS: [&str; 5] = ["auth", "not_ready", "no_route", "too_large", "other"];
+pub const REASONS: [&str; 4] = ["auth", "not_ready", "no_route", "other"];
 
 /// Counters of refused unauthenticated requests. Lock-free; one per data plane.
 #[derive(Debug)]
@@ -32,6 +41,10 @@ pub struct Refusals {
     next_warn_ms: AtomicU64,
     /// The total at the last `warn` line.
     warned_total: AtomicU64,
+    /// Milliseconds since `epoch` at which the current [`INFO_WINDOW`] started.
+    info_window_ms: AtomicU64,
+    /// `info` lines taken in the current window.
+    info_taken: AtomicU64,
 }
 
 impl Default for Refusals {
@@ -41,6 +54,8 @@ impl Default for Refusals {
             epoch: Instant::now(),
             next_warn_ms: AtomicU64::new(0),
             warned_total: AtomicU64::new(0),
+            info_window_ms: AtomicU64::new(0),
+            info_taken: AtomicU64::new(0),
         }
     }
 }
@@ -51,8 +66,7 @@ fn slot(class: &str) -> usize {
         "auth" => 0,
         "not_ready" => 1,
         "no_route" => 2,
-        "body_too_large" | "too_large" => 3,
-        _ => 4,
+        _ => 3,
     }
 }
 
@@ -61,7 +75,7 @@ impl Refusals {
     /// the number refused since the last one.
     pub fn count(&self, class: &str) {
         self.counts[slot(class)].fetch_add(1, Ordering::Relaxed);
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let now = self.now_ms();
         let due = self.next_warn_ms.load(Ordering::Relaxed);
         if now >= due
             && self
@@ -87,6 +101,29 @@ impl Refusals {
                  tollgate_requests_refused_total)"
             );
         }
+    }
+
+    /// Whether a refusal worth an `info` line (an unknown path) may have one: at most
+    /// [`INFO_BURST`] per [`INFO_WINDOW`]; `false` means log it at `debug`.
+    pub fn info_line_allowed(&self) -> bool {
+        self.info_line_allowed_at(self.now_ms())
+    }
+
+    fn info_line_allowed_at(&self, now_ms: u64) -> bool {
+        let start = self.info_window_ms.load(Ordering::Relaxed);
+        if now_ms >= start.saturating_add(INFO_WINDOW.as_millis() as u64)
+            && self
+                .info_window_ms
+                .compare_exchange(start, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.info_taken.store(0, Ordering::Relaxed);
+        }
+        self.info_taken.fetch_add(1, Ordering::Relaxed) < INFO_BURST
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Refusals of one reason of [`REASONS`] so far (0 for any other name).
@@ -130,18 +167,27 @@ mod tests {
             r.count("auth");
         }
         r.count("not_ready");
-        r.count("body_too_large");
         r.count("something_else");
-        assert_eq!((r.get("auth"), r.get("not_ready"), r.total()), (3, 1, 6));
+        assert_eq!((r.get("auth"), r.get("not_ready"), r.total()), (3, 1, 5));
         let mut text = String::new();
         r.write_prometheus(&mut text);
         assert!(
             text.contains("tollgate_requests_refused_total{reason=\"auth\"} 3\n"),
             "{text}"
         );
-        assert!(text.contains("{reason=\"too_large\"} 1\n"), "{text}");
         assert!(text.contains("{reason=\"other\"} 1\n"), "{text}");
         assert!(text.contains("{reason=\"no_route\"} 0\n"), "{text}");
         assert!(text.contains("# TYPE tollgate_requests_refused_total counter\n"));
+    }
+
+    #[test]
+    fn info_lines_are_limited_per_window() {
+        let r = Refusals::default();
+        let window = INFO_WINDOW.as_millis() as u64;
+        let allowed = |at: u64, n: u64| (0..n).filter(|_| r.info_line_allowed_at(at)).count();
+        assert_eq!(allowed(5, INFO_BURST + 30), INFO_BURST as usize);
+        assert_eq!(allowed(window - 1, 5), 0, "same window");
+        assert_eq!(allowed(window + 5, INFO_BURST + 1), INFO_BURST as usize);
+        assert_eq!(allowed(3 * window, 1), 1, "a quiet window starts afresh");
     }
 }

@@ -64,19 +64,14 @@ const SERVED: &str = "the inference API serves POST /anthropic/v1/messages and P
 /// Longest part of a request path quoted back in an error message.
 const MAX_QUOTED_PATH: usize = 200;
 
-/// A 404 for a path nobody serves, logged at `info`. Inference-looking paths (`/anthropic/...`,
+/// A 404 for a path nobody serves, logged at `info` (rate-limited, [`log_refused_path`]). Inference-looking paths (`/anthropic/...`,
 /// `/v1/...`, anything ending in `/v1/messages`) get Anthropic's error shape and a message that
 /// says what was expected; other paths the admin API's shape.
 async fn no_route(State(dp): State<Arc<DataPlane>>, method: Method, uri: Uri) -> Response {
     dp.refusals().count("no_route");
     let path = uri.path();
     let request_id = new_request_id();
-    tracing::info!(
-        request_id = %request_id,
-        method = %method,
-        path = %log_safe(path),
-        "no route for this request"
-    );
+    log_refused_path(&dp, &request_id, &method, path, "no route for this request");
     let quoted = quote_path(path);
     let inference = path == "/anthropic"
         || path.starts_with("/anthropic/")
@@ -112,6 +107,23 @@ async fn no_route(State(dp): State<Arc<DataPlane>>, method: Method, uri: Uri) ->
     ProxyError::new(ErrorKind::NotFound, "no_route", message).into_response_with(&request_id)
 }
 
+/// Logs a 404 or 405 at `info`, or at `debug` once this window's `info` lines are spent
+/// ([`crate::refusals::INFO_BURST`]): a scan of paths is counted, not written out line by line.
+fn log_refused_path(
+    dp: &DataPlane,
+    request_id: &str,
+    method: &Method,
+    path: &str,
+    what: &'static str,
+) {
+    let path = log_safe(path);
+    if dp.refusals().info_line_allowed() {
+        tracing::info!(request_id, method = %method, path = %path, "{what}");
+    } else {
+        tracing::debug!(request_id, method = %method, path = %path, "{what}");
+    }
+}
+
 /// A 405 on an inference route (e.g. `GET /v1/messages`), in Anthropic's error shape.
 async fn method_not_allowed(
     State(dp): State<Arc<DataPlane>>,
@@ -121,11 +133,12 @@ async fn method_not_allowed(
     dp.refusals().count("no_route");
     let path = uri.path();
     let request_id = new_request_id();
-    tracing::info!(
-        request_id = %request_id,
-        method = %method,
-        path = %log_safe(path),
-        "method not allowed on this route"
+    log_refused_path(
+        &dp,
+        &request_id,
+        &method,
+        path,
+        "method not allowed on this route",
     );
     let message = format!("{method} is not served on {}: {SERVED}", quote_path(path));
     ProxyError::new(ErrorKind::InvalidRequest, "method_not_allowed", message)
