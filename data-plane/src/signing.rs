@@ -48,12 +48,15 @@ pub enum CredentialError {
 }
 
 impl CredentialError {
-    /// What a client may be told: which kind of failure, the name of a missing variable or the
-    /// AWS error code, never an SDK's error text (it can carry ARNs, account ids, endpoints and
-    /// OS errors of the gateway's host; the log has it, see [`CredentialError::detail`]).
+    /// What a client may be told: which kind of failure or the AWS error code, never an SDK's
+    /// error text (it can carry ARNs, account ids, endpoints and OS errors of the gateway's host)
+    /// or the name of an environment variable (how the gateway is configured is the operators'
+    /// business). The log has both, see [`CredentialError::detail`].
     pub fn client_message(&self) -> String {
         match self {
-            CredentialError::Env(e) => e.to_string(),
+            CredentialError::Env(_) => {
+                "a credential of this provider key is not available on this data plane".into()
+            }
             CredentialError::DefaultChain(_) => {
                 "the AWS default credential chain found no credentials".into()
             }
@@ -65,11 +68,11 @@ impl CredentialError {
     }
 
     /// The internal text behind [`CredentialError::client_message`], for the log.
-    pub fn detail(&self) -> Option<&str> {
+    pub fn detail(&self) -> String {
         match self {
-            CredentialError::Env(_) => None,
+            CredentialError::Env(e) => e.to_string(),
             CredentialError::DefaultChain(d) | CredentialError::AssumeRole { detail: d, .. } => {
-                Some(d)
+                d.clone()
             }
         }
     }

@@ -9,7 +9,8 @@
 //! * Literal secrets work and never show in admin responses, logs or the data directory.
 //! * The Anthropic provider passes bodies, `anthropic-*` headers and answers (streams and errors
 //!   included) through byte for byte, with the provider key as `x-api-key`.
-//! * `env.NAME` references are resolved at use: a missing variable is a clear 500 naming it.
+//! * `env.NAME` references are resolved at use: a missing variable is a 500 naming the setting
+//!   and the request id; the variable's name goes to the log only.
 //! * Extra headers are secrets: an `env.ANTHROPIC_...` header value reaches the upstream from the
 //!   data plane's environment and never the logs. In the split deployment a data plane refuses a
 //!   reference its own allowlist does not allow (even when the control plane's does), with a
@@ -1134,7 +1135,7 @@ async fn anthropic_count_tokens_passes_through() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn env_references_are_resolved_at_use_and_a_missing_one_is_named() {
+async fn env_references_are_resolved_at_use_and_a_missing_one_is_named_in_the_log() {
     const SET_AKID_VALUE: &str = "AKIDVALUEMUSTNOTSHOW";
     let anthropic = AnthropicDouble::start(AnthropicDoubleConfig::new().with_api_key(UPSTREAM_KEY))
         .expect("anthropic double");
@@ -1206,20 +1207,27 @@ async fn env_references_are_resolved_at_use_and_a_missing_one_is_named() {
     )
     .await;
 
+    let credentials = "Bedrock credentials unavailable";
     let cases = [
-        ("anthropic/claude-opus-4-5", "TG_E2E_UNSET_ANTHROPIC_KEY"),
-        (SONNET, "TG_E2E_UNSET_SECRET"),
+        (
+            "anthropic/claude-opus-4-5",
+            "TG_E2E_UNSET_ANTHROPIC_KEY",
+            "API key",
+        ),
+        (SONNET, "TG_E2E_UNSET_SECRET", credentials),
         (
             "bedrock-role/global.anthropic.claude-sonnet-4-6",
             "TG_E2E_UNSET_ROLE_ARN",
+            credentials,
         ),
         // No region configured and none in the environment.
         (
             "bedrock-noregion/global.anthropic.claude-sonnet-4-6",
             "REGION",
+            "region",
         ),
     ];
-    for (model, variable) in cases {
+    for (model, variable, setting) in cases {
         for stream in [false, true] {
             let resp = until_configured(&gw, || {
                 messages_call(&http, &gw, &vk, &message(model, "hi", stream))
@@ -1231,14 +1239,20 @@ async fn env_references_are_resolved_at_use_and_a_missing_one_is_named() {
             assert_eq!(body["error"]["type"], "api_error", "{body}");
             let message = body["error"]["message"].as_str().unwrap_or_default();
             assert!(
-                message.contains(variable),
-                "{model}: names {variable}: {message}"
+                message.contains(setting) && message.contains("request id req_tg_"),
+                "{model}: names the setting ({setting}) and the request id: {message}"
             );
             assert!(
-                !message.contains(SET_AKID_VALUE),
-                "the error shows a name, never a value: {message}"
+                !message.contains(variable) && !message.contains(SET_AKID_VALUE),
+                "the client learns neither the variable's name nor a value: {message}"
             );
         }
+        // The operator's log names the variable.
+        let output = gw.output();
+        assert!(
+            output.contains(variable) && output.contains("request failed"),
+            "{model}: the log names {variable}: {output}"
+        );
     }
     assert!(anthropic.requests().is_empty() && bedrock.requests().is_empty());
     assert_not_in_output(&gw, SET_AKID_VALUE).expect("the set value is not logged");
@@ -1505,11 +1519,19 @@ async fn data_plane_refuses_references_its_allowlist_does_not_allow() {
             assert_eq!(body["error"]["type"], "api_error", "{body}");
             let text = body["error"]["message"].as_str().unwrap_or_default();
             assert!(
-                text.contains(reference) && text.contains("not allowed"),
+                text.contains("cannot be used on this data plane")
+                    && text.contains("request id req_tg_"),
                 "{model}: {text}"
             );
+            assert!(!text.contains(reference), "{model}: {text}");
             assert!(!text.contains(PROXY_KEY) && !text.contains(PROXY_HEADER));
         }
+        // The log says which reference and why, per request.
+        let output = dp.output();
+        assert!(
+            output.contains(&format!("{reference} is not allowed on this data plane")),
+            "{model}: {output}"
+        );
     }
     // The other provider still works after the refusals.
     let ok = messages_call(&http, &dp, &vk, &message("ok/claude-opus-4-5", "hi", false))

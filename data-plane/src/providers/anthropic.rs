@@ -43,7 +43,9 @@ fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
     let KeyCredential::AnthropicApiKey(api_key) = &c.key().credential else {
         return Err(config_error("provider key has no API key"));
     };
-    let api_key = api_key.resolve().map_err(|e| config_error(e.to_string()))?;
+    let api_key = api_key
+        .resolve()
+        .map_err(|e| super::setting_unavailable("API key", e))?;
     let base = c.provider.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
     let path = match c.op {
         Operation::Messages => "/v1/messages",
@@ -85,7 +87,7 @@ fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
         .provider
         .extra_headers
         .resolve()
-        .map_err(|e| config_error(e.to_string()))?;
+        .map_err(|e| super::setting_unavailable("extra headers", e))?;
     Ok(upstream::post(uri, headers, &extra_headers, body))
 }
 

@@ -163,14 +163,11 @@ fn config_error(message: String) -> ProxyError {
 /// Credentials that could not be produced: the kind of failure for the client, the SDK's text
 /// for the log.
 fn credential_error(e: &CredentialError) -> ProxyError {
-    let err = config_error(format!(
+    config_error(format!(
         "Bedrock credentials unavailable: {}",
         e.client_message()
-    ));
-    match e.detail() {
-        Some(detail) => err.with_detail(detail),
-        None => err,
-    }
+    ))
+    .with_detail(e.detail())
 }
 
 async fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
@@ -222,7 +219,9 @@ async fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
             .to_owned()
             .into();
     }
-    let region = auth.region().map_err(|e| config_error(e.to_string()))?;
+    let region = auth
+        .region()
+        .map_err(|e| super::setting_unavailable("region", e))?;
     let url = match &c.provider.base_url {
         Some(base) => format!(
             "{base}/model/{}/{operation}",
@@ -276,7 +275,7 @@ async fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
         .provider
         .extra_headers
         .resolve()
-        .map_err(|e| config_error(e.to_string()))?;
+        .map_err(|e| super::setting_unavailable("extra headers", e))?;
     Ok(upstream::post(
         uri,
         headers,
