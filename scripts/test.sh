@@ -99,8 +99,8 @@ SCHEMATHESIS="$root/tests/.venv-tools/bin/schemathesis" scripts/schemathesis.sh
 # --- Fuzzing: cargo fuzz (libFuzzer), every target of data-plane/fuzz briefly -----------------------
 # cargo-fuzz from crates.io into the user's cargo home (kept between runs). The targets need nightly
 # compiler flags: the nightly toolchain when rustup has one, else the stable compiler with
-# RUSTC_BOOTSTRAP=1. Built once, without a sanitizer (the workspace forbids `unsafe`; overflow
-# checks and debug assertions stay on); `FUZZ_SECONDS` per target (default 10). A crash fails the
+# RUSTC_BOOTSTRAP=1. Built once, optimised, without a sanitizer (the workspace forbids `unsafe`),
+# with overflow checks and debug assertions (`-a`: `-O` alone turns them off); `FUZZ_SECONDS` per target (default 10). A crash fails the
 # command and its input stays in data-plane/fuzz/artifacts/TARGET/. The long run is in README "Tests".
 step "cargo fuzz build (data-plane/fuzz)"
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -111,7 +111,7 @@ if ! rustup run nightly rustc --version >/dev/null 2>&1; then
   fuzz_toolchain=(env RUSTC_BOOTSTRAP=1 cargo)
 fi
 cargo_fuzz() { (cd data-plane && "${fuzz_toolchain[@]}" fuzz "$@"); }
-fuzz_flags=(-O --sanitizer none)
+fuzz_flags=(-O --debug-assertions --sanitizer none)
 cargo_fuzz build "${fuzz_flags[@]}"
 python3 data-plane/fuzz/seeds.py >/dev/null
 fuzz_failed=()
