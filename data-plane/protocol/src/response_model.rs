@@ -69,10 +69,19 @@ pub fn read_message(body: &[u8], model: Option<&str>) -> MessageAnswer {
 /// nothing needs to change (not an object, no `message` object with a string `model`, or the
 /// name already matches).
 pub fn set_message_start_model(event: &[u8], model: &str) -> Option<Vec<u8>> {
-    let fields = json::parse_object(event).ok()?;
-    let message = json::get(&fields, "message")?;
-    let inner = json::parse_object(message.get().as_bytes()).ok()?;
-    splice_model(event, json::get(&inner, "model")?, model)
+    // Only the members on the way to `message.model` are kept (borrowed); the rest is skipped.
+    #[derive(serde::Deserialize)]
+    struct Event<'a> {
+        #[serde(borrow)]
+        message: Message<'a>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow)]
+        model: &'a serde_json::value::RawValue,
+    }
+    let event_json: Event<'_> = serde_json::from_slice(event).ok()?;
+    splice_model(event, event_json.message.model, model)
 }
 
 /// `outer` with the raw value `old` (a slice of `outer`) replaced by `model` as a JSON string;
