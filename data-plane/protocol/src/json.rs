@@ -30,14 +30,7 @@ pub(crate) enum ObjectError {
 /// differently (first wins vs last wins), which would let a request route on one `model` and be
 /// served with another.
 pub(crate) fn parse_object(input: &[u8]) -> Result<Vec<Field<'_>>, ObjectError> {
-    let top: TopLevel<'_> = match serde_json::from_slice(input) {
-        Ok(top) => top,
-        Err(err) if err.classify() == serde_json::error::Category::Data => {
-            return Err(ObjectError::NotObject);
-        }
-        Err(err) => return Err(ObjectError::Syntax(err)),
-    };
-    let fields = top.0;
+    let fields = parse_members(input)?;
     // Requests have a dozen members or so: comparing pairs is cheaper than hashing them.
     if fields.len() <= 32 {
         for (i, (key, _)) in fields.iter().enumerate() {
@@ -54,6 +47,19 @@ pub(crate) fn parse_object(input: &[u8]) -> Result<Vec<Field<'_>>, ObjectError> 
         }
     }
     Ok(fields)
+}
+
+/// [`parse_object`] without the duplicate check: every member in order, repeated keys
+/// included. For rewriting nested objects that the gateway otherwise forwards as they came (a
+/// member taken out of such an object must go from each of its copies).
+pub(crate) fn parse_members(input: &[u8]) -> Result<Vec<Field<'_>>, ObjectError> {
+    match serde_json::from_slice::<TopLevel<'_>>(input) {
+        Ok(top) => Ok(top.0),
+        Err(err) if err.classify() == serde_json::error::Category::Data => {
+            Err(ObjectError::NotObject)
+        }
+        Err(err) => Err(ObjectError::Syntax(err)),
+    }
 }
 
 /// Returns the raw value of the first member named `name`.

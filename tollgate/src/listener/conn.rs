@@ -156,6 +156,12 @@ pub(super) struct TimedIo<T> {
 }
 
 impl<T> TimedIo<T> {
+    /// The error every write gets once the send timeout has closed the connection.
+    fn send_expired(&self) -> Option<io::Error> {
+        matches!(self.expired, Some(Wait::Send))
+            .then(|| io::Error::new(io::ErrorKind::TimedOut, Wait::Send.message()))
+    }
+
     pub(super) fn new(
         inner: T,
         mode: Mode,
@@ -364,11 +370,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if let Some(Wait::Send) = this.expired {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                Wait::Send.message(),
-            )));
+        if let Some(e) = this.send_expired() {
+            return Poll::Ready(Err(e));
         }
         let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
         this.on_write(cx, polled)
@@ -380,11 +383,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if let Some(Wait::Send) = this.expired {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                Wait::Send.message(),
-            )));
+        if let Some(e) = this.send_expired() {
+            return Poll::Ready(Err(e));
         }
         let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         this.on_write(cx, polled)

@@ -288,7 +288,7 @@ pub(crate) fn clean_member<'a>(
         _ if cache_keys.is_empty() => Cow::Borrowed(raw),
         "system" | "messages" | "tools" => strip_cache_control(raw, &cache_keys, removed),
         // The top-level `cache_control` (automatic caching) is itself the object to clean.
-        "cache_control" => match json::parse_object(raw) {
+        "cache_control" => match json::parse_members(raw) {
             Ok(fields) if fields.iter().any(|(k, _)| cache_keys.contains(&k.as_ref())) => {
                 Cow::Owned(without_keys(&fields, &cache_keys, removed))
             }
@@ -375,7 +375,7 @@ pub(crate) fn strip_cache_control<'a>(
             break;
         };
         i = close;
-        let Ok(fields) = json::parse_object(&raw[open..close]) else {
+        let Ok(fields) = json::parse_members(&raw[open..close]) else {
             continue;
         };
         if !fields.iter().any(|(k, _)| keys.contains(&k.as_ref())) {
@@ -409,7 +409,7 @@ pub(crate) fn strip_tool_member<'a>(raw: &'a [u8], key: &str) -> Cow<'a, [u8]> {
             out.push(b',');
         }
         let bytes = tool.get().as_bytes();
-        match json::parse_object(bytes) {
+        match json::parse_members(bytes) {
             Ok(fields) if fields.iter().any(|(k, _)| k == key) => {
                 changed = true;
                 write_object(&mut out, fields.iter().filter(|(k, _)| k != key));
@@ -682,5 +682,39 @@ mod tests {
             strip_tool_member(plain, "defer_loading"),
             Cow::Borrowed(_)
         ));
+    }
+
+    /// Found by the `request_body` fuzz target: a tool object with a repeated key kept its
+    /// `defer_loading` while the other tools lost theirs. Nested objects are forwarded as they
+    /// came, repeated keys included, so the member goes from those too (each copy of it).
+    #[test]
+    fn members_are_removed_from_objects_with_repeated_keys_too() {
+        let raw = br#"[{"name":"A","defer_loading":true},{"name":"B","description":"x","description":"y","defer_loading":true,"defer_loading":false}]"#;
+        let out = strip_tool_member(raw, "defer_loading");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            r#"[{"name":"A"},{"name":"B","description":"x","description":"y"}]"#
+        );
+        let mut removed = Vec::new();
+        let out = strip_cache_control(
+            br#"[{"cache_control":{"type":"ephemeral","type":"ephemeral","ttl":"1h"}}]"#,
+            &["ttl"],
+            &mut removed,
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            r#"[{"cache_control":{"type":"ephemeral","type":"ephemeral"}}]"#
+        );
+        assert_eq!(removed, [BetaField::CacheControl("ttl")]);
+        let mut removed = Vec::new();
+        let out = clean_member(
+            "cache_control",
+            br#"{"type":"ephemeral","ttl":"1h","ttl":"5m"}"#,
+            &[BetaField::CacheControl("ttl")],
+            &mut removed,
+        )
+        .expect("kept");
+        assert_eq!(&out[..], br#"{"type":"ephemeral"}"#);
+        assert_eq!(removed, [BetaField::CacheControl("ttl")]);
     }
 }
