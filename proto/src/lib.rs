@@ -9,11 +9,13 @@
 //! variables an `env.NAME` may name ([`env::EnvAllowlist`]). [`logsafe`] holds the other rule
 //! both apply alike: text the gateway did not write is escaped and cut before it reaches a log
 //! line. [`model_id`] is the shape a model name must have: the data plane refuses requests for
-//! other names, and the admin API refuses aliases it could never route.
+//! other names, and the admin API refuses aliases it could never route. [`pricing`] is what a
+//! request costs: the shipped pricing table and exact integer arithmetic over it.
 
 pub mod env;
 pub mod logsafe;
 pub mod model_id;
+pub mod pricing;
 
 pub mod config {
     pub mod v1 {

@@ -1,0 +1,423 @@
+//! What a request costs: the pricing table and the arithmetic, shared by both planes.
+//!
+//! The table ships with the repository (`proto/pricing.json`, [`PriceTable::shipped`]): entries
+//! keyed by provider and model-id patterns, each with its prices in USD per million tokens and
+//! the page they come from beside them. The control plane will let admins override entries; the
+//! data plane prices every request with the table it holds (pure lookups, no I/O).
+//!
+//! **Units.** Prices are read as USD per million tokens with at most three decimals (every
+//! published Claude price is) and kept as integer nano-dollars per token (`$3 / MTok` is 3,000
+//! n$ per token), so costs are exact integers ([`Cost`]) that add up without rounding drift.
+//!
+//! **Price kinds**, per entry: input, output, cache write with the 5-minute TTL, cache write
+//! with the 1-hour TTL, cache read, and optionally a long-context tier: when a request's input
+//! (`input + cache writes + cache reads`) exceeds its threshold, every token of the request is
+//! priced at the tier's rates (Anthropic bills the whole request at the premium, not only the
+//! tokens beyond it).
+//!
+//! **Bedrock scopes.** A Bedrock model id names the inference-profile scope AWS bills
+//! ([`BedrockScope`]): `global.` profiles, geographic profiles (`us.`, `eu.`, `apac.`, `jp.`,
+//! `au.`, `ca.`, `us-gov.`, ...), and bare in-region ids (`anthropic.claude-...`). Entries match
+//! the id without its scope prefix and carry the base (global) rate; `regional_premium_percent`
+//! says how much more geographic and in-region use costs for that model (10 for the Claude models
+//! AWS prices that way, 0 where all scopes cost the same). Inference-profile ARNs of a system
+//! profile are priced by the profile id they end with; application inference profiles name no
+//! model and are unpriced until configuration maps them.
+//!
+//! **Unpriced** models are reported as such ([`Priced::Unpriced`]), never as $0.
+
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+
+/// The table that ships with Tollgate (`proto/pricing.json`).
+const SHIPPED: &str = include_str!("../pricing.json");
+
+/// Nano-dollars (10⁻⁹ USD).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Cost(pub u64);
+
+impl Cost {
+    /// The cost in USD (for display; sums stay in [`Cost`]).
+    pub fn usd(self) -> f64 {
+        self.0 as f64 / 1e9
+    }
+}
+
+/// Tokens of one request, split the way they are priced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tokens {
+    pub input: u64,
+    pub output: u64,
+    /// Cache writes with the default 5-minute TTL.
+    pub cache_write_5m: u64,
+    /// Cache writes with the 1-hour TTL.
+    pub cache_write_1h: u64,
+    pub cache_read: u64,
+}
+
+impl Tokens {
+    /// Every input token, cached or not: what the long-context threshold is compared with.
+    pub fn total_input(&self) -> u64 {
+        self.input
+            .saturating_add(self.cache_write_5m)
+            .saturating_add(self.cache_write_1h)
+            .saturating_add(self.cache_read)
+    }
+}
+
+/// A request's cost, or the fact that its model has no price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priced {
+    Priced(Cost),
+    Unpriced,
+}
+
+/// Where a Bedrock model id sends the request, as AWS bills it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BedrockScope {
+    /// `global.` inference profiles: the base rate.
+    Global,
+    /// A geographic inference profile (`us.`, `eu.`, `apac.`, ...).
+    Geo,
+    /// A bare model id, served in the request's region.
+    InRegion,
+}
+
+/// Geographic inference-profile prefixes AWS uses (the first dot-separated segment of an id).
+const GEO_PREFIXES: &[&str] = &["us", "eu", "apac", "jp", "au", "ca", "us-gov", "uk", "in"];
+
+/// Splits a Bedrock model id into its scope and the id without the scope prefix. A system
+/// inference-profile ARN is read as the profile id it ends with; `None` for ids that name no
+/// model (application inference profiles, other ARNs).
+pub fn bedrock_scope(model_id: &str) -> Option<(BedrockScope, &str)> {
+    let id = if model_id.starts_with("arn:") {
+        if let Some((_, model)) = model_id.split_once(":foundation-model/") {
+            return Some((BedrockScope::InRegion, model));
+        }
+        let (_, profile) = model_id.split_once(":inference-profile/")?;
+        profile
+    } else {
+        model_id
+    };
+    match id.split_once('.') {
+        Some(("global", rest)) => Some((BedrockScope::Global, rest)),
+        Some((prefix, rest)) if GEO_PREFIXES.contains(&prefix) => Some((BedrockScope::Geo, rest)),
+        Some(_) => Some((BedrockScope::InRegion, id)),
+        None => None,
+    }
+}
+
+/// Prices of one kind of token use, in nano-dollars per token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rates {
+    pub input: u64,
+    pub output: u64,
+    pub cache_write_5m: u64,
+    pub cache_write_1h: u64,
+    pub cache_read: u64,
+}
+
+impl Rates {
+    fn cost(&self, t: &Tokens) -> Cost {
+        let sum = [
+            (t.input, self.input),
+            (t.output, self.output),
+            (t.cache_write_5m, self.cache_write_5m),
+            (t.cache_write_1h, self.cache_write_1h),
+            (t.cache_read, self.cache_read),
+        ]
+        .iter()
+        .fold(0u64, |acc, (n, rate)| {
+            acc.saturating_add(n.saturating_mul(*rate))
+        });
+        Cost(sum)
+    }
+
+    /// These rates raised by `percent` (rounded to the nearest nano-dollar).
+    fn with_premium(&self, percent: u64) -> Rates {
+        let up = |r: u64| (r * (100 + percent) + 50) / 100;
+        Rates {
+            input: up(self.input),
+            output: up(self.output),
+            cache_write_5m: up(self.cache_write_5m),
+            cache_write_1h: up(self.cache_write_1h),
+            cache_read: up(self.cache_read),
+        }
+    }
+}
+
+/// The prices that apply to one model as requested.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelPrice {
+    pub rates: Rates,
+    /// `(threshold, rates)`: above `threshold` input tokens, the whole request uses `rates`.
+    pub long_context: Option<(u64, Rates)>,
+}
+
+impl ModelPrice {
+    /// The cost of `tokens` at these prices.
+    pub fn cost(&self, tokens: &Tokens) -> Cost {
+        match &self.long_context {
+            Some((threshold, rates)) if tokens.total_input() > *threshold => rates.cost(tokens),
+            _ => self.rates.cost(tokens),
+        }
+    }
+}
+
+/// One entry of the table.
+#[derive(Debug, Clone)]
+pub struct PriceEntry {
+    pub provider: String,
+    pub models: Vec<String>,
+    pub price: ModelPrice,
+    pub regional_premium_percent: u64,
+    pub source: String,
+}
+
+/// The pricing table: the first entry whose provider and one of whose patterns match wins.
+#[derive(Debug, Clone, Default)]
+pub struct PriceTable {
+    entries: Vec<PriceEntry>,
+}
+
+/// Why a table cannot be loaded. Names the entry (by index and first pattern) and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum PricingError {
+    #[error("pricing table is not valid JSON of the expected shape: {0}")]
+    Shape(#[from] serde_json::Error),
+    #[error("pricing entry {index} ({models}): {problem}")]
+    Entry {
+        index: usize,
+        models: String,
+        problem: String,
+    },
+}
+
+/// Providers a price may be given for.
+pub const PROVIDERS: &[&str] = &["anthropic", "bedrock", "vertex"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTable {
+    /// What the file is, for its readers.
+    #[serde(default, rename = "about")]
+    _about: Option<String>,
+    prices: Vec<FileEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEntry {
+    provider: String,
+    models: Vec<String>,
+    input: f64,
+    output: f64,
+    cache_write_5m: f64,
+    cache_write_1h: f64,
+    cache_read: f64,
+    #[serde(default)]
+    long_context: Option<FileLongContext>,
+    #[serde(default)]
+    regional_premium_percent: u64,
+    source: String,
+    /// How the prices were taken from `source`, for its readers.
+    #[serde(default, rename = "note")]
+    _note: Option<String>,
+}
+
+/// The five prices of an entry or of its long-context tier, as written in the file.
+struct FileRates {
+    input: f64,
+    output: f64,
+    cache_write_5m: f64,
+    cache_write_1h: f64,
+    cache_read: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLongContext {
+    above_input_tokens: u64,
+    input: f64,
+    output: f64,
+    cache_write_5m: f64,
+    cache_write_1h: f64,
+    cache_read: f64,
+}
+
+/// USD per million tokens → nano-dollars per token, exactly (at most three decimals).
+fn per_token(usd_per_mtok: f64, field: &str) -> Result<u64, String> {
+    if !usd_per_mtok.is_finite() || usd_per_mtok < 0.0 {
+        return Err(format!("{field} must be a finite, non-negative price"));
+    }
+    let nano = usd_per_mtok * 1000.0;
+    let rounded = nano.round();
+    if (nano - rounded).abs() > 1e-6 || rounded > u32::MAX as f64 {
+        return Err(format!(
+            "{field} = {usd_per_mtok}: prices have at most three decimals (USD per million tokens)"
+        ));
+    }
+    Ok(rounded as u64)
+}
+
+fn rates(r: &FileRates, prefix: &str) -> Result<Rates, String> {
+    let f = |v: f64, name: &str| per_token(v, &format!("{prefix}{name}"));
+    Ok(Rates {
+        input: f(r.input, "input")?,
+        output: f(r.output, "output")?,
+        cache_write_5m: f(r.cache_write_5m, "cache_write_5m")?,
+        cache_write_1h: f(r.cache_write_1h, "cache_write_1h")?,
+        cache_read: f(r.cache_read, "cache_read")?,
+    })
+}
+
+impl PriceTable {
+    /// The table that ships with Tollgate, parsed once.
+    pub fn shipped() -> &'static PriceTable {
+        static TABLE: OnceLock<PriceTable> = OnceLock::new();
+        TABLE.get_or_init(|| {
+            PriceTable::from_json(SHIPPED).expect("proto/pricing.json is checked by its tests")
+        })
+    }
+
+    /// Parses and checks a table in the shape of `proto/pricing.json`.
+    pub fn from_json(text: &str) -> Result<PriceTable, PricingError> {
+        let file: FileTable = serde_json::from_str(text)?;
+        let mut entries = Vec::with_capacity(file.prices.len());
+        for (index, e) in file.prices.into_iter().enumerate() {
+            let fail = |problem: String| PricingError::Entry {
+                index,
+                models: e.models.first().cloned().unwrap_or_default(),
+                problem,
+            };
+            if !PROVIDERS.contains(&e.provider.as_str()) {
+                return Err(fail(format!(
+                    "provider {:?} is not one of {PROVIDERS:?}",
+                    e.provider
+                )));
+            }
+            if e.models.is_empty() || e.models.iter().any(|m| m.is_empty()) {
+                return Err(fail("models must list non-empty patterns".into()));
+            }
+            if !e.source.starts_with("https://") {
+                return Err(fail(
+                    "source must be the https:// page the prices come from".into(),
+                ));
+            }
+            if e.regional_premium_percent > 100 {
+                return Err(fail("regional_premium_percent must be 0 to 100".into()));
+            }
+            let base = rates(
+                &FileRates {
+                    input: e.input,
+                    output: e.output,
+                    cache_write_5m: e.cache_write_5m,
+                    cache_write_1h: e.cache_write_1h,
+                    cache_read: e.cache_read,
+                },
+                "",
+            )
+            .map_err(fail)?;
+            let long_context = match &e.long_context {
+                None => None,
+                Some(lc) if lc.above_input_tokens == 0 => {
+                    return Err(fail(
+                        "long_context.above_input_tokens must be positive".into(),
+                    ));
+                }
+                Some(lc) => {
+                    let r = FileRates {
+                        input: lc.input,
+                        output: lc.output,
+                        cache_write_5m: lc.cache_write_5m,
+                        cache_write_1h: lc.cache_write_1h,
+                        cache_read: lc.cache_read,
+                    };
+                    Some((
+                        lc.above_input_tokens,
+                        rates(&r, "long_context.").map_err(fail)?,
+                    ))
+                }
+            };
+            entries.push(PriceEntry {
+                provider: e.provider,
+                models: e.models,
+                price: ModelPrice {
+                    rates: base,
+                    long_context,
+                },
+                regional_premium_percent: e.regional_premium_percent,
+                source: e.source,
+            });
+        }
+        Ok(PriceTable { entries })
+    }
+
+    /// The entries, in matching order.
+    pub fn entries(&self) -> &[PriceEntry] {
+        &self.entries
+    }
+
+    /// The prices of `model_id` on a provider of kind `provider` (`anthropic`, `bedrock`,
+    /// `vertex`), Bedrock's scope applied; `None` when nothing matches.
+    pub fn price(&self, provider: &str, model_id: &str) -> Option<ModelPrice> {
+        let (scope, id) = if provider == "bedrock" {
+            bedrock_scope(model_id)?
+        } else {
+            (BedrockScope::Global, model_id)
+        };
+        let entry = self
+            .entries
+            .iter()
+            .find(|e| e.provider == provider && e.models.iter().any(|p| glob_match(p, id)))?;
+        let premium = match scope {
+            BedrockScope::Global => 0,
+            BedrockScope::Geo | BedrockScope::InRegion => entry.regional_premium_percent,
+        };
+        if premium == 0 {
+            return Some(entry.price.clone());
+        }
+        Some(ModelPrice {
+            rates: entry.price.rates.with_premium(premium),
+            long_context: entry
+                .price
+                .long_context
+                .map(|(threshold, r)| (threshold, r.with_premium(premium))),
+        })
+    }
+
+    /// What `tokens` of `model_id` on `provider` cost.
+    pub fn cost(&self, provider: &str, model_id: &str, tokens: &Tokens) -> Priced {
+        match self.price(provider, model_id) {
+            Some(p) => Priced::Priced(p.cost(tokens)),
+            None => Priced::Unpriced,
+        }
+    }
+}
+
+/// `*` matches any run of characters (none included); everything else matches itself.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests;
