@@ -100,8 +100,9 @@ SCHEMATHESIS="$root/tests/.venv-tools/bin/schemathesis" scripts/schemathesis.sh
 # cargo-fuzz from crates.io into the user's cargo home (kept between runs). The targets need nightly
 # compiler flags: the nightly toolchain when rustup has one, else the stable compiler with
 # RUSTC_BOOTSTRAP=1. Built once, optimised, without a sanitizer (the workspace forbids `unsafe`),
-# with overflow checks and debug assertions (`-a`: `-O` alone turns them off); `FUZZ_SECONDS` per target (default 10). A crash fails the
-# command and its input stays in data-plane/fuzz/artifacts/TARGET/. The long run is in README "Tests".
+# with overflow checks and debug assertions (`-a`: `-O` alone turns them off); `FUZZ_SECONDS` per
+# target (default 10). A crash fails the command and its input stays in
+# data-plane/fuzz/artifacts/TARGET/. The long run is in README "Tests".
 step "cargo fuzz build (data-plane/fuzz)"
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --locked --quiet cargo-fuzz --version 0.13.2

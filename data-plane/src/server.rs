@@ -64,9 +64,10 @@ const SERVED: &str = "the inference API serves POST /anthropic/v1/messages and P
 /// Longest part of a request path quoted back in an error message.
 const MAX_QUOTED_PATH: usize = 200;
 
-/// A 404 for a path nobody serves, logged at `info` (rate-limited, [`log_refused_path`]). Inference-looking paths (`/anthropic/...`,
-/// `/v1/...`, anything ending in `/v1/messages`) get Anthropic's error shape and a message that
-/// says what was expected; other paths the admin API's shape.
+/// A 404 for a path nobody serves, logged at `info` (rate-limited, [`log_refused_path`]).
+/// Inference-looking paths (`/anthropic/...`, `/v1/...`, anything ending in `/v1/messages`) get
+/// Anthropic's error shape and a message that says what was expected; other paths the admin
+/// API's shape.
 async fn no_route(State(dp): State<Arc<DataPlane>>, method: Method, uri: Uri) -> Response {
     dp.refusals().count("no_route");
     let path = uri.path();

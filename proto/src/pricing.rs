@@ -226,15 +226,6 @@ struct FileEntry {
     _note: Option<String>,
 }
 
-/// The five prices of an entry or of its long-context tier, as written in the file.
-struct FileRates {
-    input: f64,
-    output: f64,
-    cache_write_5m: f64,
-    cache_write_1h: f64,
-    cache_read: f64,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileLongContext {
@@ -261,14 +252,19 @@ fn per_token(usd_per_mtok: f64, field: &str) -> Result<u64, String> {
     Ok(rounded as u64)
 }
 
-fn rates(r: &FileRates, prefix: &str) -> Result<Rates, String> {
+/// The five prices of an entry or of its long-context tier (`prefix` names it in errors), as
+/// written in the file: input, output, 5-minute and 1-hour cache write, cache read.
+fn rates(
+    [input, output, cache_write_5m, cache_write_1h, cache_read]: [f64; 5],
+    prefix: &str,
+) -> Result<Rates, String> {
     let f = |v: f64, name: &str| per_token(v, &format!("{prefix}{name}"));
     Ok(Rates {
-        input: f(r.input, "input")?,
-        output: f(r.output, "output")?,
-        cache_write_5m: f(r.cache_write_5m, "cache_write_5m")?,
-        cache_write_1h: f(r.cache_write_1h, "cache_write_1h")?,
-        cache_read: f(r.cache_read, "cache_read")?,
+        input: f(input, "input")?,
+        output: f(output, "output")?,
+        cache_write_5m: f(cache_write_5m, "cache_write_5m")?,
+        cache_write_1h: f(cache_write_1h, "cache_write_1h")?,
+        cache_read: f(cache_read, "cache_read")?,
     })
 }
 
@@ -309,13 +305,13 @@ impl PriceTable {
                 return Err(fail("regional_premium_percent must be 0 to 100".into()));
             }
             let base = rates(
-                &FileRates {
-                    input: e.input,
-                    output: e.output,
-                    cache_write_5m: e.cache_write_5m,
-                    cache_write_1h: e.cache_write_1h,
-                    cache_read: e.cache_read,
-                },
+                [
+                    e.input,
+                    e.output,
+                    e.cache_write_5m,
+                    e.cache_write_1h,
+                    e.cache_read,
+                ],
                 "",
             )
             .map_err(fail)?;
@@ -327,16 +323,16 @@ impl PriceTable {
                     ));
                 }
                 Some(lc) => {
-                    let r = FileRates {
-                        input: lc.input,
-                        output: lc.output,
-                        cache_write_5m: lc.cache_write_5m,
-                        cache_write_1h: lc.cache_write_1h,
-                        cache_read: lc.cache_read,
-                    };
+                    let five = [
+                        lc.input,
+                        lc.output,
+                        lc.cache_write_5m,
+                        lc.cache_write_1h,
+                        lc.cache_read,
+                    ];
                     Some((
                         lc.above_input_tokens,
-                        rates(&r, "long_context.").map_err(fail)?,
+                        rates(five, "long_context.").map_err(fail)?,
                     ))
                 }
             };

@@ -1247,10 +1247,12 @@ async fn env_references_are_resolved_at_use_and_a_missing_one_is_named_in_the_lo
                 "the client learns neither the variable's name nor a value: {message}"
             );
         }
-        // The operator's log names the variable.
+        // The operator's log names the variable, on the failed request's line.
         let output = gw.output();
         assert!(
-            output.contains(variable) && output.contains("request failed"),
+            output
+                .lines()
+                .any(|l| l.contains("request failed") && l.contains(variable)),
             "{model}: the log names {variable}: {output}"
         );
     }

@@ -244,14 +244,10 @@ pub(crate) fn usage_from_raw(raw: &serde_json::value::RawValue) -> Option<Usage>
 }
 
 /// Extracts `usage` from a non-streaming Message body. `None` if the body is not a JSON object
-/// with a `usage` object (absent or `null` counts inside it are read as 0).
+/// with a `usage` object (absent or `null` counts inside it are read as 0). The gateway reads it
+/// with the body's model name, in one pass: [`crate::response_model::read_message`].
 pub fn usage_from_message(json: &[u8]) -> Option<Usage> {
-    #[derive(Deserialize)]
-    struct Body {
-        usage: Option<WireUsage>,
-    }
-    let body: Body = serde_json::from_slice(json).ok()?;
-    body.usage.map(WireUsage::into_usage)
+    crate::response_model::read_message(json, None).usage
 }
 
 /// Usage counts that may be missing, used as a fallback source by [`UsageTracker`] (for example

@@ -16,8 +16,8 @@ use tollgate_protocol::response_model::{MessageAnswer, SseModelRewriter, read_me
 use tollgate_protocol::sse::{SseEvent, SseParser};
 
 use super::{
-    Call, End, MAX_UPSTREAM_BODY, Operation, RelayBody, Step, StreamTranslation, fail,
-    name_served_by,
+    Call, End, MAX_UPSTREAM_BODY, Operation, RelayBody, Step, StreamTranslation, config_error,
+    fail, name_served_by,
 };
 use crate::DataPlane;
 use crate::error::ProxyError;
@@ -33,10 +33,6 @@ pub(crate) async fn call(dp: Arc<DataPlane>, c: Call<'_>, draft: Draft) -> Respo
         Ok(req) => forward(dp, c, draft, req).await,
         Err(e) => fail(&dp, draft, e),
     }
-}
-
-fn config_error(message: impl Into<std::borrow::Cow<'static, str>>) -> ProxyError {
-    ProxyError::new(ErrorKind::Api, "gateway_config", message)
 }
 
 fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {

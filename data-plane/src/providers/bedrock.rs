@@ -21,8 +21,8 @@ use tollgate_protocol::eventstream;
 use tollgate_protocol::response_model::read_message;
 
 use super::{
-    Call, End, MAX_UPSTREAM_BODY, Operation, RelayBody, Step, StreamTranslation, fail,
-    name_served_by,
+    Call, End, MAX_UPSTREAM_BODY, Operation, RelayBody, Step, StreamTranslation, config_error,
+    fail, name_served_by,
 };
 use crate::DataPlane;
 use crate::error::{ProxyError, error_response};
@@ -156,10 +156,6 @@ fn body_error(e: translate::BodyError) -> ProxyError {
     ProxyError::invalid_request(e.to_string())
 }
 
-fn config_error(message: String) -> ProxyError {
-    ProxyError::new(ErrorKind::Api, "gateway_config", message)
-}
-
 /// Credentials that could not be produced: the kind of failure for the client, the SDK's text
 /// for the log.
 fn credential_error(e: &CredentialError) -> ProxyError {
@@ -173,10 +169,8 @@ fn credential_error(e: &CredentialError) -> ProxyError {
 async fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
     let key = c.key();
     let KeyCredential::Bedrock(auth) = &key.credential else {
-        return Err(
-            config_error("the provider key has no Bedrock credentials".into())
-                .with_detail(format!("provider key {:?}", key.name)),
-        );
+        return Err(config_error("the provider key has no Bedrock credentials")
+            .with_detail(format!("provider key {:?}", key.name)));
     };
     let betas = c.betas();
     // Betas and beta-dependent fields follow the model's family.
@@ -240,9 +234,8 @@ async fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
     }
     match credential {
         BedrockCredential::Bearer(token) => {
-            let mut value = HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| {
-                config_error("the Bedrock API key is not a valid header value".into())
-            })?;
+            let mut value = HeaderValue::try_from(format!("Bearer {token}"))
+                .map_err(|_| config_error("the Bedrock API key is not a valid header value"))?;
             value.set_sensitive(true);
             headers.insert(header::AUTHORIZATION, value);
         }
@@ -260,12 +253,11 @@ async fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
                 },
             )
             .map_err(|e| {
-                config_error("could not sign the request to Bedrock".into())
-                    .with_detail(e.to_string())
+                config_error("could not sign the request to Bedrock").with_detail(e.to_string())
             })?;
             for (name, value) in signed {
                 let mut value = HeaderValue::try_from(value)
-                    .map_err(|_| config_error("SigV4 produced an invalid header".into()))?;
+                    .map_err(|_| config_error("SigV4 produced an invalid header"))?;
                 value.set_sensitive(name != "x-amz-date");
                 headers.insert(name, value);
             }

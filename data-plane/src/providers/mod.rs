@@ -114,17 +114,21 @@ pub(crate) fn fail(dp: &DataPlane, draft: Draft, err: ProxyError) -> Response {
     resp
 }
 
+/// The gateway's own configuration keeps a provider call from being made (500 `api_error`,
+/// class `gateway_config`).
+pub(crate) fn config_error(message: impl Into<std::borrow::Cow<'static, str>>) -> ProxyError {
+    ProxyError::new(ErrorKind::Api, "gateway_config", message)
+}
+
 /// A provider setting that cannot be produced now: an `env.NAME` reference that this data
 /// plane's allowlist refuses or whose variable is unset, or a value that is not a valid header.
 /// The client learns which setting (`what`) and gets the request id; the variable's name and the
 /// rule go to the log only, since a virtual key's holder need not learn how the gateway is
 /// configured.
 pub(crate) fn setting_unavailable(what: &str, cause: impl std::fmt::Display) -> ProxyError {
-    ProxyError::new(
-        ErrorKind::Api,
-        "gateway_config",
-        format!("this provider's {what} cannot be used on this data plane"),
-    )
+    config_error(format!(
+        "this provider's {what} cannot be used on this data plane"
+    ))
     .with_detail(cause.to_string())
 }
 

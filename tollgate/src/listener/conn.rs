@@ -300,10 +300,7 @@ impl<T> TimedIo<T> {
         match polled {
             Poll::Pending if self.write_refused(cx) => {
                 let _ = self.expire(Wait::Send);
-                Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    Wait::Send.message(),
-                )))
+                Poll::Ready(Err(self.send_expired().expect("just expired")))
             }
             Poll::Pending => Poll::Pending,
             ready => {

@@ -19,7 +19,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Sleep;
 
-use super::{GrpcLimits, HttpLimits, Listener, ListenerStats, Wait, serve_grpc, serve_http};
+use super::{
+    GrpcLimits, GrpcServerTls, HttpLimits, Listener, ListenerStats, Wait, serve_grpc, serve_http,
+};
 
 /// Longest any test waits for something that must happen.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -135,6 +137,12 @@ async fn start_http(limits: HttpLimits, grace: Duration) -> Server {
 }
 
 async fn start_h2(limits: GrpcLimits) -> Server {
+    start_grpc(limits, None, Duration::from_secs(5)).await
+}
+
+/// The gRPC listener (TLS when `tls` is given) serving [`app`] until [`Server::stop`] (or the
+/// `Server` is dropped).
+async fn start_grpc(limits: GrpcLimits, tls: Option<GrpcServerTls>, grace: Duration) -> Server {
     let listener = Listener::bind(([127, 0, 0, 1], 0).into(), "test-h2")
         .await
         .unwrap();
@@ -144,12 +152,12 @@ async fn start_h2(limits: GrpcLimits) -> Server {
     let task = tokio::spawn(serve_grpc(
         listener,
         limits,
-        None,
+        tls,
         app(),
         async move {
             let _ = stopped.await;
         },
-        Duration::from_secs(5),
+        grace,
     ));
     Server {
         addr,
@@ -594,7 +602,9 @@ async fn metrics_text_names_the_listener_and_each_timeout() {
 
 /// A CA, and a server certificate for `localhost` it signed, as PEM files in `dir`; returns the
 /// CA certificate (DER) and the paths of the server's certificate and key.
-fn tls_files(dir: &std::path::Path) -> (Vec<u8>, std::path::PathBuf, std::path::PathBuf) {
+/// A test CA (its DER) and the server TLS config of a `localhost` certificate it signed, loaded
+/// from PEM files written to `dir`.
+fn tls_files(dir: &std::path::Path) -> (Vec<u8>, GrpcServerTls) {
     use rcgen::{
         BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
         KeyUsagePurpose,
@@ -612,7 +622,8 @@ fn tls_files(dir: &std::path::Path) -> (Vec<u8>, std::path::PathBuf, std::path::
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert_path, cert.pem()).unwrap();
     std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    (ca.der().to_vec(), cert_path, key_path)
+    let tls = GrpcServerTls::from_files(&cert_path, &key_path, None).unwrap();
+    (ca.der().to_vec(), tls)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -620,13 +631,7 @@ async fn grpc_tls_handshake_and_preface_share_one_deadline() {
     use tokio_rustls::rustls;
 
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = tls_files(dir.path());
-    let tls = super::GrpcServerTls::from_files(&cert, &key, None).unwrap();
-    let listener = Listener::bind(([127, 0, 0, 1], 0).into(), "test-tls")
-        .await
-        .unwrap();
-    let addr = listener.local_addr();
-    let stats = listener.stats();
+    let (ca, tls) = tls_files(dir.path());
     // The real TLS client must finish its handshake and preface within this: ample on a
     // loaded machine, and the silent sockets are closed by it.
     let limits = GrpcLimits {
@@ -635,14 +640,8 @@ async fn grpc_tls_handshake_and_preface_share_one_deadline() {
         send: PATIENCE,
         max_connections: 100,
     };
-    tokio::spawn(serve_grpc(
-        listener,
-        limits,
-        Some(tls),
-        app(),
-        std::future::pending(),
-        Duration::from_secs(1),
-    ));
+    let server = start_grpc(limits, Some(tls), Duration::from_secs(1)).await;
+    let (addr, stats) = (server.addr, &server.stats);
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.into()).unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -698,13 +697,7 @@ async fn grpc_tls_handshake_and_preface_share_one_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_handshake_in_progress_does_not_hold_up_the_drain() {
     let dir = tempfile::tempdir().unwrap();
-    let (_ca, cert, key) = tls_files(dir.path());
-    let tls = super::GrpcServerTls::from_files(&cert, &key, None).unwrap();
-    let listener = Listener::bind(([127, 0, 0, 1], 0).into(), "test-tls-drain")
-        .await
-        .unwrap();
-    let addr = listener.local_addr();
-    let stats = listener.stats();
+    let (_ca, tls) = tls_files(dir.path());
     // Timeouts and grace far beyond the test's patience: only the drain can close the socket.
     let limits = GrpcLimits {
         handshake: PATIENCE * 10,
@@ -712,23 +705,14 @@ async fn a_tls_handshake_in_progress_does_not_hold_up_the_drain() {
         send: PATIENCE * 10,
         max_connections: 100,
     };
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve_grpc(
-        listener,
-        limits,
-        Some(tls),
-        app(),
-        async move {
-            let _ = stopped.await;
-        },
-        PATIENCE * 10,
-    ));
+    let mut server = start_grpc(limits, Some(tls), PATIENCE * 10).await;
+    let stats = Arc::clone(&server.stats);
     // A client that opens TCP and never starts its TLS handshake.
-    let silent = TcpStream::connect(addr).await.unwrap();
+    let silent = TcpStream::connect(server.addr).await.unwrap();
     eventually("the silent connection is open", || stats.open() == 1).await;
-    stop.send(()).unwrap();
+    server.stop();
     closed_by_server(silent).await;
-    tokio::time::timeout(PATIENCE, server)
+    tokio::time::timeout(PATIENCE, server.task)
         .await
         .expect("the listener stops once its only connection, a handshake, is dropped")
         .unwrap();
