@@ -8,6 +8,14 @@ fn cost(provider: &str, model: &str, tokens: Tokens) -> Priced {
     PriceTable::shipped().cost(provider, model, &tokens)
 }
 
+/// `n` uncached input tokens and nothing else.
+fn input_only(n: u64) -> Tokens {
+    Tokens {
+        input: n,
+        ..Tokens::default()
+    }
+}
+
 fn nano(n: u64) -> Priced {
     Priced::Priced(Cost(n))
 }
@@ -97,10 +105,7 @@ fn above_the_long_context_threshold_the_whole_request_is_priced_at_the_tier() {
         nano(6_000 + 750_000_000 + 1_200_000_000)
     );
     // Opus 4.6 has one rate over its whole window: 500,000 × $5 = $2.50.
-    let long = Tokens {
-        input: 500_000,
-        ..Tokens::default()
-    };
+    let long = input_only(500_000);
     assert_eq!(
         cost("anthropic", "claude-opus-4-6", long),
         nano(2_500_000_000)
@@ -110,10 +115,7 @@ fn above_the_long_context_threshold_the_whole_request_is_priced_at_the_tier() {
 #[test]
 fn bedrock_scopes_are_priced_as_aws_bills_them() {
     // Under the long-context threshold: 100,000 input tokens.
-    let input = Tokens {
-        input: 100_000,
-        ..Tokens::default()
-    };
+    let input = input_only(100_000);
     let million_out = Tokens {
         output: 1_000_000,
         ..Tokens::default()
@@ -151,10 +153,7 @@ fn bedrock_scopes_are_priced_as_aws_bills_them() {
         cost("bedrock", &format!("eu.{sonnet}"), read),
         nano(33_000_000)
     );
-    let long = Tokens {
-        input: 300_000,
-        ..Tokens::default()
-    };
+    let long = input_only(300_000);
     assert_eq!(
         cost("bedrock", &format!("us.{sonnet}"), long),
         nano(300_000 * 6_600)
@@ -191,10 +190,7 @@ fn bedrock_scopes_are_priced_as_aws_bills_them() {
 
 #[test]
 fn what_no_entry_prices_is_unpriced_never_zero() {
-    let t = Tokens {
-        input: 10,
-        ..Tokens::default()
-    };
+    let t = input_only(10);
     for (provider, model) in [
         ("anthropic", "claude-unknown-9"),
         ("anthropic", "gpt-4o"),
@@ -228,10 +224,7 @@ fn what_no_entry_prices_is_unpriced_never_zero() {
 
 #[test]
 fn entries_match_in_order_so_each_generation_gets_its_own_price() {
-    let t = Tokens {
-        input: 1_000_000,
-        ..Tokens::default()
-    };
+    let t = input_only(1_000_000);
     for (model, usd) in [
         ("claude-opus-4-20250514", 15),
         ("claude-opus-4-0", 15),
