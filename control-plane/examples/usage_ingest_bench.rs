@@ -50,6 +50,8 @@ fn records(run: usize, n: usize, now_ms: i64) -> Vec<UsageRecord> {
             },
             started_at_unix_ms: now_ms - (i as i64 % 3_600_000),
             stream: i % 4 != 0,
+            cache_write_1h_input_tokens: (i % 7) as u64 * 100,
+            cost_nano_usd: Some(4_000_000 + (i % 5000) as u64 * 3_000),
         })
         .collect()
 }
@@ -135,10 +137,10 @@ async fn main() {
             total as f64 / secs
         );
     }
-    let counts = store.usage_counts_by_virtual_key().await.expect("counts");
+    let counts = store.usage_by_virtual_key().await.expect("counts");
     println!(
         "  stored: {} rows over {} virtual keys",
-        counts.values().sum::<u64>(),
+        counts.values().map(|t| t.requests).sum::<u64>(),
         counts.len()
     );
 

@@ -463,6 +463,8 @@ fn record(id: &str, vk: &str) -> UsageRecord {
         error_class: String::new(),
         started_at_unix_ms: 1_767_225_600_000 + id.len() as i64,
         stream: true,
+        cache_write_1h_input_tokens: 0,
+        cost_nano_usd: Some(105_000),
     }
 }
 
@@ -543,13 +545,11 @@ async fn usage_round_trip(server: Server) {
             accepted: 3
         }]
     );
-    let counts = server
-        .cp
-        .store()
-        .usage_counts_by_virtual_key()
-        .await
-        .unwrap();
-    let counts: Vec<(&str, u64)> = counts.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let counts = server.cp.store().usage_by_virtual_key().await.unwrap();
+    let counts: Vec<(&str, u64)> = counts
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.requests))
+        .collect();
     assert_eq!(counts, [("vk-a", 2), ("vk-b", 2), ("vk-c", 1)]);
     // The in-process entry point (all-in-one) shares the storage and its idempotency.
     let n = server

@@ -11,7 +11,7 @@ use tollgate_control_plane::model::{
     AuditEvent, BedrockKeyRecord, NetworkRecord, ProviderKeyRecord, ProviderKind, ProviderRecord,
     SealedSecret, SecretField, ValueSource, VirtualKeyRecord, now,
 };
-use tollgate_control_plane::store::UsageRecord;
+use tollgate_control_plane::store::{UsageRecord, UsageTotals};
 use tollgate_control_plane::validate::ValidationError;
 use tollgate_control_plane::{PostgresStore, SqliteStore, Store, StoreError};
 use uuid::Uuid;
@@ -466,7 +466,16 @@ fn usage(i: usize, vk: &str, started_at_unix_ms: i64) -> UsageRecord {
         error_class: String::new(),
         started_at_unix_ms,
         stream: i.is_multiple_of(2),
+        cache_write_1h_input_tokens: 1,
+        // Every fifth record is unpriced.
+        cost_nano_usd: (i % 5 != 4).then_some(1_000_000 * i as u64 + 7),
     }
+}
+
+/// Stored rows per virtual key.
+async fn requests(store: &dyn Store) -> BTreeMap<String, u64> {
+    let totals = store.usage_by_virtual_key().await.unwrap();
+    totals.into_iter().map(|(k, t)| (k, t.requests)).collect()
 }
 
 fn unix_ms(t: time::OffsetDateTime) -> i64 {
@@ -487,13 +496,7 @@ async fn usage_conformance(store: Arc<dyn Store>) -> Vec<String> {
     let again = store.create_usage_partitions(yesterday, 3).await.unwrap();
     assert!(again.is_empty(), "partitions are created once: {again:?}");
     assert_eq!(store.insert_usage(&[]).await.unwrap(), 0);
-    assert!(
-        store
-            .usage_counts_by_virtual_key()
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.usage_by_virtual_key().await.unwrap().is_empty());
 
     // 1,200 records (more than one statement's worth in SQLite), a third of them for vk-a.
     // Within today even when the test runs just after midnight (UTC).
@@ -508,9 +511,19 @@ async fn usage_conformance(store: Arc<dyn Store>) -> Vec<String> {
         "the same batch twice stores each record once"
     );
     assert_eq!(
-        store.usage_counts_by_virtual_key().await.unwrap(),
+        requests(&*store).await,
         counts(&[("vk-a", 400), ("vk-b", 800)])
     );
+    // Costs add up exactly; unpriced rows are counted, not read as $0.
+    let mut want: BTreeMap<String, UsageTotals> = BTreeMap::new();
+    for r in &batch {
+        let t = want.entry(r.virtual_key_id.clone()).or_default();
+        t.requests += 1;
+        t.cost_nano_usd += r.cost_nano_usd.unwrap_or(0);
+        t.unpriced_requests += u64::from(r.cost_nano_usd.is_none());
+    }
+    assert_eq!(want["vk-a"].unpriced_requests, 80);
+    assert_eq!(store.usage_by_virtual_key().await.unwrap(), want);
     // Overlapping batches and duplicates within one batch.
     let mut mixed = batch[..10].to_vec();
     mixed.push(usage(5000, "vk-c", t));
@@ -545,7 +558,7 @@ async fn usage_conformance(store: Arc<dyn Store>) -> Vec<String> {
     }
     assert_eq!(store.insert_usage(&ahead_rec).await.unwrap(), 0);
     assert_eq!(
-        store.usage_counts_by_virtual_key().await.unwrap(),
+        requests(&*store).await,
         counts(&[
             ("vk-a", 400),
             ("vk-ahead", 1),
@@ -557,7 +570,7 @@ async fn usage_conformance(store: Arc<dyn Store>) -> Vec<String> {
 
     // Retention: everything that started before today goes.
     let purge = store.drop_usage_partitions_before(today).await.unwrap();
-    let after = store.usage_counts_by_virtual_key().await.unwrap();
+    let after = requests(&*store).await;
     assert_eq!(after.get("vk-old"), None, "{purge:?}");
     assert_eq!(after.get("vk-a"), Some(&400));
     assert_eq!(after.get("vk-ahead"), Some(&1));

@@ -19,6 +19,7 @@ use arc_swap::ArcSwapOption;
 use sha2::{Digest, Sha256};
 use tollgate_proto::config::v1 as pb;
 use tollgate_proto::env::EnvAllowlist;
+use tollgate_proto::pricing::PriceTable;
 
 use crate::signing::BedrockAuth;
 use crate::value::{EnvError, Value};
@@ -216,6 +217,8 @@ pub struct Runtime {
     pub version: u64,
     pub providers: HashMap<Arc<str>, Arc<Provider>>,
     virtual_keys: HashMap<[u8; 32], Arc<VirtualKey>>,
+    /// What requests cost (the shipped table; admin overrides will travel in the snapshot).
+    pub pricing: &'static PriceTable,
 }
 
 impl Runtime {
@@ -265,6 +268,7 @@ impl Runtime {
             version: snapshot.version,
             providers,
             virtual_keys,
+            pricing: PriceTable::shipped(),
         })
     }
 

@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, head, post};
 use http::{HeaderMap, Method, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Limited};
+use tollgate_proto::pricing::{ModelPrice, Tokens};
 use tollgate_proto::usage::v1::UsageRecord;
 use tollgate_protocol::anthropic::ErrorKind;
 use tollgate_protocol::bedrock::RequestBody;
@@ -221,6 +222,9 @@ async fn count_tokens(State(dp): State<Arc<DataPlane>>, req: Request) -> Respons
 pub struct Draft {
     pub started: Instant,
     pub record: UsageRecord,
+    /// The prices of the routed model (`None` before routing, and for a model the pricing table
+    /// has no price for).
+    pub price: Option<ModelPrice>,
 }
 
 impl Draft {
@@ -235,6 +239,7 @@ impl Draft {
                     .unwrap_or_default(),
                 ..Default::default()
             },
+            price: None,
         }
     }
 
@@ -244,6 +249,26 @@ impl Draft {
         self.record.output_tokens = u.output_tokens;
         self.record.cache_read_input_tokens = u.cache_read_input_tokens;
         self.record.cache_write_input_tokens = u.cache_creation_input_tokens;
+        self.record.cache_write_1h_input_tokens = u.cache_creation_1h_input_tokens;
+    }
+
+    /// What the record's tokens cost at the routed model's prices: `None` (unpriced) when tokens
+    /// were used and the model has no price, 0 when no token was used.
+    fn cost(&self) -> Option<u64> {
+        let r = &self.record;
+        let tokens = Tokens {
+            input: r.input_tokens,
+            output: r.output_tokens,
+            cache_write_5m: r
+                .cache_write_input_tokens
+                .saturating_sub(r.cache_write_1h_input_tokens),
+            cache_write_1h: r.cache_write_1h_input_tokens,
+            cache_read: r.cache_read_input_tokens,
+        };
+        if tokens == Tokens::default() {
+            return Some(0);
+        }
+        self.price.map(|p| p.cost(&tokens).0)
     }
 
     /// Records the time to the first byte or event sent to the client (once).
@@ -260,6 +285,7 @@ impl Draft {
         self.record.error_class = error_class.to_owned();
         self.record.latency_ms =
             u32::try_from(self.started.elapsed().as_millis()).unwrap_or(u32::MAX);
+        self.record.cost_nano_usd = self.cost();
         dp.usage.record(self.record);
     }
 }
@@ -454,6 +480,9 @@ fn route_call<'a>(
     draft.record.provider = route.provider.name.to_string();
     draft.record.model_resolved = route.upstream_model.to_owned();
     draft.record.provider_key_id = route.key.id.to_string();
+    draft.price = rt
+        .pricing
+        .price(route.provider.kind.as_str(), route.upstream_model);
     let upstream_model = route.upstream_model.to_owned();
     Ok(Call {
         op,

@@ -70,6 +70,9 @@ impl UsageSink {
             output_tokens = r.output_tokens,
             cache_read_input_tokens = r.cache_read_input_tokens,
             cache_write_input_tokens = r.cache_write_input_tokens,
+            cache_write_1h_input_tokens = r.cache_write_1h_input_tokens,
+            cost_nano_usd = r.cost_nano_usd,
+            priced = r.cost_nano_usd.is_some(),
             latency_ms = r.latency_ms,
             time_to_first_token_ms = r.time_to_first_token_ms,
             "request completed"

@@ -148,7 +148,7 @@ impl Rates {
 }
 
 /// The prices that apply to one model as requested.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelPrice {
     pub rates: Rates,
     /// `(threshold, rates)`: above `threshold` input tokens, the whole request uses `rates`.
@@ -372,7 +372,7 @@ impl PriceTable {
             BedrockScope::Geo | BedrockScope::InRegion => entry.regional_premium_percent,
         };
         if premium == 0 {
-            return Some(entry.price.clone());
+            return Some(entry.price);
         }
         Some(ModelPrice {
             rates: entry.price.rates.with_premium(premium),

@@ -663,14 +663,20 @@ async fn readme_curl_commands_work_as_pasted() {
 }
 
 /// All-in-one keeps one usage record per request in its SQLite store, and a graceful stop
-/// loses none of them.
+/// loses none of them. Each row carries its cost at the Bedrock scope it was served through:
+/// the `global.` profile at the base rate, the `us.` geographic profile 10 % above it.
 #[tokio::test]
 async fn all_in_one_stores_one_usage_row_per_request_across_a_stop() {
     use sqlx::Connection;
     let mut s = setup().await;
     for i in 0..20 {
         let stream = i % 2 == 0;
-        let resp = s.post(&message("claude-sonnet-4-6", "hi", stream)).await;
+        let model = if i < 16 {
+            "claude-sonnet-4-6"
+        } else {
+            "bedrock/us.anthropic.claude-sonnet-4-6"
+        };
+        let resp = s.post(&message(model, "hi", stream)).await;
         assert_eq!(resp.status(), 200);
         let _ = resp.bytes().await;
     }
@@ -695,6 +701,38 @@ async fn all_in_one_stores_one_usage_row_per_request_across_a_stop() {
     .expect("count");
     assert_eq!(ok, answered, "one usage row per successful request");
     assert_eq!(distinct, ok);
+
+    // Sonnet 4.6 per million tokens: $3 input, $15 output, $3.75 / $6 cache writes (5 minutes /
+    // 1 hour), $0.30 cache reads; in n$ per token, and 10 % more through `us.`.
+    type Row = (String, i64, i64, i64, i64, i64, Option<i64>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT model_resolved, input_tokens, output_tokens, cache_read_input_tokens, \
+         cache_write_input_tokens, cache_write_1h_input_tokens, cost_nano_usd \
+         FROM usage_records WHERE status = 200",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("rows");
+    let mut geo = 0;
+    for (model, input, output, read, write, write_1h, cost) in &rows {
+        let premium = match model.as_str() {
+            "global.anthropic.claude-sonnet-4-6" => 100,
+            "us.anthropic.claude-sonnet-4-6" => {
+                geo += 1;
+                110
+            }
+            other => panic!("unexpected model {other}"),
+        };
+        let base = input * 3_000
+            + output * 15_000
+            + (write - write_1h) * 3_750
+            + write_1h * 6_000
+            + read * 300;
+        assert_eq!(*cost, Some(base * premium / 100), "{model}");
+    }
+    assert_eq!(geo, 4);
+    // The 20 answers (the rest are setup's count-tokens calls: no token used, cost 0).
+    assert_eq!(rows.iter().filter(|r| r.2 > 0).count(), 20, "{rows:?}");
 }
 
 /// A client that goes away mid-stream, while the upstream is silent, is noticed at once: the

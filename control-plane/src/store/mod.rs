@@ -50,6 +50,16 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use tollgate_proto::usage::v1::UsageRecord;
 
+/// Stored usage of one virtual key ([`Store::usage_by_virtual_key`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageTotals {
+    pub requests: u64,
+    /// The summed cost of the priced rows, in nano-dollars.
+    pub cost_nano_usd: u64,
+    /// Rows without a cost (tokens used on a model without a price).
+    pub unpriced_requests: u64,
+}
+
 /// The PostgreSQL channel on which every committed mutation announces its config version.
 pub const CONFIG_CHANNEL: &str = "tollgate_config";
 
@@ -202,9 +212,9 @@ pub trait Store: Send + Sync + 'static {
     /// many rows were new.
     async fn insert_usage(&self, records: &[UsageRecord]) -> Result<u64, StoreError>;
 
-    /// Stored usage rows per virtual key id. A full scan: for tools and tests, never the request
-    /// path.
-    async fn usage_counts_by_virtual_key(&self) -> Result<BTreeMap<String, u64>, StoreError>;
+    /// Stored usage per virtual key id: rows, their summed cost and how many were unpriced. A
+    /// full scan: for tools and tests, never the request path.
+    async fn usage_by_virtual_key(&self) -> Result<BTreeMap<String, UsageTotals>, StoreError>;
 
     /// Makes sure the daily usage partitions of the `days` UTC days starting at `from` exist,
     /// moving rows that the DEFAULT partition holds for those days into them. Returns the names of
@@ -615,9 +625,10 @@ mod sql {
     pub const USAGE_COLUMNS: &str = "request_id, virtual_key_id, provider, model_requested, \
          model_resolved, provider_key_id, input_tokens, output_tokens, cache_read_input_tokens, \
          cache_write_input_tokens, latency_ms, time_to_first_token_ms, status, error_class, \
-         started_at, stream";
-    pub const USAGE_COUNTS: &str = "SELECT virtual_key_id, COUNT(*) FROM usage_records \
-         GROUP BY virtual_key_id ORDER BY virtual_key_id";
+         started_at, stream, cache_write_1h_input_tokens, cost_nano_usd";
+    pub const USAGE_TOTALS: &str = "SELECT virtual_key_id, COUNT(*), \
+         CAST(COALESCE(SUM(cost_nano_usd), 0) AS BIGINT), COUNT(*) - COUNT(cost_nano_usd) \
+         FROM usage_records GROUP BY virtual_key_id ORDER BY virtual_key_id";
 }
 
 /// Implements [`Store`] for a backend struct that has `async fn begin_read(&self)` and
@@ -1125,14 +1136,21 @@ macro_rules! impl_sql_store {
                 self.insert_usage_rows(records).await
             }
 
-            async fn usage_counts_by_virtual_key(
+            async fn usage_by_virtual_key(
                 &self,
-            ) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
-                let rows: Vec<(String, i64)> = sqlx::query_as(sql::USAGE_COUNTS)
+            ) -> Result<std::collections::BTreeMap<String, crate::store::UsageTotals>, StoreError> {
+                let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(sql::USAGE_TOTALS)
                     .fetch_all(&self.pool)
                     .await?;
                 rows.into_iter()
-                    .map(|(vk, n)| Ok((vk, count_from_db("usage_records", n)?)))
+                    .map(|(vk, n, cost, unpriced)| {
+                        let totals = crate::store::UsageTotals {
+                            requests: count_from_db("usage_records", n)?,
+                            cost_nano_usd: count_from_db("usage_records", cost)?,
+                            unpriced_requests: count_from_db("usage_records", unpriced)?,
+                        };
+                        Ok((vk, totals))
+                    })
                     .collect()
             }
 

@@ -202,8 +202,13 @@ pub struct Usage {
     pub output_tokens: u64,
     /// Input tokens read from the prompt cache.
     pub cache_read_input_tokens: u64,
-    /// Input tokens written to the prompt cache.
+    /// Input tokens written to the prompt cache (both TTLs).
     pub cache_creation_input_tokens: u64,
+    /// The part of `cache_creation_input_tokens` written with the 1-hour TTL (Anthropic's
+    /// `cache_creation.ephemeral_1h_input_tokens`; 0 when the answer does not split them, which
+    /// reads every cache write as the default 5-minute TTL). Never more than the total.
+    #[serde(default)]
+    pub cache_creation_1h_input_tokens: u64,
 }
 
 impl Usage {
@@ -223,17 +228,48 @@ struct WireUsage {
     output_tokens: Option<u64>,
     cache_read_input_tokens: Option<u64>,
     cache_creation_input_tokens: Option<u64>,
+    cache_creation: Option<WireCacheCreation>,
+}
+
+/// `usage.cache_creation`: the cache writes split by TTL.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+struct WireCacheCreation {
+    ephemeral_5m_input_tokens: Option<u64>,
+    ephemeral_1h_input_tokens: Option<u64>,
 }
 
 impl WireUsage {
     fn into_usage(self) -> Usage {
-        Usage {
-            input_tokens: self.input_tokens.unwrap_or(0),
-            output_tokens: self.output_tokens.unwrap_or(0),
-            cache_read_input_tokens: self.cache_read_input_tokens.unwrap_or(0),
-            cache_creation_input_tokens: self.cache_creation_input_tokens.unwrap_or(0),
-        }
+        let split = self.cache_creation.unwrap_or_default();
+        cache_writes(
+            Usage {
+                input_tokens: self.input_tokens.unwrap_or(0),
+                output_tokens: self.output_tokens.unwrap_or(0),
+                cache_read_input_tokens: self.cache_read_input_tokens.unwrap_or(0),
+                cache_creation_input_tokens: 0,
+                cache_creation_1h_input_tokens: 0,
+            },
+            self.cache_creation_input_tokens,
+            split,
+        )
     }
+}
+
+/// Sets a usage's cache writes from the total (when reported) and the TTL split (when
+/// reported): the total is the reported one, else the split's sum; the 1-hour part is the
+/// split's, never more than the total.
+fn cache_writes(mut usage: Usage, total: Option<u64>, split: WireCacheCreation) -> Usage {
+    let one_hour = split.ephemeral_1h_input_tokens.unwrap_or(0);
+    let total = total.unwrap_or_else(|| {
+        split
+            .ephemeral_5m_input_tokens
+            .unwrap_or(0)
+            .saturating_add(one_hour)
+    });
+    usage.cache_creation_input_tokens = total;
+    usage.cache_creation_1h_input_tokens = one_hour.min(total);
+    usage
 }
 
 /// Reads a `usage` object's raw JSON (absent or `null` counts are read as 0); `None` when it is
@@ -344,7 +380,7 @@ impl UsageTracker {
         let start = self.start.unwrap_or_default();
         let delta = self.delta.unwrap_or_default();
         let fb = self.fallback.unwrap_or_default();
-        Some(Usage {
+        let usage = Usage {
             input_tokens: delta
                 .input_tokens
                 .or(start.input_tokens)
@@ -360,12 +396,16 @@ impl UsageTracker {
                 .or(start.cache_read_input_tokens)
                 .or(fb.cache_read_input_tokens)
                 .unwrap_or(0),
-            cache_creation_input_tokens: delta
-                .cache_creation_input_tokens
-                .or(start.cache_creation_input_tokens)
-                .or(fb.cache_creation_input_tokens)
-                .unwrap_or(0),
-        })
+            cache_creation_input_tokens: 0,
+            cache_creation_1h_input_tokens: 0,
+        };
+        let total = delta
+            .cache_creation_input_tokens
+            .or(start.cache_creation_input_tokens)
+            .or(fb.cache_creation_input_tokens);
+        // Like the counts, the delta's split replaces `message_start`'s.
+        let split = delta.cache_creation.or(start.cache_creation);
+        Some(cache_writes(usage, total, split.unwrap_or_default()))
     }
 
     fn apply(&mut self, kind: Option<&str>, event: EventUsage) {
@@ -388,6 +428,7 @@ impl UsageTracker {
                         cache_creation_input_tokens: usage
                             .cache_creation_input_tokens
                             .or(prev.cache_creation_input_tokens),
+                        cache_creation: usage.cache_creation.or(prev.cache_creation),
                     });
                 }
             }

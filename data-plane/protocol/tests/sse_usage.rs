@@ -183,7 +183,8 @@ fn usage_from_a_message_body() {
             input_tokens: 12,
             output_tokens: 34,
             cache_read_input_tokens: 56,
-            cache_creation_input_tokens: 0
+            cache_creation_input_tokens: 0,
+            cache_creation_1h_input_tokens: 0
         }
     );
     assert_eq!(usage.total_input_tokens(), 68);
@@ -236,7 +237,8 @@ fn usage_tracker_follows_an_anthropic_sse_stream() {
                 input_tokens: 25,
                 output_tokens: 42,
                 cache_read_input_tokens: 0,
-                cache_creation_input_tokens: 0
+                cache_creation_input_tokens: 0,
+                cache_creation_1h_input_tokens: 0
             })
         );
     }
@@ -266,7 +268,8 @@ fn usage_tracker_rules() {
             input_tokens: 100,
             output_tokens: 50,
             cache_read_input_tokens: 3,
-            cache_creation_input_tokens: 7
+            cache_creation_input_tokens: 7,
+            cache_creation_1h_input_tokens: 0
         })
     );
     // Deltas are cumulative: the last value wins, fields absent from a delta are kept.
@@ -286,7 +289,8 @@ fn usage_tracker_rules() {
             input_tokens: 120,
             output_tokens: 80,
             cache_read_input_tokens: 4,
-            cache_creation_input_tokens: 7
+            cache_creation_input_tokens: 7,
+            cache_creation_1h_input_tokens: 0
         })
     );
 }
@@ -304,5 +308,74 @@ fn usage_tracker_with_only_a_fallback() {
             output_tokens: 9,
             ..Usage::default()
         })
+    );
+}
+
+/// Cache writes are priced by TTL: the 1-hour part is read from `cache_creation`, never more
+/// than the total; without a split every write is a 5-minute one.
+#[test]
+fn cache_writes_split_by_ttl() {
+    let read = |usage: &str| {
+        let body = format!(r#"{{"type":"message","usage":{usage}}}"#);
+        let u = usage_from_message(body.as_bytes()).expect("usage");
+        (
+            u.cache_creation_input_tokens,
+            u.cache_creation_1h_input_tokens,
+        )
+    };
+    // Anthropic's shape: the total and its split.
+    assert_eq!(
+        read(
+            r#"{"cache_creation_input_tokens":300,"cache_creation":{"ephemeral_5m_input_tokens":100,"ephemeral_1h_input_tokens":200}}"#
+        ),
+        (300, 200)
+    );
+    // No split: all 5-minute.
+    assert_eq!(read(r#"{"cache_creation_input_tokens":300}"#), (300, 0));
+    // A split without the total: the total is its sum.
+    assert_eq!(
+        read(r#"{"cache_creation":{"ephemeral_5m_input_tokens":5,"ephemeral_1h_input_tokens":7}}"#),
+        (12, 7)
+    );
+    // A 1-hour part larger than the total is cut to it; nulls read as 0.
+    assert_eq!(
+        read(
+            r#"{"cache_creation_input_tokens":10,"cache_creation":{"ephemeral_1h_input_tokens":50}}"#
+        ),
+        (10, 10)
+    );
+    assert_eq!(
+        read(r#"{"cache_creation_input_tokens":10,"cache_creation":null}"#),
+        (10, 0)
+    );
+
+    // In a stream the split comes with message_start; a delta's split replaces it.
+    let mut t = UsageTracker::new();
+    t.observe(br#"{"type":"message_start","message":{"usage":{"input_tokens":1,"cache_creation_input_tokens":40,"cache_creation":{"ephemeral_5m_input_tokens":10,"ephemeral_1h_input_tokens":30}}}}"#);
+    let u = t.usage().unwrap();
+    assert_eq!(
+        (
+            u.cache_creation_input_tokens,
+            u.cache_creation_1h_input_tokens
+        ),
+        (40, 30)
+    );
+    t.observe(br#"{"type":"message_delta","usage":{"output_tokens":5}}"#);
+    let u = t.usage().unwrap();
+    assert_eq!(
+        (
+            u.cache_creation_input_tokens,
+            u.cache_creation_1h_input_tokens
+        ),
+        (40, 30)
+    );
+    t.observe(br#"{"type":"message_delta","usage":{"output_tokens":6,"cache_creation_input_tokens":44,"cache_creation":{"ephemeral_5m_input_tokens":4,"ephemeral_1h_input_tokens":40}}}"#);
+    let u = t.usage().unwrap();
+    assert_eq!(
+        (
+            u.cache_creation_input_tokens,
+            u.cache_creation_1h_input_tokens
+        ),
+        (44, 40)
     );
 }

@@ -106,7 +106,8 @@ fn thinking_tool_stream_translates_to_the_golden_sse_sequence() {
             input_tokens: 25,
             output_tokens: 42,
             cache_read_input_tokens: 0,
-            cache_creation_input_tokens: 0
+            cache_creation_input_tokens: 0,
+            cache_creation_1h_input_tokens: 0
         })
     );
     assert!(t.saw_stop());
@@ -384,7 +385,8 @@ fn invocation_metrics_are_the_usage_fallback() {
             input_tokens: 10,
             output_tokens: 77,
             cache_read_input_tokens: 300,
-            cache_creation_input_tokens: 40
+            cache_creation_input_tokens: 40,
+            cache_creation_1h_input_tokens: 0
         })
     );
 
@@ -409,7 +411,8 @@ fn invocation_metrics_are_the_usage_fallback() {
             input_tokens: 12,
             output_tokens: 30,
             cache_read_input_tokens: 5,
-            cache_creation_input_tokens: 0
+            cache_creation_input_tokens: 0,
+            cache_creation_1h_input_tokens: 0
         })
     );
     assert!(out.ends_with(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));

@@ -339,7 +339,13 @@ async fn upstream() -> String {
                 "id": "msg_in_process", "type": "message", "role": "assistant", "model": model,
                 "content": [{"type": "text", "text": "hello"}],
                 "stop_reason": "end_turn", "stop_sequence": null,
-                "usage": {"input_tokens": 3, "output_tokens": 5}
+                "usage": {
+                    "input_tokens": 3, "output_tokens": 5, "cache_read_input_tokens": 1000,
+                    "cache_creation_input_tokens": 300,
+                    "cache_creation": {
+                        "ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 200
+                    }
+                }
             })),
         )
     }
@@ -779,6 +785,39 @@ async fn unauthenticated_floods_cannot_push_real_usage_out_of_the_spool() {
     assert_eq!(gw.dp.refusals().get("auth"), 200);
     reporter.task.abort();
     cp.stop().await;
+}
+
+/// Every usage record carries its cost, priced at the routed model's prices: each token kind at
+/// its own rate (cache writes split by TTL); a model without a price is unpriced (no cost, never
+/// $0); a request that used no token costs 0.
+#[tokio::test]
+async fn usage_records_carry_their_cost() {
+    let mut gw = Gateway::configured(&upstream().await);
+    let good: &[(&str, &[u8])] = &[("x-api-key", GOOD.as_bytes())];
+    for model in ["anthropic/claude-sonnet-4-6", "anthropic/my-fine-tune"] {
+        let a = gw.post(good, message(model)).await;
+        assert_eq!(a.status, 200, "{a:?}");
+    }
+    let refused = gw.post(good, message("bad model!")).await;
+    assert_eq!(refused.status, 400, "{refused:?}");
+    let usage = gw.usage();
+    let [sonnet, fine_tune, bad] = &usage[..] else {
+        panic!("three records: {usage:?}");
+    };
+    assert_eq!(
+        (
+            sonnet.cache_write_input_tokens,
+            sonnet.cache_write_1h_input_tokens
+        ),
+        (300, 200)
+    );
+    // Sonnet 4.6 on the Anthropic API: $3 input, $15 output, $3.75 5-minute and $6 1-hour cache
+    // writes, $0.30 cache reads per million tokens.
+    let want = 3 * 3_000 + 5 * 15_000 + 100 * 3_750 + 200 * 6_000 + 1000 * 300;
+    assert_eq!(sonnet.cost_nano_usd, Some(want));
+    assert_eq!(fine_tune.input_tokens, 3);
+    assert_eq!(fine_tune.cost_nano_usd, None, "unpriced, not $0");
+    assert_eq!((bad.status, bad.cost_nano_usd), (400, Some(0)));
 }
 
 #[tokio::test]
