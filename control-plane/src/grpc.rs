@@ -742,6 +742,7 @@ mod tests {
                     providers: vec!["bedrock".into()],
                     monthly_budget_usd: 10.0,
                     active: true,
+                    ..Default::default()
                 })
                 .collect(),
             created_at_unix_ms: 1,

@@ -103,6 +103,7 @@ pub fn build_snapshot(
             providers: vk.providers.clone(),
             monthly_budget_usd: vk.monthly_budget,
             active: vk.active,
+            ..Default::default()
         })
         .collect();
 
@@ -111,6 +112,7 @@ pub fn build_snapshot(
         providers,
         virtual_keys,
         created_at_unix_ms,
+        ..Default::default()
     })
 }
 

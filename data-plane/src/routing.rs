@@ -264,6 +264,7 @@ mod tests {
             ],
             virtual_keys: vec![],
             created_at_unix_ms: 0,
+            ..Default::default()
         })
         .expect("valid snapshot")
     }

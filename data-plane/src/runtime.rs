@@ -539,6 +539,7 @@ mod tests {
                 })
                 .collect(),
             created_at_unix_ms: 0,
+            ..Default::default()
         }
     }
 

@@ -429,8 +429,10 @@ pub(crate) fn snapshot(version: u64) -> pb::Snapshot {
             providers: vec![],
             monthly_budget_usd: 0.0,
             active: true,
+            ..Default::default()
         }],
         created_at_unix_ms: 1,
+        ..Default::default()
     }
 }
 

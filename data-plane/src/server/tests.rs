@@ -63,6 +63,7 @@ fn virtual_key(id: &str, key: &str, active: bool) -> pb::VirtualKey {
         providers: vec![],
         monthly_budget_usd: 0.0,
         active,
+        ..Default::default()
     }
 }
 
@@ -133,6 +134,7 @@ fn config(version: u64, base_url: &str) -> pb::Snapshot {
         providers: providers(base_url, base_url),
         virtual_keys,
         created_at_unix_ms: 1,
+        ..Default::default()
     }
 }
 
