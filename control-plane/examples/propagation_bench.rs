@@ -849,8 +849,10 @@ async fn seed_virtual_keys(cp: ControlPlane, n: usize) -> (u64, f64) {
                         key_sha256: tollgate_control_plane::crypto::sha256(value.as_bytes()),
                         value_prefix: value[..10].to_owned(),
                         providers: vec!["bedrock".into()],
-                        monthly_budget: (i % 20) as f64 * 50.0,
                         active: true,
+                        team_id: None,
+                        customer_id: None,
+                        governance: Default::default(),
                         created_at: at,
                         updated_at: at,
                     };

@@ -62,6 +62,7 @@ use tollgate_proto::usage::v1::UsageRecord;
 mod api;
 pub mod crypto;
 pub mod fleet;
+pub mod governance;
 pub mod grpc;
 pub mod model;
 mod replicas;

@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::crypto::{CryptoError, SecretBox};
+use crate::governance::{KeyGovernance, Limits};
 
 /// Placeholder shown instead of a secret literal in API responses. In an update, a secret field
 /// with this value keeps the stored secret.
@@ -346,11 +347,36 @@ pub struct VirtualKeyRecord {
     pub key_sha256: [u8; 32],
     /// The first characters of the value (`sk-tg-AbCd`), to recognise a key in listings.
     pub value_prefix: String,
-    /// Providers the key may use; empty means all.
+    /// Providers the key may use; empty means all. Always the providers of
+    /// `governance.provider_configs` when those are set.
     pub providers: Vec<String>,
-    /// Monthly budget in USD; 0 means none.
-    pub monthly_budget: f64,
     pub active: bool,
+    /// At most one of `team_id` and `customer_id`.
+    pub team_id: Option<Uuid>,
+    pub customer_id: Option<Uuid>,
+    /// Limits, provider configs, expiry, fail-open.
+    pub governance: KeyGovernance,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// A team: virtual keys belong to it, it may belong to a customer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeamRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub customer_id: Option<Uuid>,
+    pub limits: Limits,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// A customer: teams and virtual keys belong to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub limits: Limits,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -384,6 +410,8 @@ pub struct ConfigState {
     pub providers: Vec<ProviderRecord>,
     pub keys: Vec<ProviderKeyRecord>,
     pub virtual_keys: Vec<VirtualKeyRecord>,
+    pub teams: Vec<TeamRecord>,
+    pub customers: Vec<CustomerRecord>,
 }
 
 /// The current time, truncated to whole microseconds (what PostgreSQL keeps), in UTC.

@@ -22,9 +22,10 @@ use tollgate_proto::config::v1 as pb;
 use uuid::Uuid;
 
 use crate::crypto::{CryptoError, SecretBox};
+use crate::governance::{self, ResetDuration};
 use crate::model::{
-    ConfigState, NetworkRecord, ProviderKeyRecord, ProviderKind, SealedSecret, SecretField,
-    ValueSource, VirtualKeyRecord,
+    ConfigState, CustomerRecord, NetworkRecord, ProviderKeyRecord, ProviderKind, SealedSecret,
+    SecretField, TeamRecord, ValueSource, VirtualKeyRecord,
 };
 
 pub use pb::Snapshot;
@@ -94,26 +95,63 @@ pub fn build_snapshot(
 
     let mut vks: Vec<&VirtualKeyRecord> = state.virtual_keys.iter().collect();
     vks.sort_by(|a, b| a.name.cmp(&b.name));
-    let virtual_keys = vks
-        .into_iter()
-        .map(|vk| pb::VirtualKey {
-            id: vk.id.to_string(),
-            name: vk.name.clone(),
-            key_sha256: Bytes::copy_from_slice(&vk.key_sha256),
-            providers: vk.providers.clone(),
-            monthly_budget_usd: vk.monthly_budget,
-            active: vk.active,
-            ..Default::default()
-        })
-        .collect();
+    let virtual_keys = vks.into_iter().map(virtual_key).collect();
+    let mut teams: Vec<&TeamRecord> = state.teams.iter().collect();
+    teams.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut customers: Vec<&CustomerRecord> = state.customers.iter().collect();
+    customers.sort_by(|a, b| a.name.cmp(&b.name));
 
     Ok(Snapshot {
         version: state.version,
         providers,
         virtual_keys,
         created_at_unix_ms,
-        ..Default::default()
+        teams: teams
+            .into_iter()
+            .map(|t| pb::Team {
+                id: t.id.to_string(),
+                name: t.name.clone(),
+                customer_id: t.customer_id.map(|c| c.to_string()).unwrap_or_default(),
+                limits: Some(governance::limits_to_pb(&t.limits)),
+            })
+            .collect(),
+        customers: customers
+            .into_iter()
+            .map(|c| pb::Customer {
+                id: c.id.to_string(),
+                name: c.name.clone(),
+                limits: Some(governance::limits_to_pb(&c.limits)),
+            })
+            .collect(),
     })
+}
+
+fn virtual_key(vk: &VirtualKeyRecord) -> pb::VirtualKey {
+    let g = &vk.governance;
+    pb::VirtualKey {
+        id: vk.id.to_string(),
+        name: vk.name.clone(),
+        key_sha256: Bytes::copy_from_slice(&vk.key_sha256),
+        providers: vk.providers.clone(),
+        // For data planes that predate `limits` (they never enforced it).
+        monthly_budget_usd: g
+            .limits
+            .budgets
+            .iter()
+            .find(|b| b.reset_duration == ResetDuration::Month && b.calendar_aligned)
+            .map_or(0.0, |b| governance::usd(b.max_limit_nano_usd)),
+        active: vk.active,
+        limits: Some(governance::limits_to_pb(&g.limits)),
+        provider_configs: g
+            .provider_configs
+            .iter()
+            .map(governance::provider_config_to_pb)
+            .collect(),
+        team_id: vk.team_id.map(|t| t.to_string()).unwrap_or_default(),
+        customer_id: vk.customer_id.map(|c| c.to_string()).unwrap_or_default(),
+        expires_at_unix_ms: g.expires_at_unix_ms.unwrap_or(0),
+        fail_open: g.fail_open,
+    }
 }
 
 fn ms(seconds: Option<u32>) -> u32 {
@@ -234,6 +272,7 @@ fn provider_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::governance::{Budget, KeyGovernance, Limits, ProviderConfig};
     use crate::model::{BedrockKeyRecord, ProviderRecord, now};
 
     fn env(name: &str) -> pb::ValueRef {
@@ -246,6 +285,7 @@ mod tests {
     fn state(secrets: &SecretBox) -> ConfigState {
         let t = now();
         let key_id = Uuid::new_v4();
+        let (team_id, customer_id) = (Uuid::new_v4(), Uuid::new_v4());
         let provider = |name: &str, kind| ProviderRecord {
             name: name.into(),
             kind,
@@ -327,8 +367,50 @@ mod tests {
                 key_sha256: [9u8; 32],
                 value_prefix: "sk-tg-AbCd".into(),
                 providers: vec!["bedrock".into()],
-                monthly_budget: 500.0,
                 active: true,
+                team_id: Some(team_id),
+                customer_id: None,
+                governance: KeyGovernance {
+                    limits: Limits {
+                        budgets: vec![Budget {
+                            id: Uuid::new_v4(),
+                            max_limit_nano_usd: 500_000_000_000,
+                            reset_duration: ResetDuration::Month,
+                            calendar_aligned: true,
+                            anchor_unix_ms: 7,
+                            reset_at_unix_ms: None,
+                        }],
+                        rate_limit: None,
+                        max_concurrent: Some(4),
+                    },
+                    provider_configs: vec![ProviderConfig {
+                        provider: "bedrock".into(),
+                        weight: 2.0,
+                        allowed_models: vec!["regex:claude-.*".into()],
+                        key_ids: vec![key_id],
+                        limits: Limits::default(),
+                    }],
+                    expires_at_unix_ms: Some(1_900_000_000_000),
+                    fail_open: true,
+                },
+                created_at: t,
+                updated_at: t,
+            }],
+            teams: vec![TeamRecord {
+                id: team_id,
+                name: "platform".into(),
+                customer_id: Some(customer_id),
+                limits: Limits::default(),
+                created_at: t,
+                updated_at: t,
+            }],
+            customers: vec![CustomerRecord {
+                id: customer_id,
+                name: "acme".into(),
+                limits: Limits {
+                    max_concurrent: Some(100),
+                    ..Limits::default()
+                },
                 created_at: t,
                 updated_at: t,
             }],
@@ -392,8 +474,30 @@ mod tests {
         let vk = &snap.virtual_keys[0];
         assert_eq!(&vk.key_sha256[..], &[9u8; 32]);
         assert_eq!(vk.providers, ["bedrock"]);
-        assert_eq!(vk.monthly_budget_usd, 500.0);
+        assert_eq!(
+            vk.monthly_budget_usd, 500.0,
+            "for data planes before `limits`"
+        );
         assert!(vk.active);
+        let limits = vk.limits.as_ref().unwrap();
+        assert_eq!(limits.budgets[0].max_limit_nano_usd, 500_000_000_000);
+        assert_eq!(limits.budgets[0].reset, pb::ResetPeriod::Month as i32);
+        assert_eq!(limits.max_concurrent, 4);
+        let pc = &vk.provider_configs[0];
+        assert_eq!((pc.provider.as_str(), pc.weight), ("bedrock", 2.0));
+        assert_eq!(pc.allowed_models, ["regex:claude-.*"]);
+        assert_eq!(pc.key_ids, [st.keys[0].id.to_string()]);
+        assert_eq!(vk.team_id, st.teams[0].id.to_string());
+        assert_eq!(vk.customer_id, "");
+        assert_eq!(
+            (vk.expires_at_unix_ms, vk.fail_open),
+            (1_900_000_000_000, true)
+        );
+        assert_eq!(snap.teams[0].customer_id, st.customers[0].id.to_string());
+        assert_eq!(
+            snap.customers[0].limits.as_ref().unwrap().max_concurrent,
+            100
+        );
 
         // Deterministic: same state, same snapshot.
         assert_eq!(build_snapshot(&st, &secrets, 1234).unwrap(), snap);

@@ -1939,3 +1939,6 @@ async fn a_declared_body_over_the_limit_is_refused_before_it_is_read() {
     );
     assert!(!polled.load(std::sync::atomic::Ordering::SeqCst));
 }
+
+#[path = "api/governance.rs"]
+mod governance;

@@ -75,11 +75,17 @@ fn every_route_is_documented_and_bodies_are_closed() {
     ] {
         expected.insert(op.to_owned());
     }
-    for base in ["/api/virtual-keys", "/api/governance/virtual-keys"] {
-        expected.insert(format!("GET {base}"));
-        expected.insert(format!("POST {base}"));
-        for m in ["GET", "PUT", "DELETE"] {
-            expected.insert(format!("{m} {base}/{{vk_id}}"));
+    for (kind, id) in [
+        ("virtual-keys", "vk_id"),
+        ("teams", "team_id"),
+        ("customers", "customer_id"),
+    ] {
+        for base in [format!("/api/{kind}"), format!("/api/governance/{kind}")] {
+            expected.insert(format!("GET {base}"));
+            expected.insert(format!("POST {base}"));
+            for m in ["GET", "PUT", "DELETE"] {
+                expected.insert(format!("{m} {base}/{{{id}}}"));
+            }
         }
     }
     assert_eq!(operations, expected);
@@ -96,6 +102,12 @@ fn every_route_is_documented_and_bodies_are_closed() {
         "BedrockKeyConfigInput",
         "CreateVirtualKeyRequest",
         "UpdateVirtualKeyRequest",
+        "BudgetInput",
+        "RateLimit",
+        "ProviderConfigInput",
+        "CreateTeamRequest",
+        "CreateCustomerRequest",
+        "UpdateGroupRequest",
     ] {
         assert_eq!(
             schemas[name]["additionalProperties"],

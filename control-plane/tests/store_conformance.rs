@@ -78,8 +78,17 @@ fn vk(name: &str, providers: &[&str], fill: u8) -> VirtualKeyRecord {
         key_sha256: [fill; 32],
         value_prefix: "sk-tg-AbCd".into(),
         providers: providers.iter().map(|s| s.to_string()).collect(),
-        monthly_budget: 500.0,
         active: true,
+        team_id: None,
+        customer_id: None,
+        governance: serde_json::from_value(json!({
+            "limits": {"budgets": [{
+                "id": Uuid::new_v4(), "max_limit_nano_usd": 500_000_000_000u64,
+                "reset_duration": "1M", "calendar_aligned": true, "anchor_unix_ms": 0
+            }]},
+            "fail_open": true
+        }))
+        .unwrap(),
         created_at: t,
         updated_at: t,
     }
@@ -324,7 +333,7 @@ async fn conformance(store: Arc<dyn Store>) {
             team.id,
             &|v: &mut VirtualKeyRecord| {
                 v.active = false;
-                v.monthly_budget = 0.0;
+                v.governance = Default::default();
                 v.providers = vec!["bedrock".into(), "anthropic".into()];
                 v.key_sha256 = [0; 32]; // ignored
                 Ok(())
@@ -848,4 +857,101 @@ fn assert_sealed_at_rest(rows: &[(String, String)]) {
         sealed += secrets.matches("enc:v1:").count();
     }
     assert_eq!(sealed, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upgrade: virtual keys with the `monthly_budget` column of versions before migration 0005.
+
+/// Two keys as the code before migration 0005 wrote them (one with a budget, one without);
+/// `insert` runs the backend's INSERT with $1 id, $2 name, $3 key hash, $4 budget, $5 time.
+const OLD_VK_INSERT: &str = "INSERT INTO virtual_keys (id, name, description, key_sha256, \
+     value_prefix, providers, monthly_budget, active, created_at, updated_at) \
+     VALUES ($1, $2, NULL, $3, 'sk-tg-AbCd', '[\"bedrock\"]', $4, TRUE, $5, $5)";
+
+async fn budgets_migrated(store: Arc<dyn Store>, with: Uuid, without: Uuid) {
+    let vk = store.get_virtual_key(with).await.unwrap().unwrap();
+    let b = &vk.governance.limits.budgets;
+    assert_eq!(b.len(), 1, "{vk:?}");
+    assert_eq!(b[0].max_limit_nano_usd, 500_250_000_000);
+    assert_eq!(
+        serde_json::to_value(b[0].reset_duration).unwrap(),
+        json!("1M")
+    );
+    assert!(b[0].calendar_aligned);
+    assert_eq!(b[0].id.get_version_num(), 4, "a random id");
+    assert_eq!(vk.providers, ["bedrock"]);
+    let none = store.get_virtual_key(without).await.unwrap().unwrap();
+    assert!(none.governance.limits.budgets.is_empty());
+    // Both keys are in the state a snapshot is built from.
+    assert_eq!(store.load_state().await.unwrap().virtual_keys.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_monthly_budgets_become_budgets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let pool = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true),
+    )
+    .await
+    .unwrap();
+    let mut old = sqlx::migrate!("../migrations/sqlite");
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version < 5)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    old.run(&pool).await.unwrap();
+    let (with, without) = (Uuid::new_v4(), Uuid::new_v4());
+    for (id, name, fill, budget) in [(with, "a", 1u8, 500.25), (without, "b", 2, 0.0)] {
+        sqlx::query(OLD_VK_INSERT)
+            .bind(id)
+            .bind(name)
+            .bind(vec![fill; 32])
+            .bind(budget)
+            .bind(now())
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+    let store = SqliteStore::open(&path).await.unwrap();
+    budgets_migrated(Arc::new(store), with, without).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_monthly_budgets_become_budgets() {
+    common::with_postgres(|url| async move {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let mut old = sqlx::migrate!("../migrations/postgres");
+        old.migrations = old
+            .migrations
+            .iter()
+            .filter(|m| m.version < 5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        old.run(&pool).await.unwrap();
+        let (with, without) = (Uuid::new_v4(), Uuid::new_v4());
+        for (id, name, fill, budget) in [(with, "a", 1u8, 500.25), (without, "b", 2, 0.0)] {
+            sqlx::query(OLD_VK_INSERT)
+                .bind(id)
+                .bind(name)
+                .bind(vec![fill; 32])
+                .bind(budget)
+                .bind(now())
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        pool.close().await;
+        let store = PostgresStore::connect(&url).await.unwrap();
+        budgets_migrated(Arc::new(store.clone()), with, without).await;
+        store.close().await;
+    })
+    .await;
 }

@@ -15,6 +15,7 @@
 pub mod env;
 pub mod logsafe;
 pub mod model_id;
+pub mod model_pattern;
 pub mod pricing;
 
 pub mod config {

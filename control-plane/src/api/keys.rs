@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -92,12 +92,6 @@ pub struct CreateKeyRequest {
     pub bedrock_key_config: Option<BedrockKeyConfigInput>,
 }
 
-fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
 /// `PUT /api/providers/{provider}/keys/{key_id}` body. Omitted fields stay as they are; `null`
 /// clears `description`, `value` or `bedrock_key_config`. A given `bedrock_key_config` replaces
 /// the stored block. A secret equal to `"<redacted>"` keeps the stored secret, so a GET
@@ -113,10 +107,10 @@ pub struct UpdateKeyRequest {
     pub provider: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "super::double_option")]
     #[schema(value_type = Option<String>, nullable)]
     pub description: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "super::double_option")]
     #[schema(value_type = Option<String>, nullable)]
     pub value: Option<Option<String>>,
     #[serde(default)]
@@ -127,7 +121,7 @@ pub struct UpdateKeyRequest {
     pub aliases: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub enabled: Option<bool>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "super::double_option")]
     #[schema(value_type = Option<BedrockKeyConfigInput>, nullable)]
     pub bedrock_key_config: Option<Option<BedrockKeyConfigInput>>,
     /// Read-only; ignored.

@@ -21,6 +21,7 @@ mod extract;
 mod keys;
 mod providers;
 mod system;
+mod teams;
 mod virtual_keys;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail, ErrorType};
@@ -80,7 +81,47 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         .route("/keys", get(keys::list_all_keys))
         .route("/audit-logs", get(system::list_audit_logs))
         .route("/data-planes", get(data_planes::list_data_planes))
-        .route("/version", get(system::version));
+        .route("/version", get(system::version))
+        .route(
+            "/teams",
+            get(teams::api_list_teams).post(teams::api_create_team),
+        )
+        .route(
+            "/teams/{team_id}",
+            get(teams::api_get_team)
+                .put(teams::api_update_team)
+                .delete(teams::api_delete_team),
+        )
+        .route(
+            "/governance/teams",
+            get(teams::governance_list_teams).post(teams::governance_create_team),
+        )
+        .route(
+            "/governance/teams/{team_id}",
+            get(teams::governance_get_team)
+                .put(teams::governance_update_team)
+                .delete(teams::governance_delete_team),
+        )
+        .route(
+            "/customers",
+            get(teams::api_list_customers).post(teams::api_create_customer),
+        )
+        .route(
+            "/customers/{customer_id}",
+            get(teams::api_get_customer)
+                .put(teams::api_update_customer)
+                .delete(teams::api_delete_customer),
+        )
+        .route(
+            "/governance/customers",
+            get(teams::governance_list_customers).post(teams::governance_create_customer),
+        )
+        .route(
+            "/governance/customers/{customer_id}",
+            get(teams::governance_get_customer)
+                .put(teams::governance_update_customer)
+                .delete(teams::governance_delete_customer),
+        );
     let api = vk_routes(api, "/virtual-keys", "/virtual-keys/{vk_id}", false);
     let api = vk_routes(
         api,
@@ -107,6 +148,14 @@ async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
 
 async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
     ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
+}
+
+/// For `Option<Option<T>>` fields of partial updates: absent stays `None`, `null` is
+/// `Some(None)` (clear), a value is `Some(Some(v))`.
+pub(crate) fn double_option<'de, T: serde::Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 /// RFC 3339 text of a timestamp.
@@ -144,7 +193,7 @@ impl Modify for BearerAuth {
 #[openapi(
     info(
         title = "Tollgate admin API",
-        description = "Configure providers, provider keys and virtual keys of a Tollgate gateway. \
+        description = "Configure providers, provider keys, virtual keys, teams and customers of a Tollgate gateway. \
             Secrets (provider-key credentials, extra-header values) are never returned: literals \
             show as \"<redacted>\", env.NAME references as written. An env.NAME reference may \
             only name a variable on the gateway's env allowlist (default AWS_*, ANTHROPIC_*, \
@@ -174,6 +223,26 @@ impl Modify for BearerAuth {
         virtual_keys::governance_get_virtual_key,
         virtual_keys::governance_update_virtual_key,
         virtual_keys::governance_delete_virtual_key,
+        teams::api_create_team,
+        teams::api_list_teams,
+        teams::api_get_team,
+        teams::api_update_team,
+        teams::api_delete_team,
+        teams::governance_create_team,
+        teams::governance_list_teams,
+        teams::governance_get_team,
+        teams::governance_update_team,
+        teams::governance_delete_team,
+        teams::api_create_customer,
+        teams::api_list_customers,
+        teams::api_get_customer,
+        teams::api_update_customer,
+        teams::api_delete_customer,
+        teams::governance_create_customer,
+        teams::governance_list_customers,
+        teams::governance_get_customer,
+        teams::governance_update_customer,
+        teams::governance_delete_customer,
         data_planes::list_data_planes,
         system::list_audit_logs,
         system::version,
@@ -186,7 +255,9 @@ impl Modify for BearerAuth {
         (name = "providers", description = "Upstream providers (bedrock, anthropic, or custom names)"),
         (name = "keys", description = "Provider credentials"),
         (name = "virtual-keys", description = "Keys clients use to call the gateway"),
-        (name = "governance", description = "The virtual-key routes under the path other gateways use"),
+        (name = "teams", description = "Teams: groups of virtual keys with their own limits"),
+        (name = "customers", description = "Customers: groups of teams and keys with their own limits"),
+        (name = "governance", description = "The virtual-key, team and customer routes under the path other gateways use"),
         (name = "data-planes", description = "The fleet view: data planes connected to this control plane"),
         (name = "system", description = "Audit log, versions, this document"),
     )

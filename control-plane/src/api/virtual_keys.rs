@@ -5,8 +5,9 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -16,6 +17,10 @@ use super::extract::{ApiJson, ApiPath};
 use super::{parse_id, timestamp};
 use crate::ControlPlane;
 use crate::crypto::{generate_virtual_key, sha256};
+use crate::governance::{
+    self, Budget, BudgetInput, BudgetView, KeyGovernance, Limits, ProviderConfig,
+    ProviderConfigInput, ProviderConfigView, RateLimit, ResetDuration, usd,
+};
 use crate::model::{AuditEvent, VirtualKeyRecord, now};
 use crate::store::StoreError;
 use crate::validate::{self, ValidationError};
@@ -31,30 +36,54 @@ pub struct CreateVirtualKeyRequest {
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
-    /// Monthly budget in USD; 0 or omitted means none.
+    /// Shorthand for one calendar-aligned `1M` budget of this many USD; 0 or omitted means none.
+    /// Not together with `budgets`.
     #[serde(default)]
     #[schema(example = 500)]
     pub monthly_budget: Option<f64>,
-    /// The one provider this key may use (alternative to `providers`).
+    /// Shorthand for one provider config (weight 1, every model and key).
     #[serde(default)]
     #[schema(example = "bedrock")]
     pub provider: Option<String>,
-    /// Providers this key may use; omitted or empty means all.
+    /// Shorthand for one provider config per provider. Omitted or empty (and no
+    /// `provider_configs`): every provider.
     #[serde(default)]
     pub providers: Option<Vec<String>>,
+    /// What the key may do with each provider, with per-provider limits. Only one of
+    /// `provider`, `providers` and `provider_configs`.
+    #[serde(default)]
+    pub provider_configs: Option<Vec<ProviderConfigInput>>,
+    /// Spending limits, one per `reset_duration`.
+    #[serde(default)]
+    pub budgets: Option<Vec<BudgetInput>>,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    /// Requests in flight at once.
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+    /// The team the key belongs to (its limits, and its customer's, apply too). Not together
+    /// with `customer_id`.
+    #[serde(default)]
+    pub team_id: Option<Uuid>,
+    /// The customer the key belongs to directly.
+    #[serde(default)]
+    pub customer_id: Option<Uuid>,
     /// Default true.
     #[serde(default)]
     pub is_active: Option<bool>,
+    /// RFC 3339, in the future; afterwards the key is refused like an inactive one.
+    #[serde(default)]
+    #[schema(example = "2027-01-01T00:00:00Z")]
+    pub expires_at: Option<String>,
+    /// With the control plane unreachable and this data plane's share of a limit used up, admit
+    /// (true) or refuse (false, the default) the key's requests.
+    #[serde(default)]
+    pub fail_open: Option<bool>,
 }
 
-fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
-/// `PUT /api/virtual-keys/{vk_id}` body; omitted fields stay as they are. The value cannot be
-/// changed (create a new key instead).
+/// `PUT /api/virtual-keys/{vk_id}` body; omitted fields stay as they are, `null` clears the
+/// nullable ones. A list given replaces the stored one (budgets keep their id and windows when
+/// their `reset_duration` stays). The value cannot be changed (create a new key instead).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateVirtualKeyRequest {
@@ -63,9 +92,10 @@ pub struct UpdateVirtualKeyRequest {
     pub id: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "super::double_option")]
     #[schema(value_type = Option<String>, nullable)]
     pub description: Option<Option<String>>,
+    /// Sets (or, with 0, removes) the calendar-aligned `1M` budget; other budgets stay.
     #[serde(default)]
     pub monthly_budget: Option<f64>,
     #[serde(default)]
@@ -73,7 +103,28 @@ pub struct UpdateVirtualKeyRequest {
     #[serde(default)]
     pub providers: Option<Vec<String>>,
     #[serde(default)]
+    pub provider_configs: Option<Vec<ProviderConfigInput>>,
+    #[serde(default)]
+    pub budgets: Option<Vec<BudgetInput>>,
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<RateLimit>, nullable)]
+    pub rate_limit: Option<Option<RateLimit>>,
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<u32>, nullable)]
+    pub max_concurrent: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<Uuid>, nullable)]
+    pub team_id: Option<Option<Uuid>>,
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<Uuid>, nullable)]
+    pub customer_id: Option<Option<Uuid>>,
+    #[serde(default)]
     pub is_active: Option<bool>,
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub expires_at: Option<Option<String>>,
+    #[serde(default)]
+    pub fail_open: Option<bool>,
     /// Read-only; ignored.
     #[serde(default, rename = "value_prefix")]
     pub _value_prefix: Option<String>,
@@ -96,9 +147,19 @@ pub struct VirtualKeyResponse {
     pub value_prefix: String,
     /// Providers the key may use; empty means all.
     pub providers: Vec<String>,
-    /// USD per month; 0 means none.
+    /// The calendar-aligned `1M` budget in USD; 0 when there is none.
     pub monthly_budget: f64,
+    pub budgets: Vec<BudgetView>,
+    pub rate_limit: Option<RateLimit>,
+    pub max_concurrent: Option<u32>,
+    /// Empty: every provider of `providers`, every model and key.
+    pub provider_configs: Vec<ProviderConfigView>,
+    pub team_id: Option<Uuid>,
+    pub customer_id: Option<Uuid>,
     pub is_active: bool,
+    /// RFC 3339.
+    pub expires_at: Option<String>,
+    pub fail_open: bool,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -107,35 +168,53 @@ pub struct VirtualKeyResponse {
 
 impl From<&VirtualKeyRecord> for VirtualKeyResponse {
     fn from(vk: &VirtualKeyRecord) -> Self {
+        let g = &vk.governance;
         VirtualKeyResponse {
             id: vk.id,
             name: vk.name.clone(),
             description: vk.description.clone(),
             value_prefix: format!("{}…", vk.value_prefix),
             providers: vk.providers.clone(),
-            monthly_budget: vk.monthly_budget,
+            monthly_budget: monthly(&g.limits.budgets).map_or(0.0, |b| usd(b.max_limit_nano_usd)),
+            budgets: g.limits.budgets.iter().map(BudgetView::from).collect(),
+            rate_limit: g.limits.rate_limit.clone(),
+            max_concurrent: g.limits.max_concurrent,
+            provider_configs: g
+                .provider_configs
+                .iter()
+                .map(ProviderConfigView::from)
+                .collect(),
+            team_id: vk.team_id,
+            customer_id: vk.customer_id,
             is_active: vk.active,
+            expires_at: g
+                .expires_at_unix_ms
+                .and_then(|ms| {
+                    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+                })
+                .map(timestamp),
+            fail_open: g.fail_open,
             created_at: timestamp(vk.created_at),
             updated_at: timestamp(vk.updated_at),
         }
     }
 }
 
+/// The budget `monthly_budget` stands for: calendar-aligned, `1M`.
+fn monthly(budgets: &[Budget]) -> Option<&Budget> {
+    budgets
+        .iter()
+        .find(|b| b.reset_duration == ResetDuration::Month && b.calendar_aligned)
+}
+
 /// The create response: the only time the value is returned.
 #[derive(Serialize, ToSchema)]
 pub struct CreatedVirtualKeyResponse {
-    pub id: Uuid,
-    pub name: String,
     /// The key. Shown only in this response; store it now.
     #[schema(example = "sk-tg-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbCd")]
     pub value: String,
-    pub description: Option<String>,
-    pub value_prefix: String,
-    pub providers: Vec<String>,
-    pub monthly_budget: f64,
-    pub is_active: bool,
-    pub created_at: String,
-    pub updated_at: String,
+    #[serde(flatten)]
+    pub virtual_key: VirtualKeyResponse,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -144,11 +223,52 @@ pub struct VirtualKeyList {
     pub count: usize,
 }
 
-/// The provider list of a request (`provider` or `providers`), checked for form.
-fn providers_of(
+/// The provider configs a request asks for: `provider`, `providers` or `provider_configs`,
+/// checked against `previous` (whose budgets they keep); `None` when none is given. With
+/// `provider_configs`, a `provider` or `providers` naming the same providers is accepted (a key
+/// read from the API can be sent back as it is); anything else is one form too many.
+fn configs_of(
     provider: &Option<String>,
     providers: &Option<Vec<String>>,
-) -> Result<Option<Vec<String>>, ValidationError> {
+    configs: &Option<Vec<ProviderConfigInput>>,
+    previous: &[ProviderConfig],
+    now: OffsetDateTime,
+) -> Result<Option<Vec<ProviderConfig>>, ValidationError> {
+    let shorthand = |name: &str| ProviderConfig {
+        provider: name.to_owned(),
+        weight: 1.0,
+        allowed_models: Vec::new(),
+        key_ids: Vec::new(),
+        limits: Limits::default(),
+    };
+    if let Some(list) = configs {
+        let built = governance::provider_configs(list, previous, now)?;
+        let mut names: Vec<&str> = built.iter().map(|c| c.provider.as_str()).collect();
+        names.sort_unstable();
+        let differs = |given: &[String]| {
+            let mut given: Vec<&str> = given.iter().map(String::as_str).collect();
+            given.sort_unstable();
+            given.dedup();
+            given != names
+        };
+        if let Some(p) = provider
+            && differs(std::slice::from_ref(p))
+        {
+            return Err(ValidationError::new(
+                "provider",
+                "differs from `provider_configs`; send only `provider_configs`",
+            ));
+        }
+        if let Some(ps) = providers
+            && differs(ps)
+        {
+            return Err(ValidationError::new(
+                "providers",
+                "differs from `provider_configs`; send only `provider_configs`",
+            ));
+        }
+        return Ok(Some(built));
+    }
     match (provider, providers) {
         (Some(_), Some(_)) => Err(ValidationError::new(
             "providers",
@@ -156,14 +276,14 @@ fn providers_of(
         )),
         (Some(p), None) => {
             validate::provider_name("provider", p)?;
-            Ok(Some(vec![p.clone()]))
+            Ok(Some(vec![shorthand(p)]))
         }
         (None, Some(list)) => {
-            let mut out: Vec<String> = Vec::with_capacity(list.len());
+            let mut out: Vec<ProviderConfig> = Vec::with_capacity(list.len());
             for (i, p) in list.iter().enumerate() {
                 validate::provider_name(&format!("providers[{i}]"), p)?;
-                if !out.contains(p) {
-                    out.push(p.clone());
+                if !out.iter().any(|c| &c.provider == p) {
+                    out.push(shorthand(p));
                 }
             }
             Ok(Some(out))
@@ -172,26 +292,100 @@ fn providers_of(
     }
 }
 
-fn budget(b: f64) -> Result<f64, ValidationError> {
-    if b.is_finite() && b >= 0.0 {
-        Ok(b)
-    } else {
-        Err(ValidationError::new(
+/// `monthly_budget` sent with `budgets` must say what `budgets` says (the calendar-aligned `1M`
+/// budget's amount, 0 when there is none): a key read from the API can be sent back as it is.
+fn monthly_agrees(amount: f64, budgets: &[Budget]) -> Result<(), ValidationError> {
+    let said = monthly(budgets).map_or(0, |b| b.max_limit_nano_usd);
+    if governance::nano_usd("monthly_budget", amount)? != said {
+        return Err(ValidationError::new(
             "monthly_budget",
-            "must be a finite number of USD, 0 or more",
-        ))
+            "differs from `budgets`; send only `budgets` (or only `monthly_budget`)",
+        ));
     }
+    Ok(())
 }
 
-/// The store names unknown providers as `providers[i]`; say `provider` if that is what was sent.
-fn rename_provider_field(e: StoreError, singular: bool) -> ApiError {
+/// The budgets after `monthly_budget` (the calendar-aligned `1M` one set, or removed with 0).
+fn with_monthly(
+    mut budgets: Vec<Budget>,
+    amount: f64,
+    now: OffsetDateTime,
+) -> Result<Vec<Budget>, ValidationError> {
+    let nano = governance::nano_usd("monthly_budget", amount)?;
+    // The stored monthly budget keeps its id and windows when its amount changes.
+    let previous = budgets.clone();
+    budgets.retain(|b| b.reset_duration != ResetDuration::Month || !b.calendar_aligned);
+    if nano > 0 {
+        if budgets
+            .iter()
+            .any(|b| b.reset_duration == ResetDuration::Month)
+        {
+            return Err(ValidationError::new(
+                "monthly_budget",
+                "the key has a 1M budget that is not calendar-aligned; change it in `budgets`",
+            ));
+        }
+        let input = BudgetInput {
+            id: None,
+            max_limit: amount,
+            reset_duration: ResetDuration::Month,
+            calendar_aligned: true,
+        };
+        budgets.extend(governance::budgets(
+            "monthly_budget",
+            &[input],
+            &previous,
+            now,
+        )?);
+    }
+    Ok(budgets)
+}
+
+/// `team_id` and `customer_id` exclude each other.
+fn one_owner(team: Option<Uuid>, customer: Option<Uuid>) -> Result<(), ValidationError> {
+    if team.is_some() && customer.is_some() {
+        return Err(ValidationError::new(
+            "customer_id",
+            "give `team_id` or `customer_id`, not both (a team's customer applies to its keys)",
+        ));
+    }
+    Ok(())
+}
+
+/// The store names unknown providers by their provider config (`provider_configs[i].provider`);
+/// name the field the request used when it sent a shorthand.
+fn rename_provider_field(e: StoreError, provider: bool, providers: bool) -> ApiError {
     match e {
-        StoreError::Invalid(mut v) if singular => {
-            v.field = Some("provider".to_owned());
+        StoreError::Invalid(mut v) if provider || providers => {
+            if let Some(i) = v
+                .field
+                .as_deref()
+                .and_then(|f| f.strip_prefix("provider_configs["))
+                .and_then(|f| f.strip_suffix("].provider"))
+            {
+                v.field = Some(if provider {
+                    "provider".to_owned()
+                } else {
+                    format!("providers[{i}]")
+                });
+            }
             v.into()
         }
         other => other.into(),
     }
+}
+
+/// What the audit log keeps of a key's settings (never its value).
+fn audit_details(vk: &VirtualKeyRecord) -> serde_json::Value {
+    json!({
+        "name": vk.name,
+        "value_prefix": vk.value_prefix,
+        "providers": vk.providers,
+        "governance": vk.governance,
+        "team_id": vk.team_id,
+        "customer_id": vk.customer_id,
+        "is_active": vk.active,
+    })
 }
 
 async fn create(
@@ -203,19 +397,49 @@ async fn create(
     if let Some(d) = &req.description {
         validate::description("description", d)?;
     }
-    let monthly_budget = budget(req.monthly_budget.unwrap_or(0.0))?;
-    let providers = providers_of(&req.provider, &req.providers)?.unwrap_or_default();
-    let value = generate_virtual_key()?;
     let t = now();
+    let provider_configs =
+        configs_of(&req.provider, &req.providers, &req.provider_configs, &[], t)?
+            .unwrap_or_default();
+    let mut limits = governance::limits(
+        "",
+        req.budgets.as_deref(),
+        req.rate_limit.as_ref(),
+        req.max_concurrent,
+        &Limits::default(),
+        t,
+    )?;
+    match (req.monthly_budget, &req.budgets) {
+        (Some(amount), Some(_)) => monthly_agrees(amount, &limits.budgets)?,
+        (Some(amount), None) => limits.budgets = with_monthly(limits.budgets, amount, t)?,
+        (None, _) => {}
+    }
+    one_owner(req.team_id, req.customer_id)?;
+    let expires_at_unix_ms = req
+        .expires_at
+        .as_deref()
+        .map(|raw| governance::expires_at(raw, t).map(governance::unix_ms))
+        .transpose()?;
+    let value = generate_virtual_key()?;
     let record = VirtualKeyRecord {
         id: Uuid::new_v4(),
         name: req.name,
         description: req.description,
         key_sha256: sha256(value.as_bytes()),
         value_prefix: value[..PREFIX_LEN].to_owned(),
-        providers,
-        monthly_budget,
+        providers: provider_configs
+            .iter()
+            .map(|c| c.provider.clone())
+            .collect(),
         active: req.is_active.unwrap_or(true),
+        team_id: req.team_id,
+        customer_id: req.customer_id,
+        governance: KeyGovernance {
+            limits,
+            provider_configs,
+            expires_at_unix_ms,
+            fail_open: req.fail_open.unwrap_or(false),
+        },
         created_at: t,
         updated_at: t,
     };
@@ -223,34 +447,19 @@ async fn create(
         actor: actor.0,
         action: "virtual_key.create".to_owned(),
         target: format!("virtual-keys/{}", record.id),
-        details: json!({
-            "name": record.name,
-            "value_prefix": record.value_prefix,
-            "providers": record.providers,
-            "monthly_budget": record.monthly_budget,
-            "is_active": record.active,
-        }),
+        details: audit_details(&record),
     };
     let version = cp
         .store()
         .create_virtual_key(&record, &event)
         .await
-        .map_err(|e| rename_provider_field(e, req.provider.is_some()))?;
+        .map_err(|e| rename_provider_field(e, req.provider.is_some(), req.providers.is_some()))?;
     cp.committed(&event, version).await?;
-    let shown = VirtualKeyResponse::from(&record);
     Ok((
         StatusCode::CREATED,
         Json(CreatedVirtualKeyResponse {
-            id: shown.id,
-            name: shown.name,
             value,
-            description: shown.description,
-            value_prefix: shown.value_prefix,
-            providers: shown.providers,
-            monthly_budget: shown.monthly_budget,
-            is_active: shown.is_active,
-            created_at: shown.created_at,
-            updated_at: shown.updated_at,
+            virtual_key: VirtualKeyResponse::from(&record),
         }),
     ))
 }
@@ -279,6 +488,76 @@ async fn get(cp: &ControlPlane, vk_id: &str) -> Result<Json<VirtualKeyResponse>,
     Ok(Json(VirtualKeyResponse::from(&vk)))
 }
 
+/// Applies a partial update to the stored key (run by the store inside its transaction, so
+/// budgets are matched against what is stored).
+fn apply_update(
+    vk: &mut VirtualKeyRecord,
+    req: &UpdateVirtualKeyRequest,
+    t: OffsetDateTime,
+) -> Result<(), ValidationError> {
+    if let Some(name) = &req.name {
+        vk.name = name.clone();
+    }
+    if let Some(d) = &req.description {
+        vk.description = d.clone();
+    }
+    let g = &mut vk.governance;
+    if let Some(configs) = configs_of(
+        &req.provider,
+        &req.providers,
+        &req.provider_configs,
+        &g.provider_configs,
+        t,
+    )? {
+        vk.providers = configs.iter().map(|c| c.provider.clone()).collect();
+        g.provider_configs = configs;
+    }
+    governance::update_limits(
+        &mut g.limits,
+        req.budgets.as_deref(),
+        req.rate_limit.as_ref().map(Option::as_ref),
+        req.max_concurrent,
+        t,
+    )?;
+    match (req.monthly_budget, &req.budgets) {
+        (Some(amount), Some(_)) => monthly_agrees(amount, &g.limits.budgets)?,
+        (Some(amount), None) => {
+            g.limits.budgets = with_monthly(std::mem::take(&mut g.limits.budgets), amount, t)?;
+        }
+        (None, _) => {}
+    }
+    if let Some(e) = &req.expires_at {
+        g.expires_at_unix_ms = e
+            .as_deref()
+            .map(|raw| governance::expires_at(raw, t).map(governance::unix_ms))
+            .transpose()?;
+    }
+    if let Some(f) = req.fail_open {
+        g.fail_open = f;
+    }
+    if let Some(team) = req.team_id {
+        vk.team_id = team;
+    }
+    if let Some(customer) = req.customer_id {
+        vk.customer_id = customer;
+    }
+    if vk.team_id.is_some() && vk.customer_id.is_some() {
+        let field = if req.customer_id.is_some() {
+            "customer_id"
+        } else {
+            "team_id"
+        };
+        return Err(ValidationError::new(
+            field,
+            "a key belongs to a team or to a customer, not both (set the other to null)",
+        ));
+    }
+    if let Some(a) = req.is_active {
+        vk.active = a;
+    }
+    Ok(())
+}
+
 async fn update(
     cp: &ControlPlane,
     actor: Actor,
@@ -300,52 +579,39 @@ async fn update(
     if let Some(Some(d)) = &req.description {
         validate::description("description", d)?;
     }
-    let monthly_budget = req.monthly_budget.map(budget).transpose()?;
-    let providers = providers_of(&req.provider, &req.providers)?;
     let changed: Vec<&str> = [
         ("name", req.name.is_some()),
         ("description", req.description.is_some()),
-        ("monthly_budget", monthly_budget.is_some()),
-        ("providers", providers.is_some()),
+        ("monthly_budget", req.monthly_budget.is_some()),
+        (
+            "providers",
+            req.provider.is_some() || req.providers.is_some() || req.provider_configs.is_some(),
+        ),
+        ("budgets", req.budgets.is_some()),
+        ("rate_limit", req.rate_limit.is_some()),
+        ("max_concurrent", req.max_concurrent.is_some()),
+        ("team_id", req.team_id.is_some()),
+        ("customer_id", req.customer_id.is_some()),
+        ("expires_at", req.expires_at.is_some()),
+        ("fail_open", req.fail_open.is_some()),
         ("is_active", req.is_active.is_some()),
     ]
     .into_iter()
     .filter_map(|(f, present)| present.then_some(f))
     .collect();
+    let t = now();
+    let apply = |vk: &mut VirtualKeyRecord| apply_update(vk, &req, t);
     let event = AuditEvent {
         actor: actor.0,
         action: "virtual_key.update".to_owned(),
         target: format!("virtual-keys/{id}"),
-        details: json!({
-            "changed": changed,
-            "providers": providers,
-            "monthly_budget": monthly_budget,
-            "is_active": req.is_active,
-        }),
-    };
-    let apply = |vk: &mut VirtualKeyRecord| -> Result<(), ValidationError> {
-        if let Some(name) = &req.name {
-            vk.name = name.clone();
-        }
-        if let Some(d) = &req.description {
-            vk.description = d.clone();
-        }
-        if let Some(b) = monthly_budget {
-            vk.monthly_budget = b;
-        }
-        if let Some(p) = &providers {
-            vk.providers = p.clone();
-        }
-        if let Some(a) = req.is_active {
-            vk.active = a;
-        }
-        Ok(())
+        details: json!({ "changed": changed }),
     };
     let (record, version) = cp
         .store()
         .update_virtual_key(id, &apply, &event)
         .await
-        .map_err(|e| rename_provider_field(e, req.provider.is_some()))?;
+        .map_err(|e| rename_provider_field(e, req.provider.is_some(), req.providers.is_some()))?;
     cp.committed(&event, version).await?;
     Ok(Json(VirtualKeyResponse::from(&record)))
 }

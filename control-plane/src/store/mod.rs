@@ -37,14 +37,20 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::crypto::CryptoError;
+use crate::governance::KeyGovernance;
 use crate::model::{
-    AuditEvent, AuditRecord, BedrockKeyRecord, ConfigState, NetworkConfig, NetworkRecord,
-    ProviderKeyRecord, ProviderKind, ProviderRecord, SealedSecret, ValueSource, VirtualKeyRecord,
+    AuditEvent, AuditRecord, BedrockKeyRecord, ConfigState, CustomerRecord, NetworkConfig,
+    NetworkRecord, ProviderKeyRecord, ProviderKind, ProviderRecord, SealedSecret, TeamRecord,
+    ValueSource, VirtualKeyRecord,
 };
 use crate::validate::ValidationError;
 
+mod governance;
 mod postgres;
 mod sqlite;
+
+pub(crate) use governance::sql as governance_sql;
+pub(crate) use governance::{CustomerRow, TeamRow, check_key_ids, reference_conflict};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -196,6 +202,38 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditEvent,
     ) -> Result<(VirtualKeyRecord, u64), StoreError>;
     async fn delete_virtual_key(&self, id: Uuid, audit: &AuditEvent) -> Result<u64, StoreError>;
+
+    async fn list_teams(&self) -> Result<Vec<TeamRecord>, StoreError>;
+    async fn get_team(&self, id: Uuid) -> Result<Option<TeamRecord>, StoreError>;
+    /// Invalid (naming `customer_id`) if its customer does not exist; Conflict if the name is
+    /// taken.
+    async fn create_team(&self, team: &TeamRecord, audit: &AuditEvent) -> Result<u64, StoreError>;
+    /// Applies `apply` (`id` and `created_at` cannot change).
+    async fn update_team(
+        &self,
+        id: Uuid,
+        apply: &Apply<'_, TeamRecord>,
+        audit: &AuditEvent,
+    ) -> Result<(TeamRecord, u64), StoreError>;
+    /// Conflict while virtual keys belong to the team.
+    async fn delete_team(&self, id: Uuid, audit: &AuditEvent) -> Result<u64, StoreError>;
+
+    async fn list_customers(&self) -> Result<Vec<CustomerRecord>, StoreError>;
+    async fn get_customer(&self, id: Uuid) -> Result<Option<CustomerRecord>, StoreError>;
+    /// Conflict if the name is taken.
+    async fn create_customer(
+        &self,
+        customer: &CustomerRecord,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError>;
+    async fn update_customer(
+        &self,
+        id: Uuid,
+        apply: &Apply<'_, CustomerRecord>,
+        audit: &AuditEvent,
+    ) -> Result<(CustomerRecord, u64), StoreError>;
+    /// Conflict while teams or virtual keys belong to the customer.
+    async fn delete_customer(&self, id: Uuid, audit: &AuditEvent) -> Result<u64, StoreError>;
 
     /// The newest `limit` audit rows, newest first.
     async fn list_audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
@@ -456,8 +494,10 @@ struct VirtualKeyRow {
     key_sha256: Vec<u8>,
     value_prefix: String,
     providers: Json<Vec<String>>,
-    monthly_budget: f64,
     active: bool,
+    team_id: Option<Uuid>,
+    customer_id: Option<Uuid>,
+    governance: Json<KeyGovernance>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
 }
@@ -477,8 +517,10 @@ impl TryFrom<VirtualKeyRow> for VirtualKeyRecord {
             key_sha256,
             value_prefix: r.value_prefix,
             providers: r.providers.0,
-            monthly_budget: r.monthly_budget,
             active: r.active,
+            team_id: r.team_id,
+            customer_id: r.customer_id,
+            governance: r.governance.0,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -610,16 +652,16 @@ mod sql {
          external_id_secret = $14, updated_at = $15 WHERE provider = $1 AND id = $2";
     pub const DELETE_KEY: &str = "DELETE FROM provider_keys WHERE provider = $1 AND id = $2";
 
-    pub const LIST_VKS: &str = "SELECT id, name, description, key_sha256, value_prefix, providers, monthly_budget, \
-         active, created_at, updated_at FROM virtual_keys ORDER BY name";
-    pub const GET_VK: &str = "SELECT id, name, description, key_sha256, value_prefix, providers, monthly_budget, \
-         active, created_at, updated_at FROM virtual_keys WHERE id = $1";
+    pub const LIST_VKS: &str = "SELECT id, name, description, key_sha256, value_prefix, providers, \
+         active, team_id, customer_id, governance, created_at, updated_at FROM virtual_keys ORDER BY name";
+    pub const GET_VK: &str = "SELECT id, name, description, key_sha256, value_prefix, providers, \
+         active, team_id, customer_id, governance, created_at, updated_at FROM virtual_keys WHERE id = $1";
     pub const VK_PROVIDERS: &str = "SELECT name, providers FROM virtual_keys ORDER BY name";
     pub const INSERT_VK: &str = "INSERT INTO virtual_keys (id, name, description, key_sha256, value_prefix, providers, \
-         monthly_budget, active, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+         active, team_id, customer_id, governance, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
     pub const UPDATE_VK: &str = "UPDATE virtual_keys SET name = $2, description = $3, providers = $4, \
-         monthly_budget = $5, active = $6, updated_at = $7 WHERE id = $1";
+         active = $5, team_id = $6, customer_id = $7, governance = $8, updated_at = $9 WHERE id = $1";
     pub const DELETE_VK: &str = "DELETE FROM virtual_keys WHERE id = $1";
 
     pub const USAGE_COLUMNS: &str = "request_id, virtual_key_id, provider, model_requested, \
@@ -636,6 +678,10 @@ mod sql {
 macro_rules! impl_sql_store {
     ($store:ty, $db:ty, $backend:literal) => {
         use $crate::store::sql;
+        use $crate::store::governance_sql as gsql;
+        use $crate::store::{check_key_ids, reference_conflict, CustomerRow, TeamRow};
+        use $crate::model::{CustomerRecord, TeamRecord};
+        use $crate::validate::ValidationError;
         use $crate::store::{
             check_providers_exist, count_from_db, unique_to_conflict, version_from_db, Apply,
             AuditRow, ConfigChange, KeyColumns, KeyRow, NetworkColumns, ProviderRow, Store, StoreError,
@@ -742,6 +788,92 @@ macro_rules! impl_sql_store {
                 .collect()
         }
 
+        async fn fetch_team(conn: &mut Conn, id: uuid::Uuid) -> Result<Option<TeamRecord>, StoreError> {
+            Ok(sqlx::query_as::<_, TeamRow>(gsql::GET_TEAM)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(TeamRecord::from))
+        }
+
+        async fn fetch_customer(conn: &mut Conn, id: uuid::Uuid) -> Result<Option<CustomerRecord>, StoreError> {
+            Ok(sqlx::query_as::<_, CustomerRow>(gsql::GET_CUSTOMER)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(CustomerRecord::from))
+        }
+
+        async fn all_teams(conn: &mut Conn) -> Result<Vec<TeamRecord>, StoreError> {
+            Ok(sqlx::query_as::<_, TeamRow>(gsql::LIST_TEAMS)
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .map(TeamRecord::from)
+                .collect())
+        }
+
+        async fn all_customers(conn: &mut Conn) -> Result<Vec<CustomerRecord>, StoreError> {
+            Ok(sqlx::query_as::<_, CustomerRow>(gsql::LIST_CUSTOMERS)
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .map(CustomerRecord::from)
+                .collect())
+        }
+
+        /// A team's customer must exist (400 naming `customer_id`).
+        async fn check_team_references(conn: &mut Conn, team: &TeamRecord) -> Result<(), StoreError> {
+            if let Some(customer) = team.customer_id
+                && fetch_customer(&mut *conn, customer).await?.is_none()
+            {
+                return Err(ValidationError::new("customer_id", format!("no customer {customer}")).into());
+            }
+            Ok(())
+        }
+
+        /// Names of the rows that belong to a team or customer (`sql` selects them), for the
+        /// conflict message of a delete.
+        async fn members(conn: &mut Conn, sql: &'static str, id: uuid::Uuid) -> Result<Vec<String>, StoreError> {
+            Ok(sqlx::query_scalar(sql).bind(id).fetch_all(&mut *conn).await?)
+        }
+
+        /// A virtual key's references, checked in the transaction that writes it: its providers
+        /// (named by their provider config when it has those), the provider keys its configs
+        /// name (they must belong to that provider), its team or customer.
+        async fn check_vk_references(conn: &mut Conn, vk: &VirtualKeyRecord) -> Result<(), StoreError> {
+            let providers = provider_names(&mut *conn).await?;
+            let configs = &vk.governance.provider_configs;
+            for (i, c) in configs.iter().enumerate() {
+                if !providers.contains(&c.provider) {
+                    return Err(StoreError::Invalid(ValidationError::new(
+                        format!("provider_configs[{i}].provider"),
+                        format!("unknown provider {:?}; create it first with POST /api/providers", c.provider),
+                    )));
+                }
+                if c.key_ids.is_empty() {
+                    continue;
+                }
+                let ids: Vec<uuid::Uuid> = sqlx::query_scalar(gsql::KEY_IDS_OF_PROVIDER)
+                    .bind(&c.provider)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                check_key_ids(i, c, &ids)?;
+            }
+            check_providers_exist(&vk.providers, &providers)?;
+            if let Some(team) = vk.team_id
+                && fetch_team(&mut *conn, team).await?.is_none()
+            {
+                return Err(ValidationError::new("team_id", format!("no team {team}")).into());
+            }
+            if let Some(customer) = vk.customer_id
+                && fetch_customer(&mut *conn, customer).await?.is_none()
+            {
+                return Err(ValidationError::new("customer_id", format!("no customer {customer}")).into());
+            }
+            Ok(())
+        }
+
         fn key_conflict(provider: &str, name: &str) -> String {
             format!("provider {provider:?} already has a key named {name:?}")
         }
@@ -775,12 +907,16 @@ macro_rules! impl_sql_store {
                 let providers = all_providers(&mut tx).await?;
                 let keys = keys(&mut tx, None).await?;
                 let virtual_keys = vks(&mut tx).await?;
+                let teams = all_teams(&mut tx).await?;
+                let customers = all_customers(&mut tx).await?;
                 tx.commit().await?;
                 Ok(ConfigState {
                     version: version_from_db(version)?,
                     providers,
                     keys,
                     virtual_keys,
+                    teams,
+                    customers,
                 })
             }
 
@@ -1040,7 +1176,7 @@ macro_rules! impl_sql_store {
             ) -> Result<u64, StoreError> {
                 let mut tx = self.begin_write().await?;
                 let version = bump(&mut tx).await?;
-                check_providers_exist(&vk.providers, &provider_names(&mut tx).await?)?;
+                check_vk_references(&mut tx, vk).await?;
                 sqlx::query(sql::INSERT_VK)
                     .bind(vk.id)
                     .bind(&vk.name)
@@ -1048,8 +1184,10 @@ macro_rules! impl_sql_store {
                     .bind(&vk.key_sha256[..])
                     .bind(&vk.value_prefix)
                     .bind(sqlx::types::Json(&vk.providers))
-                    .bind(vk.monthly_budget)
                     .bind(vk.active)
+                    .bind(vk.team_id)
+                    .bind(vk.customer_id)
+                    .bind(sqlx::types::Json(&vk.governance))
                     .bind(vk.created_at)
                     .bind(vk.updated_at)
                     .execute(&mut *tx)
@@ -1082,14 +1220,16 @@ macro_rules! impl_sql_store {
                 vk.value_prefix = value_prefix;
                 vk.created_at = created_at;
                 vk.updated_at = $crate::model::now();
-                check_providers_exist(&vk.providers, &provider_names(&mut tx).await?)?;
+                check_vk_references(&mut tx, &vk).await?;
                 sqlx::query(sql::UPDATE_VK)
                     .bind(id)
                     .bind(&vk.name)
                     .bind(&vk.description)
                     .bind(sqlx::types::Json(&vk.providers))
-                    .bind(vk.monthly_budget)
                     .bind(vk.active)
+                    .bind(vk.team_id)
+                    .bind(vk.customer_id)
+                    .bind(sqlx::types::Json(&vk.governance))
                     .bind(vk.updated_at)
                     .execute(&mut *tx)
                     .await
@@ -1112,6 +1252,168 @@ macro_rules! impl_sql_store {
                     .rows_affected();
                 if deleted == 0 {
                     return Err(StoreError::NotFound(format!("virtual key {id} not found")));
+                }
+                audit(&mut tx, event, version).await?;
+                tx.commit().await?;
+                Ok(version)
+            }
+
+            async fn list_teams(&self) -> Result<Vec<TeamRecord>, StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                all_teams(&mut conn).await
+            }
+
+            async fn get_team(&self, id: uuid::Uuid) -> Result<Option<TeamRecord>, StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                fetch_team(&mut conn, id).await
+            }
+
+            async fn create_team(&self, team: &TeamRecord, event: &AuditEvent) -> Result<u64, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let version = bump(&mut tx).await?;
+                check_team_references(&mut tx, team).await?;
+                sqlx::query(gsql::INSERT_TEAM)
+                    .bind(team.id)
+                    .bind(&team.name)
+                    .bind(team.customer_id)
+                    .bind(sqlx::types::Json(&team.limits))
+                    .bind(team.created_at)
+                    .bind(team.updated_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| reference_conflict(e, || format!("a team named {:?} already exists", team.name)))?;
+                audit(&mut tx, event, version).await?;
+                tx.commit().await?;
+                Ok(version)
+            }
+
+            async fn update_team(
+                &self,
+                id: uuid::Uuid,
+                apply: &Apply<'_, TeamRecord>,
+                event: &AuditEvent,
+            ) -> Result<(TeamRecord, u64), StoreError> {
+                let mut tx = self.begin_write().await?;
+                let version = bump(&mut tx).await?;
+                let mut team = fetch_team(&mut tx, id)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("team {id} not found")))?;
+                let created_at = team.created_at;
+                apply(&mut team)?;
+                team.id = id;
+                team.created_at = created_at;
+                team.updated_at = $crate::model::now();
+                check_team_references(&mut tx, &team).await?;
+                sqlx::query(gsql::UPDATE_TEAM)
+                    .bind(id)
+                    .bind(&team.name)
+                    .bind(team.customer_id)
+                    .bind(sqlx::types::Json(&team.limits))
+                    .bind(team.updated_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| reference_conflict(e, || format!("a team named {:?} already exists", team.name)))?;
+                audit(&mut tx, event, version).await?;
+                tx.commit().await?;
+                Ok((team, version))
+            }
+
+            async fn delete_team(&self, id: uuid::Uuid, event: &AuditEvent) -> Result<u64, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let version = bump(&mut tx).await?;
+                let keys = members(&mut tx, gsql::TEAM_MEMBERS, id).await?;
+                if !keys.is_empty() {
+                    return Err(StoreError::Conflict(format!(
+                        "team {id} has virtual keys {keys:?}; move them to another team or delete them first"
+                    )));
+                }
+                let deleted = sqlx::query(gsql::DELETE_TEAM)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| reference_conflict(e, || format!("team {id} is still in use")))?
+                    .rows_affected();
+                if deleted == 0 {
+                    return Err(StoreError::NotFound(format!("team {id} not found")));
+                }
+                audit(&mut tx, event, version).await?;
+                tx.commit().await?;
+                Ok(version)
+            }
+
+            async fn list_customers(&self) -> Result<Vec<CustomerRecord>, StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                all_customers(&mut conn).await
+            }
+
+            async fn get_customer(&self, id: uuid::Uuid) -> Result<Option<CustomerRecord>, StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                fetch_customer(&mut conn, id).await
+            }
+
+            async fn create_customer(&self, customer: &CustomerRecord, event: &AuditEvent) -> Result<u64, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let version = bump(&mut tx).await?;
+                sqlx::query(gsql::INSERT_CUSTOMER)
+                    .bind(customer.id)
+                    .bind(&customer.name)
+                    .bind(sqlx::types::Json(&customer.limits))
+                    .bind(customer.created_at)
+                    .bind(customer.updated_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| reference_conflict(e, || format!("a customer named {:?} already exists", customer.name)))?;
+                audit(&mut tx, event, version).await?;
+                tx.commit().await?;
+                Ok(version)
+            }
+
+            async fn update_customer(
+                &self,
+                id: uuid::Uuid,
+                apply: &Apply<'_, CustomerRecord>,
+                event: &AuditEvent,
+            ) -> Result<(CustomerRecord, u64), StoreError> {
+                let mut tx = self.begin_write().await?;
+                let version = bump(&mut tx).await?;
+                let mut customer = fetch_customer(&mut tx, id)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("customer {id} not found")))?;
+                let created_at = customer.created_at;
+                apply(&mut customer)?;
+                customer.id = id;
+                customer.created_at = created_at;
+                customer.updated_at = $crate::model::now();
+                sqlx::query(gsql::UPDATE_CUSTOMER)
+                    .bind(id)
+                    .bind(&customer.name)
+                    .bind(sqlx::types::Json(&customer.limits))
+                    .bind(customer.updated_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| reference_conflict(e, || format!("a customer named {:?} already exists", customer.name)))?;
+                audit(&mut tx, event, version).await?;
+                tx.commit().await?;
+                Ok((customer, version))
+            }
+
+            async fn delete_customer(&self, id: uuid::Uuid, event: &AuditEvent) -> Result<u64, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let version = bump(&mut tx).await?;
+                let owned = members(&mut tx, gsql::CUSTOMER_MEMBERS, id).await?;
+                if !owned.is_empty() {
+                    return Err(StoreError::Conflict(format!(
+                        "customer {id} has teams or virtual keys {owned:?}; move or delete them first"
+                    )));
+                }
+                let deleted = sqlx::query(gsql::DELETE_CUSTOMER)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| reference_conflict(e, || format!("customer {id} is still in use")))?
+                    .rows_affected();
+                if deleted == 0 {
+                    return Err(StoreError::NotFound(format!("customer {id} not found")));
                 }
                 audit(&mut tx, event, version).await?;
                 tx.commit().await?;

@@ -1,0 +1,540 @@
+//! `/api/teams` and `/api/customers` (also under `/api/governance/...`): the groups virtual keys
+//! belong to. Each carries its own budgets, rate limit and concurrency limit; a request must pass
+//! every level it belongs to (provider config → key → team → customer).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::auth::Actor;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath};
+use super::{parse_id, timestamp};
+use crate::ControlPlane;
+use crate::governance::{self, BudgetInput, Limits, LimitsView, RateLimit};
+use crate::model::{AuditEvent, CustomerRecord, TeamRecord, now};
+use crate::validate;
+
+/// `POST /api/teams` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTeamRequest {
+    #[schema(example = "platform")]
+    pub name: String,
+    /// The customer the team belongs to; its limits apply to the team's keys too.
+    #[serde(default)]
+    pub customer_id: Option<Uuid>,
+    #[serde(default)]
+    pub budgets: Option<Vec<BudgetInput>>,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+}
+
+/// `POST /api/customers` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCustomerRequest {
+    #[schema(example = "acme")]
+    pub name: String,
+    #[serde(default)]
+    pub budgets: Option<Vec<BudgetInput>>,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+}
+
+/// `PUT` body of a team or customer; omitted fields stay, `null` clears the nullable ones,
+/// `budgets` given replaces the list (a budget keeps its id and windows while its
+/// `reset_duration` stays). Read-only fields of a listed team or customer are accepted and
+/// ignored, so it can be sent back as it was read.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateGroupRequest {
+    /// Must equal the id in the path if given.
+    #[serde(default)]
+    pub id: Option<Uuid>,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Teams only.
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<Uuid>, nullable)]
+    pub customer_id: Option<Option<Uuid>>,
+    #[serde(default)]
+    pub budgets: Option<Vec<BudgetInput>>,
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<RateLimit>, nullable)]
+    pub rate_limit: Option<Option<RateLimit>>,
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<u32>, nullable)]
+    pub max_concurrent: Option<Option<u32>>,
+    /// Read-only; ignored.
+    #[serde(default, rename = "created_at")]
+    pub _created_at: Option<String>,
+    /// Read-only; ignored.
+    #[serde(default, rename = "updated_at")]
+    pub _updated_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TeamResponse {
+    pub id: Uuid,
+    pub name: String,
+    pub customer_id: Option<Uuid>,
+    #[serde(flatten)]
+    pub limits: LimitsView,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl From<&TeamRecord> for TeamResponse {
+    fn from(t: &TeamRecord) -> Self {
+        TeamResponse {
+            id: t.id,
+            name: t.name.clone(),
+            customer_id: t.customer_id,
+            limits: LimitsView::from(&t.limits),
+            created_at: timestamp(t.created_at),
+            updated_at: timestamp(t.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CustomerResponse {
+    pub id: Uuid,
+    pub name: String,
+    #[serde(flatten)]
+    pub limits: LimitsView,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl From<&CustomerRecord> for CustomerResponse {
+    fn from(c: &CustomerRecord) -> Self {
+        CustomerResponse {
+            id: c.id,
+            name: c.name.clone(),
+            limits: LimitsView::from(&c.limits),
+            created_at: timestamp(c.created_at),
+            updated_at: timestamp(c.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TeamList {
+    pub teams: Vec<TeamResponse>,
+    pub count: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CustomerList {
+    pub customers: Vec<CustomerResponse>,
+    pub count: usize,
+}
+
+fn check_path_id(given: Option<Uuid>, id: Uuid) -> Result<(), ApiError> {
+    match given {
+        Some(g) if g != id => Err(ApiError::invalid_field(
+            "id",
+            "does not match the id in the path",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn new_limits(
+    budgets: Option<&[BudgetInput]>,
+    rate: Option<&RateLimit>,
+    concurrent: Option<u32>,
+) -> Result<Limits, ApiError> {
+    Ok(governance::limits(
+        "",
+        budgets,
+        rate,
+        concurrent,
+        &Limits::default(),
+        now(),
+    )?)
+}
+
+/// Which fields an update sent, for the audit log.
+fn changed(req: &UpdateGroupRequest) -> Vec<&'static str> {
+    [
+        ("name", req.name.is_some()),
+        ("customer_id", req.customer_id.is_some()),
+        ("budgets", req.budgets.is_some()),
+        ("rate_limit", req.rate_limit.is_some()),
+        ("max_concurrent", req.max_concurrent.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(f, present)| present.then_some(f))
+    .collect()
+}
+
+fn apply_limits(
+    limits: &mut Limits,
+    req: &UpdateGroupRequest,
+) -> Result<(), validate::ValidationError> {
+    governance::update_limits(
+        limits,
+        req.budgets.as_deref(),
+        req.rate_limit.as_ref().map(Option::as_ref),
+        req.max_concurrent,
+        now(),
+    )
+}
+
+async fn create_team(
+    cp: &ControlPlane,
+    actor: Actor,
+    req: CreateTeamRequest,
+) -> Result<(StatusCode, Json<TeamResponse>), ApiError> {
+    validate::display_name("name", &req.name)?;
+    let limits = new_limits(
+        req.budgets.as_deref(),
+        req.rate_limit.as_ref(),
+        req.max_concurrent,
+    )?;
+    let t = now();
+    let team = TeamRecord {
+        id: Uuid::new_v4(),
+        name: req.name,
+        customer_id: req.customer_id,
+        limits,
+        created_at: t,
+        updated_at: t,
+    };
+    let event = AuditEvent {
+        actor: actor.0,
+        action: "team.create".to_owned(),
+        target: format!("teams/{}", team.id),
+        details: json!({"name": team.name, "customer_id": team.customer_id, "limits": team.limits}),
+    };
+    let version = cp.store().create_team(&team, &event).await?;
+    cp.committed(&event, version).await?;
+    Ok((StatusCode::CREATED, Json(TeamResponse::from(&team))))
+}
+
+async fn list_teams(cp: &ControlPlane) -> Result<Json<TeamList>, ApiError> {
+    let teams: Vec<_> = cp
+        .store()
+        .list_teams()
+        .await?
+        .iter()
+        .map(TeamResponse::from)
+        .collect();
+    Ok(Json(TeamList {
+        count: teams.len(),
+        teams,
+    }))
+}
+
+async fn get_team(cp: &ControlPlane, team_id: &str) -> Result<Json<TeamResponse>, ApiError> {
+    let id = parse_id("team_id", team_id)?;
+    let team = cp
+        .store()
+        .get_team(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("team {id} not found")))?;
+    Ok(Json(TeamResponse::from(&team)))
+}
+
+async fn update_team(
+    cp: &ControlPlane,
+    actor: Actor,
+    team_id: &str,
+    req: UpdateGroupRequest,
+) -> Result<Json<TeamResponse>, ApiError> {
+    let id = parse_id("team_id", team_id)?;
+    check_path_id(req.id, id)?;
+    if let Some(name) = &req.name {
+        validate::display_name("name", name)?;
+    }
+    let apply = |team: &mut TeamRecord| {
+        if let Some(name) = &req.name {
+            team.name = name.clone();
+        }
+        if let Some(customer) = req.customer_id {
+            team.customer_id = customer;
+        }
+        apply_limits(&mut team.limits, &req)
+    };
+    let event = AuditEvent {
+        actor: actor.0,
+        action: "team.update".to_owned(),
+        target: format!("teams/{id}"),
+        details: json!({ "changed": changed(&req) }),
+    };
+    let (team, version) = cp.store().update_team(id, &apply, &event).await?;
+    cp.committed(&event, version).await?;
+    Ok(Json(TeamResponse::from(&team)))
+}
+
+async fn delete_team(
+    cp: &ControlPlane,
+    actor: Actor,
+    team_id: &str,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id("team_id", team_id)?;
+    let event = AuditEvent {
+        actor: actor.0,
+        action: "team.delete".to_owned(),
+        target: format!("teams/{id}"),
+        details: json!({}),
+    };
+    let version = cp.store().delete_team(id, &event).await?;
+    cp.committed(&event, version).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn create_customer(
+    cp: &ControlPlane,
+    actor: Actor,
+    req: CreateCustomerRequest,
+) -> Result<(StatusCode, Json<CustomerResponse>), ApiError> {
+    validate::display_name("name", &req.name)?;
+    let limits = new_limits(
+        req.budgets.as_deref(),
+        req.rate_limit.as_ref(),
+        req.max_concurrent,
+    )?;
+    let t = now();
+    let customer = CustomerRecord {
+        id: Uuid::new_v4(),
+        name: req.name,
+        limits,
+        created_at: t,
+        updated_at: t,
+    };
+    let event = AuditEvent {
+        actor: actor.0,
+        action: "customer.create".to_owned(),
+        target: format!("customers/{}", customer.id),
+        details: json!({"name": customer.name, "limits": customer.limits}),
+    };
+    let version = cp.store().create_customer(&customer, &event).await?;
+    cp.committed(&event, version).await?;
+    Ok((StatusCode::CREATED, Json(CustomerResponse::from(&customer))))
+}
+
+async fn list_customers(cp: &ControlPlane) -> Result<Json<CustomerList>, ApiError> {
+    let customers: Vec<_> = cp
+        .store()
+        .list_customers()
+        .await?
+        .iter()
+        .map(CustomerResponse::from)
+        .collect();
+    Ok(Json(CustomerList {
+        count: customers.len(),
+        customers,
+    }))
+}
+
+async fn get_customer(
+    cp: &ControlPlane,
+    customer_id: &str,
+) -> Result<Json<CustomerResponse>, ApiError> {
+    let id = parse_id("customer_id", customer_id)?;
+    let customer = cp
+        .store()
+        .get_customer(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("customer {id} not found")))?;
+    Ok(Json(CustomerResponse::from(&customer)))
+}
+
+async fn update_customer(
+    cp: &ControlPlane,
+    actor: Actor,
+    customer_id: &str,
+    req: UpdateGroupRequest,
+) -> Result<Json<CustomerResponse>, ApiError> {
+    let id = parse_id("customer_id", customer_id)?;
+    check_path_id(req.id, id)?;
+    if let Some(name) = &req.name {
+        validate::display_name("name", name)?;
+    }
+    if req.customer_id.is_some() {
+        return Err(ApiError::invalid_field(
+            "customer_id",
+            "a customer does not belong to a customer",
+        ));
+    }
+    let apply = |customer: &mut CustomerRecord| {
+        if let Some(name) = &req.name {
+            customer.name = name.clone();
+        }
+        apply_limits(&mut customer.limits, &req)
+    };
+    let event = AuditEvent {
+        actor: actor.0,
+        action: "customer.update".to_owned(),
+        target: format!("customers/{id}"),
+        details: json!({ "changed": changed(&req) }),
+    };
+    let (customer, version) = cp.store().update_customer(id, &apply, &event).await?;
+    cp.committed(&event, version).await?;
+    Ok(Json(CustomerResponse::from(&customer)))
+}
+
+async fn delete_customer(
+    cp: &ControlPlane,
+    actor: Actor,
+    customer_id: &str,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id("customer_id", customer_id)?;
+    let event = AuditEvent {
+        actor: actor.0,
+        action: "customer.delete".to_owned(),
+        target: format!("customers/{id}"),
+        details: json!({}),
+    };
+    let version = cp.store().delete_customer(id, &event).await?;
+    cp.committed(&event, version).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Generates the handlers of one group kind under one route prefix (`/api/teams` and its
+/// governance alias, likewise customers), each with its own OpenAPI operation.
+macro_rules! group_handlers {
+    ($tag:tt, $base:tt, $item:tt, $param:tt, $what:literal,
+     $Create:ty, $Response:ty, $List:ty,
+     [$create:ident => $create_impl:ident, $list:ident => $list_impl:ident,
+      $get:ident => $get_impl:ident, $update:ident => $update_impl:ident,
+      $delete:ident => $delete_impl:ident]) => {
+        #[doc = concat!("Create a ", $what, ".")]
+        #[utoipa::path(
+            post,
+            path = $base,
+            tag = $tag,
+            request_body = $Create,
+            responses(
+                (status = 201, description = "Created", body = $Response),
+                (status = 400, description = "Invalid request", body = ErrorBody),
+                (status = 401, description = "Not authorised", body = ErrorBody),
+                (status = 409, description = "The name is taken", body = ErrorBody),
+            )
+        )]
+        pub(crate) async fn $create(
+            State(cp): State<ControlPlane>,
+            actor: Actor,
+            ApiJson(req): ApiJson<$Create>,
+        ) -> Result<(StatusCode, Json<$Response>), ApiError> {
+            $create_impl(&cp, actor, req).await
+        }
+
+        #[doc = concat!("List every ", $what, ", by name.")]
+        #[utoipa::path(
+            get,
+            path = $base,
+            tag = $tag,
+            responses(
+                (status = 200, description = "All of them, by name", body = $List),
+                (status = 401, description = "Not authorised", body = ErrorBody),
+            )
+        )]
+        pub(crate) async fn $list(State(cp): State<ControlPlane>) -> Result<Json<$List>, ApiError> {
+            $list_impl(&cp).await
+        }
+
+        #[doc = concat!("Get a ", $what, ".")]
+        #[utoipa::path(
+            get,
+            path = $item,
+            tag = $tag,
+            params(($param = Uuid, Path, description = "Id")),
+            responses(
+                (status = 200, description = "Found", body = $Response),
+                (status = 400, description = "Malformed id", body = ErrorBody),
+                (status = 401, description = "Not authorised", body = ErrorBody),
+                (status = 404, description = "Not found", body = ErrorBody),
+            )
+        )]
+        pub(crate) async fn $get(
+            State(cp): State<ControlPlane>,
+            ApiPath(id): ApiPath<String>,
+        ) -> Result<Json<$Response>, ApiError> {
+            $get_impl(&cp, &id).await
+        }
+
+        #[doc = concat!("Update a ", $what, "; omitted fields stay as they are.")]
+        #[utoipa::path(
+            put,
+            path = $item,
+            tag = $tag,
+            params(($param = Uuid, Path, description = "Id")),
+            request_body = UpdateGroupRequest,
+            responses(
+                (status = 200, description = "Updated", body = $Response),
+                (status = 400, description = "Invalid request", body = ErrorBody),
+                (status = 401, description = "Not authorised", body = ErrorBody),
+                (status = 404, description = "Not found", body = ErrorBody),
+                (status = 409, description = "The name is taken", body = ErrorBody),
+            )
+        )]
+        pub(crate) async fn $update(
+            State(cp): State<ControlPlane>,
+            actor: Actor,
+            ApiPath(id): ApiPath<String>,
+            ApiJson(req): ApiJson<UpdateGroupRequest>,
+        ) -> Result<Json<$Response>, ApiError> {
+            $update_impl(&cp, actor, &id, req).await
+        }
+
+        #[doc = concat!("Delete a ", $what, " (409 while others belong to it).")]
+        #[utoipa::path(
+            delete,
+            path = $item,
+            tag = $tag,
+            params(($param = Uuid, Path, description = "Id")),
+            responses(
+                (status = 204, description = "Deleted"),
+                (status = 400, description = "Malformed id", body = ErrorBody),
+                (status = 401, description = "Not authorised", body = ErrorBody),
+                (status = 404, description = "Not found", body = ErrorBody),
+                (status = 409, description = "Keys or teams belong to it", body = ErrorBody),
+            )
+        )]
+        pub(crate) async fn $delete(
+            State(cp): State<ControlPlane>,
+            actor: Actor,
+            ApiPath(id): ApiPath<String>,
+        ) -> Result<StatusCode, ApiError> {
+            $delete_impl(&cp, actor, &id).await
+        }
+    };
+}
+
+group_handlers!("teams", "/api/teams", "/api/teams/{team_id}", "team_id", "team",
+    CreateTeamRequest, TeamResponse, TeamList,
+    [api_create_team => create_team, api_list_teams => list_teams, api_get_team => get_team,
+     api_update_team => update_team, api_delete_team => delete_team]);
+group_handlers!("governance", "/api/governance/teams", "/api/governance/teams/{team_id}",
+    "team_id", "team", CreateTeamRequest, TeamResponse, TeamList,
+    [governance_create_team => create_team, governance_list_teams => list_teams,
+     governance_get_team => get_team, governance_update_team => update_team,
+     governance_delete_team => delete_team]);
+group_handlers!("customers", "/api/customers", "/api/customers/{customer_id}", "customer_id",
+    "customer", CreateCustomerRequest, CustomerResponse, CustomerList,
+    [api_create_customer => create_customer, api_list_customers => list_customers,
+     api_get_customer => get_customer, api_update_customer => update_customer,
+     api_delete_customer => delete_customer]);
+group_handlers!("governance", "/api/governance/customers",
+    "/api/governance/customers/{customer_id}", "customer_id", "customer",
+    CreateCustomerRequest, CustomerResponse, CustomerList,
+    [governance_create_customer => create_customer, governance_list_customers => list_customers,
+     governance_get_customer => get_customer, governance_update_customer => update_customer,
+     governance_delete_customer => delete_customer]);

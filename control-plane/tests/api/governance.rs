@@ -1,0 +1,353 @@
+//! The governance model through the admin API: the walkthrough's `monthly_budget` shape, the full
+//! model, teams and customers, partial updates that keep budgets, and 400s naming the field.
+
+use super::*;
+
+/// Creates the `bedrock` provider and one key; returns the key's id.
+async fn bedrock_with_a_key(h: &Harness) -> String {
+    let r = post(h, "/api/providers", json!({"provider": "bedrock"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = post(
+        h,
+        "/api/providers/bedrock/keys",
+        json!({"name": "k", "models": ["*"], "weight": 1.0,
+               "bedrock_key_config": {"access_key": "env.AWS_ACCESS_KEY_ID",
+                   "secret_key": "env.AWS_SECRET_ACCESS_KEY", "region": "us-east-1"}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    r.json["id"].as_str().unwrap().to_owned()
+}
+
+async fn governance_model(h: &Harness) {
+    let key_id = bedrock_with_a_key(h).await;
+
+    // The walkthrough, as pasted: a calendar-aligned 1M budget and one provider config.
+    let r = post(
+        h,
+        "/api/virtual-keys",
+        json!({"name": "engineering-team", "monthly_budget": 500, "provider": "bedrock"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert!(r.json["value"].as_str().unwrap().starts_with("sk-tg-"));
+    assert_eq!(r.json["monthly_budget"], 500.0);
+    assert_eq!(r.json["budgets"][0]["max_limit"], 500.0);
+    assert_eq!(r.json["budgets"][0]["reset_duration"], "1M");
+    assert_eq!(r.json["budgets"][0]["calendar_aligned"], true);
+    assert_eq!(r.json["providers"], json!(["bedrock"]));
+    assert_eq!(
+        r.json["provider_configs"],
+        json!([{"provider": "bedrock", "weight": 1.0, "allowed_models": ["*"], "key_ids": ["*"],
+                "budgets": [], "rate_limit": null, "max_concurrent": null}])
+    );
+    assert_eq!(r.json["fail_open"], false);
+    let walk_id = r.json["id"].as_str().unwrap().to_owned();
+    let budget_id = r.json["budgets"][0]["id"].clone();
+    let snap = current(h);
+    let vk = snap.virtual_keys.iter().find(|v| v.id == walk_id).unwrap();
+    let limits = vk.limits.as_ref().unwrap();
+    assert_eq!(limits.budgets[0].max_limit_nano_usd, 500_000_000_000);
+    assert_eq!(vk.provider_configs[0].provider, "bedrock");
+
+    // A customer and a team under it.
+    let r = post(
+        h,
+        "/api/governance/customers",
+        json!({"name": "acme", "budgets": [{"max_limit": 1000, "reset_duration": "1M", "calendar_aligned": true}]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let customer = r.json["id"].as_str().unwrap().to_owned();
+    let r = post(
+        h,
+        "/api/teams",
+        json!({"name": "platform", "customer_id": customer,
+               "rate_limit": {"request_max_limit": 600, "request_reset_duration": "1m"},
+               "max_concurrent": 50}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["rate_limit"]["request_max_limit"], 600);
+    assert_eq!(r.json["customer_id"], json!(customer));
+    let team = r.json["id"].as_str().unwrap().to_owned();
+
+    // The full model.
+    let r = post(
+        h,
+        "/api/governance/virtual-keys",
+        json!({
+            "name": "ci-bot",
+            "provider_configs": [{
+                "provider": "bedrock", "weight": 1,
+                "allowed_models": ["claude-sonnet-*", "regex:^claude-haiku-4.*"],
+                "key_ids": [key_id],
+                "budgets": [{"max_limit": 5, "reset_duration": "1d"}],
+                "rate_limit": {"token_max_limit": 100000, "token_reset_duration": "1h"}
+            }],
+            "budgets": [{"max_limit": 1, "reset_duration": "1M", "calendar_aligned": true},
+                        {"max_limit": 0.25, "reset_duration": "1d"}],
+            "rate_limit": {"request_max_limit": 60, "request_reset_duration": "1m"},
+            "max_concurrent": 4,
+            "team_id": team,
+            "expires_at": "2099-01-01T00:00:00Z",
+            "fail_open": true
+        }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let ci = r.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(r.json["monthly_budget"], 1.0);
+    assert_eq!(r.json["budgets"].as_array().unwrap().len(), 2);
+    assert_eq!(r.json["provider_configs"][0]["key_ids"], json!([key_id]));
+    assert_eq!(r.json["expires_at"], "2099-01-01T00:00:00Z");
+    let snap = current(h);
+    let vk = snap.virtual_keys.iter().find(|v| v.id == ci).unwrap();
+    assert_eq!(vk.team_id, team);
+    assert!(vk.fail_open);
+    assert_eq!(vk.limits.as_ref().unwrap().max_concurrent, 4);
+    assert_eq!(vk.provider_configs[0].allowed_models.len(), 2);
+    assert_eq!(snap.teams.len(), 1);
+    assert_eq!(snap.teams[0].customer_id, customer);
+    assert_eq!(snap.customers.len(), 1);
+
+    // PUT is partial: raising the budget keeps its id; other fields stay.
+    let path = format!("/api/virtual-keys/{walk_id}");
+    let r = put(h, &path, json!({"monthly_budget": 750})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["budgets"][0]["id"], budget_id);
+    assert_eq!(r.json["budgets"][0]["max_limit"], 750.0);
+    assert_eq!(r.json["providers"], json!(["bedrock"]));
+    let r = put(
+        h,
+        &path,
+        json!({"rate_limit": {"request_max_limit": 10, "request_reset_duration": "1m"}}),
+    )
+    .await;
+    assert_eq!(r.json["rate_limit"]["request_max_limit"], 10);
+    assert_eq!(r.json["monthly_budget"], 750.0, "untouched");
+    let r = put(h, &path, json!({"rate_limit": null, "monthly_budget": 0})).await;
+    assert_eq!(
+        (r.json["rate_limit"].clone(), r.json["budgets"].clone()),
+        (Value::Null, json!([]))
+    );
+    // A listed key is accepted back as it is.
+    let listed = get(h, &format!("/api/virtual-keys/{ci}")).await;
+    let r = put(h, &format!("/api/virtual-keys/{ci}"), listed.json.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["budgets"], listed.json["budgets"]);
+    assert_eq!(r.json["provider_configs"], listed.json["provider_configs"]);
+
+    // Membership rules.
+    let r = put(
+        h,
+        &format!("/api/virtual-keys/{ci}"),
+        json!({"customer_id": customer}),
+    )
+    .await;
+    assert_error(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("customer_id"),
+    );
+    let r = put(
+        h,
+        &format!("/api/virtual-keys/{ci}"),
+        json!({"customer_id": customer, "team_id": null}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = delete(h, &format!("/api/customers/{customer}")).await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict", None);
+    let r = delete(h, &format!("/api/teams/{team}")).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let r = put(
+        h,
+        &format!("/api/virtual-keys/{ci}"),
+        json!({"customer_id": null}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = delete(h, &format!("/api/governance/customers/{customer}")).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert!(current(h).customers.is_empty());
+
+    // Team and customer updates keep their budgets' identity too.
+    let r = post(
+        h,
+        "/api/customers",
+        json!({"name": "globex", "budgets": [{"max_limit": 10, "reset_duration": "1w"}]}),
+    )
+    .await;
+    let c = r.json["id"].as_str().unwrap().to_owned();
+    let id = r.json["budgets"][0]["id"].clone();
+    let r = put(
+        h,
+        &format!("/api/customers/{c}"),
+        json!({"budgets": [{"max_limit": 20, "reset_duration": "1w"}], "max_concurrent": 9}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        (
+            r.json["budgets"][0]["id"].clone(),
+            r.json["max_concurrent"].clone()
+        ),
+        (id, json!(9))
+    );
+}
+
+#[tokio::test]
+async fn governance_model_on_sqlite() {
+    let h = sqlite_harness(loopback_auth()).await;
+    governance_model(&h).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn governance_model_on_postgres() {
+    common::with_postgres(|url| async move {
+        let h = postgres_harness(url).await;
+        governance_model(&h).await;
+    })
+    .await;
+}
+
+/// Every rule of the model refuses bad input with a 400 naming the field.
+#[tokio::test]
+async fn bad_governance_input_names_the_field() {
+    let h = sqlite_harness(loopback_auth()).await;
+    let key_id = bedrock_with_a_key(&h).await;
+    let r = post(&h, "/api/providers", json!({"provider": "anthropic"})).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let team = post(&h, "/api/teams", json!({"name": "t"})).await.json["id"].clone();
+    let customer = post(&h, "/api/customers", json!({"name": "c"})).await.json["id"].clone();
+    let base = || json!({"name": "k", "provider": "bedrock"});
+    let with = |extra: Value| {
+        let mut b = base();
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    let cases = [
+        (
+            json!({"budgets": [{"max_limit": -1, "reset_duration": "1d"}]}),
+            "budgets[0].max_limit",
+        ),
+        (
+            json!({"budgets": [{"max_limit": 1, "reset_duration": "2d"}]}),
+            "budgets[0].reset_duration",
+        ),
+        (
+            json!({"budgets": [{"max_limit": 1, "reset_duration": "1d"}, {"max_limit": 2, "reset_duration": "1d"}]}),
+            "budgets[1].reset_duration",
+        ),
+        (json!({"monthly_budget": -5}), "monthly_budget"),
+        (
+            json!({"monthly_budget": 5, "budgets": [{"max_limit": 1, "reset_duration": "1d"}]}),
+            "monthly_budget",
+        ),
+        (
+            json!({"rate_limit": {"request_max_limit": 5}}),
+            "rate_limit.request_reset_duration",
+        ),
+        (
+            json!({"rate_limit": {"request_max_limit": -1, "request_reset_duration": "1m"}}),
+            "rate_limit.request_max_limit",
+        ),
+        (json!({"max_concurrent": 0}), "max_concurrent"),
+        (
+            json!({"team_id": team, "customer_id": customer}),
+            "customer_id",
+        ),
+        (
+            json!({"team_id": "00000000-0000-4000-8000-000000000000"}),
+            "team_id",
+        ),
+        (
+            json!({"customer_id": "00000000-0000-4000-8000-000000000000"}),
+            "customer_id",
+        ),
+        (json!({"expires_at": "2020-01-01T00:00:00Z"}), "expires_at"),
+        (json!({"expires_at": "next year"}), "expires_at"),
+    ];
+    for (extra, field) in cases {
+        let r = post(&h, "/api/virtual-keys", with(extra.clone())).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request", Some(field));
+    }
+    let config_cases = [
+        (
+            json!({"provider": "bedrock", "allowed_models": ["regex:claude-("]}),
+            "provider_configs[0].allowed_models[0]",
+        ),
+        (
+            json!({"provider": "bedrock", "key_ids": ["00000000-0000-4000-8000-000000000000"]}),
+            "provider_configs[0].key_ids[0]",
+        ),
+        (
+            json!({"provider": "anthropic", "key_ids": [key_id]}),
+            "provider_configs[0].key_ids[0]",
+        ),
+        (json!({"provider": "ghost"}), "provider_configs[0].provider"),
+        (
+            json!({"provider": "bedrock", "weight": -1}),
+            "provider_configs[0].weight",
+        ),
+        (
+            json!({"provider": "bedrock", "budgets": [{"max_limit": "inf", "reset_duration": "1d"}]}),
+            "provider_configs[0].budgets[0].max_limit",
+        ),
+    ];
+    for (config, field) in config_cases {
+        let r = post(
+            &h,
+            "/api/virtual-keys",
+            json!({"name": "k", "provider_configs": [config]}),
+        )
+        .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request", Some(field));
+    }
+    let r = post(
+        &h,
+        "/api/virtual-keys",
+        json!({"name": "k", "provider": "ghost"}),
+    )
+    .await;
+    assert_error(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("provider"),
+    );
+    let r = post(
+        &h,
+        "/api/teams",
+        json!({"name": "t2", "customer_id": "00000000-0000-4000-8000-000000000000"}),
+    )
+    .await;
+    assert_error(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("customer_id"),
+    );
+    let r = post(
+        &h,
+        "/api/customers",
+        json!({"name": "c2", "budgets": [{"max_limit": 1}]}),
+    )
+    .await;
+    assert_error(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("budgets[0].reset_duration"),
+    );
+    let r = post(&h, "/api/teams", json!({"name": "t"})).await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict", None);
+    assert!(
+        get(&h, "/api/virtual-keys").await.json["count"] == 0,
+        "nothing was created"
+    );
+}
