@@ -7,7 +7,7 @@
 //!
 //! | reason | refusals |
 //! |---|---|
-//! | `auth` | 401: no virtual key, or one that is unknown, inactive or deleted |
+//! | `auth` | 401: no virtual key, or one that is unknown, inactive, expired or deleted |
 //! | `not_ready` | 503: no configuration received yet |
 //! | `no_route` | 404: a path the inference API does not serve |
 //! | `other` | any other refusal before the key was checked |

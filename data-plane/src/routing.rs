@@ -8,6 +8,9 @@
 //!   Claude name ([`is_bare_claude_name`]) for Bedrock, which only the Anthropic API serves as it
 //!   is: that is a [`RouteError::NoAlias`] naming the alias or setting to add.
 //! * Among the keys that serve the model, one is picked at random in proportion to its weight.
+//! * A virtual key's provider config for the chosen provider narrows this: only its `key_ids`
+//!   are candidates, and the model (as requested or as resolved) must match its
+//!   `allowed_models`, else [`RouteError::ModelNotAllowed`].
 
 use std::sync::Arc;
 
@@ -39,6 +42,8 @@ pub enum RouteError {
     UnknownModel(String),
     #[error("no enabled key of provider {provider:?} serves model {model:?}")]
     NoKey { provider: String, model: String },
+    #[error("this virtual key may not use model {model:?} on provider {provider:?}")]
+    ModelNotAllowed { provider: String, model: String },
     /// A bare Claude name that no alias maps to a model id of the provider.
     #[error("{}", no_alias_message(model, provider))]
     NoAlias { model: String, provider: String },
@@ -99,7 +104,7 @@ pub fn route<'rt>(
         if !vk.allows_provider(prefix) {
             return Err(RouteError::ProviderNotAllowed(prefix.to_owned()));
         }
-        return pick_key(provider, model, pick);
+        return pick_key(provider, vk, model, pick);
     }
     // A bare name: the providers whose keys alias it, among those the virtual key may use.
     let lowered = requested.to_ascii_lowercase();
@@ -112,7 +117,7 @@ pub fn route<'rt>(
         .filter(|p| p.keys.iter().any(|k| k.aliases.contains_key(&lowered)))
         .collect();
     match aliased.as_slice() {
-        [one] => return pick_key(one, requested, pick),
+        [one] => return pick_key(one, vk, requested, pick),
         [] => {}
         // Several providers alias the name: prefer the first by name for determinism.
         many => {
@@ -121,7 +126,7 @@ pub fn route<'rt>(
                 .min_by(|a, b| a.name.cmp(&b.name))
                 .copied()
                 .ok_or_else(|| RouteError::UnknownModel(requested.to_owned()))?;
-            return pick_key(first, requested, pick);
+            return pick_key(first, vk, requested, pick);
         }
     }
     // `name/...` with a name that is no configured provider (ARNs, which contain `/` after
@@ -140,21 +145,22 @@ pub fn route<'rt>(
                 provider: only.name.to_string(),
             })
         }
-        (Some(only), None) => pick_key(only, requested, pick),
+        (Some(only), None) => pick_key(only, vk, requested, pick),
         _ => Err(RouteError::UnknownModel(requested.to_owned())),
     }
 }
 
 fn pick_key<'rt>(
     provider: &'rt Arc<Provider>,
+    vk: &VirtualKey,
     model: &'rt str,
     pick: impl FnOnce(f64) -> f64,
 ) -> Result<Route<'rt>, RouteError> {
+    let config = vk.config(&provider.name);
     let eligible = || {
         provider.keys.iter().enumerate().filter_map(move |(i, k)| {
             let (resolved, via_alias) = k.resolve(model);
-            k.models
-                .allows(model, resolved)
+            (k.models.allows(model, resolved) && config.is_none_or(|c| c.allows_key(&k.id)))
                 .then_some((i, k, resolved, via_alias))
         })
     };
@@ -172,6 +178,14 @@ fn pick_key<'rt>(
         provider: provider.name.to_string(),
         model: model.to_owned(),
     })?;
+    if let Some(c) = config
+        && !c.allows_model(model, upstream_model)
+    {
+        return Err(RouteError::ModelNotAllowed {
+            provider: provider.name.to_string(),
+            model: model.to_owned(),
+        });
+    }
     Ok(Route {
         provider,
         key,
@@ -185,6 +199,7 @@ fn pick_key<'rt>(
 mod tests {
     use super::*;
     use tollgate_proto::config::v1 as pb;
+    use tollgate_proto::model_pattern::ModelPattern;
 
     fn lit(s: &str) -> Option<pb::ValueRef> {
         Some(pb::ValueRef {
@@ -275,7 +290,63 @@ mod tests {
             name: "vk".into(),
             providers: providers.iter().map(|p| Arc::from(*p)).collect(),
             active: true,
+            expires_at_unix_ms: 0,
+            configs: Vec::new(),
         }
+    }
+
+    /// A virtual key restricted on Bedrock to `key_ids` and `models`.
+    fn restricted(key_ids: &[&str], models: &[&str]) -> VirtualKey {
+        VirtualKey {
+            configs: vec![crate::runtime::KeyProviderConfig {
+                provider: "bedrock".into(),
+                allowed_models: models
+                    .iter()
+                    .map(|m| ModelPattern::parse(m).expect("pattern"))
+                    .collect(),
+                key_ids: key_ids.iter().map(|k| Arc::from(*k)).collect(),
+            }],
+            ..vk(&["bedrock"])
+        }
+    }
+
+    /// A provider config narrows the keys picked and the models allowed (as requested or as
+    /// resolved by an alias).
+    #[test]
+    fn provider_configs_restrict_keys_and_models() {
+        let rt = runtime();
+        // Only key b, whatever the draw (a has weight 1 of 4 and would win a draw of 0).
+        let only_b = restricted(&["id-b"], &[]);
+        for draw in [0.0, 0.5, 0.99] {
+            let r = route(&rt, &only_b, "claude-sonnet-4-6", |t| draw * t).expect("route");
+            assert_eq!(r.key.id.as_ref(), "id-b");
+            assert_eq!(r.upstream_model, "us.anthropic.claude-sonnet-4-6");
+        }
+        // No allowed key serves the model.
+        let haiku_key = restricted(&["id-haiku-only"], &[]);
+        assert!(matches!(
+            route(&rt, &haiku_key, "claude-sonnet-4-6", |_| 0.0),
+            Err(RouteError::NoKey { .. })
+        ));
+        // Models: the requested name or the resolved id must match.
+        let sonnet = restricted(&[], &["claude-sonnet-*"]);
+        assert!(route(&rt, &sonnet, "claude-sonnet-4-6", |_| 0.0).is_ok());
+        let by_id = restricted(&[], &["regex:.*\\.anthropic\\.claude-sonnet-4-6"]);
+        assert!(route(&rt, &by_id, "claude-sonnet-4-6", |_| 0.0).is_ok());
+        let haiku = restricted(&[], &["regex:claude-haiku-.*"]);
+        assert_eq!(
+            route(
+                &rt,
+                &haiku,
+                "bedrock/us.anthropic.claude-sonnet-4-6",
+                |_| 0.0
+            )
+            .map(|r| r.upstream_model),
+            Err(RouteError::ModelNotAllowed {
+                provider: "bedrock".into(),
+                model: "us.anthropic.claude-sonnet-4-6".into()
+            })
+        );
     }
 
     #[test]

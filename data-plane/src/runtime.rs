@@ -19,6 +19,7 @@ use arc_swap::ArcSwapOption;
 use sha2::{Digest, Sha256};
 use tollgate_proto::config::v1 as pb;
 use tollgate_proto::env::EnvAllowlist;
+use tollgate_proto::model_pattern::ModelPattern;
 use tollgate_proto::pricing::PriceTable;
 
 use crate::signing::BedrockAuth;
@@ -49,6 +50,12 @@ pub enum SnapshotError {
     InvalidKeyHash(String),
     #[error("provider {provider:?}: invalid extra header {header:?}")]
     InvalidHeader { provider: String, header: String },
+    #[error("virtual key {key:?}: model pattern {pattern:?}: {reason}")]
+    InvalidModelPattern {
+        key: String,
+        pattern: String,
+        reason: tollgate_proto::model_pattern::PatternError,
+    },
 }
 
 /// What kind of upstream API a provider speaks.
@@ -203,11 +210,50 @@ pub struct VirtualKey {
     /// Providers this key may use; empty: all.
     pub providers: Vec<Arc<str>>,
     pub active: bool,
+    /// After this instant (unix ms) the key is refused; 0: never.
+    pub expires_at_unix_ms: i64,
+    /// What the key may do with each provider; empty: no restriction beyond `providers`.
+    pub configs: Vec<KeyProviderConfig>,
+}
+
+/// A virtual key's restrictions on one provider.
+#[derive(Debug)]
+pub struct KeyProviderConfig {
+    pub provider: Arc<str>,
+    /// Empty: every model.
+    pub allowed_models: Vec<ModelPattern>,
+    /// Provider key ids the virtual key may use; empty: all.
+    pub key_ids: Vec<Arc<str>>,
+}
+
+impl KeyProviderConfig {
+    /// Whether the model, as requested or as resolved, is allowed.
+    pub fn allows_model(&self, requested: &str, resolved: &str) -> bool {
+        self.allowed_models.is_empty()
+            || self
+                .allowed_models
+                .iter()
+                .any(|p| p.matches(requested) || p.matches(resolved))
+    }
+
+    pub fn allows_key(&self, key_id: &str) -> bool {
+        self.key_ids.is_empty() || self.key_ids.iter().any(|k| &**k == key_id)
+    }
 }
 
 impl VirtualKey {
     pub fn allows_provider(&self, provider: &str) -> bool {
         self.providers.is_empty() || self.providers.iter().any(|p| &**p == provider)
+    }
+
+    /// The key's config for `provider`, if it has one.
+    pub fn config(&self, provider: &str) -> Option<&KeyProviderConfig> {
+        self.configs.iter().find(|c| &*c.provider == provider)
+    }
+
+    /// Whether the key has expired at `now_unix_ms`.
+    pub fn expired(&self, now_unix_ms: i64) -> bool {
+        self.expires_at_unix_ms != 0 && now_unix_ms >= self.expires_at_unix_ms
     }
 }
 
@@ -261,6 +307,8 @@ impl Runtime {
                     name: vk.name.as_str().into(),
                     providers: vk.providers.iter().map(|p| p.as_str().into()).collect(),
                     active: vk.active,
+                    expires_at_unix_ms: vk.expires_at_unix_ms,
+                    configs: compile_provider_configs(vk)?,
                 }),
             );
         }
@@ -282,6 +330,31 @@ impl Runtime {
     pub fn provider(&self, name: &str) -> Option<&Arc<Provider>> {
         self.providers.get(name)
     }
+}
+
+/// A virtual key's provider configs: model patterns compiled, key ids kept.
+fn compile_provider_configs(vk: &pb::VirtualKey) -> Result<Vec<KeyProviderConfig>, SnapshotError> {
+    vk.provider_configs
+        .iter()
+        .map(|c| {
+            let allowed_models = c
+                .allowed_models
+                .iter()
+                .map(|p| {
+                    ModelPattern::parse(p).map_err(|reason| SnapshotError::InvalidModelPattern {
+                        key: vk.name.clone(),
+                        pattern: p.clone(),
+                        reason,
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(KeyProviderConfig {
+                provider: c.provider.as_str().into(),
+                allowed_models,
+                key_ids: c.key_ids.iter().map(|k| k.as_str().into()).collect(),
+            })
+        })
+        .collect()
 }
 
 fn millis_or(ms: u32, default: Duration) -> Duration {

@@ -390,7 +390,11 @@ fn presented_key(headers: &HeaderMap) -> Result<Option<&str>, ()> {
     }
 }
 
-fn authenticate(rt: &Runtime, headers: &HeaderMap) -> Result<Arc<VirtualKey>, ProxyError> {
+fn authenticate(
+    rt: &Runtime,
+    headers: &HeaderMap,
+    now_unix_ms: i64,
+) -> Result<Arc<VirtualKey>, ProxyError> {
     let presented = match presented_key(headers) {
         Ok(Some(k)) => k,
         Ok(None) => {
@@ -402,6 +406,12 @@ fn authenticate(rt: &Runtime, headers: &HeaderMap) -> Result<Arc<VirtualKey>, Pr
     };
     // One answer for unknown and inactive keys: the response never tells whether a key exists.
     match rt.virtual_key(presented) {
+        // The holder of an expired key is told so (they hold its value; nothing leaks).
+        Some(vk) if vk.active && vk.expired(now_unix_ms) => Err(ProxyError::new(
+            ErrorKind::Authentication,
+            "auth",
+            "this virtual key has expired; ask the gateway's administrator for a new one",
+        )),
         Some(vk) if vk.active => Ok(Arc::clone(vk)),
         _ => Err(ProxyError::unauthenticated("invalid virtual key")),
     }
@@ -444,7 +454,7 @@ async fn admit(
         )
         .with_status(StatusCode::SERVICE_UNAVAILABLE));
     };
-    let vk = authenticate(&rt, headers)?;
+    let vk = authenticate(&rt, headers, draft.record.started_at_unix_ms)?;
     draft.record.virtual_key_id = vk.id.to_string();
     let body = read_body(body, dp.config.max_body_bytes).await?;
     Ok((rt, vk, body))
@@ -469,6 +479,9 @@ fn route_call<'a>(
     .map_err(|e| match e {
         RouteError::ProviderNotAllowed(_) => {
             ProxyError::new(ErrorKind::Permission, "provider_not_allowed", e.to_string())
+        }
+        RouteError::ModelNotAllowed { .. } => {
+            ProxyError::new(ErrorKind::Permission, "model_not_allowed", e.to_string())
         }
         RouteError::NoKey { .. }
         | RouteError::UnknownModel(_)

@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
@@ -820,6 +820,51 @@ async fn usage_records_carry_their_cost() {
     assert_eq!(fine_tune.input_tokens, 3);
     assert_eq!(fine_tune.cost_nano_usd, None, "unpriced, not $0");
     assert_eq!((bad.status, bad.cost_nano_usd), (400, Some(0)));
+}
+
+/// An expired key gets a 401 saying so; a key restricted to some models gets a 403 naming the
+/// model; both are usage of the key (it was established) except the expired one, which is
+/// refused like a bad key.
+#[tokio::test]
+async fn expired_keys_and_disallowed_models_are_refused() {
+    let mut gw = Gateway::new();
+    let mut snapshot = config(1, &upstream().await);
+    let past = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 1;
+    let mut expired = virtual_key("vk-expired", "sk-tg-expired", true);
+    expired.expires_at_unix_ms = past;
+    let mut later = virtual_key("vk-later", "sk-tg-later", true);
+    later.expires_at_unix_ms = past + 3_600_000;
+    later.provider_configs = vec![pb::ProviderConfig {
+        provider: "anthropic".into(),
+        weight: 1.0,
+        allowed_models: vec!["claude-haiku-*".into()],
+        ..Default::default()
+    }];
+    snapshot.virtual_keys.extend([expired, later]);
+    gw.apply(snapshot);
+
+    let a = gw
+        .post(
+            &[("x-api-key", b"sk-tg-expired")],
+            message("anthropic/claude-haiku-4-5"),
+        )
+        .await;
+    let text = envelope(&a, 401, "authentication_error");
+    assert!(text.contains("expired"), "{text}");
+    let later: &[(&str, &[u8])] = &[("x-api-key", b"sk-tg-later")];
+    let a = gw.post(later, message("anthropic/claude-haiku-4-5")).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    let a = gw.post(later, message("anthropic/claude-sonnet-4-6")).await;
+    let text = envelope(&a, 403, "permission_error");
+    assert!(text.contains("claude-sonnet-4-6"), "{text}");
+    let usage = gw.usage();
+    let classes: Vec<_> = usage.iter().map(|r| r.error_class.as_str()).collect();
+    assert_eq!(classes, ["", "model_not_allowed"]);
+    assert_eq!(gw.dp.refusals().get("auth"), 1);
 }
 
 #[tokio::test]
