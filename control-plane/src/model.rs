@@ -371,6 +371,15 @@ pub struct TeamRecord {
     pub updated_at: OffsetDateTime,
 }
 
+/// An admin's pricing override, matched before the shipped table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriceOverrideRecord {
+    pub id: Uuid,
+    pub entry: tollgate_proto::pricing::PriceInput,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
 /// A customer: teams and virtual keys belong to it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CustomerRecord {
@@ -412,6 +421,8 @@ pub struct ConfigState {
     pub virtual_keys: Vec<VirtualKeyRecord>,
     pub teams: Vec<TeamRecord>,
     pub customers: Vec<CustomerRecord>,
+    /// Oldest first (the order they are matched in).
+    pub price_overrides: Vec<PriceOverrideRecord>,
 }
 
 /// The current time, truncated to whole microseconds (what PostgreSQL keeps), in UTC.

@@ -49,6 +49,8 @@ pub enum SnapshotError {
         #[source]
         source: CryptoError,
     },
+    #[error("price override {id} is not valid: {reason}")]
+    PriceOverride { id: Uuid, reason: String },
 }
 
 /// Builds the snapshot of `state`. `created_at_unix_ms` is stamped into it as is.
@@ -123,6 +125,19 @@ pub fn build_snapshot(
                 limits: Some(governance::limits_to_pb(&c.limits)),
             })
             .collect(),
+        price_overrides: state
+            .price_overrides
+            .iter()
+            .map(|o| {
+                o.entry
+                    .check()
+                    .map(|entry| entry.to_override(&o.id.to_string()))
+                    .map_err(|e| SnapshotError::PriceOverride {
+                        id: o.id,
+                        reason: e.to_string(),
+                    })
+            })
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -273,7 +288,7 @@ fn provider_key(
 mod tests {
     use super::*;
     use crate::governance::{Budget, KeyGovernance, Limits, ProviderConfig};
-    use crate::model::{BedrockKeyRecord, ProviderRecord, now};
+    use crate::model::{BedrockKeyRecord, PriceOverrideRecord, ProviderRecord, now};
 
     fn env(name: &str) -> pb::ValueRef {
         value_ref(ValueSource::Env(name.into()))
@@ -404,6 +419,17 @@ mod tests {
                 created_at: t,
                 updated_at: t,
             }],
+            price_overrides: vec![PriceOverrideRecord {
+                id: Uuid::nil(),
+                entry: serde_json::from_value(serde_json::json!({
+                    "provider": "bedrock", "models": ["anthropic.claude-sonnet-4-6*"],
+                    "input": 2.7, "output": 13.5, "cache_write_5m": 3.375,
+                    "cache_write_1h": 5.4, "cache_read": 0.27, "regional_premium_percent": 10
+                }))
+                .unwrap(),
+                created_at: t,
+                updated_at: t,
+            }],
             customers: vec![CustomerRecord {
                 id: customer_id,
                 name: "acme".into(),
@@ -498,6 +524,10 @@ mod tests {
             snap.customers[0].limits.as_ref().unwrap().max_concurrent,
             100
         );
+        let o = &snap.price_overrides[0];
+        assert_eq!(o.id, Uuid::nil().to_string());
+        assert_eq!(o.rates.as_ref().unwrap().output, 13_500, "n$ per token");
+        assert_eq!(o.regional_premium_percent, 10);
 
         // Deterministic: same state, same snapshot.
         assert_eq!(build_snapshot(&st, &secrets, 1234).unwrap(), snap);

@@ -50,6 +50,8 @@ pub enum SnapshotError {
     InvalidKeyHash(String),
     #[error("provider {provider:?}: invalid extra header {header:?}")]
     InvalidHeader { provider: String, header: String },
+    #[error("price overrides: {0}")]
+    Pricing(tollgate_proto::pricing::PricingError),
     #[error("virtual key {key:?}: model pattern {pattern:?}: {reason}")]
     InvalidModelPattern {
         key: String,
@@ -263,8 +265,9 @@ pub struct Runtime {
     pub version: u64,
     pub providers: HashMap<Arc<str>, Arc<Provider>>,
     virtual_keys: HashMap<[u8; 32], Arc<VirtualKey>>,
-    /// What requests cost (the shipped table; admin overrides will travel in the snapshot).
-    pub pricing: &'static PriceTable,
+    /// What requests cost: the shipped table, after the snapshot's price overrides (borrowed
+    /// when there are none).
+    pub pricing: Cow<'static, PriceTable>,
 }
 
 impl Runtime {
@@ -316,7 +319,15 @@ impl Runtime {
             version: snapshot.version,
             providers,
             virtual_keys,
-            pricing: PriceTable::shipped(),
+            pricing: if snapshot.price_overrides.is_empty() {
+                Cow::Borrowed(PriceTable::shipped())
+            } else {
+                Cow::Owned(
+                    PriceTable::shipped()
+                        .with_overrides(&snapshot.price_overrides)
+                        .map_err(SnapshotError::Pricing)?,
+                )
+            },
         })
     }
 

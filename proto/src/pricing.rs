@@ -30,6 +30,8 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
+use crate::config::v1 as pb;
+
 /// The table that ships with Tollgate (`proto/pricing.json`).
 const SHIPPED: &str = include_str!("../pricing.json");
 
@@ -109,7 +111,7 @@ pub fn bedrock_scope(model_id: &str) -> Option<(BedrockScope, &str)> {
 }
 
 /// Prices of one kind of token use, in nano-dollars per token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Rates {
     pub input: u64,
     pub output: u64,
@@ -119,6 +121,27 @@ pub struct Rates {
 }
 
 impl Rates {
+    fn from_pb(r: &pb::Rates) -> Rates {
+        Rates {
+            input: r.input,
+            output: r.output,
+            cache_write_5m: r.cache_write_5m,
+            cache_write_1h: r.cache_write_1h,
+            cache_read: r.cache_read,
+        }
+    }
+
+    /// The snapshot form.
+    pub fn to_pb(self) -> pb::Rates {
+        pb::Rates {
+            input: self.input,
+            output: self.output,
+            cache_write_5m: self.cache_write_5m,
+            cache_write_1h: self.cache_write_1h,
+            cache_read: self.cache_read,
+        }
+    }
+
     fn cost(&self, t: &Tokens) -> Cost {
         let sum = [
             (t.input, self.input),
@@ -175,6 +198,25 @@ pub struct PriceEntry {
     pub source: String,
 }
 
+impl PriceEntry {
+    /// The snapshot form of this entry as override `id`.
+    pub fn to_override(&self, id: &str) -> pb::PriceOverride {
+        let (threshold, long) = match self.price.long_context {
+            Some((t, r)) => (t, Some(r.to_pb())),
+            None => (0, None),
+        };
+        pb::PriceOverride {
+            id: id.to_owned(),
+            provider: self.provider.clone(),
+            models: self.models.clone(),
+            rates: Some(self.price.rates.to_pb()),
+            long_context_above_input_tokens: threshold,
+            long_context_rates: long,
+            regional_premium_percent: u32::try_from(self.regional_premium_percent).unwrap_or(100),
+        }
+    }
+}
+
 /// The pricing table: the first entry whose provider and one of whose patterns match wins.
 #[derive(Debug, Clone, Default)]
 pub struct PriceTable {
@@ -203,51 +245,133 @@ struct FileTable {
     /// What the file is, for its readers.
     #[serde(default, rename = "about")]
     _about: Option<String>,
-    prices: Vec<FileEntry>,
+    prices: Vec<PriceInput>,
 }
 
-#[derive(Deserialize)]
+/// One entry as written in `proto/pricing.json`, and as an admin sends a pricing override
+/// (`/api/pricing`): USD per million tokens.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-struct FileEntry {
-    provider: String,
-    models: Vec<String>,
-    input: f64,
-    output: f64,
-    cache_write_5m: f64,
-    cache_write_1h: f64,
-    cache_read: f64,
+pub struct PriceInput {
+    pub provider: String,
+    pub models: Vec<String>,
+    pub input: f64,
+    pub output: f64,
+    pub cache_write_5m: f64,
+    pub cache_write_1h: f64,
+    pub cache_read: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_context: Option<LongContextInput>,
     #[serde(default)]
-    long_context: Option<FileLongContext>,
-    #[serde(default)]
-    regional_premium_percent: u64,
-    source: String,
+    pub regional_premium_percent: u64,
+    /// Where the prices come from (required, an `https://` page, in the shipped table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// How the prices were taken from `source`, for its readers.
-    #[serde(default, rename = "note")]
-    _note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// The long-context tier of a [`PriceInput`].
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-struct FileLongContext {
-    above_input_tokens: u64,
-    input: f64,
-    output: f64,
-    cache_write_5m: f64,
-    cache_write_1h: f64,
-    cache_read: f64,
+pub struct LongContextInput {
+    pub above_input_tokens: u64,
+    pub input: f64,
+    pub output: f64,
+    pub cache_write_5m: f64,
+    pub cache_write_1h: f64,
+    pub cache_read: f64,
+}
+
+/// Why a [`PriceInput`] is refused: the field (`input`, `long_context.cache_read`, `models`)
+/// and the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct PriceInputError {
+    pub field: String,
+    pub problem: String,
+}
+
+impl PriceInput {
+    /// Checks the entry and converts its prices to nano-dollars per token.
+    pub fn check(&self) -> Result<PriceEntry, PriceInputError> {
+        let fail = |field: &str, problem: String| PriceInputError {
+            field: field.to_owned(),
+            problem,
+        };
+        if !PROVIDERS.contains(&self.provider.as_str()) {
+            return Err(fail(
+                "provider",
+                format!("{:?} is not one of {PROVIDERS:?}", self.provider),
+            ));
+        }
+        if self.models.is_empty() || self.models.iter().any(|m| m.is_empty() || m.len() > 512) {
+            return Err(fail(
+                "models",
+                "must list non-empty patterns of at most 512 bytes".into(),
+            ));
+        }
+        if self.regional_premium_percent > 100 {
+            return Err(fail("regional_premium_percent", "must be 0 to 100".into()));
+        }
+        let base = rates(
+            [
+                self.input,
+                self.output,
+                self.cache_write_5m,
+                self.cache_write_1h,
+                self.cache_read,
+            ],
+            "",
+        )?;
+        let long_context = match &self.long_context {
+            None => None,
+            Some(lc) if lc.above_input_tokens == 0 => {
+                return Err(fail(
+                    "long_context.above_input_tokens",
+                    "must be positive".into(),
+                ));
+            }
+            Some(lc) => {
+                let five = [
+                    lc.input,
+                    lc.output,
+                    lc.cache_write_5m,
+                    lc.cache_write_1h,
+                    lc.cache_read,
+                ];
+                Some((lc.above_input_tokens, rates(five, "long_context.")?))
+            }
+        };
+        Ok(PriceEntry {
+            provider: self.provider.clone(),
+            models: self.models.clone(),
+            price: ModelPrice {
+                rates: base,
+                long_context,
+            },
+            regional_premium_percent: self.regional_premium_percent,
+            source: self.source.clone().unwrap_or_default(),
+        })
+    }
 }
 
 /// USD per million tokens → nano-dollars per token, exactly (at most three decimals).
-fn per_token(usd_per_mtok: f64, field: &str) -> Result<u64, String> {
+fn per_token(usd_per_mtok: f64, field: &str) -> Result<u64, PriceInputError> {
+    let fail = |problem: String| PriceInputError {
+        field: field.to_owned(),
+        problem,
+    };
     if !usd_per_mtok.is_finite() || usd_per_mtok < 0.0 {
-        return Err(format!("{field} must be a finite, non-negative price"));
+        return Err(fail("must be a finite, non-negative price".into()));
     }
     let nano = usd_per_mtok * 1000.0;
     let rounded = nano.round();
     if (nano - rounded).abs() > 1e-6 || rounded > u32::MAX as f64 {
-        return Err(format!(
-            "{field} = {usd_per_mtok}: prices have at most three decimals (USD per million tokens)"
-        ));
+        return Err(fail(format!(
+            "{usd_per_mtok}: prices have at most three decimals (USD per million tokens)"
+        )));
     }
     Ok(rounded as u64)
 }
@@ -257,7 +381,7 @@ fn per_token(usd_per_mtok: f64, field: &str) -> Result<u64, String> {
 fn rates(
     [input, output, cache_write_5m, cache_write_1h, cache_read]: [f64; 5],
     prefix: &str,
-) -> Result<Rates, String> {
+) -> Result<Rates, PriceInputError> {
     let f = |v: f64, name: &str| per_token(v, &format!("{prefix}{name}"));
     Ok(Rates {
         input: f(input, "input")?,
@@ -287,65 +411,16 @@ impl PriceTable {
                 models: e.models.first().cloned().unwrap_or_default(),
                 problem,
             };
-            if !PROVIDERS.contains(&e.provider.as_str()) {
-                return Err(fail(format!(
-                    "provider {:?} is not one of {PROVIDERS:?}",
-                    e.provider
-                )));
-            }
-            if e.models.is_empty() || e.models.iter().any(|m| m.is_empty()) {
-                return Err(fail("models must list non-empty patterns".into()));
-            }
-            if !e.source.starts_with("https://") {
+            if !e
+                .source
+                .as_deref()
+                .is_some_and(|s| s.starts_with("https://"))
+            {
                 return Err(fail(
                     "source must be the https:// page the prices come from".into(),
                 ));
             }
-            if e.regional_premium_percent > 100 {
-                return Err(fail("regional_premium_percent must be 0 to 100".into()));
-            }
-            let base = rates(
-                [
-                    e.input,
-                    e.output,
-                    e.cache_write_5m,
-                    e.cache_write_1h,
-                    e.cache_read,
-                ],
-                "",
-            )
-            .map_err(fail)?;
-            let long_context = match &e.long_context {
-                None => None,
-                Some(lc) if lc.above_input_tokens == 0 => {
-                    return Err(fail(
-                        "long_context.above_input_tokens must be positive".into(),
-                    ));
-                }
-                Some(lc) => {
-                    let five = [
-                        lc.input,
-                        lc.output,
-                        lc.cache_write_5m,
-                        lc.cache_write_1h,
-                        lc.cache_read,
-                    ];
-                    Some((
-                        lc.above_input_tokens,
-                        rates(five, "long_context.").map_err(fail)?,
-                    ))
-                }
-            };
-            entries.push(PriceEntry {
-                provider: e.provider,
-                models: e.models,
-                price: ModelPrice {
-                    rates: base,
-                    long_context,
-                },
-                regional_premium_percent: e.regional_premium_percent,
-                source: e.source,
-            });
+            entries.push(e.check().map_err(|e| fail(e.to_string()))?);
         }
         Ok(PriceTable { entries })
     }
@@ -355,18 +430,71 @@ impl PriceTable {
         &self.entries
     }
 
+    /// This table with an admin's `overrides` (the snapshot's `price_overrides`) matched first,
+    /// in their order.
+    pub fn with_overrides(
+        &self,
+        overrides: &[pb::PriceOverride],
+    ) -> Result<PriceTable, PricingError> {
+        let mut entries = Vec::with_capacity(overrides.len() + self.entries.len());
+        for (index, o) in overrides.iter().enumerate() {
+            let fail = |problem: &str| PricingError::Entry {
+                index,
+                models: o.models.first().cloned().unwrap_or_default(),
+                problem: format!("override {}: {problem}", o.id),
+            };
+            if !PROVIDERS.contains(&o.provider.as_str()) {
+                return Err(fail("unknown provider"));
+            }
+            if o.models.is_empty() || o.models.iter().any(String::is_empty) {
+                return Err(fail("models must list non-empty patterns"));
+            }
+            if o.regional_premium_percent > 100 {
+                return Err(fail("regional_premium_percent must be 0 to 100"));
+            }
+            let long_context = match (o.long_context_above_input_tokens, &o.long_context_rates) {
+                (0, _) => None,
+                (threshold, Some(r)) => Some((threshold, Rates::from_pb(r))),
+                (_, None) => return Err(fail("a long-context threshold needs its rates")),
+            };
+            entries.push(PriceEntry {
+                provider: o.provider.clone(),
+                models: o.models.clone(),
+                price: ModelPrice {
+                    rates: o.rates.as_ref().map(Rates::from_pb).unwrap_or_default(),
+                    long_context,
+                },
+                regional_premium_percent: u64::from(o.regional_premium_percent),
+                source: format!("override {}", o.id),
+            });
+        }
+        entries.extend(self.entries.iter().cloned());
+        Ok(PriceTable { entries })
+    }
+
+    fn find(&self, provider: &str, id: &str) -> Option<&PriceEntry> {
+        self.entries
+            .iter()
+            .find(|e| e.provider == provider && e.models.iter().any(|p| glob_match(p, id)))
+    }
+
     /// The prices of `model_id` on a provider of kind `provider` (`anthropic`, `bedrock`,
-    /// `vertex`), Bedrock's scope applied; `None` when nothing matches.
+    /// `vertex`), Bedrock's scope applied; `None` when nothing matches. A Bedrock ARN that an
+    /// entry names whole (an override for an application inference profile) takes that entry's
+    /// prices as they are.
     pub fn price(&self, provider: &str, model_id: &str) -> Option<ModelPrice> {
+        if provider == "bedrock"
+            && model_id.starts_with("arn:")
+            && let Some(entry) = self.find(provider, model_id)
+        {
+            return Some(entry.price);
+        }
         let (scope, id) = if provider == "bedrock" {
             bedrock_scope(model_id)?
         } else {
             (BedrockScope::Global, model_id)
         };
-        let entry = self
-            .entries
-            .iter()
-            .find(|e| e.provider == provider && e.models.iter().any(|p| glob_match(p, id)))?;
+        let entry = self.find(provider, id)?;
         let premium = match scope {
             BedrockScope::Global => 0,
             BedrockScope::Geo | BedrockScope::InRegion => entry.regional_premium_percent,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, OriginalUri};
 use axum::http::Method;
-use axum::routing::get;
+use axum::routing::{get, put};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -19,6 +19,7 @@ mod data_planes;
 mod error;
 mod extract;
 mod keys;
+mod pricing;
 mod providers;
 mod system;
 mod teams;
@@ -82,6 +83,14 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         .route("/audit-logs", get(system::list_audit_logs))
         .route("/data-planes", get(data_planes::list_data_planes))
         .route("/version", get(system::version))
+        .route(
+            "/pricing",
+            get(pricing::get_pricing).post(pricing::create_price_override),
+        )
+        .route(
+            "/pricing/{override_id}",
+            put(pricing::replace_price_override).delete(pricing::delete_price_override),
+        )
         .route(
             "/teams",
             get(teams::api_list_teams).post(teams::api_create_team),
@@ -223,6 +232,10 @@ impl Modify for BearerAuth {
         virtual_keys::governance_get_virtual_key,
         virtual_keys::governance_update_virtual_key,
         virtual_keys::governance_delete_virtual_key,
+        pricing::get_pricing,
+        pricing::create_price_override,
+        pricing::replace_price_override,
+        pricing::delete_price_override,
         teams::api_create_team,
         teams::api_list_teams,
         teams::api_get_team,
@@ -255,6 +268,7 @@ impl Modify for BearerAuth {
         (name = "providers", description = "Upstream providers (bedrock, anthropic, or custom names)"),
         (name = "keys", description = "Provider credentials"),
         (name = "virtual-keys", description = "Keys clients use to call the gateway"),
+        (name = "pricing", description = "What requests cost: the shipped table and overrides"),
         (name = "teams", description = "Teams: groups of virtual keys with their own limits"),
         (name = "customers", description = "Customers: groups of teams and keys with their own limits"),
         (name = "governance", description = "The virtual-key, team and customer routes under the path other gateways use"),

@@ -8,8 +8,9 @@ use uuid::Uuid;
 
 use super::StoreError;
 use crate::governance::{Limits, ProviderConfig};
-use crate::model::{CustomerRecord, TeamRecord};
+use crate::model::{CustomerRecord, PriceOverrideRecord, TeamRecord};
 use crate::validate::ValidationError;
+use tollgate_proto::pricing::PriceInput;
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct TeamRow {
@@ -49,6 +50,25 @@ impl From<CustomerRow> for CustomerRecord {
             id: r.id,
             name: r.name,
             limits: r.limits.0,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct PriceOverrideRow {
+    id: Uuid,
+    entry: Json<PriceInput>,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
+
+impl From<PriceOverrideRow> for PriceOverrideRecord {
+    fn from(r: PriceOverrideRow) -> Self {
+        PriceOverrideRecord {
+            id: r.id,
+            entry: r.entry.0,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -108,6 +128,14 @@ pub(crate) mod sql {
     pub const DELETE_CUSTOMER: &str = "DELETE FROM customers WHERE id = $1";
     pub const CUSTOMER_MEMBERS: &str = "SELECT name FROM teams WHERE customer_id = $1 \
          UNION ALL SELECT name FROM virtual_keys WHERE customer_id = $1";
+
+    pub const LIST_PRICE_OVERRIDES: &str = "SELECT id, entry, created_at, updated_at \
+         FROM price_overrides ORDER BY created_at, id";
+    pub const INSERT_PRICE_OVERRIDE: &str = "INSERT INTO price_overrides (id, entry, created_at, \
+         updated_at) VALUES ($1, $2, $3, $4)";
+    pub const UPDATE_PRICE_OVERRIDE: &str =
+        "UPDATE price_overrides SET entry = $2, updated_at = $3 WHERE id = $1";
+    pub const DELETE_PRICE_OVERRIDE: &str = "DELETE FROM price_overrides WHERE id = $1";
 
     pub const KEY_IDS_OF_PROVIDER: &str = "SELECT id FROM provider_keys WHERE provider = $1";
 }

@@ -40,8 +40,8 @@ use crate::crypto::CryptoError;
 use crate::governance::KeyGovernance;
 use crate::model::{
     AuditEvent, AuditRecord, BedrockKeyRecord, ConfigState, CustomerRecord, NetworkConfig,
-    NetworkRecord, ProviderKeyRecord, ProviderKind, ProviderRecord, SealedSecret, TeamRecord,
-    ValueSource, VirtualKeyRecord,
+    NetworkRecord, PriceOverrideRecord, ProviderKeyRecord, ProviderKind, ProviderRecord,
+    SealedSecret, TeamRecord, ValueSource, VirtualKeyRecord,
 };
 use crate::validate::ValidationError;
 
@@ -50,7 +50,9 @@ mod postgres;
 mod sqlite;
 
 pub(crate) use governance::sql as governance_sql;
-pub(crate) use governance::{CustomerRow, TeamRow, check_key_ids, reference_conflict};
+pub(crate) use governance::{
+    CustomerRow, PriceOverrideRow, TeamRow, check_key_ids, reference_conflict,
+};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -234,6 +236,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(CustomerRecord, u64), StoreError>;
     /// Conflict while teams or virtual keys belong to the customer.
     async fn delete_customer(&self, id: Uuid, audit: &AuditEvent) -> Result<u64, StoreError>;
+
+    /// Pricing overrides, oldest first (the order they are matched in).
+    async fn list_price_overrides(&self) -> Result<Vec<PriceOverrideRecord>, StoreError>;
+    async fn create_price_override(
+        &self,
+        o: &PriceOverrideRecord,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError>;
+    /// Replaces the entry of override `o.id` (NotFound if there is none); returns it as stored.
+    async fn replace_price_override(
+        &self,
+        o: &PriceOverrideRecord,
+        audit: &AuditEvent,
+    ) -> Result<(PriceOverrideRecord, u64), StoreError>;
+    async fn delete_price_override(&self, id: Uuid, audit: &AuditEvent) -> Result<u64, StoreError>;
 
     /// The newest `limit` audit rows, newest first.
     async fn list_audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
@@ -679,8 +696,8 @@ macro_rules! impl_sql_store {
     ($store:ty, $db:ty, $backend:literal) => {
         use $crate::store::sql;
         use $crate::store::governance_sql as gsql;
-        use $crate::store::{check_key_ids, reference_conflict, CustomerRow, TeamRow};
-        use $crate::model::{CustomerRecord, TeamRecord};
+        use $crate::store::{check_key_ids, reference_conflict, CustomerRow, PriceOverrideRow, TeamRow};
+        use $crate::model::{CustomerRecord, PriceOverrideRecord, TeamRecord};
         use $crate::validate::ValidationError;
         use $crate::store::{
             check_providers_exist, count_from_db, unique_to_conflict, version_from_db, Apply,
@@ -813,6 +830,15 @@ macro_rules! impl_sql_store {
                 .collect())
         }
 
+        async fn all_price_overrides(conn: &mut Conn) -> Result<Vec<PriceOverrideRecord>, StoreError> {
+            Ok(sqlx::query_as::<_, PriceOverrideRow>(gsql::LIST_PRICE_OVERRIDES)
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .map(PriceOverrideRecord::from)
+                .collect())
+        }
+
         async fn all_customers(conn: &mut Conn) -> Result<Vec<CustomerRecord>, StoreError> {
             Ok(sqlx::query_as::<_, CustomerRow>(gsql::LIST_CUSTOMERS)
                 .fetch_all(&mut *conn)
@@ -909,6 +935,7 @@ macro_rules! impl_sql_store {
                 let virtual_keys = vks(&mut tx).await?;
                 let teams = all_teams(&mut tx).await?;
                 let customers = all_customers(&mut tx).await?;
+                let price_overrides = all_price_overrides(&mut tx).await?;
                 tx.commit().await?;
                 Ok(ConfigState {
                     version: version_from_db(version)?,
@@ -917,6 +944,7 @@ macro_rules! impl_sql_store {
                     virtual_keys,
                     teams,
                     customers,
+                    price_overrides,
                 })
             }
 
@@ -1414,6 +1442,74 @@ macro_rules! impl_sql_store {
                     .rows_affected();
                 if deleted == 0 {
                     return Err(StoreError::NotFound(format!("customer {id} not found")));
+                }
+                audit(&mut tx, event, version).await?;
+                tx.commit().await?;
+                Ok(version)
+            }
+
+            async fn list_price_overrides(&self) -> Result<Vec<PriceOverrideRecord>, StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                all_price_overrides(&mut conn).await
+            }
+
+            async fn create_price_override(
+                &self,
+                o: &PriceOverrideRecord,
+                event: &AuditEvent,
+            ) -> Result<u64, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let version = bump(&mut tx).await?;
+                sqlx::query(gsql::INSERT_PRICE_OVERRIDE)
+                    .bind(o.id)
+                    .bind(sqlx::types::Json(&o.entry))
+                    .bind(o.created_at)
+                    .bind(o.updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+                audit(&mut tx, event, version).await?;
+                tx.commit().await?;
+                Ok(version)
+            }
+
+            async fn replace_price_override(
+                &self,
+                o: &PriceOverrideRecord,
+                event: &AuditEvent,
+            ) -> Result<(PriceOverrideRecord, u64), StoreError> {
+                let mut tx = self.begin_write().await?;
+                let version = bump(&mut tx).await?;
+                let now = $crate::model::now();
+                let updated = sqlx::query(gsql::UPDATE_PRICE_OVERRIDE)
+                    .bind(o.id)
+                    .bind(sqlx::types::Json(&o.entry))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if updated == 0 {
+                    return Err(StoreError::NotFound(format!("price override {} not found", o.id)));
+                }
+                let stored = all_price_overrides(&mut tx)
+                    .await?
+                    .into_iter()
+                    .find(|s| s.id == o.id)
+                    .ok_or_else(|| StoreError::NotFound(format!("price override {} not found", o.id)))?;
+                audit(&mut tx, event, version).await?;
+                tx.commit().await?;
+                Ok((stored, version))
+            }
+
+            async fn delete_price_override(&self, id: uuid::Uuid, event: &AuditEvent) -> Result<u64, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let version = bump(&mut tx).await?;
+                let deleted = sqlx::query(gsql::DELETE_PRICE_OVERRIDE)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if deleted == 0 {
+                    return Err(StoreError::NotFound(format!("price override {id} not found")));
                 }
                 audit(&mut tx, event, version).await?;
                 tx.commit().await?;

@@ -351,3 +351,93 @@ async fn bad_governance_input_names_the_field() {
         "nothing was created"
     );
 }
+
+/// `/api/pricing`: the shipped table with its sources, overrides that are validated field by
+/// field, published in the snapshot in their order, replaced and deleted.
+#[tokio::test]
+async fn pricing_overrides() {
+    let h = sqlite_harness(loopback_auth()).await;
+    let r = get(&h, "/api/pricing").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["overrides"], json!([]));
+    let shipped = r.json["shipped"].as_array().unwrap();
+    assert!(shipped.len() > 10);
+    assert!(shipped.iter().all(|e| {
+        e["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("https://"))
+    }));
+    let sonnet = shipped
+        .iter()
+        .find(|e| e["provider"] == "bedrock" && e["models"][0] == "anthropic.claude-sonnet-4-6*")
+        .unwrap();
+    assert_eq!(
+        (sonnet["input"].clone(), sonnet["output"].clone()),
+        (json!(3.0), json!(15.0))
+    );
+
+    let discount = json!({"provider": "bedrock", "models": ["anthropic.claude-sonnet-4-6*"],
+        "input": 2.7, "output": 13.5, "cache_write_5m": 3.375, "cache_write_1h": 5.4,
+        "cache_read": 0.27, "regional_premium_percent": 10, "source": "contract 2026-11"});
+    let r = post(&h, "/api/pricing", discount.clone()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(r.json["output"], 13.5);
+    let snap = current(&h);
+    assert_eq!(snap.price_overrides.len(), 1);
+    assert_eq!(snap.price_overrides[0].id, id);
+    assert_eq!(snap.price_overrides[0].rates.as_ref().unwrap().input, 2_700);
+
+    // A listed override goes back as it is; a changed one replaces the entry.
+    let listed = get(&h, "/api/pricing").await.json["overrides"][0].clone();
+    let r = put(&h, &format!("/api/pricing/{id}"), listed).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let mut cheaper = discount.clone();
+    cheaper["input"] = json!(2.5);
+    let r = put(&h, &format!("/api/pricing/{id}"), cheaper).await;
+    assert_eq!(r.json["input"], 2.5);
+    assert_eq!(
+        current(&h).price_overrides[0].rates.as_ref().unwrap().input,
+        2_500
+    );
+
+    for (change, field) in [
+        (json!({"provider": "azure"}), "provider"),
+        (json!({"models": []}), "models"),
+        (json!({"input": -1}), "input"),
+        (json!({"output": 1.23456}), "output"),
+        (
+            json!({"regional_premium_percent": 150}),
+            "regional_premium_percent",
+        ),
+        (
+            json!({"long_context": {"above_input_tokens": 0, "input": 1, "output": 1,
+                   "cache_write_5m": 1, "cache_write_1h": 1, "cache_read": 1}}),
+            "long_context.above_input_tokens",
+        ),
+        (json!({"surprise": 1}), "surprise"),
+    ] {
+        let mut bad = discount.clone();
+        for (k, v) in change.as_object().unwrap() {
+            bad[k] = v.clone();
+        }
+        let r = post(&h, "/api/pricing", bad).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request", Some(field));
+    }
+    let missing = "/api/pricing/00000000-0000-4000-8000-000000000000";
+    assert_error(
+        &put(&h, missing, discount).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        None,
+    );
+    let r = delete(&h, &format!("/api/pricing/{id}")).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(current(&h).price_overrides.is_empty());
+    assert_error(
+        &delete(&h, missing).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        None,
+    );
+}

@@ -794,7 +794,8 @@ async fn unauthenticated_floods_cannot_push_real_usage_out_of_the_spool() {
 /// $0); a request that used no token costs 0.
 #[tokio::test]
 async fn usage_records_carry_their_cost() {
-    let mut gw = Gateway::configured(&upstream().await);
+    let upstream_url = upstream().await;
+    let mut gw = Gateway::configured(&upstream_url);
     let good: &[(&str, &[u8])] = &[("x-api-key", GOOD.as_bytes())];
     for model in ["anthropic/claude-sonnet-4-6", "anthropic/my-fine-tune"] {
         let a = gw.post(good, message(model)).await;
@@ -820,6 +821,36 @@ async fn usage_records_carry_their_cost() {
     assert_eq!(fine_tune.input_tokens, 3);
     assert_eq!(fine_tune.cost_nano_usd, None, "unpriced, not $0");
     assert_eq!((bad.status, bad.cost_nano_usd), (400, Some(0)));
+
+    // An admin's override (in the snapshot) prices the fine-tune and beats the shipped Sonnet
+    // price; both apply from the config version that carries them.
+    let flat = |models: &[&str], n: u64| pb::PriceOverride {
+        id: format!("o{n}"),
+        provider: "anthropic".into(),
+        models: models.iter().map(|m| m.to_string()).collect(),
+        rates: Some(pb::Rates {
+            input: n,
+            output: n,
+            cache_write_5m: n,
+            cache_write_1h: n,
+            cache_read: n,
+        }),
+        ..Default::default()
+    };
+    let mut snapshot = config(2, &upstream_url);
+    snapshot.price_overrides = vec![
+        flat(&["my-fine-tune"], 1_000),
+        flat(&["claude-sonnet-4-6*"], 7),
+    ];
+    gw.apply(snapshot);
+    for model in ["anthropic/claude-sonnet-4-6", "anthropic/my-fine-tune"] {
+        let a = gw.post(good, message(model)).await;
+        assert_eq!(a.status, 200, "{a:?}");
+    }
+    let usage = gw.usage();
+    let tokens = 3 + 5 + 300 + 1000;
+    assert_eq!(usage[0].cost_nano_usd, Some(tokens * 7));
+    assert_eq!(usage[1].cost_nano_usd, Some(tokens * 1_000));
 }
 
 /// An expired key gets a 401 saying so; a key restricted to some models gets a 403 naming the

@@ -278,11 +278,11 @@ fn bad_tables_are_refused_naming_the_entry_and_the_field() {
         ),
         (
             entry("").replace(r#""output": 2"#, r#""output": 2.0001"#),
-            "output = 2.0001",
+            "output: 2.0001",
         ),
         (
             entry("").replace("anthropic", "azure"),
-            "provider \"azure\"",
+            "provider: \"azure\"",
         ),
         (
             entry("").replace("https://example.com/p", "somewhere"),
@@ -305,4 +305,80 @@ fn glob_patterns() {
     assert!(glob_match("*", ""));
     assert!(glob_match("exact", "exact"));
     assert!(!glob_match("exact", "exact-not"));
+}
+
+fn input(json: &str) -> PriceInput {
+    serde_json::from_str(json).expect("a price input")
+}
+
+/// Overrides are matched before the shipped table, keep their prices exactly through the
+/// snapshot form, and can price application inference profiles, which name no model.
+#[test]
+fn overrides_come_first_and_price_application_profiles() {
+    let shipped = PriceTable::shipped();
+    let discounted = input(
+        r#"{"provider": "bedrock", "models": ["anthropic.claude-sonnet-4-6*"], "input": 2.7,
+            "output": 13.5, "cache_write_5m": 3.375, "cache_write_1h": 5.4, "cache_read": 0.27,
+            "regional_premium_percent": 10, "note": "negotiated 10 % discount"}"#,
+    )
+    .check()
+    .unwrap();
+    let arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123";
+    let profile = input(&format!(
+        r#"{{"provider": "bedrock", "models": ["{arn}"], "input": 3.3, "output": 16.5,
+            "cache_write_5m": 4.125, "cache_write_1h": 6.6, "cache_read": 0.33}}"#
+    ))
+    .check()
+    .unwrap();
+    let table = shipped
+        .with_overrides(&[discounted.to_override("o1"), profile.to_override("o2")])
+        .unwrap();
+    let t = input_only(1_000_000);
+    // The override wins over the shipped entry, with the scope premium applied to it.
+    assert_eq!(
+        table.cost("bedrock", "global.anthropic.claude-sonnet-4-6", &t),
+        Priced::Priced(Cost(2_700_000_000))
+    );
+    assert_eq!(
+        table.cost("bedrock", "us.anthropic.claude-sonnet-4-6", &t),
+        Priced::Priced(Cost(2_970_000_000))
+    );
+    // Other models still use the shipped prices.
+    assert_eq!(
+        table.price("bedrock", "global.anthropic.claude-haiku-4-5-20251001-v1:0"),
+        shipped.price("bedrock", "global.anthropic.claude-haiku-4-5-20251001-v1:0")
+    );
+    // The application profile: unpriced in the shipped table, priced by its override as is.
+    assert_eq!(shipped.cost("bedrock", arn, &t), Priced::Unpriced);
+    assert_eq!(
+        table.cost("bedrock", arn, &t),
+        Priced::Priced(Cost(3_300_000_000))
+    );
+
+    // Bad overrides name the field.
+    for (json, field) in [
+        (
+            r#"{"provider": "azure", "models": ["m"], "input": 1, "output": 1, "cache_write_5m": 1, "cache_write_1h": 1, "cache_read": 1}"#,
+            "provider",
+        ),
+        (
+            r#"{"provider": "bedrock", "models": [], "input": 1, "output": 1, "cache_write_5m": 1, "cache_write_1h": 1, "cache_read": 1}"#,
+            "models",
+        ),
+        (
+            r#"{"provider": "bedrock", "models": ["m"], "input": -1, "output": 1, "cache_write_5m": 1, "cache_write_1h": 1, "cache_read": 1}"#,
+            "input",
+        ),
+        (
+            r#"{"provider": "bedrock", "models": ["m"], "input": 1, "output": 1, "cache_write_5m": 1, "cache_write_1h": 1, "cache_read": 1,
+            "long_context": {"above_input_tokens": 200000, "input": 1, "output": 1, "cache_write_5m": 1, "cache_write_1h": 1, "cache_read": 0.0001}}"#,
+            "long_context.cache_read",
+        ),
+        (
+            r#"{"provider": "bedrock", "models": ["m"], "input": 1, "output": 1, "cache_write_5m": 1, "cache_write_1h": 1, "cache_read": 1, "regional_premium_percent": 101}"#,
+            "regional_premium_percent",
+        ),
+    ] {
+        assert_eq!(input(json).check().unwrap_err().field, field, "{json}");
+    }
 }
