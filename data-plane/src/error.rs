@@ -18,6 +18,8 @@ pub struct ProxyError {
     pub class: &'static str,
     /// Ask the client not to retry (e.g. budget exhausted).
     pub no_retry: bool,
+    /// Seconds after which a retry may succeed (`retry-after`; rate limits).
+    pub retry_after: Option<u64>,
     /// What went wrong inside (an OS, TLS or SDK error text, an upstream URL): logged with the
     /// request id, never sent to the client, whose message stays stable.
     pub detail: Option<String>,
@@ -36,6 +38,7 @@ impl ProxyError {
             message: message.into(),
             class,
             no_retry: false,
+            retry_after: None,
             detail: None,
         }
     }
@@ -75,7 +78,12 @@ impl ProxyError {
             status: self.status.as_u16(),
             message,
         };
-        error_response(&api, request_id, self.no_retry)
+        let mut resp = error_response(&api, request_id, self.no_retry);
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
     }
 }
 

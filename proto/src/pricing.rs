@@ -179,6 +179,28 @@ pub struct ModelPrice {
 }
 
 impl ModelPrice {
+    /// The most a request can cost with at most `input` prompt tokens and `output` output tokens,
+    /// whatever it turns out to cache: every prompt token at the dearest of the input and cache
+    /// write rates, at the long-context rates when `input` is above the threshold. Budgets
+    /// reserve this before a request is sent, so the settled cost never exceeds the reservation
+    /// while the token counts hold.
+    pub fn upper_bound(&self, input: u64, output: u64) -> Cost {
+        let rates = match &self.long_context {
+            Some((threshold, rates)) if input > *threshold => rates,
+            _ => &self.rates,
+        };
+        let dearest_input = rates
+            .input
+            .max(rates.cache_write_5m)
+            .max(rates.cache_write_1h)
+            .max(rates.cache_read);
+        Cost(
+            input
+                .saturating_mul(dearest_input)
+                .saturating_add(output.saturating_mul(rates.output)),
+        )
+    }
+
     /// The cost of `tokens` at these prices.
     pub fn cost(&self, tokens: &Tokens) -> Cost {
         match &self.long_context {

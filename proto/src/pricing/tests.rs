@@ -382,3 +382,54 @@ fn overrides_come_first_and_price_application_profiles() {
         assert_eq!(input(json).check().unwrap_err().field, field, "{json}");
     }
 }
+
+/// The reservation bound covers every way the same prompt could be billed.
+#[test]
+fn upper_bound_covers_every_split_of_the_prompt() {
+    let price = PriceTable::shipped()
+        .price("anthropic", "claude-sonnet-4-6")
+        .unwrap();
+    // Sonnet 4.6: $6 per million 1-hour cache writes is the dearest input rate; $15 output.
+    assert_eq!(
+        price.upper_bound(1_000, 100),
+        Cost(1_000 * 6_000 + 100 * 15_000)
+    );
+    for split in [
+        Tokens {
+            input: 1_000,
+            output: 100,
+            ..Tokens::default()
+        },
+        Tokens {
+            cache_write_5m: 1_000,
+            output: 100,
+            ..Tokens::default()
+        },
+        Tokens {
+            cache_write_1h: 600,
+            cache_read: 400,
+            output: 100,
+            ..Tokens::default()
+        },
+        Tokens {
+            input: 10,
+            output: 3,
+            ..Tokens::default()
+        },
+    ] {
+        assert!(
+            price.cost(&split) <= price.upper_bound(1_000, 100),
+            "{split:?}"
+        );
+    }
+    // Above the long-context threshold the premium rates bound it.
+    let sonnet45 = PriceTable::shipped()
+        .price("anthropic", "claude-sonnet-4-5")
+        .unwrap();
+    let long = Tokens {
+        input: 300_000,
+        output: 1_000,
+        ..Tokens::default()
+    };
+    assert!(sonnet45.cost(&long) <= sonnet45.upper_bound(300_000, 1_000));
+}
