@@ -7,7 +7,7 @@ use time::format_description::well_known::Rfc3339;
 use super::window::{Period, Window, WindowSpec};
 
 /// Unix ms of an RFC 3339 instant.
-fn ms(s: &str) -> i64 {
+pub(super) fn ms(s: &str) -> i64 {
     let t = OffsetDateTime::parse(s, &Rfc3339).expect("test instant");
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).expect("in range")
 }
