@@ -25,6 +25,7 @@
 
 pub mod error;
 pub mod grpc;
+pub mod limits;
 pub mod logsafe;
 pub use tollgate_proto::model_id;
 pub mod providers;

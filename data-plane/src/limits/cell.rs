@@ -1,0 +1,302 @@
+//! The counters behind every limit: one cell per (level, counter, window definition), shared
+//! through `Arc` by every engine compiled since it first appeared and by the reservations that
+//! hold it. Each cell is its own short lock (window counters) or one atomic (concurrency), so
+//! requests of different keys never contend, and requests of one team only on the team's cells.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::window::{Window, WindowSpec};
+use super::{CellKey, ReportEntry};
+
+/// How a window counter is charged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Charge {
+    /// Counted at admission and kept (requests: +1 that settling does not change).
+    Count,
+    /// Reserved at admission, replaced by the actual amount at settlement (tokens, cost).
+    Reserve,
+}
+
+/// Why a window counter refused, with the window that did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Full {
+    pub window: Window,
+}
+
+/// A successful charge: the window it went into, and whether only fail-open let it in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Charged {
+    pub window_start: i64,
+    pub fail_open: bool,
+}
+
+/// What one admission asks of a window counter.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Ask {
+    pub now: i64,
+    pub amount: u64,
+    pub charge: Charge,
+    /// The configured limit (the allowance when none was granted for the window).
+    pub limit: u64,
+    /// The budget's admin reset instant (0: none).
+    pub reset_at: i64,
+    /// The key is fail-open and the control plane is unreachable.
+    pub fail_open: bool,
+}
+
+#[derive(Debug)]
+pub(super) struct WindowCell {
+    pub key: CellKey,
+    pub spec: WindowSpec,
+    state: Mutex<WindowState>,
+}
+
+#[derive(Debug)]
+struct WindowState {
+    /// The window the counters below belong to; `None` before first use.
+    window: Option<Window>,
+    /// Settled amounts (and request counts) of this window on this node.
+    used: u64,
+    /// Estimates of admitted requests not settled yet.
+    reserved: u64,
+    /// Amount added to `used` since the last report.
+    unreported: u64,
+    /// Unreported amounts of earlier windows (rolled over, or settled after they ended).
+    past: Vec<(i64, u64)>,
+    /// Allowances granted by window start (current and future windows only).
+    grants: Vec<(i64, u64)>,
+    /// The last admin reset applied (unix ms).
+    reset_applied: i64,
+}
+
+/// A cell's figures for its current window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CellUsage {
+    pub window: Window,
+    pub used: u64,
+    pub reserved: u64,
+    /// The granted allowance of this window, if any (otherwise the allowance is the limit).
+    pub granted: Option<u64>,
+}
+
+impl WindowCell {
+    pub fn new(key: CellKey, spec: WindowSpec) -> WindowCell {
+        WindowCell {
+            key,
+            spec,
+            state: Mutex::new(WindowState {
+                window: None,
+                used: 0,
+                reserved: 0,
+                unreported: 0,
+                past: Vec::new(),
+                grants: Vec::new(),
+                reset_applied: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WindowState> {
+        // A panic while holding this lock leaves consistent numbers behind (every update is a
+        // single assignment), so a poisoned lock is used as it is.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Admits `ask.amount` into the window holding `ask.now` if
+    /// `used + reserved + max(amount, 1) <= allowance` (see the module docs), and charges it.
+    pub fn try_charge(&self, ask: &Ask) -> Result<Charged, Full> {
+        let mut st = self.lock();
+        let window = st.roll(&self.spec, ask.now);
+        if ask.reset_at > st.reset_applied
+            && ask.now >= ask.reset_at
+            && window.contains(ask.reset_at)
+        {
+            st.used = 0;
+            st.reset_applied = ask.reset_at;
+        }
+        let allowance = st
+            .grants
+            .iter()
+            .find(|(start, _)| *start == window.start_unix_ms)
+            .map_or(ask.limit, |(_, amount)| *amount);
+        let need = st
+            .used
+            .saturating_add(st.reserved)
+            .saturating_add(ask.amount.max(1));
+        let fail_open = if need <= allowance {
+            false
+        } else if ask.fail_open && allowance < ask.limit && need <= ask.limit {
+            true
+        } else {
+            return Err(Full { window });
+        };
+        match ask.charge {
+            Charge::Count => {
+                st.used = st.used.saturating_add(ask.amount);
+                st.unreported = st.unreported.saturating_add(ask.amount);
+            }
+            Charge::Reserve => st.reserved = st.reserved.saturating_add(ask.amount),
+        }
+        Ok(Charged {
+            window_start: window.start_unix_ms,
+            fail_open,
+        })
+    }
+
+    /// Takes back a charge of an admission refused further down the chain.
+    pub fn undo(&self, window_start: i64, amount: u64, charge: Charge) {
+        let mut st = self.lock();
+        if st.window.map(|w| w.start_unix_ms) != Some(window_start) {
+            return;
+        }
+        match charge {
+            Charge::Count => {
+                st.used = st.used.saturating_sub(amount);
+                st.unreported = st.unreported.saturating_sub(amount);
+            }
+            Charge::Reserve => st.reserved = st.reserved.saturating_sub(amount),
+        }
+    }
+
+    /// Replaces a reservation made in the window starting at `window_start` by the actual
+    /// amount. When that window has rolled over, its estimate is already gone from the
+    /// counters and the actual amount is only reported (for that window).
+    pub fn settle(&self, window_start: i64, reserved: u64, actual: u64) {
+        let mut st = self.lock();
+        if st.window.map(|w| w.start_unix_ms) == Some(window_start) {
+            st.reserved = st.reserved.saturating_sub(reserved);
+            st.used = st.used.saturating_add(actual);
+            st.unreported = st.unreported.saturating_add(actual);
+        } else if actual > 0 {
+            st.add_past(window_start, actual);
+        }
+    }
+
+    /// Sets this node's allowance for the window starting at `window_start` (the current or a
+    /// later one; grants for windows already over are ignored).
+    pub fn grant(&self, window_start: i64, amount: u64) {
+        let mut st = self.lock();
+        if st.window.is_some_and(|w| window_start < w.start_unix_ms) {
+            return;
+        }
+        match st
+            .grants
+            .iter_mut()
+            .find(|(start, _)| *start == window_start)
+        {
+            Some(g) => g.1 = amount,
+            None => st.grants.push((window_start, amount)),
+        }
+    }
+
+    /// Moves the amounts used since the last report into `out`.
+    pub fn report_into(&self, out: &mut Vec<ReportEntry>) {
+        let mut st = self.lock();
+        for (window_start, delta) in st.past.drain(..) {
+            out.push(ReportEntry {
+                cell: self.key.clone(),
+                window_start_unix_ms: window_start,
+                delta,
+            });
+        }
+        if let Some(w) = st.window
+            && st.unreported > 0
+        {
+            out.push(ReportEntry {
+                cell: self.key.clone(),
+                window_start_unix_ms: w.start_unix_ms,
+                delta: st.unreported,
+            });
+            st.unreported = 0;
+        }
+    }
+
+    /// The figures of the window holding `now` (zeros for a window not started yet here).
+    pub fn usage(&self, now: i64) -> CellUsage {
+        let st = self.lock();
+        let window = self.spec.window_at(now);
+        let granted = st
+            .grants
+            .iter()
+            .find(|(start, _)| *start == window.start_unix_ms)
+            .map(|(_, amount)| *amount);
+        match st.window {
+            Some(w) if w == window || now < w.start_unix_ms => CellUsage {
+                window: w,
+                used: st.used,
+                reserved: st.reserved,
+                granted,
+            },
+            _ => CellUsage {
+                window,
+                used: 0,
+                reserved: 0,
+                granted,
+            },
+        }
+    }
+}
+
+impl WindowState {
+    /// Makes the window holding `now` current (counters start at zero in a new window) and
+    /// returns it. Time going backwards never reopens an earlier window: such instants count
+    /// in the current one.
+    fn roll(&mut self, spec: &WindowSpec, now: i64) -> Window {
+        if let Some(w) = self.window
+            && (w.contains(now) || now < w.start_unix_ms)
+        {
+            return w;
+        }
+        if let Some(old) = self.window
+            && self.unreported > 0
+        {
+            self.add_past(old.start_unix_ms, self.unreported);
+        }
+        let w = spec.window_at(now);
+        self.window = Some(w);
+        self.used = 0;
+        self.reserved = 0;
+        self.unreported = 0;
+        self.grants.retain(|(start, _)| *start >= w.start_unix_ms);
+        w
+    }
+
+    fn add_past(&mut self, window_start: i64, amount: u64) {
+        match self
+            .past
+            .iter_mut()
+            .find(|(start, _)| *start == window_start)
+        {
+            Some(p) => p.1 = p.1.saturating_add(amount),
+            None => self.past.push((window_start, amount)),
+        }
+    }
+}
+
+/// Requests in flight at one level.
+#[derive(Debug, Default)]
+pub(super) struct ConcurrencyCell {
+    in_flight: AtomicU32,
+}
+
+impl ConcurrencyCell {
+    /// Takes a slot if fewer than `max` are taken.
+    pub fn try_acquire(&self, max: u32) -> bool {
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    pub fn release(&self) {
+        let _ = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,598 @@
+//! The engine: limits compiled from a snapshot into chains of levels per virtual key, admission
+//! (all levels or none) and settlement.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tollgate_proto::config::v1 as pb;
+use tollgate_proto::pricing::Cost;
+
+use super::cell::{Ask, Charge, ConcurrencyCell, WindowCell};
+use super::window::{Period, WindowSpec};
+use super::{CellKey, CellUsage, CounterId, Exhausted, LevelId, LimitsError, Refusal, ReportEntry};
+
+/// What a window counter counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Requests,
+    Tokens,
+    Cost,
+}
+
+#[derive(Debug)]
+struct Counter {
+    unit: Unit,
+    limit: u64,
+    /// Admin reset instant (budgets; 0: none).
+    reset_at: i64,
+    cell: Arc<WindowCell>,
+}
+
+#[derive(Debug)]
+struct Concurrency {
+    max: u32,
+    cell: Arc<ConcurrencyCell>,
+}
+
+/// One level of the hierarchy with its limits.
+#[derive(Debug)]
+struct Level {
+    id: LevelId,
+    name: Arc<str>,
+    concurrency: Option<Concurrency>,
+    /// Requests, then tokens, then budgets in snapshot order.
+    counters: Vec<Counter>,
+}
+
+impl Level {
+    fn is_empty(&self) -> bool {
+        self.concurrency.is_none() && self.counters.is_empty()
+    }
+
+    fn has_budget(&self) -> bool {
+        self.counters.iter().any(|c| c.unit == Unit::Cost)
+    }
+}
+
+/// The levels above a virtual key's provider configs, and the configs with limits.
+#[derive(Debug)]
+struct Chain {
+    /// Virtual key, team, customer: those that have limits, in that order.
+    levels: Vec<Arc<Level>>,
+    providers: Vec<(Arc<str>, Arc<Level>)>,
+    has_budget: bool,
+    fail_open: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Cell {
+    Window(Arc<WindowCell>),
+    Concurrency(Arc<ConcurrencyCell>),
+}
+
+/// Budgets, rate limits and concurrency of one snapshot, over counters that outlive it.
+#[derive(Debug)]
+pub struct Engine {
+    /// Virtual keys with at least one limit on their chain, by id.
+    keys: HashMap<Arc<str>, Chain>,
+    cells: HashMap<CellKey, Cell>,
+    control_plane_unreachable: Arc<AtomicBool>,
+}
+
+/// Cells of the engine being compiled, reusing those of the previous one.
+struct Cells<'a> {
+    previous: Option<&'a HashMap<CellKey, Cell>>,
+    cells: HashMap<CellKey, Cell>,
+}
+
+impl Cells<'_> {
+    fn window(&mut self, level: &LevelId, counter: CounterId, spec: WindowSpec) -> Arc<WindowCell> {
+        let key = CellKey {
+            level: level.clone(),
+            counter,
+        };
+        let reuse = |cell: &Cell| match cell {
+            Cell::Window(w) => Some(Arc::clone(w)),
+            Cell::Concurrency(_) => None,
+        };
+        if let Some(found) = self.cells.get(&key).and_then(reuse) {
+            return found;
+        }
+        let cell = self
+            .previous
+            .and_then(|p| p.get(&key))
+            .and_then(reuse)
+            .unwrap_or_else(|| Arc::new(WindowCell::new(key.clone(), spec)));
+        self.cells.insert(key, Cell::Window(Arc::clone(&cell)));
+        cell
+    }
+
+    fn concurrency(&mut self, level: &LevelId) -> Arc<ConcurrencyCell> {
+        let key = CellKey {
+            level: level.clone(),
+            counter: CounterId::Concurrency,
+        };
+        let reuse = |cell: &Cell| match cell {
+            Cell::Concurrency(c) => Some(Arc::clone(c)),
+            Cell::Window(_) => None,
+        };
+        if let Some(found) = self.cells.get(&key).and_then(reuse) {
+            return found;
+        }
+        let cell = self
+            .previous
+            .and_then(|p| p.get(&key))
+            .and_then(reuse)
+            .unwrap_or_default();
+        self.cells.insert(key, Cell::Concurrency(Arc::clone(&cell)));
+        cell
+    }
+
+    fn level(
+        &mut self,
+        id: LevelId,
+        name: &str,
+        limits: Option<&pb::Limits>,
+    ) -> Result<Level, LimitsError> {
+        let mut level = Level {
+            name: name.into(),
+            concurrency: None,
+            counters: Vec::new(),
+            id,
+        };
+        let Some(limits) = limits else {
+            return Ok(level);
+        };
+        if limits.max_concurrent > 0 {
+            level.concurrency = Some(Concurrency {
+                max: limits.max_concurrent,
+                cell: self.concurrency(&level.id),
+            });
+        }
+        if let Some(rl) = &limits.rate_limit {
+            for (unit, max, reset) in [
+                (Unit::Requests, rl.request_max_limit, rl.request_reset),
+                (Unit::Tokens, rl.token_max_limit, rl.token_reset),
+            ] {
+                if max == 0 {
+                    continue;
+                }
+                let what = if unit == Unit::Requests {
+                    "request rate limit"
+                } else {
+                    "token rate limit"
+                };
+                let period = period(reset, &level.id, what)?;
+                let spec = WindowSpec::calendar(period);
+                let counter = if unit == Unit::Requests {
+                    CounterId::Requests(spec)
+                } else {
+                    CounterId::Tokens(spec)
+                };
+                level.counters.push(Counter {
+                    unit,
+                    limit: max,
+                    reset_at: 0,
+                    cell: self.window(&level.id, counter, spec),
+                });
+            }
+        }
+        for (i, b) in limits.budgets.iter().enumerate() {
+            if limits.budgets[..i].iter().any(|other| other.id == b.id) {
+                return Err(LimitsError::DuplicateBudget {
+                    level: level.id.to_string(),
+                    budget: b.id.clone(),
+                });
+            }
+            let period = period(b.reset, &level.id, "budget")?;
+            let spec = WindowSpec::new(period, b.calendar_aligned, b.anchor_unix_ms);
+            let counter = CounterId::Budget(b.id.as_str().into(), spec);
+            level.counters.push(Counter {
+                unit: Unit::Cost,
+                limit: b.max_limit_nano_usd,
+                reset_at: b.reset_at_unix_ms,
+                cell: self.window(&level.id, counter, spec),
+            });
+        }
+        Ok(level)
+    }
+}
+
+fn period(value: i32, level: &LevelId, what: &'static str) -> Result<Period, LimitsError> {
+    Period::from_pb(value).ok_or_else(|| LimitsError::MissingPeriod {
+        level: level.to_string(),
+        what,
+    })
+}
+
+impl Engine {
+    /// Compiles the limits of a snapshot with fresh counters.
+    pub fn compile(snapshot: &pb::Snapshot) -> Result<Engine, LimitsError> {
+        Engine::compile_after(snapshot, None)
+    }
+
+    /// Compiles the limits of a snapshot, carrying over the counters of `previous` whose
+    /// identity (level, counter, window definition) the snapshot still has, and the control
+    /// plane reachability flag.
+    pub fn compile_after(
+        snapshot: &pb::Snapshot,
+        previous: Option<&Engine>,
+    ) -> Result<Engine, LimitsError> {
+        let mut cells = Cells {
+            previous: previous.map(|p| &p.cells),
+            cells: HashMap::new(),
+        };
+        let mut customers: HashMap<&str, Arc<Level>> =
+            HashMap::with_capacity(snapshot.customers.len());
+        for c in &snapshot.customers {
+            let level = cells.level(
+                LevelId::Customer(c.id.as_str().into()),
+                &c.name,
+                c.limits.as_ref(),
+            )?;
+            if customers.insert(&c.id, Arc::new(level)).is_some() {
+                return Err(LimitsError::Duplicate(
+                    LevelId::Customer(c.id.as_str().into()).to_string(),
+                ));
+            }
+        }
+        let customer = |owner: &LevelId, id: &str| -> Result<Option<Arc<Level>>, LimitsError> {
+            if id.is_empty() {
+                return Ok(None);
+            }
+            customers
+                .get(id)
+                .map(|l| Some(Arc::clone(l)))
+                .ok_or_else(|| LimitsError::UnknownCustomer {
+                    owner: owner.to_string(),
+                    customer: id.to_owned(),
+                })
+        };
+        // Each team with its customer.
+        let mut teams: HashMap<&str, (Arc<Level>, Option<Arc<Level>>)> =
+            HashMap::with_capacity(snapshot.teams.len());
+        for t in &snapshot.teams {
+            let id = LevelId::Team(t.id.as_str().into());
+            let owner = customer(&id, &t.customer_id)?;
+            let level = cells.level(id, &t.name, t.limits.as_ref())?;
+            if teams.insert(&t.id, (Arc::new(level), owner)).is_some() {
+                return Err(LimitsError::Duplicate(
+                    LevelId::Team(t.id.as_str().into()).to_string(),
+                ));
+            }
+        }
+        let mut keys = HashMap::new();
+        for vk in &snapshot.virtual_keys {
+            let key_id: Arc<str> = vk.id.as_str().into();
+            let id = LevelId::VirtualKey(Arc::clone(&key_id));
+            if !vk.team_id.is_empty() && !vk.customer_id.is_empty() {
+                return Err(LimitsError::TeamAndCustomer(id.to_string()));
+            }
+            let (team, cust) = if vk.team_id.is_empty() {
+                (None, customer(&id, &vk.customer_id)?)
+            } else {
+                let (team, cust) =
+                    teams
+                        .get(vk.team_id.as_str())
+                        .ok_or_else(|| LimitsError::UnknownTeam {
+                            key: id.to_string(),
+                            team: vk.team_id.clone(),
+                        })?;
+                (Some(Arc::clone(team)), cust.clone())
+            };
+            let mut providers: Vec<(Arc<str>, Arc<Level>)> = Vec::new();
+            for pc in &vk.provider_configs {
+                if providers.iter().any(|(p, _)| **p == *pc.provider) {
+                    return Err(LimitsError::DuplicateProviderConfig {
+                        key: id.to_string(),
+                        provider: pc.provider.clone(),
+                    });
+                }
+                let level_id = LevelId::ProviderConfig {
+                    virtual_key_id: Arc::clone(&key_id),
+                    provider: pc.provider.as_str().into(),
+                };
+                let level = cells.level(level_id, &pc.provider, pc.limits.as_ref())?;
+                providers.push((pc.provider.as_str().into(), Arc::new(level)));
+            }
+            providers.retain(|(_, l)| !l.is_empty());
+            let key = Arc::new(cells.level(id, &vk.name, vk.limits.as_ref())?);
+            let levels: Vec<Arc<Level>> = [Some(key), team, cust]
+                .into_iter()
+                .flatten()
+                .filter(|l| !l.is_empty())
+                .collect();
+            if levels.is_empty() && providers.is_empty() {
+                continue;
+            }
+            let chain = Chain {
+                has_budget: levels.iter().any(|l| l.has_budget()),
+                levels,
+                providers,
+                fail_open: vk.fail_open,
+            };
+            match keys.entry(key_id) {
+                Entry::Occupied(e) => {
+                    return Err(LimitsError::Duplicate(
+                        LevelId::VirtualKey(Arc::clone(e.key())).to_string(),
+                    ));
+                }
+                Entry::Vacant(e) => {
+                    e.insert(chain);
+                }
+            }
+        }
+        Ok(Engine {
+            keys,
+            cells: cells.cells,
+            control_plane_unreachable: previous
+                .map(|p| Arc::clone(&p.control_plane_unreachable))
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Admits a request of `virtual_key_id` routed to `provider`, before its upstream call:
+    /// checks every level of its chain (provider config, key, team, customer) and reserves at
+    /// all of them, or refuses and reserves nothing. `estimated_cost` is `None` for a model
+    /// without a price (refused when the chain has a budget). Keys the engine does not know
+    /// have no limits on their chain and are admitted.
+    pub fn admit(
+        &self,
+        virtual_key_id: &str,
+        provider: &str,
+        estimated_cost: Option<Cost>,
+        estimated_tokens: u64,
+        now_unix_ms: i64,
+    ) -> Result<Reservation, Refusal> {
+        let mut reservation =
+            Reservation::empty(estimated_cost.map_or(0, |c| c.0), estimated_tokens);
+        let Some(chain) = self.keys.get(virtual_key_id) else {
+            return Ok(reservation);
+        };
+        let provider_level = chain
+            .providers
+            .iter()
+            .find(|(p, _)| **p == *provider)
+            .map(|(_, l)| l);
+        let levels = provider_level.into_iter().chain(chain.levels.iter());
+        if estimated_cost.is_none()
+            && (chain.has_budget || provider_level.is_some_and(|l| l.has_budget()))
+        {
+            let level = levels.clone().find(|l| l.has_budget());
+            let (level, budget_id) = level
+                .and_then(|l| {
+                    let b = l.counters.iter().find(|c| c.unit == Unit::Cost)?;
+                    match &b.cell.key.counter {
+                        CounterId::Budget(id, _) => Some((l, Arc::clone(id))),
+                        _ => None,
+                    }
+                })
+                .map_or((None, "".into()), |(l, id)| (Some(l), id));
+            let (level, level_name) = level.map_or_else(
+                || (LevelId::VirtualKey(virtual_key_id.into()), "".into()),
+                |l| (l.id.clone(), Arc::clone(&l.name)),
+            );
+            return Err(Refusal {
+                level,
+                level_name,
+                exhausted: Exhausted::Unpriced { budget_id },
+            });
+        }
+        let fail_open = chain.fail_open && self.control_plane_unreachable.load(Ordering::Relaxed);
+        for level in levels {
+            if let Err(exhausted) = reservation.charge_level(level, now_unix_ms, fail_open) {
+                reservation.roll_back();
+                return Err(Refusal {
+                    level: level.id.clone(),
+                    level_name: Arc::clone(&level.name),
+                    exhausted,
+                });
+            }
+        }
+        Ok(reservation)
+    }
+
+    /// Tells the engine whether the control plane can be reached (default: reachable). While
+    /// it cannot, fail-open keys are admitted beyond this node's allowances, up to the limits.
+    /// The flag is shared with every engine compiled after this one.
+    pub fn set_control_plane_reachable(&self, reachable: bool) {
+        self.control_plane_unreachable
+            .store(!reachable, Ordering::Relaxed);
+    }
+
+    pub fn control_plane_reachable(&self) -> bool {
+        !self.control_plane_unreachable.load(Ordering::Relaxed)
+    }
+
+    /// Sets this node's allowance of a window counter for the window starting at
+    /// `window_start_unix_ms` (the current or a later one). `false` if the engine has no such
+    /// window counter.
+    pub fn grant(&self, cell: &CellKey, window_start_unix_ms: i64, amount: u64) -> bool {
+        match self.cells.get(cell) {
+            Some(Cell::Window(w)) => {
+                w.grant(window_start_unix_ms, amount);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// What this node's window counters used since the last call (requests counted at
+    /// admission; tokens and nano-USD when settled), per cell and window.
+    pub fn take_report(&self) -> Vec<ReportEntry> {
+        let mut out = Vec::new();
+        for cell in self.cells.values() {
+            if let Cell::Window(w) = cell {
+                w.report_into(&mut out);
+            }
+        }
+        out
+    }
+
+    /// The keys of every counter of this engine.
+    pub fn cell_keys(&self) -> impl Iterator<Item = &CellKey> {
+        self.cells.keys()
+    }
+
+    /// A window counter's figures in the window holding `now_unix_ms`.
+    pub fn usage(&self, cell: &CellKey, now_unix_ms: i64) -> Option<CellUsage> {
+        match self.cells.get(cell)? {
+            Cell::Window(w) => Some(w.usage(now_unix_ms)),
+            Cell::Concurrency(_) => None,
+        }
+    }
+
+    /// Requests in flight at a level with a concurrency limit.
+    pub fn in_flight(&self, level: &LevelId) -> Option<u32> {
+        let key = CellKey {
+            level: level.clone(),
+            counter: CounterId::Concurrency,
+        };
+        match self.cells.get(&key)? {
+            Cell::Concurrency(c) => Some(c.in_flight()),
+            Cell::Window(_) => None,
+        }
+    }
+}
+
+/// One charge held by a reservation.
+#[derive(Debug)]
+struct Held {
+    cell: Arc<WindowCell>,
+    window_start: i64,
+    unit: Unit,
+    amount: u64,
+}
+
+/// An admitted request: holds its concurrency slots and the estimates reserved in its
+/// windows until it is settled. Dropping it unsettled (any early exit) settles it as cost 0
+/// and no tokens; its request counts stay (the request was made).
+#[must_use = "dropping a reservation settles it as cost 0"]
+#[derive(Debug)]
+pub struct Reservation {
+    held: Vec<Held>,
+    slots: Vec<Arc<ConcurrencyCell>>,
+    estimated_cost: u64,
+    estimated_tokens: u64,
+    fail_open: bool,
+}
+
+impl Reservation {
+    fn empty(estimated_cost: u64, estimated_tokens: u64) -> Reservation {
+        Reservation {
+            held: Vec::new(),
+            slots: Vec::new(),
+            estimated_cost,
+            estimated_tokens,
+            fail_open: false,
+        }
+    }
+
+    /// Whether some counter admitted this request only because its key is fail-open and the
+    /// control plane is unreachable.
+    pub fn admitted_fail_open(&self) -> bool {
+        self.fail_open
+    }
+
+    fn charge_level(&mut self, level: &Level, now: i64, fail_open: bool) -> Result<(), Exhausted> {
+        if let Some(c) = &level.concurrency {
+            if !c.cell.try_acquire(c.max) {
+                return Err(Exhausted::Concurrency { limit: c.max });
+            }
+            self.slots.push(Arc::clone(&c.cell));
+        }
+        for counter in &level.counters {
+            let (amount, charge) = match counter.unit {
+                Unit::Requests => (1, Charge::Count),
+                Unit::Tokens => (self.estimated_tokens, Charge::Reserve),
+                Unit::Cost => (self.estimated_cost, Charge::Reserve),
+            };
+            let ask = Ask {
+                now,
+                amount,
+                charge,
+                limit: counter.limit,
+                reset_at: counter.reset_at,
+                fail_open,
+            };
+            match counter.cell.try_charge(&ask) {
+                Ok(charged) => {
+                    self.fail_open |= charged.fail_open;
+                    self.held.push(Held {
+                        cell: Arc::clone(&counter.cell),
+                        window_start: charged.window_start,
+                        unit: counter.unit,
+                        amount,
+                    });
+                }
+                Err(full) => {
+                    let period = counter.cell.spec.period;
+                    let resets_at_unix_ms = full.window.end_unix_ms;
+                    return Err(match (&counter.cell.key.counter, counter.unit) {
+                        (CounterId::Budget(id, _), _) => Exhausted::Budget {
+                            budget_id: Arc::clone(id),
+                            period,
+                            limit_nano_usd: counter.limit,
+                            resets_at_unix_ms,
+                        },
+                        (_, Unit::Tokens) => Exhausted::Tokens {
+                            period,
+                            limit: counter.limit,
+                            resets_at_unix_ms,
+                        },
+                        _ => Exhausted::Requests {
+                            period,
+                            limit: counter.limit,
+                            resets_at_unix_ms,
+                        },
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes every charge (an admission refused further down the chain).
+    fn roll_back(&mut self) {
+        for h in self.held.drain(..) {
+            let charge = if h.unit == Unit::Requests {
+                Charge::Count
+            } else {
+                Charge::Reserve
+            };
+            h.cell.undo(h.window_start, h.amount, charge);
+        }
+        for slot in self.slots.drain(..) {
+            slot.release();
+        }
+    }
+
+    /// Ends the request: the actual cost (`None`: unpriced, the estimate stays charged) and
+    /// tokens replace the estimates in the windows the request was admitted in, and the
+    /// concurrency slots are released.
+    pub fn settle(mut self, actual_cost_nano_usd: Option<u64>, actual_tokens: u64) {
+        self.finish(actual_cost_nano_usd, actual_tokens);
+    }
+
+    fn finish(&mut self, actual_cost: Option<u64>, actual_tokens: u64) {
+        for h in self.held.drain(..) {
+            let actual = match h.unit {
+                Unit::Requests => continue,
+                Unit::Tokens => actual_tokens,
+                Unit::Cost => actual_cost.unwrap_or(h.amount),
+            };
+            h.cell.settle(h.window_start, h.amount, actual);
+        }
+        for slot in self.slots.drain(..) {
+            slot.release();
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.finish(Some(0), 0);
+    }
+}
