@@ -411,8 +411,8 @@ impl Engine {
     }
 
     /// Sets this node's allowance of a window counter for the window starting at
-    /// `window_start_unix_ms` (the current or a later one). `false` if the engine has no such
-    /// window counter.
+    /// `window_start_unix_ms` (the current or a later one; above the limit it counts as the
+    /// limit). `false` if the engine has no such window counter.
     pub fn grant(&self, cell: &CellKey, window_start_unix_ms: i64, amount: u64) -> bool {
         match self.cells.get(cell) {
             Some(Cell::Window(w)) => {
