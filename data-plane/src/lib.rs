@@ -19,6 +19,7 @@
 //! | [`logsafe`] | client- and upstream-controlled text made safe for log lines |
 //! | [`source`] | split deployment: the control plane's config stream, disk cache, reconnects |
 //! | [`reporter`] | split deployment: usage batches to the control plane, disk spool, resends |
+//! | [`limits`] | budgets, rate limits and concurrency: admission and settlement (pure; not wired yet) |
 //! | [`grpc`] | connection options, join-token auth and backoff shared by `source` and `reporter` |
 //! | [`error`] | the one error type of the inference surface (Anthropic-shaped) |
 //! | [`value`] | literal / `env.NAME` values resolved at use, under the env allowlist |

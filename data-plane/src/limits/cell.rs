@@ -119,7 +119,7 @@ impl WindowCell {
             .grants
             .iter()
             .find(|(start, _)| *start == window.start_unix_ms)
-            .map_or(ask.limit, |(_, amount)| *amount);
+            .map_or(ask.limit, |(_, amount)| (*amount).min(ask.limit));
         let need = st
             .used
             .saturating_add(st.reserved)
@@ -174,7 +174,8 @@ impl WindowCell {
     }
 
     /// Sets this node's allowance for the window starting at `window_start` (the current or a
-    /// later one; grants for windows already over are ignored).
+    /// later one; grants for windows already over are ignored). An allowance above the limit
+    /// counts as the limit.
     pub fn grant(&self, window_start: i64, amount: u64) {
         let mut st = self.lock();
         if st.window.is_some_and(|w| window_start < w.start_unix_ms) {

@@ -346,10 +346,8 @@ impl Engine {
         estimated_tokens: u64,
         now_unix_ms: i64,
     ) -> Result<Reservation, Refusal> {
-        let mut reservation =
-            Reservation::empty(estimated_cost.map_or(0, |c| c.0), estimated_tokens);
         let Some(chain) = self.keys.get(virtual_key_id) else {
-            return Ok(reservation);
+            return Ok(Reservation::new(0, 0, 0));
         };
         let provider_level = chain
             .providers
@@ -380,6 +378,12 @@ impl Engine {
                 exhausted: Exhausted::Unpriced { budget_id },
             });
         }
+        let counters = levels.clone().map(|l| l.counters.len()).sum();
+        let mut reservation = Reservation::new(
+            counters,
+            estimated_cost.map_or(0, |c| c.0),
+            estimated_tokens,
+        );
         let fail_open = chain.fail_open && self.control_plane_unreachable.load(Ordering::Relaxed);
         for level in levels {
             if let Err(exhausted) = reservation.charge_level(level, now_unix_ms, fail_open) {
@@ -407,8 +411,8 @@ impl Engine {
     }
 
     /// Sets this node's allowance of a window counter for the window starting at
-    /// `window_start_unix_ms` (the current or a later one). `false` if the engine has no such
-    /// window counter.
+    /// `window_start_unix_ms` (the current or a later one; above the limit it counts as the
+    /// limit). `false` if the engine has no such window counter.
     pub fn grant(&self, cell: &CellKey, window_start_unix_ms: i64, amount: u64) -> bool {
         match self.cells.get(cell) {
             Some(Cell::Window(w)) => {
@@ -480,9 +484,9 @@ pub struct Reservation {
 }
 
 impl Reservation {
-    fn empty(estimated_cost: u64, estimated_tokens: u64) -> Reservation {
+    fn new(counters: usize, estimated_cost: u64, estimated_tokens: u64) -> Reservation {
         Reservation {
-            held: Vec::new(),
+            held: Vec::with_capacity(counters),
             slots: Vec::new(),
             estimated_cost,
             estimated_tokens,

@@ -1048,3 +1048,26 @@ fn snapshots_with_inconsistent_limits_do_not_compile() {
         Err(LimitsError::TeamAndCustomer(_))
     ));
 }
+
+#[test]
+fn an_allowance_above_the_limit_counts_as_the_limit() {
+    let e = engine(&snapshot(
+        vec![key(
+            "k",
+            Some(with_budgets(vec![budget("b", 1_000, pb::ResetPeriod::Day)])),
+        )],
+        vec![],
+        vec![],
+    ));
+    let cell = budget_cell(vk("k"), "b", Period::Day);
+    assert!(e.grant(&cell, ms("2026-03-15T00:00:00Z"), 5_000));
+    assert_eq!(
+        e.usage(&cell, now()).and_then(|u| u.granted),
+        Some(5_000),
+        "reported as granted"
+    );
+    assert!(e.admit("k", "p", priced(1_001), 0, now()).is_err());
+    e.admit("k", "p", priced(1_000), 0, now())
+        .expect("the limit")
+        .settle(Some(1_000), 0);
+}
