@@ -19,11 +19,13 @@
 //! | [`logsafe`] | client- and upstream-controlled text made safe for log lines |
 //! | [`source`] | split deployment: the control plane's config stream, disk cache, reconnects |
 //! | [`reporter`] | split deployment: usage batches to the control plane, disk spool, resends |
-//! | [`limits`] | budgets, rate limits and concurrency: admission and settlement (pure; not wired yet) |
+//! | [`limits`] | budgets, rate limits and concurrency: the engine's counters, admission and settlement (pure) |
+//! | [`admission`] | a request's estimate checked against [`limits`] after routing; refusals in the client's shape |
 //! | [`grpc`] | connection options, join-token auth and backoff shared by `source` and `reporter` |
 //! | [`error`] | the one error type of the inference surface (Anthropic-shaped) |
 //! | [`value`] | literal / `env.NAME` values resolved at use, under the env allowlist |
 
+pub mod admission;
 pub mod error;
 pub mod grpc;
 pub mod limits;

@@ -50,6 +50,8 @@ pub enum SnapshotError {
     InvalidKeyHash(String),
     #[error("provider {provider:?}: invalid extra header {header:?}")]
     InvalidHeader { provider: String, header: String },
+    #[error("limits: {0}")]
+    Limits(crate::limits::LimitsError),
     #[error("price overrides: {0}")]
     Pricing(tollgate_proto::pricing::PricingError),
     #[error("virtual key {key:?}: model pattern {pattern:?}: {reason}")]
@@ -268,6 +270,9 @@ pub struct Runtime {
     /// What requests cost: the shipped table, after the snapshot's price overrides (borrowed
     /// when there are none).
     pub pricing: Cow<'static, PriceTable>,
+    /// Budgets, rate limits and concurrency of the snapshot's keys, teams and customers; its
+    /// counters carry over from the previous runtime.
+    pub limits: crate::limits::Engine,
 }
 
 impl Runtime {
@@ -315,7 +320,10 @@ impl Runtime {
                 }),
             );
         }
+        let limits = crate::limits::Engine::compile_after(snapshot, previous.map(|r| &r.limits))
+            .map_err(SnapshotError::Limits)?;
         Ok(Runtime {
+            limits,
             version: snapshot.version,
             providers,
             virtual_keys,

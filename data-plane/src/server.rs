@@ -31,7 +31,9 @@ use tollgate_protocol::anthropic::ErrorKind;
 use tollgate_protocol::bedrock::RequestBody;
 
 use crate::DataPlane;
+use crate::admission::{self, Estimate};
 use crate::error::ProxyError;
+use crate::limits::Reservation;
 use crate::logsafe::{log_safe, log_safe_opt};
 use crate::providers::{self, Call, Operation};
 use crate::routing::{self, RouteError};
@@ -225,6 +227,9 @@ pub struct Draft {
     /// The prices of the routed model (`None` before routing, and for a model the pricing table
     /// has no price for).
     pub price: Option<ModelPrice>,
+    /// What the request holds of its limits (admission); settled with the actual cost and tokens
+    /// when the record is finished, released if the request ends any other way (drop).
+    pub reservation: Option<Reservation>,
 }
 
 impl Draft {
@@ -240,6 +245,7 @@ impl Draft {
                 ..Default::default()
             },
             price: None,
+            reservation: None,
         }
     }
 
@@ -286,6 +292,15 @@ impl Draft {
         self.record.latency_ms =
             u32::try_from(self.started.elapsed().as_millis()).unwrap_or(u32::MAX);
         self.record.cost_nano_usd = self.cost();
+        if let Some(reservation) = self.reservation.take() {
+            let r = &self.record;
+            let tokens = r
+                .input_tokens
+                .saturating_add(r.output_tokens)
+                .saturating_add(r.cache_read_input_tokens)
+                .saturating_add(r.cache_write_input_tokens);
+            reservation.settle(r.cost_nano_usd, tokens);
+        }
         dp.usage.record(self.record);
     }
 }
@@ -496,6 +511,16 @@ fn route_call<'a>(
     draft.price = rt
         .pricing
         .price(route.provider.kind.as_str(), route.upstream_model);
+    // Budgets, rate limits, concurrency: this node's counters, no I/O.
+    draft.reservation = Some(admission::admit(
+        &rt,
+        &vk.id,
+        &route.provider.name,
+        op,
+        draft.price,
+        Estimate::of_request(body.len(), parsed.max_tokens()),
+        draft.record.started_at_unix_ms,
+    )?);
     let upstream_model = route.upstream_model.to_owned();
     Ok(Call {
         op,

@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tollgate_proto::config::v1 as pb;
+use tollgate_proto::pricing::PriceTable;
 use tollgate_proto::usage::v1::UsageRecord;
 use tower::ServiceExt;
 
@@ -958,4 +959,175 @@ async fn unknown_paths_say_what_is_served() {
     assert_eq!(logged.len(), 6, "{}", logs.text());
     assert!(logged[0].contains(" INFO ") && logged[0].contains("path=/anthropic/v1/v1/messages"));
     assert_eq!(gw.dp.refusals().get("no_route"), 7);
+}
+
+/// A key with the given limits (and team), for the admission tests.
+fn limited(id: &str, key: &str, limits: pb::Limits, team: &str) -> pb::VirtualKey {
+    pb::VirtualKey {
+        limits: Some(limits),
+        team_id: team.into(),
+        ..virtual_key(id, key, true)
+    }
+}
+
+fn budget(nano_usd: u64) -> pb::Limits {
+    pb::Limits {
+        budgets: vec![pb::Budget {
+            id: "b-month".into(),
+            max_limit_nano_usd: nano_usd,
+            reset: pb::ResetPeriod::Month as i32,
+            calendar_aligned: true,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn requests_per_minute(n: u64) -> pb::Limits {
+    pb::Limits {
+        rate_limit: Some(pb::RateLimit {
+            request_max_limit: n,
+            request_reset: pb::ResetPeriod::Minute as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Budgets, rate limits and the team level are enforced after routing, before the upstream call:
+/// a request is admitted only if its worst-case cost fits what is left, settles at its actual
+/// cost, and refusals say which level and limit, with the headers that tell Claude Code whether
+/// to retry.
+#[tokio::test]
+async fn budgets_and_rate_limits_refuse_with_the_level_and_the_reset() {
+    let mut gw = Gateway::new();
+    let mut snapshot = config(1, &upstream().await);
+    // Sonnet 4.6 answers cost 1,959,000 n$ each (see usage_records_carry_their_cost); the
+    // worst case of this small request is reserved first.
+    let body = message("anthropic/claude-sonnet-4-6");
+    let estimate = crate::admission::Estimate::of_request(body.len(), Some(8));
+    let price = PriceTable::shipped()
+        .price("anthropic", "claude-sonnet-4-6")
+        .unwrap();
+    let reserve = price
+        .upper_bound(estimate.input_tokens, estimate.output_tokens)
+        .0;
+    let actual = 1_959_000;
+    // Room for two answers and the reservation of the second, not of a third.
+    let limit = 2 * actual + reserve - 1;
+    assert!(actual + reserve <= limit && 2 * actual + reserve > limit);
+    snapshot.virtual_keys.extend([
+        limited("vk-tiny", "sk-tg-tiny", budget(1_000), ""),
+        limited("vk-budget", "sk-tg-budget", budget(limit), ""),
+        limited("vk-rate", "sk-tg-rate", requests_per_minute(3), ""),
+        limited("vk-team-a", "sk-tg-team-a", pb::Limits::default(), "team-1"),
+        limited("vk-team-b", "sk-tg-team-b", pb::Limits::default(), "team-1"),
+    ]);
+    snapshot.teams = vec![pb::Team {
+        id: "team-1".into(),
+        name: "platform".into(),
+        limits: Some(requests_per_minute(2)),
+        ..Default::default()
+    }];
+    gw.apply(snapshot);
+    let send = |key: &'static str, model: &'static str| {
+        let gw = &gw;
+        async move {
+            gw.post(&[("x-api-key", key.as_bytes())], message(model))
+                .await
+        }
+    };
+
+    // The example: a $0.000001 budget answers nothing.
+    let a = send("sk-tg-tiny", "anthropic/claude-sonnet-4-6").await;
+    let text = envelope(&a, 429, "rate_limit_error");
+    assert!(text.contains("budget of virtual key \"vk-tiny\""), "{text}");
+    assert_eq!(a.headers["x-should-retry"], "false");
+    assert!(a.headers.contains_key(header::RETRY_AFTER));
+
+    for _ in 0..2 {
+        let a = send("sk-tg-budget", "anthropic/claude-sonnet-4-6").await;
+        assert_eq!(a.status, 200, "{a:?}");
+    }
+    let a = send("sk-tg-budget", "anthropic/claude-sonnet-4-6").await;
+    let text = envelope(&a, 429, "rate_limit_error");
+    assert!(text.contains("is used up; it resets at "), "{text}");
+    assert_eq!(a.headers["x-should-retry"], "false");
+    // A model without a price is refused on a key with a budget.
+    let a = send("sk-tg-budget", "anthropic/my-fine-tune").await;
+    let text = envelope(&a, 403, "permission_error");
+    assert!(text.contains("no price"), "{text}");
+
+    for _ in 0..3 {
+        assert_eq!(
+            send("sk-tg-rate", "anthropic/claude-haiku-4-5")
+                .await
+                .status,
+            200
+        );
+    }
+    let a = send("sk-tg-rate", "anthropic/claude-haiku-4-5").await;
+    let text = envelope(&a, 429, "rate_limit_error");
+    assert!(text.contains("may send 3 requests per 1m"), "{text}");
+    assert!(
+        !a.headers.contains_key("x-should-retry"),
+        "a rate limit is worth retrying"
+    );
+    let after: u64 = a.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&after), "{after}");
+
+    // Two keys share their team's limit of 2 per minute.
+    assert_eq!(
+        send("sk-tg-team-a", "anthropic/claude-haiku-4-5")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        send("sk-tg-team-b", "anthropic/claude-haiku-4-5")
+            .await
+            .status,
+        200
+    );
+    let a = send("sk-tg-team-b", "anthropic/claude-haiku-4-5").await;
+    let text = envelope(&a, 429, "rate_limit_error");
+    assert!(text.contains("team \"platform\""), "{text}");
+
+    // Every refusal after authentication is usage of its key, with its class and no cost.
+    let usage = gw.usage();
+    let refused: Vec<_> = usage
+        .iter()
+        .filter(|r| r.status != 200)
+        .map(|r| {
+            (
+                r.virtual_key_id.as_str(),
+                r.error_class.as_str(),
+                r.cost_nano_usd,
+            )
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            ("vk-tiny", "budget_exhausted", Some(0)),
+            ("vk-budget", "budget_exhausted", Some(0)),
+            ("vk-budget", "unpriced_model", Some(0)),
+            ("vk-rate", "rate_limited", Some(0)),
+            ("vk-team-b", "rate_limited", Some(0)),
+        ]
+    );
+    let spent: u64 = usage
+        .iter()
+        .filter(|r| r.virtual_key_id == "vk-budget")
+        .filter_map(|r| r.cost_nano_usd)
+        .sum();
+    assert_eq!(
+        spent,
+        2 * actual,
+        "two answers settled at their actual cost"
+    );
 }
