@@ -423,3 +423,56 @@ async fn claude_code_keeps_thinking_blocks_across_a_tool_loop_through_an_anthrop
         );
     }
 }
+
+/// Claude Code itself on an exhausted budget: it stops at once with the gateway's message
+/// (429 with `x-should-retry: false`), instead of retrying in a loop; nothing reaches Bedrock.
+#[tokio::test]
+async fn claude_code_stops_cleanly_on_an_exhausted_budget() {
+    let s = setup().await;
+    // The example: a budget of $0.000001 covers no request.
+    let (st, b) = admin(
+        &s.http,
+        &s.gw,
+        "POST",
+        "/api/virtual-keys",
+        json!({"name": "tiny", "monthly_budget": 0.000001, "provider": "bedrock"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    let tiny = b["value"].as_str().expect("value").to_owned();
+    wait_for_config(&s.http, &s.gw, &tiny).await;
+    let work = tempfile::tempdir().expect("work dir");
+    let refused = || {
+        s.gw.output()
+            .lines()
+            .filter(|l| l.contains("budget_exhausted") && l.contains("request refused"))
+            .count()
+    };
+    for (version, claude) in claude_releases() {
+        s.double.clear_requests();
+        let before = refused();
+        let env = readme_env(&s.gw.url("/anthropic"), &tiny);
+        let out = run_claude(&claude, work.path(), env, "say hi").await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{version}: {stdout}");
+        assert!(
+            format!("{stdout}{stderr}").contains("is used up"),
+            "{version}: the gateway's message is shown:\nstdout: {stdout}\nstderr: {stderr}"
+        );
+        // No retry loop: Claude Code retries a retryable error up to 10 times.
+        let attempts = refused() - before;
+        assert!(
+            (1..=2).contains(&attempts),
+            "{version}: {attempts} refused attempts\n{}",
+            s.gw.output()
+        );
+        let invoked = s
+            .double
+            .requests()
+            .iter()
+            .filter(|r| r.operation.as_deref() != Some("CountTokens"))
+            .count();
+        assert_eq!(invoked, 0, "{version}: nothing was sent to Bedrock");
+    }
+}
