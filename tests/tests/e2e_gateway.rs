@@ -550,11 +550,16 @@ async fn refuses_to_listen_beyond_loopback_without_an_admin_token() {
 #[tokio::test]
 async fn readme_curl_commands_work_as_pasted() {
     let readme = common::readme();
-    // Commands start with `curl -s localhost:8080/api/` and may continue over several lines
-    // until the quotes close.
+    // The Quick start section's commands: they start with `curl -s localhost:8080/api/` and may
+    // continue over several lines until the quotes close.
+    let quick_start = readme
+        .split("\n## Quick start")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a Quick start section");
     let mut commands = Vec::new();
     let mut current = String::new();
-    for line in readme.lines() {
+    for line in quick_start.lines() {
         if current.is_empty() && !line.starts_with("curl -s localhost:8080/api/") {
             continue;
         }
@@ -992,4 +997,112 @@ async fn unknown_paths_forged_model_ids_and_refusals_are_explained_not_logged_as
     .await
     .expect("count");
     assert_eq!(invalid_model, 1, "{counts:?}");
+}
+
+/// The README's Governance section, run with `sh` as written (the address changed, and each
+/// `<... id>` placeholder replaced by the id an earlier command of the section created): every
+/// command succeeds, and the models it describes are what the API then shows.
+#[tokio::test]
+async fn readme_governance_commands_work_as_pasted() {
+    let gw = tollgate_tests::harness::TollgateProcess::spawn(&[], &[])
+        .await
+        .expect("tollgate");
+    let http = reqwest::Client::new();
+    let (st, b) = admin(
+        &http,
+        &gw,
+        "POST",
+        "/api/providers",
+        json!({"provider": "bedrock"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    let readme = common::readme();
+    let section = readme
+        .split("\n## Governance")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a Governance section");
+    let mut commands = Vec::new();
+    let mut current = String::new();
+    for line in section.lines() {
+        if current.is_empty() && !line.starts_with("curl -s ") {
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+        if current.matches('\'').count().is_multiple_of(2) {
+            commands.push(std::mem::take(&mut current));
+        }
+    }
+    assert!(commands.len() >= 8, "{commands:?}");
+    let addr = gw.addr().to_string();
+    // Ids created so far, by the path they were created on.
+    let mut ids: std::collections::HashMap<&str, String> = Default::default();
+    for cmd in &commands {
+        let mut cmd = cmd.replace("localhost:8080", &addr);
+        for (placeholder, path) in [
+            ("<customer id>", "/api/customers"),
+            ("<team id>", "/api/teams"),
+        ] {
+            if let Some(id) = ids.get(path) {
+                cmd = cmd.replace(placeholder, id);
+            }
+        }
+        for path in ["/api/virtual-keys", "/api/pricing"] {
+            if let Some(id) = ids.get(path) {
+                cmd = cmd.replace(&format!("{path}/<id>"), &format!("{path}/{id}"));
+            }
+        }
+        assert!(!cmd.contains('<'), "a placeholder is left: {cmd}");
+        let out = tokio::process::Command::new("sh")
+            .args(["-c", &format!("{} -w '\\n%{{http_code}}'", cmd.trim_end())])
+            .output()
+            .await
+            .expect("sh");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.trim_end().rsplit_once('\n').unwrap_or(("", &text));
+        assert!(
+            ["200", "201", "204"].contains(&code),
+            "`{cmd}` answered: {text}"
+        );
+        if code == "201" {
+            let created: Value = serde_json::from_str(body).expect("JSON");
+            let path = [
+                "/api/customers",
+                "/api/teams",
+                "/api/virtual-keys",
+                "/api/pricing",
+            ]
+            .into_iter()
+            .find(|p| cmd.contains(&format!("{p} ")))
+            .expect("a create");
+            // The first key or override made is the one later commands change.
+            ids.entry(path)
+                .or_insert_with(|| created["id"].as_str().expect("id").to_owned());
+        }
+    }
+    let (st, keys) = admin(&http, &gw, "GET", "/api/virtual-keys", json!(null)).await;
+    assert_eq!(st, 200);
+    let ci = keys["virtual_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "ci-bot")
+        .expect("ci-bot");
+    assert_eq!(ci["team_id"], json!(ids["/api/teams"]));
+    assert_eq!(ci["max_concurrent"], 4);
+    assert_eq!(
+        ci["provider_configs"][0]["allowed_models"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let (_, pricing) = admin(&http, &gw, "GET", "/api/pricing", json!(null)).await;
+    assert_eq!(
+        pricing["overrides"].as_array().unwrap().len(),
+        1,
+        "one replaced, one deleted"
+    );
 }
