@@ -25,12 +25,23 @@
 #   back to its recorded length: about 88 KB, 25 tools, system blocks, thinking, metadata)
 #   BENCH_BIN=<dir> (take the four binaries from there, e.g. another checkout's target/release,
 #   to measure an older commit with this script; implies BENCH_SKIP_BUILD)
+#   BENCH_VK_JSON=<the virtual key's create body> (default: no limits; BENCH_VK_JSON=limits gives it
+#   two budgets, a request and a token rate limit and max_concurrent, none of which the run reaches,
+#   so the admission and settlement of every level are measured)
 #   BENCH_CALLGRIND=1 (instead of the runs above: tollgate under valgrind's callgrind, and the
 #   instructions it executes per request, non-streaming and streaming, over BENCH_CALLGRIND_REQUESTS
 #   (default 1000) requests sent at 50/s after a warm-up. Deterministic to about 0.1 %, unlike
 #   wall-clock figures, so it shows small changes; needs valgrind)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${BENCH_VK_JSON:-}" = limits ]; then
+  BENCH_VK_JSON='{"name": "bench", "provider": "bedrock",
+    "budgets": [{"max_limit": 1000000, "reset_duration": "1M", "calendar_aligned": true},
+                {"max_limit": 100000, "reset_duration": "1d"}],
+    "rate_limit": {"request_max_limit": 1000000000, "request_reset_duration": "1m",
+                   "token_max_limit": 1000000000000, "token_reset_duration": "1h"},
+    "max_concurrent": 100000}'
+fi
 
 RATE=${BENCH_RATE:-1000}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
@@ -136,7 +147,8 @@ api POST /api/providers/bedrock/keys '{"name": "bench", "models": ["*"], "weight
   "aliases": {"claude-sonnet-4-6": "global.anthropic.claude-sonnet-4-6"},
   "bedrock_key_config": {"access_key": "env.AWS_ACCESS_KEY_ID",
     "secret_key": "env.AWS_SECRET_ACCESS_KEY", "region": "us-east-1"}}'
-api POST /api/virtual-keys '{"name": "bench", "provider": "bedrock"}'
+vk_json='{"name": "bench", "provider": "bedrock"}'
+api POST /api/virtual-keys "${BENCH_VK_JSON:-$vk_json}"
 vk=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["value"])' "$work/api.out")
 
 # The same conversation in both dialects: what the client sends tollgate, and what tollgate

@@ -76,6 +76,12 @@ fn every_route_is_documented_and_bodies_are_closed() {
         "POST /api/pricing",
         "PUT /api/pricing/{override_id}",
         "DELETE /api/pricing/{override_id}",
+        "GET /api/virtual-keys/{vk_id}/usage",
+        "POST /api/virtual-keys/{vk_id}/budgets/{budget_id}/reset",
+        "GET /api/teams/{team_id}/usage",
+        "POST /api/teams/{team_id}/budgets/{budget_id}/reset",
+        "GET /api/customers/{customer_id}/usage",
+        "POST /api/customers/{customer_id}/budgets/{budget_id}/reset",
     ] {
         expected.insert(op.to_owned());
     }

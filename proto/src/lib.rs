@@ -17,6 +17,7 @@ pub mod logsafe;
 pub mod model_id;
 pub mod model_pattern;
 pub mod pricing;
+pub mod window;
 
 pub mod config {
     pub mod v1 {

@@ -23,6 +23,7 @@ mod pricing;
 mod providers;
 mod system;
 mod teams;
+mod usage;
 mod virtual_keys;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail, ErrorType};
@@ -83,6 +84,21 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         .route("/audit-logs", get(system::list_audit_logs))
         .route("/data-planes", get(data_planes::list_data_planes))
         .route("/version", get(system::version))
+        .route("/virtual-keys/{vk_id}/usage", get(usage::virtual_key_usage))
+        .route(
+            "/virtual-keys/{vk_id}/budgets/{budget_id}/reset",
+            axum::routing::post(usage::reset_virtual_key_budget),
+        )
+        .route("/teams/{team_id}/usage", get(usage::team_usage))
+        .route(
+            "/teams/{team_id}/budgets/{budget_id}/reset",
+            axum::routing::post(usage::reset_team_budget),
+        )
+        .route("/customers/{customer_id}/usage", get(usage::customer_usage))
+        .route(
+            "/customers/{customer_id}/budgets/{budget_id}/reset",
+            axum::routing::post(usage::reset_customer_budget),
+        )
         .route(
             "/pricing",
             get(pricing::get_pricing).post(pricing::create_price_override),
@@ -232,6 +248,12 @@ impl Modify for BearerAuth {
         virtual_keys::governance_get_virtual_key,
         virtual_keys::governance_update_virtual_key,
         virtual_keys::governance_delete_virtual_key,
+        usage::virtual_key_usage,
+        usage::reset_virtual_key_budget,
+        usage::team_usage,
+        usage::reset_team_budget,
+        usage::customer_usage,
+        usage::reset_customer_budget,
         pricing::get_pricing,
         pricing::create_price_override,
         pricing::replace_price_override,

@@ -58,6 +58,17 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use tollgate_proto::usage::v1::UsageRecord;
 
+/// Stored usage of some virtual keys in a time range ([`Store::usage_in`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RangeUsage {
+    /// Usage records (requests that got past authentication).
+    pub requests: u64,
+    /// Tokens of every kind.
+    pub tokens: u64,
+    pub cost_nano_usd: u64,
+    pub unpriced_requests: u64,
+}
+
 /// Stored usage of one virtual key ([`Store::usage_by_virtual_key`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UsageTotals {
@@ -270,6 +281,15 @@ pub trait Store: Send + Sync + 'static {
     /// Stored usage per virtual key id: rows, their summed cost and how many were unpriced. A
     /// full scan: for tools and tests, never the request path.
     async fn usage_by_virtual_key(&self) -> Result<BTreeMap<String, UsageTotals>, StoreError>;
+
+    /// Usage of `virtual_key_ids` that started in `[from, to)`. Reads the usage table by key
+    /// and time: for the admin API, never the request path.
+    async fn usage_in(
+        &self,
+        virtual_key_ids: &[String],
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<RangeUsage, StoreError>;
 
     /// Makes sure the daily usage partitions of the `days` UTC days starting at `from` exist,
     /// moving rows that the DEFAULT partition holds for those days into them. Returns the names of
@@ -685,6 +705,11 @@ mod sql {
          model_resolved, provider_key_id, input_tokens, output_tokens, cache_read_input_tokens, \
          cache_write_input_tokens, latency_ms, time_to_first_token_ms, status, error_class, \
          started_at, stream, cache_write_1h_input_tokens, cost_nano_usd";
+    pub const USAGE_IN_RANGE: &str = "SELECT COUNT(*), \
+         CAST(COALESCE(SUM(input_tokens + output_tokens + cache_read_input_tokens \
+         + cache_write_input_tokens), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(cost_nano_usd), 0) AS BIGINT), COUNT(*) - COUNT(cost_nano_usd) \
+         FROM usage_records WHERE virtual_key_id = $1 AND started_at >= $2 AND started_at < $3";
     pub const USAGE_TOTALS: &str = "SELECT virtual_key_id, COUNT(*), \
          CAST(COALESCE(SUM(cost_nano_usd), 0) AS BIGINT), COUNT(*) - COUNT(cost_nano_usd) \
          FROM usage_records GROUP BY virtual_key_id ORDER BY virtual_key_id";
@@ -1550,6 +1575,30 @@ macro_rules! impl_sql_store {
                         Ok((vk, totals))
                     })
                     .collect()
+            }
+
+            async fn usage_in(
+                &self,
+                virtual_key_ids: &[String],
+                from: time::OffsetDateTime,
+                to: time::OffsetDateTime,
+            ) -> Result<$crate::store::RangeUsage, StoreError> {
+                let mut total = $crate::store::RangeUsage::default();
+                let mut conn = self.pool.acquire().await?;
+                for vk in virtual_key_ids {
+                    let (n, tokens, cost, unpriced): (i64, i64, i64, i64) =
+                        sqlx::query_as(sql::USAGE_IN_RANGE)
+                            .bind(vk)
+                            .bind(usage_instant(from))
+                            .bind(usage_instant(to))
+                            .fetch_one(&mut *conn)
+                            .await?;
+                    total.requests += count_from_db("usage_records", n)?;
+                    total.tokens += count_from_db("usage_records", tokens)?;
+                    total.cost_nano_usd += count_from_db("usage_records", cost)?;
+                    total.unpriced_requests += count_from_db("usage_records", unpriced)?;
+                }
+                Ok(total)
             }
 
             async fn create_usage_partitions(

@@ -419,6 +419,11 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(0.5 + rand::random::<f64>() / 2.0)
 }
 
+/// A usage instant as this backend's `started_at` column holds it.
+fn usage_instant(t: time::OffsetDateTime) -> time::OffsetDateTime {
+    t
+}
+
 super::impl_sql_store!(PostgresStore, Postgres, "postgres");
 
 #[cfg(test)]

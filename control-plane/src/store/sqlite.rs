@@ -146,6 +146,11 @@ fn usage_insert_sql(i: usize) -> &'static str {
     })
 }
 
+/// A usage instant as this backend's `started_at` column holds it.
+fn usage_instant(t: OffsetDateTime) -> String {
+    started_at_text(t)
+}
+
 /// Fixed-width UTC text (`2026-01-15T10:00:00.123Z`), so text order is time order.
 fn started_at_text(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);

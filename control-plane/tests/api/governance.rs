@@ -441,3 +441,134 @@ async fn pricing_overrides() {
         None,
     );
 }
+
+fn record(
+    id: &str,
+    vk: &str,
+    started_at_unix_ms: i64,
+    cost: Option<u64>,
+) -> tollgate_proto::usage::v1::UsageRecord {
+    tollgate_proto::usage::v1::UsageRecord {
+        request_id: id.into(),
+        virtual_key_id: vk.into(),
+        provider: "bedrock".into(),
+        input_tokens: 100,
+        output_tokens: 20,
+        status: 200,
+        started_at_unix_ms,
+        cost_nano_usd: cost,
+        ..Default::default()
+    }
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Usage against limits comes from the stored records of the current windows, per key and per
+/// team; an admin budget reset stops counting what was spent before it.
+#[tokio::test]
+async fn usage_against_limits_and_budget_resets() {
+    let h = sqlite_harness(loopback_auth()).await;
+    bedrock_with_a_key(&h).await;
+    let team = post(
+        &h,
+        "/api/teams",
+        json!({"name": "t",
+        "budgets": [{"max_limit": 10, "reset_duration": "1d", "calendar_aligned": true}]}),
+    )
+    .await
+    .json["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut keys = Vec::new();
+    for name in ["a", "b"] {
+        let r = post(
+            &h,
+            "/api/virtual-keys",
+            json!({"name": name, "provider": "bedrock", "team_id": team,
+                   "budgets": [{"max_limit": 1, "reset_duration": "1M", "calendar_aligned": true}],
+                   "rate_limit": {"request_max_limit": 100, "request_reset_duration": "1h",
+                                  "token_max_limit": 5000, "token_reset_duration": "1h"}}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        keys.push((
+            r.json["id"].as_str().unwrap().to_owned(),
+            r.json["budgets"][0]["id"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let (a, a_budget) = &keys[0];
+    let (b, _) = &keys[1];
+    let t = now_ms();
+    let stored =
+        h.cp.ingest_usage(&[
+            record("r1", a, t - 1_000, Some(250_000_000)),
+            record("r2", a, t - 900, Some(150_000_000)),
+            record("r3", a, t - 800, None),
+            record("r4", b, t - 700, Some(1_000_000_000)),
+            // Long before any current window: not counted.
+            record("r5", a, t - 400 * 86_400_000, Some(9_000_000_000)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(stored, 5);
+    let r = get(&h, &format!("/api/virtual-keys/{a}/usage")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["budgets"][0]["spent_nano_usd"], 400_000_000);
+    assert_eq!(r.json["budgets"][0]["remaining"], 0.6);
+    assert_eq!(r.json["budgets"][0]["unpriced_requests"], 1);
+    assert_eq!(r.json["requests"]["used"], 3);
+    assert_eq!(r.json["tokens"]["used"], 360);
+    assert!(
+        r.json["budgets"][0]["resets_at"]
+            .as_str()
+            .unwrap()
+            .ends_with("T00:00:00Z")
+    );
+    let r = get(&h, &format!("/api/teams/{team}/usage")).await;
+    assert_eq!(
+        (
+            r.json["virtual_keys"].clone(),
+            r.json["budgets"][0]["spent"].clone()
+        ),
+        (json!(2), json!(1.4))
+    );
+
+    // The reset: earlier spend stops counting; later spend counts.
+    let r = post(
+        &h,
+        &format!("/api/virtual-keys/{a}/budgets/{a_budget}/reset"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let snap = current(&h);
+    let vk = snap.virtual_keys.iter().find(|v| &v.id == a).unwrap();
+    assert!(vk.limits.as_ref().unwrap().budgets[0].reset_at_unix_ms >= t);
+    h.cp.ingest_usage(&[record("r6", a, now_ms() + 5, Some(70_000_000))])
+        .await
+        .unwrap();
+    let r = get(&h, &format!("/api/virtual-keys/{a}/usage")).await;
+    assert_eq!(r.json["budgets"][0]["spent_nano_usd"], 70_000_000);
+    // Unknown budgets and keys.
+    let r = post(
+        &h,
+        &format!("/api/virtual-keys/{a}/budgets/00000000-0000-4000-8000-000000000000/reset"),
+        json!({}),
+    )
+    .await;
+    assert_error(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("budget_id"),
+    );
+    let r = get(
+        &h,
+        "/api/customers/00000000-0000-4000-8000-000000000000/usage",
+    )
+    .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
+}

@@ -6,8 +6,8 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::window::{Window, WindowSpec};
 use super::{CellKey, ReportEntry};
+use tollgate_proto::window::{Window, WindowSpec};
 
 /// How a window counter is charged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

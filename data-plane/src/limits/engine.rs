@@ -10,8 +10,8 @@ use tollgate_proto::config::v1 as pb;
 use tollgate_proto::pricing::Cost;
 
 use super::cell::{Ask, Charge, ConcurrencyCell, WindowCell};
-use super::window::{Period, WindowSpec};
 use super::{CellKey, CellUsage, CounterId, Exhausted, LevelId, LimitsError, Refusal, ReportEntry};
+use tollgate_proto::window::{Period, WindowSpec};
 
 /// What a window counter counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

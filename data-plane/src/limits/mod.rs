@@ -3,7 +3,7 @@
 //!
 //! | file | role |
 //! |---|---|
-//! | `window.rs` | which window `[start, end)` holds an instant, per period, calendar-aligned or anchored |
+//! | `tollgate_proto::window` | which window `[start, end)` holds an instant, per period, calendar-aligned or anchored (shared with the control plane) |
 //! | `cell.rs` | the counters: one lock-guarded window counter or one atomic per cell |
 //! | `engine.rs` | [`Engine`]: snapshot → chains of levels per virtual key, [`Engine::admit`], [`Reservation`] |
 //!
@@ -64,12 +64,9 @@
 
 mod cell;
 mod engine;
-mod window;
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod window_tests;
 
 use std::fmt;
 use std::sync::Arc;
@@ -77,7 +74,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 pub use cell::CellUsage;
 pub use engine::{Engine, Reservation};
-pub use window::{Period, Window, WindowSpec};
+pub use tollgate_proto::window::{Period, Window, WindowSpec};
 
 /// Where time comes from.
 pub trait Clock: Send + Sync {

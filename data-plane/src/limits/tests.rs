@@ -8,7 +8,6 @@ use std::sync::{Arc, Barrier};
 use tollgate_proto::config::v1 as pb;
 use tollgate_proto::pricing::Cost;
 
-use super::window_tests::ms;
 use super::*;
 
 const NOW: &str = "2026-03-15T10:00:00Z";
@@ -1070,4 +1069,11 @@ fn an_allowance_above_the_limit_counts_as_the_limit() {
     e.admit("k", "p", priced(1_000), 0, now())
         .expect("the limit")
         .settle(Some(1_000), 0);
+}
+
+/// An RFC 3339 instant in unix ms.
+fn ms(s: &str) -> i64 {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .expect("test instant");
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).expect("in range")
 }

@@ -4,10 +4,10 @@
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::window::{Period, Window, WindowSpec};
+use super::{Period, Window, WindowSpec};
 
 /// Unix ms of an RFC 3339 instant.
-pub(super) fn ms(s: &str) -> i64 {
+fn ms(s: &str) -> i64 {
     let t = OffsetDateTime::parse(s, &Rfc3339).expect("test instant");
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).expect("in range")
 }
@@ -469,7 +469,7 @@ fn extreme_instants_do_not_panic() {
 
 #[test]
 fn periods_from_the_proto() {
-    use tollgate_proto::config::v1::ResetPeriod;
+    use crate::config::v1::ResetPeriod;
     assert_eq!(Period::from_pb(ResetPeriod::Unspecified as i32), None);
     assert_eq!(Period::from_pb(99), None);
     assert_eq!(

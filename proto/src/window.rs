@@ -15,8 +15,8 @@
 //!   in practice only instants at or after the anchor are asked about.
 //! * Instants are clamped to the years the `time` crate represents (±9999 less a margin).
 
+use crate::config::v1 as pb;
 use time::{Date, Month};
-use tollgate_proto::config::v1 as pb;
 
 const MINUTE_MS: i64 = 60_000;
 const FIVE_MINUTES_MS: i64 = 5 * MINUTE_MS;
@@ -230,3 +230,6 @@ fn clamp(t: i64) -> i64 {
     let hi = (i64::from(Date::MAX.to_julian_day()) - UNIX_EPOCH_JULIAN_DAY - 800) * DAY_MS;
     t.clamp(lo, hi)
 }
+
+#[cfg(test)]
+mod tests;
