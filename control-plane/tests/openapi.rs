@@ -118,8 +118,8 @@ fn every_route_is_documented_and_bodies_are_closed() {
         "CreateTeamRequest",
         "CreateCustomerRequest",
         "UpdateGroupRequest",
-        "PriceBody",
-        "LongContextBody",
+        "PriceInput",
+        "LongContextInput",
     ] {
         assert_eq!(
             schemas[name]["additionalProperties"],

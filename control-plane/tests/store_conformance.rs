@@ -702,6 +702,45 @@ async fn postgres_store_conforms() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Upgrades: databases as earlier versions left them.
+
+/// A SQLite database at `path` with the migrations before `version` applied.
+async fn sqlite_before_migration(path: &std::path::Path, version: i64) -> sqlx::SqlitePool {
+    let pool = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true),
+    )
+    .await
+    .unwrap();
+    let mut old = sqlx::migrate!("../migrations/sqlite");
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version < version)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    old.run(&pool).await.unwrap();
+    pool
+}
+
+/// The PostgreSQL database at `url` with the migrations before `version` applied.
+async fn postgres_before_migration(url: &str, version: i64) -> sqlx::PgPool {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let mut old = sqlx::migrate!("../migrations/postgres");
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version < version)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    old.run(&pool).await.unwrap();
+    pool
+}
+
+// ---------------------------------------------------------------------------------------------
 // Upgrade: extra-header values that versions before migration 0003 stored in plaintext.
 
 const LEGACY_VALUE: &str = "legacy-proxy-token-PLAINTEXT-0001";
@@ -764,22 +803,7 @@ async fn sqlite_rows_from_before_header_sealing_are_sealed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
     // The schema as the previous version left it: migrations 1 and 2 only.
-    let pool = sqlx::SqlitePool::connect_with(
-        sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true),
-    )
-    .await
-    .unwrap();
-    let mut old = sqlx::migrate!("../migrations/sqlite");
-    old.migrations = old
-        .migrations
-        .iter()
-        .filter(|m| m.version < 3)
-        .cloned()
-        .collect::<Vec<_>>()
-        .into();
-    old.run(&pool).await.unwrap();
+    let pool = sqlite_before_migration(&path, 3).await;
     for (name, network) in OLD_INSERTS {
         sqlx::query(
             "INSERT INTO providers (name, kind, network_config, created_at, updated_at) \
@@ -811,16 +835,7 @@ async fn sqlite_rows_from_before_header_sealing_are_sealed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_rows_from_before_header_sealing_are_sealed() {
     common::with_postgres(|url| async move {
-        let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        let mut old = sqlx::migrate!("../migrations/postgres");
-        old.migrations = old
-            .migrations
-            .iter()
-            .filter(|m| m.version < 3)
-            .cloned()
-            .collect::<Vec<_>>()
-            .into();
-        old.run(&pool).await.unwrap();
+        let pool = postgres_before_migration(&url, 3).await;
         for (name, network) in OLD_INSERTS {
             sqlx::query(
                 "INSERT INTO providers (name, kind, network_config, created_at, updated_at) \
@@ -890,22 +905,7 @@ async fn budgets_migrated(store: Arc<dyn Store>, with: Uuid, without: Uuid) {
 async fn sqlite_monthly_budgets_become_budgets() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
-    let pool = sqlx::SqlitePool::connect_with(
-        sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true),
-    )
-    .await
-    .unwrap();
-    let mut old = sqlx::migrate!("../migrations/sqlite");
-    old.migrations = old
-        .migrations
-        .iter()
-        .filter(|m| m.version < 5)
-        .cloned()
-        .collect::<Vec<_>>()
-        .into();
-    old.run(&pool).await.unwrap();
+    let pool = sqlite_before_migration(&path, 5).await;
     let (with, without) = (Uuid::new_v4(), Uuid::new_v4());
     for (id, name, fill, budget) in [(with, "a", 1u8, 500.25), (without, "b", 2, 0.0)] {
         sqlx::query(OLD_VK_INSERT)
@@ -926,16 +926,7 @@ async fn sqlite_monthly_budgets_become_budgets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_monthly_budgets_become_budgets() {
     common::with_postgres(|url| async move {
-        let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        let mut old = sqlx::migrate!("../migrations/postgres");
-        old.migrations = old
-            .migrations
-            .iter()
-            .filter(|m| m.version < 5)
-            .cloned()
-            .collect::<Vec<_>>()
-            .into();
-        old.run(&pool).await.unwrap();
+        let pool = postgres_before_migration(&url, 5).await;
         let (with, without) = (Uuid::new_v4(), Uuid::new_v4());
         for (id, name, fill, budget) in [(with, "a", 1u8, 500.25), (without, "b", 2, 0.0)] {
             sqlx::query(OLD_VK_INSERT)

@@ -90,17 +90,28 @@ fn first_line(message: &str) -> String {
         .to_owned()
 }
 
-/// [`crate::pricing::glob_match`] with `text` compared ASCII-case-insensitively to a lower-case
-/// `pattern`.
+/// `*` matches any run of characters (none included); everything else matches itself.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    glob(pattern.as_bytes(), text.as_bytes(), |c| c)
+}
+
+/// [`glob_match`] with `text` compared ASCII-case-insensitively to a lower-case `pattern`.
 fn glob_match_ignore_case(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    glob(pattern.as_bytes(), text.as_bytes(), |c| {
+        c.to_ascii_lowercase()
+    })
+}
+
+/// Wildcard matching with backtracking to the last `*`; `fold` maps each text byte before it
+/// is compared.
+fn glob(p: &[u8], t: &[u8], fold: impl Fn(u8) -> u8) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
         if pi < p.len() && p[pi] == b'*' {
             star = Some((pi, ti));
             pi += 1;
-        } else if pi < p.len() && p[pi] == t[ti].to_ascii_lowercase() {
+        } else if pi < p.len() && p[pi] == fold(t[ti]) {
             pi += 1;
             ti += 1;
         } else if let Some((sp, st)) = star {

@@ -31,6 +31,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 
 use crate::config::v1 as pb;
+pub use crate::model_pattern::glob_match;
 
 /// The table that ships with Tollgate (`proto/pricing.json`).
 const SHIPPED: &str = include_str!("../pricing.json");
@@ -221,6 +222,32 @@ pub struct PriceEntry {
 }
 
 impl PriceEntry {
+    /// This entry as written in the table (USD per million tokens).
+    pub fn to_input(&self) -> PriceInput {
+        let per_mtok = |nano: u64| nano as f64 / 1000.0;
+        let r = self.price.rates;
+        PriceInput {
+            provider: self.provider.clone(),
+            models: self.models.clone(),
+            input: per_mtok(r.input),
+            output: per_mtok(r.output),
+            cache_write_5m: per_mtok(r.cache_write_5m),
+            cache_write_1h: per_mtok(r.cache_write_1h),
+            cache_read: per_mtok(r.cache_read),
+            long_context: self.price.long_context.map(|(above, l)| LongContextInput {
+                above_input_tokens: above,
+                input: per_mtok(l.input),
+                output: per_mtok(l.output),
+                cache_write_5m: per_mtok(l.cache_write_5m),
+                cache_write_1h: per_mtok(l.cache_write_1h),
+                cache_read: per_mtok(l.cache_read),
+            }),
+            regional_premium_percent: self.regional_premium_percent,
+            source: Some(self.source.clone()),
+            note: None,
+        }
+    }
+
     /// The snapshot form of this entry as override `id`.
     pub fn to_override(&self, id: &str) -> pb::PriceOverride {
         let (threshold, long) = match self.price.long_context {
@@ -271,22 +298,35 @@ struct FileTable {
 }
 
 /// One entry as written in `proto/pricing.json`, and as an admin sends a pricing override
-/// (`/api/pricing`): USD per million tokens.
+/// (`/api/pricing`): which models of which provider, and their prices in USD per million tokens.
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PriceInput {
+    /// `anthropic`, `bedrock` or `vertex`: the kind of provider, whatever its configured name.
+    #[cfg_attr(feature = "utoipa", schema(example = "bedrock"))]
     pub provider: String,
+    /// Model id patterns (`*` matches any run of characters). For Bedrock they match the id
+    /// without its scope prefix (`anthropic.claude-sonnet-4-6*` covers `global.`, `us.`, ...), or
+    /// a whole ARN (an application inference profile, priced as given).
+    #[cfg_attr(feature = "utoipa", schema(example = json!(["anthropic.claude-sonnet-4-6*"])))]
     pub models: Vec<String>,
+    #[cfg_attr(feature = "utoipa", schema(example = 2.7))]
     pub input: f64,
+    #[cfg_attr(feature = "utoipa", schema(example = 13.5))]
     pub output: f64,
+    /// Cache writes with the default 5-minute TTL.
     pub cache_write_5m: f64,
+    /// Cache writes with the 1-hour TTL.
     pub cache_write_1h: f64,
     pub cache_read: f64,
+    /// Above `above_input_tokens` input tokens, the whole request is priced at these rates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub long_context: Option<LongContextInput>,
+    /// How much more Bedrock geographic profiles and in-region ids cost than `global.` ones.
     #[serde(default)]
     pub regional_premium_percent: u64,
-    /// Where the prices come from (required, an `https://` page, in the shipped table).
+    /// Where the prices come from (a page, a contract; an `https://` page in the shipped table).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// How the prices were taken from `source`, for its readers.
@@ -296,6 +336,7 @@ pub struct PriceInput {
 
 /// The long-context tier of a [`PriceInput`].
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LongContextInput {
     pub above_input_tokens: u64,
@@ -540,29 +581,6 @@ impl PriceTable {
             None => Priced::Unpriced,
         }
     }
-}
-
-/// `*` matches any run of characters (none included); everything else matches itself.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == t[ti] {
-            pi += 1;
-            ti += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]

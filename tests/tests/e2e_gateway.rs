@@ -545,22 +545,19 @@ async fn refuses_to_listen_beyond_loopback_without_an_admin_token() {
     assert!(stderr.contains("TOLLGATE_ADMIN_TOKEN"), "{stderr}");
 }
 
-/// The README's quick-start curl commands, run with `sh` exactly as written there (only the
-/// address is changed), must configure a working gateway.
-#[tokio::test]
-async fn readme_curl_commands_work_as_pasted() {
+/// The curl commands of the README section whose heading starts with `heading`: each starts with
+/// `curl -s ` and may continue over several lines until its quotes close.
+fn readme_curl_commands(heading: &str) -> Vec<String> {
     let readme = common::readme();
-    // The Quick start section's commands: they start with `curl -s localhost:8080/api/` and may
-    // continue over several lines until the quotes close.
-    let quick_start = readme
-        .split("\n## Quick start")
+    let section = readme
+        .split(&format!("\n## {heading}"))
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())
-        .expect("a Quick start section");
+        .unwrap_or_else(|| panic!("a README section {heading}"));
     let mut commands = Vec::new();
     let mut current = String::new();
-    for line in quick_start.lines() {
-        if current.is_empty() && !line.starts_with("curl -s localhost:8080/api/") {
+    for line in section.lines() {
+        if current.is_empty() && !line.starts_with("curl -s ") {
             continue;
         }
         current.push_str(line);
@@ -569,6 +566,14 @@ async fn readme_curl_commands_work_as_pasted() {
             commands.push(std::mem::take(&mut current));
         }
     }
+    commands
+}
+
+/// The README's quick-start curl commands, run with `sh` exactly as written there (only the
+/// address is changed), must configure a working gateway.
+#[tokio::test]
+async fn readme_curl_commands_work_as_pasted() {
+    let commands = readme_curl_commands("Quick start");
     assert_eq!(
         commands.len(),
         3,
@@ -1017,24 +1022,7 @@ async fn readme_governance_commands_work_as_pasted() {
     )
     .await;
     assert_eq!(st, 201, "{b}");
-    let readme = common::readme();
-    let section = readme
-        .split("\n## Governance")
-        .nth(1)
-        .and_then(|rest| rest.split("\n## ").next())
-        .expect("a Governance section");
-    let mut commands = Vec::new();
-    let mut current = String::new();
-    for line in section.lines() {
-        if current.is_empty() && !line.starts_with("curl -s ") {
-            continue;
-        }
-        current.push_str(line);
-        current.push('\n');
-        if current.matches('\'').count().is_multiple_of(2) {
-            commands.push(std::mem::take(&mut current));
-        }
-    }
+    let commands = readme_curl_commands("Governance");
     assert!(commands.len() >= 8, "{commands:?}");
     let addr = gw.addr().to_string();
     // Ids created so far, by the path they were created on.

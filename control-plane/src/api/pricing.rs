@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tollgate_proto::pricing::{LongContextInput, PriceEntry, PriceInput, PriceTable, Rates};
+use tollgate_proto::pricing::{PriceEntry, PriceInput, PriceTable};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -19,138 +19,12 @@ use crate::ControlPlane;
 use crate::model::{AuditEvent, PriceOverrideRecord, now};
 use crate::validate::ValidationError;
 
-/// A price entry: which models of which provider, and their prices in USD per million tokens.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PriceBody {
-    /// `anthropic`, `bedrock` or `vertex`: the kind of provider, whatever its configured name.
-    #[schema(example = "bedrock")]
-    pub provider: String,
-    /// Model id patterns (`*` matches any run of characters). For Bedrock they match the id
-    /// without its scope prefix (`anthropic.claude-sonnet-4-6*` covers `global.`, `us.`, ...), or
-    /// a whole ARN (an application inference profile, priced as given).
-    #[schema(example = json!(["anthropic.claude-sonnet-4-6*"]))]
-    pub models: Vec<String>,
-    #[schema(example = 2.7)]
-    pub input: f64,
-    #[schema(example = 13.5)]
-    pub output: f64,
-    /// Cache writes with the default 5-minute TTL.
-    pub cache_write_5m: f64,
-    /// Cache writes with the 1-hour TTL.
-    pub cache_write_1h: f64,
-    pub cache_read: f64,
-    /// Above `above_input_tokens` input tokens, the whole request is priced at these rates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub long_context: Option<LongContextBody>,
-    /// How much more Bedrock geographic profiles and in-region ids cost than `global.` ones.
-    #[serde(default)]
-    pub regional_premium_percent: u64,
-    /// Where the prices come from (a page, a contract).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LongContextBody {
-    pub above_input_tokens: u64,
-    pub input: f64,
-    pub output: f64,
-    pub cache_write_5m: f64,
-    pub cache_write_1h: f64,
-    pub cache_read: f64,
-}
-
-impl From<PriceBody> for PriceInput {
-    fn from(b: PriceBody) -> Self {
-        PriceInput {
-            provider: b.provider,
-            models: b.models,
-            input: b.input,
-            output: b.output,
-            cache_write_5m: b.cache_write_5m,
-            cache_write_1h: b.cache_write_1h,
-            cache_read: b.cache_read,
-            long_context: b.long_context.map(|l| LongContextInput {
-                above_input_tokens: l.above_input_tokens,
-                input: l.input,
-                output: l.output,
-                cache_write_5m: l.cache_write_5m,
-                cache_write_1h: l.cache_write_1h,
-                cache_read: l.cache_read,
-            }),
-            regional_premium_percent: b.regional_premium_percent,
-            source: b.source,
-            note: b.note,
-        }
-    }
-}
-
-impl From<&PriceInput> for PriceBody {
-    fn from(i: &PriceInput) -> Self {
-        PriceBody {
-            provider: i.provider.clone(),
-            models: i.models.clone(),
-            input: i.input,
-            output: i.output,
-            cache_write_5m: i.cache_write_5m,
-            cache_write_1h: i.cache_write_1h,
-            cache_read: i.cache_read,
-            long_context: i.long_context.as_ref().map(|l| LongContextBody {
-                above_input_tokens: l.above_input_tokens,
-                input: l.input,
-                output: l.output,
-                cache_write_5m: l.cache_write_5m,
-                cache_write_1h: l.cache_write_1h,
-                cache_read: l.cache_read,
-            }),
-            regional_premium_percent: i.regional_premium_percent,
-            source: i.source.clone(),
-            note: i.note.clone(),
-        }
-    }
-}
-
-/// USD per million tokens of nano-dollars per token.
-fn per_mtok(nano_per_token: u64) -> f64 {
-    nano_per_token as f64 / 1000.0
-}
-
-impl From<&PriceEntry> for PriceBody {
-    fn from(e: &PriceEntry) -> Self {
-        let r: Rates = e.price.rates;
-        PriceBody {
-            provider: e.provider.clone(),
-            models: e.models.clone(),
-            input: per_mtok(r.input),
-            output: per_mtok(r.output),
-            cache_write_5m: per_mtok(r.cache_write_5m),
-            cache_write_1h: per_mtok(r.cache_write_1h),
-            cache_read: per_mtok(r.cache_read),
-            long_context: e.price.long_context.map(|(above, l)| LongContextBody {
-                above_input_tokens: above,
-                input: per_mtok(l.input),
-                output: per_mtok(l.output),
-                cache_write_5m: per_mtok(l.cache_write_5m),
-                cache_write_1h: per_mtok(l.cache_write_1h),
-                cache_read: per_mtok(l.cache_read),
-            }),
-            regional_premium_percent: e.regional_premium_percent,
-            source: Some(e.source.clone()),
-            note: None,
-        }
-    }
-}
-
 /// A stored override.
 #[derive(Serialize, ToSchema)]
 pub struct PriceOverrideResponse {
     pub id: Uuid,
     #[serde(flatten)]
-    pub price: PriceBody,
+    pub price: PriceInput,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -161,7 +35,7 @@ impl From<&PriceOverrideRecord> for PriceOverrideResponse {
     fn from(o: &PriceOverrideRecord) -> Self {
         PriceOverrideResponse {
             id: o.id,
-            price: PriceBody::from(&o.entry),
+            price: o.entry.clone(),
             created_at: timestamp(o.created_at),
             updated_at: timestamp(o.updated_at),
         }
@@ -175,12 +49,11 @@ pub struct PricingResponse {
     pub overrides: Vec<PriceOverrideResponse>,
     /// The table that ships with this version (`proto/pricing.json`), with the source of every
     /// price.
-    pub shipped: Vec<PriceBody>,
+    pub shipped: Vec<PriceInput>,
 }
 
 /// Checks an override; errors name the field.
-fn checked(body: PriceBody) -> Result<PriceInput, ValidationError> {
-    let input = PriceInput::from(body);
+fn checked(input: PriceInput) -> Result<PriceInput, ValidationError> {
     input
         .check()
         .map_err(|e| ValidationError::new(e.field, e.problem))?;
@@ -206,7 +79,7 @@ pub(crate) async fn get_pricing(
         shipped: PriceTable::shipped()
             .entries()
             .iter()
-            .map(PriceBody::from)
+            .map(PriceEntry::to_input)
             .collect(),
     }))
 }
@@ -216,7 +89,7 @@ pub(crate) async fn get_pricing(
     post,
     path = "/api/pricing",
     tag = "pricing",
-    request_body = PriceBody,
+    request_body = PriceInput,
     responses(
         (status = 201, description = "Created", body = PriceOverrideResponse),
         (status = 400, description = "Invalid entry", body = ErrorBody),
@@ -226,7 +99,7 @@ pub(crate) async fn get_pricing(
 pub(crate) async fn create_price_override(
     State(cp): State<ControlPlane>,
     actor: Actor,
-    ApiJson(body): ApiJson<PriceBody>,
+    ApiJson(body): ApiJson<PriceInput>,
 ) -> Result<(StatusCode, Json<PriceOverrideResponse>), ApiError> {
     let entry = checked(body)?;
     let t = now();
@@ -256,7 +129,7 @@ pub(crate) async fn create_price_override(
     path = "/api/pricing/{override_id}",
     tag = "pricing",
     params(("override_id" = Uuid, Path, description = "Override id")),
-    request_body = PriceBody,
+    request_body = PriceInput,
     responses(
         (status = 200, description = "Replaced", body = PriceOverrideResponse),
         (status = 400, description = "Invalid entry", body = ErrorBody),
@@ -303,7 +176,7 @@ pub struct UpdatePriceBody {
     #[serde(default)]
     pub id: Option<Uuid>,
     #[serde(flatten)]
-    pub price: PriceBody,
+    pub price: PriceInput,
     /// Read-only; ignored.
     #[serde(default, rename = "created_at")]
     pub _created_at: Option<String>,
