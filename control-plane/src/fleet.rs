@@ -28,6 +28,9 @@ use tollgate_proto::logsafe::log_safe;
 pub const LAG_AFTER: Duration = Duration::from_secs(30);
 /// Disconnected nodes are forgotten after this long.
 pub const FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// How long a data plane that went away keeps its share of every limit before the others get
+/// it (see [`Fleet::share_of`]).
+pub const SHARE_LEASE: Duration = Duration::from_secs(60);
 
 /// Longest node id, build version, address and error text kept (longer input is cut).
 const MAX_TEXT: usize = 512;
@@ -171,6 +174,30 @@ impl Fleet {
             .collect();
         out.sort_by(|a, b| a.node_id.cmp(&b.node_id));
         out
+    }
+}
+
+impl Fleet {
+    /// The share of every limit that node `node_id` may admit: its slot among the fleet's
+    /// members (connected nodes, and nodes gone for less than [`SHARE_LEASE`], whose share is
+    /// kept for them: one that lost only its link to the control plane may still be admitting),
+    /// ordered by id, and their number. `(0, 1)` for a node that is not a member.
+    pub(crate) fn share_of(&self, node_id: &str) -> (u32, u32) {
+        let now = OffsetDateTime::now_utc();
+        let nodes = self.nodes();
+        let mut members: Vec<&str> = nodes
+            .iter()
+            .filter(|(_, n)| n.connected || now - n.last_seen <= SHARE_LEASE)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        members.sort_unstable();
+        match members.iter().position(|m| *m == node_id) {
+            Some(slot) => (
+                u32::try_from(slot).unwrap_or(u32::MAX),
+                u32::try_from(members.len()).unwrap_or(u32::MAX),
+            ),
+            None => (0, 1),
+        }
     }
 }
 

@@ -50,7 +50,9 @@ use subtle::ConstantTimeEq as _;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tollgate_proto::config::v1::config_service_server::SERVICE_NAME as CONFIG_SERVICE;
-use tollgate_proto::config::v1::{Hello, Snapshot, WatchRequest, watch_request};
+use tollgate_proto::config::v1::{
+    ConfigUpdate, FleetShare, Hello, Snapshot, WatchRequest, watch_request,
+};
 use tollgate_proto::usage::v1::usage_service_server::{UsageService, UsageServiceServer};
 use tollgate_proto::usage::v1::{UsageAck, UsageBatch};
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -294,7 +296,8 @@ impl ConfigWatchService {
         }
         let session = self.cp.inner.fleet.register(&hello, peer);
         log_hello(&hello, peer, self.cp.published_version());
-        let (tx, rx) = mpsc::channel(1);
+        // A snapshot and the share that follows it.
+        let (tx, rx) = mpsc::channel(2);
         tokio::spawn(run_watch(
             self.cp.clone(),
             self.encoded.clone(),
@@ -349,6 +352,11 @@ async fn run_watch(
     let mut latest: Arc<Snapshot> = snapshots.borrow_and_update().clone();
     let mut sent = have_version;
     let mut inbound_open = true;
+    // The fleet share last sent (`None`: none yet), checked after every snapshot sent and every
+    // SHARE_CHECK: the fleet changes when nodes join or their lease runs out.
+    let mut sent_share: Option<(u32, u32)> = None;
+    let mut share_check = tokio::time::interval(SHARE_CHECK);
+    share_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let pending = latest.version > sent;
         tokio::select! {
@@ -399,9 +407,13 @@ async fn run_watch(
                     permit.send(Ok(update.for_stream(gzip)));
                     sent = latest.version;
                     session.sent(sent);
+                    send_share(&cp, &session, gzip, &tx, &mut sent_share);
                 }
                 Err(_) => break,
             },
+            _ = share_check.tick(), if sent > 0 => {
+                send_share(&cp, &session, gzip, &tx, &mut sent_share);
+            }
             changed = snapshots.changed() => {
                 if changed.is_err() {
                     break;
@@ -413,6 +425,48 @@ async fn run_watch(
     // Mark the node disconnected before the client sees the stream end.
     drop(session);
     drop(tx);
+}
+
+/// How often a Watch stream checks whether its node's fleet share changed.
+const SHARE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Sends the node its fleet share of every limit if it changed since `sent`; when the stream's
+/// buffer is full the next check tries again.
+fn send_share(
+    cp: &ControlPlane,
+    session: &NodeSession,
+    gzip: bool,
+    tx: &UpdateSender,
+    sent: &mut Option<(u32, u32)>,
+) {
+    let share = cp.inner.fleet.share_of(session.node_id());
+    if *sent == Some(share) {
+        return;
+    }
+    let update = ConfigUpdate {
+        snapshot: None,
+        share: Some(FleetShare {
+            slot: share.0,
+            of: share.1,
+        }),
+    }
+    .encode_to_vec();
+    let bytes = if gzip {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        if gz.write_all(&update).is_err() {
+            return;
+        }
+        match gz.finish() {
+            Ok(b) => Bytes::from(b),
+            Err(_) => return,
+        }
+    } else {
+        Bytes::from(update)
+    };
+    if tx.try_send(Ok(bytes)).is_ok() {
+        tracing::debug!(node_id = %log_safe(session.node_id()), slot = share.0, of = share.1, "fleet share sent");
+        *sent = Some(share);
+    }
 }
 
 const WATCH_PATH: &str = "/tollgate.config.v1.ConfigService/Watch";
@@ -751,6 +805,7 @@ mod tests {
         let encoded = EncodedUpdate::new(&snapshot).unwrap();
         let expected = ConfigUpdate {
             snapshot: Some(snapshot.clone()),
+            share: None,
         }
         .encode_to_vec();
         assert_eq!(encoded.version, 7);

@@ -170,6 +170,8 @@ struct Watch {
     tx: mpsc::Sender<WatchRequest>,
     updates: Streaming<ConfigUpdate>,
     gzip: bool,
+    /// The last fleet share received `(slot, of)`.
+    share: Option<(u32, u32)>,
 }
 
 async fn open_watch(client: &mut ConfigClient, first: WatchRequest) -> Result<Watch, Status> {
@@ -184,17 +186,50 @@ async fn open_watch(client: &mut ConfigClient, first: WatchRequest) -> Result<Wa
         tx,
         updates: resp.into_inner(),
         gzip,
+        share: None,
     })
 }
 
 impl Watch {
+    /// The next message that is not a fleet share (shares are recorded in `share`).
+    async fn next_message(&mut self) -> Result<Option<ConfigUpdate>, Status> {
+        loop {
+            match self.updates.message().await? {
+                Some(ConfigUpdate {
+                    snapshot: None,
+                    share: Some(share),
+                }) => self.share = Some((share.slot, share.of)),
+                other => return Ok(other),
+            }
+        }
+    }
+
     async fn next_version(&mut self) -> u64 {
-        let update = tokio::time::timeout(WAIT, self.updates.message())
+        let update = tokio::time::timeout(WAIT, self.next_message())
             .await
             .expect("a snapshot arrives")
             .expect("the stream is healthy")
             .expect("the stream is open");
         update.snapshot.expect("updates carry a snapshot").version
+    }
+
+    /// Waits until the fleet share is `want`.
+    async fn share_becomes(&mut self, want: (u32, u32)) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.share != Some(want) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.updates.message()).await {
+                Ok(Ok(Some(ConfigUpdate {
+                    snapshot: None,
+                    share: Some(share),
+                }))) => self.share = Some((share.slot, share.of)),
+                Ok(Ok(Some(_))) => {}
+                other => panic!(
+                    "share {want:?} never came (last {:?}): {other:?}",
+                    self.share
+                ),
+            }
+        }
     }
 }
 
@@ -379,7 +414,7 @@ async fn watch_skips_versions_the_node_already_has() {
     let mut client = config_client(server.addr, None).await;
     // The node serves version 2 from its disk cache: nothing to send.
     let mut watch = open_watch(&mut client, hello("cached", 2)).await.unwrap();
-    let nothing = tokio::time::timeout(Duration::from_millis(300), watch.updates.message()).await;
+    let nothing = tokio::time::timeout(Duration::from_millis(300), watch.next_message()).await;
     assert!(nothing.is_err(), "no snapshot the node already has");
     let node = wait_for_node(h, "cached", |_| true).await;
     assert_eq!(node["applied_version"], 2);
@@ -392,6 +427,35 @@ async fn watch_skips_versions_the_node_already_has() {
     )
     .await;
     assert_eq!(watch.next_version().await, 3);
+    server.stop().await;
+}
+
+/// Every data plane gets its slot among the fleet's members and their number, right after its
+/// first snapshot and whenever the fleet changes; a node that goes away keeps its slot for the
+/// lease (so the others' shares do not grow while it may still be admitting).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_data_plane_gets_its_fleet_share() {
+    let server = start_sqlite(None).await;
+    let mut client = config_client(server.addr, None).await;
+    let mut b = open_watch(&mut client, hello("dp-b", 0)).await.unwrap();
+    assert_eq!(b.next_version().await, 1);
+    b.share_becomes((0, 1)).await;
+    let mut a = open_watch(&mut client, hello("dp-a", 0)).await.unwrap();
+    let mut c = open_watch(&mut client, hello("dp-c", 0)).await.unwrap();
+    assert_eq!(a.next_version().await, 1);
+    assert_eq!(c.next_version().await, 1);
+    // Slots by node id: a, b, c.
+    a.share_becomes((0, 3)).await;
+    b.share_becomes((1, 3)).await;
+    c.share_becomes((2, 3)).await;
+    // c goes away: within its lease, the others keep thirds.
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let _ = tokio::time::timeout(Duration::from_millis(100), a.next_message()).await;
+    assert_eq!(a.share, Some((0, 3)));
+    // It comes back and gets its slot again.
+    let mut c = open_watch(&mut client, hello("dp-c", 1)).await.unwrap();
+    c.share_becomes((2, 3)).await;
     server.stop().await;
 }
 
@@ -410,7 +474,7 @@ async fn watch_must_start_with_a_hello() {
     let mut watch = open_watch(&mut client, hello("twice", 0)).await.unwrap();
     assert_eq!(watch.next_version().await, 1);
     watch.tx.send(hello("twice", 0)).await.unwrap();
-    let end = tokio::time::timeout(WAIT, watch.updates.message())
+    let end = tokio::time::timeout(WAIT, watch.next_message())
         .await
         .unwrap();
     assert_eq!(end.err().map(|e| e.code()), Some(Code::InvalidArgument));
@@ -433,7 +497,7 @@ async fn shutdown_ends_open_streams() {
         .into_inner();
     let cp = server.cp.clone();
     server.stop().await;
-    let end = tokio::time::timeout(WAIT, watch.updates.message())
+    let end = tokio::time::timeout(WAIT, watch.next_message())
         .await
         .unwrap();
     assert_eq!(end.err().map(|e| e.code()), Some(Code::Unavailable));

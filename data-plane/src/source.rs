@@ -40,11 +40,14 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tollgate_proto::config::v1::config_service_client::ConfigServiceClient;
-use tollgate_proto::config::v1::{Ack, ConfigUpdate, Hello, Snapshot, WatchRequest, watch_request};
+use tollgate_proto::config::v1::{
+    Ack, ConfigUpdate, FleetShare, Hello, Snapshot, WatchRequest, watch_request,
+};
 use tonic::codec::CompressionEncoding;
 
 use crate::DataPlane;
 use crate::grpc::{self, Backoff, ClientTls, ConnectOptions, error_chain, status_text};
+use crate::limits::Share;
 
 /// How a data plane reaches its control plane.
 #[derive(Debug, Clone)]
@@ -292,6 +295,8 @@ struct Follower {
     /// Version last written to the disk cache.
     persisted: Option<u64>,
     send_gzip: bool,
+    /// This node's fleet share of every limit, once the control plane sent one.
+    share: Option<Share>,
 }
 
 impl Follower {
@@ -302,15 +307,17 @@ impl Follower {
             opts,
             persisted: None,
             send_gzip: true,
+            share: None,
         }
     }
 
     async fn run(mut self) {
         self.load_cache().await;
+        self.set_link(false);
         let mut backoff = Backoff::new(&self.opts);
         loop {
             let end = self.watch_once().await;
-            self.dp.link.set_connected(false);
+            self.set_link(false);
             match end {
                 StreamEnd::Rotated => {
                     tracing::info!("reopening the config stream (periodic rebalance)");
@@ -459,7 +466,7 @@ impl Follower {
             };
         let mut inbound = response.into_inner();
         let up = Instant::now();
-        self.dp.link.set_connected(true);
+        self.set_link(true);
         tracing::info!(
             endpoint = %self.cfg.endpoint,
             have_version,
@@ -487,7 +494,16 @@ impl Follower {
                 Ok(None) => return lost_after("the control plane closed the stream".into()),
                 Err(status) => return lost_after(status_text(&status)),
             };
+            if update.snapshot.is_none()
+                && let Some(share) = update.share
+            {
+                self.set_share(share);
+                continue;
+            }
             let ack = self.apply(update).await;
+            // A new runtime shares the flag and the share with the one before; the first one
+            // learns them here.
+            self.set_link(true);
             if tx
                 .send(WatchRequest {
                     msg: Some(watch_request::Msg::Ack(ack)),
@@ -497,6 +513,38 @@ impl Follower {
             {
                 return lost_after("request stream closed".into());
             }
+        }
+    }
+
+    /// Records whether the control plane answers, for the status endpoints and for the limits
+    /// engine (fail-open keys are admitted beyond this node's share only while it does not).
+    fn set_link(&self, connected: bool) {
+        self.dp.link.set_connected(connected);
+        if let Some(rt) = self.dp.runtime().load() {
+            rt.limits.set_control_plane_reachable(connected);
+            if let Some(share) = self.share {
+                rt.limits.set_share(share);
+            }
+        }
+    }
+
+    /// This node's share of every limit in the fleet, as the control plane computed it; kept
+    /// for runtimes compiled later (before the first one, there is nothing to hold it).
+    fn set_share(&mut self, share: FleetShare) {
+        let share = Share {
+            slot: share.slot,
+            of: share.of.max(1),
+        };
+        if self.share != Some(share) {
+            tracing::info!(
+                slot = share.slot,
+                of = share.of,
+                "fleet share of every limit changed"
+            );
+        }
+        self.share = Some(share);
+        if let Some(rt) = self.dp.runtime().load() {
+            rt.limits.set_share(share);
         }
     }
 

@@ -200,6 +200,7 @@ impl ConfigService for Svc {
                     && tx
                         .send(Ok(ConfigUpdate {
                             snapshot: Some(snapshot),
+                            share: None,
                         }))
                         .await
                         .is_err()

@@ -366,3 +366,169 @@ async fn control_plane_outage_restart_from_disk_convergence_and_exact_usage() {
     drop(conn);
     drop(dps);
 }
+
+/// A cluster with the Bedrock double as its provider, its `bedrock` provider and key.
+async fn cluster_with_bedrock(
+    double: &BedrockDouble,
+    db_prefix: &str,
+) -> (Cluster, TollgateProcess) {
+    let cluster = Cluster {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("client"),
+        cp_admin: format!("127.0.0.1:{}", free_port().expect("port")),
+        cp_grpc: format!("127.0.0.1:{}", free_port().expect("port")),
+        db: TestDatabase::create(db_prefix).await,
+        secret_key: base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+        sent: AtomicU64::new(0),
+    };
+    let cp = cluster.start_cp().await;
+    let (s, b) = cluster
+        .admin(
+            reqwest::Method::POST,
+            "/api/providers",
+            Some(json!({"provider": "bedrock", "network_config": {"base_url": double.base_url()}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = cluster
+        .admin(reqwest::Method::POST, "/api/providers/bedrock/keys", Some(json!({
+            "name": "bedrock-key", "models": ["*"], "weight": 1.0,
+            "aliases": {"claude-sonnet-4-6": "global.anthropic.claude-sonnet-4-6"},
+            "bedrock_key_config": {"access_key": "env.AWS_ACCESS_KEY_ID",
+                                   "secret_key": "env.AWS_SECRET_ACCESS_KEY", "region": "us-east-1"}})))
+        .await;
+    assert_eq!(s, 201, "{b}");
+    (cluster, cp)
+}
+
+impl Cluster {
+    async fn virtual_key(&self, body: Value) -> String {
+        let (s, b) = self
+            .admin(reqwest::Method::POST, "/api/virtual-keys", Some(body))
+            .await;
+        assert_eq!(s, 201, "{b}");
+        b["value"].as_str().expect("value").to_owned()
+    }
+
+    async fn send(&self, dp_url: String, vk: String, body: Value) -> u16 {
+        self.sent.fetch_add(1, Ordering::SeqCst);
+        self.http
+            .post(format!("{dp_url}/anthropic/v1/messages"))
+            .header("x-api-key", vk)
+            .json(&body)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+}
+
+/// Three data planes share every limit: each admits its third (the control plane's fleet
+/// share), so 180 concurrent requests against 60 per minute get exactly 60 answers, and a $1
+/// budget is never overspent across the fleet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_hold_across_three_data_planes() {
+    let double =
+        BedrockDouble::start(BedrockDoubleConfig::new().with_key(AKID, SECRET)).expect("double");
+    let (cluster, _cp) = cluster_with_bedrock(&double, "tollgate_fleet").await;
+    let probe = cluster
+        .virtual_key(json!({"name": "probe", "provider": "bedrock"}))
+        .await;
+    let rpm = cluster
+        .virtual_key(json!({"name": "rpm", "provider": "bedrock",
+            "rate_limit": {"request_max_limit": 60, "request_reset_duration": "1m"}}))
+        .await;
+    let budget = cluster
+        .virtual_key(json!({"name": "budget", "provider": "bedrock",
+            "budgets": [{"max_limit": 1, "reset_duration": "1d", "calendar_aligned": true}]}))
+        .await;
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut dps = Vec::new();
+    for dir in &dirs {
+        let listen = format!("127.0.0.1:{}", free_port().expect("port"));
+        dps.push(cluster.start_dp(dir.path().to_owned(), &listen).await);
+    }
+    for dp in &dps {
+        eventually(
+            "a data plane serves the keys",
+            Duration::from_secs(10),
+            || async { cluster.infer(dp, &probe, "claude-sonnet-4-6").await == 200 },
+        )
+        .await;
+        eventually(
+            "a data plane holds a third of every limit",
+            Duration::from_secs(10),
+            || async { dp.output().contains("of=3") },
+        )
+        .await;
+    }
+    let urls: Vec<String> = dps.iter().map(|dp| dp.url("")).collect();
+
+    // 60 requests per minute: 180 at once, 60 to each data plane, in one minute window (start
+    // early in a minute so the window does not turn during the burst).
+    let second = time::OffsetDateTime::now_utc().second();
+    if second > 30 {
+        tokio::time::sleep(Duration::from_secs(u64::from(61 - second))).await;
+    }
+    let small = json!({"model": "claude-sonnet-4-6", "max_tokens": 32,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let burst = (0..180).map(|i| cluster.send(urls[i % 3].clone(), rpm.clone(), small.clone()));
+    let statuses = futures::future::join_all(burst).await;
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((ok, limited), (60, 120), "{statuses:?}");
+
+    // $1 a day: requests whose prompt writes 25,000 tokens to the cache ($0.09375 each at
+    // Sonnet 4.6's $3.75 per million), with a prompt of about 60 KB (reserved at its bound).
+    let padding = "x".repeat(60_000);
+    let costly = json!({"model": "claude-sonnet-4-6", "max_tokens": 100,
+        "messages": [{"role": "user", "content": format!("[double:cache:0:25000] {padding}")}]});
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let wave = (0..3).map(|i| cluster.send(urls[i].clone(), budget.clone(), costly.clone()));
+        statuses.extend(futures::future::join_all(wave).await);
+    }
+    let answered = statuses.iter().filter(|s| **s == 200).count();
+    assert!(
+        answered >= 3,
+        "every data plane answered within its share: {statuses:?}"
+    );
+    assert!(statuses.contains(&429), "the budget ran out: {statuses:?}");
+
+    // The stored costs (every data plane's usage, delivered to the control plane) stay within $1.
+    let sent = cluster.sent.load(Ordering::SeqCst) as i64;
+    let mut conn = sqlx::PgConnection::connect(&cluster.db.url)
+        .await
+        .expect("connect");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_records")
+            .fetch_one(&mut conn)
+            .await
+            .expect("count");
+        if rows >= sent {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{rows} usage rows of {sent}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (admitted, spent): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), CAST(COALESCE(SUM(cost_nano_usd), 0) AS BIGINT) FROM usage_records u \
+         JOIN virtual_keys v ON v.id::text = u.virtual_key_id WHERE v.name = 'budget' AND u.status = 200",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("spend");
+    println!(
+        "fleet of 3: {ok} of 180 requests answered against 60 per minute; {answered} of {} \
+         costly requests answered against $1, spending {spent} n$",
+        statuses.len()
+    );
+    assert_eq!(admitted as usize, answered);
+    assert!(
+        spent > 0 && spent <= 1_000_000_000,
+        "spent {spent} n$ of a $1 budget"
+    );
+}

@@ -37,8 +37,10 @@ pub(super) struct Ask {
     pub now: i64,
     pub amount: u64,
     pub charge: Charge,
-    /// The configured limit (the allowance when none was granted for the window).
+    /// The configured limit.
     pub limit: u64,
+    /// This node's allowance when none was granted for the window (its fleet share of `limit`).
+    pub allowance: u64,
     /// The budget's admin reset instant (0: none).
     pub reset_at: i64,
     /// The key is fail-open and the control plane is unreachable.
@@ -119,7 +121,7 @@ impl WindowCell {
             .grants
             .iter()
             .find(|(start, _)| *start == window.start_unix_ms)
-            .map_or(ask.limit, |(_, amount)| (*amount).min(ask.limit));
+            .map_or(ask.allowance, |(_, amount)| (*amount).min(ask.limit));
         let need = st
             .used
             .saturating_add(st.reserved)

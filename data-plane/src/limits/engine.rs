@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tollgate_proto::config::v1 as pb;
 use tollgate_proto::pricing::Cost;
@@ -79,6 +79,41 @@ pub struct Engine {
     keys: HashMap<Arc<str>, Chain>,
     cells: HashMap<CellKey, Cell>,
     control_plane_unreachable: Arc<AtomicBool>,
+    /// This node's [`Share`] of every limit, packed (`slot << 32 | of`); shared with every
+    /// engine compiled after this one.
+    share: Arc<AtomicU64>,
+}
+
+/// This data plane's share of every limit in a fleet (the control plane's `FleetShare`): slot
+/// `slot` of `of` admits `limit / of`, plus one unit while `slot < limit % of`, so the shares of
+/// a fleet add up to each limit exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    pub slot: u32,
+    pub of: u32,
+}
+
+impl Share {
+    /// A fleet of one (and all-in-one): the whole limit.
+    pub const WHOLE: Share = Share { slot: 0, of: 1 };
+
+    /// This share of `limit`.
+    pub fn of_limit(self, limit: u64) -> u64 {
+        let of = u64::from(self.of.max(1));
+        let slot = u64::from(self.slot).min(of - 1);
+        limit / of + u64::from(slot < limit % of)
+    }
+
+    fn pack(self) -> u64 {
+        (u64::from(self.slot) << 32) | u64::from(self.of.max(1))
+    }
+
+    fn unpack(v: u64) -> Share {
+        Share {
+            slot: (v >> 32) as u32,
+            of: (v as u32).max(1),
+        }
+    }
 }
 
 /// Cells of the engine being compiled, reusing those of the previous one.
@@ -330,6 +365,10 @@ impl Engine {
             control_plane_unreachable: previous
                 .map(|p| Arc::clone(&p.control_plane_unreachable))
                 .unwrap_or_default(),
+            share: previous.map_or_else(
+                || Arc::new(AtomicU64::new(Share::WHOLE.pack())),
+                |p| Arc::clone(&p.share),
+            ),
         })
     }
 
@@ -385,8 +424,9 @@ impl Engine {
             estimated_tokens,
         );
         let fail_open = chain.fail_open && self.control_plane_unreachable.load(Ordering::Relaxed);
+        let share = self.share();
         for level in levels {
-            if let Err(exhausted) = reservation.charge_level(level, now_unix_ms, fail_open) {
+            if let Err(exhausted) = reservation.charge_level(level, now_unix_ms, fail_open, share) {
                 reservation.roll_back();
                 return Err(Refusal {
                     level: level.id.clone(),
@@ -408,6 +448,16 @@ impl Engine {
 
     pub fn control_plane_reachable(&self) -> bool {
         !self.control_plane_unreachable.load(Ordering::Relaxed)
+    }
+
+    /// Sets this node's share of every limit (shared with every engine compiled after this
+    /// one). Counters admit up to it unless the control plane granted another allowance.
+    pub fn set_share(&self, share: Share) {
+        self.share.store(share.pack(), Ordering::Relaxed);
+    }
+
+    pub fn share(&self) -> Share {
+        Share::unpack(self.share.load(Ordering::Relaxed))
     }
 
     /// Sets this node's allowance of a window counter for the window starting at
@@ -500,9 +550,16 @@ impl Reservation {
         self.fail_open
     }
 
-    fn charge_level(&mut self, level: &Level, now: i64, fail_open: bool) -> Result<(), Exhausted> {
+    fn charge_level(
+        &mut self,
+        level: &Level,
+        now: i64,
+        fail_open: bool,
+        share: Share,
+    ) -> Result<(), Exhausted> {
         if let Some(c) = &level.concurrency {
-            if !c.cell.try_acquire(c.max) {
+            let mine = u32::try_from(share.of_limit(u64::from(c.max))).unwrap_or(c.max);
+            if !c.cell.try_acquire(mine) {
                 return Err(Exhausted::Concurrency { limit: c.max });
             }
             self.slots.push(Arc::clone(&c.cell));
@@ -518,6 +575,7 @@ impl Reservation {
                 amount,
                 charge,
                 limit: counter.limit,
+                allowance: share.of_limit(counter.limit),
                 reset_at: counter.reset_at,
                 fail_open,
             };

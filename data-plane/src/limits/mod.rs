@@ -73,7 +73,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 pub use cell::CellUsage;
-pub use engine::{Engine, Reservation};
+pub use engine::{Engine, Reservation, Share};
 pub use tollgate_proto::window::{Period, Window, WindowSpec};
 
 /// Where time comes from.

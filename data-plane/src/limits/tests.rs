@@ -1077,3 +1077,65 @@ fn ms(s: &str) -> i64 {
         .expect("test instant");
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).expect("in range")
 }
+
+/// The shares of a fleet add up to each limit exactly: three nodes with slots 0, 1 and 2 of 3
+/// admit 10 requests in all against a limit of 10 (4, 3, 3), whatever the order, and spend at
+/// most a budget between them; a share survives recompiles.
+#[test]
+fn fleet_shares_add_up_to_the_limit() {
+    for limit in [0u64, 1, 2, 10, 61, 1_000_000_007] {
+        let total: u64 = (0..3)
+            .map(|slot| Share { slot, of: 3 }.of_limit(limit))
+            .sum();
+        assert_eq!(total, limit);
+    }
+    assert_eq!(Share::WHOLE.of_limit(60), 60);
+    let s = snapshot(
+        vec![key(
+            "k",
+            Some(pb::Limits {
+                budgets: vec![budget("b", 1_000, pb::ResetPeriod::Day)],
+                ..requests(10, pb::ResetPeriod::Hour)
+            }),
+        )],
+        vec![],
+        vec![],
+    );
+    let nodes: Vec<Engine> = (0..3)
+        .map(|slot| {
+            let e = engine(&s);
+            e.set_share(Share { slot, of: 3 });
+            Engine::compile_after(&s, Some(&e)).expect("recompiles")
+        })
+        .collect();
+    assert_eq!(nodes[2].share(), Share { slot: 2, of: 3 });
+    let mut admitted = [0; 3];
+    for round in 0..20 {
+        for (i, e) in nodes.iter().enumerate() {
+            if let Ok(r) = e.admit("k", "bedrock", priced(0), 0, now() + round) {
+                r.settle(Some(0), 0);
+                admitted[i] += 1;
+            }
+        }
+    }
+    assert_eq!(admitted, [4, 3, 3]);
+    // Budgets likewise: shares of 334, 333 and 333 n$ of 1,000, 100 n$ a request.
+    let s = snapshot(
+        vec![key(
+            "k",
+            Some(with_budgets(vec![budget("b", 1_000, pb::ResetPeriod::Day)])),
+        )],
+        vec![],
+        vec![],
+    );
+    let mut spent = 0;
+    for slot in 0..3 {
+        let e = engine(&s);
+        e.set_share(Share { slot, of: 3 });
+        while let Ok(r) = e.admit("k", "bedrock", priced(100), 0, now()) {
+            r.settle(Some(100), 0);
+            spent += 100;
+        }
+    }
+    assert_eq!(spent, 900, "three of each node's 333 n$ fit");
+}
