@@ -432,7 +432,7 @@ impl Cluster {
 async fn limits_hold_across_three_data_planes() {
     let double =
         BedrockDouble::start(BedrockDoubleConfig::new().with_key(AKID, SECRET)).expect("double");
-    let (cluster, _cp) = cluster_with_bedrock(&double, "tollgate_fleet").await;
+    let (cluster, mut cp) = cluster_with_bedrock(&double, "tollgate_fleet").await;
     let probe = cluster
         .virtual_key(json!({"name": "probe", "provider": "bedrock"}))
         .await;
@@ -444,6 +444,13 @@ async fn limits_hold_across_three_data_planes() {
         .virtual_key(json!({"name": "budget", "provider": "bedrock",
             "budgets": [{"max_limit": 1, "reset_duration": "1d", "calendar_aligned": true}]}))
         .await;
+    // For the outage below: 6 requests an hour, closed and open when allowances run out.
+    let per_hour = |name: &str, fail_open: bool| {
+        json!({"name": name, "provider": "bedrock", "fail_open": fail_open,
+               "rate_limit": {"request_max_limit": 6, "request_reset_duration": "1h"}})
+    };
+    let closed = cluster.virtual_key(per_hour("closed", false)).await;
+    let open = cluster.virtual_key(per_hour("open", true)).await;
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
     let mut dps = Vec::new();
     for dir in &dirs {
@@ -530,5 +537,46 @@ async fn limits_hold_across_three_data_planes() {
     assert!(
         spent > 0 && spent <= 1_000_000_000,
         "spent {spent} n$ of a $1 budget"
+    );
+
+    // The control plane goes away. Every data plane keeps its share: a fail-closed key gets 2 of
+    // its 6 an hour on one data plane; a fail-open key, once that share is used, is admitted up
+    // to its limit there.
+    assert!(cp.terminate(Duration::from_secs(10)), "control plane stops");
+    eventually(
+        "the data plane notices",
+        Duration::from_secs(10),
+        || async {
+            let ready: Value = cluster
+                .http
+                .get(format!("{}/ready", urls[0]))
+                .send()
+                .await
+                .expect("ready")
+                .json()
+                .await
+                .expect("json");
+            ready["control_plane_connected"] == false
+        },
+    )
+    .await;
+    let mut answered = Vec::new();
+    for vk in [&closed, &open] {
+        let mut ok = 0;
+        for _ in 0..8 {
+            if cluster
+                .send(urls[0].clone(), vk.clone(), small.clone())
+                .await
+                == 200
+            {
+                ok += 1;
+            }
+        }
+        answered.push(ok);
+    }
+    assert_eq!(
+        answered,
+        [2, 6],
+        "fail-closed: its share; fail-open: the limit"
     );
 }
