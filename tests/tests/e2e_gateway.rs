@@ -1025,8 +1025,9 @@ async fn readme_governance_commands_work_as_pasted() {
     let commands = readme_curl_commands("Governance");
     assert!(commands.len() >= 8, "{commands:?}");
     let addr = gw.addr().to_string();
-    // Ids created so far, by the path they were created on.
+    // Ids created so far, by the path they were created on, and the first key's budget.
     let mut ids: std::collections::HashMap<&str, String> = Default::default();
+    let mut budget_id: Option<String> = None;
     for cmd in &commands {
         let mut cmd = cmd.replace("localhost:8080", &addr);
         for (placeholder, path) in [
@@ -1041,6 +1042,9 @@ async fn readme_governance_commands_work_as_pasted() {
             if let Some(id) = ids.get(path) {
                 cmd = cmd.replace(&format!("{path}/<id>"), &format!("{path}/{id}"));
             }
+        }
+        if let Some(id) = &budget_id {
+            cmd = cmd.replace("<budget id>", id);
         }
         assert!(!cmd.contains('<'), "a placeholder is left: {cmd}");
         let out = tokio::process::Command::new("sh")
@@ -1068,6 +1072,9 @@ async fn readme_governance_commands_work_as_pasted() {
             // The first key or override made is the one later commands change.
             ids.entry(path)
                 .or_insert_with(|| created["id"].as_str().expect("id").to_owned());
+            if path == "/api/virtual-keys" && budget_id.is_none() {
+                budget_id = created["budgets"][0]["id"].as_str().map(str::to_owned);
+            }
         }
     }
     let (st, keys) = admin(&http, &gw, "GET", "/api/virtual-keys", json!(null)).await;
@@ -1092,5 +1099,60 @@ async fn readme_governance_commands_work_as_pasted() {
         pricing["overrides"].as_array().unwrap().len(),
         1,
         "one replaced, one deleted"
+    );
+}
+
+/// A stream already running when its budget runs out completes; the next request is refused
+/// while it runs (its worst case is reserved), and admitted again once it has settled at its
+/// actual, much smaller, cost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_in_flight_completes_when_its_budget_runs_out() {
+    let s = setup().await;
+    // Room for one reservation of these requests (about $0.0103: a prompt bound of ~1,075
+    // tokens at $6 per million plus 256 output tokens at $15), not two.
+    let (st, b) = admin(
+        &s.http,
+        &s.gw,
+        "POST",
+        "/api/virtual-keys",
+        json!({"name": "small", "monthly_budget": 0.015, "provider": "bedrock"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    let small = b["value"].as_str().expect("value").to_owned();
+    common::wait_for_config(&s.http, &s.gw, &small).await;
+    let post = |body: Value| {
+        s.http
+            .post(s.gw.url("/anthropic/v1/messages"))
+            .bearer_auth(&small)
+            .json(&body)
+            .send()
+    };
+    let mut stream = post(message("claude-sonnet-4-6", "[double:slow:300] go", true))
+        .await
+        .expect("stream");
+    assert_eq!(stream.status(), 200);
+    let mut seen = String::new();
+    while !seen.contains("message_start") {
+        let chunk = stream.chunk().await.expect("read").expect("more");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let refused = post(message("claude-sonnet-4-6", "hi", false))
+        .await
+        .expect("call");
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["x-should-retry"], "false");
+    while let Some(chunk) = stream.chunk().await.expect("read") {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("event: message_stop"), "{seen}");
+    let again = post(message("claude-sonnet-4-6", "hi", false))
+        .await
+        .expect("call");
+    assert_eq!(
+        again.status(),
+        200,
+        "{}",
+        again.text().await.unwrap_or_default()
     );
 }
