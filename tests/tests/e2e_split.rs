@@ -133,18 +133,7 @@ where
 async fn control_plane_outage_restart_from_disk_convergence_and_exact_usage() {
     let double =
         BedrockDouble::start(BedrockDoubleConfig::new().with_key(AKID, SECRET)).expect("double");
-    let cluster = Cluster {
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .expect("client"),
-        cp_admin: format!("127.0.0.1:{}", free_port().expect("port")),
-        cp_grpc: format!("127.0.0.1:{}", free_port().expect("port")),
-        db: TestDatabase::create("tollgate_split").await,
-        secret_key: base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
-        sent: AtomicU64::new(0),
-    };
-    let mut cp = cluster.start_cp().await;
+    let (cluster, mut cp) = cluster_with_bedrock(&double, "tollgate_split").await;
 
     // The admin API always wants the token in this role.
     let resp = cluster
@@ -155,23 +144,6 @@ async fn control_plane_outage_restart_from_disk_convergence_and_exact_usage() {
         .expect("call");
     assert_eq!(resp.status(), 401);
 
-    let (s, b) = cluster
-        .admin(
-            reqwest::Method::POST,
-            "/api/providers",
-            Some(json!({"provider": "bedrock",
-            "network_config": {"base_url": double.base_url()}})),
-        )
-        .await;
-    assert_eq!(s, 201, "{b}");
-    let (s, b) = cluster
-        .admin(reqwest::Method::POST, "/api/providers/bedrock/keys", Some(json!({
-            "name": "bedrock-key", "models": ["*"], "weight": 1.0,
-            "aliases": {"claude-sonnet-4-6": "global.anthropic.claude-sonnet-4-6"},
-            "bedrock_key_config": {"access_key": "env.AWS_ACCESS_KEY_ID",
-                                   "secret_key": "env.AWS_SECRET_ACCESS_KEY", "region": "us-east-1"}})))
-        .await;
-    assert_eq!(s, 201, "{b}");
     let (s, b) = cluster
         .admin(
             reqwest::Method::POST,
