@@ -21,6 +21,10 @@ use crate::validate::{self, ValidationError};
 
 /// Largest budget accepted, in USD (its nano-dollars fit an `i64` column with room to spare).
 pub const MAX_BUDGET_USD: f64 = 1e9;
+/// Most requests in flight a limit may allow.
+pub const MAX_CONCURRENT: u32 = 1_000_000;
+/// Largest request or token rate limit (it fits the stores' signed 64-bit integers).
+pub const MAX_RATE_LIMIT: u64 = 1_000_000_000_000_000;
 /// Most entries in a list field (budgets, provider configs, patterns, key ids).
 const MAX_ITEMS: usize = 100;
 
@@ -258,6 +262,10 @@ pub fn rate_limit(field: &str, r: &RateLimit) -> Result<Option<RateLimit>, Valid
             format!("{field}.{name}_max_limit"),
             "must be at least 1 (leave it out to have no limit)",
         )),
+        (Some(n), _) if n > MAX_RATE_LIMIT => Err(ValidationError::new(
+            format!("{field}.{name}_max_limit"),
+            format!("must be at most {MAX_RATE_LIMIT}"),
+        )),
         (Some(_), None) => Err(ValidationError::new(
             format!("{field}.{name}_reset_duration"),
             format!("required with {name}_max_limit"),
@@ -279,6 +287,10 @@ pub fn max_concurrent(field: &str, n: Option<u32>) -> Result<Option<u32>, Valida
         Some(0) => Err(ValidationError::new(
             field,
             "must be at least 1 (leave it out to have no limit)",
+        )),
+        Some(n) if n > MAX_CONCURRENT => Err(ValidationError::new(
+            field,
+            format!("must be at most {MAX_CONCURRENT}"),
         )),
         other => Ok(other),
     }

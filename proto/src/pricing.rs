@@ -390,10 +390,10 @@ impl PriceInput {
         )?;
         let long_context = match &self.long_context {
             None => None,
-            Some(lc) if lc.above_input_tokens == 0 => {
+            Some(lc) if lc.above_input_tokens == 0 || lc.above_input_tokens > 1_000_000_000 => {
                 return Err(fail(
                     "long_context.above_input_tokens",
-                    "must be positive".into(),
+                    "must be 1 to 1,000,000,000".into(),
                 ));
             }
             Some(lc) => {

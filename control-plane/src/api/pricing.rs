@@ -5,9 +5,9 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
-use tollgate_proto::pricing::{PriceEntry, PriceInput, PriceTable};
+use tollgate_proto::pricing::{LongContextInput, PriceInput, PriceTable};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -19,12 +19,51 @@ use crate::ControlPlane;
 use crate::model::{AuditEvent, PriceOverrideRecord, now};
 use crate::validate::ValidationError;
 
+/// A price entry as shown: the fields of [`PriceInput`] (USD per million tokens), in a schema
+/// that lets responses add their own fields (an override's id and times) beside them.
+#[derive(Serialize, ToSchema)]
+pub struct PriceView {
+    #[schema(example = "bedrock")]
+    pub provider: String,
+    pub models: Vec<String>,
+    pub input: f64,
+    pub output: f64,
+    pub cache_write_5m: f64,
+    pub cache_write_1h: f64,
+    pub cache_read: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub long_context: Option<LongContextInput>,
+    pub regional_premium_percent: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl From<PriceInput> for PriceView {
+    fn from(p: PriceInput) -> Self {
+        PriceView {
+            provider: p.provider,
+            models: p.models,
+            input: p.input,
+            output: p.output,
+            cache_write_5m: p.cache_write_5m,
+            cache_write_1h: p.cache_write_1h,
+            cache_read: p.cache_read,
+            long_context: p.long_context,
+            regional_premium_percent: p.regional_premium_percent,
+            source: p.source,
+            note: p.note,
+        }
+    }
+}
+
 /// A stored override.
 #[derive(Serialize, ToSchema)]
 pub struct PriceOverrideResponse {
     pub id: Uuid,
     #[serde(flatten)]
-    pub price: PriceInput,
+    pub price: PriceView,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -35,7 +74,7 @@ impl From<&PriceOverrideRecord> for PriceOverrideResponse {
     fn from(o: &PriceOverrideRecord) -> Self {
         PriceOverrideResponse {
             id: o.id,
-            price: o.entry.clone(),
+            price: PriceView::from(o.entry.clone()),
             created_at: timestamp(o.created_at),
             updated_at: timestamp(o.updated_at),
         }
@@ -49,7 +88,7 @@ pub struct PricingResponse {
     pub overrides: Vec<PriceOverrideResponse>,
     /// The table that ships with this version (`proto/pricing.json`), with the source of every
     /// price.
-    pub shipped: Vec<PriceInput>,
+    pub shipped: Vec<PriceView>,
 }
 
 /// Checks an override; errors name the field.
@@ -79,7 +118,7 @@ pub(crate) async fn get_pricing(
         shipped: PriceTable::shipped()
             .entries()
             .iter()
-            .map(PriceEntry::to_input)
+            .map(|e| PriceView::from(e.to_input()))
             .collect(),
     }))
 }
@@ -123,7 +162,8 @@ pub(crate) async fn create_price_override(
     ))
 }
 
-/// Replace a pricing override.
+/// Replace a pricing override: the body is the whole entry (without the override's id and
+/// times).
 #[utoipa::path(
     put,
     path = "/api/pricing/{override_id}",
@@ -141,16 +181,10 @@ pub(crate) async fn replace_price_override(
     State(cp): State<ControlPlane>,
     actor: Actor,
     ApiPath(override_id): ApiPath<String>,
-    ApiJson(body): ApiJson<UpdatePriceBody>,
+    ApiJson(body): ApiJson<PriceInput>,
 ) -> Result<Json<PriceOverrideResponse>, ApiError> {
     let id = parse_id("override_id", &override_id)?;
-    if body.id.is_some_and(|given| given != id) {
-        return Err(ApiError::invalid_field(
-            "id",
-            "does not match the id in the path",
-        ));
-    }
-    let entry = checked(body.price)?;
+    let entry = checked(body)?;
     let t = now();
     let record = PriceOverrideRecord {
         id,
@@ -167,22 +201,6 @@ pub(crate) async fn replace_price_override(
     let (stored, version) = cp.store().replace_price_override(&record, &event).await?;
     cp.committed(&event, version).await?;
     Ok(Json(PriceOverrideResponse::from(&stored)))
-}
-
-/// `PUT /api/pricing/{override_id}` body: a whole entry (read-only fields of a listed override
-/// are accepted and ignored).
-#[derive(Deserialize, ToSchema)]
-pub struct UpdatePriceBody {
-    #[serde(default)]
-    pub id: Option<Uuid>,
-    #[serde(flatten)]
-    pub price: PriceInput,
-    /// Read-only; ignored.
-    #[serde(default, rename = "created_at")]
-    pub _created_at: Option<String>,
-    /// Read-only; ignored.
-    #[serde(default, rename = "updated_at")]
-    pub _updated_at: Option<String>,
 }
 
 /// Delete a pricing override (the shipped price, if any, applies again).

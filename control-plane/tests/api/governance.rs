@@ -258,6 +258,14 @@ async fn bad_governance_input_names_the_field() {
         ),
         (json!({"max_concurrent": 0}), "max_concurrent"),
         (
+            json!({"max_concurrent": 2_147_483_648u64}),
+            "max_concurrent",
+        ),
+        (
+            json!({"rate_limit": {"token_max_limit": 9_223_372_036_854_775_808u64, "token_reset_duration": "1h"}}),
+            "rate_limit.token_max_limit",
+        ),
+        (
             json!({"team_id": team, "customer_id": customer}),
             "customer_id",
         ),
@@ -388,8 +396,11 @@ async fn pricing_overrides() {
     assert_eq!(snap.price_overrides[0].id, id);
     assert_eq!(snap.price_overrides[0].rates.as_ref().unwrap().input, 2_700);
 
-    // A listed override goes back as it is; a changed one replaces the entry.
-    let listed = get(&h, "/api/pricing").await.json["overrides"][0].clone();
+    // A listed override goes back without its id and times; a changed one replaces the entry.
+    let mut listed = get(&h, "/api/pricing").await.json["overrides"][0].clone();
+    for read_only in ["id", "created_at", "updated_at"] {
+        listed.as_object_mut().unwrap().remove(read_only);
+    }
     let r = put(&h, &format!("/api/pricing/{id}"), listed).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let mut cheaper = discount.clone();
@@ -413,6 +424,11 @@ async fn pricing_overrides() {
         (
             json!({"long_context": {"above_input_tokens": 0, "input": 1, "output": 1,
                    "cache_write_5m": 1, "cache_write_1h": 1, "cache_read": 1}}),
+            "long_context.above_input_tokens",
+        ),
+        (
+            json!({"long_context": {"above_input_tokens": 9_223_372_036_854_775_808u64, "input": 1,
+                   "output": 1, "cache_write_5m": 1, "cache_write_1h": 1, "cache_read": 1}}),
             "long_context.above_input_tokens",
         ),
         (json!({"surprise": 1}), "surprise"),
