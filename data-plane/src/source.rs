@@ -147,19 +147,48 @@ pub fn read_cache(dir: &Path) -> Result<Option<Snapshot>, CacheError> {
 /// fsynced, then renamed over the old one, and the directory is fsynced. A crash at any point
 /// leaves either the old file or the new one.
 pub fn write_cache(dir: &Path, snapshot: &Snapshot) -> io::Result<()> {
+    write_private(dir, CACHE_FILE, &encode_cache(snapshot))
+}
+
+/// Name of the file beside the snapshot cache that holds this node's last fleet share
+/// (`SLOT OF`), so that a restart while the control plane is down keeps enforcing it.
+pub const SHARE_FILE: &str = "fleet-share";
+
+/// Writes this node's fleet share to `dir/fleet-share` atomically.
+pub fn write_share(dir: &Path, share: Share) -> io::Result<()> {
+    write_private(
+        dir,
+        SHARE_FILE,
+        format!("{} {}\n", share.slot, share.of).as_bytes(),
+    )
+}
+
+/// The fleet share stored in `dir`, if there is a valid one (`slot < of`).
+pub fn read_share(dir: &Path) -> Option<Share> {
+    let text = fs::read_to_string(dir.join(SHARE_FILE)).ok()?;
+    let (slot, of) = text.trim().split_once(' ')?;
+    let share = Share {
+        slot: slot.parse().ok()?,
+        of: of.parse().ok()?,
+    };
+    (share.of >= 1 && share.slot < share.of).then_some(share)
+}
+
+/// Writes `dir/name` atomically (a temporary file in `dir`, fsync, rename), readable only by
+/// this user.
+fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     create_private_dir(dir)?;
-    let bytes = encode_cache(snapshot);
     let tmp = dir.join(format!(
-        "{CACHE_FILE}.tmp-{}-{:08x}",
+        "{name}.tmp-{}-{:08x}",
         std::process::id(),
         rand::random::<u32>()
     ));
     let result = (|| {
         let mut f = private_file(&tmp)?;
-        f.write_all(&bytes)?;
+        f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
-        fs::rename(&tmp, dir.join(CACHE_FILE))?;
+        fs::rename(&tmp, dir.join(name))?;
         sync_dir(dir);
         Ok(())
     })();
@@ -379,6 +408,17 @@ impl Follower {
             Ok(Ok(Some(snapshot))) => match self.dp.runtime().apply(&snapshot) {
                 Ok(version) => {
                     self.persisted = Some(snapshot.version);
+                    // The share this node held before it stopped, until the control plane
+                    // sends a new one.
+                    self.share = self.cfg.cache_dir.as_deref().and_then(read_share);
+                    if let (Some(share), Some(rt)) = (self.share, self.dp.runtime().load()) {
+                        rt.limits.set_share(share);
+                        tracing::info!(
+                            slot = share.slot,
+                            of = share.of,
+                            "enforcing the stored fleet share until the control plane answers"
+                        );
+                    }
                     tracing::info!(
                         version,
                         path = %path.display(),
@@ -497,7 +537,7 @@ impl Follower {
             if update.snapshot.is_none()
                 && let Some(share) = update.share
             {
-                self.set_share(share);
+                self.set_share(share).await;
                 continue;
             }
             let ack = self.apply(update).await;
@@ -530,21 +570,33 @@ impl Follower {
 
     /// This node's share of every limit in the fleet, as the control plane computed it; kept
     /// for runtimes compiled later (before the first one, there is nothing to hold it).
-    fn set_share(&mut self, share: FleetShare) {
+    async fn set_share(&mut self, share: FleetShare) {
         let share = Share {
             slot: share.slot,
             of: share.of.max(1),
         };
-        if self.share != Some(share) {
-            tracing::info!(
-                slot = share.slot,
-                of = share.of,
-                "fleet share of every limit changed"
-            );
-        }
-        self.share = Some(share);
         if let Some(rt) = self.dp.runtime().load() {
             rt.limits.set_share(share);
+        }
+        if self.share == Some(share) {
+            return;
+        }
+        tracing::info!(
+            slot = share.slot,
+            of = share.of,
+            "fleet share of every limit changed"
+        );
+        self.share = Some(share);
+        if let Some(dir) = self.cfg.cache_dir.clone() {
+            match tokio::task::spawn_blocking(move || write_share(&dir, share)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(
+                    error = %e,
+                    "could not store the fleet share; a restart while the control plane is down \
+                     would admit the whole of every limit"
+                ),
+                Err(e) => tracing::warn!(error = %e, "storing the fleet share failed"),
+            }
         }
     }
 
@@ -671,6 +723,20 @@ mod tests {
             .unwrap()
             .to_bytes();
         (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    /// The stored fleet share round-trips; anything else in the file is no share.
+    #[test]
+    fn the_fleet_share_is_stored_beside_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_share(dir.path()), None);
+        let share = Share { slot: 2, of: 3 };
+        write_share(dir.path(), share).unwrap();
+        assert_eq!(read_share(dir.path()), Some(share));
+        for bad in ["3 3\n", "1 0\n", "x 3", "", "1"] {
+            std::fs::write(dir.path().join(SHARE_FILE), bad).unwrap();
+            assert_eq!(read_share(dir.path()), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -424,10 +424,12 @@ async fn limits_hold_across_three_data_planes() {
     let closed = cluster.virtual_key(per_hour("closed", false)).await;
     let open = cluster.virtual_key(per_hour("open", true)).await;
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let listens: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port().expect("port")))
+        .collect();
     let mut dps = Vec::new();
-    for dir in &dirs {
-        let listen = format!("127.0.0.1:{}", free_port().expect("port"));
-        dps.push(cluster.start_dp(dir.path().to_owned(), &listen).await);
+    for (dir, listen) in dirs.iter().zip(&listens) {
+        dps.push(cluster.start_dp(dir.path().to_owned(), listen).await);
     }
     for dp in &dps {
         eventually(
@@ -551,4 +553,31 @@ async fn limits_hold_across_three_data_planes() {
         [2, 6],
         "fail-closed: its share; fail-open: the limit"
     );
+
+    // That data plane restarts while the control plane is still away: it serves its cached
+    // config with its stored share (its counters start again from zero, the documented slack),
+    // so the fail-closed key gets another share, not the whole limit.
+    assert!(
+        dps[0].terminate(Duration::from_secs(15)),
+        "data plane stops"
+    );
+    dps[0] = cluster
+        .start_dp(dirs[0].path().to_owned(), &listens[0])
+        .await;
+    assert!(
+        dps[0].output().contains("enforcing the stored fleet share"),
+        "{}",
+        dps[0].output()
+    );
+    let mut ok = 0;
+    for _ in 0..8 {
+        if cluster
+            .send(urls[0].clone(), closed.clone(), small.clone())
+            .await
+            == 200
+        {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 2, "the stored share of 6, not all of it");
 }
