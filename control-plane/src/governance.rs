@@ -28,52 +28,9 @@ pub const MAX_RATE_LIMIT: u64 = 1_000_000_000_000_000;
 /// Most entries in a list field (budgets, provider configs, patterns, key ids).
 const MAX_ITEMS: usize = 100;
 
-/// How long a budget or rate-limit window lasts.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
-)]
-pub enum ResetDuration {
-    #[serde(rename = "1m")]
-    Minute,
-    #[serde(rename = "5m")]
-    FiveMinutes,
-    #[serde(rename = "1h")]
-    Hour,
-    #[serde(rename = "1d")]
-    Day,
-    #[serde(rename = "1w")]
-    Week,
-    #[serde(rename = "1M")]
-    Month,
-    #[serde(rename = "1Y")]
-    Year,
-}
-
-impl ResetDuration {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResetDuration::Minute => "1m",
-            ResetDuration::FiveMinutes => "5m",
-            ResetDuration::Hour => "1h",
-            ResetDuration::Day => "1d",
-            ResetDuration::Week => "1w",
-            ResetDuration::Month => "1M",
-            ResetDuration::Year => "1Y",
-        }
-    }
-
-    fn to_pb(self) -> pb::ResetPeriod {
-        match self {
-            ResetDuration::Minute => pb::ResetPeriod::Minute,
-            ResetDuration::FiveMinutes => pb::ResetPeriod::FiveMinutes,
-            ResetDuration::Hour => pb::ResetPeriod::Hour,
-            ResetDuration::Day => pb::ResetPeriod::Day,
-            ResetDuration::Week => pb::ResetPeriod::Week,
-            ResetDuration::Month => pb::ResetPeriod::Month,
-            ResetDuration::Year => pb::ResetPeriod::Year,
-        }
-    }
-}
+/// How long a budget or rate-limit window lasts: the data planes' window period, which reads
+/// and writes the admin API's spelling (`1m 5m 1h 1d 1w 1M 1Y`).
+pub use tollgate_proto::window::Period as ResetDuration;
 
 /// A budget as sent to the admin API.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -169,6 +126,13 @@ impl From<&Budget> for BudgetView {
             calendar_aligned: b.calendar_aligned,
         }
     }
+}
+
+/// The budget the admin API's `monthly_budget` stands for: calendar-aligned, `1M`.
+pub fn monthly(budgets: &[Budget]) -> Option<&Budget> {
+    budgets
+        .iter()
+        .find(|b| b.reset_duration == ResetDuration::Month && b.calendar_aligned)
 }
 
 /// Nano-dollars shown as USD.

@@ -22,7 +22,7 @@ use tollgate_proto::config::v1 as pb;
 use uuid::Uuid;
 
 use crate::crypto::{CryptoError, SecretBox};
-use crate::governance::{self, ResetDuration};
+use crate::governance;
 use crate::model::{
     ConfigState, CustomerRecord, NetworkRecord, ProviderKeyRecord, ProviderKind, SealedSecret,
     SecretField, TeamRecord, ValueSource, VirtualKeyRecord,
@@ -149,11 +149,7 @@ fn virtual_key(vk: &VirtualKeyRecord) -> pb::VirtualKey {
         key_sha256: Bytes::copy_from_slice(&vk.key_sha256),
         providers: vk.providers.clone(),
         // For data planes that predate `limits` (they never enforced it).
-        monthly_budget_usd: g
-            .limits
-            .budgets
-            .iter()
-            .find(|b| b.reset_duration == ResetDuration::Month && b.calendar_aligned)
+        monthly_budget_usd: governance::monthly(&g.limits.budgets)
             .map_or(0.0, |b| governance::usd(b.max_limit_nano_usd)),
         active: vk.active,
         limits: Some(governance::limits_to_pb(&g.limits)),
@@ -287,7 +283,7 @@ fn provider_key(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::governance::{Budget, KeyGovernance, Limits, ProviderConfig};
+    use crate::governance::{Budget, KeyGovernance, Limits, ProviderConfig, ResetDuration};
     use crate::model::{BedrockKeyRecord, PriceOverrideRecord, ProviderRecord, now};
 
     fn env(name: &str) -> pb::ValueRef {

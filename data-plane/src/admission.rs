@@ -53,7 +53,6 @@ impl Estimate {
 }
 
 /// Checks the request against every level of its key's chain and reserves its estimate there.
-#[allow(clippy::too_many_arguments)]
 pub fn admit(
     rt: &Runtime,
     virtual_key_id: &str,

@@ -22,6 +22,8 @@ use tollgate_proto::env::EnvAllowlist;
 use tollgate_proto::model_pattern::ModelPattern;
 use tollgate_proto::pricing::PriceTable;
 
+use crate::limits::{Engine, FleetState};
+
 use crate::signing::BedrockAuth;
 use crate::value::{EnvError, Value};
 
@@ -290,6 +292,17 @@ impl Runtime {
         previous: Option<&Runtime>,
         env: &EnvAllowlist,
     ) -> Result<Runtime, SnapshotError> {
+        let fleet = previous.map(|r| r.limits.fleet_arc()).unwrap_or_default();
+        Runtime::compile_in(snapshot, previous, env, fleet)
+    }
+
+    /// [`Runtime::compile_after`] with the data plane's [`FleetState`] (see [`RuntimeHandle`]).
+    fn compile_in(
+        snapshot: &pb::Snapshot,
+        previous: Option<&Runtime>,
+        env: &EnvAllowlist,
+        fleet: Arc<FleetState>,
+    ) -> Result<Runtime, SnapshotError> {
         let mut providers = HashMap::with_capacity(snapshot.providers.len());
         for p in &snapshot.providers {
             let prev = previous.and_then(|r| r.providers.get(p.name.as_str()));
@@ -320,7 +333,7 @@ impl Runtime {
                 }),
             );
         }
-        let limits = crate::limits::Engine::compile_after(snapshot, previous.map(|r| &r.limits))
+        let limits = Engine::compile_in(snapshot, previous.map(|r| &r.limits), fleet)
             .map_err(SnapshotError::Limits)?;
         Ok(Runtime {
             limits,
@@ -553,6 +566,9 @@ pub struct RuntimeHandle {
     current: ArcSwapOption<Runtime>,
     /// The env allowlist snapshots are compiled under.
     env: EnvAllowlist,
+    /// What the control plane says of the fleet (reachability, this node's share), for every
+    /// runtime's limits engine, from before the first config on.
+    fleet: Arc<FleetState>,
 }
 
 impl RuntimeHandle {
@@ -561,7 +577,13 @@ impl RuntimeHandle {
         RuntimeHandle {
             current: ArcSwapOption::empty(),
             env,
+            fleet: Arc::default(),
         }
+    }
+
+    /// The fleet state every runtime's limits engine is compiled with.
+    pub fn fleet(&self) -> &FleetState {
+        &self.fleet
     }
 
     pub fn load(&self) -> Option<Arc<Runtime>> {
@@ -582,7 +604,12 @@ impl RuntimeHandle {
             return Ok(current.version);
         }
         let previous = self.current.load_full();
-        let runtime = Runtime::compile_after(snapshot, previous.as_deref(), &self.env)?;
+        let runtime = Runtime::compile_in(
+            snapshot,
+            previous.as_deref(),
+            &self.env,
+            Arc::clone(&self.fleet),
+        )?;
         let version = runtime.version;
         self.current.store(Some(Arc::new(runtime)));
         Ok(version)

@@ -258,11 +258,10 @@ impl Draft {
         self.record.cache_write_1h_input_tokens = u.cache_creation_1h_input_tokens;
     }
 
-    /// What the record's tokens cost at the routed model's prices: `None` (unpriced) when tokens
-    /// were used and the model has no price, 0 when no token was used.
-    fn cost(&self) -> Option<u64> {
+    /// The record's tokens, split the way they are priced.
+    fn tokens(&self) -> Tokens {
         let r = &self.record;
-        let tokens = Tokens {
+        Tokens {
             input: r.input_tokens,
             output: r.output_tokens,
             cache_write_5m: r
@@ -270,11 +269,16 @@ impl Draft {
                 .saturating_sub(r.cache_write_1h_input_tokens),
             cache_write_1h: r.cache_write_1h_input_tokens,
             cache_read: r.cache_read_input_tokens,
-        };
-        if tokens == Tokens::default() {
+        }
+    }
+
+    /// What `tokens` cost at the routed model's prices: `None` (unpriced) when tokens were used
+    /// and the model has no price, 0 when no token was used.
+    fn cost(&self, tokens: &Tokens) -> Option<u64> {
+        if *tokens == Tokens::default() {
             return Some(0);
         }
-        self.price.map(|p| p.cost(&tokens).0)
+        self.price.map(|p| p.cost(tokens).0)
     }
 
     /// Records the time to the first byte or event sent to the client (once).
@@ -291,15 +295,11 @@ impl Draft {
         self.record.error_class = error_class.to_owned();
         self.record.latency_ms =
             u32::try_from(self.started.elapsed().as_millis()).unwrap_or(u32::MAX);
-        self.record.cost_nano_usd = self.cost();
+        let tokens = self.tokens();
+        self.record.cost_nano_usd = self.cost(&tokens);
         if let Some(reservation) = self.reservation.take() {
-            let r = &self.record;
-            let tokens = r
-                .input_tokens
-                .saturating_add(r.output_tokens)
-                .saturating_add(r.cache_read_input_tokens)
-                .saturating_add(r.cache_write_input_tokens);
-            reservation.settle(r.cost_nano_usd, tokens);
+            let all = tokens.total_input().saturating_add(tokens.output);
+            reservation.settle(self.record.cost_nano_usd, all);
         }
         dp.usage.record(self.record);
     }
@@ -422,9 +422,7 @@ fn authenticate(
     // One answer for unknown and inactive keys: the response never tells whether a key exists.
     match rt.virtual_key(presented) {
         // The holder of an expired key is told so (they hold its value; nothing leaks).
-        Some(vk) if vk.active && vk.expired(now_unix_ms) => Err(ProxyError::new(
-            ErrorKind::Authentication,
-            "auth",
+        Some(vk) if vk.active && vk.expired(now_unix_ms) => Err(ProxyError::unauthenticated(
             "this virtual key has expired; ask the gateway's administrator for a new one",
         )),
         Some(vk) if vk.active => Ok(Arc::clone(vk)),

@@ -324,8 +324,6 @@ struct Follower {
     /// Version last written to the disk cache.
     persisted: Option<u64>,
     send_gzip: bool,
-    /// This node's fleet share of every limit, once the control plane sent one.
-    share: Option<Share>,
 }
 
 impl Follower {
@@ -336,7 +334,6 @@ impl Follower {
             opts,
             persisted: None,
             send_gzip: true,
-            share: None,
         }
     }
 
@@ -403,16 +400,19 @@ impl Follower {
             return;
         };
         let path = dir.join(CACHE_FILE);
-        let read = tokio::task::spawn_blocking(move || read_cache(&dir)).await;
+        let read = tokio::task::spawn_blocking(move || (read_cache(&dir), read_share(&dir))).await;
+        let (read, stored_share) = match read {
+            Ok((cache, share)) => (Ok(cache), share),
+            Err(e) => (Err(e), None),
+        };
         match read {
             Ok(Ok(Some(snapshot))) => match self.dp.runtime().apply(&snapshot) {
                 Ok(version) => {
                     self.persisted = Some(snapshot.version);
                     // The share this node held before it stopped, until the control plane
                     // sends a new one.
-                    self.share = self.cfg.cache_dir.as_deref().and_then(read_share);
-                    if let (Some(share), Some(rt)) = (self.share, self.dp.runtime().load()) {
-                        rt.limits.set_share(share);
+                    if let Some(share) = stored_share {
+                        self.dp.runtime().fleet().set_share(share);
                         tracing::info!(
                             slot = share.slot,
                             of = share.of,
@@ -541,9 +541,6 @@ impl Follower {
                 continue;
             }
             let ack = self.apply(update).await;
-            // A new runtime shares the flag and the share with the one before; the first one
-            // learns them here.
-            self.set_link(true);
             if tx
                 .send(WatchRequest {
                     msg: Some(watch_request::Msg::Ack(ack)),
@@ -560,25 +557,21 @@ impl Follower {
     /// engine (fail-open keys are admitted beyond this node's share only while it does not).
     fn set_link(&self, connected: bool) {
         self.dp.link.set_connected(connected);
-        if let Some(rt) = self.dp.runtime().load() {
-            rt.limits.set_control_plane_reachable(connected);
-            if let Some(share) = self.share {
-                rt.limits.set_share(share);
-            }
-        }
+        self.dp
+            .runtime()
+            .fleet()
+            .set_control_plane_reachable(connected);
     }
 
-    /// This node's share of every limit in the fleet, as the control plane computed it; kept
-    /// for runtimes compiled later (before the first one, there is nothing to hold it).
+    /// This node's share of every limit in the fleet, as the control plane computed it, for
+    /// every runtime's limits (now and after a restart: it is stored beside the config cache).
     async fn set_share(&mut self, share: FleetShare) {
         let share = Share {
             slot: share.slot,
             of: share.of.max(1),
         };
-        if let Some(rt) = self.dp.runtime().load() {
-            rt.limits.set_share(share);
-        }
-        if self.share == Some(share) {
+        let fleet = self.dp.runtime().fleet();
+        if fleet.share() == share {
             return;
         }
         tracing::info!(
@@ -586,7 +579,7 @@ impl Follower {
             of = share.of,
             "fleet share of every limit changed"
         );
-        self.share = Some(share);
+        fleet.set_share(share);
         if let Some(dir) = self.cfg.cache_dir.clone() {
             match tokio::task::spawn_blocking(move || write_share(&dir, share)).await {
                 Ok(Ok(())) => {}

@@ -28,15 +28,26 @@ const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
 /// 1970-01-05, the first Monday after the epoch, in unix ms.
 const FIRST_MONDAY_MS: i64 = 4 * DAY_MS;
 
-/// How long a window lasts (`pb::ResetPeriod` without its unspecified value).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// How long a budget or rate-limit window lasts: `1m 5m 1h 1d 1w 1M 1Y` in JSON (the admin
+/// API, stored limits); the snapshot's `ResetPeriod` without its unspecified value.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema), schema(as = ResetDuration))]
 pub enum Period {
+    #[serde(rename = "1m")]
     Minute,
+    #[serde(rename = "5m")]
     FiveMinutes,
+    #[serde(rename = "1h")]
     Hour,
+    #[serde(rename = "1d")]
     Day,
+    #[serde(rename = "1w")]
     Week,
+    #[serde(rename = "1M")]
     Month,
+    #[serde(rename = "1Y")]
     Year,
 }
 
@@ -53,6 +64,19 @@ impl Period {
             pb::ResetPeriod::Month => Period::Month,
             pb::ResetPeriod::Year => Period::Year,
         })
+    }
+
+    /// The snapshot's form.
+    pub fn to_pb(self) -> pb::ResetPeriod {
+        match self {
+            Period::Minute => pb::ResetPeriod::Minute,
+            Period::FiveMinutes => pb::ResetPeriod::FiveMinutes,
+            Period::Hour => pb::ResetPeriod::Hour,
+            Period::Day => pb::ResetPeriod::Day,
+            Period::Week => pb::ResetPeriod::Week,
+            Period::Month => pb::ResetPeriod::Month,
+            Period::Year => pb::ResetPeriod::Year,
+        }
     }
 
     /// The admin API's spelling (`1m 5m 1h 1d 1w 1M 1Y`).

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
-use tollgate_proto::window::{Period, WindowSpec};
+use tollgate_proto::window::WindowSpec;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -73,18 +73,6 @@ pub struct UsageResponse {
     pub at: String,
 }
 
-fn period(d: ResetDuration) -> Period {
-    match d {
-        ResetDuration::Minute => Period::Minute,
-        ResetDuration::FiveMinutes => Period::FiveMinutes,
-        ResetDuration::Hour => Period::Hour,
-        ResetDuration::Day => Period::Day,
-        ResetDuration::Week => Period::Week,
-        ResetDuration::Month => Period::Month,
-        ResetDuration::Year => Period::Year,
-    }
-}
-
 fn instant(unix_ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
@@ -96,12 +84,8 @@ async fn budget_usage(
     b: &Budget,
     now_ms: i64,
 ) -> Result<BudgetUsage, ApiError> {
-    let window = WindowSpec::new(
-        period(b.reset_duration),
-        b.calendar_aligned,
-        b.anchor_unix_ms,
-    )
-    .window_at(now_ms);
+    let window =
+        WindowSpec::new(b.reset_duration, b.calendar_aligned, b.anchor_unix_ms).window_at(now_ms);
     let from = match b.reset_at_unix_ms {
         Some(reset) if window.contains(reset) => reset,
         _ => window.start_unix_ms,
@@ -135,7 +119,7 @@ async fn rate_usage(
     let (Some(max_limit), Some(reset_duration)) = (limit, reset) else {
         return Ok(None);
     };
-    let window = WindowSpec::calendar(period(reset_duration)).window_at(now_ms);
+    let window = WindowSpec::calendar(reset_duration).window_at(now_ms);
     let used = cp
         .store()
         .usage_in(

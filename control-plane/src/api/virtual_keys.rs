@@ -19,7 +19,7 @@ use crate::ControlPlane;
 use crate::crypto::{generate_virtual_key, sha256};
 use crate::governance::{
     self, Budget, BudgetInput, BudgetView, KeyGovernance, Limits, ProviderConfig,
-    ProviderConfigInput, ProviderConfigView, RateLimit, ResetDuration, usd,
+    ProviderConfigInput, ProviderConfigView, RateLimit, ResetDuration, monthly, usd,
 };
 use crate::model::{AuditEvent, VirtualKeyRecord, now};
 use crate::store::StoreError;
@@ -198,13 +198,6 @@ impl From<&VirtualKeyRecord> for VirtualKeyResponse {
             updated_at: timestamp(vk.updated_at),
         }
     }
-}
-
-/// The budget `monthly_budget` stands for: calendar-aligned, `1M`.
-fn monthly(budgets: &[Budget]) -> Option<&Budget> {
-    budgets
-        .iter()
-        .find(|b| b.reset_duration == ResetDuration::Month && b.calendar_aligned)
 }
 
 /// The create response: the only time the value is returned.

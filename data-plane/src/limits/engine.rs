@@ -78,10 +78,48 @@ pub struct Engine {
     /// Virtual keys with at least one limit on their chain, by id.
     keys: HashMap<Arc<str>, Chain>,
     cells: HashMap<CellKey, Cell>,
-    control_plane_unreachable: Arc<AtomicBool>,
-    /// This node's [`Share`] of every limit, packed (`slot << 32 | of`); shared with every
-    /// engine compiled after this one.
-    share: Arc<AtomicU64>,
+    fleet: Arc<FleetState>,
+}
+
+/// What this data plane knows of its fleet, which outlives every engine it compiles: whether
+/// the control plane answers, and this node's [`Share`] of every limit. The data plane owns one
+/// (`RuntimeHandle`) and compiles every engine with it, so it can be set before any config.
+#[derive(Debug)]
+pub struct FleetState {
+    unreachable: AtomicBool,
+    /// The share, packed (`slot << 32 | of`).
+    share: AtomicU64,
+}
+
+impl Default for FleetState {
+    fn default() -> Self {
+        FleetState {
+            unreachable: AtomicBool::new(false),
+            share: AtomicU64::new(Share::WHOLE.pack()),
+        }
+    }
+}
+
+impl FleetState {
+    /// Whether the control plane can be reached (default: reachable). While it cannot,
+    /// fail-open keys are admitted beyond this node's allowances, up to the limits.
+    pub fn set_control_plane_reachable(&self, reachable: bool) {
+        self.unreachable.store(!reachable, Ordering::Relaxed);
+    }
+
+    pub fn control_plane_reachable(&self) -> bool {
+        !self.unreachable.load(Ordering::Relaxed)
+    }
+
+    /// This node's share of every limit. Counters admit up to it unless the control plane
+    /// granted another allowance.
+    pub fn set_share(&self, share: Share) {
+        self.share.store(share.pack(), Ordering::Relaxed);
+    }
+
+    pub fn share(&self) -> Share {
+        Share::unpack(self.share.load(Ordering::Relaxed))
+    }
 }
 
 /// This data plane's share of every limit in a fleet (the control plane's `FleetShare`): slot
@@ -249,11 +287,21 @@ impl Engine {
     }
 
     /// Compiles the limits of a snapshot, carrying over the counters of `previous` whose
-    /// identity (level, counter, window definition) the snapshot still has, and the control
-    /// plane reachability flag.
+    /// identity (level, counter, window definition) the snapshot still has, and its
+    /// [`FleetState`].
     pub fn compile_after(
         snapshot: &pb::Snapshot,
         previous: Option<&Engine>,
+    ) -> Result<Engine, LimitsError> {
+        let fleet = previous.map(|p| Arc::clone(&p.fleet)).unwrap_or_default();
+        Engine::compile_in(snapshot, previous, fleet)
+    }
+
+    /// [`Engine::compile_after`] with the data plane's [`FleetState`].
+    pub fn compile_in(
+        snapshot: &pb::Snapshot,
+        previous: Option<&Engine>,
+        fleet: Arc<FleetState>,
     ) -> Result<Engine, LimitsError> {
         let mut cells = Cells {
             previous: previous.map(|p| &p.cells),
@@ -362,13 +410,7 @@ impl Engine {
         Ok(Engine {
             keys,
             cells: cells.cells,
-            control_plane_unreachable: previous
-                .map(|p| Arc::clone(&p.control_plane_unreachable))
-                .unwrap_or_default(),
-            share: previous.map_or_else(
-                || Arc::new(AtomicU64::new(Share::WHOLE.pack())),
-                |p| Arc::clone(&p.share),
-            ),
+            fleet,
         })
     }
 
@@ -423,8 +465,8 @@ impl Engine {
             estimated_cost.map_or(0, |c| c.0),
             estimated_tokens,
         );
-        let fail_open = chain.fail_open && self.control_plane_unreachable.load(Ordering::Relaxed);
-        let share = self.share();
+        let fail_open = chain.fail_open && !self.fleet.control_plane_reachable();
+        let share = self.fleet.share();
         for level in levels {
             if let Err(exhausted) = reservation.charge_level(level, now_unix_ms, fail_open, share) {
                 reservation.roll_back();
@@ -438,26 +480,24 @@ impl Engine {
         Ok(reservation)
     }
 
-    /// Tells the engine whether the control plane can be reached (default: reachable). While
-    /// it cannot, fail-open keys are admitted beyond this node's allowances, up to the limits.
-    /// The flag is shared with every engine compiled after this one.
+    /// The [`FleetState`] this engine was compiled with (shared with the engines compiled
+    /// after it).
+    pub fn fleet(&self) -> &FleetState {
+        &self.fleet
+    }
+
+    pub(crate) fn fleet_arc(&self) -> Arc<FleetState> {
+        Arc::clone(&self.fleet)
+    }
+
+    /// Shorthand for [`FleetState::set_control_plane_reachable`].
     pub fn set_control_plane_reachable(&self, reachable: bool) {
-        self.control_plane_unreachable
-            .store(!reachable, Ordering::Relaxed);
+        self.fleet.set_control_plane_reachable(reachable);
     }
 
-    pub fn control_plane_reachable(&self) -> bool {
-        !self.control_plane_unreachable.load(Ordering::Relaxed)
-    }
-
-    /// Sets this node's share of every limit (shared with every engine compiled after this
-    /// one). Counters admit up to it unless the control plane granted another allowance.
+    /// Shorthand for [`FleetState::set_share`].
     pub fn set_share(&self, share: Share) {
-        self.share.store(share.pack(), Ordering::Relaxed);
-    }
-
-    pub fn share(&self) -> Share {
-        Share::unpack(self.share.load(Ordering::Relaxed))
+        self.fleet.set_share(share);
     }
 
     /// Sets this node's allowance of a window counter for the window starting at

@@ -39,13 +39,15 @@
 //! settled between the instant and the snapshot's arrival is forgotten with it; reservations in
 //! flight stay and settle normally.
 //!
-//! **Allowances** (for several data planes sharing limits). Every window counter compares
-//! this node's use with its allowance for the window: the whole limit unless the control plane
-//! [`Engine::grant`]s another amount for that window. [`Engine::take_report`] returns what each
-//! counter used since the last report, per window, for the control plane to rebalance. When a
-//! counter's allowance is used up but is smaller than the limit, the control plane is marked
-//! unreachable ([`Engine::set_control_plane_reachable`]) and the key is `fail_open`, the request
-//! is admitted up to the limit itself (this node's use counted against it); otherwise refused.
+//! **Allowances** (for several data planes sharing limits). Every counter compares this node's
+//! use with its allowance: this node's [`Share`] of the limit (the whole limit in a fleet of
+//! one; set in the [`FleetState`] the data plane compiles every engine with), unless
+//! [`Engine::grant`] gave another amount for that window. [`Engine::take_report`] returns what
+//! each counter used since the last report, per window (not used yet: shares are not rebalanced
+//! from usage). When a counter's allowance is used up but is smaller than the limit, the
+//! control plane is unreachable ([`FleetState::set_control_plane_reachable`]) and the key is
+//! `fail_open`, the request is admitted up to the limit itself (this node's use counted against
+//! it); otherwise refused.
 //!
 //! **Config changes.** Counters live in cells keyed by [`CellKey`]: the level's id, and for
 //! window counters the kind, the budget id and the window definition (period, calendar-aligned,
@@ -73,7 +75,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 pub use cell::CellUsage;
-pub use engine::{Engine, Reservation, Share};
+pub use engine::{Engine, FleetState, Reservation, Share};
 pub use tollgate_proto::window::{Period, Window, WindowSpec};
 
 /// Where time comes from.

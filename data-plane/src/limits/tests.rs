@@ -891,9 +891,9 @@ fn allowances_below_the_limit_and_fail_open() {
         Some(&e),
     )
     .expect("compiles");
-    assert!(!e2.control_plane_reachable());
+    assert!(!e2.fleet().control_plane_reachable());
     e2.set_control_plane_reachable(true);
-    assert!(e.control_plane_reachable());
+    assert!(e.fleet().control_plane_reachable());
     // A grant for the next window applies when it starts; unknown cells are refused.
     let next = ms("2026-03-16T00:00:00Z");
     let cell = budget_cell(vk("closed"), "b", Period::Day);
@@ -1108,7 +1108,7 @@ fn fleet_shares_add_up_to_the_limit() {
             Engine::compile_after(&s, Some(&e)).expect("recompiles")
         })
         .collect();
-    assert_eq!(nodes[2].share(), Share { slot: 2, of: 3 });
+    assert_eq!(nodes[2].fleet().share(), Share { slot: 2, of: 3 });
     let mut admitted = [0; 3];
     for round in 0..20 {
         for (i, e) in nodes.iter().enumerate() {

@@ -123,16 +123,6 @@ impl<'a> RequestBody<'a> {
     pub fn max_tokens(&self) -> Option<u64> {
         json::get(&self.fields, "max_tokens").and_then(json::decode::<u64>)
     }
-
-    /// The body's length in bytes.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the body is empty (it never is once parsed: it holds at least `model`).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
 }
 
 /// Extracts `model` and `stream` (JSON `true`) from an Anthropic request body, parsing only the
