@@ -764,7 +764,7 @@ async fn connect_fleet(nodes: usize, servers: &Servers) -> Fleet {
 fn snapshot_costs(snapshot: &Snapshot) {
     let update = ConfigUpdate {
         snapshot: Some(snapshot.clone()),
-        share: None,
+        ..ConfigUpdate::default()
     };
     let raw = update.encode_to_vec();
     let gz = |data: &[u8]| {

@@ -22,6 +22,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tollgate_proto::config::v1::{Ack, Hello};
 
+use crate::allowances::Member;
 use tollgate_proto::logsafe::log_safe;
 
 /// A node not seen for longer than this counts as lagging.
@@ -183,21 +184,34 @@ impl Fleet {
     /// kept for them: one that lost only its link to the control plane may still be admitting),
     /// ordered by id, and their number. `(0, 1)` for a node that is not a member.
     pub(crate) fn share_of(&self, node_id: &str) -> (u32, u32) {
+        self.members()
+            .into_iter()
+            .find(|m| m.node_id == node_id)
+            .map_or((0, 1), |m| (m.slot, m.of))
+    }
+
+    /// The fleet's members (connected nodes, and nodes gone for less than [`SHARE_LEASE`]),
+    /// ordered by id, each with its slot.
+    pub fn members(&self) -> Vec<Member> {
         let now = OffsetDateTime::now_utc();
         let nodes = self.nodes();
-        let mut members: Vec<&str> = nodes
+        let mut members: Vec<(&str, bool)> = nodes
             .iter()
             .filter(|(_, n)| n.connected || now - n.last_seen <= SHARE_LEASE)
-            .map(|(id, _)| id.as_str())
+            .map(|(id, n)| (id.as_str(), n.connected))
             .collect();
         members.sort_unstable();
-        match members.iter().position(|m| *m == node_id) {
-            Some(slot) => (
-                u32::try_from(slot).unwrap_or(u32::MAX),
-                u32::try_from(members.len()).unwrap_or(u32::MAX),
-            ),
-            None => (0, 1),
-        }
+        let of = u32::try_from(members.len()).unwrap_or(u32::MAX);
+        members
+            .into_iter()
+            .enumerate()
+            .map(|(slot, (id, connected))| Member {
+                node_id: id.to_owned(),
+                slot: u32::try_from(slot).unwrap_or(u32::MAX),
+                of,
+                connected,
+            })
+            .collect()
     }
 }
 

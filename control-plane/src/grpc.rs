@@ -357,6 +357,9 @@ async fn run_watch(
     let mut sent_share: Option<(u32, u32)> = None;
     let mut share_check = tokio::time::interval(SHARE_CHECK);
     share_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Grants of rebalanced allowances (crate::allowances) are picked up this often.
+    let mut grant_check = tokio::time::interval(GRANT_CHECK);
+    grant_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let pending = latest.version > sent;
         tokio::select! {
@@ -379,6 +382,9 @@ async fn run_watch(
                         );
                     }
                     session.acked(&ack);
+                }
+                Some(Ok(WatchRequest { msg: Some(watch_request::Msg::Limits(report)) })) => {
+                    cp.report_limits(session.node_id(), report);
                 }
                 Some(Ok(WatchRequest { msg: Some(watch_request::Msg::Hello(_)) })) => {
                     let _ = tx.try_send(Err(Status::invalid_argument(
@@ -414,6 +420,9 @@ async fn run_watch(
             _ = share_check.tick(), if sent > 0 => {
                 send_share(&cp, &session, gzip, &tx, &mut sent_share);
             }
+            _ = grant_check.tick(), if sent > 0 => {
+                send_grants(&cp, &session, gzip, &tx);
+            }
             changed = snapshots.changed() => {
                 if changed.is_err() {
                     break;
@@ -430,6 +439,39 @@ async fn run_watch(
 /// How often a Watch stream checks whether its node's fleet share changed.
 const SHARE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How often a Watch stream hands its node the grants waiting for it.
+const GRANT_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// An update without a snapshot, encoded for the stream (`None` if compressing failed).
+fn encode_small_update(update: &ConfigUpdate, gzip: bool) -> Option<Bytes> {
+    let update = update.encode_to_vec();
+    if !gzip {
+        return Some(Bytes::from(update));
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    gz.write_all(&update).ok()?;
+    gz.finish().ok().map(Bytes::from)
+}
+
+/// Sends the node the grants of rebalanced allowances waiting for it. Grants that do not fit
+/// in the stream's buffer are dropped: the allowances count them until the node's next report
+/// says what it has (crate::allowances).
+fn send_grants(cp: &ControlPlane, session: &NodeSession, gzip: bool, tx: &UpdateSender) {
+    for grants in cp.inner.allowances.take_grants(session.node_id()) {
+        let (seq, count) = (grants.seq, grants.grants.len());
+        let update = ConfigUpdate {
+            grants: Some(grants),
+            ..ConfigUpdate::default()
+        };
+        let Some(bytes) = encode_small_update(&update, gzip) else {
+            continue;
+        };
+        if tx.try_send(Ok(bytes)).is_ok() {
+            tracing::debug!(node_id = %log_safe(session.node_id()), seq, grants = count, "allowance grants sent");
+        }
+    }
+}
+
 /// Sends the node its fleet share of every limit if it changed since `sent`; when the stream's
 /// buffer is full the next check tries again.
 fn send_share(
@@ -444,24 +486,14 @@ fn send_share(
         return;
     }
     let update = ConfigUpdate {
-        snapshot: None,
         share: Some(FleetShare {
             slot: share.0,
             of: share.1,
         }),
-    }
-    .encode_to_vec();
-    let bytes = if gzip {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-        if gz.write_all(&update).is_err() {
-            return;
-        }
-        match gz.finish() {
-            Ok(b) => Bytes::from(b),
-            Err(_) => return,
-        }
-    } else {
-        Bytes::from(update)
+        ..ConfigUpdate::default()
+    };
+    let Some(bytes) = encode_small_update(&update, gzip) else {
+        return;
     };
     if tx.try_send(Ok(bytes)).is_ok() {
         tracing::debug!(node_id = %log_safe(session.node_id()), slot = share.0, of = share.1, "fleet share sent");
@@ -805,7 +837,7 @@ mod tests {
         let encoded = EncodedUpdate::new(&snapshot).unwrap();
         let expected = ConfigUpdate {
             snapshot: Some(snapshot.clone()),
-            share: None,
+            ..ConfigUpdate::default()
         }
         .encode_to_vec();
         assert_eq!(encoded.version, 7);

@@ -59,6 +59,7 @@ use tollgate_proto::config::v1::Snapshot;
 pub use tollgate_proto::env::EnvAllowlist;
 use tollgate_proto::usage::v1::UsageRecord;
 
+pub mod allowances;
 mod api;
 pub mod crypto;
 pub mod fleet;
@@ -155,6 +156,8 @@ struct Inner {
     publish: Mutex<()>,
     /// Data planes watching this replica.
     fleet: Arc<fleet::Fleet>,
+    /// Their allowances of every limit, rebalanced from their reports.
+    allowances: allowances::Allowances,
     /// Cancelled by [`ControlPlane::shutdown`]: ends the gRPC streams.
     shutdown: CancellationToken,
     /// Cancelled when the last handle is dropped: ends the background tasks.
@@ -237,6 +240,9 @@ impl ControlPlane {
                 snapshots: tx,
                 publish: Mutex::new(()),
                 fleet: Arc::new(fleet::Fleet::new()),
+                allowances: allowances::Allowances::new(
+                    u64::try_from(unix_ms()).unwrap_or(0).saturating_mul(1_000),
+                ),
                 shutdown: CancellationToken::new(),
                 tasks: CancellationToken::new(),
                 usage_retention_days: AtomicU32::new(0),
@@ -272,6 +278,19 @@ impl ControlPlane {
     /// the registry is in memory and per replica.
     pub fn data_planes(&self) -> Vec<fleet::NodeStatus> {
         self.inner.fleet.list(self.published_version())
+    }
+
+    /// Takes a data plane's report of its limits: what it holds of every counter in use and
+    /// its requests in flight (all-in-one reports its in-process data plane here; split data
+    /// planes report on their Watch stream). See [`allowances`].
+    pub fn report_limits(&self, node_id: &str, report: tollgate_proto::config::v1::LimitsReport) {
+        self.inner.allowances.report(node_id, report, unix_ms());
+    }
+
+    /// Requests in flight at a level (`(LevelKind, id, provider)`), summed over the data
+    /// planes that reported in the last few seconds.
+    pub(crate) fn in_flight(&self, level: &allowances::LevelKey) -> u64 {
+        self.inner.allowances.in_flight(level, unix_ms())
     }
 
     /// Ends every open gRPC stream (Watch and Report; with `UNAVAILABLE`, so data planes

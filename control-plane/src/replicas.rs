@@ -35,7 +35,34 @@ pub(crate) fn spawn_background_tasks(cp: &ControlPlane) {
     if let Some(changes) = cp.inner.store.config_changes() {
         tokio::spawn(follow(Arc::downgrade(&cp.inner), changes, stop.clone()));
     }
+    tokio::spawn(rebalance_allowances(
+        Arc::downgrade(&cp.inner),
+        stop.clone(),
+    ));
     tokio::spawn(maintain_usage(Arc::downgrade(&cp.inner), stop));
+}
+
+/// Rebalances the data planes' allowances every [`crate::allowances::REBALANCE_EVERY`]; the
+/// Watch streams deliver the grants.
+async fn rebalance_allowances(weak: Weak<Inner>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(crate::allowances::REBALANCE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let Some(cp) = upgrade(&weak) else { return };
+        let members = cp.inner.fleet.members();
+        let queued = cp.inner.allowances.rebalance(&members, crate::unix_ms());
+        if queued > 0 {
+            tracing::debug!(
+                grants = queued,
+                members = members.len(),
+                "allowances rebalanced"
+            );
+        }
+    }
 }
 
 fn upgrade(weak: &Weak<Inner>) -> Option<ControlPlane> {

@@ -198,6 +198,7 @@ impl Watch {
                 Some(ConfigUpdate {
                     snapshot: None,
                     share: Some(share),
+                    ..
                 }) => self.share = Some((share.slot, share.of)),
                 other => return Ok(other),
             }
@@ -222,6 +223,7 @@ impl Watch {
                 Ok(Ok(Some(ConfigUpdate {
                     snapshot: None,
                     share: Some(share),
+                    ..
                 }))) => self.share = Some((share.slot, share.of)),
                 Ok(Ok(Some(_))) => {}
                 other => panic!(

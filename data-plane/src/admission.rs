@@ -11,7 +11,9 @@
 //! A count-tokens call is free and uses no token: it counts as a request and a slot only.
 //!
 //! **Refusals.** Rate limits and concurrency: 429 `rate_limit_error` with `retry-after` (the
-//! window's end; 1 s for concurrency). Exhausted budgets: 429 with `x-should-retry: false`, so
+//! window's end; 1 s for concurrency). A refusal by this node's allowance while the limit may
+//! have room on other data planes ([`Refusal::temporary`]): 429 `allowance_moving` with
+//! `retry-after: 1` (the control plane moves allowance to where it is refused). Exhausted budgets: 429 with `x-should-retry: false`, so
 //! Claude Code stops instead of retrying (its retries would be refused until the window resets,
 //! which the message says). A model without a price on a key with a budget: 403
 //! `permission_error`. Every message names the level (the key, its provider config, its team or
@@ -102,6 +104,25 @@ fn rfc3339(unix_ms: i64) -> String {
 /// The client's error for a refusal.
 pub fn refused(r: &Refusal, now_unix_ms: i64) -> ProxyError {
     let level = level(r);
+    if r.temporary {
+        let what = match &r.exhausted {
+            Exhausted::Budget { period, .. } => format!("budget per {period}"),
+            Exhausted::Requests { period, .. } => format!("request limit per {period}"),
+            Exhausted::Tokens { period, .. } => format!("token limit per {period}"),
+            Exhausted::Concurrency { .. } => "concurrency limit".to_owned(),
+            Exhausted::Unpriced { .. } => "budget".to_owned(),
+        };
+        let mut e = ProxyError::new(
+            ErrorKind::RateLimit,
+            "allowance_moving",
+            format!(
+                "the {what} of {level} has room elsewhere in the gateway's fleet but not on this \
+                 node yet; it is being moved here, retry in a second"
+            ),
+        );
+        e.retry_after = Some(1);
+        return e;
+    }
     let resets = r
         .resets_at_unix_ms()
         .map(|at| format!("; it resets at {}", rfc3339(at)))

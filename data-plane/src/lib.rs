@@ -109,6 +109,42 @@ impl DataPlane {
         &self.runtime
     }
 
+    /// What this node holds of its limits now, as `LimitsReport` messages naming `grant_seq`
+    /// (the last grants applied): see [`limits::Engine::report`]. One empty final message
+    /// before any config.
+    pub fn limits_report(&self, grant_seq: u64) -> Vec<tollgate_proto::config::v1::LimitsReport> {
+        let report = self
+            .runtime
+            .load()
+            .map(|rt| {
+                rt.limits
+                    .report(limits::Clock::now_unix_ms(&limits::SystemClock))
+            })
+            .unwrap_or_default();
+        limits::wire::report_to_pb(&report, grant_seq)
+    }
+
+    /// Applies allowances the control plane granted; returns how many named a counter this
+    /// node has (others are ignored: their key or limit is gone, or not here yet).
+    pub fn apply_grants(&self, grants: &tollgate_proto::config::v1::Grants) -> usize {
+        let Some(rt) = self.runtime.load() else {
+            return 0;
+        };
+        grants
+            .grants
+            .iter()
+            .filter(|g| {
+                g.counter
+                    .as_ref()
+                    .and_then(limits::wire::counter_from_pb)
+                    .is_some_and(|cell| {
+                        rt.limits
+                            .grant(&cell, g.window_start_unix_ms, g.amount, g.fleet_exhausted)
+                    })
+            })
+            .count()
+    }
+
     /// Where the configuration comes from and whether that path is up.
     pub fn config_link(&self) -> &source::ConfigLink {
         &self.link

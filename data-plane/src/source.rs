@@ -305,6 +305,9 @@ impl DataPlane {
     }
 }
 
+/// How often a data plane reports its use of its limits on the Watch stream.
+pub const LIMITS_REPORT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// How one stream ended.
 enum StreamEnd {
     /// Closed on purpose after `max_stream_lifetime`.
@@ -471,7 +474,7 @@ impl Follower {
         if self.send_gzip {
             client = client.send_compressed(CompressionEncoding::Gzip);
         }
-        let (tx, rx) = mpsc::channel::<WatchRequest>(8);
+        let (tx, rx) = mpsc::channel::<WatchRequest>(64);
         let hello = Hello {
             node_id: self.cfg.node_id.clone(),
             build_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -521,23 +524,45 @@ impl Follower {
             error,
             compression_rejected: false,
         };
+        // The last grants applied on this stream (each stream starts again from 0: another
+        // control-plane replica numbers its grants its own way).
+        let mut grant_seq = 0;
+        let mut report_every = tokio::time::interval(LIMITS_REPORT_EVERY);
+        report_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let next = match rotate_at {
-                Some(at) => tokio::select! {
-                    m = inbound.message() => m,
-                    () = tokio::time::sleep_until(at) => return StreamEnd::Rotated,
-                },
-                None => inbound.message().await,
+            let rotate = async {
+                match rotate_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let next = tokio::select! {
+                m = inbound.message() => m,
+                () = rotate => return StreamEnd::Rotated,
+                _ = report_every.tick() => {
+                    self.report_limits(&tx, grant_seq);
+                    continue;
+                }
             };
             let update = match next {
                 Ok(Some(update)) => update,
                 Ok(None) => return lost_after("the control plane closed the stream".into()),
                 Err(status) => return lost_after(status_text(&status)),
             };
-            if update.snapshot.is_none()
-                && let Some(share) = update.share
-            {
-                self.set_share(share).await;
+            if update.snapshot.is_none() {
+                if let Some(share) = update.share {
+                    self.set_share(share).await;
+                }
+                if let Some(grants) = update.grants {
+                    let applied = self.dp.apply_grants(&grants);
+                    tracing::debug!(
+                        seq = grants.seq,
+                        grants = grants.grants.len(),
+                        applied,
+                        "allowances granted"
+                    );
+                    grant_seq = grant_seq.max(grants.seq);
+                }
                 continue;
             }
             let ack = self.apply(update).await;
@@ -549,6 +574,21 @@ impl Follower {
                 .is_err()
             {
                 return lost_after("request stream closed".into());
+            }
+        }
+    }
+
+    /// Sends what this node holds of its limits (reflecting the grants up to `grant_seq`). A
+    /// report that does not fit in the stream's buffer is skipped: the next one says it all.
+    fn report_limits(&self, tx: &mpsc::Sender<WatchRequest>, grant_seq: u64) {
+        for report in self.dp.limits_report(grant_seq) {
+            if tx
+                .try_send(WatchRequest {
+                    msg: Some(watch_request::Msg::Limits(report)),
+                })
+                .is_err()
+            {
+                return;
             }
         }
     }

@@ -200,7 +200,7 @@ impl ConfigService for Svc {
                     && tx
                         .send(Ok(ConfigUpdate {
                             snapshot: Some(snapshot),
-                            share: None,
+                            ..ConfigUpdate::default()
                         }))
                         .await
                         .is_err()

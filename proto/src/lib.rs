@@ -10,13 +10,14 @@
 //! both apply alike: text the gateway did not write is escaped and cut before it reaches a log
 //! line. [`model_id`] is the shape a model name must have: the data plane refuses requests for
 //! other names, and the admin API refuses aliases it could never route. [`pricing`] is what a
-//! request costs: the shipped pricing table and exact integer arithmetic over it.
+//! request costs: the shipped pricing table and exact integer arithmetic over it. [`share`] is a data plane's share of a limit in a fleet.
 
 pub mod env;
 pub mod logsafe;
 pub mod model_id;
 pub mod model_pattern;
 pub mod pricing;
+pub mod share;
 pub mod window;
 
 pub mod config {

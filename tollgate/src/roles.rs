@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -347,6 +348,7 @@ pub async fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
     );
     dp.follow(cp.snapshots());
     let usage_task = tokio::spawn(ingest_in_process(cp.clone(), usage_rx));
+    let limits_task = tokio::spawn(report_limits_in_process(cp.clone(), dp.clone()));
 
     // The inference router's fallback answers unknown paths (admin paths in the admin shape).
     let app = cp
@@ -368,12 +370,32 @@ pub async fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
     )
     .await;
     // Let the usage of the last requests reach the store.
+    limits_task.abort();
+    let _ = limits_task.await;
     drop(dp);
     let _ = tokio::time::timeout(Duration::from_secs(5), usage_task).await;
     cp.shutdown();
     tracing::info!("tollgate stopped");
     Ok(())
 }
+
+/// All-in-one's limits report: what its data plane holds of every limit and its requests in
+/// flight, handed to the control plane in process as often as a split data plane reports on
+/// its stream (the usage endpoints show requests in flight from it). One node holds the whole
+/// of every limit, so there is nothing to rebalance.
+async fn report_limits_in_process(cp: ControlPlane, dp: Arc<DataPlane>) {
+    let mut every = tokio::time::interval(tollgate_data_plane::source::LIMITS_REPORT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        for report in dp.limits_report(0) {
+            cp.report_limits(ALL_IN_ONE_NODE, report);
+        }
+    }
+}
+
+/// The node id all-in-one's data plane reports its limits under.
+const ALL_IN_ONE_NODE: &str = "all-in-one";
 
 /// All-in-one's usage path: the same records the gRPC reporter sends, committed in-process in
 /// batches of up to 500 records or 1 s (one store transaction each, not one per request). A

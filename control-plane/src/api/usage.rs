@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
+use tollgate_proto::config::v1::LevelKind;
 use tollgate_proto::window::WindowSpec;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -69,6 +70,9 @@ pub struct UsageResponse {
     /// Tokens per window, when the owner has a token limit.
     pub tokens: Option<RateUsage>,
     pub max_concurrent: Option<u32>,
+    /// Requests in flight now, over every data plane (as they reported in the last few
+    /// seconds; they report about twice a second).
+    pub in_flight: u64,
     /// RFC 3339: when these figures were computed.
     pub at: String,
 }
@@ -138,7 +142,7 @@ async fn rate_usage(
 
 async fn usage_of(
     cp: &ControlPlane,
-    id: Uuid,
+    (kind, id): (LevelKind, Uuid),
     name: String,
     limits: &Limits,
     keys: Vec<String>,
@@ -174,6 +178,7 @@ async fn usage_of(
         )
         .await?,
         max_concurrent: limits.max_concurrent,
+        in_flight: cp.in_flight(&(kind as i32, id.to_string(), String::new())),
         at: timestamp(t),
     }))
 }
@@ -203,7 +208,7 @@ pub(crate) async fn virtual_key_usage(
         .ok_or_else(|| ApiError::NotFound(format!("virtual key {id} not found")))?;
     usage_of(
         &cp,
-        id,
+        (LevelKind::VirtualKey, id),
         vk.name,
         &vk.governance.limits,
         vec![id.to_string()],
@@ -242,7 +247,7 @@ pub(crate) async fn team_usage(
         .filter(|k| k.team_id == Some(id))
         .map(|k| k.id.to_string())
         .collect();
-    usage_of(&cp, id, team.name, &team.limits, keys).await
+    usage_of(&cp, (LevelKind::Team, id), team.name, &team.limits, keys).await
 }
 
 /// Usage of a customer's keys (its own, and its teams') against the customer's limits.
@@ -284,7 +289,14 @@ pub(crate) async fn customer_usage(
         .filter(|k| k.customer_id == Some(id) || k.team_id.is_some_and(|t| teams.contains(&t)))
         .map(|k| k.id.to_string())
         .collect();
-    usage_of(&cp, id, customer.name, &customer.limits, keys).await
+    usage_of(
+        &cp,
+        (LevelKind::Customer, id),
+        customer.name,
+        &customer.limits,
+        keys,
+    )
+    .await
 }
 
 /// Marks budget `budget_id` of `limits` reset now (spend before now stops counting in its

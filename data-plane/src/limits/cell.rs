@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::{CellKey, ReportEntry};
+use super::CellKey;
 use tollgate_proto::window::{Window, WindowSpec};
 
 /// How a window counter is charged.
@@ -22,6 +22,9 @@ pub(super) enum Charge {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Full {
     pub window: Window,
+    /// Refused by this node's allowance, below the limit, while the fleet may have room
+    /// elsewhere (no grant said it is exhausted): a temporary refusal.
+    pub temporary: bool,
 }
 
 /// A successful charge: the window it went into, and whether only fail-open let it in.
@@ -62,14 +65,30 @@ struct WindowState {
     used: u64,
     /// Estimates of admitted requests not settled yet.
     reserved: u64,
-    /// Amount added to `used` since the last report.
-    unreported: u64,
-    /// Unreported amounts of earlier windows (rolled over, or settled after they ended).
-    past: Vec<(i64, u64)>,
     /// Allowances granted by window start (current and future windows only).
-    grants: Vec<(i64, u64)>,
+    grants: Vec<Granted>,
+    /// Amounts refused in this window for want of allowance (reported as demand).
+    wanted: u64,
     /// The last admin reset applied (unix ms).
     reset_applied: i64,
+}
+
+/// An allowance the control plane granted for one window.
+#[derive(Debug, Clone, Copy)]
+struct Granted {
+    window_start: i64,
+    amount: u64,
+    /// The fleet has nothing left in that window.
+    fleet_exhausted: bool,
+}
+
+/// [`WindowCell::holding`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Holding {
+    pub window: Window,
+    pub used: u64,
+    pub wanted: u64,
+    pub allowance: u64,
 }
 
 /// A cell's figures for its current window.
@@ -91,9 +110,8 @@ impl WindowCell {
                 window: None,
                 used: 0,
                 reserved: 0,
-                unreported: 0,
-                past: Vec::new(),
                 grants: Vec::new(),
+                wanted: 0,
                 reset_applied: 0,
             }),
         }
@@ -117,11 +135,8 @@ impl WindowCell {
             st.used = 0;
             st.reset_applied = ask.reset_at;
         }
-        let allowance = st
-            .grants
-            .iter()
-            .find(|(start, _)| *start == window.start_unix_ms)
-            .map_or(ask.allowance, |(_, amount)| (*amount).min(ask.limit));
+        let granted = st.granted(window.start_unix_ms);
+        let allowance = granted.map_or(ask.allowance, |g| g.amount.min(ask.limit));
         let need = st
             .used
             .saturating_add(st.reserved)
@@ -131,13 +146,19 @@ impl WindowCell {
         } else if ask.fail_open && allowance < ask.limit && need <= ask.limit {
             true
         } else {
-            return Err(Full { window });
+            // Refused by the allowance alone while the limit has room: demand to report, and
+            // temporary unless the fleet is known to be exhausted.
+            let below_limit = allowance < ask.limit && need <= ask.limit;
+            if below_limit {
+                st.wanted = st.wanted.saturating_add(ask.amount.max(1));
+            }
+            return Err(Full {
+                window,
+                temporary: below_limit && !granted.is_some_and(|g| g.fleet_exhausted),
+            });
         };
         match ask.charge {
-            Charge::Count => {
-                st.used = st.used.saturating_add(ask.amount);
-                st.unreported = st.unreported.saturating_add(ask.amount);
-            }
+            Charge::Count => st.used = st.used.saturating_add(ask.amount),
             Charge::Reserve => st.reserved = st.reserved.saturating_add(ask.amount),
         }
         Ok(Charged {
@@ -153,77 +174,74 @@ impl WindowCell {
             return;
         }
         match charge {
-            Charge::Count => {
-                st.used = st.used.saturating_sub(amount);
-                st.unreported = st.unreported.saturating_sub(amount);
-            }
+            Charge::Count => st.used = st.used.saturating_sub(amount),
             Charge::Reserve => st.reserved = st.reserved.saturating_sub(amount),
         }
     }
 
     /// Replaces a reservation made in the window starting at `window_start` by the actual
     /// amount. When that window has rolled over, its estimate is already gone from the
-    /// counters and the actual amount is only reported (for that window).
+    /// counters and nothing changes (the window is over).
     pub fn settle(&self, window_start: i64, reserved: u64, actual: u64) {
         let mut st = self.lock();
         if st.window.map(|w| w.start_unix_ms) == Some(window_start) {
             st.reserved = st.reserved.saturating_sub(reserved);
             st.used = st.used.saturating_add(actual);
-            st.unreported = st.unreported.saturating_add(actual);
-        } else if actual > 0 {
-            st.add_past(window_start, actual);
         }
     }
 
     /// Sets this node's allowance for the window starting at `window_start` (the current or a
     /// later one; grants for windows already over are ignored). An allowance above the limit
-    /// counts as the limit.
-    pub fn grant(&self, window_start: i64, amount: u64) {
+    /// counts as the limit. `fleet_exhausted`: the fleet has nothing left in that window, so
+    /// refusals there are final.
+    pub fn grant(&self, window_start: i64, amount: u64, fleet_exhausted: bool) {
         let mut st = self.lock();
         if st.window.is_some_and(|w| window_start < w.start_unix_ms) {
             return;
         }
+        let new = Granted {
+            window_start,
+            amount,
+            fleet_exhausted,
+        };
         match st
             .grants
             .iter_mut()
-            .find(|(start, _)| *start == window_start)
+            .find(|g| g.window_start == window_start)
         {
-            Some(g) => g.1 = amount,
-            None => st.grants.push((window_start, amount)),
+            Some(g) => *g = new,
+            None => st.grants.push(new),
         }
     }
 
-    /// Moves the amounts used since the last report into `out`.
-    pub fn report_into(&self, out: &mut Vec<ReportEntry>) {
-        let mut st = self.lock();
-        for (window_start, delta) in st.past.drain(..) {
-            out.push(ReportEntry {
-                cell: self.key.clone(),
-                window_start_unix_ms: window_start,
-                delta,
-            });
+    /// What this node holds in the window holding `now`: used and reserved, refused for want of
+    /// allowance, and the allowance (the window's grant, else `default`; at most `limit`).
+    /// `None` when the node has neither use nor a grant there (nothing to tell the control
+    /// plane: it counts such a node at its fleet share).
+    pub fn holding(&self, now: i64, default: u64, limit: u64) -> Option<Holding> {
+        let st = self.lock();
+        let window = self.spec.window_at(now);
+        let granted = st.granted(window.start_unix_ms).map(|g| g.amount);
+        let (used, wanted) = match st.window {
+            Some(w) if w == window => (st.used.saturating_add(st.reserved), st.wanted),
+            _ => (0, 0),
+        };
+        if used == 0 && wanted == 0 && granted.is_none() {
+            return None;
         }
-        if let Some(w) = st.window
-            && st.unreported > 0
-        {
-            out.push(ReportEntry {
-                cell: self.key.clone(),
-                window_start_unix_ms: w.start_unix_ms,
-                delta: st.unreported,
-            });
-            st.unreported = 0;
-        }
+        Some(Holding {
+            window,
+            used,
+            wanted,
+            allowance: granted.unwrap_or(default).min(limit),
+        })
     }
 
     /// The figures of the window holding `now` (zeros for a window not started yet here).
     pub fn usage(&self, now: i64) -> CellUsage {
         let st = self.lock();
         let window = self.spec.window_at(now);
-        let granted = st
-            .grants
-            .iter()
-            .find(|(start, _)| *start == window.start_unix_ms)
-            .map(|(_, amount)| *amount);
+        let granted = st.granted(window.start_unix_ms).map(|g| g.amount);
         match st.window {
             Some(w) if w == window || now < w.start_unix_ms => CellUsage {
                 window: w,
@@ -251,29 +269,20 @@ impl WindowState {
         {
             return w;
         }
-        if let Some(old) = self.window
-            && self.unreported > 0
-        {
-            self.add_past(old.start_unix_ms, self.unreported);
-        }
         let w = spec.window_at(now);
         self.window = Some(w);
         self.used = 0;
         self.reserved = 0;
-        self.unreported = 0;
-        self.grants.retain(|(start, _)| *start >= w.start_unix_ms);
+        self.wanted = 0;
+        self.grants.retain(|g| g.window_start >= w.start_unix_ms);
         w
     }
 
-    fn add_past(&mut self, window_start: i64, amount: u64) {
-        match self
-            .past
-            .iter_mut()
-            .find(|(start, _)| *start == window_start)
-        {
-            Some(p) => p.1 = p.1.saturating_add(amount),
-            None => self.past.push((window_start, amount)),
-        }
+    fn granted(&self, window_start: i64) -> Option<Granted> {
+        self.grants
+            .iter()
+            .find(|g| g.window_start == window_start)
+            .copied()
     }
 }
 

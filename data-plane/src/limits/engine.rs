@@ -10,7 +10,10 @@ use tollgate_proto::config::v1 as pb;
 use tollgate_proto::pricing::Cost;
 
 use super::cell::{Ask, Charge, ConcurrencyCell, WindowCell};
-use super::{CellKey, CellUsage, CounterId, Exhausted, LevelId, LimitsError, Refusal, ReportEntry};
+use super::{
+    CellKey, CellUsage, CounterHolding, CounterId, Exhausted, LevelId, LimitsError, Refusal,
+    UseReport,
+};
 use tollgate_proto::window::{Period, WindowSpec};
 
 /// What a window counter counts.
@@ -30,9 +33,11 @@ struct Counter {
     cell: Arc<WindowCell>,
 }
 
+/// Requests in flight at a level: counted at every virtual key, team and customer (for the
+/// usage endpoints), limited where `max` is set.
 #[derive(Debug)]
 struct Concurrency {
-    max: u32,
+    max: Option<u32>,
     cell: Arc<ConcurrencyCell>,
 }
 
@@ -47,8 +52,9 @@ struct Level {
 }
 
 impl Level {
+    /// No limit at all (in-flight counting alone is not a limit).
     fn is_empty(&self) -> bool {
-        self.concurrency.is_none() && self.counters.is_empty()
+        self.concurrency.as_ref().is_none_or(|c| c.max.is_none()) && self.counters.is_empty()
     }
 
     fn has_budget(&self) -> bool {
@@ -75,9 +81,13 @@ enum Cell {
 /// Budgets, rate limits and concurrency of one snapshot, over counters that outlive it.
 #[derive(Debug)]
 pub struct Engine {
-    /// Virtual keys with at least one limit on their chain, by id.
+    /// Every virtual key's chain, by id.
     keys: HashMap<Arc<str>, Chain>,
     cells: HashMap<CellKey, Cell>,
+    /// Every window counter once, with its limit (for reports).
+    window_counters: Vec<(Arc<WindowCell>, u64)>,
+    /// Every level that counts requests in flight, once.
+    in_flight: Vec<(LevelId, Arc<ConcurrencyCell>)>,
     fleet: Arc<FleetState>,
 }
 
@@ -137,9 +147,7 @@ impl Share {
 
     /// This share of `limit`.
     pub fn of_limit(self, limit: u64) -> u64 {
-        let of = u64::from(self.of.max(1));
-        let slot = u64::from(self.slot).min(of - 1);
-        limit / of + u64::from(slot < limit % of)
+        tollgate_proto::share::share_of_limit(limit, self.slot, self.of)
     }
 
     fn pack(self) -> u64 {
@@ -158,6 +166,8 @@ impl Share {
 struct Cells<'a> {
     previous: Option<&'a HashMap<CellKey, Cell>>,
     cells: HashMap<CellKey, Cell>,
+    window_counters: Vec<(Arc<WindowCell>, u64)>,
+    in_flight: Vec<(LevelId, Arc<ConcurrencyCell>)>,
 }
 
 impl Cells<'_> {
@@ -203,11 +213,14 @@ impl Cells<'_> {
         cell
     }
 
+    /// Compiles one level. `count_in_flight`: count its requests in flight even without a
+    /// concurrency limit (virtual keys, teams, customers).
     fn level(
         &mut self,
         id: LevelId,
         name: &str,
         limits: Option<&pb::Limits>,
+        count_in_flight: bool,
     ) -> Result<Level, LimitsError> {
         let mut level = Level {
             name: name.into(),
@@ -215,15 +228,18 @@ impl Cells<'_> {
             counters: Vec::new(),
             id,
         };
+        let max_concurrent = limits.map_or(0, |l| l.max_concurrent);
+        if max_concurrent > 0 || count_in_flight {
+            let cell = self.concurrency(&level.id);
+            self.in_flight.push((level.id.clone(), Arc::clone(&cell)));
+            level.concurrency = Some(Concurrency {
+                max: (max_concurrent > 0).then_some(max_concurrent),
+                cell,
+            });
+        }
         let Some(limits) = limits else {
             return Ok(level);
         };
-        if limits.max_concurrent > 0 {
-            level.concurrency = Some(Concurrency {
-                max: limits.max_concurrent,
-                cell: self.concurrency(&level.id),
-            });
-        }
         if let Some(rl) = &limits.rate_limit {
             for (unit, max, reset) in [
                 (Unit::Requests, rl.request_max_limit, rl.request_reset),
@@ -244,11 +260,13 @@ impl Cells<'_> {
                 } else {
                     CounterId::Tokens(spec)
                 };
+                let cell = self.window(&level.id, counter, spec);
+                self.window_counters.push((Arc::clone(&cell), max));
                 level.counters.push(Counter {
                     unit,
                     limit: max,
                     reset_at: 0,
-                    cell: self.window(&level.id, counter, spec),
+                    cell,
                 });
             }
         }
@@ -262,11 +280,14 @@ impl Cells<'_> {
             let period = period(b.reset, &level.id, "budget")?;
             let spec = WindowSpec::new(period, b.calendar_aligned, b.anchor_unix_ms);
             let counter = CounterId::Budget(b.id.as_str().into(), spec);
+            let cell = self.window(&level.id, counter, spec);
+            self.window_counters
+                .push((Arc::clone(&cell), b.max_limit_nano_usd));
             level.counters.push(Counter {
                 unit: Unit::Cost,
                 limit: b.max_limit_nano_usd,
                 reset_at: b.reset_at_unix_ms,
-                cell: self.window(&level.id, counter, spec),
+                cell,
             });
         }
         Ok(level)
@@ -306,6 +327,8 @@ impl Engine {
         let mut cells = Cells {
             previous: previous.map(|p| &p.cells),
             cells: HashMap::new(),
+            window_counters: Vec::new(),
+            in_flight: Vec::new(),
         };
         let mut customers: HashMap<&str, Arc<Level>> =
             HashMap::with_capacity(snapshot.customers.len());
@@ -314,6 +337,7 @@ impl Engine {
                 LevelId::Customer(c.id.as_str().into()),
                 &c.name,
                 c.limits.as_ref(),
+                true,
             )?;
             if customers.insert(&c.id, Arc::new(level)).is_some() {
                 return Err(LimitsError::Duplicate(
@@ -339,7 +363,7 @@ impl Engine {
         for t in &snapshot.teams {
             let id = LevelId::Team(t.id.as_str().into());
             let owner = customer(&id, &t.customer_id)?;
-            let level = cells.level(id, &t.name, t.limits.as_ref())?;
+            let level = cells.level(id, &t.name, t.limits.as_ref(), true)?;
             if teams.insert(&t.id, (Arc::new(level), owner)).is_some() {
                 return Err(LimitsError::Duplicate(
                     LevelId::Team(t.id.as_str().into()).to_string(),
@@ -377,19 +401,13 @@ impl Engine {
                     virtual_key_id: Arc::clone(&key_id),
                     provider: pc.provider.as_str().into(),
                 };
-                let level = cells.level(level_id, &pc.provider, pc.limits.as_ref())?;
+                let level = cells.level(level_id, &pc.provider, pc.limits.as_ref(), false)?;
                 providers.push((pc.provider.as_str().into(), Arc::new(level)));
             }
             providers.retain(|(_, l)| !l.is_empty());
-            let key = Arc::new(cells.level(id, &vk.name, vk.limits.as_ref())?);
-            let levels: Vec<Arc<Level>> = [Some(key), team, cust]
-                .into_iter()
-                .flatten()
-                .filter(|l| !l.is_empty())
-                .collect();
-            if levels.is_empty() && providers.is_empty() {
-                continue;
-            }
+            let key = Arc::new(cells.level(id, &vk.name, vk.limits.as_ref(), true)?);
+            // Every level counts requests in flight, so every key has a chain.
+            let levels: Vec<Arc<Level>> = [Some(key), team, cust].into_iter().flatten().collect();
             let chain = Chain {
                 has_budget: levels.iter().any(|l| l.has_budget()),
                 levels,
@@ -410,15 +428,17 @@ impl Engine {
         Ok(Engine {
             keys,
             cells: cells.cells,
+            window_counters: cells.window_counters,
+            in_flight: cells.in_flight,
             fleet,
         })
     }
 
     /// Admits a request of `virtual_key_id` routed to `provider`, before its upstream call:
     /// checks every level of its chain (provider config, key, team, customer) and reserves at
-    /// all of them, or refuses and reserves nothing. `estimated_cost` is `None` for a model
-    /// without a price (refused when the chain has a budget). Keys the engine does not know
-    /// have no limits on their chain and are admitted.
+    /// all of them (counting it in flight there), or refuses and reserves nothing.
+    /// `estimated_cost` is `None` for a model without a price (refused when the chain has a
+    /// budget). Keys the engine does not know are admitted and counted nowhere.
     pub fn admit(
         &self,
         virtual_key_id: &str,
@@ -457,6 +477,7 @@ impl Engine {
                 level,
                 level_name,
                 exhausted: Exhausted::Unpriced { budget_id },
+                temporary: false,
             });
         }
         let counters = levels.clone().map(|l| l.counters.len()).sum();
@@ -468,12 +489,16 @@ impl Engine {
         let fail_open = chain.fail_open && !self.fleet.control_plane_reachable();
         let share = self.fleet.share();
         for level in levels {
-            if let Err(exhausted) = reservation.charge_level(level, now_unix_ms, fail_open, share) {
+            if let Err((exhausted, temporary)) =
+                reservation.charge_level(level, now_unix_ms, fail_open, share)
+            {
                 reservation.roll_back();
                 return Err(Refusal {
                     level: level.id.clone(),
                     level_name: Arc::clone(&level.name),
                     exhausted,
+                    // Nothing moves while the control plane is away.
+                    temporary: temporary && self.fleet.control_plane_reachable(),
                 });
             }
         }
@@ -502,27 +527,54 @@ impl Engine {
 
     /// Sets this node's allowance of a window counter for the window starting at
     /// `window_start_unix_ms` (the current or a later one; above the limit it counts as the
-    /// limit). `false` if the engine has no such window counter.
-    pub fn grant(&self, cell: &CellKey, window_start_unix_ms: i64, amount: u64) -> bool {
+    /// limit; `fleet_exhausted`: nothing is left of the limit in the fleet, so refusals for want
+    /// of allowance are final). `false` if the engine has no such window counter.
+    pub fn grant(
+        &self,
+        cell: &CellKey,
+        window_start_unix_ms: i64,
+        amount: u64,
+        fleet_exhausted: bool,
+    ) -> bool {
         match self.cells.get(cell) {
             Some(Cell::Window(w)) => {
-                w.grant(window_start_unix_ms, amount);
+                w.grant(window_start_unix_ms, amount, fleet_exhausted);
                 true
             }
             _ => false,
         }
     }
 
-    /// What this node's window counters used since the last call (requests counted at
-    /// admission; tokens and nano-USD when settled), per cell and window.
-    pub fn take_report(&self) -> Vec<ReportEntry> {
-        let mut out = Vec::new();
-        for cell in self.cells.values() {
-            if let Cell::Window(w) = cell {
-                w.report_into(&mut out);
+    /// What this node holds of its limits now: every window counter with use or a grant in
+    /// the window holding `now_unix_ms` (its use, reservations included, and its allowance),
+    /// and every level with requests in flight.
+    pub fn report(&self, now_unix_ms: i64) -> UseReport {
+        let share = self.fleet.share();
+        let mut counters = Vec::new();
+        for (cell, limit) in &self.window_counters {
+            if let Some(h) = cell.holding(now_unix_ms, share.of_limit(*limit), *limit) {
+                counters.push(CounterHolding {
+                    cell: cell.key.clone(),
+                    window: h.window,
+                    limit: *limit,
+                    used: h.used,
+                    wanted: h.wanted,
+                    allowance: h.allowance,
+                });
             }
         }
-        out
+        let in_flight = self
+            .in_flight
+            .iter()
+            .filter_map(|(level, cell)| {
+                let n = cell.in_flight();
+                (n > 0).then(|| (level.clone(), n))
+            })
+            .collect();
+        UseReport {
+            counters,
+            in_flight,
+        }
     }
 
     /// The keys of every counter of this engine.
@@ -538,7 +590,8 @@ impl Engine {
         }
     }
 
-    /// Requests in flight at a level with a concurrency limit.
+    /// Requests in flight at a level that counts them (virtual keys, teams, customers, and
+    /// provider configs with a concurrency limit).
     pub fn in_flight(&self, level: &LevelId) -> Option<u32> {
         let key = CellKey {
             level: level.clone(),
@@ -567,7 +620,8 @@ struct Held {
 #[derive(Debug)]
 pub struct Reservation {
     held: Vec<Held>,
-    slots: Vec<Arc<ConcurrencyCell>>,
+    /// In-flight slots taken, one per level at most (a chain has at most four levels).
+    slots: [Option<Arc<ConcurrencyCell>>; 4],
     estimated_cost: u64,
     estimated_tokens: u64,
     fail_open: bool,
@@ -577,7 +631,7 @@ impl Reservation {
     fn new(counters: usize, estimated_cost: u64, estimated_tokens: u64) -> Reservation {
         Reservation {
             held: Vec::with_capacity(counters),
-            slots: Vec::new(),
+            slots: Default::default(),
             estimated_cost,
             estimated_tokens,
             fail_open: false,
@@ -596,13 +650,24 @@ impl Reservation {
         now: i64,
         fail_open: bool,
         share: Share,
-    ) -> Result<(), Exhausted> {
+    ) -> Result<(), (Exhausted, bool)> {
         if let Some(c) = &level.concurrency {
-            let mine = u32::try_from(share.of_limit(u64::from(c.max))).unwrap_or(c.max);
+            let mine = c.max.map_or(u32::MAX, |max| {
+                u32::try_from(share.of_limit(u64::from(max))).unwrap_or(max)
+            });
             if !c.cell.try_acquire(mine) {
-                return Err(Exhausted::Concurrency { limit: c.max });
+                return Err((
+                    Exhausted::Concurrency {
+                        limit: c.max.unwrap_or(u32::MAX),
+                    },
+                    false,
+                ));
             }
-            self.slots.push(Arc::clone(&c.cell));
+            match self.slots.iter_mut().find(|s| s.is_none()) {
+                Some(free) => *free = Some(Arc::clone(&c.cell)),
+                // Unreachable (four levels at most); never leak the slot.
+                None => c.cell.release(),
+            }
         }
         for counter in &level.counters {
             let (amount, charge) = match counter.unit {
@@ -632,7 +697,7 @@ impl Reservation {
                 Err(full) => {
                     let period = counter.cell.spec.period;
                     let resets_at_unix_ms = full.window.end_unix_ms;
-                    return Err(match (&counter.cell.key.counter, counter.unit) {
+                    let exhausted = match (&counter.cell.key.counter, counter.unit) {
                         (CounterId::Budget(id, _), _) => Exhausted::Budget {
                             budget_id: Arc::clone(id),
                             period,
@@ -649,7 +714,8 @@ impl Reservation {
                             limit: counter.limit,
                             resets_at_unix_ms,
                         },
-                    });
+                    };
+                    return Err((exhausted, full.temporary));
                 }
             }
         }
@@ -666,8 +732,10 @@ impl Reservation {
             };
             h.cell.undo(h.window_start, h.amount, charge);
         }
-        for slot in self.slots.drain(..) {
-            slot.release();
+        for slot in &mut self.slots {
+            if let Some(cell) = slot.take() {
+                cell.release();
+            }
         }
     }
 
@@ -687,8 +755,10 @@ impl Reservation {
             };
             h.cell.settle(h.window_start, h.amount, actual);
         }
-        for slot in self.slots.drain(..) {
-            slot.release();
+        for slot in &mut self.slots {
+            if let Some(cell) = slot.take() {
+                cell.release();
+            }
         }
     }
 }

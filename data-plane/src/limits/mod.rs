@@ -5,7 +5,8 @@
 //! |---|---|
 //! | `tollgate_proto::window` | which window `[start, end)` holds an instant, per period, calendar-aligned or anchored (shared with the control plane) |
 //! | `cell.rs` | the counters: one lock-guarded window counter or one atomic per cell |
-//! | `engine.rs` | [`Engine`]: snapshot → chains of levels per virtual key, [`Engine::admit`], [`Reservation`] |
+//! | `engine.rs` | [`Engine`]: snapshot → chains of levels per virtual key, [`Engine::admit`], [`Reservation`], [`Engine::report`] |
+//! | `wire.rs` | counters, levels, reports and grants to and from their `config.v1` messages (pure) |
 //!
 //! **Levels.** A request belongs to a chain: the virtual key's provider config for the provider
 //! it was routed to (if it has one with limits) → the virtual key → its team (if any) → the
@@ -27,8 +28,7 @@
 //! lower; an actual cost of `None` keeps the estimate charged) and releases the concurrency
 //! slots. Dropping it unsettled (every early exit) releases the slots and settles cost 0 and 0
 //! tokens; the request count stays. A request settles into the windows it was admitted in: if
-//! one has rolled over since, the new window is not charged and the amount is reported for the
-//! old one (see allowances).
+//! one has rolled over since, the new window is not charged (the old one is over).
 //!
 //! **Unpriced models.** A request whose cost cannot be estimated (`None`) on a chain with any
 //! budget is refused ([`Exhausted::Unpriced`]): keys with a budget can only use priced models.
@@ -42,12 +42,13 @@
 //! **Allowances** (for several data planes sharing limits). Every counter compares this node's
 //! use with its allowance: this node's [`Share`] of the limit (the whole limit in a fleet of
 //! one; set in the [`FleetState`] the data plane compiles every engine with), unless
-//! [`Engine::grant`] gave another amount for that window. [`Engine::take_report`] returns what
-//! each counter used since the last report, per window (not used yet: shares are not rebalanced
-//! from usage). When a counter's allowance is used up but is smaller than the limit, the
-//! control plane is unreachable ([`FleetState::set_control_plane_reachable`]) and the key is
-//! `fail_open`, the request is admitted up to the limit itself (this node's use counted against
-//! it); otherwise refused.
+//! [`Engine::grant`] gave another amount for that window (the control plane rebalances
+//! allowances from what the nodes report: ARCHITECTURE.md, "Limits"). [`Engine::report`]
+//! says what each counter holds in its current window (used and reserved, and its allowance)
+//! and how many requests are in flight at each level. When a counter's allowance is used up
+//! but is smaller than the limit, the control plane is unreachable
+//! ([`FleetState::set_control_plane_reachable`]) and the key is `fail_open`, the request is
+//! admitted up to the limit itself (this node's use counted against it); otherwise refused.
 //!
 //! **Config changes.** Counters live in cells keyed by [`CellKey`]: the level's id, and for
 //! window counters the kind, the budget id and the window definition (period, calendar-aligned,
@@ -56,9 +57,9 @@
 //! team keeps the counts; a changed window definition (period, alignment, anchor; an admin reset
 //! that moves the anchor) or budget id starts a fresh counter. Reservations hold `Arc`s to their
 //! cells, so requests in flight across a swap settle into the counters they charged. Counters no
-//! level uses any more are dropped with the last engine and reservation holding them (their
-//! unreported use with them). Concurrency is counted only at levels with a limit: setting a limit
-//! where there was none starts from 0 in flight.
+//! level uses any more are dropped with the last engine and reservation holding them.
+//! Requests in flight are counted at every virtual key, team and customer (and at provider
+//! configs with a concurrency limit), so a limit set later starts from the real count.
 //!
 //! Not the engine's business: inactive and expired keys (the runtime refuses them first).
 //! The engine must be compiled from the same snapshot as the runtime; keys it does not know
@@ -66,6 +67,7 @@
 
 mod cell;
 mod engine;
+pub mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -167,13 +169,26 @@ pub struct CellKey {
     pub counter: CounterId,
 }
 
-/// What a window counter used on this node since the last report, in one window (requests,
-/// tokens or nano-USD, after the counter's kind).
+/// What this node holds of one window counter in its current window.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReportEntry {
+pub struct CounterHolding {
     pub cell: CellKey,
-    pub window_start_unix_ms: i64,
-    pub delta: u64,
+    pub window: Window,
+    pub limit: u64,
+    /// Used and reserved here (requests, tokens or nano-USD, after the counter's kind).
+    pub used: u64,
+    /// Refused here for want of allowance while the limit had room (demand).
+    pub wanted: u64,
+    /// What this node may admit in the window: its grant, else its fleet share.
+    pub allowance: u64,
+}
+
+/// [`Engine::report`]: what this node holds of its limits, for the control plane.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UseReport {
+    pub counters: Vec<CounterHolding>,
+    /// Levels with requests in flight here, and how many.
+    pub in_flight: Vec<(LevelId, u32)>,
 }
 
 /// What refused a request.
@@ -211,6 +226,9 @@ pub struct Refusal {
     /// The level's name (for a provider config: the provider).
     pub level_name: Arc<str>,
     pub exhausted: Exhausted,
+    /// Refused by this node's allowance while the limit may have room on other nodes (no
+    /// grant said the fleet is exhausted): allowance is being moved here, retry shortly.
+    pub temporary: bool,
 }
 
 impl Refusal {

@@ -747,22 +747,21 @@ fn a_settlement_after_the_window_rolled_charges_the_old_window() {
         (10, 0),
         "the new window is not charged"
     );
-    let mut report = e.take_report();
-    report.sort_by_key(|r| r.window_start_unix_ms);
+    let report = e.report(next);
     assert_eq!(
-        report,
-        vec![
-            ReportEntry {
-                cell: cell.clone(),
-                window_start_unix_ms: now(),
-                delta: 700
+        report.counters,
+        vec![CounterHolding {
+            cell,
+            window: Window {
+                start_unix_ms: next,
+                end_unix_ms: ms("2026-03-15T10:02:00Z"),
             },
-            ReportEntry {
-                cell,
-                window_start_unix_ms: next,
-                delta: 10
-            },
-        ]
+            limit: 1_000,
+            used: 10,
+            wanted: 0,
+            allowance: 1_000,
+        }],
+        "the report holds the current window only"
     );
 }
 
@@ -857,7 +856,7 @@ fn allowances_below_the_limit_and_fail_open() {
     let day = ms("2026-03-15T00:00:00Z");
     for id in ["open", "closed"] {
         let cell = budget_cell(vk(id), "b", Period::Day);
-        assert!(e.grant(&cell, day, 300));
+        assert!(e.grant(&cell, day, 300, false));
         e.admit(id, "p", priced(200), 0, now())
             .expect("200 of the 300 allowed")
             .settle(Some(200), 0);
@@ -897,57 +896,92 @@ fn allowances_below_the_limit_and_fail_open() {
     // A grant for the next window applies when it starts; unknown cells are refused.
     let next = ms("2026-03-16T00:00:00Z");
     let cell = budget_cell(vk("closed"), "b", Period::Day);
-    assert!(e2.grant(&cell, next, 50));
+    assert!(e2.grant(&cell, next, 50, false));
     assert!(e2.admit("closed", "p", priced(51), 0, next).is_err());
     e2.admit("closed", "p", priced(50), 0, next)
         .expect("the granted 50")
         .settle(Some(50), 0);
-    assert!(!e2.grant(&budget_cell(vk("nobody"), "b", Period::Day), day, 1));
+    assert!(!e2.grant(&budget_cell(vk("nobody"), "b", Period::Day), day, 1, false));
     // An allowance equal to the limit: fail-open changes nothing.
     e2.set_control_plane_reachable(false);
-    assert!(e2.grant(&cell, next, 1_000));
+    assert!(e2.grant(&cell, next, 1_000, false));
     assert!(e2.admit("closed", "p", priced(951), 0, next).is_err());
 }
 
 #[test]
-fn reports_carry_usage_since_the_last_one() {
+fn reports_hold_use_allowances_and_requests_in_flight() {
     let limits = pb::Limits {
         budgets: vec![budget("b", 1_000, pb::ResetPeriod::Day)],
         ..requests(10, pb::ResetPeriod::Minute)
     };
-    let e = engine(&snapshot(vec![key("k", Some(limits))], vec![], vec![]));
+    let mut k = key("k", Some(limits));
+    k.team_id = "t".into();
+    let s = snapshot(
+        vec![k, key("idle", Some(requests(5, pb::ResetPeriod::Minute)))],
+        vec![team("t", "", None)],
+        vec![],
+    );
+    let e = engine(&s);
+    e.set_share(Share { slot: 0, of: 3 });
+    assert_eq!(e.report(now()), UseReport::default(), "nothing used yet");
     e.admit("k", "p", priced(100), 0, now())
         .expect("fits")
         .settle(Some(40), 0);
     let held = e.admit("k", "p", priced(100), 0, now()).expect("fits");
-    let mut report = e.take_report();
-    report.sort_by_key(|r| r.delta);
     let day = ms("2026-03-15T00:00:00Z");
+    let mut report = e.report(now());
+    report.counters.sort_by_key(|c| c.limit);
+    report.in_flight.sort_by_key(|(l, _)| l.to_string());
     assert_eq!(
-        report,
+        report.counters,
         vec![
-            ReportEntry {
+            CounterHolding {
                 cell: request_cell(vk("k"), Period::Minute),
-                window_start_unix_ms: now(),
-                delta: 2
+                window: Window {
+                    start_unix_ms: now(),
+                    end_unix_ms: now() + 60_000,
+                },
+                limit: 10,
+                used: 2,
+                wanted: 0,
+                allowance: 4,
             },
-            ReportEntry {
+            CounterHolding {
                 cell: budget_cell(vk("k"), "b", Period::Day),
-                window_start_unix_ms: day,
-                delta: 40
+                window: Window {
+                    start_unix_ms: day,
+                    end_unix_ms: day + 86_400_000,
+                },
+                limit: 1_000,
+                used: 140,
+                wanted: 0,
+                allowance: 334,
             },
-        ]
+        ],
+        "use with reservations, allowance the share (10 / 3 + 1, 1000 / 3 + 1)"
     );
-    assert!(e.take_report().is_empty());
-    held.settle(Some(60), 0);
     assert_eq!(
-        e.take_report(),
-        vec![ReportEntry {
-            cell: budget_cell(vk("k"), "b", Period::Day),
-            window_start_unix_ms: day,
-            delta: 60
-        }]
+        report.in_flight,
+        vec![(LevelId::Team("t".into()), 1), (vk("k"), 1)],
+        "in flight at the key and its team, which has no limits"
     );
+    // A grant replaces the share; an idle counter with a grant is reported.
+    assert!(e.grant(&budget_cell(vk("k"), "b", Period::Day), day, 900, false));
+    assert!(e.grant(&request_cell(vk("idle"), Period::Minute), now(), 1, false));
+    held.settle(Some(60), 0);
+    let mut report = e.report(now());
+    report.counters.sort_by_key(|c| c.limit);
+    let figures: Vec<_> = report
+        .counters
+        .iter()
+        .map(|c| (c.limit, c.used, c.allowance))
+        .collect();
+    assert_eq!(figures, vec![(5, 0, 1), (10, 2, 4), (1_000, 100, 900)]);
+    assert!(report.in_flight.is_empty());
+    // In the next minute the request counters hold nothing; the day's budget still does.
+    let later = e.report(now() + 60_000);
+    assert_eq!(later.counters.len(), 1);
+    assert_eq!(later.counters[0].used, 100);
 }
 
 #[test]
@@ -962,7 +996,10 @@ fn keys_without_limits_are_admitted_and_hold_nothing() {
         e.admit("unknown", "p", None, 0, now())
             .expect("unknown keys have no limits"),
     );
-    assert_eq!(e.cell_keys().count(), 0);
+    // Only the key's in-flight counter, which its requests left at 0.
+    assert_eq!(e.cell_keys().count(), 1);
+    assert_eq!(e.in_flight(&vk("k")), Some(0));
+    assert!(e.report(now()).counters.is_empty());
 }
 
 #[test]
@@ -1059,7 +1096,7 @@ fn an_allowance_above_the_limit_counts_as_the_limit() {
         vec![],
     ));
     let cell = budget_cell(vk("k"), "b", Period::Day);
-    assert!(e.grant(&cell, ms("2026-03-15T00:00:00Z"), 5_000));
+    assert!(e.grant(&cell, ms("2026-03-15T00:00:00Z"), 5_000, false));
     assert_eq!(
         e.usage(&cell, now()).and_then(|u| u.granted),
         Some(5_000),
@@ -1138,4 +1175,55 @@ fn fleet_shares_add_up_to_the_limit() {
         }
     }
     assert_eq!(spent, 900, "three of each node's 333 n$ fit");
+}
+
+#[test]
+fn refusals_by_the_allowance_alone_are_temporary_and_wanted() {
+    let e = engine(&snapshot(
+        vec![key("k", Some(requests(9, pb::ResetPeriod::Minute)))],
+        vec![],
+        vec![],
+    ));
+    e.set_share(Share { slot: 0, of: 3 });
+    for _ in 0..3 {
+        drop(e.admit("k", "p", None, 0, now()).expect("the share of 3"));
+    }
+    let r = e.admit("k", "p", None, 0, now()).expect_err("share used");
+    assert!(r.temporary, "the other nodes' 6 may move here");
+    let cell = request_cell(vk("k"), Period::Minute);
+    let held = |e: &Engine| {
+        let report = e.report(now());
+        let c = report.counters.iter().find(|c| c.cell == cell).unwrap();
+        (c.used, c.wanted, c.allowance)
+    };
+    assert_eq!(held(&e), (3, 1, 3), "the refused request is demand");
+    // Allowance moved here: admitted again.
+    assert!(e.grant(&cell, now(), 5, false));
+    drop(e.admit("k", "p", None, 0, now()).expect("granted 5"));
+    drop(e.admit("k", "p", None, 0, now()).expect("granted 5"));
+    // The fleet has nothing left: final.
+    assert!(e.grant(&cell, now(), 5, true));
+    let r = e
+        .admit("k", "p", None, 0, now())
+        .expect_err("allowance used");
+    assert!(!r.temporary, "the fleet is exhausted");
+    assert_eq!(held(&e), (5, 2, 5));
+    // The limit itself: final whatever the grants say.
+    assert!(e.grant(&cell, now(), 100, false));
+    for _ in 0..4 {
+        drop(e.admit("k", "p", None, 0, now()).expect("up to the limit"));
+    }
+    assert!(!e.admit("k", "p", None, 0, now()).unwrap_err().temporary);
+    // With the control plane away nothing moves: final.
+    let e = engine(&snapshot(
+        vec![key("k", Some(requests(9, pb::ResetPeriod::Minute)))],
+        vec![],
+        vec![],
+    ));
+    e.set_share(Share { slot: 0, of: 3 });
+    e.set_control_plane_reachable(false);
+    for _ in 0..3 {
+        drop(e.admit("k", "p", None, 0, now()).expect("the share"));
+    }
+    assert!(!e.admit("k", "p", None, 0, now()).unwrap_err().temporary);
 }

@@ -34,6 +34,7 @@ use tollgate_proto::usage::v1::UsageRecord;
 use tower::ServiceExt;
 
 use super::router;
+use crate::limits::Share;
 use crate::reporter::{ReporterConfig, start_reporter};
 use crate::testing::{FakeControlPlane, FakeState, dead_endpoint, fast_options, wait_until};
 use crate::usage::UsageSink;
@@ -992,6 +993,55 @@ fn requests_per_minute(n: u64) -> pb::Limits {
         }),
         ..Default::default()
     }
+}
+
+/// In a fleet, a refusal by this node's allowance while the limit has room elsewhere is a
+/// temporary 429 (retry in a second, Claude Code retries), not the final one; once a grant says
+/// the fleet is exhausted it is final again.
+#[tokio::test]
+async fn refusals_by_this_nodes_allowance_ask_for_a_retry() {
+    let gw = Gateway::new();
+    let mut snapshot = config(1, &upstream().await);
+    snapshot
+        .virtual_keys
+        .push(limited("vk-rate", "sk-tg-rate", requests_per_minute(3), ""));
+    gw.apply(snapshot);
+    gw.dp.runtime().fleet().set_share(Share { slot: 2, of: 3 });
+    let send = || {
+        gw.post(
+            &[("x-api-key", b"sk-tg-rate")],
+            message("anthropic/claude-haiku-4-5"),
+        )
+    };
+    assert_eq!(send().await.status, 200, "this node's share: 1 of 3");
+    let a = send().await;
+    let text = envelope(&a, 429, "rate_limit_error");
+    assert!(text.contains("being moved here"), "{text}");
+    assert_eq!(a.headers[header::RETRY_AFTER], "1");
+    assert!(!a.headers.contains_key("x-should-retry"));
+    // The control plane says nothing is left anywhere: the limit's own refusal.
+    let cell = crate::limits::CellKey {
+        level: crate::limits::LevelId::VirtualKey("vk-rate".into()),
+        counter: crate::limits::CounterId::Requests(crate::limits::WindowSpec::calendar(
+            crate::limits::Period::Minute,
+        )),
+    };
+    let window = crate::limits::WindowSpec::calendar(crate::limits::Period::Minute).window_at(
+        crate::limits::Clock::now_unix_ms(&crate::limits::SystemClock),
+    );
+    let applied = gw.dp.apply_grants(&pb::Grants {
+        seq: 1,
+        grants: vec![pb::Grant {
+            counter: crate::limits::wire::counter_to_pb(&cell),
+            window_start_unix_ms: window.start_unix_ms,
+            amount: 1,
+            fleet_exhausted: true,
+        }],
+    });
+    assert_eq!(applied, 1);
+    let a = send().await;
+    let text = envelope(&a, 429, "rate_limit_error");
+    assert!(text.contains("may send 3 requests per 1m"), "{text}");
 }
 
 /// Budgets, rate limits and the team level are enforced after routing, before the upstream call:
