@@ -581,3 +581,130 @@ async fn limits_hold_across_three_data_planes() {
     }
     assert_eq!(ok, 2, "the stored share of 6, not all of it");
 }
+
+/// Allowance moves to where it is used: with three data planes and all of a key's traffic on
+/// one of them, that one answers the whole limit (30 an hour), not its third. While allowance
+/// moves, its refusals are temporary (429 `retry-after: 1`, retried here as Claude Code
+/// does); once the fleet has nothing left, the refusal is the limit's own. The usage endpoint
+/// shows the requests in flight on every data plane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowance_moves_to_the_busy_data_plane() {
+    let double =
+        BedrockDouble::start(BedrockDoubleConfig::new().with_key(AKID, SECRET)).expect("double");
+    let (cluster, _cp) = cluster_with_bedrock(&double, "tollgate_rebalance").await;
+    let (s, created) = cluster
+        .admin(
+            reqwest::Method::POST,
+            "/api/virtual-keys",
+            Some(json!({"name": "busy", "provider": "bedrock",
+                "rate_limit": {"request_max_limit": 30, "request_reset_duration": "1h"}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{created}");
+    let vk = created["value"].as_str().expect("value").to_owned();
+    let usage_path = format!(
+        "/api/virtual-keys/{}/usage",
+        created["id"].as_str().expect("id")
+    );
+    let probe = cluster
+        .virtual_key(json!({"name": "probe", "provider": "bedrock"}))
+        .await;
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut dps = Vec::new();
+    for dir in &dirs {
+        let listen = format!("127.0.0.1:{}", free_port().expect("port"));
+        dps.push(cluster.start_dp(dir.path().to_owned(), &listen).await);
+    }
+    for dp in &dps {
+        eventually(
+            "a data plane serves the keys with its third of every limit",
+            Duration::from_secs(10),
+            || async {
+                cluster.infer(dp, &probe, "claude-sonnet-4-6").await == 200
+                    && dp.output().contains("of=3")
+            },
+        )
+        .await;
+    }
+
+    // Requests in flight on two data planes show in the usage endpoint, and go away.
+    let slow = json!({"model": "claude-sonnet-4-6", "max_tokens": 32,
+        "messages": [{"role": "user", "content": "[double:slow:4000] hi"}]});
+    let held = futures::future::join_all(
+        dps[1..]
+            .iter()
+            .map(|dp| cluster.send(dp.url(""), vk.clone(), slow.clone())),
+    );
+    let watch = async {
+        let mut seen = 0;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline && seen < 2 {
+            let (s, usage) = cluster.admin(reqwest::Method::GET, &usage_path, None).await;
+            assert_eq!(s, 200, "{usage}");
+            seen = seen.max(usage["in_flight"].as_u64().expect("in_flight"));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        seen
+    };
+    let (statuses, seen) = tokio::join!(held, watch);
+    assert_eq!(statuses, [200, 200]);
+    assert_eq!(
+        seen, 2,
+        "two requests in flight, one on each of two data planes"
+    );
+    eventually(
+        "nothing in flight once they end",
+        Duration::from_secs(5),
+        || async {
+            let (_, usage) = cluster.admin(reqwest::Method::GET, &usage_path, None).await;
+            usage["in_flight"] == 0
+        },
+    )
+    .await;
+
+    // Everything else goes to the first data plane; it gets what the others do not use.
+    let small = json!({"model": "claude-sonnet-4-6", "max_tokens": 32,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let (mut ok, mut temporary, mut last) = (0, 0, String::new());
+    for _ in 0..120 {
+        cluster.sent.fetch_add(1, Ordering::SeqCst);
+        let resp = cluster
+            .http
+            .post(dps[0].url("/anthropic/v1/messages"))
+            .header("x-api-key", &vk)
+            .json(&small)
+            .send()
+            .await
+            .expect("answer");
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body: Value = resp.json().await.expect("json");
+        match status {
+            200 => ok += 1,
+            429 => {
+                last = body["error"]["message"].as_str().unwrap_or("").to_owned();
+                if !last.contains("being moved here") {
+                    break;
+                }
+                temporary += 1;
+                assert_eq!(retry_after.as_deref(), Some("1"), "{body}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    println!(
+        "one busy data plane of 3: {ok} answered of 30 an hour (2 answered elsewhere), \
+         {temporary} temporary refusals while allowance moved"
+    );
+    assert!(
+        last.contains("may send 30 requests per 1h"),
+        "the limit's own refusal at the end: {last}"
+    );
+    assert_eq!(ok, 28, "all that is left of 30 after the two slow requests");
+    assert!(temporary < 20, "{temporary} temporary refusals");
+}
