@@ -165,6 +165,30 @@ fn main() {
         single.as_nanos() as f64 / REQUESTS as f64
     );
 
+    // The limits report a data plane sends twice a second, with every counter in use (the
+    // warm-up used them all) and its translation into messages.
+    let clock = SystemClock;
+    let mut reports = Vec::new();
+    let mut entries = 0;
+    let mut messages = 0;
+    let mut bytes = 0;
+    for _ in 0..5 {
+        let start = Instant::now();
+        let report = engine.report(clock.now_unix_ms());
+        let wire = tollgate_data_plane::limits::wire::report_to_pb(&report, 1);
+        reports.push(start.elapsed());
+        entries = report.counters.len();
+        messages = wire.len();
+        bytes = wire.iter().map(prost::Message::encoded_len).sum::<usize>();
+    }
+    reports.sort();
+    println!(
+        "report: {entries} counters in use -> {messages} messages, {} KB: median {:.1} ms (min {:.1})",
+        bytes / 1024,
+        ms(reports[2]),
+        ms(reports[0])
+    );
+
     let engine = Arc::new(engine);
     let ids = Arc::new(ids);
     for (label, shared_key) in [("2 threads", false), ("2 threads, one key", true)] {

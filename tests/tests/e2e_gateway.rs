@@ -1120,7 +1120,13 @@ async fn a_stream_in_flight_completes_when_its_budget_runs_out() {
     .await;
     assert_eq!(st, 201, "{b}");
     let small = b["value"].as_str().expect("value").to_owned();
+    let usage_path = format!("/api/virtual-keys/{}/usage", b["id"].as_str().expect("id"));
     common::wait_for_config(&s.http, &s.gw, &small).await;
+    let in_flight = || async {
+        let (st, usage) = admin(&s.http, &s.gw, "GET", &usage_path, Value::Null).await;
+        assert_eq!(st, 200, "{usage}");
+        usage["in_flight"].as_u64().expect("in_flight")
+    };
     let post = |body: Value| {
         s.http
             .post(s.gw.url("/anthropic/v1/messages"))
@@ -1128,7 +1134,7 @@ async fn a_stream_in_flight_completes_when_its_budget_runs_out() {
             .json(&body)
             .send()
     };
-    let mut stream = post(message("claude-sonnet-4-6", "[double:slow:300] go", true))
+    let mut stream = post(message("claude-sonnet-4-6", "[double:slow:500] go", true))
         .await
         .expect("stream");
     assert_eq!(stream.status(), 200);
@@ -1142,10 +1148,23 @@ async fn a_stream_in_flight_completes_when_its_budget_runs_out() {
         .expect("call");
     assert_eq!(refused.status(), 429);
     assert_eq!(refused.headers()["x-should-retry"], "false");
+    // The usage endpoint shows the stream in flight (all-in-one reports twice a second).
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let mut seen_in_flight = 0;
+    while seen_in_flight == 0 && std::time::Instant::now() < deadline {
+        seen_in_flight = in_flight().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen_in_flight, 1, "the stream is in flight");
     while let Some(chunk) = stream.chunk().await.expect("read") {
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(seen.contains("event: message_stop"), "{seen}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while in_flight().await != 0 {
+        assert!(std::time::Instant::now() < deadline, "still in flight");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let again = post(message("claude-sonnet-4-6", "hi", false))
         .await
         .expect("call");
