@@ -74,6 +74,8 @@ struct State {
     nodes: HashMap<String, NodeState>,
     /// By encoded `CounterRef` and window start.
     counters: HashMap<(Vec<u8>, i64), CounterState>,
+    /// The members of the last round (a change unsettles every counter).
+    last_members: Vec<Member>,
 }
 
 #[derive(Debug, Default)]
@@ -93,6 +95,9 @@ struct CounterState {
     window_end: i64,
     limit: u64,
     nodes: HashMap<String, NodeCounter>,
+    /// Nothing to do until a report or the fleet changes (no demand, nothing pending, every
+    /// member at its target): rounds skip it.
+    settled: bool,
 }
 
 #[derive(Debug, Default)]
@@ -126,6 +131,7 @@ impl Allowances {
                 seq: seq_base,
                 nodes: HashMap::new(),
                 counters: HashMap::new(),
+                last_members: Vec::new(),
             }),
         }
     }
@@ -135,56 +141,108 @@ impl Allowances {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes one report message of `node_id`. A round (messages up to the one marked final)
-    /// replaces everything the node reported before: counters it no longer lists hold nothing
-    /// and are at its share.
+    /// Takes one report message of `node_id`. Counters of a round that lists what changed are
+    /// taken as they come; a full round (every counter in use) replaces, at its final message,
+    /// everything the node reported before: counters it no longer lists hold nothing and are at
+    /// its share. A round's final message acknowledges its grants and replaces the node's
+    /// requests in flight.
     pub fn report(&self, node_id: &str, msg: pb::LimitsReport, now_ms: i64) {
         let mut st = self.state();
+        let st = &mut *st;
         let node = st.nodes.entry(node_id.to_owned()).or_default();
         node.reported_at_ms = now_ms;
-        if node.round.len() + msg.counters.len() <= MAX_ROUND {
-            node.round.extend(msg.counters);
-        }
         if node.round_in_flight.len() + msg.in_flight.len() <= MAX_ROUND {
             node.round_in_flight.extend(msg.in_flight);
         }
-        if !msg.r#final {
-            return;
+        let changes = if msg.full {
+            if node.round.len() + msg.counters.len() <= MAX_ROUND {
+                node.round.extend(msg.counters);
+            }
+            Vec::new()
+        } else {
+            msg.counters
+        };
+        if msg.r#final {
+            node.acked_seq = node.acked_seq.max(msg.grant_seq);
+            node.in_flight = std::mem::take(&mut node.round_in_flight)
+                .into_iter()
+                .filter(|f| f.in_flight > 0)
+                .map(|f| ((f.level, f.id, f.provider), f.in_flight))
+                .collect();
         }
-        node.acked_seq = node.acked_seq.max(msg.grant_seq);
         let acked = node.acked_seq;
-        let round = std::mem::take(&mut node.round);
-        node.in_flight = std::mem::take(&mut node.round_in_flight)
+        let full_round = if msg.r#final {
+            // A full round's counters; a partial full round before a delta's final is dropped
+            // (the data plane follows an incomplete round with a full one).
+            let round = std::mem::take(&mut node.round);
+            msg.full.then_some(round)
+        } else {
+            None
+        };
+        let mut entries: Vec<((Vec<u8>, i64), pb::CounterUse)> = full_round
             .into_iter()
-            .filter(|f| f.in_flight > 0)
-            .map(|f| ((f.level, f.id, f.provider), f.in_flight))
+            .flatten()
+            .chain(changes)
+            .filter(|u| {
+                u.counter.is_some()
+                    && u.window_end_unix_ms > now_ms
+                    && u.window_end_unix_ms > u.window_start_unix_ms
+            })
+            .map(|u| {
+                let key = (
+                    u.counter
+                        .as_ref()
+                        .map(Message::encode_to_vec)
+                        .unwrap_or_default(),
+                    u.window_start_unix_ms,
+                );
+                (key, u)
+            })
             .collect();
-        for c in st.counters.values_mut() {
-            if let Some(nc) = c.nodes.get_mut(node_id) {
-                nc.used = 0;
-                nc.wanted = 0;
-                nc.allowance = None;
-                nc.pending.retain(|(seq, _)| *seq > acked);
+        if msg.full && msg.r#final {
+            // What the round does not list, the node holds nothing of.
+            let listed: std::collections::HashSet<&(Vec<u8>, i64)> =
+                entries.iter().map(|(k, _)| k).collect();
+            for (key, c) in st.counters.iter_mut() {
+                if listed.contains(key) {
+                    continue;
+                }
+                if let Some(nc) = c.nodes.get_mut(node_id)
+                    && (nc.used, nc.wanted, nc.allowance) != (0, 0, None)
+                {
+                    nc.used = 0;
+                    nc.wanted = 0;
+                    nc.allowance = None;
+                    c.settled = false;
+                }
             }
         }
-        for u in round {
-            let Some(counter) = u.counter else { continue };
-            if u.window_end_unix_ms <= now_ms || u.window_end_unix_ms <= u.window_start_unix_ms {
-                continue;
-            }
-            let key = (counter.encode_to_vec(), u.window_start_unix_ms);
+        for (key, u) in entries.drain(..) {
             let c = st.counters.entry(key).or_insert_with(|| CounterState {
-                counter,
+                counter: u.counter.clone().unwrap_or_default(),
                 window_start: u.window_start_unix_ms,
                 window_end: u.window_end_unix_ms,
                 limit: u.limit,
                 nodes: HashMap::new(),
+                settled: false,
             });
-            c.limit = u.limit;
             let nc = c.nodes.entry(node_id.to_owned()).or_default();
-            nc.used = u.used;
-            nc.wanted = u.wanted;
-            nc.allowance = Some(u.allowance);
+            let figures = (u.used, u.wanted, Some(u.allowance));
+            if (nc.used, nc.wanted, nc.allowance) != figures || c.limit != u.limit {
+                (nc.used, nc.wanted, nc.allowance) = figures;
+                c.limit = u.limit;
+                c.settled = false;
+            }
+        }
+        if msg.r#final {
+            for c in st.counters.values_mut() {
+                if let Some(nc) = c.nodes.get_mut(node_id)
+                    && nc.pending.first().is_some_and(|(seq, _)| *seq <= acked)
+                {
+                    nc.pending.retain(|(seq, _)| *seq > acked);
+                    c.settled = false;
+                }
+            }
         }
     }
 
@@ -215,18 +273,22 @@ impl Allowances {
         let mut st = self.state();
         let st = &mut *st;
         st.counters.retain(|_, c| c.window_end > now_ms);
-        for c in st.counters.values_mut() {
-            c.nodes
-                .retain(|id, _| members.iter().any(|m| m.node_id == *id));
-        }
         st.nodes.retain(|id, n| {
             members.iter().any(|m| m.node_id == *id) || now_ms - n.reported_at_ms <= FRESH_MS
         });
         if members.is_empty() {
             return 0;
         }
+        if st.last_members != members {
+            st.last_members = members.to_vec();
+            for c in st.counters.values_mut() {
+                c.nodes
+                    .retain(|id, _| members.iter().any(|m| m.node_id == *id));
+                c.settled = false;
+            }
+        }
         let mut out: HashMap<&str, Vec<pb::Grant>> = HashMap::new();
-        for c in st.counters.values_mut() {
+        for c in st.counters.values_mut().filter(|c| !c.settled) {
             for (member, amount, exhausted) in plan(c, members) {
                 let grant = pb::Grant {
                     counter: Some(c.counter.clone()),
@@ -295,8 +357,10 @@ fn plan<'m>(c: &mut CounterState, members: &'m [Member]) -> Vec<(&'m Member, u64
         });
     }
     let total_rate: u128 = figures.iter().map(|f| u128::from(f.rate)).sum();
+    let nothing_pending = c.nodes.values().all(|nc| nc.pending.is_empty());
     if total_rate == 0 && defaulted {
         // Nobody wants more than the shares they hold.
+        c.settled = nothing_pending;
         return Vec::new();
     }
     let n = figures.len() as u128;
@@ -378,6 +442,7 @@ fn plan<'m>(c: &mut CounterState, members: &'m [Member]) -> Vec<(&'m Member, u64
             }
         }
     }
+    c.settled = grants.is_empty() && total_rate == 0 && nothing_pending;
     grants
 }
 
@@ -482,6 +547,7 @@ mod tests {
                 },
                 in_flight: Vec::new(),
                 r#final: true,
+                full: true,
             }
         }
     }
@@ -590,7 +656,10 @@ mod tests {
                         node.inbox.pop_front();
                     }
                     if rng.below(4) > 0 {
-                        a.report(&node.id, node.report(limit), NOW);
+                        // A round that lists what changed (here: everything listed) or all.
+                        let mut report = node.report(limit);
+                        report.full = rng.below(2) == 0;
+                        a.report(&node.id, report, NOW);
                     }
                 }
                 a.rebalance(&ms, NOW);

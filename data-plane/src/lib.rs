@@ -110,17 +110,25 @@ impl DataPlane {
     }
 
     /// What this node holds of its limits now, as `LimitsReport` messages naming `grant_seq`
-    /// (the last grants applied): see [`limits::Engine::report`]. One empty final message
-    /// before any config.
-    pub fn limits_report(&self, grant_seq: u64) -> Vec<tollgate_proto::config::v1::LimitsReport> {
+    /// (the last grants applied): every counter in use when `full`, else those that changed
+    /// since last listed (see [`limits::Engine::report`]). One empty final message before any
+    /// config.
+    pub fn limits_report(
+        &self,
+        grant_seq: u64,
+        full: bool,
+    ) -> Vec<tollgate_proto::config::v1::LimitsReport> {
         let report = self
             .runtime
             .load()
             .map(|rt| {
                 rt.limits
-                    .report(limits::Clock::now_unix_ms(&limits::SystemClock))
+                    .report(limits::Clock::now_unix_ms(&limits::SystemClock), full)
             })
-            .unwrap_or_default();
+            .unwrap_or(limits::UseReport {
+                full,
+                ..limits::UseReport::default()
+            });
         limits::wire::report_to_pb(&report, grant_seq)
     }
 

@@ -308,6 +308,10 @@ impl DataPlane {
 /// How often a data plane reports its use of its limits on the Watch stream.
 pub const LIMITS_REPORT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// Every this many limits reports, one lists every counter in use (the others list what
+/// changed): about every 10 s.
+pub const FULL_REPORT_EVERY: u32 = 20;
+
 /// How one stream ended.
 enum StreamEnd {
     /// Closed on purpose after `max_stream_lifetime`.
@@ -527,6 +531,8 @@ impl Follower {
         // The last grants applied on this stream (each stream starts again from 0: another
         // control-plane replica numbers its grants its own way).
         let mut grant_seq = 0;
+        // Rounds since the last full report (0: the next one is full).
+        let mut report_rounds = 0;
         let mut report_every = tokio::time::interval(LIMITS_REPORT_EVERY);
         report_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -540,7 +546,7 @@ impl Follower {
                 m = inbound.message() => m,
                 () = rotate => return StreamEnd::Rotated,
                 _ = report_every.tick() => {
-                    self.report_limits(&tx, grant_seq);
+                    self.report_limits(&tx, grant_seq, &mut report_rounds);
                     continue;
                 }
             };
@@ -580,14 +586,22 @@ impl Follower {
 
     /// Sends what this node holds of its limits (reflecting the grants up to `grant_seq`). A
     /// report that does not fit in the stream's buffer is skipped: the next one says it all.
-    fn report_limits(&self, tx: &mpsc::Sender<WatchRequest>, grant_seq: u64) {
-        for report in self.dp.limits_report(grant_seq) {
+    ///
+    /// Every [`FULL_REPORT_EVERY`]th round lists every counter in use, the others what changed;
+    /// a round that could not be sent whole is followed by a full one (the control plane takes
+    /// a grant as applied only from a round's final message, so it never misses what a lost
+    /// message said about a grant).
+    fn report_limits(&self, tx: &mpsc::Sender<WatchRequest>, grant_seq: u64, rounds: &mut u32) {
+        let full = *rounds == 0;
+        *rounds = (*rounds + 1) % FULL_REPORT_EVERY;
+        for report in self.dp.limits_report(grant_seq, full) {
             if tx
                 .try_send(WatchRequest {
                     msg: Some(watch_request::Msg::Limits(report)),
                 })
                 .is_err()
             {
+                *rounds = 0;
                 return;
             }
         }

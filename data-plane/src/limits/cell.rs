@@ -69,6 +69,8 @@ struct WindowState {
     grants: Vec<Granted>,
     /// Amounts refused in this window for want of allowance (reported as demand).
     wanted: u64,
+    /// Something changed since the last report that listed this counter.
+    changed: bool,
     /// The last admin reset applied (unix ms).
     reset_applied: i64,
 }
@@ -82,7 +84,7 @@ struct Granted {
     fleet_exhausted: bool,
 }
 
-/// [`WindowCell::holding`].
+/// [`WindowCell::holdings`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Holding {
     pub window: Window,
@@ -112,6 +114,7 @@ impl WindowCell {
                 reserved: 0,
                 grants: Vec::new(),
                 wanted: 0,
+                changed: false,
                 reset_applied: 0,
             }),
         }
@@ -128,6 +131,7 @@ impl WindowCell {
     pub fn try_charge(&self, ask: &Ask) -> Result<Charged, Full> {
         let mut st = self.lock();
         let window = st.roll(&self.spec, ask.now);
+        st.changed = true;
         if ask.reset_at > st.reset_applied
             && ask.now >= ask.reset_at
             && window.contains(ask.reset_at)
@@ -173,6 +177,7 @@ impl WindowCell {
         if st.window.map(|w| w.start_unix_ms) != Some(window_start) {
             return;
         }
+        st.changed = true;
         match charge {
             Charge::Count => st.used = st.used.saturating_sub(amount),
             Charge::Reserve => st.reserved = st.reserved.saturating_sub(amount),
@@ -187,6 +192,7 @@ impl WindowCell {
         if st.window.map(|w| w.start_unix_ms) == Some(window_start) {
             st.reserved = st.reserved.saturating_sub(reserved);
             st.used = st.used.saturating_add(actual);
+            st.changed = true;
         }
     }
 
@@ -204,6 +210,7 @@ impl WindowCell {
             amount,
             fleet_exhausted,
         };
+        st.changed = true;
         match st
             .grants
             .iter_mut()
@@ -214,27 +221,55 @@ impl WindowCell {
         }
     }
 
-    /// What this node holds in the window holding `now`: used and reserved, refused for want of
-    /// allowance, and the allowance (the window's grant, else `default`; at most `limit`).
-    /// `None` when the node has neither use nor a grant there (nothing to tell the control
-    /// plane: it counts such a node at its fleet share).
-    pub fn holding(&self, now: i64, default: u64, limit: u64) -> Option<Holding> {
-        let st = self.lock();
+    /// What this node holds in the window holding `now` (used and reserved, refused for want
+    /// of allowance, and the allowance: the window's grant, else `default`; at most `limit`),
+    /// and in every later window it has a grant for (a control plane whose clock is ahead may
+    /// grant for a window this node has not reached), pushed onto `out`. Nothing for a window
+    /// with neither use nor a grant (the control plane counts such a node at its fleet share),
+    /// and nothing at all when `changed_only` and nothing changed since the last call that
+    /// listed the cell.
+    pub fn holdings(
+        &self,
+        now: i64,
+        default: u64,
+        limit: u64,
+        changed_only: bool,
+        out: &mut Vec<Holding>,
+    ) {
+        let mut st = self.lock();
+        if changed_only && !st.changed {
+            return;
+        }
+        let before = out.len();
         let window = self.spec.window_at(now);
         let granted = st.granted(window.start_unix_ms).map(|g| g.amount);
         let (used, wanted) = match st.window {
             Some(w) if w == window => (st.used.saturating_add(st.reserved), st.wanted),
             _ => (0, 0),
         };
-        if used == 0 && wanted == 0 && granted.is_none() {
-            return None;
+        if used > 0 || wanted > 0 || granted.is_some() {
+            out.push(Holding {
+                window,
+                used,
+                wanted,
+                allowance: granted.unwrap_or(default).min(limit),
+            });
         }
-        Some(Holding {
-            window,
-            used,
-            wanted,
-            allowance: granted.unwrap_or(default).min(limit),
-        })
+        for g in st
+            .grants
+            .iter()
+            .filter(|g| g.window_start > window.start_unix_ms)
+        {
+            out.push(Holding {
+                window: self.spec.window_at(g.window_start),
+                used: 0,
+                wanted: 0,
+                allowance: g.amount.min(limit),
+            });
+        }
+        if out.len() > before {
+            st.changed = false;
+        }
     }
 
     /// The figures of the window holding `now` (zeros for a window not started yet here).

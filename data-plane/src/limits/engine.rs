@@ -545,23 +545,30 @@ impl Engine {
         }
     }
 
-    /// What this node holds of its limits now: every window counter with use or a grant in
-    /// the window holding `now_unix_ms` (its use, reservations included, and its allowance),
-    /// and every level with requests in flight.
-    pub fn report(&self, now_unix_ms: i64) -> UseReport {
+    /// What this node holds of its limits now: the window counters with use or a grant in the
+    /// window holding `now_unix_ms` (their use, reservations included, their allowance and
+    /// what they refused for want of it) — all of them when `full`, else those that changed
+    /// since they were last listed — and every level with requests in flight.
+    pub fn report(&self, now_unix_ms: i64, full: bool) -> UseReport {
         let share = self.fleet.share();
         let mut counters = Vec::new();
+        let mut holdings = Vec::new();
         for (cell, limit) in &self.window_counters {
-            if let Some(h) = cell.holding(now_unix_ms, share.of_limit(*limit), *limit) {
-                counters.push(CounterHolding {
-                    cell: cell.key.clone(),
-                    window: h.window,
-                    limit: *limit,
-                    used: h.used,
-                    wanted: h.wanted,
-                    allowance: h.allowance,
-                });
-            }
+            cell.holdings(
+                now_unix_ms,
+                share.of_limit(*limit),
+                *limit,
+                !full,
+                &mut holdings,
+            );
+            counters.extend(holdings.drain(..).map(|h| CounterHolding {
+                cell: cell.key.clone(),
+                window: h.window,
+                limit: *limit,
+                used: h.used,
+                wanted: h.wanted,
+                allowance: h.allowance,
+            }));
         }
         let in_flight = self
             .in_flight
@@ -572,6 +579,7 @@ impl Engine {
             })
             .collect();
         UseReport {
+            full,
             counters,
             in_flight,
         }

@@ -44,8 +44,9 @@
 //! one; set in the [`FleetState`] the data plane compiles every engine with), unless
 //! [`Engine::grant`] gave another amount for that window (the control plane rebalances
 //! allowances from what the nodes report: ARCHITECTURE.md, "Limits"). [`Engine::report`]
-//! says what each counter holds in its current window (used and reserved, and its allowance)
-//! and how many requests are in flight at each level. When a counter's allowance is used up
+//! says what each counter holds in its current window (used and reserved, its allowance, and
+//! what it refused for want of allowance; every counter in use, or those that changed since
+//! they were last listed) and how many requests are in flight at each level. When a counter's allowance is used up
 //! but is smaller than the limit, the control plane is unreachable
 //! ([`FleetState::set_control_plane_reachable`]) and the key is `fail_open`, the request is
 //! admitted up to the limit itself (this node's use counted against it); otherwise refused.
@@ -186,6 +187,8 @@ pub struct CounterHolding {
 /// [`Engine::report`]: what this node holds of its limits, for the control plane.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UseReport {
+    /// Every counter in use (otherwise only those that changed since last listed).
+    pub full: bool,
     pub counters: Vec<CounterHolding>,
     /// Levels with requests in flight here, and how many.
     pub in_flight: Vec<(LevelId, u32)>,

@@ -747,7 +747,7 @@ fn a_settlement_after_the_window_rolled_charges_the_old_window() {
         (10, 0),
         "the new window is not charged"
     );
-    let report = e.report(next);
+    let report = e.report(next, true);
     assert_eq!(
         report.counters,
         vec![CounterHolding {
@@ -923,13 +923,20 @@ fn reports_hold_use_allowances_and_requests_in_flight() {
     );
     let e = engine(&s);
     e.set_share(Share { slot: 0, of: 3 });
-    assert_eq!(e.report(now()), UseReport::default(), "nothing used yet");
+    assert_eq!(
+        e.report(now(), true),
+        UseReport {
+            full: true,
+            ..UseReport::default()
+        },
+        "nothing used yet"
+    );
     e.admit("k", "p", priced(100), 0, now())
         .expect("fits")
         .settle(Some(40), 0);
     let held = e.admit("k", "p", priced(100), 0, now()).expect("fits");
     let day = ms("2026-03-15T00:00:00Z");
-    let mut report = e.report(now());
+    let mut report = e.report(now(), true);
     report.counters.sort_by_key(|c| c.limit);
     report.in_flight.sort_by_key(|(l, _)| l.to_string());
     assert_eq!(
@@ -969,7 +976,7 @@ fn reports_hold_use_allowances_and_requests_in_flight() {
     assert!(e.grant(&budget_cell(vk("k"), "b", Period::Day), day, 900, false));
     assert!(e.grant(&request_cell(vk("idle"), Period::Minute), now(), 1, false));
     held.settle(Some(60), 0);
-    let mut report = e.report(now());
+    let mut report = e.report(now(), true);
     report.counters.sort_by_key(|c| c.limit);
     let figures: Vec<_> = report
         .counters
@@ -978,10 +985,49 @@ fn reports_hold_use_allowances_and_requests_in_flight() {
         .collect();
     assert_eq!(figures, vec![(5, 0, 1), (10, 2, 4), (1_000, 100, 900)]);
     assert!(report.in_flight.is_empty());
-    // In the next minute the request counters hold nothing; the day's budget still does.
-    let later = e.report(now() + 60_000);
-    assert_eq!(later.counters.len(), 1);
-    assert_eq!(later.counters[0].used, 100);
+    // Between full reports, only what changed since it was last listed.
+    assert!(
+        e.report(now(), false).counters.is_empty(),
+        "nothing changed"
+    );
+    drop(
+        e.admit("idle", "p", None, 0, now())
+            .expect("its grant of 1"),
+    );
+    let delta = e.report(now(), false);
+    assert!(!delta.full);
+    let figures: Vec<_> = delta
+        .counters
+        .iter()
+        .map(|c| (c.limit, c.used, c.allowance))
+        .collect();
+    assert_eq!(figures, vec![(5, 1, 1)], "the idle key's counter alone");
+    assert!(e.report(now(), false).counters.is_empty());
+    assert_eq!(
+        e.report(now(), true).counters.len(),
+        3,
+        "a full report lists all"
+    );
+    // A grant for a window this node has not reached yet is listed too.
+    let next = now() + 60_000;
+    assert!(e.grant(&request_cell(vk("idle"), Period::Minute), next, 4, false));
+    let ahead: Vec<_> = e
+        .report(now(), false)
+        .counters
+        .into_iter()
+        .map(|c| (c.window.start_unix_ms, c.used, c.allowance))
+        .collect();
+    assert_eq!(ahead, vec![(now(), 1, 1), (next, 0, 4)]);
+    // In the next minute the request counters hold nothing (but the idle key's grant); the
+    // day's budget still holds its spend.
+    let mut later: Vec<_> = e
+        .report(next, true)
+        .counters
+        .into_iter()
+        .map(|c| (c.limit, c.used, c.allowance))
+        .collect();
+    later.sort();
+    assert_eq!(later, vec![(5, 0, 4), (1_000, 100, 900)]);
 }
 
 #[test]
@@ -999,7 +1045,7 @@ fn keys_without_limits_are_admitted_and_hold_nothing() {
     // Only the key's in-flight counter, which its requests left at 0.
     assert_eq!(e.cell_keys().count(), 1);
     assert_eq!(e.in_flight(&vk("k")), Some(0));
-    assert!(e.report(now()).counters.is_empty());
+    assert!(e.report(now(), true).counters.is_empty());
 }
 
 #[test]
@@ -1192,7 +1238,7 @@ fn refusals_by_the_allowance_alone_are_temporary_and_wanted() {
     assert!(r.temporary, "the other nodes' 6 may move here");
     let cell = request_cell(vk("k"), Period::Minute);
     let held = |e: &Engine| {
-        let report = e.report(now());
+        let report = e.report(now(), true);
         let c = report.counters.iter().find(|c| c.cell == cell).unwrap();
         (c.used, c.wanted, c.allowance)
     };

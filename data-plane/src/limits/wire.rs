@@ -127,6 +127,7 @@ pub fn report_to_pb(report: &UseReport, grant_seq: u64) -> Vec<pb::LimitsReport>
             counters: c,
             in_flight: f,
             r#final: last,
+            full: report.full,
         });
         if last {
             return out;
@@ -226,13 +227,14 @@ mod tests {
             allowance: 5,
         };
         let report = UseReport {
+            full: true,
             counters: (0..MAX_REPORT_ENTRIES as u64 + 1).map(holding).collect(),
             in_flight: vec![(LevelId::Team("t".into()), 3)],
         };
         let msgs = report_to_pb(&report, 7);
         assert_eq!(msgs.len(), 2);
         assert!(!msgs[0].r#final && msgs[1].r#final);
-        assert!(msgs.iter().all(|m| m.grant_seq == 7));
+        assert!(msgs.iter().all(|m| m.grant_seq == 7 && m.full));
         assert_eq!(msgs[0].counters.len(), MAX_REPORT_ENTRIES);
         assert_eq!(msgs[1].counters.len(), 1);
         assert_eq!(msgs[1].counters[0].used, MAX_REPORT_ENTRIES as u64);
