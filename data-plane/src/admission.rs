@@ -20,6 +20,7 @@
 //! customer, by name) and what was exhausted.
 
 use tollgate_proto::pricing::{Cost, ModelPrice};
+use tollgate_proto::usage::refusal;
 use tollgate_protocol::anthropic::ErrorKind;
 
 use crate::error::ProxyError;
@@ -114,7 +115,7 @@ pub fn refused(r: &Refusal, now_unix_ms: i64) -> ProxyError {
         };
         let mut e = ProxyError::new(
             ErrorKind::RateLimit,
-            "allowance_moving",
+            refusal::ALLOWANCE_MOVING,
             format!(
                 "the {what} of {level} has room elsewhere in the gateway's fleet but not on this \
                  node yet; it is being moved here, retry in a second"
@@ -135,7 +136,7 @@ pub fn refused(r: &Refusal, now_unix_ms: i64) -> ProxyError {
         } => {
             let mut e = ProxyError::new(
                 ErrorKind::RateLimit,
-                "budget_exhausted",
+                refusal::BUDGET_EXHAUSTED,
                 format!(
                     "the budget of {level} (${:.2} per {period}) is used up{resets}",
                     *limit_nano_usd as f64 / 1e9
@@ -146,25 +147,25 @@ pub fn refused(r: &Refusal, now_unix_ms: i64) -> ProxyError {
         }
         Exhausted::Requests { period, limit, .. } => ProxyError::new(
             ErrorKind::RateLimit,
-            "rate_limited",
+            refusal::RATE_LIMITED,
             format!(
                 "{level} may send {limit} requests per {period}; that limit is reached{resets}"
             ),
         ),
         Exhausted::Tokens { period, limit, .. } => ProxyError::new(
             ErrorKind::RateLimit,
-            "rate_limited",
+            refusal::RATE_LIMITED,
             format!("{level} may use {limit} tokens per {period}; that limit is reached{resets}"),
         ),
         Exhausted::Concurrency { limit } => ProxyError::new(
             ErrorKind::RateLimit,
-            "concurrency_limited",
+            refusal::CONCURRENCY_LIMITED,
             format!("{level} may have {limit} requests in flight; that many are running"),
         ),
         Exhausted::Unpriced { .. } => {
             let mut e = ProxyError::new(
                 ErrorKind::Permission,
-                "unpriced_model",
+                refusal::UNPRICED_MODEL,
                 format!(
                     "this model has no price, and {level} has a budget: keys with a budget can only \
                      use priced models (an administrator can add a price at /api/pricing)"

@@ -30,4 +30,22 @@ pub mod usage {
     pub mod v1 {
         tonic::include_proto!("tollgate.usage.v1");
     }
+
+    /// `UsageRecord.error_class` of the requests a data plane's limits refused (admission):
+    /// they count as usage rows of their key, but not as requests against a request limit.
+    pub mod refusal {
+        pub const BUDGET_EXHAUSTED: &str = "budget_exhausted";
+        pub const RATE_LIMITED: &str = "rate_limited";
+        pub const CONCURRENCY_LIMITED: &str = "concurrency_limited";
+        pub const UNPRICED_MODEL: &str = "unpriced_model";
+        pub const ALLOWANCE_MOVING: &str = "allowance_moving";
+        /// Every class above.
+        pub const BY_LIMITS: [&str; 5] = [
+            BUDGET_EXHAUSTED,
+            RATE_LIMITED,
+            CONCURRENCY_LIMITED,
+            UNPRICED_MODEL,
+            ALLOWANCE_MOVING,
+        ];
+    }
 }

@@ -65,7 +65,8 @@ pub struct UsageResponse {
     /// The virtual keys whose usage is counted (the key itself, or the group's keys).
     pub virtual_keys: usize,
     pub budgets: Vec<BudgetUsage>,
-    /// Requests per window, when the owner has a request limit.
+    /// Requests per window, when the owner has a request limit (requests its limits refused
+    /// are not counted).
     pub requests: Option<RateUsage>,
     /// Tokens per window, when the owner has a token limit.
     pub tokens: Option<RateUsage>,

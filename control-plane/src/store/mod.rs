@@ -705,7 +705,12 @@ mod sql {
          model_resolved, provider_key_id, input_tokens, output_tokens, cache_read_input_tokens, \
          cache_write_input_tokens, latency_ms, time_to_first_token_ms, status, error_class, \
          started_at, stream, cache_write_1h_input_tokens, cost_nano_usd";
-    pub const USAGE_IN_RANGE: &str = "SELECT COUNT(*), \
+    /// Requests (refusals by limits not counted: keep the list in step with
+    /// `tollgate_proto::usage::refusal::BY_LIMITS`, which a test checks), tokens, cost and
+    /// unpriced requests of one key in a time range.
+    pub const USAGE_IN_RANGE: &str = "SELECT CAST(COALESCE(SUM(CASE WHEN error_class IN \
+         ('budget_exhausted', 'rate_limited', 'concurrency_limited', 'unpriced_model', \
+         'allowance_moving') THEN 0 ELSE 1 END), 0) AS BIGINT), \
          CAST(COALESCE(SUM(input_tokens + output_tokens + cache_read_input_tokens \
          + cache_write_input_tokens), 0) AS BIGINT), \
          CAST(COALESCE(SUM(cost_nano_usd), 0) AS BIGINT), COUNT(*) - COUNT(cost_nano_usd) \
@@ -1620,3 +1625,16 @@ macro_rules! impl_sql_store {
 }
 
 use impl_sql_store;
+
+#[cfg(test)]
+mod usage_sql_tests {
+    #[test]
+    fn usage_in_range_leaves_out_every_refusal_by_limits() {
+        for class in tollgate_proto::usage::refusal::BY_LIMITS {
+            assert!(
+                super::sql::USAGE_IN_RANGE.contains(&format!("'{class}'")),
+                "{class} is not left out of the request count"
+            );
+        }
+    }
+}

@@ -530,6 +530,20 @@ async fn usage_against_limits_and_budget_resets() {
         .await
         .unwrap();
     assert_eq!(stored, 5);
+    // Requests refused by limits are rows of the key, not requests against its request limit.
+    let refusals: Vec<tollgate_proto::usage::v1::UsageRecord> =
+        tollgate_proto::usage::refusal::BY_LIMITS
+            .iter()
+            .enumerate()
+            .map(|(i, class)| tollgate_proto::usage::v1::UsageRecord {
+                input_tokens: 0,
+                output_tokens: 0,
+                status: 429,
+                error_class: (*class).to_owned(),
+                ..record(&format!("refused-{i}"), a, t - 600, Some(0))
+            })
+            .collect();
+    assert_eq!(h.cp.ingest_usage(&refusals).await.unwrap(), 5);
     let r = get(&h, &format!("/api/virtual-keys/{a}/usage")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json["budgets"][0]["spent_nano_usd"], 400_000_000);
