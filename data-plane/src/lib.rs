@@ -30,6 +30,7 @@ pub mod error;
 pub mod grpc;
 pub mod limits;
 pub mod logsafe;
+pub mod models;
 pub use tollgate_proto::model_id;
 pub mod providers;
 pub mod refusals;

@@ -267,6 +267,8 @@ impl VirtualKey {
 #[derive(Debug)]
 pub struct Runtime {
     pub version: u64,
+    /// When the control plane built the snapshot (unix ms).
+    pub created_at_unix_ms: i64,
     pub providers: HashMap<Arc<str>, Arc<Provider>>,
     virtual_keys: HashMap<[u8; 32], Arc<VirtualKey>>,
     /// What requests cost: the shipped table, after the snapshot's price overrides (borrowed
@@ -338,6 +340,7 @@ impl Runtime {
         Ok(Runtime {
             limits,
             version: snapshot.version,
+            created_at_unix_ms: snapshot.created_at_unix_ms,
             providers,
             virtual_keys,
             pricing: if snapshot.price_overrides.is_empty() {

@@ -18,9 +18,11 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, head, post};
 use http::{HeaderMap, Method, StatusCode, Uri, header};
@@ -35,6 +37,7 @@ use crate::admission::{self, Estimate};
 use crate::error::ProxyError;
 use crate::limits::Reservation;
 use crate::logsafe::{log_safe, log_safe_opt};
+use crate::models;
 use crate::providers::{self, Call, Operation};
 use crate::routing::{self, RouteError};
 use crate::runtime::{Runtime, VirtualKey};
@@ -49,6 +52,10 @@ pub fn router(dp: Arc<DataPlane>) -> Router {
         .route("/v1/messages", post(messages))
         .route("/anthropic/v1/messages/count_tokens", post(count_tokens))
         .route("/v1/messages/count_tokens", post(count_tokens))
+        .route("/anthropic/v1/models", get(list_models))
+        .route("/v1/models", get(list_models))
+        .route("/anthropic/v1/models/{*model_id}", get(get_model))
+        .route("/v1/models/{*model_id}", get(get_model))
         // Claude Code's connection warm-up.
         .route("/", head(warm_up))
         .route("/api/hello", head(warm_up).get(warm_up))
@@ -61,8 +68,9 @@ pub fn router(dp: Arc<DataPlane>) -> Router {
 }
 
 /// What the inference API serves, for 404 and 405 messages.
-const SERVED: &str = "the inference API serves POST /anthropic/v1/messages and POST \
-                      /anthropic/v1/messages/count_tokens (also without the /anthropic prefix)";
+const SERVED: &str = "the inference API serves POST /anthropic/v1/messages, POST \
+                      /anthropic/v1/messages/count_tokens and GET /anthropic/v1/models (also \
+                      without the /anthropic prefix)";
 
 /// Longest part of a request path quoted back in an error message.
 const MAX_QUOTED_PATH: usize = 200;
@@ -93,12 +101,6 @@ async fn no_route(State(dp): State<Arc<DataPlane>>, method: Method, uri: Uri) ->
         format!(
             "no route for {method} {quoted}: {SERVED}. Clients append /v1/messages to their base \
              URL: set ANTHROPIC_BASE_URL to http(s)://<gateway>/anthropic, without /v1"
-        )
-    } else if path.ends_with("/v1/models") || path.contains("/v1/models/") {
-        format!(
-            "no route for {method} {quoted}: Tollgate does not list models yet. Choose the model \
-             in the client (e.g. ANTHROPIC_MODEL) as provider/model (bedrock/<model id>) or as an \
-             alias configured on a provider key"
         )
     } else if path.ends_with("/v1/messages") || path.ends_with("/v1/messages/count_tokens") {
         format!(
@@ -217,6 +219,86 @@ async fn messages(State(dp): State<Arc<DataPlane>>, req: Request) -> Response {
 async fn count_tokens(State(dp): State<Arc<DataPlane>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     handle(dp, Operation::CountTokens, parts.headers, body).await
+}
+
+/// `GET /v1/models`: the models the presented virtual key may use (see [`crate::models`]). No
+/// usage record: nothing goes upstream.
+async fn list_models(
+    State(dp): State<Arc<DataPlane>>,
+    headers: HeaderMap,
+    query: Result<Query<models::PageQuery>, QueryRejection>,
+) -> Response {
+    let draft = Draft::new(new_request_id());
+    let (rt, vk) = match models_caller(&dp, &headers, &draft) {
+        Ok(caller) => caller,
+        Err(e) => return refuse(&dp, draft, e),
+    };
+    let page = query
+        .map_err(|e| ProxyError::invalid_request(format!("bad query: {}", e.body_text())))
+        .and_then(|Query(q)| {
+            models::page(
+                &models::ids(&rt, &vk),
+                &q,
+                &admission::rfc3339(rt.created_at_unix_ms),
+            )
+            .map_err(|e| ProxyError::invalid_request(e.to_string()))
+        });
+    match page {
+        Ok(page) => {
+            tracing::info!(
+                request_id = %draft.record.request_id,
+                virtual_key_id = %vk.id,
+                models = page.data.len(),
+                "model list served"
+            );
+            Json(page).into_response()
+        }
+        Err(e) => e.into_response_with(&draft.record.request_id),
+    }
+}
+
+/// `GET /v1/models/{model_id}`: one model the presented virtual key may use.
+async fn get_model(
+    State(dp): State<Arc<DataPlane>>,
+    headers: HeaderMap,
+    Path(model_id): Path<String>,
+) -> Response {
+    let draft = Draft::new(new_request_id());
+    let (rt, vk) = match models_caller(&dp, &headers, &draft) {
+        Ok(caller) => caller,
+        Err(e) => return refuse(&dp, draft, e),
+    };
+    if !models::ids(&rt, &vk).contains(&model_id) {
+        return ProxyError::new(
+            ErrorKind::NotFound,
+            "unknown_model",
+            format!(
+                "model \"{}\" is not one this virtual key may use (GET /v1/models lists them)",
+                quote_path(&model_id)
+            ),
+        )
+        .into_response_with(&draft.record.request_id);
+    }
+    Json(models::ModelInfo {
+        kind: "model",
+        display_name: models::display_name(&model_id),
+        id: model_id,
+        created_at: admission::rfc3339(rt.created_at_unix_ms),
+    })
+    .into_response()
+}
+
+/// The runtime and the virtual key of a model-list call.
+fn models_caller(
+    dp: &DataPlane,
+    headers: &HeaderMap,
+    draft: &Draft,
+) -> Result<(Arc<Runtime>, Arc<VirtualKey>), ProxyError> {
+    let Some(rt) = dp.runtime().load() else {
+        return Err(not_ready());
+    };
+    let vk = authenticate(&rt, headers, draft.record.started_at_unix_ms)?;
+    Ok((rt, vk))
 }
 
 /// A usage record being filled in as the request progresses.
@@ -452,6 +534,16 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ProxyError> {
     }
 }
 
+/// 503: no configuration yet.
+fn not_ready() -> ProxyError {
+    ProxyError::new(
+        ErrorKind::Overloaded,
+        "not_ready",
+        "the gateway has not received its configuration yet",
+    )
+    .with_status(StatusCode::SERVICE_UNAVAILABLE)
+}
+
 /// Steps 1 to 3: the runtime, the virtual key and the body (bounded).
 async fn admit(
     dp: &DataPlane,
@@ -460,12 +552,7 @@ async fn admit(
     draft: &mut Draft,
 ) -> Result<(Arc<Runtime>, Arc<VirtualKey>, Bytes), ProxyError> {
     let Some(rt) = dp.runtime().load() else {
-        return Err(ProxyError::new(
-            ErrorKind::Overloaded,
-            "not_ready",
-            "the gateway has not received its configuration yet",
-        )
-        .with_status(StatusCode::SERVICE_UNAVAILABLE));
+        return Err(not_ready());
     };
     let vk = authenticate(&rt, headers, draft.record.started_at_unix_ms)?;
     draft.record.virtual_key_id = vk.id.to_string();

@@ -476,3 +476,39 @@ async fn claude_code_stops_cleanly_on_an_exhausted_budget() {
         assert_eq!(invoked, 0, "{version}: nothing was sent to Bedrock");
     }
 }
+
+/// Claude Code with gateway model discovery (`CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY=1`)
+/// asks the gateway for its models at start (`GET /anthropic/v1/models?limit=1000` with the
+/// virtual key as its bearer token) and gets the key's list; the session then runs as usual.
+#[tokio::test]
+async fn claude_code_discovers_the_gateways_models() {
+    let s = setup().await;
+    let work = tempfile::tempdir().expect("work dir");
+    let claude = required_env("TOLLGATE_TEST_CLAUDE");
+    let served = || {
+        s.gw.output()
+            .lines()
+            .filter(|l| l.contains("model list served"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert!(served().is_empty());
+    let mut env = readme_env(&s.gw.url("/anthropic"), &s.vk);
+    env.push((
+        "CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY".to_owned(),
+        "1".to_owned(),
+    ));
+    let out = run_claude(&claude, work.path(), env, "say hi").await;
+    let stdout = assert_ran(&out, "2.1.331", &s.gw);
+    assert!(
+        stdout.contains("Hello from the Bedrock double."),
+        "{stdout}"
+    );
+    let lines = served();
+    assert_eq!(lines.len(), 1, "one list at start: {lines:?}");
+    assert!(
+        !lines[0].contains("models=0"),
+        "the key's models were listed: {}",
+        lines[0]
+    );
+}

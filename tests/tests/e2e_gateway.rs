@@ -573,12 +573,13 @@ fn readme_curl_commands(heading: &str) -> Vec<String> {
 /// address is changed), must configure a working gateway.
 #[tokio::test]
 async fn readme_curl_commands_work_as_pasted() {
-    let commands = readme_curl_commands("Quick start");
+    let mut commands = readme_curl_commands("Quick start");
     assert_eq!(
         commands.len(),
-        3,
-        "the README shows three curl commands: {commands:?}"
+        4,
+        "the README shows three set-up curl commands and the model list: {commands:?}"
     );
+    let list_models = commands.pop().expect("the model list");
     let double = tollgate_tests::bedrock_double::BedrockDouble::start(
         tollgate_tests::bedrock_double::BedrockDoubleConfig::new().with_key(AKID, SECRET),
     )
@@ -627,6 +628,32 @@ async fn readme_curl_commands_work_as_pasted() {
         .await
         .expect("call");
     assert_eq!(resp.status(), 200);
+    // The model list of the new key: the two aliases, bare and with their provider.
+    let cmd = list_models
+        .replace("localhost:8080", &addr)
+        .replace("sk-tg-...", &vk);
+    let out = tokio::process::Command::new("sh")
+        .args(["-c", &cmd])
+        .output()
+        .await
+        .expect("sh");
+    let list: Value = serde_json::from_slice(&out.stdout).expect("model list JSON");
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "claude-haiku-4-5",
+            "claude-sonnet-4-6",
+            "bedrock/claude-haiku-4-5",
+            "bedrock/claude-sonnet-4-6"
+        ],
+        "{list}"
+    );
 
     // The first request of a Claude Code session with the README's settings succeeds, for each
     // captured release: the captured body and betas, with the model the settings make Claude
@@ -915,15 +942,9 @@ async fn unknown_paths_forged_model_ids_and_refusals_are_explained_not_logged_as
         .send()
         .await
         .expect("call");
-    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.status(), 200, "model discovery is served");
     let v: Value = resp.json().await.expect("json");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("does not list models"),
-        "{v}"
-    );
+    assert!(v["data"].is_array(), "{v}");
     // Admin paths keep the admin API's error shape.
     let resp = s
         .http

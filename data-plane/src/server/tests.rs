@@ -923,9 +923,9 @@ async fn unknown_paths_say_what_is_served() {
             && text.contains("without /v1"),
         "{text}"
     );
+    // Served now (model discovery): without a key, the usual 401.
     let a = call(Method::GET, "/v1/models?limit=1000").await;
-    let text = envelope(&a, 404, "not_found_error");
-    assert!(text.contains("does not list models"), "{text}");
+    envelope(&a, 401, "authentication_error");
     let a = call(Method::POST, "/gateway/v1/messages").await;
     let text = envelope(&a, 404, "not_found_error");
     assert!(text.contains("ANTHROPIC_BASE_URL"), "{text}");
@@ -957,9 +957,9 @@ async fn unknown_paths_say_what_is_served() {
 
     // Each is logged at info with its path; none is usage.
     let logged = logs.lines_with("no route for this request");
-    assert_eq!(logged.len(), 6, "{}", logs.text());
+    assert_eq!(logged.len(), 5, "{}", logs.text());
     assert!(logged[0].contains(" INFO ") && logged[0].contains("path=/anthropic/v1/v1/messages"));
-    assert_eq!(gw.dp.refusals().get("no_route"), 7);
+    assert_eq!(gw.dp.refusals().get("no_route"), 6);
 }
 
 /// A key with the given limits (and team), for the admission tests.
@@ -1179,5 +1179,132 @@ async fn budgets_and_rate_limits_refuse_with_the_level_and_the_reset() {
         spent,
         2 * actual,
         "two answers settled at their actual cost"
+    );
+}
+
+/// `GET /v1/models` lists what the presented key may use, in Anthropic's list shape: aliases as
+/// bare names (where the bare name routes there) and as `provider/name`, named models of keys
+/// restricted to them, filtered by the key's providers and `allowed_models`; every listed id
+/// routes.
+#[tokio::test]
+async fn model_discovery_lists_what_the_key_may_use() {
+    let gw = Gateway::new();
+    let mut snapshot = config(1, "http://127.0.0.1:9");
+    let bedrock = snapshot
+        .providers
+        .iter_mut()
+        .find(|p| p.name == "bedrock")
+        .unwrap();
+    bedrock.keys[0].aliases = [
+        ("claude-sonnet-4-6", "global.anthropic.claude-sonnet-4-6"),
+        (
+            "claude-haiku-4-5",
+            "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+        ),
+    ]
+    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    .into();
+    let anthropic = snapshot
+        .providers
+        .iter_mut()
+        .find(|p| p.name == "anthropic")
+        .unwrap();
+    anthropic.keys[0].models = vec!["claude-opus-4-6".into(), "claude-sonnet-4-6".into()];
+    snapshot.virtual_keys.push(pb::VirtualKey {
+        provider_configs: vec![pb::ProviderConfig {
+            provider: "bedrock".into(),
+            allowed_models: vec!["claude-haiku-*".into()],
+            ..Default::default()
+        }],
+        providers: vec!["bedrock".into()],
+        ..virtual_key("vk-narrow", "sk-tg-narrow", true)
+    });
+    gw.apply(snapshot);
+    let get = |path: &str, key: &'static str| {
+        let mut req = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .body(Body::empty())
+            .expect("request");
+        if !key.is_empty() {
+            req.headers_mut()
+                .insert("x-api-key", HeaderValue::from_static(key));
+        }
+        gw.send(req)
+    };
+    let ids = |a: &Answer| -> Vec<String> {
+        a.body["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let all = get("/v1/models?limit=1000", GOOD).await;
+    assert_eq!(all.status, 200, "{:?}", all.body);
+    assert_eq!(
+        ids(&all),
+        [
+            "claude-haiku-4-5",
+            "claude-sonnet-4-6",
+            "anthropic/claude-opus-4-6",
+            "anthropic/claude-sonnet-4-6",
+            "bedrock/claude-haiku-4-5",
+            "bedrock/claude-sonnet-4-6",
+        ],
+        "bare names where they route (bedrock aliases them); the anthropic key's named models"
+    );
+    assert_eq!(all.body["data"][1]["display_name"], "Claude Sonnet 4.6");
+    assert_eq!(all.body["data"][1]["type"], "model");
+    assert_eq!(
+        all.body["data"][4]["display_name"],
+        "Claude Haiku 4.5 (bedrock)"
+    );
+    assert_eq!(all.body["has_more"], false);
+    assert_eq!(all.body["first_id"], "claude-haiku-4-5");
+    assert_eq!(all.body["last_id"], "bedrock/claude-sonnet-4-6");
+
+    // The same list under /anthropic, paged.
+    let page = get(
+        "/anthropic/v1/models?limit=2&after_id=claude-sonnet-4-6",
+        GOOD,
+    )
+    .await;
+    assert_eq!(
+        ids(&page),
+        ["anthropic/claude-opus-4-6", "anthropic/claude-sonnet-4-6"]
+    );
+    assert_eq!(page.body["has_more"], true);
+
+    let narrow = get("/v1/models", "sk-tg-narrow").await;
+    assert_eq!(
+        ids(&narrow),
+        ["claude-haiku-4-5", "bedrock/claude-haiku-4-5"],
+        "its provider and allowed_models only"
+    );
+
+    // One model; one it may not use.
+    let one = get("/v1/models/bedrock/claude-haiku-4-5", "sk-tg-narrow").await;
+    assert_eq!(one.status, 200);
+    assert_eq!(one.body["id"], "bedrock/claude-haiku-4-5");
+    let other = get("/anthropic/v1/models/claude-sonnet-4-6", "sk-tg-narrow").await;
+    assert_eq!(other.status, 404);
+    assert_eq!(other.body["error"]["type"], "not_found_error");
+
+    // Errors in Anthropic's shape.
+    let anonymous = get("/v1/models", "").await;
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(anonymous.body["error"]["type"], "authentication_error");
+    let bad = get("/v1/models?limit=0", GOOD).await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.body["error"]["type"], "invalid_request_error");
+    assert!(
+        bad.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limit"),
+        "{:?}",
+        bad.body
     );
 }
