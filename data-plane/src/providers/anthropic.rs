@@ -16,8 +16,8 @@ use tollgate_protocol::response_model::{MessageAnswer, SseModelRewriter, read_me
 use tollgate_protocol::sse::{SseEvent, SseParser};
 
 use super::{
-    Call, End, MAX_UPSTREAM_BODY, Operation, RelayBody, Step, StreamTranslation, config_error,
-    fail, name_served_by,
+    Call, End, MAX_UPSTREAM_BODY, Operation, Outcome, RelayBody, Step, StreamTranslation,
+    UpstreamResponse, config_error, fail, name_served_by,
 };
 use crate::DataPlane;
 use crate::error::ProxyError;
@@ -28,11 +28,13 @@ use crate::upstream;
 const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 const DEFAULT_VERSION: &str = "2023-06-01";
 
-pub(crate) async fn call(dp: Arc<DataPlane>, c: Call<'_>, draft: Draft) -> Response {
-    match prepare(&c) {
-        Ok(req) => forward(dp, c, draft, req).await,
-        Err(e) => fail(&dp, draft, e),
-    }
+/// One attempt: the request built and sent; the answer's body is not read.
+pub(crate) async fn send(c: &Call<'_>) -> Outcome {
+    let req = prepare(c)?;
+    c.provider
+        .client
+        .send(&c.provider.name, req, c.provider.request_timeout)
+        .await
 }
 
 fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
@@ -87,21 +89,15 @@ fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
     Ok(upstream::post(uri, headers, &extra_headers, body))
 }
 
-async fn forward(
+/// The client's response to an answer: relayed as it is (streams chunk by chunk), with the
+/// model renamed back when routing changed it.
+pub(crate) async fn respond(
     dp: Arc<DataPlane>,
     c: Call<'_>,
     mut draft: Draft,
-    req: Request<Full<Bytes>>,
+    upstream: UpstreamResponse,
 ) -> Response {
     let provider = &c.provider;
-    let upstream = match provider
-        .client
-        .send(&provider.name, req, provider.request_timeout)
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => return fail(&dp, draft, e),
-    };
     let status = upstream.status();
     let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
     // Headers clients act on: request id, retry advice and rate-limit state.

@@ -14,15 +14,14 @@ use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use http::{HeaderValue, Request, StatusCode, header};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use tollgate_protocol::anthropic::{ApiError, ErrorKind};
 use tollgate_protocol::bedrock::{self as translate, StreamTranslator};
 use tollgate_protocol::eventstream;
 use tollgate_protocol::response_model::read_message;
 
 use super::{
-    Call, End, MAX_UPSTREAM_BODY, Operation, RelayBody, Step, StreamTranslation, config_error,
-    fail, name_served_by,
+    Call, End, MAX_UPSTREAM_BODY, Operation, Outcome, RelayBody, Step, StreamTranslation,
+    UpstreamResponse, config_error, fail, name_served_by,
 };
 use crate::DataPlane;
 use crate::error::{ProxyError, error_response};
@@ -32,8 +31,6 @@ use crate::server::Draft;
 use crate::signing::{BedrockCredential, CredentialError, ToSign, sign_request};
 use crate::upstream;
 
-type UpstreamResponse = http::Response<Incoming>;
-
 /// Headers that are signed and sent with every Bedrock request (besides `host`, `x-amz-date`
 /// and, with temporary credentials, `x-amz-security-token`).
 const SIGNED_HEADERS: [(&str, &str); 2] = [
@@ -41,11 +38,9 @@ const SIGNED_HEADERS: [(&str, &str); 2] = [
     ("content-type", "application/json"),
 ];
 
-pub(crate) async fn call(dp: Arc<DataPlane>, c: Call<'_>, draft: Draft) -> Response {
-    let mut resp = match prepare_and_send(&c).await {
-        Ok(r) => r,
-        Err(e) => return fail(&dp, draft, e),
-    };
+/// One attempt: the request translated, signed and sent; the answer's body is not read.
+pub(crate) async fn send(c: &Call<'_>, request_id: &str) -> Outcome {
+    let resp = prepare_and_send(c).await?;
     // Cached credentials (default chain, assumed role) may have been revoked or rotated since
     // they were fetched: when Bedrock rejects them, fetch fresh ones and retry once.
     if let KeyCredential::Bedrock(auth) = &c.key().credential
@@ -53,17 +48,14 @@ pub(crate) async fn call(dp: Arc<DataPlane>, c: Call<'_>, draft: Draft) -> Respo
         && credential_rejected(&resp)
     {
         tracing::warn!(
-            request_id = %draft.record.request_id,
+            request_id = %request_id,
             provider_key = %c.key().name,
             "Bedrock rejected cached credentials; refreshing them and retrying once"
         );
         auth.invalidate();
-        resp = match prepare_and_send(&c).await {
-            Ok(r) => r,
-            Err(e) => return fail(&dp, draft, e),
-        };
+        return prepare_and_send(c).await;
     }
-    forward(dp, c, draft, resp).await
+    Ok(resp)
 }
 
 /// Whether an upstream answer says the credentials themselves are bad (not the request).
@@ -276,7 +268,9 @@ async fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
     ))
 }
 
-async fn forward(
+/// The client's response to an answer: errors mapped to Anthropic's shape, answers
+/// translated (streams event by event).
+pub(crate) async fn respond(
     dp: Arc<DataPlane>,
     c: Call<'_>,
     draft: Draft,

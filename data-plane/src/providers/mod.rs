@@ -70,13 +70,93 @@ impl Call<'_> {
     }
 }
 
-/// Sends the call to its provider and returns the client's response. The usage record is
-/// completed here for unary answers and by the stream's [`RelayBody`] for streams.
-pub async fn call(dp: Arc<DataPlane>, call: Call<'_>, draft: Draft) -> Response {
-    match call.provider.kind {
-        ProviderKind::Bedrock => bedrock::call(dp, call, draft).await,
-        ProviderKind::Anthropic => anthropic::call(dp, call, draft).await,
+/// An upstream answer whose body has not been read.
+pub(crate) type UpstreamResponse = http::Response<Incoming>;
+
+/// What one attempt at a provider got: an answer (any status, its body not read yet, so the
+/// caller can still try elsewhere) or none (the gateway's own error: unreachable, timed out,
+/// or the call could not be built).
+pub type Outcome = Result<UpstreamResponse, ProxyError>;
+
+/// Why an attempt may be tried elsewhere: its outcome's class, when another provider or key
+/// could succeed where this one did not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retryable {
+    /// 429: throttled.
+    RateLimited,
+    /// 529: overloaded.
+    Overloaded,
+    /// Another 5xx.
+    ServerError,
+    /// No connection, or it broke before an answer.
+    Unreachable,
+    /// No answer in time.
+    Timeout,
+}
+
+impl Retryable {
+    /// The outcome's class when it is worth trying elsewhere; `None` for answers (successes,
+    /// and errors of the request itself, which any provider would refuse) and for the
+    /// gateway's own refusals.
+    pub fn of(outcome: &Outcome) -> Option<Retryable> {
+        match outcome {
+            Ok(resp) => match resp.status().as_u16() {
+                429 => Some(Retryable::RateLimited),
+                529 => Some(Retryable::Overloaded),
+                500..=599 => Some(Retryable::ServerError),
+                _ => None,
+            },
+            Err(e) => match e.class {
+                "upstream_unreachable" => Some(Retryable::Unreachable),
+                "upstream_timeout" => Some(Retryable::Timeout),
+                _ => None,
+            },
+        }
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Retryable::RateLimited => "rate_limited",
+            Retryable::Overloaded => "overloaded",
+            Retryable::ServerError => "server_error",
+            Retryable::Unreachable => "unreachable",
+            Retryable::Timeout => "timeout",
+        }
+    }
+}
+
+/// Sends the call to its provider: one attempt (Bedrock retries once itself with fresh
+/// credentials when cached ones are rejected).
+pub(crate) async fn send(c: &Call<'_>, request_id: &str) -> Outcome {
+    match c.provider.kind {
+        ProviderKind::Bedrock => bedrock::send(c, request_id).await,
+        ProviderKind::Anthropic => anthropic::send(c).await,
+    }
+}
+
+/// The client's response to an attempt's outcome: the answer relayed (translated, streams
+/// event by event) or the error. The usage record is completed here for unary answers and
+/// errors, and by the stream's [`RelayBody`] for streams.
+pub(crate) async fn respond(
+    dp: Arc<DataPlane>,
+    c: Call<'_>,
+    draft: Draft,
+    outcome: Outcome,
+) -> Response {
+    let upstream = match outcome {
+        Ok(upstream) => upstream,
+        Err(e) => return fail(&dp, draft, e),
+    };
+    match c.provider.kind {
+        ProviderKind::Bedrock => bedrock::respond(dp, c, draft, upstream).await,
+        ProviderKind::Anthropic => anthropic::respond(dp, c, draft, upstream).await,
+    }
+}
+
+/// Sends the call and responds with its outcome (one attempt, no fallback).
+pub async fn call(dp: Arc<DataPlane>, c: Call<'_>, draft: Draft) -> Response {
+    let outcome = send(&c, &draft.record.request_id).await;
+    respond(dp, c, draft, outcome).await
 }
 
 /// Response header naming the provider that served the request (its configured name).
