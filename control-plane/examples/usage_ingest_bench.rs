@@ -52,6 +52,8 @@ fn records(run: usize, n: usize, now_ms: i64) -> Vec<UsageRecord> {
             stream: i % 4 != 0,
             cache_write_1h_input_tokens: (i % 7) as u64 * 100,
             cost_nano_usd: Some(4_000_000 + (i % 5000) as u64 * 3_000),
+            fallback_index: 0,
+            attempts: Vec::new(),
         })
         .collect()
 }

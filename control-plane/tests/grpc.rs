@@ -531,6 +531,7 @@ fn record(id: &str, vk: &str) -> UsageRecord {
         stream: true,
         cache_write_1h_input_tokens: 0,
         cost_nano_usd: Some(105_000),
+        ..UsageRecord::default()
     }
 }
 

@@ -478,6 +478,20 @@ fn usage(i: usize, vk: &str, started_at_unix_ms: i64) -> UsageRecord {
         cache_write_1h_input_tokens: 1,
         // Every fifth record is unpriced.
         cost_nano_usd: (i % 5 != 4).then_some(1_000_000 * i as u64 + 7),
+        // Every fourth was served by its first fallback, after a throttled attempt.
+        fallback_index: u32::from(i.is_multiple_of(4)),
+        attempts: if i.is_multiple_of(4) {
+            vec![tollgate_proto::usage::v1::Attempt {
+                provider: "bedrock".into(),
+                model: "global.anthropic.claude-sonnet-4-6".into(),
+                provider_key_id: "key-0".into(),
+                class: "rate_limited".into(),
+                status: 429,
+                latency_ms: 12,
+            }]
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -606,6 +620,26 @@ async fn sqlite_store_usage_conforms() {
         .unwrap();
     assert!(store.config_changes().is_none());
     usage_conformance(Arc::new(store)).await;
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("usage.db").display()
+    ))
+    .await
+    .unwrap();
+    let trail: (i64, Option<String>) = sqlx::query_as(
+        "SELECT fallback_index, attempts FROM usage_records WHERE request_id = 'req-000004'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(trail.0, 1);
+    assert!(
+        trail
+            .1
+            .as_deref()
+            .is_some_and(|a| a.contains(r#""class":"rate_limited""#)),
+        "{trail:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -653,6 +687,27 @@ async fn postgres_store_usage_conforms() {
         .await
         .unwrap();
         assert_eq!(numbers, (104, 20, 5, 1, 1234, 200, 200));
+        let trail: (i32, Option<String>) = sqlx::query_as(
+            "SELECT fallback_index, attempts FROM usage_records WHERE request_id = 'req-000004'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(trail.0, 1);
+        let attempts: serde_json::Value =
+            serde_json::from_str(trail.1.as_deref().expect("attempts")).unwrap();
+        assert_eq!(
+            attempts,
+            serde_json::json!([{"provider": "bedrock", "model": "global.anthropic.claude-sonnet-4-6",
+                "provider_key_id": "key-0", "class": "rate_limited", "status": 429, "latency_ms": 12}])
+        );
+        let none: (i32, Option<String>) = sqlx::query_as(
+            "SELECT fallback_index, attempts FROM usage_records WHERE request_id = 'req-000005'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(none, (0, None));
         // The partitions are the parent's, and rows land in their day's partition.
         let parts: Vec<String> = sqlx::query_scalar(
             "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \

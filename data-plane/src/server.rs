@@ -28,7 +28,7 @@ use axum::routing::{get, head, post};
 use http::{HeaderMap, Method, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Limited};
 use tollgate_proto::pricing::{ModelPrice, Tokens};
-use tollgate_proto::usage::v1::UsageRecord;
+use tollgate_proto::usage::v1::{Attempt, UsageRecord};
 use tollgate_protocol::anthropic::ErrorKind;
 use tollgate_protocol::bedrock::RequestBody;
 
@@ -38,7 +38,7 @@ use crate::error::ProxyError;
 use crate::limits::Reservation;
 use crate::logsafe::{log_safe, log_safe_opt};
 use crate::models;
-use crate::providers::{self, Call, Operation};
+use crate::providers::{self, Call, Operation, Retryable};
 use crate::routing::{self, RouteError};
 use crate::runtime::{Runtime, VirtualKey};
 
@@ -411,10 +411,185 @@ async fn handle(dp: Arc<DataPlane>, op: Operation, headers: HeaderMap, body: Bod
             ProxyError::new(ErrorKind::InvalidRequest, "invalid_model", e.to_string()),
         );
     }
-    match route_call(rt, &vk, op, headers, bytes.clone(), &parsed, &mut draft) {
-        Ok(call) => providers::call(dp, call, draft).await,
-        Err(e) => refuse(&dp, draft, e),
+    // The gateway's own `fallbacks` field: read, checked, and removed before anything goes
+    // upstream (the body is parsed again without it).
+    let fallbacks = match parsed.fallbacks() {
+        Ok(f) => f,
+        Err(e) => return refuse(&dp, draft, ProxyError::invalid_request(e.to_string())),
+    };
+    let Some(mut fallbacks) = fallbacks else {
+        let model = parsed.model.clone();
+        return match route_call(
+            rt,
+            &vk,
+            op,
+            &model,
+            headers,
+            bytes.clone(),
+            &parsed,
+            &mut draft,
+        ) {
+            Ok(call) => providers::call(dp, call, draft).await,
+            Err(e) => refuse(&dp, draft, e),
+        };
+    };
+    if let Err(e) = check_fallbacks(&fallbacks) {
+        return refuse(&dp, draft, e);
     }
+    let stripped = Bytes::from(parsed.without("fallbacks"));
+    drop(parsed);
+    let parsed = match RequestBody::parse(&stripped) {
+        Ok(p) => p,
+        Err(e) => return refuse(&dp, draft, ProxyError::invalid_request(e.to_string())),
+    };
+    fallbacks.insert(0, parsed.model.clone());
+    with_fallbacks(
+        dp,
+        rt,
+        &vk,
+        op,
+        headers,
+        stripped.clone(),
+        &parsed,
+        fallbacks,
+        draft,
+    )
+    .await
+}
+
+/// Most entries of a request's `fallbacks`.
+pub const MAX_FALLBACKS: usize = 8;
+
+/// Every entry of `fallbacks` must be a model name the gateway could route.
+fn check_fallbacks(fallbacks: &[String]) -> Result<(), ProxyError> {
+    if fallbacks.len() > MAX_FALLBACKS {
+        return Err(ProxyError::invalid_request(format!(
+            "fallbacks: at most {MAX_FALLBACKS} entries"
+        )));
+    }
+    for (i, model) in fallbacks.iter().enumerate() {
+        if let Err(e) = crate::model_id::check(model) {
+            return Err(ProxyError::new(
+                ErrorKind::InvalidRequest,
+                "invalid_model",
+                format!("fallbacks[{i}]: {e}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Response header: which entry of the fallback list served (sent when it is not the first).
+pub const FALLBACK_INDEX_HEADER: &str = "x-tollgate-fallback-index";
+
+/// A request with a fallback list (`models[0]` is the model asked for): each entry is routed
+/// and admitted in turn while the previous attempt's outcome is [`Retryable`] (429, 529, 5xx,
+/// unreachable, timed out); nothing has reached the client before the attempt that answers, so
+/// the client sees one response. An entry that does not route, or that the limits refuse, is
+/// skipped. The usage record names what served and keeps the attempts given up.
+#[allow(clippy::too_many_arguments)]
+async fn with_fallbacks(
+    dp: Arc<DataPlane>,
+    rt: Arc<Runtime>,
+    vk: &VirtualKey,
+    op: Operation,
+    headers: HeaderMap,
+    body: Bytes,
+    parsed: &RequestBody<'_>,
+    models: Vec<String>,
+    mut draft: Draft,
+) -> Response {
+    let first = route_call(
+        Arc::clone(&rt),
+        vk,
+        op,
+        &models[0],
+        headers.clone(),
+        body.clone(),
+        parsed,
+        &mut draft,
+    );
+    let mut call = match first {
+        Ok(call) => call,
+        Err(e) => return refuse(&dp, draft, e),
+    };
+    let mut started = Instant::now();
+    let mut outcome = providers::send(&call, &draft.record.request_id).await;
+    let mut served = 0;
+    for (index, model) in models.iter().enumerate().skip(1) {
+        let Some(class) = Retryable::of(&outcome) else {
+            break;
+        };
+        let attempt = Attempt {
+            provider: draft.record.provider.clone(),
+            model: draft.record.model_resolved.clone(),
+            provider_key_id: draft.record.provider_key_id.clone(),
+            class: class.as_str().to_owned(),
+            status: outcome
+                .as_ref()
+                .map_or(0, |r| u32::from(r.status().as_u16())),
+            latency_ms: u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
+        };
+        // The failed attempt is taken back; the fallback is admitted on its own.
+        let kept = (
+            draft.record.provider.clone(),
+            draft.record.model_resolved.clone(),
+            draft.record.provider_key_id.clone(),
+            draft.price,
+        );
+        if let Some(r) = draft.reservation.take() {
+            r.cancel();
+        }
+        match route_call(
+            Arc::clone(&rt),
+            vk,
+            op,
+            model,
+            headers.clone(),
+            body.clone(),
+            parsed,
+            &mut draft,
+        ) {
+            Ok(next) => {
+                tracing::info!(
+                    request_id = %draft.record.request_id,
+                    provider = %log_safe(&attempt.provider),
+                    class = %attempt.class,
+                    status = attempt.status,
+                    fallback = %log_safe(model),
+                    "attempt failed; trying the next fallback"
+                );
+                draft.record.attempts.push(attempt);
+                call = next;
+                served = index;
+                started = Instant::now();
+                outcome = providers::send(&call, &draft.record.request_id).await;
+            }
+            Err(e) => {
+                tracing::info!(
+                    request_id = %draft.record.request_id,
+                    fallback = %log_safe(model),
+                    error_class = e.class,
+                    message = %log_safe(&e.message),
+                    "fallback skipped"
+                );
+                (
+                    draft.record.provider,
+                    draft.record.model_resolved,
+                    draft.record.provider_key_id,
+                    draft.price,
+                ) = kept;
+            }
+        }
+    }
+    draft.record.fallback_index = u32::try_from(served).unwrap_or(u32::MAX);
+    let mut resp = providers::respond(dp, call, draft, outcome).await;
+    if served > 0
+        && let Ok(v) = http::HeaderValue::from_str(&served.to_string())
+    {
+        resp.headers_mut().insert(FALLBACK_INDEX_HEADER, v);
+    }
+    resp
 }
 
 /// Ends a request the gateway refused before any upstream call. Once the virtual key is known
@@ -560,11 +735,13 @@ async fn admit(
     Ok((rt, vk, body))
 }
 
-/// Step 4: routing, and the call it makes.
+/// Step 4: routing `model` (the request's, or a fallback), admission, and the call it makes.
+#[allow(clippy::too_many_arguments)]
 fn route_call<'a>(
     rt: Arc<Runtime>,
     vk: &VirtualKey,
     op: Operation,
+    model: &str,
     headers: HeaderMap,
     body: Bytes,
     parsed: &'a RequestBody<'a>,
@@ -573,23 +750,22 @@ fn route_call<'a>(
     let stream = parsed.stream && op == Operation::Messages;
     draft.record.model_requested.clone_from(&parsed.model);
     draft.record.stream = stream;
-    let route = routing::route(&rt, vk, &parsed.model, |total| {
-        rand::random::<f64>() * total
-    })
-    .map_err(|e| match e {
-        RouteError::ProviderNotAllowed(_) => {
-            ProxyError::new(ErrorKind::Permission, "provider_not_allowed", e.to_string())
-        }
-        RouteError::ModelNotAllowed { .. } => {
-            ProxyError::new(ErrorKind::Permission, "model_not_allowed", e.to_string())
-        }
-        RouteError::NoKey { .. }
-        | RouteError::UnknownModel(_)
-        | RouteError::UnknownProvider(_)
-        | RouteError::NoAlias { .. } => {
-            ProxyError::new(ErrorKind::NotFound, "unknown_model", e.to_string())
-        }
-    })?;
+    let route = routing::route(&rt, vk, model, |total| rand::random::<f64>() * total).map_err(
+        |e| match e {
+            RouteError::ProviderNotAllowed(_) => {
+                ProxyError::new(ErrorKind::Permission, "provider_not_allowed", e.to_string())
+            }
+            RouteError::ModelNotAllowed { .. } => {
+                ProxyError::new(ErrorKind::Permission, "model_not_allowed", e.to_string())
+            }
+            RouteError::NoKey { .. }
+            | RouteError::UnknownModel(_)
+            | RouteError::UnknownProvider(_)
+            | RouteError::NoAlias { .. } => {
+                ProxyError::new(ErrorKind::NotFound, "unknown_model", e.to_string())
+            }
+        },
+    )?;
     draft.record.provider = route.provider.name.to_string();
     draft.record.model_resolved = route.upstream_model.to_owned();
     draft.record.provider_key_id = route.key.id.to_string();

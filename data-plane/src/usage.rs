@@ -75,6 +75,8 @@ impl UsageSink {
             priced = r.cost_nano_usd.is_some(),
             latency_ms = r.latency_ms,
             time_to_first_token_ms = r.time_to_first_token_ms,
+            fallback_index = r.fallback_index,
+            attempts = r.attempts.len(),
             "request completed"
         );
         if let Some(tx) = &self.tx

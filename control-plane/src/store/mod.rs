@@ -704,7 +704,7 @@ mod sql {
     pub const USAGE_COLUMNS: &str = "request_id, virtual_key_id, provider, model_requested, \
          model_resolved, provider_key_id, input_tokens, output_tokens, cache_read_input_tokens, \
          cache_write_input_tokens, latency_ms, time_to_first_token_ms, status, error_class, \
-         started_at, stream, cache_write_1h_input_tokens, cost_nano_usd";
+         started_at, stream, cache_write_1h_input_tokens, cost_nano_usd, fallback_index, attempts";
     /// Requests (refusals by limits not counted: keep the list in step with
     /// `tollgate_proto::usage::refusal::BY_LIMITS`, which a test checks), tokens, cost and
     /// unpriced requests of one key in a time range.
@@ -718,6 +718,28 @@ mod sql {
     pub const USAGE_TOTALS: &str = "SELECT virtual_key_id, COUNT(*), \
          CAST(COALESCE(SUM(cost_nano_usd), 0) AS BIGINT), COUNT(*) - COUNT(cost_nano_usd) \
          FROM usage_records GROUP BY virtual_key_id ORDER BY virtual_key_id";
+}
+
+/// A usage record's attempt trail as its `attempts` column holds it: a JSON array, `None` when
+/// the first attempt served.
+pub(crate) fn attempts_json(attempts: &[tollgate_proto::usage::v1::Attempt]) -> Option<String> {
+    if attempts.is_empty() {
+        return None;
+    }
+    let list: Vec<serde_json::Value> = attempts
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "provider": a.provider,
+                "model": a.model,
+                "provider_key_id": a.provider_key_id,
+                "class": a.class,
+                "status": a.status,
+                "latency_ms": a.latency_ms,
+            })
+        })
+        .collect();
+    Some(serde_json::Value::Array(list).to_string())
 }
 
 /// Implements [`Store`] for a backend struct that has `async fn begin_read(&self)` and

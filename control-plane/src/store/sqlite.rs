@@ -96,7 +96,9 @@ impl SqliteStore {
                         .bind(started_at_text(usage_started_at(r.started_at_unix_ms)))
                         .bind(r.stream)
                         .bind(saturating_i64(r.cache_write_1h_input_tokens))
-                        .bind(r.cost_nano_usd.map(saturating_i64));
+                        .bind(r.cost_nano_usd.map(saturating_i64))
+                        .bind(i64::from(r.fallback_index))
+                        .bind(super::attempts_json(&r.attempts));
                 }
                 inserted += q.execute(&mut *tx).await?.rows_affected();
             }
@@ -129,7 +131,7 @@ impl SqliteStore {
 
 /// Rows per usage `INSERT` statement. A batch goes out in chunks of these fixed sizes, so the
 /// connection's statement cache compiles each statement once instead of parsing a new
-/// thousand-row statement per batch (18 binds per row; SQLite allows 32,766 per statement).
+/// thousand-row statement per batch (20 binds per row; SQLite allows 32,766 per statement).
 const USAGE_CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
 
 /// The `INSERT OR IGNORE` of `USAGE_CHUNKS[i]` rows.
@@ -137,7 +139,7 @@ fn usage_insert_sql(i: usize) -> &'static str {
     static SQL: [std::sync::OnceLock<String>; USAGE_CHUNKS.len()] =
         [const { std::sync::OnceLock::new() }; USAGE_CHUNKS.len()];
     SQL[i].get_or_init(|| {
-        let row = format!("({})", vec!["?"; 18].join(", "));
+        let row = format!("({})", vec!["?"; 20].join(", "));
         format!(
             "INSERT OR IGNORE INTO usage_records ({}) VALUES {}",
             super::sql::USAGE_COLUMNS,

@@ -709,3 +709,37 @@ fn claude_code_bodies_for_a_model_without_betas_lose_only_the_dependent_members(
         assert!(!after.contains_key("anthropic_beta"));
     }
 }
+
+/// The gateway's `fallbacks` field: read as model names, and removed from what goes upstream
+/// with every other field kept byte for byte, in order.
+#[test]
+fn fallbacks_are_read_and_removed() {
+    let body = br#"{"model":"claude-sonnet-4-6","fallbacks":["anthropic/claude-sonnet-4-6","bedrock/x"],"max_tokens":8,"messages":[{"role":"user","content":"hi \u00e9"}]}"#;
+    let parsed = RequestBody::parse(body).expect("parses");
+    assert_eq!(
+        parsed.fallbacks().expect("valid"),
+        Some(vec![
+            "anthropic/claude-sonnet-4-6".to_owned(),
+            "bedrock/x".to_owned()
+        ])
+    );
+    let stripped = parsed.without("fallbacks");
+    assert_eq!(
+        std::str::from_utf8(&stripped).unwrap(),
+        r#"{"model":"claude-sonnet-4-6","max_tokens":8,"messages":[{"role":"user","content":"hi \u00e9"}]}"#
+    );
+    let again = RequestBody::parse(&stripped).expect("parses");
+    assert!(!again.has("fallbacks") && again.has("messages"));
+    assert_eq!(again.fallbacks().expect("absent"), None);
+    for bad in [
+        &br#"{"model":"m","fallbacks":"anthropic/x"}"#[..],
+        br#"{"model":"m","fallbacks":[1]}"#,
+        br#"{"model":"m","fallbacks":{"a":"b"}}"#,
+    ] {
+        let parsed = RequestBody::parse(bad).expect("parses");
+        let err = parsed.fallbacks().expect_err("not a list of names");
+        assert!(err.to_string().starts_with("fallbacks: must be"), "{err}");
+    }
+    let null = RequestBody::parse(br#"{"model":"m","fallbacks":null}"#).unwrap();
+    assert_eq!(null.fallbacks().unwrap(), None);
+}

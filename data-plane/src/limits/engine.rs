@@ -747,6 +747,12 @@ impl Reservation {
         }
     }
 
+    /// Takes the admission back as if it never happened: request counts, reservations and
+    /// slots (an attempt given up for a fallback, which is admitted on its own).
+    pub fn cancel(mut self) {
+        self.roll_back();
+    }
+
     /// Ends the request: the actual cost (`None`: unpriced, the estimate stays charged) and
     /// tokens replace the estimates in the windows the request was admitted in, and the
     /// concurrency slots are released.

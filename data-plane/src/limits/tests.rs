@@ -1273,3 +1273,32 @@ fn refusals_by_the_allowance_alone_are_temporary_and_wanted() {
     }
     assert!(!e.admit("k", "p", None, 0, now()).unwrap_err().temporary);
 }
+
+#[test]
+fn a_cancelled_admission_leaves_nothing_behind() {
+    let limits = pb::Limits {
+        budgets: vec![budget("b", 1_000, pb::ResetPeriod::Day)],
+        max_concurrent: 1,
+        ..requests(2, pb::ResetPeriod::Minute)
+    };
+    let e = engine(&snapshot(vec![key("k", Some(limits))], vec![], vec![]));
+    let first = e.admit("k", "p", priced(600), 0, now()).expect("fits");
+    assert!(
+        e.admit("k", "p", priced(1), 0, now()).is_err(),
+        "one in flight"
+    );
+    first.cancel();
+    assert_eq!(e.in_flight(&vk("k")), Some(0));
+    assert_eq!(
+        used(&e, &request_cell(vk("k"), Period::Minute), now()),
+        (0, 0)
+    );
+    // The full budget and both requests are there again.
+    e.admit("k", "p", priced(1_000), 0, now())
+        .expect("the whole budget")
+        .settle(Some(10), 0);
+    drop(
+        e.admit("k", "p", priced(1), 0, now())
+            .expect("the second request"),
+    );
+}

@@ -164,11 +164,17 @@ pub const PROVIDER_HEADER: &str = "x-tollgate-provider";
 /// Response header naming the upstream model id that served the request (after aliases).
 pub const MODEL_HEADER: &str = "x-tollgate-model";
 
-/// Names the provider and upstream model that served the call in the response headers; the
-/// body's `message.model` reports the name the client asked for instead.
+/// Response header naming the provider key that served the request (its configured name).
+pub const PROVIDER_KEY_HEADER: &str = "x-tollgate-provider-key";
+
+/// Names the provider, its key and the upstream model that served the call in the response
+/// headers; the body's `message.model` reports the name the client asked for instead.
 pub(crate) fn name_served_by(headers: &mut HeaderMap, c: &Call<'_>) {
     if let Ok(v) = http::HeaderValue::from_str(&c.provider.name) {
         headers.insert(PROVIDER_HEADER, v);
+    }
+    if let Ok(v) = http::HeaderValue::from_str(&c.key().name) {
+        headers.insert(PROVIDER_KEY_HEADER, v);
     }
     if let Ok(v) = http::HeaderValue::from_str(&c.upstream_model) {
         headers.insert(MODEL_HEADER, v);

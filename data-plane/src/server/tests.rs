@@ -1308,3 +1308,217 @@ async fn model_discovery_lists_what_the_key_may_use() {
         bad.body
     );
 }
+
+/// An Anthropic upstream scripted by model name: `…-throttled` answers 429, `…-overloaded`
+/// 529, `…-broken` 500, `…-invalid` 400, anything else a message. Like the real API it refuses
+/// fields it does not know (the gateway's `fallbacks` must never reach it). Returns its URL and
+/// the models it was asked for, in order.
+async fn scripted_upstream() -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let messages = move |body: Bytes| {
+        let log = Arc::clone(&log);
+        async move {
+            let body: Value = serde_json::from_slice(&body).expect("json");
+            let model = body["model"].as_str().unwrap_or_default().to_owned();
+            log.lock().unwrap().push(model.clone());
+            let error = |status: u16, kind: &str| {
+                (
+                    StatusCode::from_u16(status).unwrap(),
+                    axum::Json(
+                        json!({"type": "error", "error": {"type": kind, "message": format!("{model}: {kind}")}}),
+                    ),
+                )
+            };
+            if body.get("fallbacks").is_some() {
+                return error(400, "invalid_request_error");
+            }
+            for (suffix, status, kind) in [
+                ("-throttled", 429, "rate_limit_error"),
+                ("-overloaded", 529, "overloaded_error"),
+                ("-broken", 500, "api_error"),
+                ("-invalid", 400, "invalid_request_error"),
+            ] {
+                if model.ends_with(suffix) {
+                    return error(status, kind);
+                }
+            }
+            (
+                StatusCode::OK,
+                axum::Json(json!({
+                    "id": "msg_fallback", "type": "message", "role": "assistant", "model": model,
+                    "content": [{"type": "text", "text": "hello"}],
+                    "stop_reason": "end_turn", "stop_sequence": null,
+                    "usage": {"input_tokens": 3, "output_tokens": 5}
+                })),
+            )
+        }
+    };
+    let app = axum::Router::new().route("/v1/messages", axum::routing::post(messages));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr: SocketAddr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), seen)
+}
+
+async fn post_with_fallbacks(gw: &Gateway, key: &str, model: &str, fallbacks: Value) -> Answer {
+    let body = json!({"model": model, "max_tokens": 8, "fallbacks": fallbacks,
+        "messages": [{"role": "user", "content": "hi"}]})
+    .to_string();
+    gw.post(&[("x-api-key", key.as_bytes())], body).await
+}
+
+/// A request's `fallbacks` are tried in order while an attempt fails with 429, 529, 5xx or no
+/// connection, before anything reaches the client; the field never goes upstream; the answer
+/// names what served; the usage record keeps the attempts. Errors of the request itself and
+/// refusals by limits never fall back.
+#[tokio::test]
+async fn fallbacks_are_tried_in_order_on_retryable_failures() {
+    let (url, seen) = scripted_upstream().await;
+    let mut gw = Gateway::new();
+    let mut snapshot = config(1, &url);
+    // Bedrock at a closed port: unreachable.
+    let bedrock = snapshot
+        .providers
+        .iter_mut()
+        .find(|p| p.name == "bedrock")
+        .unwrap();
+    bedrock.network = network(&closed().await);
+    snapshot
+        .virtual_keys
+        .push(limited("vk-rate", "sk-tg-rate", requests_per_minute(1), ""));
+    gw.apply(snapshot);
+    let take = |seen: &Arc<Mutex<Vec<String>>>| std::mem::take(&mut *seen.lock().unwrap());
+
+    // 429, then 529, then an answer: the third entry serves.
+    let a = post_with_fallbacks(
+        &gw,
+        GOOD,
+        "anthropic/claude-throttled",
+        json!(["anthropic/claude-overloaded", "anthropic/claude-ok"]),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(
+        a.body["model"], "anthropic/claude-throttled",
+        "the name asked for"
+    );
+    assert_eq!(a.headers["x-tollgate-fallback-index"], "2");
+    assert_eq!(a.headers["x-tollgate-model"], "claude-ok");
+    assert_eq!(a.headers["x-tollgate-provider"], "anthropic");
+    assert_eq!(a.headers["x-tollgate-provider-key"], "anthropic-key");
+    assert_eq!(
+        take(&seen),
+        ["claude-throttled", "claude-overloaded", "claude-ok"],
+        "in order, and no attempt carried `fallbacks` (the upstream refuses it)"
+    );
+    let usage = gw.usage();
+    let r = usage.last().unwrap();
+    assert_eq!((r.status, r.fallback_index), (200, 2));
+    assert_eq!(r.model_resolved, "claude-ok");
+    let trail: Vec<_> = r
+        .attempts
+        .iter()
+        .map(|a| (a.model.as_str(), a.class.as_str(), a.status))
+        .collect();
+    assert_eq!(
+        trail,
+        [
+            ("claude-throttled", "rate_limited", 429),
+            ("claude-overloaded", "overloaded", 529)
+        ]
+    );
+
+    // No connection to Bedrock, then Anthropic; a 500 then an answer.
+    let a = post_with_fallbacks(
+        &gw,
+        GOOD,
+        "bedrock/anthropic.claude-sonnet-4-6",
+        json!(["anthropic/claude-broken", "anthropic/claude-ok"]),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    let r = gw.usage().pop().unwrap();
+    let classes: Vec<_> = r
+        .attempts
+        .iter()
+        .map(|a| (a.class.as_str(), a.status))
+        .collect();
+    assert_eq!(classes, [("unreachable", 0), ("server_error", 500)]);
+    take(&seen);
+
+    // An error of the request itself is the answer: no fallback.
+    let a = post_with_fallbacks(
+        &gw,
+        GOOD,
+        "anthropic/claude-invalid",
+        json!(["anthropic/claude-ok"]),
+    )
+    .await;
+    assert_eq!(a.status, 400);
+    assert!(!a.headers.contains_key("x-tollgate-fallback-index"));
+    assert_eq!(take(&seen), ["claude-invalid"]);
+    assert!(gw.usage().pop().unwrap().attempts.is_empty());
+
+    // Every entry fails: the last failure is the answer, with the whole trail.
+    let a = post_with_fallbacks(
+        &gw,
+        GOOD,
+        "anthropic/claude-throttled",
+        json!([
+            "anthropic/claude-broken",
+            "no-such-provider/x",
+            "anthropic/claude-overloaded"
+        ]),
+    )
+    .await;
+    assert_eq!(a.status, 529, "{a:?}");
+    assert_eq!(
+        take(&seen),
+        ["claude-throttled", "claude-broken", "claude-overloaded"],
+        "the entry that does not route is skipped"
+    );
+    let r = gw.usage().pop().unwrap();
+    assert_eq!((r.fallback_index, r.attempts.len()), (3, 2));
+
+    // A refusal by limits never falls back.
+    let ok = post_with_fallbacks(
+        &gw,
+        "sk-tg-rate",
+        "anthropic/claude-ok",
+        json!(["anthropic/claude-ok"]),
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+    let refused = post_with_fallbacks(
+        &gw,
+        "sk-tg-rate",
+        "anthropic/claude-ok",
+        json!(["anthropic/claude-ok"]),
+    )
+    .await;
+    let text = envelope(&refused, 429, "rate_limit_error");
+    assert!(text.contains("may send 1 requests per 1m"), "{text}");
+    assert_eq!(
+        take(&seen),
+        ["claude-ok"],
+        "nothing went upstream for the refusal"
+    );
+
+    // Bad `fallbacks` are the client's error, naming the field.
+    for (bad, what) in [
+        (json!("anthropic/claude-ok"), "fallbacks: must be"),
+        (json!([1]), "fallbacks: must be"),
+        (json!(["bad model\n"]), "fallbacks[0]"),
+        (json!(vec!["anthropic/claude-ok"; 9]), "at most 8"),
+    ] {
+        let a = post_with_fallbacks(&gw, GOOD, "anthropic/claude-ok", bad).await;
+        let text = envelope(&a, 400, "invalid_request_error");
+        assert!(text.contains(what), "{text}");
+    }
+    assert!(take(&seen).is_empty());
+}

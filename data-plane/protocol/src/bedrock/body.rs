@@ -123,6 +123,44 @@ impl<'a> RequestBody<'a> {
     pub fn max_tokens(&self) -> Option<u64> {
         json::get(&self.fields, "max_tokens").and_then(json::decode::<u64>)
     }
+
+    /// Whether the body has the top-level field `name`.
+    pub fn has(&self, name: &str) -> bool {
+        json::get(&self.fields, name).is_some()
+    }
+
+    /// The gateway's own `fallbacks` field: `None` when absent (or `null`), the model names when
+    /// it is an array of strings, `Err` otherwise.
+    pub fn fallbacks(&self) -> Result<Option<Vec<String>>, BodyError> {
+        match json::get(&self.fields, "fallbacks") {
+            None => Ok(None),
+            Some(raw) if raw.get() == "null" => Ok(None),
+            Some(raw) => {
+                json::decode::<Vec<String>>(raw)
+                    .map(Some)
+                    .ok_or(BodyError::InvalidField {
+                        field: "fallbacks",
+                        expected: "an array of model names (provider/model)",
+                    })
+            }
+        }
+    }
+
+    /// The body without its top-level field `name` (the other fields byte for byte, in order).
+    pub fn without(&self, name: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len);
+        out.push(b'{');
+        for (key, value) in self.fields.iter().filter(|(k, _)| k != name) {
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            json::write_str(&mut out, key);
+            out.push(b':');
+            out.extend_from_slice(value.get().as_bytes());
+        }
+        out.push(b'}');
+        out
+    }
 }
 
 /// Extracts `model` and `stream` (JSON `true`) from an Anthropic request body, parsing only the
