@@ -105,6 +105,40 @@ pub struct KeyGovernance {
     pub expires_at_unix_ms: Option<i64>,
     #[serde(default)]
     pub fail_open: bool,
+    /// Models (`provider/model`) tried in order when an attempt fails (429, 529, 5xx, no
+    /// connection, timeout), unless a request brings its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
+}
+
+/// Most entries of a fallback list (the data plane's limit for a request's own list too).
+pub const MAX_FALLBACKS: usize = 8;
+
+/// A key's fallback list: at most [`MAX_FALLBACKS`] `provider/model` names (the provider is
+/// not checked here: a data plane skips an entry that does not route).
+pub fn fallbacks(list: &[String]) -> Result<Vec<String>, ValidationError> {
+    if list.len() > MAX_FALLBACKS {
+        return Err(ValidationError::new(
+            "fallbacks",
+            format!("at most {MAX_FALLBACKS} entries"),
+        ));
+    }
+    for (i, model) in list.iter().enumerate() {
+        let field = format!("fallbacks[{i}]");
+        if let Err(e) = tollgate_proto::model_id::check(model) {
+            return Err(ValidationError::new(field, e.to_string()));
+        }
+        if !model
+            .split_once('/')
+            .is_some_and(|(p, m)| !p.is_empty() && !m.is_empty())
+        {
+            return Err(ValidationError::new(
+                field,
+                "must be provider/model, e.g. anthropic/claude-sonnet-4-6",
+            ));
+        }
+    }
+    Ok(list.to_vec())
 }
 
 /// A budget as the admin API shows it.

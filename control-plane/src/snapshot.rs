@@ -162,6 +162,7 @@ fn virtual_key(vk: &VirtualKeyRecord) -> pb::VirtualKey {
         customer_id: vk.customer_id.map(|c| c.to_string()).unwrap_or_default(),
         expires_at_unix_ms: g.expires_at_unix_ms.unwrap_or(0),
         fail_open: g.fail_open,
+        fallbacks: g.fallbacks.clone(),
     }
 }
 
@@ -403,6 +404,7 @@ mod tests {
                     }],
                     expires_at_unix_ms: Some(1_900_000_000_000),
                     fail_open: true,
+                    fallbacks: vec!["anthropic/claude-sonnet-4-6".into()],
                 },
                 created_at: t,
                 updated_at: t,
@@ -515,6 +517,7 @@ mod tests {
             (vk.expires_at_unix_ms, vk.fail_open),
             (1_900_000_000_000, true)
         );
+        assert_eq!(vk.fallbacks, ["anthropic/claude-sonnet-4-6"]);
         assert_eq!(snap.teams[0].customer_id, st.customers[0].id.to_string());
         assert_eq!(
             snap.customers[0].limits.as_ref().unwrap().max_concurrent,

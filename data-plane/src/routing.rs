@@ -291,6 +291,7 @@ mod tests {
             providers: providers.iter().map(|p| Arc::from(*p)).collect(),
             active: true,
             expires_at_unix_ms: 0,
+            fallbacks: Vec::new(),
             configs: Vec::new(),
         }
     }

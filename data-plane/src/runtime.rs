@@ -218,6 +218,9 @@ pub struct VirtualKey {
     pub active: bool,
     /// After this instant (unix ms) the key is refused; 0: never.
     pub expires_at_unix_ms: i64,
+    /// Models (`provider/model`) tried in order when an attempt fails, for requests without
+    /// their own `fallbacks`.
+    pub fallbacks: Vec<String>,
     /// What the key may do with each provider; empty: no restriction beyond `providers`.
     pub configs: Vec<KeyProviderConfig>,
 }
@@ -331,6 +334,7 @@ impl Runtime {
                     providers: vk.providers.iter().map(|p| p.as_str().into()).collect(),
                     active: vk.active,
                     expires_at_unix_ms: vk.expires_at_unix_ms,
+                    fallbacks: vk.fallbacks.clone(),
                     configs: compile_provider_configs(vk)?,
                 }),
             );

@@ -413,32 +413,35 @@ async fn handle(dp: Arc<DataPlane>, op: Operation, headers: HeaderMap, body: Bod
     }
     // The gateway's own `fallbacks` field: read, checked, and removed before anything goes
     // upstream (the body is parsed again without it).
-    let fallbacks = match parsed.fallbacks() {
-        Ok(f) => f,
+    // Without one, the key's list applies.
+    let (body, mut fallbacks) = match parsed.fallbacks() {
         Err(e) => return refuse(&dp, draft, ProxyError::invalid_request(e.to_string())),
+        Ok(Some(list)) => {
+            if let Err(e) = check_fallbacks(&list) {
+                return refuse(&dp, draft, e);
+            }
+            (Bytes::from(parsed.without("fallbacks")), list)
+        }
+        Ok(None) if vk.fallbacks.is_empty() => {
+            let model = parsed.model.clone();
+            return match route_call(
+                rt,
+                &vk,
+                op,
+                &model,
+                headers,
+                bytes.clone(),
+                &parsed,
+                &mut draft,
+            ) {
+                Ok(call) => providers::call(dp, call, draft).await,
+                Err(e) => refuse(&dp, draft, e),
+            };
+        }
+        Ok(None) => (bytes.clone(), vk.fallbacks.clone()),
     };
-    let Some(mut fallbacks) = fallbacks else {
-        let model = parsed.model.clone();
-        return match route_call(
-            rt,
-            &vk,
-            op,
-            &model,
-            headers,
-            bytes.clone(),
-            &parsed,
-            &mut draft,
-        ) {
-            Ok(call) => providers::call(dp, call, draft).await,
-            Err(e) => refuse(&dp, draft, e),
-        };
-    };
-    if let Err(e) = check_fallbacks(&fallbacks) {
-        return refuse(&dp, draft, e);
-    }
-    let stripped = Bytes::from(parsed.without("fallbacks"));
     drop(parsed);
-    let parsed = match RequestBody::parse(&stripped) {
+    let parsed = match RequestBody::parse(&body) {
         Ok(p) => p,
         Err(e) => return refuse(&dp, draft, ProxyError::invalid_request(e.to_string())),
     };
@@ -449,7 +452,7 @@ async fn handle(dp: Arc<DataPlane>, op: Operation, headers: HeaderMap, body: Bod
         &vk,
         op,
         headers,
-        stripped.clone(),
+        body.clone(),
         &parsed,
         fallbacks,
         draft,

@@ -79,6 +79,11 @@ pub struct CreateVirtualKeyRequest {
     /// (true) or refuse (false, the default) the key's requests.
     #[serde(default)]
     pub fail_open: Option<bool>,
+    /// Models (`provider/model`, at most 8) tried in order when an attempt fails with 429, 529,
+    /// 5xx, no connection or a timeout, unless a request brings its own `fallbacks`.
+    #[serde(default)]
+    #[schema(example = json!(["anthropic/claude-sonnet-4-6"]))]
+    pub fallbacks: Option<Vec<String>>,
 }
 
 /// `PUT /api/virtual-keys/{vk_id}` body; omitted fields stay as they are, `null` clears the
@@ -125,6 +130,9 @@ pub struct UpdateVirtualKeyRequest {
     pub expires_at: Option<Option<String>>,
     #[serde(default)]
     pub fail_open: Option<bool>,
+    /// Replaces the list (`[]` clears it).
+    #[serde(default)]
+    pub fallbacks: Option<Vec<String>>,
     /// Read-only; ignored.
     #[serde(default, rename = "value_prefix")]
     pub _value_prefix: Option<String>,
@@ -160,6 +168,8 @@ pub struct VirtualKeyResponse {
     /// RFC 3339.
     pub expires_at: Option<String>,
     pub fail_open: bool,
+    /// Models tried in order when an attempt fails (empty: none).
+    pub fallbacks: Vec<String>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -194,6 +204,7 @@ impl From<&VirtualKeyRecord> for VirtualKeyResponse {
                 })
                 .map(timestamp),
             fail_open: g.fail_open,
+            fallbacks: g.fallbacks.clone(),
             created_at: timestamp(vk.created_at),
             updated_at: timestamp(vk.updated_at),
         }
@@ -408,6 +419,7 @@ async fn create(
         (None, _) => {}
     }
     one_owner(req.team_id, req.customer_id)?;
+    let fallbacks = governance::fallbacks(req.fallbacks.as_deref().unwrap_or_default())?;
     let expires_at_unix_ms = req
         .expires_at
         .as_deref()
@@ -432,6 +444,7 @@ async fn create(
             provider_configs,
             expires_at_unix_ms,
             fail_open: req.fail_open.unwrap_or(false),
+            fallbacks,
         },
         created_at: t,
         updated_at: t,
@@ -528,6 +541,9 @@ fn apply_update(
     if let Some(f) = req.fail_open {
         g.fail_open = f;
     }
+    if let Some(list) = &req.fallbacks {
+        g.fallbacks = governance::fallbacks(list)?;
+    }
     if let Some(team) = req.team_id {
         vk.team_id = team;
     }
@@ -587,6 +603,7 @@ async fn update(
         ("customer_id", req.customer_id.is_some()),
         ("expires_at", req.expires_at.is_some()),
         ("fail_open", req.fail_open.is_some()),
+        ("fallbacks", req.fallbacks.is_some()),
         ("is_active", req.is_active.is_some()),
     ]
     .into_iter()

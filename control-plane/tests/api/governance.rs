@@ -279,6 +279,12 @@ async fn bad_governance_input_names_the_field() {
         ),
         (json!({"expires_at": "2020-01-01T00:00:00Z"}), "expires_at"),
         (json!({"expires_at": "next year"}), "expires_at"),
+        (json!({"fallbacks": ["claude-sonnet-4-6"]}), "fallbacks[0]"),
+        (
+            json!({"fallbacks": ["anthropic/claude-sonnet-4-6", "bad model\n"]}),
+            "fallbacks[1]",
+        ),
+        (json!({"fallbacks": vec!["anthropic/x"; 9]}), "fallbacks"),
     ];
     for (extra, field) in cases {
         let r = post(&h, "/api/virtual-keys", with(extra.clone())).await;
@@ -601,4 +607,57 @@ async fn usage_against_limits_and_budget_resets() {
     )
     .await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
+}
+
+/// A key's fallback list is stored, shown, replaced by PUT (`[]` clears it) and sent to the
+/// data planes.
+#[tokio::test]
+async fn a_keys_fallbacks_round_trip() {
+    let h = sqlite_harness(loopback_auth()).await;
+    bedrock_with_a_key(&h).await;
+    let r = post(
+        &h,
+        "/api/virtual-keys",
+        json!({"name": "k", "provider": "bedrock",
+               "fallbacks": ["anthropic/claude-sonnet-4-6", "bedrock/us.anthropic.claude-sonnet-4-6"]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(
+        r.json["fallbacks"],
+        json!([
+            "anthropic/claude-sonnet-4-6",
+            "bedrock/us.anthropic.claude-sonnet-4-6"
+        ])
+    );
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    let snap = h.cp.snapshots().borrow().clone();
+    let vk = snap.virtual_keys.iter().find(|v| v.id == id).unwrap();
+    assert_eq!(vk.fallbacks.len(), 2);
+    let r = put(
+        &h,
+        &format!("/api/virtual-keys/{id}"),
+        json!({"fallbacks": ["anthropic/claude-haiku-4-5"]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["fallbacks"], json!(["anthropic/claude-haiku-4-5"]));
+    let r = put(
+        &h,
+        &format!("/api/virtual-keys/{id}"),
+        json!({"name": "k2"}),
+    )
+    .await;
+    assert_eq!(
+        r.json["fallbacks"],
+        json!(["anthropic/claude-haiku-4-5"]),
+        "kept when not given"
+    );
+    let r = put(
+        &h,
+        &format!("/api/virtual-keys/{id}"),
+        json!({"fallbacks": []}),
+    )
+    .await;
+    assert_eq!(r.json["fallbacks"], json!([]));
 }

@@ -1391,6 +1391,10 @@ async fn fallbacks_are_tried_in_order_on_retryable_failures() {
     snapshot
         .virtual_keys
         .push(limited("vk-rate", "sk-tg-rate", requests_per_minute(1), ""));
+    snapshot.virtual_keys.push(pb::VirtualKey {
+        fallbacks: vec!["anthropic/claude-ok".into()],
+        ..virtual_key("vk-fallbacks", "sk-tg-fallbacks", true)
+    });
     gw.apply(snapshot);
     let take = |seen: &Arc<Mutex<Vec<String>>>| std::mem::take(&mut *seen.lock().unwrap());
 
@@ -1508,6 +1512,27 @@ async fn fallbacks_are_tried_in_order_on_retryable_failures() {
         ["claude-ok"],
         "nothing went upstream for the refusal"
     );
+
+    // A key's own list applies to requests without one; a request's list replaces it.
+    let body = json!({"model": "anthropic/claude-throttled", "max_tokens": 8,
+        "messages": [{"role": "user", "content": "hi"}]})
+    .to_string();
+    let a = gw
+        .post(&[("x-api-key", b"sk-tg-fallbacks".as_slice())], body)
+        .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.headers["x-tollgate-fallback-index"], "1");
+    assert_eq!(take(&seen), ["claude-throttled", "claude-ok"]);
+    let a = post_with_fallbacks(
+        &gw,
+        "sk-tg-fallbacks",
+        "anthropic/claude-throttled",
+        json!(["anthropic/claude-broken"]),
+    )
+    .await;
+    assert_eq!(a.status, 500);
+    assert_eq!(take(&seen), ["claude-throttled", "claude-broken"]);
+    gw.usage();
 
     // Bad `fallbacks` are the client's error, naming the field.
     for (bad, what) in [
