@@ -205,6 +205,9 @@ struct Shared {
     max_recorded: usize,
     seq: AtomicU64,
     shutdown: watch::Receiver<bool>,
+    /// A fault trigger applied to every request (`set_fault`), after authentication and
+    /// validation, as if its `[double:…]` trigger were in the body.
+    fault: RwLock<Option<String>>,
 }
 
 impl Shared {
@@ -248,6 +251,7 @@ impl BedrockDouble {
             max_recorded: config.max_recorded.unwrap_or(DEFAULT_MAX_RECORDED),
             seq: AtomicU64::new(0),
             shutdown: shutdown_rx.clone(),
+            fault: RwLock::new(None),
         });
         let app = axum::Router::new()
             .fallback(handle)
@@ -279,6 +283,17 @@ impl BedrockDouble {
     /// Every Bedrock request received so far, oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests).iter().cloned().collect()
+    }
+
+    /// Fails every request from now on (after authentication and validation, like a real
+    /// outage) as the `[double:<fault>]` trigger would, e.g. `throttle` or `unavailable`;
+    /// `None` heals it.
+    pub fn set_fault(&self, fault: Option<&str>) {
+        *self
+            .shared
+            .fault
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = fault.map(str::to_owned);
     }
 
     /// Forgets the recorded requests.
@@ -518,6 +533,17 @@ async fn process(
             (body, script)
         }
     };
+    let mut script = script;
+    if let Some(fault) = shared
+        .fault
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_deref()
+    {
+        let forced = Script::parse(&format!("[double:{fault}]"));
+        script.error = forced.error.or(script.error);
+        script.hang |= forced.hang;
+    }
     let scenario = script.label();
 
     if script.hang {

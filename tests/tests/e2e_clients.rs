@@ -512,3 +512,90 @@ async fn claude_code_discovers_the_gateways_models() {
         lines[0]
     );
 }
+
+/// Claude Code completes a tool-using session while Bedrock throttles every request: the
+/// virtual key's fallback (`anthropic/claude-sonnet-4-6`) answers each turn, the tool runs, and
+/// the session never sees the throttling.
+#[tokio::test]
+async fn claude_code_completes_a_tool_session_on_the_fallback_while_bedrock_throttles() {
+    let s = setup().await;
+    let anthropic = AnthropicDouble::start(AnthropicDoubleConfig::new().with_api_key(UPSTREAM_KEY))
+        .expect("anthropic double");
+    let (st, b) = admin(
+        &s.http,
+        &s.gw,
+        "POST",
+        "/api/providers",
+        json!({"provider": "anthropic", "network_config": {"base_url": anthropic.base_url()}}),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    let (st, b) = admin(
+        &s.http,
+        &s.gw,
+        "POST",
+        "/api/providers/anthropic/keys",
+        json!({"name": "ant", "models": ["*"], "value": UPSTREAM_KEY}),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    let (st, b) = admin(
+        &s.http,
+        &s.gw,
+        "POST",
+        "/api/virtual-keys",
+        json!({"name": "resilient", "providers": ["bedrock", "anthropic"],
+               "fallbacks": ["anthropic/claude-sonnet-4-6"]}),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    let vk = b["value"].as_str().expect("value").to_owned();
+    wait_for_config(&s.http, &s.gw, &vk).await;
+    s.double.set_fault(Some("throttle"));
+
+    let work = tempfile::tempdir().expect("work dir");
+    let note = work.path().join("note.txt");
+    std::fs::write(&note, NOTE).expect("note");
+    let claude = required_env("TOLLGATE_TEST_CLAUDE");
+    let env = readme_env(&s.gw.url("/anthropic"), &vk);
+    let prompt = format!("[double:read:{}] Read the note.", note.display());
+    let out = run_claude(&claude, work.path(), env, &prompt).await;
+    let stdout = assert_ran(&out, "2.1.331", &s.gw);
+    assert!(
+        stdout.contains("Hello from the Anthropic double."),
+        "the fallback answered the last turn: {stdout}"
+    );
+    let throttled = s
+        .double
+        .requests()
+        .iter()
+        .filter(|r| r.verdict.status == 429)
+        .count();
+    let answered: Vec<_> = anthropic
+        .requests()
+        .into_iter()
+        .filter(|r| r.operation.as_deref() == Some("Messages"))
+        .collect();
+    let tool_result = answered
+        .iter()
+        .filter_map(|r| r.json())
+        .any(|b| tool_result_text(&b).contains(NOTE));
+    assert!(
+        tool_result,
+        "the tool ran and its result reached the fallback: {answered:?}"
+    );
+    assert!(
+        throttled >= 2,
+        "Bedrock was tried first on each turn ({throttled} throttled)"
+    );
+    assert!(
+        answered.iter().all(|r| r.verdict.status == 200),
+        "{answered:?}"
+    );
+    let fell_back =
+        s.gw.output()
+            .lines()
+            .filter(|l| l.contains("trying the next fallback"))
+            .count();
+    assert_eq!(fell_back, throttled, "one fallback per throttled attempt");
+}
