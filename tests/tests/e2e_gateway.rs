@@ -1196,3 +1196,113 @@ async fn a_stream_in_flight_completes_when_its_budget_runs_out() {
         again.text().await.unwrap_or_default()
     );
 }
+
+/// The README's fallback commands, as pasted: a key whose requests fall back to Anthropic, and
+/// a request with its own list; with Bedrock throttling every request, the answer comes from
+/// the last entry.
+#[tokio::test]
+async fn readme_fallback_commands_work_as_pasted() {
+    const UPSTREAM_KEY: &str = "sk-ant-api03-readme-fallbacks";
+    let bedrock = tollgate_tests::bedrock_double::BedrockDouble::start(
+        tollgate_tests::bedrock_double::BedrockDoubleConfig::new().with_key(AKID, SECRET),
+    )
+    .expect("double");
+    bedrock.set_fault(Some("throttle"));
+    let anthropic = tollgate_tests::anthropic_double::AnthropicDouble::start(
+        tollgate_tests::anthropic_double::AnthropicDoubleConfig::new().with_api_key(UPSTREAM_KEY),
+    )
+    .expect("anthropic double");
+    let gw = tollgate_tests::harness::TollgateProcess::spawn(
+        &[],
+        &[
+            ("AWS_ACCESS_KEY_ID", AKID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ],
+    )
+    .await
+    .expect("tollgate");
+    let http = reqwest::Client::new();
+    for (path, body) in [
+        (
+            "/api/providers",
+            json!({"provider": "bedrock", "network_config": {"base_url": bedrock.base_url()}}),
+        ),
+        (
+            "/api/providers/bedrock/keys",
+            json!({"name": "bedrock-key", "models": ["*"],
+                   "bedrock_key_config": {"access_key": "env.AWS_ACCESS_KEY_ID",
+                       "secret_key": "env.AWS_SECRET_ACCESS_KEY", "region": "us-east-1"}}),
+        ),
+        (
+            "/api/providers",
+            json!({"provider": "anthropic", "network_config": {"base_url": anthropic.base_url()}}),
+        ),
+        (
+            "/api/providers/anthropic/keys",
+            json!({"name": "ant", "models": ["*"], "value": UPSTREAM_KEY}),
+        ),
+    ] {
+        let (st, b) = admin(&http, &gw, "POST", path, body).await;
+        assert_eq!(st, 201, "{path}: {b}");
+    }
+    let commands = readme_curl_commands("Fallbacks");
+    assert_eq!(commands.len(), 2, "{commands:?}");
+    let addr = gw.addr().to_string();
+    let run = |cmd: String| async move {
+        let out = tokio::process::Command::new("sh")
+            .args(["-c", &cmd])
+            .output()
+            .await
+            .expect("sh");
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or_else(|_| {
+            panic!("`{cmd}` answered: {}", String::from_utf8_lossy(&out.stdout))
+        })
+    };
+    let key = run(commands[0].replace("localhost:8080", &addr)).await;
+    assert_eq!(
+        key["fallbacks"],
+        json!(["anthropic/claude-sonnet-4-6"]),
+        "{key}"
+    );
+    let vk = key["value"].as_str().expect("value").to_owned();
+    // The key is known once its model list answers (Bedrock refuses everything here).
+    let mut known = false;
+    for _ in 0..100 {
+        let r = http
+            .get(gw.url("/v1/models"))
+            .header("x-api-key", &vk)
+            .send()
+            .await
+            .expect("models");
+        if r.status() == 200 {
+            known = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(known, "{}", gw.output());
+    let answer = run(commands[1]
+        .replace("localhost:8080", &addr)
+        .replace("sk-tg-...", &vk))
+    .await;
+    assert_eq!(
+        answer["content"][0]["text"], "Hello from the Anthropic double.",
+        "{answer}"
+    );
+    assert_eq!(
+        answer["model"], "bedrock/global.anthropic.claude-sonnet-4-6",
+        "the name asked for"
+    );
+    let throttled: Vec<_> = bedrock
+        .requests()
+        .into_iter()
+        .filter_map(|r| (r.verdict.status == 429).then_some(r.model_id))
+        .collect();
+    assert_eq!(
+        throttled,
+        [
+            Some("global.anthropic.claude-sonnet-4-6".to_owned()),
+            Some("us.anthropic.claude-sonnet-4-6".to_owned())
+        ]
+    );
+}
