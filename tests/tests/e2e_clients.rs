@@ -521,34 +521,27 @@ async fn claude_code_completes_a_tool_session_on_the_fallback_while_bedrock_thro
     let s = setup().await;
     let anthropic = AnthropicDouble::start(AnthropicDoubleConfig::new().with_api_key(UPSTREAM_KEY))
         .expect("anthropic double");
-    let (st, b) = admin(
-        &s.http,
-        &s.gw,
-        "POST",
-        "/api/providers",
-        json!({"provider": "anthropic", "network_config": {"base_url": anthropic.base_url()}}),
-    )
-    .await;
-    assert_eq!(st, 201, "{b}");
-    let (st, b) = admin(
-        &s.http,
-        &s.gw,
-        "POST",
-        "/api/providers/anthropic/keys",
-        json!({"name": "ant", "models": ["*"], "value": UPSTREAM_KEY}),
-    )
-    .await;
-    assert_eq!(st, 201, "{b}");
-    let (st, b) = admin(
-        &s.http,
-        &s.gw,
-        "POST",
-        "/api/virtual-keys",
-        json!({"name": "resilient", "providers": ["bedrock", "anthropic"],
-               "fallbacks": ["anthropic/claude-sonnet-4-6"]}),
-    )
-    .await;
-    assert_eq!(st, 201, "{b}");
+    let mut created = Value::Null;
+    for (path, body) in [
+        (
+            "/api/providers",
+            json!({"provider": "anthropic", "network_config": {"base_url": anthropic.base_url()}}),
+        ),
+        (
+            "/api/providers/anthropic/keys",
+            json!({"name": "ant", "models": ["*"], "value": UPSTREAM_KEY}),
+        ),
+        (
+            "/api/virtual-keys",
+            json!({"name": "resilient", "providers": ["bedrock", "anthropic"],
+                   "fallbacks": ["anthropic/claude-sonnet-4-6"]}),
+        ),
+    ] {
+        let (st, b) = admin(&s.http, &s.gw, "POST", path, body).await;
+        assert_eq!(st, 201, "{path}: {b}");
+        created = b;
+    }
+    let b = created;
     let vk = b["value"].as_str().expect("value").to_owned();
     wait_for_config(&s.http, &s.gw, &vk).await;
     s.double.set_fault(Some("throttle"));
