@@ -98,13 +98,25 @@ pub fn route<'rt>(
     requested: &'rt str,
     pick: impl FnOnce(f64) -> f64,
 ) -> Result<Route<'rt>, RouteError> {
+    route_avoiding(rt, vk, requested, &[], pick)
+}
+
+/// [`route`], leaving out the provider keys named in `avoid` (ids of keys an attempt of this
+/// request already failed on): [`RouteError::NoKey`] when no other key serves the model.
+pub fn route_avoiding<'rt>(
+    rt: &'rt Runtime,
+    vk: &VirtualKey,
+    requested: &'rt str,
+    avoid: &[Arc<str>],
+    pick: impl FnOnce(f64) -> f64,
+) -> Result<Route<'rt>, RouteError> {
     if let Some((prefix, model)) = requested.split_once('/')
         && let Some(provider) = rt.provider(prefix)
     {
         if !vk.allows_provider(prefix) {
             return Err(RouteError::ProviderNotAllowed(prefix.to_owned()));
         }
-        return pick_key(provider, vk, model, pick);
+        return pick_key(provider, vk, model, avoid, pick);
     }
     // A bare name: the providers whose keys alias it, among those the virtual key may use.
     let lowered = requested.to_ascii_lowercase();
@@ -117,7 +129,7 @@ pub fn route<'rt>(
         .filter(|p| p.keys.iter().any(|k| k.aliases.contains_key(&lowered)))
         .collect();
     match aliased.as_slice() {
-        [one] => return pick_key(one, vk, requested, pick),
+        [one] => return pick_key(one, vk, requested, avoid, pick),
         [] => {}
         // Several providers alias the name: prefer the first by name for determinism.
         many => {
@@ -126,7 +138,7 @@ pub fn route<'rt>(
                 .min_by(|a, b| a.name.cmp(&b.name))
                 .copied()
                 .ok_or_else(|| RouteError::UnknownModel(requested.to_owned()))?;
-            return pick_key(first, vk, requested, pick);
+            return pick_key(first, vk, requested, avoid, pick);
         }
     }
     // `name/...` with a name that is no configured provider (ARNs, which contain `/` after
@@ -145,7 +157,7 @@ pub fn route<'rt>(
                 provider: only.name.to_string(),
             })
         }
-        (Some(only), None) => pick_key(only, vk, requested, pick),
+        (Some(only), None) => pick_key(only, vk, requested, avoid, pick),
         _ => Err(RouteError::UnknownModel(requested.to_owned())),
     }
 }
@@ -154,14 +166,17 @@ fn pick_key<'rt>(
     provider: &'rt Arc<Provider>,
     vk: &VirtualKey,
     model: &'rt str,
+    avoid: &[Arc<str>],
     pick: impl FnOnce(f64) -> f64,
 ) -> Result<Route<'rt>, RouteError> {
     let config = vk.config(&provider.name);
     let eligible = || {
         provider.keys.iter().enumerate().filter_map(move |(i, k)| {
             let (resolved, via_alias) = k.resolve(model);
-            (k.models.allows(model, resolved) && config.is_none_or(|c| c.allows_key(&k.id)))
-                .then_some((i, k, resolved, via_alias))
+            (k.models.allows(model, resolved)
+                && config.is_none_or(|c| c.allows_key(&k.id))
+                && !avoid.iter().any(|a| **a == *k.id))
+            .then_some((i, k, resolved, via_alias))
         })
     };
     let total: f64 = eligible().map(|(_, k, _, _)| k.weight).sum();

@@ -412,52 +412,49 @@ async fn handle(dp: Arc<DataPlane>, op: Operation, headers: HeaderMap, body: Bod
         );
     }
     // The gateway's own `fallbacks` field: read, checked, and removed before anything goes
-    // upstream (the body is parsed again without it).
-    // Without one, the key's list applies.
-    let (body, mut fallbacks) = match parsed.fallbacks() {
-        Err(e) => return refuse(&dp, draft, ProxyError::invalid_request(e.to_string())),
-        Ok(Some(list)) => {
-            if let Err(e) = check_fallbacks(&list) {
-                return refuse(&dp, draft, e);
-            }
-            (Bytes::from(parsed.without("fallbacks")), list)
-        }
-        Ok(None) if vk.fallbacks.is_empty() => {
-            let model = parsed.model.clone();
-            return match route_call(
+    // upstream (the body is parsed again without it). Without one, the key's list applies.
+    match parsed.fallbacks() {
+        Err(e) => refuse(&dp, draft, ProxyError::invalid_request(e.to_string())),
+        Ok(None) if !parsed.has("fallbacks") => {
+            let fallbacks = &vk.fallbacks;
+            attempts(
+                dp,
                 rt,
                 &vk,
                 op,
-                &model,
                 headers,
                 bytes.clone(),
                 &parsed,
-                &mut draft,
-            ) {
-                Ok(call) => providers::call(dp, call, draft).await,
-                Err(e) => refuse(&dp, draft, e),
-            };
+                fallbacks,
+                draft,
+            )
+            .await
         }
-        Ok(None) => (bytes.clone(), vk.fallbacks.clone()),
-    };
-    drop(parsed);
-    let parsed = match RequestBody::parse(&body) {
-        Ok(p) => p,
-        Err(e) => return refuse(&dp, draft, ProxyError::invalid_request(e.to_string())),
-    };
-    fallbacks.insert(0, parsed.model.clone());
-    with_fallbacks(
-        dp,
-        rt,
-        &vk,
-        op,
-        headers,
-        body.clone(),
-        &parsed,
-        fallbacks,
-        draft,
-    )
-    .await
+        // `null` is no list of its own (the key's applies), and still never goes upstream.
+        Ok(list) => {
+            let list = list.unwrap_or_else(|| vk.fallbacks.clone());
+            if let Err(e) = check_fallbacks(&list) {
+                return refuse(&dp, draft, e);
+            }
+            let stripped = Bytes::from(parsed.without("fallbacks"));
+            let parsed = match RequestBody::parse(&stripped) {
+                Ok(p) => p,
+                Err(e) => return refuse(&dp, draft, ProxyError::invalid_request(e.to_string())),
+            };
+            attempts(
+                dp,
+                rt,
+                &vk,
+                op,
+                headers,
+                stripped.clone(),
+                &parsed,
+                &list,
+                draft,
+            )
+            .await
+        }
+    }
 }
 
 /// Most entries of a request's `fallbacks`.
@@ -485,13 +482,15 @@ fn check_fallbacks(fallbacks: &[String]) -> Result<(), ProxyError> {
 /// Response header: which entry of the fallback list served (sent when it is not the first).
 pub const FALLBACK_INDEX_HEADER: &str = "x-tollgate-fallback-index";
 
-/// A request with a fallback list (`models[0]` is the model asked for): each entry is routed
-/// and admitted in turn while the previous attempt's outcome is [`Retryable`] (429, 529, 5xx,
-/// unreachable, timed out); nothing has reached the client before the attempt that answers, so
-/// the client sees one response. An entry that does not route, or that the limits refuse, is
-/// skipped. The usage record names what served and keeps the attempts given up.
+/// The attempts of one request. The first goes to the model asked for. While an attempt's
+/// outcome is [`Retryable`] (429, 529, 5xx, unreachable, timed out), the next goes to another
+/// key of the same provider that serves that model, if one is left, else to the next entry of
+/// `fallbacks`. Nothing has reached the client before the attempt that answers, so the client
+/// sees one response. The given-up attempt's admission is taken back and the next one admitted
+/// on its own; an entry that does not route, or that the limits refuse, is skipped. The usage
+/// record names what served and keeps the attempts given up.
 #[allow(clippy::too_many_arguments)]
-async fn with_fallbacks(
+async fn attempts(
     dp: Arc<DataPlane>,
     rt: Arc<Runtime>,
     vk: &VirtualKey,
@@ -499,16 +498,17 @@ async fn with_fallbacks(
     headers: HeaderMap,
     body: Bytes,
     parsed: &RequestBody<'_>,
-    models: Vec<String>,
+    fallbacks: &[String],
     mut draft: Draft,
 ) -> Response {
     let first = route_call(
         Arc::clone(&rt),
         vk,
         op,
-        &models[0],
-        headers.clone(),
-        body.clone(),
+        &parsed.model,
+        &[],
+        headers,
+        body,
         parsed,
         &mut draft,
     );
@@ -516,13 +516,12 @@ async fn with_fallbacks(
         Ok(call) => call,
         Err(e) => return refuse(&dp, draft, e),
     };
+    // The entry being tried (0: the model asked for) and the keys its attempts failed on.
+    let mut entry = 0;
+    let mut failed_keys: Vec<Arc<str>> = Vec::new();
     let mut started = Instant::now();
     let mut outcome = providers::send(&call, &draft.record.request_id).await;
-    let mut served = 0;
-    for (index, model) in models.iter().enumerate().skip(1) {
-        let Some(class) = Retryable::of(&outcome) else {
-            break;
-        };
+    while let Some(class) = Retryable::of(&outcome) {
         let attempt = Attempt {
             provider: draft.record.provider.clone(),
             model: draft.record.model_resolved.clone(),
@@ -533,62 +532,94 @@ async fn with_fallbacks(
                 .map_or(0, |r| u32::from(r.status().as_u16())),
             latency_ms: u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
         };
-        // The failed attempt is taken back; the fallback is admitted on its own.
-        let kept = (
+        failed_keys.push(Arc::clone(&call.key().id));
+        let routed = (
             draft.record.provider.clone(),
             draft.record.model_resolved.clone(),
             draft.record.provider_key_id.clone(),
             draft.price,
         );
-        if let Some(r) = draft.reservation.take() {
-            r.cancel();
-        }
-        match route_call(
-            Arc::clone(&rt),
-            vk,
-            op,
-            model,
-            headers.clone(),
-            body.clone(),
-            parsed,
-            &mut draft,
-        ) {
-            Ok(next) => {
-                tracing::info!(
-                    request_id = %draft.record.request_id,
-                    provider = %log_safe(&attempt.provider),
-                    class = %attempt.class,
-                    status = attempt.status,
-                    fallback = %log_safe(model),
-                    "attempt failed; trying the next fallback"
-                );
-                draft.record.attempts.push(attempt);
-                call = next;
-                served = index;
-                started = Instant::now();
-                outcome = providers::send(&call, &draft.record.request_id).await;
-            }
-            Err(e) => {
-                tracing::info!(
+        let admitted = draft.reservation.take();
+        let mut next = None;
+        // Another key of the same provider for the same entry, then the later entries.
+        let candidates =
+            std::iter::once((entry, true)).chain((entry + 1..=fallbacks.len()).map(|i| (i, false)));
+        for (index, same_entry) in candidates {
+            let model = if index == 0 {
+                parsed.model.as_str()
+            } else {
+                fallbacks[index - 1].as_str()
+            };
+            let avoid: &[Arc<str>] = if same_entry { &failed_keys } else { &[] };
+            match route_call(
+                Arc::clone(&rt),
+                vk,
+                op,
+                model,
+                avoid,
+                call.headers.clone(),
+                call.body.clone(),
+                parsed,
+                &mut draft,
+            ) {
+                Ok(c) => {
+                    next = Some((index, same_entry, c));
+                    break;
+                }
+                // No other key serves it: not worth a log line.
+                Err(_) if same_entry => {}
+                Err(e) => tracing::info!(
                     request_id = %draft.record.request_id,
                     fallback = %log_safe(model),
                     error_class = e.class,
                     message = %log_safe(&e.message),
                     "fallback skipped"
-                );
-                (
-                    draft.record.provider,
-                    draft.record.model_resolved,
-                    draft.record.provider_key_id,
-                    draft.price,
-                ) = kept;
+                ),
             }
+            // The candidate's routing may be in the draft: put back the failed attempt's.
+            (
+                draft.record.provider,
+                draft.record.model_resolved,
+                draft.record.provider_key_id,
+                draft.price,
+            ) = routed.clone();
         }
+        let Some((index, same_entry, c)) = next else {
+            // Nothing left to try: the failed attempt's outcome is the answer.
+            draft.reservation = admitted;
+            break;
+        };
+        // The failed attempt is taken back; the next one was admitted on its own.
+        if let Some(r) = admitted {
+            r.cancel();
+        }
+        tracing::info!(
+            request_id = %draft.record.request_id,
+            provider = %log_safe(&attempt.provider),
+            class = %attempt.class,
+            status = attempt.status,
+            next_model = %log_safe(&draft.record.model_resolved),
+            next_key = %log_safe(&draft.record.provider_key_id),
+            "{}",
+            if same_entry {
+                "attempt failed; trying another key"
+            } else {
+                "attempt failed; trying the next fallback"
+            }
+        );
+        draft.record.attempts.push(attempt);
+        if !same_entry {
+            failed_keys.clear();
+        }
+        entry = index;
+        call = c;
+        started = Instant::now();
+        outcome = providers::send(&call, &draft.record.request_id).await;
     }
-    draft.record.fallback_index = u32::try_from(served).unwrap_or(u32::MAX);
+    draft.record.fallback_index = u32::try_from(entry).unwrap_or(u32::MAX);
     let mut resp = providers::respond(dp, call, draft, outcome).await;
-    if served > 0
-        && let Ok(v) = http::HeaderValue::from_str(&served.to_string())
+    if entry > 0
+        && let Ok(v) = http::HeaderValue::from_str(&entry.to_string())
     {
         resp.headers_mut().insert(FALLBACK_INDEX_HEADER, v);
     }
@@ -738,13 +769,15 @@ async fn admit(
     Ok((rt, vk, body))
 }
 
-/// Step 4: routing `model` (the request's, or a fallback), admission, and the call it makes.
+/// Step 4: routing `model` (the request's, or a fallback) to a key not in `avoid`, admission,
+/// and the call it makes.
 #[allow(clippy::too_many_arguments)]
 fn route_call<'a>(
     rt: Arc<Runtime>,
     vk: &VirtualKey,
     op: Operation,
     model: &str,
+    avoid: &[Arc<str>],
     headers: HeaderMap,
     body: Bytes,
     parsed: &'a RequestBody<'a>,
@@ -753,22 +786,22 @@ fn route_call<'a>(
     let stream = parsed.stream && op == Operation::Messages;
     draft.record.model_requested.clone_from(&parsed.model);
     draft.record.stream = stream;
-    let route = routing::route(&rt, vk, model, |total| rand::random::<f64>() * total).map_err(
-        |e| match e {
-            RouteError::ProviderNotAllowed(_) => {
-                ProxyError::new(ErrorKind::Permission, "provider_not_allowed", e.to_string())
-            }
-            RouteError::ModelNotAllowed { .. } => {
-                ProxyError::new(ErrorKind::Permission, "model_not_allowed", e.to_string())
-            }
-            RouteError::NoKey { .. }
-            | RouteError::UnknownModel(_)
-            | RouteError::UnknownProvider(_)
-            | RouteError::NoAlias { .. } => {
-                ProxyError::new(ErrorKind::NotFound, "unknown_model", e.to_string())
-            }
-        },
-    )?;
+    let route =
+        routing::route_avoiding(&rt, vk, model, avoid, |total| rand::random::<f64>() * total)
+            .map_err(|e| match e {
+                RouteError::ProviderNotAllowed(_) => {
+                    ProxyError::new(ErrorKind::Permission, "provider_not_allowed", e.to_string())
+                }
+                RouteError::ModelNotAllowed { .. } => {
+                    ProxyError::new(ErrorKind::Permission, "model_not_allowed", e.to_string())
+                }
+                RouteError::NoKey { .. }
+                | RouteError::UnknownModel(_)
+                | RouteError::UnknownProvider(_)
+                | RouteError::NoAlias { .. } => {
+                    ProxyError::new(ErrorKind::NotFound, "unknown_model", e.to_string())
+                }
+            })?;
     draft.record.provider = route.provider.name.to_string();
     draft.record.model_resolved = route.upstream_model.to_owned();
     draft.record.provider_key_id = route.key.id.to_string();

@@ -153,12 +153,6 @@ pub(crate) async fn respond(
     }
 }
 
-/// Sends the call and responds with its outcome (one attempt, no fallback).
-pub async fn call(dp: Arc<DataPlane>, c: Call<'_>, draft: Draft) -> Response {
-    let outcome = send(&c, &draft.record.request_id).await;
-    respond(dp, c, draft, outcome).await
-}
-
 /// Response header naming the provider that served the request (its configured name).
 pub const PROVIDER_HEADER: &str = "x-tollgate-provider";
 /// Response header naming the upstream model id that served the request (after aliases).

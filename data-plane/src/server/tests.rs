@@ -1309,19 +1309,27 @@ async fn model_discovery_lists_what_the_key_may_use() {
     );
 }
 
-/// An Anthropic upstream scripted by model name: `…-throttled` answers 429, `…-overloaded`
+/// A provider key value the scripted upstream always throttles.
+const THROTTLED_KEY: &str = "sk-ant-throttled-key";
+
+/// An Anthropic upstream scripted by model name (and key: [`THROTTLED_KEY`] is always 429): `…-throttled` answers 429, `…-overloaded`
 /// 529, `…-broken` 500, `…-invalid` 400, anything else a message. Like the real API it refuses
 /// fields it does not know (the gateway's `fallbacks` must never reach it). Returns its URL and
 /// the models it was asked for, in order.
 async fn scripted_upstream() -> (String, Arc<Mutex<Vec<String>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
-    let messages = move |body: Bytes| {
+    let messages = move |headers: HeaderMap, body: Bytes| {
         let log = Arc::clone(&log);
         async move {
             let body: Value = serde_json::from_slice(&body).expect("json");
-            let model = body["model"].as_str().unwrap_or_default().to_owned();
+            let mut model = body["model"].as_str().unwrap_or_default().to_owned();
             log.lock().unwrap().push(model.clone());
+            // A key that is throttled whatever it asks for.
+            if headers.get("x-api-key").map(HeaderValue::as_bytes) == Some(THROTTLED_KEY.as_bytes())
+            {
+                model.push_str("-throttled");
+            }
             let error = |status: u16, kind: &str| {
                 (
                     StatusCode::from_u16(status).unwrap(),
@@ -1546,4 +1554,85 @@ async fn fallbacks_are_tried_in_order_on_retryable_failures() {
         assert!(text.contains(what), "{text}");
     }
     assert!(take(&seen).is_empty());
+}
+
+/// A throttled key is rotated away from within the provider before any fallback: the next
+/// attempt goes to another key that serves the model, and the answer is the model asked for
+/// (fallback index 0), with the throttled attempt in the usage record.
+#[tokio::test]
+async fn a_throttled_key_rotates_to_another_key_of_the_provider() {
+    let (url, seen) = scripted_upstream().await;
+    let mut gw = Gateway::new();
+    let mut snapshot = config(1, &url);
+    let anthropic = snapshot
+        .providers
+        .iter_mut()
+        .find(|p| p.name == "anthropic")
+        .unwrap();
+    let good = anthropic.keys[0].clone();
+    // Nearly every first pick is the throttled key.
+    anthropic.keys = vec![
+        pb::ProviderKey {
+            id: "pk-throttled".into(),
+            name: "throttled".into(),
+            weight: 100.0,
+            value: lit(THROTTLED_KEY),
+            ..good.clone()
+        },
+        good,
+    ];
+    gw.apply(snapshot);
+    let mut rotated = 0;
+    for _ in 0..10 {
+        let a = post_with_fallbacks(&gw, GOOD, "anthropic/claude-ok", Value::Null).await;
+        assert_eq!(a.status, 200, "{a:?}");
+        assert!(!a.headers.contains_key("x-tollgate-fallback-index"));
+        assert_eq!(a.headers["x-tollgate-provider-key"], "anthropic-key");
+        let r = gw.usage().pop().unwrap();
+        assert_eq!(
+            (r.fallback_index, r.provider_key_id.as_str()),
+            (0, "pk-anthropic")
+        );
+        if let [attempt] = r.attempts.as_slice() {
+            assert_eq!(
+                (
+                    attempt.provider_key_id.as_str(),
+                    attempt.class.as_str(),
+                    attempt.status
+                ),
+                ("pk-throttled", "rate_limited", 429)
+            );
+            rotated += 1;
+        } else {
+            assert!(r.attempts.is_empty(), "{:?}", r.attempts);
+        }
+    }
+    assert!(
+        rotated > 0,
+        "the throttled key was picked first at least once"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 10 + rotated);
+    // Every key of the entry fails: on to the fallback, whose keys are tried in turn too; the
+    // last failure is the answer (which one depends on the random first picks).
+    let a = post_with_fallbacks(
+        &gw,
+        GOOD,
+        "anthropic/claude-throttled",
+        json!(["anthropic/claude-broken"]),
+    )
+    .await;
+    assert!([429, 500].contains(&a.status.as_u16()), "{a:?}");
+    let r = gw.usage().pop().unwrap();
+    assert_eq!(r.fallback_index, 1);
+    assert_eq!(
+        r.attempts.len(),
+        3,
+        "two keys of each entry, the last one the answer: {:?}",
+        r.attempts
+    );
+    let first_entry: std::collections::BTreeSet<_> = r.attempts[..2]
+        .iter()
+        .map(|a| a.provider_key_id.as_str())
+        .collect();
+    assert_eq!(first_entry.len(), 2, "both keys of the first entry");
 }
