@@ -133,6 +133,17 @@ impl DataPlane {
         limits::wire::report_to_pb(&report, grant_seq)
     }
 
+    /// This node's requests in flight per level, as `LimitsReport` messages without counters
+    /// (all-in-one: one node holds every limit whole, so only the usage endpoints need this).
+    pub fn in_flight_report(&self) -> Vec<tollgate_proto::config::v1::LimitsReport> {
+        let report = self
+            .runtime
+            .load()
+            .map(|rt| rt.limits.in_flight_report())
+            .unwrap_or_default();
+        limits::wire::report_to_pb(&report, 0)
+    }
+
     /// Applies allowances the control plane granted; returns how many named a counter this
     /// node has (others are ignored: their key or limit is gone, or not here yet).
     pub fn apply_grants(&self, grants: &tollgate_proto::config::v1::Grants) -> usize {

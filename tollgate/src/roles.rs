@@ -389,8 +389,7 @@ async fn report_limits_in_process(cp: ControlPlane, dp: Arc<DataPlane>) {
     loop {
         every.tick().await;
         // Only requests in flight matter here (one node holds every limit whole).
-        for mut report in dp.limits_report(0, false) {
-            report.counters.clear();
+        for report in dp.in_flight_report() {
             cp.report_limits(ALL_IN_ONE_NODE, report);
         }
     }

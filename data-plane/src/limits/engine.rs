@@ -570,19 +570,30 @@ impl Engine {
                 allowance: h.allowance,
             }));
         }
-        let in_flight = self
-            .in_flight
+        UseReport {
+            full,
+            counters,
+            in_flight: self.in_flight_now(),
+        }
+    }
+
+    /// The levels with requests in flight and how many (a [`Engine::report`] without counters:
+    /// all-in-one's, whose single node holds every limit whole).
+    pub fn in_flight_report(&self) -> UseReport {
+        UseReport {
+            in_flight: self.in_flight_now(),
+            ..UseReport::default()
+        }
+    }
+
+    fn in_flight_now(&self) -> Vec<(LevelId, u32)> {
+        self.in_flight
             .iter()
             .filter_map(|(level, cell)| {
                 let n = cell.in_flight();
                 (n > 0).then(|| (level.clone(), n))
             })
-            .collect();
-        UseReport {
-            full,
-            counters,
-            in_flight,
-        }
+            .collect()
     }
 
     /// The keys of every counter of this engine.

@@ -972,6 +972,9 @@ fn reports_hold_use_allowances_and_requests_in_flight() {
         vec![(LevelId::Team("t".into()), 1), (vk("k"), 1)],
         "in flight at the key and its team, which has no limits"
     );
+    let only = e.in_flight_report();
+    assert!(only.counters.is_empty());
+    assert_eq!(only.in_flight.len(), 2);
     // A grant replaces the share; an idle counter with a grant is reported.
     assert!(e.grant(&budget_cell(vk("k"), "b", Period::Day), day, 900, false));
     assert!(e.grant(&request_cell(vk("idle"), Period::Minute), now(), 1, false));
