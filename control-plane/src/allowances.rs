@@ -115,12 +115,6 @@ struct NodeCounter {
     told_exhausted: bool,
 }
 
-impl Default for Allowances {
-    fn default() -> Self {
-        Allowances::new(0)
-    }
-}
-
 impl Allowances {
     /// A registry whose grant sequence numbers start above `seq_base` (the control plane
     /// passes its start time in microseconds, so numbers keep growing across its restarts and
@@ -162,6 +156,7 @@ impl Allowances {
         } else {
             msg.counters
         };
+        let newly_acked = msg.r#final && msg.grant_seq > node.acked_seq;
         if msg.r#final {
             node.acked_seq = node.acked_seq.max(msg.grant_seq);
             node.in_flight = std::mem::take(&mut node.round_in_flight)
@@ -234,7 +229,8 @@ impl Allowances {
                 c.settled = false;
             }
         }
-        if msg.r#final {
+        // Grants are numbered upwards, so only a higher acknowledgement clears any.
+        if newly_acked {
             for c in st.counters.values_mut() {
                 if let Some(nc) = c.nodes.get_mut(node_id)
                     && nc.pending.first().is_some_and(|(seq, _)| *seq <= acked)
@@ -287,34 +283,33 @@ impl Allowances {
                 c.settled = false;
             }
         }
-        let mut out: HashMap<&str, Vec<pb::Grant>> = HashMap::new();
+        // One message per node this round, numbered when its first grant comes.
+        let mut out: HashMap<&str, pb::Grants> = HashMap::new();
+        let mut queued = 0;
         for c in st.counters.values_mut().filter(|c| !c.settled) {
             for (member, amount, exhausted) in plan(c, members) {
-                let grant = pb::Grant {
+                let msg = out.entry(member.node_id.as_str()).or_insert_with(|| {
+                    st.seq += 1;
+                    pb::Grants {
+                        seq: st.seq,
+                        grants: Vec::new(),
+                    }
+                });
+                let nc = c.nodes.entry(member.node_id.clone()).or_default();
+                nc.pending.push((msg.seq, amount));
+                nc.told_exhausted = exhausted;
+                msg.grants.push(pb::Grant {
                     counter: Some(c.counter.clone()),
                     window_start_unix_ms: c.window_start,
                     amount,
                     fleet_exhausted: exhausted,
-                };
-                out.entry(member.node_id.as_str()).or_default().push(grant);
+                });
+                queued += 1;
             }
         }
-        let mut queued = 0;
-        for (node_id, grants) in out {
-            st.seq += 1;
-            let seq = st.seq;
-            queued += grants.len();
-            for g in &grants {
-                let Some(counter) = &g.counter else { continue };
-                let key = (counter.encode_to_vec(), g.window_start_unix_ms);
-                if let Some(c) = st.counters.get_mut(&key) {
-                    let nc = c.nodes.entry(node_id.to_owned()).or_default();
-                    nc.pending.push((seq, g.amount));
-                    nc.told_exhausted = g.fleet_exhausted;
-                }
-            }
+        for (node_id, msg) in out {
             let node = st.nodes.entry(node_id.to_owned()).or_default();
-            node.outbox.push_back(pb::Grants { seq, grants });
+            node.outbox.push_back(msg);
             while node.outbox.len() > MAX_OUTBOX {
                 node.outbox.pop_front();
             }

@@ -111,12 +111,11 @@ pub struct KeyGovernance {
     pub fallbacks: Vec<String>,
 }
 
-/// Most entries of a fallback list (the data plane's limit for a request's own list too).
-pub const MAX_FALLBACKS: usize = 8;
-
-/// A key's fallback list: at most [`MAX_FALLBACKS`] `provider/model` names (the provider is
+/// A key's fallback list: at most [`tollgate_proto::model_id::MAX_FALLBACKS`]
+/// `provider/model` names (the provider is
 /// not checked here: a data plane skips an entry that does not route).
 pub fn fallbacks(list: &[String]) -> Result<Vec<String>, ValidationError> {
+    use tollgate_proto::model_id::MAX_FALLBACKS;
     if list.len() > MAX_FALLBACKS {
         return Err(ValidationError::new(
             "fallbacks",

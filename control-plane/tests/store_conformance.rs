@@ -759,6 +759,18 @@ async fn postgres_store_conforms() {
 // ---------------------------------------------------------------------------------------------
 // Upgrades: databases as earlier versions left them.
 
+/// The migrations of `all` before `version`.
+fn before(mut all: sqlx::migrate::Migrator, version: i64) -> sqlx::migrate::Migrator {
+    all.migrations = all
+        .migrations
+        .iter()
+        .filter(|m| m.version < version)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    all
+}
+
 /// A SQLite database at `path` with the migrations before `version` applied.
 async fn sqlite_before_migration(path: &std::path::Path, version: i64) -> sqlx::SqlitePool {
     let pool = sqlx::SqlitePool::connect_with(
@@ -768,30 +780,20 @@ async fn sqlite_before_migration(path: &std::path::Path, version: i64) -> sqlx::
     )
     .await
     .unwrap();
-    let mut old = sqlx::migrate!("../migrations/sqlite");
-    old.migrations = old
-        .migrations
-        .iter()
-        .filter(|m| m.version < version)
-        .cloned()
-        .collect::<Vec<_>>()
-        .into();
-    old.run(&pool).await.unwrap();
+    before(sqlx::migrate!("../migrations/sqlite"), version)
+        .run(&pool)
+        .await
+        .unwrap();
     pool
 }
 
 /// The PostgreSQL database at `url` with the migrations before `version` applied.
 async fn postgres_before_migration(url: &str, version: i64) -> sqlx::PgPool {
     let pool = sqlx::PgPool::connect(url).await.unwrap();
-    let mut old = sqlx::migrate!("../migrations/postgres");
-    old.migrations = old
-        .migrations
-        .iter()
-        .filter(|m| m.version < version)
-        .cloned()
-        .collect::<Vec<_>>()
-        .into();
-    old.run(&pool).await.unwrap();
+    before(sqlx::migrate!("../migrations/postgres"), version)
+        .run(&pool)
+        .await
+        .unwrap();
     pool
 }
 

@@ -30,6 +30,18 @@ pub struct ModelInfo {
     pub created_at: String,
 }
 
+impl ModelInfo {
+    /// The listing of `id` (its display name derived from it).
+    pub fn new(id: String, created_at: &str) -> ModelInfo {
+        ModelInfo {
+            kind: "model",
+            display_name: display_name(&id),
+            id,
+            created_at: created_at.to_owned(),
+        }
+    }
+}
+
 /// A page of the list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Page {
@@ -167,12 +179,7 @@ pub fn page(ids: &[String], q: &PageQuery, created_at: &str) -> Result<Page, Pag
     };
     let data: Vec<ModelInfo> = ids[start..end]
         .iter()
-        .map(|id| ModelInfo {
-            kind: "model",
-            id: id.clone(),
-            display_name: display_name(id),
-            created_at: created_at.to_owned(),
-        })
+        .map(|id| ModelInfo::new(id.clone(), created_at))
         .collect();
     Ok(Page {
         first_id: data.first().map(|m| m.id.clone()),

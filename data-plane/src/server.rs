@@ -279,12 +279,10 @@ async fn get_model(
         )
         .into_response_with(&draft.record.request_id);
     }
-    Json(models::ModelInfo {
-        kind: "model",
-        display_name: models::display_name(&model_id),
-        id: model_id,
-        created_at: admission::rfc3339(rt.created_at_unix_ms),
-    })
+    Json(models::ModelInfo::new(
+        model_id,
+        &admission::rfc3339(rt.created_at_unix_ms),
+    ))
     .into_response()
 }
 
@@ -411,26 +409,27 @@ async fn handle(dp: Arc<DataPlane>, op: Operation, headers: HeaderMap, body: Bod
             ProxyError::new(ErrorKind::InvalidRequest, "invalid_model", e.to_string()),
         );
     }
-    // The gateway's own `fallbacks` field: read, checked, and removed before anything goes
-    // upstream (the body is parsed again without it). Without one, the key's list applies.
+    // Without the gateway's own `fallbacks` field (the usual case: one look among the top-level
+    // fields), the key's list applies.
+    if !parsed.has("fallbacks") {
+        let fallbacks = &vk.fallbacks;
+        return attempts(
+            dp,
+            rt,
+            &vk,
+            op,
+            headers,
+            bytes.clone(),
+            &parsed,
+            fallbacks,
+            draft,
+        )
+        .await;
+    }
+    // With it: read, checked, and removed before anything goes upstream (the body is parsed
+    // again without it). `null` is no list of its own (the key's applies).
     match parsed.fallbacks() {
         Err(e) => refuse(&dp, draft, ProxyError::invalid_request(e.to_string())),
-        Ok(None) if !parsed.has("fallbacks") => {
-            let fallbacks = &vk.fallbacks;
-            attempts(
-                dp,
-                rt,
-                &vk,
-                op,
-                headers,
-                bytes.clone(),
-                &parsed,
-                fallbacks,
-                draft,
-            )
-            .await
-        }
-        // `null` is no list of its own (the key's applies), and still never goes upstream.
         Ok(list) => {
             let list = list.unwrap_or_else(|| vk.fallbacks.clone());
             if let Err(e) = check_fallbacks(&list) {
@@ -457,11 +456,9 @@ async fn handle(dp: Arc<DataPlane>, op: Operation, headers: HeaderMap, body: Bod
     }
 }
 
-/// Most entries of a request's `fallbacks`.
-pub const MAX_FALLBACKS: usize = 8;
-
 /// Every entry of `fallbacks` must be a model name the gateway could route.
 fn check_fallbacks(fallbacks: &[String]) -> Result<(), ProxyError> {
+    use tollgate_proto::model_id::MAX_FALLBACKS;
     if fallbacks.len() > MAX_FALLBACKS {
         return Err(ProxyError::invalid_request(format!(
             "fallbacks: at most {MAX_FALLBACKS} entries"

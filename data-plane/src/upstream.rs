@@ -152,9 +152,14 @@ fn is_timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Error class of an upstream too slow to connect, answer or finish.
+pub const TIMEOUT_CLASS: &str = "upstream_timeout";
+/// Error class of an upstream that could not be reached, or dropped the connection.
+pub const UNREACHABLE_CLASS: &str = "upstream_unreachable";
+
 /// An upstream too slow to connect, answer or finish: 504 `upstream_timeout`.
 fn timeout_error(message: String) -> ProxyError {
-    ProxyError::new(ErrorKind::Timeout, "upstream_timeout", message)
+    ProxyError::new(ErrorKind::Timeout, TIMEOUT_CLASS, message)
         .with_status(StatusCode::GATEWAY_TIMEOUT)
 }
 
@@ -183,7 +188,7 @@ fn unreachable_error(
 ) -> ProxyError {
     ProxyError::new(
         ErrorKind::Api,
-        "upstream_unreachable",
+        UNREACHABLE_CLASS,
         format!("{what} provider {provider:?}"),
     )
     .with_status(StatusCode::BAD_GATEWAY)

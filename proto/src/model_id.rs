@@ -14,6 +14,10 @@
 /// Longest accepted model id, in bytes (`provider/` prefix included).
 pub const MAX_MODEL_ID_BYTES: usize = 256;
 
+/// Most entries of a fallback list, a request's own (`fallbacks`) or a virtual key's: the data
+/// plane refuses longer request lists, the admin API longer key lists.
+pub const MAX_FALLBACKS: usize = 8;
+
 /// Why a requested model id is refused. Messages are safe to show the client: they never echo
 /// the id.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

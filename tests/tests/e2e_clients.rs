@@ -430,17 +430,10 @@ async fn claude_code_keeps_thinking_blocks_across_a_tool_loop_through_an_anthrop
 async fn claude_code_stops_cleanly_on_an_exhausted_budget() {
     let s = setup().await;
     // The example: a budget of $0.000001 covers no request.
-    let (st, b) = admin(
-        &s.http,
-        &s.gw,
-        "POST",
-        "/api/virtual-keys",
-        json!({"name": "tiny", "monthly_budget": 0.000001, "provider": "bedrock"}),
-    )
-    .await;
-    assert_eq!(st, 201, "{b}");
+    let b = s
+        .virtual_key(json!({"name": "tiny", "monthly_budget": 0.000001, "provider": "bedrock"}))
+        .await;
     let tiny = b["value"].as_str().expect("value").to_owned();
-    wait_for_config(&s.http, &s.gw, &tiny).await;
     let work = tempfile::tempdir().expect("work dir");
     let refused = || {
         s.gw.output()
@@ -521,7 +514,6 @@ async fn claude_code_completes_a_tool_session_on_the_fallback_while_bedrock_thro
     let s = setup().await;
     let anthropic = AnthropicDouble::start(AnthropicDoubleConfig::new().with_api_key(UPSTREAM_KEY))
         .expect("anthropic double");
-    let mut created = Value::Null;
     for (path, body) in [
         (
             "/api/providers",
@@ -531,19 +523,17 @@ async fn claude_code_completes_a_tool_session_on_the_fallback_while_bedrock_thro
             "/api/providers/anthropic/keys",
             json!({"name": "ant", "models": ["*"], "value": UPSTREAM_KEY}),
         ),
-        (
-            "/api/virtual-keys",
-            json!({"name": "resilient", "providers": ["bedrock", "anthropic"],
-                   "fallbacks": ["anthropic/claude-sonnet-4-6"]}),
-        ),
     ] {
         let (st, b) = admin(&s.http, &s.gw, "POST", path, body).await;
         assert_eq!(st, 201, "{path}: {b}");
-        created = b;
     }
-    let b = created;
+    let b = s
+        .virtual_key(
+            json!({"name": "resilient", "providers": ["bedrock", "anthropic"],
+                            "fallbacks": ["anthropic/claude-sonnet-4-6"]}),
+        )
+        .await;
     let vk = b["value"].as_str().expect("value").to_owned();
-    wait_for_config(&s.http, &s.gw, &vk).await;
     s.double.set_fault(Some("throttle"));
 
     let work = tempfile::tempdir().expect("work dir");

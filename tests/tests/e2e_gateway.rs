@@ -1131,18 +1131,11 @@ async fn a_stream_in_flight_completes_when_its_budget_runs_out() {
     let s = setup().await;
     // Room for one reservation of these requests (about $0.0103: a prompt bound of ~1,075
     // tokens at $6 per million plus 256 output tokens at $15), not two.
-    let (st, b) = admin(
-        &s.http,
-        &s.gw,
-        "POST",
-        "/api/virtual-keys",
-        json!({"name": "small", "monthly_budget": 0.015, "provider": "bedrock"}),
-    )
-    .await;
-    assert_eq!(st, 201, "{b}");
+    let b = s
+        .virtual_key(json!({"name": "small", "monthly_budget": 0.015, "provider": "bedrock"}))
+        .await;
     let small = b["value"].as_str().expect("value").to_owned();
     let usage_path = format!("/api/virtual-keys/{}/usage", b["id"].as_str().expect("id"));
-    common::wait_for_config(&s.http, &s.gw, &small).await;
     let in_flight = || async {
         let (st, usage) = admin(&s.http, &s.gw, "GET", &usage_path, Value::Null).await;
         assert_eq!(st, 200, "{usage}");

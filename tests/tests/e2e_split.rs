@@ -52,6 +52,24 @@ impl Cluster {
         .expect("control plane starts")
     }
 
+    /// Starts `n` data planes, each on a data directory and a port of its own (returned too,
+    /// to restart one on them).
+    async fn start_dps(
+        &self,
+        n: usize,
+    ) -> (Vec<tempfile::TempDir>, Vec<String>, Vec<TollgateProcess>) {
+        let dirs: Vec<tempfile::TempDir> =
+            (0..n).map(|_| tempfile::tempdir().expect("dir")).collect();
+        let listens: Vec<String> = (0..n)
+            .map(|_| format!("127.0.0.1:{}", free_port().expect("port")))
+            .collect();
+        let mut dps = Vec::new();
+        for (dir, listen) in dirs.iter().zip(&listens) {
+            dps.push(self.start_dp(dir.path().to_owned(), listen).await);
+        }
+        (dirs, listens, dps)
+    }
+
     /// Starts a data plane on `data_dir`; it is healthy once it serves a config (`/ready`).
     async fn start_dp(&self, data_dir: PathBuf, listen: &str) -> TollgateProcess {
         TollgateProcess::spawn_with(TollgateOptions {
@@ -154,14 +172,7 @@ async fn control_plane_outage_restart_from_disk_convergence_and_exact_usage() {
     assert_eq!(s, 201, "{b}");
     let vk = b["value"].as_str().expect("vk").to_owned();
 
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
-    let listens: Vec<String> = (0..3)
-        .map(|_| format!("127.0.0.1:{}", free_port().expect("port")))
-        .collect();
-    let mut dps = Vec::new();
-    for (dir, listen) in dirs.iter().zip(&listens) {
-        dps.push(cluster.start_dp(dir.path().to_owned(), listen).await);
-    }
+    let (dirs, listens, mut dps) = cluster.start_dps(3).await;
     // Ready means a config is loaded; it is the one with the virtual key.
     for dp in &dps {
         eventually(
@@ -423,14 +434,7 @@ async fn limits_hold_across_three_data_planes() {
     };
     let closed = cluster.virtual_key(per_hour("closed", false)).await;
     let open = cluster.virtual_key(per_hour("open", true)).await;
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
-    let listens: Vec<String> = (0..3)
-        .map(|_| format!("127.0.0.1:{}", free_port().expect("port")))
-        .collect();
-    let mut dps = Vec::new();
-    for (dir, listen) in dirs.iter().zip(&listens) {
-        dps.push(cluster.start_dp(dir.path().to_owned(), listen).await);
-    }
+    let (dirs, listens, mut dps) = cluster.start_dps(3).await;
     for dp in &dps {
         eventually(
             "a data plane serves the keys",
@@ -609,12 +613,7 @@ async fn allowance_moves_to_the_busy_data_plane() {
     let probe = cluster
         .virtual_key(json!({"name": "probe", "provider": "bedrock"}))
         .await;
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
-    let mut dps = Vec::new();
-    for dir in &dirs {
-        let listen = format!("127.0.0.1:{}", free_port().expect("port"));
-        dps.push(cluster.start_dp(dir.path().to_owned(), &listen).await);
-    }
+    let (_dirs, _listens, dps) = cluster.start_dps(3).await;
     for dp in &dps {
         eventually(
             "a data plane serves the keys with its third of every limit",

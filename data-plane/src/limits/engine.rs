@@ -751,6 +751,10 @@ impl Reservation {
             };
             h.cell.undo(h.window_start, h.amount, charge);
         }
+        self.release_slots();
+    }
+
+    fn release_slots(&mut self) {
         for slot in &mut self.slots {
             if let Some(cell) = slot.take() {
                 cell.release();
@@ -780,11 +784,7 @@ impl Reservation {
             };
             h.cell.settle(h.window_start, h.amount, actual);
         }
-        for slot in &mut self.slots {
-            if let Some(cell) = slot.take() {
-                cell.release();
-            }
-        }
+        self.release_slots();
     }
 }
 

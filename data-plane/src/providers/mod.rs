@@ -107,8 +107,8 @@ impl Retryable {
                 _ => None,
             },
             Err(e) => match e.class {
-                "upstream_unreachable" => Some(Retryable::Unreachable),
-                "upstream_timeout" => Some(Retryable::Timeout),
+                crate::upstream::UNREACHABLE_CLASS => Some(Retryable::Unreachable),
+                crate::upstream::TIMEOUT_CLASS => Some(Retryable::Timeout),
                 _ => None,
             },
         }

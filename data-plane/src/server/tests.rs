@@ -1182,6 +1182,15 @@ async fn budgets_and_rate_limits_refuse_with_the_level_and_the_reset() {
     );
 }
 
+/// The snapshot's provider called `name`, to change it.
+fn provider_mut<'a>(snapshot: &'a mut pb::Snapshot, name: &str) -> &'a mut pb::Provider {
+    snapshot
+        .providers
+        .iter_mut()
+        .find(|p| p.name == name)
+        .expect("a provider of the test config")
+}
+
 /// `GET /v1/models` lists what the presented key may use, in Anthropic's list shape: aliases as
 /// bare names (where the bare name routes there) and as `provider/name`, named models of keys
 /// restricted to them, filtered by the key's providers and `allowed_models`; every listed id
@@ -1190,11 +1199,7 @@ async fn budgets_and_rate_limits_refuse_with_the_level_and_the_reset() {
 async fn model_discovery_lists_what_the_key_may_use() {
     let gw = Gateway::new();
     let mut snapshot = config(1, "http://127.0.0.1:9");
-    let bedrock = snapshot
-        .providers
-        .iter_mut()
-        .find(|p| p.name == "bedrock")
-        .unwrap();
+    let bedrock = provider_mut(&mut snapshot, "bedrock");
     bedrock.keys[0].aliases = [
         ("claude-sonnet-4-6", "global.anthropic.claude-sonnet-4-6"),
         (
@@ -1204,11 +1209,7 @@ async fn model_discovery_lists_what_the_key_may_use() {
     ]
     .map(|(a, b)| (a.to_owned(), b.to_owned()))
     .into();
-    let anthropic = snapshot
-        .providers
-        .iter_mut()
-        .find(|p| p.name == "anthropic")
-        .unwrap();
+    let anthropic = provider_mut(&mut snapshot, "anthropic");
     anthropic.keys[0].models = vec!["claude-opus-4-6".into(), "claude-sonnet-4-6".into()];
     snapshot.virtual_keys.push(pb::VirtualKey {
         provider_configs: vec![pb::ProviderConfig {
@@ -1390,11 +1391,7 @@ async fn fallbacks_are_tried_in_order_on_retryable_failures() {
     let mut gw = Gateway::new();
     let mut snapshot = config(1, &url);
     // Bedrock at a closed port: unreachable.
-    let bedrock = snapshot
-        .providers
-        .iter_mut()
-        .find(|p| p.name == "bedrock")
-        .unwrap();
+    let bedrock = provider_mut(&mut snapshot, "bedrock");
     bedrock.network = network(&closed().await);
     snapshot
         .virtual_keys
@@ -1564,11 +1561,7 @@ async fn a_throttled_key_rotates_to_another_key_of_the_provider() {
     let (url, seen) = scripted_upstream().await;
     let mut gw = Gateway::new();
     let mut snapshot = config(1, &url);
-    let anthropic = snapshot
-        .providers
-        .iter_mut()
-        .find(|p| p.name == "anthropic")
-        .unwrap();
+    let anthropic = provider_mut(&mut snapshot, "anthropic");
     let good = anthropic.keys[0].clone();
     // Nearly every first pick is the throttled key.
     anthropic.keys = vec![

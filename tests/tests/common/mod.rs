@@ -113,6 +113,18 @@ pub async fn setup_with_env(args: &[&str], env: &[(&str, &str)]) -> Setup {
     }
 }
 
+impl Setup {
+    /// Creates a virtual key with `body` (201 expected) and waits until the gateway routes its
+    /// requests; returns the created key (its `value` and `id` among the fields).
+    pub async fn virtual_key(&self, body: Value) -> Value {
+        let (st, b) = admin(&self.http, &self.gw, "POST", "/api/virtual-keys", body).await;
+        assert_eq!(st, 201, "{b}");
+        let value = b["value"].as_str().expect("value");
+        wait_for_config(&self.http, &self.gw, value).await;
+        b
+    }
+}
+
 pub async fn setup() -> Setup {
     setup_with(&["--sse-ping-interval-ms", "200"]).await
 }
