@@ -68,18 +68,42 @@ pub struct NetworkConfig {
     #[serde(default)]
     #[schema(example = "https://bedrock-runtime.us-east-1.amazonaws.com")]
     pub base_url: Option<String>,
-    /// Whole-request timeout (time to response headers for streams), in seconds.
+    /// Total timeout of a non-streaming call (its response head and body), in seconds (default
+    /// 600). It is also the request's deadline: no retry or fallback starts after it.
     #[serde(default)]
     #[schema(minimum = 1, maximum = 86400)]
     pub default_request_timeout_in_seconds: Option<u32>,
-    /// Connect timeout, in seconds.
+    /// Connect timeout (TCP, and the tunnel through an egress proxy), in seconds (default 10).
     #[serde(default)]
     #[schema(minimum = 1, maximum = 86400)]
     pub connect_timeout_in_seconds: Option<u32>,
-    /// Longest silence allowed between two chunks of a streaming response, in seconds.
+    /// Time allowed from sending a streaming call to its response head, in seconds (default:
+    /// 120, or `default_request_timeout_in_seconds` when that is smaller). A non-streaming call's
+    /// head comes with its whole answer: the total timeout bounds it.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 86400)]
+    pub response_header_timeout_in_seconds: Option<u32>,
+    /// Longest silence allowed between two chunks of a streaming response, in seconds (default
+    /// 600).
     #[serde(default)]
     #[schema(minimum = 1, maximum = 86400)]
     pub stream_idle_timeout_in_seconds: Option<u32>,
+    /// Retries of a failed attempt (429, 529, 5xx, no connection, timeout) after a backoff, once
+    /// every key of the provider that serves the model has failed (default 0: the request moves
+    /// on to its fallbacks at once). Another key is always tried first, without waiting.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 10)]
+    pub max_retries: Option<u32>,
+    /// First backoff before a retry, in milliseconds (default 500); it doubles with every retry
+    /// up to `retry_backoff_max`, with ±20 % jitter. An upstream `retry-after` that asks for
+    /// longer is honoured.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 60000)]
+    pub retry_backoff_initial: Option<u32>,
+    /// Longest backoff before a retry, in milliseconds (default 5000).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 60000)]
+    pub retry_backoff_max: Option<u32>,
     /// Extra headers sent upstream with every request. Values are secrets: each is a literal or
     /// `env.NAME` in requests, and shows as `"<redacted>"` (literals) or `env.NAME` in
     /// responses. In an update, `"<redacted>"` keeps the stored value; headers left out are
@@ -94,10 +118,8 @@ pub struct NetworkConfig {
 /// are the JSON column `network_config`; the sealed values the column `extra_header_secrets`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetworkRecord {
-    pub base_url: Option<String>,
-    pub default_request_timeout_in_seconds: Option<u32>,
-    pub connect_timeout_in_seconds: Option<u32>,
-    pub stream_idle_timeout_in_seconds: Option<u32>,
+    /// Every setting but the header values: its `extra_headers` is empty.
+    pub settings: NetworkConfig,
     /// Header name -> a literal sealed with [`SealedSecret::seal_header`], or an env reference.
     pub extra_headers: BTreeMap<String, SealedSecret>,
     /// Plaintext values written by a version before migration 0003 (inside `network_config`),
@@ -122,21 +144,18 @@ impl NetworkRecord {
             extra_headers.insert(name.clone(), REDACTED.to_owned());
         }
         NetworkConfig {
-            base_url: self.base_url.clone(),
-            default_request_timeout_in_seconds: self.default_request_timeout_in_seconds,
-            connect_timeout_in_seconds: self.connect_timeout_in_seconds,
-            stream_idle_timeout_in_seconds: self.stream_idle_timeout_in_seconds,
             extra_headers,
+            ..self.settings.clone()
         }
     }
 
     /// The non-secret settings of `nc` (its header values are not taken).
     pub fn settings_of(nc: &NetworkConfig) -> Self {
         NetworkRecord {
-            base_url: nc.base_url.clone(),
-            default_request_timeout_in_seconds: nc.default_request_timeout_in_seconds,
-            connect_timeout_in_seconds: nc.connect_timeout_in_seconds,
-            stream_idle_timeout_in_seconds: nc.stream_idle_timeout_in_seconds,
+            settings: NetworkConfig {
+                extra_headers: BTreeMap::new(),
+                ..nc.clone()
+            },
             extra_headers: BTreeMap::new(),
             legacy_extra_headers: BTreeMap::new(),
         }

@@ -190,6 +190,7 @@ fn network(
     for (header, value) in &nc.legacy_extra_headers {
         values.insert(header.clone(), ValueSource::Literal(value.clone()));
     }
+    let settings = &nc.settings;
     let literal_only = values
         .iter()
         .filter_map(|(header, v)| match v {
@@ -198,10 +199,14 @@ fn network(
         })
         .collect();
     Ok(pb::NetworkConfig {
-        base_url: nc.base_url.clone().unwrap_or_default(),
-        connect_timeout_ms: ms(nc.connect_timeout_in_seconds),
-        request_timeout_ms: ms(nc.default_request_timeout_in_seconds),
-        stream_idle_timeout_ms: ms(nc.stream_idle_timeout_in_seconds),
+        base_url: settings.base_url.clone().unwrap_or_default(),
+        connect_timeout_ms: ms(settings.connect_timeout_in_seconds),
+        request_timeout_ms: ms(settings.default_request_timeout_in_seconds),
+        stream_idle_timeout_ms: ms(settings.stream_idle_timeout_in_seconds),
+        response_header_timeout_ms: ms(settings.response_header_timeout_in_seconds),
+        max_retries: settings.max_retries.unwrap_or_default(),
+        retry_backoff_initial_ms: settings.retry_backoff_initial.unwrap_or_default(),
+        retry_backoff_max_ms: settings.retry_backoff_max.unwrap_or_default(),
         extra_headers: literal_only,
         extra_header_values: values
             .into_iter()
@@ -307,10 +312,12 @@ mod tests {
         };
         let mut bedrock = provider("bedrock", ProviderKind::Bedrock);
         bedrock.network = NetworkRecord {
-            base_url: Some("http://127.0.0.1:9999".into()),
-            connect_timeout_in_seconds: Some(5),
-            default_request_timeout_in_seconds: Some(600),
-            stream_idle_timeout_in_seconds: None,
+            settings: crate::model::NetworkConfig {
+                base_url: Some("http://127.0.0.1:9999".into()),
+                connect_timeout_in_seconds: Some(5),
+                default_request_timeout_in_seconds: Some(600),
+                ..crate::model::NetworkConfig::default()
+            },
             extra_headers: [
                 (
                     "x-team".to_string(),

@@ -39,6 +39,10 @@ pub type Result<T, E = ValidationError> = std::result::Result<T, E>;
 
 /// Longest accepted timeout, in seconds (one day).
 pub const MAX_TIMEOUT_SECONDS: u32 = 86_400;
+/// Most retries a provider's `network_config.max_retries` may ask for.
+pub const MAX_RETRIES: u32 = 10;
+/// Longest backoff a provider's `network_config.retry_backoff_*` may ask for, in milliseconds.
+pub const MAX_BACKOFF_MS: u32 = 60_000;
 const MAX_NAME_LEN: usize = 128;
 const MAX_DESCRIPTION_LEN: usize = 1_024;
 const MAX_LIST_LEN: usize = 1_000;
@@ -183,6 +187,10 @@ pub fn network_config(
             "stream_idle_timeout_in_seconds",
             nc.stream_idle_timeout_in_seconds,
         ),
+        (
+            "response_header_timeout_in_seconds",
+            nc.response_header_timeout_in_seconds,
+        ),
     ] {
         if let Some(v) = value
             && !(1..=MAX_TIMEOUT_SECONDS).contains(&v)
@@ -192,6 +200,35 @@ pub fn network_config(
                 format!("must be between 1 and {MAX_TIMEOUT_SECONDS} seconds"),
             ));
         }
+    }
+    if let Some(n) = nc.max_retries
+        && n > MAX_RETRIES
+    {
+        return Err(ValidationError::new(
+            format!("{prefix}.max_retries"),
+            format!("must be between 0 and {MAX_RETRIES}"),
+        ));
+    }
+    for (name, value) in [
+        ("retry_backoff_initial", nc.retry_backoff_initial),
+        ("retry_backoff_max", nc.retry_backoff_max),
+    ] {
+        if let Some(v) = value
+            && !(1..=MAX_BACKOFF_MS).contains(&v)
+        {
+            return Err(ValidationError::new(
+                format!("{prefix}.{name}"),
+                format!("must be between 1 and {MAX_BACKOFF_MS} milliseconds"),
+            ));
+        }
+    }
+    if let (Some(initial), Some(max)) = (nc.retry_backoff_initial, nc.retry_backoff_max)
+        && initial > max
+    {
+        return Err(ValidationError::new(
+            format!("{prefix}.retry_backoff_initial"),
+            "must not exceed retry_backoff_max",
+        ));
     }
     if nc.extra_headers.len() > MAX_LIST_LEN {
         return Err(ValidationError::new(

@@ -501,6 +501,74 @@ async fn conflicts_and_not_found() {
     assert!(current(&h).providers.is_empty());
 }
 
+/// The retry and timeout settings of `network_config` are checked, kept, shown and handed to
+/// the data planes in milliseconds.
+#[tokio::test]
+async fn retry_and_timeout_settings_reach_the_snapshot() {
+    let h = sqlite_harness(loopback_auth()).await;
+    for (bad, field) in [
+        (json!({"max_retries": 11}), "network_config.max_retries"),
+        (
+            json!({"retry_backoff_initial": 0}),
+            "network_config.retry_backoff_initial",
+        ),
+        (
+            json!({"retry_backoff_max": 60001}),
+            "network_config.retry_backoff_max",
+        ),
+        (
+            json!({"retry_backoff_initial": 2000, "retry_backoff_max": 1000}),
+            "network_config.retry_backoff_initial",
+        ),
+        (
+            json!({"response_header_timeout_in_seconds": 0}),
+            "network_config.response_header_timeout_in_seconds",
+        ),
+    ] {
+        let r = post(
+            &h,
+            "/api/providers",
+            json!({"provider": "bedrock", "network_config": bad}),
+        )
+        .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request", Some(field));
+    }
+    let settings = json!({
+        "connect_timeout_in_seconds": 3,
+        "response_header_timeout_in_seconds": 20,
+        "default_request_timeout_in_seconds": 300,
+        "stream_idle_timeout_in_seconds": 90,
+        "max_retries": 2,
+        "retry_backoff_initial": 250,
+        "retry_backoff_max": 4000
+    });
+    let r = post(
+        &h,
+        "/api/providers",
+        json!({"provider": "bedrock", "network_config": settings}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let shown = get(&h, "/api/providers/bedrock").await;
+    for (name, value) in settings.as_object().unwrap() {
+        assert_eq!(&shown.json["network_config"][name], value, "{name}");
+    }
+    let snapshot = current(&h);
+    let network = snapshot.providers[0].network.clone().unwrap();
+    assert_eq!(
+        (
+            network.connect_timeout_ms,
+            network.response_header_timeout_ms,
+            network.request_timeout_ms,
+            network.stream_idle_timeout_ms,
+            network.max_retries,
+            network.retry_backoff_initial_ms,
+            network.retry_backoff_max_ms
+        ),
+        (3000, 20_000, 300_000, 90_000, 2, 250, 4000)
+    );
+}
+
 #[tokio::test]
 async fn bad_input_is_a_json_400_naming_the_field() {
     let h = sqlite_harness(loopback_auth()).await;

@@ -109,7 +109,7 @@ async fn conformance(store: Arc<dyn Store>) {
 
     // Providers: create, duplicate, get, list order.
     let mut bedrock = provider("bedrock", ProviderKind::Bedrock);
-    bedrock.network.base_url = Some("https://bedrock.example".into());
+    bedrock.network.settings.base_url = Some("https://bedrock.example".into());
     bedrock.network.extra_headers.insert(
         "x-team".into(),
         SealedSecret::seal_header(&secrets, "bedrock", "x-team", "eng").unwrap(),
@@ -160,7 +160,7 @@ async fn conformance(store: Arc<dyn Store>) {
         .update_provider(
             "bedrock",
             &|p: &mut ProviderRecord| {
-                p.network.connect_timeout_in_seconds = Some(7);
+                p.network.settings.connect_timeout_in_seconds = Some(7);
                 p.name = "renamed".into(); // ignored: names cannot change
                 Ok(())
             },
@@ -814,7 +814,7 @@ async fn legacy_headers_conform(store: Arc<dyn Store>) {
         "plaintext written by the old code reads back as legacy values"
     );
     assert!(before.network.extra_headers.is_empty());
-    assert_eq!(before.network.connect_timeout_in_seconds, Some(5));
+    assert_eq!(before.network.settings.connect_timeout_in_seconds, Some(5));
     let version = store.config_version().await.unwrap();
     let audit = store.list_audit(100).await.unwrap().len();
 
@@ -829,7 +829,7 @@ async fn legacy_headers_conform(store: Arc<dyn Store>) {
     );
     let after = store.get_provider("old").await.unwrap().unwrap();
     assert!(after.network.legacy_extra_headers.is_empty());
-    assert_eq!(after.network.connect_timeout_in_seconds, Some(5));
+    assert_eq!(after.network.settings.connect_timeout_in_seconds, Some(5));
     assert_eq!(after.updated_at, before.updated_at, "not a config change");
     let sealed = &after.network.extra_headers["x-proxy-token"];
     assert!(matches!(sealed, SealedSecret::Encrypted(_)));

@@ -28,6 +28,7 @@
 pub mod admission;
 pub mod error;
 pub mod grpc;
+pub mod health;
 pub mod limits;
 pub mod logsafe;
 pub mod models;

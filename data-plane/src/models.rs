@@ -92,7 +92,8 @@ pub fn ids(rt: &Runtime, vk: &VirtualKey) -> Vec<String> {
 
 /// Whether `model` routes for this key, to provider `provider`.
 fn routes_to(rt: &Runtime, vk: &VirtualKey, model: &str, provider: &str) -> bool {
-    routing::route(rt, vk, model, |_| 0.0).is_ok_and(|r| *r.provider.name == *provider)
+    routing::route(rt, vk, model, routing::Pick::Draw(0.0))
+        .is_ok_and(|r| *r.provider.name == *provider)
 }
 
 /// A name people read: `claude-sonnet-4-6` → `Claude Sonnet 4.6`, with the provider after a

@@ -22,6 +22,7 @@ use tollgate_proto::env::EnvAllowlist;
 use tollgate_proto::model_pattern::ModelPattern;
 use tollgate_proto::pricing::PriceTable;
 
+use crate::health::KeyHealth;
 use crate::limits::{Engine, FleetState};
 
 use crate::signing::BedrockAuth;
@@ -34,6 +35,15 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 /// Default longest silence between two chunks of an upstream stream.
 pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default time from sending a streaming call to its response head (capped by the request
+/// timeout when that is smaller). Anthropic and Bedrock send the head of a stream before the
+/// model's first token, so an upstream silent this long has hung; the request moves on to its
+/// next key or fallback well before Claude Code's own 600 s.
+pub const DEFAULT_RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default first backoff before a retry.
+pub const DEFAULT_RETRY_BACKOFF_INITIAL: Duration = Duration::from_millis(500);
+/// Default longest backoff before a retry.
+pub const DEFAULT_RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Why a snapshot was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -88,14 +98,52 @@ pub struct Provider {
     /// Endpoint override without a trailing slash.
     pub base_url: Option<Arc<str>>,
     pub connect_timeout: Duration,
+    /// Total time of a non-streaming call; also the request's deadline for retries and
+    /// fallbacks.
     pub request_timeout: Duration,
+    /// Time from sending a streaming call to its response head.
+    pub response_header_timeout: Duration,
     pub stream_idle_timeout: Duration,
+    pub retry: RetryPolicy,
     pub extra_headers: ExtraHeaders,
     pub keys: Vec<ProviderKey>,
     /// The pooled upstream client (its connect timeout is `connect_timeout`); carried over from
     /// the previous config while the timeout is unchanged, so pooled connections survive config
     /// changes.
     pub client: crate::upstream::HttpClient,
+}
+
+/// How a provider's failed attempts are retried after every key serving the model failed
+/// (`network_config.max_retries`, `retry_backoff_initial`, `retry_backoff_max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+impl RetryPolicy {
+    /// The backoff before retry number `retry` (0 for the first): `backoff_initial` doubled
+    /// `retry` times, at most `backoff_max`, scaled by `jitter` (from `[0.8, 1.2)` in
+    /// production, so retries of many requests spread out).
+    pub fn backoff(&self, retry: u32, jitter: f64) -> Duration {
+        let doubled = self
+            .backoff_initial
+            .saturating_mul(1u32.checked_shl(retry).unwrap_or(u32::MAX));
+        doubled
+            .min(self.backoff_max)
+            .mul_f64(jitter.clamp(0.0, 2.0))
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 0,
+            backoff_initial: DEFAULT_RETRY_BACKOFF_INITIAL,
+            backoff_max: DEFAULT_RETRY_BACKOFF_MAX,
+        }
+    }
 }
 
 /// A provider's extra upstream headers (`network_config.extra_headers`). Values are secrets:
@@ -184,6 +232,9 @@ pub struct ProviderKey {
     /// Lower-cased logical name -> upstream model id, inference profile or ARN.
     pub aliases: HashMap<String, Arc<str>>,
     pub credential: KeyCredential,
+    /// Its recent failures and ejection ([`crate::health`]); carried over from the previous
+    /// config's key with the same id, so a config change does not reset it.
+    pub health: Arc<KeyHealth>,
 }
 
 impl ProviderKey {
@@ -208,6 +259,18 @@ pub enum KeyCredential {
     Bedrock(Arc<BedrockAuth>),
 }
 
+impl KeyCredential {
+    /// Whether `other` is the same credential config (a Bedrock credential carried over is
+    /// the same `Arc`): a key whose credential changed starts with a clean health record.
+    fn same_as(&self, other: &KeyCredential) -> bool {
+        match (self, other) {
+            (KeyCredential::AnthropicApiKey(a), KeyCredential::AnthropicApiKey(b)) => a == b,
+            (KeyCredential::Bedrock(a), KeyCredential::Bedrock(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
 /// A virtual key as the data plane knows it: only its hash.
 #[derive(Debug)]
 pub struct VirtualKey {
@@ -229,6 +292,9 @@ pub struct VirtualKey {
 #[derive(Debug)]
 pub struct KeyProviderConfig {
     pub provider: Arc<str>,
+    /// Its share when a model name several providers serve is routed (relative to the other
+    /// configs' weights; 1 when unset).
+    pub weight: f64,
     /// Empty: every model.
     pub allowed_models: Vec<ModelPattern>,
     /// Provider key ids the virtual key may use; empty: all.
@@ -389,6 +455,11 @@ fn compile_provider_configs(vk: &pb::VirtualKey) -> Result<Vec<KeyProviderConfig
                 .collect::<Result<_, _>>()?;
             Ok(KeyProviderConfig {
                 provider: c.provider.as_str().into(),
+                weight: if c.weight.is_finite() && c.weight > 0.0 {
+                    c.weight
+                } else {
+                    1.0
+                },
                 allowed_models,
                 key_ids: c.key_ids.iter().map(|k| k.as_str().into()).collect(),
             })
@@ -495,13 +566,28 @@ fn compile_provider(
             || crate::upstream::HttpClient::new(connect_timeout),
             |prev| prev.client.clone(),
         );
+    let request_timeout = millis_or(network.request_timeout_ms, DEFAULT_REQUEST_TIMEOUT);
+    let backoff_initial = millis_or(
+        network.retry_backoff_initial_ms,
+        DEFAULT_RETRY_BACKOFF_INITIAL,
+    );
     Ok(Provider {
         name: p.name.as_str().into(),
         kind,
         base_url,
         connect_timeout,
-        request_timeout: millis_or(network.request_timeout_ms, DEFAULT_REQUEST_TIMEOUT),
+        request_timeout,
+        response_header_timeout: millis_or(
+            network.response_header_timeout_ms,
+            DEFAULT_RESPONSE_HEADER_TIMEOUT.min(request_timeout),
+        ),
         stream_idle_timeout: millis_or(network.stream_idle_timeout_ms, DEFAULT_STREAM_IDLE_TIMEOUT),
+        retry: RetryPolicy {
+            max_retries: network.max_retries,
+            backoff_initial,
+            backoff_max: millis_or(network.retry_backoff_max_ms, DEFAULT_RETRY_BACKOFF_MAX)
+                .max(backoff_initial),
+        },
         extra_headers,
         keys,
         client,
@@ -552,6 +638,10 @@ fn compile_key(
     } else {
         ModelFilter::Only(k.models.iter().map(|m| m.to_ascii_lowercase()).collect())
     };
+    let health = match previous {
+        Some(pk) if pk.credential.same_as(&credential) => Arc::clone(&pk.health),
+        _ => Arc::default(),
+    };
     Ok(ProviderKey {
         id: k.id.as_str().into(),
         name: k.name.as_str().into(),
@@ -563,6 +653,7 @@ fn compile_key(
             .map(|(from, to)| (from.to_ascii_lowercase(), Arc::from(to.as_str())))
             .collect(),
         credential,
+        health,
     })
 }
 

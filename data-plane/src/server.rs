@@ -28,18 +28,18 @@ use axum::routing::{get, head, post};
 use http::{HeaderMap, Method, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Limited};
 use tollgate_proto::pricing::{ModelPrice, Tokens};
-use tollgate_proto::usage::v1::{Attempt, UsageRecord};
+use tollgate_proto::usage::v1::UsageRecord;
 use tollgate_protocol::anthropic::ErrorKind;
 use tollgate_protocol::bedrock::RequestBody;
 
 use crate::DataPlane;
-use crate::admission::{self, Estimate};
+use crate::admission;
 use crate::error::ProxyError;
 use crate::limits::Reservation;
 use crate::logsafe::{log_safe, log_safe_opt};
 use crate::models;
-use crate::providers::{self, Call, Operation, Retryable};
-use crate::routing::{self, RouteError};
+use crate::providers::Operation;
+use crate::routing::Pick;
 use crate::runtime::{Runtime, VirtualKey};
 
 /// The inference routes. Claude Code appends `/v1/messages` to `ANTHROPIC_BASE_URL`, so both the
@@ -411,20 +411,18 @@ async fn handle(dp: Arc<DataPlane>, op: Operation, headers: HeaderMap, body: Bod
     }
     // Without the gateway's own `fallbacks` field (the usual case: one look among the top-level
     // fields), the key's list applies.
+    let pick = Pick::for_session(session_id(&headers));
     if !parsed.has("fallbacks") {
-        let fallbacks = &vk.fallbacks;
-        return attempts(
-            dp,
+        let job = attempts::Job {
             rt,
-            &vk,
+            vk: &vk,
             op,
-            headers,
-            bytes.clone(),
-            &parsed,
-            fallbacks,
-            draft,
-        )
-        .await;
+            parsed: &parsed,
+            body: bytes.clone(),
+            fallbacks: &vk.fallbacks,
+            pick,
+        };
+        return attempts::run(dp, job, headers, draft).await;
     }
     // With it: read, checked, and removed before anything goes upstream (the body is parsed
     // again without it). `null` is no list of its own (the key's applies).
@@ -440,18 +438,16 @@ async fn handle(dp: Arc<DataPlane>, op: Operation, headers: HeaderMap, body: Bod
                 Ok(p) => p,
                 Err(e) => return refuse(&dp, draft, ProxyError::invalid_request(e.to_string())),
             };
-            attempts(
-                dp,
+            let job = attempts::Job {
                 rt,
-                &vk,
+                vk: &vk,
                 op,
-                headers,
-                stripped.clone(),
-                &parsed,
-                &list,
-                draft,
-            )
-            .await
+                parsed: &parsed,
+                body: stripped.clone(),
+                fallbacks: &list,
+                pick,
+            };
+            attempts::run(dp, job, headers, draft).await
         }
     }
 }
@@ -474,153 +470,6 @@ fn check_fallbacks(fallbacks: &[String]) -> Result<(), ProxyError> {
         }
     }
     Ok(())
-}
-
-/// Response header: which entry of the fallback list served (sent when it is not the first).
-pub const FALLBACK_INDEX_HEADER: &str = "x-tollgate-fallback-index";
-
-/// The attempts of one request. The first goes to the model asked for. While an attempt's
-/// outcome is [`Retryable`] (429, 529, 5xx, unreachable, timed out), the next goes to another
-/// key of the same provider that serves that model, if one is left, else to the next entry of
-/// `fallbacks`. Nothing has reached the client before the attempt that answers, so the client
-/// sees one response. The given-up attempt's admission is taken back and the next one admitted
-/// on its own; an entry that does not route, or that the limits refuse, is skipped. The usage
-/// record names what served and keeps the attempts given up.
-#[allow(clippy::too_many_arguments)]
-async fn attempts(
-    dp: Arc<DataPlane>,
-    rt: Arc<Runtime>,
-    vk: &VirtualKey,
-    op: Operation,
-    headers: HeaderMap,
-    body: Bytes,
-    parsed: &RequestBody<'_>,
-    fallbacks: &[String],
-    mut draft: Draft,
-) -> Response {
-    let first = route_call(
-        Arc::clone(&rt),
-        vk,
-        op,
-        &parsed.model,
-        &[],
-        headers,
-        body,
-        parsed,
-        &mut draft,
-    );
-    let mut call = match first {
-        Ok(call) => call,
-        Err(e) => return refuse(&dp, draft, e),
-    };
-    // The entry being tried (0: the model asked for) and the keys its attempts failed on.
-    let mut entry = 0;
-    let mut failed_keys: Vec<Arc<str>> = Vec::new();
-    let mut started = Instant::now();
-    let mut outcome = providers::send(&call, &draft.record.request_id).await;
-    while let Some(class) = Retryable::of(&outcome) {
-        let attempt = Attempt {
-            provider: draft.record.provider.clone(),
-            model: draft.record.model_resolved.clone(),
-            provider_key_id: draft.record.provider_key_id.clone(),
-            class: class.as_str().to_owned(),
-            status: outcome
-                .as_ref()
-                .map_or(0, |r| u32::from(r.status().as_u16())),
-            latency_ms: u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
-        };
-        failed_keys.push(Arc::clone(&call.key().id));
-        let routed = (
-            draft.record.provider.clone(),
-            draft.record.model_resolved.clone(),
-            draft.record.provider_key_id.clone(),
-            draft.price,
-        );
-        let admitted = draft.reservation.take();
-        let mut next = None;
-        // Another key of the same provider for the same entry, then the later entries.
-        let candidates =
-            std::iter::once((entry, true)).chain((entry + 1..=fallbacks.len()).map(|i| (i, false)));
-        for (index, same_entry) in candidates {
-            let model = if index == 0 {
-                parsed.model.as_str()
-            } else {
-                fallbacks[index - 1].as_str()
-            };
-            let avoid: &[Arc<str>] = if same_entry { &failed_keys } else { &[] };
-            match route_call(
-                Arc::clone(&rt),
-                vk,
-                op,
-                model,
-                avoid,
-                call.headers.clone(),
-                call.body.clone(),
-                parsed,
-                &mut draft,
-            ) {
-                Ok(c) => {
-                    next = Some((index, same_entry, c));
-                    break;
-                }
-                // No other key serves it: not worth a log line.
-                Err(_) if same_entry => {}
-                Err(e) => tracing::info!(
-                    request_id = %draft.record.request_id,
-                    fallback = %log_safe(model),
-                    error_class = e.class,
-                    message = %log_safe(&e.message),
-                    "fallback skipped"
-                ),
-            }
-            // The candidate's routing may be in the draft: put back the failed attempt's.
-            (
-                draft.record.provider,
-                draft.record.model_resolved,
-                draft.record.provider_key_id,
-                draft.price,
-            ) = routed.clone();
-        }
-        let Some((index, same_entry, c)) = next else {
-            // Nothing left to try: the failed attempt's outcome is the answer.
-            draft.reservation = admitted;
-            break;
-        };
-        // The failed attempt is taken back; the next one was admitted on its own.
-        if let Some(r) = admitted {
-            r.cancel();
-        }
-        tracing::info!(
-            request_id = %draft.record.request_id,
-            provider = %log_safe(&attempt.provider),
-            class = %attempt.class,
-            status = attempt.status,
-            next_model = %log_safe(&draft.record.model_resolved),
-            next_key = %log_safe(&draft.record.provider_key_id),
-            "{}",
-            if same_entry {
-                "attempt failed; trying another key"
-            } else {
-                "attempt failed; trying the next fallback"
-            }
-        );
-        draft.record.attempts.push(attempt);
-        if !same_entry {
-            failed_keys.clear();
-        }
-        entry = index;
-        call = c;
-        started = Instant::now();
-        outcome = providers::send(&call, &draft.record.request_id).await;
-    }
-    draft.record.fallback_index = u32::try_from(entry).unwrap_or(u32::MAX);
-    let mut resp = providers::respond(dp, call, draft, outcome).await;
-    if entry > 0
-        && let Ok(v) = http::HeaderValue::from_str(&entry.to_string())
-    {
-        resp.headers_mut().insert(FALLBACK_INDEX_HEADER, v);
-    }
-    resp
 }
 
 /// Ends a request the gateway refused before any upstream call. Once the virtual key is known
@@ -766,69 +615,8 @@ async fn admit(
     Ok((rt, vk, body))
 }
 
-/// Step 4: routing `model` (the request's, or a fallback) to a key not in `avoid`, admission,
-/// and the call it makes.
-#[allow(clippy::too_many_arguments)]
-fn route_call<'a>(
-    rt: Arc<Runtime>,
-    vk: &VirtualKey,
-    op: Operation,
-    model: &str,
-    avoid: &[Arc<str>],
-    headers: HeaderMap,
-    body: Bytes,
-    parsed: &'a RequestBody<'a>,
-    draft: &mut Draft,
-) -> Result<Call<'a>, ProxyError> {
-    let stream = parsed.stream && op == Operation::Messages;
-    draft.record.model_requested.clone_from(&parsed.model);
-    draft.record.stream = stream;
-    let route =
-        routing::route_avoiding(&rt, vk, model, avoid, |total| rand::random::<f64>() * total)
-            .map_err(|e| match e {
-                RouteError::ProviderNotAllowed(_) => {
-                    ProxyError::new(ErrorKind::Permission, "provider_not_allowed", e.to_string())
-                }
-                RouteError::ModelNotAllowed { .. } => {
-                    ProxyError::new(ErrorKind::Permission, "model_not_allowed", e.to_string())
-                }
-                RouteError::NoKey { .. }
-                | RouteError::UnknownModel(_)
-                | RouteError::UnknownProvider(_)
-                | RouteError::NoAlias { .. } => {
-                    ProxyError::new(ErrorKind::NotFound, "unknown_model", e.to_string())
-                }
-            })?;
-    draft.record.provider = route.provider.name.to_string();
-    draft.record.model_resolved = route.upstream_model.to_owned();
-    draft.record.provider_key_id = route.key.id.to_string();
-    draft.price = rt
-        .pricing
-        .price(route.provider.kind.as_str(), route.upstream_model);
-    // Budgets, rate limits, concurrency: this node's counters, no I/O.
-    draft.reservation = Some(admission::admit(
-        &rt,
-        &vk.id,
-        &route.provider.name,
-        op,
-        draft.price,
-        Estimate::of_request(body.len(), parsed.max_tokens()),
-        draft.record.started_at_unix_ms,
-    )?);
-    let upstream_model = route.upstream_model.to_owned();
-    Ok(Call {
-        op,
-        provider: Arc::clone(route.provider),
-        key_index: route.key_index,
-        upstream_model,
-        via_alias: route.via_alias,
-        runtime: rt,
-        parsed,
-        stream,
-        headers,
-        body,
-    })
-}
+mod attempts;
+pub use attempts::{FALLBACK_INDEX_HEADER, SESSION_HEADERS, session_id};
 
 #[cfg(test)]
 mod tests;

@@ -24,7 +24,7 @@ use tollgate_proto::config::v1 as pb;
 use tollgate_proto::env::{ENV_ALLOW_SETTING, EnvAllowlist, RESERVED_ENV_PREFIX};
 
 /// A literal value or the name of an environment variable.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Value {
     Literal(Arc<str>),
     /// An allowed variable name, read at every use.

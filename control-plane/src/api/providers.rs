@@ -154,6 +154,10 @@ fn network_audit(nc: &NetworkConfig) -> serde_json::Value {
         "default_request_timeout_in_seconds": nc.default_request_timeout_in_seconds,
         "connect_timeout_in_seconds": nc.connect_timeout_in_seconds,
         "stream_idle_timeout_in_seconds": nc.stream_idle_timeout_in_seconds,
+        "response_header_timeout_in_seconds": nc.response_header_timeout_in_seconds,
+        "max_retries": nc.max_retries,
+        "retry_backoff_initial": nc.retry_backoff_initial,
+        "retry_backoff_max": nc.retry_backoff_max,
         "extra_header_names": nc.extra_headers.keys().collect::<Vec<_>>(),
     })
 }

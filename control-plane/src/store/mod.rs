@@ -362,11 +362,8 @@ impl NetworkColumns {
     fn of(n: &NetworkRecord) -> Self {
         NetworkColumns {
             network_config: NetworkConfig {
-                base_url: n.base_url.clone(),
-                default_request_timeout_in_seconds: n.default_request_timeout_in_seconds,
-                connect_timeout_in_seconds: n.connect_timeout_in_seconds,
-                stream_idle_timeout_in_seconds: n.stream_idle_timeout_in_seconds,
                 extra_headers: n.legacy_extra_headers.clone(),
+                ..n.settings.clone()
             },
             extra_header_secrets: n
                 .extra_headers
@@ -384,7 +381,8 @@ impl TryFrom<ProviderRow> for ProviderRecord {
             table: "providers",
             reason: format!("unknown kind {:?} for provider {:?}", r.kind, r.name),
         })?;
-        let nc = r.network_config.0;
+        let mut settings = r.network_config.0;
+        let legacy_extra_headers = std::mem::take(&mut settings.extra_headers);
         let mut extra_headers = BTreeMap::new();
         for (header, text) in r.extra_header_secrets.0 {
             let sealed = SealedSecret::from_column(&text).ok_or_else(|| StoreError::Corrupt {
@@ -400,12 +398,9 @@ impl TryFrom<ProviderRow> for ProviderRecord {
             name: r.name,
             kind,
             network: NetworkRecord {
-                base_url: nc.base_url,
-                default_request_timeout_in_seconds: nc.default_request_timeout_in_seconds,
-                connect_timeout_in_seconds: nc.connect_timeout_in_seconds,
-                stream_idle_timeout_in_seconds: nc.stream_idle_timeout_in_seconds,
+                settings,
                 extra_headers,
-                legacy_extra_headers: nc.extra_headers,
+                legacy_extra_headers,
             },
             created_at: r.created_at,
             updated_at: r.updated_at,

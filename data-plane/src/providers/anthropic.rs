@@ -33,7 +33,7 @@ pub(crate) async fn send(c: &Call<'_>) -> Outcome {
     let req = prepare(c)?;
     c.provider
         .client
-        .send(&c.provider.name, req, c.provider.request_timeout)
+        .send(&c.provider.name, req, c.head_timeout())
         .await
 }
 
@@ -133,7 +133,7 @@ pub(crate) async fn respond(
         let bytes = match upstream::read_body(
             &provider.name,
             upstream,
-            provider.request_timeout,
+            c.body_timeout(),
             MAX_UPSTREAM_BODY,
         )
         .await

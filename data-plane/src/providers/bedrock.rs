@@ -84,7 +84,7 @@ async fn prepare_and_send(c: &Call<'_>) -> Result<UpstreamResponse, ProxyError> 
     let req = prepare(c).await?;
     c.provider
         .client
-        .send(&c.provider.name, req, c.provider.request_timeout)
+        .send(&c.provider.name, req, c.head_timeout())
         .await
 }
 
@@ -284,27 +284,17 @@ pub(crate) async fn respond(
             .get("x-amzn-errortype")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = upstream::read_body(
-            &provider.name,
-            resp,
-            provider.request_timeout,
-            MAX_UPSTREAM_BODY,
-        )
-        .await
-        .unwrap_or_default();
+        let body = upstream::read_body(&provider.name, resp, c.body_timeout(), MAX_UPSTREAM_BODY)
+            .await
+            .unwrap_or_default();
         let api = translate::map_error(status.as_u16(), error_type.as_deref(), &body);
         return upstream_error(&dp, &c, draft, &api);
     }
     if c.stream {
         return relay_stream(dp, &c, draft, resp);
     }
-    let body = match upstream::read_body(
-        &provider.name,
-        resp,
-        provider.request_timeout,
-        MAX_UPSTREAM_BODY,
-    )
-    .await
+    let body = match upstream::read_body(&provider.name, resp, c.body_timeout(), MAX_UPSTREAM_BODY)
+        .await
     {
         Ok(b) => b,
         Err(e) => return fail(&dp, draft, e),

@@ -50,9 +50,29 @@ pub struct Call<'a> {
     pub stream: bool,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When this attempt was routed (just before it is sent): the total timeout of a
+    /// non-streaming call counts from here.
+    pub started: Instant,
 }
 
 impl Call<'_> {
+    /// How long the upstream has to send the response head: the response-header timeout for a
+    /// stream, the total timeout for a non-streaming call (whose head comes with its answer).
+    pub fn head_timeout(&self) -> Duration {
+        if self.stream {
+            self.provider.response_header_timeout
+        } else {
+            self.provider.request_timeout
+        }
+    }
+
+    /// What is left of a non-streaming call's total timeout, for reading its body.
+    pub fn body_timeout(&self) -> Duration {
+        self.provider
+            .request_timeout
+            .saturating_sub(self.started.elapsed())
+    }
+
     pub fn key(&self) -> &ProviderKey {
         &self.provider.keys[self.key_index]
     }
@@ -92,6 +112,9 @@ pub enum Retryable {
     Unreachable,
     /// No answer in time.
     Timeout,
+    /// 401 or 403: the upstream refused this key's credential (the client was authenticated by
+    /// its virtual key; another key or provider may be allowed).
+    KeyRejected,
 }
 
 impl Retryable {
@@ -101,6 +124,7 @@ impl Retryable {
     pub fn of(outcome: &Outcome) -> Option<Retryable> {
         match outcome {
             Ok(resp) => match resp.status().as_u16() {
+                401 | 403 => Some(Retryable::KeyRejected),
                 429 => Some(Retryable::RateLimited),
                 529 => Some(Retryable::Overloaded),
                 500..=599 => Some(Retryable::ServerError),
@@ -121,8 +145,35 @@ impl Retryable {
             Retryable::ServerError => "server_error",
             Retryable::Unreachable => "unreachable",
             Retryable::Timeout => "timeout",
+            Retryable::KeyRejected => "key_rejected",
         }
     }
+}
+
+/// How long an upstream answer asks its client to wait before trying again: `retry-after-ms`
+/// (Anthropic), else `retry-after` in seconds or as an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    let value = text("retry-after")?;
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 /// Sends the call to its provider: one attempt (Bedrock retries once itself with fresh

@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
@@ -1312,35 +1312,66 @@ async fn model_discovery_lists_what_the_key_may_use() {
 
 /// A provider key value the scripted upstream always throttles.
 const THROTTLED_KEY: &str = "sk-ant-throttled-key";
+/// A provider key value the scripted upstream refuses (401).
+const REVOKED_KEY: &str = "sk-ant-revoked-key";
 
-/// An Anthropic upstream scripted by model name (and key: [`THROTTLED_KEY`] is always 429): `…-throttled` answers 429, `…-overloaded`
-/// 529, `…-broken` 500, `…-invalid` 400, anything else a message. Like the real API it refuses
-/// fields it does not know (the gateway's `fallbacks` must never reach it). Returns its URL and
-/// the models it was asked for, in order.
+/// An Anthropic upstream scripted by model name and key. Models: `…-throttled` answers 429,
+/// `…-overloaded` 529, `…-broken` 500, `…-invalid` 400; `…-flaky-N` 503 to its first N
+/// requests; `…-wait-S` 429 with `retry-after: S` to its first request; `…-hang` never answers;
+/// anything else a message. Keys: [`THROTTLED_KEY`] is always 429, [`REVOKED_KEY`] always 401.
+/// Like the real API it refuses fields it does not know (the gateway's `fallbacks` must never
+/// reach it). Returns its URL and the models it was asked for, in order.
 async fn scripted_upstream() -> (String, Arc<Mutex<Vec<String>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
+    let counts = Arc::new(Mutex::new(std::collections::HashMap::<String, u32>::new()));
     let messages = move |headers: HeaderMap, body: Bytes| {
         let log = Arc::clone(&log);
+        let counts = Arc::clone(&counts);
         async move {
             let body: Value = serde_json::from_slice(&body).expect("json");
             let mut model = body["model"].as_str().unwrap_or_default().to_owned();
             log.lock().unwrap().push(model.clone());
+            let key = headers.get("x-api-key").map(HeaderValue::as_bytes);
             // A key that is throttled whatever it asks for.
-            if headers.get("x-api-key").map(HeaderValue::as_bytes) == Some(THROTTLED_KEY.as_bytes())
-            {
+            if key == Some(THROTTLED_KEY.as_bytes()) {
                 model.push_str("-throttled");
             }
             let error = |status: u16, kind: &str| {
+                let body = json!({"type": "error", "error": {"type": kind, "message": format!("{model}: {kind}")}});
                 (
                     StatusCode::from_u16(status).unwrap(),
-                    axum::Json(
-                        json!({"type": "error", "error": {"type": kind, "message": format!("{model}: {kind}")}}),
-                    ),
+                    HeaderMap::new(),
+                    axum::Json(body),
                 )
             };
             if body.get("fallbacks").is_some() {
                 return error(400, "invalid_request_error");
+            }
+            if key == Some(REVOKED_KEY.as_bytes()) {
+                return error(401, "authentication_error");
+            }
+            // Requests for this model that got past authentication.
+            let nth = {
+                let mut counts = counts.lock().unwrap();
+                let n = counts.entry(model.clone()).or_default();
+                *n += 1;
+                *n
+            };
+            if model.ends_with("-hang") {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            if let Some((_, n)) = model.rsplit_once("-flaky-")
+                && nth <= n.parse().unwrap()
+            {
+                return error(503, "api_error");
+            }
+            if let Some((_, secs)) = model.rsplit_once("-wait-")
+                && nth == 1
+            {
+                let mut e = error(429, "rate_limit_error");
+                e.1.insert("retry-after", secs.parse().unwrap());
+                return e;
             }
             for (suffix, status, kind) in [
                 ("-throttled", 429, "rate_limit_error"),
@@ -1354,6 +1385,7 @@ async fn scripted_upstream() -> (String, Arc<Mutex<Vec<String>>>) {
             }
             (
                 StatusCode::OK,
+                HeaderMap::new(),
                 axum::Json(json!({
                     "id": "msg_fallback", "type": "message", "role": "assistant", "model": model,
                     "content": [{"type": "text", "text": "hello"}],
@@ -1372,6 +1404,11 @@ async fn scripted_upstream() -> (String, Arc<Mutex<Vec<String>>>) {
         let _ = axum::serve(listener, app).await;
     });
     (format!("http://{addr}"), seen)
+}
+
+/// The models the scripted upstream was asked for since the last call.
+fn take(seen: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
+    std::mem::take(&mut *seen.lock().unwrap())
 }
 
 async fn post_with_fallbacks(gw: &Gateway, key: &str, model: &str, fallbacks: Value) -> Answer {
@@ -1401,7 +1438,6 @@ async fn fallbacks_are_tried_in_order_on_retryable_failures() {
         ..virtual_key("vk-fallbacks", "sk-tg-fallbacks", true)
     });
     gw.apply(snapshot);
-    let take = |seen: &Arc<Mutex<Vec<String>>>| std::mem::take(&mut *seen.lock().unwrap());
 
     // 429, then 529, then an answer: the third entry serves.
     let a = post_with_fallbacks(
@@ -1555,15 +1591,17 @@ async fn fallbacks_are_tried_in_order_on_retryable_failures() {
 
 /// A throttled key is rotated away from within the provider before any fallback: the next
 /// attempt goes to another key that serves the model, and the answer is the model asked for
-/// (fallback index 0), with the throttled attempt in the usage record.
+/// (fallback index 0), with the throttled attempt in the usage record. After
+/// [`crate::health::EJECT_AFTER`] failures in a row the key is ejected: requests stop trying
+/// it first, and it is tried only as the last resort, after every fallback.
 #[tokio::test]
-async fn a_throttled_key_rotates_to_another_key_of_the_provider() {
+async fn a_throttled_key_rotates_to_another_key_and_is_ejected() {
     let (url, seen) = scripted_upstream().await;
     let mut gw = Gateway::new();
     let mut snapshot = config(1, &url);
     let anthropic = provider_mut(&mut snapshot, "anthropic");
     let good = anthropic.keys[0].clone();
-    // Nearly every first pick is the throttled key.
+    // Nearly every first pick is the throttled key (100 to 1).
     anthropic.keys = vec![
         pb::ProviderKey {
             id: "pk-throttled".into(),
@@ -1576,7 +1614,7 @@ async fn a_throttled_key_rotates_to_another_key_of_the_provider() {
     ];
     gw.apply(snapshot);
     let mut rotated = 0;
-    for _ in 0..10 {
+    for i in 0..10 {
         let a = post_with_fallbacks(&gw, GOOD, "anthropic/claude-ok", Value::Null).await;
         assert_eq!(a.status, 200, "{a:?}");
         assert!(!a.headers.contains_key("x-tollgate-fallback-index"));
@@ -1596,17 +1634,25 @@ async fn a_throttled_key_rotates_to_another_key_of_the_provider() {
                 ("pk-throttled", "rate_limited", 429)
             );
             rotated += 1;
+            assert!(
+                rotated <= crate::health::EJECT_AFTER,
+                "request {i}: tried while ejected"
+            );
         } else {
             assert!(r.attempts.is_empty(), "{:?}", r.attempts);
         }
     }
-    assert!(
-        rotated > 0,
-        "the throttled key was picked first at least once"
+    // Each first pick goes to the throttled key with probability 100/101: fewer than five in
+    // ten happens about once in 10^10 runs.
+    assert_eq!(
+        rotated,
+        crate::health::EJECT_AFTER,
+        "ejected after five failures"
     );
-    assert_eq!(seen.lock().unwrap().len(), 10 + rotated);
-    // Every key of the entry fails: on to the fallback, whose keys are tried in turn too; the
-    // last failure is the answer (which one depends on the random first picks).
+    assert_eq!(seen.lock().unwrap().len(), 10 + rotated as usize);
+    seen.lock().unwrap().clear();
+    // The good key fails both entries: the fallback's healthy key comes before the ejected key,
+    // which is the last resort; its 429 is the answer, with a retry-after for the client.
     let a = post_with_fallbacks(
         &gw,
         GOOD,
@@ -1614,18 +1660,161 @@ async fn a_throttled_key_rotates_to_another_key_of_the_provider() {
         json!(["anthropic/claude-broken"]),
     )
     .await;
-    assert!([429, 500].contains(&a.status.as_u16()), "{a:?}");
+    assert_eq!(a.status, 429, "{a:?}");
+    assert_eq!(
+        a.headers["retry-after"], "1",
+        "the first backoff, rounded up"
+    );
+    assert_eq!(a.headers["x-tollgate-provider-key"], "throttled");
     let r = gw.usage().pop().unwrap();
     assert_eq!(r.fallback_index, 1);
-    assert_eq!(
-        r.attempts.len(),
-        3,
-        "two keys of each entry, the last one the answer: {:?}",
-        r.attempts
-    );
-    let first_entry: std::collections::BTreeSet<_> = r.attempts[..2]
+    let tried: Vec<_> = r
+        .attempts
         .iter()
-        .map(|a| a.provider_key_id.as_str())
+        .map(|a| (a.model.as_str(), a.provider_key_id.as_str(), a.status))
         .collect();
-    assert_eq!(first_entry.len(), 2, "both keys of the first entry");
+    assert_eq!(
+        tried,
+        [
+            ("claude-throttled", "pk-anthropic", 429),
+            ("claude-broken", "pk-anthropic", 500)
+        ]
+    );
+    assert_eq!(r.provider_key_id, "pk-throttled");
+}
+
+/// Retries after backoff: within the provider's `max_retries`, paced by jittered exponential
+/// backoff or the upstream's longer `retry-after`, never past the request's deadline; a key
+/// whose credential is refused (401) is left for the rest of the request; a streaming call
+/// whose upstream sends no response head within `response_header_timeout` moves on.
+#[tokio::test]
+async fn retries_back_off_within_the_deadline() {
+    let (url, seen) = scripted_upstream().await;
+    let mut gw = Gateway::new();
+    let mut snapshot = config(1, &url);
+    let anthropic = provider_mut(&mut snapshot, "anthropic");
+    let network = anthropic.network.as_mut().unwrap();
+    network.max_retries = 2;
+    network.retry_backoff_initial_ms = 100;
+    network.retry_backoff_max_ms = 200;
+    network.request_timeout_ms = 3_000;
+    network.response_header_timeout_ms = 300;
+    gw.apply(snapshot.clone());
+
+    // Two 503s, then an answer: two retries, after at least 0.8 × 100 + 0.8 × 200 ms.
+    let started = Instant::now();
+    let a = post_with_fallbacks(&gw, GOOD, "anthropic/claude-flaky-2", Value::Null).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(240),
+        "{:?}",
+        started.elapsed()
+    );
+    let r = gw.usage().pop().unwrap();
+    let classes: Vec<_> = r
+        .attempts
+        .iter()
+        .map(|a| (a.class.as_str(), a.status))
+        .collect();
+    assert_eq!(classes, [("server_error", 503), ("server_error", 503)]);
+    assert_eq!(take(&seen).len(), 3);
+
+    // More failures than retries: the last 503 is the answer.
+    let a = post_with_fallbacks(&gw, GOOD, "anthropic/claude-flaky-9", Value::Null).await;
+    assert_eq!(a.status, 503, "{a:?}");
+    assert_eq!(gw.usage().pop().unwrap().attempts.len(), 2);
+    assert_eq!(take(&seen).len(), 3, "one attempt and two retries");
+
+    // The upstream's retry-after (1 s) is longer than the backoff: it is honoured.
+    let started = Instant::now();
+    let a = post_with_fallbacks(&gw, GOOD, "anthropic/claude-wait-1", Value::Null).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    gw.usage();
+
+    // A retry-after past the deadline (3 s) is not waited for: the fallback serves at once,
+    // and without one the 429 (with its retry-after) is the answer.
+    let started = Instant::now();
+    let a = post_with_fallbacks(
+        &gw,
+        GOOD,
+        "anthropic/claude-wait-30",
+        json!(["anthropic/claude-ok"]),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.headers["x-tollgate-fallback-index"], "1");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let a = post_with_fallbacks(&gw, GOOD, "anthropic/claude-other-wait-30", Value::Null).await;
+    assert_eq!(a.status, 429, "{a:?}");
+    assert_eq!(a.headers["retry-after"], "30");
+    gw.usage();
+    take(&seen);
+
+    // A streaming call with no response head within 300 ms: timed out, on to the fallback.
+    let body = json!({"model": "anthropic/claude-hang", "max_tokens": 8, "stream": true,
+        "fallbacks": ["anthropic/claude-ok"],
+        "messages": [{"role": "user", "content": "hi"}]})
+    .to_string();
+    let started = Instant::now();
+    let a = gw.post(&[("x-api-key", GOOD.as_bytes())], body).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let r = gw.usage().pop().unwrap();
+    assert_eq!(r.attempts[0].class, "timeout");
+    assert_eq!(r.fallback_index, 1);
+    take(&seen);
+
+    // A revoked key (401): the other key serves at once, and the revoked key is not tried
+    // again by the request's retries.
+    let anthropic = provider_mut(&mut snapshot, "anthropic");
+    let good = anthropic.keys[0].clone();
+    anthropic.keys = vec![
+        pb::ProviderKey {
+            id: "pk-revoked".into(),
+            name: "revoked".into(),
+            weight: 1000.0,
+            value: lit(REVOKED_KEY),
+            ..good.clone()
+        },
+        good,
+    ];
+    snapshot.version = 2;
+    gw.apply(snapshot);
+    let a = post_with_fallbacks(&gw, GOOD, "anthropic/claude-flaky-1", Value::Null).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.headers["x-tollgate-provider-key"], "anthropic-key");
+    let r = gw.usage().pop().unwrap();
+    let tried: Vec<_> = r
+        .attempts
+        .iter()
+        .map(|a| (a.provider_key_id.as_str(), a.class.as_str()))
+        .collect();
+    // The revoked key first (weight 1000 to 1; once in about 1000 runs the good key is
+    // picked first and its 503 comes before the 401).
+    assert!(
+        tried
+            == [
+                ("pk-revoked", "key_rejected"),
+                ("pk-anthropic", "server_error")
+            ]
+            || tried
+                == [
+                    ("pk-anthropic", "server_error"),
+                    ("pk-revoked", "key_rejected")
+                ],
+        "{tried:?}"
+    );
 }
