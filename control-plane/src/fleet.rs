@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tollgate_proto::config::v1::{Ack, Hello};
+use tollgate_proto::config::v1::{Ack, Hello, KeyHealthReport};
 
 use crate::allowances::Member;
 use tollgate_proto::logsafe::log_safe;
@@ -59,7 +59,24 @@ pub struct NodeStatus {
     pub connected_since: OffsetDateTime,
     /// Applied version older than the published one, or not seen for more than [`LAG_AFTER`].
     pub lagging: bool,
+    /// The provider keys its outlier detection has out of service, as it last reported them.
+    pub ejected_keys: Vec<EjectedKeyStatus>,
 }
+
+/// A provider key a data plane has out of service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EjectedKeyStatus {
+    pub provider: String,
+    pub key_id: String,
+    pub key_name: String,
+    /// When its cooldown ends (then one request probes it); `None`: being probed now.
+    pub until: Option<OffsetDateTime>,
+    /// Its ejections on that data plane since it started.
+    pub ejections_total: u64,
+}
+
+/// Most ejected keys kept per node (a report is clipped to it).
+const MAX_EJECTED_KEYS: usize = 256;
 
 #[derive(Debug)]
 struct Node {
@@ -74,6 +91,7 @@ struct Node {
     /// Which stream owns the entry: a node that reconnects before its old stream is noticed as
     /// closed must not be marked disconnected by the old one.
     session: u64,
+    ejected_keys: Vec<EjectedKeyStatus>,
 }
 
 /// The registry. Cheap to share (`Arc`), safe to use from any task.
@@ -124,6 +142,7 @@ impl Fleet {
                 last_seen: now,
                 connected_since: now,
                 session,
+                ejected_keys: Vec::new(),
             },
         );
         NodeSession {
@@ -170,6 +189,7 @@ impl Fleet {
                     last_seen,
                     connected_since: n.connected_since,
                     lagging: n.applied_version < published || unseen,
+                    ejected_keys: n.ejected_keys.clone(),
                 }
             })
             .collect();
@@ -244,6 +264,28 @@ impl NodeSession {
     /// A snapshot of `version` was handed to the stream.
     pub(crate) fn sent(&self, version: u64) {
         self.fleet.with_node(self, |n| n.sent_version = version);
+    }
+
+    /// The node reported the provider keys it has out of service (the whole list).
+    pub(crate) fn key_health(&self, report: &KeyHealthReport) {
+        let now = OffsetDateTime::now_utc();
+        let keys = report
+            .ejected
+            .iter()
+            .take(MAX_EJECTED_KEYS)
+            .map(|k| EjectedKeyStatus {
+                provider: clip(&k.provider),
+                key_id: clip(&k.key_id),
+                key_name: clip(&k.key_name),
+                until: (k.cooldown_remaining_ms > 0)
+                    .then(|| now + Duration::from_millis(k.cooldown_remaining_ms.min(86_400_000))),
+                ejections_total: k.ejections_total,
+            })
+            .collect();
+        self.fleet.with_node(self, |n| {
+            n.last_seen = now;
+            n.ejected_keys = keys;
+        });
     }
 
     /// The node answered with an ACK or NACK.

@@ -386,6 +386,16 @@ async fn run_watch(
                 Some(Ok(WatchRequest { msg: Some(watch_request::Msg::Limits(report)) })) => {
                     cp.report_limits(session.node_id(), report);
                 }
+                Some(Ok(WatchRequest { msg: Some(watch_request::Msg::KeyHealth(report)) })) => {
+                    if !report.ejected.is_empty() {
+                        tracing::info!(
+                            node_id = %log_safe(session.node_id()),
+                            ejected = report.ejected.len(),
+                            "data plane reports provider keys out of service"
+                        );
+                    }
+                    session.key_health(&report);
+                }
                 Some(Ok(WatchRequest { msg: Some(watch_request::Msg::Hello(_)) })) => {
                     let _ = tx.try_send(Err(Status::invalid_argument(
                         "Hello may only be the first message of a Watch stream",

@@ -17,9 +17,14 @@
 //! credential did not change ([`crate::runtime`]). It is lock-free: routing reads two atomics
 //! per candidate key.
 
+use std::fmt::Write as _;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use tollgate_proto::config::v1 as pb;
+
+use crate::runtime::Runtime;
 
 /// Failures in a row that eject a key.
 pub const EJECT_AFTER: u32 = 5;
@@ -165,6 +170,97 @@ impl KeyHealth {
     }
 }
 
+/// The keys of `rt` out of service at `now` (ejected, or awaiting a probe's success), ordered
+/// by provider and key name: what a data plane reports for the fleet view.
+pub fn out_of_service(rt: &Runtime, now: u64) -> Vec<pb::EjectedKey> {
+    let mut out: Vec<pb::EjectedKey> = rt
+        .providers
+        .values()
+        .flat_map(|p| p.keys.iter().map(move |k| (p, k)))
+        .filter_map(|(p, k)| {
+            let remaining = match k.health.state(now) {
+                State::InService => return None,
+                State::Ejected { remaining_ms } => remaining_ms,
+                State::Probe | State::Probing => 0,
+            };
+            Some(pb::EjectedKey {
+                provider: p.name.to_string(),
+                key_id: k.id.to_string(),
+                key_name: k.name.to_string(),
+                cooldown_remaining_ms: remaining,
+                ejections_total: k.health.ejections_total(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.provider, &a.key_name).cmp(&(&b.provider, &b.key_name)));
+    out
+}
+
+/// Whether two reports name the same keys with the same ejections (cooldowns count down;
+/// that alone is no change worth sending).
+pub fn same_ejections(a: &[pb::EjectedKey], b: &[pb::EjectedKey]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.key_id == y.key_id
+                && x.ejections_total == y.ejections_total
+                && (x.cooldown_remaining_ms == 0) == (y.cooldown_remaining_ms == 0)
+        })
+}
+
+/// Writes the health of every provider key of `rt` as Prometheus text:
+/// `tollgate_provider_key_ejected` (1 while out of service), `..._consecutive_failures` and
+/// `..._ejections_total`, labelled by provider and key id. Not by key name: `/metrics` is
+/// served without authentication on the inference port, and ids (random) say less about the
+/// deployment than names; the admin API maps ids to names.
+pub fn write_prometheus(rt: &Runtime, now: u64, out: &mut String) {
+    let mut keys: Vec<(&str, &str, &KeyHealth)> = rt
+        .providers
+        .values()
+        .flat_map(|p| p.keys.iter().map(move |k| (&*p.name, &*k.id, &*k.health)))
+        .collect();
+    keys.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    type Series = (&'static str, &'static str, &'static str, fn(&KeyHealth, u64) -> u64);
+    let series: [Series; 3] = [
+        (
+            "tollgate_provider_key_ejected",
+            "gauge",
+            "1 while outlier detection keeps the provider key out of service (ejected, or awaiting a probe).",
+            |h, now| u64::from(h.state(now) != State::InService),
+        ),
+        (
+            "tollgate_provider_key_consecutive_failures",
+            "gauge",
+            "Failed attempts of the provider key since its last success.",
+            |h, _| u64::from(h.consecutive_failures()),
+        ),
+        (
+            "tollgate_provider_key_ejections_total",
+            "counter",
+            "Times outlier detection ejected the provider key.",
+            |h, _| h.ejections_total(),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (provider, key, health) in &keys {
+            let _ = writeln!(
+                out,
+                "{name}{{provider=\"{}\",key_id=\"{}\"}} {}",
+                label(provider),
+                label(key),
+                value(health, now)
+            );
+        }
+    }
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,5 +349,72 @@ mod tests {
             last = h.record(Verdict::Failure, t).expect("the probe failed");
         }
         assert_eq!(last, MAX_EJECTION);
+    }
+
+    fn runtime() -> Runtime {
+        let key = |id: &str, name: &str| pb::ProviderKey {
+            id: id.into(),
+            name: name.into(),
+            models: vec!["*".into()],
+            weight: 1.0,
+            value: Some(pb::ValueRef {
+                source: Some(pb::value_ref::Source::Literal("sk-ant".into())),
+            }),
+            enabled: true,
+            ..Default::default()
+        };
+        Runtime::compile(&pb::Snapshot {
+            version: 1,
+            providers: vec![pb::Provider {
+                name: "anthropic".into(),
+                kind: pb::ProviderKind::Anthropic as i32,
+                keys: vec![key("k\"1", "eu"), key("k2", "us")],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .expect("valid")
+    }
+
+    /// The fleet report lists exactly the keys out of service; the metrics show every key,
+    /// with label values escaped.
+    #[test]
+    fn reports_and_metrics_name_the_ejected_keys() {
+        let rt = runtime();
+        let now = 5 * S;
+        assert!(out_of_service(&rt, now).is_empty());
+        let k1 = &rt.provider("anthropic").expect("provider").keys[0];
+        for _ in 0..EJECT_AFTER {
+            k1.health.record(Verdict::Failure, now);
+        }
+        let report = out_of_service(&rt, now + S);
+        assert_eq!(report.len(), 1, "{report:?}");
+        assert_eq!(
+            (
+                report[0].key_id.as_str(),
+                report[0].cooldown_remaining_ms,
+                report[0].ejections_total
+            ),
+            ("k\"1", 29 * S, 1)
+        );
+        // Counting down is no change; the cooldown ending (probe due) is.
+        let later = out_of_service(&rt, now + 2 * S);
+        assert!(same_ejections(&report, &later));
+        let due = out_of_service(&rt, now + millis(BASE_EJECTION));
+        assert_eq!(due[0].cooldown_remaining_ms, 0);
+        assert!(!same_ejections(&report, &due));
+        assert!(!same_ejections(&report, &[]));
+
+        let mut text = String::new();
+        write_prometheus(&rt, now + S, &mut text);
+        for line in [
+            "# TYPE tollgate_provider_key_ejected gauge",
+            "tollgate_provider_key_ejected{provider=\"anthropic\",key_id=\"k\\\"1\"} 1",
+            "tollgate_provider_key_ejected{provider=\"anthropic\",key_id=\"k2\"} 0",
+            "tollgate_provider_key_ejections_total{provider=\"anthropic\",key_id=\"k\\\"1\"} 1",
+            "tollgate_provider_key_consecutive_failures{provider=\"anthropic\",key_id=\"k2\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
     }
 }

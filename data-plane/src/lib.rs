@@ -145,6 +145,22 @@ impl DataPlane {
         limits::wire::report_to_pb(&report, 0)
     }
 
+    /// The provider keys outlier detection has out of service now (for the fleet view).
+    pub fn ejected_keys(&self) -> Vec<tollgate_proto::config::v1::EjectedKey> {
+        self.runtime
+            .load()
+            .map(|rt| health::out_of_service(&rt, health::now_ms()))
+            .unwrap_or_default()
+    }
+
+    /// The health of every provider key of the current config, as Prometheus text (see
+    /// [`health::write_prometheus`]).
+    pub fn write_key_health_metrics(&self, out: &mut String) {
+        if let Some(rt) = self.runtime.load() {
+            health::write_prometheus(&rt, health::now_ms(), out);
+        }
+    }
+
     /// Applies allowances the control plane granted; returns how many named a counter this
     /// node has (others are ignored: their key or limit is gone, or not here yet).
     pub fn apply_grants(&self, grants: &tollgate_proto::config::v1::Grants) -> usize {

@@ -535,6 +535,8 @@ impl Follower {
         let mut report_rounds = 0;
         let mut report_every = tokio::time::interval(LIMITS_REPORT_EVERY);
         report_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The ejected keys last reported on this stream (`None`: nothing yet).
+        let mut ejected_sent = None;
         loop {
             let rotate = async {
                 match rotate_at {
@@ -547,6 +549,7 @@ impl Follower {
                 () = rotate => return StreamEnd::Rotated,
                 _ = report_every.tick() => {
                     self.report_limits(&tx, grant_seq, &mut report_rounds);
+                    self.report_key_health(&tx, &mut ejected_sent);
                     continue;
                 }
             };
@@ -604,6 +607,34 @@ impl Follower {
                 *rounds = 0;
                 return;
             }
+        }
+    }
+
+    /// Sends the provider keys this node has out of service when they changed since `sent`
+    /// (and at the start of a stream). A report that does not fit in the stream's buffer is
+    /// tried again on the next tick.
+    fn report_key_health(
+        &self,
+        tx: &mpsc::Sender<WatchRequest>,
+        sent: &mut Option<Vec<tollgate_proto::config::v1::EjectedKey>>,
+    ) {
+        let ejected = self.dp.ejected_keys();
+        if sent
+            .as_deref()
+            .is_some_and(|s| crate::health::same_ejections(s, &ejected))
+        {
+            return;
+        }
+        let report = tollgate_proto::config::v1::KeyHealthReport {
+            ejected: ejected.clone(),
+        };
+        if tx
+            .try_send(WatchRequest {
+                msg: Some(watch_request::Msg::KeyHealth(report)),
+            })
+            .is_ok()
+        {
+            *sent = Some(ejected);
         }
     }
 

@@ -1299,3 +1299,46 @@ async fn readme_fallback_commands_work_as_pasted() {
         ]
     );
 }
+
+/// All-in-one serves `/metrics` too: the config version and every provider key's health, which
+/// turns to ejected after five throttled requests in a row (and each final 429 says when to
+/// retry).
+#[tokio::test]
+async fn all_in_one_metrics_show_an_ejected_key() {
+    let s = setup().await;
+    let metrics = || async {
+        s.http
+            .get(s.gw.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    };
+    let text = metrics().await;
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("tollgate_config_version ") && !l.ends_with(" 0")),
+        "{text}"
+    );
+    let ejected = |text: &str, value: &str| {
+        text.lines().any(|l| {
+            l.starts_with("tollgate_provider_key_ejected{provider=\"bedrock\",key_id=")
+                && l.ends_with(value)
+        })
+    };
+    assert!(ejected(&text, "} 0"), "{text}");
+    s.double.set_fault(Some("throttle"));
+    for _ in 0..5 {
+        let resp = s.post(&message("claude-sonnet-4-6", "hi", false)).await;
+        assert_eq!(resp.status(), 429);
+        assert!(resp.headers().contains_key("retry-after"));
+    }
+    let text = metrics().await;
+    assert!(ejected(&text, "} 1"), "{text}");
+    assert!(
+        text.contains("tollgate_provider_key_ejections_total{provider=\"bedrock\""),
+        "{text}"
+    );
+}

@@ -707,3 +707,88 @@ async fn allowance_moves_to_the_busy_data_plane() {
     assert_eq!(ok, 28, "all that is left of 30 after the two slow requests");
     assert!(temporary < 20, "{temporary} temporary refusals");
 }
+
+/// A provider key that keeps failing is ejected by the data plane that saw it fail: its
+/// `/metrics` says so, the control plane's fleet view names the key under that node (and not
+/// under the other node), and requests no longer wait on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ejected_key_shows_in_metrics_and_the_fleet_view() {
+    let double =
+        BedrockDouble::start(BedrockDoubleConfig::new().with_key(AKID, SECRET)).expect("double");
+    let (cluster, _cp) = cluster_with_bedrock(&double, "tollgate_ejection").await;
+    let vk = cluster
+        .virtual_key(json!({"name": "ejection", "provider": "bedrock"}))
+        .await;
+    let (_dirs, _listens, dps) = cluster.start_dps(2).await;
+    for dp in &dps {
+        eventually("the data plane serves", Duration::from_secs(10), || async {
+            cluster.infer(dp, &vk, "claude-sonnet-4-6").await == 200
+        })
+        .await;
+    }
+    let (_, keys) = cluster
+        .admin(reqwest::Method::GET, "/api/providers/bedrock/keys", None)
+        .await;
+    let key_id = keys["keys"][0]["id"].as_str().expect("key id").to_owned();
+    let metric =
+        format!("tollgate_provider_key_ejected{{provider=\"bedrock\",key_id=\"{key_id}\"}}");
+    let metrics = |dp: &TollgateProcess| {
+        let url = dp.url("/metrics");
+        let http = cluster.http.clone();
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("text")
+        }
+    };
+    assert!(metrics(&dps[0]).await.contains(&format!("{metric} 0")));
+
+    // Bedrock fails every request: five failures in a row on the first data plane eject the key.
+    double.set_fault(Some("unavailable"));
+    for _ in 0..5 {
+        assert_eq!(cluster.infer(&dps[0], &vk, "claude-sonnet-4-6").await, 529);
+    }
+    assert!(metrics(&dps[0]).await.contains(&format!("{metric} 1")));
+    assert!(metrics(&dps[1]).await.contains(&format!("{metric} 0")));
+    eventually(
+        "the fleet view names the ejected key under the first node",
+        Duration::from_secs(5),
+        || async {
+            let (_, list) = cluster
+                .admin(reqwest::Method::GET, "/api/data-planes", None)
+                .await;
+            let planes = list["data_planes"].as_array().cloned().unwrap_or_default();
+            let ejected: Vec<(String, Value)> = planes
+                .iter()
+                .map(|p| {
+                    (
+                        p["address"].as_str().unwrap_or("").to_owned(),
+                        p["ejected_keys"].clone(),
+                    )
+                })
+                .collect();
+            ejected.iter().any(|(address, keys)| {
+                dps[0].url("").contains(address.as_str())
+                    && keys.as_array().is_some_and(|k| {
+                        k.len() == 1
+                            && k[0]["key_id"] == key_id.as_str()
+                            && k[0]["key_name"] == "bedrock-key"
+                            && k[0]["ejections_total"] == 1
+                            && k[0]["until"].is_string()
+                    })
+            }) && ejected
+                .iter()
+                .filter(|(address, _)| !dps[0].url("").contains(address.as_str()))
+                .all(|(_, keys)| keys.as_array().is_some_and(Vec::is_empty))
+        },
+    )
+    .await;
+    // The only key, ejected, is still the last resort: the request is tried, not refused.
+    let tried = double.requests().len();
+    assert_eq!(cluster.infer(&dps[0], &vk, "claude-sonnet-4-6").await, 529);
+    assert_eq!(double.requests().len(), tried + 1);
+}

@@ -350,11 +350,28 @@ pub async fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
     let usage_task = tokio::spawn(ingest_in_process(cp.clone(), usage_rx));
     let limits_task = tokio::spawn(report_limits_in_process(cp.clone(), dp.clone()));
 
+    let listener = Listener::bind(args.listen, "http").await?;
+    let metrics = {
+        let dp = dp.clone();
+        let listener = listener.stats();
+        axum::routing::get(move || {
+            let body = all_in_one_metrics(&dp, &listener);
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    body,
+                )
+            }
+        })
+    };
     // The inference router's fallback answers unknown paths (admin paths in the admin shape).
     let app = cp
         .admin_router()
-        .merge(tollgate_data_plane::server::router(dp.clone()));
-    let listener = Listener::bind(args.listen, "http").await?;
+        .merge(tollgate_data_plane::server::router(dp.clone()))
+        .route("/metrics", metrics);
     let local = listener.local_addr();
     tracing::info!(
         listen = %local,
@@ -717,6 +734,21 @@ fn data_plane_metrics(
         ));
     }
     dp.refusals().write_prometheus(&mut out);
+    dp.write_key_health_metrics(&mut out);
+    listener.write_prometheus(&mut out);
+    out
+}
+
+/// All-in-one's `/metrics`: its data plane's config version, refusals and provider key health,
+/// and its listener (usage goes to the store in process: no delivery figures).
+fn all_in_one_metrics(dp: &DataPlane, listener: &ListenerStats) -> String {
+    let version = dp.runtime().load().map_or(0, |rt| rt.version);
+    let mut out = format!(
+        "# HELP tollgate_config_version Config version being served (0: none yet).\n\
+         # TYPE tollgate_config_version gauge\ntollgate_config_version {version}\n"
+    );
+    dp.refusals().write_prometheus(&mut out);
+    dp.write_key_health_metrics(&mut out);
     listener.write_prometheus(&mut out);
     out
 }

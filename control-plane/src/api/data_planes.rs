@@ -36,6 +36,21 @@ pub struct DataPlane {
     /// Its applied version is older than the published one, or it has not been seen for more
     /// than 30 seconds.
     pub lagging: bool,
+    /// The provider keys its outlier detection has out of service (failed repeatedly), as it
+    /// last reported them; empty when all are in service.
+    pub ejected_keys: Vec<EjectedKey>,
+}
+
+/// A provider key a data plane keeps out of service until a probe request succeeds.
+#[derive(Serialize, ToSchema)]
+pub struct EjectedKey {
+    pub provider: String,
+    pub key_id: String,
+    pub key_name: String,
+    /// RFC 3339. When its cooldown ends and one request probes it; null while being probed.
+    pub until: Option<String>,
+    /// How often that data plane ejected it since it started.
+    pub ejections_total: u64,
 }
 
 impl From<NodeStatus> for DataPlane {
@@ -52,6 +67,17 @@ impl From<NodeStatus> for DataPlane {
             last_seen: timestamp(n.last_seen),
             connected_since: timestamp(n.connected_since),
             lagging: n.lagging,
+            ejected_keys: n
+                .ejected_keys
+                .into_iter()
+                .map(|k| EjectedKey {
+                    provider: k.provider,
+                    key_id: k.key_id,
+                    key_name: k.key_name,
+                    until: k.until.map(timestamp),
+                    ejections_total: k.ejections_total,
+                })
+                .collect(),
         }
     }
 }
