@@ -219,7 +219,12 @@ pub fn write_prometheus(rt: &Runtime, now: u64, out: &mut String) {
         .flat_map(|p| p.keys.iter().map(move |k| (&*p.name, &*k.id, &*k.health)))
         .collect();
     keys.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    type Series = (&'static str, &'static str, &'static str, fn(&KeyHealth, u64) -> u64);
+    type Series = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&KeyHealth, u64) -> u64,
+    );
     let series: [Series; 3] = [
         (
             "tollgate_provider_key_ejected",

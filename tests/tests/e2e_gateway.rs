@@ -1239,7 +1239,7 @@ async fn readme_fallback_commands_work_as_pasted() {
         assert_eq!(st, 201, "{path}: {b}");
     }
     let commands = readme_curl_commands("Fallbacks");
-    assert_eq!(commands.len(), 2, "{commands:?}");
+    assert_eq!(commands.len(), 3, "{commands:?}");
     let addr = gw.addr().to_string();
     let run = |cmd: String| async move {
         let out = tokio::process::Command::new("sh")
@@ -1298,6 +1298,119 @@ async fn readme_fallback_commands_work_as_pasted() {
             Some("us.anthropic.claude-sonnet-4-6".to_owned())
         ]
     );
+    // The retry settings, as pasted (the PUT replaces the whole network block).
+    let updated = run(commands[2].replace("localhost:8080", &addr)).await;
+    let network = &updated["network_config"];
+    assert_eq!(
+        (
+            &network["max_retries"],
+            &network["retry_backoff_initial"],
+            &network["retry_backoff_max"],
+            &network["response_header_timeout_in_seconds"]
+        ),
+        (&json!(2), &json!(500), &json!(5000), &json!(30)),
+        "{updated}"
+    );
+}
+
+/// The README's load-balancing commands, as pasted: keys by weight within Bedrock, the virtual
+/// key's provider weights across Bedrock and Anthropic, and a session that stays on one key.
+#[tokio::test]
+async fn readme_load_balancing_commands_work_as_pasted() {
+    const UPSTREAM_KEY: &str = "sk-ant-api03-readme-balancing";
+    let bedrock = tollgate_tests::bedrock_double::BedrockDouble::start(
+        tollgate_tests::bedrock_double::BedrockDoubleConfig::new().with_key(AKID, SECRET),
+    )
+    .expect("double");
+    let anthropic = tollgate_tests::anthropic_double::AnthropicDouble::start(
+        tollgate_tests::anthropic_double::AnthropicDoubleConfig::new().with_api_key(UPSTREAM_KEY),
+    )
+    .expect("anthropic double");
+    let gw = tollgate_tests::harness::TollgateProcess::spawn(
+        &[],
+        &[
+            ("AWS_ACCESS_KEY_ID", AKID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+            ("ANTHROPIC_API_KEY", UPSTREAM_KEY),
+        ],
+    )
+    .await
+    .expect("tollgate");
+    let http = reqwest::Client::new();
+    for body in [
+        json!({"provider": "bedrock", "network_config": {"base_url": bedrock.base_url()}}),
+        json!({"provider": "anthropic", "network_config": {"base_url": anthropic.base_url()}}),
+    ] {
+        let (st, b) = admin(&http, &gw, "POST", "/api/providers", body).await;
+        assert_eq!(st, 201, "{b}");
+    }
+    let commands = readme_curl_commands("Load balancing");
+    assert_eq!(commands.len(), 4, "{commands:?}");
+    let addr = gw.addr().to_string();
+    let mut created = Vec::new();
+    for cmd in &commands {
+        let out = tokio::process::Command::new("sh")
+            .args(["-c", &cmd.replace("localhost:8080", &addr)])
+            .output()
+            .await
+            .expect("sh");
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("`{cmd}`: {}", String::from_utf8_lossy(&out.stdout)));
+        assert!(v.get("error").is_none(), "`{cmd}`: {v}");
+        created.push(v);
+    }
+    let vk = created[3]["value"].as_str().expect("value").to_owned();
+    let send = |session: String| {
+        let http = http.clone();
+        let url = gw.url("/anthropic/v1/messages");
+        let vk = vk.clone();
+        async move {
+            let r = http
+                .post(url)
+                .header("x-api-key", vk)
+                .header("x-claude-code-session-id", session)
+                .json(&json!({"model": "claude-sonnet-4-6", "max_tokens": 16,
+                    "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .expect("send");
+            let status = r.status().as_u16();
+            let key = r
+                .headers()
+                .get("x-tollgate-provider-key")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            (status, key)
+        }
+    };
+    // The key is known once it answers.
+    let mut first = (0, String::new());
+    for _ in 0..100 {
+        first = send("warm-up".into()).await;
+        if first.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(first.0, 200, "{}", gw.output());
+    // A session's requests all go to one key.
+    for _ in 0..5 {
+        assert_eq!(send("warm-up".into()).await, first);
+    }
+    // 200 sessions: Bedrock about 80 %, split 3 to 1 between its regions; Anthropic about 20 %.
+    let mut counts = std::collections::BTreeMap::<String, u32>::new();
+    for i in 0..200 {
+        let (status, key) = send(format!("session-{i}")).await;
+        assert_eq!(status, 200);
+        *counts.entry(key).or_default() += 1;
+    }
+    let share = |k: &str| f64::from(counts.get(k).copied().unwrap_or(0)) / 200.0;
+    // Bounds at four standard deviations of the binomial shares (the hashes of these session
+    // ids are fixed, so the counts are the same on every run).
+    assert!((0.46..0.74).contains(&share("us-east-1")), "{counts:?}");
+    assert!((0.09..0.31).contains(&share("us-west-2")), "{counts:?}");
+    assert!((0.09..0.31).contains(&share("anthropic-key")), "{counts:?}");
 }
 
 /// All-in-one serves `/metrics` too: the config version and every provider key's health, which
