@@ -367,7 +367,7 @@ fn anthropic_error_bodies_become_bedrock_errors() {
     assert_eq!(
         (err.status, err.error_type, err.message.as_str()),
         (
-            403,
+            400,
             "UnrecognizedClientException",
             "the gateway answered HTTP 401"
         )

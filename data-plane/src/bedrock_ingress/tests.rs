@@ -6,9 +6,9 @@
 //! | `a_bedrock_served_stream_goes_back_as_the_same_event_stream` | path id, betas, body to Bedrock; frames event for event; usage |
 //! | `a_fallback_to_anthropic_is_re_encoded_as_an_event_stream` | fallback after a throttle; SSE re-encoded; the path id reported |
 //! | `unary_invoke_and_count_tokens_answer_in_bedrocks_shape` | Message JSON; `{"inputTokens"}`; betas and version headers |
-//! | `refusals_and_errors_come_back_in_bedrocks_shape` | 403/400/404/405/429 with `x-amzn-ErrorType`; refusals are not usage |
+//! | `refusals_and_errors_come_back_in_bedrocks_shape` | 400/404/405/429 with `x-amzn-ErrorType`; refusals are not usage |
 //! | `a_mid_stream_error_is_an_exception_frame` | never `text/event-stream`; the usage record keeps the error |
-//! | `inference_profiles_list_what_the_key_may_use` | list and get; 403 without a key |
+//! | `inference_profiles_list_what_the_key_may_use` | list and get; 400 without a key |
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -544,7 +544,7 @@ async fn refusals_and_errors_come_back_in_bedrocks_shape() {
     // No key (Claude Code's skip-auth mode without AWS_BEARER_TOKEN_BEDROCK), a bad key.
     for key in [None, Some("sk-tg-nope")] {
         let a = gw.call(Method::POST, stream, key, &invoke_body()).await;
-        let message = a.bedrock_error(403, "UnrecognizedClientException");
+        let message = a.bedrock_error(400, "UnrecognizedClientException");
         assert!(message.contains("virtual key"), "{key:?}: {message}");
         assert!(a.headers.contains_key("x-amzn-requestid"), "{a:?}");
     }
@@ -646,7 +646,7 @@ async fn inference_profiles_list_what_the_key_may_use() {
 
     // Claude Code in skip-auth mode asks without a credential.
     let a = gw.call(Method::GET, list, None, "").await;
-    a.bedrock_error(403, "UnrecognizedClientException");
+    a.bedrock_error(400, "UnrecognizedClientException");
 
     for key in [GOOD, RESILIENT] {
         let a = gw.call(Method::GET, list, Some(key), "").await;

@@ -225,18 +225,24 @@ pub struct BedrockError {
 /// | Anthropic | Bedrock |
 /// |---|---|
 /// | `invalid_request_error`, `request_too_large` | 400 `ValidationException` |
-/// | `authentication_error` | 403 `UnrecognizedClientException` |
-/// | `permission_error`, `billing_error` | 403 `AccessDeniedException` |
+/// | `authentication_error` | 400 `UnrecognizedClientException` |
+/// | `permission_error`, `billing_error` | 400 `AccessDeniedException` |
 /// | `not_found_error` | 404 `ResourceNotFoundException` |
 /// | `timeout_error` | 408 `ModelTimeoutException` |
 /// | `rate_limit_error` | 429 `ThrottlingException` |
 /// | `api_error` | 500 `InternalServerException` |
 /// | `overloaded_error` | 503 `ServiceUnavailableException` |
+///
+/// The credential and permission refusals keep Bedrock's names but answer 400, not Bedrock's
+/// 403: Claude Code 2.1.331 in Bedrock mode retries a 401 or 403 for minutes (it waits for
+/// refreshed AWS credentials, `x-should-retry: false` or not), while a 400 ends the session at
+/// once with the message. These refusals are final (an unknown virtual key, a model the key may
+/// not use); retrying them only hides the message.
 pub const fn bedrock_exception(kind: ErrorKind) -> (u16, &'static str) {
     match kind {
         ErrorKind::InvalidRequest | ErrorKind::RequestTooLarge => (400, "ValidationException"),
-        ErrorKind::Authentication => (403, "UnrecognizedClientException"),
-        ErrorKind::Permission | ErrorKind::Billing => (403, "AccessDeniedException"),
+        ErrorKind::Authentication => (400, "UnrecognizedClientException"),
+        ErrorKind::Permission | ErrorKind::Billing => (400, "AccessDeniedException"),
         ErrorKind::NotFound => (404, "ResourceNotFoundException"),
         ErrorKind::Timeout => (408, "ModelTimeoutException"),
         ErrorKind::RateLimit => (429, "ThrottlingException"),
