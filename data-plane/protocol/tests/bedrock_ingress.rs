@@ -307,11 +307,11 @@ fn every_anthropic_error_kind_has_a_bedrock_exception() {
             (ErrorKind::InvalidRequest, 400, "ValidationException"),
             (
                 ErrorKind::Authentication,
-                403,
+                400,
                 "UnrecognizedClientException"
             ),
-            (ErrorKind::Billing, 403, "AccessDeniedException"),
-            (ErrorKind::Permission, 403, "AccessDeniedException"),
+            (ErrorKind::Billing, 400, "AccessDeniedException"),
+            (ErrorKind::Permission, 400, "AccessDeniedException"),
             (ErrorKind::NotFound, 404, "ResourceNotFoundException"),
             (ErrorKind::RequestTooLarge, 400, "ValidationException"),
             (ErrorKind::RateLimit, 429, "ThrottlingException"),
