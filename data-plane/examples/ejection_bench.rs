@@ -113,7 +113,10 @@ async fn main() {
                 let s = (started.elapsed().as_secs() as usize).min(seconds - 1);
                 total[s].fetch_add(1, Ordering::Relaxed);
                 assert_eq!(r.status, 200, "{r:?}");
-                if r.attempts.first().is_some_and(|a| a.provider_key_id == "bad") {
+                if r.attempts
+                    .first()
+                    .is_some_and(|a| a.provider_key_id == "bad")
+                {
                     bad[s].fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -151,7 +154,10 @@ async fn main() {
     let sum = |v: &[AtomicU64], r: std::ops::Range<usize>| -> u64 {
         v[r].iter().map(|c| c.load(Ordering::Relaxed)).sum()
     };
-    println!("{CONCURRENCY} at a time for {} s, two keys of equal weight, one failing:", RUN.as_secs());
+    println!(
+        "{CONCURRENCY} at a time for {} s, two keys of equal weight, one failing:",
+        RUN.as_secs()
+    );
     for (label, range) in [
         ("first second", 0..1),
         ("1 s to 30 s (ejected)", 1..30),
@@ -161,7 +167,11 @@ async fn main() {
         let (n, b) = (sum(&total, range.clone()), sum(&bad, range));
         println!(
             "{label:>24}: {n:>7} requests, {b:>3} first sent to the failing key ({:.4} %)",
-            if n == 0 { 0.0 } else { 100.0 * b as f64 / n as f64 }
+            if n == 0 {
+                0.0
+            } else {
+                100.0 * b as f64 / n as f64
+            }
         );
     }
 }

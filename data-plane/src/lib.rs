@@ -26,6 +26,7 @@
 //! | [`value`] | literal / `env.NAME` values resolved at use, under the env allowlist |
 
 pub mod admission;
+pub mod bedrock_ingress;
 pub mod error;
 pub mod grpc;
 pub mod health;

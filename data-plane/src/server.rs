@@ -62,6 +62,8 @@ pub fn router(dp: Arc<DataPlane>) -> Router {
         .route("/anthropic", head(warm_up))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        // Bedrock-format clients (Claude Code in Bedrock mode).
+        .merge(crate::bedrock_ingress::routes())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(no_route)
         .with_state(dp)
@@ -386,11 +388,16 @@ impl Draft {
 }
 
 /// A new request id (`req_tg_` and a time-ordered UUID).
-fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     format!("req_tg_{}", uuid::Uuid::now_v7().simple())
 }
 
-async fn handle(dp: Arc<DataPlane>, op: Operation, headers: HeaderMap, body: Body) -> Response {
+pub(crate) async fn handle(
+    dp: Arc<DataPlane>,
+    op: Operation,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let mut draft = Draft::new(new_request_id());
     let (rt, vk, bytes) = match admit(&dp, &headers, body, &mut draft).await {
         Ok(admitted) => admitted,
@@ -476,7 +483,7 @@ fn check_fallbacks(fallbacks: &[String]) -> Result<(), ProxyError> {
 /// the refusal is usage (one record, logged at `info`); before that it is only counted and
 /// logged at `debug` (see [`crate::refusals`]), so unauthenticated traffic cannot fill the usage
 /// queue or the spool.
-fn refuse(dp: &DataPlane, draft: Draft, e: ProxyError) -> Response {
+pub(crate) fn refuse(dp: &DataPlane, draft: Draft, e: ProxyError) -> Response {
     let status = e.status.as_u16();
     let class = e.class;
     if draft.record.virtual_key_id.is_empty() {
@@ -542,7 +549,7 @@ fn presented_key(headers: &HeaderMap) -> Result<Option<&str>, ()> {
     }
 }
 
-fn authenticate(
+pub(crate) fn authenticate(
     rt: &Runtime,
     headers: &HeaderMap,
     now_unix_ms: i64,
@@ -575,7 +582,7 @@ fn too_large(limit: usize) -> ProxyError {
     )
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ProxyError> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ProxyError> {
     // A declared length (`Content-Length`) over the cap is refused before any byte is read.
     if http_body::Body::size_hint(&body).lower() > limit as u64 {
         return Err(too_large(limit));
@@ -590,7 +597,7 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ProxyError> {
 }
 
 /// 503: no configuration yet.
-fn not_ready() -> ProxyError {
+pub(crate) fn not_ready() -> ProxyError {
     ProxyError::new(
         ErrorKind::Overloaded,
         "not_ready",

@@ -1,12 +1,14 @@
-//! A small AWS event-stream *encoder* (`application/vnd.amazon.eventstream`), owned by the doubles.
+//! A small AWS event-stream *encoder* (`application/vnd.amazon.eventstream`), owned by the doubles,
+//! and a strict *decoder* ([`decode_all`]) for checking what the gateway sends Bedrock-format
+//! clients.
 //!
 //! Frame layout (all integers big-endian):
 //! `total_len u32 | headers_len u32 | prelude_crc u32 | headers | payload | message_crc u32`,
 //! where `prelude_crc = crc32(bytes[0..8])` and `message_crc = crc32(everything before it)`
 //! (IEEE polynomial, `crc32fast`). A header is `name_len u8 | name | type u8 | value`.
 //!
-//! The encoder is independent of the gateway's decoder on purpose, and is pinned to the
-//! hand-checked vectors of the protocol reference (Appendix A2) by the tests below.
+//! Both are independent of the gateway's codec on purpose, and are pinned to the hand-checked
+//! vectors of the protocol reference (Appendix A2) by the tests below.
 
 use base64::Engine as _;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -157,9 +159,174 @@ pub fn padding(seed: usize) -> String {
         .collect()
 }
 
+/// One decoded frame: its headers in order and its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub headers: Vec<(String, HeaderValue)>,
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    /// A string header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find_map(|(n, v)| match v {
+            HeaderValue::String(s) if n == name => Some(s.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The event JSON a Bedrock `chunk` frame carries (its payload's `bytes`, base64-decoded);
+    /// `None` for any other frame.
+    pub fn chunk_event(&self) -> Option<serde_json::Value> {
+        if self.header(":message-type") != Some("event")
+            || self.header(":event-type") != Some("chunk")
+        {
+            return None;
+        }
+        let payload: serde_json::Value = serde_json::from_slice(&self.payload).ok()?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(payload["bytes"].as_str()?)
+            .ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// Decodes a whole event stream strictly: every frame's lengths must be consistent (at least 16
+/// bytes, headers inside the frame), both CRCs must match, every header must be well formed
+/// with a known type and non-empty name, and nothing may follow the last frame. The error names
+/// the frame and the problem.
+pub fn decode_all(mut bytes: &[u8]) -> Result<Vec<Frame>, String> {
+    let mut frames = Vec::new();
+    while !bytes.is_empty() {
+        let n = frames.len();
+        let err = |what: &str| format!("frame {n}: {what}");
+        if bytes.len() < FRAME_OVERHEAD {
+            return Err(err("truncated prelude"));
+        }
+        let be32 = |at: usize| {
+            u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
+        let total = be32(0) as usize;
+        let headers_len = be32(4) as usize;
+        if crc32fast::hash(&bytes[..8]) != be32(8) {
+            return Err(err("prelude CRC mismatch"));
+        }
+        if total < FRAME_OVERHEAD || headers_len > total - FRAME_OVERHEAD {
+            return Err(err("inconsistent lengths"));
+        }
+        if bytes.len() < total {
+            return Err(err("truncated frame"));
+        }
+        if crc32fast::hash(&bytes[..total - 4]) != be32(total - 4) {
+            return Err(err("message CRC mismatch"));
+        }
+        let headers = decode_headers(&bytes[12..12 + headers_len]).map_err(|e| err(&e))?;
+        frames.push(Frame {
+            headers,
+            payload: bytes[12 + headers_len..total - 4].to_vec(),
+        });
+        bytes = &bytes[total..];
+    }
+    Ok(frames)
+}
+
+fn decode_headers(mut b: &[u8]) -> Result<Vec<(String, HeaderValue)>, String> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+        if b.len() < n {
+            return Err("header runs past the headers".into());
+        }
+        let (head, tail) = b.split_at(n);
+        *b = tail;
+        Ok(head)
+    }
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let name_len = take(&mut b, 1)?[0] as usize;
+        if name_len == 0 {
+            return Err("empty header name".into());
+        }
+        let name = String::from_utf8(take(&mut b, name_len)?.to_vec())
+            .map_err(|_| "header name is not UTF-8".to_owned())?;
+        let fixed = |b: &mut &[u8], n: usize| -> Result<i64, String> {
+            let raw = take(b, n)?;
+            Ok(raw.iter().fold(0i64, |acc, &x| (acc << 8) | i64::from(x)))
+        };
+        let value = match take(&mut b, 1)?[0] {
+            0 => HeaderValue::Bool(true),
+            1 => HeaderValue::Bool(false),
+            2 => HeaderValue::Byte(take(&mut b, 1)?[0] as i8),
+            3 => HeaderValue::Int16(fixed(&mut b, 2)? as i16),
+            4 => HeaderValue::Int32(fixed(&mut b, 4)? as i32),
+            5 => HeaderValue::Int64(fixed(&mut b, 8)?),
+            t @ (6 | 7) => {
+                let len = fixed(&mut b, 2)? as usize;
+                let raw = take(&mut b, len)?.to_vec();
+                if t == 6 {
+                    HeaderValue::ByteArray(raw)
+                } else {
+                    HeaderValue::String(
+                        String::from_utf8(raw).map_err(|_| format!("header {name}: not UTF-8"))?,
+                    )
+                }
+            }
+            8 => HeaderValue::Timestamp(fixed(&mut b, 8)?),
+            9 => HeaderValue::Uuid(
+                take(&mut b, 16)?
+                    .try_into()
+                    .map_err(|_| "uuid".to_owned())?,
+            ),
+            t => return Err(format!("header {name}: unknown type {t}")),
+        };
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_decoder_reads_the_reference_vectors_and_refuses_corruption() {
+        let event = br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#;
+        let mut stream = bedrock_chunk(event, "abcd").to_vec();
+        stream.extend_from_slice(&bedrock_exception("throttlingException", "slow", None));
+        let frames = decode_all(&stream).expect("valid");
+        assert_eq!(frames.len(), 2);
+        assert_eq!(
+            frames[0].chunk_event(),
+            Some(serde_json::from_slice(event).unwrap())
+        );
+        assert_eq!(
+            frames[1].header(":exception-type"),
+            Some("throttlingException")
+        );
+        assert_eq!(frames[1].payload, br#"{"message":"slow"}"#);
+        assert_eq!(
+            decode_all(
+                &hex::decode("0000001d00000000fd528c5a7b27666f6f273a27626172277dc3653936").unwrap()
+            ),
+            Ok(vec![Frame {
+                headers: vec![],
+                payload: b"{'foo':'bar'}".to_vec()
+            }])
+        );
+        for (at, what) in [
+            (9, "prelude CRC"),
+            (20, "message CRC"),
+            (stream.len() - 1, "message CRC"),
+        ] {
+            let mut bad = stream.clone();
+            bad[at] ^= 1;
+            let e = decode_all(&bad).unwrap_err();
+            assert!(e.contains(what), "{at}: {e}");
+        }
+        assert!(
+            decode_all(&stream[..stream.len() - 3])
+                .unwrap_err()
+                .contains("truncated")
+        );
+    }
 
     #[test]
     fn crt_vector_no_headers() {

@@ -6,6 +6,10 @@
 //! npm installs on Node 20), which sends a turn's thinking blocks back only when
 //! `message_start.message.model` equals the model it asked for.
 //!
+//! Claude Code also runs in Bedrock mode (`CLAUDE_CODE_USE_BEDROCK=1` against the gateway's
+//! `/bedrock` routes), where the gateway answers in Bedrock's binary event stream whichever
+//! provider served.
+//!
 //! `scripts/test.sh` installs the clients and sets `TOLLGATE_TEST_PYTHON` (a venv with
 //! `anthropic`), `TOLLGATE_TEST_CLAUDE` (Claude Code 2.1.331 from npm) and
 //! `TOLLGATE_TEST_CLAUDE_2_1_197`.
@@ -19,6 +23,7 @@ use common::{admin, setup, wait_for_config};
 use serde_json::{Value, json};
 use tollgate_tests::anthropic_double::{AnthropicDouble, AnthropicDoubleConfig};
 use tollgate_tests::bedrock_double::script::{THINKING_TEXT, id_suffix};
+use tollgate_tests::eventstream;
 use tollgate_tests::harness::{TollgateOptions, TollgateProcess};
 
 fn required_env(name: &str) -> String {
@@ -581,4 +586,218 @@ async fn claude_code_completes_a_tool_session_on_the_fallback_while_bedrock_thro
             .filter(|l| l.contains("trying the next fallback"))
             .count();
     assert_eq!(fell_back, throttled, "one fallback per throttled attempt");
+}
+
+/// Claude Code in Bedrock mode, as the README's "Claude Code in Bedrock mode" section sets it up:
+/// the gateway's `/bedrock` base URL, no SigV4 (`CLAUDE_CODE_SKIP_BEDROCK_AUTH=1`), the virtual
+/// key as the Bedrock API key (`AWS_BEARER_TOKEN_BEDROCK`, sent as `Authorization: Bearer`).
+fn bedrock_mode_env(gw: &TollgateProcess, vk: &str) -> Vec<(String, String)> {
+    [
+        ("CLAUDE_CODE_USE_BEDROCK", "1"),
+        ("ANTHROPIC_BEDROCK_BASE_URL", &gw.url("/bedrock")),
+        ("CLAUDE_CODE_SKIP_BEDROCK_AUTH", "1"),
+        ("AWS_BEARER_TOKEN_BEDROCK", vk),
+        ("AWS_REGION", "us-east-1"),
+        ("ANTHROPIC_MODEL", BEDROCK_MODE_MODEL),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// The model the Bedrock-mode sessions use (`ANTHROPIC_MODEL`): a priced Bedrock id (Claude
+/// Code's built-in `us.anthropic.claude-opus-5-5` is newer than the price table, and the
+/// walkthrough's key has a budget), with the `:` Claude Code keeps literal in the path.
+const BEDROCK_MODE_MODEL: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+
+/// `POST /bedrock/model/{id}/invoke-with-response-stream` straight from the test: the answer's
+/// content type, headers, and its frames through the tests' own strict decoder (lengths, both
+/// CRCs, headers).
+async fn bedrock_mode_stream(
+    http: &reqwest::Client,
+    gw: &TollgateProcess,
+    vk: &str,
+    model_segment: &str,
+) -> (reqwest::header::HeaderMap, Vec<eventstream::Frame>) {
+    let body = json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64,
+                      "messages": [{"role": "user", "content": "hi"}]});
+    let resp = http
+        .post(gw.url(&format!(
+            "/bedrock/model/{model_segment}/invoke-with-response-stream"
+        )))
+        .bearer_auth(vk)
+        .json(&body)
+        .send()
+        .await
+        .expect("stream call");
+    assert_eq!(resp.status(), 200, "{:?}", resp.headers());
+    let headers = resp.headers().clone();
+    assert_eq!(
+        headers["content-type"], "application/vnd.amazon.eventstream",
+        "never text/event-stream on the Bedrock-format routes"
+    );
+    let bytes = resp.bytes().await.expect("body");
+    let frames = eventstream::decode_all(&bytes).unwrap_or_else(|e| panic!("{e}"));
+    (headers, frames)
+}
+
+/// The text of the `text_delta` events of a decoded stream.
+fn streamed_text(frames: &[eventstream::Frame]) -> String {
+    frames
+        .iter()
+        .filter_map(eventstream::Frame::chunk_event)
+        .filter_map(|e| e["delta"]["text"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Claude Code itself in Bedrock mode, through the gateway to the Bedrock double: `claude -p`
+/// with a tool (the double asks for a `Read` of a file, Claude Code runs it and sends the
+/// result). Claude Code's requests carry the virtual key as `Authorization: Bearer`; the model
+/// id travels in the path; every call reaching the double is signed by the gateway.
+#[tokio::test]
+async fn claude_code_in_bedrock_mode_completes_a_tool_session_through_the_gateway() {
+    let s = setup().await;
+    let work = tempfile::tempdir().expect("work dir");
+    let note = work.path().join("note.txt");
+    std::fs::write(&note, NOTE).expect("note");
+    let claude = required_env("TOLLGATE_TEST_CLAUDE");
+    let prompt = format!("[double:read:{}] Read the note.", note.display());
+    let out = run_claude(
+        &claude,
+        work.path(),
+        bedrock_mode_env(&s.gw, &s.vk),
+        &prompt,
+    )
+    .await;
+    let stdout = assert_ran(&out, "2.1.331", &s.gw);
+    assert!(
+        stdout.contains("Hello from the Bedrock double."),
+        "{stdout}"
+    );
+    let streamed: Vec<_> = s
+        .double
+        .requests()
+        .into_iter()
+        .filter(|r| r.operation.as_deref() == Some("InvokeModelWithResponseStream"))
+        .collect();
+    assert!(
+        streamed.len() >= 2,
+        "the tool turn and the answer: {streamed:?}"
+    );
+    for r in &streamed {
+        assert_eq!(r.verdict.status, 200, "{:?}", r.verdict);
+        assert_eq!(r.model_id.as_deref(), Some(BEDROCK_MODE_MODEL));
+        let body = r.body.as_ref().expect("json body");
+        assert_eq!(body["anthropic_version"], "bedrock-2023-05-31");
+        assert!(body.get("model").is_none() && body.get("stream").is_none());
+    }
+    let tool_result = streamed
+        .iter()
+        .filter_map(|r| r.body.as_ref())
+        .any(|b| tool_result_text(b).contains(NOTE));
+    assert!(tool_result, "the tool ran and its result went back");
+    // One usage record per turn, under the virtual key, on the Bedrock-format route.
+    let usage_lines =
+        s.gw.output()
+            .lines()
+            .filter(|l| l.contains("tollgate::usage") && l.contains(BEDROCK_MODE_MODEL))
+            .count();
+    assert!(usage_lines >= 2, "{}", s.gw.output());
+
+    // The same route from the test, decoded strictly: Bedrock's chunk frames.
+    let (headers, frames) = bedrock_mode_stream(&s.http, &s.gw, &s.vk, BEDROCK_MODE_MODEL).await;
+    assert_eq!(headers["x-tollgate-provider"], "bedrock");
+    assert!(
+        frames.iter().all(|f| f.chunk_event().is_some()),
+        "{frames:?}"
+    );
+    assert_eq!(streamed_text(&frames), "Hello from the Bedrock double.");
+    let first = frames[0].chunk_event().expect("chunk");
+    assert_eq!(first["type"], "message_start");
+    assert_eq!(first["message"]["model"], BEDROCK_MODE_MODEL);
+}
+
+/// Bedrock fails every request; the virtual key's fallback (`anthropic/claude-sonnet-4-6`)
+/// serves, and its SSE answer reaches Claude Code in Bedrock mode re-encoded as Bedrock's event
+/// stream: the session completes, tool and all.
+#[tokio::test]
+async fn claude_code_in_bedrock_mode_gets_the_anthropic_fallback_as_an_event_stream() {
+    let s = setup().await;
+    let anthropic = AnthropicDouble::start(AnthropicDoubleConfig::new().with_api_key(UPSTREAM_KEY))
+        .expect("anthropic double");
+    for (path, body) in [
+        (
+            "/api/providers",
+            json!({"provider": "anthropic", "network_config": {"base_url": anthropic.base_url()}}),
+        ),
+        (
+            "/api/providers/anthropic/keys",
+            json!({"name": "ant", "models": ["*"], "value": UPSTREAM_KEY}),
+        ),
+    ] {
+        let (st, b) = admin(&s.http, &s.gw, "POST", path, body).await;
+        assert_eq!(st, 201, "{path}: {b}");
+    }
+    let b = s
+        .virtual_key(
+            json!({"name": "resilient", "providers": ["bedrock", "anthropic"],
+                            "fallbacks": ["anthropic/claude-sonnet-4-6"]}),
+        )
+        .await;
+    let vk = b["value"].as_str().expect("value").to_owned();
+    s.double.set_fault(Some("unavailable"));
+
+    let work = tempfile::tempdir().expect("work dir");
+    let note = work.path().join("note.txt");
+    std::fs::write(&note, NOTE).expect("note");
+    let claude = required_env("TOLLGATE_TEST_CLAUDE");
+    let prompt = format!("[double:read:{}] Read the note.", note.display());
+    let out = run_claude(&claude, work.path(), bedrock_mode_env(&s.gw, &vk), &prompt).await;
+    let stdout = assert_ran(&out, "2.1.331", &s.gw);
+    assert!(
+        stdout.contains("Hello from the Anthropic double."),
+        "the fallback answered the last turn: {stdout}"
+    );
+    let failed: Vec<_> = s
+        .double
+        .requests()
+        .into_iter()
+        .filter(|r| r.operation.as_deref() == Some("InvokeModelWithResponseStream"))
+        .collect();
+    assert!(
+        failed.len() >= 2,
+        "Bedrock was tried first on each turn: {failed:?}"
+    );
+    assert!(failed.iter().all(|r| r.verdict.status >= 500), "{failed:?}");
+    let answered: Vec<_> = anthropic
+        .requests()
+        .into_iter()
+        .filter(|r| r.operation.as_deref() == Some("Messages"))
+        .collect();
+    assert!(
+        answered.iter().all(|r| r.verdict.status == 200),
+        "{answered:?}"
+    );
+    let tool_result = answered
+        .iter()
+        .filter_map(|r| r.json())
+        .any(|b| tool_result_text(&b).contains(NOTE));
+    assert!(tool_result, "the tool ran: {answered:?}");
+
+    // The re-encoded stream, decoded strictly.
+    let (headers, frames) = bedrock_mode_stream(&s.http, &s.gw, &vk, BEDROCK_MODE_MODEL).await;
+    assert_eq!(headers["x-tollgate-provider"], "anthropic");
+    assert_eq!(headers["x-tollgate-fallback-index"], "1");
+    assert!(
+        frames.iter().all(|f| f.chunk_event().is_some()),
+        "{frames:?}"
+    );
+    assert_eq!(streamed_text(&frames), "Hello from the Anthropic double.");
+    let types: Vec<String> = frames
+        .iter()
+        .filter_map(eventstream::Frame::chunk_event)
+        .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(types.first().map(String::as_str), Some("message_start"));
+    assert_eq!(types.last().map(String::as_str), Some("message_stop"));
 }
