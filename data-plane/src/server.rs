@@ -428,8 +428,10 @@ pub(crate) async fn handle(
             body: bytes.clone(),
             fallbacks: &vk.fallbacks,
             pick,
+            start: 0,
+            may_strip: true,
         };
-        return attempts::run(dp, job, headers, draft).await;
+        return serve(dp, job, headers, draft).await;
     }
     // With it: read, checked, and removed before anything goes upstream (the body is parsed
     // again without it). `null` is no list of its own (the key's applies).
@@ -453,9 +455,67 @@ pub(crate) async fn handle(
                 body: stripped.clone(),
                 fallbacks: &list,
                 pick,
+                start: 0,
+                may_strip: true,
             };
-            attempts::run(dp, job, headers, draft).await
+            serve(dp, job, headers, draft).await
         }
+    }
+}
+
+/// Runs the request's attempts ([`attempts::run`]). When a platform refuses thinking blocks it
+/// cannot verify (another platform signed them: the conversation moved), the request goes
+/// again, once, from the entry that refused, without those blocks
+/// ([`tollgate_protocol::thinking`]).
+async fn serve(
+    dp: Arc<DataPlane>,
+    job: attempts::Job<'_>,
+    headers: HeaderMap,
+    draft: Draft,
+) -> Response {
+    let (rt, vk, op, fallbacks, pick) =
+        (Arc::clone(&job.rt), job.vk, job.op, job.fallbacks, job.pick);
+    let redo = match attempts::run(Arc::clone(&dp), job, headers, draft).await {
+        attempts::Ran::Answered(resp) => return resp,
+        attempts::Ran::Unverifiable(redo) => *redo,
+    };
+    let attempts::Unverifiable {
+        draft,
+        headers,
+        entry,
+        stripped,
+    } = redo;
+    tracing::info!(
+        request_id = %draft.record.request_id,
+        provider = %log_safe(&draft.record.provider),
+        blocks = stripped.blocks,
+        thinking_off = stripped.thinking_off,
+        "the provider refused thinking blocks another platform signed; sending the request again without them"
+    );
+    let body = Bytes::from(stripped.body);
+    let parsed = match RequestBody::parse(&body) {
+        Ok(p) => p,
+        Err(e) => return refuse(&dp, draft, ProxyError::invalid_request(e.to_string())),
+    };
+    let job = attempts::Job {
+        rt,
+        vk,
+        op,
+        parsed: &parsed,
+        body: body.clone(),
+        fallbacks,
+        pick,
+        start: entry,
+        may_strip: false,
+    };
+    match attempts::run(Arc::clone(&dp), job, headers, draft).await {
+        attempts::Ran::Answered(resp) => resp,
+        // `may_strip` is off: a run cannot end this way twice.
+        attempts::Ran::Unverifiable(redo) => refuse(
+            &dp,
+            redo.draft,
+            ProxyError::invalid_request("the provider refused the request's thinking blocks"),
+        ),
     }
 }
 

@@ -26,6 +26,45 @@ use tollgate_protocol::anthropic::ErrorKind;
 use crate::error::ProxyError;
 use crate::grpc::error_chain;
 
+/// The body of an upstream answer: as it arrives, or already read (an error body the gateway
+/// looked at before deciding what to do with the answer).
+#[derive(Debug)]
+pub enum UpstreamBody {
+    Streaming(Incoming),
+    Read(Full<Bytes>),
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            UpstreamBody::Streaming(b) => Pin::new(b).poll_frame(cx),
+            UpstreamBody::Read(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(|never| match never {}))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Streaming(b) => b.is_end_stream(),
+            UpstreamBody::Read(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            UpstreamBody::Streaming(b) => b.size_hint(),
+            UpstreamBody::Read(b) => b.size_hint(),
+        }
+    }
+}
+
 /// How long an idle pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -70,9 +109,9 @@ impl HttpClient {
         provider: &str,
         req: Request<Full<Bytes>>,
         timeout: Duration,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         match tokio::time::timeout(timeout, self.inner.request(req)).await {
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => Ok(resp.map(UpstreamBody::Streaming)),
             Ok(Err(e)) => Err(client_error(provider, &e)),
             Err(_) => Err(timeout_error(format!(
                 "provider {provider:?} sent no response within {} s",
@@ -113,7 +152,7 @@ fn load_tls_config() -> rustls::ClientConfig {
 /// Reads a whole (non-streaming) upstream body, bounded in size and time.
 pub async fn read_body(
     provider: &str,
-    resp: Response<Incoming>,
+    resp: Response<UpstreamBody>,
     timeout: Duration,
     limit: usize,
 ) -> Result<Bytes, ProxyError> {

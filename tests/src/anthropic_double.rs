@@ -754,6 +754,9 @@ fn validate(
             )));
         }
     }
+    if let Some(refusal) = crate::thinking::check(crate::thinking::Platform::Anthropic, &body) {
+        return Err(ApiError::invalid(refusal));
+    }
     Ok(body)
 }
 
@@ -835,9 +838,10 @@ impl Reply {
         let thinking = (script.thinking && thinking_enabled).then(|| {
             (
                 THINKING_TEXT.to_owned(),
-                format!(
-                    "EqQBCkYIBxgCKkD{}double-signature",
-                    &hex::encode(&digest[11..])[..22]
+                crate::thinking::sign(
+                    crate::thinking::Platform::Anthropic,
+                    &hex::encode(&digest[11..])[..22],
+                    THINKING_TEXT,
                 ),
             )
         });

@@ -8,6 +8,7 @@
 //! * [`bedrock_double`] — a bedrock-runtime double (InvokeModel, InvokeModelWithResponseStream,
 //!   CountTokens) that checks signatures and bodies, streams real event-stream frames and is
 //!   scripted by `[double:…]` triggers in the prompt.
+//! * [`thinking`] — thinking-block signatures per platform, made and checked by both doubles.
 //! * [`harness`] — runs the real `tollgate` binary for end-to-end tests.
 //!
 //! The standalone double (`src/bin/bedrock-double.rs`) serves the same double on a fixed
@@ -21,6 +22,7 @@ pub mod postgres;
 mod serve;
 pub mod sigv4;
 pub mod sts_double;
+pub mod thinking;
 
 pub use bedrock_double::{BedrockDouble, BedrockDoubleConfig, RecordedRequest, Verdict};
 pub use harness::{TollgateOptions, TollgateProcess};

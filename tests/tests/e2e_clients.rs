@@ -296,7 +296,11 @@ async fn claude_code_keeps_thinking_blocks_across_a_tool_loop_through_bedrock() 
         assert_eq!(thinking, THINKING_TEXT, "{version}");
         assert_eq!(
             signature,
-            format!("EqQBCkYIBxgCKkD{}double-signature", id_suffix(first.seq)),
+            tollgate_tests::thinking::sign(
+                tollgate_tests::thinking::Platform::Bedrock,
+                &id_suffix(first.seq),
+                THINKING_TEXT
+            ),
             "{version}: the signature comes back unchanged"
         );
         assert_eq!(

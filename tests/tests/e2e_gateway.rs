@@ -161,11 +161,17 @@ async fn tool_use_and_thinking_pass_through() {
 
     let mut req = message("claude-sonnet-4-6", "[double:thinking]", true);
     req["thinking"] = json!({"type": "enabled", "budget_tokens": 2048});
-    // A prior assistant turn with a signed thinking block must reach Bedrock byte-identical.
+    // A prior assistant turn with a thinking block Bedrock signed must reach Bedrock
+    // byte-identical.
+    let signature = tollgate_tests::thinking::sign(
+        tollgate_tests::thinking::Platform::Bedrock,
+        "earlier",
+        "Let me think.",
+    );
     req["messages"] = json!([
         {"role": "user", "content": "first"},
         {"role": "assistant", "content": [
-            {"type": "thinking", "thinking": "Let me think.", "signature": "EqQBCgIYAhIM+/sig=="},
+            {"type": "thinking", "thinking": "Let me think.", "signature": signature},
             {"type": "text", "text": "Answer."}]},
         {"role": "user", "content": [{"type": "text", "text": "[double:thinking]", "cache_control": {"type": "ephemeral"}}]}
     ]);
@@ -1454,4 +1460,175 @@ async fn all_in_one_metrics_show_an_ejected_key() {
         text.contains("tollgate_provider_key_ejections_total{provider=\"bedrock\""),
         "{text}"
     );
+}
+
+/// A conversation with thinking and tool use survives moving between platforms whose doubles,
+/// like the real services, refuse thinking blocks the other one signed: Bedrock, then the
+/// Anthropic API (a fallback while Bedrock throttles), then Bedrock again. Each time the serving
+/// platform refuses the other's blocks, the gateway sends the request again without them (and,
+/// when the final turn is a tool call whose thinking had to go, with thinking off for that
+/// request); the client sees one answer per turn.
+#[tokio::test]
+async fn a_thinking_conversation_survives_bedrock_to_anthropic_and_back() {
+    const UPSTREAM_KEY: &str = "sk-ant-api03-thinking-switch";
+    let bedrock = tollgate_tests::bedrock_double::BedrockDouble::start(
+        tollgate_tests::bedrock_double::BedrockDoubleConfig::new().with_key(AKID, SECRET),
+    )
+    .expect("double");
+    let anthropic = tollgate_tests::anthropic_double::AnthropicDouble::start(
+        tollgate_tests::anthropic_double::AnthropicDoubleConfig::new().with_api_key(UPSTREAM_KEY),
+    )
+    .expect("anthropic double");
+    let gw = tollgate_tests::harness::TollgateProcess::spawn(
+        &[],
+        &[
+            ("AWS_ACCESS_KEY_ID", AKID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ],
+    )
+    .await
+    .expect("tollgate");
+    let http = reqwest::Client::new();
+    for (path, body) in [
+        (
+            "/api/providers",
+            json!({"provider": "bedrock", "network_config": {"base_url": bedrock.base_url()}}),
+        ),
+        (
+            "/api/providers/bedrock/keys",
+            json!({"name": "bedrock-key", "aliases": {"claude-sonnet-4-6": "global.anthropic.claude-sonnet-4-6"},
+                   "bedrock_key_config": {"access_key": "env.AWS_ACCESS_KEY_ID",
+                       "secret_key": "env.AWS_SECRET_ACCESS_KEY", "region": "us-east-1"}}),
+        ),
+        (
+            "/api/providers",
+            json!({"provider": "anthropic", "network_config": {"base_url": anthropic.base_url()}}),
+        ),
+        (
+            "/api/providers/anthropic/keys",
+            json!({"name": "ant", "value": UPSTREAM_KEY}),
+        ),
+    ] {
+        let (st, b) = admin(&http, &gw, "POST", path, body).await;
+        assert_eq!(st, 201, "{path}: {b}");
+    }
+    let (st, key) = admin(
+        &http,
+        &gw,
+        "POST",
+        "/api/virtual-keys",
+        json!({"name": "switch", "providers": ["bedrock", "anthropic"],
+               "fallbacks": ["anthropic/claude-sonnet-4-6"]}),
+    )
+    .await;
+    assert_eq!(st, 201, "{key}");
+    let vk = key["value"].as_str().expect("value").to_owned();
+    // Claude Code's shape: adaptive thinking and the clear-thinking edit with its beta.
+    let turn = |messages: &Value| {
+        json!({"model": "claude-sonnet-4-6", "max_tokens": 256,
+            "thinking": {"type": "adaptive"},
+            "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+            "messages": messages})
+    };
+    let send = |body: Value| {
+        let http = http.clone();
+        let url = gw.url("/anthropic/v1/messages");
+        let vk = vk.clone();
+        async move {
+            let r = http
+                .post(url)
+                .header("x-api-key", vk)
+                .header("anthropic-beta", "context-management-2025-06-27")
+                .json(&body)
+                .send()
+                .await
+                .expect("send");
+            let provider = r
+                .headers()
+                .get("x-tollgate-provider")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            (
+                r.status().as_u16(),
+                provider,
+                r.json::<Value>().await.expect("json"),
+            )
+        }
+    };
+    let mut messages =
+        json!([{"role": "user", "content": "[double:thinking] What is in the repo?"}]);
+    let mut first = (0, String::new(), Value::Null);
+    for _ in 0..100 {
+        first = send(turn(&messages)).await;
+        if first.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // 1. Bedrock answers with a thinking block it signed.
+    let (status, provider, answer) = first;
+    assert_eq!((status, provider.as_str()), (200, "bedrock"), "{answer}");
+    assert_eq!(answer["content"][0]["type"], "thinking", "{answer}");
+    messages.as_array_mut().unwrap().extend([
+        json!({"role": "assistant", "content": answer["content"]}),
+        json!({"role": "user", "content": "[double:thinking] [double:tool] Read the README."}),
+    ]);
+
+    // 2. Bedrock throttles: the fallback, the Anthropic API, refuses Bedrock's block; the
+    //    request goes again without it (thinking stays on: the final turn is no tool call) and
+    //    the answer is a tool call with a thinking block the Anthropic API signed.
+    bedrock.set_fault(Some("throttle"));
+    let (status, provider, answer) = send(turn(&messages)).await;
+    assert_eq!((status, provider.as_str()), (200, "anthropic"), "{answer}");
+    let types: Vec<&str> = answer["content"]
+        .as_array()
+        .expect("content")
+        .iter()
+        .filter_map(|b| b["type"].as_str())
+        .collect();
+    assert_eq!(types, ["thinking", "tool_use"], "{answer}");
+    let tries = anthropic.requests();
+    assert_eq!(tries.len(), 2, "refused once, then served");
+    assert_eq!(tries[0].verdict.status, 400);
+    assert!(
+        tries[0]
+            .verdict
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("Invalid `signature` in `thinking` block")),
+        "{:?}",
+        tries[0].verdict
+    );
+    let resent: Value = serde_json::from_slice(&tries[1].body).expect("json");
+    assert_eq!(
+        resent["messages"][1]["content"].as_array().map(Vec::len),
+        Some(1),
+        "{resent}"
+    );
+    assert_eq!(resent["thinking"], json!({"type": "adaptive"}));
+    let tool_id = answer["content"][1]["id"].clone();
+    messages.as_array_mut().unwrap().extend([
+        json!({"role": "assistant", "content": answer["content"]}),
+        json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_id, "content": "# README"}]}),
+    ]);
+
+    // 3. Bedrock is back: it refuses the Anthropic API's block in the final tool-call turn; the
+    //    request goes again without thinking blocks and with thinking (and the clear-thinking
+    //    edit that needs it) off, and Bedrock answers.
+    bedrock.set_fault(None);
+    bedrock.clear_requests();
+    let (status, provider, answer) = send(turn(&messages)).await;
+    assert_eq!((status, provider.as_str()), (200, "bedrock"), "{answer}");
+    let tries = bedrock.requests();
+    assert_eq!(tries.len(), 2, "refused once, then served: {tries:?}");
+    assert_eq!(
+        tries[0].verdict.message.as_deref(),
+        Some("messages.3.content.0: Invalid signature in thinking block")
+    );
+    let resent = tries[1].body.clone().expect("json body");
+    assert!(resent.get("thinking").is_none(), "{resent}");
+    assert!(resent.get("context_management").is_none(), "{resent}");
+    assert_eq!(resent["messages"][3]["content"][0]["type"], "tool_use");
+    assert_eq!(tries[1].verdict.status, 200);
 }

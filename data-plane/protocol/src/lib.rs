@@ -25,7 +25,9 @@
 //!   forwarded are removed (only the objects holding them are rewritten, [`bedrock`]). Stream
 //!   events decoded from Bedrock are forwarded verbatim except for the Bedrock-only
 //!   `amazon-bedrock-invocationMetrics` key and, when asked, the model name of `message_start`
-//!   ([`response_model`], which splices the value in place).
+//!   ([`response_model`], which splices the value in place). The one exception on the way in:
+//!   after a platform refused thinking blocks it cannot verify, the assistant turns that hold
+//!   them are rewritten without them ([`thinking`]).
 //! * **Incremental parsers are linear.** The event-stream decoder and the SSE parser buffer only
 //!   incomplete input and never rescan bytes they already examined.
 #![cfg_attr(
@@ -40,3 +42,4 @@ pub mod eventstream;
 mod json;
 pub mod response_model;
 pub mod sse;
+pub mod thinking;

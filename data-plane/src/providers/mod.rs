@@ -17,7 +17,6 @@ use axum::body::Bytes;
 use axum::response::Response;
 use http::HeaderMap;
 use http_body::Frame;
-use hyper::body::Incoming;
 use tokio::time::Sleep;
 use tollgate_protocol::anthropic::ErrorKind;
 use tollgate_protocol::sse;
@@ -91,7 +90,7 @@ impl Call<'_> {
 }
 
 /// An upstream answer whose body has not been read.
-pub(crate) type UpstreamResponse = http::Response<Incoming>;
+pub(crate) type UpstreamResponse = http::Response<crate::upstream::UpstreamBody>;
 
 /// What one attempt at a provider got: an answer (any status, its body not read yet, so the
 /// caller can still try elsewhere) or none (the gateway's own error: unreachable, timed out,
@@ -328,7 +327,7 @@ pub(crate) trait StreamTranslation: Send + Unpin + 'static {
 ///
 /// It also sends `ping` events after `ping` of silence (when set) and ends the stream with an
 /// error event when the upstream is silent for `idle`.
-pub(crate) struct RelayBody<T: StreamTranslation, B = Incoming> {
+pub(crate) struct RelayBody<T: StreamTranslation, B = crate::upstream::UpstreamBody> {
     upstream: B,
     translation: T,
     dp: Arc<DataPlane>,

@@ -73,6 +73,27 @@ pub(super) struct Job<'a> {
     pub body: Bytes,
     pub fallbacks: &'a [String],
     pub pick: Pick,
+    /// The entry of the first attempt (0: the model asked for; a later one when the request is
+    /// sent again without thinking blocks the platform of that entry refused).
+    pub start: usize,
+    /// Whether a refusal of the body's thinking blocks may end the run with
+    /// [`Ran::Unverifiable`] (once per request).
+    pub may_strip: bool,
+}
+
+/// How a run of attempts ended.
+pub(super) enum Ran {
+    Answered(Response),
+    /// An upstream refused thinking blocks it could not verify (signed by another platform).
+    Unverifiable(Box<Unverifiable>),
+}
+
+/// A request to send again, from `entry`, with `stripped` as its body.
+pub(super) struct Unverifiable {
+    pub draft: Draft,
+    pub headers: HeaderMap,
+    pub entry: usize,
+    pub stripped: tollgate_protocol::thinking::Stripped,
 }
 
 impl<'a> Job<'a> {
@@ -227,7 +248,7 @@ pub(super) async fn run(
     job: Job<'_>,
     headers: HeaderMap,
     mut draft: Draft,
-) -> Response {
+) -> Ran {
     let now = health::now_ms();
     let healthy = Exclude {
         keys: &[],
@@ -236,18 +257,21 @@ pub(super) async fn run(
     // The model asked for. When only ejection leaves it without a key: a fallback's healthy
     // key or, failing that, an ejected one. Any other refusal (not found, not allowed, limits)
     // is the answer: those never fall back.
-    let (entry, mut call) = match job.route(0, healthy, &mut draft) {
-        Ok(call) => (0, call),
-        Err(e) if e.is_no_key() && job.routes_with_ejected(0) => {
-            let found = (1..=job.fallbacks.len())
+    let start = job.start;
+    let (entry, mut call) = match job.route(start, healthy, &mut draft) {
+        Ok(call) => (start, call),
+        Err(e) if e.is_no_key() && job.routes_with_ejected(start) => {
+            let found = (start + 1..=job.fallbacks.len())
                 .find_map(|i| try_entry(&job, i, healthy, &mut draft).map(|c| (i, c)))
-                .or_else(|| try_entry(&job, 0, Exclude::default(), &mut draft).map(|c| (0, c)));
+                .or_else(|| {
+                    try_entry(&job, start, Exclude::default(), &mut draft).map(|c| (start, c))
+                });
             match found {
                 Some(found) => found,
-                None => return refuse(&dp, draft, e.into_error()),
+                None => return Ran::Answered(refuse(&dp, draft, e.into_error())),
             }
         }
-        Err(e) => return refuse(&dp, draft, e.into_error()),
+        Err(e) => return Ran::Answered(refuse(&dp, draft, e.into_error())),
     };
     call.headers = headers;
     let mut progress = Progress {
@@ -324,6 +348,36 @@ pub(super) async fn run(
         call.key().health.claim(health::now_ms());
         outcome = providers::send(&call, &request_id).await;
     }
+    // A 400 may be the platform refusing thinking blocks another platform signed: then the
+    // request goes again without them (once), from this entry.
+    if job.may_strip
+        && let Ok(resp) = &outcome
+        && resp.status() == StatusCode::BAD_REQUEST
+        && let Ok(Some(stripped)) = tollgate_protocol::thinking::without_thinking(job.parsed)
+    {
+        let (refused, read) = read_refusal(&call, outcome).await;
+        if refused {
+            let attempt = Attempt {
+                provider: draft.record.provider.clone(),
+                model: draft.record.model_resolved.clone(),
+                provider_key_id: draft.record.provider_key_id.clone(),
+                class: "thinking_unverifiable".to_owned(),
+                status: 400,
+                latency_ms: u32::try_from(call.started.elapsed().as_millis()).unwrap_or(u32::MAX),
+            };
+            draft.record.attempts.push(attempt);
+            if let Some(r) = draft.reservation.take() {
+                r.cancel();
+            }
+            return Ran::Unverifiable(Box::new(Unverifiable {
+                draft,
+                headers: std::mem::take(&mut call.headers),
+                entry: progress.entry,
+                stripped,
+            }));
+        }
+        outcome = read;
+    }
     let entry = progress.entry;
     let retry_policy = call.provider.retry;
     draft.record.fallback_index = u32::try_from(entry).unwrap_or(u32::MAX);
@@ -341,7 +395,38 @@ pub(super) async fn run(
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
     }
-    resp
+    Ran::Answered(resp)
+}
+
+/// Longest error body read to see whether it refuses thinking blocks.
+const MAX_REFUSAL_BODY: usize = 1024 * 1024;
+
+/// Reads a 400's body to see whether it refuses the request's thinking blocks. Returns whether
+/// it does, and the outcome to answer with otherwise (the same answer, its body already read;
+/// or the error reading it).
+async fn read_refusal(call: &Call<'_>, outcome: Outcome) -> (bool, Outcome) {
+    let Ok(resp) = outcome else {
+        return (false, outcome);
+    };
+    let (parts, body) = resp.into_parts();
+    let resp = http::Response::from_parts(parts.clone(), body);
+    match crate::upstream::read_body(
+        &call.provider.name,
+        resp,
+        call.body_timeout(),
+        MAX_REFUSAL_BODY,
+    )
+    .await
+    {
+        Ok(bytes) => (
+            tollgate_protocol::thinking::is_signature_rejection(&bytes),
+            Ok(http::Response::from_parts(
+                parts,
+                crate::upstream::UpstreamBody::Read(http_body_util::Full::new(bytes)),
+            )),
+        ),
+        Err(e) => (false, Err(e)),
+    }
 }
 
 /// Routes `entry` with `exclude`, logging why a fallback is skipped. The draft's routing is

@@ -1818,3 +1818,27 @@ async fn retries_back_off_within_the_deadline() {
         "{tried:?}"
     );
 }
+
+/// A 400 that is not about thinking signatures is relayed as it came, though the gateway read
+/// its body to find out (the request had thinking blocks): one attempt, the upstream's message.
+#[tokio::test]
+async fn a_400_read_for_a_signature_refusal_is_relayed_as_it_came() {
+    let (url, seen) = scripted_upstream().await;
+    let gw = Gateway::configured(&url);
+    let body = json!({"model": "anthropic/claude-invalid", "max_tokens": 8,
+        "thinking": {"type": "adaptive"},
+        "messages": [{"role": "user", "content": "q"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+                {"type": "text", "text": "a"}]},
+            {"role": "user", "content": "again"}]})
+    .to_string();
+    let a = gw.post(&[("x-api-key", GOOD.as_bytes())], body).await;
+    assert_eq!(a.status, 400, "{a:?}");
+    assert_eq!(
+        a.body,
+        json!({"type": "error", "error": {"type": "invalid_request_error",
+            "message": "claude-invalid: invalid_request_error"}})
+    );
+    assert_eq!(take(&seen), ["claude-invalid"], "no second attempt");
+}

@@ -299,7 +299,11 @@ impl Reply {
         if script.thinking && thinking_enabled {
             blocks.push(Block::Thinking {
                 thinking: THINKING_TEXT.to_owned(),
-                signature: format!("EqQBCkYIBxgCKkD{}double-signature", id_suffix(seq)),
+                signature: crate::thinking::sign(
+                    crate::thinking::Platform::Bedrock,
+                    &id_suffix(seq),
+                    THINKING_TEXT,
+                ),
             });
         }
         if script.tool {

@@ -443,6 +443,9 @@ pub fn model_body(body: &Map<String, Value>, model: &ModelRef) -> Result<(), Api
             "tools.{i}.defer_loading: Extra inputs are not permitted"
         )));
     }
+    if let Some(refusal) = crate::thinking::check(crate::thinking::Platform::Bedrock, body) {
+        return Err(ApiError::validation(refusal));
+    }
     let ttl_ok = model_version(model) >= (4, 5);
     check_cache_control(&Value::Object(body.clone()), "", ttl_ok)
 }
