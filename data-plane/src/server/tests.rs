@@ -1842,3 +1842,108 @@ async fn a_400_read_for_a_signature_refusal_is_relayed_as_it_came() {
     );
     assert_eq!(take(&seen), ["claude-invalid"], "no second attempt");
 }
+
+/// An upstream that drops the connection before answering is unreachable: the fallback serves.
+/// A stream that stalls ends with a `timeout_error` event after the idle timeout; one whose
+/// connection breaks midway ends with an `api_error` event. Neither falls back: its first bytes
+/// had gone to the client.
+#[tokio::test]
+async fn connections_dropped_before_the_answer_fall_back_and_broken_streams_end_with_an_error() {
+    // Accepts, reads the request, closes.
+    let dropper = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let dropper_url = format!("http://{}", dropper.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = dropper.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = tokio::io::AsyncReadExt::read(&mut conn, &mut buf).await;
+        }
+    });
+    // SSE that stalls or breaks after `message_start`; a message for anything else.
+    let messages = |body: Bytes| async move {
+        let body: Value = serde_json::from_slice(&body).expect("json");
+        let model = body["model"].as_str().unwrap_or_default().to_owned();
+        let start = Bytes::from(format!(
+            "event: message_start\ndata: {}\n\n",
+            json!({"type": "message_start", "message": {"id": "msg_1", "type": "message",
+                "role": "assistant", "model": model, "content": [], "stop_reason": null,
+                "stop_sequence": null, "usage": {"input_tokens": 3, "output_tokens": 1}}})
+        ));
+        let tail: Pin<Box<dyn futures::Stream<Item = Result<Bytes, std::io::Error>> + Send>> =
+            match model.as_str() {
+                "claude-stall" => Box::pin(futures::stream::pending()),
+                // After the head and the first event have gone out.
+                "claude-cut" => Box::pin(futures::stream::once(async {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Err(std::io::Error::other("cut"))
+                })),
+                _ => {
+                    let answer = json!({"id": "msg_ok", "type": "message", "role": "assistant",
+                        "model": model, "content": [{"type": "text", "text": "hello"}],
+                        "stop_reason": "end_turn", "stop_sequence": null,
+                        "usage": {"input_tokens": 3, "output_tokens": 5}});
+                    return axum::response::Response::builder()
+                        .header("content-type", "application/json")
+                        .body(Body::from(answer.to_string()))
+                        .expect("response");
+                }
+            };
+        let stream = futures::StreamExt::chain(futures::stream::iter([Ok(start)]), tail);
+        axum::response::Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from_stream(stream))
+            .expect("response")
+    };
+    let app = axum::Router::new().route("/v1/messages", axum::routing::post(messages));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let mut gw = Gateway::new();
+    let mut snapshot = config(1, &url);
+    provider_mut(&mut snapshot, "bedrock").network = network(&dropper_url);
+    provider_mut(&mut snapshot, "anthropic")
+        .network
+        .as_mut()
+        .expect("network")
+        .stream_idle_timeout_ms = 300;
+    gw.apply(snapshot);
+
+    let a = post_with_fallbacks(
+        &gw,
+        GOOD,
+        "bedrock/global.anthropic.claude-sonnet-4-6",
+        json!(["anthropic/claude-ok"]),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    let r = gw.usage().pop().expect("record");
+    assert_eq!(r.attempts[0].class, "unreachable", "{:?}", r.attempts);
+    assert_eq!(r.fallback_index, 1);
+
+    for (model, error, class) in [
+        ("claude-stall", "timeout_error", "upstream_idle_timeout"),
+        ("claude-cut", "api_error", ""),
+    ] {
+        let body = json!({"model": format!("anthropic/{model}"), "max_tokens": 8,
+            "stream": true, "fallbacks": ["anthropic/claude-ok"],
+            "messages": [{"role": "user", "content": "hi"}]})
+        .to_string();
+        let a = gw.post(&[("x-api-key", GOOD.as_bytes())], body).await;
+        assert_eq!(a.status, 200, "{a:?}");
+        let text = a.body.as_str().unwrap_or_else(|| panic!("{model}: {a:?}"));
+        assert!(text.starts_with("event: message_start"), "{text}");
+        let last = text.trim_end().rsplit("\n\n").next().expect("an event");
+        assert!(last.starts_with("event: error"), "{model}: {text}");
+        assert!(last.contains(error), "{model}: {last}");
+        let r = gw.usage().pop().expect("record");
+        assert!(r.attempts.is_empty(), "no fallback after the first byte");
+        if !class.is_empty() {
+            assert_eq!(r.error_class, class);
+        }
+    }
+}
