@@ -395,6 +395,35 @@ pub(crate) async fn dead_endpoint() -> (String, SocketAddr) {
 
 pub(crate) const VIRTUAL_KEY: &str = "sk-tg-test-key";
 
+/// A literal config value.
+pub(crate) fn lit(s: &str) -> Option<pb::ValueRef> {
+    Some(pb::ValueRef {
+        source: Some(pb::value_ref::Source::Literal(s.into())),
+    })
+}
+
+/// A provider's network block: `base_url`, 2 s to connect, 10 s per request.
+pub(crate) fn network(base_url: &str) -> Option<pb::NetworkConfig> {
+    Some(pb::NetworkConfig {
+        base_url: base_url.into(),
+        connect_timeout_ms: 2_000,
+        request_timeout_ms: 10_000,
+        ..Default::default()
+    })
+}
+
+/// Serves `app` on a loopback port (a stand-in upstream); returns its `http://` URL.
+pub(crate) async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
 /// A valid snapshot: one Bedrock provider with a static key and one virtual key.
 pub(crate) fn snapshot(version: u64) -> pb::Snapshot {
     let lit = |s: &str| {

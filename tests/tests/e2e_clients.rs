@@ -521,21 +521,7 @@ async fn claude_code_discovers_the_gateways_models() {
 #[tokio::test]
 async fn claude_code_completes_a_tool_session_on_the_fallback_while_bedrock_throttles() {
     let s = setup().await;
-    let anthropic = AnthropicDouble::start(AnthropicDoubleConfig::new().with_api_key(UPSTREAM_KEY))
-        .expect("anthropic double");
-    for (path, body) in [
-        (
-            "/api/providers",
-            json!({"provider": "anthropic", "network_config": {"base_url": anthropic.base_url()}}),
-        ),
-        (
-            "/api/providers/anthropic/keys",
-            json!({"name": "ant", "models": ["*"], "value": UPSTREAM_KEY}),
-        ),
-    ] {
-        let (st, b) = admin(&s.http, &s.gw, "POST", path, body).await;
-        assert_eq!(st, 201, "{path}: {b}");
-    }
+    let anthropic = s.add_anthropic(UPSTREAM_KEY).await;
     let b = s
         .virtual_key(
             json!({"name": "resilient", "providers": ["bedrock", "anthropic"],
@@ -727,21 +713,7 @@ async fn claude_code_in_bedrock_mode_completes_a_tool_session_through_the_gatewa
 #[tokio::test]
 async fn claude_code_in_bedrock_mode_gets_the_anthropic_fallback_as_an_event_stream() {
     let s = setup().await;
-    let anthropic = AnthropicDouble::start(AnthropicDoubleConfig::new().with_api_key(UPSTREAM_KEY))
-        .expect("anthropic double");
-    for (path, body) in [
-        (
-            "/api/providers",
-            json!({"provider": "anthropic", "network_config": {"base_url": anthropic.base_url()}}),
-        ),
-        (
-            "/api/providers/anthropic/keys",
-            json!({"name": "ant", "models": ["*"], "value": UPSTREAM_KEY}),
-        ),
-    ] {
-        let (st, b) = admin(&s.http, &s.gw, "POST", path, body).await;
-        assert_eq!(st, 201, "{path}: {b}");
-    }
+    let anthropic = s.add_anthropic(UPSTREAM_KEY).await;
     let b = s
         .virtual_key(
             json!({"name": "resilient", "providers": ["bedrock", "anthropic"],

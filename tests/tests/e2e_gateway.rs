@@ -1470,59 +1470,16 @@ async fn all_in_one_metrics_show_an_ejected_key() {
 /// request); the client sees one answer per turn.
 #[tokio::test]
 async fn a_thinking_conversation_survives_bedrock_to_anthropic_and_back() {
-    const UPSTREAM_KEY: &str = "sk-ant-api03-thinking-switch";
-    let bedrock = tollgate_tests::bedrock_double::BedrockDouble::start(
-        tollgate_tests::bedrock_double::BedrockDoubleConfig::new().with_key(AKID, SECRET),
-    )
-    .expect("double");
-    let anthropic = tollgate_tests::anthropic_double::AnthropicDouble::start(
-        tollgate_tests::anthropic_double::AnthropicDoubleConfig::new().with_api_key(UPSTREAM_KEY),
-    )
-    .expect("anthropic double");
-    let gw = tollgate_tests::harness::TollgateProcess::spawn(
-        &[],
-        &[
-            ("AWS_ACCESS_KEY_ID", AKID),
-            ("AWS_SECRET_ACCESS_KEY", SECRET),
-        ],
-    )
-    .await
-    .expect("tollgate");
-    let http = reqwest::Client::new();
-    for (path, body) in [
-        (
-            "/api/providers",
-            json!({"provider": "bedrock", "network_config": {"base_url": bedrock.base_url()}}),
-        ),
-        (
-            "/api/providers/bedrock/keys",
-            json!({"name": "bedrock-key", "aliases": {"claude-sonnet-4-6": "global.anthropic.claude-sonnet-4-6"},
-                   "bedrock_key_config": {"access_key": "env.AWS_ACCESS_KEY_ID",
-                       "secret_key": "env.AWS_SECRET_ACCESS_KEY", "region": "us-east-1"}}),
-        ),
-        (
-            "/api/providers",
-            json!({"provider": "anthropic", "network_config": {"base_url": anthropic.base_url()}}),
-        ),
-        (
-            "/api/providers/anthropic/keys",
-            json!({"name": "ant", "value": UPSTREAM_KEY}),
-        ),
-    ] {
-        let (st, b) = admin(&http, &gw, "POST", path, body).await;
-        assert_eq!(st, 201, "{path}: {b}");
-    }
-    let (st, key) = admin(
-        &http,
-        &gw,
-        "POST",
-        "/api/virtual-keys",
-        json!({"name": "switch", "providers": ["bedrock", "anthropic"],
+    let s = setup().await;
+    let anthropic = s.add_anthropic("sk-ant-api03-thinking-switch").await;
+    let key = s
+        .virtual_key(
+            json!({"name": "switch", "providers": ["bedrock", "anthropic"],
                "fallbacks": ["anthropic/claude-sonnet-4-6"]}),
-    )
-    .await;
-    assert_eq!(st, 201, "{key}");
+        )
+        .await;
     let vk = key["value"].as_str().expect("value").to_owned();
+    let (bedrock, gw, http) = (&s.double, &s.gw, &s.http);
     // Claude Code's shape: adaptive thinking and the clear-thinking edit with its beta.
     let turn = |messages: &Value| {
         json!({"model": "claude-sonnet-4-6", "max_tokens": 256,
@@ -1558,16 +1515,8 @@ async fn a_thinking_conversation_survives_bedrock_to_anthropic_and_back() {
     };
     let mut messages =
         json!([{"role": "user", "content": "[double:thinking] What is in the repo?"}]);
-    let mut first = (0, String::new(), Value::Null);
-    for _ in 0..100 {
-        first = send(turn(&messages)).await;
-        if first.0 == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     // 1. Bedrock answers with a thinking block it signed.
-    let (status, provider, answer) = first;
+    let (status, provider, answer) = send(turn(&messages)).await;
     assert_eq!((status, provider.as_str()), (200, "bedrock"), "{answer}");
     assert_eq!(answer["content"][0]["type"], "thinking", "{answer}");
     messages.as_array_mut().unwrap().extend([

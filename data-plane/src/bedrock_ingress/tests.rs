@@ -10,7 +10,6 @@
 //! | `a_mid_stream_error_is_an_exception_frame` | never `text/event-stream`; the usage record keeps the error |
 //! | `inference_profiles_list_what_the_key_may_use` | list and get; 400 without a key |
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
@@ -29,6 +28,7 @@ use tollgate_protocol::eventstream::{Decoder, Header, Message};
 use tower::ServiceExt;
 
 use crate::server::router;
+use crate::testing::{lit, network, serve};
 use crate::usage::UsageSink;
 use crate::{DataPlane, DataPlaneConfig};
 
@@ -182,32 +182,6 @@ async fn anthropic() -> (String, Log) {
         .route("/v1/messages", axum::routing::post(messages))
         .route("/v1/messages/count_tokens", axum::routing::post(count));
     (serve(app).await, log)
-}
-
-async fn serve(app: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}")
-}
-
-fn lit(s: &str) -> Option<pb::ValueRef> {
-    Some(pb::ValueRef {
-        source: Some(pb::value_ref::Source::Literal(s.into())),
-    })
-}
-
-fn network(base_url: &str) -> Option<pb::NetworkConfig> {
-    Some(pb::NetworkConfig {
-        base_url: base_url.into(),
-        connect_timeout_ms: 2_000,
-        request_timeout_ms: 10_000,
-        ..Default::default()
-    })
 }
 
 /// Bedrock (with an alias and a named profile) and Anthropic providers; [`GOOD`] reaches only

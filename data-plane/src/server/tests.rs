@@ -14,7 +14,6 @@
 //! | `unauthenticated_floods_cannot_push_real_usage_out_of_the_spool` | refusals are not usage |
 //! | `unknown_paths_say_what_is_served` | 404/405 bodies and shapes |
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,7 +35,9 @@ use tower::ServiceExt;
 use super::router;
 use crate::limits::Share;
 use crate::reporter::{ReporterConfig, start_reporter};
-use crate::testing::{FakeControlPlane, FakeState, dead_endpoint, fast_options, wait_until};
+use crate::testing::{
+    FakeControlPlane, FakeState, dead_endpoint, fast_options, lit, network, serve, wait_until,
+};
 use crate::usage::UsageSink;
 use crate::{DataPlane, DataPlaneConfig};
 
@@ -51,12 +52,6 @@ const MAX_BODY: usize = 64 * 1024;
 /// A body that passes authentication and then fails: it has no `model` (400).
 const NO_MODEL: &str = r#"{"max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#;
 
-fn lit(s: &str) -> Option<pb::ValueRef> {
-    Some(pb::ValueRef {
-        source: Some(pb::value_ref::Source::Literal(s.into())),
-    })
-}
-
 fn virtual_key(id: &str, key: &str, active: bool) -> pb::VirtualKey {
     pb::VirtualKey {
         id: id.into(),
@@ -67,15 +62,6 @@ fn virtual_key(id: &str, key: &str, active: bool) -> pb::VirtualKey {
         active,
         ..Default::default()
     }
-}
-
-fn network(base_url: &str) -> Option<pb::NetworkConfig> {
-    Some(pb::NetworkConfig {
-        base_url: base_url.into(),
-        connect_timeout_ms: 2_000,
-        request_timeout_ms: 10_000,
-        ..Default::default()
-    })
 }
 
 /// An Anthropic provider at `base_url` and a Bedrock provider (static keys) at `bedrock_url`.
@@ -363,14 +349,7 @@ async fn upstream() -> String {
     let app = axum::Router::new()
         .route("/v1/messages", axum::routing::post(messages))
         .route("/model/{id}/invoke", axum::routing::post(bedrock_refuses));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}")
+    serve(app).await
 }
 
 /// A closed port: providers there are unreachable.
@@ -1396,14 +1375,8 @@ async fn scripted_upstream() -> (String, Arc<Mutex<Vec<String>>>) {
         }
     };
     let app = axum::Router::new().route("/v1/messages", axum::routing::post(messages));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}"), seen)
+    let url = serve(app).await;
+    (url, seen)
 }
 
 /// The models the scripted upstream was asked for since the last call.
@@ -1896,13 +1869,7 @@ async fn connections_dropped_before_the_answer_fall_back_and_broken_streams_end_
             .expect("response")
     };
     let app = axum::Router::new().route("/v1/messages", axum::routing::post(messages));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let url = serve(app).await;
     let mut gw = Gateway::new();
     let mut snapshot = config(1, &url);
     provider_mut(&mut snapshot, "bedrock").network = network(&dropper_url);

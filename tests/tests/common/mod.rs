@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tollgate_tests::anthropic_double::{AnthropicDouble, AnthropicDoubleConfig};
 use tollgate_tests::bedrock_double::{BedrockDouble, BedrockDoubleConfig, RecordedRequest};
 use tollgate_tests::harness::{TollgateOptions, TollgateProcess};
 
@@ -114,6 +115,27 @@ pub async fn setup_with_env(args: &[&str], env: &[(&str, &str)]) -> Setup {
 }
 
 impl Setup {
+    /// Starts an Anthropic API double taking `api_key`, and configures it as provider
+    /// `anthropic` with one key (`ant`) of that value.
+    pub async fn add_anthropic(&self, api_key: &str) -> AnthropicDouble {
+        let anthropic = AnthropicDouble::start(AnthropicDoubleConfig::new().with_api_key(api_key))
+            .expect("anthropic double");
+        for (path, body) in [
+            (
+                "/api/providers",
+                json!({"provider": "anthropic", "network_config": {"base_url": anthropic.base_url()}}),
+            ),
+            (
+                "/api/providers/anthropic/keys",
+                json!({"name": "ant", "models": ["*"], "value": api_key}),
+            ),
+        ] {
+            let (st, b) = admin(&self.http, &self.gw, "POST", path, body).await;
+            assert_eq!(st, 201, "{path}: {b}");
+        }
+        anthropic
+    }
+
     /// Creates a virtual key with `body` (201 expected) and waits until the gateway routes its
     /// requests; returns the created key (its `value` and `id` among the fields).
     pub async fn virtual_key(&self, body: Value) -> Value {
