@@ -416,70 +416,70 @@ pub(crate) async fn handle(
             ProxyError::new(ErrorKind::InvalidRequest, "invalid_model", e.to_string()),
         );
     }
-    // Without the gateway's own `fallbacks` field (the usual case: one look among the top-level
-    // fields), the key's list applies.
     let pick = Pick::for_session(session_id(&headers));
-    if !parsed.has("fallbacks") {
-        let job = attempts::Job {
-            rt,
-            vk: &vk,
-            op,
-            parsed: &parsed,
-            body: bytes.clone(),
-            fallbacks: &vk.fallbacks,
-            pick,
-            start: 0,
-            may_strip: true,
-        };
-        return serve(dp, job, headers, draft).await;
-    }
-    // With it: read, checked, and removed before anything goes upstream (the body is parsed
-    // again without it). `null` is no list of its own (the key's applies).
-    match parsed.fallbacks() {
-        Err(e) => refuse(&dp, draft, ProxyError::invalid_request(e.to_string())),
-        Ok(list) => {
-            let list = list.unwrap_or_else(|| vk.fallbacks.clone());
-            if let Err(e) = check_fallbacks(&list) {
-                return refuse(&dp, draft, e);
+    // The gateway's own `fallbacks` field (rare: one look among the top-level fields) is read,
+    // checked, and removed before anything goes upstream (the body is parsed again without it).
+    // Without it, or with `null`, the key's list applies.
+    let mut list = None;
+    let mut without_fallbacks = None;
+    if parsed.has("fallbacks") {
+        match parsed.fallbacks() {
+            Err(e) => return refuse(&dp, draft, ProxyError::invalid_request(e.to_string())),
+            Ok(own) => {
+                let own = own.unwrap_or_else(|| vk.fallbacks.clone());
+                if let Err(e) = check_fallbacks(&own) {
+                    return refuse(&dp, draft, e);
+                }
+                list = Some(own);
+                without_fallbacks = Some(Bytes::from(parsed.without("fallbacks")));
             }
-            let stripped = Bytes::from(parsed.without("fallbacks"));
-            let parsed = match RequestBody::parse(&stripped) {
+        }
+    }
+    let reparsed;
+    let (body, parsed) = match &without_fallbacks {
+        None => (bytes.clone(), &parsed),
+        Some(stripped) => {
+            reparsed = match RequestBody::parse(stripped) {
                 Ok(p) => p,
                 Err(e) => return refuse(&dp, draft, ProxyError::invalid_request(e.to_string())),
             };
-            let job = attempts::Job {
-                rt,
-                vk: &vk,
-                op,
-                parsed: &parsed,
-                body: stripped.clone(),
-                fallbacks: &list,
-                pick,
-                start: 0,
-                may_strip: true,
-            };
-            serve(dp, job, headers, draft).await
+            (stripped.clone(), &reparsed)
+        }
+    };
+    let fallbacks = list.as_deref().unwrap_or(&vk.fallbacks);
+    let job = attempts::Job {
+        rt,
+        vk: &vk,
+        op,
+        parsed,
+        body,
+        fallbacks,
+        pick,
+        start: 0,
+        may_strip: true,
+    };
+    match attempts::run(Arc::clone(&dp), job, headers, draft).await {
+        attempts::Ran::Answered(resp) => resp,
+        // Boxed: a cold path, kept out of the size of every request's future.
+        attempts::Ran::Unverifiable(redo) => {
+            Box::pin(without_thinking(dp, &vk, op, fallbacks, pick, *redo)).await
         }
     }
 }
 
-/// Runs the request's attempts ([`attempts::run`]). When a platform refuses thinking blocks it
-/// cannot verify (another platform signed them: the conversation moved), the request goes
-/// again, once, from the entry that refused, without those blocks
-/// ([`tollgate_protocol::thinking`]).
-async fn serve(
+/// A platform refused thinking blocks it cannot verify (another platform signed them: the
+/// conversation moved): the request goes again, once, from the entry that refused, without
+/// those blocks ([`tollgate_protocol::thinking`]).
+async fn without_thinking(
     dp: Arc<DataPlane>,
-    job: attempts::Job<'_>,
-    headers: HeaderMap,
-    draft: Draft,
+    vk: &VirtualKey,
+    op: Operation,
+    fallbacks: &[String],
+    pick: Pick,
+    redo: attempts::Unverifiable,
 ) -> Response {
-    let (rt, vk, op, fallbacks, pick) =
-        (Arc::clone(&job.rt), job.vk, job.op, job.fallbacks, job.pick);
-    let redo = match attempts::run(Arc::clone(&dp), job, headers, draft).await {
-        attempts::Ran::Answered(resp) => return resp,
-        attempts::Ran::Unverifiable(redo) => *redo,
-    };
     let attempts::Unverifiable {
+        rt,
         draft,
         headers,
         entry,

@@ -3,7 +3,8 @@
 //! Input: `BETAS\nBODY`, the value of an `anthropic-beta` header (up to the first newline; split
 //! on commas and trimmed as the data plane does) and the request body. Whatever the parser
 //! accepts must be a JSON object, and every translation of it must be JSON that keeps the other
-//! members byte for byte.
+//! members byte for byte: toward Bedrock, from a Bedrock-format client (`bedrock::ingress`), and
+//! without the thinking blocks another platform signed (`thinking`).
 
 #![no_main]
 
@@ -16,8 +17,9 @@ use tollgate_fuzz::members;
 use tollgate_protocol::anthropic::set_model_parsed;
 use tollgate_protocol::bedrock::{
     ANTHROPIC_VERSION, BEDROCK_BETAS, BetaField, RequestBody, count_tokens_body_parsed,
-    count_tokens_model_id, invoke_body_parsed, model_path_segment,
+    count_tokens_model_id, ingress, invoke_body_parsed, model_path_segment,
 };
+use tollgate_protocol::thinking::without_thinking;
 
 type Members = Vec<(String, Box<RawValue>)>;
 
@@ -190,6 +192,52 @@ fuzz_target!(|data: &[u8]| {
             get(&out, "max_tokens").is_some(),
             "count-tokens body lacks max_tokens"
         );
+    }
+
+    // From a Bedrock-format client: the same members, `anthropic_*` out, the path's model in.
+    if let Ok(request) = ingress::invoke_request(body, "fuzz-model", true) {
+        let out = members(&request.body).expect("ingress output is a JSON object");
+        assert_unique_keys(&out, "ingress body");
+        assert_eq!(get(&out, "model"), Some("\"fuzz-model\""));
+        assert_eq!(get(&out, "stream"), Some("true"));
+        for (key, raw) in &input {
+            if !matches!(
+                key.as_str(),
+                "model" | "stream" | "anthropic_version" | "anthropic_beta"
+            ) {
+                assert_eq!(get(&out, key), Some(raw.get()), "ingress: member {key:?}");
+            }
+        }
+    }
+
+    // Without thinking blocks: the members other than `messages` (and, when thinking goes off,
+    // `thinking` and `context_management`) keep their bytes; no assistant turn keeps a thinking
+    // block.
+    if let Ok(Some(stripped)) = without_thinking(&parsed) {
+        let out = members(&stripped.body).expect("stripped body is a JSON object");
+        assert_unique_keys(&out, "stripped body");
+        assert!(stripped.blocks > 0);
+        for (key, raw) in &input {
+            match key.as_str() {
+                "messages" => {}
+                "thinking" | "context_management" if stripped.thinking_off => {}
+                _ => assert_eq!(get(&out, key), Some(raw.get()), "stripped: member {key:?}"),
+            }
+        }
+        let messages: Value =
+            serde_json::from_str(get(&out, "messages").expect("messages")).expect("JSON");
+        for m in messages.as_array().expect("an array") {
+            if m["role"] == "assistant"
+                && let Some(blocks) = m["content"].as_array()
+            {
+                assert!(
+                    blocks
+                        .iter()
+                        .all(|b| b["type"] != "thinking" && b["type"] != "redacted_thinking"),
+                    "a thinking block left: {m}"
+                );
+            }
+        }
     }
 
     let renamed = set_model_parsed(&parsed, "fuzz/\"model\"\n");

@@ -141,12 +141,18 @@ fn is_assistant(message: &RawValue) -> bool {
         #[serde(borrow)]
         role: Option<&'a str>,
     }
-    serde_json::from_str::<Role<'_>>(message.get()).is_ok_and(|r| r.role == Some("assistant"))
+    match serde_json::from_str::<Role<'_>>(message.get()) {
+        Ok(r) => r.role == Some("assistant"),
+        // An escaped or repeated `role`: read it as a whole value does (the last one wins).
+        Err(_) => serde_json::from_str::<Value>(message.get())
+            .is_ok_and(|m| m.get("role").and_then(Value::as_str) == Some("assistant")),
+    }
 }
 
-/// A cheap pre-check before parsing a message.
+/// A cheap pre-check before parsing a message: it names a thinking block, or has escapes (which
+/// could spell one).
 fn mentions_thinking(raw: &str) -> bool {
-    raw.contains("thinking")
+    raw.contains("thinking") || raw.contains('\\')
 }
 
 fn is_thinking_block(block: &Value) -> bool {

@@ -90,6 +90,7 @@ pub(super) enum Ran {
 
 /// A request to send again, from `entry`, with `stripped` as its body.
 pub(super) struct Unverifiable {
+    pub rt: Arc<Runtime>,
     pub draft: Draft,
     pub headers: HeaderMap,
     pub entry: usize,
@@ -281,13 +282,12 @@ pub(super) async fn run(
         retries: 0,
         deadline: draft.started + call.provider.request_timeout,
     };
-    let request_id = draft.record.request_id.clone();
     call.key().health.claim(now);
-    let mut outcome = providers::send(&call, &request_id).await;
+    let mut outcome = providers::send(&call, &draft.record.request_id).await;
     let mut upstream_wait = None;
     loop {
         let class = Retryable::of(&outcome);
-        record_health(&call, &outcome, class, &request_id);
+        record_health(&call, &outcome, class, &draft.record.request_id);
         let Some(class) = class else { break };
         upstream_wait = outcome
             .as_ref()
@@ -333,7 +333,7 @@ pub(super) async fn run(
             r.cancel();
         }
         tracing::info!(
-            request_id = %request_id,
+            request_id = %draft.record.request_id,
             provider = %log_safe(&attempt.provider),
             class = %attempt.class,
             status = attempt.status,
@@ -346,7 +346,7 @@ pub(super) async fn run(
         next.headers = std::mem::take(&mut call.headers);
         call = next;
         call.key().health.claim(health::now_ms());
-        outcome = providers::send(&call, &request_id).await;
+        outcome = providers::send(&call, &draft.record.request_id).await;
     }
     // A 400 may be the platform refusing thinking blocks another platform signed: then the
     // request goes again without them (once), from this entry.
@@ -355,7 +355,8 @@ pub(super) async fn run(
         && resp.status() == StatusCode::BAD_REQUEST
         && let Ok(Some(stripped)) = tollgate_protocol::thinking::without_thinking(job.parsed)
     {
-        let (refused, read) = read_refusal(&call, outcome).await;
+        // Boxed: a cold path, kept out of the size of every request's future.
+        let (refused, read) = Box::pin(read_refusal(&call, outcome)).await;
         if refused {
             let attempt = Attempt {
                 provider: draft.record.provider.clone(),
@@ -370,6 +371,7 @@ pub(super) async fn run(
                 r.cancel();
             }
             return Ran::Unverifiable(Box::new(Unverifiable {
+                rt: Arc::clone(&job.rt),
                 draft,
                 headers: std::mem::take(&mut call.headers),
                 entry: progress.entry,
