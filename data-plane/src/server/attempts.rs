@@ -17,7 +17,10 @@
 //! attempt is routed and admitted on its own; the given-up attempt's admission is taken back.
 //! No retry or fallback starts after the deadline: the first attempt's provider's total timeout,
 //! counted from when the request arrived. The usage record names what served and keeps the
-//! attempts given up; every outcome is recorded on its key's health ([`crate::health`]).
+//! attempts given up; every outcome is recorded on its key's health ([`crate::health`]). An
+//! answer that is a 400 refusing thinking blocks another platform signed ends the run with
+//! [`Ran::Unverifiable`] instead: the caller sends the request again without them
+//! (`server::without_thinking`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
