@@ -1480,10 +1480,11 @@ async fn a_thinking_conversation_survives_bedrock_to_anthropic_and_back() {
         .await;
     let vk = key["value"].as_str().expect("value").to_owned();
     let (bedrock, gw, http) = (&s.double, &s.gw, &s.http);
-    // Claude Code's shape: adaptive thinking and the clear-thinking edit with its beta.
+    // Claude Code's shape: thinking on, and the clear-thinking edit (which needs thinking on)
+    // with its beta.
     let turn = |messages: &Value| {
-        json!({"model": "claude-sonnet-4-6", "max_tokens": 256,
-            "thinking": {"type": "adaptive"},
+        json!({"model": "claude-sonnet-4-6", "max_tokens": 2048,
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
             "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
             "messages": messages})
     };
@@ -1555,7 +1556,10 @@ async fn a_thinking_conversation_survives_bedrock_to_anthropic_and_back() {
         Some(1),
         "{resent}"
     );
-    assert_eq!(resent["thinking"], json!({"type": "adaptive"}));
+    assert_eq!(
+        resent["thinking"],
+        json!({"type": "enabled", "budget_tokens": 1024})
+    );
     let tool_id = answer["content"][1]["id"].clone();
     messages.as_array_mut().unwrap().extend([
         json!({"role": "assistant", "content": answer["content"]}),
