@@ -515,25 +515,40 @@ async fn claude_code_discovers_the_gateways_models() {
     );
 }
 
-/// Claude Code completes a tool-using session while Bedrock throttles every request: the
-/// virtual key's fallback (`anthropic/claude-sonnet-4-6`) answers each turn, the tool runs, and
-/// the session never sees the throttling.
-#[tokio::test]
-async fn claude_code_completes_a_tool_session_on_the_fallback_while_bedrock_throttles() {
+/// The walkthrough's gateway with the Anthropic double as a second provider, a virtual key that
+/// falls back to it (`anthropic/claude-sonnet-4-6`), the Bedrock double failing every request
+/// with `fault`, and a work directory holding a note for Claude Code's Read tool.
+async fn failing_bedrock_with_fallback(
+    fault: &str,
+) -> (
+    common::Setup,
+    tollgate_tests::anthropic_double::AnthropicDouble,
+    String,
+    tempfile::TempDir,
+    std::path::PathBuf,
+) {
     let s = setup().await;
     let anthropic = s.add_anthropic(UPSTREAM_KEY).await;
     let b = s
         .virtual_key(
             json!({"name": "resilient", "providers": ["bedrock", "anthropic"],
-                            "fallbacks": ["anthropic/claude-sonnet-4-6"]}),
+            "fallbacks": ["anthropic/claude-sonnet-4-6"]}),
         )
         .await;
     let vk = b["value"].as_str().expect("value").to_owned();
-    s.double.set_fault(Some("throttle"));
-
+    s.double.set_fault(Some(fault));
     let work = tempfile::tempdir().expect("work dir");
     let note = work.path().join("note.txt");
     std::fs::write(&note, NOTE).expect("note");
+    (s, anthropic, vk, work, note)
+}
+
+/// Claude Code completes a tool-using session while Bedrock throttles every request: the
+/// virtual key's fallback (`anthropic/claude-sonnet-4-6`) answers each turn, the tool runs, and
+/// the session never sees the throttling.
+#[tokio::test]
+async fn claude_code_completes_a_tool_session_on_the_fallback_while_bedrock_throttles() {
+    let (s, anthropic, vk, work, note) = failing_bedrock_with_fallback("throttle").await;
     let claude = required_env("TOLLGATE_TEST_CLAUDE");
     let env = readme_env(&s.gw.url("/anthropic"), &vk);
     let prompt = format!("[double:read:{}] Read the note.", note.display());
@@ -712,20 +727,7 @@ async fn claude_code_in_bedrock_mode_completes_a_tool_session_through_the_gatewa
 /// stream: the session completes, tool and all.
 #[tokio::test]
 async fn claude_code_in_bedrock_mode_gets_the_anthropic_fallback_as_an_event_stream() {
-    let s = setup().await;
-    let anthropic = s.add_anthropic(UPSTREAM_KEY).await;
-    let b = s
-        .virtual_key(
-            json!({"name": "resilient", "providers": ["bedrock", "anthropic"],
-                            "fallbacks": ["anthropic/claude-sonnet-4-6"]}),
-        )
-        .await;
-    let vk = b["value"].as_str().expect("value").to_owned();
-    s.double.set_fault(Some("unavailable"));
-
-    let work = tempfile::tempdir().expect("work dir");
-    let note = work.path().join("note.txt");
-    std::fs::write(&note, NOTE).expect("note");
+    let (s, anthropic, vk, work, note) = failing_bedrock_with_fallback("unavailable").await;
     let claude = required_env("TOLLGATE_TEST_CLAUDE");
     let prompt = format!("[double:read:{}] Read the note.", note.display());
     let out = run_claude(&claude, work.path(), bedrock_mode_env(&s.gw, &vk), &prompt).await;
