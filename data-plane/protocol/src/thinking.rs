@@ -65,24 +65,29 @@ pub fn without_thinking(body: &RequestBody<'_>) -> Result<Option<Stripped>, Body
     let last_assistant = messages.iter().rposition(|m| is_assistant(m));
     let mut blocks = 0;
     let mut thinking_off = false;
-    let mut out: Vec<String> = Vec::with_capacity(messages.len());
+    // The new `messages` array: untouched messages byte for byte, rewritten ones re-serialized.
+    let mut out = String::with_capacity(body.len);
+    out.push('[');
     for (i, raw) in messages.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
         // Only assistant messages with such blocks are parsed and rewritten.
         if !is_assistant(raw) || !mentions_thinking(raw.get()) {
-            out.push(raw.get().to_owned());
+            out.push_str(raw.get());
             continue;
         }
         let mut message: Value = serde_json::from_str(raw.get())
             .map_err(|_| invalid("messages", "an array of messages"))?;
         let Some(content) = message.get_mut("content").and_then(Value::as_array_mut) else {
-            out.push(raw.get().to_owned());
+            out.push_str(raw.get());
             continue;
         };
         let before = content.len();
         content.retain(|block| !is_thinking_block(block));
         let removed = before - content.len();
         if removed == 0 {
-            out.push(raw.get().to_owned());
+            out.push_str(raw.get());
             continue;
         }
         blocks += removed;
@@ -97,12 +102,12 @@ pub fn without_thinking(body: &RequestBody<'_>) -> Result<Option<Stripped>, Body
             // A turn that was only thinking: an assistant message may not be empty.
             content.push(serde_json::json!({"type": "text", "text": "(thinking omitted)"}));
         }
-        out.push(message.to_string());
+        out.push_str(&message.to_string());
     }
+    out.push(']');
     if blocks == 0 {
         return Ok(None);
     }
-    let messages = format!("[{}]", out.join(","));
     let context_management = match json::get(&body.fields, "context_management") {
         Some(raw) if thinking_off => without_thinking_edits(raw.get())?,
         _ => Edits::Unchanged,
@@ -111,7 +116,7 @@ pub fn without_thinking(body: &RequestBody<'_>) -> Result<Option<Stripped>, Body
     buf.push(b'{');
     for (key, value) in &body.fields {
         let value: &str = match key.as_ref() {
-            "messages" => &messages,
+            "messages" => &out,
             "thinking" if thinking_off => continue,
             "context_management" => match &context_management {
                 Edits::Kept(v) => v,

@@ -229,8 +229,9 @@ impl Step {
 struct Progress {
     /// The entry being tried (0: the model asked for).
     entry: usize,
-    /// Keys this entry's attempts failed on since its last backoff.
-    failed: Vec<Arc<str>>,
+    /// Keys left out of this entry: those its attempts failed on since its last backoff, and
+    /// the rejected ones.
+    spent: Vec<Arc<str>>,
     /// Keys whose credential an upstream refused: out for the whole request.
     rejected: Vec<Arc<str>>,
     /// Retries after backoff of this entry.
@@ -240,9 +241,24 @@ struct Progress {
 }
 
 impl Progress {
-    /// The failed and rejected keys, for routing within the same entry.
-    fn spent(&self) -> Vec<Arc<str>> {
-        self.failed.iter().chain(&self.rejected).cloned().collect()
+    /// The attempt on `key` failed; `rejected`: its credential was refused.
+    fn failed(&mut self, key: Arc<str>, rejected: bool) {
+        if rejected {
+            self.rejected.push(Arc::clone(&key));
+        }
+        self.spent.push(key);
+    }
+
+    /// Only the rejected keys stay out: after a backoff, or on another entry.
+    fn forget_failures(&mut self) {
+        self.spent.clone_from(&self.rejected);
+    }
+
+    /// The attempts go on with entry `i` (a later one), its retries not spent yet.
+    fn move_to(&mut self, i: usize) {
+        self.entry = i;
+        self.retries = 0;
+        self.forget_failures();
     }
 }
 
@@ -280,7 +296,7 @@ pub(super) async fn run(
     call.headers = headers;
     let mut progress = Progress {
         entry,
-        failed: Vec::new(),
+        spent: Vec::new(),
         rejected: Vec::new(),
         retries: 0,
         deadline: draft.started + call.provider.request_timeout,
@@ -296,22 +312,9 @@ pub(super) async fn run(
             .as_ref()
             .ok()
             .and_then(|r| providers::retry_after(r.headers()));
-        let attempt = Attempt {
-            provider: draft.record.provider.clone(),
-            model: draft.record.model_resolved.clone(),
-            provider_key_id: draft.record.provider_key_id.clone(),
-            class: class.as_str().to_owned(),
-            status: outcome
-                .as_ref()
-                .map_or(0, |r| u32::from(r.status().as_u16())),
-            latency_ms: u32::try_from(call.started.elapsed().as_millis()).unwrap_or(u32::MAX),
-        };
-        let key = Arc::clone(&call.key().id);
-        if class == Retryable::KeyRejected {
-            progress.rejected.push(key);
-        } else {
-            progress.failed.push(key);
-        }
+        let status = outcome.as_ref().map_or(0, |r| r.status().as_u16());
+        let attempt = attempt(&draft, &call, class.as_str(), status);
+        progress.failed(Arc::clone(&call.key().id), class == Retryable::KeyRejected);
         let routed = (
             draft.record.provider.clone(),
             draft.record.model_resolved.clone(),
@@ -361,14 +364,7 @@ pub(super) async fn run(
         // Boxed: a cold path, kept out of the size of every request's future.
         let (refused, read) = Box::pin(read_refusal(&call, outcome)).await;
         if refused {
-            let attempt = Attempt {
-                provider: draft.record.provider.clone(),
-                model: draft.record.model_resolved.clone(),
-                provider_key_id: draft.record.provider_key_id.clone(),
-                class: "thinking_unverifiable".to_owned(),
-                status: 400,
-                latency_ms: u32::try_from(call.started.elapsed().as_millis()).unwrap_or(u32::MAX),
-            };
+            let attempt = attempt(&draft, &call, "thinking_unverifiable", 400);
             draft.record.attempts.push(attempt);
             if let Some(r) = draft.reservation.take() {
                 r.cancel();
@@ -414,10 +410,9 @@ async fn read_refusal(call: &Call<'_>, outcome: Outcome) -> (bool, Outcome) {
         return (false, outcome);
     };
     let (parts, body) = resp.into_parts();
-    let resp = http::Response::from_parts(parts.clone(), body);
     match crate::upstream::read_body(
         &call.provider.name,
-        resp,
+        http::Response::new(body),
         call.body_timeout(),
         MAX_REFUSAL_BODY,
     )
@@ -480,11 +475,10 @@ async fn next_attempt<'a>(
     draft: &mut Draft,
 ) -> Option<(Step, Call<'a>)> {
     let entry = progress.entry;
-    let spent = progress.spent();
     let now = health::now_ms();
     // 1. Another healthy key for the same entry.
     let same = Exclude {
-        keys: &spent,
+        keys: &progress.spent,
         ejected_at: Some(now),
     };
     if let Some(c) = try_entry(job, entry, same, draft) {
@@ -500,7 +494,7 @@ async fn next_attempt<'a>(
         if Instant::now() + wait < progress.deadline {
             tokio::time::sleep(wait).await;
             progress.retries += 1;
-            progress.failed.clear();
+            progress.forget_failures();
             let now = health::now_ms();
             let retry = |ejected_at| Exclude {
                 keys: &progress.rejected,
@@ -523,17 +517,14 @@ async fn next_attempt<'a>(
     };
     for i in entry + 1..=job.fallbacks.len() {
         if let Some(c) = try_entry(job, i, later, draft) {
-            progress.entry = i;
-            progress.retries = 0;
-            progress.failed.clear();
+            progress.move_to(i);
             return Some((Step::Fallback, c));
         }
     }
     // 4. Ejected keys, as the last resort.
-    let spent = progress.spent();
     for i in entry..=job.fallbacks.len() {
         let keys = if i == entry {
-            &spent
+            &progress.spent
         } else {
             &progress.rejected
         };
@@ -543,14 +534,25 @@ async fn next_attempt<'a>(
         };
         if let Some(c) = try_entry(job, i, exclude, draft) {
             if i != entry {
-                progress.entry = i;
-                progress.retries = 0;
-                progress.failed.clear();
+                progress.move_to(i);
             }
             return Some((Step::LastResort, c));
         }
     }
     None
+}
+
+/// What the usage record keeps of an attempt given up: the route the draft names, `class`,
+/// `status` (0: no answer) and its latency.
+fn attempt(draft: &Draft, call: &Call<'_>, class: &str, status: u16) -> Attempt {
+    Attempt {
+        provider: draft.record.provider.clone(),
+        model: draft.record.model_resolved.clone(),
+        provider_key_id: draft.record.provider_key_id.clone(),
+        class: class.to_owned(),
+        status: u32::from(status),
+        latency_ms: u32::try_from(call.started.elapsed().as_millis()).unwrap_or(u32::MAX),
+    }
 }
 
 /// Records an attempt's outcome on its key's health: a failure for every [`Retryable`] class,
