@@ -10,11 +10,14 @@
 //! * [`count_tokens_model_id`], [`count_tokens_response`]: the rest of `CountTokens`.
 //! * [`StreamTranslator`]: `InvokeModelWithResponseStream` event-stream messages -> Anthropic SSE.
 //! * [`map_error`]: non-2xx Bedrock replies -> Anthropic errors.
+//! * [`converse`]: Anthropic Messages <-> `Converse`/`ConverseStream`, for models that are not
+//!   Anthropic's (Llama, Mistral, Nova, …).
 //! * [`ingress`]: the other direction, for clients that speak Bedrock's format to the gateway
 //!   (Claude Code in Bedrock mode): their requests -> Anthropic, Anthropic answers -> Bedrock's.
 
 mod betas;
 mod body;
+pub mod converse;
 mod error;
 pub mod ingress;
 mod stream;

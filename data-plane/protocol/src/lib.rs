@@ -9,6 +9,7 @@
 //! | [`sse`] | Anthropic-style server-sent events (writer helpers, WHATWG-conformant incremental parser) |
 //! | [`anthropic`] | Anthropic error envelopes, error kinds and token usage extraction |
 //! | [`bedrock`] | Anthropic Messages <-> Bedrock `InvokeModel` / `CountTokens` translation, stream and error mapping |
+//! | [`openai`] | OpenAI Chat Completions and Responses <-> Anthropic Messages, both directions |
 //! | [`response_model`] | The requested model name put back into answers (`message.model`, streaming or not) |
 //!
 //! ## Invariants
@@ -40,6 +41,7 @@ pub mod anthropic;
 pub mod bedrock;
 pub mod eventstream;
 mod json;
+pub mod openai;
 pub mod response_model;
 pub mod sse;
 pub mod thinking;
