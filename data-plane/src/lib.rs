@@ -28,6 +28,7 @@
 pub mod admission;
 pub mod bedrock_ingress;
 pub mod error;
+pub mod google;
 pub mod grpc;
 pub mod health;
 pub mod limits;

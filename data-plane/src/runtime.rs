@@ -79,6 +79,8 @@ pub enum SnapshotError {
 pub enum ProviderKind {
     Bedrock,
     Anthropic,
+    /// Google Vertex AI's Anthropic models.
+    Vertex,
 }
 
 impl ProviderKind {
@@ -86,6 +88,7 @@ impl ProviderKind {
         match self {
             ProviderKind::Bedrock => "bedrock",
             ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Vertex => "vertex",
         }
     }
 }
@@ -257,6 +260,8 @@ pub enum KeyCredential {
     AnthropicApiKey(Value),
     /// Bedrock: SigV4 (static, default chain, assumed role) or a Bedrock API key.
     Bedrock(Arc<BedrockAuth>),
+    /// Vertex AI: a service account's key file, exchanged for access tokens.
+    Vertex(Arc<crate::google::VertexAuth>),
 }
 
 impl KeyCredential {
@@ -266,6 +271,7 @@ impl KeyCredential {
         match (self, other) {
             (KeyCredential::AnthropicApiKey(a), KeyCredential::AnthropicApiKey(b)) => a == b,
             (KeyCredential::Bedrock(a), KeyCredential::Bedrock(b)) => Arc::ptr_eq(a, b),
+            (KeyCredential::Vertex(a), KeyCredential::Vertex(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -547,7 +553,7 @@ fn compile_provider(
     let kind = match pb::ProviderKind::try_from(p.kind) {
         Ok(pb::ProviderKind::Bedrock) => ProviderKind::Bedrock,
         Ok(pb::ProviderKind::Anthropic) => ProviderKind::Anthropic,
-        // Served by the commits that follow; until then a snapshot with one is refused.
+        Ok(pb::ProviderKind::Vertex) => ProviderKind::Vertex,
         _ => return Err(SnapshotError::UnknownProviderKind(p.name.clone())),
     };
     let network = p.network.clone().unwrap_or_default();
@@ -631,6 +637,21 @@ fn compile_key(
                     KeyCredential::Bedrock(Arc::clone(prev))
                 }
                 _ => KeyCredential::Bedrock(Arc::new(fresh)),
+            }
+        }
+        ProviderKind::Vertex => {
+            let fresh = crate::google::VertexAuth::from_proto(k, env).map_err(invalid)?;
+            for (field, value) in fresh.values() {
+                if let Some(var) = value.refused() {
+                    warn_refused(&p.name, Some(&k.name), field, var, env);
+                }
+            }
+            // The token cache survives config changes that keep the key's settings.
+            match previous.map(|pk| &pk.credential) {
+                Some(KeyCredential::Vertex(prev)) if prev.fingerprint() == fresh.fingerprint() => {
+                    KeyCredential::Vertex(Arc::clone(prev))
+                }
+                _ => KeyCredential::Vertex(Arc::new(fresh)),
             }
         }
     };

@@ -9,6 +9,8 @@
 //!   CountTokens) that checks signatures and bodies, streams real event-stream frames and is
 //!   scripted by `[double:…]` triggers in the prompt.
 //! * [`thinking`] — thinking-block signatures per platform, made and checked by both doubles.
+//! * [`vertex_double`] — Vertex AI (rawPredict, streamRawPredict) and Google's token endpoint: JWT
+//!   assertions verified with the service account's public key, bearer tokens checked on every call.
 //! * [`harness`] — runs the real `tollgate` binary for end-to-end tests.
 //!
 //! The standalone double (`src/bin/bedrock-double.rs`) serves the same double on a fixed
@@ -23,6 +25,7 @@ mod serve;
 pub mod sigv4;
 pub mod sts_double;
 pub mod thinking;
+pub mod vertex_double;
 
 pub use bedrock_double::{BedrockDouble, BedrockDoubleConfig, RecordedRequest, Verdict};
 pub use harness::{TollgateOptions, TollgateProcess};

@@ -10,6 +10,7 @@
 //! | [`anthropic`] | Anthropic error envelopes, error kinds and token usage extraction |
 //! | [`bedrock`] | Anthropic Messages <-> Bedrock `InvokeModel` / `CountTokens` translation, stream and error mapping |
 //! | [`openai`] | OpenAI Chat Completions and Responses <-> Anthropic Messages, both directions |
+//! | [`vertex`] | Anthropic Messages <-> Google Vertex AI (`rawPredict`, `streamRawPredict`): paths, body, Google errors |
 //! | [`response_model`] | The requested model name put back into answers (`message.model`, streaming or not) |
 //!
 //! ## Invariants
@@ -45,3 +46,4 @@ pub mod openai;
 pub mod response_model;
 pub mod sse;
 pub mod thinking;
+pub mod vertex;

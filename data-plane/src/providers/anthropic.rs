@@ -3,7 +3,8 @@
 //! changed it; then the answer's `message.model` (the body's, or the stream's `message_start`)
 //! is set back to the name the client asked for. Everything else in the answers (errors
 //! included) is relayed unmodified; streams are relayed chunk by chunk while an SSE parser
-//! watches them for usage and for `error` events, which are logged at warn.
+//! watches them for usage and for `error` events, which are logged at warn. Vertex AI's answers
+//! are relayed here too (`super::vertex` sends them).
 
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ use super::{
 };
 use crate::DataPlane;
 use crate::error::ProxyError;
-use crate::runtime::KeyCredential;
+use crate::runtime::{KeyCredential, ProviderKind};
 use crate::server::Draft;
 use crate::upstream;
 
@@ -150,6 +151,26 @@ pub(crate) async fn respond(
         };
         if let Some(u) = &answer.usage {
             draft.set_usage(u);
+        }
+        // Vertex answers failures before the model ran in Google's envelope.
+        if !status.is_success()
+            && c.provider.kind == ProviderKind::Vertex
+            && let Some(e) = tollgate_protocol::vertex::map_error(status.as_u16(), &bytes)
+        {
+            draft.finish(&dp, e.status, "upstream_error");
+            let mut resp = Response::new(Body::from(e.to_json()));
+            *resp.status_mut() =
+                http::StatusCode::from_u16(e.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            for (name, value) in relayed {
+                h.append(name, value);
+            }
+            name_served_by(h, &c);
+            return resp;
         }
         let class = if status.is_success() {
             ""

@@ -5,6 +5,7 @@
 
 pub mod anthropic;
 pub mod bedrock;
+pub mod vertex;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -181,6 +182,7 @@ pub(crate) async fn send(c: &Call<'_>, request_id: &str) -> Outcome {
     match c.provider.kind {
         ProviderKind::Bedrock => bedrock::send(c, request_id).await,
         ProviderKind::Anthropic => anthropic::send(c).await,
+        ProviderKind::Vertex => vertex::send(c, request_id).await,
     }
 }
 
@@ -199,7 +201,10 @@ pub(crate) async fn respond(
     };
     match c.provider.kind {
         ProviderKind::Bedrock => bedrock::respond(dp, c, draft, upstream).await,
-        ProviderKind::Anthropic => anthropic::respond(dp, c, draft, upstream).await,
+        // Vertex answers in Anthropic's format.
+        ProviderKind::Anthropic | ProviderKind::Vertex => {
+            anthropic::respond(dp, c, draft, upstream).await
+        }
     }
 }
 
