@@ -582,4 +582,4 @@ async fn get_profile(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -34,6 +34,7 @@ pub mod health;
 pub mod limits;
 pub mod logsafe;
 pub mod models;
+pub mod openai_ingress;
 pub use tollgate_proto::model_id;
 pub mod providers;
 pub mod refusals;

@@ -64,6 +64,8 @@ pub fn router(dp: Arc<DataPlane>) -> Router {
         .route("/ready", get(ready))
         // Bedrock-format clients (Claude Code in Bedrock mode).
         .merge(crate::bedrock_ingress::routes())
+        // OpenAI-format clients (the OpenAI SDKs, Codex CLI).
+        .merge(crate::openai_ingress::routes())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(no_route)
         .with_state(dp)
@@ -72,7 +74,9 @@ pub fn router(dp: Arc<DataPlane>) -> Router {
 /// What the inference API serves, for 404 and 405 messages.
 const SERVED: &str = "the inference API serves POST /anthropic/v1/messages, POST \
                       /anthropic/v1/messages/count_tokens and GET /anthropic/v1/models (also \
-                      without the /anthropic prefix)";
+                      without the /anthropic prefix), and for OpenAI-format clients POST \
+                      /openai/v1/chat/completions, POST /openai/v1/responses and GET \
+                      /openai/v1/models";
 
 /// Longest part of a request path quoted back in an error message.
 const MAX_QUOTED_PATH: usize = 200;
@@ -155,7 +159,7 @@ async fn method_not_allowed(
 }
 
 /// `path`, cut to [`MAX_QUOTED_PATH`] bytes for a message (a URI path is ASCII).
-fn quote_path(path: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn quote_path(path: &str) -> std::borrow::Cow<'_, str> {
     match path.get(..MAX_QUOTED_PATH) {
         Some(head) if head.len() < path.len() => format!("{head}...").into(),
         _ => path.into(),
@@ -289,7 +293,7 @@ async fn get_model(
 }
 
 /// The runtime and the virtual key of a model-list call.
-fn models_caller(
+pub(crate) fn models_caller(
     dp: &DataPlane,
     headers: &HeaderMap,
     draft: &Draft,

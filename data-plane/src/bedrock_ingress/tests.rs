@@ -32,21 +32,21 @@ use crate::testing::{lit, network, serve};
 use crate::usage::UsageSink;
 use crate::{DataPlane, DataPlaneConfig};
 
-const GOOD: &str = "sk-tg-bedrock-mode-key";
+pub(crate) const GOOD: &str = "sk-tg-bedrock-mode-key";
 /// Reaches Bedrock and Anthropic, falls back to `anthropic/claude-sonnet-4-6`.
-const RESILIENT: &str = "sk-tg-bedrock-mode-resilient";
+pub(crate) const RESILIENT: &str = "sk-tg-bedrock-mode-resilient";
 const UPSTREAM_KEY: &str = "sk-ant-bedrock-mode-upstream";
 
 /// What a stand-in upstream saw: path, `anthropic-beta` header, body.
 #[derive(Debug, Clone)]
-struct Seen {
-    path: String,
-    beta: Option<String>,
-    version: Option<String>,
-    body: Value,
+pub(crate) struct Seen {
+    pub(crate) path: String,
+    pub(crate) beta: Option<String>,
+    pub(crate) version: Option<String>,
+    pub(crate) body: Value,
 }
 
-type Log = Arc<Mutex<Vec<Seen>>>;
+pub(crate) type Log = Arc<Mutex<Vec<Seen>>>;
 
 fn record(log: &Log, path: String, headers: &HeaderMap, body: &Bytes) {
     let text = |name: &str| {
@@ -64,7 +64,7 @@ fn record(log: &Log, path: String, headers: &HeaderMap, body: &Bytes) {
 }
 
 /// The events both stand-ins stream (Bedrock's names its own model).
-fn events(model: &str) -> Vec<Value> {
+pub(crate) fn events(model: &str) -> Vec<Value> {
     vec![
         json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
                "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
@@ -93,7 +93,7 @@ fn chunk(event: &Value) -> Bytes {
 
 /// A Bedrock stand-in (signatures are the e2e tests' business). `mode`: `ok`, `throttle` (429
 /// `ThrottlingException`) or `midstream` (`message_start`, then a `throttlingException` frame).
-async fn bedrock(mode: &'static str) -> (String, Log) {
+pub(crate) async fn bedrock(mode: &'static str) -> (String, Log) {
     let log: Log = Arc::default();
     let seen = Arc::clone(&log);
     let handler = move |Path((id, op)): Path<(String, String)>, headers: HeaderMap, body: Bytes| {
@@ -140,7 +140,7 @@ async fn bedrock(mode: &'static str) -> (String, Log) {
 
 /// An Anthropic API stand-in: messages (streamed as SSE with a `ping`, or whole) and
 /// count_tokens.
-async fn anthropic() -> (String, Log) {
+pub(crate) async fn anthropic() -> (String, Log) {
     let log: Log = Arc::default();
     let seen = Arc::clone(&log);
     let messages = move |headers: HeaderMap, body: Bytes| {
@@ -186,7 +186,7 @@ async fn anthropic() -> (String, Log) {
 
 /// Bedrock (with an alias and a named profile) and Anthropic providers; [`GOOD`] reaches only
 /// Bedrock, [`RESILIENT`] both, with a fallback to Anthropic.
-fn snapshot(bedrock_url: &str, anthropic_url: &str) -> pb::Snapshot {
+pub(crate) fn snapshot(bedrock_url: &str, anthropic_url: &str) -> pb::Snapshot {
     let vk = |id: &str, key: &str, providers: &[&str], fallbacks: &[&str]| pb::VirtualKey {
         id: id.into(),
         name: id.into(),
@@ -252,21 +252,21 @@ fn snapshot(bedrock_url: &str, anthropic_url: &str) -> pb::Snapshot {
     }
 }
 
-struct Gateway {
+pub(crate) struct Gateway {
     dp: Arc<DataPlane>,
     usage: mpsc::Receiver<UsageRecord>,
 }
 
 /// A response with its body whole.
 #[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
 
@@ -313,7 +313,7 @@ impl Answer {
 }
 
 impl Gateway {
-    fn new(snapshot: pb::Snapshot) -> Gateway {
+    pub(crate) fn new(snapshot: pb::Snapshot) -> Gateway {
         let (sink, usage) = UsageSink::channel(64);
         let config = DataPlaneConfig {
             max_body_bytes: 64 * 1024,
@@ -324,7 +324,13 @@ impl Gateway {
         Gateway { dp, usage }
     }
 
-    async fn call(&self, method: Method, path: &str, key: Option<&str>, body: &str) -> Answer {
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: &str,
+    ) -> Answer {
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -349,7 +355,7 @@ impl Gateway {
         }
     }
 
-    fn usage(&mut self) -> Vec<UsageRecord> {
+    pub(crate) fn usage(&mut self) -> Vec<UsageRecord> {
         let mut out = Vec::new();
         while let Ok(r) = self.usage.try_recv() {
             out.push(r);

@@ -203,6 +203,11 @@ pub fn error_body(kind: ErrorKind, message: &str) -> Vec<u8> {
     write_error(kind, message, None)
 }
 
+/// [`error_body`] naming the offending request member in `param` (a JSON path).
+pub fn error_body_with_param(kind: ErrorKind, message: &str, param: Option<&str>) -> Vec<u8> {
+    write_error(kind, message, param)
+}
+
 /// An Anthropic error answer (`{"type":"error","error":{"type","message"}}`, or the data of an
 /// SSE `error` event) as OpenAI's error body: the kind from `error.type` (else from `status`),
 /// the message unchanged. A body that is not such an envelope gets a generic message naming the
