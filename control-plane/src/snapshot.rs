@@ -283,6 +283,7 @@ fn provider_key(
         value: open(k.id, SecretField::Value, k.value.as_ref(), secrets)?,
         bedrock,
         enabled: k.enabled,
+        vertex: None,
     })
 }
 
