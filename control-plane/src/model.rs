@@ -8,7 +8,7 @@
 //!
 //! | secret | sealed as | associated data |
 //! |---|---|---|
-//! | provider key `value`, `access_key`, `secret_key`, `session_token`, `external_id` | [`SealedSecret::seal`] | `tollgate/provider_key/{key id}/{field}` |
+//! | provider key `value`, `access_key`, `secret_key`, `session_token`, `external_id`, `auth_credentials` | [`SealedSecret::seal`] | `tollgate/provider_key/{key id}/{field}` |
 //! | provider `network_config.extra_headers` values | [`SealedSecret::seal_header`] | `tollgate/provider/{provider}/extra_header/{header name}` |
 
 use std::collections::BTreeMap;
@@ -28,29 +28,40 @@ pub const REDACTED: &str = "<redacted>";
 /// Prefix of an environment-variable reference in the admin API (`env.AWS_ACCESS_KEY_ID`).
 pub const ENV_PREFIX: &str = "env.";
 
-/// Upstream protocol family of a provider.
+/// Upstream protocol family of a provider: `bedrock` (AWS Bedrock InvokeModel, SigV4),
+/// `anthropic` (the Anthropic Messages API), `vertex` (Google Vertex AI, Anthropic models, OAuth2
+/// from a service account key), `openai` (an OpenAI Chat Completions API: OpenAI itself or any
+/// compatible server at the provider's `base_url`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     Bedrock,
     Anthropic,
+    Vertex,
+    OpenAi,
 }
 
 impl ProviderKind {
+    /// Every kind, in the order of the proto enum.
+    pub const ALL: [ProviderKind; 4] = [
+        ProviderKind::Bedrock,
+        ProviderKind::Anthropic,
+        ProviderKind::Vertex,
+        ProviderKind::OpenAi,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Bedrock => "bedrock",
             ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Vertex => "vertex",
+            ProviderKind::OpenAi => "openai",
         }
     }
 
-    /// The kind named by `s` (`bedrock` or `anthropic`), if any.
+    /// The kind named by `s` (`bedrock`, `anthropic`, `vertex` or `openai`), if any.
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "bedrock" => Some(ProviderKind::Bedrock),
-            "anthropic" => Some(ProviderKind::Anthropic),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -64,7 +75,10 @@ impl fmt::Display for ProviderKind {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkConfig {
-    /// Overrides the provider's default endpoint; must be an `http://` or `https://` URL.
+    /// Overrides the provider's default endpoint; must be an `http://` or `https://` URL. For
+    /// `openai` providers the default is `https://api.openai.com/v1` (applied by the data plane);
+    /// set it to reach any OpenAI-compatible server (`http://127.0.0.1:11434/v1` for Ollama,
+    /// vLLM, LM Studio, another gateway), whose keys may then omit `value`.
     #[serde(default)]
     #[schema(example = "https://bedrock-runtime.us-east-1.amazonaws.com")]
     pub base_url: Option<String>,
@@ -163,7 +177,7 @@ impl NetworkRecord {
 }
 
 /// A non-secret value that may be given literally or as an `env.NAME` reference (`region`,
-/// `role_arn`). Stored as JSON `{"literal": ".."}` or `{"env": "NAME"}`.
+/// `role_arn`, Vertex `project_id`). Stored as JSON `{"literal": ".."}` or `{"env": "NAME"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ValueSource {
@@ -206,6 +220,8 @@ pub enum SecretField {
     SecretKey,
     SessionToken,
     ExternalId,
+    /// A Vertex AI key's service account key file.
+    AuthCredentials,
 }
 
 impl SecretField {
@@ -216,6 +232,7 @@ impl SecretField {
             SecretField::SecretKey => "secret_key",
             SecretField::SessionToken => "session_token",
             SecretField::ExternalId => "external_id",
+            SecretField::AuthCredentials => "auth_credentials",
         }
     }
 }
@@ -315,7 +332,7 @@ impl SealedSecret {
     }
 }
 
-/// A provider (`bedrock`, `anthropic`, or a custom name with a base kind).
+/// A provider (`bedrock`, `anthropic`, `vertex`, `openai`, or a custom name with a base kind).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProviderRecord {
     pub name: String,
@@ -339,6 +356,18 @@ pub struct BedrockKeyRecord {
     pub arn: Option<String>,
 }
 
+/// Google Cloud settings of a Vertex AI key. `auth_credentials` (the service account key file,
+/// JSON) is sealed; the others are plain.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VertexKeyRecord {
+    pub project_id: Option<ValueSource>,
+    pub region: Option<ValueSource>,
+    pub auth_credentials: Option<SealedSecret>,
+    /// Where the signed JWT is exchanged for an access token, instead of the key file's
+    /// `token_uri`.
+    pub token_uri: Option<String>,
+}
+
 /// A credential of a provider.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProviderKeyRecord {
@@ -350,9 +379,10 @@ pub struct ProviderKeyRecord {
     pub weight: f64,
     pub aliases: BTreeMap<String, String>,
     pub enabled: bool,
-    /// API key (anthropic) or Bedrock API key.
+    /// API key (anthropic, openai) or Bedrock API key.
     pub value: Option<SealedSecret>,
     pub bedrock: Option<BedrockKeyRecord>,
+    pub vertex: Option<VertexKeyRecord>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }

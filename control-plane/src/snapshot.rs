@@ -75,10 +75,7 @@ pub fn build_snapshot(
         keys.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         providers.push(pb::Provider {
             name: p.name.clone(),
-            kind: match p.kind {
-                ProviderKind::Bedrock => pb::ProviderKind::Bedrock,
-                ProviderKind::Anthropic => pb::ProviderKind::Anthropic,
-            } as i32,
+            kind: kind(p.kind) as i32,
             network: Some(network(&p.name, &p.network, secrets)?),
             keys: keys
                 .into_iter()
@@ -163,6 +160,15 @@ fn virtual_key(vk: &VirtualKeyRecord) -> pb::VirtualKey {
         expires_at_unix_ms: g.expires_at_unix_ms.unwrap_or(0),
         fail_open: g.fail_open,
         fallbacks: g.fallbacks.clone(),
+    }
+}
+
+fn kind(k: ProviderKind) -> pb::ProviderKind {
+    match k {
+        ProviderKind::Bedrock => pb::ProviderKind::Bedrock,
+        ProviderKind::Anthropic => pb::ProviderKind::Anthropic,
+        ProviderKind::Vertex => pb::ProviderKind::Vertex,
+        ProviderKind::OpenAi => pb::ProviderKind::Openai,
     }
 }
 
@@ -270,6 +276,20 @@ fn provider_key(
             arn_prefix: b.arn.clone().unwrap_or_default(),
         }),
     };
+    let vertex = match &k.vertex {
+        None => None,
+        Some(v) => Some(pb::VertexKeyConfig {
+            project_id: v.project_id.clone().map(value_ref),
+            region: v.region.clone().map(value_ref),
+            auth_credentials: open(
+                k.id,
+                SecretField::AuthCredentials,
+                v.auth_credentials.as_ref(),
+                secrets,
+            )?,
+            token_uri: v.token_uri.clone().unwrap_or_default(),
+        }),
+    };
     Ok(pb::ProviderKey {
         id: k.id.to_string(),
         name: k.name.clone(),
@@ -283,7 +303,7 @@ fn provider_key(
         value: open(k.id, SecretField::Value, k.value.as_ref(), secrets)?,
         bedrock,
         enabled: k.enabled,
-        vertex: None,
+        vertex,
     })
 }
 
@@ -291,7 +311,9 @@ fn provider_key(
 mod tests {
     use super::*;
     use crate::governance::{Budget, KeyGovernance, Limits, ProviderConfig, ResetDuration};
-    use crate::model::{BedrockKeyRecord, PriceOverrideRecord, ProviderRecord, now};
+    use crate::model::{
+        BedrockKeyRecord, PriceOverrideRecord, ProviderRecord, VertexKeyRecord, now,
+    };
 
     fn env(name: &str) -> pb::ValueRef {
         value_ref(ValueSource::Env(name.into()))
@@ -362,6 +384,7 @@ mod tests {
                         arn: Some("arn:aws:bedrock:us-east-1:123456789012".into()),
                         ..Default::default()
                     }),
+                    vertex: None,
                     created_at: t,
                     updated_at: t,
                 },
@@ -376,6 +399,7 @@ mod tests {
                     enabled: true,
                     value: Some(SealedSecret::Env("X".into())),
                     bedrock: None,
+                    vertex: None,
                     created_at: t,
                     updated_at: t,
                 },
@@ -596,6 +620,119 @@ mod tests {
             .insert("x-team".into(), sealed);
         let err = build_snapshot(&st, &secrets, 0).unwrap_err();
         assert!(matches!(err, SnapshotError::Header { ref provider, .. } if provider == "zeta"));
+    }
+
+    #[test]
+    fn vertex_and_openai_providers_reach_the_snapshot() {
+        let secrets = SecretBox::new(&[3u8; 32]);
+        let t = now();
+        let provider = |name: &str, kind, base_url: Option<&str>| ProviderRecord {
+            name: name.into(),
+            kind,
+            network: NetworkRecord {
+                settings: crate::model::NetworkConfig {
+                    base_url: base_url.map(Into::into),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            created_at: t,
+            updated_at: t,
+        };
+        let key = |provider: &str, name: &str| ProviderKeyRecord {
+            id: Uuid::new_v4(),
+            provider: provider.into(),
+            name: name.into(),
+            description: None,
+            models: vec!["*".into()],
+            weight: 1.0,
+            aliases: Default::default(),
+            enabled: true,
+            value: None,
+            bedrock: None,
+            vertex: None,
+            created_at: t,
+            updated_at: t,
+        };
+        const KEY_FILE: &str = r#"{"type":"service_account","private_key":"-----BEGIN PRIVATE KEY-----\nX\n-----END PRIVATE KEY-----\n"}"#;
+        let mut sealed = key("vertex", "sealed");
+        sealed.vertex = Some(VertexKeyRecord {
+            project_id: Some(ValueSource::Literal("my-project-123".into())),
+            region: Some(ValueSource::Env("GOOGLE_CLOUD_REGION".into())),
+            auth_credentials: Some(
+                SealedSecret::seal(&secrets, sealed.id, SecretField::AuthCredentials, KEY_FILE)
+                    .unwrap(),
+            ),
+            token_uri: Some("http://127.0.0.1:9000/token".into()),
+        });
+        let mut by_env = key("vertex", "from-env");
+        by_env.vertex = Some(VertexKeyRecord {
+            project_id: Some(ValueSource::Env("GOOGLE_CLOUD_PROJECT".into())),
+            region: Some(ValueSource::Literal("global".into())),
+            auth_credentials: Some(SealedSecret::Env("GOOGLE_VERTEX_CREDENTIALS".into())),
+            token_uri: None,
+        });
+        let mut openai = key("openai", "main");
+        openai.value =
+            Some(SealedSecret::seal(&secrets, openai.id, SecretField::Value, "sk-proj-1").unwrap());
+        let ollama = key("ollama", "local");
+        let st = ConfigState {
+            version: 3,
+            providers: vec![
+                provider("vertex", ProviderKind::Vertex, None),
+                provider("openai", ProviderKind::OpenAi, None),
+                provider(
+                    "ollama",
+                    ProviderKind::OpenAi,
+                    Some("http://127.0.0.1:11434/v1"),
+                ),
+            ],
+            keys: vec![sealed.clone(), by_env, openai, ollama],
+            virtual_keys: vec![],
+            teams: vec![],
+            customers: vec![],
+            price_overrides: vec![],
+        };
+        let snap = build_snapshot(&st, &secrets, 0).unwrap();
+        let by_name = |n: &str| snap.providers.iter().find(|p| p.name == n).unwrap();
+        assert_eq!(by_name("vertex").kind, pb::ProviderKind::Vertex as i32);
+        assert_eq!(by_name("openai").kind, pb::ProviderKind::Openai as i32);
+        assert_eq!(by_name("ollama").kind, pb::ProviderKind::Openai as i32);
+        assert_eq!(
+            by_name("ollama").network.as_ref().unwrap().base_url,
+            "http://127.0.0.1:11434/v1"
+        );
+        assert_eq!(
+            by_name("openai").network.as_ref().unwrap().base_url,
+            "",
+            "the default (https://api.openai.com/v1) is the data plane's"
+        );
+        assert_eq!(by_name("openai").keys[0].value, Some(lit("sk-proj-1")));
+        assert_eq!(by_name("ollama").keys[0].value, None);
+        assert!(by_name("ollama").keys[0].vertex.is_none());
+
+        let keys = &by_name("vertex").keys;
+        assert_eq!(keys[0].name, "from-env");
+        let v = keys[0].vertex.as_ref().unwrap();
+        assert_eq!(v.project_id, Some(env("GOOGLE_CLOUD_PROJECT")));
+        assert_eq!(v.region, Some(lit("global")));
+        assert_eq!(v.auth_credentials, Some(env("GOOGLE_VERTEX_CREDENTIALS")));
+        assert_eq!(v.token_uri, "");
+        let v = keys[1].vertex.as_ref().unwrap();
+        assert_eq!(v.project_id, Some(lit("my-project-123")));
+        assert_eq!(v.region, Some(env("GOOGLE_CLOUD_REGION")));
+        assert_eq!(v.auth_credentials, Some(lit(KEY_FILE)), "opened");
+        assert_eq!(v.token_uri, "http://127.0.0.1:9000/token");
+        assert!(keys[1].bedrock.is_none() && keys[1].value.is_none());
+
+        // The sealed key file is bound to its key and field.
+        let mut moved = st.clone();
+        moved.keys[0].value = sealed.vertex.unwrap().auth_credentials;
+        let err = build_snapshot(&moved, &secrets, 0).unwrap_err();
+        assert!(
+            matches!(err, SnapshotError::Secret { field: "value", .. }),
+            "{err}"
+        );
     }
 
     /// Values an older version left in plaintext (not sealed yet) are served as literals, and

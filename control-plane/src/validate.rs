@@ -276,6 +276,16 @@ pub fn refused_key_references(k: &ProviderKeyRecord, env: &EnvAllowlist) -> Vec<
         }
     }
     let mut fields = vec![("value", secret(&k.value))];
+    if let Some(v) = &k.vertex {
+        fields.extend([
+            ("vertex_key_config.project_id", plain(&v.project_id)),
+            ("vertex_key_config.region", plain(&v.region)),
+            (
+                "vertex_key_config.auth_credentials",
+                secret(&v.auth_credentials),
+            ),
+        ]);
+    }
     if let Some(b) = &k.bedrock {
         fields.extend([
             ("bedrock_key_config.access_key", secret(&b.access_key)),
@@ -306,7 +316,14 @@ pub fn refused_network_references(n: &NetworkRecord, env: &EnvAllowlist) -> Vec<
 }
 
 fn base_url(field: &str, url: &str) -> Result<()> {
-    let invalid = |why: &str| ValidationError::new(field, format!("invalid base_url: {why}"));
+    http_url(field, url, true)
+}
+
+/// An absolute `http://` or `https://` URL with a host and no credentials (and, when
+/// `no_query`, no query string). Errors are named after the last segment of `field`.
+fn http_url(field: &str, url: &str, no_query: bool) -> Result<()> {
+    let name = field.rsplit('.').next().unwrap_or(field);
+    let invalid = |why: &str| ValidationError::new(field, format!("invalid {name}: {why}"));
     let uri: http::Uri = url
         .parse()
         .map_err(|_| invalid("not a valid absolute URL"))?;
@@ -319,7 +336,7 @@ fn base_url(field: &str, url: &str) -> Result<()> {
         Some(host) if !host.is_empty() => {}
         _ => return Err(invalid("the URL has no host")),
     }
-    if uri.query().is_some() {
+    if no_query && uri.query().is_some() {
         return Err(invalid("the URL must not have a query string"));
     }
     if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
@@ -341,6 +358,36 @@ pub struct KeyShape<'a> {
     pub aliases: &'a BTreeMap<String, String>,
     pub has_value: bool,
     pub bedrock: Option<BedrockShape<'a>>,
+    pub vertex: Option<VertexShape<'a>>,
+}
+
+/// What a key's rules need of its provider besides the kind.
+#[derive(Debug, Clone, Copy)]
+pub struct ProviderShape {
+    pub kind: ProviderKind,
+    /// The provider has `network_config.base_url` (`openai` keys may then omit `value`).
+    pub has_base_url: bool,
+}
+
+impl ProviderShape {
+    /// A provider of `kind` at its default endpoint.
+    pub fn of(kind: ProviderKind) -> Self {
+        ProviderShape {
+            kind,
+            has_base_url: false,
+        }
+    }
+}
+
+/// A Vertex AI key's settings as the rules see them. The service account key file is checked
+/// where it is still plaintext ([`service_account_key`], before sealing): here only its presence.
+#[derive(Debug, Default)]
+pub struct VertexShape<'a> {
+    /// `None`: absent; `Some(None)`: an env reference; `Some(Some(v))`: a literal.
+    pub project_id: Option<Option<&'a str>>,
+    pub region: Option<Option<&'a str>>,
+    pub has_auth_credentials: bool,
+    pub token_uri: Option<&'a str>,
 }
 
 #[derive(Debug, Default)]
@@ -356,8 +403,10 @@ pub struct BedrockShape<'a> {
     pub arn: Option<&'a str>,
 }
 
-/// Checks a provider key as a whole against the kind of its provider.
-pub fn provider_key(kind: ProviderKind, key: &KeyShape<'_>) -> Result<()> {
+/// Checks a provider key as a whole against its provider (its kind, and for `openai` whether it
+/// has a `base_url`).
+pub fn provider_key(provider: ProviderShape, key: &KeyShape<'_>) -> Result<()> {
+    let kind = provider.kind;
     display_name("name", key.name)?;
     if let Some(d) = key.description {
         description("description", d)?;
@@ -419,18 +468,32 @@ pub fn provider_key(kind: ProviderKind, key: &KeyShape<'_>) -> Result<()> {
             ));
         }
     }
+    if kind != ProviderKind::Bedrock && key.bedrock.is_some() {
+        return Err(ValidationError::new(
+            "bedrock_key_config",
+            format!("bedrock_key_config is only valid for keys of bedrock providers, not {kind}"),
+        ));
+    }
+    if kind != ProviderKind::Vertex && key.vertex.is_some() {
+        return Err(ValidationError::new(
+            "vertex_key_config",
+            format!("vertex_key_config is only valid for keys of vertex providers, not {kind}"),
+        ));
+    }
     match kind {
         ProviderKind::Anthropic => {
-            if key.bedrock.is_some() {
-                return Err(ValidationError::new(
-                    "bedrock_key_config",
-                    "bedrock_key_config is only valid for keys of bedrock providers",
-                ));
-            }
             if !key.has_value {
                 return Err(ValidationError::new(
                     "value",
                     "anthropic keys need `value` (the API key, or env.NAME)",
+                ));
+            }
+        }
+        ProviderKind::OpenAi => {
+            if !key.has_value && !provider.has_base_url {
+                return Err(ValidationError::new(
+                    "value",
+                    "openai keys need `value` (the API key, or env.NAME) unless the provider has a network_config.base_url (a local server such as vLLM or Ollama may need none)",
                 ));
             }
         }
@@ -444,8 +507,184 @@ pub fn provider_key(kind: ProviderKind, key: &KeyShape<'_>) -> Result<()> {
             None => {}
             Some(b) => bedrock(key.has_value, b)?,
         },
+        ProviderKind::Vertex => {
+            if key.has_value {
+                return Err(ValidationError::new(
+                    "value",
+                    "vertex keys authenticate with vertex_key_config.auth_credentials (a service account key); `value` is not used",
+                ));
+            }
+            match &key.vertex {
+                None => {
+                    return Err(ValidationError::new(
+                        "vertex_key_config",
+                        "vertex keys need vertex_key_config (project_id, region and auth_credentials)",
+                    ));
+                }
+                Some(v) => vertex(v)?,
+            }
+        }
     }
     Ok(())
+}
+
+fn vertex(v: &VertexShape<'_>) -> Result<()> {
+    const P: &str = "vertex_key_config";
+    match v.project_id {
+        None => {
+            return Err(ValidationError::new(
+                format!("{P}.project_id"),
+                "project_id is required (e.g. \"my-project-123\" or env.GOOGLE_CLOUD_PROJECT)",
+            ));
+        }
+        Some(Some(p)) if !is_gcp_project_id(p) => {
+            return Err(ValidationError::new(
+                format!("{P}.project_id"),
+                format!(
+                    "{p:?} is not a Google Cloud project id (lowercase letters, digits and hyphens, starting with a letter, e.g. \"my-project-123\")"
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+    match v.region {
+        None => {
+            return Err(ValidationError::new(
+                format!("{P}.region"),
+                "region is required (e.g. \"us-east5\", \"europe-west1\", \"global\" or env.GOOGLE_CLOUD_REGION)",
+            ));
+        }
+        Some(Some(region)) if !is_gcp_region(region) => {
+            return Err(ValidationError::new(
+                format!("{P}.region"),
+                format!(
+                    "{region:?} is not a Google Cloud region name (e.g. \"us-east5\", \"europe-west1\", \"global\", \"us\", \"eu\")"
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+    if !v.has_auth_credentials {
+        return Err(ValidationError::new(
+            format!("{P}.auth_credentials"),
+            "auth_credentials is required: the service account key file (JSON) as a string, or env.NAME",
+        ));
+    }
+    if let Some(uri) = v.token_uri {
+        http_url(&format!("{P}.token_uri"), uri, false)?;
+    }
+    Ok(())
+}
+
+/// Longest service account key file accepted (they are about 2.4 KB).
+const MAX_KEY_FILE_LEN: usize = 64 * 1024;
+
+/// Checks a literal Vertex AI `auth_credentials`: a service account key file as Google Cloud
+/// downloads it (`type: "service_account"`, `client_email`, `private_key` in PKCS#8 PEM,
+/// `token_uri` an https URL or http on loopback). Messages never repeat any part of it.
+pub fn service_account_key(field: &str, raw: &str) -> Result<()> {
+    let invalid = |why: &str| {
+        ValidationError::new(
+            field,
+            format!(
+                "not a service account key file: {why} (give the key file's JSON as a string, or env.NAME)"
+            ),
+        )
+    };
+    if raw.len() > MAX_KEY_FILE_LEN {
+        return Err(invalid(&format!("longer than {MAX_KEY_FILE_LEN} bytes")));
+    }
+    // serde_json's messages may quote the input: only its position is reported.
+    let doc: serde_json::Value = serde_json::from_str(raw).map_err(|e| {
+        invalid(&format!(
+            "not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let Some(obj) = doc.as_object() else {
+        return Err(invalid("not a JSON object"));
+    };
+    let text = |name: &str| obj.get(name).and_then(serde_json::Value::as_str);
+    if text("type") != Some("service_account") {
+        return Err(invalid("`type` must be \"service_account\""));
+    }
+    match text("client_email") {
+        Some(email) if email.contains('@') => {}
+        _ => return Err(invalid("`client_email` is missing or not an email address")),
+    }
+    match text("private_key") {
+        Some(pem)
+            if pem.trim_start().starts_with("-----BEGIN PRIVATE KEY-----")
+                && pem.contains("-----END PRIVATE KEY-----") => {}
+        _ => {
+            return Err(invalid(
+                "`private_key` must be a PEM private key (-----BEGIN PRIVATE KEY----- ... -----END PRIVATE KEY-----)",
+            ));
+        }
+    }
+    match text("token_uri") {
+        Some(uri) if is_token_endpoint(uri) => {}
+        _ => {
+            return Err(invalid(
+                "`token_uri` must be an https URL (or http on a loopback address)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An `https://` URL with a host, or `http://` to a loopback host (a test double).
+fn is_token_endpoint(uri: &str) -> bool {
+    let Ok(uri) = uri.parse::<http::Uri>() else {
+        return false;
+    };
+    let Some(host) = uri.host().filter(|h| !h.is_empty()) else {
+        return false;
+    };
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return false;
+    }
+    match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => {
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            bare.eq_ignore_ascii_case("localhost")
+                || bare
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        _ => false,
+    }
+}
+
+/// `us-east5`, `europe-west1`, `asia-northeast1`, `global`, and the multi-regions `us` and `eu`:
+/// lowercase letters, digits and single hyphens, starting with a letter.
+fn is_gcp_region(s: &str) -> bool {
+    (2..=32).contains(&s.len())
+        && s.as_bytes()[0].is_ascii_lowercase()
+        && !s.ends_with('-')
+        && !s.contains("--")
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+}
+
+/// `my-project-123`, or a domain-scoped project (`example.com:my-project`): lowercase letters,
+/// digits and hyphens, starting with a letter, not ending with a hyphen.
+fn is_gcp_project_id(s: &str) -> bool {
+    let (domain, id) = s.rsplit_once(':').unwrap_or(("", s));
+    let domain_ok = domain.is_empty()
+        || (domain.len() <= 253
+            && domain
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.'));
+    domain_ok
+        && (1..=63).contains(&id.len())
+        && id.as_bytes()[0].is_ascii_lowercase()
+        && !id.ends_with('-')
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
 }
 
 fn bedrock(has_value: bool, b: &BedrockShape<'_>) -> Result<()> {
@@ -628,6 +867,7 @@ mod tests {
                 role_arn: Some(ValueSource::Literal("arn:aws:iam::1:role/r".into())),
                 ..Default::default()
             }),
+            vertex: None,
             created_at: t,
             updated_at: t,
         };
@@ -751,6 +991,7 @@ mod tests {
                 region: Some(Some("us-east-1")),
                 ..Default::default()
             }),
+            vertex: None,
         }
     }
 
@@ -759,7 +1000,10 @@ mod tests {
         let models = vec!["*".to_string()];
         let check = |alias: &str, target: &str| {
             let aliases = BTreeMap::from([(alias.to_string(), target.to_string())]);
-            provider_key(ProviderKind::Bedrock, &bedrock_key(&aliases, &models))
+            provider_key(
+                ProviderShape::of(ProviderKind::Bedrock),
+                &bedrock_key(&aliases, &models),
+            )
         };
         assert!(check("claude-sonnet-4-6", "global.anthropic.claude-sonnet-4-6").is_ok());
         assert!(
@@ -805,8 +1049,13 @@ mod tests {
         let aliases = BTreeMap::new();
         let models = vec!["*".to_string()];
         let ok = bedrock_key(&aliases, &models);
-        assert!(provider_key(ProviderKind::Bedrock, &ok).is_ok());
-        let field = |k: &KeyShape<'_>, kind| provider_key(kind, k).unwrap_err().field.unwrap();
+        assert!(provider_key(ProviderShape::of(ProviderKind::Bedrock), &ok).is_ok());
+        let field = |k: &KeyShape<'_>, kind| {
+            provider_key(ProviderShape::of(kind), k)
+                .unwrap_err()
+                .field
+                .unwrap()
+        };
 
         // Anthropic keys need a value and no bedrock block.
         assert_eq!(field(&ok, ProviderKind::Anthropic), "bedrock_key_config");
@@ -818,6 +1067,7 @@ mod tests {
             description: None,
             has_value: false,
             bedrock: None,
+            vertex: None,
         };
         assert_eq!(field(&anthropic, ProviderKind::Anthropic), "value");
         assert_eq!(
@@ -839,7 +1089,7 @@ mod tests {
             "bedrock_key_config.region"
         );
         k.bedrock.as_mut().unwrap().region = Some(None); // env reference
-        assert!(provider_key(ProviderKind::Bedrock, &k).is_ok());
+        assert!(provider_key(ProviderShape::of(ProviderKind::Bedrock), &k).is_ok());
         k.bedrock.as_mut().unwrap().region = Some(Some("mars"));
         assert_eq!(
             field(&k, ProviderKind::Bedrock),
@@ -866,7 +1116,13 @@ mod tests {
         let mut dup = BTreeMap::new();
         dup.insert("Claude".to_string(), "a".to_string());
         dup.insert("claude".to_string(), "b".to_string());
-        assert!(provider_key(ProviderKind::Bedrock, &bedrock_key(&dup, &models)).is_err());
+        assert!(
+            provider_key(
+                ProviderShape::of(ProviderKind::Bedrock),
+                &bedrock_key(&dup, &models)
+            )
+            .is_err()
+        );
         let mut empty_name = BTreeMap::new();
         empty_name.insert(String::new(), "x".to_string());
         assert_eq!(
@@ -878,6 +1134,322 @@ mod tests {
         assert_eq!(
             field(&bedrock_key(&aliases, &empty_model), ProviderKind::Bedrock),
             "models[0]"
+        );
+    }
+
+    fn vertex_key<'a>(aliases: &'a BTreeMap<String, String>, models: &'a [String]) -> KeyShape<'a> {
+        KeyShape {
+            name: "v",
+            models,
+            weight: 1.0,
+            aliases,
+            description: None,
+            has_value: false,
+            bedrock: None,
+            vertex: Some(VertexShape {
+                project_id: Some(Some("my-project-123")),
+                region: Some(Some("us-east5")),
+                has_auth_credentials: true,
+                token_uri: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn vertex_key_rules() {
+        let aliases = BTreeMap::new();
+        let models = vec!["*".to_string()];
+        let vertex = ProviderShape::of(ProviderKind::Vertex);
+        let field = |k: &KeyShape<'_>, p: ProviderShape| provider_key(p, k).unwrap_err().field;
+        assert!(provider_key(vertex, &vertex_key(&aliases, &models)).is_ok());
+
+        let mut k = vertex_key(&aliases, &models);
+        k.vertex = None;
+        assert_eq!(field(&k, vertex).as_deref(), Some("vertex_key_config"));
+        let mut k = vertex_key(&aliases, &models);
+        k.has_value = true;
+        assert_eq!(field(&k, vertex).as_deref(), Some("value"));
+        let mut k = vertex_key(&aliases, &models);
+        k.bedrock = Some(BedrockShape::default());
+        assert_eq!(field(&k, vertex).as_deref(), Some("bedrock_key_config"));
+        // vertex_key_config on the other kinds.
+        for kind in [
+            ProviderKind::Bedrock,
+            ProviderKind::Anthropic,
+            ProviderKind::OpenAi,
+        ] {
+            let mut k = vertex_key(&aliases, &models);
+            k.has_value = true;
+            assert_eq!(
+                field(&k, ProviderShape::of(kind)).as_deref(),
+                Some("vertex_key_config"),
+                "{kind}"
+            );
+        }
+
+        let with = |f: &dyn Fn(&mut VertexShape<'static>)| {
+            let mut shape = VertexShape {
+                project_id: Some(Some("my-project-123")),
+                region: Some(Some("us-east5")),
+                has_auth_credentials: true,
+                token_uri: None,
+            };
+            f(&mut shape);
+            let k = KeyShape {
+                vertex: Some(shape),
+                ..vertex_key(&aliases, &models)
+            };
+            provider_key(vertex, &k).map_err(|e| e.field.unwrap())
+        };
+        for region in [
+            "us-east5",
+            "europe-west1",
+            "global",
+            "us",
+            "eu",
+            "asia-northeast1",
+        ] {
+            assert_eq!(with(&|v| v.region = Some(Some(region))), Ok(()), "{region}");
+        }
+        for region in [
+            "US-EAST5", "us_east5", "-us", "us-", "us--east", "", "u", "us/x",
+        ] {
+            assert_eq!(
+                with(&|v| v.region = Some(Some(region))),
+                Err("vertex_key_config.region".into()),
+                "{region}"
+            );
+        }
+        assert_eq!(with(&|v| v.region = Some(None)), Ok(()), "env reference");
+        assert_eq!(
+            with(&|v| v.region = None),
+            Err("vertex_key_config.region".into())
+        );
+        assert_eq!(
+            with(&|v| v.project_id = None),
+            Err("vertex_key_config.project_id".into())
+        );
+        assert_eq!(with(&|v| v.project_id = Some(None)), Ok(()));
+        assert_eq!(
+            with(&|v| v.project_id = Some(Some("example.com:my-project"))),
+            Ok(())
+        );
+        for bad in ["My-Project", "1project", "proj/x", "proj-", "a b"] {
+            assert_eq!(
+                with(&|v| v.project_id = Some(Some(bad))),
+                Err("vertex_key_config.project_id".into()),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            with(&|v| v.has_auth_credentials = false),
+            Err("vertex_key_config.auth_credentials".into())
+        );
+        assert_eq!(
+            with(&|v| v.token_uri = Some("http://127.0.0.1:9000/token")),
+            Ok(())
+        );
+        assert_eq!(
+            with(&|v| v.token_uri = Some("https://oauth2.example/token?x=1")),
+            Ok(())
+        );
+        for bad in [
+            "ftp://x/token",
+            "oauth2.googleapis.com/token",
+            "https://u:p@x/t",
+        ] {
+            assert_eq!(
+                with(&|v| v.token_uri = Some(bad)),
+                Err("vertex_key_config.token_uri".into()),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn openai_keys_need_a_value_unless_the_provider_has_a_base_url() {
+        let aliases = BTreeMap::new();
+        let models = vec!["*".to_string()];
+        let k = KeyShape {
+            name: "o",
+            models: &models,
+            weight: 1.0,
+            aliases: &aliases,
+            description: None,
+            has_value: false,
+            bedrock: None,
+            vertex: None,
+        };
+        let openai = ProviderShape::of(ProviderKind::OpenAi);
+        let err = provider_key(openai, &k).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("value"));
+        assert!(err.message.contains("base_url"), "{}", err.message);
+        let local = ProviderShape {
+            has_base_url: true,
+            ..openai
+        };
+        assert!(provider_key(local, &k).is_ok());
+        assert!(
+            provider_key(
+                openai,
+                &KeyShape {
+                    has_value: true,
+                    vertex: None,
+                    ..k
+                }
+            )
+            .is_ok()
+        );
+        let k = KeyShape {
+            has_value: true,
+            bedrock: Some(BedrockShape::default()),
+            ..k
+        };
+        assert_eq!(
+            provider_key(local, &k).unwrap_err().field.as_deref(),
+            Some("bedrock_key_config")
+        );
+    }
+
+    /// A key file with the shape Google Cloud downloads; the private key is not a real one.
+    const KEY_FILE_SECRET: &str = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC-FAKE-KEY";
+
+    fn key_file(edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) -> String {
+        let mut doc = serde_json::json!({
+            "type": "service_account",
+            "project_id": "my-project-123",
+            "private_key_id": "0123456789abcdef",
+            "private_key": format!("-----BEGIN PRIVATE KEY-----\n{KEY_FILE_SECRET}\n-----END PRIVATE KEY-----\n"),
+            "client_email": "gateway@my-project-123.iam.gserviceaccount.com",
+            "client_id": "123456789012345678901",
+            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+            "token_uri": "https://oauth2.googleapis.com/token",
+            "universe_domain": "googleapis.com"
+        });
+        edit(doc.as_object_mut().unwrap());
+        doc.to_string()
+    }
+
+    #[test]
+    fn service_account_key_files() {
+        let f = "vertex_key_config.auth_credentials";
+        assert!(service_account_key(f, &key_file(|_| {})).is_ok());
+        assert!(
+            service_account_key(
+                f,
+                &key_file(|d| {
+                    d.insert("token_uri".into(), "http://127.0.0.1:9000/token".into());
+                })
+            )
+            .is_ok(),
+            "a test double on loopback"
+        );
+        assert!(
+            service_account_key(
+                f,
+                &key_file(|d| {
+                    d.insert("token_uri".into(), "http://[::1]:9000/token".into());
+                })
+            )
+            .is_ok()
+        );
+        let bad: Vec<(String, &str)> = vec![
+            (
+                format!("{{\"private_key\": \"{KEY_FILE_SECRET}"),
+                "not valid JSON",
+            ),
+            (format!("[\"{KEY_FILE_SECRET}\"]"), "not a JSON object"),
+            (KEY_FILE_SECRET.to_string(), "not valid JSON"),
+            (
+                key_file(|d| {
+                    d.insert("type".into(), "authorized_user".into());
+                }),
+                "`type`",
+            ),
+            (
+                key_file(|d| {
+                    d.remove("client_email");
+                }),
+                "`client_email`",
+            ),
+            (
+                key_file(|d| {
+                    d.insert(
+                        "private_key".into(),
+                        format!("-----BEGIN RSA PRIVATE KEY-----\n{KEY_FILE_SECRET}\n-----END RSA PRIVATE KEY-----").into(),
+                    );
+                }),
+                "`private_key`",
+            ),
+            (
+                key_file(|d| {
+                    d.insert("private_key".into(), KEY_FILE_SECRET.into());
+                }),
+                "`private_key`",
+            ),
+            (
+                key_file(|d| {
+                    d.insert("token_uri".into(), "http://oauth2.example/token".into());
+                }),
+                "`token_uri`",
+            ),
+            (
+                key_file(|d| {
+                    d.remove("token_uri");
+                }),
+                "`token_uri`",
+            ),
+            (
+                key_file(|d| {
+                    d.insert("client_email".into(), serde_json::json!(KEY_FILE_SECRET));
+                    d.insert("type".into(), serde_json::json!(7));
+                }),
+                "`type`",
+            ),
+        ];
+        for (raw, why) in bad {
+            let err = service_account_key(f, &raw).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some(f));
+            assert!(err.message.contains(why), "{why}: {}", err.message);
+            assert!(
+                !err.message.contains(KEY_FILE_SECRET) && !err.message.contains("FAKE"),
+                "the message repeats the secret: {}",
+                err.message
+            );
+        }
+        let long = "x".repeat(MAX_KEY_FILE_LEN + 1);
+        assert!(service_account_key(f, &long).is_err());
+    }
+
+    #[test]
+    fn vertex_references_the_allowlist_refuses_are_listed() {
+        let t = crate::model::now();
+        let key = ProviderKeyRecord {
+            id: uuid::Uuid::new_v4(),
+            provider: "vertex".into(),
+            name: "k".into(),
+            description: None,
+            models: vec![],
+            weight: 1.0,
+            aliases: BTreeMap::new(),
+            enabled: true,
+            value: None,
+            bedrock: None,
+            vertex: Some(crate::model::VertexKeyRecord {
+                project_id: Some(ValueSource::Env("PROJECT".into())),
+                region: Some(ValueSource::Env("GOOGLE_CLOUD_REGION".into())),
+                auth_credentials: Some(SealedSecret::Env("TOLLGATE_ADMIN_TOKEN".into())),
+                token_uri: None,
+            }),
+            created_at: t,
+            updated_at: t,
+        };
+        assert_eq!(
+            refused_key_references(&key, &allow()),
+            [
+                "vertex_key_config.project_id",
+                "vertex_key_config.auth_credentials"
+            ]
         );
     }
 

@@ -625,7 +625,7 @@ async fn bad_input_is_a_json_400_naming_the_field() {
     let r = post(
         &h,
         "/api/providers",
-        json!({"provider": "my-proxy", "custom_provider_config": {"base_provider_type": "openai"}}),
+        json!({"provider": "my-proxy", "custom_provider_config": {"base_provider_type": "azure"}}),
     )
     .await;
     assert_error(
@@ -1778,6 +1778,7 @@ async fn stored_references_outside_the_allowlist_are_marked_not_dropped() {
         enabled: true,
         value: Some(SealedSecret::Env("TOLLGATE_SECRET_KEY".into())),
         bedrock: None,
+        vertex: None,
         created_at: t,
         updated_at: t,
     };
@@ -2010,3 +2011,6 @@ async fn a_declared_body_over_the_limit_is_refused_before_it_is_read() {
 
 #[path = "api/governance.rs"]
 mod governance;
+
+#[path = "api/vertex_openai.rs"]
+mod vertex_openai;

@@ -9,7 +9,7 @@ use serde_json::json;
 use tollgate_control_plane::crypto::SecretBox;
 use tollgate_control_plane::model::{
     AuditEvent, BedrockKeyRecord, NetworkRecord, ProviderKeyRecord, ProviderKind, ProviderRecord,
-    SealedSecret, SecretField, ValueSource, VirtualKeyRecord, now,
+    SealedSecret, SecretField, ValueSource, VertexKeyRecord, VirtualKeyRecord, now,
 };
 use tollgate_control_plane::store::{UsageRecord, UsageTotals};
 use tollgate_control_plane::validate::ValidationError;
@@ -64,6 +64,7 @@ fn key(provider: &str, name: &str, secrets: &SecretBox) -> ProviderKeyRecord {
             session_name: Some("tollgate".into()),
             arn: Some("arn:aws:bedrock:us-east-1:123456789012".into()),
         }),
+        vertex: None,
         created_at: t,
         updated_at: t,
     }
@@ -1000,6 +1001,410 @@ async fn postgres_monthly_budgets_become_budgets() {
         let store = PostgresStore::connect(&url).await.unwrap();
         budgets_migrated(Arc::new(store.clone()), with, without).await;
         store.close().await;
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Provider kinds `vertex` and `openai` (migration 0008): Vertex AI keys round-trip.
+
+const KEY_FILE: &str = r#"{"type":"service_account","client_email":"gw@p.iam.gserviceaccount.com","private_key":"-----BEGIN PRIVATE KEY-----\nSECRET-KEY-FILE-0008\n-----END PRIVATE KEY-----\n","token_uri":"https://oauth2.googleapis.com/token"}"#;
+
+fn vertex_key(name: &str, secrets: &SecretBox) -> ProviderKeyRecord {
+    let t = now();
+    let id = Uuid::new_v4();
+    ProviderKeyRecord {
+        id,
+        provider: "vertex".into(),
+        name: name.into(),
+        description: None,
+        models: vec!["*".into()],
+        weight: 1.0,
+        aliases: BTreeMap::from([(
+            "claude-sonnet-4-6".to_string(),
+            "claude-sonnet-4-6@20260101".to_string(),
+        )]),
+        enabled: true,
+        value: None,
+        bedrock: None,
+        vertex: Some(VertexKeyRecord {
+            project_id: Some(ValueSource::Literal("my-project-123".into())),
+            region: Some(ValueSource::Env("GOOGLE_CLOUD_REGION".into())),
+            auth_credentials: Some(
+                SealedSecret::seal(secrets, id, SecretField::AuthCredentials, KEY_FILE).unwrap(),
+            ),
+            token_uri: Some("http://127.0.0.1:9000/token".into()),
+        }),
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+/// Providers of the new kinds and a Vertex AI key: stored and read back exactly, updated, listed
+/// in the state a snapshot is built from.
+async fn vertex_and_openai_conform(store: Arc<dyn Store>) {
+    let secrets = SecretBox::new(&[5u8; 32]);
+    let mut ollama = provider("ollama", ProviderKind::OpenAi);
+    ollama.network.settings.base_url = Some("http://127.0.0.1:11434/v1".into());
+    for p in [
+        provider("vertex", ProviderKind::Vertex),
+        provider("openai", ProviderKind::OpenAi),
+        ollama.clone(),
+    ] {
+        store
+            .create_provider(&p, &event("provider.create", &p.name))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_provider(&p.name).await.unwrap().as_ref(),
+            Some(&p)
+        );
+    }
+    let k = vertex_key("sa", &secrets);
+    store
+        .create_key(&k, &event("provider_key.create", "sa"))
+        .await
+        .unwrap();
+    let stored = store.get_key("vertex", k.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored, k,
+        "vertex keys round-trip exactly, sealed key file included"
+    );
+    let v = stored.vertex.as_ref().unwrap();
+    assert_eq!(
+        v.auth_credentials
+            .as_ref()
+            .unwrap()
+            .open(&secrets, k.id, SecretField::AuthCredentials)
+            .unwrap(),
+        ValueSource::Literal(KEY_FILE.into())
+    );
+
+    // An env-referenced key file, no token_uri; then the block is cleared.
+    let (updated, _) = store
+        .update_key(
+            "vertex",
+            k.id,
+            &|k: &mut ProviderKeyRecord| {
+                let v = k.vertex.as_mut().unwrap();
+                v.auth_credentials = Some(SealedSecret::Env("GOOGLE_VERTEX_CREDENTIALS".into()));
+                v.project_id = Some(ValueSource::Env("GOOGLE_CLOUD_PROJECT".into()));
+                v.token_uri = None;
+                Ok(())
+            },
+            &event("provider_key.update", "sa"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_key("vertex", k.id).await.unwrap().unwrap(),
+        updated
+    );
+    assert_eq!(
+        updated.vertex.as_ref().unwrap().auth_credentials,
+        Some(SealedSecret::Env("GOOGLE_VERTEX_CREDENTIALS".into()))
+    );
+    let (cleared, _) = store
+        .update_key(
+            "vertex",
+            k.id,
+            &|k: &mut ProviderKeyRecord| {
+                k.vertex = None;
+                Ok(())
+            },
+            &event("provider_key.update", "sa"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cleared.vertex, None);
+    assert_eq!(
+        store.get_key("vertex", k.id).await.unwrap().unwrap(),
+        cleared
+    );
+
+    // An openai key with a value, one without (the local server's).
+    let mut openai_key = vertex_key("main", &secrets);
+    openai_key.provider = "openai".into();
+    openai_key.vertex = None;
+    openai_key.value = Some(SealedSecret::Env("OPENAI_API_KEY".into()));
+    store
+        .create_key(&openai_key, &event("provider_key.create", "main"))
+        .await
+        .unwrap();
+    let mut local = vertex_key("local", &secrets);
+    local.provider = "ollama".into();
+    local.vertex = None;
+    store
+        .create_key(&local, &event("provider_key.create", "local"))
+        .await
+        .unwrap();
+    let second = vertex_key("sa-2", &secrets);
+    store
+        .create_key(&second, &event("provider_key.create", "sa-2"))
+        .await
+        .unwrap();
+
+    let st = store.load_state().await.unwrap();
+    let kinds: Vec<_> = st
+        .providers
+        .iter()
+        .map(|p| (p.name.as_str(), p.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("ollama", ProviderKind::OpenAi),
+            ("openai", ProviderKind::OpenAi),
+            ("vertex", ProviderKind::Vertex)
+        ]
+    );
+    assert_eq!(st.keys, [local, openai_key, cleared, second]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_vertex_and_openai_conform() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+    vertex_and_openai_conform(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_vertex_and_openai_conform() {
+    common::with_postgres(|url| async move {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        vertex_and_openai_conform(Arc::new(store.clone())).await;
+        store.close().await;
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upgrade: migration 0008 widens `providers.kind`. SQLite rebuilds the `providers` table, which
+// `provider_keys` references with ON DELETE CASCADE: the keys must survive it.
+
+/// A provider and two keys as the code before migration 0008 wrote them (`$1` id, `$2` name,
+/// `$3` time).
+const OLD_PROVIDER_INSERT: &str = "INSERT INTO providers (name, kind, network_config, \
+     extra_header_secrets, created_at, updated_at) \
+     VALUES ('bedrock', 'bedrock', '{\"connect_timeout_in_seconds\": 5}', \
+     '{\"x-team\": \"env:ANTHROPIC_TEAM\"}', $1, $1)";
+const OLD_KEY_INSERT: &str = "INSERT INTO provider_keys (id, provider, name, description, models, \
+     weight, aliases, enabled, value_secret, bedrock_config, access_key_secret, secret_key_secret, \
+     session_token_secret, external_id_secret, created_at, updated_at) \
+     VALUES ($1, 'bedrock', $2, 'kept', '[\"*\"]', 2.5, '{}', TRUE, NULL, \
+     '{\"region\": {\"literal\": \"us-east-1\"}}', 'env:AWS_ACCESS_KEY_ID', \
+     'env:AWS_SECRET_ACCESS_KEY', NULL, NULL, $3, $3)";
+
+/// After migration 0008: the old provider and its keys are intact, the new kinds are accepted,
+/// foreign keys still cascade, and a bogus kind is still refused.
+async fn kinds_migrated(store: Arc<dyn Store>, keys: [Uuid; 2]) {
+    let p = store.get_provider("bedrock").await.unwrap().unwrap();
+    assert_eq!(p.kind, ProviderKind::Bedrock);
+    assert_eq!(p.network.settings.connect_timeout_in_seconds, Some(5));
+    assert_eq!(
+        p.network.extra_headers["x-team"],
+        SealedSecret::Env("ANTHROPIC_TEAM".into())
+    );
+    let stored = store.list_keys(Some("bedrock")).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|k| k.id).collect::<Vec<_>>(),
+        keys,
+        "the keys survive the rebuild of providers"
+    );
+    for k in &stored {
+        assert_eq!(k.description.as_deref(), Some("kept"));
+        assert_eq!(k.weight, 2.5);
+        assert_eq!(k.vertex, None);
+        let b = k.bedrock.as_ref().unwrap();
+        assert_eq!(b.region, Some(ValueSource::Literal("us-east-1".into())));
+        assert_eq!(
+            b.secret_key,
+            Some(SealedSecret::Env("AWS_SECRET_ACCESS_KEY".into()))
+        );
+    }
+    // The reference from provider_keys still points at the (new) providers table.
+    store
+        .delete_provider("bedrock", &event("provider.delete", "bedrock"))
+        .await
+        .unwrap();
+    assert!(store.list_keys(None).await.unwrap().is_empty(), "cascade");
+    vertex_and_openai_conform(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_provider_keys_survive_migration_0008() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let pool = sqlite_before_migration(&path, 8).await;
+    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        fk, 1,
+        "the rows are written with foreign keys enforced, like the store's"
+    );
+    sqlx::query(OLD_PROVIDER_INSERT)
+        .bind(now())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let keys = [Uuid::from_u128(1), Uuid::from_u128(2)];
+    for (id, name) in keys.iter().zip(["a", "b"]) {
+        sqlx::query(OLD_KEY_INSERT)
+            .bind(id)
+            .bind(name)
+            .bind(now())
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+
+    // The migration on ONE connection that enforces foreign keys (as the store's do): the keys
+    // survive, and foreign keys are enforced again afterwards on that same connection.
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .foreign_keys(true),
+        )
+        .await
+        .unwrap();
+    sqlx::migrate!("../migrations/sqlite")
+        .run(&pool)
+        .await
+        .unwrap();
+    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(fk, 1, "foreign keys are back on after the migration");
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM provider_keys")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let schema: String = sqlx::query_scalar(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'provider_keys'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        schema.contains("REFERENCES providers (name) ON DELETE CASCADE"),
+        "the reference is not rewritten: {schema}"
+    );
+    let leftovers: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'providers_%' OR name LIKE '%0008%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(leftovers, 0);
+    pool.close().await;
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    kinds_migrated(Arc::new(store), keys).await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let bogus = sqlx::query(
+        "INSERT INTO providers (name, kind, created_at, updated_at) VALUES ('x', 'bogus', 't', 't')",
+    )
+    .execute(&pool)
+    .await;
+    assert!(bogus.is_err(), "the kind CHECK is still there");
+    pool.close().await;
+}
+
+/// A database whose keys already break their foreign key (written with enforcement off) is not
+/// migrated: the migration's own check fails it and rolls the rebuild back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_migration_0008_refuses_dangling_keys_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let pool = sqlite_before_migration(&path, 8).await;
+    pool.close().await;
+    let pool = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .foreign_keys(false),
+    )
+    .await
+    .unwrap();
+    sqlx::query(OLD_KEY_INSERT)
+        .bind(Uuid::from_u128(1))
+        .bind("dangling")
+        .bind(now())
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    assert!(SqliteStore::open(&path).await.is_err());
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let providers: String = sqlx::query_scalar(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'providers'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(!providers.contains("vertex"), "rolled back: {providers}");
+    let applied: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE version = 8")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(applied, 0);
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM provider_keys")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_provider_keys_survive_migration_0008() {
+    common::with_postgres(|url| async move {
+        let pool = postgres_before_migration(&url, 8).await;
+        sqlx::query(OLD_PROVIDER_INSERT)
+            .bind(now())
+            .execute(&pool)
+            .await
+            .unwrap();
+        let keys = [Uuid::from_u128(1), Uuid::from_u128(2)];
+        for (id, name) in keys.iter().zip(["a", "b"]) {
+            sqlx::query(OLD_KEY_INSERT)
+                .bind(id)
+                .bind(name)
+                .bind(now())
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        let store = PostgresStore::connect(&url).await.unwrap();
+        kinds_migrated(Arc::new(store.clone()), keys).await;
+        store.close().await;
+        let check: String = sqlx::query_scalar(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint \
+             WHERE conrelid = 'providers'::regclass AND conname = 'providers_kind_check'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert!(check.contains("vertex") && check.contains("openai"), "{check}");
+        let bogus = sqlx::query(
+            "INSERT INTO providers (name, kind, created_at, updated_at) VALUES ('x', 'bogus', now(), now())",
+        )
+        .execute(&pool)
+        .await;
+        assert!(bogus.is_err(), "the kind CHECK is still there");
+        pool.close().await;
     })
     .await;
 }

@@ -1,10 +1,16 @@
 //! `/api/providers/{provider}/keys` and `/api/keys`: provider credentials.
 //!
-//! Secret fields (`value`, `access_key`, `secret_key`, `session_token`, `external_id`) are sealed
-//! before they reach the store and are shown as `"<redacted>"` (literals) or `env.NAME`
-//! (references). In an update, `"<redacted>"` keeps the stored secret. Every string field that
-//! may be `env.NAME` (secrets, `region`, `role_arn`) must name a variable the env allowlist
-//! allows ([`crate::ControlPlane::env_allow`]): otherwise a 400 names the field and the rule.
+//! Secret fields (`value`, `access_key`, `secret_key`, `session_token`, `external_id`,
+//! `auth_credentials`) are sealed before they reach the store and are shown as `"<redacted>"`
+//! (literals) or `env.NAME` (references). In an update, `"<redacted>"` keeps the stored secret.
+//! Every string field that may be `env.NAME` (secrets, `region`, `role_arn`, `project_id`) must
+//! name a variable the env allowlist allows ([`crate::ControlPlane::env_allow`]): otherwise a 400
+//! names the field and the rule.
+//!
+//! What a key needs depends on its provider's kind: `bedrock` keys `bedrock_key_config` (or a
+//! Bedrock API key as `value`), `anthropic` keys `value`, `vertex` keys `vertex_key_config`
+//! (project, region, service account key; no `value`), `openai` keys `value` unless the provider
+//! has a `network_config.base_url` (a local vLLM or Ollama server often needs no API key).
 
 use std::collections::BTreeMap;
 
@@ -24,10 +30,12 @@ use crate::ControlPlane;
 use crate::EnvAllowlist;
 use crate::crypto::SecretBox;
 use crate::model::{
-    AuditEvent, BedrockKeyRecord, ProviderKeyRecord, ProviderKind, SealedSecret, SecretField,
-    ValueSource, now,
+    AuditEvent, BedrockKeyRecord, ProviderKeyRecord, SealedSecret, SecretField, ValueSource,
+    VertexKeyRecord, now,
 };
-use crate::validate::{self, BedrockShape, KeyShape, Sourced, ValidationError};
+use crate::validate::{
+    self, BedrockShape, KeyShape, ProviderShape, Sourced, ValidationError, VertexShape,
+};
 
 /// AWS settings of a Bedrock key. Every string may be `env.NAME`.
 #[derive(Deserialize, ToSchema)]
@@ -62,6 +70,31 @@ pub struct BedrockKeyConfigInput {
     pub arn: Option<String>,
 }
 
+/// Google Cloud settings of a Vertex AI key (Bifrost's field names).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VertexKeyConfigInput {
+    /// Required. The Google Cloud project id, or `env.NAME`.
+    #[serde(default)]
+    #[schema(example = "my-project-123")]
+    pub project_id: Option<String>,
+    /// Required. A Google Cloud region (`us-east5`, `europe-west1`, ...), `global`, the
+    /// multi-regions `us` and `eu`, or `env.NAME`.
+    #[serde(default)]
+    #[schema(example = "us-east5")]
+    pub region: Option<String>,
+    /// Required. Secret: the service account's key file as downloaded from Google Cloud (its JSON
+    /// as a string: `type` `service_account`, `client_email`, `private_key`, `token_uri`), or
+    /// `env.NAME` naming a variable that holds it.
+    #[serde(default)]
+    #[schema(example = "env.GOOGLE_VERTEX_CREDENTIALS")]
+    pub auth_credentials: Option<String>,
+    /// Where the signed JWT is exchanged for an access token, instead of the key file's
+    /// `token_uri` (private endpoints, test doubles): an `http://` or `https://` URL.
+    #[serde(default)]
+    pub token_uri: Option<String>,
+}
+
 /// `POST /api/providers/{provider}/keys` body.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -70,7 +103,9 @@ pub struct CreateKeyRequest {
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
-    /// Secret: the API key (anthropic) or a Bedrock API key (sent as a bearer token, no SigV4).
+    /// Secret: the API key (anthropic, openai) or a Bedrock API key (sent as a bearer token, no
+    /// SigV4). Required for anthropic keys, and for openai keys unless the provider has a
+    /// `network_config.base_url`; not used by vertex keys.
     #[serde(default)]
     pub value: Option<String>,
     /// Models this key serves; `["*"]` (the default) for all, `[]` for none.
@@ -90,11 +125,14 @@ pub struct CreateKeyRequest {
     /// Required for Bedrock keys unless `value` is given.
     #[serde(default)]
     pub bedrock_key_config: Option<BedrockKeyConfigInput>,
+    /// Required for Vertex AI keys; refused on others.
+    #[serde(default)]
+    pub vertex_key_config: Option<VertexKeyConfigInput>,
 }
 
 /// `PUT /api/providers/{provider}/keys/{key_id}` body. Omitted fields stay as they are; `null`
-/// clears `description`, `value` or `bedrock_key_config`. A given `bedrock_key_config` replaces
-/// the stored block. A secret equal to `"<redacted>"` keeps the stored secret, so a GET
+/// clears `description`, `value`, `bedrock_key_config` or `vertex_key_config`. A given
+/// `bedrock_key_config` or `vertex_key_config` replaces the stored block. A secret equal to `"<redacted>"` keeps the stored secret, so a GET
 /// response can be edited and sent back.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -124,6 +162,9 @@ pub struct UpdateKeyRequest {
     #[serde(default, deserialize_with = "super::double_option")]
     #[schema(value_type = Option<BedrockKeyConfigInput>, nullable)]
     pub bedrock_key_config: Option<Option<BedrockKeyConfigInput>>,
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<VertexKeyConfigInput>, nullable)]
+    pub vertex_key_config: Option<Option<VertexKeyConfigInput>>,
     /// Read-only; ignored.
     #[serde(default, rename = "created_at")]
     pub _created_at: Option<String>,
@@ -145,6 +186,15 @@ pub struct BedrockKeyConfigView {
     pub arn: Option<String>,
 }
 
+/// A Vertex AI key's settings as shown: `auth_credentials` is `"<redacted>"` or `env.NAME`.
+#[derive(Serialize, ToSchema)]
+pub struct VertexKeyConfigView {
+    pub project_id: Option<String>,
+    pub region: Option<String>,
+    pub auth_credentials: Option<String>,
+    pub token_uri: Option<String>,
+}
+
 /// A provider key. Never contains a secret literal.
 #[derive(Serialize, ToSchema)]
 pub struct KeyResponse {
@@ -159,6 +209,7 @@ pub struct KeyResponse {
     pub aliases: BTreeMap<String, String>,
     pub enabled: bool,
     pub bedrock_key_config: Option<BedrockKeyConfigView>,
+    pub vertex_key_config: Option<VertexKeyConfigView>,
     /// Fields whose stored `env.NAME` reference the env allowlist refuses (written before it
     /// existed, or under a wider one). Data planes refuse them too: requests that use this key
     /// fail until the field is changed. Absent when there are none.
@@ -193,6 +244,12 @@ impl KeyResponse {
                 external_id: show(&b.external_id),
                 session_name: b.session_name.clone(),
                 arn: b.arn.clone(),
+            }),
+            vertex_key_config: k.vertex.as_ref().map(|v| VertexKeyConfigView {
+                project_id: v.project_id.as_ref().map(ValueSource::display),
+                region: v.region.as_ref().map(ValueSource::display),
+                auth_credentials: show(&v.auth_credentials),
+                token_uri: v.token_uri.clone(),
             }),
             refused_env_references: validate::refused_key_references(k, env),
             created_at: timestamp(k.created_at),
@@ -335,6 +392,78 @@ impl BedrockInput {
     }
 }
 
+/// A parsed `vertex_key_config` whose service account key, when literal, is checked and sealed.
+struct VertexInput {
+    project_id: Option<ValueSource>,
+    region: Option<ValueSource>,
+    auth_credentials: Option<SecretInput>,
+    token_uri: Option<String>,
+}
+
+const V: &str = "vertex_key_config";
+
+impl VertexInput {
+    fn parse(
+        input: &VertexKeyConfigInput,
+        secrets: &SecretBox,
+        env: &EnvAllowlist,
+        key_id: Uuid,
+        allow_keep: bool,
+    ) -> Result<Self, ApiError> {
+        let plain = |name: &str, raw: &Option<String>| {
+            raw.as_deref()
+                .map(|r| plain_input(&format!("{V}.{name}"), r, env))
+                .transpose()
+        };
+        let auth_credentials = input
+            .auth_credentials
+            .as_deref()
+            .map(|raw| {
+                let path = format!("{V}.auth_credentials");
+                Ok::<_, ApiError>(match validate::sourced(&path, raw, allow_keep, env)? {
+                    Sourced::Keep => SecretInput::Keep,
+                    Sourced::Env(name) => SecretInput::Set(SealedSecret::Env(name)),
+                    Sourced::Literal(v) => {
+                        // Checked while it is plaintext; the error never quotes it.
+                        validate::service_account_key(&path, &v)?;
+                        let field = SecretField::AuthCredentials;
+                        SecretInput::Set(SealedSecret::seal(secrets, key_id, field, &v)?)
+                    }
+                })
+            })
+            .transpose()?;
+        Ok(VertexInput {
+            project_id: plain("project_id", &input.project_id)?,
+            region: plain("region", &input.region)?,
+            auth_credentials,
+            token_uri: input.token_uri.clone(),
+        })
+    }
+
+    /// The record block, taking a `"<redacted>"` `auth_credentials` from `stored`.
+    fn resolve(
+        &self,
+        stored: Option<&VertexKeyRecord>,
+    ) -> Result<VertexKeyRecord, ValidationError> {
+        Ok(VertexKeyRecord {
+            project_id: self.project_id.clone(),
+            region: self.region.clone(),
+            auth_credentials: self
+                .auth_credentials
+                .as_ref()
+                .map(|i| {
+                    resolve(
+                        i,
+                        stored.and_then(|v| v.auth_credentials.as_ref()),
+                        &format!("{V}.auth_credentials"),
+                    )
+                })
+                .transpose()?,
+            token_uri: self.token_uri.clone(),
+        })
+    }
+}
+
 fn literal(v: &Option<ValueSource>) -> Option<Option<&str>> {
     v.as_ref().map(|v| match v {
         ValueSource::Literal(s) => Some(s.as_str()),
@@ -342,10 +471,10 @@ fn literal(v: &Option<ValueSource>) -> Option<Option<&str>> {
     })
 }
 
-/// Checks a complete key against the rules of its provider's kind.
-fn check(kind: ProviderKind, k: &ProviderKeyRecord) -> Result<(), ValidationError> {
+/// Checks a complete key against the rules of its provider.
+fn check(provider: ProviderShape, k: &ProviderKeyRecord) -> Result<(), ValidationError> {
     validate::provider_key(
-        kind,
+        provider,
         &KeyShape {
             name: &k.name,
             description: k.description.as_deref(),
@@ -362,6 +491,12 @@ fn check(kind: ProviderKind, k: &ProviderKeyRecord) -> Result<(), ValidationErro
                 role_arn: literal(&b.role_arn),
                 session_name: b.session_name.as_deref(),
                 arn: b.arn.as_deref(),
+            }),
+            vertex: k.vertex.as_ref().map(|v| VertexShape {
+                project_id: literal(&v.project_id),
+                region: literal(&v.region),
+                has_auth_credentials: v.auth_credentials.is_some(),
+                token_uri: v.token_uri.as_deref(),
             }),
         },
     )
@@ -390,16 +525,26 @@ fn key_audit(k: &ProviderKeyRecord) -> serde_json::Value {
             "region": b.region.as_ref().map(ValueSource::display),
             "role_arn": b.role_arn.as_ref().map(ValueSource::display),
         })),
+        "vertex_key_config": k.vertex.as_ref().map(|v| json!({
+            "project_id": v.project_id.as_ref().map(ValueSource::display),
+            "region": v.region.as_ref().map(ValueSource::display),
+            "auth_credentials": kind(&v.auth_credentials),
+            "token_uri": v.token_uri,
+        })),
     })
 }
 
-async fn provider_kind(cp: &ControlPlane, provider: &str) -> Result<ProviderKind, ApiError> {
-    Ok(cp
+/// What the key rules need of `provider` (404 if it does not exist).
+async fn provider_shape(cp: &ControlPlane, provider: &str) -> Result<ProviderShape, ApiError> {
+    let p = cp
         .store()
         .get_provider(provider)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("provider {provider:?} not found")))?
-        .kind)
+        .ok_or_else(|| ApiError::NotFound(format!("provider {provider:?} not found")))?;
+    Ok(ProviderShape {
+        kind: p.kind,
+        has_base_url: p.network.settings.base_url.is_some(),
+    })
 }
 
 /// Create a key for a provider.
@@ -433,7 +578,7 @@ pub(crate) async fn create_key(
     ApiPath(provider): ApiPath<String>,
     ApiJson(req): ApiJson<CreateKeyRequest>,
 ) -> Result<(StatusCode, Json<KeyResponse>), ApiError> {
-    let kind = provider_kind(&cp, &provider).await?;
+    let shape = provider_shape(&cp, &provider).await?;
     let id = Uuid::new_v4();
     let secrets = cp.secrets();
     let value = req
@@ -461,6 +606,15 @@ pub(crate) async fn create_key(
                 .map_err(ApiError::from)
         })
         .transpose()?;
+    let vertex = req
+        .vertex_key_config
+        .as_ref()
+        .map(|v| {
+            VertexInput::parse(v, secrets, cp.env_allow(), id, false)?
+                .resolve(None)
+                .map_err(ApiError::from)
+        })
+        .transpose()?;
     let t = now();
     let record = ProviderKeyRecord {
         id,
@@ -473,10 +627,11 @@ pub(crate) async fn create_key(
         enabled: req.enabled.unwrap_or(true),
         value,
         bedrock,
+        vertex,
         created_at: t,
         updated_at: t,
     };
-    check(kind, &record)?;
+    check(shape, &record)?;
     let event = AuditEvent {
         actor: actor.0,
         action: "provider_key.create".to_owned(),
@@ -507,7 +662,7 @@ pub(crate) async fn list_provider_keys(
     State(cp): State<ControlPlane>,
     ApiPath(provider): ApiPath<String>,
 ) -> Result<Json<KeyList>, ApiError> {
-    provider_kind(&cp, &provider).await?;
+    provider_shape(&cp, &provider).await?;
     let keys: Vec<_> = cp
         .store()
         .list_keys(Some(&provider))
@@ -617,7 +772,7 @@ pub(crate) async fn update_key(
             "keys cannot move between providers",
         ));
     }
-    let kind = provider_kind(&cp, &provider).await?;
+    let shape = provider_shape(&cp, &provider).await?;
     let secrets = cp.secrets();
     let value = match &req.value {
         None => None,
@@ -643,6 +798,17 @@ pub(crate) async fn update_key(
             true,
         )?)),
     };
+    let vertex = match &req.vertex_key_config {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(v)) => Some(Some(VertexInput::parse(
+            v,
+            secrets,
+            cp.env_allow(),
+            id,
+            true,
+        )?)),
+    };
     let changed: Vec<&str> = [
         ("name", req.name.is_some()),
         ("description", req.description.is_some()),
@@ -652,6 +818,7 @@ pub(crate) async fn update_key(
         ("aliases", req.aliases.is_some()),
         ("enabled", req.enabled.is_some()),
         ("bedrock_key_config", req.bedrock_key_config.is_some()),
+        ("vertex_key_config", req.vertex_key_config.is_some()),
     ]
     .into_iter()
     .filter_map(|(f, present)| present.then_some(f))
@@ -693,7 +860,13 @@ pub(crate) async fn update_key(
                 .map(|b| b.resolve(k.bedrock.as_ref()))
                 .transpose()?;
         }
-        check(kind, k)
+        if let Some(v) = &vertex {
+            k.vertex = v
+                .as_ref()
+                .map(|v| v.resolve(k.vertex.as_ref()))
+                .transpose()?;
+        }
+        check(shape, k)
     };
     let (record, version) = cp.store().update_key(&provider, id, &apply, &event).await?;
     cp.committed(&event, version).await?;

@@ -31,8 +31,9 @@ use crate::validate::{self, Sourced, ValidationError};
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProviderRequest {
-    /// Provider name, used in `provider/model`. `bedrock` and `anthropic` imply their type; other
-    /// names need `custom_provider_config`.
+    /// Provider name, used in `provider/model`. `bedrock`, `anthropic`, `vertex` and `openai`
+    /// imply their type; other names need `custom_provider_config` (e.g. `ollama` with base type
+    /// `openai` and a `network_config.base_url`).
     #[schema(example = "bedrock")]
     pub provider: String,
     #[serde(default)]
@@ -141,7 +142,7 @@ fn resolve_kind(
         (None, None) => Err(ValidationError::new(
             "custom_provider_config",
             format!(
-                "provider {name:?} is not a known type: give custom_provider_config.base_provider_type (\"bedrock\" or \"anthropic\")"
+                "provider {name:?} is not a known type: give custom_provider_config.base_provider_type (\"bedrock\", \"anthropic\", \"vertex\" or \"openai\")"
             ),
         )),
     }
@@ -357,6 +358,13 @@ pub(crate) async fn update_provider(
         .as_ref()
         .map(|nc| network_input(&cp, &name, nc, true))
         .transpose()?;
+    if req
+        .network_config
+        .as_ref()
+        .is_some_and(|nc| nc.base_url.is_none())
+    {
+        keyless_keys_keep_their_base_url(&cp, &name).await?;
+    }
     let mut changed = Vec::new();
     if req.network_config.is_some() {
         changed.push("network_config");
@@ -401,6 +409,36 @@ pub(crate) async fn update_provider(
     let (record, version) = cp.store().update_provider(&name, &apply, &event).await?;
     cp.committed(&event, version).await?;
     Ok(Json(ProviderResponse::new(&record, &cp)))
+}
+
+/// Keys of an `openai` provider may omit `value` only while the provider has a `base_url`
+/// (`https://api.openai.com/v1` needs an API key): an update that removes the `base_url` is
+/// refused while such keys exist. Checked before the update's transaction, like the key rules
+/// check the provider before theirs.
+async fn keyless_keys_keep_their_base_url(cp: &ControlPlane, name: &str) -> Result<(), ApiError> {
+    let Some(p) = cp.store().get_provider(name).await? else {
+        return Ok(()); // the update answers 404
+    };
+    if p.kind != ProviderKind::OpenAi || p.network.settings.base_url.is_none() {
+        return Ok(());
+    }
+    let keyless: Vec<String> = cp
+        .store()
+        .list_keys(Some(name))
+        .await?
+        .into_iter()
+        .filter(|k| k.value.is_none())
+        .map(|k| k.name)
+        .collect();
+    if keyless.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid_field(
+        "network_config.base_url",
+        format!(
+            "keys {keyless:?} have no `value`, which only a provider with a base_url allows (the default https://api.openai.com/v1 needs an API key): give them a value first, or keep the base_url"
+        ),
+    ))
 }
 
 /// Delete a provider and its keys. Refused (409) while a virtual key names it.

@@ -41,7 +41,7 @@ use crate::governance::KeyGovernance;
 use crate::model::{
     AuditEvent, AuditRecord, BedrockKeyRecord, ConfigState, CustomerRecord, NetworkConfig,
     NetworkRecord, PriceOverrideRecord, ProviderKeyRecord, ProviderKind, ProviderRecord,
-    SealedSecret, TeamRecord, ValueSource, VirtualKeyRecord,
+    SealedSecret, TeamRecord, ValueSource, VertexKeyRecord, VirtualKeyRecord,
 };
 use crate::validate::ValidationError;
 
@@ -340,6 +340,17 @@ struct BedrockPlain {
     arn: Option<String>,
 }
 
+/// Non-secret part of a Vertex AI key, stored as JSON in `provider_keys.vertex_config`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct VertexPlain {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    project_id: Option<ValueSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    region: Option<ValueSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_uri: Option<String>,
+}
+
 #[derive(sqlx::FromRow)]
 struct ProviderRow {
     name: String,
@@ -424,6 +435,8 @@ struct KeyRow {
     secret_key_secret: Option<String>,
     session_token_secret: Option<String>,
     external_id_secret: Option<String>,
+    vertex_config: Option<Json<VertexPlain>>,
+    auth_credentials_secret: Option<String>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
 }
@@ -469,6 +482,22 @@ impl TryFrom<KeyRow> for ProviderKeyRecord {
             }
             None => None,
         };
+        let auth_credentials = secret("auth_credentials_secret", r.auth_credentials_secret)?;
+        let vertex = match r.vertex_config {
+            Some(Json(plain)) => Some(VertexKeyRecord {
+                project_id: plain.project_id,
+                region: plain.region,
+                auth_credentials,
+                token_uri: plain.token_uri,
+            }),
+            None if auth_credentials.is_some() => {
+                return Err(StoreError::Corrupt {
+                    table: "provider_keys",
+                    reason: format!("key {id} has Vertex AI credentials but no vertex_config"),
+                });
+            }
+            None => None,
+        };
         Ok(ProviderKeyRecord {
             id,
             provider: r.provider,
@@ -480,15 +509,18 @@ impl TryFrom<KeyRow> for ProviderKeyRecord {
             enabled: r.enabled,
             value,
             bedrock,
+            vertex,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
     }
 }
 
-/// How a key's sealed secrets and Bedrock settings map to columns.
+/// How a key's sealed secrets and Bedrock and Vertex AI settings map to columns.
 struct KeyColumns {
     bedrock_config: Option<Json<BedrockPlain>>,
+    vertex_config: Option<Json<VertexPlain>>,
+    auth_credentials_secret: Option<String>,
     value_secret: Option<String>,
     access_key_secret: Option<String>,
     secret_key_secret: Option<String>,
@@ -509,6 +541,14 @@ impl KeyColumns {
                     arn: b.arn.clone(),
                 })
             }),
+            vertex_config: k.vertex.as_ref().map(|v| {
+                Json(VertexPlain {
+                    project_id: v.project_id.clone(),
+                    region: v.region.clone(),
+                    token_uri: v.token_uri.clone(),
+                })
+            }),
+            auth_credentials_secret: k.vertex.as_ref().and_then(|v| col(&v.auth_credentials)),
             value_secret: col(&k.value),
             access_key_secret: b.and_then(|b| col(&b.access_key)),
             secret_key_secret: b.and_then(|b| col(&b.secret_key)),
@@ -664,24 +704,26 @@ mod sql {
 
     pub const LIST_ALL_KEYS: &str = "SELECT id, provider, name, description, models, weight, aliases, enabled, \
          value_secret, bedrock_config, access_key_secret, secret_key_secret, \
-         session_token_secret, external_id_secret, created_at, updated_at \
-         FROM provider_keys ORDER BY provider, name";
+         session_token_secret, external_id_secret, vertex_config, auth_credentials_secret, \
+         created_at, updated_at FROM provider_keys ORDER BY provider, name";
     pub const LIST_PROVIDER_KEYS: &str = "SELECT id, provider, name, description, models, weight, aliases, enabled, \
          value_secret, bedrock_config, access_key_secret, secret_key_secret, \
-         session_token_secret, external_id_secret, created_at, updated_at \
-         FROM provider_keys WHERE provider = $1 ORDER BY name";
+         session_token_secret, external_id_secret, vertex_config, auth_credentials_secret, \
+         created_at, updated_at FROM provider_keys WHERE provider = $1 ORDER BY name";
     pub const GET_KEY: &str = "SELECT id, provider, name, description, models, weight, aliases, enabled, \
          value_secret, bedrock_config, access_key_secret, secret_key_secret, \
-         session_token_secret, external_id_secret, created_at, updated_at \
-         FROM provider_keys WHERE provider = $1 AND id = $2";
+         session_token_secret, external_id_secret, vertex_config, auth_credentials_secret, \
+         created_at, updated_at FROM provider_keys WHERE provider = $1 AND id = $2";
     pub const INSERT_KEY: &str = "INSERT INTO provider_keys (id, provider, name, description, models, weight, aliases, \
          enabled, value_secret, bedrock_config, access_key_secret, secret_key_secret, \
-         session_token_secret, external_id_secret, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+         session_token_secret, external_id_secret, created_at, updated_at, vertex_config, \
+         auth_credentials_secret) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
     pub const UPDATE_KEY: &str = "UPDATE provider_keys SET name = $3, description = $4, models = $5, weight = $6, \
          aliases = $7, enabled = $8, value_secret = $9, bedrock_config = $10, \
          access_key_secret = $11, secret_key_secret = $12, session_token_secret = $13, \
-         external_id_secret = $14, updated_at = $15 WHERE provider = $1 AND id = $2";
+         external_id_secret = $14, updated_at = $15, vertex_config = $16, \
+         auth_credentials_secret = $17 WHERE provider = $1 AND id = $2";
     pub const DELETE_KEY: &str = "DELETE FROM provider_keys WHERE provider = $1 AND id = $2";
 
     pub const LIST_VKS: &str = "SELECT id, name, description, key_sha256, value_prefix, providers, \
@@ -1161,6 +1203,8 @@ macro_rules! impl_sql_store {
                     .bind(c.external_id_secret)
                     .bind(k.created_at)
                     .bind(k.updated_at)
+                    .bind(c.vertex_config)
+                    .bind(c.auth_credentials_secret)
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| unique_to_conflict(e, || key_conflict(&k.provider, &k.name)))?;
@@ -1204,6 +1248,8 @@ macro_rules! impl_sql_store {
                     .bind(c.session_token_secret)
                     .bind(c.external_id_secret)
                     .bind(k.updated_at)
+                    .bind(c.vertex_config)
+                    .bind(c.auth_credentials_secret)
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| unique_to_conflict(e, || key_conflict(provider, &k.name)))?;
