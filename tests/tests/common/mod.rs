@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use tollgate_tests::anthropic_double::{AnthropicDouble, AnthropicDoubleConfig};
 use tollgate_tests::bedrock_double::{BedrockDouble, BedrockDoubleConfig, RecordedRequest};
 use tollgate_tests::harness::{TollgateOptions, TollgateProcess};
+use tollgate_tests::vertex_double::{VertexDouble, VertexDoubleConfig, test_key_file};
 
 pub const AKID: &str = "AKIDE2EWALKTHROUGH";
 pub const SECRET: &str = "e2eSecretKey/K7MDENG+bPxRfiCYEXAMPLEKEY";
@@ -134,6 +135,32 @@ impl Setup {
             assert_eq!(st, 201, "{path}: {b}");
         }
         anthropic
+    }
+
+    /// Starts a Vertex AI double trusting `testdata/vertex/service-account.json`, and configures
+    /// it as provider `vertex` with one key (`vertex-key`, project `tollgate-test`, region
+    /// `us-east5`) holding the key file `key_file` (`testdata/vertex/<key_file>`) and the double's
+    /// token endpoint as its `token_uri`.
+    pub async fn add_vertex(&self, key_file: &str) -> VertexDouble {
+        let vertex =
+            VertexDouble::start(VertexDoubleConfig::for_test_account()).expect("vertex double");
+        for (path, body) in [
+            (
+                "/api/providers",
+                json!({"provider": "vertex", "network_config": {"base_url": vertex.api_url()}}),
+            ),
+            (
+                "/api/providers/vertex/keys",
+                json!({"name": "vertex-key", "models": ["*"],
+                       "vertex_key_config": {"project_id": "tollgate-test", "region": "us-east5",
+                                             "auth_credentials": test_key_file(key_file),
+                                             "token_uri": vertex.token_url()}}),
+            ),
+        ] {
+            let (st, b) = admin(&self.http, &self.gw, "POST", path, body).await;
+            assert_eq!(st, 201, "{path}: {b}");
+        }
+        vertex
     }
 
     /// Creates a virtual key with `body` (201 expected) and waits until the gateway routes its
