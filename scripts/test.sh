@@ -40,22 +40,24 @@ if ! pg_ready; then
 fi
 
 # --- Real clients: the Anthropic Python SDK and Claude Code ------------------------------------
-step "Python venv with the official Anthropic SDK (tests/.venv)"
+step "Python venv with the official Anthropic and OpenAI SDKs (tests/.venv)"
 if [ ! -x tests/.venv/bin/python ]; then
   python3 -m venv tests/.venv
 fi
-if ! tests/.venv/bin/python -c 'import anthropic' >/dev/null 2>&1; then
+if ! tests/.venv/bin/python -c 'import anthropic, openai' >/dev/null 2>&1; then
   tests/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
 fi
 export TOLLGATE_TEST_PYTHON="$root/tests/.venv/bin/python"
 
-step "Claude Code 2.1.331 and 2.1.197 from npm (tests/clients/node_modules)"
+step "Claude Code 2.1.331 and 2.1.197, Codex CLI 0.171.0 from npm (tests/clients/node_modules)"
 claude_2_1_197=tests/clients/node_modules/claude-code-2-1-197/bin/claude.exe
-if [ ! -x tests/clients/node_modules/.bin/claude ] || [ ! -x "$claude_2_1_197" ]; then
+if [ ! -x tests/clients/node_modules/.bin/claude ] || [ ! -x "$claude_2_1_197" ] \
+  || [ ! -x tests/clients/node_modules/.bin/codex ]; then
   (cd tests/clients && npm install --no-audit --no-fund --loglevel=error)
 fi
 export TOLLGATE_TEST_CLAUDE="$root/tests/clients/node_modules/.bin/claude"
 export TOLLGATE_TEST_CLAUDE_2_1_197="$root/$claude_2_1_197"
+export TOLLGATE_TEST_CODEX="$root/tests/clients/node_modules/.bin/codex"
 
 # --- Rust ----------------------------------------------------------------------------------------
 step "cargo fmt --check"

@@ -10,6 +10,7 @@
 //! | (none) | text `Hello from the Bedrock double.`, `end_turn` (`max_tokens` honoured at 4 chars/token) | same, one `text_delta` per word |
 //! | `[double:tool]` | one `tool_use` block `Read {"file_path":"/tmp/x"}`, `tool_use` | `input_json_delta` pieces |
 //! | `[double:read:PATH]` | the same, reading `PATH` | same |
+//! | `[double:exec:CMD]` | one `tool_use` block `exec_command {"cmd":"CMD"}` (Codex CLI's shell tool), `tool_use` | `input_json_delta` pieces |
 //! | `[double:thinking]` | `thinking` block (with signature) then text — only if the request has `thinking` enabled/adaptive | `thinking_delta`s, `signature_delta`, then text |
 //! | `[double:throttle]` | HTTP 429 `ThrottlingException` | same, before any frame |
 //! | `[double:validation]` | HTTP 400 `ValidationException` | same |
@@ -34,6 +35,8 @@ use serde_json::{Map, Value, json};
 pub const DEFAULT_REPLY: &str = "Hello from the Bedrock double.";
 /// The tool the `[double:tool]` reply calls.
 pub const TOOL_NAME: &str = "Read";
+/// The tool the `[double:exec:CMD]` reply calls (Codex CLI's shell tool).
+pub const EXEC_TOOL_NAME: &str = "exec_command";
 /// Thinking text of the `[double:thinking]` reply.
 pub const THINKING_TEXT: &str = "Let me think about this step by step.";
 /// Message of the scripted throttling errors (HTTP and mid-stream).
@@ -45,6 +48,8 @@ pub struct Script {
     pub tool: bool,
     /// `[double:read:PATH]`: the tool call reads PATH.
     pub read: Option<String>,
+    /// `[double:exec:CMD]`: the tool call runs CMD with Codex CLI's `exec_command`.
+    pub exec: Option<String>,
     pub thinking: bool,
     /// `(exception name, HTTP status, message)` returned before any byte of the reply.
     pub error: Option<(String, u16, String)>,
@@ -85,6 +90,10 @@ impl Script {
             "read" if !arg.is_empty() => {
                 self.tool = true;
                 self.read = Some(arg.to_owned());
+            }
+            "exec" if !arg.is_empty() => {
+                self.tool = true;
+                self.exec = Some(arg.to_owned());
             }
             "thinking" => self.thinking = true,
             "throttle" => self.error = Some(error_for("ThrottlingException")),
@@ -307,10 +316,17 @@ impl Reply {
             });
         }
         if script.tool {
+            let (name, input) = match &script.exec {
+                Some(cmd) => (EXEC_TOOL_NAME, json!({ "cmd": cmd })),
+                None => (
+                    TOOL_NAME,
+                    json!({ "file_path": script.read.as_deref().unwrap_or("/tmp/x") }),
+                ),
+            };
             blocks.push(Block::ToolUse {
                 id: format!("toolu_bdrk_01{}", id_suffix(seq)),
-                name: TOOL_NAME.to_owned(),
-                input: json!({ "file_path": script.read.as_deref().unwrap_or("/tmp/x") }),
+                name: name.to_owned(),
+                input,
             });
             stop_reason = "tool_use";
         } else {

@@ -1,0 +1,207 @@
+//! End to end with OpenAI-format clients: the official OpenAI Python SDK (Chat Completions and
+//! Responses, streams, tools, errors, the model list) and Codex CLI itself, each talking to the
+//! real `tollgate` binary configured by the README walkthrough, with the strict Bedrock double
+//! (SigV4 verified on every request) behind it: an OpenAI-format client reaches Claude on
+//! Bedrock, which still gets its native InvokeModel body.
+//!
+//! `scripts/test.sh` installs the clients and sets `TOLLGATE_TEST_PYTHON` (a venv with `openai`)
+//! and `TOLLGATE_TEST_CODEX` (Codex CLI 0.171.0 from npm).
+
+mod common;
+
+use std::process::Command;
+
+use common::setup;
+use serde_json::Value;
+use tollgate_tests::bedrock_double::script::{DEFAULT_REPLY, EXEC_TOOL_NAME};
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the end-to-end tests through scripts/test.sh, which installs the real clients")
+    })
+}
+
+#[tokio::test]
+async fn openai_python_sdk_works_through_tollgate() {
+    let python = required_env("TOLLGATE_TEST_PYTHON");
+    let s = setup().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/openai_sdk_check.py");
+    let base = s.gw.url("/openai/v1");
+    let vk = s.vk.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .args([script, &base, &vk, "claude-sonnet-4-6"])
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "SDK script failed:\n{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.gw.output()
+    );
+    let v: Value = serde_json::from_str(stdout.trim()).expect("script prints JSON");
+
+    assert_eq!(v["chat"]["text"], DEFAULT_REPLY, "{v}");
+    assert_eq!(v["chat"]["model"], "claude-sonnet-4-6");
+    assert_eq!(v["chat"]["finish_reason"], "stop");
+    assert!(v["chat"]["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert!(v["chat"]["prompt_tokens"].as_u64().unwrap() > 0);
+    assert!(v["chat"]["completion_tokens"].as_u64().unwrap() > 0);
+
+    assert!(
+        v["stream"]["chunks"].as_u64().unwrap() >= 2,
+        "in pieces: {v}"
+    );
+    assert_eq!(v["stream"]["text"], DEFAULT_REPLY);
+    assert_eq!(v["stream"]["finish_reason"], "stop");
+    assert!(v["stream"]["completion_tokens"].as_u64().unwrap() > 0);
+
+    assert_eq!(v["tool"]["finish_reason"], "tool_calls");
+    assert_eq!(v["tool"]["name"], "Read");
+    assert_eq!(v["tool"]["arguments"]["file_path"], "/tmp/x");
+    assert_eq!(v["tool"]["answer"], DEFAULT_REPLY);
+    assert_eq!(v["tool"]["answer_finish"], "stop");
+
+    assert_eq!(v["bad_key"]["class"], "AuthenticationError");
+    assert_eq!(v["bad_key"]["status"], 401);
+    assert_eq!(v["throttle"]["class"], "RateLimitError");
+    assert_eq!(v["throttle"]["code"], "rate_limit_exceeded");
+    assert_eq!(v["bad_request"]["class"], "BadRequestError");
+    assert_eq!(v["bad_request"]["param"], "temperature");
+    assert_eq!(v["unknown_model"]["status"], 404);
+
+    assert_eq!(v["responses"]["status"], "completed");
+    assert_eq!(v["responses"]["text"], DEFAULT_REPLY);
+    assert!(v["responses"]["id"].as_str().unwrap().starts_with("resp_"));
+    assert!(v["responses_stream"]["deltas"].as_u64().unwrap() >= 2);
+    assert_eq!(v["responses_stream"]["text"], DEFAULT_REPLY);
+    assert_eq!(v["responses_tool"]["name"], "Read");
+    assert_eq!(v["responses_tool"]["answer"], DEFAULT_REPLY);
+    assert!(
+        v["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m == "claude-sonnet-4-6"),
+        "{v}"
+    );
+
+    // The tool result reached Bedrock as a tool_result answering the call (the double checks
+    // the pairing and would have refused the request otherwise).
+    let bodies: Vec<Value> = s
+        .double
+        .requests()
+        .iter()
+        .filter(|r| r.verdict.status == 200)
+        .filter_map(|r| r.body.clone())
+        .collect();
+    let results = bodies
+        .iter()
+        .filter(|b| b.to_string().contains("file contents: 42"))
+        .count();
+    assert_eq!(results, 2, "the chat and the Responses tool results");
+    let invokes: Vec<&Value> = bodies
+        .iter()
+        .filter(|b| b.get("messages").is_some())
+        .collect();
+    assert_eq!(
+        invokes.len(),
+        8,
+        "four chat and four Responses calls: {invokes:?}"
+    );
+    assert!(
+        invokes
+            .iter()
+            .all(|b| b["anthropic_version"] == "bedrock-2023-05-31" && b.get("model").is_none()),
+        "native InvokeModel bodies: {invokes:?}"
+    );
+}
+
+#[tokio::test]
+async fn codex_cli_runs_a_tool_using_session_through_tollgate() {
+    let codex = required_env("TOLLGATE_TEST_CODEX");
+    let s = setup().await;
+    let work = tempfile::tempdir().expect("workdir");
+    let marker = "tollgate-codex-marker-5f3a";
+    std::fs::write(work.path().join("marker.txt"), marker).expect("marker");
+    let home = tempfile::tempdir().expect("home");
+    let codex_home = home.path().join(".codex");
+    std::fs::create_dir_all(&codex_home).expect("codex home");
+    // The README's Codex configuration, pointed at this gateway.
+    let config = format!(
+        "model = \"claude-sonnet-4-6\"\nmodel_provider = \"tollgate\"\n\n\
+         [model_providers.tollgate]\nname = \"Tollgate\"\nbase_url = \"{}\"\n\
+         env_key = \"TOLLGATE_API_KEY\"\nwire_api = \"responses\"\n",
+        s.gw.url("/openai/v1")
+    );
+    std::fs::write(codex_home.join("config.toml"), config).expect("config");
+    let prompt = "Show me the marker. [double:exec:cat marker.txt]";
+    let (codex, cwd, home_dir, vk) = (
+        codex,
+        work.path().to_owned(),
+        home.path().to_owned(),
+        s.vk.clone(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(codex)
+            .args([
+                "exec",
+                "--skip-git-repo-check",
+                "--sandbox",
+                "danger-full-access",
+                prompt,
+            ])
+            .current_dir(&cwd)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &home_dir)
+            .env("CODEX_HOME", home_dir.join(".codex"))
+            .env("TERM", "dumb")
+            .env("TOLLGATE_API_KEY", vk)
+            .stdin(std::process::Stdio::null())
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("run codex");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "codex failed:\n{stdout}\n{stderr}\n{}",
+        s.gw.output()
+    );
+    assert!(stdout.contains(DEFAULT_REPLY), "{stdout}\n{stderr}");
+
+    // Bedrock saw the tool call go out and the command's output come back as its result.
+    let bodies: Vec<Value> = s
+        .double
+        .requests()
+        .iter()
+        .filter(|r| r.verdict.status == 200)
+        .filter_map(|r| r.body.clone())
+        .collect();
+    let tool_turn = bodies
+        .iter()
+        .find(|b| b.to_string().contains(marker))
+        .unwrap_or_else(|| panic!("no request carried the command's output: {bodies:#?}"));
+    let messages = tool_turn["messages"].as_array().expect("messages");
+    let call = messages
+        .iter()
+        .flat_map(|m| m["content"].as_array().into_iter().flatten())
+        .find(|b| b["type"] == "tool_use")
+        .expect("the tool call in the history");
+    assert_eq!(call["name"], EXEC_TOOL_NAME);
+    assert_eq!(call["input"]["cmd"], "cat marker.txt");
+    let result = messages
+        .iter()
+        .flat_map(|m| m["content"].as_array().into_iter().flatten())
+        .find(|b| b["type"] == "tool_result")
+        .expect("the tool result");
+    assert_eq!(result["tool_use_id"], call["id"]);
+    assert!(result.to_string().contains(marker), "{result}");
+}
