@@ -544,7 +544,8 @@ impl PriceTable {
     /// The prices of `model_id` on a provider of kind `provider` (`anthropic`, `bedrock`,
     /// `vertex`), Bedrock's scope applied; `None` when nothing matches. A Bedrock ARN that an
     /// entry names whole (an override for an application inference profile) takes that entry's
-    /// prices as they are.
+    /// prices as they are. Vertex AI is priced at its global endpoint's rates: see
+    /// [`PriceTable::price_vertex`] for a key's region.
     pub fn price(&self, provider: &str, model_id: &str) -> Option<ModelPrice> {
         if provider == "bedrock"
             && model_id.starts_with("arn:")
@@ -557,10 +558,21 @@ impl PriceTable {
         } else {
             (BedrockScope::Global, model_id)
         };
+        self.scoped(provider, id, scope != BedrockScope::Global)
+    }
+
+    /// The prices of `model_id` on Vertex AI through a key's `region`: anything but `global` is
+    /// a regional (or multi-region) endpoint, which adds the entry's `regional_premium_percent`.
+    pub fn price_vertex(&self, model_id: &str, region: &str) -> Option<ModelPrice> {
+        self.scoped("vertex", model_id, region != "global")
+    }
+
+    fn scoped(&self, provider: &str, id: &str, regional: bool) -> Option<ModelPrice> {
         let entry = self.find(provider, id)?;
-        let premium = match scope {
-            BedrockScope::Global => 0,
-            BedrockScope::Geo | BedrockScope::InRegion => entry.regional_premium_percent,
+        let premium = if regional {
+            entry.regional_premium_percent
+        } else {
+            0
         };
         if premium == 0 {
             return Some(entry.price);

@@ -213,3 +213,59 @@ async fn a_service_account_google_refuses_is_a_clear_error_and_stays_secret() {
     assert!(!shown.contains(body_line));
     tollgate_tests::harness::assert_not_in_output(&s.gw, body_line).expect("not logged");
 }
+
+/// What the virtual key `id` has spent in its budget's window, in nano-dollars.
+async fn spent(s: &common::Setup, id: &str) -> u64 {
+    let (st, usage) = admin(
+        &s.http,
+        &s.gw,
+        "GET",
+        &format!("/api/virtual-keys/{id}/usage"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(st, 200, "{usage}");
+    usage["budgets"][0]["spent_nano_usd"]
+        .as_u64()
+        .expect("spent")
+}
+
+#[tokio::test]
+async fn a_regional_vertex_endpoint_is_priced_with_its_premium() {
+    let s = setup().await;
+    let _vertex = s.add_vertex("service-account.json").await;
+    let vk = s
+        .virtual_key(json!({"name": "vertex-priced", "monthly_budget": 500,
+                            "providers": ["bedrock", "vertex"]}))
+        .await;
+    let (id, value) = (
+        vk["id"].as_str().expect("id"),
+        vk["value"].as_str().expect("value"),
+    );
+    let before = spent(&s, id).await;
+    let resp = post_as(
+        &s,
+        value,
+        "/anthropic/v1/messages",
+        &message(MODEL, "price me", false),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("JSON");
+    let (input, output) = (
+        body["usage"]["input_tokens"].as_u64().expect("input"),
+        body["usage"]["output_tokens"].as_u64().expect("output"),
+    );
+    // Sonnet 4.6 at $3 / $15 per MTok, +10 % for the regional endpoint (us-east5): 3,300 and
+    // 16,500 nano-dollars a token.
+    let expected = input * 3_300 + output * 16_500;
+    let mut now = before;
+    for _ in 0..100 {
+        now = spent(&s, id).await;
+        if now != before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(now - before, expected, "{input} in, {output} out");
+}

@@ -40,7 +40,7 @@ use crate::health::{self, Verdict};
 use crate::logsafe::log_safe;
 use crate::providers::{self, Call, Operation, Outcome, Retryable};
 use crate::routing::{self, Exclude, Pick, RouteError};
-use crate::runtime::{Runtime, VirtualKey};
+use crate::runtime::{KeyCredential, Runtime, VirtualKey};
 
 /// Response header: which entry of the fallback list served (sent when it is not the first).
 pub const FALLBACK_INDEX_HEADER: &str = "x-tollgate-fallback-index";
@@ -138,10 +138,18 @@ impl<'a> Job<'a> {
         draft.record.provider = route.provider.name.to_string();
         draft.record.model_resolved = route.upstream_model.to_owned();
         draft.record.provider_key_id = route.key.id.to_string();
-        draft.price = self
-            .rt
-            .pricing
-            .price(route.provider.kind.as_str(), route.upstream_model);
+        draft.price = match &route.key.credential {
+            // Vertex's regional endpoints cost more than its global one.
+            KeyCredential::Vertex(auth) => auth
+                .region
+                .resolve()
+                .ok()
+                .and_then(|region| self.rt.pricing.price_vertex(route.upstream_model, &region)),
+            _ => self
+                .rt
+                .pricing
+                .price(route.provider.kind.as_str(), route.upstream_model),
+        };
         // Budgets, rate limits, concurrency: this node's counters, no I/O.
         draft.reservation = Some(
             admission::admit(

@@ -189,6 +189,39 @@ fn bedrock_scopes_are_priced_as_aws_bills_them() {
 }
 
 #[test]
+fn vertex_is_priced_at_anthropics_list_prices_and_regions_cost_more() {
+    let table = PriceTable::shipped();
+    // Every Vertex entry has an Anthropic twin with the same base prices.
+    for v in table.entries().iter().filter(|e| e.provider == "vertex") {
+        let name = v.models[0].replace('*', "x");
+        let twin = table
+            .price("anthropic", &name)
+            .unwrap_or_else(|| panic!("no Anthropic price for {name}"));
+        assert_eq!(twin, v.price, "{name}");
+    }
+    // Vertex ids carry `@` versions. Sonnet 4.5: input $3 per MTok (below its long-context
+    // tier); regional endpoints +10 %.
+    let tokens = input_only(100_000);
+    let global = table
+        .price_vertex("claude-sonnet-4-5@20250929", "global")
+        .expect("priced");
+    assert_eq!(global.cost(&tokens), Cost(300_000_000));
+    assert_eq!(
+        table.price("vertex", "claude-sonnet-4-5@20250929"),
+        Some(global)
+    );
+    for region in ["us-east5", "europe-west1", "us", "eu"] {
+        let regional = table
+            .price_vertex("claude-sonnet-4-5@20250929", region)
+            .expect("priced");
+        assert_eq!(regional.cost(&tokens), Cost(330_000_000), "{region}");
+    }
+    // Models before Sonnet 4.5 have one price everywhere; Vertex's Sonnet 4 id is priced too.
+    let sonnet_4 = table.price_vertex("claude-sonnet-4@20250514", "us-east5");
+    assert_eq!(sonnet_4.map(|p| p.cost(&tokens)), Some(Cost(300_000_000)));
+}
+
+#[test]
 fn what_no_entry_prices_is_unpriced_never_zero() {
     let t = input_only(10);
     for (provider, model) in [
@@ -201,7 +234,7 @@ fn what_no_entry_prices_is_unpriced_never_zero() {
             "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3",
         ),
         ("bedrock", "no-dot-at-all"),
-        ("vertex", "claude-sonnet-4-5@20250929"),
+        ("vertex", "gemini-2.5-pro"),
         ("openai", "claude-sonnet-4-5"),
     ] {
         assert_eq!(
