@@ -779,3 +779,52 @@ async fn claude_code_in_bedrock_mode_gets_the_anthropic_fallback_as_an_event_str
     assert_eq!(types.first().map(String::as_str), Some("message_start"));
     assert_eq!(types.last().map(String::as_str), Some("message_stop"));
 }
+
+/// The walkthrough's switch to `vertex/claude-sonnet-4-6` (`/model` in a session, `--model` or
+/// `ANTHROPIC_MODEL` for `-p`): Claude Code completes a tool session on Claude through Vertex
+/// AI, the gateway holding the service account and the double checking the token on every call.
+#[tokio::test]
+async fn claude_code_completes_a_tool_session_on_vertex() {
+    let s = setup().await;
+    let vertex = s.add_vertex("service-account.json").await;
+    let vk = s
+        .virtual_key(json!({"name": "vertex-session", "providers": ["bedrock", "vertex"]}))
+        .await["value"]
+        .as_str()
+        .expect("value")
+        .to_owned();
+    let work = tempfile::tempdir().expect("work dir");
+    let note = work.path().join("note.txt");
+    std::fs::write(&note, NOTE).expect("note");
+    for (version, claude) in claude_releases() {
+        let mut env = readme_env(&s.gw.url("/anthropic"), &vk);
+        env.retain(|(k, _)| k != "ANTHROPIC_MODEL");
+        env.push((
+            "ANTHROPIC_MODEL".to_owned(),
+            "vertex/claude-sonnet-4-6".to_owned(),
+        ));
+        let prompt = format!("[double:read:{}] Read the note.", note.display());
+        let out = run_claude(&claude, work.path(), env, &prompt).await;
+        let stdout = assert_ran(&out, version, &s.gw);
+        assert!(
+            stdout.contains("Hello from the Anthropic double."),
+            "{version} stdout: {stdout}"
+        );
+        let calls = vertex.predictions();
+        assert!(
+            calls.iter().all(|c| c.status == 200),
+            "{version}: {calls:?}"
+        );
+        let carried = calls.iter().any(|c| {
+            c.path
+                .ends_with("/models/claude-sonnet-4-6:streamRawPredict")
+                && c.json()
+                    .is_some_and(|b| tool_result_text(&b).contains(NOTE))
+        });
+        assert!(
+            carried,
+            "{version}: the tool result went back through Vertex"
+        );
+    }
+    assert_eq!(vertex.tokens_issued(), 1, "one token for both sessions");
+}
