@@ -131,13 +131,16 @@ async fn codex_cli_runs_a_tool_using_session_through_tollgate() {
     let home = tempfile::tempdir().expect("home");
     let codex_home = home.path().join(".codex");
     std::fs::create_dir_all(&codex_home).expect("codex home");
-    // The README's Codex configuration, pointed at this gateway.
-    let config = format!(
-        "model = \"claude-sonnet-4-6\"\nmodel_provider = \"tollgate\"\n\n\
-         [model_providers.tollgate]\nname = \"Tollgate\"\nbase_url = \"{}\"\n\
-         env_key = \"TOLLGATE_API_KEY\"\nwire_api = \"responses\"\n",
-        s.gw.url("/openai/v1")
-    );
+    // The README's Codex configuration as pasted, pointed at this gateway.
+    let readme = common::readme();
+    let block = readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains("[model_providers.tollgate]"))
+        .expect("the README's Codex configuration");
+    assert!(block.contains("http://127.0.0.1:8080/openai/v1"), "{block}");
+    let config = block.replace("http://127.0.0.1:8080/openai/v1", &s.gw.url("/openai/v1"));
     std::fs::write(codex_home.join("config.toml"), config).expect("config");
     let prompt = "Show me the marker. [double:exec:cat marker.txt]";
     let (codex, cwd, home_dir, vk) = (
