@@ -82,6 +82,20 @@ fn openai_error(status: StatusCode, mut headers: HeaderMap, body: Vec<u8>) -> Re
     (status, headers, body).into_response()
 }
 
+/// Whether `path` is one of the OpenAI-format routes (their errors use OpenAI's envelope).
+pub(crate) fn is_openai_path(path: &str) -> bool {
+    path.starts_with("/openai/") || path == "/v1/chat/completions" || path == "/v1/responses"
+}
+
+/// An OpenAI-shaped error response of the gateway's own.
+pub(crate) fn error_response(status: StatusCode, kind: ErrorKind, message: &str) -> Response {
+    openai_error(
+        status,
+        HeaderMap::new(),
+        chat_ingress::error_body(kind, message),
+    )
+}
+
 /// A path under `/openai` that is not served: an OpenAI-shaped 404 that says what is.
 async fn no_route(State(dp): State<Arc<DataPlane>>, method: Method, uri: Uri) -> Response {
     dp.refusals().count("no_route");
@@ -92,11 +106,7 @@ async fn no_route(State(dp): State<Arc<DataPlane>>, method: Method, uri: Uri) ->
          http(s)://<gateway>/openai/v1",
         server::quote_path(uri.path())
     );
-    openai_error(
-        StatusCode::NOT_FOUND,
-        HeaderMap::new(),
-        chat_ingress::error_body(ErrorKind::NotFound, &message),
-    )
+    error_response(StatusCode::NOT_FOUND, ErrorKind::NotFound, &message)
 }
 
 async fn chat(State(dp): State<Arc<DataPlane>>, req: Request) -> Response {

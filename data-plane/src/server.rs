@@ -153,6 +153,14 @@ async fn method_not_allowed(
         "method not allowed on this route",
     );
     let message = format!("{method} is not served on {}: {SERVED}", quote_path(path));
+    // OpenAI-format clients get OpenAI's error envelope.
+    if crate::openai_ingress::is_openai_path(path) {
+        return crate::openai_ingress::error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::InvalidRequest,
+            &message,
+        );
+    }
     ProxyError::new(ErrorKind::InvalidRequest, "method_not_allowed", message)
         .with_status(StatusCode::METHOD_NOT_ALLOWED)
         .into_response_with(&request_id)

@@ -302,6 +302,13 @@ async fn errors_and_refusals_are_openai_shaped() {
     assert!(a.headers.contains_key("retry-after"));
     assert_eq!(error(&a)["code"], "rate_limit_exceeded");
 
+    // A method not served on an OpenAI route.
+    for path in ["/v1/chat/completions", "/openai/v1/responses"] {
+        let a = gw.call(Method::GET, path, Some(GOOD), "").await;
+        assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert_eq!(error(&a)["type"], "invalid_request_error");
+    }
+
     // A path under /openai that is not served.
     let a = gw
         .call(Method::POST, "/openai/v1/embeddings", Some(GOOD), "{}")
