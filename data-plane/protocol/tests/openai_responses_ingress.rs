@@ -423,8 +423,8 @@ fn effort_table_and_budgets() {
         )
     };
     assert_eq!(budget("none", None), (None, 8192, vec![]));
-    assert_eq!(budget("minimal", None), (None, 8192, vec![]));
     let on = |n: u64| Some(json!({"type": "enabled", "budget_tokens": n}));
+    assert_eq!(budget("minimal", None), (on(1024), 8192, vec![]));
     assert_eq!(budget("low", None), (on(2048), 8192, vec![]));
     assert_eq!(budget("medium", None), (on(8192), 16384, vec![]));
     assert_eq!(budget("high", None), (on(16384), 24576, vec![]));

@@ -85,7 +85,8 @@ mod request;
 mod response;
 mod stream;
 
-pub use request::{EFFORT_BUDGETS, RequestOptions, Translated, effort_budget, request};
+pub use super::{EFFORT_BUDGETS, effort_budget};
+pub use request::{RequestOptions, Translated, request};
 pub use response::response;
 pub use stream::ChatStream;
 

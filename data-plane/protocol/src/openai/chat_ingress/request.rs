@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::super::{data_url, effort_budget};
 use super::ChatError;
 use crate::json;
 
@@ -42,28 +43,6 @@ pub struct Translated {
     /// Fields the client sent that Claude cannot take and that were left out (JSON paths such as
     /// `seed` or `messages[2].reasoning_content`), for the caller to log at debug level.
     pub dropped: Vec<String>,
-}
-
-/// `reasoning_effort` → `thinking.budget_tokens` ([`effort_budget`]). `none` turns thinking off;
-/// `minimal` is Claude's smallest budget; each step above roughly doubles or quadruples it.
-pub const EFFORT_BUDGETS: [(&str, u32); 5] = [
-    ("minimal", 1024),
-    ("low", 2048),
-    ("medium", 8192),
-    ("high", 16384),
-    ("xhigh", 32768),
-];
-
-/// The thinking budget for a `reasoning_effort` value: `Some(Some(n))` for the efforts of
-/// [`EFFORT_BUDGETS`], `Some(None)` for `none` (no thinking), `None` for an unknown value.
-pub fn effort_budget(effort: &str) -> Option<Option<u32>> {
-    if effort == "none" {
-        return Some(None);
-    }
-    EFFORT_BUDGETS
-        .iter()
-        .find(|(name, _)| *name == effort)
-        .map(|&(_, budget)| Some(budget))
 }
 
 /// Top-level fields dropped because Claude has no equivalent (named in [`Translated::dropped`]).
@@ -915,32 +894,8 @@ fn user_blocks(path: &str, content: Option<Value>) -> Result<Vec<Value>, ChatErr
     Ok(blocks)
 }
 
-/// `data:<media type>;base64,<data>` → `(media type, data)`.
-fn data_url(url: &str) -> Option<(&str, &str)> {
-    let rest = url.strip_prefix("data:")?;
-    let (meta, data) = rest.split_once(',')?;
-    let media = meta.strip_suffix(";base64")?;
-    Some((media, data))
-}
-
 fn image_source(path: &str, url: &str) -> Result<Value, ChatError> {
-    if url.starts_with("data:") {
-        let Some((media, data)) = data_url(url) else {
-            return Err(ChatError::invalid(
-                path,
-                "a data URL must have the form data:<media type>;base64,<data>",
-            ));
-        };
-        return Ok(json!({"type": "base64", "media_type": media, "data": data}));
-    }
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    if lower.starts_with("https://") || lower.starts_with("http://") {
-        return Ok(json!({"type": "url", "url": url}));
-    }
-    Err(ChatError::invalid(
-        path,
-        "must be an http(s) URL or a base64 data URL",
-    ))
+    super::super::image_source(url).map_err(|why| ChatError::invalid(path, why))
 }
 
 fn file_block(ppath: &str, part: &Value) -> Result<Value, ChatError> {

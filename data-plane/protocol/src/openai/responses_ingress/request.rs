@@ -2,10 +2,8 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{
-    NAMESPACE_SEPARATOR, ResponseContext, ResponsesError, ToolName, decode_reasoning,
-    effort_budget, image_source, parse_data_url,
-};
+use super::super::{data_url, effort_budget, image_source};
+use super::{NAMESPACE_SEPARATOR, ResponseContext, ResponsesError, ToolName, decode_reasoning};
 use crate::json;
 
 /// The beta asked for when thinking and tools are both on (thinking between tool calls).
@@ -307,7 +305,7 @@ impl Request {
         };
         let mut budget = match effort {
             None => None,
-            Some(e) => effort_budget(e).map_err(|()| {
+            Some(e) => effort_budget(e).ok_or_else(|| {
                 ResponsesError::invalid(
                     "reasoning.effort",
                     "must be one of none, minimal, low, medium, high, xhigh",
@@ -943,7 +941,7 @@ fn content_part(param: &str, part: &Value, side: Role) -> Result<Option<Value>, 
         "input_file" if side == Role::User => {
             if let Some(data) = field("file_data") {
                 let filename = field("filename").unwrap_or("");
-                let (media_type, data) = match parse_data_url(data) {
+                let (media_type, data) = match data_url(data) {
                     Some((m, d)) => (m, d),
                     None if filename.to_ascii_lowercase().ends_with(".pdf") => {
                         ("application/pdf", data)

@@ -60,15 +60,9 @@
 //! | `stream` | `stream` |
 //! | `metadata`, `store`, `include` (other than `reasoning.encrypted_content`), `truncation: auto`, `service_tier`, `stream_options`, `text.verbosity`, `max_tool_calls`, `top_logprobs`, `client_metadata`, unknown members | left out (listed) |
 //!
-//! `reasoning.effort` → `thinking: {type:"enabled", budget_tokens}`:
-//!
-//! | effort | `budget_tokens` |
-//! |---|---|
-//! | absent, `none`, `minimal` | no thinking |
-//! | `low` | 2048 |
-//! | `medium` | 8192 |
-//! | `high` | 16384 |
-//! | `xhigh` | 32768 |
+//! `reasoning.effort` → `thinking: {type:"enabled", budget_tokens}` by the table Chat
+//! Completions uses too ([`super::EFFORT_BUDGETS`]): absent or `none`, no thinking; `minimal`
+//! 1024, `low` 2048, `medium` 8192, `high` 16384, `xhigh` 32768.
 //!
 //! Anthropic wants `budget_tokens < max_tokens` and at least 1024. With the default
 //! `max_tokens`, it is raised to `budget + default` when too small. An explicit
@@ -441,46 +435,6 @@ fn error_code(kind: Option<ErrorKind>, message: &str) -> &'static str {
             | ErrorKind::NotFound,
         ) => "invalid_prompt",
         Some(ErrorKind::Api | ErrorKind::Timeout | ErrorKind::Overloaded) | None => "server_error",
-    }
-}
-
-// === Shared with chat_ingress (to unify) ===
-//
-// The OpenAI Chat Completions ingress needs the same three mappings: image URLs, reasoning
-// effort and usage. They live here, private, until the two modules share one copy.
-
-/// An Anthropic image `source` for an OpenAI image URL: `data:<mime>;base64,<data>` → `base64`
-/// source, `http(s)://…` → `url` source.
-fn image_source(url: &str) -> Result<Value, &'static str> {
-    if let Some((media_type, data)) = parse_data_url(url) {
-        return Ok(json!({"type": "base64", "media_type": media_type, "data": data}));
-    }
-    if url.starts_with("data:") {
-        return Err("a data URL must be `data:<media type>;base64,<data>`");
-    }
-    if url.starts_with("https://") || url.starts_with("http://") {
-        return Ok(json!({"type": "url", "url": url}));
-    }
-    Err("must be a `data:` URL or an http(s) URL")
-}
-
-/// `(media type, base64 data)` of a `data:<mime>;base64,<data>` URL.
-fn parse_data_url(url: &str) -> Option<(&str, &str)> {
-    let rest = url.strip_prefix("data:")?;
-    let (meta, data) = rest.split_once(',')?;
-    let media_type = meta.strip_suffix(";base64")?;
-    (!media_type.is_empty()).then_some((media_type, data))
-}
-
-/// The thinking budget for an OpenAI reasoning effort (`Ok(None)`: no thinking).
-fn effort_budget(effort: &str) -> Result<Option<u32>, ()> {
-    match effort {
-        "none" | "minimal" => Ok(None),
-        "low" => Ok(Some(2048)),
-        "medium" => Ok(Some(8192)),
-        "high" => Ok(Some(16384)),
-        "xhigh" => Ok(Some(32768)),
-        _ => Err(()),
     }
 }
 
