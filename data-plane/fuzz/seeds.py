@@ -10,6 +10,7 @@ OUT_DIR/<target>/ gets one file per seed (names are stable, so re-running overwr
 | eventstream  | testdata/eventstream/*.bin (AWS-produced), and frames made here: exception, error, unknown types, every header value type, invocation metrics |
 | request_body | `BETAS\\nBODY`: the Claude Code requests of testdata/claude-code/requests.json with their `anthropic-beta` header, and small bodies for each branch |
 | sse          | the events of testdata/eventstream/*.json as Anthropic SSE (LF, CRLF, CR line ends, comments, BOM, multi-line data) |
+| format_pairs | a mode byte, then: the request bodies of testdata/openai/ (0), the answers there (1), the Anthropic SSE streams there (2), the OpenAI streams there and the Converse streams of testdata/converse/ (3) |
 | snapshot     | protobuf `Snapshot`s (encoded here from proto/tollgate/config/v1/config.proto), raw and in the cache file format |
 
 Standard library only.
@@ -323,12 +324,37 @@ def snapshot_seeds(out: Path) -> None:
         write(out, "snapshot", f"{name}.cache", cache_file(payload))
 
 
+def format_pairs_seeds(out: Path) -> None:
+    openai = TESTDATA / "openai"
+    for f in sorted(openai.glob("*.json")):
+        text = f.read_bytes()
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            continue
+        if not isinstance(doc, dict):
+            continue
+        # Answers carry `choices` (OpenAI), `content` (Anthropic) or `output` (Converse, Responses).
+        mode = 1 if any(k in doc for k in ("choices", "content", "output")) else 0
+        write(out, "format_pairs", f"{mode}-{f.stem}", bytes([mode]) + text)
+    for f in sorted(openai.glob("*.sse")):
+        mode = 3 if f.name.startswith("egress-") else 2
+        write(out, "format_pairs", f"{mode}-{f.stem}", bytes([mode]) + f.read_bytes())
+    converse = TESTDATA / "converse"
+    if converse.is_dir():
+        for f in sorted(converse.iterdir()):
+            if f.suffix in (".bin", ".json"):
+                mode = 3 if f.suffix == ".bin" else 1
+                write(out, "format_pairs", f"{mode}-converse-{f.stem}", bytes([mode]) + f.read_bytes())
+
+
 def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent / "seeds"
     eventstream_seeds(out)
     request_body_seeds(out)
     sse_seeds(out)
     snapshot_seeds(out)
+    format_pairs_seeds(out)
     for target in sorted(p.name for p in out.iterdir() if p.is_dir()):
         print(f"{target}: {len(list((out / target).iterdir()))} seeds")
 

@@ -5,6 +5,7 @@
 //! | `eventstream` | raw bytes as a Bedrock event stream, whole, byte by byte, in input-derived splits, and again with every frame's CRCs repaired | no panic; every split decodes alike; a yielded message's CRCs check and it re-encodes to its input bytes; the decoder buffers less than one message; `StreamTranslator` output is SSE whose data is JSON |
 //! | `request_body` | `BETAS\nBODY`: an `anthropic-beta` header value, then a request body | `RequestBody::parse` accepts only JSON objects; the Bedrock invoke and count-tokens bodies and `set_model` output are JSON with every other member byte-identical; betas are allowlisted |
 //! | `sse` | raw bytes as an SSE stream, whole, byte by byte, in splits | no panic; every split parses alike; only the unterminated line is buffered; `sse::event` of a parsed event parses back to it |
+//! | `format_pairs` | a mode byte, then a request body, an answer, an Anthropic SSE stream or an upstream stream | no panic; the OpenAI ingresses, the OpenAI egress, Converse and Vertex translations give JSON objects (the ingresses keep `model`); every stream translation gives the same output whole and in splits, and OpenAI `data:` lines are JSON |
 //! | `snapshot` | raw bytes as the data plane's cache file and as a protobuf `Snapshot` | no panic; what decodes survives encode/decode; a flipped payload byte fails the checksum; `Runtime::compile` keeps one provider per name and one entry per enabled key |
 //!
 //! Seeds come from `testdata/` through `seeds.py`.
