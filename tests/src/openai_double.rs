@@ -26,8 +26,8 @@
 //!   role chunk, a chunk per word or per tool-argument piece, a chunk with `finish_reason`, the
 //!   usage chunk with `choices: []` when `stream_options.include_usage`, then `data: [DONE]`).
 //! * Behaviour is scripted by `[double:…]` triggers in the last message when it is a user
-//!   message (see [`Script`]); once the conversation ends with tool results the double answers
-//!   text, so a client's tool loop ends.
+//!   message, trailing `system` messages aside (see [`Script`]); once the conversation ends with
+//!   tool results the double answers text, so a client's tool loop ends.
 //! * Every request is recorded with its headers, raw body and the exact answer bytes
 //!   ([`OpenAiDouble::requests`]).
 //!
@@ -355,7 +355,8 @@ impl ApiError {
     }
 }
 
-/// Parsed `[double:…]` triggers (read from the last message, when it is a user message).
+/// Parsed `[double:…]` triggers (read from the last message, when it is a user message;
+/// trailing `system` messages aside).
 ///
 /// | trigger | non-stream | stream |
 /// |---|---|---|
@@ -1162,13 +1163,18 @@ fn validate_tools(tools: &[Value]) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The text of the last message when it is a user message (triggers); empty otherwise (after
-/// tool results the double answers text).
+/// The text of the last message when it is a user message (triggers), `system` and
+/// `developer` messages after it aside (Claude Code puts its environment in a system message
+/// after the prompt); empty otherwise (after tool results the double answers text).
 fn trigger_text(body: &Map<String, Value>) -> String {
     let Some(last) = body
         .get("messages")
         .and_then(Value::as_array)
-        .and_then(|m| m.last())
+        .and_then(|m| {
+            m.iter()
+                .rev()
+                .find(|m| m["role"] != "system" && m["role"] != "developer")
+        })
     else {
         return String::new();
     };
