@@ -29,10 +29,10 @@
 //! billed Messages request, which this provider serves. The Anthropic SDKs raise it to the
 //! caller without retrying. It is not retryable: no other key or fallback is tried.
 //!
-//! **Answers.** A stream is relayed chunk by chunk as it arrives ([`RelayBody`] with
-//! [`ChatSse`], which wraps [`ChatToAnthropic`]): its usage comes from the final usage chunk
+//! **Answers.** A stream is relayed chunk by chunk as it arrives (`RelayBody` with
+//! `ChatSse`, which wraps [`ChatToAnthropic`]): its usage comes from the final usage chunk
 //! (`stream_options.include_usage` is always asked for); an error chunk becomes an Anthropic
-//! `error` event that ends the stream ([`End::Upstream`]); a chunk that cannot be read ends it
+//! `error` event that ends the stream (`End::Upstream`); a chunk that cannot be read ends it
 //! with a 502 `api_error` event; the gateway's `ping` events cover silences (OpenAI sends none
 //! while a reasoning model thinks). A non-streaming answer is read (bounded, within what is left
 //! of the request timeout) and translated with [`chat_egress::message`]; its usage is recorded.
@@ -40,8 +40,9 @@
 //! provider, key and upstream model. Errors (any non-2xx) are read and mapped by
 //! [`chat_egress::error`] into Anthropic's envelope with the status's kind (`401` →
 //! `authentication_error`, `429` → `rate_limit_error`, a context-length error worded so Claude
-//! Code compacts), `retry-after` and `retry-after-ms` kept. 401/403, 429 and 5xx are retryable
-//! like every provider's ([`super::Retryable`]).
+//! Code compacts), `retry-after` and `retry-after-ms` kept; a redirect (never followed) or
+//! another status that is not an error becomes a 502 `api_error`. 401/403, 429 and 5xx are
+//! retryable like every provider's ([`super::Retryable`]).
 
 use std::sync::Arc;
 
@@ -210,7 +211,13 @@ pub(crate) async fn respond(
         )
         .await
         .unwrap_or_default();
-        let api = chat_egress::error(status.as_u16(), &body);
+        let mut api = chat_egress::error(status.as_u16(), &body);
+        if !(400..=599).contains(&api.status) {
+            // A redirect (never followed) or another non-error status: not an answer a client
+            // can use, and not relayed as such.
+            api.kind = ErrorKind::Api;
+            api.status = StatusCode::BAD_GATEWAY.as_u16();
+        }
         tracing::warn!(
             request_id = %draft.record.request_id,
             provider = %draft.record.provider,
