@@ -11,6 +11,8 @@
 //! | `a_failing_openai_upstream_falls_back_to_another_provider` | a 500 falls back to the Anthropic provider |
 //! | `count_tokens_is_answered_501_without_an_upstream_call` | the count_tokens decision |
 //! | `a_key_without_a_value_sends_no_authorization` | local servers (vLLM, Ollama) |
+//! | `an_openai_price_override_prices_the_usage` | unpriced by default, priced by an operator's override |
+//! | `the_double_lists_models_and_refuses_like_openai` | the double itself: `/v1/models`, OpenAI's error envelope |
 
 mod in_process;
 
@@ -571,4 +573,104 @@ async fn a_key_without_a_value_sends_no_authorization() {
     assert_eq!(r.verdict.status, 200);
     assert_eq!(r.header("authorization"), None, "{:?}", r.headers);
     assert_eq!(r.json().expect("json")["model"], "qwen3-coder:30b");
+}
+
+/// Nothing ships for OpenAI models, but an operator's override (`/api/pricing`, provider
+/// `openai`) prices them: cached prompt tokens at the cached-input rate.
+#[tokio::test]
+async fn an_openai_price_override_prices_the_usage() {
+    let double = OpenAiDouble::start(OpenAiDoubleConfig::new().with_api_key(UPSTREAM_KEY))
+        .expect("openai double");
+    let mut snap = snapshot(
+        vec![provider(
+            "openai",
+            pb::ProviderKind::Openai,
+            &double.api_url(),
+            Some(UPSTREAM_KEY),
+        )],
+        &[],
+    );
+    // $2 / $8 per million tokens, cached input $0.50: nano-dollars per token.
+    snap.price_overrides = vec![pb::PriceOverride {
+        id: "po-gpt-4-1".into(),
+        provider: "openai".into(),
+        models: vec!["gpt-4.1*".into()],
+        rates: Some(pb::Rates {
+            input: 2_000,
+            output: 8_000,
+            cache_read: 500,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    let mut gw = Gateway::start(&snap).await;
+    let resp = gw
+        .post(
+            "/anthropic/v1/messages",
+            &request("[double:cached] say hi", true),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.expect("body");
+    let r = gw.usage().await;
+    assert!(r.cache_read_input_tokens > 0 && r.input_tokens > 0, "{r:?}");
+    assert_eq!(
+        r.cost_nano_usd,
+        Some(r.input_tokens * 2_000 + r.output_tokens * 8_000 + r.cache_read_input_tokens * 500)
+    );
+}
+
+/// The double's model list and its refusals, in OpenAI's envelope.
+#[tokio::test]
+async fn the_double_lists_models_and_refuses_like_openai() {
+    let double = OpenAiDouble::start(OpenAiDoubleConfig::new().with_api_key(UPSTREAM_KEY))
+        .expect("openai double");
+    let http = reqwest::Client::new();
+    let models: Value = http
+        .get(format!("{}/models", double.api_url()))
+        .bearer_auth(UPSTREAM_KEY)
+        .send()
+        .await
+        .expect("models")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(models["object"], "list");
+    assert!(
+        models["data"].as_array().is_some_and(|d| d
+            .iter()
+            .any(|m| m["id"] == "gpt-4.1" && m["object"] == "model")),
+        "{models}"
+    );
+    let resp = http
+        .post(format!("{}/chat/completions", double.api_url()))
+        .bearer_auth("sk-wrong-key-abcd")
+        .json(&json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), 401);
+    let err: Value = resp.json().await.expect("json");
+    assert_eq!(
+        err,
+        json!({"error": {
+            "message": "Incorrect API key provided: sk-...abcd. You can find your API key at https://platform.openai.com/account/api-keys.",
+            "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}})
+    );
+    let resp = http
+        .post(format!("{}/chat/completions", double.api_url()))
+        .bearer_auth(UPSTREAM_KEY)
+        .json(
+            &json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}],
+                      "top_k": 5}),
+        )
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.expect("json");
+    assert_eq!(
+        err["error"]["message"],
+        "Unrecognized request argument supplied: top_k"
+    );
 }
