@@ -11,7 +11,7 @@
 //! | [`routing`] | model name -> provider, upstream id, provider key (pure) |
 //! | [`signing`] | SigV4 (aws-sigv4) and Bedrock credentials (static, env, default chain, STS) |
 //! | [`server`] | axum routes of the inference API and the request flow |
-//! | [`providers`] | the Bedrock and Anthropic upstream calls (I/O around `tollgate-protocol`) |
+//! | [`providers`] | the Bedrock, Anthropic, Vertex AI and OpenAI-compatible upstream calls (I/O around `tollgate-protocol`) |
 //! | [`upstream`] | the pooled HTTP client for provider calls (hyper-util, rustls, no redirects) |
 //! | [`usage`] | one usage record per request, logged and handed to a bounded sink |
 //! | [`refusals`] | requests refused before a virtual key is known: counted, not usage |

@@ -81,6 +81,9 @@ pub enum ProviderKind {
     Anthropic,
     /// Google Vertex AI's Anthropic models.
     Vertex,
+    /// An OpenAI-compatible Chat Completions API (OpenAI, vLLM, Ollama, LM Studio, another
+    /// gateway): requests and answers translated ([`crate::providers::openai`]).
+    OpenAi,
 }
 
 impl ProviderKind {
@@ -89,6 +92,7 @@ impl ProviderKind {
             ProviderKind::Bedrock => "bedrock",
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::Vertex => "vertex",
+            ProviderKind::OpenAi => "openai",
         }
     }
 }
@@ -262,6 +266,9 @@ pub enum KeyCredential {
     Bedrock(Arc<BedrockAuth>),
     /// Vertex AI: a service account's key file, exchanged for access tokens.
     Vertex(Arc<crate::google::VertexAuth>),
+    /// An OpenAI-compatible API key, sent as `Authorization: Bearer`. `None`: the key has no
+    /// value (local servers such as vLLM or Ollama need none) and no `Authorization` is sent.
+    OpenAiApiKey(Option<Value>),
 }
 
 impl KeyCredential {
@@ -272,6 +279,7 @@ impl KeyCredential {
             (KeyCredential::AnthropicApiKey(a), KeyCredential::AnthropicApiKey(b)) => a == b,
             (KeyCredential::Bedrock(a), KeyCredential::Bedrock(b)) => Arc::ptr_eq(a, b),
             (KeyCredential::Vertex(a), KeyCredential::Vertex(b)) => Arc::ptr_eq(a, b),
+            (KeyCredential::OpenAiApiKey(a), KeyCredential::OpenAiApiKey(b)) => a == b,
             _ => false,
         }
     }
@@ -554,6 +562,7 @@ fn compile_provider(
         Ok(pb::ProviderKind::Bedrock) => ProviderKind::Bedrock,
         Ok(pb::ProviderKind::Anthropic) => ProviderKind::Anthropic,
         Ok(pb::ProviderKind::Vertex) => ProviderKind::Vertex,
+        Ok(pb::ProviderKind::Openai) => ProviderKind::OpenAi,
         _ => return Err(SnapshotError::UnknownProviderKind(p.name.clone())),
     };
     let network = p.network.clone().unwrap_or_default();
@@ -624,6 +633,14 @@ fn compile_key(
                 warn_refused(&p.name, Some(&k.name), "value", var, env);
             }
             KeyCredential::AnthropicApiKey(value)
+        }
+        ProviderKind::OpenAi => {
+            // No value is a key without a credential (a local server), not an error.
+            let value = Value::from_proto(k.value.as_ref(), env);
+            if let Some(var) = value.as_ref().and_then(Value::refused) {
+                warn_refused(&p.name, Some(&k.name), "value", var, env);
+            }
+            KeyCredential::OpenAiApiKey(value)
         }
         ProviderKind::Bedrock => {
             let fresh = BedrockAuth::from_proto(k, env).map_err(invalid)?;
@@ -893,6 +910,55 @@ mod tests {
             panic!("anthropic key expected")
         };
         assert_eq!(home.refused(), None);
+    }
+
+    /// OpenAI-compatible providers compile to their kind; a key may have no value (a local
+    /// server), which is not an error, and changing the value resets the key's health.
+    #[test]
+    fn openai_keys_may_have_no_value() {
+        let key = |id: &str, value: Option<pb::ValueRef>| pb::ProviderKey {
+            id: id.into(),
+            name: id.into(),
+            weight: 1.0,
+            value,
+            enabled: true,
+            ..Default::default()
+        };
+        let mut snap = snapshot(1, "s", 1);
+        snap.providers.push(pb::Provider {
+            name: "ollama".into(),
+            kind: pb::ProviderKind::Openai as i32,
+            network: Some(pb::NetworkConfig {
+                base_url: "http://127.0.0.1:11434/v1/".into(),
+                ..Default::default()
+            }),
+            keys: vec![
+                key("o1", None),
+                key("o2", Some(literal("sk-proj-x"))),
+                key("o3", Some(env_ref("OPENAI_API_KEY"))),
+            ],
+        });
+        let handle = RuntimeHandle::new(EnvAllowlist::default());
+        handle.apply(&snap).expect("applied");
+        let rt = handle.load().expect("runtime");
+        let p = &rt.providers["ollama"];
+        assert_eq!(p.kind, ProviderKind::OpenAi);
+        assert_eq!(p.kind.as_str(), "openai");
+        assert_eq!(p.base_url.as_deref(), Some("http://127.0.0.1:11434/v1"));
+        let creds: Vec<Option<String>> = p
+            .keys
+            .iter()
+            .map(|k| match &k.credential {
+                KeyCredential::OpenAiApiKey(v) => v.as_ref().map(|v| format!("{v:?}")),
+                other => panic!("openai key expected: {other:?}"),
+            })
+            .collect();
+        assert_eq!(creds[0], None);
+        assert!(creds[1].is_some() && creds[2].is_some(), "{creds:?}");
+        assert!(
+            creds.iter().flatten().all(|c| !c.contains("sk-proj-x")),
+            "Debug never prints a secret: {creds:?}"
+        );
     }
 
     fn with_headers(network: pb::NetworkConfig) -> pb::Snapshot {

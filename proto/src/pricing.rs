@@ -25,6 +25,12 @@
 //! model and are unpriced until configuration maps them.
 //!
 //! **Unpriced** models are reported as such ([`Priced::Unpriced`]), never as $0.
+//!
+//! **OpenAI-compatible providers** (`openai`) ship without prices: the table only takes prices
+//! copied from the provider's own pricing page, and the same model name can cost anything (or
+//! nothing) on a self-hosted vLLM or Ollama. Operators price them with overrides
+//! (`/api/pricing`, provider `openai`); `cache_read` is then the cached-input rate (OpenAI
+//! reports cached prompt tokens apart), and the cache-write rates are unused.
 
 use std::sync::OnceLock;
 
@@ -286,7 +292,7 @@ pub enum PricingError {
 }
 
 /// Providers a price may be given for.
-pub const PROVIDERS: &[&str] = &["anthropic", "bedrock", "vertex"];
+pub const PROVIDERS: &[&str] = &["anthropic", "bedrock", "vertex", "openai"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -303,7 +309,8 @@ struct FileTable {
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PriceInput {
-    /// `anthropic`, `bedrock` or `vertex`: the kind of provider, whatever its configured name.
+    /// `anthropic`, `bedrock`, `vertex` or `openai`: the kind of provider, whatever its configured
+    /// name.
     #[cfg_attr(feature = "utoipa", schema(example = "bedrock"))]
     pub provider: String,
     /// Model id patterns (`*` matches any run of characters). For Bedrock they match the id
@@ -542,7 +549,7 @@ impl PriceTable {
     }
 
     /// The prices of `model_id` on a provider of kind `provider` (`anthropic`, `bedrock`,
-    /// `vertex`), Bedrock's scope applied; `None` when nothing matches. A Bedrock ARN that an
+    /// `vertex`, `openai`), Bedrock's scope applied; `None` when nothing matches. A Bedrock ARN that an
     /// entry names whole (an override for an application inference profile) takes that entry's
     /// prices as they are. Vertex AI is priced at its global endpoint's rates: see
     /// [`PriceTable::price_vertex`] for a key's region.

@@ -11,6 +11,10 @@
 //! * [`thinking`] — thinking-block signatures per platform, made and checked by both doubles.
 //! * [`vertex_double`] — Vertex AI (rawPredict, streamRawPredict) and Google's token endpoint: JWT
 //!   assertions verified with the service account's public key, bearer tokens checked on every call.
+//! * [`openai_double`] — an OpenAI-compatible Chat Completions API (`/v1/chat/completions`,
+//!   `/v1/models`): bearer keys, bodies validated as OpenAI validates them (tool messages must
+//!   answer the preceding `tool_calls`), `chat.completion` JSON or chunked SSE with `[DONE]` and
+//!   the usage chunk, scripted by `[double:…]` triggers (tool calls, 429, 5xx, mid-stream error).
 //! * [`harness`] — runs the real `tollgate` binary for end-to-end tests.
 //!
 //! The standalone double (`src/bin/bedrock-double.rs`) serves the same double on a fixed
@@ -20,6 +24,7 @@ pub mod anthropic_double;
 pub mod bedrock_double;
 pub mod eventstream;
 pub mod harness;
+pub mod openai_double;
 pub mod postgres;
 mod serve;
 pub mod sigv4;

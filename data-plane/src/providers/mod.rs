@@ -1,10 +1,14 @@
 //! Upstream calls: the I/O around the pure translations of `tollgate-protocol`.
 //!
 //! Each provider module turns a routed [`Call`] into one upstream request, relays the answer
-//! (streams event by event) and completes the request's usage record.
+//! (streams event by event) and completes the request's usage record: [`bedrock`] (InvokeModel,
+//! SigV4), [`anthropic`] (pass-through), [`vertex`] (Anthropic models on Vertex AI, answers
+//! relayed by `anthropic`), [`openai`] (OpenAI-compatible Chat Completions, translated both
+//! ways).
 
 pub mod anthropic;
 pub mod bedrock;
+pub mod openai;
 pub mod vertex;
 
 use std::convert::Infallible;
@@ -183,6 +187,7 @@ pub(crate) async fn send(c: &Call<'_>, request_id: &str) -> Outcome {
         ProviderKind::Bedrock => bedrock::send(c, request_id).await,
         ProviderKind::Anthropic => anthropic::send(c).await,
         ProviderKind::Vertex => vertex::send(c, request_id).await,
+        ProviderKind::OpenAi => openai::send(c, request_id).await,
     }
 }
 
@@ -205,6 +210,7 @@ pub(crate) async fn respond(
         ProviderKind::Anthropic | ProviderKind::Vertex => {
             anthropic::respond(dp, c, draft, upstream).await
         }
+        ProviderKind::OpenAi => openai::respond(dp, c, draft, upstream).await,
     }
 }
 
@@ -233,15 +239,27 @@ pub(crate) fn name_served_by(headers: &mut HeaderMap, c: &Call<'_>) {
 /// Ends a request with an error response and its usage record. The error's internal detail is
 /// logged here and never reaches the client.
 pub(crate) fn fail(dp: &DataPlane, draft: Draft, err: ProxyError) -> Response {
-    tracing::warn!(
-        request_id = %draft.record.request_id,
-        provider = %draft.record.provider,
-        status = err.status.as_u16(),
-        error_class = err.class,
-        message = %log_safe(&err.message),
-        detail = log_safe_opt(err.detail.as_deref()),
-        "request failed"
-    );
+    if err.class == openai::NOT_SUPPORTED_CLASS {
+        // The documented answer to an operation the upstream cannot do (count_tokens on an
+        // OpenAI-compatible API), which clients ask for routinely: not a failure to warn about.
+        tracing::debug!(
+            request_id = %draft.record.request_id,
+            provider = %draft.record.provider,
+            status = err.status.as_u16(),
+            error_class = err.class,
+            "operation not supported by the provider"
+        );
+    } else {
+        tracing::warn!(
+            request_id = %draft.record.request_id,
+            provider = %draft.record.provider,
+            status = err.status.as_u16(),
+            error_class = err.class,
+            message = %log_safe(&err.message),
+            detail = log_safe_opt(err.detail.as_deref()),
+            "request failed"
+        );
+    }
     let status = err.status.as_u16();
     let class = err.class;
     let resp = err.into_response_with(&draft.record.request_id);
