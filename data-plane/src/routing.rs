@@ -370,6 +370,7 @@ mod tests {
                 ..Default::default()
             }),
             enabled: true,
+            vertex: None,
         }
     }
 

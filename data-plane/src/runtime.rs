@@ -785,7 +785,7 @@ mod tests {
     fn auth(rt: &Runtime) -> Arc<BedrockAuth> {
         match &rt.providers["bedrock"].keys[0].credential {
             KeyCredential::Bedrock(a) => Arc::clone(a),
-            KeyCredential::AnthropicApiKey(_) => panic!("bedrock key expected"),
+            _ => panic!("bedrock key expected"),
         }
     }
 
