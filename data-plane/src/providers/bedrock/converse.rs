@@ -29,6 +29,7 @@ use tollgate_protocol::bedrock::converse::{self, ConverseStream, RequestOptions}
 
 use super::super::{End, Operation, Step, StreamTranslation};
 use crate::error::ProxyError;
+use crate::logsafe::log_safe;
 
 /// Signed headers of `Converse` (and `CountTokens`).
 pub(super) const JSON_HEADERS: [(&str, &str); 2] = [
@@ -55,10 +56,13 @@ pub(super) fn operation_and_body(
     };
     let translated = converse::request_with(parsed, &options)
         .map_err(|e| ProxyError::invalid_request(e.to_string()))?;
-    if !translated.dropped.is_empty() {
+    if !translated.dropped.is_empty() && tracing::enabled!(tracing::Level::DEBUG) {
+        // Field paths may name the client's own fields: escaped and cut like any text the
+        // gateway did not write.
+        let dropped = translated.dropped.join(", ");
         tracing::debug!(
-            model = %crate::logsafe::log_safe(model_id),
-            dropped = ?translated.dropped,
+            model = %log_safe(model_id),
+            dropped = %log_safe(&dropped),
             "request fields Bedrock Converse cannot take were left out"
         );
     }
