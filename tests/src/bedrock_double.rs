@@ -1,16 +1,26 @@
-//! A loopback double of AWS bedrock-runtime for Anthropic models, as strict as the real service.
+//! A loopback double of AWS bedrock-runtime, as strict as the real service: Anthropic models
+//! through InvokeModel (and Converse), the other models (Llama, Mistral, Nova, DeepSeek) only
+//! through Converse.
 //!
 //! * Every request must carry a valid SigV4 signature (checked by the independent
 //!   [`crate::sigv4`] verifier) or a configured Bedrock API key (`Authorization: Bearer`).
-//! * Operations: `POST /model/{modelId}/invoke`, `/invoke-with-response-stream`, `/count-tokens`.
-//!   The model id is one *raw* path segment, percent-decoded (ARNs arrive with `%3A`/`%2F`), and
-//!   validated like Bedrock's `InvokeModelIdentifier`; only Anthropic Claude models exist.
+//! * Operations: `POST /model/{modelId}/invoke`, `/invoke-with-response-stream`, `/count-tokens`,
+//!   `/converse`, `/converse-stream`. The model id is one *raw* path segment, percent-decoded
+//!   (ARNs arrive with `%3A`/`%2F`), and validated like Bedrock's `InvokeModelIdentifier`; the
+//!   models that exist are Anthropic's Claude models and
+//!   [`validate::converse::CONVERSE_MODELS`]. InvokeModel with an Anthropic body on one of the
+//!   latter is a `ValidationException` (the body is not that model's native schema), and so is
+//!   CountTokens (Bedrock counts tokens for Claude only).
+//! * Converse bodies are validated like Bedrock does ([`validate::converse`]: roles, block shapes,
+//!   tool use and results, `toolConfig`, `maxTokens`, `cachePoint` only on models with prompt
+//!   caching, unknown members refused).
 //! * Bodies are validated like Bedrock validates Anthropic bodies (allow-listed top-level
 //!   fields, `anthropic_version`, supported betas, required fields, 20 MB limit), and per model
 //!   ([`validate::model_body`]: betas per model, `cache_control.ttl` only on Claude 4.5+,
 //!   fields that need their beta).
-//! * Streaming answers are real AWS event-stream frames from [`crate::eventstream`], sent one
-//!   frame per body chunk through a channel (so the gateway sees them as they are produced).
+//! * Streaming answers are real AWS event-stream frames from [`crate::eventstream`] (`chunk`
+//!   events for InvokeModel, `messageStart` … `metadata` for ConverseStream), sent one frame per
+//!   body chunk through a channel (so the gateway sees them as they are produced).
 //! * Errors look like Bedrock's: JSON `{"message": …}`, header
 //!   `x-amzn-ErrorType: <Name>:http://internal.amazon.com/coral/<namespace>/`, `x-amzn-RequestId`.
 //! * Behaviour is scripted by `[double:…]` triggers in the last user message (table in [`script`]).
@@ -145,7 +155,8 @@ pub struct RecordedRequest {
     /// The body, if it was JSON.
     pub body: Option<Value>,
     pub body_len: usize,
-    /// `InvokeModel`, `InvokeModelWithResponseStream` or `CountTokens`, when the path routed.
+    /// `InvokeModel`, `InvokeModelWithResponseStream`, `CountTokens`, `Converse` or
+    /// `ConverseStream`, when the path routed.
     pub operation: Option<String>,
     /// The percent-decoded model id, when the path routed.
     pub model_id: Option<String>,
@@ -397,6 +408,8 @@ enum Operation {
     Invoke,
     InvokeStream,
     CountTokens,
+    Converse,
+    ConverseStream,
 }
 
 impl Operation {
@@ -405,7 +418,13 @@ impl Operation {
             Operation::Invoke => "InvokeModel",
             Operation::InvokeStream => "InvokeModelWithResponseStream",
             Operation::CountTokens => "CountTokens",
+            Operation::Converse => "Converse",
+            Operation::ConverseStream => "ConverseStream",
         }
+    }
+
+    fn is_converse(self) -> bool {
+        matches!(self, Operation::Converse | Operation::ConverseStream)
     }
 }
 
@@ -418,6 +437,8 @@ enum Answer {
     Stream {
         reply: Box<Reply>,
         script: Script,
+        /// ConverseStream events rather than InvokeModel chunks.
+        converse: bool,
     },
     TruncatedJson {
         body: Value,
@@ -512,7 +533,7 @@ async fn process(
     let (body, script) = match operation {
         Operation::CountTokens => {
             validate::count_tokens_model(&model)?;
-            let inner = validate::count_tokens_body(bytes)?;
+            let inner = validate::count_tokens_body(bytes, &model)?;
             if let Value::Object(map) = &inner {
                 validate::model_body(map, &model)?;
             }
@@ -520,11 +541,25 @@ async fn process(
             let script = Script::parse(&script::trigger_text(&inner));
             (inner, script)
         }
+        Operation::Converse | Operation::ConverseStream => {
+            if operation == Operation::Converse {
+                accept_is_json(headers.get(http::header::ACCEPT))?;
+            } else {
+                accept_is_event_stream(headers.get(http::header::ACCEPT))?;
+            }
+            let caps = validate::converse::capabilities(&model);
+            let body = Value::Object(validate::converse::body(bytes, &caps)?);
+            let script = Script::parse(&script::converse_trigger_text(&body));
+            (body, script)
+        }
         Operation::Invoke | Operation::InvokeStream => {
             if operation == Operation::Invoke {
                 accept_is_json(headers.get(http::header::ACCEPT))?;
             } else {
                 accept_is_json(headers.get("x-amzn-bedrock-accept"))?;
+            }
+            if model.converse_only.is_some() {
+                return Err(validate::converse::invoke_refusal(bytes));
             }
             let body = validate::invoke_body(bytes)?;
             validate::model_body(&body, &model)?;
@@ -533,7 +568,7 @@ async fn process(
             (body, script)
         }
     };
-    let mut script = script;
+    let mut script = script.for_model(&model.id);
     if let Some(fault) = shared
         .fault
         .read()
@@ -574,13 +609,22 @@ async fn process(
             ));
         }
     };
-    let reply = Reply::build(&script, &body, &model.response_model, record.seq);
+    let converse = operation.is_converse();
+    let reply = if converse {
+        Reply::build_converse(&script, &body, record.seq)
+    } else {
+        Reply::build(&script, &body, &model.response_model, record.seq)
+    };
 
-    if operation == Operation::InvokeStream {
+    if matches!(
+        operation,
+        Operation::InvokeStream | Operation::ConverseStream
+    ) {
         return Ok((
             Answer::Stream {
                 reply: Box::new(reply),
                 script,
+                converse,
             },
             scenario,
         ));
@@ -597,9 +641,22 @@ async fn process(
     if let Some(ms) = script.slow_ms {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    let message = reply.message_json();
+    let message = if converse {
+        reply.converse_json(script.slow_ms.unwrap_or(0))
+    } else {
+        reply.message_json()
+    };
     if script.truncate || script.truncate_clean {
         return Ok((Answer::TruncatedJson { body: message }, scenario));
+    }
+    if converse {
+        return Ok((
+            Answer::Json {
+                body: message,
+                headers: Vec::new(),
+            },
+            scenario,
+        ));
     }
     let mut extra = vec![
         (
@@ -706,6 +763,8 @@ fn route(method: &Method, path: &str) -> Result<(Operation, ModelRef), ApiError>
         "invoke" => Operation::Invoke,
         "invoke-with-response-stream" => Operation::InvokeStream,
         "count-tokens" => Operation::CountTokens,
+        "converse" => Operation::Converse,
+        "converse-stream" => Operation::ConverseStream,
         _ => return Err(unknown()),
     };
     if method != Method::POST {
@@ -735,6 +794,32 @@ fn accept_is_json(value: Option<&HeaderValue>) -> Result<(), ApiError> {
     } else {
         Err(ApiError::validation(format!(
             "The requested accept type '{value}' is not supported. Use application/json."
+        )))
+    }
+}
+
+/// ConverseStream's `Accept`, when sent, must allow the event stream (or JSON, which the SDKs
+/// also send).
+fn accept_is_event_stream(value: Option<&HeaderValue>) -> Result<(), ApiError> {
+    let Some(value) = value else { return Ok(()) };
+    let value = value.to_str().unwrap_or("");
+    let ok = value.split(',').any(|part| {
+        let mime = part
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        matches!(
+            mime.as_str(),
+            "application/vnd.amazon.eventstream" | "application/json" | "application/*" | "*/*"
+        )
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::validation(format!(
+            "The requested accept type '{value}' is not supported."
         )))
     }
 }
@@ -790,13 +875,24 @@ async fn finish(
                     let _ = stop.wait_for(|v| *v).await;
                     StatusCode::SERVICE_UNAVAILABLE.into_response()
                 }
-                Answer::Stream { reply, script } => {
+                Answer::Stream {
+                    reply,
+                    script,
+                    converse,
+                } => {
                     record.verdict.status = 200;
                     if let Some(member) = &script.midstream {
                         record.verdict.error_type = Some(member.clone());
                     }
                     shared.record(record);
-                    stream_response(*reply, script, request_id, started, shared.shutdown.clone())
+                    stream_response(
+                        *reply,
+                        script,
+                        converse,
+                        request_id,
+                        started,
+                        shared.shutdown.clone(),
+                    )
                 }
             }
         }
@@ -833,9 +929,39 @@ fn channel_body(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Body {
     }))
 }
 
+/// One event of a streamed answer, encoded when it is sent (the last one carries latencies).
+enum StreamEvent {
+    /// An InvokeModel `chunk` holding this Anthropic event.
+    Chunk(Value),
+    /// A ConverseStream event of this `:event-type`.
+    Converse(&'static str, Value),
+}
+
+impl StreamEvent {
+    fn frame(self, i: usize, reply: &Reply, started: Instant, first_byte: u64) -> Bytes {
+        match self {
+            StreamEvent::Chunk(mut event) => {
+                if event.get("type").and_then(Value::as_str) == Some("message_stop") {
+                    event["amazon-bedrock-invocationMetrics"] =
+                        reply.invocation_metrics(elapsed_ms(started), first_byte);
+                }
+                eventstream::bedrock_chunk(event.to_string().as_bytes(), &eventstream::padding(i))
+            }
+            StreamEvent::Converse(kind, mut payload) => {
+                if kind == "metadata" {
+                    payload["metrics"] = json!({"latencyMs": elapsed_ms(started)});
+                }
+                payload["p"] = json!(eventstream::padding(i));
+                eventstream::converse_event(kind, payload.to_string().as_bytes())
+            }
+        }
+    }
+}
+
 fn stream_response(
     reply: Reply,
     script: Script,
+    converse: bool,
     request_id: &str,
     started: Instant,
     shutdown: watch::Receiver<bool>,
@@ -843,10 +969,22 @@ fn stream_response(
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
     tokio::spawn(async move {
         let mut stop = shutdown;
-        let events = reply.stream_events();
+        let events: Vec<StreamEvent> = if converse {
+            reply
+                .converse_events()
+                .into_iter()
+                .map(|(kind, payload)| StreamEvent::Converse(kind, payload))
+                .collect()
+        } else {
+            reply
+                .stream_events()
+                .into_iter()
+                .map(StreamEvent::Chunk)
+                .collect()
+        };
         let cut_after = 3usize.min(events.len());
         let mut first_byte: Option<u64> = None;
-        for (i, mut event) in events.into_iter().enumerate() {
+        for (i, event) in events.into_iter().enumerate() {
             if i > 0 {
                 if let Some(ms) = script.slow_ms {
                     tokio::select! {
@@ -889,12 +1027,7 @@ fn stream_response(
                 }
             }
             let fb = *first_byte.get_or_insert_with(|| elapsed_ms(started));
-            if event.get("type").and_then(Value::as_str) == Some("message_stop") {
-                event["amazon-bedrock-invocationMetrics"] =
-                    reply.invocation_metrics(elapsed_ms(started), fb);
-            }
-            let frame =
-                eventstream::bedrock_chunk(event.to_string().as_bytes(), &eventstream::padding(i));
+            let frame = event.frame(i, &reply, started, fb);
             if tx.send(Ok(frame)).await.is_err() {
                 return; // client went away
             }
@@ -903,7 +1036,9 @@ fn stream_response(
     let mut response = Response::new(channel_body(rx));
     let h = response.headers_mut();
     insert_header(h, "content-type", EVENTSTREAM_CONTENT_TYPE);
-    insert_header(h, "x-amzn-bedrock-content-type", "application/json");
+    if !converse {
+        insert_header(h, "x-amzn-bedrock-content-type", "application/json");
+    }
     insert_header(h, "x-amzn-requestid", request_id);
     response
 }

@@ -128,6 +128,20 @@ pub fn bedrock_chunk(event_json: &[u8], padding: &str) -> Bytes {
     )
 }
 
+/// A Bedrock `ConverseStream` event: headers `:event-type`=`event_type`,
+/// `:content-type`=`application/json`, `:message-type`=`event` (Bedrock's order), and the event
+/// struct's JSON as the payload (no base64 wrapper; Bedrock adds a `p` padding member).
+pub fn converse_event(event_type: &str, payload_json: &[u8]) -> Bytes {
+    encode_message(
+        &[
+            (":event-type", event_type.into()),
+            (":content-type", "application/json".into()),
+            (":message-type", "event".into()),
+        ],
+        payload_json,
+    )
+}
+
 /// A modeled stream exception: `:exception-type`=`<camelCase member>`, `:content-type`,
 /// `:message-type`=`exception`, payload `{"message": …}` (plus `extra` fields, if an object).
 pub fn bedrock_exception(

@@ -6,7 +6,8 @@
 //! * [`sigv4`] — an independent SigV4 verifier (hmac + sha2, no `aws-sigv4`) and a test signer.
 //! * [`eventstream`] — an AWS event-stream frame encoder.
 //! * [`bedrock_double`] — a bedrock-runtime double (InvokeModel, InvokeModelWithResponseStream,
-//!   CountTokens) that checks signatures and bodies, streams real event-stream frames and is
+//!   CountTokens, Converse, ConverseStream; Claude and a set of Llama, Mistral, Nova and DeepSeek
+//!   models) that checks signatures and bodies, streams real event-stream frames and is
 //!   scripted by `[double:…]` triggers in the prompt.
 //! * [`thinking`] — thinking-block signatures per platform, made and checked by both doubles.
 //! * [`vertex_double`] — Vertex AI (rawPredict, streamRawPredict) and Google's token endpoint: JWT

@@ -265,12 +265,16 @@ async fn replays_botocore_vectors_byte_for_byte() {
                     Some("ValidationException")
                 );
             }
-            // Converse is not implemented by this double.
-            _ => assert_eq!(
-                recorded.verdict.error_type.as_deref(),
-                Some("UnknownOperationException"),
-                "{name}"
-            ),
+            // The converse vector carries an InvokeModel body: not a Converse body.
+            _ => {
+                assert_eq!(status, 400, "{name}");
+                assert_eq!(
+                    recorded.verdict.error_type.as_deref(),
+                    Some("ValidationException"),
+                    "{name}"
+                );
+                assert_eq!(recorded.operation.as_deref(), Some("Converse"), "{name}");
+            }
         }
         checked += 1;
     }
@@ -617,10 +621,23 @@ async fn model_ids_are_one_percent_decoded_segment() {
         )
         .await;
     }
+    // Converse exists, but an InvokeModel body is not a Converse body.
     expect_error(
         send(
             &double,
             &format!("{MODEL_PATH}/converse-stream"),
+            &body_with("hi"),
+        )
+        .await,
+        400,
+        "ValidationException",
+        "extraneous key [anthropic_version] is not permitted",
+    )
+    .await;
+    expect_error(
+        send(
+            &double,
+            &format!("{MODEL_PATH}/converse-nope"),
             &body_with("hi"),
         )
         .await,
@@ -1298,5 +1315,321 @@ async fn max_tokens_is_honoured() {
         message["content"][0]["text"]
             .as_str()
             .is_some_and(|t| DEFAULT_REPLY.starts_with(t) && t.len() < DEFAULT_REPLY.len())
+    );
+}
+
+// === Converse (models that are not Anthropic's) ===
+
+const LLAMA_PATH: &str = "/model/meta.llama3-3-70b-instruct-v1%3A0";
+const NOVA_PATH: &str = "/model/us.amazon.nova-pro-v1%3A0";
+
+fn converse_body(text: &str) -> Value {
+    json!({
+        "messages": [{"role": "user", "content": [{"text": text}]}],
+        "inferenceConfig": {"maxTokens": 256},
+    })
+}
+
+/// A ConverseStream event: its headers in Bedrock's order, and its payload (the event struct's
+/// JSON with a padding member, no base64 wrapper).
+fn converse_event(m: &Message) -> (String, Value) {
+    assert_eq!(m.header_str(":message-type"), Some("event"));
+    assert_eq!(m.header_str(":content-type"), Some("application/json"));
+    let names: Vec<&str> = m.headers.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, [":event-type", ":content-type", ":message-type"]);
+    let payload: Value = serde_json::from_slice(&m.payload).expect("event payload is JSON");
+    assert!(payload["p"].is_string(), "padding member present");
+    (
+        m.header_str(":event-type").unwrap_or("?").to_owned(),
+        payload,
+    )
+}
+
+#[tokio::test]
+async fn converse_is_signed_validated_and_answered() {
+    let double = start();
+    let path = format!("{LLAMA_PATH}/converse");
+    let resp = send(&double, &path, &converse_body("hi")).await;
+    assert_eq!(resp.status(), 200);
+    assert!(header(&resp, "content-type").starts_with("application/json"));
+    let reply = json_of(resp).await;
+    assert_eq!(reply["output"]["message"]["role"], "assistant");
+    assert_eq!(
+        reply["output"]["message"]["content"],
+        json!([{"text": DEFAULT_REPLY}])
+    );
+    assert_eq!(reply["stopReason"], "end_turn");
+    let usage = &reply["usage"];
+    assert!(usage["inputTokens"].as_u64().is_some_and(|n| n > 0));
+    assert_eq!(
+        usage["totalTokens"].as_u64(),
+        Some(
+            usage["inputTokens"].as_u64().unwrap_or(0)
+                + usage["outputTokens"].as_u64().unwrap_or(0)
+        )
+    );
+    assert!(reply["metrics"]["latencyMs"].is_u64());
+    let r = &double.requests()[0];
+    assert_eq!(r.operation.as_deref(), Some("Converse"));
+    assert_eq!(
+        r.model_id.as_deref(),
+        Some("meta.llama3-3-70b-instruct-v1:0")
+    );
+    assert_eq!(r.access_key_id.as_deref(), Some(EXAMPLE_ACCESS_KEY_ID));
+
+    // The signature is checked exactly as for InvokeModel.
+    let bytes = serde_json::to_vec(&converse_body("hi")).expect("json");
+    let headers = signed_headers(
+        &double,
+        &path,
+        &bytes,
+        &Credentials::new(EXAMPLE_ACCESS_KEY_ID, "wrong-secret"),
+        "us-east-1",
+        OffsetDateTime::now_utc(),
+    );
+    expect_error(
+        send_raw(&double, &path, headers, bytes).await,
+        403,
+        "InvalidSignatureException",
+        "signature",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn converse_bodies_are_checked_like_bedrock() {
+    let double = start();
+    let llama = format!("{LLAMA_PATH}/converse");
+    let mut cached = converse_body("hi");
+    cached["system"] = json!([{"text": "be brief"}, {"cachePoint": {"type": "default"}}]);
+    expect_error(
+        send(&double, &llama, &cached).await,
+        400,
+        "ValidationException",
+        "prompt caching",
+    )
+    .await;
+    // Nova takes cache points.
+    let resp = send(&double, &format!("{NOVA_PATH}/converse"), &cached).await;
+    assert_eq!(resp.status(), 200);
+
+    let mut extra = converse_body("hi");
+    extra["model"] = json!("x");
+    expect_error(
+        send(&double, &llama, &extra).await,
+        400,
+        "ValidationException",
+        "extraneous key [model] is not permitted",
+    )
+    .await;
+    let mut zero = converse_body("hi");
+    zero["inferenceConfig"]["maxTokens"] = json!(0);
+    expect_error(
+        send(&double, &llama, &zero).await,
+        400,
+        "ValidationException",
+        "maxTokens",
+    )
+    .await;
+    let tool_turns = json!([
+        {"role": "user", "content": [{"text": "read"}]},
+        {"role": "assistant", "content": [{"toolUse": {"toolUseId": "tooluse_1", "name": "Read", "input": {}}}]},
+        {"role": "user", "content": [{"toolResult": {"toolUseId": "tooluse_1", "content": [{"text": "x"}]}}]},
+    ]);
+    expect_error(
+        send(&double, &llama, &json!({"messages": tool_turns})).await,
+        400,
+        "ValidationException",
+        "toolConfig field must be defined",
+    )
+    .await;
+    let mut wrong_id = tool_turns.clone();
+    wrong_id[2]["content"][0]["toolResult"]["toolUseId"] = json!("tooluse_2");
+    let tools = json!({"tools": [{"toolSpec": {"name": "Read", "inputSchema": {"json": {"type": "object"}}}}]});
+    expect_error(
+        send(
+            &double,
+            &llama,
+            &json!({"messages": wrong_id, "toolConfig": tools}),
+        )
+        .await,
+        400,
+        "ValidationException",
+        "Expected toolResult blocks at messages.2.content for the following Ids: tooluse_1",
+    )
+    .await;
+    let resp = send(
+        &double,
+        &llama,
+        &json!({"messages": tool_turns, "toolConfig": tools}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+
+    // An Anthropic body through InvokeModel is not Llama's schema; CountTokens is Claude's only.
+    expect_error(
+        send(&double, &format!("{LLAMA_PATH}/invoke"), &body_with("hi")).await,
+        400,
+        "ValidationException",
+        "extraneous key [anthropic_version]",
+    )
+    .await;
+    let envelope = json!({"input": {"converse": {"messages": converse_body("hi")["messages"]}}});
+    expect_error(
+        send(&double, &format!("{LLAMA_PATH}/count-tokens"), &envelope).await,
+        400,
+        "ValidationException",
+        "doesn't support counting tokens",
+    )
+    .await;
+    // Claude counts a converse input; `inferenceConfig` is not part of one.
+    let claude = "/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/count-tokens";
+    let resp = send(&double, claude, &envelope).await;
+    assert_eq!(resp.status(), 200);
+    assert!(json_of(resp).await["inputTokens"].is_u64());
+    let with_config = json!({"input": {"converse": converse_body("hi")}});
+    expect_error(
+        send(&double, claude, &with_config).await,
+        400,
+        "ValidationException",
+        "extraneous key [inferenceConfig]",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn converse_stream_is_real_event_stream_frames() {
+    let double = start();
+    let resp = send(
+        &double,
+        &format!("{LLAMA_PATH}/converse-stream"),
+        &converse_body("[double:slow:20] hi"),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        header(&resp, "content-type"),
+        "application/vnd.amazon.eventstream"
+    );
+    let read = read_stream(resp).await;
+    assert!(!read.transport_error && read.decoder_finished_clean);
+    assert_eq!(
+        read.chunk_times.len(),
+        read.messages.len(),
+        "one frame per body chunk"
+    );
+    let events: Vec<(String, Value)> = read.messages.iter().map(converse_event).collect();
+    let types: Vec<&str> = events.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(types.first(), Some(&"messageStart"));
+    assert_eq!(
+        &types[types.len() - 3..],
+        ["contentBlockStop", "messageStop", "metadata"]
+    );
+    assert!(
+        !types.contains(&"contentBlockStart"),
+        "text blocks have no contentBlockStart"
+    );
+    let text: String = events
+        .iter()
+        .filter_map(|(_, e)| e.pointer("/delta/text").and_then(Value::as_str))
+        .collect();
+    assert_eq!(text, DEFAULT_REPLY);
+    let (_, metadata) = events.last().expect("metadata");
+    assert!(
+        metadata["usage"]["inputTokens"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    );
+    assert!(
+        metadata["usage"]["outputTokens"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    );
+    assert!(metadata["metrics"]["latencyMs"].is_u64());
+    assert_eq!(events[types.len() - 2].1["stopReason"], "end_turn");
+    assert_eq!(
+        double.requests()[0].operation.as_deref(),
+        Some("ConverseStream")
+    );
+}
+
+#[tokio::test]
+async fn converse_scripts_tool_calls_throttling_and_midstream_exceptions() {
+    let double = start();
+    let stream = format!("{LLAMA_PATH}/converse-stream");
+    let read = read_stream(send(&double, &stream, &converse_body("[double:tool]")).await).await;
+    let events: Vec<(String, Value)> = read.messages.iter().map(converse_event).collect();
+    let (_, start) = events
+        .iter()
+        .find(|(t, _)| t == "contentBlockStart")
+        .expect("toolUse start");
+    let tool_id = start["start"]["toolUse"]["toolUseId"]
+        .as_str()
+        .expect("tool use id")
+        .to_owned();
+    assert!(tool_id.starts_with("tooluse_"), "{tool_id}");
+    assert_eq!(start["start"]["toolUse"]["name"], "Read");
+    let input: String = events
+        .iter()
+        .filter_map(|(_, e)| e.pointer("/delta/toolUse/input").and_then(Value::as_str))
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&input).expect("tool input"),
+        json!({"file_path": "/tmp/x"})
+    );
+    let stop = events
+        .iter()
+        .find(|(t, _)| t == "messageStop")
+        .expect("messageStop");
+    assert_eq!(stop.1["stopReason"], "tool_use");
+
+    let reply = json_of(
+        send(
+            &double,
+            &format!("{LLAMA_PATH}/converse"),
+            &converse_body("[double:tool]"),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(reply["stopReason"], "tool_use");
+    assert_eq!(
+        reply["output"]["message"]["content"][0]["toolUse"]["name"],
+        "Read"
+    );
+
+    expect_error(
+        send(&double, &stream, &converse_body("[double:throttle]")).await,
+        429,
+        "ThrottlingException",
+        THROTTLE_MESSAGE,
+    )
+    .await;
+    // A throttle for one model only.
+    let only_llama = converse_body("[double:throttle-on:llama]");
+    expect_error(
+        send(&double, &stream, &only_llama).await,
+        429,
+        "ThrottlingException",
+        THROTTLE_MESSAGE,
+    )
+    .await;
+    let resp = send(&double, &format!("{NOVA_PATH}/converse"), &only_llama).await;
+    assert_eq!(resp.status(), 200);
+
+    let resp = send(
+        &double,
+        &stream,
+        &converse_body("[double:midstream-throttle]"),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let read = read_stream(resp).await;
+    let (last, before) = read.messages.split_last().expect("frames");
+    assert_eq!(before.len(), 3, "three events before the exception");
+    assert_eq!(last.header_str(":message-type"), Some("exception"));
+    assert_eq!(
+        last.header_str(":exception-type"),
+        Some("throttlingException")
     );
 }

@@ -1,5 +1,7 @@
 //! Bedrock InvokeModel / InvokeModelWithResponseStream / CountTokens with the native Anthropic
-//! body, signed with SigV4 (or a Bedrock API key as a bearer token).
+//! body, signed with SigV4 (or a Bedrock API key as a bearer token); models that are not
+//! Anthropic's go through Converse / ConverseStream instead ([`converse`]), with the same
+//! signing, credentials and error mapping.
 //!
 //! Streams are decoded frame by frame as bytes arrive and every event is written to the client
 //! at once as Anthropic SSE. Bedrock sends no keep-alives, so after `sse_ping_interval` of
@@ -30,6 +32,8 @@ use crate::runtime::KeyCredential;
 use crate::server::Draft;
 use crate::signing::{BedrockCredential, CredentialError, ToSign, sign_request};
 use crate::upstream;
+
+mod converse;
 
 /// Headers that are signed and sent with every Bedrock request (besides `host`, `x-amz-date`
 /// and, with temporary credentials, `x-amz-security-token`).
@@ -158,15 +162,30 @@ fn credential_error(e: &CredentialError) -> ProxyError {
     .with_detail(e.detail())
 }
 
-async fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
-    let key = c.key();
-    let KeyCredential::Bedrock(auth) = &key.credential else {
-        return Err(config_error("the provider key has no Bedrock credentials")
-            .with_detail(format!("provider key {:?}", key.name)));
-    };
+/// The model id as it goes into the URL: the routed one, below the key's ARN prefix when an
+/// alias named a resource rather than an ARN.
+fn model_id<'c>(c: &'c Call<'_>) -> std::borrow::Cow<'c, str> {
+    let id = c.upstream_model.as_str();
+    if let KeyCredential::Bedrock(auth) = &c.key().credential
+        && let Some(prefix) = &auth.arn_prefix
+        && c.via_alias
+        && !id.starts_with("arn:")
+    {
+        return format!("{prefix}:{id}").into();
+    }
+    id.into()
+}
+
+/// Whether the call goes to Converse (a model that is not Anthropic's) rather than InvokeModel.
+fn uses_converse(c: &Call<'_>) -> bool {
+    tollgate_protocol::bedrock::converse::uses_converse(&model_id(c))
+}
+
+/// The InvokeModel operation (last path segment) and body: the native Anthropic body, with the
+/// betas and beta-dependent fields of the model's family.
+fn invoke_operation_and_body(c: &Call<'_>) -> Result<(&'static str, Vec<u8>), ProxyError> {
     let betas = c.betas();
-    // Betas and beta-dependent fields follow the model's family.
-    let (operation, body) = match (c.op, c.stream) {
+    Ok(match (c.op, c.stream) {
         (Operation::CountTokens, _) => (
             "count-tokens",
             translate::count_tokens_body_for(c.parsed, &betas, &c.upstream_model)
@@ -192,14 +211,31 @@ async fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
                 invoke.body,
             )
         }
+    })
+}
+
+async fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
+    let key = c.key();
+    let KeyCredential::Bedrock(auth) = &key.credential else {
+        return Err(config_error("the provider key has no Bedrock credentials")
+            .with_detail(format!("provider key {:?}", key.name)));
     };
-    let mut model_id = std::borrow::Cow::Borrowed(c.upstream_model.as_str());
-    if let Some(prefix) = &auth.arn_prefix
-        && c.via_alias
-        && !model_id.starts_with("arn:")
-    {
-        model_id = format!("{prefix}:{model_id}").into();
-    }
+    let mut model_id = model_id(c);
+    // Claude through InvokeModel with its native body; every other model through Converse.
+    let (operation, body, signed_headers) =
+        if tollgate_protocol::bedrock::converse::uses_converse(&model_id) {
+            let (operation, body) =
+                converse::operation_and_body(c.op, c.stream, c.parsed, &model_id)?;
+            let headers = if operation == "converse-stream" {
+                &converse::STREAM_HEADERS
+            } else {
+                &converse::JSON_HEADERS
+            };
+            (operation, body, headers)
+        } else {
+            let (operation, body) = invoke_operation_and_body(c)?;
+            (operation, body, &SIGNED_HEADERS)
+        };
     if c.op == Operation::CountTokens {
         model_id = translate::count_tokens_model_id(&model_id)
             .to_owned()
@@ -221,7 +257,7 @@ async fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
     let credential = auth.credential().await.map_err(|e| credential_error(&e))?;
     let uri = upstream::parse_url(&url)?;
     let mut headers = http::HeaderMap::with_capacity(8);
-    for (name, value) in SIGNED_HEADERS {
+    for (name, value) in *signed_headers {
         headers.insert(name, HeaderValue::from_static(value));
     }
     match credential {
@@ -240,7 +276,7 @@ async fn prepare(c: &Call<'_>) -> Result<Request<Full<Bytes>>, ProxyError> {
                     time: SystemTime::now(),
                     method: "POST",
                     url: &url,
-                    headers: &SIGNED_HEADERS,
+                    headers: signed_headers,
                     body: &body,
                 },
             )
@@ -290,8 +326,18 @@ pub(crate) async fn respond(
         let api = translate::map_error(status.as_u16(), error_type.as_deref(), &body);
         return upstream_error(&dp, &c, draft, &api);
     }
+    let converse = uses_converse(&c);
     if c.stream {
-        return relay_stream(dp, &c, draft, resp);
+        if converse {
+            let translation =
+                converse::ConverseToSse::new(c.parsed.model.as_str(), &draft.record.request_id);
+            return relay_stream(dp, &c, draft, resp, translation);
+        }
+        let translation = EventStreamToSse {
+            decoder: eventstream::Decoder::default(),
+            translator: StreamTranslator::reporting_model(c.parsed.model.as_str()),
+        };
+        return relay_stream(dp, &c, draft, resp, translation);
     }
     let body = match upstream::read_body(&provider.name, resp, c.body_timeout(), MAX_UPSTREAM_BODY)
         .await
@@ -316,6 +362,25 @@ pub(crate) async fn respond(
                 );
             }
         },
+        // Converse: an Anthropic Message made from the reply, reporting the requested name.
+        Operation::Messages if converse => {
+            match converse::message(&body, &c.parsed.model, &draft.record.request_id) {
+                Ok((message, usage)) => {
+                    if let Some(u) = &usage {
+                        draft.set_usage(u);
+                    }
+                    message
+                }
+                Err(e) => {
+                    return fail(
+                        &dp,
+                        draft,
+                        ProxyError::new(ErrorKind::Api, "upstream_invalid", e.to_string())
+                            .with_status(StatusCode::BAD_GATEWAY),
+                    );
+                }
+            }
+        }
         // The answer reports the model name the client asked for (Claude Code keeps a turn's
         // thinking blocks only when it matches); the served model is in the headers. The body
         // is read once for that and its usage.
@@ -358,21 +423,20 @@ fn upstream_error(dp: &DataPlane, c: &Call<'_>, draft: Draft, api: &ApiError) ->
     resp
 }
 
-/// The SSE response fed by the upstream event stream (see [`RelayBody`]).
-fn relay_stream(
+/// The SSE response fed by the upstream event stream (see [`RelayBody`]), translated by
+/// `translation` (InvokeModel's or Converse's events).
+fn relay_stream<T: StreamTranslation>(
     dp: Arc<DataPlane>,
     c: &Call<'_>,
     draft: Draft,
     upstream: UpstreamResponse,
+    translation: T,
 ) -> Response {
     let request_id = draft.record.request_id.clone();
     let body = RelayBody::new(
         Arc::clone(&dp),
         upstream.into_body(),
-        EventStreamToSse {
-            decoder: eventstream::Decoder::default(),
-            translator: StreamTranslator::reporting_model(c.parsed.model.as_str()),
-        },
+        translation,
         draft,
         c.provider.stream_idle_timeout,
         Some(dp.config.sse_ping_interval),

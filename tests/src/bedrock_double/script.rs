@@ -24,6 +24,16 @@
 //! | `[double:hang]` | never answers (not even headers) | same |
 //! | `[double:hang-midstream]` | never answers | `message_start`, then silence |
 //! | `[double:cache:R:W]` | usage `cache_read_input_tokens`=R, `cache_creation_input_tokens`=W | same, plus invocation metrics |
+//! | `[double:throttle-on:TEXT]` | `[double:throttle]` when the model id contains TEXT, else nothing | same |
+//!
+//! `Converse` / `ConverseStream` (models that are not Anthropic's, or Claude through Converse)
+//! follow the same table with Converse shapes: the reply is `{output:{message}, stopReason,
+//! usage:{inputTokens, outputTokens, totalTokens, cacheReadInputTokens?, cacheWriteInputTokens?},
+//! metrics}`, the stream `messageStart`, text as `contentBlockDelta`s without a
+//! `contentBlockStart`, a tool call as `contentBlockStart{toolUse}` and `toolUse.input` deltas,
+//! `contentBlockStop`, `messageStop`, `metadata{usage, metrics}`; `max_tokens` is
+//! `inferenceConfig.maxTokens`, `[double:thinking]` does nothing, and the trigger is read from the
+//! last `{text}` block of the last user message. Tool call ids are `tooluse_…`.
 //!
 //! Fault triggers (`throttle`, `validation`, `unavailable`, `error:…`, `hang`, `slow`) also
 //! apply to CountTokens, read from the decoded inner body. Token counts are deterministic:
@@ -67,6 +77,9 @@ pub struct Script {
     pub hang_midstream: bool,
     /// `(cache_read_input_tokens, cache_creation_input_tokens)`.
     pub cache: Option<(u64, u64)>,
+    /// `[double:throttle-on:TEXT]`: throttle only models whose id contains TEXT
+    /// ([`Script::for_model`]).
+    pub throttle_on: Option<String>,
 }
 
 impl Script {
@@ -107,6 +120,7 @@ impl Script {
             "slow" => self.slow_ms = arg.parse().ok(),
             "hang" => self.hang = true,
             "hang-midstream" => self.hang_midstream = true,
+            "throttle-on" if !arg.is_empty() => self.throttle_on = Some(arg.to_owned()),
             "cache" => {
                 let (read, write) = arg.split_once(':').unwrap_or((arg, "0"));
                 if let (Ok(read), Ok(write)) = (read.parse(), write.parse()) {
@@ -115,6 +129,17 @@ impl Script {
             }
             _ => {}
         }
+    }
+
+    /// Applies the model-dependent triggers for `model_id`.
+    #[must_use]
+    pub fn for_model(mut self, model_id: &str) -> Script {
+        if let Some(text) = self.throttle_on.take()
+            && model_id.contains(&text)
+        {
+            self.error = Some(error_for("ThrottlingException"));
+        }
+        self
     }
 
     /// A short label for the request log.
@@ -215,6 +240,27 @@ pub fn trigger_text(body: &Value) -> String {
             .to_owned(),
         _ => String::new(),
     }
+}
+
+/// The text that drives the script in a Converse body: the last `{text}` block of the last user
+/// message.
+pub fn converse_trigger_text(body: &Value) -> String {
+    body.get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| {
+            m.iter()
+                .rev()
+                .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        })
+        .and_then(|m| m.get("content").and_then(Value::as_array))
+        .and_then(|blocks| {
+            blocks
+                .iter()
+                .rev()
+                .find_map(|b| b.get("text").and_then(Value::as_str))
+        })
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Deterministic input token count: characters of all prompt text / 4 + 1.
@@ -358,6 +404,116 @@ impl Reply {
             cache_read,
             cache_write,
         }
+    }
+
+    /// Builds the reply for a validated Converse body (`inferenceConfig.maxTokens` as
+    /// `max_tokens`; no thinking).
+    pub fn build_converse(script: &Script, body: &Map<String, Value>, seq: u64) -> Reply {
+        let mut shim = Map::new();
+        for key in ["system", "messages"] {
+            if let Some(v) = body.get(key) {
+                shim.insert(key.to_owned(), v.clone());
+            }
+        }
+        if let Some(max) = body
+            .get("inferenceConfig")
+            .and_then(|c| c.get("maxTokens"))
+            .and_then(Value::as_u64)
+        {
+            shim.insert("max_tokens".to_owned(), json!(max));
+        }
+        let script = Script {
+            thinking: false,
+            ..script.clone()
+        };
+        let mut reply = Reply::build(&script, &shim, "", seq);
+        for block in &mut reply.blocks {
+            if let Block::ToolUse { id, .. } = block {
+                *id = format!("tooluse_{}", id_suffix(seq));
+            }
+        }
+        reply
+    }
+
+    fn converse_usage(&self, output_tokens: u64) -> Value {
+        let mut usage = json!({
+            "inputTokens": self.input_tokens,
+            "outputTokens": output_tokens,
+            "totalTokens": self.input_tokens + self.cache_read + self.cache_write + output_tokens,
+        });
+        if self.cache_read > 0 || self.cache_write > 0 {
+            usage["cacheReadInputTokens"] = json!(self.cache_read);
+            usage["cacheWriteInputTokens"] = json!(self.cache_write);
+        }
+        usage
+    }
+
+    /// The `Converse` response body.
+    pub fn converse_json(&self, latency_ms: u64) -> Value {
+        let content: Vec<Value> = self
+            .blocks
+            .iter()
+            .filter_map(|b| match b {
+                Block::Text(text) => Some(json!({ "text": text })),
+                Block::ToolUse { id, name, input } => {
+                    Some(json!({"toolUse": {"toolUseId": id, "name": name, "input": input}}))
+                }
+                Block::Thinking { .. } => None,
+            })
+            .collect();
+        json!({
+            "output": {"message": {"role": "assistant", "content": content}},
+            "stopReason": self.stop_reason,
+            "usage": self.converse_usage(self.output_tokens),
+            "metrics": {"latencyMs": latency_ms},
+        })
+    }
+
+    /// The `ConverseStream` events as `(:event-type, payload)`, `messageStart` … `metadata`
+    /// (the sender sets `metadata.metrics.latencyMs`).
+    pub fn converse_events(&self) -> Vec<(&'static str, Value)> {
+        let mut events = vec![("messageStart", json!({"role": "assistant"}))];
+        let blocks = self
+            .blocks
+            .iter()
+            .filter(|b| !matches!(b, Block::Thinking { .. }));
+        for (index, block) in blocks.enumerate() {
+            match block {
+                Block::Text(text) => {
+                    // Converse sends no contentBlockStart for text.
+                    for piece in split_words(text) {
+                        events.push((
+                            "contentBlockDelta",
+                            json!({"contentBlockIndex": index, "delta": {"text": piece}}),
+                        ));
+                    }
+                }
+                Block::ToolUse { id, name, input } => {
+                    events.push((
+                        "contentBlockStart",
+                        json!({"contentBlockIndex": index,
+                               "start": {"toolUse": {"toolUseId": id, "name": name}}}),
+                    ));
+                    let json_text = input.to_string();
+                    let split = json_text.find(':').map_or(json_text.len(), |p| p + 1);
+                    for piece in [&json_text[..split], &json_text[split..]] {
+                        events.push((
+                            "contentBlockDelta",
+                            json!({"contentBlockIndex": index,
+                                   "delta": {"toolUse": {"input": piece}}}),
+                        ));
+                    }
+                }
+                Block::Thinking { .. } => {}
+            }
+            events.push(("contentBlockStop", json!({"contentBlockIndex": index})));
+        }
+        events.push(("messageStop", json!({"stopReason": self.stop_reason})));
+        events.push((
+            "metadata",
+            json!({"usage": self.converse_usage(self.output_tokens), "metrics": {"latencyMs": 0}}),
+        ));
+        events
     }
 
     fn usage(&self, output_tokens: u64) -> Value {

@@ -1,7 +1,10 @@
 //! Request validation the way bedrock-runtime does it for Anthropic models: model identifiers,
 //! the InvokeModel body (allow-listed top-level fields, `anthropic_version`, betas, required
 //! fields), what each model accepts ([`model_body`]: betas per model, `cache_control` members,
-//! fields that need their beta) and the CountTokens envelope.
+//! fields that need their beta) and the CountTokens envelope. Converse bodies, and the models
+//! that are not Anthropic's (only reachable through Converse), are in [`converse`].
+
+pub mod converse;
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
@@ -80,10 +83,14 @@ pub struct ModelRef {
     pub kind: ModelKind,
     /// The Anthropic model name the response reports (`claude-sonnet-4-5-20250929`).
     pub response_model: String,
+    /// A model that is not Anthropic's ([`converse::CONVERSE_MODELS`]): it takes only Converse;
+    /// `None` for Claude models and opaque ARNs.
+    pub converse_only: Option<&'static converse::ConverseModel>,
 }
 
 /// Validates a percent-decoded model id (InvokeModelIdentifier: length 1..=2048, then the
-/// identifier forms Bedrock knows; only Anthropic Claude models exist in this double).
+/// identifier forms Bedrock knows; the models that exist are Anthropic's Claude models and
+/// those of [`converse::CONVERSE_MODELS`]).
 pub fn model_id(id: &str) -> Result<ModelRef, ApiError> {
     if id.is_empty() || id.len() > 2048 {
         return Err(ApiError::validation(format!(
@@ -102,11 +109,11 @@ pub fn model_id(id: &str) -> Result<ModelRef, ApiError> {
     }
     let kind = if let Some(rest) = id.strip_prefix("arn:") {
         arn_kind(rest)
-    } else if is_claude_base(id) {
+    } else if is_known_base(id) {
         Some(ModelKind::FoundationModel)
     } else if id
         .split_once('.')
-        .is_some_and(|(geo, base)| GEO_PREFIXES.contains(&geo) && is_claude_base(base))
+        .is_some_and(|(geo, base)| GEO_PREFIXES.contains(&geo) && is_known_base(base))
     {
         Some(ModelKind::InferenceProfile)
     } else {
@@ -117,16 +124,28 @@ pub fn model_id(id: &str) -> Result<ModelRef, ApiError> {
         id: id.to_owned(),
         kind,
         response_model: response_model_name(id),
+        converse_only: converse::model(id),
     })
 }
 
-/// CountTokens takes foundation models only (Bedrock rejects inference profiles there).
+/// CountTokens takes foundation models only (Bedrock rejects inference profiles there), and
+/// counts tokens only for Claude (the models of [`converse::CONVERSE_MODELS`] are refused).
 pub fn count_tokens_model(model: &ModelRef) -> Result<(), ApiError> {
-    if model.kind == ModelKind::FoundationModel {
-        Ok(())
-    } else {
-        Err(ApiError::validation(INVALID_MODEL))
+    if model.kind != ModelKind::FoundationModel {
+        return Err(ApiError::validation(INVALID_MODEL));
     }
+    if model.converse_only.is_some() {
+        return Err(ApiError::validation(NO_TOKEN_COUNTING));
+    }
+    Ok(())
+}
+
+/// CountTokens' refusal of a model it cannot count tokens for.
+pub const NO_TOKEN_COUNTING: &str = "The provided model doesn't support counting tokens.";
+
+/// A Claude foundation-model id or one of [`converse::CONVERSE_MODELS`].
+fn is_known_base(id: &str) -> bool {
+    is_claude_base(id) || converse::CONVERSE_MODELS.iter().any(|m| m.id == id)
 }
 
 fn is_claude_base(id: &str) -> bool {
@@ -163,12 +182,12 @@ fn arn_kind(rest: &str) -> Option<ModelKind> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._/".contains(&b));
     match resource_type {
-        "foundation-model" if account.is_empty() && is_claude_base(resource_id) => {
+        "foundation-model" if account.is_empty() && is_known_base(resource_id) => {
             Some(ModelKind::FoundationModel)
         }
         "inference-profile" if account_ok => resource_id
             .split_once('.')
-            .filter(|(geo, base)| GEO_PREFIXES.contains(geo) && is_claude_base(base))
+            .filter(|(geo, base)| GEO_PREFIXES.contains(geo) && is_known_base(base))
             .map(|_| ModelKind::InferenceProfile),
         "application-inference-profile"
         | "provisioned-model"
@@ -487,8 +506,9 @@ fn check_cache_control(value: &Value, path: &str, ttl_ok: bool) -> Result<(), Ap
 }
 
 /// Parses a CountTokens body `{"input":{"invokeModel":{"body":"<base64>"}}}` (or
-/// `{"input":{"converse":{…}}}`) and returns the decoded inner body, validated like InvokeModel.
-pub fn count_tokens_body(bytes: &[u8]) -> Result<Value, ApiError> {
+/// `{"input":{"converse":{…}}}`) and returns the decoded inner body, validated like InvokeModel
+/// (or like a Converse request for `model`).
+pub fn count_tokens_body(bytes: &[u8], model: &ModelRef) -> Result<Value, ApiError> {
     let serialization = || {
         ApiError::new(
             400,
@@ -530,6 +550,7 @@ pub fn count_tokens_body(bytes: &[u8]) -> Result<Value, ApiError> {
                 "1 validation error detected: Value null at 'input.converse.messages' failed to satisfy constraint: Member must not be null",
             ));
         }
+        converse::tokens_request(converse, &converse::capabilities(model))?;
         return Ok(converse.clone());
     }
     Err(ApiError::validation(
@@ -681,23 +702,24 @@ mod tests {
 
     #[test]
     fn count_tokens_envelope() {
+        let claude = model_id("anthropic.claude-sonnet-4-6").expect("claude");
         let inner = br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":1,"messages":[{"role":"user","content":"hi"}]}"#;
         let b64 = base64::engine::general_purpose::STANDARD.encode(inner);
         let ok = format!(r#"{{"input":{{"invokeModel":{{"body":"{b64}"}}}}}}"#);
         assert_eq!(
-            count_tokens_body(ok.as_bytes())
+            count_tokens_body(ok.as_bytes(), &claude)
                 .ok()
                 .and_then(|v| v.get("max_tokens").cloned()),
             Some(serde_json::json!(1))
         );
         assert!(
-            count_tokens_body(inner).is_err(),
+            count_tokens_body(inner, &claude).is_err(),
             "a bare invoke body is not a CountTokens body"
         );
         let bad_inner = base64::engine::general_purpose::STANDARD.encode(br#"{"anthropic_version":"bedrock-2023-05-31","messages":[{"role":"user","content":"hi"}]}"#);
         let bad = format!(r#"{{"input":{{"invokeModel":{{"body":"{bad_inner}"}}}}}}"#);
         assert!(
-            count_tokens_body(bad.as_bytes()).is_err(),
+            count_tokens_body(bad.as_bytes(), &claude).is_err(),
             "inner body needs max_tokens"
         );
     }

@@ -8,6 +8,8 @@
 //! * [`message`]: a `Converse` reply -> an Anthropic Message.
 //! * [`ConverseStream`]: the raw `ConverseStream` response bytes (AWS event stream) -> Anthropic
 //!   SSE.
+//! * [`uses_converse`] / [`supports_cache_points`]: which model ids go through Converse (every
+//!   Bedrock model that is not Anthropic's) and which of them take `cachePoint` blocks (Nova).
 //! * Errors: a non-2xx `Converse`/`ConverseStream` reply has the same shape as an `InvokeModel`
 //!   one (`x-amzn-ErrorType`, `{"message":…}`, the same exception names), so
 //!   [`super::map_error`] maps it; this module adds nothing for it. In-stream exceptions are
@@ -79,10 +81,12 @@
 //!
 //! The stream mapping is documented on [`ConverseStream`].
 
+mod model;
 mod request;
 mod response;
 mod stream;
 
+pub use model::{supports_cache_points, uses_converse};
 pub use request::{RequestOptions, Translated, request, request_with};
 pub use response::message;
 pub use stream::{ConverseStream, StreamError};
