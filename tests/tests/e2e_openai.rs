@@ -208,3 +208,98 @@ async fn codex_cli_runs_a_tool_using_session_through_tollgate() {
     assert_eq!(result["tool_use_id"], call["id"]);
     assert!(result.to_string().contains(marker), "{result}");
 }
+
+/// Through the real binary and its admin API: a custom provider of base type `openai` (a local
+/// server, its key without a value) serves an Anthropic-format client and an OpenAI-format one.
+/// The OpenAI client's request goes through the hub format both ways (Chat Completions →
+/// Anthropic Messages → Chat Completions) and still reaches the server as a valid request.
+#[tokio::test]
+async fn a_local_openai_compatible_server_configured_through_the_admin_api() {
+    use tollgate_tests::openai_double::{OpenAiDouble, OpenAiDoubleConfig};
+    let s = setup().await;
+    let local = OpenAiDouble::start(OpenAiDoubleConfig::new()).expect("openai double");
+    for (path, body) in [
+        (
+            "/api/providers",
+            serde_json::json!({"provider": "local", "custom_provider_config": {"base_provider_type": "openai"},
+                               "network_config": {"base_url": local.api_url()}}),
+        ),
+        (
+            "/api/providers/local/keys",
+            serde_json::json!({"name": "no-key", "models": ["*"], "aliases": {"small": "gpt-4.1-mini"}}),
+        ),
+    ] {
+        let (st, b) = common::admin(&s.http, &s.gw, "POST", path, body).await;
+        assert_eq!(st, 201, "{path}: {b}");
+    }
+    let vk = s
+        .virtual_key(serde_json::json!({"name": "local-models", "providers": ["bedrock", "local"]}))
+        .await["value"]
+        .as_str()
+        .expect("value")
+        .to_owned();
+
+    // Anthropic format in, Chat Completions out and back.
+    let resp = s
+        .http
+        .post(s.gw.url("/anthropic/v1/messages"))
+        .bearer_auth(&vk)
+        .json(&common::message("local/small", "hi", false))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(resp.status(), 200, "{}", s.gw.output());
+    assert_eq!(resp.headers()["x-tollgate-model"], "gpt-4.1-mini");
+    let body: Value = resp.json().await.expect("JSON");
+    assert_eq!(body["type"], "message");
+    assert_eq!(body["model"], "local/small");
+    assert_eq!(
+        body["content"][0]["text"],
+        tollgate_tests::openai_double::DEFAULT_REPLY
+    );
+
+    // OpenAI format in, through the hub format, Chat Completions out.
+    let resp = s
+        .http
+        .post(s.gw.url("/openai/v1/chat/completions"))
+        .bearer_auth(&vk)
+        .json(&serde_json::json!({"model": "local/small", "stream": true,
+                                  "stream_options": {"include_usage": true},
+                                  "messages": [{"role": "system", "content": "Be brief."},
+                                               {"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.expect("SSE");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    let content: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(content, tollgate_tests::openai_double::DEFAULT_REPLY);
+
+    let calls = local.completions();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    for call in &calls {
+        assert!(
+            call.header("authorization").is_none(),
+            "a key without a value"
+        );
+        let body = call.json().expect("JSON");
+        assert_eq!(body["model"], "gpt-4.1-mini");
+        assert!(
+            body.get("max_tokens").is_some(),
+            "a local server gets max_tokens"
+        );
+    }
+    let streamed = calls[1].json().expect("JSON");
+    assert_eq!(streamed["messages"][0]["role"], "system");
+    assert_eq!(streamed["stream_options"]["include_usage"], true);
+}
