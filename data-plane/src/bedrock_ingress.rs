@@ -36,9 +36,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawPathParams, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any, get, post};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use http_body::Frame;
-use http_body_util::BodyExt;
 use serde::Serialize;
 use tollgate_protocol::anthropic::ErrorKind;
 use tollgate_protocol::bedrock::ingress::{
@@ -286,25 +285,10 @@ fn merge_betas(headers: &mut HeaderMap, body_betas: &[String]) {
     }
 }
 
-/// Response headers kept on a translated answer (the others describe the Anthropic-format
-/// answer or its upstream).
-const KEPT_HEADERS: &[&str] = &[
-    "retry-after",
-    "x-should-retry",
-    "request-id",
-    crate::providers::PROVIDER_HEADER,
-    crate::providers::PROVIDER_KEY_HEADER,
-    crate::providers::MODEL_HEADER,
-    server::FALLBACK_INDEX_HEADER,
-];
-
+/// The headers kept on a translated answer ([`server::kept_headers`]), and the request id as
+/// AWS SDKs read it.
 fn kept_headers(from: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    for name in KEPT_HEADERS {
-        if let Some(v) = from.get(*name) {
-            out.insert(HeaderName::from_static(name), v.clone());
-        }
-    }
+    let mut out = server::kept_headers(from);
     if let Some(id) = from.get("request-id") {
         out.insert("x-amzn-requestid", id.clone());
     }
@@ -322,22 +306,15 @@ fn bedrock_error(mut headers: HeaderMap, err: &BedrockError) -> Response {
     (status, headers, err.to_json()).into_response()
 }
 
-/// Reads a whole answer body, up to `limit` bytes.
-async fn collect(body: Body, limit: usize) -> Option<Bytes> {
-    http_body_util::Limited::new(body, limit)
-        .collect()
-        .await
-        .ok()
-        .map(|c| c.to_bytes())
-}
-
 /// The inference API's Anthropic-format answer, in Bedrock's format.
 async fn to_bedrock(resp: Response, op: Ingress, report_model: Option<String>) -> Response {
     let status = resp.status();
     let (parts, body) = resp.into_parts();
     let mut headers = kept_headers(&parts.headers);
     if !status.is_success() {
-        let bytes = collect(body, MAX_ERROR_BODY).await.unwrap_or_default();
+        let bytes = server::collect(body, MAX_ERROR_BODY)
+            .await
+            .unwrap_or_default();
         return bedrock_error(
             headers,
             &BedrockError::from_anthropic(status.as_u16(), &bytes),
@@ -377,7 +354,8 @@ async fn to_bedrock(resp: Response, op: Ingress, report_model: Option<String>) -
             let Some(model) = report_model else {
                 return (status, headers, body).into_response();
             };
-            let Some(bytes) = collect(body, crate::providers::MAX_UPSTREAM_BODY).await else {
+            let Some(bytes) = server::collect(body, crate::providers::MAX_UPSTREAM_BODY).await
+            else {
                 return failed(headers, "could not read the provider's answer");
             };
             let bytes = tollgate_protocol::response_model::set_message_model(&bytes, &model)
@@ -386,7 +364,7 @@ async fn to_bedrock(resp: Response, op: Ingress, report_model: Option<String>) -
             (status, headers, bytes).into_response()
         }
         Ingress::CountTokens => {
-            let answer = collect(body, MAX_ERROR_BODY)
+            let answer = server::collect(body, MAX_ERROR_BODY)
                 .await
                 .and_then(|b| ingress::count_tokens_answer(&b));
             match answer {

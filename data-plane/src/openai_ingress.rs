@@ -28,9 +28,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use http_body::Frame;
-use http_body_util::BodyExt;
 use serde::Serialize;
 use tollgate_protocol::anthropic::ErrorKind;
 use tollgate_protocol::openai::chat_ingress::{self, ChatStream};
@@ -253,39 +252,14 @@ async fn prepare(
     })
 }
 
-/// Response headers kept on a translated answer (the others describe the Anthropic-format
-/// answer or its upstream).
-const KEPT_HEADERS: &[&str] = &[
-    "retry-after",
-    "x-should-retry",
-    "request-id",
-    crate::providers::PROVIDER_HEADER,
-    crate::providers::PROVIDER_KEY_HEADER,
-    crate::providers::MODEL_HEADER,
-    server::FALLBACK_INDEX_HEADER,
-];
-
+/// The headers kept on a translated answer ([`server::kept_headers`]), and the request id as
+/// OpenAI SDKs read it (`x-request-id`).
 fn kept_headers(from: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    for name in KEPT_HEADERS {
-        if let Some(v) = from.get(*name) {
-            out.insert(HeaderName::from_static(name), v.clone());
-        }
-    }
-    // OpenAI SDKs read the request id from `x-request-id`.
+    let mut out = server::kept_headers(from);
     if let Some(id) = from.get("request-id") {
         out.insert("x-request-id", id.clone());
     }
     out
-}
-
-/// Reads a whole answer body, up to `limit` bytes.
-async fn collect(body: Body, limit: usize) -> Option<Bytes> {
-    http_body_util::Limited::new(body, limit)
-        .collect()
-        .await
-        .ok()
-        .map(|c| c.to_bytes())
 }
 
 fn now_unix() -> u64 {
@@ -304,7 +278,9 @@ async fn to_openai(resp: Response, answer: Option<Answer>) -> Response {
     let answer = match answer {
         Some(a) if status.is_success() => a,
         _ => {
-            let bytes = collect(body, MAX_ERROR_BODY).await.unwrap_or_default();
+            let bytes = server::collect(body, MAX_ERROR_BODY)
+                .await
+                .unwrap_or_default();
             return openai_error(
                 status,
                 headers,
@@ -347,7 +323,7 @@ async fn to_openai(resp: Response, answer: Option<Answer>) -> Response {
             chat_ingress::error_body(ErrorKind::Api, message),
         )
     };
-    let Some(bytes) = collect(body, crate::providers::MAX_UPSTREAM_BODY).await else {
+    let Some(bytes) = server::collect(body, crate::providers::MAX_UPSTREAM_BODY).await else {
         return failed(headers, "could not read the provider's answer");
     };
     let translated = match &answer {

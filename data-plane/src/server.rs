@@ -694,6 +694,39 @@ async fn admit(
     Ok((rt, vk, body))
 }
 
+/// Response headers a format-translating ingress (Bedrock's, OpenAI's) keeps on the answer; the
+/// others describe the Anthropic-format answer or its upstream.
+const KEPT_HEADERS: &[&str] = &[
+    "retry-after",
+    "x-should-retry",
+    "request-id",
+    crate::providers::PROVIDER_HEADER,
+    crate::providers::PROVIDER_KEY_HEADER,
+    crate::providers::MODEL_HEADER,
+    FALLBACK_INDEX_HEADER,
+];
+
+/// The [`KEPT_HEADERS`] of an Anthropic-format answer.
+pub(crate) fn kept_headers(from: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in KEPT_HEADERS {
+        if let Some(v) = from.get(*name) {
+            out.insert(http::HeaderName::from_static(name), v.clone());
+        }
+    }
+    out
+}
+
+/// Reads a whole answer body of the inference API, up to `limit` bytes (`None` beyond, or when
+/// it cannot be read).
+pub(crate) async fn collect(body: Body, limit: usize) -> Option<Bytes> {
+    Limited::new(body, limit)
+        .collect()
+        .await
+        .ok()
+        .map(|c| c.to_bytes())
+}
+
 mod attempts;
 pub use attempts::{FALLBACK_INDEX_HEADER, SESSION_HEADERS, session_id};
 

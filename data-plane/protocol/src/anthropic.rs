@@ -156,6 +156,37 @@ impl ApiError {
     pub fn to_sse(&self) -> Bytes {
         sse::event("error", &self.to_json())
     }
+
+    /// Reads an Anthropic error answer (the HTTP body `{"type":"error","error":{…}}`, or the
+    /// data of an SSE `error` event): its `error.type` (else the kind of `status`) and
+    /// `error.message` (else a text naming the status). The status is the caller's, kept.
+    pub fn read(status: u16, body: &[u8]) -> ApiError {
+        #[derive(Deserialize)]
+        struct Envelope {
+            error: Option<Inner>,
+        }
+        #[derive(Deserialize)]
+        struct Inner {
+            #[serde(rename = "type")]
+            kind: Option<String>,
+            message: Option<String>,
+        }
+        let inner = serde_json::from_slice::<Envelope>(body)
+            .ok()
+            .and_then(|e| e.error);
+        let (kind, message) = match inner {
+            Some(Inner { kind, message }) => (kind.as_deref().and_then(ErrorKind::parse), message),
+            None => (None, None),
+        };
+        let message = message
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| format!("HTTP {status} without an error message"));
+        ApiError {
+            kind: kind.unwrap_or(ErrorKind::from_status(status)),
+            status,
+            message,
+        }
+    }
 }
 
 // === Request bodies ===

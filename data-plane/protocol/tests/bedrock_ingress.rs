@@ -369,7 +369,7 @@ fn anthropic_error_bodies_become_bedrock_errors() {
         (
             400,
             "UnrecognizedClientException",
-            "the gateway answered HTTP 401"
+            "HTTP 401 without an error message"
         )
     );
     let err = BedrockError::from_anthropic(

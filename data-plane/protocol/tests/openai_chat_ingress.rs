@@ -874,7 +874,7 @@ fn anthropic_errors_become_openai_errors() {
         assert_eq!(got["error"]["type"], ty);
         assert_eq!(
             got["error"]["message"],
-            format!("the upstream answered HTTP {status}")
+            format!("HTTP {status} without an error message")
         );
     }
 }

@@ -12,7 +12,7 @@ use axum::body::{Body, Bytes};
 use axum::response::Response;
 use http::{HeaderValue, Request, header};
 use http_body_util::Full;
-use tollgate_protocol::anthropic::{ErrorKind, UsageTracker};
+use tollgate_protocol::anthropic::UsageTracker;
 use tollgate_protocol::response_model::{MessageAnswer, SseModelRewriter, read_message};
 use tollgate_protocol::sse::{SseEvent, SseParser};
 
@@ -216,28 +216,11 @@ impl SseWatch {
 
 /// An Anthropic `error` event: how the stream ends for the log and the usage record.
 fn upstream_error_event(event: &SseEvent) -> End {
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        error: Option<Inner>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Inner {
-        #[serde(rename = "type")]
-        kind: Option<String>,
-        message: Option<String>,
-    }
-    let inner = serde_json::from_str::<Envelope>(&event.data)
-        .ok()
-        .and_then(|e| e.error);
-    let kind = inner
-        .as_ref()
-        .and_then(|i| i.kind.as_deref())
-        .and_then(ErrorKind::parse)
-        .unwrap_or(ErrorKind::Api);
+    let e = tollgate_protocol::anthropic::ApiError::read(500, event.data.as_bytes());
     End::Upstream {
-        status: kind.status(),
-        error_type: kind.as_str(),
-        message: inner.and_then(|i| i.message).unwrap_or_default(),
+        status: e.kind.status(),
+        error_type: e.kind.as_str(),
+        message: e.message,
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use http::{HeaderValue, Request, StatusCode, header};
@@ -22,8 +22,8 @@ use tollgate_protocol::eventstream;
 use tollgate_protocol::response_model::read_message;
 
 use super::{
-    Call, End, MAX_UPSTREAM_BODY, Operation, Outcome, RelayBody, Step, StreamTranslation,
-    UpstreamResponse, config_error, fail, name_served_by,
+    Call, End, MAX_UPSTREAM_BODY, Operation, Outcome, Step, StreamTranslation, UpstreamResponse,
+    config_error, fail, name_served_by,
 };
 use crate::DataPlane;
 use crate::error::{ProxyError, error_response};
@@ -331,13 +331,13 @@ pub(crate) async fn respond(
         if converse {
             let translation =
                 converse::ConverseToSse::new(c.parsed.model.as_str(), &draft.record.request_id);
-            return relay_stream(dp, &c, draft, resp, translation);
+            return super::translated_stream(dp, &c, draft, resp, translation);
         }
         let translation = EventStreamToSse {
             decoder: eventstream::Decoder::default(),
             translator: StreamTranslator::reporting_model(c.parsed.model.as_str()),
         };
-        return relay_stream(dp, &c, draft, resp, translation);
+        return super::translated_stream(dp, &c, draft, resp, translation);
     }
     let body = match upstream::read_body(&provider.name, resp, c.body_timeout(), MAX_UPSTREAM_BODY)
         .await
@@ -420,39 +420,6 @@ fn upstream_error(dp: &DataPlane, c: &Call<'_>, draft: Draft, api: &ApiError) ->
     let mut resp = error_response(api, &draft.record.request_id, false);
     name_served_by(resp.headers_mut(), c);
     draft.finish(dp, api.status, "upstream_error");
-    resp
-}
-
-/// The SSE response fed by the upstream event stream (see [`RelayBody`]), translated by
-/// `translation` (InvokeModel's or Converse's events).
-fn relay_stream<T: StreamTranslation>(
-    dp: Arc<DataPlane>,
-    c: &Call<'_>,
-    draft: Draft,
-    upstream: UpstreamResponse,
-    translation: T,
-) -> Response {
-    let request_id = draft.record.request_id.clone();
-    let body = RelayBody::new(
-        Arc::clone(&dp),
-        upstream.into_body(),
-        translation,
-        draft,
-        c.provider.stream_idle_timeout,
-        Some(dp.config.sse_ping_interval),
-    );
-    let mut resp = Response::new(Body::new(body));
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        h.insert("request-id", v);
-    }
-    name_served_by(h, c);
     resp
 }
 

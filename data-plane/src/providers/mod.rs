@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::response::Response;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue, header};
 use http_body::Frame;
 use tokio::time::Sleep;
 use tollgate_protocol::anthropic::ErrorKind;
@@ -212,6 +212,40 @@ pub(crate) async fn respond(
         }
         ProviderKind::OpenAi => openai::respond(dp, c, draft, upstream).await,
     }
+}
+
+/// The Anthropic SSE response fed by an upstream stream in another format (see [`RelayBody`]),
+/// translated by `translation` (Bedrock InvokeModel's or Converse's events, Chat Completions
+/// chunks), with pings during silence.
+pub(crate) fn translated_stream<T: StreamTranslation>(
+    dp: Arc<DataPlane>,
+    c: &Call<'_>,
+    draft: Draft,
+    upstream: UpstreamResponse,
+    translation: T,
+) -> Response {
+    let request_id = draft.record.request_id.clone();
+    let body = RelayBody::new(
+        Arc::clone(&dp),
+        upstream.into_body(),
+        translation,
+        draft,
+        c.provider.stream_idle_timeout,
+        Some(dp.config.sse_ping_interval),
+    );
+    let mut resp = Response::new(Body::new(body));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert("request-id", v);
+    }
+    name_served_by(h, c);
+    resp
 }
 
 /// Response header naming the provider that served the request (its configured name).

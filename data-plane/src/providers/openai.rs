@@ -46,7 +46,7 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Request, StatusCode, header};
 use http_body_util::Full;
@@ -56,8 +56,8 @@ use tollgate_protocol::openai::chat_egress::{
 };
 
 use super::{
-    Call, End, MAX_UPSTREAM_BODY, Operation, Outcome, RelayBody, Step, StreamTranslation,
-    UpstreamResponse, config_error, fail, name_served_by,
+    Call, End, MAX_UPSTREAM_BODY, Operation, Outcome, Step, StreamTranslation, UpstreamResponse,
+    config_error, fail, name_served_by,
 };
 use crate::DataPlane;
 use crate::error::{ProxyError, error_response};
@@ -254,7 +254,10 @@ pub(crate) async fn respond(
                 .with_status(StatusCode::BAD_GATEWAY),
             );
         }
-        return relay_stream(dp, &c, draft, upstream);
+        let translation = ChatSse {
+            translator: ChatToAnthropic::new(&c.parsed.model),
+        };
+        return super::translated_stream(dp, &c, draft, upstream, translation);
     }
     let body = match upstream::read_body(
         &provider.name,
@@ -300,39 +303,6 @@ pub(crate) async fn respond(
         h.insert("request-id", v);
     }
     name_served_by(h, &c);
-    resp
-}
-
-/// The Anthropic SSE response fed by the upstream's Chat Completions stream (see [`RelayBody`]).
-fn relay_stream(
-    dp: Arc<DataPlane>,
-    c: &Call<'_>,
-    draft: Draft,
-    upstream: UpstreamResponse,
-) -> Response {
-    let request_id = draft.record.request_id.clone();
-    let body = RelayBody::new(
-        Arc::clone(&dp),
-        upstream.into_body(),
-        ChatSse {
-            translator: ChatToAnthropic::new(&c.parsed.model),
-        },
-        draft,
-        c.provider.stream_idle_timeout,
-        Some(dp.config.sse_ping_interval),
-    );
-    let mut resp = Response::new(Body::new(body));
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        h.insert("request-id", v);
-    }
-    name_served_by(h, c);
     resp
 }
 

@@ -21,7 +21,7 @@ use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 
 use super::body::{BodyError, CROSS_REGION_PREFIXES};
-use crate::anthropic::ErrorKind;
+use crate::anthropic::{ApiError, ErrorKind};
 use crate::eventstream::{self, Header, Message};
 use crate::json;
 use crate::response_model::set_message_start_model;
@@ -266,28 +266,8 @@ impl BedrockError {
     /// `status`) and `error.message` (else a text naming the status). Accepts the HTTP body
     /// `{"type":"error","error":{…}}` and the data of an SSE `error` event alike.
     pub fn from_anthropic(status: u16, body: &[u8]) -> BedrockError {
-        #[derive(Deserialize)]
-        struct Envelope {
-            error: Option<Inner>,
-        }
-        #[derive(Deserialize)]
-        struct Inner {
-            #[serde(rename = "type")]
-            kind: Option<String>,
-            message: Option<String>,
-        }
-        let inner = serde_json::from_slice::<Envelope>(body)
-            .ok()
-            .and_then(|e| e.error);
-        let (kind, message) = match inner {
-            Some(Inner { kind, message }) => (kind.as_deref().and_then(ErrorKind::parse), message),
-            None => (None, None),
-        };
-        let kind = kind.unwrap_or(ErrorKind::from_status(status));
-        let message = message
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| format!("the gateway answered HTTP {status}"));
-        BedrockError::new(kind, message)
+        let e = ApiError::read(status, body);
+        BedrockError::new(e.kind, e.message)
     }
 
     /// The HTTP body: `{"message":"…"}`.

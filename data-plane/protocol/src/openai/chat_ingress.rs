@@ -90,8 +90,6 @@ pub use request::{RequestOptions, Translated, request};
 pub use response::response;
 pub use stream::ChatStream;
 
-use serde::Deserialize;
-
 use crate::anthropic::ErrorKind;
 use crate::json;
 
@@ -220,28 +218,8 @@ pub fn error_from_anthropic(status: u16, body: &[u8]) -> Vec<u8> {
 
 /// The kind and message of an Anthropic error answer ([`error_from_anthropic`]).
 pub(crate) fn read_anthropic_error(status: u16, body: &[u8]) -> (ErrorKind, String) {
-    #[derive(Deserialize)]
-    struct Envelope {
-        error: Option<Inner>,
-    }
-    #[derive(Deserialize)]
-    struct Inner {
-        #[serde(rename = "type")]
-        kind: Option<String>,
-        message: Option<String>,
-    }
-    let inner = serde_json::from_slice::<Envelope>(body)
-        .ok()
-        .and_then(|e| e.error);
-    let (kind, message) = match inner {
-        Some(Inner { kind, message }) => (kind.as_deref().and_then(ErrorKind::parse), message),
-        None => (None, None),
-    };
-    let kind = kind.unwrap_or(ErrorKind::from_status(status));
-    let message = message
-        .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| format!("the upstream answered HTTP {status}"));
-    (kind, message)
+    let e = crate::anthropic::ApiError::read(status, body);
+    (e.kind, e.message)
 }
 
 fn write_error(kind: ErrorKind, message: &str, param: Option<&str>) -> Vec<u8> {
