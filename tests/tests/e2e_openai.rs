@@ -212,7 +212,8 @@ async fn codex_cli_runs_a_tool_using_session_through_tollgate() {
 /// Through the real binary and its admin API: a custom provider of base type `openai` (a local
 /// server, its key without a value) serves an Anthropic-format client and an OpenAI-format one.
 /// The OpenAI client's request goes through the hub format both ways (Chat Completions →
-/// Anthropic Messages → Chat Completions) and still reaches the server as a valid request.
+/// Anthropic Messages → Chat Completions) and still reaches the server as a valid request; an
+/// OpenAI client also reaches a Bedrock model that is not Claude (through Converse).
 #[tokio::test]
 async fn a_local_openai_compatible_server_configured_through_the_admin_api() {
     use tollgate_tests::openai_double::{OpenAiDouble, OpenAiDoubleConfig};
@@ -284,6 +285,29 @@ async fn a_local_openai_compatible_server_configured_through_the_admin_api() {
         })
         .collect();
     assert_eq!(content, tollgate_tests::openai_double::DEFAULT_REPLY);
+
+    // OpenAI format in, a Bedrock model that is not Claude out (Converse, signed).
+    let resp = s
+        .http
+        .post(s.gw.url("/openai/v1/chat/completions"))
+        .bearer_auth(&vk)
+        .json(
+            &serde_json::json!({"model": "bedrock/meta.llama3-3-70b-instruct-v1:0",
+                                  "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(resp.status(), 200, "{}", s.gw.output());
+    let chat: Value = resp.json().await.expect("JSON");
+    assert_eq!(chat["choices"][0]["message"]["content"], DEFAULT_REPLY);
+    let converse = s.double.requests().pop().expect("a Bedrock call");
+    assert_eq!(
+        converse.operation.as_deref(),
+        Some("Converse"),
+        "{converse:?}"
+    );
+    assert_eq!(converse.verdict.status, 200);
 
     let calls = local.completions();
     assert_eq!(calls.len(), 2, "{calls:?}");
