@@ -37,8 +37,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::double_http::{
-    alnum_id, first_header, header_pairs, insert_header, lock, path_and_query, response,
-    sse_response,
+    alnum_id, first_header, header_pairs, insert_headers, lock, path_and_query, response,
+    sse_response, triggers,
 };
 use crate::serve::{Bound, Running};
 
@@ -341,12 +341,7 @@ pub struct Script {
 impl Script {
     pub fn parse(text: &str) -> Script {
         let mut script = Script::default();
-        let mut rest = text;
-        while let Some(start) = rest.find("[double:") {
-            let after = &rest[start + "[double:".len()..];
-            let Some(end) = after.find(']') else { break };
-            let token = &after[..end];
-            let (name, arg) = token.split_once(':').unwrap_or((token, ""));
+        for (name, arg) in triggers(text) {
             match name {
                 "tool" => script.tool = true,
                 "read" if !arg.is_empty() => {
@@ -385,7 +380,6 @@ impl Script {
                 "hang" => script.hang = true,
                 _ => {}
             }
-            rest = &after[end..];
         }
         script
     }
@@ -988,9 +982,7 @@ async fn finish(
             };
             record.response_body = body.clone();
             let mut response = plain(err.status, "application/json", body, request_id);
-            for (name, value) in &err.headers {
-                insert_header(response.headers_mut(), name, value);
-            }
+            insert_headers(response.headers_mut(), &err.headers);
             response
         }
         Ok((answer, scenario)) => {

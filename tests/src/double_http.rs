@@ -1,7 +1,7 @@
 //! The HTTP plumbing the doubles share: recording what arrived, building answers with a status,
-//! a content type and headers, and streaming SSE one event per body chunk. What makes a double
-//! look like its service (error shapes, request-id and organization headers) stays in the
-//! double.
+//! a content type and headers, streaming SSE one event per body chunk, and reading the
+//! `[double:…]` triggers that script them. What makes a double look like its service (error
+//! shapes, request-id and organization headers, what each trigger does) stays in the double.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -54,10 +54,31 @@ pub(crate) fn alnum_id(seed: &str, len: usize) -> String {
         .collect()
 }
 
+/// The `[double:NAME:ARG]` triggers in `text`, in order, as `(NAME, ARG)`: ARG runs to the
+/// first `]` and is empty when there is no `:`; an unclosed trigger ends the list.
+pub(crate) fn triggers(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        let start = rest.find("[double:")?;
+        let after = &rest[start + "[double:".len()..];
+        let end = after.find(']')?;
+        let token = &after[..end];
+        rest = &after[end..];
+        Some(token.split_once(':').unwrap_or((token, "")))
+    })
+}
+
 /// Sets a header, skipping a value that is not a valid header value.
 pub(crate) fn insert_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         headers.insert(name, v);
+    }
+}
+
+/// Sets every header of `headers` (an error's extra headers: `retry-after`, …).
+pub(crate) fn insert_headers(h: &mut HeaderMap, headers: &[(&'static str, String)]) {
+    for (name, value) in headers {
+        insert_header(h, name, value);
     }
 }
 
@@ -124,4 +145,19 @@ pub(crate) fn sse_response(
         insert_header(h, name, value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn triggers_are_read_in_order_up_to_an_unclosed_one() {
+        let found: Vec<_> =
+            triggers("a [double:tool] b [double:read:/x:y] [double:slow:5 x] [double:open")
+                .collect();
+        assert_eq!(found, [("tool", ""), ("read", "/x:y"), ("slow", "5 x")]);
+        assert_eq!(triggers("plain [double:open] [double:").count(), 1);
+        assert_eq!(triggers("plain [double:open").count(), 0);
+    }
 }

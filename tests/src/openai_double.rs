@@ -47,8 +47,8 @@ use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
 use crate::double_http::{
-    alnum_id, first_header, header_pairs, insert_header, lock, path_and_query, response,
-    sse_response,
+    alnum_id, first_header, header_pairs, insert_headers, lock, path_and_query, response,
+    sse_response, triggers,
 };
 use crate::serve::{Bound, Running};
 
@@ -366,12 +366,7 @@ pub struct Script {
 impl Script {
     pub fn parse(text: &str) -> Script {
         let mut script = Script::default();
-        let mut rest = text;
-        while let Some(start) = rest.find("[double:") {
-            let after = &rest[start + "[double:".len()..];
-            let Some(end) = after.find(']') else { break };
-            let token = &after[..end];
-            let (name, arg) = token.split_once(':').unwrap_or((token, ""));
+        for (name, arg) in triggers(text) {
             match name {
                 "tool" => {
                     script.tool = true;
@@ -429,7 +424,6 @@ impl Script {
                 "slow" => script.slow_ms = arg.parse().ok(),
                 _ => {}
             }
-            rest = &after[end..];
         }
         script
     }
@@ -1473,9 +1467,7 @@ async fn finish(
             };
             record.response_body = body.clone();
             let mut response = plain(err.status, body, &request_id);
-            for (name, value) in &err.headers {
-                insert_header(response.headers_mut(), name, value);
-            }
+            insert_headers(response.headers_mut(), &err.headers);
             response
         }
         Ok((answer, scenario)) => {
