@@ -24,19 +24,23 @@
 //! The server runs on its own thread and Tokio runtime, like the Bedrock double.
 
 use std::collections::HashSet;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderValue, Method};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
+
+use crate::double_http::{
+    alnum_id, first_header, header_pairs, insert_headers, lock, path_and_query, response,
+    sse_response, triggers,
+};
+use crate::serve::{Bound, Running};
 
 /// Text of the default reply.
 pub const DEFAULT_REPLY: &str = "Hello from the Anthropic double.";
@@ -52,7 +56,6 @@ pub const RATE_LIMIT_RETRY_AFTER: &str = "7";
 pub const TOOL_NAME: &str = "Read";
 /// Requests larger than this get 413 `request_too_large`.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
-const SSE_CONTENT_TYPE: &str = "text/event-stream; charset=utf-8";
 
 const MESSAGES_FIELDS: [&str; 22] = [
     "model",
@@ -157,10 +160,7 @@ pub struct AnthropicRequest {
 impl AnthropicRequest {
     /// First value of a header (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        first_header(&self.headers, name)
     }
 
     /// Every value of a header (name case-insensitive), in order.
@@ -180,17 +180,13 @@ impl AnthropicRequest {
 
 /// A running double. Dropping it stops the server.
 pub struct AnthropicDouble {
-    addr: SocketAddr,
-    base_url: String,
+    server: Running,
     shared: Arc<Shared>,
-    shutdown: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for AnthropicDouble {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AnthropicDouble")
-            .field("base_url", &self.base_url)
-            .finish_non_exhaustive()
+        self.server.debug(f, "AnthropicDouble")
     }
 }
 
@@ -202,43 +198,28 @@ struct Shared {
     shutdown: watch::Receiver<bool>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl AnthropicDouble {
     /// Starts the double on `127.0.0.1:0`.
     pub fn start(config: AnthropicDoubleConfig) -> std::io::Result<AnthropicDouble> {
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let (shutdown, shutdown_rx) = watch::channel(false);
+        let bound = Bound::loopback()?;
         let shared = Arc::new(Shared {
             api_keys: RwLock::new(config.api_keys),
             models: config.models,
             requests: Mutex::new(Vec::new()),
             seq: AtomicU64::new(0),
-            shutdown: shutdown_rx.clone(),
+            shutdown: bound.stop_signal(),
         });
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(Arc::clone(&shared));
-        crate::serve::spawn("anthropic-double", listener, app, 2, shutdown_rx)?;
-        Ok(AnthropicDouble {
-            addr,
-            base_url: format!("http://{addr}"),
-            shared,
-            shutdown,
-        })
+        let server = bound.serve("anthropic-double", 2, handle, Arc::clone(&shared))?;
+        Ok(AnthropicDouble { server, shared })
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash).
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        self.server.base_url()
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Every request received so far, oldest first.
@@ -262,12 +243,6 @@ impl AnthropicDouble {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(key.to_owned());
-    }
-}
-
-impl Drop for AnthropicDouble {
-    fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
     }
 }
 
@@ -366,12 +341,7 @@ pub struct Script {
 impl Script {
     pub fn parse(text: &str) -> Script {
         let mut script = Script::default();
-        let mut rest = text;
-        while let Some(start) = rest.find("[double:") {
-            let after = &rest[start + "[double:".len()..];
-            let Some(end) = after.find(']') else { break };
-            let token = &after[..end];
-            let (name, arg) = token.split_once(':').unwrap_or((token, ""));
+        for (name, arg) in triggers(text) {
             match name {
                 "tool" => script.tool = true,
                 "read" if !arg.is_empty() => {
@@ -410,7 +380,6 @@ impl Script {
                 "hang" => script.hang = true,
                 _ => {}
             }
-            rest = &after[end..];
         }
         script
     }
@@ -461,24 +430,11 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     let (parts, body) = request.into_parts();
     let seq = shared.seq.fetch_add(1, Ordering::Relaxed) + 1;
     let request_id = request_id(seq);
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
     let mut record = AnthropicRequest {
         seq,
         method: parts.method.to_string(),
-        path,
-        headers: parts
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
+        path: path_and_query(&parts.uri),
+        headers: header_pairs(&parts.headers).collect(),
         body: Bytes::new(),
         operation: None,
         authenticated: false,
@@ -1026,9 +982,7 @@ async fn finish(
             };
             record.response_body = body.clone();
             let mut response = plain(err.status, "application/json", body, request_id);
-            for (name, value) in &err.headers {
-                insert_header(response.headers_mut(), name, value);
-            }
+            insert_headers(response.headers_mut(), &err.headers);
             response
         }
         Ok((answer, scenario)) => {
@@ -1067,7 +1021,12 @@ async fn finish(
                             data["error"]["message"].as_str().map(str::to_owned);
                     }
                     record.response_body = Bytes::from(events.concat());
-                    stream_response(events, slow_ms, request_id, shared.shutdown.clone())
+                    sse_response(
+                        events,
+                        slow_ms,
+                        shared.shutdown.clone(),
+                        &[("request-id", request_id)],
+                    )
                 }
             }
         }
@@ -1076,81 +1035,29 @@ async fn finish(
     response
 }
 
+/// A whole answer with Anthropic's headers.
 fn plain(status: u16, content_type: &'static str, body: Bytes, request_id: &str) -> Response {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() =
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let h = response.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type),
-    );
-    insert_header(h, "request-id", request_id);
-    insert_header(
-        h,
-        "anthropic-organization-id",
-        "00000000-0000-4000-8000-d0ub1e000000",
-    );
-    response
-}
-
-fn stream_response(
-    events: Vec<Bytes>,
-    slow_ms: Option<u64>,
-    request_id: &str,
-    shutdown: watch::Receiver<bool>,
-) -> Response {
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
-    tokio::spawn(async move {
-        let mut stop = shutdown;
-        for (i, event) in events.into_iter().enumerate() {
-            if i > 0
-                && let Some(ms) = slow_ms
-            {
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(ms)) => {}
-                    _ = stop.wait_for(|v| *v) => return,
-                }
-            }
-            if tx.send(Ok(event)).await.is_err() {
-                return; // client went away
-            }
-        }
-    });
-    let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }));
-    let mut response = Response::new(body);
-    let h = response.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static(SSE_CONTENT_TYPE),
-    );
-    h.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache"),
-    );
-    insert_header(h, "request-id", request_id);
-    response
-}
-
-fn insert_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        headers.insert(name, v);
-    }
+    response(
+        status,
+        content_type,
+        body,
+        &[
+            ("request-id", request_id),
+            (
+                "anthropic-organization-id",
+                "00000000-0000-4000-8000-d0ub1e000000",
+            ),
+        ],
+    )
 }
 
 /// A request id shaped like Anthropic's (`req_011C…`, 24 characters after `req_`).
 fn request_id(seq: u64) -> String {
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
-    let digest = Sha256::digest(format!("anthropic:{seq}:{nanos}").as_bytes());
-    let tail: String = digest
-        .iter()
-        .take(20)
-        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-        .collect();
-    format!("req_011C{tail}")
+    format!(
+        "req_011C{}",
+        alnum_id(&format!("anthropic:{seq}:{nanos}"), 20)
+    )
 }
 
 #[cfg(test)]

@@ -34,9 +34,9 @@ pub mod script;
 pub mod validate;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -49,7 +49,9 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 
+use crate::double_http::{first_header, header_pairs, insert_header, lock, path_and_query};
 use crate::eventstream;
+use crate::serve::{Bound, Running};
 use crate::sigv4::{self, Credentials};
 use script::{Reply, Script};
 use validate::ModelRef;
@@ -184,26 +186,19 @@ pub struct Verdict {
 impl RecordedRequest {
     /// First value of a header (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        first_header(&self.headers, name)
     }
 }
 
 /// A running double. Dropping it stops the server.
 pub struct BedrockDouble {
-    addr: SocketAddr,
-    base_url: String,
+    server: Running,
     shared: Arc<Shared>,
-    shutdown: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for BedrockDouble {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BedrockDouble")
-            .field("base_url", &self.base_url)
-            .finish_non_exhaustive()
+        self.server.debug(f, "BedrockDouble")
     }
 }
 
@@ -234,10 +229,6 @@ impl Shared {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl BedrockDouble {
     /// Starts the double on `127.0.0.1:0`.
     pub fn start(config: BedrockDoubleConfig) -> std::io::Result<BedrockDouble> {
@@ -249,10 +240,7 @@ impl BedrockDouble {
         config: BedrockDoubleConfig,
         addr: SocketAddr,
     ) -> std::io::Result<BedrockDouble> {
-        let listener = TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let (shutdown, shutdown_rx) = watch::channel(false);
+        let bound = Bound::bind(addr)?;
         let shared = Arc::new(Shared {
             credentials: RwLock::new(config.credentials),
             api_keys: RwLock::new(config.api_keys),
@@ -261,34 +249,25 @@ impl BedrockDouble {
             requests: Mutex::new(VecDeque::new()),
             max_recorded: config.max_recorded.unwrap_or(DEFAULT_MAX_RECORDED),
             seq: AtomicU64::new(0),
-            shutdown: shutdown_rx.clone(),
+            shutdown: bound.stop_signal(),
             fault: RwLock::new(None),
         });
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(Arc::clone(&shared));
-        crate::serve::spawn(
+        let server = bound.serve(
             "bedrock-double",
-            listener,
-            app,
             config.worker_threads.unwrap_or(2),
-            shutdown_rx,
+            handle,
+            Arc::clone(&shared),
         )?;
-        Ok(BedrockDouble {
-            addr,
-            base_url: format!("http://{addr}"),
-            shared,
-            shutdown,
-        })
+        Ok(BedrockDouble { server, shared })
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash).
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        self.server.base_url()
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Every Bedrock request received so far, oldest first.
@@ -345,12 +324,6 @@ impl BedrockDouble {
     }
 }
 
-impl Drop for BedrockDouble {
-    fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
-    }
-}
-
 /// A Bedrock-shaped error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -394,12 +367,6 @@ impl ApiError {
         );
         insert_header(headers, "x-amzn-requestid", request_id);
         response
-    }
-}
-
-fn insert_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        headers.insert(name, v);
     }
 }
 
@@ -449,10 +416,7 @@ enum Answer {
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    let path = path_and_query(&parts.uri);
     if parts.uri.path().starts_with("/_double/") {
         return control(&shared, &parts.method, parts.uri.path());
     }
@@ -471,16 +435,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         seq,
         method: parts.method.to_string(),
         path: path.clone(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
+        headers: header_pairs(&parts.headers).collect(),
         body: None,
         body_len: 0,
         operation: None,

@@ -23,6 +23,7 @@
 
 pub mod anthropic_double;
 pub mod bedrock_double;
+mod double_http;
 pub mod eventstream;
 pub mod harness;
 pub mod openai_double;

@@ -34,19 +34,23 @@
 //! The server runs on its own thread and Tokio runtime, like the other doubles.
 
 use std::collections::HashSet;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, Method};
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
+
+use crate::double_http::{
+    alnum_id, first_header, header_pairs, insert_headers, lock, path_and_query, response,
+    sse_response, triggers,
+};
+use crate::serve::{Bound, Running};
 
 /// Text of the default reply.
 pub const DEFAULT_REPLY: &str = "Hello from the OpenAI double.";
@@ -65,7 +69,6 @@ pub const SERVER_ERROR_MESSAGE: &str =
 pub const TOOL_WITHOUT_CALL_MESSAGE: &str = "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.";
 /// Requests larger than this get 413.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
-const SSE_CONTENT_TYPE: &str = "text/event-stream; charset=utf-8";
 
 /// Top-level members of a Chat Completions request.
 const FIELDS: [&str; 34] = [
@@ -180,10 +183,7 @@ pub struct OpenAiRequest {
 impl OpenAiRequest {
     /// First value of a header (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        first_header(&self.headers, name)
     }
 
     /// The body parsed as JSON, if it is JSON.
@@ -194,17 +194,13 @@ impl OpenAiRequest {
 
 /// A running double. Dropping it stops the server.
 pub struct OpenAiDouble {
-    addr: SocketAddr,
-    base_url: String,
+    server: Running,
     shared: Arc<Shared>,
-    shutdown: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for OpenAiDouble {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenAiDouble")
-            .field("base_url", &self.base_url)
-            .finish_non_exhaustive()
+        self.server.debug(f, "OpenAiDouble")
     }
 }
 
@@ -215,47 +211,32 @@ struct Shared {
     shutdown: watch::Receiver<bool>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl OpenAiDouble {
     /// Starts the double on `127.0.0.1:0`.
     pub fn start(config: OpenAiDoubleConfig) -> std::io::Result<OpenAiDouble> {
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let (shutdown, shutdown_rx) = watch::channel(false);
+        let bound = Bound::loopback()?;
         let shared = Arc::new(Shared {
             config,
             requests: Mutex::new(Vec::new()),
             seq: AtomicU64::new(0),
-            shutdown: shutdown_rx.clone(),
+            shutdown: bound.stop_signal(),
         });
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(Arc::clone(&shared));
-        crate::serve::spawn("openai-double", listener, app, 2, shutdown_rx)?;
-        Ok(OpenAiDouble {
-            addr,
-            base_url: format!("http://{addr}"),
-            shared,
-            shutdown,
-        })
+        let server = bound.serve("openai-double", 2, handle, Arc::clone(&shared))?;
+        Ok(OpenAiDouble { server, shared })
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash).
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        self.server.base_url()
     }
 
     /// The API root a client is configured with: `http://127.0.0.1:PORT/v1`.
     pub fn api_url(&self) -> String {
-        format!("{}/v1", self.base_url)
+        format!("{}/v1", self.base_url())
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Every request received so far, oldest first.
@@ -279,12 +260,6 @@ impl OpenAiDouble {
 
     pub fn clear_requests(&self) {
         lock(&self.shared.requests).clear();
-    }
-}
-
-impl Drop for OpenAiDouble {
-    fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
     }
 }
 
@@ -391,12 +366,7 @@ pub struct Script {
 impl Script {
     pub fn parse(text: &str) -> Script {
         let mut script = Script::default();
-        let mut rest = text;
-        while let Some(start) = rest.find("[double:") {
-            let after = &rest[start + "[double:".len()..];
-            let Some(end) = after.find(']') else { break };
-            let token = &after[..end];
-            let (name, arg) = token.split_once(':').unwrap_or((token, ""));
+        for (name, arg) in triggers(text) {
             match name {
                 "tool" => {
                     script.tool = true;
@@ -454,7 +424,6 @@ impl Script {
                 "slow" => script.slow_ms = arg.parse().ok(),
                 _ => {}
             }
-            rest = &after[end..];
         }
         script
     }
@@ -495,24 +464,11 @@ enum Answer {
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let seq = shared.seq.fetch_add(1, Ordering::Relaxed) + 1;
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
     let mut record = OpenAiRequest {
         seq,
         method: parts.method.to_string(),
-        path,
-        headers: parts
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
+        path: path_and_query(&parts.uri),
+        headers: header_pairs(&parts.headers).collect(),
         body: Bytes::new(),
         authenticated: false,
         stream: false,
@@ -1261,15 +1217,6 @@ struct Reply {
     completion_tokens: u64,
 }
 
-fn alnum_id(seed: &str, len: usize) -> String {
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    Sha256::digest(seed.as_bytes())
-        .iter()
-        .take(len)
-        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-        .collect()
-}
-
 impl Reply {
     fn build(script: &Script, body: &Map<String, Value>, seq: u64) -> Reply {
         let nanos = SystemTime::now()
@@ -1519,10 +1466,8 @@ async fn finish(
                 scenario: record.verdict.scenario.take(),
             };
             record.response_body = body.clone();
-            let mut response = plain(err.status, "application/json", body, &request_id);
-            for (name, value) in &err.headers {
-                insert_header(response.headers_mut(), name, value);
-            }
+            let mut response = plain(err.status, body, &request_id);
+            insert_headers(response.headers_mut(), &err.headers);
             response
         }
         Ok((answer, scenario)) => {
@@ -1531,7 +1476,7 @@ async fn finish(
             match answer {
                 Answer::Json(body) => {
                     record.response_body = body.clone();
-                    plain(200, "application/json", body, &request_id)
+                    plain(200, body, &request_id)
                 }
                 Answer::Stream {
                     chunks,
@@ -1544,7 +1489,12 @@ async fn finish(
                         record.verdict.message = Some(e.message);
                     }
                     record.response_body = Bytes::from(chunks.concat());
-                    stream_response(chunks, slow_ms, &request_id, shared.shutdown.clone())
+                    sse_response(
+                        chunks,
+                        slow_ms,
+                        shared.shutdown.clone(),
+                        &[("x-request-id", &request_id)],
+                    )
                 }
             }
         }
@@ -1553,64 +1503,17 @@ async fn finish(
     response
 }
 
-fn plain(status: u16, content_type: &'static str, body: Bytes, request_id: &str) -> Response {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() =
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let h = response.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type),
-    );
-    insert_header(h, "x-request-id", request_id);
-    insert_header(h, "openai-organization", "org-double");
-    response
-}
-
-fn stream_response(
-    chunks: Vec<Bytes>,
-    slow_ms: Option<u64>,
-    request_id: &str,
-    shutdown: watch::Receiver<bool>,
-) -> Response {
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
-    tokio::spawn(async move {
-        let mut stop = shutdown;
-        for (i, chunk) in chunks.into_iter().enumerate() {
-            if i > 0
-                && let Some(ms) = slow_ms
-            {
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(ms)) => {}
-                    _ = stop.wait_for(|v| *v) => return,
-                }
-            }
-            if tx.send(Ok(chunk)).await.is_err() {
-                return; // client went away
-            }
-        }
-    });
-    let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }));
-    let mut response = Response::new(body);
-    let h = response.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static(SSE_CONTENT_TYPE),
-    );
-    h.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache"),
-    );
-    insert_header(h, "x-request-id", request_id);
-    response
-}
-
-fn insert_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        headers.insert(name, v);
-    }
+/// A whole answer with OpenAI's headers.
+fn plain(status: u16, body: Bytes, request_id: &str) -> Response {
+    response(
+        status,
+        "application/json",
+        body,
+        &[
+            ("x-request-id", request_id),
+            ("openai-organization", "org-double"),
+        ],
+    )
 }
 
 #[cfg(test)]

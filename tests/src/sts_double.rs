@@ -25,9 +25,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -35,8 +35,9 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use tokio::sync::watch;
 
+use crate::double_http::{first_header, header_pairs, lock, path_and_query};
+use crate::serve::{Bound, Running};
 use crate::sigv4::{self, Credentials, SigError};
 
 /// SigV4 signing name of STS.
@@ -220,10 +221,7 @@ impl StsCall {
 
     /// First value of a header (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        first_header(&self.headers, name)
     }
 
     /// Whether the call succeeded and handed out credentials.
@@ -234,17 +232,13 @@ impl StsCall {
 
 /// A running STS double. Dropping it stops the server.
 pub struct StsDouble {
-    addr: SocketAddr,
-    base_url: String,
+    server: Running,
     shared: Arc<Shared>,
-    shutdown: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for StsDouble {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StsDouble")
-            .field("base_url", &self.base_url)
-            .finish_non_exhaustive()
+        self.server.debug(f, "StsDouble")
     }
 }
 
@@ -255,10 +249,6 @@ struct Shared {
     clock: RwLock<Option<OffsetDateTime>>,
     calls: Mutex<Vec<StsCall>>,
     seq: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl StsDouble {
@@ -280,10 +270,6 @@ impl StsDouble {
                 return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, m));
             }
         }
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             credentials: RwLock::new(config.credentials),
             roles: RwLock::new(config.roles),
@@ -292,25 +278,17 @@ impl StsDouble {
             calls: Mutex::new(Vec::new()),
             seq: AtomicU64::new(0),
         });
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(Arc::clone(&shared));
-        crate::serve::spawn("sts-double", listener, app, 2, shutdown_rx)?;
-        Ok(StsDouble {
-            addr,
-            base_url: format!("http://{addr}"),
-            shared,
-            shutdown,
-        })
+        let server = Bound::loopback()?.serve("sts-double", 2, handle, Arc::clone(&shared))?;
+        Ok(StsDouble { server, shared })
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash): the value for `AWS_ENDPOINT_URL_STS`.
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        self.server.base_url()
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Every request received so far, oldest first.
@@ -346,12 +324,6 @@ impl StsDouble {
             .clock
             .write()
             .unwrap_or_else(PoisonError::into_inner) = now;
-    }
-}
-
-impl Drop for StsDouble {
-    fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
     }
 }
 
@@ -422,10 +394,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     let (parts, body) = request.into_parts();
     let seq = shared.seq.fetch_add(1, Ordering::Relaxed) + 1;
     let request_id = request_id(seq);
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    let path = path_and_query(&parts.uri);
     let mut headers = parts.headers.clone();
     if !headers.contains_key(http::header::HOST)
         && let Some(authority) = parts.uri.authority()
@@ -437,16 +406,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         seq,
         method: parts.method.to_string(),
         path: path.clone(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
+        headers: header_pairs(&parts.headers).collect(),
         body: String::new(),
         params: Vec::new(),
         access_key_id: None,

@@ -22,9 +22,8 @@
 //! ([`VertexDouble::tokens_issued`]).
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -35,9 +34,10 @@ use futures::TryStreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::watch;
 
 use crate::anthropic_double::{AnthropicDouble, AnthropicDoubleConfig};
+use crate::double_http::{header_pairs, lock};
+use crate::serve::{Bound, Running};
 
 /// The grant type of a JWT assertion.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -128,22 +128,15 @@ struct Shared {
     client: reqwest::Client,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// A running double. Dropping it stops the server.
 pub struct VertexDouble {
-    base_url: String,
+    server: Running,
     shared: Arc<Shared>,
-    shutdown: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for VertexDouble {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VertexDouble")
-            .field("base_url", &self.base_url)
-            .finish_non_exhaustive()
+        self.server.debug(f, "VertexDouble")
     }
 }
 
@@ -153,10 +146,6 @@ impl VertexDouble {
         let key = jsonwebtoken::DecodingKey::from_rsa_pem(config.public_key_pem.as_bytes())
             .map_err(std::io::Error::other)?;
         let inner = AnthropicDouble::start(AnthropicDoubleConfig::new().with_api_key(INNER_KEY))?;
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             config,
             key,
@@ -166,30 +155,23 @@ impl VertexDouble {
             inner,
             client: reqwest::Client::new(),
         });
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(Arc::clone(&shared));
-        crate::serve::spawn("vertex-double", listener, app, 2, shutdown_rx)?;
-        Ok(VertexDouble {
-            base_url: format!("http://{addr}"),
-            shared,
-            shutdown,
-        })
+        let server = Bound::loopback()?.serve("vertex-double", 2, handle, Arc::clone(&shared))?;
+        Ok(VertexDouble { server, shared })
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash).
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        self.server.base_url()
     }
 
     /// The API root to configure as the provider's `base_url` (`…/v1`).
     pub fn api_url(&self) -> String {
-        format!("{}/v1", self.base_url)
+        format!("{}/v1", self.base_url())
     }
 
     /// The token endpoint (`…/token`).
     pub fn token_url(&self) -> String {
-        format!("{}/token", self.base_url)
+        format!("{}/token", self.base_url())
     }
 
     /// Every request so far (token grants included), oldest first.
@@ -221,12 +203,6 @@ impl VertexDouble {
     }
 }
 
-impl Drop for VertexDouble {
-    fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
-    }
-}
-
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, 32 * 1024 * 1024)
@@ -246,16 +222,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     };
     lock(&shared.requests).push(VertexRequest {
         path,
-        headers: parts
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
+        headers: header_pairs(&parts.headers).collect(),
         body,
         status: response.status().as_u16(),
     });

@@ -16,21 +16,14 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{admin, setup, wait_for_config};
+use common::{admin, output, required_env, run_claude, setup, wait_for_config};
 use serde_json::{Value, json};
 use tollgate_tests::anthropic_double::{AnthropicDouble, AnthropicDoubleConfig};
 use tollgate_tests::bedrock_double::script::{THINKING_TEXT, id_suffix};
 use tollgate_tests::eventstream;
 use tollgate_tests::harness::{TollgateOptions, TollgateProcess};
-
-fn required_env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the end-to-end tests through scripts/test.sh, which installs the real clients")
-    })
-}
 
 #[tokio::test]
 async fn anthropic_python_sdk_works_through_tollgate() {
@@ -42,12 +35,9 @@ async fn anthropic_python_sdk_works_through_tollgate() {
     );
     let base = s.gw.url("/anthropic");
     let vk = s.vk.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python).args([script, &base, &vk]).output()
-    })
-    .await
-    .expect("join")
-    .expect("run python");
+    let mut python = Command::new(python);
+    python.args([script, &base, &vk]);
+    let out = output(python, "run python").await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -90,30 +80,6 @@ fn claude_releases() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Runs `claude -p PROMPT` in `cwd` with a fresh home, nothing from the test's environment but
-/// `PATH`, no non-essential traffic, and `env` (the README's settings, or a test's).
-async fn run_claude(claude: &str, cwd: &Path, env: Vec<(String, String)>, prompt: &str) -> Output {
-    let home = tempfile::tempdir().expect("home");
-    let (claude, cwd, prompt) = (claude.to_owned(), cwd.to_owned(), prompt.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(claude);
-        cmd.args(["-p", &prompt])
-            .current_dir(&cwd)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", home.path())
-            .env("TERM", "dumb")
-            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output()
-    })
-    .await
-    .expect("join")
-    .expect("run claude")
-}
-
 /// The README's Claude Code settings, pointed at `base` with the virtual key `vk`.
 fn readme_env(base: &str, vk: &str) -> Vec<(String, String)> {
     common::readme_claude_env()
@@ -150,7 +116,7 @@ async fn claude_code_with_the_readme_settings_works_on_the_first_request() {
     for (version, claude) in claude_releases() {
         s.double.clear_requests();
         let env = readme_env(&s.gw.url("/anthropic"), &s.vk);
-        let out = run_claude(&claude, work.path(), env, "say hi").await;
+        let out = run_claude(&claude, work.path(), env, "say hi", &[]).await;
         let stdout = assert_ran(&out, version, &s.gw);
         assert!(
             stdout.contains("Hello from the Bedrock double."),
@@ -263,7 +229,7 @@ async fn claude_code_keeps_thinking_blocks_across_a_tool_loop_through_bedrock() 
             "[double:thinking] [double:read:{}] Read the note.",
             note.display()
         );
-        let out = run_claude(&claude, work.path(), env, &prompt).await;
+        let out = run_claude(&claude, work.path(), env, &prompt, &[]).await;
         let stdout = assert_ran(&out, version, &s.gw);
         let streamed: Vec<_> = s
             .double
@@ -385,7 +351,7 @@ async fn claude_code_keeps_thinking_blocks_across_a_tool_loop_through_an_anthrop
             "[double:thinking] [double:read:{}] Read the note.",
             note.display()
         );
-        let out = run_claude(&claude, work.path(), env, &prompt).await;
+        let out = run_claude(&claude, work.path(), env, &prompt, &[]).await;
         let stdout = assert_ran(&out, version, &gw);
         let requests: Vec<_> = double
             .requests()
@@ -454,7 +420,7 @@ async fn claude_code_stops_cleanly_on_an_exhausted_budget() {
         s.double.clear_requests();
         let before = refused();
         let env = readme_env(&s.gw.url("/anthropic"), &tiny);
-        let out = run_claude(&claude, work.path(), env, "say hi").await;
+        let out = run_claude(&claude, work.path(), env, "say hi", &[]).await;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{version}: {stdout}");
@@ -500,7 +466,7 @@ async fn claude_code_discovers_the_gateways_models() {
         "CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY".to_owned(),
         "1".to_owned(),
     ));
-    let out = run_claude(&claude, work.path(), env, "say hi").await;
+    let out = run_claude(&claude, work.path(), env, "say hi", &[]).await;
     let stdout = assert_ran(&out, "2.1.331", &s.gw);
     assert!(
         stdout.contains("Hello from the Bedrock double."),
@@ -552,7 +518,7 @@ async fn claude_code_completes_a_tool_session_on_the_fallback_while_bedrock_thro
     let claude = required_env("TOLLGATE_TEST_CLAUDE");
     let env = readme_env(&s.gw.url("/anthropic"), &vk);
     let prompt = format!("[double:read:{}] Read the note.", note.display());
-    let out = run_claude(&claude, work.path(), env, &prompt).await;
+    let out = run_claude(&claude, work.path(), env, &prompt, &[]).await;
     let stdout = assert_ran(&out, "2.1.331", &s.gw);
     assert!(
         stdout.contains("Hello from the Anthropic double."),
@@ -672,6 +638,7 @@ async fn claude_code_in_bedrock_mode_completes_a_tool_session_through_the_gatewa
         work.path(),
         bedrock_mode_env(&s.gw, &s.vk),
         &prompt,
+        &[],
     )
     .await;
     let stdout = assert_ran(&out, "2.1.331", &s.gw);
@@ -730,7 +697,14 @@ async fn claude_code_in_bedrock_mode_gets_the_anthropic_fallback_as_an_event_str
     let (s, anthropic, vk, work, note) = failing_bedrock_with_fallback("unavailable").await;
     let claude = required_env("TOLLGATE_TEST_CLAUDE");
     let prompt = format!("[double:read:{}] Read the note.", note.display());
-    let out = run_claude(&claude, work.path(), bedrock_mode_env(&s.gw, &vk), &prompt).await;
+    let out = run_claude(
+        &claude,
+        work.path(),
+        bedrock_mode_env(&s.gw, &vk),
+        &prompt,
+        &[],
+    )
+    .await;
     let stdout = assert_ran(&out, "2.1.331", &s.gw);
     assert!(
         stdout.contains("Hello from the Anthropic double."),
@@ -804,7 +778,7 @@ async fn claude_code_completes_a_tool_session_on_vertex() {
             "vertex/claude-sonnet-4-6".to_owned(),
         ));
         let prompt = format!("[double:read:{}] Read the note.", note.display());
-        let out = run_claude(&claude, work.path(), env, &prompt).await;
+        let out = run_claude(&claude, work.path(), env, &prompt, &[]).await;
         let stdout = assert_ran(&out, version, &s.gw);
         assert!(
             stdout.contains("Hello from the Anthropic double."),

@@ -11,14 +11,19 @@ mod common;
 
 use std::process::Command;
 
-use common::setup;
+use common::{output, required_env, setup};
 use serde_json::Value;
+use tollgate_tests::BedrockDouble;
 use tollgate_tests::bedrock_double::script::{DEFAULT_REPLY, EXEC_TOOL_NAME};
 
-fn required_env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the end-to-end tests through scripts/test.sh, which installs the real clients")
-    })
+/// The bodies of the requests the Bedrock double accepted, oldest first.
+fn accepted_bodies(double: &BedrockDouble) -> Vec<Value> {
+    double
+        .requests()
+        .iter()
+        .filter(|r| r.verdict.status == 200)
+        .filter_map(|r| r.body.clone())
+        .collect()
 }
 
 #[tokio::test]
@@ -28,14 +33,9 @@ async fn openai_python_sdk_works_through_tollgate() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/openai_sdk_check.py");
     let base = s.gw.url("/openai/v1");
     let vk = s.vk.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .args([script, &base, &vk, "claude-sonnet-4-6"])
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("run python");
+    let mut python = Command::new(python);
+    python.args([script, &base, &vk, "claude-sonnet-4-6"]);
+    let out = output(python, "run python").await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -92,13 +92,7 @@ async fn openai_python_sdk_works_through_tollgate() {
 
     // The tool result reached Bedrock as a tool_result answering the call (the double checks
     // the pairing and would have refused the request otherwise).
-    let bodies: Vec<Value> = s
-        .double
-        .requests()
-        .iter()
-        .filter(|r| r.verdict.status == 200)
-        .filter_map(|r| r.body.clone())
-        .collect();
+    let bodies = accepted_bodies(&s.double);
     let results = bodies
         .iter()
         .filter(|b| b.to_string().contains("file contents: 42"))
@@ -143,34 +137,24 @@ async fn codex_cli_runs_a_tool_using_session_through_tollgate() {
     let config = block.replace("http://127.0.0.1:8080/openai/v1", &s.gw.url("/openai/v1"));
     std::fs::write(codex_home.join("config.toml"), config).expect("config");
     let prompt = "Show me the marker. [double:exec:cat marker.txt]";
-    let (codex, cwd, home_dir, vk) = (
-        codex,
-        work.path().to_owned(),
-        home.path().to_owned(),
-        s.vk.clone(),
-    );
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(codex)
-            .args([
-                "exec",
-                "--skip-git-repo-check",
-                "--sandbox",
-                "danger-full-access",
-                prompt,
-            ])
-            .current_dir(&cwd)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", &home_dir)
-            .env("CODEX_HOME", home_dir.join(".codex"))
-            .env("TERM", "dumb")
-            .env("TOLLGATE_API_KEY", vk)
-            .stdin(std::process::Stdio::null())
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("run codex");
+    let mut codex = Command::new(codex);
+    codex
+        .args([
+            "exec",
+            "--skip-git-repo-check",
+            "--sandbox",
+            "danger-full-access",
+            prompt,
+        ])
+        .current_dir(work.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("CODEX_HOME", &codex_home)
+        .env("TERM", "dumb")
+        .env("TOLLGATE_API_KEY", &s.vk)
+        .stdin(std::process::Stdio::null());
+    let out = output(codex, "run codex").await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -181,13 +165,7 @@ async fn codex_cli_runs_a_tool_using_session_through_tollgate() {
     assert!(stdout.contains(DEFAULT_REPLY), "{stdout}\n{stderr}");
 
     // Bedrock saw the tool call go out and the command's output come back as its result.
-    let bodies: Vec<Value> = s
-        .double
-        .requests()
-        .iter()
-        .filter(|r| r.verdict.status == 200)
-        .filter_map(|r| r.body.clone())
-        .collect();
+    let bodies = accepted_bodies(&s.double);
     let tool_turn = bodies
         .iter()
         .find(|b| b.to_string().contains(marker))

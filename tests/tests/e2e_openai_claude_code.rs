@@ -7,78 +7,28 @@
 //! Like `e2e_clients.rs`, it needs the real client: `scripts/test.sh` installs it and sets
 //! `TOLLGATE_TEST_CLAUDE`; without it the test fails, saying so.
 
+mod common;
 mod in_process;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use in_process::{Gateway, VK, provider, snapshot};
+use common::{required_env, run_claude};
+use in_process::{VK, openai_gateway};
 use serde_json::{Value, json};
-use tollgate_proto::config::v1 as pb;
-use tollgate_tests::openai_double::{DEFAULT_REPLY, OpenAiDouble, OpenAiDoubleConfig};
+use tollgate_tests::openai_double::{DEFAULT_REPLY, OpenAiDouble};
 
 const UPSTREAM_KEY: &str = "sk-proj-openai-claude-code-0001";
 const NOTE: &str = "tollgate-note-5c1e: read through an OpenAI upstream";
 
-fn required_env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the end-to-end tests through scripts/test.sh, which installs the real clients")
-    })
-}
-
-/// Runs `claude -p PROMPT` in `cwd` with a fresh home, nothing from the test's environment but
-/// `PATH`, no non-essential traffic, and `env`.
-async fn run_claude(
-    claude: &str,
-    cwd: &Path,
-    env: Vec<(&str, String)>,
-    prompt: &str,
-    args: &[&str],
-) -> Output {
-    let home = tempfile::tempdir().expect("home");
-    let (claude, cwd, prompt) = (claude.to_owned(), cwd.to_owned(), prompt.to_owned());
-    let env: Vec<(String, String)> = env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(claude);
-        cmd.args(["-p", &prompt])
-            .args(args)
-            .current_dir(&cwd)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", home.path())
-            .env("TERM", "dumb")
-            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output()
-    })
-    .await
-    .expect("join")
-    .expect("run claude")
-}
-
 #[tokio::test]
 async fn claude_code_completes_tool_turns_through_an_openai_upstream() {
     let claude = required_env("TOLLGATE_TEST_CLAUDE");
-    let double = OpenAiDouble::start(OpenAiDoubleConfig::new().with_api_key(UPSTREAM_KEY))
-        .expect("openai double");
-    let gw = Gateway::start(&snapshot(
-        vec![provider(
-            "openai",
-            pb::ProviderKind::Openai,
-            &double.api_url(),
-            Some(UPSTREAM_KEY),
-        )],
-        &[],
-    ))
-    .await;
+    let (double, gw) = openai_gateway(UPSTREAM_KEY).await;
     let work = tempfile::tempdir().expect("work dir");
     let note = work.path().join("note.txt");
     std::fs::write(&note, NOTE).expect("note");
     let env = || {
-        vec![
+        [
             ("ANTHROPIC_BASE_URL", format!("{}/anthropic", gw.base_url)),
             ("ANTHROPIC_AUTH_TOKEN", VK.to_owned()),
             ("ANTHROPIC_MODEL", "openai/gpt-4.1".to_owned()),
@@ -87,6 +37,9 @@ async fn claude_code_completes_tool_turns_through_an_openai_upstream() {
                 "openai/gpt-4.1-mini".to_owned(),
             ),
         ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
     };
     let read = format!("[double:read:{}] Read the note.", note.display());
     let cases: [(&str, &str, &[&str], Value); 2] = [

@@ -32,6 +32,17 @@ async fn post_as(s: &common::Setup, vk: &str, path: &str, body: &Value) -> reqwe
         .expect("inference call")
 }
 
+/// Posts a message with `text` to [`MODEL`] (streamed or not) with the virtual key `vk`.
+async fn ask(s: &common::Setup, vk: &str, text: &str, stream: bool) -> reqwest::Response {
+    post_as(
+        s,
+        vk,
+        "/anthropic/v1/messages",
+        &message(MODEL, text, stream),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn vertex_serves_claude_with_a_service_account_token() {
     let s = setup().await;
@@ -44,13 +55,7 @@ async fn vertex_serves_claude_with_a_service_account_token() {
         .to_owned();
 
     // A message.
-    let resp = post_as(
-        &s,
-        &vk,
-        "/anthropic/v1/messages",
-        &message(MODEL, "hi", false),
-    )
-    .await;
+    let resp = ask(&s, &vk, "hi", false).await;
     assert_eq!(resp.status(), 200, "{}", s.gw.output());
     assert_eq!(resp.headers()["x-tollgate-provider"], "vertex");
     let body: Value = resp.json().await.expect("JSON");
@@ -75,13 +80,7 @@ async fn vertex_serves_claude_with_a_service_account_token() {
     assert!(sent.get("model").is_none(), "{sent}");
 
     // A stream.
-    let resp = post_as(
-        &s,
-        &vk,
-        "/anthropic/v1/messages",
-        &message(MODEL, "hi", true),
-    )
-    .await;
+    let resp = ask(&s, &vk, "hi", true).await;
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.expect("SSE");
     let events = sse_events(&text);
@@ -127,13 +126,7 @@ async fn vertex_serves_claude_with_a_service_account_token() {
     // Vertex stops accepting the token: the gateway fetches a new one and sends the request
     // again, once; the client sees only the answer.
     vertex.revoke_tokens();
-    let resp = post_as(
-        &s,
-        &vk,
-        "/anthropic/v1/messages",
-        &message(MODEL, "hi", false),
-    )
-    .await;
+    let resp = ask(&s, &vk, "hi", false).await;
     assert_eq!(resp.status(), 200, "{}", s.gw.output());
     assert_eq!(vertex.tokens_issued(), 2);
     let last_two: Vec<u16> = vertex
@@ -146,13 +139,7 @@ async fn vertex_serves_claude_with_a_service_account_token() {
     assert_eq!(last_two, [200, 401]);
 
     // Google's quota error, as Anthropic's.
-    let resp = post_as(
-        &s,
-        &vk,
-        "/anthropic/v1/messages",
-        &message(MODEL, "[double:vertex-quota]", false),
-    )
-    .await;
+    let resp = ask(&s, &vk, "[double:vertex-quota]", false).await;
     assert_eq!(resp.status(), 429);
     let err: Value = resp.json().await.expect("JSON");
     assert_eq!(err["type"], "error", "{err}");
@@ -174,13 +161,7 @@ async fn a_service_account_google_refuses_is_a_clear_error_and_stays_secret() {
         .virtual_key(json!({"name": "vertex-refused", "providers": ["bedrock", "vertex"]}))
         .await;
     let vk = vk["value"].as_str().expect("value");
-    let resp = post_as(
-        &s,
-        vk,
-        "/anthropic/v1/messages",
-        &message(MODEL, "hi", false),
-    )
-    .await;
+    let resp = ask(&s, vk, "hi", false).await;
     assert_eq!(resp.status(), 500);
     let err: Value = resp.json().await.expect("JSON");
     assert_eq!(err["error"]["type"], "api_error", "{err}");
@@ -243,13 +224,7 @@ async fn a_regional_vertex_endpoint_is_priced_with_its_premium() {
         vk["value"].as_str().expect("value"),
     );
     let before = spent(&s, id).await;
-    let resp = post_as(
-        &s,
-        value,
-        "/anthropic/v1/messages",
-        &message(MODEL, "price me", false),
-    )
-    .await;
+    let resp = ask(&s, value, "price me", false).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.expect("JSON");
     let (input, output) = (

@@ -16,9 +16,12 @@
 
 mod in_process;
 
-use in_process::{Gateway, assemble, events, provider, snapshot};
+use in_process::{
+    Gateway, assemble, events, openai_double, openai_gateway, openai_provider, provider, snapshot,
+};
 use serde_json::{Value, json};
 use tollgate_proto::config::v1 as pb;
+use tollgate_proto::usage::v1::UsageRecord;
 use tollgate_tests::anthropic_double::{AnthropicDouble, AnthropicDoubleConfig};
 use tollgate_tests::openai_double::{
     self, DEFAULT_REPLY, OpenAiDouble, OpenAiDoubleConfig, RATE_LIMIT_RETRY_AFTER,
@@ -26,23 +29,6 @@ use tollgate_tests::openai_double::{
 
 const UPSTREAM_KEY: &str = "sk-proj-openai-double-key-0001";
 const MODEL: &str = "openai/gpt-4.1";
-
-/// An OpenAI double with [`UPSTREAM_KEY`], and a gateway whose `openai` provider is that double.
-async fn setup() -> (OpenAiDouble, Gateway) {
-    let double = OpenAiDouble::start(OpenAiDoubleConfig::new().with_api_key(UPSTREAM_KEY))
-        .expect("openai double");
-    let gw = Gateway::start(&snapshot(
-        vec![provider(
-            "openai",
-            pb::ProviderKind::Openai,
-            &double.api_url(),
-            Some(UPSTREAM_KEY),
-        )],
-        &[],
-    ))
-    .await;
-    (double, gw)
-}
 
 /// Claude Code's `Read` tool, as it declares it.
 fn read_tool() -> Value {
@@ -80,12 +66,44 @@ fn request(prompt: &str, stream: bool) -> Value {
     })
 }
 
+/// Posts [`request`]`(prompt, stream)` to the gateway's Messages route.
+async fn ask(gw: &Gateway, prompt: &str, stream: bool) -> reqwest::Response {
+    gw.post("/anthropic/v1/messages", &request(prompt, stream))
+        .await
+}
+
+/// The Anthropic error `resp` carries, checked for its status and `error.type`.
+async fn anthropic_error(resp: reqwest::Response, status: u16, error_type: &str) -> Value {
+    assert_eq!(resp.status(), status);
+    let err: Value = resp.json().await.expect("json");
+    assert_eq!(err["error"]["type"], error_type, "{err}");
+    err
+}
+
+/// Checks that `err`'s message starts with `prefix`.
+fn assert_message_starts(err: &Value, prefix: &str) {
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(prefix)),
+        "{err}"
+    );
+}
+
+/// The next usage record, checked for its status and error class.
+async fn usage_is(gw: &mut Gateway, status: u32, error_class: &str) -> UsageRecord {
+    let record = gw.usage().await;
+    assert_eq!(
+        (record.status, record.error_class.as_str()),
+        (status, error_class)
+    );
+    record
+}
+
 #[tokio::test]
 async fn a_message_goes_as_chat_completions_and_comes_back_as_a_message() {
-    let (double, mut gw) = setup().await;
-    let resp = gw
-        .post("/anthropic/v1/messages", &request("say hi", false))
-        .await;
+    let (double, mut gw) = openai_gateway(UPSTREAM_KEY).await;
+    let resp = ask(&gw, "say hi", false).await;
     assert_eq!(resp.status(), 200);
     let h = resp.headers().clone();
     assert_eq!(h["x-tollgate-provider"], "openai");
@@ -147,11 +165,10 @@ async fn a_message_goes_as_chat_completions_and_comes_back_as_a_message() {
         assert!(body.get(dropped).is_none(), "{dropped}: {body}");
     }
 
-    let record = gw.usage().await;
+    let record = usage_is(&mut gw, 200, "").await;
     assert_eq!(record.provider, "openai");
     assert_eq!(record.model_requested, MODEL);
     assert_eq!(record.model_resolved, "gpt-4.1");
-    assert_eq!((record.status, record.error_class.as_str()), (200, ""));
     assert_eq!(record.input_tokens, input_tokens);
     assert!(record.output_tokens > 0);
     assert!(!record.stream);
@@ -163,7 +180,7 @@ async fn a_message_goes_as_chat_completions_and_comes_back_as_a_message() {
 
 #[tokio::test]
 async fn a_stream_comes_back_as_anthropic_sse_with_its_usage() {
-    let (double, mut gw) = setup().await;
+    let (double, mut gw) = openai_gateway(UPSTREAM_KEY).await;
     let resp = gw
         .post(
             "/v1/messages?beta=true",
@@ -221,9 +238,8 @@ async fn a_stream_comes_back_as_anthropic_sse_with_its_usage() {
     // The double's answer was chunked and ended with `[DONE]`.
     assert!(r.response_body.ends_with(b"data: [DONE]\n\n"));
 
-    let record = gw.usage().await;
+    let record = usage_is(&mut gw, 200, "").await;
     assert!(record.stream);
-    assert_eq!((record.status, record.error_class.as_str()), (200, ""));
     assert_eq!(record.input_tokens, input);
     assert_eq!(record.cache_read_input_tokens, cached);
     assert!(record.output_tokens > 0);
@@ -254,7 +270,7 @@ fn follow_up(first: &Value, calls: &[(String, Value)], results: &[&str]) -> Valu
 
 #[tokio::test]
 async fn tool_use_works_both_ways() {
-    let (double, gw) = setup().await;
+    let (double, gw) = openai_gateway(UPSTREAM_KEY).await;
 
     // Streamed: the double asks to read a file.
     let first = request("[double:read:/work/note.txt] Read the note.", true);
@@ -340,9 +356,7 @@ async fn tool_use_works_both_ways() {
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_none", "content": "x"}]}
     ]);
     let resp = gw.post("/anthropic/v1/messages", &orphan).await;
-    assert_eq!(resp.status(), 400);
-    let err: Value = resp.json().await.expect("json");
-    assert_eq!(err["error"]["type"], "invalid_request_error");
+    let err = anthropic_error(resp, 400, "invalid_request_error").await;
     assert_eq!(
         err["error"]["message"],
         openai_double::TOOL_WITHOUT_CALL_MESSAGE
@@ -351,22 +365,11 @@ async fn tool_use_works_both_ways() {
 
 #[tokio::test]
 async fn upstream_errors_are_mapped_to_anthropic_errors() {
-    let double = OpenAiDouble::start(OpenAiDoubleConfig::new().with_api_key(UPSTREAM_KEY))
-        .expect("openai double");
+    let double = openai_double(UPSTREAM_KEY);
     let mut gw = Gateway::start(&snapshot(
         vec![
-            provider(
-                "openai",
-                pb::ProviderKind::Openai,
-                &double.api_url(),
-                Some(UPSTREAM_KEY),
-            ),
-            provider(
-                "wrongkey",
-                pb::ProviderKind::Openai,
-                &double.api_url(),
-                Some("sk-proj-not-the-key-9z9z"),
-            ),
+            openai_provider("openai", &double, Some(UPSTREAM_KEY)),
+            openai_provider("wrongkey", &double, Some("sk-proj-not-the-key-9z9z")),
         ],
         &[],
     ))
@@ -376,66 +379,31 @@ async fn upstream_errors_are_mapped_to_anthropic_errors() {
     let mut bad = request("hi", false);
     bad["model"] = json!("wrongkey/gpt-4.1");
     let resp = gw.post("/anthropic/v1/messages", &bad).await;
-    assert_eq!(resp.status(), 401);
-    let err: Value = resp.json().await.expect("json");
+    let err = anthropic_error(resp, 401, "authentication_error").await;
     assert_eq!(err["type"], "error");
-    assert_eq!(err["error"]["type"], "authentication_error");
-    assert!(
-        err["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("Incorrect API key provided")),
-        "{err}"
-    );
+    assert_message_starts(&err, "Incorrect API key provided");
     assert!(err["request_id"].is_string());
     assert_eq!(
         double.last_request().expect("r").verdict.code.as_deref(),
         Some("invalid_api_key")
     );
-    let record = gw.usage().await;
-    assert_eq!(
-        (record.status, record.error_class.as_str()),
-        (401, "upstream_error")
-    );
+    usage_is(&mut gw, 401, "upstream_error").await;
 
     // 429 with the upstream's retry-after.
-    let resp = gw
-        .post(
-            "/anthropic/v1/messages",
-            &request("[double:rate-limit] hi", false),
-        )
-        .await;
-    assert_eq!(resp.status(), 429);
+    let resp = ask(&gw, "[double:rate-limit] hi", false).await;
     assert_eq!(resp.headers()["retry-after"], RATE_LIMIT_RETRY_AFTER);
-    let err: Value = resp.json().await.expect("json");
-    assert_eq!(err["error"]["type"], "rate_limit_error");
+    let err = anthropic_error(resp, 429, "rate_limit_error").await;
     assert_eq!(err["error"]["message"], openai_double::RATE_LIMIT_MESSAGE);
     gw.usage().await;
 
     // The context-length error is worded so Claude Code compacts.
-    let resp = gw
-        .post(
-            "/anthropic/v1/messages",
-            &request("[double:context-length] hi", true),
-        )
-        .await;
-    assert_eq!(resp.status(), 400);
-    let err: Value = resp.json().await.expect("json");
-    assert_eq!(err["error"]["type"], "invalid_request_error");
-    assert!(
-        err["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("prompt is too long: ")),
-        "{err}"
-    );
+    let resp = ask(&gw, "[double:context-length] hi", true).await;
+    let err = anthropic_error(resp, 400, "invalid_request_error").await;
+    assert_message_starts(&err, "prompt is too long: ");
     gw.usage().await;
 
     // A stream that fails midway ends with an Anthropic error event, after what came before.
-    let resp = gw
-        .post(
-            "/anthropic/v1/messages",
-            &request("[double:midstream] hi", true),
-        )
-        .await;
+    let resp = ask(&gw, "[double:midstream] hi", true).await;
     assert_eq!(resp.status(), 200);
     let events = events(&resp.bytes().await.expect("body"));
     let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
@@ -448,37 +416,25 @@ async fn upstream_errors_are_mapped_to_anthropic_errors() {
         last.data["error"]["message"],
         openai_double::SERVER_ERROR_MESSAGE
     );
-    let record = gw.usage().await;
-    assert_eq!(
-        (record.status, record.error_class.as_str()),
-        (500, "upstream_stream_exception")
-    );
+    usage_is(&mut gw, 500, "upstream_stream_exception").await;
 
     // A model the upstream does not know is its 404, named as the client asked.
     let mut unknown = request("hi", false);
     unknown["model"] = json!("openai/gpt-unknown");
     let resp = gw.post("/anthropic/v1/messages", &unknown).await;
-    assert_eq!(resp.status(), 404);
-    let err: Value = resp.json().await.expect("json");
-    assert_eq!(err["error"]["type"], "not_found_error");
+    anthropic_error(resp, 404, "not_found_error").await;
 }
 
 #[tokio::test]
 async fn a_failing_openai_upstream_falls_back_to_another_provider() {
     const ANTHROPIC_KEY: &str = "sk-ant-api03-openai-fallback-0001";
-    let double = OpenAiDouble::start(OpenAiDoubleConfig::new().with_api_key(UPSTREAM_KEY))
-        .expect("openai double");
+    let double = openai_double(UPSTREAM_KEY);
     let anthropic =
         AnthropicDouble::start(AnthropicDoubleConfig::new().with_api_key(ANTHROPIC_KEY))
             .expect("anthropic double");
     let mut gw = Gateway::start(&snapshot(
         vec![
-            provider(
-                "openai",
-                pb::ProviderKind::Openai,
-                &double.api_url(),
-                Some(UPSTREAM_KEY),
-            ),
+            openai_provider("openai", &double, Some(UPSTREAM_KEY)),
             provider(
                 "anthropic",
                 pb::ProviderKind::Anthropic,
@@ -490,12 +446,7 @@ async fn a_failing_openai_upstream_falls_back_to_another_provider() {
     ))
     .await;
     for stream in [false, true] {
-        let resp = gw
-            .post(
-                "/anthropic/v1/messages",
-                &request("[double:status:500] hi", stream),
-            )
-            .await;
+        let resp = ask(&gw, "[double:status:500] hi", stream).await;
         assert_eq!(resp.status(), 200, "stream {stream}");
         assert_eq!(resp.headers()["x-tollgate-fallback-index"], "1");
         assert_eq!(resp.headers()["x-tollgate-provider"], "anthropic");
@@ -527,13 +478,11 @@ async fn a_failing_openai_upstream_falls_back_to_another_provider() {
 
 #[tokio::test]
 async fn count_tokens_is_answered_501_without_an_upstream_call() {
-    let (double, mut gw) = setup().await;
+    let (double, mut gw) = openai_gateway(UPSTREAM_KEY).await;
     let body = json!({"model": MODEL, "messages": [{"role": "user", "content": "count me"}]});
     let resp = gw.post("/v1/messages/count_tokens?beta=true", &body).await;
-    assert_eq!(resp.status(), 501);
     assert_eq!(resp.headers()["x-should-retry"], "false");
-    let err: Value = resp.json().await.expect("json");
-    assert_eq!(err["error"]["type"], "api_error");
+    let err = anthropic_error(resp, 501, "api_error").await;
     assert!(
         err["error"]["message"]
             .as_str()
@@ -541,11 +490,7 @@ async fn count_tokens_is_answered_501_without_an_upstream_call() {
         "{err}"
     );
     assert!(double.requests().is_empty(), "no upstream call");
-    let record = gw.usage().await;
-    assert_eq!(
-        (record.status, record.error_class.as_str()),
-        (501, "not_supported")
-    );
+    let record = usage_is(&mut gw, 501, "not_supported").await;
     assert!(record.attempts.is_empty(), "not retried elsewhere");
 }
 
@@ -554,12 +499,7 @@ async fn a_key_without_a_value_sends_no_authorization() {
     let local = OpenAiDouble::start(OpenAiDoubleConfig::new().with_models(&["qwen3-coder:30b"]))
         .expect("local double");
     let gw = Gateway::start(&snapshot(
-        vec![provider(
-            "ollama",
-            pb::ProviderKind::Openai,
-            &local.api_url(),
-            None,
-        )],
+        vec![openai_provider("ollama", &local, None)],
         &[],
     ))
     .await;
@@ -579,15 +519,9 @@ async fn a_key_without_a_value_sends_no_authorization() {
 /// `openai`) prices them: cached prompt tokens at the cached-input rate.
 #[tokio::test]
 async fn an_openai_price_override_prices_the_usage() {
-    let double = OpenAiDouble::start(OpenAiDoubleConfig::new().with_api_key(UPSTREAM_KEY))
-        .expect("openai double");
+    let double = openai_double(UPSTREAM_KEY);
     let mut snap = snapshot(
-        vec![provider(
-            "openai",
-            pb::ProviderKind::Openai,
-            &double.api_url(),
-            Some(UPSTREAM_KEY),
-        )],
+        vec![openai_provider("openai", &double, Some(UPSTREAM_KEY))],
         &[],
     );
     // $2 / $8 per million tokens, cached input $0.50: nano-dollars per token.
@@ -604,12 +538,7 @@ async fn an_openai_price_override_prices_the_usage() {
         ..Default::default()
     }];
     let mut gw = Gateway::start(&snap).await;
-    let resp = gw
-        .post(
-            "/anthropic/v1/messages",
-            &request("[double:cached] say hi", true),
-        )
-        .await;
+    let resp = ask(&gw, "[double:cached] say hi", true).await;
     assert_eq!(resp.status(), 200);
     resp.bytes().await.expect("body");
     let r = gw.usage().await;
@@ -623,8 +552,7 @@ async fn an_openai_price_override_prices_the_usage() {
 /// The double's model list and its refusals, in OpenAI's envelope.
 #[tokio::test]
 async fn the_double_lists_models_and_refuses_like_openai() {
-    let double = OpenAiDouble::start(OpenAiDoubleConfig::new().with_api_key(UPSTREAM_KEY))
-        .expect("openai double");
+    let double = openai_double(UPSTREAM_KEY);
     let http = reqwest::Client::new();
     let models: Value = http
         .get(format!("{}/models", double.api_url()))

@@ -86,18 +86,13 @@ impl Script {
     /// Parses every `[double:…]` token in `text`; unknown tokens are ignored.
     pub fn parse(text: &str) -> Script {
         let mut script = Script::default();
-        let mut rest = text;
-        while let Some(start) = rest.find("[double:") {
-            let after = &rest[start + "[double:".len()..];
-            let Some(end) = after.find(']') else { break };
-            script.apply(&after[..end]);
-            rest = &after[end..];
+        for (name, arg) in crate::double_http::triggers(text) {
+            script.apply(name, arg);
         }
         script
     }
 
-    fn apply(&mut self, token: &str) {
-        let (name, arg) = token.split_once(':').unwrap_or((token, ""));
+    fn apply(&mut self, name: &str, arg: &str) {
         match name {
             "tool" => self.tool = true,
             "read" if !arg.is_empty() => {

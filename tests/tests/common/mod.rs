@@ -2,6 +2,8 @@
 //! the strict Bedrock double behind it.
 #![allow(dead_code)]
 
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -242,6 +244,47 @@ pub fn sse_events(body: &str) -> Vec<(String, Value)> {
             (event, data)
         })
         .collect()
+}
+
+/// An environment variable naming a real client; panics saying where it comes from.
+pub fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the end-to-end tests through scripts/test.sh, which installs the real clients")
+    })
+}
+
+/// Runs `cmd` to its end on a blocking thread, so the gateway and the doubles keep serving;
+/// panics naming `what` if it cannot start.
+pub async fn output(mut cmd: Command, what: &str) -> Output {
+    let what = what.to_owned();
+    tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .unwrap_or_else(|e| panic!("{what}: {e:?}"))
+}
+
+/// Runs `claude -p PROMPT [ARGS]` in `cwd` with a fresh home, nothing from the test's
+/// environment but `PATH`, no non-essential traffic, and `env` (the README's settings, or a
+/// test's).
+pub async fn run_claude(
+    claude: &str,
+    cwd: &Path,
+    env: Vec<(String, String)>,
+    prompt: &str,
+    args: &[&str],
+) -> Output {
+    let home = tempfile::tempdir().expect("home");
+    let mut cmd = Command::new(claude);
+    cmd.args(["-p", prompt])
+        .args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("TERM", "dumb")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .envs(env);
+    output(cmd, "run claude").await
 }
 
 /// The repository's README.

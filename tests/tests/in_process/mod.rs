@@ -13,6 +13,7 @@ use tollgate_data_plane::{DataPlane, DataPlaneConfig};
 use tollgate_proto::config::v1 as pb;
 use tollgate_proto::usage::v1::UsageRecord;
 use tollgate_protocol::sse::SseParser;
+use tollgate_tests::openai_double::{OpenAiDouble, OpenAiDoubleConfig};
 
 /// The virtual key every test uses.
 pub const VK: &str = "sk-tg-openai-upstream-tests";
@@ -50,6 +51,28 @@ pub fn provider(
             ..Default::default()
         }],
     }
+}
+
+/// An OpenAI double that accepts the bearer key `key`.
+pub fn openai_double(key: &str) -> OpenAiDouble {
+    OpenAiDouble::start(OpenAiDoubleConfig::new().with_api_key(key)).expect("openai double")
+}
+
+/// A provider `name` of kind `openai` at `double`'s API root (`value`: its key's secret).
+pub fn openai_provider(name: &str, double: &OpenAiDouble, value: Option<&str>) -> pb::Provider {
+    provider(name, pb::ProviderKind::Openai, &double.api_url(), value)
+}
+
+/// An OpenAI double accepting `key`, and a gateway whose `openai` provider is that double
+/// (with `key`).
+pub async fn openai_gateway(key: &str) -> (OpenAiDouble, Gateway) {
+    let double = openai_double(key);
+    let gw = Gateway::start(&snapshot(
+        vec![openai_provider("openai", &double, Some(key))],
+        &[],
+    ))
+    .await;
+    (double, gw)
 }
 
 /// A snapshot with `providers` and the virtual key [`VK`] (falling back to `fallbacks`).
