@@ -1585,3 +1585,59 @@ async fn a_thinking_conversation_survives_bedrock_to_anthropic_and_back() {
     assert_eq!(resent["messages"][3]["content"][0]["type"], "tool_use");
     assert_eq!(tries[1].verdict.status, 200);
 }
+
+/// The README's curl commands for Vertex AI and OpenAI-compatible providers, run with `sh`
+/// exactly as written there (only the address is changed), are accepted by the admin API, and
+/// the providers they create reach the data plane.
+#[tokio::test]
+async fn readme_provider_commands_work_as_pasted() {
+    let commands = readme_curl_commands("Other providers");
+    assert_eq!(
+        commands.len(),
+        6,
+        "Vertex, OpenAI and a local server, a provider and a key each: {commands:?}"
+    );
+    let gw = tollgate_tests::harness::TollgateProcess::spawn(&[], &[])
+        .await
+        .expect("tollgate");
+    let addr = gw.addr().to_string();
+    for cmd in &commands {
+        let cmd = cmd.replace("localhost:8080", &addr);
+        let out = tokio::process::Command::new("sh")
+            .args(["-c", &format!("{} -w '\\n%{{http_code}}'", cmd.trim_end())])
+            .output()
+            .await
+            .expect("sh");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(text.trim_end().ends_with("201"), "`{cmd}` answered: {text}");
+    }
+    let http = reqwest::Client::new();
+    let (s, b) = admin(&http, &gw, "GET", "/api/providers", json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    let names: Vec<&str> = b["providers"]
+        .as_array()
+        .expect("providers")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    for name in ["vertex", "openai", "ollama"] {
+        assert!(names.contains(&name), "{name}: {b}");
+    }
+    // The data plane applied the snapshot holding them (version 7: six changes after the
+    // first), and refused none.
+    let mut ready = Value::Null;
+    for _ in 0..100 {
+        let (_, r) = admin(&http, &gw, "GET", "/ready", json!({})).await;
+        ready = r;
+        if ready["config_version"] == 7 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(ready["config_version"], 7, "{ready}");
+    assert!(
+        !gw.output().contains("snapshot rejected"),
+        "{}",
+        gw.output()
+    );
+}
