@@ -16,7 +16,10 @@ use crate::bedrock::CROSS_REGION_PREFIXES;
 /// Whether `model_id` (as it goes into the URL: alias resolved, ARN prefix applied) is reached
 /// through `Converse`/`ConverseStream` rather than `InvokeModel` (see the module docs).
 pub fn uses_converse(model_id: &str) -> bool {
-    if crate::bedrock::family_name(model_id).is_some() {
+    // Any `anthropic.` in it: Claude, InvokeModel. A plain scan: this runs on every Bedrock
+    // request, twice (sending and answering), and the ids are short.
+    const MARK: &[u8] = b"anthropic.";
+    if model_id.as_bytes().windows(MARK.len()).any(|w| w == MARK) {
         return false;
     }
     base_model(model_id).is_some_and(|base| {
