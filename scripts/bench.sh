@@ -28,6 +28,9 @@
 #   BENCH_VK_JSON=<the virtual key's create body> (default: no limits; BENCH_VK_JSON=limits gives it
 #   two budgets, a request and a token rate limit and max_concurrent, none of which the run reaches,
 #   so the admission and settlement of every level are measured)
+#   BENCH_API=openai (with BENCH_CALLGRIND and BENCH_BODY=small: the requests go to
+#   /openai/v1/chat/completions as OpenAI Chat Completions bodies, translated to the same Bedrock
+#   call, so the two figures compare the translation's cost)
 #   BENCH_CALLGRIND=1 (instead of the runs above: tollgate under valgrind's callgrind, and the
 #   instructions it executes per request, non-streaming and streaming, over BENCH_CALLGRIND_REQUESTS
 #   (default 1000) requests sent at 50/s after a warm-up. Deterministic to about 0.1 %, unlike
@@ -192,6 +195,13 @@ else:
 for stream in (False, True):
     body = dict(base, stream=stream)
     open(f"{work}/anthropic-{str(stream).lower()}.json", "w").write(json.dumps(body, separators=(",", ":")))
+    if kind == "small":
+        # The same request as an OpenAI Chat Completions client sends it (BENCH_API=openai).
+        chat = {"model": base["model"], "max_completion_tokens": base["max_tokens"],
+                "messages": base["messages"], "stream": stream}
+        if stream:
+            chat["stream_options"] = {"include_usage": True}
+        open(f"{work}/openai-{str(stream).lower()}.json", "w").write(json.dumps(chat, separators=(",", ":")))
 bedrock = {k: v for k, v in base.items() if k not in ("model", "stream")}
 bedrock["anthropic_version"] = "bedrock-2023-05-31"
 open(f"{work}/bedrock.json", "w").write(json.dumps(bedrock, separators=(",", ":")))
@@ -223,6 +233,12 @@ if [ -n "${BENCH_CALLGRIND:-}" ]; then
     args=(--url "$tg/anthropic/v1/messages" -H "x-api-key: $vk" -H 'content-type: application/json'
       -H 'anthropic-version: 2023-06-01' --body-file "$work/anthropic-$stream.json"
       --rate 50 --connections 4 --warmup 0s --timeout 60s)
+    if [ "${BENCH_API:-anthropic}" = openai ]; then
+      [ -f "$work/openai-$stream.json" ] || die "BENCH_API=openai needs BENCH_BODY=small"
+      args=(--url "$tg/openai/v1/chat/completions" -H "authorization: Bearer $vk"
+        -H 'content-type: application/json' --body-file "$work/openai-$stream.json"
+        --rate 50 --connections 4 --warmup 0s --timeout 60s)
+    fi
     step "callgrind $kind: warm-up (100 requests), then $n requests counted"
     "$bin/loadgen" "${args[@]}" --duration 2s >/dev/null
     callgrind_control -z "$pid_tollgate" >/dev/null 2>&1

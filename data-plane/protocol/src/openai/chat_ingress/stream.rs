@@ -96,6 +96,9 @@ pub struct ChatStream {
     finish_sent: bool,
     usage: UsageTracker,
     ended: bool,
+    /// `data: {"id":…,"object":"chat.completion.chunk","created":…,"model":…,"choices":[{"index":0,"delta":`:
+    /// the same for every chunk of the stream, written once (when the id is known).
+    prefix: Vec<u8>,
 }
 
 impl ChatStream {
@@ -115,6 +118,7 @@ impl ChatStream {
             finish_sent: false,
             usage: UsageTracker::new(),
             ended: false,
+            prefix: Vec::new(),
         }
     }
 
@@ -174,6 +178,7 @@ impl ChatStream {
             "message_start" => {
                 if let Some(id) = event.message.and_then(|m| m.id) {
                     self.id = format!("chatcmpl-{id}");
+                    self.prefix.clear();
                 }
                 self.start(out);
             }
@@ -276,7 +281,12 @@ impl ChatStream {
             (BlockKind::Text, Some("text_delta")) => {
                 if let Some(text) = delta.text.filter(|t| !t.is_empty()) {
                     self.start(out);
-                    self.chunk(out, json!({"content": text}), None);
+                    // The most frequent chunk: written directly, without a JSON tree.
+                    let mut content = Vec::with_capacity(text.len() + 16);
+                    content.extend_from_slice(b"{\"content\":");
+                    crate::json::write_str(&mut content, &text);
+                    content.push(b'}');
+                    self.chunk_raw(out, &content, None);
                 }
             }
             (BlockKind::Thinking(ordinal), Some("thinking_delta")) => {
@@ -331,20 +341,42 @@ impl ChatStream {
         }
     }
 
-    fn chunk(&self, out: &mut BytesMut, delta: Value, finish: Option<&str>) {
-        let mut chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        });
-        if self.include_usage
-            && let Some(map) = chunk.as_object_mut()
-        {
-            map.insert("usage".into(), Value::Null);
+    fn chunk(&mut self, out: &mut BytesMut, delta: Value, finish: Option<&str>) {
+        // Serializing a Value cannot fail (no non-string keys, no custom serializers).
+        let delta = serde_json::to_vec(&delta).unwrap_or_default();
+        self.chunk_raw(out, &delta, finish);
+    }
+
+    /// One `chat.completion.chunk` with `delta` (JSON) and `finish`: the envelope's fixed part
+    /// is written once per stream ([`ChatStream::prefix`]).
+    fn chunk_raw(&mut self, out: &mut BytesMut, delta: &[u8], finish: Option<&str>) {
+        if self.prefix.is_empty() {
+            let mut p = Vec::with_capacity(self.id.len() + self.model.len() + 96);
+            p.extend_from_slice(b"data: {\"id\":");
+            crate::json::write_str(&mut p, &self.id);
+            p.extend_from_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
+            p.extend_from_slice(self.created.to_string().as_bytes());
+            p.extend_from_slice(b",\"model\":");
+            crate::json::write_str(&mut p, &self.model);
+            p.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":");
+            self.prefix = p;
         }
-        data_line(out, &chunk);
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(delta);
+        out.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":");
+        match finish {
+            Some(reason) => {
+                let mut quoted = Vec::with_capacity(reason.len() + 2);
+                crate::json::write_str(&mut quoted, reason);
+                out.extend_from_slice(&quoted);
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b"}]");
+        if self.include_usage {
+            out.extend_from_slice(b",\"usage\":null");
+        }
+        out.extend_from_slice(b"}\n\n");
     }
 }
 
