@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use axum::body::Bytes;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::BytesMut;
 use http::{HeaderValue, Request, StatusCode, header};
 use http_body_util::Full;
@@ -392,21 +392,7 @@ pub(crate) async fn respond(
             answer.body.map_or(body, Bytes::from)
         }
     };
-    draft.record.time_to_first_token_ms =
-        u32::try_from(draft.started.elapsed().as_millis()).unwrap_or(u32::MAX);
-    let request_id = draft.record.request_id.clone();
-    draft.finish(&dp, 200, "");
-    let mut resp = (StatusCode::OK, body).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        h.insert("request-id", v);
-    }
-    name_served_by(h, &c);
-    resp
+    super::message_answer(&dp, &c, draft, body)
 }
 
 fn upstream_error(dp: &DataPlane, c: &Call<'_>, draft: Draft, api: &ApiError) -> Response {

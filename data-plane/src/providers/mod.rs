@@ -248,6 +248,32 @@ pub(crate) fn translated_stream<T: StreamTranslation>(
     resp
 }
 
+/// A successful non-streaming answer, already translated to Anthropic's Message JSON: the usage
+/// record finished (status 200; the time to first token is the whole answer's), the JSON with
+/// the request id and the headers naming what served it.
+pub(crate) fn message_answer(
+    dp: &DataPlane,
+    c: &Call<'_>,
+    mut draft: Draft,
+    message: impl Into<Body>,
+) -> Response {
+    draft.record.time_to_first_token_ms =
+        u32::try_from(draft.started.elapsed().as_millis()).unwrap_or(u32::MAX);
+    let request_id = draft.record.request_id.clone();
+    draft.finish(dp, 200, "");
+    let mut resp = Response::new(message.into());
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert("request-id", v);
+    }
+    name_served_by(h, c);
+    resp
+}
+
 /// Response header naming the provider that served the request (its configured name).
 pub const PROVIDER_HEADER: &str = "x-tollgate-provider";
 /// Response header naming the upstream model id that served the request (after aliases).

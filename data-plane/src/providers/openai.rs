@@ -47,7 +47,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::{HeaderValue, Request, StatusCode, header};
 use http_body_util::Full;
 use tollgate_protocol::anthropic::ErrorKind;
@@ -289,21 +289,7 @@ pub(crate) async fn respond(
     if let Some(u) = tollgate_protocol::anthropic::usage_from_message(&message) {
         draft.set_usage(&u);
     }
-    draft.record.time_to_first_token_ms =
-        u32::try_from(draft.started.elapsed().as_millis()).unwrap_or(u32::MAX);
-    let request_id = draft.record.request_id.clone();
-    draft.finish(&dp, 200, "");
-    let mut resp = (StatusCode::OK, message).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        h.insert("request-id", v);
-    }
-    name_served_by(h, &c);
-    resp
+    super::message_answer(&dp, &c, draft, message)
 }
 
 /// A Chat Completions SSE stream as Anthropic SSE: every event a chunk completes goes out at
