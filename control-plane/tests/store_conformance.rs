@@ -1408,3 +1408,112 @@ async fn postgres_provider_keys_survive_migration_0008() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The audit log's hash chain.
+
+/// Twenty changes written by concurrent writers: every audit row is chained in id order.
+async fn chained_changes(
+    store: Arc<dyn Store>,
+) -> Vec<tollgate_control_plane::audit_chain::ChainRow> {
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let mut ev = event("provider.create", &format!("p{i}"));
+            ev.details =
+                json!({"provider": format!("p{i}"), "kind": "bedrock", "n": i, "weight": 0.5});
+            store
+                .create_provider(&provider(&format!("p{i}"), ProviderKind::Bedrock), &ev)
+                .await
+                .unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let rows = store.audit_chain().await.unwrap();
+    let report = tollgate_control_plane::audit_chain::verify(&rows).expect("an intact chain");
+    assert_eq!((report.unchained, report.chained), (0, 20));
+    assert_eq!(report.head, rows.last().unwrap().hash);
+    rows
+}
+
+/// Checks that the chain of `store` breaks at `id`.
+async fn breaks_at(store: &dyn Store, id: i64) {
+    let rows = store.audit_chain().await.unwrap();
+    let err = tollgate_control_plane::audit_chain::verify(&rows).expect_err("a broken chain");
+    assert_eq!(err.id, id, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_audit_chain_catches_edits_and_deletions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tollgate.db");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let rows = chained_changes(Arc::clone(&store)).await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    // An edited row: its details no longer match its hash.
+    sqlx::query("UPDATE audit_log SET details = '{\"provider\":\"p-other\"}' WHERE id = ?")
+        .bind(rows[7].id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    breaks_at(&*store, rows[7].id).await;
+    // Put back as it was (the canonical text is what was hashed): intact again.
+    sqlx::query("UPDATE audit_log SET details = ? WHERE id = ?")
+        .bind(rows[7].details.to_string())
+        .bind(rows[7].id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    tollgate_control_plane::audit_chain::verify(&store.audit_chain().await.unwrap()).unwrap();
+    // A deleted row: the next one names a predecessor that is gone.
+    sqlx::query("DELETE FROM audit_log WHERE id = ?")
+        .bind(rows[12].id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    breaks_at(&*store, rows[13].id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_audit_chain_catches_edits_and_deletions() {
+    common::with_postgres(|url| async move {
+        let pg = PostgresStore::connect(&url).await.unwrap();
+        let store: Arc<dyn Store> = Arc::new(pg.clone());
+        let rows = chained_changes(Arc::clone(&store)).await;
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        // An edited row, with its hash recomputed by someone who knows the scheme: the next
+        // row still names the old hash.
+        sqlx::query("UPDATE audit_log SET actor = 'someone-else' WHERE id = $1")
+            .bind(rows[5].id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        breaks_at(&*store, rows[5].id).await;
+        let r = &rows[5];
+        let forged = tollgate_control_plane::audit_chain::row_hash(
+            r.prev_hash.as_deref().unwrap_or(""),
+            r.id,
+            r.at,
+            "someone-else",
+            &r.action,
+            &r.target,
+            r.config_version,
+            &r.details,
+        );
+        sqlx::query("UPDATE audit_log SET hash = $2 WHERE id = $1")
+            .bind(r.id)
+            .bind(&forged)
+            .execute(&pool)
+            .await
+            .unwrap();
+        breaks_at(&*store, rows[6].id).await;
+        pool.close().await;
+        pg.close().await;
+    })
+    .await;
+}

@@ -1641,3 +1641,64 @@ async fn readme_provider_commands_work_as_pasted() {
         gw.output()
     );
 }
+
+/// `tollgate audit verify` on the all-in-one's SQLite store: intact after admin changes (exit
+/// 0, the head hash printed), and naming the row someone edited in the database (exit 1).
+#[tokio::test]
+async fn audit_verify_names_the_row_edited_in_the_database() {
+    let gw = tollgate_tests::harness::TollgateProcess::spawn(&[], &[])
+        .await
+        .expect("tollgate");
+    let http = reqwest::Client::new();
+    for name in ["audit-a", "audit-b", "audit-c"] {
+        let (s, b) = admin(
+            &http,
+            &gw,
+            "POST",
+            "/api/virtual-keys",
+            json!({"name": name}),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    let verify = || {
+        std::process::Command::new(tollgate_tests::harness::tollgate_binary())
+            .args(["audit", "verify", "--data-dir"])
+            .arg(gw.data_dir())
+            .output()
+            .expect("tollgate audit verify")
+    };
+    let out = verify();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("audit log intact: 3 chained rows"),
+        "{text}"
+    );
+
+    let db = gw.data_dir().join("tollgate.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("the store");
+    let second: i64 = sqlx::query_scalar("SELECT id FROM audit_log ORDER BY id LIMIT 1 OFFSET 1")
+        .fetch_one(&pool)
+        .await
+        .expect("a row");
+    sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE id = ?")
+        .bind(second)
+        .execute(&pool)
+        .await
+        .expect("edit");
+    let out = verify();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.starts_with(&format!("audit log broken at row {second}:")),
+        "{text}"
+    );
+}

@@ -47,6 +47,30 @@ enum Role {
     /// keeps serving the last good config (also from disk) while the control plane is away, and
     /// reports usage back. Opens no database connection.
     DataPlane(DataPlaneRoleArgs),
+    /// The audit log: `tollgate audit verify` checks its hash chain.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Checks the audit log's hash chain in the store: exit code 0 and the head hash when every
+    /// row is intact, 1 and the first bad row's id when a row was edited or deleted, 2 when the
+    /// store cannot be read.
+    Verify(AuditVerifyArgs),
+}
+
+/// Where the store is (as for the all-in-one and the control plane).
+#[derive(Debug, clap::Args)]
+struct AuditVerifyArgs {
+    /// PostgreSQL URL (`postgres://…`); without it, the SQLite store in the data directory.
+    #[arg(long, env = "TOLLGATE_DATABASE_URL")]
+    database_url: Option<String>,
+    /// The data directory holding `tollgate.db` (default `~/.local/share/tollgate`).
+    #[arg(long, env = "TOLLGATE_DATA_DIR")]
+    data_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -69,9 +93,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Role::Audit {
+        command: AuditCommand::Verify(args),
+    }) = &cli.role
+    {
+        return runtime.block_on(audit_verify(args));
+    }
     let result = runtime.block_on(async move {
         match cli.role {
             None => roles::all_in_one(cli.all_in_one).await,
+            Some(Role::Audit { .. }) => Ok(()),
             Some(Role::ControlPlane(args)) => roles::control_plane(args).await,
             Some(Role::DataPlane(args)) => roles::data_plane(args).await,
         }
@@ -81,6 +112,72 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "tollgate stopped");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `tollgate audit verify`: reads the whole audit log and checks its chain
+/// (`tollgate_control_plane::audit_chain`). The result goes to stdout.
+async fn audit_verify(args: &AuditVerifyArgs) -> ExitCode {
+    use tollgate_control_plane::Store as _;
+    let rows = match &args.database_url {
+        Some(url) => match tollgate_control_plane::PostgresStore::connect(url).await {
+            Ok(store) => {
+                let rows = store.audit_chain().await;
+                store.close().await;
+                rows
+            }
+            Err(e) => {
+                eprintln!("error: cannot open the PostgreSQL store: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => {
+            let dir = args
+                .data_dir
+                .clone()
+                .unwrap_or_else(roles::default_data_dir);
+            let path = dir.join("tollgate.db");
+            if !path.exists() {
+                eprintln!("error: no store at {}", path.display());
+                return ExitCode::from(2);
+            }
+            match tollgate_control_plane::SqliteStore::open(&path).await {
+                Ok(store) => store.audit_chain().await,
+                Err(e) => {
+                    eprintln!("error: cannot open the SQLite store: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(e) => {
+            eprintln!("error: cannot read the audit log: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match tollgate_control_plane::audit_chain::verify(&rows) {
+        Ok(report) => {
+            println!(
+                "audit log intact: {} chained rows{}; head {}",
+                report.chained,
+                if report.unchained > 0 {
+                    format!(
+                        " (and {} older rows from before the chain began)",
+                        report.unchained
+                    )
+                } else {
+                    String::new()
+                },
+                report.head.as_deref().unwrap_or("(none)")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(broken) => {
+            println!("audit log broken at row {}: {}", broken.id, broken.reason);
+            ExitCode::from(1)
         }
     }
 }

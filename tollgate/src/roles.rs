@@ -245,7 +245,7 @@ pub struct DataPlaneRoleArgs {
     http_limits: HttpListenerArgs,
 }
 
-fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(d).join("tollgate");
     }

@@ -265,6 +265,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// The newest `limit` audit rows, newest first.
     async fn list_audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+    /// The whole audit log in id order, with its hash chain ([`crate::audit_chain::verify`]).
+    async fn audit_chain(&self) -> Result<Vec<crate::audit_chain::ChainRow>, StoreError>;
 
     /// Config versions committed by any process sharing this database, as they commit. PostgreSQL
     /// starts a task that `LISTEN`s on [`CONFIG_CHANNEL`] on a dedicated connection, reconnects
@@ -600,6 +602,35 @@ impl TryFrom<VirtualKeyRow> for VirtualKeyRecord {
 }
 
 #[derive(sqlx::FromRow)]
+struct AuditChainRow {
+    id: i64,
+    at: OffsetDateTime,
+    actor: String,
+    action: String,
+    target: String,
+    config_version: i64,
+    details: Json<serde_json::Value>,
+    prev_hash: Option<String>,
+    hash: Option<String>,
+}
+
+impl From<AuditChainRow> for crate::audit_chain::ChainRow {
+    fn from(r: AuditChainRow) -> Self {
+        crate::audit_chain::ChainRow {
+            id: r.id,
+            at: r.at,
+            actor: r.actor,
+            action: r.action,
+            target: r.target,
+            config_version: r.config_version,
+            details: r.details.0,
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
 struct AuditRow {
     id: i64,
     at: OffsetDateTime,
@@ -682,7 +713,13 @@ mod sql {
         "UPDATE config_version SET version = version + 1 WHERE id = 1 RETURNING version";
     pub const SELECT_VERSION: &str = "SELECT version FROM config_version WHERE id = 1";
     pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, actor, action, target, config_version, details) \
-         VALUES ($1, $2, $3, $4, $5, $6)";
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
+    /// The hash of the row before `$1` (NULL before the chain began, no row for the first).
+    pub const PREV_AUDIT_HASH: &str =
+        "SELECT hash FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT 1";
+    pub const CHAIN_AUDIT: &str = "UPDATE audit_log SET prev_hash = $2, hash = $3 WHERE id = $1";
+    pub const AUDIT_CHAIN: &str = "SELECT id, at, actor, action, target, config_version, details, \
+         prev_hash, hash FROM audit_log ORDER BY id";
     pub const LIST_AUDIT: &str = "SELECT id, at, actor, action, target, config_version, details \
          FROM audit_log ORDER BY id DESC LIMIT $1";
 
@@ -790,7 +827,7 @@ macro_rules! impl_sql_store {
         use $crate::validate::ValidationError;
         use $crate::store::{
             check_providers_exist, count_from_db, unique_to_conflict, version_from_db, Apply,
-            AuditRow, ConfigChange, KeyColumns, KeyRow, NetworkColumns, ProviderRow, Store, StoreError,
+            AuditChainRow, AuditRow, ConfigChange, KeyColumns, KeyRow, NetworkColumns, ProviderRow, Store, StoreError,
             UsagePurge, UsageRecord, VirtualKeyRow,
         };
         use $crate::model::{
@@ -807,14 +844,33 @@ macro_rules! impl_sql_store {
             version_from_db(v)
         }
 
+        /// Writes the audit row of a change, chained to the row before it
+        /// ([`crate::audit_chain`]). Every writer holds the config-version row (bumped first),
+        /// so rows are chained in id order.
         async fn audit(conn: &mut Conn, event: &AuditEvent, version: u64) -> Result<(), StoreError> {
-            sqlx::query(sql::INSERT_AUDIT)
-                .bind($crate::model::now())
+            let at = $crate::audit_chain::truncate_to_micros($crate::model::now());
+            let db_version = i64::try_from(version).unwrap_or(i64::MAX);
+            let id: i64 = sqlx::query_scalar(sql::INSERT_AUDIT)
+                .bind(at)
                 .bind(&event.actor)
                 .bind(&event.action)
                 .bind(&event.target)
-                .bind(i64::try_from(version).unwrap_or(i64::MAX))
+                .bind(db_version)
                 .bind(sqlx::types::Json(&event.details))
+                .fetch_one(&mut *conn)
+                .await?;
+            let prev: Option<Option<String>> = sqlx::query_scalar(sql::PREV_AUDIT_HASH)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            let prev = prev.flatten().unwrap_or_default();
+            let hash = $crate::audit_chain::row_hash(
+                &prev, id, at, &event.actor, &event.action, &event.target, db_version, &event.details,
+            );
+            sqlx::query(sql::CHAIN_AUDIT)
+                .bind(id)
+                .bind(&prev)
+                .bind(&hash)
                 .execute(&mut *conn)
                 .await?;
             // Backend hook (PostgreSQL: NOTIFY other replicas, delivered at commit).
@@ -1607,6 +1663,15 @@ macro_rules! impl_sql_store {
                 audit(&mut tx, event, version).await?;
                 tx.commit().await?;
                 Ok(version)
+            }
+
+            async fn audit_chain(&self) -> Result<Vec<$crate::audit_chain::ChainRow>, StoreError> {
+                Ok(sqlx::query_as::<_, AuditChainRow>(sql::AUDIT_CHAIN)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map($crate::audit_chain::ChainRow::from)
+                    .collect())
             }
 
             async fn list_audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
