@@ -114,7 +114,8 @@ pub fn row_hash(
 }
 
 impl ChainRow {
-    fn expected_hash(&self, prev_hash: &str) -> String {
+    /// This row's hash when the row before it has `prev_hash` ([`row_hash`]).
+    pub fn hash_after(&self, prev_hash: &str) -> String {
         row_hash(
             prev_hash,
             self.id,
@@ -171,7 +172,7 @@ pub fn verify<'a>(rows: impl IntoIterator<Item = &'a ChainRow>) -> Result<ChainR
                 "its prev_hash is not the previous row's hash (a row before it was deleted or edited)",
             );
         }
-        if row.expected_hash(expected_prev) != *hash {
+        if row.hash_after(expected_prev) != *hash {
             return fail("its content does not match its hash (the row was edited)");
         }
         report.chained += 1;
@@ -240,18 +241,7 @@ mod tests {
         let mut rehashed = chain(5);
         rehashed[2].details["weight"] = json!(2.0);
         let prev = rehashed[1].hash.clone().unwrap();
-        let r = &rehashed[2];
-        let fixed = row_hash(
-            &prev,
-            r.id,
-            r.at,
-            &r.actor,
-            &r.action,
-            &r.target,
-            r.config_version,
-            &r.details,
-        );
-        rehashed[2].hash = Some(fixed);
+        rehashed[2].hash = Some(rehashed[2].hash_after(&prev));
         assert_eq!(verify(&rehashed).unwrap_err().id, 4);
     }
 
@@ -264,16 +254,7 @@ mod tests {
         // Re-hash with the new ids.
         let mut prev = String::new();
         for r in &mut rows {
-            let h = row_hash(
-                &prev,
-                r.id,
-                r.at,
-                &r.actor,
-                &r.action,
-                &r.target,
-                r.config_version,
-                &r.details,
-            );
+            let h = r.hash_after(&prev);
             r.prev_hash = Some(prev.clone());
             r.hash = Some(h.clone());
             prev = h;

@@ -528,42 +528,39 @@ pub fn provider_key(provider: ProviderShape, key: &KeyShape<'_>) -> Result<()> {
     Ok(())
 }
 
+/// A required `vertex_key_config.<name>`: absent is `missing`; a literal (`Some(Some(_))`, not
+/// an `env.NAME`) must pass `valid`, else `"<value>" <not_valid>`.
+fn required_shape(
+    name: &str,
+    value: Option<Option<&str>>,
+    valid: fn(&str) -> bool,
+    missing: &str,
+    not_valid: &str,
+) -> Result<()> {
+    let path = format!("vertex_key_config.{name}");
+    match value {
+        None => Err(ValidationError::new(path, missing.to_owned())),
+        Some(Some(v)) if !valid(v) => Err(ValidationError::new(path, format!("{v:?} {not_valid}"))),
+        Some(_) => Ok(()),
+    }
+}
+
 fn vertex(v: &VertexShape<'_>) -> Result<()> {
     const P: &str = "vertex_key_config";
-    match v.project_id {
-        None => {
-            return Err(ValidationError::new(
-                format!("{P}.project_id"),
-                "project_id is required (e.g. \"my-project-123\" or env.GOOGLE_CLOUD_PROJECT)",
-            ));
-        }
-        Some(Some(p)) if !is_gcp_project_id(p) => {
-            return Err(ValidationError::new(
-                format!("{P}.project_id"),
-                format!(
-                    "{p:?} is not a Google Cloud project id (lowercase letters, digits and hyphens, starting with a letter, e.g. \"my-project-123\")"
-                ),
-            ));
-        }
-        Some(_) => {}
-    }
-    match v.region {
-        None => {
-            return Err(ValidationError::new(
-                format!("{P}.region"),
-                "region is required (e.g. \"us-east5\", \"europe-west1\", \"global\" or env.GOOGLE_CLOUD_REGION)",
-            ));
-        }
-        Some(Some(region)) if !is_gcp_region(region) => {
-            return Err(ValidationError::new(
-                format!("{P}.region"),
-                format!(
-                    "{region:?} is not a Google Cloud region name (e.g. \"us-east5\", \"europe-west1\", \"global\", \"us\", \"eu\")"
-                ),
-            ));
-        }
-        Some(_) => {}
-    }
+    required_shape(
+        "project_id",
+        v.project_id,
+        is_gcp_project_id,
+        "project_id is required (e.g. \"my-project-123\" or env.GOOGLE_CLOUD_PROJECT)",
+        "is not a Google Cloud project id (lowercase letters, digits and hyphens, starting with a letter, e.g. \"my-project-123\")",
+    )?;
+    required_shape(
+        "region",
+        v.region,
+        is_gcp_region,
+        "region is required (e.g. \"us-east5\", \"europe-west1\", \"global\" or env.GOOGLE_CLOUD_REGION)",
+        "is not a Google Cloud region name (e.g. \"us-east5\", \"europe-west1\", \"global\", \"us\", \"eu\")",
+    )?;
     if !v.has_auth_credentials {
         return Err(ValidationError::new(
             format!("{P}.auth_credentials"),

@@ -16,7 +16,7 @@
 //! `anthropic-beta` header) and goes through [`server::handle`] unchanged: authentication,
 //! routing, limits, fallbacks and usage records apply as on `/anthropic/v1/messages`. The
 //! answer goes back in Bedrock's format whichever provider served it: a stream is re-encoded
-//! event by event ([`EventStreamBody`]: each SSE event as it completes becomes one `chunk`
+//! event by event ([`server::ReencodedBody`]: each SSE event as it completes becomes one `chunk`
 //! frame; nothing is buffered beyond the event being completed), errors become Bedrock's
 //! (`{"message"}`, `x-amzn-ErrorType`, Bedrock's statuses). `text/event-stream` never goes back
 //! on these routes: Claude Code refuses it.
@@ -26,9 +26,7 @@
 //! it) goes to the one Bedrock provider the key may use, if there is exactly one; the answers
 //! still name the id the client sent.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 
 use axum::Json;
 use axum::Router;
@@ -37,7 +35,6 @@ use axum::extract::{Path, RawPathParams, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any, get, post};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use http_body::Frame;
 use serde::Serialize;
 use tollgate_protocol::anthropic::ErrorKind;
 use tollgate_protocol::bedrock::ingress::{
@@ -342,7 +339,7 @@ async fn to_bedrock(resp: Response, op: Ingress, report_model: Option<String>) -
                 "x-amzn-bedrock-content-type",
                 HeaderValue::from_static("application/json"),
             );
-            let body = Body::new(EventStreamBody { inner: body, conv });
+            let body = Body::new(server::ReencodedBody::new(body, conv));
             (status, headers, body).into_response()
         }
         Ingress::InvokeStream => failed(headers, "the provider answered without a stream"),
@@ -381,40 +378,10 @@ async fn to_bedrock(resp: Response, op: Ingress, report_model: Option<String>) -
     }
 }
 
-/// The client's body of a Bedrock-format stream: the Anthropic SSE answer (the providers'
-/// relay) re-encoded as event-stream frames as each event completes. It reads the inner body
-/// only when the client asks for more, like the relay itself. After an `error` event (sent as an
-/// exception frame) it reads the inner body to its end without sending more, so the relay
-/// records how the stream ended.
-struct EventStreamBody {
-    inner: Body,
-    conv: SseToEventStream,
-}
-
-impl http_body::Body for EventStreamBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let this = self.get_mut();
-        loop {
-            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-                Some(Ok(frame)) => {
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    let out = this.conv.push(&data);
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::data(out))));
-                    }
-                }
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                None => return Poll::Ready(None),
-            }
-        }
+/// Anthropic SSE → event-stream `chunk` frames ([`server::ReencodedBody`]).
+impl server::Reencode for SseToEventStream {
+    fn push(&mut self, chunk: &[u8]) -> Bytes {
+        SseToEventStream::push(self, chunk)
     }
 }
 

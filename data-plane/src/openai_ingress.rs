@@ -13,14 +13,12 @@
 //! [`server::handle`] unchanged: authentication, routing, limits, fallbacks and usage records
 //! apply as on `/anthropic/v1/messages`, and the provider's own translation follows (Bedrock
 //! still gets its native InvokeModel body). The answer goes back in the client's format: a
-//! stream event by event as each Anthropic event completes ([`OpenAiStreamBody`]; nothing is
+//! stream event by event as each Anthropic event completes ([`server::ReencodedBody`]; nothing is
 //! buffered beyond the event being completed), a message as one JSON object, and errors in
 //! OpenAI's envelope `{"error":{"message","type","param","code"}}` with the status kept.
 //! Fields the client sent that Claude cannot take are dropped and named in a debug log line.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -29,7 +27,6 @@ use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use http_body::Frame;
 use serde::Serialize;
 use tollgate_protocol::anthropic::ErrorKind;
 use tollgate_protocol::openai::chat_ingress::{self, ChatStream};
@@ -300,20 +297,19 @@ async fn to_openai(resp: Response, answer: Option<Answer>) -> Response {
             HeaderValue::from_static("text/event-stream; charset=utf-8"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        let conv = match answer {
+        let body = match answer {
             Answer::Chat {
                 model,
                 include_usage,
-            } => Converter::Chat(Box::new(ChatStream::new(&model, created, include_usage))),
-            Answer::Responses(ctx) => {
-                Converter::Responses(Box::new(ResponsesStream::new(*ctx, created)))
-            }
+            } => Body::new(server::ReencodedBody::new(
+                body,
+                ChatStream::new(&model, created, include_usage),
+            )),
+            Answer::Responses(ctx) => Body::new(server::ReencodedBody::new(
+                body,
+                ResponsesStream::new(*ctx, created),
+            )),
         };
-        let body = Body::new(OpenAiStreamBody {
-            inner: body,
-            conv,
-            finished: false,
-        });
         return (status, headers, body).into_response();
     }
     let failed = |headers, message: &str| {
@@ -349,69 +345,21 @@ async fn to_openai(resp: Response, answer: Option<Answer>) -> Response {
     }
 }
 
-/// The stream translation of one OpenAI API.
-enum Converter {
-    Chat(Box<ChatStream>),
-    Responses(Box<ResponsesStream>),
-}
-
-impl Converter {
+impl server::Reencode for ChatStream {
     fn push(&mut self, chunk: &[u8]) -> Bytes {
-        match self {
-            Converter::Chat(c) => c.push(chunk),
-            Converter::Responses(c) => c.push(chunk),
-        }
+        ChatStream::push(self, chunk)
     }
-
     fn finish(&mut self) -> Bytes {
-        match self {
-            Converter::Chat(c) => c.finish(),
-            Converter::Responses(c) => c.finish(),
-        }
+        ChatStream::finish(self)
     }
 }
 
-/// The client's body of an OpenAI-format stream: the Anthropic SSE answer (the providers'
-/// relay) translated as each event completes. It reads the inner body only when the client asks
-/// for more, like the relay itself, so backpressure and the client going away reach the
-/// upstream unchanged.
-struct OpenAiStreamBody {
-    inner: Body,
-    conv: Converter,
-    finished: bool,
-}
-
-impl http_body::Body for OpenAiStreamBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let this = self.get_mut();
-        if this.finished {
-            return Poll::Ready(None);
-        }
-        loop {
-            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-                Some(Ok(frame)) => {
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    let out = this.conv.push(&data);
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::data(out))));
-                    }
-                }
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                None => {
-                    this.finished = true;
-                    let tail = this.conv.finish();
-                    return Poll::Ready((!tail.is_empty()).then(|| Ok(Frame::data(tail))));
-                }
-            }
-        }
+impl server::Reencode for ResponsesStream {
+    fn push(&mut self, chunk: &[u8]) -> Bytes {
+        ResponsesStream::push(self, chunk)
+    }
+    fn finish(&mut self) -> Bytes {
+        ResponsesStream::finish(self)
     }
 }
 

@@ -728,7 +728,9 @@ pub(crate) async fn collect(body: Body, limit: usize) -> Option<Bytes> {
 }
 
 mod attempts;
+mod reencode;
 pub use attempts::{FALLBACK_INDEX_HEADER, SESSION_HEADERS, session_id};
+pub(crate) use reencode::{Reencode, ReencodedBody};
 
 #[cfg(test)]
 mod tests;

@@ -303,24 +303,35 @@ fn user_content(mut parts: Vec<Value>) -> Value {
     Value::Array(parts)
 }
 
+/// The blocks of a turn's `content`; a string content is written out as one message of `role`
+/// at once (`None`).
+fn content_blocks<'a>(
+    content: &'a Value,
+    role: &str,
+    i: usize,
+    out: &mut Vec<Value>,
+) -> Result<Option<&'a Vec<Value>>, EgressError> {
+    match content {
+        Value::String(s) => {
+            out.push(json!({"role": role, "content": s}));
+            Ok(None)
+        }
+        Value::Array(blocks) => Ok(Some(blocks)),
+        _ => Err(invalid(
+            format!("messages[{i}].content"),
+            "must be a string or an array of content blocks",
+        )),
+    }
+}
+
 fn user_turn(
     content: &Value,
     i: usize,
     out: &mut Vec<Value>,
     dropped: &mut Dropped,
 ) -> Result<(), EgressError> {
-    let blocks = match content {
-        Value::String(s) => {
-            out.push(json!({"role": "user", "content": s}));
-            return Ok(());
-        }
-        Value::Array(blocks) => blocks,
-        _ => {
-            return Err(invalid(
-                format!("messages[{i}].content"),
-                "must be a string or an array of content blocks",
-            ));
-        }
+    let Some(blocks) = content_blocks(content, "user", i, out)? else {
+        return Ok(());
     };
     // Tool results first (they must follow the assistant's tool calls), then one user message
     // with the images they held and the rest of the turn.
@@ -478,18 +489,8 @@ fn assistant_turn(
     out: &mut Vec<Value>,
     dropped: &mut Dropped,
 ) -> Result<(), EgressError> {
-    let blocks = match content {
-        Value::String(s) => {
-            out.push(json!({"role": "assistant", "content": s}));
-            return Ok(());
-        }
-        Value::Array(blocks) => blocks,
-        _ => {
-            return Err(invalid(
-                format!("messages[{i}].content"),
-                "must be a string or an array of content blocks",
-            ));
-        }
+    let Some(blocks) = content_blocks(content, "assistant", i, out)? else {
+        return Ok(());
     };
     let mut texts = Vec::new();
     let mut calls = Vec::new();
