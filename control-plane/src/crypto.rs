@@ -143,6 +143,15 @@ pub fn generate_virtual_key() -> Result<String, CryptoError> {
     ))
 }
 
+/// A key for one purpose derived from the master key (HMAC-SHA256 of the purpose), so a
+/// value derived with it reveals nothing about keys of other purposes.
+pub fn derive_key(master: &[u8; 32], purpose: &[u8]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(master).expect("HMAC takes any key length");
+    mac.update(purpose);
+    mac.finalize().into_bytes().into()
+}
+
 /// SHA-256 digest of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()

@@ -66,6 +66,7 @@ pub mod crypto;
 pub mod fleet;
 pub mod governance;
 pub mod grpc;
+pub mod identity;
 pub mod model;
 mod replicas;
 pub mod snapshot;
@@ -150,6 +151,9 @@ pub struct ControlPlane {
 struct Inner {
     store: Arc<dyn Store>,
     secrets: crypto::SecretBox,
+    /// Derives personal virtual keys ([`identity::personal_key_value`]); itself derived from
+    /// the master key.
+    personal_key_secret: [u8; 32],
     admin_auth: AdminAuth,
     env_allow: EnvAllowlist,
     snapshots: watch::Sender<Arc<Snapshot>>,
@@ -236,6 +240,7 @@ impl ControlPlane {
             inner: Arc::new(Inner {
                 store,
                 secrets,
+                personal_key_secret: crypto::derive_key(secret_key, b"tollgate personal keys v1"),
                 admin_auth,
                 env_allow,
                 snapshots: tx,
@@ -412,6 +417,30 @@ impl ControlPlane {
 
     pub(crate) fn secrets(&self) -> &crypto::SecretBox {
         &self.inner.secrets
+    }
+
+    /// The value of a user's personal virtual key at `generation`.
+    pub fn personal_key(&self, user_id: uuid::Uuid, generation: u64) -> String {
+        identity::personal_key_value(&self.inner.personal_key_secret, user_id, generation)
+    }
+
+    /// The group → team and group → role rules (the `group_mappings` setting; none: every
+    /// user is a `member` in no team).
+    pub async fn group_mappings(&self) -> Result<identity::GroupMappings, Error> {
+        match self
+            .inner
+            .store
+            .setting(identity::GROUP_MAPPINGS_SETTING)
+            .await?
+        {
+            None => Ok(identity::GroupMappings::default()),
+            Some(v) => serde_json::from_value(v).map_err(|e| {
+                Error::Store(StoreError::Corrupt {
+                    table: "settings",
+                    reason: format!("group_mappings: {e}"),
+                })
+            }),
+        }
     }
 
     pub(crate) fn admin_auth(&self) -> &AdminAuth {

@@ -416,6 +416,8 @@ pub struct TeamRecord {
     pub name: String,
     pub customer_id: Option<Uuid>,
     pub limits: Limits,
+    /// The limits a member's personal key gets when SSO or SCIM places the member here.
+    pub member_key_limits: Option<Limits>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }

@@ -446,6 +446,7 @@ mod tests {
                 name: "platform".into(),
                 customer_id: Some(customer_id),
                 limits: Limits::default(),
+                member_key_limits: None,
                 created_at: t,
                 updated_at: t,
             }],

@@ -34,6 +34,31 @@ pub struct CreateTeamRequest {
     pub rate_limit: Option<RateLimit>,
     #[serde(default)]
     pub max_concurrent: Option<u32>,
+    /// What each member's personal key gets when SSO or SCIM places the member in this team.
+    #[serde(default)]
+    pub member_key_limits: Option<LimitsInput>,
+}
+
+/// Budgets, rate limit and concurrency limit, as given for a team's member keys.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsInput {
+    #[serde(default)]
+    pub budgets: Option<Vec<BudgetInput>>,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+}
+
+impl LimitsInput {
+    fn limits(&self) -> Result<Limits, ApiError> {
+        new_limits(
+            self.budgets.as_deref(),
+            self.rate_limit.as_ref(),
+            self.max_concurrent,
+        )
+    }
 }
 
 /// `POST /api/customers` body.
@@ -74,6 +99,11 @@ pub struct UpdateGroupRequest {
     #[serde(default, deserialize_with = "super::double_option")]
     #[schema(value_type = Option<u32>, nullable)]
     pub max_concurrent: Option<Option<u32>>,
+    /// Teams only: replaces the member key limits (`null` removes them). Keys already placed
+    /// keep theirs; members placed from now on get these.
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<LimitsInput>, nullable)]
+    pub member_key_limits: Option<Option<LimitsInput>>,
     /// Read-only; ignored.
     #[serde(default, rename = "created_at")]
     pub _created_at: Option<String>,
@@ -89,6 +119,8 @@ pub struct TeamResponse {
     pub customer_id: Option<Uuid>,
     #[serde(flatten)]
     pub limits: LimitsView,
+    /// The limits members' personal keys get when SSO or SCIM places them here.
+    pub member_key_limits: Option<LimitsView>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -102,6 +134,7 @@ impl From<&TeamRecord> for TeamResponse {
             name: t.name.clone(),
             customer_id: t.customer_id,
             limits: LimitsView::from(&t.limits),
+            member_key_limits: t.member_key_limits.as_ref().map(LimitsView::from),
             created_at: timestamp(t.created_at),
             updated_at: timestamp(t.updated_at),
         }
@@ -177,6 +210,7 @@ fn changed(req: &UpdateGroupRequest) -> Vec<&'static str> {
         ("budgets", req.budgets.is_some()),
         ("rate_limit", req.rate_limit.is_some()),
         ("max_concurrent", req.max_concurrent.is_some()),
+        ("member_key_limits", req.member_key_limits.is_some()),
     ]
     .into_iter()
     .filter_map(|(f, present)| present.then_some(f))
@@ -213,6 +247,11 @@ async fn create_team(
         name: req.name,
         customer_id: req.customer_id,
         limits,
+        member_key_limits: req
+            .member_key_limits
+            .as_ref()
+            .map(LimitsInput::limits)
+            .transpose()?,
         created_at: t,
         updated_at: t,
     };
@@ -262,12 +301,20 @@ async fn update_team(
     if let Some(name) = &req.name {
         validate::display_name("name", name)?;
     }
+    let member_key_limits = req
+        .member_key_limits
+        .as_ref()
+        .map(|l| l.as_ref().map(LimitsInput::limits).transpose())
+        .transpose()?;
     let apply = |team: &mut TeamRecord| {
         if let Some(name) = &req.name {
             team.name = name.clone();
         }
         if let Some(customer) = req.customer_id {
             team.customer_id = customer;
+        }
+        if let Some(limits) = &member_key_limits {
+            team.member_key_limits.clone_from(limits);
         }
         apply_limits(&mut team.limits, &req)
     };
@@ -371,6 +418,12 @@ async fn update_customer(
         return Err(ApiError::invalid_field(
             "customer_id",
             "a customer does not belong to a customer",
+        ));
+    }
+    if req.member_key_limits.is_some() {
+        return Err(ApiError::invalid_field(
+            "member_key_limits",
+            "customers have no members of their own: set member key limits on a team",
         ));
     }
     let apply = |customer: &mut CustomerRecord| {

@@ -46,6 +46,7 @@ use crate::model::{
 use crate::validate::ValidationError;
 
 mod governance;
+pub(crate) mod identity;
 mod postgres;
 mod sqlite;
 
@@ -54,6 +55,7 @@ pub(crate) use governance::{
     CustomerRow, PriceOverrideRow, TeamRow, check_key_ids, reference_conflict,
 };
 
+pub use identity::{IdentityStore, PersonalKey, Provisioned};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use tollgate_proto::usage::v1::UsageRecord;
@@ -135,7 +137,7 @@ pub type SealHeader<'a> =
 
 /// The control plane's storage. All mutations return the config version they produced.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: IdentityStore + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 
@@ -1456,6 +1458,7 @@ macro_rules! impl_sql_store {
                     .bind(sqlx::types::Json(&team.limits))
                     .bind(team.created_at)
                     .bind(team.updated_at)
+                    .bind(team.member_key_limits.as_ref().map(sqlx::types::Json))
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| reference_conflict(e, || format!("a team named {:?} already exists", team.name)))?;
@@ -1487,6 +1490,7 @@ macro_rules! impl_sql_store {
                     .bind(team.customer_id)
                     .bind(sqlx::types::Json(&team.limits))
                     .bind(team.updated_at)
+                    .bind(team.member_key_limits.as_ref().map(sqlx::types::Json))
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| reference_conflict(e, || format!("a team named {:?} already exists", team.name)))?;

@@ -432,6 +432,7 @@ fn usage_instant(t: time::OffsetDateTime) -> time::OffsetDateTime {
     t
 }
 
+super::identity::impl_identity_store!(PostgresStore);
 super::impl_sql_store!(PostgresStore, Postgres, "postgres");
 
 #[cfg(test)]
