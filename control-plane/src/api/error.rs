@@ -21,6 +21,7 @@ pub enum ErrorType {
     NotFound,
     Conflict,
     Unauthorized,
+    Forbidden,
     Internal,
 }
 
@@ -61,6 +62,9 @@ pub enum ApiError {
     /// 401.
     #[error("{0}")]
     Unauthorized(String),
+    /// 403: authenticated, but the role or scope does not allow it.
+    #[error("{0}")]
+    Forbidden(String),
     /// 413.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -91,6 +95,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -107,6 +112,7 @@ impl ApiError {
             }
             ApiError::Conflict(m) => (ErrorType::Conflict, m.clone(), None),
             ApiError::Unauthorized(m) => (ErrorType::Unauthorized, m.clone(), None),
+            ApiError::Forbidden(m) => (ErrorType::Forbidden, m.clone(), None),
             ApiError::Internal(_) => (
                 ErrorType::Internal,
                 "internal error; the cause is in the server log".to_owned(),

@@ -21,6 +21,7 @@ mod extract;
 mod keys;
 mod pricing;
 mod providers;
+mod session;
 mod system;
 mod teams;
 mod usage;
