@@ -1,30 +1,41 @@
-//! Admin authentication.
+//! Admin authentication: who is calling ([`Principal`]).
 //!
-//! * A configured token must be presented as `Authorization: Bearer <token>` on every `/api`
-//!   request, from any address (compared in constant time, on SHA-256 digests so the length does
-//!   not leak either).
-//! * Without a token, `allow_loopback_without_token` admits only clients whose TCP peer address
-//!   is loopback (from `ConnectInfo<SocketAddr>`; forwarded-for headers are not trusted). A request
-//!   without `ConnectInfo` is not considered loopback. Because a local browser is a loopback
-//!   client too, this mode also refuses cross-origin browser requests (`Origin` not matching
-//!   `Host`, `Sec-Fetch-Site: cross-site`) and `Host` names that are not loopback names (DNS
-//!   rebinding).
-//! * Otherwise every request is refused with 401.
+//! Credentials, tried in this order:
+//! * `Authorization: Bearer <token>`: the configured admin token (role `admin`; compared in
+//!   constant time, on SHA-256 digests so the length does not leak either), or a personal API
+//!   token (`tgp_...`, acting as its user with the user's role). Any other bearer is refused.
+//! * The session cookie of a browser that signed in through SSO (acting as its user). A
+//!   mutation must also carry the session's CSRF token ([`super::session::CSRF_HEADER`]),
+//!   and a browser `Origin`, when sent, must be the request's own.
+//! * Without a token configured, `allow_loopback_without_token` admits clients whose TCP peer
+//!   address is loopback (from `ConnectInfo<SocketAddr>`; forwarded-for headers are not
+//!   trusted) as `admin`. A request without `ConnectInfo` is not considered loopback. Because a
+//!   local browser is a loopback client too, this mode also refuses cross-origin browser
+//!   requests (`Origin` not matching `Host`, `Sec-Fetch-Site: cross-site`) and `Host` names
+//!   that are not loopback names (DNS rebinding).
+//! * Otherwise the request is refused with 401.
+//!
+//! What a principal may do is decided by [`super::access`] (the role) and by the handlers
+//! (the scope: a team admin's team, a member's own key).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
-use axum::http::{HeaderMap, header, request::Parts};
+use axum::http::{HeaderMap, Method, header, request::Parts};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq as _;
+use uuid::Uuid;
 
 use super::error::ApiError;
-use crate::AdminAuth;
+use super::session::{CSRF_HEADER, SESSION_COOKIE, cookie};
 use crate::crypto::sha256;
+use crate::identity::{API_TOKEN_PREFIX, Role, UserRecord};
+use crate::{AdminAuth, ControlPlane};
 
-/// Who made an admin request, as recorded in the audit log (`token@10.0.0.5`, `loopback@127.0.0.1`).
+/// Who made an admin request, as recorded in the audit log (`token@10.0.0.5`,
+/// `loopback@127.0.0.1`, `user:alice@example.com@10.0.0.5`).
 #[derive(Debug, Clone)]
 pub struct Actor(pub String);
 
@@ -32,44 +43,244 @@ impl<S: Send + Sync> FromRequestParts<S> for Actor {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<Actor>()
-            .cloned()
-            .unwrap_or_else(|| Actor("unknown".to_owned())))
+        Ok(Actor(
+            parts
+                .extensions
+                .get::<Principal>()
+                .map_or_else(|| "unknown".to_owned(), Principal::actor),
+        ))
     }
 }
 
-/// The middleware's view of [`AdminAuth`].
+/// How a principal authenticated.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Credential {
+    AdminToken,
+    Loopback,
+    Session,
+    ApiToken { id: Uuid },
+}
+
+/// The authenticated caller of an `/api` request.
+#[derive(Debug, Clone)]
+pub(crate) struct Principal {
+    pub credential: Credential,
+    pub role: Role,
+    /// The signed-in user (sessions and API tokens); `None` for the admin token and loopback.
+    pub user: Option<UserRecord>,
+    /// The user's personal key, if they have one.
+    pub personal_key_id: Option<Uuid>,
+    pub peer_ip: String,
+}
+
+/// What part of the configuration a principal's role covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Admins and viewers: everything (viewers only read, which [`super::access`] enforces).
+    All,
+    /// Team admins: their team (none if they are in no team).
+    Team(Option<Uuid>),
+    /// Members: their own key.
+    Own,
+}
+
+impl Principal {
+    fn actor(&self) -> String {
+        match (&self.credential, &self.user) {
+            (Credential::AdminToken, _) => format!("token@{}", self.peer_ip),
+            (Credential::Loopback, _) => format!("loopback@{}", self.peer_ip),
+            (_, Some(u)) => format!("user:{}@{}", u.user_name, self.peer_ip),
+            (_, None) => format!("unknown@{}", self.peer_ip),
+        }
+    }
+
+    pub(crate) fn scope(&self) -> Scope {
+        match self.role {
+            Role::Admin | Role::Viewer => Scope::All,
+            Role::TeamAdmin => Scope::Team(self.user.as_ref().and_then(|u| u.team_id)),
+            Role::Member => Scope::Own,
+        }
+    }
+
+    /// Whether the key (`id` in team `team_id`) is within the principal's scope.
+    pub(crate) fn covers_key(&self, id: Uuid, team_id: Option<Uuid>) -> bool {
+        match self.scope() {
+            Scope::All => true,
+            Scope::Team(team) => team.is_some() && team == team_id,
+            Scope::Own => self.personal_key_id == Some(id),
+        }
+    }
+
+    /// Whether the team is within the principal's scope.
+    pub(crate) fn covers_team(&self, id: Uuid) -> bool {
+        match self.scope() {
+            Scope::All => true,
+            Scope::Team(team) => team == Some(id),
+            Scope::Own => self.user.as_ref().and_then(|u| u.team_id) == Some(id),
+        }
+    }
+
+    /// 403 unless the key is within the principal's scope.
+    pub(crate) fn check_key(&self, id: Uuid, team_id: Option<Uuid>) -> Result<(), ApiError> {
+        if self.covers_key(id, team_id) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "virtual key {id} is outside what the {} role of {} covers",
+                self.role,
+                self.who()
+            )))
+        }
+    }
+
+    /// 403 unless the team is within the principal's scope.
+    pub(crate) fn check_team(&self, id: Uuid) -> Result<(), ApiError> {
+        if self.covers_team(id) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "team {id} is outside what the {} role of {} covers",
+                self.role,
+                self.who()
+            )))
+        }
+    }
+
+    /// Where a key a principal creates or moves may belong: anywhere for admins; a team admin
+    /// only in their own team (the default when none is given), never a customer's.
+    pub(crate) fn key_team(
+        &self,
+        team_id: Option<Uuid>,
+        customer_id: Option<Uuid>,
+    ) -> Result<Option<Uuid>, ApiError> {
+        match self.scope() {
+            Scope::All => Ok(team_id),
+            Scope::Team(Some(own)) if customer_id.is_none() && team_id.is_none_or(|t| t == own) => {
+                Ok(Some(own))
+            }
+            Scope::Team(Some(own)) => Err(ApiError::Forbidden(format!(
+                "a team admin's keys belong to their team ({own}), not to another team or a customer"
+            ))),
+            Scope::Team(None) | Scope::Own => Err(ApiError::Forbidden(format!(
+                "{} is in no team, so cannot manage keys",
+                self.who()
+            ))),
+        }
+    }
+
+    fn who(&self) -> String {
+        self.user
+            .as_ref()
+            .map_or_else(|| "this caller".to_owned(), |u| u.user_name.clone())
+    }
+
+    /// The signed-in user, or 403 for the admin token and loopback callers.
+    pub(crate) fn signed_in_user(&self) -> Result<&UserRecord, ApiError> {
+        self.user.as_ref().ok_or_else(|| {
+            ApiError::Forbidden(
+                "this route is for signed-in users (an SSO session or a personal API token); \
+                 the admin token has no user"
+                    .to_owned(),
+            )
+        })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| ApiError::Internal("no principal on an /api request".to_owned()))
+    }
+}
+
+/// The middleware's view of [`AdminAuth`], with the control plane for sessions and tokens.
 #[derive(Clone)]
 pub(crate) struct AuthPolicy {
     token_sha256: Option<[u8; 32]>,
     allow_loopback: bool,
+    cp: Option<ControlPlane>,
 }
 
 impl AuthPolicy {
-    pub(crate) fn new(auth: &AdminAuth) -> Self {
+    pub(crate) fn new(auth: &AdminAuth, cp: Option<ControlPlane>) -> Self {
         Self {
             token_sha256: auth.token.as_deref().map(|t| sha256(t.as_bytes())),
             allow_loopback: auth.allow_loopback_without_token,
+            cp,
         }
     }
 
-    fn check(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Result<Actor, ApiError> {
+    async fn check(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+    ) -> Result<Principal, ApiError> {
         let peer_ip = peer.map_or_else(|| "unknown".to_owned(), |p| p.ip().to_string());
-        match &self.token_sha256 {
-            Some(expected) => {
-                let presented = bearer(headers).ok_or_else(|| {
-                    ApiError::Unauthorized(
-                        "missing admin token: send `Authorization: Bearer <token>`".to_owned(),
-                    )
-                })?;
-                if bool::from(sha256(presented.as_bytes()).ct_eq(expected)) {
-                    Ok(Actor(format!("token@{peer_ip}")))
-                } else {
-                    Err(ApiError::Unauthorized("invalid admin token".to_owned()))
-                }
+        let principal = |credential, role, user, personal_key_id| Principal {
+            credential,
+            role,
+            user,
+            personal_key_id,
+            peer_ip: peer_ip.clone(),
+        };
+        if let Some(presented) = bearer(headers) {
+            if let Some(expected) = &self.token_sha256
+                && bool::from(sha256(presented.as_bytes()).ct_eq(expected))
+            {
+                return Ok(principal(Credential::AdminToken, Role::Admin, None, None));
             }
+            if presented.starts_with(API_TOKEN_PREFIX)
+                && let Some(cp) = &self.cp
+                && let Some((token, user)) = cp
+                    .store()
+                    .api_token(&sha256(presented.as_bytes()), crate::model::now())
+                    .await?
+            {
+                let (role, key) = user_role(cp, &user).await?;
+                return Ok(principal(
+                    Credential::ApiToken { id: token.id },
+                    role,
+                    Some(user),
+                    key,
+                ));
+            }
+            return Err(ApiError::Unauthorized(
+                if presented.starts_with(API_TOKEN_PREFIX) {
+                    "invalid, expired or revoked API token"
+                } else {
+                    "invalid admin token"
+                }
+                .to_owned(),
+            ));
+        }
+        if let Some(value) = cookie(headers, SESSION_COOKIE)
+            && let Some(cp) = &self.cp
+        {
+            let Some((session, user)) = cp
+                .store()
+                .session(&sha256(value.as_bytes()), crate::model::now())
+                .await?
+            else {
+                return Err(ApiError::Unauthorized(
+                    "the session has ended: sign in again at /auth/login".to_owned(),
+                ));
+            };
+            if !is_safe(method) {
+                csrf_guard(headers, &session.csrf_token)?;
+            }
+            let (role, key) = user_role(cp, &user).await?;
+            return Ok(principal(Credential::Session, role, Some(user), key));
+        }
+        match &self.token_sha256 {
+            Some(_) => Err(ApiError::Unauthorized(
+                "missing admin token: send `Authorization: Bearer <token>`".to_owned(),
+            )),
             None if self.allow_loopback => {
                 if !peer.is_some_and(|p| p.ip().to_canonical().is_loopback()) {
                     return Err(ApiError::Unauthorized(
@@ -78,13 +289,53 @@ impl AuthPolicy {
                     ));
                 }
                 browser_guard(headers)?;
-                Ok(Actor(format!("loopback@{peer_ip}")))
+                Ok(principal(Credential::Loopback, Role::Admin, None, None))
             }
             None => Err(ApiError::Unauthorized(
                 "the admin API is disabled: no admin token is configured".to_owned(),
             )),
         }
     }
+}
+
+/// A user's effective role (assigned, else from the group mappings) and personal key.
+async fn user_role(cp: &ControlPlane, user: &UserRecord) -> Result<(Role, Option<Uuid>), ApiError> {
+    let role = cp.group_mappings().await?.effective_role(user);
+    let key = cp.store().personal_key_id(user.id).await?;
+    Ok((role, key))
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// A cookie-authenticated mutation must carry the session's CSRF token, and a browser's
+/// `Origin` (when sent) must be the request's own host.
+fn csrf_guard(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
+    let presented = headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if presented.is_empty() || !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+        return Err(ApiError::Forbidden(format!(
+            "a change made with the session cookie must carry the session's CSRF token in \
+             `{CSRF_HEADER}` (GET /api/me gives it)"
+        )));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let origin_authority = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .map(|(_, authority)| authority);
+        if origin_authority.is_none() || origin_authority != host {
+            return Err(ApiError::Forbidden(
+                "cross-origin request with the session cookie".to_owned(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Without a token, the loopback rule alone would let any web page open in a local browser drive
@@ -145,8 +396,9 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Axum middleware enforcing [`AuthPolicy`]; on success it stores the [`Actor`] in the request.
-pub(crate) async fn require_admin(
+/// Axum middleware enforcing [`AuthPolicy`]; on success it stores the [`Principal`] in the
+/// request.
+pub(crate) async fn authenticate(
     State(policy): State<Arc<AuthPolicy>>,
     mut req: Request,
     next: Next,
@@ -155,9 +407,9 @@ pub(crate) async fn require_admin(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    match policy.check(req.headers(), peer) {
-        Ok(actor) => {
-            req.extensions_mut().insert(actor);
+    match policy.check(req.method(), req.headers(), peer).await {
+        Ok(principal) => {
+            req.extensions_mut().insert(principal);
             next.run(req).await
         }
         Err(err) => {
@@ -178,10 +430,13 @@ mod tests {
     use super::*;
 
     fn policy(token: Option<&str>, loopback: bool) -> AuthPolicy {
-        AuthPolicy::new(&AdminAuth {
-            token: token.map(str::to_owned),
-            allow_loopback_without_token: loopback,
-        })
+        AuthPolicy::new(
+            &AdminAuth {
+                token: token.map(str::to_owned),
+                allow_loopback_without_token: loopback,
+            },
+            None,
+        )
     }
 
     fn headers(auth: Option<&str>) -> HeaderMap {
@@ -192,19 +447,35 @@ mod tests {
         h
     }
 
-    #[test]
-    fn rules() {
+    #[tokio::test]
+    async fn rules() {
         let lo: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let lo6: SocketAddr = "[::1]:5000".parse().unwrap();
         let mapped: SocketAddr = "[::ffff:127.0.0.1]:5000".parse().unwrap();
         let remote: SocketAddr = "10.1.2.3:5000".parse().unwrap();
 
         let p = policy(None, true);
-        assert!(p.check(&headers(None), Some(lo)).is_ok());
-        assert!(p.check(&headers(None), Some(lo6)).is_ok());
-        assert!(p.check(&headers(None), Some(mapped)).is_ok());
-        assert!(p.check(&headers(None), Some(remote)).is_err());
-        assert!(p.check(&headers(None), None).is_err());
+        assert!(
+            p.check(&Method::GET, &headers(None), Some(lo))
+                .await
+                .is_ok()
+        );
+        assert!(
+            p.check(&Method::GET, &headers(None), Some(lo6))
+                .await
+                .is_ok()
+        );
+        assert!(
+            p.check(&Method::GET, &headers(None), Some(mapped))
+                .await
+                .is_ok()
+        );
+        assert!(
+            p.check(&Method::GET, &headers(None), Some(remote))
+                .await
+                .is_err()
+        );
+        assert!(p.check(&Method::GET, &headers(None), None).await.is_err());
 
         // Browsers: cross-origin requests and rebound host names are refused.
         let with = |pairs: &[(&'static str, &'static str)]| {
@@ -228,7 +499,7 @@ mod tests {
                 ("sec-fetch-site", "same-origin"),
             ]),
         ] {
-            assert!(p.check(&ok, Some(lo)).is_ok(), "{ok:?}");
+            assert!(p.check(&Method::GET, &ok, Some(lo)).await.is_ok(), "{ok:?}");
         }
         for bad in [
             with(&[("host", "evil.example:8080")]),
@@ -240,28 +511,51 @@ mod tests {
             with(&[("host", "localhost:8080"), ("origin", "null")]),
             with(&[("host", "localhost:8080"), ("sec-fetch-site", "cross-site")]),
         ] {
-            assert!(p.check(&bad, Some(lo)).is_err(), "{bad:?}");
+            assert!(
+                p.check(&Method::GET, &bad, Some(lo)).await.is_err(),
+                "{bad:?}"
+            );
         }
 
         let p = policy(None, false);
-        assert!(p.check(&headers(None), Some(lo)).is_err());
+        assert!(
+            p.check(&Method::GET, &headers(None), Some(lo))
+                .await
+                .is_err()
+        );
 
         let p = policy(Some("s3cret"), true);
         assert!(
-            p.check(&headers(None), Some(lo)).is_err(),
+            p.check(&Method::GET, &headers(None), Some(lo))
+                .await
+                .is_err(),
             "token required even on loopback"
         );
-        assert!(p.check(&headers(Some("Bearer wrong")), Some(lo)).is_err());
-        assert!(p.check(&headers(Some("Basic s3cret")), Some(lo)).is_err());
         assert!(
-            p.check(&headers(Some("Bearer s3cret")), Some(remote))
+            p.check(&Method::GET, &headers(Some("Bearer wrong")), Some(lo))
+                .await
+                .is_err()
+        );
+        assert!(
+            p.check(&Method::GET, &headers(Some("Basic s3cret")), Some(lo))
+                .await
+                .is_err()
+        );
+        assert!(
+            p.check(&Method::GET, &headers(Some("Bearer s3cret")), Some(remote))
+                .await
                 .is_ok()
         );
-        assert!(p.check(&headers(Some("bearer s3cret")), None).is_ok());
+        assert!(
+            p.check(&Method::GET, &headers(Some("bearer s3cret")), None)
+                .await
+                .is_ok()
+        );
         assert_eq!(
-            p.check(&headers(Some("Bearer s3cret")), Some(remote))
+            p.check(&Method::GET, &headers(Some("Bearer s3cret")), Some(remote))
+                .await
                 .unwrap()
-                .0,
+                .actor(),
             "token@10.1.2.3"
         );
     }

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::ControlPlane;
 
+mod access;
 mod auth;
 mod data_planes;
 mod error;
@@ -25,6 +26,7 @@ mod session;
 mod system;
 mod teams;
 mod usage;
+mod users;
 mod virtual_keys;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail, ErrorType};
@@ -33,7 +35,7 @@ pub use error::{ApiError, ErrorBody, ErrorDetail, ErrorType};
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub(crate) fn router(cp: ControlPlane) -> Router {
-    let policy = Arc::new(auth::AuthPolicy::new(cp.admin_auth()));
+    let policy = Arc::new(auth::AuthPolicy::new(cp.admin_auth(), Some(cp.clone())));
     let vk_routes = |r: Router<ControlPlane>, base: &str, item: &str, gov: bool| {
         if gov {
             r.route(
@@ -82,6 +84,24 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
                 .delete(keys::delete_key),
         )
         .route("/keys", get(keys::list_all_keys))
+        .route("/me", get(users::me))
+        .route("/me/key", get(users::my_key))
+        .route("/me/key/rotate", axum::routing::post(users::rotate_my_key))
+        .route(
+            "/me/tokens",
+            get(users::list_my_tokens).post(users::create_my_token),
+        )
+        .route(
+            "/me/tokens/{token_id}",
+            axum::routing::delete(users::revoke_my_token),
+        )
+        .route("/users", get(users::list_users))
+        .route(
+            "/users/{user_id}",
+            get(users::get_user)
+                .put(users::update_user)
+                .delete(users::delete_user),
+        )
         .route("/audit-logs", get(system::list_audit_logs))
         .route("/data-planes", get(data_planes::list_data_planes))
         .route("/version", get(system::version))
@@ -155,11 +175,12 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         "/governance/virtual-keys/{vk_id}",
         true,
     )
+    .route_layer(axum::middleware::from_fn(access::authorize))
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
     .layer(axum::middleware::from_fn_with_state(
         policy,
-        auth::require_admin,
+        auth::authenticate,
     ))
     .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
     .with_state(cp);
@@ -206,8 +227,11 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "The admin token (`Authorization: Bearer <token>`). When no token is \
-                         configured, the server may accept loopback clients without one.",
+                        "The admin token, or a personal API token (`tgp_...`, acting as its \
+                         user with their role), as `Authorization: Bearer <token>`. Browsers \
+                         signed in through SSO use the session cookie instead, and send \
+                         `X-CSRF-Token` with every change. When no admin token is configured, \
+                         the server may accept loopback clients without one.",
                     ))
                     .build(),
             ),
@@ -282,6 +306,16 @@ impl Modify for BearerAuth {
         data_planes::list_data_planes,
         system::list_audit_logs,
         system::version,
+        users::me,
+        users::my_key,
+        users::rotate_my_key,
+        users::list_my_tokens,
+        users::create_my_token,
+        users::revoke_my_token,
+        users::list_users,
+        users::get_user,
+        users::update_user,
+        users::delete_user,
         system::openapi_json,
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorType)),
@@ -297,6 +331,7 @@ impl Modify for BearerAuth {
         (name = "governance", description = "The virtual-key, team and customer routes under the path other gateways use"),
         (name = "data-planes", description = "The fleet view: data planes connected to this control plane"),
         (name = "system", description = "Audit log, versions, this document"),
+        (name = "users", description = "People who sign in through SSO: their roles, personal keys and API tokens"),
     )
 )]
 struct ApiDoc;

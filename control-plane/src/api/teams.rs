@@ -10,12 +10,13 @@ use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::Actor;
+use super::auth::{Actor, Principal};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use super::{parse_id, timestamp};
 use crate::ControlPlane;
 use crate::governance::{self, BudgetInput, Limits, LimitsView, RateLimit};
+use crate::identity::Role;
 use crate::model::{AuditEvent, CustomerRecord, TeamRecord, now};
 use crate::validate;
 
@@ -266,12 +267,13 @@ async fn create_team(
     Ok((StatusCode::CREATED, Json(TeamResponse::from(&team))))
 }
 
-async fn list_teams(cp: &ControlPlane) -> Result<Json<TeamList>, ApiError> {
+async fn list_teams(cp: &ControlPlane, caller: &Principal) -> Result<Json<TeamList>, ApiError> {
     let teams: Vec<_> = cp
         .store()
         .list_teams()
         .await?
         .iter()
+        .filter(|t| caller.covers_team(t.id))
         .map(TeamResponse::from)
         .collect();
     Ok(Json(TeamList {
@@ -280,8 +282,13 @@ async fn list_teams(cp: &ControlPlane) -> Result<Json<TeamList>, ApiError> {
     }))
 }
 
-async fn get_team(cp: &ControlPlane, team_id: &str) -> Result<Json<TeamResponse>, ApiError> {
+async fn get_team(
+    cp: &ControlPlane,
+    caller: &Principal,
+    team_id: &str,
+) -> Result<Json<TeamResponse>, ApiError> {
     let id = parse_id("team_id", team_id)?;
+    caller.check_team(id)?;
     let team = cp
         .store()
         .get_team(id)
@@ -292,11 +299,20 @@ async fn get_team(cp: &ControlPlane, team_id: &str) -> Result<Json<TeamResponse>
 
 async fn update_team(
     cp: &ControlPlane,
+    caller: &Principal,
     actor: Actor,
     team_id: &str,
     req: UpdateGroupRequest,
 ) -> Result<Json<TeamResponse>, ApiError> {
     let id = parse_id("team_id", team_id)?;
+    caller.check_team(id)?;
+    if caller.role != Role::Admin && (req.name.is_some() || req.customer_id.is_some()) {
+        return Err(ApiError::Forbidden(
+            "a team admin manages their team's budgets and limits; its name and customer are \
+             the admin's"
+                .to_owned(),
+        ));
+    }
     check_path_id(req.id, id)?;
     if let Some(name) = &req.name {
         validate::display_name("name", name)?;
@@ -376,7 +392,12 @@ async fn create_customer(
     Ok((StatusCode::CREATED, Json(CustomerResponse::from(&customer))))
 }
 
-async fn list_customers(cp: &ControlPlane) -> Result<Json<CustomerList>, ApiError> {
+// Customers are read by configuration readers and changed by admins only (the access table),
+// so their handlers take the caller only for the shared macro's shape.
+async fn list_customers(
+    cp: &ControlPlane,
+    _caller: &Principal,
+) -> Result<Json<CustomerList>, ApiError> {
     let customers: Vec<_> = cp
         .store()
         .list_customers()
@@ -392,6 +413,7 @@ async fn list_customers(cp: &ControlPlane) -> Result<Json<CustomerList>, ApiErro
 
 async fn get_customer(
     cp: &ControlPlane,
+    _caller: &Principal,
     customer_id: &str,
 ) -> Result<Json<CustomerResponse>, ApiError> {
     let id = parse_id("customer_id", customer_id)?;
@@ -405,6 +427,7 @@ async fn get_customer(
 
 async fn update_customer(
     cp: &ControlPlane,
+    _caller: &Principal,
     actor: Actor,
     customer_id: &str,
     req: UpdateGroupRequest,
@@ -499,8 +522,11 @@ macro_rules! group_handlers {
                 (status = 401, description = "Not authorised", body = ErrorBody),
             )
         )]
-        pub(crate) async fn $list(State(cp): State<ControlPlane>) -> Result<Json<$List>, ApiError> {
-            $list_impl(&cp).await
+        pub(crate) async fn $list(
+            State(cp): State<ControlPlane>,
+            caller: Principal,
+        ) -> Result<Json<$List>, ApiError> {
+            $list_impl(&cp, &caller).await
         }
 
         #[doc = concat!("Get a ", $what, ".")]
@@ -518,9 +544,10 @@ macro_rules! group_handlers {
         )]
         pub(crate) async fn $get(
             State(cp): State<ControlPlane>,
+            caller: Principal,
             ApiPath(id): ApiPath<String>,
         ) -> Result<Json<$Response>, ApiError> {
-            $get_impl(&cp, &id).await
+            $get_impl(&cp, &caller, &id).await
         }
 
         #[doc = concat!("Update a ", $what, "; omitted fields stay as they are.")]
@@ -540,11 +567,12 @@ macro_rules! group_handlers {
         )]
         pub(crate) async fn $update(
             State(cp): State<ControlPlane>,
+            caller: Principal,
             actor: Actor,
             ApiPath(id): ApiPath<String>,
             ApiJson(req): ApiJson<UpdateGroupRequest>,
         ) -> Result<Json<$Response>, ApiError> {
-            $update_impl(&cp, actor, &id, req).await
+            $update_impl(&cp, &caller, actor, &id, req).await
         }
 
         #[doc = concat!("Delete a ", $what, " (409 while others belong to it).")]

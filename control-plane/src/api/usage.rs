@@ -17,7 +17,7 @@ use tollgate_proto::window::WindowSpec;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::Actor;
+use super::auth::{Actor, Principal};
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
 use super::{parse_id, timestamp};
@@ -199,14 +199,11 @@ async fn usage_of(
 )]
 pub(crate) async fn virtual_key_usage(
     State(cp): State<ControlPlane>,
+    caller: Principal,
     ApiPath(vk_id): ApiPath<String>,
 ) -> Result<Json<UsageResponse>, ApiError> {
     let id = parse_id("vk_id", &vk_id)?;
-    let vk = cp
-        .store()
-        .get_virtual_key(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("virtual key {id} not found")))?;
+    let vk = super::virtual_keys::scoped_key(&cp, &caller, id).await?;
     usage_of(
         &cp,
         (LevelKind::VirtualKey, id),
@@ -232,9 +229,11 @@ pub(crate) async fn virtual_key_usage(
 )]
 pub(crate) async fn team_usage(
     State(cp): State<ControlPlane>,
+    caller: Principal,
     ApiPath(team_id): ApiPath<String>,
 ) -> Result<Json<UsageResponse>, ApiError> {
     let id = parse_id("team_id", &team_id)?;
+    caller.check_team(id)?;
     let team = cp
         .store()
         .get_team(id)
@@ -340,10 +339,12 @@ fn audit(actor: Actor, target: String, budget_id: Uuid) -> AuditEvent {
 )]
 pub(crate) async fn reset_virtual_key_budget(
     State(cp): State<ControlPlane>,
+    caller: Principal,
     actor: Actor,
     ApiPath((vk_id, budget_id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id("vk_id", &vk_id)?;
+    super::virtual_keys::scoped_key(&cp, &caller, id).await?;
     let budget_id = parse_id("budget_id", &budget_id)?;
     let now_ms = governance::unix_ms(now());
     let apply = |vk: &mut crate::model::VirtualKeyRecord| {
@@ -373,10 +374,12 @@ pub(crate) async fn reset_virtual_key_budget(
 )]
 pub(crate) async fn reset_team_budget(
     State(cp): State<ControlPlane>,
+    caller: Principal,
     actor: Actor,
     ApiPath((team_id, budget_id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id("team_id", &team_id)?;
+    caller.check_team(id)?;
     let budget_id = parse_id("budget_id", &budget_id)?;
     let now_ms = governance::unix_ms(now());
     let apply = |t: &mut crate::model::TeamRecord| reset_budget(&mut t.limits, budget_id, now_ms);

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::Actor;
+use super::auth::{Actor, Principal};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use super::{parse_id, timestamp};
@@ -394,9 +394,11 @@ fn audit_details(vk: &VirtualKeyRecord) -> serde_json::Value {
 
 async fn create(
     cp: &ControlPlane,
+    caller: &Principal,
     actor: Actor,
-    req: CreateVirtualKeyRequest,
+    mut req: CreateVirtualKeyRequest,
 ) -> Result<(StatusCode, Json<CreatedVirtualKeyResponse>), ApiError> {
+    req.team_id = caller.key_team(req.team_id, req.customer_id)?;
     validate::display_name("name", &req.name)?;
     if let Some(d) = &req.description {
         validate::description("description", d)?;
@@ -470,12 +472,13 @@ async fn create(
     ))
 }
 
-async fn list(cp: &ControlPlane) -> Result<Json<VirtualKeyList>, ApiError> {
+async fn list(cp: &ControlPlane, caller: &Principal) -> Result<Json<VirtualKeyList>, ApiError> {
     let virtual_keys: Vec<_> = cp
         .store()
         .list_virtual_keys()
         .await?
         .iter()
+        .filter(|vk| caller.covers_key(vk.id, vk.team_id))
         .map(VirtualKeyResponse::from)
         .collect();
     Ok(Json(VirtualKeyList {
@@ -484,14 +487,28 @@ async fn list(cp: &ControlPlane) -> Result<Json<VirtualKeyList>, ApiError> {
     }))
 }
 
-async fn get(cp: &ControlPlane, vk_id: &str) -> Result<Json<VirtualKeyResponse>, ApiError> {
-    let id = parse_id("vk_id", vk_id)?;
+async fn get(
+    cp: &ControlPlane,
+    caller: &Principal,
+    vk_id: &str,
+) -> Result<Json<VirtualKeyResponse>, ApiError> {
+    let vk = scoped_key(cp, caller, parse_id("vk_id", vk_id)?).await?;
+    Ok(Json(VirtualKeyResponse::from(&vk)))
+}
+
+/// The key `id`, if it exists (404) and is within the caller's scope (403).
+pub(crate) async fn scoped_key(
+    cp: &ControlPlane,
+    caller: &Principal,
+    id: Uuid,
+) -> Result<VirtualKeyRecord, ApiError> {
     let vk = cp
         .store()
         .get_virtual_key(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("virtual key {id} not found")))?;
-    Ok(Json(VirtualKeyResponse::from(&vk)))
+    caller.check_key(vk.id, vk.team_id)?;
+    Ok(vk)
 }
 
 /// Applies a partial update to the stored key (run by the store inside its transaction, so
@@ -569,11 +586,19 @@ fn apply_update(
 
 async fn update(
     cp: &ControlPlane,
+    caller: &Principal,
     actor: Actor,
     vk_id: &str,
     req: UpdateVirtualKeyRequest,
 ) -> Result<Json<VirtualKeyResponse>, ApiError> {
     let id = parse_id("vk_id", vk_id)?;
+    let current = scoped_key(cp, caller, id).await?;
+    if req.team_id.is_some() || req.customer_id.is_some() {
+        caller.key_team(
+            req.team_id.unwrap_or(current.team_id),
+            req.customer_id.unwrap_or(current.customer_id),
+        )?;
+    }
     if let Some(given) = &req.id
         && given.parse::<Uuid>().ok() != Some(id)
     {
@@ -626,8 +651,14 @@ async fn update(
     Ok(Json(VirtualKeyResponse::from(&record)))
 }
 
-async fn delete(cp: &ControlPlane, actor: Actor, vk_id: &str) -> Result<StatusCode, ApiError> {
+async fn delete(
+    cp: &ControlPlane,
+    caller: &Principal,
+    actor: Actor,
+    vk_id: &str,
+) -> Result<StatusCode, ApiError> {
     let id = parse_id("vk_id", vk_id)?;
+    scoped_key(cp, caller, id).await?;
     let event = AuditEvent {
         actor: actor.0,
         action: "virtual_key.delete".to_owned(),
@@ -661,10 +692,11 @@ macro_rules! vk_handlers {
         )]
         pub(crate) async fn $create(
             State(cp): State<ControlPlane>,
+            caller: Principal,
             actor: Actor,
             ApiJson(req): ApiJson<CreateVirtualKeyRequest>,
         ) -> Result<(StatusCode, Json<CreatedVirtualKeyResponse>), ApiError> {
-            create(&cp, actor, req).await
+            create(&cp, &caller, actor, req).await
         }
 
         /// List virtual keys (without their values).
@@ -679,8 +711,9 @@ macro_rules! vk_handlers {
         )]
         pub(crate) async fn $list(
             State(cp): State<ControlPlane>,
+            caller: Principal,
         ) -> Result<Json<VirtualKeyList>, ApiError> {
-            list(&cp).await
+            list(&cp, &caller).await
         }
 
         /// Get a virtual key (without its value).
@@ -698,9 +731,10 @@ macro_rules! vk_handlers {
         )]
         pub(crate) async fn $get(
             State(cp): State<ControlPlane>,
+            caller: Principal,
             ApiPath(vk_id): ApiPath<String>,
         ) -> Result<Json<VirtualKeyResponse>, ApiError> {
-            get(&cp, &vk_id).await
+            get(&cp, &caller, &vk_id).await
         }
 
         /// Update a virtual key; omitted fields stay as they are.
@@ -720,11 +754,12 @@ macro_rules! vk_handlers {
         )]
         pub(crate) async fn $update(
             State(cp): State<ControlPlane>,
+            caller: Principal,
             actor: Actor,
             ApiPath(vk_id): ApiPath<String>,
             ApiJson(req): ApiJson<UpdateVirtualKeyRequest>,
         ) -> Result<Json<VirtualKeyResponse>, ApiError> {
-            update(&cp, actor, &vk_id, req).await
+            update(&cp, &caller, actor, &vk_id, req).await
         }
 
         /// Delete a virtual key.
@@ -742,10 +777,11 @@ macro_rules! vk_handlers {
         )]
         pub(crate) async fn $delete(
             State(cp): State<ControlPlane>,
+            caller: Principal,
             actor: Actor,
             ApiPath(vk_id): ApiPath<String>,
         ) -> Result<StatusCode, ApiError> {
-            delete(&cp, actor, &vk_id).await
+            delete(&cp, &caller, actor, &vk_id).await
         }
     };
 }
