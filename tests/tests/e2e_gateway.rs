@@ -1702,3 +1702,63 @@ async fn audit_verify_names_the_row_edited_in_the_database() {
         "{text}"
     );
 }
+
+/// The same on PostgreSQL, the production store: `tollgate audit verify --database-url` passes
+/// after admin changes and names the row edited in the database.
+#[tokio::test]
+async fn audit_verify_names_the_row_edited_in_postgres() {
+    let db = tollgate_tests::postgres::TestDatabase::create("tollgate_audit_verify").await;
+    let gw = tollgate_tests::harness::TollgateProcess::spawn(
+        &[],
+        &[("TOLLGATE_DATABASE_URL", db.url.as_str())],
+    )
+    .await
+    .expect("tollgate");
+    let http = reqwest::Client::new();
+    for name in ["audit-a", "audit-b", "audit-c", "audit-d"] {
+        let (s, b) = admin(
+            &http,
+            &gw,
+            "POST",
+            "/api/virtual-keys",
+            json!({"name": name}),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    let verify = || {
+        std::process::Command::new(tollgate_tests::harness::tollgate_binary())
+            .args(["audit", "verify", "--database-url", &db.url])
+            .output()
+            .expect("tollgate audit verify")
+    };
+    let out = verify();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("audit log intact: "), "{text}");
+
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("the store");
+    let third: i64 = sqlx::query_scalar("SELECT id FROM audit_log ORDER BY id LIMIT 1 OFFSET 2")
+        .fetch_one(&pool)
+        .await
+        .expect("a row");
+    sqlx::query("UPDATE audit_log SET target = 'virtual-keys/nothing-to-see' WHERE id = $1")
+        .bind(third)
+        .execute(&pool)
+        .await
+        .expect("edit");
+    pool.close().await;
+    let out = verify();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.starts_with(&format!("audit log broken at row {third}:")),
+        "{text}"
+    );
+    drop(gw);
+}
