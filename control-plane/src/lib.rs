@@ -61,6 +61,7 @@ use tollgate_proto::usage::v1::UsageRecord;
 
 pub mod allowances;
 mod api;
+pub mod audit;
 pub mod audit_chain;
 pub mod crypto;
 pub mod fleet;

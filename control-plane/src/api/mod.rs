@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::ControlPlane;
 
+mod audit;
 mod auth;
 mod data_planes;
 mod error;
@@ -33,6 +34,7 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub(crate) fn router(cp: ControlPlane) -> Router {
     let policy = Arc::new(auth::AuthPolicy::new(cp.admin_auth()));
+    let auth_failures = (cp.clone(), Arc::new(audit::AuthFailureLimiter::new()));
     let vk_routes = |r: Router<ControlPlane>, base: &str, item: &str, gov: bool| {
         if gov {
             r.route(
@@ -82,6 +84,7 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         )
         .route("/keys", get(keys::list_all_keys))
         .route("/audit-logs", get(system::list_audit_logs))
+        .route("/audit-logs/export", get(system::export_audit_logs))
         .route("/data-planes", get(data_planes::list_data_planes))
         .route("/version", get(system::version))
         .route("/virtual-keys/{vk_id}/usage", get(usage::virtual_key_usage))
@@ -154,11 +157,20 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         "/governance/virtual-keys/{vk_id}",
         true,
     )
+    // Refused changes are audited (inside admin auth, so the actor is known), on routes only.
+    .route_layer(axum::middleware::from_fn_with_state(
+        cp.clone(),
+        audit::record_refusals,
+    ))
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
     .layer(axum::middleware::from_fn_with_state(
         policy,
         auth::require_admin,
+    ))
+    .layer(axum::middleware::from_fn_with_state(
+        auth_failures,
+        audit::record_auth_failures,
     ))
     .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
     .with_state(cp);
@@ -280,6 +292,7 @@ impl Modify for BearerAuth {
         teams::governance_delete_customer,
         data_planes::list_data_planes,
         system::list_audit_logs,
+        system::export_audit_logs,
         system::version,
         system::openapi_json,
     ),
