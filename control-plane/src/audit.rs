@@ -197,16 +197,37 @@ fn details_object(details: &mut Value) -> &mut Map<String, Value> {
     }
 }
 
-/// The row of a committed change: `event` with `before`, `after`, `changed` (when both exist)
-/// and `result: "success"` added to its details.
-pub fn change_event(event: &AuditEvent, before: Option<Value>, after: Option<Value>) -> AuditEvent {
+/// The row of a committed change: `event` with `before` and `after` ([`AuditView`]s of the
+/// record; `None` for a create and a delete), `changed` (when both exist) and
+/// `result: "success"` added to its details.
+pub fn change_event<T: AuditView>(
+    event: &AuditEvent,
+    before: Option<&T>,
+    after: Option<&T>,
+) -> AuditEvent {
+    let before_view = before.map(AuditView::audit_view);
+    let after_view = after.map(AuditView::audit_view);
     let mut event = event.clone();
     let details = details_object(&mut event.details);
-    if let (Some(b), Some(a)) = (&before, &after) {
-        details.insert("changed".to_owned(), json!(changed_fields(b, a)));
+    if let (Some(b), Some(a), Some(bv), Some(av)) = (before, after, &before_view, &after_view) {
+        let mut changed: BTreeSet<String> = changed_fields(bv, av).into_iter().collect();
+        // A new literal secret shows as "<redacted>" before and after: compare the sealed values.
+        let (bs, as_) = (b.sealed_fields(), a.sealed_fields());
+        for (field, _) in bs.iter().chain(as_.iter()) {
+            let of = |list: &[(&'static str, String)]| {
+                list.iter()
+                    .filter(|(f, _)| f == field)
+                    .map(|(_, v)| v.clone())
+                    .collect::<Vec<_>>()
+            };
+            if of(&bs) != of(&as_) {
+                changed.insert((*field).to_owned());
+            }
+        }
+        details.insert("changed".to_owned(), json!(changed));
     }
-    details.insert("before".to_owned(), before.unwrap_or(Value::Null));
-    details.insert("after".to_owned(), after.unwrap_or(Value::Null));
+    details.insert("before".to_owned(), before_view.unwrap_or(Value::Null));
+    details.insert("after".to_owned(), after_view.unwrap_or(Value::Null));
     details.insert("result".to_owned(), json!(AuditResult::Success.as_str()));
     event
 }
@@ -229,6 +250,27 @@ pub fn changed_fields(before: &Value, after: &Value) -> Vec<String> {
 /// `changed` list).
 pub trait AuditView {
     fn audit_view(&self) -> Value;
+
+    /// The sealed secrets behind the view's `"<redacted>"` values, as `(top-level field, column
+    /// text)` pairs: never written to a row, only compared, so that replacing a literal secret
+    /// with another lists its field in `changed` although the view reads the same.
+    fn sealed_fields(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+}
+
+impl<T: AuditView + ?Sized> AuditView for &T {
+    fn audit_view(&self) -> Value {
+        (**self).audit_view()
+    }
+
+    fn sealed_fields(&self) -> Vec<(&'static str, String)> {
+        (**self).sealed_fields()
+    }
+}
+
+fn sealed(field: &'static str, s: &Option<SealedSecret>) -> Option<(&'static str, String)> {
+    s.as_ref().map(|s| (field, s.to_column()))
 }
 
 fn secret(s: &Option<SealedSecret>) -> Option<String> {
@@ -247,6 +289,19 @@ impl AuditView for ProviderRecord {
             // Header values as the API shows them: "<redacted>" or env.NAME.
             "network_config": self.network.display(),
         })
+    }
+
+    fn sealed_fields(&self) -> Vec<(&'static str, String)> {
+        let n = &self.network;
+        n.extra_headers
+            .iter()
+            .map(|(name, v)| ("network_config", format!("{name}={}", v.to_column())))
+            .chain(
+                n.legacy_extra_headers
+                    .iter()
+                    .map(|(name, v)| ("network_config", format!("{name}=legacy:{v}"))),
+            )
+            .collect()
     }
 }
 
@@ -279,6 +334,23 @@ impl AuditView for ProviderKeyRecord {
                 "token_uri": v.token_uri,
             })),
         })
+    }
+
+    fn sealed_fields(&self) -> Vec<(&'static str, String)> {
+        let b = self.bedrock.as_ref();
+        [
+            sealed("value", &self.value),
+            b.and_then(|b| sealed("bedrock_key_config", &b.access_key)),
+            b.and_then(|b| sealed("bedrock_key_config", &b.secret_key)),
+            b.and_then(|b| sealed("bedrock_key_config", &b.session_token)),
+            b.and_then(|b| sealed("bedrock_key_config", &b.external_id)),
+            self.vertex
+                .as_ref()
+                .and_then(|v| sealed("vertex_key_config", &v.auth_credentials)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 
@@ -386,6 +458,20 @@ pub fn prefix_end(prefix: &str) -> Option<String> {
     None
 }
 
+/// `t` rounded up to whole microseconds, the precision of `at`: for a row's `at`,
+/// `at >= t` iff `at >= ceil_to_micros(t)`, and likewise for `<`. The stores bind time bounds
+/// this way (PostgreSQL would otherwise round a finer bound).
+pub fn ceil_to_micros(t: OffsetDateTime) -> OffsetDateTime {
+    let nanos = t.unix_timestamp_nanos();
+    let rem = nanos.rem_euclid(1000);
+    if rem == 0 {
+        t
+    } else {
+        OffsetDateTime::from_unix_timestamp_nanos(nanos - rem + 1000)
+            .map_or(t, |c| c.to_offset(t.offset()))
+    }
+}
+
 /// Which rows a query returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
@@ -450,6 +536,14 @@ mod tests {
     }
 
     #[test]
+    fn time_bounds_round_up_to_microseconds() {
+        let t = time::macros::datetime!(2026-01-15 10:00:00.000001001 UTC);
+        assert_eq!(ceil_to_micros(t), time::macros::datetime!(2026-01-15 10:00:00.000002 UTC));
+        let exact = time::macros::datetime!(2026-01-15 10:00:00.000002 UTC);
+        assert_eq!(ceil_to_micros(exact), exact);
+    }
+
+    #[test]
     fn text_filters_parse() {
         assert_eq!(
             TextMatch::parse("virtual_key.*"),
@@ -494,20 +588,48 @@ mod tests {
         );
     }
 
+    fn key(value: Option<SealedSecret>, weight: f64) -> ProviderKeyRecord {
+        let t = OffsetDateTime::UNIX_EPOCH;
+        ProviderKeyRecord {
+            id: uuid::Uuid::nil(),
+            provider: "anthropic".into(),
+            name: "k".into(),
+            description: None,
+            models: vec!["*".into()],
+            weight,
+            aliases: Default::default(),
+            enabled: true,
+            value,
+            bedrock: None,
+            vertex: None,
+            created_at: t,
+            updated_at: t,
+        }
+    }
+
     #[test]
-    fn changes_list_the_fields_that_differ() {
+    fn changes_list_the_fields_that_differ_and_secrets_stay_redacted() {
         let e = AuditEvent::new("a", "x.update", "t", &AuditSource::default());
-        let row = change_event(
-            &e,
-            Some(json!({"name": "a", "weight": 1.0, "value": "<redacted>"})),
-            Some(json!({"name": "b", "weight": 1.0, "value": "<redacted>", "new": 1})),
-        );
-        assert_eq!(row.details["changed"], json!(["name", "new"]));
+        let old = key(Some(SealedSecret::Encrypted("v1:OLDCIPHER".into())), 1.0);
+        let new = key(Some(SealedSecret::Encrypted("v1:NEWCIPHER".into())), 2.0);
+        let row = change_event(&e, Some(&old), Some(&new));
+        assert_eq!(row.details["changed"], json!(["value", "weight"]));
         assert_eq!(row.details["result"], "success");
-        assert_eq!(row.details["before"]["name"], "a");
+        assert_eq!(row.details["before"]["value"], "<redacted>");
+        assert_eq!(row.details["after"]["value"], "<redacted>");
+        assert_eq!(row.details["before"]["weight"], 1.0);
         assert_eq!(row.details["source"]["ip"], Value::Null);
-        let created = change_event(&e, None, Some(json!({"name": "a"})));
+        let text = row.details.to_string();
+        assert!(!text.contains("CIPHER"), "{text}");
+        // Env references show as written; an unchanged secret is not listed.
+        let env = key(Some(SealedSecret::Env("ANTHROPIC_API_KEY".into())), 1.0);
+        let row = change_event(&e, Some(&env), Some(&env));
+        assert_eq!(row.details["changed"], json!([]));
+        assert_eq!(row.details["after"]["value"], "env.ANTHROPIC_API_KEY");
+        let created = change_event(&e, None, Some(&old));
         assert_eq!(created.details["before"], Value::Null);
         assert!(created.details.get("changed").is_none());
+        let deleted = change_event(&e, Some(&old), None);
+        assert_eq!(deleted.details["after"], Value::Null);
     }
 }

@@ -861,7 +861,6 @@ macro_rules! impl_sql_store {
             AuditEvent, AuditRecord, ConfigState, ProviderKeyRecord, ProviderRecord,
             VirtualKeyRecord,
         };
-        use $crate::audit::AuditView as _;
 
         type Conn = <$db as sqlx::Database>::Connection;
 
@@ -885,12 +884,12 @@ macro_rules! impl_sql_store {
         /// [`AuditView`](crate::audit::AuditView)s (`None` for a create and a delete), added to
         /// the event's details with `changed` and `result: "success"`
         /// ([`crate::audit::change_event`]).
-        async fn audit_change(
+        async fn audit_change<T: $crate::audit::AuditView>(
             conn: &mut Conn,
             event: &AuditEvent,
             version: u64,
-            before: Option<serde_json::Value>,
-            after: Option<serde_json::Value>,
+            before: Option<&T>,
+            after: Option<&T>,
         ) -> Result<(), StoreError> {
             audit(conn, &$crate::audit::change_event(event, before, after), version).await
         }
@@ -1210,7 +1209,7 @@ macro_rules! impl_sql_store {
                     .map_err(|e| {
                         unique_to_conflict(e, || format!("a provider named {:?} already exists", p.name))
                     })?;
-                audit_change(&mut tx, event, version, None, Some(p.audit_view())).await?;
+                audit_change(&mut tx, event, version, None, Some(&p)).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1226,7 +1225,7 @@ macro_rules! impl_sql_store {
                 let mut p = fetch_provider(&mut tx, name)
                     .await?
                     .ok_or_else(|| StoreError::NotFound(format!("provider {name:?} not found")))?;
-                let before = p.audit_view();
+                let before = p.clone();
                 let created_at = p.created_at;
                 apply(&mut p)?;
                 p.name = name.to_owned();
@@ -1241,7 +1240,7 @@ macro_rules! impl_sql_store {
                     .bind(p.updated_at)
                     .execute(&mut *tx)
                     .await?;
-                audit_change(&mut tx, event, version, Some(before), Some(p.audit_view())).await?;
+                audit_change(&mut tx, event, version, Some(&before), Some(&p)).await?;
                 tx.commit().await?;
                 Ok((p, version))
             }
@@ -1256,7 +1255,7 @@ macro_rules! impl_sql_store {
                     .filter(|(_, ps)| ps.0.iter().any(|p| p == name))
                     .map(|(vk, _)| vk)
                     .collect();
-                let before = fetch_provider(&mut tx, name).await?.map(|p| p.audit_view());
+                let before = fetch_provider(&mut tx, name).await?;
                 let deleted = sqlx::query(sql::DELETE_PROVIDER)
                     .bind(name)
                     .execute(&mut *tx)
@@ -1270,7 +1269,7 @@ macro_rules! impl_sql_store {
                         "provider {name:?} is used by virtual keys {users:?}; remove it from them or delete them first"
                     )));
                 }
-                audit_change(&mut tx, event, version, before, None).await?;
+                audit_change(&mut tx, event, version, before.as_ref(), None).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1346,7 +1345,7 @@ macro_rules! impl_sql_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| unique_to_conflict(e, || key_conflict(&k.provider, &k.name)))?;
-                audit_change(&mut tx, event, version, None, Some(k.audit_view())).await?;
+                audit_change(&mut tx, event, version, None, Some(&k)).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1363,7 +1362,7 @@ macro_rules! impl_sql_store {
                 let mut k = fetch_key(&mut tx, provider, id).await?.ok_or_else(|| {
                     StoreError::NotFound(format!("provider {provider:?} has no key {id}"))
                 })?;
-                let before = k.audit_view();
+                let before = k.clone();
                 let created_at = k.created_at;
                 apply(&mut k)?;
                 k.id = id;
@@ -1392,7 +1391,7 @@ macro_rules! impl_sql_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| unique_to_conflict(e, || key_conflict(provider, &k.name)))?;
-                audit_change(&mut tx, event, version, Some(before), Some(k.audit_view())).await?;
+                audit_change(&mut tx, event, version, Some(&before), Some(&k)).await?;
                 tx.commit().await?;
                 Ok((k, version))
             }
@@ -1405,7 +1404,7 @@ macro_rules! impl_sql_store {
             ) -> Result<u64, StoreError> {
                 let mut tx = self.begin_write().await?;
                 let version = bump(&mut tx).await?;
-                let before = fetch_key(&mut tx, provider, id).await?.map(|k| k.audit_view());
+                let before = fetch_key(&mut tx, provider, id).await?;
                 let deleted = sqlx::query(sql::DELETE_KEY)
                     .bind(provider)
                     .bind(id)
@@ -1415,7 +1414,7 @@ macro_rules! impl_sql_store {
                 if deleted == 0 {
                     return Err(StoreError::NotFound(format!("provider {provider:?} has no key {id}")));
                 }
-                audit_change(&mut tx, event, version, before, None).await?;
+                audit_change(&mut tx, event, version, before.as_ref(), None).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1457,7 +1456,7 @@ macro_rules! impl_sql_store {
                         let msg = vk_conflict(&e, &vk.name);
                         unique_to_conflict(e, || msg)
                     })?;
-                audit_change(&mut tx, event, version, None, Some(vk.audit_view())).await?;
+                audit_change(&mut tx, event, version, None, Some(&vk)).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1473,7 +1472,7 @@ macro_rules! impl_sql_store {
                 let mut vk = fetch_vk(&mut tx, id)
                     .await?
                     .ok_or_else(|| StoreError::NotFound(format!("virtual key {id} not found")))?;
-                let before = vk.audit_view();
+                let before = vk.clone();
                 let (key_sha256, value_prefix, created_at) =
                     (vk.key_sha256, vk.value_prefix.clone(), vk.created_at);
                 apply(&mut vk)?;
@@ -1499,7 +1498,7 @@ macro_rules! impl_sql_store {
                         let msg = vk_conflict(&e, &vk.name);
                         unique_to_conflict(e, || msg)
                     })?;
-                audit_change(&mut tx, event, version, Some(before), Some(vk.audit_view())).await?;
+                audit_change(&mut tx, event, version, Some(&before), Some(&vk)).await?;
                 tx.commit().await?;
                 Ok((vk, version))
             }
@@ -1507,7 +1506,7 @@ macro_rules! impl_sql_store {
             async fn delete_virtual_key(&self, id: uuid::Uuid, event: &AuditEvent) -> Result<u64, StoreError> {
                 let mut tx = self.begin_write().await?;
                 let version = bump(&mut tx).await?;
-                let before = fetch_vk(&mut tx, id).await?.map(|vk| vk.audit_view());
+                let before = fetch_vk(&mut tx, id).await?;
                 let deleted = sqlx::query(sql::DELETE_VK)
                     .bind(id)
                     .execute(&mut *tx)
@@ -1516,7 +1515,7 @@ macro_rules! impl_sql_store {
                 if deleted == 0 {
                     return Err(StoreError::NotFound(format!("virtual key {id} not found")));
                 }
-                audit_change(&mut tx, event, version, before, None).await?;
+                audit_change(&mut tx, event, version, before.as_ref(), None).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1545,7 +1544,7 @@ macro_rules! impl_sql_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| reference_conflict(e, || format!("a team named {:?} already exists", team.name)))?;
-                audit_change(&mut tx, event, version, None, Some(team.audit_view())).await?;
+                audit_change(&mut tx, event, version, None, Some(&team)).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1561,7 +1560,7 @@ macro_rules! impl_sql_store {
                 let mut team = fetch_team(&mut tx, id)
                     .await?
                     .ok_or_else(|| StoreError::NotFound(format!("team {id} not found")))?;
-                let before = team.audit_view();
+                let before = team.clone();
                 let created_at = team.created_at;
                 apply(&mut team)?;
                 team.id = id;
@@ -1577,7 +1576,7 @@ macro_rules! impl_sql_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| reference_conflict(e, || format!("a team named {:?} already exists", team.name)))?;
-                audit_change(&mut tx, event, version, Some(before), Some(team.audit_view())).await?;
+                audit_change(&mut tx, event, version, Some(&before), Some(&team)).await?;
                 tx.commit().await?;
                 Ok((team, version))
             }
@@ -1591,7 +1590,7 @@ macro_rules! impl_sql_store {
                         "team {id} has virtual keys {keys:?}; move them to another team or delete them first"
                     )));
                 }
-                let before = fetch_team(&mut tx, id).await?.map(|t| t.audit_view());
+                let before = fetch_team(&mut tx, id).await?;
                 let deleted = sqlx::query(gsql::DELETE_TEAM)
                     .bind(id)
                     .execute(&mut *tx)
@@ -1601,7 +1600,7 @@ macro_rules! impl_sql_store {
                 if deleted == 0 {
                     return Err(StoreError::NotFound(format!("team {id} not found")));
                 }
-                audit_change(&mut tx, event, version, before, None).await?;
+                audit_change(&mut tx, event, version, before.as_ref(), None).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1628,7 +1627,7 @@ macro_rules! impl_sql_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| reference_conflict(e, || format!("a customer named {:?} already exists", customer.name)))?;
-                audit_change(&mut tx, event, version, None, Some(customer.audit_view())).await?;
+                audit_change(&mut tx, event, version, None, Some(&customer)).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1644,7 +1643,7 @@ macro_rules! impl_sql_store {
                 let mut customer = fetch_customer(&mut tx, id)
                     .await?
                     .ok_or_else(|| StoreError::NotFound(format!("customer {id} not found")))?;
-                let before = customer.audit_view();
+                let before = customer.clone();
                 let created_at = customer.created_at;
                 apply(&mut customer)?;
                 customer.id = id;
@@ -1658,7 +1657,7 @@ macro_rules! impl_sql_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| reference_conflict(e, || format!("a customer named {:?} already exists", customer.name)))?;
-                audit_change(&mut tx, event, version, Some(before), Some(customer.audit_view())).await?;
+                audit_change(&mut tx, event, version, Some(&before), Some(&customer)).await?;
                 tx.commit().await?;
                 Ok((customer, version))
             }
@@ -1672,7 +1671,7 @@ macro_rules! impl_sql_store {
                         "customer {id} has teams or virtual keys {owned:?}; move or delete them first"
                     )));
                 }
-                let before = fetch_customer(&mut tx, id).await?.map(|c| c.audit_view());
+                let before = fetch_customer(&mut tx, id).await?;
                 let deleted = sqlx::query(gsql::DELETE_CUSTOMER)
                     .bind(id)
                     .execute(&mut *tx)
@@ -1682,7 +1681,7 @@ macro_rules! impl_sql_store {
                 if deleted == 0 {
                     return Err(StoreError::NotFound(format!("customer {id} not found")));
                 }
-                audit_change(&mut tx, event, version, before, None).await?;
+                audit_change(&mut tx, event, version, before.as_ref(), None).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1706,7 +1705,7 @@ macro_rules! impl_sql_store {
                     .bind(o.updated_at)
                     .execute(&mut *tx)
                     .await?;
-                audit_change(&mut tx, event, version, None, Some(o.audit_view())).await?;
+                audit_change(&mut tx, event, version, None, Some(&o)).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1718,7 +1717,7 @@ macro_rules! impl_sql_store {
             ) -> Result<(PriceOverrideRecord, u64), StoreError> {
                 let mut tx = self.begin_write().await?;
                 let version = bump(&mut tx).await?;
-                let before = fetch_price_override(&mut tx, o.id).await?.map(|s| s.audit_view());
+                let before = fetch_price_override(&mut tx, o.id).await?;
                 let now = $crate::model::now();
                 let updated = sqlx::query(gsql::UPDATE_PRICE_OVERRIDE)
                     .bind(o.id)
@@ -1735,7 +1734,7 @@ macro_rules! impl_sql_store {
                     .into_iter()
                     .find(|s| s.id == o.id)
                     .ok_or_else(|| StoreError::NotFound(format!("price override {} not found", o.id)))?;
-                audit_change(&mut tx, event, version, before, Some(stored.audit_view())).await?;
+                audit_change(&mut tx, event, version, before.as_ref(), Some(&stored)).await?;
                 tx.commit().await?;
                 Ok((stored, version))
             }
@@ -1743,7 +1742,7 @@ macro_rules! impl_sql_store {
             async fn delete_price_override(&self, id: uuid::Uuid, event: &AuditEvent) -> Result<u64, StoreError> {
                 let mut tx = self.begin_write().await?;
                 let version = bump(&mut tx).await?;
-                let before = fetch_price_override(&mut tx, id).await?.map(|s| s.audit_view());
+                let before = fetch_price_override(&mut tx, id).await?;
                 let deleted = sqlx::query(gsql::DELETE_PRICE_OVERRIDE)
                     .bind(id)
                     .execute(&mut *tx)
@@ -1752,7 +1751,7 @@ macro_rules! impl_sql_store {
                 if deleted == 0 {
                     return Err(StoreError::NotFound(format!("price override {id} not found")));
                 }
-                audit_change(&mut tx, event, version, before, None).await?;
+                audit_change(&mut tx, event, version, before.as_ref(), None).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1790,10 +1789,10 @@ macro_rules! impl_sql_store {
                     qb.push(" AND ").push(AUDIT_RESULT).push(" = ").push_bind(result.as_str());
                 }
                 if let Some(since) = f.since {
-                    push_at_bound(&mut qb, ">=", since);
+                    push_at_bound(&mut qb, ">=", $crate::audit::ceil_to_micros(since));
                 }
                 if let Some(until) = f.until {
-                    push_at_bound(&mut qb, "<", until);
+                    push_at_bound(&mut qb, "<", $crate::audit::ceil_to_micros(until));
                 }
                 if let Some(id) = q.before_id {
                     qb.push(" AND id < ").push_bind(id);
