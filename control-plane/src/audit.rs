@@ -538,7 +538,10 @@ mod tests {
     #[test]
     fn time_bounds_round_up_to_microseconds() {
         let t = time::macros::datetime!(2026-01-15 10:00:00.000001001 UTC);
-        assert_eq!(ceil_to_micros(t), time::macros::datetime!(2026-01-15 10:00:00.000002 UTC));
+        assert_eq!(
+            ceil_to_micros(t),
+            time::macros::datetime!(2026-01-15 10:00:00.000002 UTC)
+        );
         let exact = time::macros::datetime!(2026-01-15 10:00:00.000002 UTC);
         assert_eq!(ceil_to_micros(exact), exact);
     }

@@ -2014,3 +2014,6 @@ mod governance;
 
 #[path = "api/vertex_openai.rs"]
 mod vertex_openai;
+
+#[path = "api/audit.rs"]
+mod audit;

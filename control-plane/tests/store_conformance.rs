@@ -432,7 +432,10 @@ async fn conformance(store: Arc<dyn Store>) {
     assert_eq!(audit[0].details["before"]["name"], "bedrock");
     assert_eq!(audit[0].details["before"]["kind"], "bedrock");
     assert_eq!(audit[0].details["after"], serde_json::Value::Null);
-    assert_eq!(audit.last().unwrap().details["before"], serde_json::Value::Null);
+    assert_eq!(
+        audit.last().unwrap().details["before"],
+        serde_json::Value::Null
+    );
     assert_eq!(audit.last().unwrap().details["after"]["name"], "bedrock");
     assert_eq!(audit[0].actor, "test");
     assert_eq!(audit.last().unwrap().action, "provider.create");
@@ -1602,7 +1605,12 @@ async fn audit_queries_conform(store: Arc<dyn Store>) {
     let vk_row = &all[0];
     assert_eq!(vk_row.details["after"]["name"], "audited");
     assert!(vk_row.details["after"].get("key_sha256").is_none());
-    assert!(!vk_row.details.to_string().contains(&hex::encode([0xA1u8; 32])));
+    assert!(
+        !vk_row
+            .details
+            .to_string()
+            .contains(&hex::encode([0xA1u8; 32]))
+    );
 
     let expect = |pred: &dyn Fn(&AuditRecord) -> bool| -> Vec<i64> {
         all.iter().filter(|r| pred(r)).map(|r| r.id).collect()
@@ -1610,27 +1618,45 @@ async fn audit_queries_conform(store: Arc<dyn Store>) {
     let text = |raw: &str| Some(TextMatch::parse(raw).unwrap());
     let cases: Vec<(AuditFilter, Vec<i64>)> = vec![
         (
-            AuditFilter { action: text("provider.create"), ..Default::default() },
+            AuditFilter {
+                action: text("provider.create"),
+                ..Default::default()
+            },
             expect(&|r| r.action == "provider.create"),
         ),
         (
-            AuditFilter { action: text("virtual_key.*"), ..Default::default() },
+            AuditFilter {
+                action: text("virtual_key.*"),
+                ..Default::default()
+            },
             expect(&|r| r.action.starts_with("virtual_key.")),
         ),
         (
-            AuditFilter { actor: text(loopback), ..Default::default() },
+            AuditFilter {
+                actor: text(loopback),
+                ..Default::default()
+            },
             expect(&|r| r.actor == loopback),
         ),
         (
-            AuditFilter { actor: text("token@*"), ..Default::default() },
+            AuditFilter {
+                actor: text("token@*"),
+                ..Default::default()
+            },
             expect(&|r| r.actor.starts_with("token@")),
         ),
         (
-            AuditFilter { target: text("providers/p1*"), ..Default::default() },
+            AuditFilter {
+                target: text("providers/p1*"),
+                ..Default::default()
+            },
             expect(&|r| r.target.starts_with("providers/p1")),
         ),
         (
-            AuditFilter { result: Some(AuditResult::Failure), ..Default::default() },
+            AuditFilter {
+                result: Some(AuditResult::Failure),
+                ..Default::default()
+            },
             expect(&|r| r.details["result"] == "failure"),
         ),
         (
@@ -1648,13 +1674,20 @@ async fn audit_queries_conform(store: Arc<dyn Store>) {
         ),
         // `_` and `%` are not wildcards.
         (
-            AuditFilter { action: text("virtual%*"), ..Default::default() },
+            AuditFilter {
+                action: text("virtual%*"),
+                ..Default::default()
+            },
             Vec::new(),
         ),
     ];
     for (filter, expected) in cases {
         assert!(!expected.is_empty() || filter.action == text("virtual%*"));
-        assert_eq!(ids(&query(&*store, filter.clone()).await), expected, "{filter:?}");
+        assert_eq!(
+            ids(&query(&*store, filter.clone()).await),
+            expected,
+            "{filter:?}"
+        );
     }
     assert_eq!(
         expect(&|r| r.target.starts_with("providers/p1")).len(),
@@ -1671,23 +1704,45 @@ async fn audit_queries_conform(store: Arc<dyn Store>) {
         (Some(since), None),
         (None, Some(until)),
         (Some(since), Some(until)),
-        (Some(since.to_offset(plus_two)), Some(until.to_offset(plus_two))),
+        (
+            Some(since.to_offset(plus_two)),
+            Some(until.to_offset(plus_two)),
+        ),
         (Some(whole_second), None),
         (None, Some(whole_second)),
         (Some(since + time::Duration::nanoseconds(1)), None),
     ] {
-        let expected = expect(&|r| {
-            since.is_none_or(|s| r.at >= s) && until.is_none_or(|u| r.at < u)
-        });
-        let got = query(&*store, AuditFilter { since, until, ..Default::default() }).await;
+        let expected =
+            expect(&|r| since.is_none_or(|s| r.at >= s) && until.is_none_or(|u| r.at < u));
+        let got = query(
+            &*store,
+            AuditFilter {
+                since,
+                until,
+                ..Default::default()
+            },
+        )
+        .await;
         assert_eq!(ids(&got), expected, "since {since:?} until {until:?}");
     }
 
     // Pages: newest first with `before_id`, oldest first with `after_id`; no gaps, no repeats.
     for (filter, page) in [
         (AuditFilter::default(), 5),
-        (AuditFilter { result: Some(AuditResult::Success), ..Default::default() }, 4),
-        (AuditFilter { actor: text("token@*"), ..Default::default() }, 1),
+        (
+            AuditFilter {
+                result: Some(AuditResult::Success),
+                ..Default::default()
+            },
+            4,
+        ),
+        (
+            AuditFilter {
+                actor: text("token@*"),
+                ..Default::default()
+            },
+            1,
+        ),
     ] {
         let expected = ids(&query(&*store, filter.clone()).await);
         let mut seen = Vec::new();
@@ -1742,7 +1797,11 @@ async fn concurrent_audit_writers(store: Arc<dyn Store>) {
             changes
                 .create_provider(
                     &provider(&format!("c{i}"), ProviderKind::Anthropic),
-                    &actor_event("token@10.0.0.1", "provider.create", &format!("providers/c{i}")),
+                    &actor_event(
+                        "token@10.0.0.1",
+                        "provider.create",
+                        &format!("providers/c{i}"),
+                    ),
                 )
                 .await
                 .unwrap();
@@ -1762,13 +1821,20 @@ async fn concurrent_audit_writers(store: Arc<dyn Store>) {
     assert_eq!(report.chained, 32);
     let standalone = query(
         &*store,
-        AuditFilter { action: Some(TextMatch::Exact("auth.failed".into())), ..Default::default() },
+        AuditFilter {
+            action: Some(TextMatch::Exact("auth.failed".into())),
+            ..Default::default()
+        },
     )
     .await;
     assert_eq!(standalone.len(), 16);
     // 16 changes: versions 2..=17; standalone rows carry one of them and bump none.
     assert_eq!(store.config_version().await.unwrap(), 17);
-    assert!(standalone.iter().all(|r| (1..=17).contains(&r.config_version)));
+    assert!(
+        standalone
+            .iter()
+            .all(|r| (1..=17).contains(&r.config_version))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
