@@ -3,7 +3,10 @@
 //! Invariants every backend keeps:
 //! * every mutation runs in ONE transaction that first bumps the single-row `config_version`
 //!   counter (which also serialises writers), then changes rows, then writes an `audit_log` row
-//!   carrying the new version; the new version is returned only after commit;
+//!   carrying the new version and the changed record's redacted views before and after; the new
+//!   version is returned only after commit;
+//! * a standalone audit row ([`Store::append_audit`]) takes the same lock without bumping the
+//!   version, so every audit row is chained in id order;
 //! * uniqueness violations become [`StoreError::Conflict`], missing rows [`StoreError::NotFound`];
 //! * the store never sees plaintext secrets: it stores [`SealedSecret`]s as given (the one
 //!   exception: extra-header values that versions before migration 0003 stored in plaintext are
