@@ -2,8 +2,8 @@
 //!
 //! * [`Audit`]: the extractor mutation handlers build their [`AuditEvent`] from (the [`Actor`]
 //!   and the request's [`AuditSource`]); the store adds before/after and the result.
-//! * [`record_refusals`]: a refused mutation (a 4xx answer other than 401 to POST, PUT, PATCH or
-//!   DELETE on a route) writes a `result: "failure"` row with the error message and status, in
+//! * [`record_refusals`]: a refused mutation (a 4xx answer other than 401 and 405 to POST, PUT,
+//!   PATCH or DELETE on a route) writes a `result: "failure"` row with the error message and status, in
 //!   its own small transaction ([`Store::append_audit`](crate::store::Store::append_audit)): the
 //!   action and target come from the route (`provider_key.update` on
 //!   `providers/bedrock/keys/ID`; a create's target is the collection, `virtual-keys`), since the
@@ -151,7 +151,8 @@ pub(crate) async fn record_refusals(
         .unwrap_or_else(|never| match never {});
     let response = next.run(Request::from_parts(parts, body)).await;
     let status = response.status();
-    if !status.is_client_error() || status.as_u16() == 401 {
+    // 401 is `auth.failed` (outside); 405 names no change a route makes.
+    if !status.is_client_error() || matches!(status.as_u16(), 401 | 405) {
         return response;
     }
     let Some((action, target, extra)) = template

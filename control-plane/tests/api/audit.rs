@@ -160,6 +160,12 @@ async fn audit_log(h: &Harness) {
         "invalid_request",
         Some("key_id"),
     );
+    // A method the route does not have refuses no change: no row.
+    let r = Call::new(Method::PATCH, "/api/providers/anthropic")
+        .json(json!({}))
+        .send(&h.router)
+        .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{}", r.text);
     assert_eq!(get(h, "/api/version").await.json["config_version"], version);
     let r = get(h, "/api/audit-logs?result=failure").await;
     assert_eq!(r.json["count"], 4, "{}", r.text);
