@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `result` | `"success"` (a committed change, or a successful standalone event) or `"failure"` (a refused request) |
 //! | `source` | `{"ip", "user_agent"}`: the TCP peer's address (never a forwarded-for header) and the `User-Agent`, escaped and cut to [`MAX_USER_AGENT_CHARS`] characters |
-//! | `before`, `after` | the record's [`AuditView`] before and after the change: `before` is null for a create, `after` for a delete; both null for failures |
+//! | `before`, `after` | change rows: the record's [`AuditView`] before and after the change (`before` is null for a create, `after` for a delete); standalone rows have neither |
 //! | `changed` | updates: the top-level fields of the view whose value differs |
 //! | `error`, `status` | failures: the error message (values echoed from a request body redacted) and the HTTP status |
 //! | others | what an action adds: `budget_id` (`budget.reset`), `method` (`auth.failed`) |
