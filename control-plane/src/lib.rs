@@ -12,6 +12,8 @@
 //! * [`store`]: the [`Store`] trait and its SQLite and PostgreSQL backends (migrations in
 //!   `migrations/{sqlite,postgres}`).
 //! * [`snapshot`]: the pure function that turns loaded rows into a snapshot.
+//! * [`audit`]: what an audit row says (source, before/after views with secrets redacted,
+//!   result) and the audit query types; [`audit_chain`]: the rows' hash chain and its check.
 //! * [`grpc`]: `ConfigService.Watch` (snapshots out, ACK/NACK in) and `UsageService.Report`
 //!   (usage batches in, acks out) behind the join-token check ([`GrpcAuth`]).
 //! * [`fleet`]: the in-memory registry of connected data planes behind `GET /api/data-planes`.
@@ -36,6 +38,10 @@
 //!   kept, listed in the `refused_env_references` of GET responses, logged at start, and
 //!   published as they are, for the data plane to refuse.
 //! * Virtual keys are stored as SHA-256 digests; the value is shown once, in the create response.
+//! * Every audit row is hash-chained to the one before it, and every writer of a row holds the
+//!   writers' lock (the config-version row), so rows chain in id order. A refused change or a
+//!   failed admin authentication writes a `failure` row of its own (without a new version;
+//!   `auth.failed` rows are capped per source address). Audit rows never contain secrets.
 //! * Every mutation is one transaction that bumps `config_version` and writes an audit row; after
 //!   it commits, the snapshot is rebuilt from the store and published on a `watch` channel. The
 //!   published version only ever increases. With PostgreSQL the transaction also `NOTIFY`s
@@ -61,6 +67,7 @@ use tollgate_proto::usage::v1::UsageRecord;
 
 pub mod allowances;
 mod api;
+pub mod audit;
 pub mod audit_chain;
 pub mod crypto;
 pub mod fleet;

@@ -441,7 +441,8 @@ pub struct CustomerRecord {
     pub updated_at: OffsetDateTime,
 }
 
-/// What a mutation writes to the audit log. `details` must never contain secrets.
+/// What a mutation writes to the audit log (see [`crate::audit`] for what `details` holds; build
+/// one with [`AuditEvent::new`]). `details` must never contain secrets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEvent {
     pub actor: String,
@@ -458,9 +459,14 @@ pub struct AuditRecord {
     pub actor: String,
     pub action: String,
     pub target: String,
-    /// The config version the change produced.
+    /// The config version the change produced (for a row that records no change: the version
+    /// current when it was written).
     pub config_version: u64,
     pub details: serde_json::Value,
+    /// The previous row's hash and this row's ([`crate::audit_chain`]); `None` for rows written
+    /// before the chain began.
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
 }
 
 /// Everything a snapshot is built from, read in one consistent transaction.

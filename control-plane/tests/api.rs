@@ -156,9 +156,13 @@ impl<'a> Call<'a> {
         }
         let resp = router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
+        let ndjson = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/x-ndjson"));
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let text = String::from_utf8(bytes.to_vec()).unwrap();
-        let json = if text.is_empty() {
+        let json = if text.is_empty() || ndjson {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("non-JSON body {text:?}: {e}"))
@@ -2017,3 +2021,6 @@ mod vertex_openai;
 
 #[path = "api/roles.rs"]
 mod roles;
+
+#[path = "api/audit.rs"]
+mod audit;

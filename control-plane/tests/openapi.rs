@@ -69,6 +69,7 @@ fn every_route_is_documented_and_bodies_are_closed() {
         "DELETE /api/providers/{provider}/keys/{key_id}",
         "GET /api/keys",
         "GET /api/audit-logs",
+        "GET /api/audit-logs/export",
         "GET /api/data-planes",
         "GET /api/version",
         "GET /openapi.json",

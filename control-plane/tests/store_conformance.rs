@@ -426,7 +426,17 @@ async fn conformance(store: Arc<dyn Store>) {
     assert_eq!(audit[0].action, "provider.delete");
     assert_eq!(audit[0].target, "providers/bedrock");
     assert_eq!(audit[0].config_version, expected_version);
-    assert_eq!(audit[0].details, json!({"action": "provider.delete"}));
+    // The handler's details, plus what the store adds: the record before, nothing after.
+    assert_eq!(audit[0].details["action"], "provider.delete");
+    assert_eq!(audit[0].details["result"], "success");
+    assert_eq!(audit[0].details["before"]["name"], "bedrock");
+    assert_eq!(audit[0].details["before"]["kind"], "bedrock");
+    assert_eq!(audit[0].details["after"], serde_json::Value::Null);
+    assert_eq!(
+        audit.last().unwrap().details["before"],
+        serde_json::Value::Null
+    );
+    assert_eq!(audit.last().unwrap().details["after"]["name"], "bedrock");
     assert_eq!(audit[0].actor, "test");
     assert_eq!(audit.last().unwrap().action, "provider.create");
     assert_eq!(audit.last().unwrap().config_version, 2);
@@ -1513,6 +1523,342 @@ async fn postgres_audit_chain_catches_edits_and_deletions() {
             .unwrap();
         breaks_at(&*store, rows[6].id).await;
         pool.close().await;
+        pg.close().await;
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit log contents, queries and standalone rows.
+
+use tollgate_control_plane::audit::{
+    AuditFilter, AuditOrder, AuditQuery, AuditResult, AuditSource, TextMatch,
+};
+use tollgate_control_plane::model::AuditRecord;
+
+fn actor_event(actor: &str, action: &str, target: &str) -> AuditEvent {
+    let source = AuditSource::new(Some("10.0.0.5".parse().unwrap()), Some(b"conformance/1"));
+    AuditEvent::new(actor, action, target, &source)
+}
+
+async fn query(store: &dyn Store, filter: AuditFilter) -> Vec<AuditRecord> {
+    store
+        .query_audit(&AuditQuery {
+            filter,
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+fn ids(rows: &[AuditRecord]) -> Vec<i64> {
+    rows.iter().map(|r| r.id).collect()
+}
+
+/// Changes and standalone rows interleaved; every filter and both page orders.
+async fn audit_queries_conform(store: Arc<dyn Store>) {
+    let token = "token@10.0.0.1";
+    let loopback = "loopback@127.0.0.1";
+    let mut failures = 0;
+    for i in 0..12 {
+        let actor = if i % 2 == 0 { token } else { loopback };
+        let target = format!("providers/p{i}");
+        let version = store
+            .create_provider(
+                &provider(&format!("p{i}"), ProviderKind::Bedrock),
+                &actor_event(actor, "provider.create", &target),
+            )
+            .await
+            .unwrap();
+        if i % 4 == 3 {
+            // A refused change between two changes: chained, no new version.
+            let ev = actor_event(token, "virtual_key.create", "virtual-keys")
+                .failure("unknown provider \"nope\"")
+                .with("status", json!(400));
+            let id = store.append_audit(&ev).await.unwrap();
+            failures += 1;
+            assert_eq!(store.config_version().await.unwrap(), version);
+            let row = &store.list_audit(1).await.unwrap()[0];
+            assert_eq!(row.id, id);
+            assert_eq!(row.config_version, version, "the current version");
+            assert_eq!(row.details["result"], "failure");
+            assert_eq!(row.details["error"], "unknown provider \"nope\"");
+            assert_eq!(row.details["source"]["ip"], "10.0.0.5");
+            assert_eq!(row.details["source"]["user_agent"], "conformance/1");
+        }
+    }
+    store
+        .create_virtual_key(
+            &vk("audited", &["p0"], 0xA1),
+            &actor_event(loopback, "virtual_key.create", "virtual-keys/x"),
+        )
+        .await
+        .unwrap();
+    let all = query(&*store, AuditFilter::default()).await;
+    assert_eq!(all.len(), 12 + failures + 1);
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    let report = tollgate_control_plane::audit_chain::verify(&store.audit_chain().await.unwrap())
+        .expect("standalone rows chain like the others");
+    assert_eq!(report.chained as usize, all.len());
+    // The vk's view never holds its digest.
+    let vk_row = &all[0];
+    assert_eq!(vk_row.details["after"]["name"], "audited");
+    assert!(vk_row.details["after"].get("key_sha256").is_none());
+    assert!(
+        !vk_row
+            .details
+            .to_string()
+            .contains(&hex::encode([0xA1u8; 32]))
+    );
+
+    let expect = |pred: &dyn Fn(&AuditRecord) -> bool| -> Vec<i64> {
+        all.iter().filter(|r| pred(r)).map(|r| r.id).collect()
+    };
+    let text = |raw: &str| Some(TextMatch::parse(raw).unwrap());
+    let cases: Vec<(AuditFilter, Vec<i64>)> = vec![
+        (
+            AuditFilter {
+                action: text("provider.create"),
+                ..Default::default()
+            },
+            expect(&|r| r.action == "provider.create"),
+        ),
+        (
+            AuditFilter {
+                action: text("virtual_key.*"),
+                ..Default::default()
+            },
+            expect(&|r| r.action.starts_with("virtual_key.")),
+        ),
+        (
+            AuditFilter {
+                actor: text(loopback),
+                ..Default::default()
+            },
+            expect(&|r| r.actor == loopback),
+        ),
+        (
+            AuditFilter {
+                actor: text("token@*"),
+                ..Default::default()
+            },
+            expect(&|r| r.actor.starts_with("token@")),
+        ),
+        (
+            AuditFilter {
+                target: text("providers/p1*"),
+                ..Default::default()
+            },
+            expect(&|r| r.target.starts_with("providers/p1")),
+        ),
+        (
+            AuditFilter {
+                result: Some(AuditResult::Failure),
+                ..Default::default()
+            },
+            expect(&|r| r.details["result"] == "failure"),
+        ),
+        (
+            AuditFilter {
+                result: Some(AuditResult::Success),
+                actor: text(token),
+                action: text("provider.*"),
+                ..Default::default()
+            },
+            expect(&|r| {
+                r.details["result"] == "success"
+                    && r.actor == token
+                    && r.action.starts_with("provider.")
+            }),
+        ),
+        // `_` and `%` are not wildcards.
+        (
+            AuditFilter {
+                action: text("virtual%*"),
+                ..Default::default()
+            },
+            Vec::new(),
+        ),
+    ];
+    for (filter, expected) in cases {
+        assert!(!expected.is_empty() || filter.action == text("virtual%*"));
+        assert_eq!(
+            ids(&query(&*store, filter.clone()).await),
+            expected,
+            "{filter:?}"
+        );
+    }
+    assert_eq!(
+        expect(&|r| r.target.starts_with("providers/p1")).len(),
+        3,
+        "p1, p10, p11"
+    );
+
+    // Time ranges: [since, until), whatever the offset or precision of the bounds.
+    let oldest_first: Vec<&AuditRecord> = all.iter().rev().collect();
+    let (since, until) = (oldest_first[4].at, oldest_first[11].at);
+    let whole_second = since.replace_nanosecond(0).unwrap();
+    let plus_two = time::UtcOffset::from_hms(2, 0, 0).unwrap();
+    for (since, until) in [
+        (Some(since), None),
+        (None, Some(until)),
+        (Some(since), Some(until)),
+        (
+            Some(since.to_offset(plus_two)),
+            Some(until.to_offset(plus_two)),
+        ),
+        (Some(whole_second), None),
+        (None, Some(whole_second)),
+        (Some(since + time::Duration::nanoseconds(1)), None),
+    ] {
+        let expected =
+            expect(&|r| since.is_none_or(|s| r.at >= s) && until.is_none_or(|u| r.at < u));
+        let got = query(
+            &*store,
+            AuditFilter {
+                since,
+                until,
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(ids(&got), expected, "since {since:?} until {until:?}");
+    }
+
+    // Pages: newest first with `before_id`, oldest first with `after_id`; no gaps, no repeats.
+    for (filter, page) in [
+        (AuditFilter::default(), 5),
+        (
+            AuditFilter {
+                result: Some(AuditResult::Success),
+                ..Default::default()
+            },
+            4,
+        ),
+        (
+            AuditFilter {
+                actor: text("token@*"),
+                ..Default::default()
+            },
+            1,
+        ),
+    ] {
+        let expected = ids(&query(&*store, filter.clone()).await);
+        let mut seen = Vec::new();
+        let mut before_id = None;
+        loop {
+            let rows = store
+                .query_audit(&AuditQuery {
+                    filter: filter.clone(),
+                    before_id,
+                    limit: page,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            seen.extend(ids(&rows));
+            if rows.len() < page as usize {
+                break;
+            }
+            before_id = rows.last().map(|r| r.id);
+        }
+        assert_eq!(seen, expected, "{filter:?} newest first");
+        let mut seen = Vec::new();
+        let mut after_id = None;
+        loop {
+            let rows = store
+                .query_audit(&AuditQuery {
+                    filter: filter.clone(),
+                    after_id,
+                    order: AuditOrder::OldestFirst,
+                    limit: page,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            seen.extend(ids(&rows));
+            if rows.len() < page as usize {
+                break;
+            }
+            after_id = rows.last().map(|r| r.id);
+        }
+        seen.reverse();
+        assert_eq!(seen, expected, "{filter:?} oldest first");
+    }
+}
+
+/// Changes and standalone rows written at once by many tasks keep one valid chain.
+async fn concurrent_audit_writers(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let changes = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            changes
+                .create_provider(
+                    &provider(&format!("c{i}"), ProviderKind::Anthropic),
+                    &actor_event(
+                        "token@10.0.0.1",
+                        "provider.create",
+                        &format!("providers/c{i}"),
+                    ),
+                )
+                .await
+                .unwrap();
+        }));
+        let standalone = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let ev = actor_event("anonymous@10.0.0.9", "auth.failed", "/api/providers")
+                .failure("invalid admin token");
+            standalone.append_audit(&ev).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let rows = store.audit_chain().await.unwrap();
+    let report = tollgate_control_plane::audit_chain::verify(&rows).expect("an intact chain");
+    assert_eq!(report.chained, 32);
+    let standalone = query(
+        &*store,
+        AuditFilter {
+            action: Some(TextMatch::Exact("auth.failed".into())),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(standalone.len(), 16);
+    // 16 changes: versions 2..=17; standalone rows carry one of them and bump none.
+    assert_eq!(store.config_version().await.unwrap(), 17);
+    assert!(
+        standalone
+            .iter()
+            .all(|r| (1..=17).contains(&r.config_version))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_audit_queries_and_standalone_rows_conform() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("a.db")).await.unwrap());
+    audit_queries_conform(store).await;
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("b.db")).await.unwrap());
+    concurrent_audit_writers(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_audit_queries_and_standalone_rows_conform() {
+    common::with_postgres(|url| async move {
+        let pg = PostgresStore::connect(&url).await.unwrap();
+        audit_queries_conform(Arc::new(pg.clone())).await;
+        pg.close().await;
+    })
+    .await;
+    common::with_postgres(|url| async move {
+        let pg = PostgresStore::connect(&url).await.unwrap();
+        concurrent_audit_writers(Arc::new(pg.clone())).await;
         pg.close().await;
     })
     .await;

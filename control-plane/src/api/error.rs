@@ -129,12 +129,20 @@ impl ApiError {
     }
 }
 
+/// The message of an error response (what its body says), kept as a response extension for the
+/// audit log's failure rows (`api::audit`).
+#[derive(Debug, Clone)]
+pub(crate) struct ErrorMessage(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(cause) = &self {
             tracing::error!(error = %cause, "admin API request failed");
         }
-        let mut response = (self.status(), Json(self.body())).into_response();
+        let body = self.body();
+        let message = ErrorMessage(body.error.message.clone());
+        let mut response = (self.status(), Json(body)).into_response();
+        response.extensions_mut().insert(message);
         if matches!(self, ApiError::Unauthorized(_)) {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -18,11 +18,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::Actor;
+use super::audit::Audit;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use super::{parse_id, timestamp};
@@ -30,8 +29,8 @@ use crate::ControlPlane;
 use crate::EnvAllowlist;
 use crate::crypto::SecretBox;
 use crate::model::{
-    AuditEvent, BedrockKeyRecord, ProviderKeyRecord, SealedSecret, SecretField, ValueSource,
-    VertexKeyRecord, now,
+    BedrockKeyRecord, ProviderKeyRecord, SealedSecret, SecretField, ValueSource, VertexKeyRecord,
+    now,
 };
 use crate::validate::{
     self, BedrockShape, KeyShape, ProviderShape, Sourced, ValidationError, VertexShape,
@@ -502,38 +501,6 @@ fn check(provider: ProviderShape, k: &ProviderKeyRecord) -> Result<(), Validatio
     )
 }
 
-/// What the audit log keeps of a key: its shape and env reference names, never secret values.
-fn key_audit(k: &ProviderKeyRecord) -> serde_json::Value {
-    let kind = |s: &Option<SealedSecret>| {
-        s.as_ref().map(|s| match s {
-            SealedSecret::Env(name) => format!("env.{name}"),
-            SealedSecret::Encrypted(_) => "literal".to_owned(),
-        })
-    };
-    json!({
-        "name": k.name,
-        "models": k.models,
-        "weight": k.weight,
-        "enabled": k.enabled,
-        "aliases": k.aliases.len(),
-        "value": kind(&k.value),
-        "bedrock_key_config": k.bedrock.as_ref().map(|b| json!({
-            "access_key": kind(&b.access_key),
-            "secret_key": kind(&b.secret_key),
-            "session_token": kind(&b.session_token),
-            "external_id": kind(&b.external_id),
-            "region": b.region.as_ref().map(ValueSource::display),
-            "role_arn": b.role_arn.as_ref().map(ValueSource::display),
-        })),
-        "vertex_key_config": k.vertex.as_ref().map(|v| json!({
-            "project_id": v.project_id.as_ref().map(ValueSource::display),
-            "region": v.region.as_ref().map(ValueSource::display),
-            "auth_credentials": kind(&v.auth_credentials),
-            "token_uri": v.token_uri,
-        })),
-    })
-}
-
 /// What the key rules need of `provider` (404 if it does not exist).
 async fn provider_shape(cp: &ControlPlane, provider: &str) -> Result<ProviderShape, ApiError> {
     let p = cp
@@ -574,7 +541,7 @@ async fn provider_shape(cp: &ControlPlane, provider: &str) -> Result<ProviderSha
 )]
 pub(crate) async fn create_key(
     State(cp): State<ControlPlane>,
-    actor: Actor,
+    audit: Audit,
     ApiPath(provider): ApiPath<String>,
     ApiJson(req): ApiJson<CreateKeyRequest>,
 ) -> Result<(StatusCode, Json<KeyResponse>), ApiError> {
@@ -632,12 +599,10 @@ pub(crate) async fn create_key(
         updated_at: t,
     };
     check(shape, &record)?;
-    let event = AuditEvent {
-        actor: actor.0,
-        action: "provider_key.create".to_owned(),
-        target: format!("providers/{provider}/keys/{id}"),
-        details: key_audit(&record),
-    };
+    let event = audit.event(
+        "provider_key.create",
+        format!("providers/{provider}/keys/{id}"),
+    );
     let version = cp.store().create_key(&record, &event).await?;
     cp.committed(&event, version).await?;
     Ok((
@@ -751,7 +716,7 @@ pub(crate) async fn get_key(
 )]
 pub(crate) async fn update_key(
     State(cp): State<ControlPlane>,
-    actor: Actor,
+    audit: Audit,
     ApiPath((provider, key_id)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<UpdateKeyRequest>,
 ) -> Result<Json<KeyResponse>, ApiError> {
@@ -809,26 +774,10 @@ pub(crate) async fn update_key(
             true,
         )?)),
     };
-    let changed: Vec<&str> = [
-        ("name", req.name.is_some()),
-        ("description", req.description.is_some()),
-        ("value", req.value.is_some()),
-        ("models", req.models.is_some()),
-        ("weight", req.weight.is_some()),
-        ("aliases", req.aliases.is_some()),
-        ("enabled", req.enabled.is_some()),
-        ("bedrock_key_config", req.bedrock_key_config.is_some()),
-        ("vertex_key_config", req.vertex_key_config.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(f, present)| present.then_some(f))
-    .collect();
-    let event = AuditEvent {
-        actor: actor.0,
-        action: "provider_key.update".to_owned(),
-        target: format!("providers/{provider}/keys/{id}"),
-        details: json!({ "changed": changed }),
-    };
+    let event = audit.event(
+        "provider_key.update",
+        format!("providers/{provider}/keys/{id}"),
+    );
     let apply = |k: &mut ProviderKeyRecord| -> Result<(), ValidationError> {
         if let Some(name) = &req.name {
             k.name = name.clone();
@@ -891,16 +840,14 @@ pub(crate) async fn update_key(
 )]
 pub(crate) async fn delete_key(
     State(cp): State<ControlPlane>,
-    actor: Actor,
+    audit: Audit,
     ApiPath((provider, key_id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id("key_id", &key_id)?;
-    let event = AuditEvent {
-        actor: actor.0,
-        action: "provider_key.delete".to_owned(),
-        target: format!("providers/{provider}/keys/{id}"),
-        details: json!({}),
-    };
+    let event = audit.event(
+        "provider_key.delete",
+        format!("providers/{provider}/keys/{id}"),
+    );
     let version = cp.store().delete_key(&provider, id, &event).await?;
     cp.committed(&event, version).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::ControlPlane;
 
 mod access;
+mod audit;
 mod auth;
 mod data_planes;
 mod error;
@@ -36,6 +37,7 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub(crate) fn router(cp: ControlPlane) -> Router {
     let policy = Arc::new(auth::AuthPolicy::new(cp.admin_auth(), Some(cp.clone())));
+    let auth_failures = (cp.clone(), Arc::new(audit::AuthFailureLimiter::new()));
     let vk_routes = |r: Router<ControlPlane>, base: &str, item: &str, gov: bool| {
         if gov {
             r.route(
@@ -103,6 +105,7 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
                 .delete(users::delete_user),
         )
         .route("/audit-logs", get(system::list_audit_logs))
+        .route("/audit-logs/export", get(system::export_audit_logs))
         .route("/data-planes", get(data_planes::list_data_planes))
         .route("/version", get(system::version))
         .route("/virtual-keys/{vk_id}/usage", get(usage::virtual_key_usage))
@@ -176,11 +179,21 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         true,
     )
     .route_layer(axum::middleware::from_fn(access::authorize))
+    // Refused changes are audited (inside authentication, so the actor is known; outside the
+    // access check, so changes a role may not make are recorded too), on routes only.
+    .route_layer(axum::middleware::from_fn_with_state(
+        cp.clone(),
+        audit::record_refusals,
+    ))
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
     .layer(axum::middleware::from_fn_with_state(
         policy,
         auth::authenticate,
+    ))
+    .layer(axum::middleware::from_fn_with_state(
+        auth_failures,
+        audit::record_auth_failures,
     ))
     .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
     .with_state(cp);
@@ -305,6 +318,7 @@ impl Modify for BearerAuth {
         teams::governance_delete_customer,
         data_planes::list_data_planes,
         system::list_audit_logs,
+        system::export_audit_logs,
         system::version,
         users::me,
         users::my_key,

@@ -6,17 +6,16 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
-use serde_json::json;
 use tollgate_proto::pricing::{LongContextInput, PriceInput, PriceTable};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::Actor;
+use super::audit::Audit;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use super::{parse_id, timestamp};
 use crate::ControlPlane;
-use crate::model::{AuditEvent, PriceOverrideRecord, now};
+use crate::model::{PriceOverrideRecord, now};
 use crate::validate::ValidationError;
 
 /// A price entry as shown: the fields of [`PriceInput`] (USD per million tokens), in a schema
@@ -137,7 +136,7 @@ pub(crate) async fn get_pricing(
 )]
 pub(crate) async fn create_price_override(
     State(cp): State<ControlPlane>,
-    actor: Actor,
+    audit: Audit,
     ApiJson(body): ApiJson<PriceInput>,
 ) -> Result<(StatusCode, Json<PriceOverrideResponse>), ApiError> {
     let entry = checked(body)?;
@@ -148,12 +147,7 @@ pub(crate) async fn create_price_override(
         created_at: t,
         updated_at: t,
     };
-    let event = AuditEvent {
-        actor: actor.0,
-        action: "pricing.create".to_owned(),
-        target: format!("pricing/{}", record.id),
-        details: json!(record.entry),
-    };
+    let event = audit.event("pricing.create", format!("pricing/{}", record.id));
     let version = cp.store().create_price_override(&record, &event).await?;
     cp.committed(&event, version).await?;
     Ok((
@@ -179,7 +173,7 @@ pub(crate) async fn create_price_override(
 )]
 pub(crate) async fn replace_price_override(
     State(cp): State<ControlPlane>,
-    actor: Actor,
+    audit: Audit,
     ApiPath(override_id): ApiPath<String>,
     ApiJson(body): ApiJson<PriceInput>,
 ) -> Result<Json<PriceOverrideResponse>, ApiError> {
@@ -192,12 +186,7 @@ pub(crate) async fn replace_price_override(
         created_at: t,
         updated_at: t,
     };
-    let event = AuditEvent {
-        actor: actor.0,
-        action: "pricing.update".to_owned(),
-        target: format!("pricing/{id}"),
-        details: json!(record.entry),
-    };
+    let event = audit.event("pricing.update", format!("pricing/{id}"));
     let (stored, version) = cp.store().replace_price_override(&record, &event).await?;
     cp.committed(&event, version).await?;
     Ok(Json(PriceOverrideResponse::from(&stored)))
@@ -218,16 +207,11 @@ pub(crate) async fn replace_price_override(
 )]
 pub(crate) async fn delete_price_override(
     State(cp): State<ControlPlane>,
-    actor: Actor,
+    audit: Audit,
     ApiPath(override_id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id("override_id", &override_id)?;
-    let event = AuditEvent {
-        actor: actor.0,
-        action: "pricing.delete".to_owned(),
-        target: format!("pricing/{id}"),
-        details: json!({}),
-    };
+    let event = audit.event("pricing.delete", format!("pricing/{id}"));
     let version = cp.store().delete_price_override(id, &event).await?;
     cp.committed(&event, version).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -13,17 +13,15 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
-use super::auth::Actor;
+use super::audit::Audit;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use super::timestamp;
 use crate::ControlPlane;
 use crate::model::{
-    AuditEvent, NetworkConfig, NetworkRecord, ProviderKind, ProviderRecord, REDACTED, SealedSecret,
-    now,
+    NetworkConfig, NetworkRecord, ProviderKind, ProviderRecord, REDACTED, SealedSecret, now,
 };
 use crate::validate::{self, Sourced, ValidationError};
 
@@ -148,21 +146,6 @@ fn resolve_kind(
     }
 }
 
-/// What the audit log keeps of a network block (header names only: values may be credentials).
-fn network_audit(nc: &NetworkConfig) -> serde_json::Value {
-    json!({
-        "base_url": nc.base_url,
-        "default_request_timeout_in_seconds": nc.default_request_timeout_in_seconds,
-        "connect_timeout_in_seconds": nc.connect_timeout_in_seconds,
-        "stream_idle_timeout_in_seconds": nc.stream_idle_timeout_in_seconds,
-        "response_header_timeout_in_seconds": nc.response_header_timeout_in_seconds,
-        "max_retries": nc.max_retries,
-        "retry_backoff_initial": nc.retry_backoff_initial,
-        "retry_backoff_max": nc.retry_backoff_max,
-        "extra_header_names": nc.extra_headers.keys().collect::<Vec<_>>(),
-    })
-}
-
 /// A header value of a request: sealed, or `"<redacted>"` (keep the stored one).
 enum HeaderInput {
     Set(SealedSecret),
@@ -242,7 +225,7 @@ fn network_record(
 )]
 pub(crate) async fn create_provider(
     State(cp): State<ControlPlane>,
-    actor: Actor,
+    audit: Audit,
     ApiJson(req): ApiJson<CreateProviderRequest>,
 ) -> Result<(StatusCode, Json<ProviderResponse>), ApiError> {
     validate::provider_name("provider", &req.provider)?;
@@ -257,12 +240,7 @@ pub(crate) async fn create_provider(
         created_at: t,
         updated_at: t,
     };
-    let event = AuditEvent {
-        actor: actor.0,
-        action: "provider.create".to_owned(),
-        target: format!("providers/{}", record.name),
-        details: json!({"kind": kind, "network_config": network_audit(&nc)}),
-    };
+    let event = audit.event("provider.create", format!("providers/{}", record.name));
     let version = cp.store().create_provider(&record, &event).await?;
     cp.committed(&event, version).await?;
     Ok((
@@ -337,7 +315,7 @@ pub(crate) async fn get_provider(
 )]
 pub(crate) async fn update_provider(
     State(cp): State<ControlPlane>,
-    actor: Actor,
+    audit: Audit,
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<UpdateProviderRequest>,
 ) -> Result<Json<ProviderResponse>, ApiError> {
@@ -365,19 +343,7 @@ pub(crate) async fn update_provider(
     {
         keyless_keys_keep_their_base_url(&cp, &name).await?;
     }
-    let mut changed = Vec::new();
-    if req.network_config.is_some() {
-        changed.push("network_config");
-    }
-    let event = AuditEvent {
-        actor: actor.0,
-        action: "provider.update".to_owned(),
-        target: format!("providers/{name}"),
-        details: json!({
-            "changed": changed,
-            "network_config": req.network_config.as_ref().map(network_audit),
-        }),
-    };
+    let event = audit.event("provider.update", format!("providers/{name}"));
     let apply = |p: &mut ProviderRecord| -> Result<(), ValidationError> {
         let wanted = [
             ("kind", req.kind),
@@ -456,15 +422,10 @@ async fn keyless_keys_keep_their_base_url(cp: &ControlPlane, name: &str) -> Resu
 )]
 pub(crate) async fn delete_provider(
     State(cp): State<ControlPlane>,
-    actor: Actor,
+    audit: Audit,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let event = AuditEvent {
-        actor: actor.0,
-        action: "provider.delete".to_owned(),
-        target: format!("providers/{name}"),
-        details: json!({}),
-    };
+    let event = audit.event("provider.delete", format!("providers/{name}"));
     let version = cp.store().delete_provider(&name, &event).await?;
     cp.committed(&event, version).await?;
     Ok(StatusCode::NO_CONTENT)

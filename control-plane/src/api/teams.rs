@@ -6,18 +6,18 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::{Actor, Principal};
+use super::audit::Audit;
+use super::auth::Principal;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use super::{parse_id, timestamp};
 use crate::ControlPlane;
 use crate::governance::{self, BudgetInput, Limits, LimitsView, RateLimit};
 use crate::identity::Role;
-use crate::model::{AuditEvent, CustomerRecord, TeamRecord, now};
+use crate::model::{CustomerRecord, TeamRecord, now};
 use crate::validate;
 
 /// `POST /api/teams` body.
@@ -203,21 +203,6 @@ fn new_limits(
     )?)
 }
 
-/// Which fields an update sent, for the audit log.
-fn changed(req: &UpdateGroupRequest) -> Vec<&'static str> {
-    [
-        ("name", req.name.is_some()),
-        ("customer_id", req.customer_id.is_some()),
-        ("budgets", req.budgets.is_some()),
-        ("rate_limit", req.rate_limit.is_some()),
-        ("max_concurrent", req.max_concurrent.is_some()),
-        ("member_key_limits", req.member_key_limits.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(f, present)| present.then_some(f))
-    .collect()
-}
-
 fn apply_limits(
     limits: &mut Limits,
     req: &UpdateGroupRequest,
@@ -233,7 +218,7 @@ fn apply_limits(
 
 async fn create_team(
     cp: &ControlPlane,
-    actor: Actor,
+    audit: Audit,
     req: CreateTeamRequest,
 ) -> Result<(StatusCode, Json<TeamResponse>), ApiError> {
     validate::display_name("name", &req.name)?;
@@ -256,12 +241,7 @@ async fn create_team(
         created_at: t,
         updated_at: t,
     };
-    let event = AuditEvent {
-        actor: actor.0,
-        action: "team.create".to_owned(),
-        target: format!("teams/{}", team.id),
-        details: json!({"name": team.name, "customer_id": team.customer_id, "limits": team.limits}),
-    };
+    let event = audit.event("team.create", format!("teams/{}", team.id));
     let version = cp.store().create_team(&team, &event).await?;
     cp.committed(&event, version).await?;
     Ok((StatusCode::CREATED, Json(TeamResponse::from(&team))))
@@ -300,7 +280,7 @@ async fn get_team(
 async fn update_team(
     cp: &ControlPlane,
     caller: &Principal,
-    actor: Actor,
+    audit: Audit,
     team_id: &str,
     req: UpdateGroupRequest,
 ) -> Result<Json<TeamResponse>, ApiError> {
@@ -334,12 +314,7 @@ async fn update_team(
         }
         apply_limits(&mut team.limits, &req)
     };
-    let event = AuditEvent {
-        actor: actor.0,
-        action: "team.update".to_owned(),
-        target: format!("teams/{id}"),
-        details: json!({ "changed": changed(&req) }),
-    };
+    let event = audit.event("team.update", format!("teams/{id}"));
     let (team, version) = cp.store().update_team(id, &apply, &event).await?;
     cp.committed(&event, version).await?;
     Ok(Json(TeamResponse::from(&team)))
@@ -347,16 +322,11 @@ async fn update_team(
 
 async fn delete_team(
     cp: &ControlPlane,
-    actor: Actor,
+    audit: Audit,
     team_id: &str,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id("team_id", team_id)?;
-    let event = AuditEvent {
-        actor: actor.0,
-        action: "team.delete".to_owned(),
-        target: format!("teams/{id}"),
-        details: json!({}),
-    };
+    let event = audit.event("team.delete", format!("teams/{id}"));
     let version = cp.store().delete_team(id, &event).await?;
     cp.committed(&event, version).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -364,7 +334,7 @@ async fn delete_team(
 
 async fn create_customer(
     cp: &ControlPlane,
-    actor: Actor,
+    audit: Audit,
     req: CreateCustomerRequest,
 ) -> Result<(StatusCode, Json<CustomerResponse>), ApiError> {
     validate::display_name("name", &req.name)?;
@@ -381,12 +351,7 @@ async fn create_customer(
         created_at: t,
         updated_at: t,
     };
-    let event = AuditEvent {
-        actor: actor.0,
-        action: "customer.create".to_owned(),
-        target: format!("customers/{}", customer.id),
-        details: json!({"name": customer.name, "limits": customer.limits}),
-    };
+    let event = audit.event("customer.create", format!("customers/{}", customer.id));
     let version = cp.store().create_customer(&customer, &event).await?;
     cp.committed(&event, version).await?;
     Ok((StatusCode::CREATED, Json(CustomerResponse::from(&customer))))
@@ -428,7 +393,7 @@ async fn get_customer(
 async fn update_customer(
     cp: &ControlPlane,
     _caller: &Principal,
-    actor: Actor,
+    audit: Audit,
     customer_id: &str,
     req: UpdateGroupRequest,
 ) -> Result<Json<CustomerResponse>, ApiError> {
@@ -455,12 +420,7 @@ async fn update_customer(
         }
         apply_limits(&mut customer.limits, &req)
     };
-    let event = AuditEvent {
-        actor: actor.0,
-        action: "customer.update".to_owned(),
-        target: format!("customers/{id}"),
-        details: json!({ "changed": changed(&req) }),
-    };
+    let event = audit.event("customer.update", format!("customers/{id}"));
     let (customer, version) = cp.store().update_customer(id, &apply, &event).await?;
     cp.committed(&event, version).await?;
     Ok(Json(CustomerResponse::from(&customer)))
@@ -468,16 +428,11 @@ async fn update_customer(
 
 async fn delete_customer(
     cp: &ControlPlane,
-    actor: Actor,
+    audit: Audit,
     customer_id: &str,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id("customer_id", customer_id)?;
-    let event = AuditEvent {
-        actor: actor.0,
-        action: "customer.delete".to_owned(),
-        target: format!("customers/{id}"),
-        details: json!({}),
-    };
+    let event = audit.event("customer.delete", format!("customers/{id}"));
     let version = cp.store().delete_customer(id, &event).await?;
     cp.committed(&event, version).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -506,10 +461,10 @@ macro_rules! group_handlers {
         )]
         pub(crate) async fn $create(
             State(cp): State<ControlPlane>,
-            actor: Actor,
+            audit: Audit,
             ApiJson(req): ApiJson<$Create>,
         ) -> Result<(StatusCode, Json<$Response>), ApiError> {
-            $create_impl(&cp, actor, req).await
+            $create_impl(&cp, audit, req).await
         }
 
         #[doc = concat!("List every ", $what, ", by name.")]
@@ -568,11 +523,11 @@ macro_rules! group_handlers {
         pub(crate) async fn $update(
             State(cp): State<ControlPlane>,
             caller: Principal,
-            actor: Actor,
+            audit: Audit,
             ApiPath(id): ApiPath<String>,
             ApiJson(req): ApiJson<UpdateGroupRequest>,
         ) -> Result<Json<$Response>, ApiError> {
-            $update_impl(&cp, &caller, actor, &id, req).await
+            $update_impl(&cp, &caller, audit, &id, req).await
         }
 
         #[doc = concat!("Delete a ", $what, " (409 while others belong to it).")]
@@ -591,10 +546,10 @@ macro_rules! group_handlers {
         )]
         pub(crate) async fn $delete(
             State(cp): State<ControlPlane>,
-            actor: Actor,
+            audit: Audit,
             ApiPath(id): ApiPath<String>,
         ) -> Result<StatusCode, ApiError> {
-            $delete_impl(&cp, actor, &id).await
+            $delete_impl(&cp, audit, &id).await
         }
     };
 }

@@ -17,7 +17,8 @@ use tollgate_proto::window::WindowSpec;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::{Actor, Principal};
+use super::audit::Audit;
+use super::auth::Principal;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
 use super::{parse_id, timestamp};
@@ -311,13 +312,10 @@ fn reset_budget(limits: &mut Limits, budget_id: Uuid, now_ms: i64) -> Result<(),
     Ok(())
 }
 
-fn audit(actor: Actor, target: String, budget_id: Uuid) -> AuditEvent {
-    AuditEvent {
-        actor: actor.0,
-        action: "budget.reset".to_owned(),
-        target,
-        details: json!({ "budget_id": budget_id }),
-    }
+fn reset_event(audit: &Audit, target: String, budget_id: Uuid) -> AuditEvent {
+    audit
+        .event("budget.reset", target)
+        .with("budget_id", json!(budget_id))
 }
 
 /// Reset a virtual key's budget: spend so far in its current window stops counting (on every
@@ -340,7 +338,7 @@ fn audit(actor: Actor, target: String, budget_id: Uuid) -> AuditEvent {
 pub(crate) async fn reset_virtual_key_budget(
     State(cp): State<ControlPlane>,
     caller: Principal,
-    actor: Actor,
+    audit: Audit,
     ApiPath((vk_id, budget_id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id("vk_id", &vk_id)?;
@@ -350,7 +348,7 @@ pub(crate) async fn reset_virtual_key_budget(
     let apply = |vk: &mut crate::model::VirtualKeyRecord| {
         reset_budget(&mut vk.governance.limits, budget_id, now_ms)
     };
-    let event = audit(actor, format!("virtual-keys/{id}"), budget_id);
+    let event = reset_event(&audit, format!("virtual-keys/{id}"), budget_id);
     let (_, version) = cp.store().update_virtual_key(id, &apply, &event).await?;
     cp.committed(&event, version).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -375,7 +373,7 @@ pub(crate) async fn reset_virtual_key_budget(
 pub(crate) async fn reset_team_budget(
     State(cp): State<ControlPlane>,
     caller: Principal,
-    actor: Actor,
+    audit: Audit,
     ApiPath((team_id, budget_id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id("team_id", &team_id)?;
@@ -383,7 +381,7 @@ pub(crate) async fn reset_team_budget(
     let budget_id = parse_id("budget_id", &budget_id)?;
     let now_ms = governance::unix_ms(now());
     let apply = |t: &mut crate::model::TeamRecord| reset_budget(&mut t.limits, budget_id, now_ms);
-    let event = audit(actor, format!("teams/{id}"), budget_id);
+    let event = reset_event(&audit, format!("teams/{id}"), budget_id);
     let (_, version) = cp.store().update_team(id, &apply, &event).await?;
     cp.committed(&event, version).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -407,7 +405,7 @@ pub(crate) async fn reset_team_budget(
 )]
 pub(crate) async fn reset_customer_budget(
     State(cp): State<ControlPlane>,
-    actor: Actor,
+    audit: Audit,
     ApiPath((customer_id, budget_id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id("customer_id", &customer_id)?;
@@ -415,7 +413,7 @@ pub(crate) async fn reset_customer_budget(
     let now_ms = governance::unix_ms(now());
     let apply =
         |c: &mut crate::model::CustomerRecord| reset_budget(&mut c.limits, budget_id, now_ms);
-    let event = audit(actor, format!("customers/{id}"), budget_id);
+    let event = reset_event(&audit, format!("customers/{id}"), budget_id);
     let (_, version) = cp.store().update_customer(id, &apply, &event).await?;
     cp.committed(&event, version).await?;
     Ok(StatusCode::NO_CONTENT)

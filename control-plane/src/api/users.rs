@@ -5,11 +5,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::{Actor, Credential, Principal};
+use super::audit::Audit;
+use super::auth::{Credential, Principal};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use super::virtual_keys::VirtualKeyResponse;
@@ -17,7 +17,7 @@ use super::{parse_id, timestamp};
 use crate::ControlPlane;
 use crate::crypto::{random_bytes, sha256};
 use crate::identity::{API_TOKEN_PREFIX, ApiTokenRecord, Role, UserRecord};
-use crate::model::{AuditEvent, now};
+use crate::model::now;
 use crate::validate;
 
 /// Longest and default lifetime of a personal API token, in days.
@@ -179,16 +179,11 @@ pub struct RotatedKeyResponse {
 pub(crate) async fn rotate_my_key(
     State(cp): State<ControlPlane>,
     caller: Principal,
-    actor: Actor,
+    audit: Audit,
 ) -> Result<Json<RotatedKeyResponse>, ApiError> {
     let user = caller.signed_in_user()?;
     let id = caller.personal_key_id.ok_or_else(no_key)?;
-    let event = AuditEvent {
-        actor: actor.0,
-        action: "user.rotate_key".to_owned(),
-        target: format!("virtual-keys/{id}"),
-        details: json!({ "user_id": user.id }),
-    };
+    let event = audit.event("user.rotate_key", format!("users/{}", user.id));
     let derive = |user: Uuid, generation: u64| cp.personal_key(user, generation);
     let (user, version) = cp
         .store()
@@ -303,7 +298,7 @@ pub(crate) async fn list_my_tokens(
 pub(crate) async fn create_my_token(
     State(cp): State<ControlPlane>,
     caller: Principal,
-    actor: Actor,
+    audit: Audit,
     ApiJson(req): ApiJson<CreateApiTokenRequest>,
 ) -> Result<(StatusCode, Json<CreatedApiTokenResponse>), ApiError> {
     let user = caller.signed_in_user()?;
@@ -338,12 +333,10 @@ pub(crate) async fn create_my_token(
         last_used_at: None,
         revoked_at: None,
     };
-    let event = AuditEvent {
-        actor: actor.0,
-        action: "api_token.create".to_owned(),
-        target: format!("users/{}/tokens/{}", user.id, token.id),
-        details: json!({ "name": token.name, "expires_at": timestamp(token.expires_at) }),
-    };
+    let event = audit.event(
+        "api_token.create",
+        format!("users/{}/tokens/{}", user.id, token.id),
+    );
     cp.store().create_api_token(&token, &event).await?;
     Ok((
         StatusCode::CREATED,
@@ -369,17 +362,12 @@ pub(crate) async fn create_my_token(
 pub(crate) async fn revoke_my_token(
     State(cp): State<ControlPlane>,
     caller: Principal,
-    actor: Actor,
+    audit: Audit,
     ApiPath(token_id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let user = caller.signed_in_user()?;
     let id = parse_id("token_id", &token_id)?;
-    let event = AuditEvent {
-        actor: actor.0,
-        action: "api_token.revoke".to_owned(),
-        target: format!("users/{}/tokens/{id}", user.id),
-        details: json!({}),
-    };
+    let event = audit.event("api_token.revoke", format!("users/{}/tokens/{id}", user.id));
     cp.store().revoke_api_token(user.id, id, &event).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -474,7 +462,7 @@ pub struct UpdateUserRequest {
 )]
 pub(crate) async fn update_user(
     State(cp): State<ControlPlane>,
-    actor: Actor,
+    audit: Audit,
     ApiPath(user_id): ApiPath<String>,
     ApiJson(req): ApiJson<UpdateUserRequest>,
 ) -> Result<Json<UserResponse>, ApiError> {
@@ -500,21 +488,12 @@ pub(crate) async fn update_user(
         }
         Ok(())
     };
-    let event = AuditEvent {
-        actor: actor.0,
-        action: match req.active {
-            Some(false) => "user.deactivate",
-            Some(true) => "user.activate",
-            None => "user.update",
-        }
-        .to_owned(),
-        target: format!("users/{id}"),
-        details: json!({
-            "role": req.role.map(|r| r.map(Role::as_str)),
-            "team_id": req.team_id,
-            "active": req.active,
-        }),
+    let action = match req.active {
+        Some(false) => "user.deactivate",
+        Some(true) => "user.activate",
+        None => "user.update",
     };
+    let event = audit.event(action, format!("users/{id}"));
     let (user, version) = cp
         .store()
         .update_user(id, &apply, &mappings, &event)
@@ -540,16 +519,11 @@ pub(crate) async fn update_user(
 )]
 pub(crate) async fn delete_user(
     State(cp): State<ControlPlane>,
-    actor: Actor,
+    audit: Audit,
     ApiPath(user_id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id("user_id", &user_id)?;
-    let event = AuditEvent {
-        actor: actor.0,
-        action: "user.delete".to_owned(),
-        target: format!("users/{id}"),
-        details: json!({}),
-    };
+    let event = audit.event("user.delete", format!("users/{id}"));
     let version = cp.store().delete_user(id, &event).await?;
     cp.committed(&event, version).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -6,12 +6,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::{Actor, Principal};
+use super::audit::Audit;
+use super::auth::Principal;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use super::{parse_id, timestamp};
@@ -21,7 +21,7 @@ use crate::governance::{
     self, Budget, BudgetInput, BudgetView, KeyGovernance, Limits, ProviderConfig,
     ProviderConfigInput, ProviderConfigView, RateLimit, ResetDuration, monthly, usd,
 };
-use crate::model::{AuditEvent, VirtualKeyRecord, now};
+use crate::model::{VirtualKeyRecord, now};
 use crate::store::StoreError;
 use crate::validate::{self, ValidationError};
 
@@ -379,23 +379,10 @@ fn rename_provider_field(e: StoreError, provider: bool, providers: bool) -> ApiE
     }
 }
 
-/// What the audit log keeps of a key's settings (never its value).
-fn audit_details(vk: &VirtualKeyRecord) -> serde_json::Value {
-    json!({
-        "name": vk.name,
-        "value_prefix": vk.value_prefix,
-        "providers": vk.providers,
-        "governance": vk.governance,
-        "team_id": vk.team_id,
-        "customer_id": vk.customer_id,
-        "is_active": vk.active,
-    })
-}
-
 async fn create(
     cp: &ControlPlane,
     caller: &Principal,
-    actor: Actor,
+    audit: Audit,
     mut req: CreateVirtualKeyRequest,
 ) -> Result<(StatusCode, Json<CreatedVirtualKeyResponse>), ApiError> {
     req.team_id = caller.key_team(req.team_id, req.customer_id)?;
@@ -451,12 +438,7 @@ async fn create(
         created_at: t,
         updated_at: t,
     };
-    let event = AuditEvent {
-        actor: actor.0,
-        action: "virtual_key.create".to_owned(),
-        target: format!("virtual-keys/{}", record.id),
-        details: audit_details(&record),
-    };
+    let event = audit.event("virtual_key.create", format!("virtual-keys/{}", record.id));
     let version = cp
         .store()
         .create_virtual_key(&record, &event)
@@ -587,7 +569,7 @@ fn apply_update(
 async fn update(
     cp: &ControlPlane,
     caller: &Principal,
-    actor: Actor,
+    audit: Audit,
     vk_id: &str,
     req: UpdateVirtualKeyRequest,
 ) -> Result<Json<VirtualKeyResponse>, ApiError> {
@@ -613,35 +595,9 @@ async fn update(
     if let Some(Some(d)) = &req.description {
         validate::description("description", d)?;
     }
-    let changed: Vec<&str> = [
-        ("name", req.name.is_some()),
-        ("description", req.description.is_some()),
-        ("monthly_budget", req.monthly_budget.is_some()),
-        (
-            "providers",
-            req.provider.is_some() || req.providers.is_some() || req.provider_configs.is_some(),
-        ),
-        ("budgets", req.budgets.is_some()),
-        ("rate_limit", req.rate_limit.is_some()),
-        ("max_concurrent", req.max_concurrent.is_some()),
-        ("team_id", req.team_id.is_some()),
-        ("customer_id", req.customer_id.is_some()),
-        ("expires_at", req.expires_at.is_some()),
-        ("fail_open", req.fail_open.is_some()),
-        ("fallbacks", req.fallbacks.is_some()),
-        ("is_active", req.is_active.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(f, present)| present.then_some(f))
-    .collect();
     let t = now();
     let apply = |vk: &mut VirtualKeyRecord| apply_update(vk, &req, t);
-    let event = AuditEvent {
-        actor: actor.0,
-        action: "virtual_key.update".to_owned(),
-        target: format!("virtual-keys/{id}"),
-        details: json!({ "changed": changed }),
-    };
+    let event = audit.event("virtual_key.update", format!("virtual-keys/{id}"));
     let (record, version) = cp
         .store()
         .update_virtual_key(id, &apply, &event)
@@ -654,17 +610,12 @@ async fn update(
 async fn delete(
     cp: &ControlPlane,
     caller: &Principal,
-    actor: Actor,
+    audit: Audit,
     vk_id: &str,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id("vk_id", vk_id)?;
     scoped_key(cp, caller, id).await?;
-    let event = AuditEvent {
-        actor: actor.0,
-        action: "virtual_key.delete".to_owned(),
-        target: format!("virtual-keys/{id}"),
-        details: json!({}),
-    };
+    let event = audit.event("virtual_key.delete", format!("virtual-keys/{id}"));
     let version = cp.store().delete_virtual_key(id, &event).await?;
     cp.committed(&event, version).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -693,10 +644,10 @@ macro_rules! vk_handlers {
         pub(crate) async fn $create(
             State(cp): State<ControlPlane>,
             caller: Principal,
-            actor: Actor,
+            audit: Audit,
             ApiJson(req): ApiJson<CreateVirtualKeyRequest>,
         ) -> Result<(StatusCode, Json<CreatedVirtualKeyResponse>), ApiError> {
-            create(&cp, &caller, actor, req).await
+            create(&cp, &caller, audit, req).await
         }
 
         /// List virtual keys (without their values).
@@ -755,11 +706,11 @@ macro_rules! vk_handlers {
         pub(crate) async fn $update(
             State(cp): State<ControlPlane>,
             caller: Principal,
-            actor: Actor,
+            audit: Audit,
             ApiPath(vk_id): ApiPath<String>,
             ApiJson(req): ApiJson<UpdateVirtualKeyRequest>,
         ) -> Result<Json<VirtualKeyResponse>, ApiError> {
-            update(&cp, &caller, actor, &vk_id, req).await
+            update(&cp, &caller, audit, &vk_id, req).await
         }
 
         /// Delete a virtual key.
@@ -778,10 +729,10 @@ macro_rules! vk_handlers {
         pub(crate) async fn $delete(
             State(cp): State<ControlPlane>,
             caller: Principal,
-            actor: Actor,
+            audit: Audit,
             ApiPath(vk_id): ApiPath<String>,
         ) -> Result<StatusCode, ApiError> {
-            delete(&cp, &caller, actor, &vk_id).await
+            delete(&cp, &caller, audit, &vk_id).await
         }
     };
 }

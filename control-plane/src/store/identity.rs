@@ -490,14 +490,6 @@ macro_rules! impl_identity_store {
             Ok(())
         }
 
-        fn with_details(event: &AuditEvent, extra: serde_json::Value) -> AuditEvent {
-            let mut event = event.clone();
-            if let (Some(d), serde_json::Value::Object(extra)) = (event.details.as_object_mut(), extra) {
-                d.extend(extra);
-            }
-            event
-        }
-
         #[async_trait::async_trait]
         impl IdentityStore for $store {
             async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
@@ -610,17 +602,12 @@ macro_rules! impl_identity_store {
                     }
                     None => create_personal_key(&mut tx, &user, key).await?,
                 };
-                let event = with_details(
-                    event,
-                    serde_json::json!({
-                        "user_id": user.id,
-                        "user_created": user_created,
-                        "key_created": key_created,
-                        "team_id": user.team_id,
-                        "groups": user.groups,
-                    }),
-                );
-                audit(&mut tx, &event, version).await?;
+                let event = event
+                    .clone()
+                    .with("user_created", serde_json::json!(user_created))
+                    .with("key_created", serde_json::json!(key_created))
+                    .with("personal_key_id", serde_json::json!(personal_key_id));
+                audit_change(&mut tx, &event, version, found.as_ref(), Some(&user)).await?;
                 tx.commit().await?;
                 Ok(Provisioned {
                     user,
@@ -635,7 +622,7 @@ macro_rules! impl_identity_store {
                 let mut tx = self.begin_write().await?;
                 let version = lock_writers(&mut tx).await?;
                 write_user(&mut tx, isql::INSERT_USER, user).await?;
-                audit(&mut tx, event, version).await?;
+                audit_change(&mut tx, event, version, None, Some(user)).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -668,7 +655,7 @@ macro_rules! impl_identity_store {
                 if before.active && !user.active {
                     sign_out_everywhere(&mut tx, id).await?;
                 }
-                audit(&mut tx, event, version).await?;
+                audit_change(&mut tx, event, version, Some(&before), Some(&user)).await?;
                 tx.commit().await?;
                 Ok((user, version))
             }
@@ -676,16 +663,12 @@ macro_rules! impl_identity_store {
             async fn delete_user(&self, id: uuid::Uuid, event: &AuditEvent) -> Result<u64, StoreError> {
                 let mut tx = self.begin_write().await?;
                 let version = bump(&mut tx).await?;
-                sqlx::query(isql::DELETE_PERSONAL_KEY).bind(id).execute(&mut *tx).await?;
-                let deleted = sqlx::query(isql::DELETE_USER)
-                    .bind(id)
-                    .execute(&mut *tx)
+                let before = fetch_user_by_id(&mut tx, id)
                     .await?
-                    .rows_affected();
-                if deleted == 0 {
-                    return Err(StoreError::NotFound(format!("user {id} not found")));
-                }
-                audit(&mut tx, event, version).await?;
+                    .ok_or_else(|| StoreError::NotFound(format!("user {id} not found")))?;
+                sqlx::query(isql::DELETE_PERSONAL_KEY).bind(id).execute(&mut *tx).await?;
+                sqlx::query(isql::DELETE_USER).bind(id).execute(&mut *tx).await?;
+                audit_change(&mut tx, event, version, Some(&before), None).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -698,9 +681,10 @@ macro_rules! impl_identity_store {
             ) -> Result<(UserRecord, u64), StoreError> {
                 let mut tx = self.begin_write().await?;
                 let version = bump(&mut tx).await?;
-                let mut user = fetch_user_by_id(&mut tx, user_id)
+                let before = fetch_user_by_id(&mut tx, user_id)
                     .await?
                     .ok_or_else(|| StoreError::NotFound(format!("user {user_id} not found")))?;
+                let mut user = before.clone();
                 user.key_generation += 1;
                 user.updated_at = $crate::model::now();
                 write_user(&mut tx, isql::UPDATE_USER, &user).await?;
@@ -718,7 +702,7 @@ macro_rules! impl_identity_store {
                         "user {user_id} has no personal key yet: it is created at their first sign-in"
                     )));
                 }
-                audit(&mut tx, event, version).await?;
+                audit_change(&mut tx, event, version, Some(&before), Some(&user)).await?;
                 tx.commit().await?;
                 Ok((user, version))
             }
@@ -791,7 +775,7 @@ macro_rules! impl_identity_store {
                         let name = t.name.clone();
                         unique_to_conflict(e, || format!("you already have an API token named {name:?}"))
                     })?;
-                audit(&mut tx, event, version).await?;
+                audit_change(&mut tx, event, version, None, Some(t)).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -824,7 +808,7 @@ macro_rules! impl_identity_store {
                 if n == 0 {
                     return Err(StoreError::NotFound(format!("no active API token {id}")));
                 }
-                audit(&mut tx, event, version).await?;
+                audit(&mut tx, &event.clone().success(), version).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -885,7 +869,7 @@ macro_rules! impl_identity_store {
                         sqlx::query(isql::DELETE_SETTING).bind(name).execute(&mut *tx).await?;
                     }
                 }
-                audit(&mut tx, event, version).await?;
+                audit(&mut tx, &event.clone().success(), version).await?;
                 tx.commit().await?;
                 Ok(())
             }

@@ -3,7 +3,10 @@
 //! Invariants every backend keeps:
 //! * every mutation runs in ONE transaction that first bumps the single-row `config_version`
 //!   counter (which also serialises writers), then changes rows, then writes an `audit_log` row
-//!   carrying the new version; the new version is returned only after commit;
+//!   carrying the new version and the changed record's redacted views before and after; the new
+//!   version is returned only after commit;
+//! * a standalone audit row ([`Store::append_audit`]) takes the same lock without bumping the
+//!   version, so every audit row is chained in id order;
 //! * uniqueness violations become [`StoreError::Conflict`], missing rows [`StoreError::NotFound`];
 //! * the store never sees plaintext secrets: it stores [`SealedSecret`]s as given (the one
 //!   exception: extra-header values that versions before migration 0003 stored in plaintext are
@@ -267,6 +270,27 @@ pub trait Store: IdentityStore + Send + Sync + 'static {
 
     /// The newest `limit` audit rows, newest first.
     async fn list_audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+    /// One page of audit rows matching `query.filter`, in `query.order`, after the keyset bounds
+    /// `before_id` / `after_id` (never an offset). Every filter is a bound parameter and uses an
+    /// index (migration 0010): `actor`, `action`, `target` exact or prefix, `result`, and the
+    /// half-open time range `[since, until)`.
+    async fn query_audit(
+        &self,
+        query: &crate::audit::AuditQuery,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Writes one standalone audit row, chained like every other, and returns its id: an event
+    /// that changes no configuration (a refused change, a failed admin authentication; logins,
+    /// failed logins and SCIM calls). Its `config_version` is the current version, which it does
+    /// not bump, and no config change is announced. It runs in its own small transaction that
+    /// takes the same writers' lock as every mutation (the config-version row: PostgreSQL
+    /// `SELECT ... FOR UPDATE`, SQLite `BEGIN IMMEDIATE`), so rows written concurrently with
+    /// changes, from any replica, keep one valid chain.
+    ///
+    /// Build the event with [`AuditEvent::new`] (actor, action, target, source) and finish it
+    /// with [`AuditEvent::success`] or [`AuditEvent::failure`]; it must not contain secrets.
+    /// Do not call it inside another store transaction (it would wait for that transaction's
+    /// lock).
+    async fn append_audit(&self, event: &AuditEvent) -> Result<i64, StoreError>;
     /// The whole audit log in id order, with its hash chain ([`crate::audit_chain::verify`]).
     async fn audit_chain(&self) -> Result<Vec<crate::audit_chain::ChainRow>, StoreError>;
 
@@ -641,6 +665,8 @@ struct AuditRow {
     target: String,
     config_version: i64,
     details: Json<serde_json::Value>,
+    prev_hash: Option<String>,
+    hash: Option<String>,
 }
 
 impl From<AuditRow> for AuditRecord {
@@ -653,6 +679,8 @@ impl From<AuditRow> for AuditRecord {
             target: r.target,
             config_version: u64::try_from(r.config_version).unwrap_or(0),
             details: r.details.0,
+            prev_hash: r.prev_hash,
+            hash: r.hash,
         }
     }
 }
@@ -722,8 +750,10 @@ mod sql {
     pub const CHAIN_AUDIT: &str = "UPDATE audit_log SET prev_hash = $2, hash = $3 WHERE id = $1";
     pub const AUDIT_CHAIN: &str = "SELECT id, at, actor, action, target, config_version, details, \
          prev_hash, hash FROM audit_log ORDER BY id";
-    pub const LIST_AUDIT: &str = "SELECT id, at, actor, action, target, config_version, details \
-         FROM audit_log ORDER BY id DESC LIMIT $1";
+    /// The start of every audit query ([`Store::query_audit`](super::Store::query_audit) adds
+    /// the bound filters).
+    pub const SELECT_AUDIT: &str = "SELECT id, at, actor, action, target, config_version, details, \
+         prev_hash, hash FROM audit_log";
 
     pub const LIST_PROVIDERS: &str = "SELECT name, kind, network_config, extra_header_secrets, \
          created_at, updated_at FROM providers ORDER BY name";
@@ -850,6 +880,28 @@ macro_rules! impl_sql_store {
         /// ([`crate::audit_chain`]). Every writer holds the config-version row (bumped first),
         /// so rows are chained in id order.
         async fn audit(conn: &mut Conn, event: &AuditEvent, version: u64) -> Result<(), StoreError> {
+            write_audit_row(&mut *conn, event, version).await?;
+            // Backend hook (PostgreSQL: NOTIFY other replicas, delivered at commit).
+            notify_committed(&mut *conn, version).await
+        }
+
+        /// [`audit`] for a change of one record: `before` and `after` are its
+        /// [`AuditView`](crate::audit::AuditView)s (`None` for a create and a delete), added to
+        /// the event's details with `changed` and `result: "success"`
+        /// ([`crate::audit::change_event`]).
+        async fn audit_change<T: $crate::audit::AuditView>(
+            conn: &mut Conn,
+            event: &AuditEvent,
+            version: u64,
+            before: Option<&T>,
+            after: Option<&T>,
+        ) -> Result<(), StoreError> {
+            audit(conn, &$crate::audit::change_event(event, before, after), version).await
+        }
+
+        /// Inserts one audit row and chains it; the caller holds the writers' lock (the
+        /// config-version row) in its transaction. Returns the row's id.
+        async fn write_audit_row(conn: &mut Conn, event: &AuditEvent, version: u64) -> Result<i64, StoreError> {
             let at = $crate::audit_chain::truncate_to_micros($crate::model::now());
             let db_version = i64::try_from(version).unwrap_or(i64::MAX);
             let id: i64 = sqlx::query_scalar(sql::INSERT_AUDIT)
@@ -875,8 +927,31 @@ macro_rules! impl_sql_store {
                 .bind(&hash)
                 .execute(&mut *conn)
                 .await?;
-            // Backend hook (PostgreSQL: NOTIFY other replicas, delivered at commit).
-            notify_committed(&mut *conn, version).await
+            Ok(id)
+        }
+
+        /// `AND column = $x` or, for a prefix, `AND column >= $p AND column < $end`
+        /// ([`crate::audit::prefix_end`]), compared in code-point order (`TEXT_ORDER` is the
+        /// backend's collation clause) so the column's index serves it.
+        fn push_text_match(
+            qb: &mut sqlx::QueryBuilder<$db>,
+            column: &'static str,
+            m: &$crate::audit::TextMatch,
+        ) {
+            match m {
+                $crate::audit::TextMatch::Exact(text) => {
+                    qb.push(" AND ").push(column).push(TEXT_ORDER).push(" = ").push_bind(text.clone());
+                }
+                $crate::audit::TextMatch::Prefix(prefix) => {
+                    if prefix.is_empty() {
+                        return;
+                    }
+                    qb.push(" AND ").push(column).push(TEXT_ORDER).push(" >= ").push_bind(prefix.clone());
+                    if let Some(end) = $crate::audit::prefix_end(prefix) {
+                        qb.push(" AND ").push(column).push(TEXT_ORDER).push(" < ").push_bind(end);
+                    }
+                }
+            }
         }
 
         async fn provider_names(conn: &mut Conn) -> Result<Vec<String>, StoreError> {
@@ -984,6 +1059,13 @@ macro_rules! impl_sql_store {
                 .into_iter()
                 .map(PriceOverrideRecord::from)
                 .collect())
+        }
+
+        async fn fetch_price_override(
+            conn: &mut Conn,
+            id: uuid::Uuid,
+        ) -> Result<Option<PriceOverrideRecord>, StoreError> {
+            Ok(all_price_overrides(&mut *conn).await?.into_iter().find(|o| o.id == id))
         }
 
         async fn all_customers(conn: &mut Conn) -> Result<Vec<CustomerRecord>, StoreError> {
@@ -1132,7 +1214,7 @@ macro_rules! impl_sql_store {
                     .map_err(|e| {
                         unique_to_conflict(e, || format!("a provider named {:?} already exists", p.name))
                     })?;
-                audit(&mut tx, event, version).await?;
+                audit_change(&mut tx, event, version, None, Some(&p)).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1148,6 +1230,7 @@ macro_rules! impl_sql_store {
                 let mut p = fetch_provider(&mut tx, name)
                     .await?
                     .ok_or_else(|| StoreError::NotFound(format!("provider {name:?} not found")))?;
+                let before = p.clone();
                 let created_at = p.created_at;
                 apply(&mut p)?;
                 p.name = name.to_owned();
@@ -1162,7 +1245,7 @@ macro_rules! impl_sql_store {
                     .bind(p.updated_at)
                     .execute(&mut *tx)
                     .await?;
-                audit(&mut tx, event, version).await?;
+                audit_change(&mut tx, event, version, Some(&before), Some(&p)).await?;
                 tx.commit().await?;
                 Ok((p, version))
             }
@@ -1177,6 +1260,7 @@ macro_rules! impl_sql_store {
                     .filter(|(_, ps)| ps.0.iter().any(|p| p == name))
                     .map(|(vk, _)| vk)
                     .collect();
+                let before = fetch_provider(&mut tx, name).await?;
                 let deleted = sqlx::query(sql::DELETE_PROVIDER)
                     .bind(name)
                     .execute(&mut *tx)
@@ -1190,7 +1274,7 @@ macro_rules! impl_sql_store {
                         "provider {name:?} is used by virtual keys {users:?}; remove it from them or delete them first"
                     )));
                 }
-                audit(&mut tx, event, version).await?;
+                audit_change(&mut tx, event, version, before.as_ref(), None).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1266,7 +1350,7 @@ macro_rules! impl_sql_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| unique_to_conflict(e, || key_conflict(&k.provider, &k.name)))?;
-                audit(&mut tx, event, version).await?;
+                audit_change(&mut tx, event, version, None, Some(&k)).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1283,6 +1367,7 @@ macro_rules! impl_sql_store {
                 let mut k = fetch_key(&mut tx, provider, id).await?.ok_or_else(|| {
                     StoreError::NotFound(format!("provider {provider:?} has no key {id}"))
                 })?;
+                let before = k.clone();
                 let created_at = k.created_at;
                 apply(&mut k)?;
                 k.id = id;
@@ -1311,7 +1396,7 @@ macro_rules! impl_sql_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| unique_to_conflict(e, || key_conflict(provider, &k.name)))?;
-                audit(&mut tx, event, version).await?;
+                audit_change(&mut tx, event, version, Some(&before), Some(&k)).await?;
                 tx.commit().await?;
                 Ok((k, version))
             }
@@ -1324,6 +1409,7 @@ macro_rules! impl_sql_store {
             ) -> Result<u64, StoreError> {
                 let mut tx = self.begin_write().await?;
                 let version = bump(&mut tx).await?;
+                let before = fetch_key(&mut tx, provider, id).await?;
                 let deleted = sqlx::query(sql::DELETE_KEY)
                     .bind(provider)
                     .bind(id)
@@ -1333,7 +1419,7 @@ macro_rules! impl_sql_store {
                 if deleted == 0 {
                     return Err(StoreError::NotFound(format!("provider {provider:?} has no key {id}")));
                 }
-                audit(&mut tx, event, version).await?;
+                audit_change(&mut tx, event, version, before.as_ref(), None).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1375,7 +1461,7 @@ macro_rules! impl_sql_store {
                         let msg = vk_conflict(&e, &vk.name);
                         unique_to_conflict(e, || msg)
                     })?;
-                audit(&mut tx, event, version).await?;
+                audit_change(&mut tx, event, version, None, Some(&vk)).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1391,6 +1477,7 @@ macro_rules! impl_sql_store {
                 let mut vk = fetch_vk(&mut tx, id)
                     .await?
                     .ok_or_else(|| StoreError::NotFound(format!("virtual key {id} not found")))?;
+                let before = vk.clone();
                 let (key_sha256, value_prefix, created_at) =
                     (vk.key_sha256, vk.value_prefix.clone(), vk.created_at);
                 apply(&mut vk)?;
@@ -1416,7 +1503,7 @@ macro_rules! impl_sql_store {
                         let msg = vk_conflict(&e, &vk.name);
                         unique_to_conflict(e, || msg)
                     })?;
-                audit(&mut tx, event, version).await?;
+                audit_change(&mut tx, event, version, Some(&before), Some(&vk)).await?;
                 tx.commit().await?;
                 Ok((vk, version))
             }
@@ -1424,6 +1511,7 @@ macro_rules! impl_sql_store {
             async fn delete_virtual_key(&self, id: uuid::Uuid, event: &AuditEvent) -> Result<u64, StoreError> {
                 let mut tx = self.begin_write().await?;
                 let version = bump(&mut tx).await?;
+                let before = fetch_vk(&mut tx, id).await?;
                 let deleted = sqlx::query(sql::DELETE_VK)
                     .bind(id)
                     .execute(&mut *tx)
@@ -1432,7 +1520,7 @@ macro_rules! impl_sql_store {
                 if deleted == 0 {
                     return Err(StoreError::NotFound(format!("virtual key {id} not found")));
                 }
-                audit(&mut tx, event, version).await?;
+                audit_change(&mut tx, event, version, before.as_ref(), None).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1462,7 +1550,7 @@ macro_rules! impl_sql_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| reference_conflict(e, || format!("a team named {:?} already exists", team.name)))?;
-                audit(&mut tx, event, version).await?;
+                audit_change(&mut tx, event, version, None, Some(&team)).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1478,6 +1566,7 @@ macro_rules! impl_sql_store {
                 let mut team = fetch_team(&mut tx, id)
                     .await?
                     .ok_or_else(|| StoreError::NotFound(format!("team {id} not found")))?;
+                let before = team.clone();
                 let created_at = team.created_at;
                 apply(&mut team)?;
                 team.id = id;
@@ -1494,7 +1583,7 @@ macro_rules! impl_sql_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| reference_conflict(e, || format!("a team named {:?} already exists", team.name)))?;
-                audit(&mut tx, event, version).await?;
+                audit_change(&mut tx, event, version, Some(&before), Some(&team)).await?;
                 tx.commit().await?;
                 Ok((team, version))
             }
@@ -1508,6 +1597,7 @@ macro_rules! impl_sql_store {
                         "team {id} has virtual keys {keys:?}; move them to another team or delete them first"
                     )));
                 }
+                let before = fetch_team(&mut tx, id).await?;
                 let deleted = sqlx::query(gsql::DELETE_TEAM)
                     .bind(id)
                     .execute(&mut *tx)
@@ -1517,7 +1607,7 @@ macro_rules! impl_sql_store {
                 if deleted == 0 {
                     return Err(StoreError::NotFound(format!("team {id} not found")));
                 }
-                audit(&mut tx, event, version).await?;
+                audit_change(&mut tx, event, version, before.as_ref(), None).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1544,7 +1634,7 @@ macro_rules! impl_sql_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| reference_conflict(e, || format!("a customer named {:?} already exists", customer.name)))?;
-                audit(&mut tx, event, version).await?;
+                audit_change(&mut tx, event, version, None, Some(&customer)).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1560,6 +1650,7 @@ macro_rules! impl_sql_store {
                 let mut customer = fetch_customer(&mut tx, id)
                     .await?
                     .ok_or_else(|| StoreError::NotFound(format!("customer {id} not found")))?;
+                let before = customer.clone();
                 let created_at = customer.created_at;
                 apply(&mut customer)?;
                 customer.id = id;
@@ -1573,7 +1664,7 @@ macro_rules! impl_sql_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| reference_conflict(e, || format!("a customer named {:?} already exists", customer.name)))?;
-                audit(&mut tx, event, version).await?;
+                audit_change(&mut tx, event, version, Some(&before), Some(&customer)).await?;
                 tx.commit().await?;
                 Ok((customer, version))
             }
@@ -1587,6 +1678,7 @@ macro_rules! impl_sql_store {
                         "customer {id} has teams or virtual keys {owned:?}; move or delete them first"
                     )));
                 }
+                let before = fetch_customer(&mut tx, id).await?;
                 let deleted = sqlx::query(gsql::DELETE_CUSTOMER)
                     .bind(id)
                     .execute(&mut *tx)
@@ -1596,7 +1688,7 @@ macro_rules! impl_sql_store {
                 if deleted == 0 {
                     return Err(StoreError::NotFound(format!("customer {id} not found")));
                 }
-                audit(&mut tx, event, version).await?;
+                audit_change(&mut tx, event, version, before.as_ref(), None).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1620,7 +1712,7 @@ macro_rules! impl_sql_store {
                     .bind(o.updated_at)
                     .execute(&mut *tx)
                     .await?;
-                audit(&mut tx, event, version).await?;
+                audit_change(&mut tx, event, version, None, Some(&o)).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1632,6 +1724,7 @@ macro_rules! impl_sql_store {
             ) -> Result<(PriceOverrideRecord, u64), StoreError> {
                 let mut tx = self.begin_write().await?;
                 let version = bump(&mut tx).await?;
+                let before = fetch_price_override(&mut tx, o.id).await?;
                 let now = $crate::model::now();
                 let updated = sqlx::query(gsql::UPDATE_PRICE_OVERRIDE)
                     .bind(o.id)
@@ -1648,7 +1741,7 @@ macro_rules! impl_sql_store {
                     .into_iter()
                     .find(|s| s.id == o.id)
                     .ok_or_else(|| StoreError::NotFound(format!("price override {} not found", o.id)))?;
-                audit(&mut tx, event, version).await?;
+                audit_change(&mut tx, event, version, before.as_ref(), Some(&stored)).await?;
                 tx.commit().await?;
                 Ok((stored, version))
             }
@@ -1656,6 +1749,7 @@ macro_rules! impl_sql_store {
             async fn delete_price_override(&self, id: uuid::Uuid, event: &AuditEvent) -> Result<u64, StoreError> {
                 let mut tx = self.begin_write().await?;
                 let version = bump(&mut tx).await?;
+                let before = fetch_price_override(&mut tx, id).await?;
                 let deleted = sqlx::query(gsql::DELETE_PRICE_OVERRIDE)
                     .bind(id)
                     .execute(&mut *tx)
@@ -1664,7 +1758,7 @@ macro_rules! impl_sql_store {
                 if deleted == 0 {
                     return Err(StoreError::NotFound(format!("price override {id} not found")));
                 }
-                audit(&mut tx, event, version).await?;
+                audit_change(&mut tx, event, version, before.as_ref(), None).await?;
                 tx.commit().await?;
                 Ok(version)
             }
@@ -1679,13 +1773,63 @@ macro_rules! impl_sql_store {
             }
 
             async fn list_audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
-                Ok(sqlx::query_as::<_, AuditRow>(sql::LIST_AUDIT)
-                    .bind(i64::from(limit))
+                self.query_audit(&$crate::audit::AuditQuery {
+                    limit,
+                    ..Default::default()
+                })
+                .await
+            }
+
+            async fn query_audit(
+                &self,
+                q: &$crate::audit::AuditQuery,
+            ) -> Result<Vec<AuditRecord>, StoreError> {
+                let f = &q.filter;
+                let mut qb = sqlx::QueryBuilder::<$db>::new(sql::SELECT_AUDIT);
+                qb.push(" WHERE 1 = 1");
+                for (column, m) in [("actor", &f.actor), ("action", &f.action), ("target", &f.target)] {
+                    if let Some(m) = m {
+                        push_text_match(&mut qb, column, m);
+                    }
+                }
+                if let Some(result) = f.result {
+                    qb.push(" AND ").push(AUDIT_RESULT).push(" = ").push_bind(result.as_str());
+                }
+                if let Some(since) = f.since {
+                    push_at_bound(&mut qb, ">=", $crate::audit::ceil_to_micros(since));
+                }
+                if let Some(until) = f.until {
+                    push_at_bound(&mut qb, "<", $crate::audit::ceil_to_micros(until));
+                }
+                if let Some(id) = q.before_id {
+                    qb.push(" AND id < ").push_bind(id);
+                }
+                if let Some(id) = q.after_id {
+                    qb.push(" AND id > ").push_bind(id);
+                }
+                qb.push(match q.order {
+                    $crate::audit::AuditOrder::NewestFirst => " ORDER BY id DESC",
+                    $crate::audit::AuditOrder::OldestFirst => " ORDER BY id",
+                });
+                qb.push(" LIMIT ").push_bind(i64::from(q.limit));
+                Ok(qb
+                    .build_query_as::<AuditRow>()
                     .fetch_all(&self.pool)
                     .await?
                     .into_iter()
                     .map(AuditRecord::from)
                     .collect())
+            }
+
+            async fn append_audit(&self, event: &AuditEvent) -> Result<i64, StoreError> {
+                let mut tx = self.begin_write().await?;
+                // The writers' lock, without a new version: this row records no change.
+                let version: i64 = sqlx::query_scalar(LOCK_VERSION_FOR_AUDIT)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let id = write_audit_row(&mut tx, event, version_from_db(version)?).await?;
+                tx.commit().await?;
+                Ok(id)
             }
 
             fn config_changes(&self) -> Option<tokio::sync::mpsc::Receiver<ConfigChange>> {

@@ -328,6 +328,18 @@ fn utc_midnight_literal(day: Date) -> String {
     )
 }
 
+/// Audit queries compare text in code-point order, as the indexes of migration 0010 do.
+const TEXT_ORDER: &str = " COLLATE \"C\"";
+/// `details.result` of an audit row (indexed by migration 0010).
+const AUDIT_RESULT: &str = "(details->>'result')";
+/// Takes the writers' lock (the row every mutation bumps first) without a new version.
+const LOCK_VERSION_FOR_AUDIT: &str = "SELECT version FROM config_version WHERE id = 1 FOR UPDATE";
+
+/// `AND at <op> $t` for audit time filters.
+fn push_at_bound(qb: &mut sqlx::QueryBuilder<Postgres>, op: &'static str, t: time::OffsetDateTime) {
+    qb.push(" AND at ").push(op).push(" ").push_bind(t);
+}
+
 /// Announces a committed config version to every listening replica (delivered at commit).
 async fn notify_committed(conn: &mut PgConnection, version: u64) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_notify($1, $2)")

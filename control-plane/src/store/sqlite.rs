@@ -162,6 +162,40 @@ fn started_at_text(t: OffsetDateTime) -> String {
     .unwrap_or_default()
 }
 
+/// Audit queries compare text in the default BINARY collation: code-point order.
+const TEXT_ORDER: &str = "";
+/// `details.result` of an audit row (indexed by migration 0010).
+const AUDIT_RESULT: &str = "json_extract(details, '$.result')";
+/// The writers' lock is the `BEGIN IMMEDIATE` of [`SqliteStore::begin_write`]; this reads the
+/// version under it.
+const LOCK_VERSION_FOR_AUDIT: &str = "SELECT version FROM config_version WHERE id = 1";
+/// A fixed-width key of an audit row's `at` (`2026-01-15T10:00:00` and nine fraction digits):
+/// the column holds RFC 3339 text whose fraction has 0 to 9 digits, which does not sort as time
+/// (`10:00:00Z` sorts after `10:00:00.5Z`). Indexed by migration 0010 with this very text.
+const AT_KEY: &str = "substr(at, 1, 19) || substr(CASE WHEN substr(at, 20, 1) = '.' \
+     THEN rtrim(substr(at, 21), 'Z') ELSE '' END || '000000000', 1, 9)";
+
+/// `AND <at> <op> $t` for audit time filters, on [`AT_KEY`].
+fn push_at_bound(qb: &mut sqlx::QueryBuilder<Sqlite>, op: &'static str, t: OffsetDateTime) {
+    qb.push(" AND ")
+        .push(AT_KEY)
+        .push(" ")
+        .push(op)
+        .push(" ")
+        .push_bind(at_key(t));
+}
+
+/// [`AT_KEY`] of an instant, computed here.
+fn at_key(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let seconds = t
+        .format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]"
+        ))
+        .unwrap_or_default();
+    format!("{seconds}{:09}", t.nanosecond())
+}
+
 /// Nothing to announce: one process owns the file.
 async fn notify_committed(_conn: &mut SqliteConnection, _version: u64) -> Result<(), StoreError> {
     Ok(())
@@ -210,6 +244,21 @@ mod tests {
 
     fn mode(path: &std::path::Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_audit_time_key_is_the_indexed_expression_and_sorts_as_time() {
+        let migration = include_str!("../../../migrations/sqlite/0010_audit_fields.sql");
+        let flat = super::AT_KEY
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(migration.contains(&format!("({flat})")), "{flat}");
+        let whole = time::macros::datetime!(2026-01-15 10:00:00 UTC);
+        let half = time::macros::datetime!(2026-01-15 10:00:00.5 UTC);
+        assert_eq!(super::at_key(whole), "2026-01-15T10:00:00000000000");
+        assert_eq!(super::at_key(half), "2026-01-15T10:00:00500000000");
+        assert!(super::at_key(whole) < super::at_key(half));
     }
 
     #[tokio::test]

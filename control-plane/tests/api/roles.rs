@@ -259,7 +259,10 @@ fn expected(op: &str) -> &'static str {
         "GET /api/virtual-keys/{vk_id}"
         | "GET /api/governance/virtual-keys/{vk_id}"
         | "GET /api/virtual-keys/{vk_id}/usage" => "AVTK",
-        "GET /api/audit-logs" | "GET /api/users" | "GET /api/users/{user_id}" => "AVK",
+        "GET /api/audit-logs"
+        | "GET /api/audit-logs/export"
+        | "GET /api/users"
+        | "GET /api/users/{user_id}" => "AVK",
         // Everything about oneself: the admin token has no self but `/api/me`.
         "GET /api/me" => "AVTMK",
         "GET /api/me/key"

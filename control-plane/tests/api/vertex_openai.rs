@@ -156,10 +156,11 @@ async fn vertex_keys(h: &Harness) {
         .unwrap()
         .clone();
     assert_eq!(
-        create["details"]["vertex_key_config"],
+        create["details"]["after"]["vertex_key_config"],
         json!({"project_id": "my-project-123", "region": "us-east5",
-               "auth_credentials": "literal", "token_uri": "http://127.0.0.1:9000/token"})
+               "auth_credentials": "<redacted>", "token_uri": "http://127.0.0.1:9000/token"})
     );
+    assert_eq!(create["details"]["before"], Value::Null);
     bodies.push(r.text);
     for body in &bodies {
         assert!(
