@@ -21,6 +21,7 @@ mod extract;
 mod keys;
 mod pricing;
 mod providers;
+mod scim;
 mod system;
 mod teams;
 mod usage;
@@ -154,6 +155,7 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         "/governance/virtual-keys/{vk_id}",
         true,
     )
+    .merge(scim::admin_routes())
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
     .layer(axum::middleware::from_fn_with_state(
@@ -161,10 +163,12 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         auth::require_admin,
     ))
     .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-    .with_state(cp);
+    .with_state(cp.clone());
     Router::new()
         .route("/openapi.json", get(system::openapi_json))
         .nest("/api", api)
+        // SCIM 2.0 for identity providers, behind its own token (api/scim.rs).
+        .nest(crate::scim::BASE_PATH, scim::router(cp))
 }
 
 async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
@@ -279,6 +283,9 @@ impl Modify for BearerAuth {
         teams::governance_update_customer,
         teams::governance_delete_customer,
         data_planes::list_data_planes,
+        scim::scim_status,
+        scim::create_token,
+        scim::delete_token,
         system::list_audit_logs,
         system::version,
         system::openapi_json,
@@ -295,6 +302,7 @@ impl Modify for BearerAuth {
         (name = "customers", description = "Customers: groups of teams and keys with their own limits"),
         (name = "governance", description = "The virtual-key, team and customer routes under the path other gateways use"),
         (name = "data-planes", description = "The fleet view: data planes connected to this control plane"),
+        (name = "scim", description = "The token identity providers use for SCIM provisioning at /scim/v2"),
         (name = "system", description = "Audit log, versions, this document"),
     )
 )]
