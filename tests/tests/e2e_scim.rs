@@ -9,8 +9,11 @@
 //! running control plane hears of the change through PostgreSQL `NOTIFY` and publishes it. The
 //! key's value is derived from the master key the test gave the binary.
 //!
-//! The figure printed is the time from the SCIM response to the first inference request the
-//! data plane answers 401 with that key (requests sent back to back), over several rounds.
+//! The figure printed (and asserted under 10 s) is the time from the SCIM response to the first
+//! inference request the data plane answers 401 with that key (requests sent back to back), over
+//! several rounds; the time from sending the PATCH is printed too. The control plane answers
+//! after it has published the snapshot, so the data plane usually has it before the client
+//! reads the response.
 
 use std::time::{Duration, Instant};
 
@@ -171,6 +174,7 @@ async fn measure(gw: &Gateway, user_id: &str, key: &str, deployment: &str) -> Ve
     gw.wait_for(key, 200, Duration::from_secs(20)).await;
     let mut figures = Vec::new();
     for round in 0..ROUNDS {
+        let sent = Instant::now();
         let (s, b) = gw
             .scim(
                 reqwest::Method::PATCH,
@@ -184,8 +188,11 @@ async fn measure(gw: &Gateway, user_id: &str, key: &str, deployment: &str) -> Ve
         gw.wait_for(key, 401, LIMIT).await;
         let latency = answered.elapsed();
         eprintln!(
-            "{deployment}: round {round}: revocation reached the data plane in {} ms",
-            latency.as_millis()
+            "{deployment}: round {round}: revocation reached the data plane in {} ms \
+             ({} ms after the PATCH was sent; the SCIM call took {} ms)",
+            latency.as_millis(),
+            sent.elapsed().as_millis(),
+            (answered - sent).as_millis()
         );
         assert!(latency < LIMIT, "{latency:?}");
         figures.push(latency);
@@ -220,7 +227,7 @@ async fn scim_deactivation_reaches_a_separate_data_plane_quickly() {
     let db = TestDatabase::create("tollgate_scim_split").await;
     let cp_admin = format!("127.0.0.1:{}", free_port().expect("port"));
     let cp_grpc = format!("127.0.0.1:{}", free_port().expect("port"));
-    let _cp = TollgateProcess::spawn_with(TollgateOptions {
+    let cp = TollgateProcess::spawn_with(TollgateOptions {
         args: vec![
             "control-plane".into(),
             "--listen".into(),
@@ -266,7 +273,7 @@ async fn scim_deactivation_reaches_a_separate_data_plane_quickly() {
     })
     .await
     .expect("data plane starts");
-    gw.inference = dp.url("").trim_end_matches('/').to_owned();
+    gw.inference = dp.base_url().to_owned();
 
     measure(&gw, &user_id, &key, "split").await;
 
@@ -282,7 +289,7 @@ async fn scim_deactivation_reaches_a_separate_data_plane_quickly() {
     gw.wait_for(&key, 401, LIMIT).await;
 
     // Nothing secret in the logs: neither the SCIM token nor the personal key.
-    for p in [&_cp, &dp] {
+    for p in [&cp, &dp] {
         let logs = format!("{}{}", p.stdout(), p.stderr());
         assert!(!logs.contains(&gw.scim_token[7..]), "SCIM token in the logs");
         assert!(!logs.contains(&key[6..]), "personal key in the logs");
@@ -307,7 +314,7 @@ async fn scim_deactivation_reaches_the_all_in_one_data_plane_quickly() {
     })
     .await
     .expect("gateway starts");
-    let base = gw_process.url("").trim_end_matches('/').to_owned();
+    let base = gw_process.base_url().to_owned();
     let mut gw = Gateway {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
