@@ -307,11 +307,7 @@ pub fn list_response(total: usize, start_index: usize, page: Vec<Value>) -> Valu
 
 /// `startIndex` (1-based, default 1) and `count` (default and cap [`MAX_RESULTS`]) applied
 /// to `items`. Returns the page and the start index used.
-pub fn paginate<T>(
-    items: Vec<T>,
-    start_index: Option<i64>,
-    count: Option<i64>,
-) -> (Vec<T>, usize) {
+pub fn paginate<T>(items: Vec<T>, start_index: Option<i64>, count: Option<i64>) -> (Vec<T>, usize) {
     let start = usize::try_from(start_index.unwrap_or(1).max(1)).unwrap_or(1);
     let count = usize::try_from(count.unwrap_or(MAX_RESULTS as i64).max(0))
         .unwrap_or(MAX_RESULTS)
@@ -481,7 +477,10 @@ fn members(v: &Value) -> Result<Vec<Uuid>, ScimError> {
                 .and_then(|o| get_ci(o, "value"))
                 .and_then(Value::as_str)
                 .ok_or_else(|| {
-                    ScimError::bad("invalidValue", "a member needs a string \"value\" (a user id)")
+                    ScimError::bad(
+                        "invalidValue",
+                        "a member needs a string \"value\" (a user id)",
+                    )
                 })?;
             raw.trim().parse::<Uuid>().map_err(|_| {
                 ScimError::bad("invalidValue", format!("member {raw:?} is not a user id"))
@@ -593,17 +592,17 @@ pub fn patch_user(attrs: &mut UserAttrs, ops: &[PatchOp]) -> Result<(), ScimErro
 
 fn no_path_value(op: &PatchOp) -> Result<&Map<String, Value>, ScimError> {
     if op.op == OpKind::Remove {
-        return Err(ScimError::bad("noTarget", "a remove operation needs a path"));
+        return Err(ScimError::bad(
+            "noTarget",
+            "a remove operation needs a path",
+        ));
     }
-    op.value
-        .as_ref()
-        .and_then(Value::as_object)
-        .ok_or_else(|| {
-            ScimError::bad(
-                "invalidValue",
-                "an operation without a path needs an object of attributes as its value",
-            )
-        })
+    op.value.as_ref().and_then(Value::as_object).ok_or_else(|| {
+        ScimError::bad(
+            "invalidValue",
+            "an operation without a path needs an object of attributes as its value",
+        )
+    })
 }
 
 fn patch_user_attr(
@@ -624,7 +623,13 @@ fn patch_user_attr(
             }
             a.user_name = non_empty(string(v, "userName")?, "userName")?;
         }
-        "externalid" => a.external_id = if remove { None } else { opt_string(v, "externalId")? },
+        "externalid" => {
+            a.external_id = if remove {
+                None
+            } else {
+                opt_string(v, "externalId")?
+            }
+        }
         "displayname" | "name.formatted" => {
             a.display_name = if remove { None } else { opt_string(v, &p)? };
         }
@@ -691,7 +696,10 @@ fn patch_group_attr(
     let v = value.unwrap_or(&Value::Null);
     match (p.as_str(), op) {
         ("displayname", OpKind::Remove) => {
-            return Err(ScimError::bad("mutability", "displayName cannot be removed"));
+            return Err(ScimError::bad(
+                "mutability",
+                "displayName cannot be removed",
+            ));
         }
         ("displayname", _) => g.display_name = non_empty(string(v, "displayName")?, "displayName")?,
         ("externalid", OpKind::Remove) => g.external_id = None,
@@ -724,9 +732,8 @@ fn patch_group_attr(
                 ));
             }
             let filter = Filter::parse(&inner[open + 1..close], &["value"])?;
-            g.members.retain(|m| {
-                !filter.matches(&json!({ "value": m.to_string() }))
-            });
+            g.members
+                .retain(|m| !filter.matches(&json!({ "value": m.to_string() })));
         }
         _ => {}
     }
@@ -846,8 +853,12 @@ impl Filter {
                 .ok_or_else(|| invalid_filter(format!("cannot filter on {attr:?}")))?;
             if it.peek() == Some(&Token::Open) {
                 it.next();
-                let (Some(Token::Word(sub)), Some(Token::Word(op)), Some(value), Some(Token::Close)) =
-                    (it.next(), it.next(), it.next(), it.next())
+                let (
+                    Some(Token::Word(sub)),
+                    Some(Token::Word(op)),
+                    Some(value),
+                    Some(Token::Close),
+                ) = (it.next(), it.next(), it.next(), it.next())
                 else {
                     return Err(invalid_filter(format!("unsupported filter {text:?}")));
                 };
@@ -958,7 +969,11 @@ pub fn service_provider_config() -> Value {
 pub fn resource_type(name: &str) -> Option<Value> {
     let (endpoint, schema, description) = match name {
         "User" => ("/Users", USER_SCHEMA, "People who may use the gateway"),
-        "Group" => ("/Groups", GROUP_SCHEMA, "Groups that map to teams and roles"),
+        "Group" => (
+            "/Groups",
+            GROUP_SCHEMA,
+            "Groups that map to teams and roles",
+        ),
         _ => return None,
     };
     Some(json!({
@@ -1097,7 +1112,11 @@ mod tests {
     #[test]
     fn okta_and_entra_deactivation_shapes() {
         let mut a = attrs();
-        patch_user(&mut a, &ops(json!([{"op": "replace", "value": {"active": false}}]))).unwrap();
+        patch_user(
+            &mut a,
+            &ops(json!([{"op": "replace", "value": {"active": false}}])),
+        )
+        .unwrap();
         assert!(!a.active);
         let mut a = attrs();
         patch_user(
@@ -1142,12 +1161,19 @@ mod tests {
         assert_eq!(a.display_name.as_deref(), Some("Alice A"));
         assert_eq!(a.external_id.as_deref(), Some("e-1"));
         assert_eq!(a.user_name, "Alice2@Example.com");
-        patch_user(&mut a, &ops(json!([{"op": "remove", "path": "externalId"}]))).unwrap();
+        patch_user(
+            &mut a,
+            &ops(json!([{"op": "remove", "path": "externalId"}])),
+        )
+        .unwrap();
         assert_eq!(a.external_id, None);
         assert_eq!(
-            patch_user(&mut a, &ops(json!([{"op": "add", "path": "groups", "value": []}])))
-                .unwrap_err()
-                .scim_type,
+            patch_user(
+                &mut a,
+                &ops(json!([{"op": "add", "path": "groups", "value": []}]))
+            )
+            .unwrap_err()
+            .scim_type,
             Some("mutability")
         );
     }
@@ -1174,7 +1200,9 @@ mod tests {
         assert_eq!(g.members, vec![u2]);
         patch_group(
             &mut g,
-            &ops(json!([{"op": "remove", "path": "members", "value": [{"value": u2.to_string()}]}])),
+            &ops(
+                json!([{"op": "remove", "path": "members", "value": [{"value": u2.to_string()}]}]),
+            ),
         )
         .unwrap();
         assert!(g.members.is_empty());
@@ -1183,7 +1211,10 @@ mod tests {
             &ops(json!([{"op": "replace", "value": {"id": "x", "displayName": "eng2", "members": [{"value": u3.to_string()}]}}])),
         )
         .unwrap();
-        assert_eq!((g.display_name.as_str(), g.members.clone()), ("eng2", vec![u3]));
+        assert_eq!(
+            (g.display_name.as_str(), g.members.clone()),
+            ("eng2", vec![u3])
+        );
         patch_group(&mut g, &ops(json!([{"op": "remove", "path": "members"}]))).unwrap();
         assert!(g.members.is_empty());
     }
@@ -1193,11 +1224,26 @@ mod tests {
         let user = json!({"id": "abc", "userName": "alice@example.com", "externalId": "X1",
                           "emails": [{"value": "A@x.io"}], "active": true});
         let f = |t: &str| Filter::parse(t, USER_FILTER_ATTRS);
-        assert!(f("userName eq \"Alice@Example.com\"").unwrap().matches(&user));
-        assert!(f("USERNAME Eq \"alice@example.com\"").unwrap().matches(&user));
+        assert!(
+            f("userName eq \"Alice@Example.com\"")
+                .unwrap()
+                .matches(&user)
+        );
+        assert!(
+            f("USERNAME Eq \"alice@example.com\"")
+                .unwrap()
+                .matches(&user)
+        );
         assert!(f("externalId eq \"X1\"").unwrap().matches(&user));
-        assert!(!f("externalId eq \"x1\"").unwrap().matches(&user), "case-exact");
-        assert!(f("emails.value eq \"a@x.io\" and active eq true").unwrap().matches(&user));
+        assert!(
+            !f("externalId eq \"x1\"").unwrap().matches(&user),
+            "case-exact"
+        );
+        assert!(
+            f("emails.value eq \"a@x.io\" and active eq true")
+                .unwrap()
+                .matches(&user)
+        );
         assert!(!f("userName eq \"bob\"").unwrap().matches(&user));
         for bad in [
             "userName co \"a\"",
@@ -1208,7 +1254,11 @@ mod tests {
             "userName eq \"unterminated",
             "",
         ] {
-            assert_eq!(f(bad).unwrap_err().scim_type, Some("invalidFilter"), "{bad}");
+            assert_eq!(
+                f(bad).unwrap_err().scim_type,
+                Some("invalidFilter"),
+                "{bad}"
+            );
         }
         let g = Filter::parse("members[value eq \"u1\"]", GROUP_FILTER_ATTRS).unwrap();
         assert!(g.matches(&json!({"members": [{"value": "u0"}, {"value": "u1"}]})));
@@ -1234,7 +1284,9 @@ mod tests {
             Some("invalidValue")
         );
         assert_eq!(
-            UserAttrs::from_resource(&json!([]), true).unwrap_err().scim_type,
+            UserAttrs::from_resource(&json!([]), true)
+                .unwrap_err()
+                .scim_type,
             Some("invalidSyntax")
         );
     }
@@ -1247,7 +1299,10 @@ mod tests {
         let mut r = json!({"schemas": [], "id": "1", "members": [], "displayName": "g"});
         project(&mut r, None, Some("members"));
         assert_eq!(r, json!({"schemas": [], "id": "1", "displayName": "g"}));
-        assert_eq!(paginate(vec![1, 2, 3, 4], Some(2), Some(2)), (vec![2, 3], 2));
+        assert_eq!(
+            paginate(vec![1, 2, 3, 4], Some(2), Some(2)),
+            (vec![2, 3], 2)
+        );
         assert_eq!(paginate(vec![1, 2], Some(0), None), (vec![1, 2], 1));
         assert_eq!(paginate(vec![1, 2], None, Some(0)), (vec![], 1));
         assert_eq!(paginate(vec![1, 2], Some(5), Some(-1)), (vec![], 5));

@@ -82,6 +82,9 @@ fn every_route_is_documented_and_bodies_are_closed() {
         "POST /api/teams/{team_id}/budgets/{budget_id}/reset",
         "GET /api/customers/{customer_id}/usage",
         "POST /api/customers/{customer_id}/budgets/{budget_id}/reset",
+        "GET /api/scim",
+        "POST /api/scim/token",
+        "DELETE /api/scim/token",
     ] {
         expected.insert(op.to_owned());
     }

@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 use tollgate_control_plane::governance::Limits;
 use tollgate_control_plane::identity::{GROUP_MAPPINGS_SETTING, Profile, Role};
 use tollgate_control_plane::model::{AuditEvent, TeamRecord, now};
-use tollgate_control_plane::{AdminAuth, ControlPlane, ControlPlaneConfig, EnvAllowlist, StoreConfig};
+use tollgate_control_plane::{
+    AdminAuth, ControlPlane, ControlPlaneConfig, EnvAllowlist, StoreConfig,
+};
 use tower::ServiceExt as _;
 use uuid::Uuid;
 
@@ -183,12 +185,17 @@ async fn scim_conforms(mut s: Scim) {
     let cp = s.cp.clone();
 
     // ---- Token: none configured, so SCIM refuses everything with a SCIM 401.
-    let r = s.call(Method::GET, "/scim/v2/Users", None, Some("anything")).await;
+    let r = s
+        .call(Method::GET, "/scim/v2/Users", None, Some("anything"))
+        .await;
     assert_scim_error(&r, 401, None);
     assert!(r.json["detail"].as_str().unwrap().contains("disabled"));
     assert!(r.www_authenticate.unwrap().starts_with("Bearer"));
     let r = s.admin(Method::GET, "/api/scim").await;
-    assert_eq!((r.status, &r.json["enabled"]), (StatusCode::OK, &json!(false)));
+    assert_eq!(
+        (r.status, &r.json["enabled"]),
+        (StatusCode::OK, &json!(false))
+    );
 
     let r = s.admin(Method::POST, "/api/scim/token").await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
@@ -196,7 +203,13 @@ async fn scim_conforms(mut s: Scim) {
     assert!(token.starts_with("tgscim_") && token.len() > 40, "{token}");
     assert_eq!(r.json["base_path"], "/scim/v2");
     // Only the digest is stored; the status never shows the value.
-    let stored = cp.store().setting("scim").await.unwrap().unwrap().to_string();
+    let stored = cp
+        .store()
+        .setting("scim")
+        .await
+        .unwrap()
+        .unwrap()
+        .to_string();
     assert!(!stored.contains(&token[7..]), "{stored}");
     let r = s.admin(Method::GET, "/api/scim").await;
     assert_eq!(r.json["enabled"], true);
@@ -213,7 +226,8 @@ async fn scim_conforms(mut s: Scim) {
     let token = r.json["token"].as_str().unwrap().to_owned();
     assert_ne!(token, old);
     assert_scim_error(
-        &s.call(Method::GET, "/scim/v2/Users", None, Some(&old)).await,
+        &s.call(Method::GET, "/scim/v2/Users", None, Some(&old))
+            .await,
         401,
         None,
     );
@@ -231,13 +245,24 @@ async fn scim_conforms(mut s: Scim) {
     let r = s.scim(Method::GET, "/ResourceTypes/User", None).await;
     assert_eq!(r.json["endpoint"], "/Users");
     let r = s.scim(Method::GET, "/Schemas", None).await;
-    assert_eq!(r.json["Resources"][0]["id"], "urn:ietf:params:scim:schemas:core:2.0:User");
+    assert_eq!(
+        r.json["Resources"][0]["id"],
+        "urn:ietf:params:scim:schemas:core:2.0:User"
+    );
     let r = s
-        .scim(Method::GET, "/Schemas/urn:ietf:params:scim:schemas:core:2.0:Group", None)
+        .scim(
+            Method::GET,
+            "/Schemas/urn:ietf:params:scim:schemas:core:2.0:Group",
+            None,
+        )
         .await;
     assert_eq!(r.json["name"], "Group");
     assert_scim_error(&s.scim(Method::GET, "/Bulk", None).await, 404, None);
-    assert_scim_error(&s.scim(Method::PATCH, "/Users", Some(json!({}))).await, 405, None);
+    assert_scim_error(
+        &s.scim(Method::PATCH, "/Users", Some(json!({}))).await,
+        405,
+        None,
+    );
 
     // ---- Users: create (Okta's shape), uniqueness, errors.
     let r = s
@@ -259,39 +284,64 @@ async fn scim_conforms(mut s: Scim) {
     assert_eq!(r.content_type.as_deref(), Some(SCIM_JSON));
     let alice = r.json["id"].as_str().unwrap().to_owned();
     let alice_id: Uuid = alice.parse().unwrap();
-    assert_eq!(r.location.as_deref(), Some(format!("/scim/v2/Users/{alice}").as_str()));
+    assert_eq!(
+        r.location.as_deref(),
+        Some(format!("/scim/v2/Users/{alice}").as_str())
+    );
     assert_eq!(r.json["userName"], "alice@example.com");
     assert_eq!(r.json["displayName"], "Alice Liddell");
     assert_eq!(r.json["emails"][0]["value"], "alice@example.com");
     assert_eq!(r.json["active"], true);
     assert_eq!(r.json["meta"]["resourceType"], "User");
-    assert_eq!(r.json["meta"]["location"], format!("/scim/v2/Users/{alice}"));
+    assert_eq!(
+        r.json["meta"]["location"],
+        format!("/scim/v2/Users/{alice}")
+    );
     assert!(r.json["meta"]["created"].as_str().unwrap().ends_with('Z'));
 
     let dup = s
-        .scim(Method::POST, "/Users", Some(json!({"userName": "ALICE@example.com"})))
+        .scim(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "ALICE@example.com"})),
+        )
         .await;
     assert_scim_error(&dup, 409, Some("uniqueness"));
     assert_scim_error(
-        &s.call(Method::POST, "/scim/v2/Users", Some(b"{not json".to_vec()), Some(&token))
-            .await,
+        &s.call(
+            Method::POST,
+            "/scim/v2/Users",
+            Some(b"{not json".to_vec()),
+            Some(&token),
+        )
+        .await,
         400,
         Some("invalidSyntax"),
     );
     assert_scim_error(
-        &s.scim(Method::POST, "/Users", Some(json!({"name": {"formatted": "x"}}))).await,
+        &s.scim(
+            Method::POST,
+            "/Users",
+            Some(json!({"name": {"formatted": "x"}})),
+        )
+        .await,
         400,
         Some("invalidValue"),
     );
     assert_scim_error(
-        &s.scim(Method::POST, "/Users", Some(json!({"userName": "z", "active": "perhaps"})))
-            .await,
+        &s.scim(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "z", "active": "perhaps"})),
+        )
+        .await,
         400,
         Some("invalidValue"),
     );
     let big = vec![b' '; 2 * 1024 * 1024];
     assert_scim_error(
-        &s.call(Method::POST, "/scim/v2/Users", Some(big), Some(&token)).await,
+        &s.call(Method::POST, "/scim/v2/Users", Some(big), Some(&token))
+            .await,
         413,
         None,
     );
@@ -317,7 +367,11 @@ async fn scim_conforms(mut s: Scim) {
     let bob = r.json["id"].as_str().unwrap().to_owned();
     let bob_id: Uuid = bob.parse().unwrap();
     let r = s
-        .scim(Method::POST, "/Users", Some(json!({"userName": "carol@example.com"})))
+        .scim(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "carol@example.com"})),
+        )
         .await;
     let carol = r.json["id"].as_str().unwrap().to_owned();
 
@@ -329,47 +383,87 @@ async fn scim_conforms(mut s: Scim) {
     );
     assert_eq!(r.json["totalResults"], 3);
     let r = s
-        .scim(Method::GET, "/Users?filter=userName%20eq%20%22ALICE%40example.com%22", None)
+        .scim(
+            Method::GET,
+            "/Users?filter=userName%20eq%20%22ALICE%40example.com%22",
+            None,
+        )
         .await;
     assert_eq!(r.json["totalResults"], 1, "{}", r.text);
     assert_eq!(r.json["Resources"][0]["id"], alice.as_str());
     let r = s
-        .scim(Method::GET, "/Users?filter=externalId+eq+%22entra-bob%22", None)
+        .scim(
+            Method::GET,
+            "/Users?filter=externalId+eq+%22entra-bob%22",
+            None,
+        )
         .await;
     assert_eq!(r.json["totalResults"], 1, "{}", r.text);
     assert_eq!(r.json["Resources"][0]["id"], bob.as_str());
     let r = s
-        .scim(Method::GET, "/Users?filter=UserName%20eq%20%22nobody%22", None)
+        .scim(
+            Method::GET,
+            "/Users?filter=UserName%20eq%20%22nobody%22",
+            None,
+        )
         .await;
-    assert_eq!((r.json["totalResults"].clone(), r.json["Resources"].clone()), (json!(0), json!([])));
-    assert_scim_error(
-        &s.scim(Method::GET, "/Users?filter=title%20eq%20%22x%22", None).await,
-        400,
-        Some("invalidFilter"),
-    );
-    assert_scim_error(
-        &s.scim(Method::GET, "/Users?filter=userName%20sw%20%22a%22", None).await,
-        400,
-        Some("invalidFilter"),
-    );
-    let r = s.scim(Method::GET, "/Users?startIndex=2&count=1", None).await;
     assert_eq!(
-        (&r.json["totalResults"], &r.json["startIndex"], &r.json["itemsPerPage"]),
+        (r.json["totalResults"].clone(), r.json["Resources"].clone()),
+        (json!(0), json!([]))
+    );
+    assert_scim_error(
+        &s.scim(Method::GET, "/Users?filter=title%20eq%20%22x%22", None)
+            .await,
+        400,
+        Some("invalidFilter"),
+    );
+    assert_scim_error(
+        &s.scim(Method::GET, "/Users?filter=userName%20sw%20%22a%22", None)
+            .await,
+        400,
+        Some("invalidFilter"),
+    );
+    let r = s
+        .scim(Method::GET, "/Users?startIndex=2&count=1", None)
+        .await;
+    assert_eq!(
+        (
+            &r.json["totalResults"],
+            &r.json["startIndex"],
+            &r.json["itemsPerPage"]
+        ),
         (&json!(3), &json!(2), &json!(1))
     );
-    assert_eq!(r.json["Resources"][0]["id"], bob.as_str(), "ordered by userName");
+    assert_eq!(
+        r.json["Resources"][0]["id"],
+        bob.as_str(),
+        "ordered by userName"
+    );
     let r = s.scim(Method::GET, "/Users?count=0", None).await;
-    assert_eq!((&r.json["totalResults"], &r.json["itemsPerPage"]), (&json!(3), &json!(0)));
-    let r = s.scim(Method::GET, "/Users?attributes=userName", None).await;
+    assert_eq!(
+        (&r.json["totalResults"], &r.json["itemsPerPage"]),
+        (&json!(3), &json!(0))
+    );
+    let r = s
+        .scim(Method::GET, "/Users?attributes=userName", None)
+        .await;
     assert!(r.json["Resources"][0].get("emails").is_none());
     assert!(r.json["Resources"][0].get("userName").is_some());
 
     // ---- Get.
     let r = s.scim(Method::GET, &format!("/Users/{alice}"), None).await;
-    assert_eq!((r.status, &r.json["externalId"]), (StatusCode::OK, &json!("okta-00u1")));
-    assert_scim_error(&s.scim(Method::GET, "/Users/not-a-uuid", None).await, 404, None);
+    assert_eq!(
+        (r.status, &r.json["externalId"]),
+        (StatusCode::OK, &json!("okta-00u1"))
+    );
     assert_scim_error(
-        &s.scim(Method::GET, &format!("/Users/{}", Uuid::new_v4()), None).await,
+        &s.scim(Method::GET, "/Users/not-a-uuid", None).await,
+        404,
+        None,
+    );
+    assert_scim_error(
+        &s.scim(Method::GET, &format!("/Users/{}", Uuid::new_v4()), None)
+            .await,
         404,
         None,
     );
@@ -395,15 +489,11 @@ async fn scim_conforms(mut s: Scim) {
         &s.scim(
             Method::PATCH,
             &format!("/Users/{carol}"),
-            Some(patch(json!([{"op": "frobnicate", "path": "active", "value": true}]))),
+            Some(patch(
+                json!([{"op": "frobnicate", "path": "active", "value": true}]),
+            )),
         )
         .await,
-        400,
-        Some("invalidSyntax"),
-    );
-    assert_scim_error(
-        &s.scim(Method::PATCH, &format!("/Users/{carol}"), Some(json!({"Operations": []})))
-            .await,
         400,
         Some("invalidSyntax"),
     );
@@ -411,7 +501,19 @@ async fn scim_conforms(mut s: Scim) {
         &s.scim(
             Method::PATCH,
             &format!("/Users/{carol}"),
-            Some(patch(json!([{"op": "add", "path": "groups", "value": [{"value": bob}]}]))),
+            Some(json!({"Operations": []})),
+        )
+        .await,
+        400,
+        Some("invalidSyntax"),
+    );
+    assert_scim_error(
+        &s.scim(
+            Method::PATCH,
+            &format!("/Users/{carol}"),
+            Some(patch(
+                json!([{"op": "add", "path": "groups", "value": [{"value": bob}]}]),
+            )),
         )
         .await,
         400,
@@ -421,7 +523,9 @@ async fn scim_conforms(mut s: Scim) {
         &s.scim(
             Method::PATCH,
             &format!("/Users/{carol}"),
-            Some(patch(json!([{"op": "replace", "path": "userName", "value": "bob@example.com"}]))),
+            Some(patch(
+                json!([{"op": "replace", "path": "userName", "value": "bob@example.com"}]),
+            )),
         )
         .await,
         409,
@@ -431,13 +535,19 @@ async fn scim_conforms(mut s: Scim) {
         .scim(
             Method::PUT,
             &format!("/Users/{carol}"),
-            Some(json!({"userName": "carol@example.com", "name": {"formatted": "Carol Replaced"},
-                        "active": true})),
+            Some(
+                json!({"userName": "carol@example.com", "name": {"formatted": "Carol Replaced"},
+                        "active": true}),
+            ),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json["displayName"], "Carol Replaced");
-    assert!(r.json.get("emails").is_none() && r.json.get("externalId").is_none(), "{}", r.text);
+    assert!(
+        r.json.get("emails").is_none() && r.json.get("externalId").is_none(),
+        "{}",
+        r.text
+    );
 
     // ---- Groups → teams and roles.
     let eng = team(&cp, "eng").await;
@@ -477,7 +587,10 @@ async fn scim_conforms(mut s: Scim) {
         )
         .await
         .unwrap();
-    assert_eq!(provisioned.user.id, alice_id, "the SCIM-created user is found by name");
+    assert_eq!(
+        provisioned.user.id, alice_id,
+        "the SCIM-created user is found by name"
+    );
     let alice_key = provisioned.personal_key_id.unwrap();
     cp.republish().await.unwrap();
     assert_eq!(published_key(&cp, alice_key), Some((String::new(), true)));
@@ -486,18 +599,26 @@ async fn scim_conforms(mut s: Scim) {
         .scim(
             Method::POST,
             "/Groups",
-            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            Some(
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
                         "displayName": "Engineering", "externalId": "g-eng",
-                        "members": [{"value": alice}]})),
+                        "members": [{"value": alice}]}),
+            ),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let g_eng = r.json["id"].as_str().unwrap().to_owned();
-    assert_eq!(r.location.as_deref(), Some(format!("/scim/v2/Groups/{g_eng}").as_str()));
+    assert_eq!(
+        r.location.as_deref(),
+        Some(format!("/scim/v2/Groups/{g_eng}").as_str())
+    );
     assert_eq!(r.json["members"][0]["value"], alice.as_str());
     assert_eq!(r.json["members"][0]["display"], "alice@example.com");
     let u = cp.store().get_user(alice_id).await.unwrap().unwrap();
-    assert_eq!((u.groups.clone(), u.team_id), (vec!["Engineering".to_owned()], Some(eng)));
+    assert_eq!(
+        (u.groups.clone(), u.team_id),
+        (vec!["Engineering".to_owned()], Some(eng))
+    );
     assert_eq!(
         published_key(&cp, alice_key),
         Some((eng.to_string(), true)),
@@ -508,7 +629,12 @@ async fn scim_conforms(mut s: Scim) {
     assert_eq!(r.json["groups"][0]["value"], g_eng.as_str());
 
     assert_scim_error(
-        &s.scim(Method::POST, "/Groups", Some(json!({"displayName": "Engineering"}))).await,
+        &s.scim(
+            Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "Engineering"})),
+        )
+        .await,
         409,
         Some("uniqueness"),
     );
@@ -523,7 +649,8 @@ async fn scim_conforms(mut s: Scim) {
         Some("invalidValue"),
     );
     assert_scim_error(
-        &s.scim(Method::POST, "/Groups", Some(json!({"members": []}))).await,
+        &s.scim(Method::POST, "/Groups", Some(json!({"members": []})))
+            .await,
         400,
         Some("invalidValue"),
     );
@@ -533,7 +660,9 @@ async fn scim_conforms(mut s: Scim) {
         .scim(
             Method::PATCH,
             &format!("/Groups/{g_eng}"),
-            Some(patch(json!([{"op": "Add", "path": "members", "value": [{"value": bob}]}]))),
+            Some(patch(
+                json!([{"op": "Add", "path": "members", "value": [{"value": bob}]}]),
+            )),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -544,17 +673,34 @@ async fn scim_conforms(mut s: Scim) {
         .scim(
             Method::PATCH,
             &format!("/Groups/{g_eng}"),
-            Some(patch(json!([{"op": "Remove", "path": format!("members[value eq \"{alice}\"]")}]))),
+            Some(patch(
+                json!([{"op": "Remove", "path": format!("members[value eq \"{alice}\"]")}]),
+            )),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(r.json["members"], json!([{"value": bob, "display": "bob@example.com",
-        "$ref": format!("/scim/v2/Users/{bob}"), "type": "User"}]));
-    assert!(cp.store().get_user(alice_id).await.unwrap().unwrap().groups.is_empty());
+    assert_eq!(
+        r.json["members"],
+        json!([{"value": bob, "display": "bob@example.com",
+        "$ref": format!("/scim/v2/Users/{bob}"), "type": "User"}])
+    );
+    assert!(
+        cp.store()
+            .get_user(alice_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .groups
+            .is_empty()
+    );
 
     // Okta: a new group with a member pushed by PATCH; she moves to the ML team, key included.
     let r = s
-        .scim(Method::POST, "/Groups", Some(json!({"displayName": "ML", "members": []})))
+        .scim(
+            Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "ML", "members": []})),
+        )
         .await;
     let g_ml = r.json["id"].as_str().unwrap().to_owned();
     let r = s
@@ -566,12 +712,24 @@ async fn scim_conforms(mut s: Scim) {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(cp.store().get_user(alice_id).await.unwrap().unwrap().team_id, Some(ml));
+    assert_eq!(
+        cp.store()
+            .get_user(alice_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .team_id,
+        Some(ml)
+    );
     assert_eq!(published_key(&cp, alice_key), Some((ml.to_string(), true)));
 
     // Roles come from groups.
     let r = s
-        .scim(Method::POST, "/Groups", Some(json!({"displayName": "Leads", "members": [{"value": alice}]})))
+        .scim(
+            Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "Leads", "members": [{"value": alice}]})),
+        )
         .await;
     let g_leads = r.json["id"].as_str().unwrap().to_owned();
     let m = cp.group_mappings().await.unwrap();
@@ -581,7 +739,9 @@ async fn scim_conforms(mut s: Scim) {
         .scim(
             Method::PATCH,
             &format!("/Groups/{g_leads}"),
-            Some(patch(json!([{"op": "remove", "path": "members", "value": [{"value": alice}]}]))),
+            Some(patch(
+                json!([{"op": "remove", "path": "members", "value": [{"value": alice}]}]),
+            )),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -590,7 +750,11 @@ async fn scim_conforms(mut s: Scim) {
 
     // Group list and filters.
     let r = s
-        .scim(Method::GET, "/Groups?filter=displayName%20eq%20%22engineering%22", None)
+        .scim(
+            Method::GET,
+            "/Groups?filter=displayName%20eq%20%22engineering%22",
+            None,
+        )
         .await;
     assert_eq!(r.json["totalResults"], 1, "{}", r.text);
     assert_eq!(r.json["Resources"][0]["id"], g_eng.as_str());
@@ -598,9 +762,17 @@ async fn scim_conforms(mut s: Scim) {
         .scim(Method::GET, "/Groups?excludedAttributes=members", None)
         .await;
     assert_eq!(r.json["totalResults"], 3);
-    assert!(r.json["Resources"][0].get("members").is_none(), "{}", r.text);
+    assert!(
+        r.json["Resources"][0].get("members").is_none(),
+        "{}",
+        r.text
+    );
     let r = s
-        .scim(Method::GET, &format!("/Groups/{g_ml}?excludedAttributes=members"), None)
+        .scim(
+            Method::GET,
+            &format!("/Groups/{g_ml}?excludedAttributes=members"),
+            None,
+        )
         .await;
     assert!(r.json.get("members").is_none() && r.json["displayName"] == "ML");
     let r = s
@@ -612,7 +784,12 @@ async fn scim_conforms(mut s: Scim) {
         .await;
     assert_eq!(r.json["totalResults"], 1, "{}", r.text);
     assert_scim_error(
-        &s.scim(Method::GET, "/Groups?filter=displayName%20co%20%22E%22", None).await,
+        &s.scim(
+            Method::GET,
+            "/Groups?filter=displayName%20co%20%22E%22",
+            None,
+        )
+        .await,
         400,
         Some("invalidFilter"),
     );
@@ -622,11 +799,19 @@ async fn scim_conforms(mut s: Scim) {
         .scim(
             Method::PATCH,
             &format!("/Groups/{g_eng}"),
-            Some(patch(json!([{"op": "replace", "value": {"id": g_eng, "displayName": "Platform"}}]))),
+            Some(patch(
+                json!([{"op": "replace", "value": {"id": g_eng, "displayName": "Platform"}}]),
+            )),
         )
         .await;
-    assert_eq!((r.status, &r.json["displayName"]), (StatusCode::OK, &json!("Platform")));
-    assert_eq!(cp.store().get_user(bob_id).await.unwrap().unwrap().groups, vec!["Platform"]);
+    assert_eq!(
+        (r.status, &r.json["displayName"]),
+        (StatusCode::OK, &json!("Platform"))
+    );
+    assert_eq!(
+        cp.store().get_user(bob_id).await.unwrap().unwrap().groups,
+        vec!["Platform"]
+    );
     // PUT replaces the members.
     let r = s
         .scim(
@@ -636,24 +821,41 @@ async fn scim_conforms(mut s: Scim) {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert!(cp.store().get_user(bob_id).await.unwrap().unwrap().groups.is_empty());
+    assert!(
+        cp.store()
+            .get_user(bob_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .groups
+            .is_empty()
+    );
 
     // ---- Deactivation: Okta's shape; the key is inactive in the snapshot the response follows.
     let r = s
         .scim(
             Method::PATCH,
             &format!("/Users/{alice}"),
-            Some(patch(json!([{"op": "replace", "value": {"active": false}}]))),
+            Some(patch(
+                json!([{"op": "replace", "value": {"active": false}}]),
+            )),
         )
         .await;
-    assert_eq!((r.status, &r.json["active"]), (StatusCode::OK, &json!(false)), "{}", r.text);
+    assert_eq!(
+        (r.status, &r.json["active"]),
+        (StatusCode::OK, &json!(false)),
+        "{}",
+        r.text
+    );
     assert_eq!(published_key(&cp, alice_key), Some((ml.to_string(), false)));
     // Reactivation with Entra's string boolean, then deactivation the same way.
     let r = s
         .scim(
             Method::PATCH,
             &format!("/Users/{alice}"),
-            Some(patch(json!([{"op": "Replace", "path": "active", "value": "True"}]))),
+            Some(patch(
+                json!([{"op": "Replace", "path": "active", "value": "True"}]),
+            )),
         )
         .await;
     assert_eq!(r.json["active"], true, "{}", r.text);
@@ -662,7 +864,9 @@ async fn scim_conforms(mut s: Scim) {
         .scim(
             Method::PATCH,
             &format!("/Users/{alice}"),
-            Some(patch(json!([{"op": "Replace", "path": "active", "value": "False"}]))),
+            Some(patch(
+                json!([{"op": "Replace", "path": "active", "value": "False"}]),
+            )),
         )
         .await;
     assert_eq!(r.json["active"], false, "{}", r.text);
@@ -673,7 +877,9 @@ async fn scim_conforms(mut s: Scim) {
         .scim(
             Method::PATCH,
             &format!("/Users/{alice}"),
-            Some(patch(json!([{"op": "Replace", "path": "active", "value": "False"}]))),
+            Some(patch(
+                json!([{"op": "Replace", "path": "active", "value": "False"}]),
+            )),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
@@ -690,18 +896,43 @@ async fn scim_conforms(mut s: Scim) {
     assert_eq!(published_key(&cp, alice_key), Some((ml.to_string(), true)));
 
     // ---- Delete: the key goes, memberships go.
-    let r = s.scim(Method::DELETE, &format!("/Users/{alice}"), None).await;
+    let r = s
+        .scim(Method::DELETE, &format!("/Users/{alice}"), None)
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
     assert_eq!(published_key(&cp, alice_key), None);
-    assert_scim_error(&s.scim(Method::GET, &format!("/Users/{alice}"), None).await, 404, None);
-    assert_scim_error(&s.scim(Method::DELETE, &format!("/Users/{alice}"), None).await, 404, None);
+    assert_scim_error(
+        &s.scim(Method::GET, &format!("/Users/{alice}"), None).await,
+        404,
+        None,
+    );
+    assert_scim_error(
+        &s.scim(Method::DELETE, &format!("/Users/{alice}"), None)
+            .await,
+        404,
+        None,
+    );
     let r = s.scim(Method::GET, &format!("/Groups/{g_ml}"), None).await;
     assert_eq!(r.json["members"], json!([]));
-    let r = s.scim(Method::DELETE, &format!("/Groups/{g_eng}"), None).await;
+    let r = s
+        .scim(Method::DELETE, &format!("/Groups/{g_eng}"), None)
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let carol_id: Uuid = carol.parse().unwrap();
-    assert!(cp.store().get_user(carol_id).await.unwrap().unwrap().groups.is_empty());
-    assert_scim_error(&s.scim(Method::GET, &format!("/Groups/{g_eng}"), None).await, 404, None);
+    assert!(
+        cp.store()
+            .get_user(carol_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .groups
+            .is_empty()
+    );
+    assert_scim_error(
+        &s.scim(Method::GET, &format!("/Groups/{g_eng}"), None).await,
+        404,
+        None,
+    );
 
     // ---- Audit: SCIM changes are attributed to scim@<ip>, the token never appears.
     let audit = cp.store().list_audit(500).await.unwrap();
@@ -729,7 +960,10 @@ async fn scim_conforms(mut s: Scim) {
     assert!(actions.iter().any(|(_, a)| *a == "scim.token.create"));
     for a in &audit {
         let row = format!("{} {} {}", a.target, a.details, a.actor);
-        assert!(!row.contains(&token[7..]) && !row.contains(&old[7..]), "{row}");
+        assert!(
+            !row.contains(&token[7..]) && !row.contains(&old[7..]),
+            "{row}"
+        );
     }
 
     // ---- Disabling SCIM.

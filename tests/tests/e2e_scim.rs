@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{Value, json};
+use tollgate_control_plane::PostgresStore;
 use tollgate_control_plane::crypto::derive_key;
 use tollgate_control_plane::identity::{GroupMappings, Profile, personal_key_value};
 use tollgate_control_plane::model::AuditEvent;
 use tollgate_control_plane::store::IdentityStore as _;
-use tollgate_control_plane::PostgresStore;
 use tollgate_tests::bedrock_double::{BedrockDouble, BedrockDoubleConfig};
 use tollgate_tests::harness::{TollgateOptions, TollgateProcess, free_port};
 use tollgate_tests::postgres::TestDatabase;
@@ -46,7 +46,12 @@ struct Gateway {
 }
 
 impl Gateway {
-    async fn admin_call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    async fn admin_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.admin))
@@ -163,7 +168,11 @@ async fn set_up(gw: &mut Gateway, double: &BedrockDouble, db_url: &str) -> (Stri
         )
         .await
         .expect("provision");
-    assert_eq!(provisioned.user.id.to_string(), user_id, "the SCIM user signs in");
+    assert_eq!(
+        provisioned.user.id.to_string(),
+        user_id,
+        "the SCIM user signs in"
+    );
     assert!(provisioned.key_created);
     let key = personal_key_value(&secret, provisioned.user.id, 0);
     (user_id, key)
@@ -291,7 +300,10 @@ async fn scim_deactivation_reaches_a_separate_data_plane_quickly() {
     // Nothing secret in the logs: neither the SCIM token nor the personal key.
     for p in [&cp, &dp] {
         let logs = format!("{}{}", p.stdout(), p.stderr());
-        assert!(!logs.contains(&gw.scim_token[7..]), "SCIM token in the logs");
+        assert!(
+            !logs.contains(&gw.scim_token[7..]),
+            "SCIM token in the logs"
+        );
         assert!(!logs.contains(&key[6..]), "personal key in the logs");
     }
 }

@@ -65,10 +65,8 @@ struct ScimSetting {
 
 fn scim_response(status: StatusCode, body: &Value) -> Response {
     let mut r = (status, body.to_string()).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(CONTENT_TYPE),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     r
 }
 
@@ -85,8 +83,7 @@ fn created(body: &Value) -> Response {
 
 impl IntoResponse for ScimError {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut r = scim_response(status, &self.body());
         if status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(
@@ -205,7 +202,9 @@ struct ListParams {
     excluded: Option<String>,
 }
 
-fn list_params(q: Result<Query<Vec<(String, String)>>, QueryRejection>) -> Result<ListParams, ScimError> {
+fn list_params(
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<ListParams, ScimError> {
     let Query(pairs) =
         q.map_err(|e| ScimError::bad("invalidValue", format!("bad query: {}", e.body_text())))?;
     let mut p = ListParams::default();
@@ -255,7 +254,10 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         .route("/Schemas/{id}", get(schema))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(cp.clone(), require_scim))
+        .layer(axum::middleware::from_fn_with_state(
+            cp.clone(),
+            require_scim,
+        ))
         .layer(DefaultBodyLimit::max(super::MAX_BODY_BYTES))
         .with_state(cp)
 }
@@ -456,7 +458,12 @@ async fn create_user(
         updated_at: t,
     };
     attrs.write_to(&mut user);
-    if cp.store().get_user_by_name(&user.user_name).await?.is_some() {
+    if cp
+        .store()
+        .get_user_by_name(&user.user_name)
+        .await?
+        .is_some()
+    {
         return Err(ScimError::uniqueness(format!(
             "a user named {:?} already exists",
             user.user_name
@@ -521,10 +528,7 @@ async fn write_user(
         json!({"changed": changed_attrs(before, after), "active": after.active}),
     );
     let mappings = cp.group_mappings().await?;
-    let (user, version) = cp
-        .store()
-        .update_user(id, apply, &mappings, &event)
-        .await?;
+    let (user, version) = cp.store().update_user(id, apply, &mappings, &event).await?;
     cp.committed(&event, version).await?;
     Ok(user)
 }
@@ -556,7 +560,10 @@ async fn replace_user(
         &apply,
     )
     .await?;
-    Ok(scim_response(StatusCode::OK, &user_resource(&cp, &user).await?))
+    Ok(scim_response(
+        StatusCode::OK,
+        &user_resource(&cp, &user).await?,
+    ))
 }
 
 async fn patch_user(
@@ -577,7 +584,10 @@ async fn patch_user(
     scim::patch_user(&mut after, &ops)?;
     if changed_attrs(&old, &after).is_empty() {
         // Identity providers resend what they already sent: nothing to write or audit.
-        return Ok(scim_response(StatusCode::OK, &user_resource(&cp, &before).await?));
+        return Ok(scim_response(
+            StatusCode::OK,
+            &user_resource(&cp, &before).await?,
+        ));
     }
     // Applied again to the row the transaction reads, so a concurrent change is not undone.
     let apply = |u: &mut UserRecord| {
@@ -587,7 +597,10 @@ async fn patch_user(
         Ok(())
     };
     let user = write_user(&cp, &actor, id, &old, &after, "scim.user.patch", &apply).await?;
-    Ok(scim_response(StatusCode::OK, &user_resource(&cp, &user).await?))
+    Ok(scim_response(
+        StatusCode::OK,
+        &user_resource(&cp, &user).await?,
+    ))
 }
 
 async fn delete_user(
@@ -753,7 +766,10 @@ async fn write_group(
         .update_scim_group(id, apply, &mappings, &event)
         .await?;
     cp.committed(&event, version).await?;
-    Ok(scim_response(StatusCode::OK, &group_resource(cp, &group).await?))
+    Ok(scim_response(
+        StatusCode::OK,
+        &group_resource(cp, &group).await?,
+    ))
 }
 
 async fn replace_group(
@@ -812,10 +828,7 @@ async fn delete_group(
         json!({}),
     );
     let mappings = cp.group_mappings().await?;
-    let version = cp
-        .store()
-        .delete_scim_group(id, &mappings, &event)
-        .await?;
+    let version = cp.store().delete_scim_group(id, &mappings, &event).await?;
     cp.committed(&event, version).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -894,7 +907,9 @@ pub struct ScimTokenCreated {
         (status = 401, description = "Not authorised", body = ErrorBody),
     )
 )]
-pub(crate) async fn scim_status(State(cp): State<ControlPlane>) -> Result<Json<ScimStatus>, ApiError> {
+pub(crate) async fn scim_status(
+    State(cp): State<ControlPlane>,
+) -> Result<Json<ScimStatus>, ApiError> {
     let setting = match cp.store().setting(SCIM_SETTING).await? {
         Some(v) => Some(
             serde_json::from_value::<ScimSetting>(v)

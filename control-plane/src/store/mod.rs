@@ -57,8 +57,8 @@ pub(crate) use governance::{
 };
 
 pub use identity::{IdentityStore, PersonalKey, Provisioned};
-pub use scim::{ScimGroupRecord, ScimStore};
 pub use postgres::PostgresStore;
+pub use scim::{ScimGroupRecord, ScimStore};
 pub use sqlite::SqliteStore;
 pub use tollgate_proto::usage::v1::UsageRecord;
 

@@ -132,7 +132,7 @@ pub(crate) mod sql {
 macro_rules! impl_scim_store {
     ($store:ty) => {
         use $crate::store::scim::{
-            normalize_group, sql as ssql, ScimGroupRecord, ScimGroupRow, ScimStore,
+            ScimGroupRecord, ScimGroupRow, ScimStore, normalize_group, sql as ssql,
         };
 
         async fn fetch_group(
@@ -271,7 +271,8 @@ macro_rules! impl_scim_store {
                         .bind(*m)
                         .execute(&mut *tx)
                         .await?;
-                    changed |= regroup(&mut tx, *m, None, Some(&group.display_name), mappings).await?;
+                    changed |=
+                        regroup(&mut tx, *m, None, Some(&group.display_name), mappings).await?;
                 }
                 if changed {
                     version = bump(&mut tx).await?;
@@ -325,11 +326,19 @@ macro_rules! impl_scim_store {
                 let (old, new) = (before.display_name.as_str(), group.display_name.as_str());
                 let mut changed = false;
                 for m in &removed {
-                    sqlx::query(ssql::DELETE_MEMBER).bind(id).bind(*m).execute(&mut *tx).await?;
+                    sqlx::query(ssql::DELETE_MEMBER)
+                        .bind(id)
+                        .bind(*m)
+                        .execute(&mut *tx)
+                        .await?;
                     changed |= regroup(&mut tx, *m, Some(old), None, mappings).await?;
                 }
                 for m in &added {
-                    sqlx::query(ssql::INSERT_MEMBER).bind(id).bind(*m).execute(&mut *tx).await?;
+                    sqlx::query(ssql::INSERT_MEMBER)
+                        .bind(id)
+                        .bind(*m)
+                        .execute(&mut *tx)
+                        .await?;
                     changed |= regroup(&mut tx, *m, None, Some(new), mappings).await?;
                 }
                 if old != new {
@@ -356,10 +365,14 @@ macro_rules! impl_scim_store {
                 let group = fetch_group(&mut tx, id)
                     .await?
                     .ok_or_else(|| StoreError::NotFound(format!("group {id} not found")))?;
-                sqlx::query(ssql::DELETE_GROUP).bind(id).execute(&mut *tx).await?;
+                sqlx::query(ssql::DELETE_GROUP)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                 let mut changed = false;
                 for m in &group.members {
-                    changed |= regroup(&mut tx, *m, Some(&group.display_name), None, mappings).await?;
+                    changed |=
+                        regroup(&mut tx, *m, Some(&group.display_name), None, mappings).await?;
                 }
                 if changed {
                     version = bump(&mut tx).await?;
