@@ -297,6 +297,25 @@ async fn scim_deactivation_reaches_a_separate_data_plane_quickly() {
     assert_eq!(resp.status().as_u16(), 204);
     gw.wait_for(&key, 401, LIMIT).await;
 
+    // A refused SCIM call is logged, without the token it presented.
+    let wrong = "tgscim_wrong-token-that-must-not-be-logged";
+    let resp = gw
+        .http
+        .get(format!("{}/scim/v2/Users", gw.admin))
+        .bearer_auth(wrong)
+        .send()
+        .await
+        .expect("refused call");
+    assert_eq!(resp.status().as_u16(), 401);
+    let body: Value = resp.json().await.expect("SCIM error");
+    assert_eq!(
+        body["schemas"][0],
+        "urn:ietf:params:scim:api:messages:2.0:Error"
+    );
+    let logs = format!("{}{}", cp.stdout(), cp.stderr());
+    assert!(logs.contains("SCIM request refused"), "{logs}");
+    assert!(!logs.contains("must-not-be-logged"));
+
     // Nothing secret in the logs: neither the SCIM token nor the personal key.
     for p in [&cp, &dp] {
         let logs = format!("{}{}", p.stdout(), p.stderr());
