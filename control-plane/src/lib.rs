@@ -76,6 +76,7 @@ pub mod grpc;
 pub mod identity;
 pub mod model;
 mod replicas;
+pub mod scim;
 pub mod snapshot;
 pub mod store;
 pub mod validate;

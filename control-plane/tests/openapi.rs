@@ -93,6 +93,9 @@ fn every_route_is_documented_and_bodies_are_closed() {
         "GET /api/users/{user_id}",
         "PUT /api/users/{user_id}",
         "DELETE /api/users/{user_id}",
+        "GET /api/scim",
+        "POST /api/scim/token",
+        "DELETE /api/scim/token",
     ] {
         expected.insert(op.to_owned());
     }

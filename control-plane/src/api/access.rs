@@ -109,7 +109,7 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Access> {
                 Admin
             }
         }
-        "/sso" | "/group-mappings" | "/scim/token" => Admin,
+        "/sso" | "/group-mappings" | "/scim" | "/scim/token" => Admin,
         "/me" => SelfService,
         "/me/key" | "/me/key/rotate" | "/me/tokens" | "/me/tokens/{token_id}" => SignedIn,
         _ => return None,

@@ -23,6 +23,7 @@ mod extract;
 mod keys;
 mod pricing;
 mod providers;
+mod scim;
 mod session;
 mod system;
 mod teams;
@@ -178,6 +179,7 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         "/governance/virtual-keys/{vk_id}",
         true,
     )
+    .merge(scim::admin_routes())
     .route_layer(axum::middleware::from_fn(access::authorize))
     // Refused changes are audited (inside authentication, so the actor is known; outside the
     // access check, so changes a role may not make are recorded too), on routes only.
@@ -196,10 +198,12 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         audit::record_auth_failures,
     ))
     .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-    .with_state(cp);
+    .with_state(cp.clone());
     Router::new()
         .route("/openapi.json", get(system::openapi_json))
         .nest("/api", api)
+        // SCIM 2.0 for identity providers, behind its own token (api/scim.rs).
+        .nest(crate::scim::BASE_PATH, scim::router(cp))
 }
 
 async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
@@ -317,6 +321,9 @@ impl Modify for BearerAuth {
         teams::governance_update_customer,
         teams::governance_delete_customer,
         data_planes::list_data_planes,
+        scim::scim_status,
+        scim::create_token,
+        scim::delete_token,
         system::list_audit_logs,
         system::export_audit_logs,
         system::version,
@@ -344,6 +351,7 @@ impl Modify for BearerAuth {
         (name = "customers", description = "Customers: groups of teams and keys with their own limits"),
         (name = "governance", description = "The virtual-key, team and customer routes under the path other gateways use"),
         (name = "data-planes", description = "The fleet view: data planes connected to this control plane"),
+        (name = "scim", description = "The token identity providers use for SCIM provisioning at /scim/v2"),
         (name = "system", description = "Audit log, versions, this document"),
         (name = "users", description = "People who sign in through SSO: their roles, personal keys and API tokens"),
     )

@@ -51,6 +51,7 @@ use crate::validate::ValidationError;
 mod governance;
 pub(crate) mod identity;
 mod postgres;
+pub(crate) mod scim;
 mod sqlite;
 
 pub(crate) use governance::sql as governance_sql;
@@ -60,6 +61,7 @@ pub(crate) use governance::{
 
 pub use identity::{IdentityStore, PersonalKey, Provisioned};
 pub use postgres::PostgresStore;
+pub use scim::{ScimGroupRecord, ScimStore};
 pub use sqlite::SqliteStore;
 pub use tollgate_proto::usage::v1::UsageRecord;
 
@@ -140,7 +142,7 @@ pub type SealHeader<'a> =
 
 /// The control plane's storage. All mutations return the config version they produced.
 #[async_trait]
-pub trait Store: IdentityStore + Send + Sync + 'static {
+pub trait Store: IdentityStore + ScimStore + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 

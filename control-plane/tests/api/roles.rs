@@ -270,6 +270,7 @@ fn expected(op: &str) -> &'static str {
         | "GET /api/me/tokens"
         | "POST /api/me/tokens"
         | "DELETE /api/me/tokens/{token_id}" => "AVTM",
+        "GET /api/scim" => "AK",
         _ if op.starts_with("GET ") => panic!("no expectation for {op}"),
         // Every other change (providers, keys, pricing, customers, teams' creation and deletion,
         // users, customer budget resets) is the admin's.
