@@ -191,6 +191,19 @@ async fn scim_conforms(mut s: Scim) {
     assert_scim_error(&r, 401, None);
     assert!(r.json["detail"].as_str().unwrap().contains("disabled"));
     assert!(r.www_authenticate.unwrap().starts_with("Bearer"));
+    // The refused call is in the audit log (once per source per 10 s), without the token.
+    let failed = cp
+        .store()
+        .audit_chain()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|row| row.action == "auth.failed")
+        .collect::<Vec<_>>();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].target, "/scim/v2/Users");
+    assert_eq!(failed[0].details["result"], "failure");
+    assert!(!failed[0].details.to_string().contains("anything"));
     let r = s.admin(Method::GET, "/api/scim").await;
     assert_eq!(
         (r.status, &r.json["enabled"]),

@@ -194,7 +194,7 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         auth::authenticate,
     ))
     .layer(axum::middleware::from_fn_with_state(
-        auth_failures,
+        auth_failures.clone(),
         audit::record_auth_failures,
     ))
     .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -202,8 +202,15 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
     Router::new()
         .route("/openapi.json", get(system::openapi_json))
         .nest("/api", api)
-        // SCIM 2.0 for identity providers, behind its own token (api/scim.rs).
-        .nest(crate::scim::BASE_PATH, scim::router(cp))
+        // SCIM 2.0 for identity providers, behind its own token (api/scim.rs); its refused
+        // calls are audited like the admin API's.
+        .nest(
+            crate::scim::BASE_PATH,
+            scim::router(cp).layer(axum::middleware::from_fn_with_state(
+                auth_failures,
+                audit::record_auth_failures,
+            )),
+        )
 }
 
 async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
