@@ -421,25 +421,7 @@ macro_rules! impl_identity_store {
                 created_at: t,
                 updated_at: t,
             };
-            sqlx::query(sql::INSERT_VK)
-                .bind(vk.id)
-                .bind(&vk.name)
-                .bind(&vk.description)
-                .bind(&vk.key_sha256[..])
-                .bind(&vk.value_prefix)
-                .bind(sqlx::types::Json(&vk.providers))
-                .bind(vk.active)
-                .bind(vk.team_id)
-                .bind(vk.customer_id)
-                .bind(sqlx::types::Json(&vk.governance))
-                .bind(vk.created_at)
-                .bind(vk.updated_at)
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| {
-                    let msg = vk_conflict(&e, &vk.name);
-                    unique_to_conflict(e, || msg)
-                })?;
+            insert_vk(conn, &vk).await?;
             sqlx::query(isql::SET_KEY_OWNER)
                 .bind(vk.id)
                 .bind(user.id)
@@ -464,18 +446,7 @@ macro_rules! impl_identity_store {
             }
             vk.active = user.active;
             vk.updated_at = $crate::model::now();
-            sqlx::query(sql::UPDATE_VK)
-                .bind(vk.id)
-                .bind(&vk.name)
-                .bind(&vk.description)
-                .bind(sqlx::types::Json(&vk.providers))
-                .bind(vk.active)
-                .bind(vk.team_id)
-                .bind(vk.customer_id)
-                .bind(sqlx::types::Json(&vk.governance))
-                .bind(vk.updated_at)
-                .execute(&mut *conn)
-                .await?;
+            update_vk(conn, &vk).await?;
             Ok(())
         }
 

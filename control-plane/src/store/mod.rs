@@ -956,6 +956,51 @@ macro_rules! impl_sql_store {
             }
         }
 
+        /// Inserts a virtual-key row (409 on a taken name or value).
+        async fn insert_vk(conn: &mut Conn, vk: &VirtualKeyRecord) -> Result<(), StoreError> {
+            sqlx::query(sql::INSERT_VK)
+                .bind(vk.id)
+                .bind(&vk.name)
+                .bind(&vk.description)
+                .bind(&vk.key_sha256[..])
+                .bind(&vk.value_prefix)
+                .bind(sqlx::types::Json(&vk.providers))
+                .bind(vk.active)
+                .bind(vk.team_id)
+                .bind(vk.customer_id)
+                .bind(sqlx::types::Json(&vk.governance))
+                .bind(vk.created_at)
+                .bind(vk.updated_at)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| {
+                    let msg = vk_conflict(&e, &vk.name);
+                    unique_to_conflict(e, || msg)
+                })?;
+            Ok(())
+        }
+
+        /// Writes a virtual key's settings (not its value, owner or creation time).
+        async fn update_vk(conn: &mut Conn, vk: &VirtualKeyRecord) -> Result<(), StoreError> {
+            sqlx::query(sql::UPDATE_VK)
+                .bind(vk.id)
+                .bind(&vk.name)
+                .bind(&vk.description)
+                .bind(sqlx::types::Json(&vk.providers))
+                .bind(vk.active)
+                .bind(vk.team_id)
+                .bind(vk.customer_id)
+                .bind(sqlx::types::Json(&vk.governance))
+                .bind(vk.updated_at)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| {
+                    let msg = vk_conflict(&e, &vk.name);
+                    unique_to_conflict(e, || msg)
+                })?;
+            Ok(())
+        }
+
         async fn provider_names(conn: &mut Conn) -> Result<Vec<String>, StoreError> {
             Ok(sqlx::query_scalar(sql::PROVIDER_NAMES)
                 .fetch_all(&mut *conn)
@@ -1444,25 +1489,7 @@ macro_rules! impl_sql_store {
                 let mut tx = self.begin_write().await?;
                 let version = bump(&mut tx).await?;
                 check_vk_references(&mut tx, vk).await?;
-                sqlx::query(sql::INSERT_VK)
-                    .bind(vk.id)
-                    .bind(&vk.name)
-                    .bind(&vk.description)
-                    .bind(&vk.key_sha256[..])
-                    .bind(&vk.value_prefix)
-                    .bind(sqlx::types::Json(&vk.providers))
-                    .bind(vk.active)
-                    .bind(vk.team_id)
-                    .bind(vk.customer_id)
-                    .bind(sqlx::types::Json(&vk.governance))
-                    .bind(vk.created_at)
-                    .bind(vk.updated_at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| {
-                        let msg = vk_conflict(&e, &vk.name);
-                        unique_to_conflict(e, || msg)
-                    })?;
+                insert_vk(&mut tx, vk).await?;
                 audit_change(&mut tx, event, version, None, Some(&vk)).await?;
                 tx.commit().await?;
                 Ok(version)
@@ -1489,22 +1516,7 @@ macro_rules! impl_sql_store {
                 vk.created_at = created_at;
                 vk.updated_at = $crate::model::now();
                 check_vk_references(&mut tx, &vk).await?;
-                sqlx::query(sql::UPDATE_VK)
-                    .bind(id)
-                    .bind(&vk.name)
-                    .bind(&vk.description)
-                    .bind(sqlx::types::Json(&vk.providers))
-                    .bind(vk.active)
-                    .bind(vk.team_id)
-                    .bind(vk.customer_id)
-                    .bind(sqlx::types::Json(&vk.governance))
-                    .bind(vk.updated_at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| {
-                        let msg = vk_conflict(&e, &vk.name);
-                        unique_to_conflict(e, || msg)
-                    })?;
+                update_vk(&mut tx, &vk).await?;
                 audit_change(&mut tx, event, version, Some(&before), Some(&vk)).await?;
                 tx.commit().await?;
                 Ok((vk, version))
