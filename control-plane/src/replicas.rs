@@ -9,7 +9,8 @@
 //!   [`POLL_INTERVAL`].
 //! * **Usage storage maintenance**: at start and then hourly, the daily usage partitions from
 //!   yesterday to two days ahead are created (PostgreSQL) and the retention, if configured
-//!   ([`ControlPlane::set_usage_retention_days`]), is applied.
+//!   ([`ControlPlane::set_usage_retention_days`]), is applied; expired browser sessions are
+//!   removed (they are refused from the moment they expire either way).
 //!
 //! The tasks hold only a weak reference to the control plane and end when its last handle is
 //! dropped.
@@ -145,6 +146,11 @@ async fn maintain_usage(weak: Weak<Inner>, stop: CancellationToken) {
         let Some(cp) = upgrade(&weak) else { return };
         if let Err(e) = cp.maintain_usage_storage().await {
             tracing::warn!(error = %e, "usage storage maintenance failed; will retry");
+        }
+        match cp.store().purge_expired_sessions(crate::model::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "removed expired sessions"),
+            Err(e) => tracing::warn!(error = %e, "removing expired sessions failed; will retry"),
         }
         drop(cp);
         tokio::select! {
