@@ -146,6 +146,7 @@ async fn maintain_usage(weak: Weak<Inner>, stop: CancellationToken) {
         if let Err(e) = cp.maintain_usage_storage().await {
             tracing::warn!(error = %e, "usage storage maintenance failed; will retry");
         }
+        cp.purge_expired_logins().await;
         drop(cp);
         tokio::select! {
             _ = stop.cancelled() => return,
