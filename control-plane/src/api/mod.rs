@@ -15,17 +15,21 @@ use uuid::Uuid;
 use crate::ControlPlane;
 
 mod auth;
+mod cli_login;
 mod data_planes;
 mod error;
 mod extract;
 mod keys;
+mod login;
 mod pricing;
 mod providers;
 mod session;
+mod sso_admin;
 mod system;
 mod teams;
 mod usage;
 mod virtual_keys;
+mod web;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail, ErrorType};
 
@@ -82,6 +86,16 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
                 .delete(keys::delete_key),
         )
         .route("/keys", get(keys::list_all_keys))
+        .route(
+            "/sso",
+            get(sso_admin::get_sso)
+                .put(sso_admin::put_sso)
+                .delete(sso_admin::delete_sso),
+        )
+        .route(
+            "/group-mappings",
+            get(sso_admin::get_group_mappings).put(sso_admin::put_group_mappings),
+        )
         .route("/audit-logs", get(system::list_audit_logs))
         .route("/data-planes", get(data_planes::list_data_planes))
         .route("/version", get(system::version))
@@ -162,10 +176,35 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         auth::require_admin,
     ))
     .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-    .with_state(cp);
+    .with_state(cp.clone());
     Router::new()
         .route("/openapi.json", get(system::openapi_json))
         .nest("/api", api)
+        .nest("/auth", auth_routes(cp))
+}
+
+/// Largest body of the browser and CLI sign-in routes (small forms).
+const MAX_AUTH_BODY_BYTES: usize = 16 * 1024;
+
+/// The sign-in routes (`/auth/*`): OIDC login, the user's page, `tollgate login`'s device flow.
+/// They authenticate by session cookie (mutations also by its CSRF token) or not at all.
+fn auth_routes(cp: ControlPlane) -> Router {
+    use axum::routing::post;
+    Router::new()
+        .route("/login", get(login::login))
+        .route("/callback", get(login::callback))
+        .route("/logout", post(login::logout))
+        .route("/logged-out", get(login::logged_out))
+        .route("/me", get(login::me))
+        .route("/me/rotate-key", post(login::rotate_key))
+        .route("/cli/start", post(cli_login::start))
+        .route(
+            "/cli/approve",
+            get(cli_login::approve_page).post(cli_login::approve),
+        )
+        .route("/cli/token", post(cli_login::token))
+        .layer(DefaultBodyLimit::max(MAX_AUTH_BODY_BYTES))
+        .with_state(cp)
 }
 
 async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
@@ -283,6 +322,11 @@ impl Modify for BearerAuth {
         system::list_audit_logs,
         system::version,
         system::openapi_json,
+        sso_admin::get_sso,
+        sso_admin::put_sso,
+        sso_admin::delete_sso,
+        sso_admin::get_group_mappings,
+        sso_admin::put_group_mappings,
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorType)),
     modifiers(&BearerAuth),
@@ -297,6 +341,7 @@ impl Modify for BearerAuth {
         (name = "governance", description = "The virtual-key, team and customer routes under the path other gateways use"),
         (name = "data-planes", description = "The fleet view: data planes connected to this control plane"),
         (name = "system", description = "Audit log, versions, this document"),
+        (name = "sso", description = "Single sign-on (OIDC) and the group → team and role mappings; admins only"),
     )
 )]
 struct ApiDoc;
