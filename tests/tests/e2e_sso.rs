@@ -329,7 +329,14 @@ async fn map_groups(s: &Setup) -> String {
         "roles": [{"group": "eng-leads", "role": "team-admin"}],
         "default_role": "member",
     });
-    let (st, b) = admin(&s.http, &s.gw, "PUT", "/api/group-mappings", mappings.clone()).await;
+    let (st, b) = admin(
+        &s.http,
+        &s.gw,
+        "PUT",
+        "/api/group-mappings",
+        mappings.clone(),
+    )
+    .await;
     assert_eq!(st, 200, "{b}");
     let (st, b) = admin(&s.http, &s.gw, "GET", "/api/group-mappings", Value::Null).await;
     assert_eq!((st, b), (200, mappings));
@@ -368,20 +375,30 @@ async fn sign_in_provisions_one_user_and_key_shows_it_once_and_signs_out() {
     // Without a session, the key page sends the browser to the login.
     let alice = Browser::new("alice", &idp);
     let to_login = alice
-        .walk(alice.http.get(format!("{public}/auth/me")), &format!("{public}/auth/me"), |u| {
-            u.contains("/auth/login")
-        })
+        .walk(
+            alice.http.get(format!("{public}/auth/me")),
+            &format!("{public}/auth/me"),
+            |u| u.contains("/auth/login"),
+        )
         .await
         .stopped();
-    assert_eq!(to_login, format!("{public}/auth/login?return_to=%2Fauth%2Fme"));
+    assert_eq!(
+        to_login,
+        format!("{public}/auth/login?return_to=%2Fauth%2Fme")
+    );
 
     // The flow up to the callback, then the callback by hand to see its cookies.
     let start = format!("{public}/auth/login?return_to=/auth/me");
     let callback = alice
-        .walk(alice.http.get(&start), &start, |u| u.contains("/auth/callback"))
+        .walk(alice.http.get(&start), &start, |u| {
+            u.contains("/auth/callback")
+        })
         .await
         .stopped();
-    assert!(callback.contains("code=") && callback.contains("state="), "{callback}");
+    assert!(
+        callback.contains("code=") && callback.contains("state="),
+        "{callback}"
+    );
     let resp = alice.http.get(&callback).send().await.expect("callback");
     assert_eq!(resp.status(), 303);
     assert_eq!(resp.headers()["location"], "/auth/me");
@@ -416,7 +433,11 @@ async fn sign_in_provisions_one_user_and_key_shows_it_once_and_signs_out() {
     assert_eq!(me.headers["cache-control"], "no-store");
     assert!(me.body.contains("alice@example.com"), "{}", me.body);
     assert!(me.body.contains("<td>Team</td><td>eng</td>"), "{}", me.body);
-    assert!(me.body.contains("<td>Role</td><td>team-admin</td>"), "{}", me.body);
+    assert!(
+        me.body.contains("<td>Role</td><td>team-admin</td>"),
+        "{}",
+        me.body
+    );
     let key = shown_key(&me.body).unwrap_or_else(|| panic!("no key shown: {}", me.body));
     assert!(me.body.contains(&format!(
         "&quot;apiKeyHelper&quot;: &quot;tollgate login --print-key --gateway {public}&quot;"
@@ -441,7 +462,11 @@ async fn sign_in_provisions_one_user_and_key_shows_it_once_and_signs_out() {
         .post(s.gw.url("/v1/messages"))
         .header("x-api-key", &key)
         .header("anthropic-version", "2023-06-01")
-        .json(&message("bedrock/global.anthropic.claude-sonnet-4-6", "hi", false))
+        .json(&message(
+            "bedrock/global.anthropic.claude-sonnet-4-6",
+            "hi",
+            false,
+        ))
         .send()
         .await
         .expect("inference");
@@ -468,7 +493,10 @@ async fn sign_in_provisions_one_user_and_key_shows_it_once_and_signs_out() {
         assert!(page.body.contains("bob@example.com"), "{}", page.body);
         shown += usize::from(shown_key(&page.body).is_some());
     }
-    assert_eq!(shown, 1, "exactly the sign-in that created the key shows it");
+    assert_eq!(
+        shown, 1,
+        "exactly the sign-in that created the key shows it"
+    );
     let bob_keys = personal_keys(&s, "bob@example.com").await;
     assert_eq!(bob_keys.len(), 1, "{bob_keys:?}");
     assert_eq!(bob_keys[0]["team_id"], team_id.as_str());
@@ -521,14 +549,23 @@ async fn sign_in_provisions_one_user_and_key_shows_it_once_and_signs_out() {
     );
     assert!(end.contains("client_id=gateway"), "{end}");
     let after = alice
-        .walk(alice.http.get(format!("{public}/auth/me")), &format!("{public}/auth/me"), |u| {
-            u.contains("/auth/login")
-        })
+        .walk(
+            alice.http.get(format!("{public}/auth/me")),
+            &format!("{public}/auth/me"),
+            |u| u.contains("/auth/login"),
+        )
         .await;
     assert!(matches!(after, Walk::Stopped(_)), "the session is over");
 
     // The audit log has the sign-ins; no secret reached the gateway's output.
-    let (st, audit) = admin(&s.http, &s.gw, "GET", "/api/audit-logs?limit=1000", Value::Null).await;
+    let (st, audit) = admin(
+        &s.http,
+        &s.gw,
+        "GET",
+        "/api/audit-logs?limit=1000",
+        Value::Null,
+    )
+    .await;
     assert_eq!(st, 200);
     let logins = audit["audit_logs"]
         .as_array()
@@ -571,9 +608,11 @@ async fn tampered_state_or_nonce_and_inactive_users_are_refused() {
     assert_eq!(page.status, 400, "{}", page.body);
     assert!(page.body.contains("Sign-in failed"), "{}", page.body);
     let me = b
-        .walk(b.http.get(format!("{public}/auth/me")), &format!("{public}/auth/me"), |u| {
-            u.contains("/auth/login")
-        })
+        .walk(
+            b.http.get(format!("{public}/auth/me")),
+            &format!("{public}/auth/me"),
+            |u| u.contains("/auth/login"),
+        )
         .await;
     assert!(matches!(me, Walk::Stopped(_)), "no session");
 
@@ -617,9 +656,11 @@ async fn tampered_state_or_nonce_and_inactive_users_are_refused() {
     assert_eq!(page.status, 403, "{}", page.body);
     assert!(page.body.contains("deactivated"), "{}", page.body);
     let me = dave
-        .walk(dave.http.get(format!("{public}/auth/me")), &format!("{public}/auth/me"), |u| {
-            u.contains("/auth/login")
-        })
+        .walk(
+            dave.http.get(format!("{public}/auth/me")),
+            &format!("{public}/auth/me"),
+            |u| u.contains("/auth/login"),
+        )
         .await;
     assert!(matches!(me, Walk::Stopped(_)), "no session");
     assert!(
@@ -690,7 +731,11 @@ async fn tollgate_login_gets_the_key_through_the_browser_then_reuses_it() {
     let erin = Browser::new("erin", &idp);
     let page = erin.get(&approve_url).await;
     assert_eq!(page.status, 200, "{}", page.body);
-    assert!(page.url.starts_with(&format!("{public}/auth/cli/approve")), "{}", page.url);
+    assert!(
+        page.url.starts_with(&format!("{public}/auth/cli/approve")),
+        "{}",
+        page.url
+    );
     let code = hidden(&page.body, "user_code").expect("user code in the form");
     assert!(approve_url.ends_with(&code), "{approve_url} vs {code}");
     let csrf = hidden(&page.body, "csrf_token").expect("csrf");
@@ -704,7 +749,11 @@ async fn tollgate_login_gets_the_key_through_the_browser_then_reuses_it() {
     let approved = erin
         .post_form(
             &format!("{public}/auth/cli/approve"),
-            &[("csrf_token", &csrf), ("user_code", &code), ("decision", "approve")],
+            &[
+                ("csrf_token", &csrf),
+                ("user_code", &code),
+                ("decision", "approve"),
+            ],
         )
         .await;
     assert_eq!(approved.status, 200, "{}", approved.body);
@@ -725,7 +774,10 @@ async fn tollgate_login_gets_the_key_through_the_browser_then_reuses_it() {
         key.starts_with("sk-tg-") && !key.contains('\n'),
         "stdout is the key alone: {stdout:?}"
     );
-    assert!(stderr_text.contains("signed in as erin@example.com"), "{stderr_text}");
+    assert!(
+        stderr_text.contains("signed in as erin@example.com"),
+        "{stderr_text}"
+    );
 
     // Stored 0600 under the config dir, named after the gateway.
     let port = reqwest::Url::parse(&public).unwrap().port().unwrap();
@@ -752,7 +804,11 @@ async fn tollgate_login_gets_the_key_through_the_browser_then_reuses_it() {
     .await
     .expect("join")
     .expect("wait");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{key}\n"));
     assert!(
         !String::from_utf8_lossy(&out.stderr).contains("to sign in"),

@@ -137,7 +137,12 @@ impl SsoArgs {
             issuer: self.oidc_issuer.clone(),
             client_id: self.oidc_client_id.clone(),
             client_secret: self.oidc_client_secret.clone(),
-            scopes: self.oidc_scopes.clone().map(|s| vec![s]),
+            scopes: self.oidc_scopes.as_deref().map(|s| {
+                s.split([' ', ','])
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }),
             groups_claim: self.oidc_groups_claim.clone(),
             user_name_claim: self.oidc_user_name_claim.clone(),
             public_url: self.public_url.clone(),
