@@ -79,7 +79,8 @@ pub use api::{ApiError, ErrorBody, ErrorDetail, ErrorType, openapi};
 pub use grpc::GrpcAuth;
 pub use snapshot::{SnapshotError, build_snapshot};
 pub use store::{
-    ConfigChange, PostgresStore, SqliteStore, Store, StoreConfig, StoreError, UsagePurge,
+    CliLoginRecord, CliPoll, ConfigChange, PostgresStore, SqliteStore, Store, StoreConfig,
+    StoreError, UsagePurge,
 };
 
 /// Everything [`ControlPlane::start`] needs.
