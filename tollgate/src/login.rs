@@ -368,7 +368,7 @@ mod tests {
         );
         assert_eq!(
             key_file(dir, "http://[::1]:9").unwrap(),
-            Path::new("/cfg/tollgate/keys/__..1__9.key")
+            Path::new("/cfg/tollgate/keys/___1__9.key")
         );
         assert_eq!(form_urlencoded_value("a+b/c=_-"), "a%2Bb%2Fc%3D_-");
         assert!(gateway_url("ftp://x").is_err());
