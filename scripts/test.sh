@@ -49,15 +49,18 @@ if ! tests/.venv/bin/python -c 'import anthropic, openai' >/dev/null 2>&1; then
 fi
 export TOLLGATE_TEST_PYTHON="$root/tests/.venv/bin/python"
 
-step "Claude Code 2.1.331 and 2.1.197, Codex CLI 0.171.0 from npm (tests/clients/node_modules)"
+step "Claude Code 2.1.331 and 2.1.197, Codex CLI 0.171.0, oidc-provider 9.13.3 from npm (tests/clients/node_modules)"
 claude_2_1_197=tests/clients/node_modules/claude-code-2-1-197/bin/claude.exe
 if [ ! -x tests/clients/node_modules/.bin/claude ] || [ ! -x "$claude_2_1_197" ] \
-  || [ ! -x tests/clients/node_modules/.bin/codex ]; then
+  || [ ! -x tests/clients/node_modules/.bin/codex ] \
+  || [ ! -f tests/clients/node_modules/oidc-provider/package.json ]; then
   (cd tests/clients && npm install --no-audit --no-fund --loglevel=error)
 fi
 export TOLLGATE_TEST_CLAUDE="$root/tests/clients/node_modules/.bin/claude"
 export TOLLGATE_TEST_CLAUDE_2_1_197="$root/$claude_2_1_197"
 export TOLLGATE_TEST_CODEX="$root/tests/clients/node_modules/.bin/codex"
+# The identity provider of the single sign-on tests (tests/tests/e2e_sso.rs), run with node.
+export TOLLGATE_TEST_NODE_IDP="$root/tests/clients/idp.mjs"
 
 # --- Rust ----------------------------------------------------------------------------------------
 step "cargo fmt --check"

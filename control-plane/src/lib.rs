@@ -75,9 +75,11 @@ pub mod governance;
 pub mod grpc;
 pub mod identity;
 pub mod model;
+mod oidc;
 mod replicas;
 pub mod scim;
 pub mod snapshot;
+pub mod sso;
 pub mod store;
 pub mod validate;
 
@@ -85,7 +87,8 @@ pub use api::{ApiError, ErrorBody, ErrorDetail, ErrorType, openapi};
 pub use grpc::GrpcAuth;
 pub use snapshot::{SnapshotError, build_snapshot};
 pub use store::{
-    ConfigChange, PostgresStore, SqliteStore, Store, StoreConfig, StoreError, UsagePurge,
+    CliLoginRecord, CliPoll, ConfigChange, PostgresStore, SqliteStore, Store, StoreConfig,
+    StoreError, UsagePurge,
 };
 
 /// Everything [`ControlPlane::start`] needs.
@@ -177,6 +180,8 @@ struct Inner {
     tasks: CancellationToken,
     /// Usage retention in days (0: keep everything).
     usage_retention_days: AtomicU32,
+    /// Single sign-on: the flags, the identity provider's cached metadata.
+    sso: oidc::SsoRuntime,
 }
 
 impl Drop for Inner {
@@ -243,6 +248,7 @@ impl ControlPlane {
             loopback_without_token = admin_auth.allow_loopback_without_token,
             "control plane started"
         );
+        let sso = oidc::SsoRuntime::new().map_err(Error::Config)?;
         let (tx, _rx) = watch::channel(Arc::new(first));
         let cp = ControlPlane {
             inner: Arc::new(Inner {
@@ -260,6 +266,7 @@ impl ControlPlane {
                 shutdown: CancellationToken::new(),
                 tasks: CancellationToken::new(),
                 usage_retention_days: AtomicU32::new(0),
+                sso,
             }),
         };
         replicas::spawn_background_tasks(&cp);
@@ -271,6 +278,18 @@ impl ControlPlane {
     /// can see the peer address.
     pub fn admin_router(&self) -> axum::Router {
         api::router(self.clone())
+    }
+
+    /// Sets the single sign-on flags (`--oidc-*`, `--public-url`, `--session-hours`): checked
+    /// here; with `--oidc-issuer` they are the OIDC configuration and `PUT /api/sso` is refused.
+    pub fn set_sso_flags(&self, flags: sso::SsoFlags) -> Result<(), Error> {
+        flags.validate().map_err(Error::Config)?;
+        self.inner.sso.set_flags(flags);
+        Ok(())
+    }
+
+    pub(crate) fn sso(&self) -> &oidc::SsoRuntime {
+        &self.inner.sso
     }
 
     /// The published snapshots; the current one is available at once.
@@ -377,6 +396,23 @@ impl ControlPlane {
             .store
             .drop_usage_partitions_before(cutoff)
             .await?)
+    }
+
+    /// Removes expired browser sessions and expired `tollgate login` sign-ins (hourly, with the
+    /// usage maintenance).
+    pub async fn purge_expired_logins(&self) {
+        let now = time::OffsetDateTime::now_utc();
+        let sessions = self.inner.store.purge_expired_sessions(now).await;
+        let cli = self.inner.store.purge_cli_logins(now).await;
+        match (sessions, cli) {
+            (Ok(s), Ok(c)) if s + c > 0 => {
+                tracing::info!(sessions = s, cli_logins = c, "purged expired sign-ins");
+            }
+            (Ok(_), Ok(_)) => {}
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "purging expired sign-ins failed; will retry");
+            }
+        }
     }
 
     /// Rebuilds the snapshot from the store and publishes it if it is newer than the current

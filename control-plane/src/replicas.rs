@@ -147,11 +147,7 @@ async fn maintain_usage(weak: Weak<Inner>, stop: CancellationToken) {
         if let Err(e) = cp.maintain_usage_storage().await {
             tracing::warn!(error = %e, "usage storage maintenance failed; will retry");
         }
-        match cp.store().purge_expired_sessions(crate::model::now()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(sessions = n, "removed expired sessions"),
-            Err(e) => tracing::warn!(error = %e, "removing expired sessions failed; will retry"),
-        }
+        cp.purge_expired_logins().await;
         drop(cp);
         tokio::select! {
             _ = stop.cancelled() => return,

@@ -96,6 +96,11 @@ fn every_route_is_documented_and_bodies_are_closed() {
         "GET /api/scim",
         "POST /api/scim/token",
         "DELETE /api/scim/token",
+        "GET /api/sso",
+        "PUT /api/sso",
+        "DELETE /api/sso",
+        "GET /api/group-mappings",
+        "PUT /api/group-mappings",
     ] {
         expected.insert(op.to_owned());
     }

@@ -4,6 +4,7 @@
 //! control-plane` and `tollgate data-plane` run the two planes separately.
 
 mod listener;
+mod login;
 mod roles;
 
 /// mimalloc instead of glibc malloc: the request path allocates many small, short-lived buffers
@@ -47,6 +48,10 @@ enum Role {
     /// keeps serving the last good config (also from disk) while the control plane is away, and
     /// reports usage back. Opens no database connection.
     DataPlane(DataPlaneRoleArgs),
+    /// Prints your personal virtual key of a gateway with single sign-on, signing you in
+    /// through the browser when needed; for Claude Code's apiKeyHelper:
+    /// `tollgate login --print-key --gateway https://gateway.example.com`.
+    Login(login::LoginArgs),
     /// The audit log: `tollgate audit verify` checks its hash chain.
     Audit {
         #[command(subcommand)]
@@ -81,6 +86,19 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Role::Login(args)) = cli.role {
+        // No logging setup: stdout carries only the key, diagnostics go to stderr.
+        return match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(login::run(args)),
+            Err(e) => {
+                eprintln!("tollgate login: cannot start the async runtime: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     init_logging(cli.log_format, &cli.log);
     listener::raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -102,7 +120,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.role {
             None => roles::all_in_one(cli.all_in_one).await,
-            Some(Role::Audit { .. }) => Ok(()),
+            Some(Role::Audit { .. } | Role::Login(_)) => Ok(()),
             Some(Role::ControlPlane(args)) => roles::control_plane(args).await,
             Some(Role::DataPlane(args)) => roles::data_plane(args).await,
         }

@@ -83,6 +83,85 @@ impl EnvArgs {
     }
 }
 
+/// Single sign-on (OIDC) for the admin API, the user's key page and `tollgate login`; all-in-one
+/// and the control plane have it. With --oidc-issuer these flags are the OIDC configuration
+/// (PUT /api/sso is then refused); without it, PUT /api/sso configures it.
+#[derive(Args)]
+pub struct SsoArgs {
+    /// The identity provider's OIDC issuer URL (https://; http:// only on loopback, for tests),
+    /// e.g. https://example.okta.com/oauth2/default.
+    #[arg(long, env = "TOLLGATE_OIDC_ISSUER")]
+    oidc_issuer: Option<String>,
+
+    /// The client (application) id registered at the identity provider.
+    #[arg(long, env = "TOLLGATE_OIDC_CLIENT_ID")]
+    oidc_client_id: Option<String>,
+
+    /// The client secret (omit for a public client that relies on PKCE alone).
+    #[arg(long, env = "TOLLGATE_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    oidc_client_secret: Option<String>,
+
+    /// Scopes to ask for, space- or comma-separated (default "openid email profile"; add e.g.
+    /// "groups" when the provider needs it for the groups claim).
+    #[arg(long, env = "TOLLGATE_OIDC_SCOPES")]
+    oidc_scopes: Option<String>,
+
+    /// The ID token claim listing the user's groups (default "groups"; a dotted path such as
+    /// realm_access.roles is followed).
+    #[arg(long, env = "TOLLGATE_OIDC_GROUPS_CLAIM")]
+    oidc_groups_claim: Option<String>,
+
+    /// The claim giving the user name (default "email", then preferred_username, then sub).
+    #[arg(long, env = "TOLLGATE_OIDC_USER_NAME_CLAIM")]
+    oidc_user_name_claim: Option<String>,
+
+    /// The gateway's external base URL (https://gateway.example.com): the OIDC redirect URI is
+    /// <public-url>/auth/callback, and the key page shows it as ANTHROPIC_BASE_URL.
+    #[arg(long, env = "TOLLGATE_PUBLIC_URL")]
+    public_url: Option<String>,
+
+    /// Lifetime of a browser session, in hours (default 12).
+    #[arg(long, env = "TOLLGATE_SESSION_HOURS")]
+    session_hours: Option<u32>,
+}
+
+impl std::fmt::Debug for SsoArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.flags().fmt(f)
+    }
+}
+
+impl SsoArgs {
+    fn flags(&self) -> tollgate_control_plane::sso::SsoFlags {
+        tollgate_control_plane::sso::SsoFlags {
+            issuer: self.oidc_issuer.clone(),
+            client_id: self.oidc_client_id.clone(),
+            client_secret: self.oidc_client_secret.clone(),
+            scopes: self.oidc_scopes.as_deref().map(|s| {
+                s.split([' ', ','])
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }),
+            groups_claim: self.oidc_groups_claim.clone(),
+            user_name_claim: self.oidc_user_name_claim.clone(),
+            public_url: self.public_url.clone(),
+            session_hours: self.session_hours,
+        }
+    }
+
+    /// Checks the flags and hands them to the control plane.
+    fn apply(&self, cp: &ControlPlane) -> anyhow::Result<()> {
+        let flags = self.flags();
+        cp.set_sso_flags(flags.clone())
+            .context("invalid single sign-on flags")?;
+        if let Some(issuer) = &flags.issuer {
+            tracing::info!(issuer = %issuer, public_url = ?flags.public_url, "single sign-on configured by flags");
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct AllInOneArgs {
     /// Address to listen on for the admin and inference APIs. Listening on anything but a
@@ -114,6 +193,9 @@ pub struct AllInOneArgs {
 
     #[command(flatten)]
     env: EnvArgs,
+
+    #[command(flatten)]
+    sso: SsoArgs,
 
     #[command(flatten)]
     http_limits: HttpListenerArgs,
@@ -167,6 +249,9 @@ pub struct ControlPlaneArgs {
 
     #[command(flatten)]
     env: EnvArgs,
+
+    #[command(flatten)]
+    sso: SsoArgs,
 
     #[command(flatten)]
     grpc_limits: GrpcListenerArgs,
@@ -337,6 +422,7 @@ pub async fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
     })
     .await
     .context("cannot start the control plane")?;
+    args.sso.apply(&cp)?;
 
     let (sink, usage_rx) = UsageSink::channel(USAGE_QUEUE);
     let dp = DataPlane::new(
@@ -485,6 +571,7 @@ pub async fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
     })
     .await
     .context("cannot start the control plane")?;
+    args.sso.apply(&cp)?;
     cp.set_usage_retention_days(Some(args.usage_retention_days));
 
     let grpc_listener = Listener::bind(args.grpc_listen, "grpc").await?;

@@ -17,19 +17,23 @@ use crate::ControlPlane;
 mod access;
 mod audit;
 mod auth;
+mod cli_login;
 mod data_planes;
 mod error;
 mod extract;
 mod keys;
+mod login;
 mod pricing;
 mod providers;
 mod scim;
 mod session;
+mod sso_admin;
 mod system;
 mod teams;
 mod usage;
 mod users;
 mod virtual_keys;
+mod web;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail, ErrorType};
 
@@ -104,6 +108,16 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
             get(users::get_user)
                 .put(users::update_user)
                 .delete(users::delete_user),
+        )
+        .route(
+            "/sso",
+            get(sso_admin::get_sso)
+                .put(sso_admin::put_sso)
+                .delete(sso_admin::delete_sso),
+        )
+        .route(
+            "/group-mappings",
+            get(sso_admin::get_group_mappings).put(sso_admin::put_group_mappings),
         )
         .route("/audit-logs", get(system::list_audit_logs))
         .route("/audit-logs/export", get(system::export_audit_logs))
@@ -206,11 +220,36 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         // calls are audited like the admin API's.
         .nest(
             crate::scim::BASE_PATH,
-            scim::router(cp).layer(axum::middleware::from_fn_with_state(
+            scim::router(cp.clone()).layer(axum::middleware::from_fn_with_state(
                 auth_failures,
                 audit::record_auth_failures,
             )),
         )
+        .nest("/auth", auth_routes(cp))
+}
+
+/// Largest body of the browser and CLI sign-in routes (small forms).
+const MAX_AUTH_BODY_BYTES: usize = 16 * 1024;
+
+/// The sign-in routes (`/auth/*`): OIDC login, the user's page, `tollgate login`'s device flow.
+/// They authenticate by session cookie (mutations also by its CSRF token) or not at all.
+fn auth_routes(cp: ControlPlane) -> Router {
+    use axum::routing::post;
+    Router::new()
+        .route("/login", get(login::login))
+        .route("/callback", get(login::callback))
+        .route("/logout", post(login::logout))
+        .route("/logged-out", get(login::logged_out))
+        .route("/me", get(login::me))
+        .route("/me/rotate-key", post(login::rotate_key))
+        .route("/cli/start", post(cli_login::start))
+        .route(
+            "/cli/approve",
+            get(cli_login::approve_page).post(cli_login::approve),
+        )
+        .route("/cli/token", post(cli_login::token))
+        .layer(DefaultBodyLimit::max(MAX_AUTH_BODY_BYTES))
+        .with_state(cp)
 }
 
 async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
@@ -345,6 +384,11 @@ impl Modify for BearerAuth {
         users::update_user,
         users::delete_user,
         system::openapi_json,
+        sso_admin::get_sso,
+        sso_admin::put_sso,
+        sso_admin::delete_sso,
+        sso_admin::get_group_mappings,
+        sso_admin::put_group_mappings,
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorType)),
     modifiers(&BearerAuth),
@@ -361,6 +405,7 @@ impl Modify for BearerAuth {
         (name = "scim", description = "The token identity providers use for SCIM provisioning at /scim/v2"),
         (name = "system", description = "Audit log, versions, this document"),
         (name = "users", description = "People who sign in through SSO: their roles, personal keys and API tokens"),
+        (name = "sso", description = "Single sign-on (OIDC) and the group → team and role mappings; admins only"),
     )
 )]
 struct ApiDoc;

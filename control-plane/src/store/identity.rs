@@ -254,6 +254,47 @@ pub(crate) fn profile_user_name(profile: &Profile) -> Result<String, StoreError>
     Ok(name)
 }
 
+/// A setting as its audit rows show it: sealed values (`enc:...`, such as the OIDC client
+/// secret) as `"<redacted>"`, everything else as stored; `null` when there is none.
+pub(crate) struct SettingView<'a>(pub Option<&'a serde_json::Value>);
+
+impl crate::audit::AuditView for SettingView<'_> {
+    fn audit_view(&self) -> serde_json::Value {
+        fn redact(v: &serde_json::Value) -> serde_json::Value {
+            match v {
+                serde_json::Value::String(s) if s.starts_with("enc:") => {
+                    serde_json::Value::String(crate::model::REDACTED.to_owned())
+                }
+                serde_json::Value::Array(a) => a.iter().map(redact).collect(),
+                serde_json::Value::Object(o) => {
+                    o.iter().map(|(k, v)| (k.clone(), redact(v))).collect()
+                }
+                other => other.clone(),
+            }
+        }
+        self.0.map_or(serde_json::Value::Null, redact)
+    }
+
+    fn sealed_fields(&self) -> Vec<(&'static str, String)> {
+        // A replaced secret reads "<redacted>" on both sides: compare the sealed text.
+        let mut sealed = Vec::new();
+        fn walk(v: &serde_json::Value, out: &mut Vec<(&'static str, String)>) {
+            match v {
+                serde_json::Value::String(s) if s.starts_with("enc:") => {
+                    out.push(("sealed_secret", s.clone()))
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+                serde_json::Value::Object(o) => o.values().for_each(|v| walk(v, out)),
+                _ => {}
+            }
+        }
+        if let Some(v) = self.0 {
+            walk(v, &mut sealed);
+        }
+        sealed
+    }
+}
+
 /// Shared SQL (both backends).
 pub(crate) mod sql {
     /// The writers' lock (the version row) without a new version; returns the current one.
@@ -827,6 +868,13 @@ macro_rules! impl_identity_store {
             ) -> Result<(), StoreError> {
                 let mut tx = self.begin_write().await?;
                 let version = lock_writers(&mut tx).await?;
+                let before: Option<sqlx::types::Json<serde_json::Value>> =
+                    sqlx::query_scalar(isql::GET_SETTING)
+                        .bind(name)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let setting = $crate::store::identity::SettingView(before.as_ref().map(|b| &b.0));
+                let after = $crate::store::identity::SettingView(value);
                 match value {
                     Some(v) => {
                         sqlx::query(isql::UPSERT_SETTING)
@@ -840,7 +888,7 @@ macro_rules! impl_identity_store {
                         sqlx::query(isql::DELETE_SETTING).bind(name).execute(&mut *tx).await?;
                     }
                 }
-                audit(&mut tx, &event.clone().success(), version).await?;
+                audit_change(&mut tx, event, version, Some(&setting), Some(&after)).await?;
                 tx.commit().await?;
                 Ok(())
             }

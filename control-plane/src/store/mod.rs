@@ -48,6 +48,7 @@ use crate::model::{
 };
 use crate::validate::ValidationError;
 
+pub(crate) mod cli_login;
 mod governance;
 pub(crate) mod identity;
 mod postgres;
@@ -59,6 +60,7 @@ pub(crate) use governance::{
     CustomerRow, PriceOverrideRow, TeamRow, check_key_ids, reference_conflict,
 };
 
+pub use cli_login::{CliLoginRecord, CliLoginStore, CliPoll};
 pub use identity::{IdentityStore, PersonalKey, Provisioned};
 pub use postgres::PostgresStore;
 pub use scim::{ScimGroupRecord, ScimStore};
@@ -142,7 +144,7 @@ pub type SealHeader<'a> =
 
 /// The control plane's storage. All mutations return the config version they produced.
 #[async_trait]
-pub trait Store: IdentityStore + ScimStore + Send + Sync + 'static {
+pub trait Store: IdentityStore + ScimStore + CliLoginStore + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 

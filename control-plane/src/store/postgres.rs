@@ -446,6 +446,7 @@ fn usage_instant(t: time::OffsetDateTime) -> time::OffsetDateTime {
 
 super::identity::impl_identity_store!(PostgresStore);
 super::scim::impl_scim_store!(PostgresStore);
+super::cli_login::impl_cli_login_store!(PostgresStore);
 super::impl_sql_store!(PostgresStore, Postgres, "postgres");
 
 #[cfg(test)]

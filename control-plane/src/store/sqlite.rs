@@ -203,6 +203,7 @@ async fn notify_committed(_conn: &mut SqliteConnection, _version: u64) -> Result
 
 super::identity::impl_identity_store!(SqliteStore);
 super::scim::impl_scim_store!(SqliteStore);
+super::cli_login::impl_cli_login_store!(SqliteStore);
 super::impl_sql_store!(SqliteStore, Sqlite, "sqlite");
 
 /// Creates the database file readable only by this user if it is missing, and takes group and
