@@ -213,6 +213,19 @@ pub(crate) fn login_url(return_to: &str) -> String {
     )
 }
 
+/// Where a sign-in request came from, for its audit rows.
+pub(crate) fn audit_source(
+    peer: &Peer,
+    headers: &axum::http::HeaderMap,
+) -> crate::audit::AuditSource {
+    crate::audit::AuditSource::new(
+        peer.0.parse().ok(),
+        headers
+            .get(axum::http::header::USER_AGENT)
+            .map(axum::http::HeaderValue::as_bytes),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,17 +275,4 @@ mod tests {
             "/auth/login?return_to=%2Fauth%2Fcli%2Fapprove%3Fuser_code%3DAB-CD"
         );
     }
-}
-
-/// Where a sign-in request came from, for its audit rows.
-pub(crate) fn audit_source(
-    peer: &Peer,
-    headers: &axum::http::HeaderMap,
-) -> crate::audit::AuditSource {
-    crate::audit::AuditSource::new(
-        peer.0.parse().ok(),
-        headers
-            .get(axum::http::header::USER_AGENT)
-            .map(axum::http::HeaderValue::as_bytes),
-    )
 }
