@@ -30,8 +30,9 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::session::{CSRF_HEADER, SESSION_COOKIE, cookie};
+use super::web::{SignedIn, csrf_ok, signed_in};
 use crate::crypto::sha256;
-use crate::identity::{API_TOKEN_PREFIX, Role, UserRecord};
+use crate::identity::{API_TOKEN_PREFIX, Role, SessionRecord, UserRecord};
 use crate::{AdminAuth, ControlPlane};
 
 /// Who made an admin request, as recorded in the audit log (`token@10.0.0.5`,
@@ -259,20 +260,16 @@ impl AuthPolicy {
                 .to_owned(),
             ));
         }
-        if let Some(value) = cookie(headers, SESSION_COOKIE)
+        if cookie(headers, SESSION_COOKIE).is_some()
             && let Some(cp) = &self.cp
         {
-            let Some((session, user)) = cp
-                .store()
-                .session(&sha256(value.as_bytes()), crate::model::now())
-                .await?
-            else {
+            let Some(SignedIn { session, user }) = signed_in(cp, headers).await? else {
                 return Err(ApiError::Unauthorized(
                     "the session has ended: sign in again at /auth/login".to_owned(),
                 ));
             };
             if !is_safe(method) {
-                csrf_guard(headers, &session.csrf_token)?;
+                csrf_guard(headers, &session)?;
             }
             let (role, key) = user_role(cp, &user).await?;
             return Ok(principal(Credential::Session, role, Some(user), key));
@@ -311,12 +308,8 @@ fn is_safe(method: &Method) -> bool {
 
 /// A cookie-authenticated mutation must carry the session's CSRF token, and a browser's
 /// `Origin` (when sent) must be the request's own host.
-fn csrf_guard(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
-    let presented = headers
-        .get(CSRF_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if presented.is_empty() || !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+fn csrf_guard(headers: &HeaderMap, session: &SessionRecord) -> Result<(), ApiError> {
+    if !csrf_ok(session, headers, None) {
         return Err(ApiError::Forbidden(format!(
             "a change made with the session cookie must carry the session's CSRF token in \
              `{CSRF_HEADER}` (GET /api/me gives it)"

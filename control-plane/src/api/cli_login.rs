@@ -19,8 +19,8 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::web::{
-    Peer, SignedIn, csrf_ok, error_page, escape, field, form_fields, html, login_url, random_token,
-    see_other, signed_in,
+    Peer, SignedIn, error_page, escape, field, form_fields, html, login_url, random_token,
+    see_other, signed_in, signed_in_form,
 };
 use crate::ControlPlane;
 use crate::crypto::{random_bytes, sha256};
@@ -257,19 +257,18 @@ pub(crate) async fn approve(
     body: Bytes,
 ) -> Response {
     let fields = form_fields(&body);
-    let Some(SignedIn { session, user }) = (match signed_in(&cp, &headers).await {
+    let SignedIn { user, .. } = match signed_in_form(
+        &cp,
+        &headers,
+        &fields,
+        "/auth/cli/approve",
+        "Cannot approve",
+    )
+    .await
+    {
         Ok(s) => s,
-        Err(e) => return internal(e),
-    }) else {
-        return see_other(&login_url("/auth/cli/approve"));
+        Err(page) => return page,
     };
-    if !csrf_ok(&session, &headers, field(&fields, "csrf_token")) {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "Cannot approve",
-            "The request did not carry this session's CSRF token. Use the gateway's own page.",
-        );
-    }
     let Some(code) = field(&fields, "user_code").and_then(normalize_user_code) else {
         return error_page(
             StatusCode::BAD_REQUEST,

@@ -32,7 +32,7 @@ use time::OffsetDateTime;
 use super::session::{SESSION_COOKIE, cookie};
 use super::web::{
     Peer, SignedIn, add_cookie, csrf_ok, error_page, escape, field, form_fields, html, login_url,
-    random_token, see_other, set_cookie, signed_in,
+    random_token, see_other, set_cookie, signed_in, signed_in_form,
 };
 use crate::ControlPlane;
 use crate::crypto::sha256;
@@ -708,20 +708,11 @@ pub(crate) async fn rotate_key(
     body: Bytes,
 ) -> Response {
     let fields = form_fields(&body);
-    let Some(SignedIn { session, user }) = (match signed_in(&cp, &headers).await {
-        Ok(s) => s,
-        Err(e) => return internal(e),
-    }) else {
-        return see_other(&login_url("/auth/me"));
-    };
-    if !csrf_ok(&session, &headers, field(&fields, "csrf_token")) {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "Cannot rotate the key",
-            "The request did not carry this session's CSRF token. Use the button on your \
-             account page.",
-        );
-    }
+    let SignedIn { session, user } =
+        match signed_in_form(&cp, &headers, &fields, "/auth/me", "Cannot rotate the key").await {
+            Ok(s) => s,
+            Err(page) => return page,
+        };
     let event = AuditEvent::new(
         format!("user:{}@{}", user.user_name, peer.0),
         "user.rotate_key",

@@ -99,17 +99,11 @@ pub(crate) async fn me(
     caller: Principal,
     headers: axum::http::HeaderMap,
 ) -> Result<Json<MeResponse>, ApiError> {
-    let session = match caller.credential {
-        Credential::Session => super::session::cookie(&headers, super::session::SESSION_COOKIE),
-        _ => None,
-    };
-    let csrf_token = match session {
-        Some(value) => cp
-            .store()
-            .session(&sha256(value.as_bytes()), now())
+    let csrf_token = match caller.credential {
+        Credential::Session => super::web::signed_in(&cp, &headers)
             .await?
-            .map(|(s, _)| s.csrf_token),
-        None => None,
+            .map(|s| s.session.csrf_token),
+        _ => None,
     };
     Ok(Json(MeResponse {
         credential: match caller.credential {

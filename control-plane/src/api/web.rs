@@ -192,6 +192,31 @@ pub(crate) fn csrf_ok(
     })
 }
 
+/// The signed-in user of a form POST that must carry the session's CSRF token: a redirect to
+/// the sign-in page (coming back to `return_to`) without a session, a 403 page saying what
+/// could not be done (`title`) without the token.
+pub(crate) async fn signed_in_form(
+    cp: &ControlPlane,
+    headers: &HeaderMap,
+    fields: &[(String, String)],
+    return_to: &str,
+    title: &str,
+) -> Result<SignedIn, axum::response::Response> {
+    let signed = match signed_in(cp, headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Err(see_other(&login_url(return_to))),
+        Err(e) => return Err(e.into_response()),
+    };
+    if !csrf_ok(&signed.session, headers, field(fields, "csrf_token")) {
+        return Err(error_page(
+            StatusCode::FORBIDDEN,
+            title,
+            "The request did not carry this session's CSRF token. Use the gateway's own page.",
+        ));
+    }
+    Ok(signed)
+}
+
 /// The fields of an `application/x-www-form-urlencoded` body.
 pub(crate) fn form_fields(body: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(body).into_owned().collect()
