@@ -22,8 +22,13 @@
 //! * `replicas` (private): follows config changes committed by other control-plane replicas
 //!   (PostgreSQL `LISTEN`) and republishes; keeps the usage partitions ahead and applies
 //!   retention.
-//! * `api` (private): axum handlers, the admin-auth middleware, JSON extractors and [`ApiError`],
-//!   the single error type of the HTTP surface; [`openapi()`] describes it.
+//! * [`identity`]: users, roles, sessions, personal API tokens, group mappings, personal keys
+//!   (pure); [`sso`] and `oidc` (private): single sign-on's settings, claims and cookies (pure) and the
+//!   OpenID Connect relying party; [`scim`]: SCIM 2.0 resources, filters and PATCH (pure).
+//! * `api` (private): axum handlers, the authentication middleware (a `Principal`: admin token,
+//!   personal API token, SSO session or loopback), the one access table every `/api` route is
+//!   checked against, the sign-in pages (`/auth/*`), SCIM (`/scim/v2`), JSON extractors and
+//!   [`ApiError`], the single error type of the admin API; [`openapi()`] describes it.
 //!
 //! # Invariants
 //! * Secrets (provider credentials, virtual-key values, the admin token) are never logged and
@@ -51,9 +56,13 @@
 //!   batch is acknowledged only after it committed, and nothing on the request path reads it.
 //! * Bad input gets a JSON error (`{"error": {"type", "message", "field"?}}`) with a 4xx status;
 //!   request bodies reject unknown fields.
-//! * Admin auth: a configured token is required on every `/api` request; without one, only
-//!   loopback peers are served (optionally), and cross-origin browser requests and non-loopback
-//!   `Host` names are refused so a local web page cannot drive the API.
+//! * Admin auth: every `/api` request carries the admin token, a personal API token or an SSO
+//!   session cookie (with the session's CSRF token on changes); without an admin token
+//!   configured, loopback peers may be served as admins (optionally), and cross-origin browser
+//!   requests and non-loopback `Host` names are refused so a local web page cannot drive the
+//!   API. Every matched `/api` route has one access rule by role; a route without one is refused.
+//! * A user has at most one personal virtual key; deactivating or deleting the user (admin API
+//!   or SCIM) changes the key in the same transaction, which bumps the config version.
 
 use std::fmt;
 use std::sync::Arc;
