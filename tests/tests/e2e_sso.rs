@@ -30,6 +30,9 @@ fn accounts() -> Value {
         "carol": {"email": "carol@example.com", "email_verified": true, "groups": []},
         "dave": {"email": "dave@example.com", "email_verified": true, "groups": ["eng"]},
         "erin": {"email": "erin@example.com", "email_verified": true, "groups": ["eng"]},
+        "vera": {"email": "vera@example.com", "email_verified": true, "groups": ["auditors"]},
+        "adam": {"email": "adam@example.com", "email_verified": true,
+                 "groups": ["gateway-admins"]},
     })
 }
 
@@ -868,4 +871,148 @@ async fn tollgate_login_gets_the_key_through_the_browser_then_reuses_it() {
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"], "expired_token");
     assert_not_in_output(&s.gw, key).expect("the key is not logged");
+}
+
+/// Roles from the identity provider's groups, enforced on the admin API for browsers signed in
+/// through the real provider; then SCIM deactivates a member who signed in, and the gateway
+/// refuses the personal key that sign-in gave them.
+#[tokio::test]
+async fn idp_groups_give_roles_the_admin_api_enforces_and_scim_deactivation_stops_the_key() {
+    let Sso { s, idp, public } = sso().await;
+    let team_id = map_groups(&s).await;
+    let (st, b) = admin(
+        &s.http,
+        &s.gw,
+        "PUT",
+        "/api/group-mappings",
+        json!({
+            "teams": [{"group": "eng", "team_id": team_id}],
+            "roles": [{"group": "eng-leads", "role": "team-admin"},
+                      {"group": "auditors", "role": "viewer"},
+                      {"group": "gateway-admins", "role": "admin"}],
+        }),
+    )
+    .await;
+    assert_eq!(st, 200, "{b}");
+
+    let start = format!("{public}/auth/login?return_to=/auth/me");
+    let mut bob_key = None;
+    // login, role, may read the configuration, may create a team, may read the audit log
+    for (login, role, read, create, audit) in [
+        ("adam", "admin", true, true, true),
+        ("vera", "viewer", true, false, true),
+        ("alice", "team-admin", true, false, false),
+        ("bob", "member", false, false, false),
+    ] {
+        let b = Browser::new(login, &idp);
+        let page = b.get(&start).await;
+        assert_eq!(page.status, 200, "{login}: {}", page.body);
+        if login == "bob" {
+            bob_key = shown_key(&page.body);
+        }
+        let me: Value = b
+            .http
+            .get(format!("{public}/api/me"))
+            .send()
+            .await
+            .expect("me")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(me["role"], role, "{login}: {me}");
+        assert_eq!(me["credential"], "session");
+        let csrf = me["csrf_token"].as_str().expect("csrf token").to_owned();
+        let status = |r: reqwest::Response| r.status().as_u16();
+        let allowed = |ok: bool| if ok { 200 } else { 403 };
+        let r = b.http.get(format!("{public}/api/providers")).send().await;
+        assert_eq!(status(r.expect("providers")), allowed(read), "{login}");
+        let r = b.http.get(format!("{public}/api/audit-logs")).send().await;
+        assert_eq!(status(r.expect("audit")), allowed(audit), "{login}");
+        let r = b
+            .http
+            .post(format!("{public}/api/teams"))
+            .header("x-csrf-token", &csrf)
+            .json(&json!({"name": format!("team-of-{login}")}))
+            .send()
+            .await;
+        assert_eq!(
+            status(r.expect("team")),
+            if create { 201 } else { 403 },
+            "{login}"
+        );
+        // Without the CSRF token even the admin's browser cannot change anything.
+        let r = b
+            .http
+            .post(format!("{public}/api/teams"))
+            .json(&json!({"name": format!("csrf-{login}")}))
+            .send()
+            .await;
+        assert_eq!(status(r.expect("team")), 403, "{login}");
+    }
+
+    // Bob's key, from his sign-in, works; SCIM deactivates him; the gateway refuses it.
+    let key = bob_key.expect("bob's key was shown at his first sign-in");
+    wait_for_config(&s.http, &s.gw, &key).await;
+    let infer = || async {
+        s.http
+            .post(s.gw.url("/v1/messages"))
+            .header("x-api-key", &key)
+            .header("anthropic-version", "2023-06-01")
+            .json(&message(
+                "bedrock/global.anthropic.claude-sonnet-4-6",
+                "hi",
+                false,
+            ))
+            .send()
+            .await
+            .expect("inference")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(infer().await, 200);
+    let (st, b) = admin(&s.http, &s.gw, "POST", "/api/scim/token", Value::Null).await;
+    assert_eq!(st, 201, "{b}");
+    let scim_token = b["token"].as_str().expect("token").to_owned();
+    let users: Value = s
+        .http
+        .get(s.gw.url("/scim/v2/Users?filter=userName%20eq%20%22bob%40example.com%22"))
+        .bearer_auth(&scim_token)
+        .send()
+        .await
+        .expect("scim list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(users["totalResults"], 1, "{users}");
+    let id = users["Resources"][0]["id"].as_str().expect("id").to_owned();
+    let resp = s
+        .http
+        .patch(s.gw.url(&format!("/scim/v2/Users/{id}")))
+        .bearer_auth(&scim_token)
+        .header("content-type", "application/scim+json")
+        .body(
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                   "Operations": [{"op": "replace", "value": {"active": false}}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("scim patch");
+    assert_eq!(resp.status().as_u16(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while infer().await != 401 {
+        assert!(
+            Instant::now() < deadline,
+            "the key still works after deactivation"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // His browser session ended with it.
+    let bob = Browser::new("bob", &idp);
+    let page = bob.get(&start).await;
+    assert_eq!(
+        page.status, 403,
+        "a deactivated user cannot sign in: {}",
+        page.body
+    );
 }
