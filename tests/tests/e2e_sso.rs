@@ -870,6 +870,46 @@ async fn tollgate_login_gets_the_key_through_the_browser_then_reuses_it() {
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"], "expired_token");
+
+    // Claude Code itself, with the README's settings but `tollgate login` as its apiKeyHelper
+    // instead of a key: it gets the stored key from the helper and its session goes through.
+    let claude = common::required_env("TOLLGATE_TEST_CLAUDE");
+    let helper = format!(
+        "XDG_CONFIG_HOME='{}' '{}' login --print-key --gateway {public}",
+        config.path().display(),
+        tollgate_binary().display()
+    );
+    let env: Vec<(String, String)> = common::readme_claude_env()
+        .into_iter()
+        .filter(|(k, _)| k != "ANTHROPIC_AUTH_TOKEN")
+        .map(|(k, v)| {
+            let v = match k.as_str() {
+                "ANTHROPIC_BASE_URL" => s.gw.url("/anthropic"),
+                _ => v.as_str().expect("string settings").to_owned(),
+            };
+            (k, v)
+        })
+        .collect();
+    let settings = json!({"apiKeyHelper": helper}).to_string();
+    let work = tempfile::tempdir().expect("work dir");
+    let out = common::run_claude(
+        &claude,
+        work.path(),
+        env,
+        "say hi",
+        &["--settings", &settings],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("Hello from the Bedrock double."),
+        "claude with apiKeyHelper: {}\nstdout: {stdout}\nstderr: {}\ngateway:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        s.gw.output()
+    );
+    let used = s.double.requests().iter().any(|r| r.verdict.status == 200);
+    assert!(used, "Claude Code's request reached Bedrock");
     assert_not_in_output(&s.gw, key).expect("the key is not logged");
 }
 
