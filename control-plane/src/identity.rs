@@ -151,6 +151,10 @@ pub struct GroupMappings {
     /// The role of users no rule gives one (default `member`).
     #[serde(default = "default_role")]
     pub default_role: Role,
+    /// When not empty, only users in one of these groups may sign in (anyone the identity
+    /// provider authenticates otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_groups: Vec<String>,
 }
 
 fn default_role() -> Role {
@@ -188,6 +192,11 @@ impl GroupMappings {
             .map(|m| m.role)
             .max()
             .unwrap_or(self.default_role)
+    }
+
+    /// Whether a user in `groups` may sign in.
+    pub fn admits(&self, groups: &[String]) -> bool {
+        self.allowed_groups.is_empty() || groups.iter().any(|g| self.allowed_groups.contains(g))
     }
 
     /// A user's effective role: the assigned one, else from their groups.
@@ -290,7 +299,15 @@ mod tests {
                 },
             ],
             default_role: Role::Member,
+            allowed_groups: Vec::new(),
         };
+        assert!(m.admits(&[]), "no allowed groups: everyone");
+        let gated = GroupMappings {
+            allowed_groups: vec!["eng".into(), "ml".into()],
+            ..m.clone()
+        };
+        assert!(gated.admits(&["other".into(), "ml".into()]));
+        assert!(!gated.admits(&["other".into()]) && !gated.admits(&[]));
         assert_eq!(m.effective_role(&user(&[], None)), Role::Member);
         assert_eq!(m.effective_role(&user(&["auditors"], None)), Role::Viewer);
         assert_eq!(

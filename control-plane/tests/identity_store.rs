@@ -88,6 +88,7 @@ async fn identity_conforms(store: Arc<dyn Store>) {
             role: Role::TeamAdmin,
         }],
         default_role: Role::Member,
+        allowed_groups: Vec::new(),
     };
 
     // First login: a user and one personal key in the mapped team with its member limits.

@@ -930,10 +930,22 @@ async fn idp_groups_give_roles_the_admin_api_enforces_and_scim_deactivation_stop
             "roles": [{"group": "eng-leads", "role": "team-admin"},
                       {"group": "auditors", "role": "viewer"},
                       {"group": "gateway-admins", "role": "admin"}],
+            "allowed_groups": ["eng", "auditors", "gateway-admins"],
         }),
     )
     .await;
     assert_eq!(st, 200, "{b}");
+
+    // Only members of the allowed groups may sign in: carol (no groups) gets no user and no key.
+    let carol = Browser::new("carol", &idp);
+    let page = carol.get(&format!("{public}/auth/login")).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(
+        page.body.contains("not in a group allowed"),
+        "{}",
+        page.body
+    );
+    assert!(personal_keys(&s, "carol@example.com").await.is_empty());
 
     let start = format!("{public}/auth/login?return_to=/auth/me");
     let mut bob_key = None;

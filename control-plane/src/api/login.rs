@@ -364,6 +364,15 @@ pub(crate) async fn callback(
         Ok(m) => m,
         Err(e) => return internal(e),
     };
+    if !mappings.admits(profile.groups.as_deref().unwrap_or_default()) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "not_in_allowed_group",
+            "Your account is not in a group allowed to use this gateway. Ask an administrator \
+             to add you to one.",
+            json!({"user_name": user_name, "groups": profile.groups}),
+        );
+    }
     let event = AuditEvent::new(
         format!("user:{user_name}@{}", peer.0),
         "user.login",

@@ -361,6 +361,14 @@ pub(crate) async fn put_group_mappings(
             ));
         }
     }
+    for (i, g) in mappings.allowed_groups.iter().enumerate() {
+        if g.trim().is_empty() {
+            return Err(ApiError::invalid_field(
+                format!("allowed_groups[{i}]"),
+                "must not be empty",
+            ));
+        }
+    }
     let value = serde_json::to_value(&mappings).map_err(|e| ApiError::Internal(e.to_string()))?;
     let event = audit.event("group_mappings.update", "settings/group_mappings");
     cp.store()

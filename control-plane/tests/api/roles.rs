@@ -167,6 +167,7 @@ async fn org() -> Org {
             },
         ],
         default_role: Role::Member,
+        allowed_groups: Vec::new(),
     };
     h.cp.store()
         .put_setting(
