@@ -130,6 +130,7 @@ pub(crate) async fn me(
     tag = "users",
     responses(
         (status = 200, description = "The personal key", body = VirtualKeyResponse),
+        (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not a signed-in user", body = ErrorBody),
         (status = 404, description = "No personal key yet", body = ErrorBody),
     )
@@ -166,6 +167,7 @@ pub struct RotatedKeyResponse {
     tag = "users",
     responses(
         (status = 200, description = "Rotated; `value` is shown only here", body = RotatedKeyResponse),
+        (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not a signed-in user", body = ErrorBody),
         (status = 404, description = "No personal key yet", body = ErrorBody),
     )
@@ -254,6 +256,7 @@ pub struct CreatedApiTokenResponse {
     tag = "users",
     responses(
         (status = 200, description = "The caller's tokens", body = ApiTokenList),
+        (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not a signed-in user", body = ErrorBody),
     )
 )]
@@ -285,6 +288,7 @@ pub(crate) async fn list_my_tokens(
     responses(
         (status = 201, description = "Created; `value` is shown only here", body = CreatedApiTokenResponse),
         (status = 400, description = "Invalid request", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not a browser session", body = ErrorBody),
         (status = 409, description = "A token of yours has this name", body = ErrorBody),
     )
@@ -349,6 +353,8 @@ pub(crate) async fn create_my_token(
     params(("token_id" = Uuid, Path, description = "Token id")),
     responses(
         (status = 204, description = "Revoked"),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not a signed-in user", body = ErrorBody),
         (status = 404, description = "No such active token of yours", body = ErrorBody),
     )
@@ -379,6 +385,7 @@ pub struct UserList {
     tag = "users",
     responses(
         (status = 200, description = "All users", body = UserList),
+        (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not an admin or viewer", body = ErrorBody),
     )
 )]
@@ -405,6 +412,9 @@ pub(crate) async fn list_users(State(cp): State<ControlPlane>) -> Result<Json<Us
     params(("user_id" = Uuid, Path, description = "User id")),
     responses(
         (status = 200, description = "The user", body = UserResponse),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not an admin or viewer", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
     )
 )]
@@ -450,6 +460,7 @@ pub struct UpdateUserRequest {
     responses(
         (status = 200, description = "The updated user", body = UserResponse),
         (status = 400, description = "Invalid request or unknown team", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
     )
@@ -507,6 +518,8 @@ pub(crate) async fn update_user(
     params(("user_id" = Uuid, Path, description = "User id")),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
     )
