@@ -391,18 +391,26 @@ async fn list_users(
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> ScimResult {
     let p = list_params(q)?;
-    let filter = p
-        .filter
-        .as_deref()
-        .map(|f| Filter::parse(f, USER_FILTER_ATTRS))
-        .transpose()?;
     let groups = memberships(&cp).await?;
-    let all: Vec<Value> = cp
+    let all = cp
         .store()
         .list_users()
         .await?
         .iter()
         .map(|u| scim::user_resource(u, groups.get(&u.id).map_or(&[][..], Vec::as_slice)))
+        .collect();
+    list_page(&p, USER_FILTER_ATTRS, all)
+}
+
+/// One page of a list answer: the resources the query's filter keeps, paginated and projected.
+fn list_page(p: &ListParams, filter_attrs: &[&str], all: Vec<Value>) -> ScimResult {
+    let filter = p
+        .filter
+        .as_deref()
+        .map(|f| Filter::parse(f, filter_attrs))
+        .transpose()?;
+    let all: Vec<Value> = all
+        .into_iter()
         .filter(|r| filter.as_ref().is_none_or(|f| f.matches(r)))
         .collect();
     let total = all.len();
@@ -638,29 +646,15 @@ async fn list_groups(
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> ScimResult {
     let p = list_params(q)?;
-    let filter = p
-        .filter
-        .as_deref()
-        .map(|f| Filter::parse(f, GROUP_FILTER_ATTRS))
-        .transpose()?;
     let names = user_names(&cp).await?;
-    let all: Vec<Value> = cp
+    let all = cp
         .store()
         .list_scim_groups()
         .await?
         .iter()
         .map(|g| scim::group_resource(g, &|id| names.get(&id).cloned(), true))
-        .filter(|r| filter.as_ref().is_none_or(|f| f.matches(r)))
         .collect();
-    let total = all.len();
-    let (mut page, start) = scim::paginate(all, p.start_index, p.count);
-    for r in &mut page {
-        scim::project(r, p.attributes.as_deref(), p.excluded.as_deref());
-    }
-    Ok(scim_response(
-        StatusCode::OK,
-        &scim::list_response(total, start, page),
-    ))
+    list_page(&p, GROUP_FILTER_ATTRS, all)
 }
 
 async fn get_group(
