@@ -1068,3 +1068,132 @@ async fn idp_groups_give_roles_the_admin_api_enforces_and_scim_deactivation_stop
         page.body
     );
 }
+
+/// The split deployment: the control-plane role serves the sign-in pages next to `/api` (with
+/// the same `--oidc-*` flags), and the personal key a sign-in there creates works on a separate
+/// data plane as soon as its config stream delivers it.
+#[tokio::test]
+async fn split_deployment_signs_in_on_the_control_plane_and_serves_the_key_on_a_data_plane() {
+    use tollgate_tests::bedrock_double::{BedrockDouble, BedrockDoubleConfig};
+    use tollgate_tests::harness::{TollgateOptions, TollgateProcess};
+    const ADMIN: &str = "admin-token-of-the-split-sso-test";
+    const JOIN: &str = "join-token-of-the-split-sso-test";
+    let double =
+        BedrockDouble::start(BedrockDoubleConfig::new().with_key(common::AKID, common::SECRET))
+            .expect("double");
+    let admin_port = free_port().expect("port");
+    let public = format!("http://127.0.0.1:{admin_port}");
+    let grpc = format!("127.0.0.1:{}", free_port().expect("port"));
+    let idp = Idp::start(&public).await;
+    let db = tollgate_tests::postgres::TestDatabase::create("tollgate_sso_split").await;
+    let secret_key = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+    };
+    let cp = TollgateProcess::spawn_with(TollgateOptions {
+        args: [
+            "control-plane",
+            "--listen",
+            &format!("127.0.0.1:{admin_port}"),
+            "--grpc-listen",
+            &grpc,
+            "--oidc-issuer",
+            &idp.issuer,
+            "--oidc-client-id",
+            CLIENT_ID,
+            "--oidc-client-secret",
+            CLIENT_SECRET,
+            "--oidc-scopes",
+            "openid email profile groups",
+            "--public-url",
+            &public,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
+        envs: vec![
+            ("TOLLGATE_ADMIN_TOKEN".into(), ADMIN.into()),
+            ("TOLLGATE_JOIN_TOKEN".into(), JOIN.into()),
+            ("TOLLGATE_DATABASE_URL".into(), db.url.clone()),
+            ("TOLLGATE_SECRET_KEY".into(), secret_key),
+        ],
+        health_path: "/openapi.json".into(),
+        ..TollgateOptions::default()
+    })
+    .await
+    .expect("control plane starts");
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str, body: Value| {
+        http.request(method, format!("{public}{path}"))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+    };
+    let r = call(
+        reqwest::Method::POST,
+        "/api/providers",
+        json!({"provider": "bedrock", "network_config": {"base_url": double.base_url()}}),
+    )
+    .await
+    .expect("provider");
+    assert_eq!(r.status(), 201);
+    let r = call(
+        reqwest::Method::POST,
+        "/api/providers/bedrock/keys",
+        json!({
+        "name": "bedrock-key", "models": ["*"],
+        "aliases": {"claude-sonnet-4-6": "global.anthropic.claude-sonnet-4-6"},
+        "bedrock_key_config": {"access_key": "env.AWS_ACCESS_KEY_ID",
+                               "secret_key": "env.AWS_SECRET_ACCESS_KEY", "region": "us-east-1"}}),
+    )
+    .await
+    .expect("key");
+    assert_eq!(r.status(), 201);
+    let dp = TollgateProcess::spawn_with(TollgateOptions {
+        args: vec![
+            "data-plane".into(),
+            "--control-plane".into(),
+            format!("http://{grpc}"),
+        ],
+        envs: vec![
+            ("TOLLGATE_JOIN_TOKEN".into(), JOIN.into()),
+            ("AWS_ACCESS_KEY_ID".into(), common::AKID.into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), common::SECRET.into()),
+        ],
+        health_path: "/ready".into(),
+        ..TollgateOptions::default()
+    })
+    .await
+    .expect("data plane starts");
+
+    // Sign in on the control plane; the key page shows the new personal key once.
+    let b = Browser::new("bob", &idp);
+    let page = b
+        .get(&format!("{public}/auth/login?return_to=/auth/me"))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let key = shown_key(&page.body).expect("the key is shown at the first sign-in");
+
+    // The data plane serves it once the snapshot with it arrives.
+    let infer = || async {
+        http.post(dp.url("/v1/messages"))
+            .header("x-api-key", &key)
+            .header("anthropic-version", "2023-06-01")
+            .json(&message("claude-sonnet-4-6", "hi", false))
+            .send()
+            .await
+            .expect("inference")
+            .status()
+            .as_u16()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while infer().await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the data plane never accepted the key"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_not_in_output(&cp, &key).expect("the key is not logged");
+    assert_not_in_output(&dp, &key).expect("the key is not logged");
+}
