@@ -90,6 +90,7 @@ pub mod scim;
 pub mod snapshot;
 pub mod sso;
 pub mod store;
+pub mod usage_log;
 pub mod validate;
 
 pub use api::{ApiError, ErrorBody, ErrorDetail, ErrorType, openapi};

@@ -68,6 +68,8 @@ fn every_route_is_documented_and_bodies_are_closed() {
         "PUT /api/providers/{provider}/keys/{key_id}",
         "DELETE /api/providers/{provider}/keys/{key_id}",
         "GET /api/keys",
+        "GET /api/logs",
+        "GET /api/logs/{request_id}",
         "GET /api/audit-logs",
         "GET /api/audit-logs/export",
         "GET /api/data-planes",

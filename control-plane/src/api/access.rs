@@ -102,6 +102,8 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Access> {
         "/virtual-keys/{vk_id}/usage" => Scoped,
         "/virtual-keys/{vk_id}/budgets/{budget_id}/reset" => ManageScoped,
         "/audit-logs" | "/audit-logs/export" => ReadSensitive,
+        // Handlers narrow to the caller's keys (GET only: nothing else is routed).
+        "/logs" | "/logs/{request_id}" => Scoped,
         "/users" | "/users/{user_id}" => {
             if read {
                 ReadSensitive

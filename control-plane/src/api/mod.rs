@@ -23,6 +23,7 @@ mod error;
 mod extract;
 mod keys;
 mod login;
+mod logs;
 mod pricing;
 mod providers;
 mod scim;
@@ -120,6 +121,8 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
             get(sso_admin::get_group_mappings).put(sso_admin::put_group_mappings),
         )
         .route("/audit-logs", get(system::list_audit_logs))
+        .route("/logs", get(logs::list_logs))
+        .route("/logs/{request_id}", get(logs::get_log))
         .route("/audit-logs/export", get(system::export_audit_logs))
         .route("/data-planes", get(data_planes::list_data_planes))
         .route("/version", get(system::version))
@@ -370,6 +373,8 @@ impl Modify for BearerAuth {
         scim::scim_status,
         scim::create_token,
         scim::delete_token,
+        logs::list_logs,
+        logs::get_log,
         system::list_audit_logs,
         system::export_audit_logs,
         system::version,
@@ -403,6 +408,7 @@ impl Modify for BearerAuth {
         (name = "governance", description = "The virtual-key, team and customer routes under the path other gateways use"),
         (name = "data-planes", description = "The fleet view: data planes connected to this control plane"),
         (name = "scim", description = "The token identity providers use for SCIM provisioning at /scim/v2"),
+        (name = "logs", description = "Request logs: one entry per inference request, scoped to the caller"),
         (name = "system", description = "Audit log, versions, this document"),
         (name = "users", description = "People who sign in through SSO: their roles, personal keys and API tokens"),
         (name = "sso", description = "Single sign-on (OIDC) and the group → team and role mappings; admins only"),

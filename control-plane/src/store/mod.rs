@@ -314,6 +314,21 @@ pub trait Store: IdentityStore + ScimStore + CliLoginStore + Send + Sync + 'stat
     /// full scan: for tools and tests, never the request path.
     async fn usage_by_virtual_key(&self) -> Result<BTreeMap<String, UsageTotals>, StoreError>;
 
+    /// One page of request logs ([`crate::usage_log`]): usage records that started in
+    /// `[query.since, query.until)` and match its filters, each with its key's CURRENT name and
+    /// owner (team, customer, personal-key user), newest first by `(started_at, request_id)`,
+    /// after `query.after`, at most `query.limit` rows.
+    async fn query_usage_logs(
+        &self,
+        query: &crate::usage_log::UsageLogQuery,
+    ) -> Result<Vec<crate::usage_log::UsageLogRow>, StoreError>;
+
+    /// One request's log (as [`Store::query_usage_logs`] shows it), or `None`.
+    async fn get_usage_log(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<crate::usage_log::UsageLogRow>, StoreError>;
+
     /// Usage of `virtual_key_ids` that started in `[from, to)`. Reads the usage table by key
     /// and time: for the admin API, never the request path.
     async fn usage_in(
@@ -825,6 +840,17 @@ mod sql {
          + cache_write_input_tokens), 0) AS BIGINT), \
          CAST(COALESCE(SUM(cost_nano_usd), 0) AS BIGINT), COUNT(*) - COUNT(cost_nano_usd) \
          FROM usage_records WHERE virtual_key_id = $1 AND started_at >= $2 AND started_at < $3";
+    /// The start of every request-log query ([`Store::query_usage_logs`](super::Store::query_usage_logs)
+    /// adds the bound filters): each record with its key's current name and owner. `{VK_ID}`
+    /// is the backend's expression for `vk.id` as hyphenated text (the usage column's form).
+    pub const SELECT_USAGE_LOGS: &str = "SELECT u.request_id, u.virtual_key_id, u.provider, \
+         u.model_requested, u.model_resolved, u.provider_key_id, u.input_tokens, u.output_tokens, \
+         u.cache_read_input_tokens, u.cache_write_input_tokens, u.cache_write_1h_input_tokens, \
+         u.latency_ms, u.time_to_first_token_ms, u.status, u.error_class, u.started_at, u.stream, \
+         u.cost_nano_usd, u.fallback_index, u.attempts, vk.name AS key_name, vk.team_id, \
+         vk.customer_id, vk.user_id, us.user_name \
+         FROM usage_records u LEFT JOIN virtual_keys vk ON {VK_ID} = u.virtual_key_id \
+         LEFT JOIN users us ON us.id = vk.user_id";
     pub const USAGE_TOTALS: &str = "SELECT virtual_key_id, COUNT(*), \
          CAST(COALESCE(SUM(cost_nano_usd), 0) AS BIGINT), COUNT(*) - COUNT(cost_nano_usd) \
          FROM usage_records GROUP BY virtual_key_id ORDER BY virtual_key_id";
@@ -1872,6 +1898,95 @@ macro_rules! impl_sql_store {
                         Ok((vk, totals))
                     })
                     .collect()
+            }
+
+            async fn query_usage_logs(
+                &self,
+                q: &$crate::usage_log::UsageLogQuery,
+            ) -> Result<Vec<$crate::usage_log::UsageLogRow>, StoreError> {
+                use $crate::usage_log::ceil_to_millis;
+                let select = sql::SELECT_USAGE_LOGS.replace("{VK_ID}", VK_ID_TEXT);
+                let mut qb = sqlx::QueryBuilder::<$db>::new(select);
+                // The time window first: PostgreSQL prunes partitions on it.
+                qb.push(" WHERE u.started_at >= ")
+                    .push_bind(usage_instant(ceil_to_millis(q.since)))
+                    .push(" AND u.started_at < ")
+                    .push_bind(usage_instant(ceil_to_millis(q.until)));
+                if let Some(keys) = &q.allowed_keys {
+                    if keys.is_empty() {
+                        qb.push(" AND 1 = 0");
+                    } else {
+                        qb.push(" AND u.virtual_key_id IN (");
+                        let mut list = qb.separated(", ");
+                        for k in keys {
+                            list.push_bind(k.to_string());
+                        }
+                        qb.push(")");
+                    }
+                }
+                if let Some(id) = q.virtual_key_id {
+                    qb.push(" AND u.virtual_key_id = ").push_bind(id.to_string());
+                }
+                if let Some(id) = q.team_id {
+                    qb.push(" AND vk.team_id = ").push_bind(id);
+                }
+                if let Some(id) = q.customer_id {
+                    qb.push(" AND vk.customer_id = ").push_bind(id);
+                }
+                if let Some(id) = q.user_id {
+                    qb.push(" AND vk.user_id = ").push_bind(id);
+                }
+                if let Some(model) = &q.model {
+                    qb.push(" AND (u.model_requested = ")
+                        .push_bind(model.clone())
+                        .push(" OR u.model_resolved = ")
+                        .push_bind(model.clone())
+                        .push(")");
+                }
+                if let Some(provider) = &q.provider {
+                    qb.push(" AND u.provider = ").push_bind(provider.clone());
+                }
+                if let Some(status) = q.status {
+                    let (low, high) = status.range();
+                    qb.push(" AND u.status >= ")
+                        .push_bind(low)
+                        .push(" AND u.status < ")
+                        .push_bind(high);
+                }
+                if let Some(min) = q.min_cost_nano_usd {
+                    qb.push(" AND u.cost_nano_usd >= ").push_bind(min);
+                }
+                if let Some((at, request_id)) = &q.after {
+                    let at = usage_instant(*at);
+                    qb.push(" AND (u.started_at < ")
+                        .push_bind(at.clone())
+                        .push(" OR (u.started_at = ")
+                        .push_bind(at)
+                        .push(" AND u.request_id < ")
+                        .push_bind(request_id.clone())
+                        .push("))");
+                }
+                qb.push(" ORDER BY u.started_at DESC, u.request_id DESC LIMIT ")
+                    .push_bind(i64::from(q.limit));
+                Ok(qb
+                    .build_query_as::<$crate::usage_log::UsageLogRow>()
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn get_usage_log(
+                &self,
+                request_id: &str,
+            ) -> Result<Option<$crate::usage_log::UsageLogRow>, StoreError> {
+                let select = sql::SELECT_USAGE_LOGS.replace("{VK_ID}", VK_ID_TEXT);
+                let mut qb = sqlx::QueryBuilder::<$db>::new(select);
+                qb.push(" WHERE u.request_id = ")
+                    .push_bind(request_id.to_owned())
+                    .push(" ORDER BY u.started_at DESC LIMIT 1");
+                Ok(qb
+                    .build_query_as::<$crate::usage_log::UsageLogRow>()
+                    .fetch_optional(&self.pool)
+                    .await?)
             }
 
             async fn usage_in(

@@ -439,6 +439,10 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(0.5 + rand::random::<f64>() / 2.0)
 }
 
+/// `virtual_keys.id` as the hyphenated lower-case text `usage_records` holds, for the
+/// request-log join.
+const VK_ID_TEXT: &str = "CAST(vk.id AS TEXT)";
+
 /// A usage instant as this backend's `started_at` column holds it.
 fn usage_instant(t: time::OffsetDateTime) -> time::OffsetDateTime {
     t

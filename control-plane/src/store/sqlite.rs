@@ -162,6 +162,12 @@ fn started_at_text(t: OffsetDateTime) -> String {
     .unwrap_or_default()
 }
 
+/// `virtual_keys.id` (a 16-byte blob) as the hyphenated lower-case text `usage_records`
+/// holds, for the request-log join.
+const VK_ID_TEXT: &str = "lower(substr(hex(vk.id), 1, 8) || '-' || substr(hex(vk.id), 9, 4) \
+     || '-' || substr(hex(vk.id), 13, 4) || '-' || substr(hex(vk.id), 17, 4) || '-' \
+     || substr(hex(vk.id), 21, 12))";
+
 /// Audit queries compare text in the default BINARY collation: code-point order.
 const TEXT_ORDER: &str = "";
 /// `details.result` of an audit row (indexed by migration 0010).

@@ -266,6 +266,9 @@ fn expected(op: &str) -> &'static str {
         | "GET /api/users/{user_id}" => "AVK",
         // Everything about oneself: the admin token has no self but `/api/me`.
         "GET /api/me" => "AVTMK",
+        // Every role may read request logs; the handlers narrow them to the caller's keys (an
+        // unknown request id is a 404 for everyone).
+        "GET /api/logs" | "GET /api/logs/{request_id}" => "AVTMK",
         "GET /api/me/key"
         | "POST /api/me/key/rotate"
         | "GET /api/me/tokens"
@@ -311,7 +314,8 @@ async fn role_matrix(o: &Org) {
                 .replace("{user_id}", &o.spare_user)
                 .replace("{budget_id}", &Uuid::new_v4().to_string())
                 .replace("{override_id}", &Uuid::new_v4().to_string())
-                .replace("{token_id}", &Uuid::new_v4().to_string());
+                .replace("{token_id}", &Uuid::new_v4().to_string())
+                .replace("{request_id}", "req-none");
             let m: Method = method.parse().unwrap();
             let body = matches!(m, Method::POST | Method::PUT).then(|| json!({}));
             // The admin last: its changes (deletions) must not hide the others' outcomes.

@@ -1,0 +1,349 @@
+//! `GET /api/logs` and `GET /api/logs/{request_id}`: request logs, one entry per inference
+//! request the data planes reported ([`crate::usage_log`]), narrowed to the caller's scope
+//! (admins and viewers: every key; team admins: their team's keys; members: their personal key).
+
+use axum::Json;
+use axum::extract::State;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::auth::{Principal, Scope};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiPath, ApiQuery};
+use super::{parse_id, timestamp};
+use crate::ControlPlane;
+use crate::usage_log::{StatusFilter, UsageLogQuery, UsageLogRow};
+
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+/// The window when `since` is not given.
+const DEFAULT_WINDOW: Duration = Duration::hours(24);
+/// The widest window one query may span.
+const MAX_WINDOW: Duration = Duration::days(31);
+/// The largest `min_cost_usd` accepted.
+const MAX_COST_USD: f64 = 1e9;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LogsQuery {
+    /// How many entries to return (1-1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page (send the same filters again).
+    pub cursor: Option<String>,
+    /// RFC 3339: requests that started at or after this time (default: 24 hours before
+    /// `until`). At most 31 days before `until`.
+    pub since: Option<String>,
+    /// RFC 3339: requests that started before this time (default: now).
+    pub until: Option<String>,
+    /// Requests made with this virtual key.
+    pub virtual_key_id: Option<String>,
+    /// Requests made with keys that belong to this team now.
+    pub team_id: Option<String>,
+    /// Requests made with keys that belong to this customer now.
+    pub customer_id: Option<String>,
+    /// Requests made with this user's personal key.
+    pub user_id: Option<String>,
+    /// The model requested or the model it resolved to.
+    pub model: Option<String>,
+    /// The provider that served (or refused) the request.
+    pub provider: Option<String>,
+    /// An HTTP status (`429`) or a class (`2xx`, `4xx`, `5xx`).
+    pub status: Option<String>,
+    /// Priced requests that cost at least this many USD (`0.01`).
+    pub min_cost_usd: Option<String>,
+}
+
+/// The virtual key a request was made with.
+#[derive(Serialize, ToSchema)]
+pub struct LogKey {
+    pub id: String,
+    /// The key's current name; null once the key is deleted.
+    pub name: Option<String>,
+}
+
+/// The user whose personal key it is (now).
+#[derive(Serialize, ToSchema)]
+pub struct LogUser {
+    pub id: Uuid,
+    pub user_name: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LogTokens {
+    pub input: i64,
+    pub output: i64,
+    pub cache_read: i64,
+    /// Cache writes of every TTL.
+    pub cache_write: i64,
+    /// The part of `cache_write` written with the 1-hour TTL.
+    pub cache_write_1h: i64,
+}
+
+/// One inference request. `user`, `team_id` and `customer_id` are the key's CURRENT owner, not
+/// necessarily the owner when the request ran.
+#[derive(Serialize, ToSchema)]
+pub struct LogEntry {
+    pub request_id: String,
+    /// RFC 3339 (milliseconds).
+    pub started_at: String,
+    pub virtual_key: LogKey,
+    pub user: Option<LogUser>,
+    pub team_id: Option<Uuid>,
+    pub customer_id: Option<Uuid>,
+    pub provider: String,
+    pub model_requested: String,
+    pub model_resolved: String,
+    pub provider_key_id: String,
+    /// The HTTP status returned to the client.
+    pub status: i32,
+    /// Empty on success; otherwise the error's class (`rate_limited`, `upstream_5xx`, ...).
+    pub error_class: String,
+    pub stream: bool,
+    pub tokens: LogTokens,
+    /// USD; null when the model had no price.
+    pub cost_usd: Option<f64>,
+    pub latency_ms: i64,
+    pub time_to_first_token_ms: i64,
+    /// Which entry of the fallback list served (0: the model asked for).
+    pub fallback_index: i32,
+    /// The attempts given up before the one that served:
+    /// `[{"provider", "model", "provider_key_id", "class", "status", "latency_ms"}]`; null when
+    /// the first attempt served.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub attempts: Option<serde_json::Value>,
+}
+
+impl From<UsageLogRow> for LogEntry {
+    fn from(r: UsageLogRow) -> Self {
+        LogEntry {
+            request_id: r.request_id,
+            started_at: timestamp(r.started_at),
+            virtual_key: LogKey {
+                id: r.virtual_key_id,
+                name: r.key_name,
+            },
+            user: r.user_id.map(|id| LogUser {
+                id,
+                user_name: r.user_name,
+            }),
+            team_id: r.team_id,
+            customer_id: r.customer_id,
+            provider: r.provider,
+            model_requested: r.model_requested,
+            model_resolved: r.model_resolved,
+            provider_key_id: r.provider_key_id,
+            status: r.status,
+            error_class: r.error_class,
+            stream: r.stream,
+            tokens: LogTokens {
+                input: r.input_tokens,
+                output: r.output_tokens,
+                cache_read: r.cache_read_input_tokens,
+                cache_write: r.cache_write_input_tokens,
+                cache_write_1h: r.cache_write_1h_input_tokens,
+            },
+            cost_usd: r.cost_nano_usd.map(|n| n as f64 / 1e9),
+            latency_ms: r.latency_ms,
+            time_to_first_token_ms: r.time_to_first_token_ms,
+            fallback_index: r.fallback_index,
+            attempts: r.attempts.and_then(|text| serde_json::from_str(&text).ok()),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LogList {
+    pub logs: Vec<LogEntry>,
+    pub count: usize,
+    /// Pass as `cursor` (with the same filters) for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn time(field: &str, raw: &str) -> Result<OffsetDateTime, ApiError> {
+    OffsetDateTime::parse(raw, &Rfc3339).map_err(|_| {
+        ApiError::invalid_field(
+            field,
+            format!("{raw:?} is not an RFC 3339 time (e.g. 2026-01-15T10:00:00Z)"),
+        )
+    })
+}
+
+/// The opaque cursor of the page after `row` (newest first).
+fn encode_cursor(row: &UsageLogRow) -> String {
+    URL_SAFE_NO_PAD.encode(format!(
+        "v1:{}:{}",
+        row.started_at.unix_timestamp_nanos(),
+        row.request_id
+    ))
+}
+
+fn decode_cursor(raw: &str) -> Result<(OffsetDateTime, String), ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(raw)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| {
+            let rest = text.strip_prefix("v1:")?;
+            let (nanos, request_id) = rest.split_once(':')?;
+            let at = OffsetDateTime::from_unix_timestamp_nanos(nanos.parse().ok()?).ok()?;
+            Some((at, request_id.to_owned()))
+        })
+        .ok_or_else(|| {
+            ApiError::invalid_field("cursor", "not a cursor from `next_cursor` of /api/logs")
+        })
+}
+
+/// The keys the caller may see (`None`: all).
+async fn allowed_keys(
+    cp: &ControlPlane,
+    caller: &Principal,
+) -> Result<Option<Vec<Uuid>>, ApiError> {
+    Ok(match caller.scope() {
+        Scope::All => None,
+        Scope::Own => Some(caller.personal_key_id.into_iter().collect()),
+        Scope::Team(_) => Some(
+            cp.store()
+                .list_virtual_keys()
+                .await?
+                .iter()
+                .filter(|vk| caller.covers_key(vk.id, vk.team_id))
+                .map(|vk| vk.id)
+                .collect(),
+        ),
+    })
+}
+
+/// Request logs, newest first, filtered, a page at a time (keyset pagination: follow
+/// `next_cursor`). Only requests within the caller's scope are listed; the owner fields are the
+/// key's current owner.
+#[utoipa::path(
+    get,
+    path = "/api/logs",
+    tag = "logs",
+    params(LogsQuery),
+    responses(
+        (status = 200, description = "Newest requests first", body = LogList),
+        (status = 400, description = "Invalid query (the field is named)", body = ErrorBody),
+        (status = 401, description = "Not authorised", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_logs(
+    State(cp): State<ControlPlane>,
+    caller: Principal,
+    ApiQuery(q): ApiQuery<LogsQuery>,
+) -> Result<Json<LogList>, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid_field(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let until = match q.until.as_deref() {
+        Some(raw) => time("until", raw)?,
+        None => OffsetDateTime::now_utc(),
+    };
+    let since = match q.since.as_deref() {
+        Some(raw) => time("since", raw)?,
+        None => until - DEFAULT_WINDOW,
+    };
+    if until <= since {
+        return Err(ApiError::invalid_field("until", "must be after `since`"));
+    }
+    if until - since > MAX_WINDOW {
+        return Err(ApiError::invalid_field(
+            "since",
+            "must be at most 31 days before `until` (page through longer periods window by window)",
+        ));
+    }
+    let id = |field: &str, raw: Option<&str>| raw.map(|r| parse_id(field, r)).transpose();
+    let status = q
+        .status
+        .as_deref()
+        .map(|raw| StatusFilter::parse(raw).map_err(|why| ApiError::invalid_field("status", why)))
+        .transpose()?;
+    let min_cost_nano_usd = q
+        .min_cost_usd
+        .as_deref()
+        .map(|raw| {
+            raw.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|usd| usd.is_finite() && (0.0..=MAX_COST_USD).contains(usd))
+                .map(|usd| (usd * 1e9).round() as i64)
+                .ok_or_else(|| {
+                    ApiError::invalid_field(
+                        "min_cost_usd",
+                        format!("{raw:?} is not an amount of USD between 0 and {MAX_COST_USD}"),
+                    )
+                })
+        })
+        .transpose()?;
+    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let query = UsageLogQuery {
+        since,
+        until,
+        virtual_key_id: id("virtual_key_id", q.virtual_key_id.as_deref())?,
+        team_id: id("team_id", q.team_id.as_deref())?,
+        customer_id: id("customer_id", q.customer_id.as_deref())?,
+        user_id: id("user_id", q.user_id.as_deref())?,
+        model: q.model,
+        provider: q.provider,
+        status,
+        min_cost_nano_usd,
+        allowed_keys: allowed_keys(&cp, &caller).await?,
+        after,
+        // One row more than asked tells whether there is a next page.
+        limit: limit + 1,
+    };
+    let mut rows = cp.store().query_usage_logs(&query).await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_cursor = more.then(|| rows.last().map(encode_cursor)).flatten();
+    let logs: Vec<_> = rows.into_iter().map(LogEntry::from).collect();
+    Ok(Json(LogList {
+        count: logs.len(),
+        logs,
+        next_cursor,
+    }))
+}
+
+/// One request's log. 404 when there is none, or when it is outside the caller's scope.
+#[utoipa::path(
+    get,
+    path = "/api/logs/{request_id}",
+    tag = "logs",
+    params(("request_id" = String, Path, description = "The request id (`x-request-id`)")),
+    responses(
+        (status = 200, description = "The request", body = LogEntry),
+        (status = 401, description = "Not authorised", body = ErrorBody),
+        (status = 404, description = "No such request within the caller's scope", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_log(
+    State(cp): State<ControlPlane>,
+    caller: Principal,
+    ApiPath(request_id): ApiPath<String>,
+) -> Result<Json<LogEntry>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no request log {request_id:?}"));
+    let row = cp
+        .store()
+        .get_usage_log(&request_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let visible = match row.virtual_key_id.parse::<Uuid>() {
+        Ok(key) => caller.covers_key(key, row.team_id),
+        Err(_) => caller.scope() == Scope::All,
+    };
+    if !visible {
+        return Err(not_found());
+    }
+    Ok(Json(LogEntry::from(row)))
+}
