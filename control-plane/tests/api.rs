@@ -2024,3 +2024,6 @@ mod roles;
 
 #[path = "api/audit.rs"]
 mod audit;
+
+#[path = "api/logs.rs"]
+mod logs;

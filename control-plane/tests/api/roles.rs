@@ -15,12 +15,12 @@ use super::*;
 
 const ADMIN_TOKEN: &str = "admin-secret-token";
 
-struct Org {
-    h: Harness,
-    team_a: String,
+pub(super) struct Org {
+    pub(super) h: Harness,
+    pub(super) team_a: String,
     team_b: String,
-    key_a: String,
-    key_b: String,
+    pub(super) key_a: String,
+    pub(super) key_b: String,
     customer: String,
     provider_key: String,
     /// A user only the admin deletes (so the others' sessions survive the matrix).
@@ -29,7 +29,7 @@ struct Org {
     sessions: Vec<(Role, String, String, Uuid)>,
 }
 
-async fn admin(h: &Harness, method: Method, path: &str, body: Option<Value>) -> Resp {
+pub(super) async fn admin(h: &Harness, method: Method, path: &str, body: Option<Value>) -> Resp {
     let mut call = Call::new(method, path)
         .token(ADMIN_TOKEN)
         .peer(Some(remote()));
@@ -90,7 +90,7 @@ async fn session(h: &Harness, user: Uuid, tag: &str) -> (String, String) {
     (value, csrf)
 }
 
-async fn org() -> Org {
+pub(super) async fn org() -> Org {
     let h = sqlite_harness(AdminAuth {
         token: Some(ADMIN_TOKEN.into()),
         allow_loopback_without_token: true,
@@ -203,7 +203,13 @@ async fn org() -> Org {
 }
 
 impl Org {
-    async fn as_role(&self, role: Role, method: Method, path: &str, body: Option<Value>) -> Resp {
+    pub(super) async fn as_role(
+        &self,
+        role: Role,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Resp {
         let (_, cookie, csrf, _) = self.sessions.iter().find(|s| s.0 == role).unwrap();
         let cookie = format!("tollgate_session={cookie}");
         let mut call = Call::new(method, path)
@@ -216,7 +222,7 @@ impl Org {
         call.send(&self.h.router).await
     }
 
-    fn personal_key(&self, role: Role) -> Uuid {
+    pub(super) fn personal_key(&self, role: Role) -> Uuid {
         self.sessions.iter().find(|s| s.0 == role).unwrap().3
     }
 }
