@@ -107,14 +107,15 @@ pub struct UsageLogRow {
     pub user_name: Option<String>,
 }
 
-/// `t` rounded up to a whole millisecond (start times are stored in milliseconds).
+/// `t` rounded up to a whole millisecond (start times are stored in milliseconds); the last
+/// representable instant stays as it is.
 pub fn ceil_to_millis(t: OffsetDateTime) -> OffsetDateTime {
     let sub = t.nanosecond() % 1_000_000;
     if sub == 0 {
-        t
-    } else {
-        t + time::Duration::nanoseconds(i64::from(1_000_000 - sub))
+        return t;
     }
+    t.checked_add(time::Duration::nanoseconds(i64::from(1_000_000 - sub)))
+        .unwrap_or(t)
 }
 
 #[cfg(test)]
@@ -141,5 +142,7 @@ mod tests {
         );
         let whole = time::macros::datetime!(2026-01-15 10:00:00.123 UTC);
         assert_eq!(ceil_to_millis(whole), whole);
+        let last = time::macros::datetime!(9999-12-31 23:59:59.999_999_999 UTC);
+        assert_eq!(ceil_to_millis(last), last);
     }
 }

@@ -241,7 +241,7 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
         ("gpt-4o", "gpt-4o-2024-08-06"),
         ("claude-haiku", "claude-haiku"),
     ];
-    let mut all = Vec::new();
+    let mut all: Vec<Expect> = Vec::new();
     for i in 0..62usize {
         let (key, name, team, cust, user) = owners[i % owners.len()].clone();
         let started = match i {
@@ -490,6 +490,77 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
         Some(all[61].rec.request_id.clone())
     );
     assert!(store.get_usage_log("req-none").await.unwrap().is_none());
+
+    // The owner is the key's current one: move key-ml to team eng (renamed), delete key-acme.
+    store
+        .update_virtual_key(
+            keys[1].id,
+            &|v: &mut VirtualKeyRecord| {
+                v.team_id = Some(teams[0]);
+                v.name = "key-ml-moved".into();
+                Ok(())
+            },
+            &event("virtual_key.update"),
+        )
+        .await
+        .unwrap();
+    store
+        .delete_virtual_key(keys[2].id, &event("virtual_key.delete"))
+        .await
+        .unwrap();
+    for e in &mut all {
+        if e.rec.virtual_key_id == keys[1].id.to_string() {
+            e.team = Some(teams[0]);
+            e.key_name = Some("key-ml-moved".into());
+        }
+        if e.rec.virtual_key_id == keys[2].id.to_string() {
+            (e.team, e.customer, e.key_name) = (None, None, None);
+        }
+    }
+    for q in [
+        UsageLogQuery {
+            team_id: Some(teams[0]),
+            ..day.clone()
+        },
+        UsageLogQuery {
+            team_id: Some(teams[1]),
+            ..day.clone()
+        },
+        UsageLogQuery {
+            customer_id: Some(customer.id),
+            ..day.clone()
+        },
+    ] {
+        assert_eq!(
+            ids(&store.query_usage_logs(&q).await.unwrap()),
+            expected(&all, &q)
+        );
+    }
+    let moved = store
+        .query_usage_logs(&UsageLogQuery {
+            virtual_key_id: Some(keys[1].id),
+            ..day.clone()
+        })
+        .await
+        .unwrap();
+    assert!(!moved.is_empty());
+    assert!(
+        moved
+            .iter()
+            .all(|r| r.team_id == Some(teams[0]) && r.key_name.as_deref() == Some("key-ml-moved"))
+    );
+    let gone = store
+        .query_usage_logs(&UsageLogQuery {
+            virtual_key_id: Some(keys[2].id),
+            ..day.clone()
+        })
+        .await
+        .unwrap();
+    assert!(!gone.is_empty());
+    assert!(
+        gone.iter()
+            .all(|r| r.key_name.is_none() && r.customer_id.is_none())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
