@@ -152,6 +152,15 @@ pub fn derive_key(master: &[u8; 32], purpose: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// The first characters of a virtual key's value (`sk-tg-AbCd`), stored to recognise the key in
+/// listings.
+pub fn virtual_key_prefix(value: &str) -> String {
+    value.chars().take(VIRTUAL_KEY_SHOWN_CHARS).collect()
+}
+
+/// Characters of a virtual key's value kept (and shown) to recognise it: `sk-tg-` and four more.
+const VIRTUAL_KEY_SHOWN_CHARS: usize = 10;
+
 /// SHA-256 digest of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()

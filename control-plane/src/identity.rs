@@ -23,7 +23,6 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::crypto::VIRTUAL_KEY_PREFIX;
-use crate::governance::Limits;
 
 /// Roles, lowest to highest privilege for mapping purposes (`viewer` < `member` <
 /// `team-admin` < `admin`).
@@ -149,16 +148,12 @@ pub struct GroupMappings {
     #[serde(default)]
     pub roles: Vec<RoleMapping>,
     /// The role of users no rule gives one (default `member`).
-    #[serde(default = "default_role")]
+    #[serde(default)]
     pub default_role: Role,
     /// When not empty, only users in one of these groups may sign in (anyone the identity
     /// provider authenticates otherwise).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_groups: Vec<String>,
-}
-
-fn default_role() -> Role {
-    Role::Member
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -206,16 +201,17 @@ impl GroupMappings {
 }
 
 /// The value of a user's personal virtual key: `sk-tg-` and base64url of
-/// HMAC-SHA256(master key, "tollgate personal virtual key v1", user id, generation).
+/// HMAC-SHA256(`secret`, "tollgate personal virtual key v1", user id, generation), where
+/// `secret` is a key derived from the master key for this purpose only
+/// (`crypto::derive_key(master, b"tollgate personal keys v1")`, see `ControlPlane::personal_key`).
 ///
 /// Only its digest is stored (as for every virtual key), so the database alone does not hold
 /// it; the control plane can give it again to its owner after they sign in, without rotating
 /// it (a second laptop, `tollgate login` run again). Whoever holds both the master key file
 /// and the database can derive it, as they can open the sealed provider secrets.
-pub fn personal_key_value(master_key: &[u8; 32], user_id: Uuid, generation: u64) -> String {
+pub fn personal_key_value(secret: &[u8; 32], user_id: Uuid, generation: u64) -> String {
     use base64::Engine as _;
-    let mut mac =
-        <Hmac<Sha256> as Mac>::new_from_slice(master_key).expect("HMAC takes any key length");
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(b"tollgate personal virtual key v1\0");
     mac.update(user_id.as_bytes());
     mac.update(&generation.to_be_bytes());
@@ -241,13 +237,6 @@ pub struct Profile {
     pub display_name: Option<String>,
     /// `None`: the source says nothing about groups (keep the stored ones).
     pub groups: Option<Vec<String>>,
-}
-
-/// Where provisioning puts a new user's key: the team and its member key limits.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Placement {
-    pub team_id: Option<Uuid>,
-    pub key_limits: Limits,
 }
 
 #[cfg(test)]

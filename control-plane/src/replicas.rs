@@ -9,8 +9,9 @@
 //!   [`POLL_INTERVAL`].
 //! * **Usage storage maintenance**: at start and then hourly, the daily usage partitions from
 //!   yesterday to two days ahead are created (PostgreSQL) and the retention, if configured
-//!   ([`ControlPlane::set_usage_retention_days`]), is applied; expired browser sessions are
-//!   removed (they are refused from the moment they expire either way).
+//!   ([`ControlPlane::set_usage_retention_days`]), is applied; expired browser sessions and
+//!   `tollgate login` sign-ins are removed (they are refused from the moment they expire either
+//!   way).
 //!
 //! The tasks hold only a weak reference to the control plane and end when its last handle is
 //! dropped.

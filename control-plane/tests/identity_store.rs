@@ -189,7 +189,15 @@ async fn identity_conforms(store: Arc<dyn Store>) {
         .unwrap()
         .unwrap();
     assert_eq!(bob_key.team_id, Some(eng));
-    assert!(bob_key.governance.limits.rate_limit.is_some());
+    assert_eq!(
+        bob_key
+            .governance
+            .limits
+            .rate_limit
+            .as_ref()
+            .and_then(|r| r.request_max_limit),
+        Some(60)
+    );
 
     // A user SCIM created is linked at their first login by user name.
     let t = now();

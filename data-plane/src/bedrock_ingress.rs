@@ -309,8 +309,9 @@ async fn to_bedrock(resp: Response, op: Ingress, report_model: Option<String>) -
     let (parts, body) = resp.into_parts();
     let mut headers = kept_headers(&parts.headers);
     if !status.is_success() {
-        let bytes = server::collect(body, MAX_ERROR_BODY)
+        let bytes = server::read_body(body, MAX_ERROR_BODY)
             .await
+            .ok()
             .unwrap_or_default();
         return bedrock_error(
             headers,
@@ -351,7 +352,9 @@ async fn to_bedrock(resp: Response, op: Ingress, report_model: Option<String>) -
             let Some(model) = report_model else {
                 return (status, headers, body).into_response();
             };
-            let Some(bytes) = server::collect(body, crate::providers::MAX_UPSTREAM_BODY).await
+            let Some(bytes) = server::read_body(body, crate::providers::MAX_UPSTREAM_BODY)
+                .await
+                .ok()
             else {
                 return failed(headers, "could not read the provider's answer");
             };
@@ -361,8 +364,9 @@ async fn to_bedrock(resp: Response, op: Ingress, report_model: Option<String>) -
             (status, headers, bytes).into_response()
         }
         Ingress::CountTokens => {
-            let answer = server::collect(body, MAX_ERROR_BODY)
+            let answer = server::read_body(body, MAX_ERROR_BODY)
                 .await
+                .ok()
                 .and_then(|b| ingress::count_tokens_answer(&b));
             match answer {
                 Some(json) => {

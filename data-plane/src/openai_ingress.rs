@@ -275,8 +275,9 @@ async fn to_openai(resp: Response, answer: Option<Answer>) -> Response {
     let answer = match answer {
         Some(a) if status.is_success() => a,
         _ => {
-            let bytes = server::collect(body, MAX_ERROR_BODY)
+            let bytes = server::read_body(body, MAX_ERROR_BODY)
                 .await
+                .ok()
                 .unwrap_or_default();
             return openai_error(
                 status,
@@ -319,7 +320,10 @@ async fn to_openai(resp: Response, answer: Option<Answer>) -> Response {
             chat_ingress::error_body(ErrorKind::Api, message),
         )
     };
-    let Some(bytes) = server::collect(body, crate::providers::MAX_UPSTREAM_BODY).await else {
+    let Some(bytes) = server::read_body(body, crate::providers::MAX_UPSTREAM_BODY)
+        .await
+        .ok()
+    else {
         return failed(headers, "could not read the provider's answer");
     };
     let translated = match &answer {

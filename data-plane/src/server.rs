@@ -654,6 +654,8 @@ fn too_large(limit: usize) -> ProxyError {
     )
 }
 
+/// Reads a whole body, up to `limit` bytes: a request's, or an answer the format ingresses
+/// translate back (they take an error as "nothing to translate").
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ProxyError> {
     // A declared length (`Content-Length`) over the cap is refused before any byte is read.
     if http_body::Body::size_hint(&body).lower() > limit as u64 {
@@ -715,16 +717,6 @@ pub(crate) fn kept_headers(from: &HeaderMap) -> HeaderMap {
         }
     }
     out
-}
-
-/// Reads a whole answer body of the inference API, up to `limit` bytes (`None` beyond, or when
-/// it cannot be read).
-pub(crate) async fn collect(body: Body, limit: usize) -> Option<Bytes> {
-    Limited::new(body, limit)
-        .collect()
-        .await
-        .ok()
-        .map(|c| c.to_bytes())
 }
 
 mod attempts;

@@ -859,7 +859,7 @@ async fn tollgate_login_gets_the_key_through_the_browser_then_reuses_it() {
     );
     assert!(t.elapsed() < Duration::from_secs(10));
 
-    // The device code gives the key once; a redeemed or unknown code is refused.
+    // An unknown device code is refused (that a redeemed one is refused: cli_login_store.rs).
     let resp = s
         .http
         .post(s.gw.url("/auth/cli/token"))

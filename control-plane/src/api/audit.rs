@@ -3,7 +3,8 @@
 //! * [`Audit`]: the extractor mutation handlers build their [`AuditEvent`] from (the [`Actor`]
 //!   and the request's [`AuditSource`]); the store adds before/after and the result.
 //! * [`record_refusals`]: a refused mutation (a 4xx answer other than 401 and 405 to POST, PUT,
-//!   PATCH or DELETE on a route) writes a `result: "failure"` row with the error message and status, in
+//!   PATCH or DELETE on a route that changes something: configuration, users, SSO and SCIM
+//!   settings, a user's own key and tokens) writes a `result: "failure"` row with the error message and status, in
 //!   its own small transaction ([`Store::append_audit`](crate::store::Store::append_audit)): the
 //!   action and target come from the route (`provider_key.update` on
 //!   `providers/bedrock/keys/ID`; a create's target is the collection, `virtual-keys`), since the
@@ -11,7 +12,7 @@
 //!   recorded: nothing was refused, and the store is likely what failed.
 //! * [`record_auth_failures`]: a 401 from the admin-auth middleware writes an `auth.failed` row
 //!   (actor `anonymous@IP`, target the request path), at most one per source IP per
-//!   [`AUTH_FAILURE_INTERVAL`] and [`AUTH_FAILURE_GLOBAL_MAX`] per minute overall, tracked in a
+//!   [`AUTH_FAILURE_INTERVAL`] and [`AUTH_FAILURE_GLOBAL_MAX`] per minute per control-plane process, tracked in a
 //!   map of at most [`AUTH_FAILURE_TRACKED_IPS`] addresses, so a flood cannot fill the table. The
 //!   admin-auth middleware logs a warning for every refusal, written to the log or not.
 //!
@@ -109,6 +110,12 @@ fn refused_action(
         "teams" => "team",
         "customers" => "customer",
         "pricing" => "pricing",
+        "users" => "user",
+        "sso" => "sso",
+        "group-mappings" => "group_mappings",
+        "scim" => "scim_token",
+        "me" if segments.get(1) == Some(&"tokens") => "api_token",
+        "me" => "personal_key",
         _ => return None,
     };
     // `{owner}/{id}/budgets/{budget_id}/reset`.

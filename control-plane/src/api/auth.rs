@@ -71,6 +71,8 @@ pub(crate) struct Principal {
     pub user: Option<UserRecord>,
     /// The user's personal key, if they have one.
     pub personal_key_id: Option<Uuid>,
+    /// Browser sessions: the session's CSRF token (for `GET /api/me` to hand to the page).
+    pub csrf_token: Option<String>,
     pub peer_ip: String,
 }
 
@@ -228,6 +230,7 @@ impl AuthPolicy {
             role,
             user,
             personal_key_id,
+            csrf_token: None,
             peer_ip: peer_ip.clone(),
         };
         if let Some(presented) = bearer(headers) {
@@ -272,7 +275,10 @@ impl AuthPolicy {
                 csrf_guard(headers, &session)?;
             }
             let (role, key) = user_role(cp, &user).await?;
-            return Ok(principal(Credential::Session, role, Some(user), key));
+            return Ok(Principal {
+                csrf_token: Some(session.csrf_token),
+                ..principal(Credential::Session, role, Some(user), key)
+            });
         }
         match &self.token_sha256 {
             Some(_) => Err(ApiError::Unauthorized(
@@ -297,7 +303,10 @@ impl AuthPolicy {
 
 /// A user's effective role (assigned, else from the group mappings) and personal key.
 async fn user_role(cp: &ControlPlane, user: &UserRecord) -> Result<(Role, Option<Uuid>), ApiError> {
-    let role = cp.group_mappings().await?.effective_role(user);
+    let role = match user.role {
+        Some(assigned) => assigned,
+        None => cp.group_mappings().await?.role_for(&user.groups),
+    };
     let key = cp.store().personal_key_id(user.id).await?;
     Ok((role, key))
 }
@@ -315,18 +324,10 @@ fn csrf_guard(headers: &HeaderMap, session: &SessionRecord) -> Result<(), ApiErr
              `{CSRF_HEADER}` (GET /api/me gives it)"
         )));
     }
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-        let origin_authority = origin
-            .to_str()
-            .ok()
-            .and_then(|o| o.split_once("://"))
-            .map(|(_, authority)| authority);
-        if origin_authority.is_none() || origin_authority != host {
-            return Err(ApiError::Forbidden(
-                "cross-origin request with the session cookie".to_owned(),
-            ));
-        }
+    if !origin_is_own(headers) {
+        return Err(ApiError::Forbidden(
+            "cross-origin request with the session cookie".to_owned(),
+        ));
     }
     Ok(())
 }
@@ -352,17 +353,24 @@ fn browser_guard(headers: &HeaderMap) -> Result<(), ApiError> {
     {
         return refuse("cross-site browser request");
     }
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let origin_authority = origin
-            .to_str()
-            .ok()
-            .and_then(|o| o.split_once("://"))
-            .map(|(_, authority)| authority);
-        if origin_authority.is_none() || origin_authority != host {
-            return refuse("cross-origin browser request");
-        }
+    if !origin_is_own(headers) {
+        return refuse("cross-origin browser request");
     }
     Ok(())
+}
+
+/// Whether a browser's `Origin`, when sent, names the request's own `Host`.
+fn origin_is_own(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_authority = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, authority)| authority);
+    origin_authority.is_some() && origin_authority == host
 }
 
 /// `localhost`, `*.localhost`, `127.x.y.z` or `[::1]`, with an optional port.
@@ -380,7 +388,7 @@ fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme

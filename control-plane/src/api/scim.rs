@@ -281,15 +281,6 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ScimError {
     )
 }
 
-fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
 async fn check_token(cp: &ControlPlane, headers: &axum::http::HeaderMap) -> Result<(), ScimError> {
     let setting = cp.store().setting(SCIM_SETTING).await?;
     let Some(setting) = setting else {
@@ -305,7 +296,7 @@ async fn check_token(cp: &ControlPlane, headers: &axum::http::HeaderMap) -> Resu
         .ok()
         .and_then(|d| d.try_into().ok())
         .ok_or_else(|| internal("the scim setting's token digest is not 32 hex bytes"))?;
-    let presented = bearer(headers).ok_or_else(|| {
+    let presented = super::auth::bearer(headers).ok_or_else(|| {
         ScimError::new(
             401,
             None,
@@ -933,12 +924,7 @@ pub(crate) async fn create_token(
     State(cp): State<ControlPlane>,
     actor: Actor,
 ) -> Result<(StatusCode, Json<ScimTokenCreated>), ApiError> {
-    use base64::Engine as _;
-    let bytes = crate::crypto::random_bytes::<32>()?;
-    let token = format!(
-        "{TOKEN_PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    );
+    let token = format!("{TOKEN_PREFIX}{}", super::web::random_token()?);
     let token_prefix: String = token.chars().take(TOKEN_PREFIX.len() + 4).collect();
     let created_at = timestamp(now());
     let setting = ScimSetting {

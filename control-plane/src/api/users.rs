@@ -15,7 +15,7 @@ use super::extract::{ApiJson, ApiPath};
 use super::virtual_keys::VirtualKeyResponse;
 use super::{parse_id, timestamp};
 use crate::ControlPlane;
-use crate::crypto::{random_bytes, sha256};
+use crate::crypto::sha256;
 use crate::identity::{API_TOKEN_PREFIX, ApiTokenRecord, Role, UserRecord};
 use crate::model::now;
 use crate::validate;
@@ -94,18 +94,8 @@ pub struct MeResponse {
         (status = 401, description = "Not signed in", body = ErrorBody),
     )
 )]
-pub(crate) async fn me(
-    State(cp): State<ControlPlane>,
-    caller: Principal,
-    headers: axum::http::HeaderMap,
-) -> Result<Json<MeResponse>, ApiError> {
-    let csrf_token = match caller.credential {
-        Credential::Session => super::web::signed_in(&cp, &headers)
-            .await?
-            .map(|s| s.session.csrf_token),
-        _ => None,
-    };
-    Ok(Json(MeResponse {
+pub(crate) async fn me(caller: Principal) -> Json<MeResponse> {
+    Json(MeResponse {
         credential: match caller.credential {
             Credential::AdminToken => "admin_token",
             Credential::Loopback => "loopback",
@@ -119,8 +109,8 @@ pub(crate) async fn me(
             .as_ref()
             .map(|u| UserResponse::of(u, caller.role)),
         personal_key_id: caller.personal_key_id,
-        csrf_token,
-    }))
+        csrf_token: caller.csrf_token.clone(),
+    })
 }
 
 /// The caller's personal virtual key (without its value).
@@ -314,11 +304,7 @@ pub(crate) async fn create_my_token(
             format!("must be between 1 and {MAX_TOKEN_DAYS}"),
         ));
     }
-    use base64::Engine as _;
-    let value = format!(
-        "{API_TOKEN_PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>()?)
-    );
+    let value = format!("{API_TOKEN_PREFIX}{}", super::web::random_token()?);
     let t = now();
     let token = ApiTokenRecord {
         id: Uuid::now_v7(),

@@ -25,9 +25,6 @@ use crate::model::{VirtualKeyRecord, now};
 use crate::store::StoreError;
 use crate::validate::{self, ValidationError};
 
-/// Characters of the value kept (and shown) to recognise a key: `sk-tg-` and four more.
-const PREFIX_LEN: usize = 10;
-
 /// `POST /api/virtual-keys` body.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -420,7 +417,7 @@ async fn create(
         name: req.name,
         description: req.description,
         key_sha256: sha256(value.as_bytes()),
-        value_prefix: value[..PREFIX_LEN].to_owned(),
+        value_prefix: crate::crypto::virtual_key_prefix(&value),
         providers: provider_configs
             .iter()
             .map(|c| c.provider.clone())

@@ -130,8 +130,8 @@ pub(crate) mod sql {
     pub const TOUCH: &str = "UPDATE cli_logins SET last_poll_at = $2 WHERE device_code_sha256 = $1";
 }
 
-/// Implements [`CliLoginStore`] for a backend; expanded after `impl_identity_store!`, whose
-/// `lock_writers` it uses (and `impl_sql_store!`'s `audit`).
+/// Implements [`CliLoginStore`] for a backend; expanded next to `impl_sql_store!`, whose
+/// `lock_writers` and `audit` it uses.
 macro_rules! impl_cli_login_store {
     ($store:ty) => {
         use $crate::store::cli_login::{

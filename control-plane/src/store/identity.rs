@@ -297,9 +297,6 @@ impl crate::audit::AuditView for SettingView<'_> {
 
 /// Shared SQL (both backends).
 pub(crate) mod sql {
-    /// The writers' lock (the version row) without a new version; returns the current one.
-    pub const LOCK_WRITERS: &str =
-        "UPDATE config_version SET version = version WHERE id = 1 RETURNING version";
     pub const LIST_USERS: &str = "SELECT id, issuer, subject, user_name, external_id, email, \
          display_name, groups, role, team_id, active, key_generation, last_login_at, created_at, \
          updated_at FROM users ORDER BY user_name";
@@ -369,13 +366,6 @@ macro_rules! impl_identity_store {
             profile_user_name, sql as isql, ApiTokenRow, IdentityStore, PersonalKey, Provisioned,
             SessionRow, UserRow,
         };
-
-        async fn lock_writers(conn: &mut Conn) -> Result<u64, StoreError> {
-            let v: i64 = sqlx::query_scalar(isql::LOCK_WRITERS)
-                .fetch_one(&mut *conn)
-                .await?;
-            version_from_db(v)
-        }
 
         async fn fetch_user(conn: &mut Conn, q: &'static str, a: &str, b: Option<&str>) -> Result<Option<UserRecord>, StoreError> {
             let mut query = sqlx::query_as::<_, UserRow>(q).bind(a);
@@ -453,7 +443,7 @@ macro_rules! impl_identity_store {
                 name: personal_key_name(user),
                 description: Some(format!("Personal key of {}", user.user_name)),
                 key_sha256: $crate::crypto::sha256(value.as_bytes()),
-                value_prefix: value.chars().take(10).collect(),
+                value_prefix: $crate::crypto::virtual_key_prefix(&value),
                 providers: Vec::new(),
                 active: user.active,
                 team_id: user.team_id,
@@ -704,7 +694,7 @@ macro_rules! impl_identity_store {
                 let changed = sqlx::query(isql::SET_KEY_VALUE)
                     .bind(user_id)
                     .bind(&$crate::crypto::sha256(value.as_bytes())[..])
-                    .bind(value.chars().take(10).collect::<String>())
+                    .bind($crate::crypto::virtual_key_prefix(&value))
                     .bind(user.updated_at)
                     .execute(&mut *tx)
                     .await?

@@ -786,8 +786,10 @@ mod sql {
     /// Rewrites the network columns without touching `updated_at` (sealing legacy values).
     pub const RESEAL_PROVIDER: &str =
         "UPDATE providers SET network_config = $2, extra_header_secrets = $3 WHERE name = $1";
-    /// Takes the writers' lock (the version row) without bumping the version.
-    pub const LOCK_VERSION: &str = "UPDATE config_version SET version = version WHERE id = 1";
+    /// Takes the writers' lock (the version row) without bumping the version; returns the
+    /// current one.
+    pub const LOCK_WRITERS: &str =
+        "UPDATE config_version SET version = version WHERE id = 1 RETURNING version";
     pub const DELETE_PROVIDER: &str = "DELETE FROM providers WHERE name = $1";
 
     pub const LIST_ALL_KEYS: &str = "SELECT id, provider, name, description, models, weight, aliases, enabled, \
@@ -898,6 +900,15 @@ macro_rules! impl_sql_store {
         };
 
         type Conn = <$db as sqlx::Database>::Connection;
+
+        /// Takes the writers' lock (the version row every mutation bumps first) for a write that
+        /// changes nothing data planes enforce; returns the current version.
+        async fn lock_writers(conn: &mut Conn) -> Result<u64, StoreError> {
+            let v: i64 = sqlx::query_scalar(sql::LOCK_WRITERS)
+                .fetch_one(&mut *conn)
+                .await?;
+            version_from_db(v)
+        }
 
         async fn bump(conn: &mut Conn) -> Result<u64, StoreError> {
             let v: i64 = sqlx::query_scalar(sql::BUMP_VERSION)
@@ -1359,7 +1370,7 @@ macro_rules! impl_sql_store {
                 seal: &$crate::store::SealHeader<'_>,
             ) -> Result<usize, StoreError> {
                 let mut tx = self.begin_write().await?;
-                sqlx::query(sql::LOCK_VERSION).execute(&mut *tx).await?;
+                lock_writers(&mut tx).await?;
                 let mut sealed = 0;
                 for mut p in all_providers(&mut tx).await? {
                     if p.network.legacy_extra_headers.is_empty() {
@@ -1866,10 +1877,8 @@ macro_rules! impl_sql_store {
             async fn append_audit(&self, event: &AuditEvent) -> Result<i64, StoreError> {
                 let mut tx = self.begin_write().await?;
                 // The writers' lock, without a new version: this row records no change.
-                let version: i64 = sqlx::query_scalar(LOCK_VERSION_FOR_AUDIT)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let id = write_audit_row(&mut tx, event, version_from_db(version)?).await?;
+                let version = lock_writers(&mut tx).await?;
+                let id = write_audit_row(&mut tx, event, version).await?;
                 tx.commit().await?;
                 Ok(id)
             }

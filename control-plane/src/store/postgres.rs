@@ -332,8 +332,6 @@ fn utc_midnight_literal(day: Date) -> String {
 const TEXT_ORDER: &str = " COLLATE \"C\"";
 /// `details.result` of an audit row (indexed by migration 0010).
 const AUDIT_RESULT: &str = "(details->>'result')";
-/// Takes the writers' lock (the row every mutation bumps first) without a new version.
-const LOCK_VERSION_FOR_AUDIT: &str = "SELECT version FROM config_version WHERE id = 1 FOR UPDATE";
 
 /// `AND at <op> $t` for audit time filters.
 fn push_at_bound(qb: &mut sqlx::QueryBuilder<Postgres>, op: &'static str, t: time::OffsetDateTime) {

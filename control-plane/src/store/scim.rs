@@ -127,8 +127,8 @@ pub(crate) mod sql {
 }
 
 /// Implements [`ScimStore`] for a backend; expanded after `impl_identity_store!`, whose helpers
-/// (`lock_writers`, `fetch_user_by_id`, `write_user`, `follow_user`) and `impl_sql_store!`'s
-/// (`bump`, `audit`, `Conn`) it uses.
+/// (`fetch_user_by_id`, `write_user`, `follow_user`) and `impl_sql_store!`'s (`lock_writers`,
+/// `bump`, `audit`, `Conn`) it uses.
 macro_rules! impl_scim_store {
     ($store:ty) => {
         use $crate::store::scim::{

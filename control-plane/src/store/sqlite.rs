@@ -172,9 +172,6 @@ const VK_ID_TEXT: &str = "lower(substr(hex(vk.id), 1, 8) || '-' || substr(hex(vk
 const TEXT_ORDER: &str = "";
 /// `details.result` of an audit row (indexed by migration 0010).
 const AUDIT_RESULT: &str = "json_extract(details, '$.result')";
-/// The writers' lock is the `BEGIN IMMEDIATE` of [`SqliteStore::begin_write`]; this reads the
-/// version under it.
-const LOCK_VERSION_FOR_AUDIT: &str = "SELECT version FROM config_version WHERE id = 1";
 /// A fixed-width key of an audit row's `at` (`2026-01-15T10:00:00` and nine fraction digits):
 /// the column holds RFC 3339 text whose fraction has 0 to 9 digits, which does not sort as time
 /// (`10:00:00Z` sorts after `10:00:00.5Z`). Indexed by migration 0010 with this very text.

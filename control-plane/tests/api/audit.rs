@@ -210,6 +210,7 @@ async fn audit_log(h: &Harness) {
     let r = get(h, "/api/audit-logs?action=provider_key.*&result=success").await;
     assert_eq!(r.json["count"], 3, "{}", r.text);
     let r = get(h, "/api/audit-logs?target=providers/anthropic*&limit=1000").await;
+    assert!(r.json["count"].as_u64().unwrap() > 0, "{}", r.text);
     assert!(
         r.json["audit_logs"]
             .as_array()

@@ -85,7 +85,7 @@ mod request;
 mod response;
 mod stream;
 
-pub use super::{EFFORT_BUDGETS, effort_budget};
+pub use super::effort_budget;
 pub use request::{RequestOptions, Translated, request};
 pub use response::response;
 pub use stream::ChatStream;
