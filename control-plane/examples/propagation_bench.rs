@@ -853,6 +853,7 @@ async fn seed_virtual_keys(cp: ControlPlane, n: usize) -> (u64, f64) {
                         active: true,
                         team_id: None,
                         customer_id: None,
+                        user_id: None,
                         governance: Default::default(),
                         created_at: at,
                         updated_at: at,

@@ -54,6 +54,14 @@ fn records(run: usize, n: usize, now_ms: i64) -> Vec<UsageRecord> {
             cost_nano_usd: Some(4_000_000 + (i % 5000) as u64 * 3_000),
             fallback_index: 0,
             attempts: Vec::new(),
+            // 250 keys in 25 teams of 5 customers; every other key a user's personal key.
+            team_id: format!("0197a3c2-7d1e-7b6a-9f01-{:012}", i % 25),
+            customer_id: format!("0197a3c2-7d1e-7b6a-9f02-{:012}", i % 5),
+            user_id: if i % 2 == 0 {
+                format!("0197a3c2-7d1e-7b6a-9f03-{:012}", i % 250)
+            } else {
+                String::new()
+            },
         })
         .collect()
 }

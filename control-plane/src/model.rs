@@ -403,6 +403,8 @@ pub struct VirtualKeyRecord {
     /// At most one of `team_id` and `customer_id`.
     pub team_id: Option<Uuid>,
     pub customer_id: Option<Uuid>,
+    /// The user whose personal key this is (set when the key is created, never changed).
+    pub user_id: Option<Uuid>,
     /// Limits, provider configs, expiry, fail-open.
     pub governance: KeyGovernance,
     pub created_at: OffsetDateTime,

@@ -160,6 +160,7 @@ fn virtual_key(vk: &VirtualKeyRecord) -> pb::VirtualKey {
         expires_at_unix_ms: g.expires_at_unix_ms.unwrap_or(0),
         fail_open: g.fail_open,
         fallbacks: g.fallbacks.clone(),
+        user_id: vk.user_id.map(|u| u.to_string()).unwrap_or_default(),
     }
 }
 
@@ -414,6 +415,7 @@ mod tests {
                 active: true,
                 team_id: Some(team_id),
                 customer_id: None,
+                user_id: None,
                 governance: KeyGovernance {
                     limits: Limits {
                         budgets: vec![Budget {

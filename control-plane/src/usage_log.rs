@@ -47,6 +47,16 @@ impl StatusFilter {
     }
 }
 
+/// Whose requests a query may return, whatever its filters ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogScope {
+    All,
+    /// The requests billed to this team (`None`: nothing).
+    Team(Option<Uuid>),
+    /// The requests made with this key (`None`: nothing).
+    Key(Option<Uuid>),
+}
+
 /// One page of request logs.
 #[derive(Debug, Clone)]
 pub struct UsageLogQuery {
@@ -55,11 +65,11 @@ pub struct UsageLogQuery {
     /// Requests that started before this time.
     pub until: OffsetDateTime,
     pub virtual_key_id: Option<Uuid>,
-    /// The key's current team.
+    /// The team the request was billed to.
     pub team_id: Option<Uuid>,
-    /// The key's current customer.
+    /// The customer the request was billed to (the key's own or its team's).
     pub customer_id: Option<Uuid>,
-    /// The user whose personal key it is.
+    /// The user whose personal key served the request.
     pub user_id: Option<Uuid>,
     /// Matches the model requested or the model resolved.
     pub model: Option<String>,
@@ -67,14 +77,14 @@ pub struct UsageLogQuery {
     pub status: Option<StatusFilter>,
     /// Priced requests that cost at least this many nano-dollars.
     pub min_cost_nano_usd: Option<i64>,
-    /// The keys the caller may see; `None` for all (an empty list sees nothing).
-    pub allowed_keys: Option<Vec<Uuid>>,
+    /// Whose requests the caller may see.
+    pub scope: LogScope,
     /// Continue after this `(started_at, request_id)` (newest first).
     pub after: Option<(OffsetDateTime, String)>,
     pub limit: u32,
 }
 
-/// A usage record with its key's current name and owner.
+/// A usage record with the owner it was billed to and its key's current name.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct UsageLogRow {
     pub request_id: String,

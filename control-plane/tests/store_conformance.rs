@@ -82,6 +82,7 @@ fn vk(name: &str, providers: &[&str], fill: u8) -> VirtualKeyRecord {
         active: true,
         team_id: None,
         customer_id: None,
+        user_id: None,
         governance: serde_json::from_value(json!({
             "limits": {"budgets": [{
                 "id": Uuid::new_v4(), "max_limit_nano_usd": 500_000_000_000u64,
@@ -503,6 +504,7 @@ fn usage(i: usize, vk: &str, started_at_unix_ms: i64) -> UsageRecord {
         } else {
             Vec::new()
         },
+        ..Default::default()
     }
 }
 

@@ -14,7 +14,7 @@ use tollgate_control_plane::model::{
     AuditEvent, CustomerRecord, TeamRecord, VirtualKeyRecord, now,
 };
 use tollgate_control_plane::store::UsageRecord;
-use tollgate_control_plane::usage_log::{StatusFilter, UsageLogQuery, UsageLogRow};
+use tollgate_control_plane::usage_log::{LogScope, StatusFilter, UsageLogQuery, UsageLogRow};
 use tollgate_control_plane::{PostgresStore, SqliteStore, Store};
 use uuid::Uuid;
 
@@ -39,6 +39,7 @@ fn vk(name: &str, fill: u8, team_id: Option<Uuid>, customer_id: Option<Uuid>) ->
         active: true,
         team_id,
         customer_id,
+        user_id: None,
         governance: Default::default(),
         created_at: t,
         updated_at: t,
@@ -64,6 +65,10 @@ struct Expect {
     user: Option<Uuid>,
 }
 
+fn text(id: Option<Uuid>) -> String {
+    id.map(|u| u.to_string()).unwrap_or_default()
+}
+
 fn ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -84,7 +89,7 @@ fn query(since: OffsetDateTime, until: OffsetDateTime) -> UsageLogQuery {
         provider: None,
         status: None,
         min_cost_nano_usd: None,
-        allowed_keys: None,
+        scope: LogScope::All,
         after: None,
         limit: 1000,
     }
@@ -101,9 +106,11 @@ fn expected(all: &[Expect], q: &UsageLogQuery) -> Vec<String> {
             let key: Option<Uuid> = r.virtual_key_id.parse().ok();
             r.started_at_unix_ms >= since
                 && r.started_at_unix_ms < until
-                && q.allowed_keys
-                    .as_ref()
-                    .is_none_or(|keys| key.is_some_and(|k| keys.contains(&k)))
+                && match q.scope {
+                    LogScope::All => true,
+                    LogScope::Team(t) => t.is_some() && e.team == t,
+                    LogScope::Key(k) => k.is_some() && key == k,
+                }
                 && q.virtual_key_id.is_none_or(|k| key == Some(k))
                 && q.team_id.is_none_or(|t| e.team == Some(t))
                 && q.customer_id.is_none_or(|c| e.customer == Some(c))
@@ -228,8 +235,8 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
             None,
             Some(alice.user.id),
         ),
-        // A key deleted since (or never known): no name, no owner.
-        (deleted.to_string(), None, None, None, None),
+        // A key of team ml deleted since: no name, still billed to the team.
+        (deleted.to_string(), None, Some(teams[1]), None, None),
     ];
 
     // 60 records over the last ~50 minutes; every third shares its start time with the one
@@ -282,6 +289,10 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
             } else {
                 Vec::new()
             },
+            // What the data plane stamps: the key's owner when it served the request.
+            team_id: text(team),
+            customer_id: text(cust),
+            user_id: text(user),
         };
         all.push(Expect {
             rec,
@@ -386,20 +397,31 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
         min_cost_nano_usd: Some(10_000_000),
         ..day.clone()
     });
-    // Scoping: a set of keys, an empty set.
+    // Scoping: a team, a key, a key and another key's filter, nothing.
     cases.push(UsageLogQuery {
-        allowed_keys: Some(vec![keys[0].id, keys[1].id]),
+        scope: LogScope::Team(Some(teams[1])),
         ..day.clone()
     });
     cases.push(UsageLogQuery {
-        allowed_keys: Some(vec![personal]),
+        scope: LogScope::Key(Some(personal)),
+        ..day.clone()
+    });
+    cases.push(UsageLogQuery {
+        scope: LogScope::Key(Some(personal)),
         virtual_key_id: Some(keys[0].id),
         ..day.clone()
     });
     cases.push(UsageLogQuery {
-        allowed_keys: Some(Vec::new()),
+        scope: LogScope::Team(Some(teams[0])),
+        team_id: Some(teams[1]),
         ..day.clone()
     });
+    for nothing in [LogScope::Team(None), LogScope::Key(None)] {
+        cases.push(UsageLogQuery {
+            scope: nothing,
+            ..day.clone()
+        });
+    }
     for (n, q) in cases.iter().enumerate() {
         let want = expected(&all, q);
         assert_eq!(
@@ -413,7 +435,7 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
         expected(
             &all,
             &UsageLogQuery {
-                allowed_keys: Some(vec![personal]),
+                scope: LogScope::Key(Some(personal)),
                 ..day.clone()
             }
         )
@@ -422,7 +444,7 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
     );
 
     // Pages of 7 (one more fetched, as the API does) join to the whole list, no gaps or repeats.
-    for q in [&day, &cases[cases.len() - 3]] {
+    for q in [&day, &cases[cases.len() - 6]] {
         let mut paged = Vec::new();
         let mut after = None;
         loop {
@@ -491,7 +513,8 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
     );
     assert!(store.get_usage_log("req-none").await.unwrap().is_none());
 
-    // The owner is the key's current one: move key-ml to team eng (renamed), delete key-acme.
+    // The owner is the one stamped on the record, the name the key's current one: move key-ml
+    // to team eng (renamed), delete key-acme. Their past requests stay billed where they were.
     store
         .update_virtual_key(
             keys[1].id,
@@ -510,11 +533,10 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
         .unwrap();
     for e in &mut all {
         if e.rec.virtual_key_id == keys[1].id.to_string() {
-            e.team = Some(teams[0]);
             e.key_name = Some("key-ml-moved".into());
         }
         if e.rec.virtual_key_id == keys[2].id.to_string() {
-            (e.team, e.customer, e.key_name) = (None, None, None);
+            e.key_name = None;
         }
     }
     for q in [
@@ -547,7 +569,7 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
     assert!(
         moved
             .iter()
-            .all(|r| r.team_id == Some(teams[0]) && r.key_name.as_deref() == Some("key-ml-moved"))
+            .all(|r| r.team_id == Some(teams[1]) && r.key_name.as_deref() == Some("key-ml-moved"))
     );
     let gone = store
         .query_usage_logs(&UsageLogQuery {
@@ -559,7 +581,7 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
     assert!(!gone.is_empty());
     assert!(
         gone.iter()
-            .all(|r| r.key_name.is_none() && r.customer_id.is_none())
+            .all(|r| r.key_name.is_none() && r.customer_id == Some(customer.id))
     );
 }
 

@@ -196,7 +196,7 @@ async fn prepare(
         return Err(server::not_ready());
     };
     let vk = server::authenticate(&rt, &headers, draft.record.started_at_unix_ms)?;
-    draft.record.virtual_key_id = vk.id.to_string();
+    draft.bill_to(&vk);
     let body = server::read_body(body, dp.config.max_body_bytes).await?;
     let invalid = |e: IngressError| ProxyError::invalid_request(e.to_string());
     let model = ingress::decode_model_segment(raw_model).map_err(invalid)?;

@@ -184,7 +184,7 @@ async fn prepare(
         return Err(server::not_ready().into());
     };
     let vk = server::authenticate(&rt, &headers, draft.record.started_at_unix_ms)?;
-    draft.record.virtual_key_id = vk.id.to_string();
+    draft.bill_to(&vk);
     let body = server::read_body(body, dp.config.max_body_bytes).await?;
     let (anthropic, betas, dropped, answer) = match api {
         Api::Chat => {

@@ -437,6 +437,7 @@ mod tests {
             expires_at_unix_ms: 0,
             fallbacks: Vec::new(),
             configs: Vec::new(),
+            owner: Default::default(),
         }
     }
 

@@ -300,6 +300,18 @@ pub struct VirtualKey {
     pub fallbacks: Vec<String>,
     /// What the key may do with each provider; empty: no restriction beyond `providers`.
     pub configs: Vec<KeyProviderConfig>,
+    /// Who its requests are billed to, stamped on their usage records.
+    pub owner: Owner,
+}
+
+/// The team, customer and user a virtual key's requests are billed to (empty: none), as ids.
+#[derive(Debug, Default, Clone)]
+pub struct Owner {
+    pub team_id: Arc<str>,
+    /// The key's own customer, or its team's.
+    pub customer_id: Arc<str>,
+    /// Set for a user's personal key.
+    pub user_id: Arc<str>,
 }
 
 /// A virtual key's restrictions on one provider.
@@ -399,6 +411,11 @@ impl Runtime {
                 return Err(SnapshotError::DuplicateProvider(p.name.clone()));
             }
         }
+        let team_customers: HashMap<&str, &str> = snapshot
+            .teams
+            .iter()
+            .map(|t| (t.id.as_str(), t.customer_id.as_str()))
+            .collect();
         let mut virtual_keys = HashMap::with_capacity(snapshot.virtual_keys.len());
         for vk in &snapshot.virtual_keys {
             let hash: [u8; 32] = vk
@@ -416,6 +433,19 @@ impl Runtime {
                     expires_at_unix_ms: vk.expires_at_unix_ms,
                     fallbacks: vk.fallbacks.clone(),
                     configs: compile_provider_configs(vk)?,
+                    owner: Owner {
+                        team_id: vk.team_id.as_str().into(),
+                        customer_id: if vk.customer_id.is_empty() {
+                            team_customers
+                                .get(vk.team_id.as_str())
+                                .copied()
+                                .unwrap_or_default()
+                                .into()
+                        } else {
+                            vk.customer_id.as_str().into()
+                        },
+                        user_id: vk.user_id.as_str().into(),
+                    },
                 }),
             );
         }

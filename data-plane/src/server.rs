@@ -343,6 +343,15 @@ impl Draft {
         }
     }
 
+    /// Names the virtual key the request authenticated with and who it is billed to.
+    pub(crate) fn bill_to(&mut self, vk: &VirtualKey) {
+        let r = &mut self.record;
+        r.virtual_key_id = vk.id.to_string();
+        r.team_id = vk.owner.team_id.to_string();
+        r.customer_id = vk.owner.customer_id.to_string();
+        r.user_id = vk.owner.user_id.to_string();
+    }
+
     /// Records the token counts of an answer.
     pub fn set_usage(&mut self, u: &tollgate_protocol::anthropic::Usage) {
         self.record.input_tokens = u.input_tokens;
@@ -691,7 +700,7 @@ async fn admit(
         return Err(not_ready());
     };
     let vk = authenticate(&rt, headers, draft.record.started_at_unix_ms)?;
-    draft.record.virtual_key_id = vk.id.to_string();
+    draft.bill_to(&vk);
     let body = read_body(body, dp.config.max_body_bytes).await?;
     Ok((rt, vk, body))
 }

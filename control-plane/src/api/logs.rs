@@ -17,7 +17,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiPath, ApiQuery};
 use super::{parse_id, timestamp};
 use crate::ControlPlane;
-use crate::usage_log::{StatusFilter, UsageLogQuery, UsageLogRow};
+use crate::usage_log::{LogScope, StatusFilter, UsageLogQuery, UsageLogRow};
 
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
@@ -44,9 +44,9 @@ pub struct LogsQuery {
     pub until: Option<String>,
     /// Requests made with this virtual key.
     pub virtual_key_id: Option<String>,
-    /// Requests made with keys that belong to this team now.
+    /// Requests billed to this team (its keys' requests while they were in it).
     pub team_id: Option<String>,
-    /// Requests made with keys that belong to this customer now.
+    /// Requests billed to this customer (directly or through one of its teams).
     pub customer_id: Option<String>,
     /// Requests made with this user's personal key.
     pub user_id: Option<String>,
@@ -68,7 +68,7 @@ pub struct LogKey {
     pub name: Option<String>,
 }
 
-/// The user whose personal key it is (now).
+/// The user whose personal key served the request.
 #[derive(Serialize, ToSchema)]
 pub struct LogUser {
     pub id: Uuid,
@@ -86,8 +86,9 @@ pub struct LogTokens {
     pub cache_write_1h: i64,
 }
 
-/// One inference request. `user`, `team_id` and `customer_id` are the key's CURRENT owner, not
-/// necessarily the owner when the request ran.
+/// One inference request. `user`, `team_id` and `customer_id` are who it was billed to when it
+/// ran (a key moved to another team since keeps its past requests where they were); the key's
+/// name is its current one.
 #[derive(Serialize, ToSchema)]
 pub struct LogEntry {
     pub request_id: String,
@@ -200,29 +201,19 @@ fn decode_cursor(raw: &str) -> Result<(OffsetDateTime, String), ApiError> {
         })
 }
 
-/// The keys the caller may see (`None`: all).
-async fn allowed_keys(
-    cp: &ControlPlane,
-    caller: &Principal,
-) -> Result<Option<Vec<Uuid>>, ApiError> {
-    Ok(match caller.scope() {
-        Scope::All => None,
-        Scope::Own => Some(caller.personal_key_id.into_iter().collect()),
-        Scope::Team(_) => Some(
-            cp.store()
-                .list_virtual_keys()
-                .await?
-                .iter()
-                .filter(|vk| caller.covers_key(vk.id, vk.team_id))
-                .map(|vk| vk.id)
-                .collect(),
-        ),
-    })
+/// Whose requests the caller may see: a team admin those billed to their team, a member those
+/// of their own key.
+fn log_scope(caller: &Principal) -> LogScope {
+    match caller.scope() {
+        Scope::All => LogScope::All,
+        Scope::Team(team) => LogScope::Team(team),
+        Scope::Own => LogScope::Key(caller.personal_key_id),
+    }
 }
 
 /// Request logs, newest first, filtered, a page at a time (keyset pagination: follow
 /// `next_cursor`). Only requests within the caller's scope are listed; the owner fields are the
-/// key's current owner.
+/// team, customer and user the request was billed to when it ran.
 #[utoipa::path(
     get,
     path = "/api/logs",
@@ -298,7 +289,7 @@ pub(crate) async fn list_logs(
         provider: q.provider,
         status,
         min_cost_nano_usd,
-        allowed_keys: allowed_keys(&cp, &caller).await?,
+        scope: log_scope(&caller),
         after,
         // One row more than asked tells whether there is a next page.
         limit: limit + 1,

@@ -425,6 +425,7 @@ async fn create(
         active: req.is_active.unwrap_or(true),
         team_id: req.team_id,
         customer_id: req.customer_id,
+        user_id: None,
         governance: KeyGovernance {
             limits,
             provider_configs,

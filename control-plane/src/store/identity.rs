@@ -320,7 +320,6 @@ pub(crate) mod sql {
     pub const DELETE_USER: &str = "DELETE FROM users WHERE id = $1";
 
     pub const PERSONAL_KEY: &str = "SELECT id FROM virtual_keys WHERE user_id = $1";
-    pub const SET_KEY_OWNER: &str = "UPDATE virtual_keys SET user_id = $2 WHERE id = $1";
     pub const SET_KEY_VALUE: &str = "UPDATE virtual_keys SET key_sha256 = $2, value_prefix = $3, \
          updated_at = $4 WHERE user_id = $1";
     pub const DELETE_PERSONAL_KEY: &str = "DELETE FROM virtual_keys WHERE user_id = $1";
@@ -448,16 +447,12 @@ macro_rules! impl_identity_store {
                 active: user.active,
                 team_id: user.team_id,
                 customer_id: None,
+                user_id: Some(user.id),
                 governance: $crate::governance::KeyGovernance { limits, ..Default::default() },
                 created_at: t,
                 updated_at: t,
             };
             insert_vk(conn, &vk).await?;
-            sqlx::query(isql::SET_KEY_OWNER)
-                .bind(vk.id)
-                .bind(user.id)
-                .execute(&mut *conn)
-                .await?;
             Ok(vk.id)
         }
 

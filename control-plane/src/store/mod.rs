@@ -616,6 +616,7 @@ struct VirtualKeyRow {
     active: bool,
     team_id: Option<Uuid>,
     customer_id: Option<Uuid>,
+    user_id: Option<Uuid>,
     governance: Json<KeyGovernance>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
@@ -639,6 +640,7 @@ impl TryFrom<VirtualKeyRow> for VirtualKeyRecord {
             active: r.active,
             team_id: r.team_id,
             customer_id: r.customer_id,
+            user_id: r.user_id,
             governance: r.governance.0,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -817,13 +819,13 @@ mod sql {
     pub const DELETE_KEY: &str = "DELETE FROM provider_keys WHERE provider = $1 AND id = $2";
 
     pub const LIST_VKS: &str = "SELECT id, name, description, key_sha256, value_prefix, providers, \
-         active, team_id, customer_id, governance, created_at, updated_at FROM virtual_keys ORDER BY name";
+         active, team_id, customer_id, user_id, governance, created_at, updated_at FROM virtual_keys ORDER BY name";
     pub const GET_VK: &str = "SELECT id, name, description, key_sha256, value_prefix, providers, \
-         active, team_id, customer_id, governance, created_at, updated_at FROM virtual_keys WHERE id = $1";
+         active, team_id, customer_id, user_id, governance, created_at, updated_at FROM virtual_keys WHERE id = $1";
     pub const VK_PROVIDERS: &str = "SELECT name, providers FROM virtual_keys ORDER BY name";
     pub const INSERT_VK: &str = "INSERT INTO virtual_keys (id, name, description, key_sha256, value_prefix, providers, \
-         active, team_id, customer_id, governance, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+         active, team_id, customer_id, governance, created_at, updated_at, user_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
     pub const UPDATE_VK: &str = "UPDATE virtual_keys SET name = $2, description = $3, providers = $4, \
          active = $5, team_id = $6, customer_id = $7, governance = $8, updated_at = $9 WHERE id = $1";
     pub const DELETE_VK: &str = "DELETE FROM virtual_keys WHERE id = $1";
@@ -831,7 +833,8 @@ mod sql {
     pub const USAGE_COLUMNS: &str = "request_id, virtual_key_id, provider, model_requested, \
          model_resolved, provider_key_id, input_tokens, output_tokens, cache_read_input_tokens, \
          cache_write_input_tokens, latency_ms, time_to_first_token_ms, status, error_class, \
-         started_at, stream, cache_write_1h_input_tokens, cost_nano_usd, fallback_index, attempts";
+         started_at, stream, cache_write_1h_input_tokens, cost_nano_usd, fallback_index, attempts, \
+         team_id, customer_id, user_id";
     /// Requests (refusals by limits not counted: keep the list in step with
     /// `tollgate_proto::usage::refusal::BY_LIMITS`, which a test checks), tokens, cost and
     /// unpriced requests of one key in a time range.
@@ -843,16 +846,17 @@ mod sql {
          CAST(COALESCE(SUM(cost_nano_usd), 0) AS BIGINT), COUNT(*) - COUNT(cost_nano_usd) \
          FROM usage_records WHERE virtual_key_id = $1 AND started_at >= $2 AND started_at < $3";
     /// The start of every request-log query ([`Store::query_usage_logs`](super::Store::query_usage_logs)
-    /// adds the bound filters): each record with its key's current name and owner. `{VK_ID}`
+    /// adds the bound filters): each record with its key's current name and the name of the
+    /// user it was billed to. `{VK_ID}`
     /// is the backend's expression for `vk.id` as hyphenated text (the usage column's form).
     pub const SELECT_USAGE_LOGS: &str = "SELECT u.request_id, u.virtual_key_id, u.provider, \
          u.model_requested, u.model_resolved, u.provider_key_id, u.input_tokens, u.output_tokens, \
          u.cache_read_input_tokens, u.cache_write_input_tokens, u.cache_write_1h_input_tokens, \
          u.latency_ms, u.time_to_first_token_ms, u.status, u.error_class, u.started_at, u.stream, \
-         u.cost_nano_usd, u.fallback_index, u.attempts, vk.name AS key_name, vk.team_id, \
-         vk.customer_id, vk.user_id, us.user_name \
+         u.cost_nano_usd, u.fallback_index, u.attempts, vk.name AS key_name, u.team_id, \
+         u.customer_id, u.user_id, us.user_name \
          FROM usage_records u LEFT JOIN virtual_keys vk ON {VK_ID} = u.virtual_key_id \
-         LEFT JOIN users us ON us.id = vk.user_id";
+         LEFT JOIN users us ON us.id = u.user_id";
     pub const USAGE_TOTALS: &str = "SELECT virtual_key_id, COUNT(*), \
          CAST(COALESCE(SUM(cost_nano_usd), 0) AS BIGINT), COUNT(*) - COUNT(cost_nano_usd) \
          FROM usage_records GROUP BY virtual_key_id ORDER BY virtual_key_id";
@@ -860,6 +864,15 @@ mod sql {
 
 /// A usage record's attempt trail as its `attempts` column holds it: a JSON array, `None` when
 /// the first attempt served.
+/// An owner id of a usage record (`team_id`, `customer_id`, `user_id`) as stored: `None` when
+/// the data plane sent none (or, from a data plane that is not ours, something that is no id).
+pub(crate) fn owner_id(id: &str) -> Option<Uuid> {
+    if id.is_empty() {
+        return None;
+    }
+    Uuid::parse_str(id).ok()
+}
+
 pub(crate) fn attempts_json(attempts: &[tollgate_proto::usage::v1::Attempt]) -> Option<String> {
     if attempts.is_empty() {
         return None;
@@ -1010,6 +1023,7 @@ macro_rules! impl_sql_store {
                 .bind(sqlx::types::Json(&vk.governance))
                 .bind(vk.created_at)
                 .bind(vk.updated_at)
+                .bind(vk.user_id)
                 .execute(&mut *conn)
                 .await
                 .map_err(|e| {
@@ -1921,29 +1935,29 @@ macro_rules! impl_sql_store {
                     .push_bind(usage_instant(ceil_to_millis(q.since)))
                     .push(" AND u.started_at < ")
                     .push_bind(usage_instant(ceil_to_millis(q.until)));
-                if let Some(keys) = &q.allowed_keys {
-                    if keys.is_empty() {
+                match q.scope {
+                    $crate::usage_log::LogScope::All => {}
+                    $crate::usage_log::LogScope::Team(Some(team)) => {
+                        qb.push(" AND u.team_id = ").push_bind(team);
+                    }
+                    $crate::usage_log::LogScope::Key(Some(key)) => {
+                        qb.push(" AND u.virtual_key_id = ").push_bind(key.to_string());
+                    }
+                    $crate::usage_log::LogScope::Team(None) | $crate::usage_log::LogScope::Key(None) => {
                         qb.push(" AND 1 = 0");
-                    } else {
-                        qb.push(" AND u.virtual_key_id IN (");
-                        let mut list = qb.separated(", ");
-                        for k in keys {
-                            list.push_bind(k.to_string());
-                        }
-                        qb.push(")");
                     }
                 }
                 if let Some(id) = q.virtual_key_id {
                     qb.push(" AND u.virtual_key_id = ").push_bind(id.to_string());
                 }
                 if let Some(id) = q.team_id {
-                    qb.push(" AND vk.team_id = ").push_bind(id);
+                    qb.push(" AND u.team_id = ").push_bind(id);
                 }
                 if let Some(id) = q.customer_id {
-                    qb.push(" AND vk.customer_id = ").push_bind(id);
+                    qb.push(" AND u.customer_id = ").push_bind(id);
                 }
                 if let Some(id) = q.user_id {
-                    qb.push(" AND vk.user_id = ").push_bind(id);
+                    qb.push(" AND u.user_id = ").push_bind(id);
                 }
                 if let Some(model) = &q.model {
                     qb.push(" AND (u.model_requested = ")

@@ -205,11 +205,11 @@ const INSERT_USAGE: &str = "INSERT INTO usage_records (request_id, virtual_key_i
      model_requested, model_resolved, provider_key_id, input_tokens, output_tokens, \
      cache_read_input_tokens, cache_write_input_tokens, latency_ms, time_to_first_token_ms, \
      status, error_class, started_at, stream, cache_write_1h_input_tokens, cost_nano_usd, \
-     fallback_index, attempts) \
+     fallback_index, attempts, team_id, customer_id, user_id) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
      $6::text[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], \
      $13::int4[], $14::text[], $15::timestamptz[], $16::bool[], $17::int8[], $18::int8[], \
-     $19::int4[], $20::text[]) \
+     $19::int4[], $20::text[], $21::uuid[], $22::uuid[], $23::uuid[]) \
      ON CONFLICT (request_id, started_at) DO NOTHING";
 
 async fn insert_usage_chunk(
@@ -237,6 +237,9 @@ async fn insert_usage_chunk(
     let mut cost = Vec::with_capacity(n);
     let mut fallback_index = Vec::with_capacity(n);
     let mut attempts = Vec::with_capacity(n);
+    let mut team_id = Vec::with_capacity(n);
+    let mut customer_id = Vec::with_capacity(n);
+    let mut user_id = Vec::with_capacity(n);
     for r in rows {
         request_id.push(r.request_id.as_str());
         virtual_key_id.push(r.virtual_key_id.as_str());
@@ -258,6 +261,9 @@ async fn insert_usage_chunk(
         cost.push(r.cost_nano_usd.map(saturating_i64));
         fallback_index.push(i32::try_from(r.fallback_index).unwrap_or(i32::MAX));
         attempts.push(super::attempts_json(&r.attempts));
+        team_id.push(super::owner_id(&r.team_id));
+        customer_id.push(super::owner_id(&r.customer_id));
+        user_id.push(super::owner_id(&r.user_id));
     }
     Ok(sqlx::query(INSERT_USAGE)
         .bind(request_id)
@@ -280,6 +286,9 @@ async fn insert_usage_chunk(
         .bind(cost)
         .bind(fallback_index)
         .bind(attempts)
+        .bind(team_id)
+        .bind(customer_id)
+        .bind(user_id)
         .execute(&mut *conn)
         .await?
         .rows_affected())

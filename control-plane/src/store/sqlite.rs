@@ -98,7 +98,10 @@ impl SqliteStore {
                         .bind(saturating_i64(r.cache_write_1h_input_tokens))
                         .bind(r.cost_nano_usd.map(saturating_i64))
                         .bind(i64::from(r.fallback_index))
-                        .bind(super::attempts_json(&r.attempts));
+                        .bind(super::attempts_json(&r.attempts))
+                        .bind(super::owner_id(&r.team_id))
+                        .bind(super::owner_id(&r.customer_id))
+                        .bind(super::owner_id(&r.user_id));
                 }
                 inserted += q.execute(&mut *tx).await?.rows_affected();
             }
@@ -139,7 +142,7 @@ fn usage_insert_sql(i: usize) -> &'static str {
     static SQL: [std::sync::OnceLock<String>; USAGE_CHUNKS.len()] =
         [const { std::sync::OnceLock::new() }; USAGE_CHUNKS.len()];
     SQL[i].get_or_init(|| {
-        let row = format!("({})", vec!["?"; 20].join(", "));
+        let row = format!("({})", vec!["?"; 23].join(", "));
         format!(
             "INSERT OR IGNORE INTO usage_records ({}) VALUES {}",
             super::sql::USAGE_COLUMNS,

@@ -39,7 +39,21 @@ fn record(request_id: &str, vk: &str, ago_ms: i64, status: u32) -> UsageRecord {
             status: 429,
             latency_ms: 12,
         }],
+        ..Default::default()
     }
+}
+
+/// `r` billed as a data plane bills it: to its key's current team, customer and user.
+async fn billed(h: &Harness, mut r: UsageRecord) -> UsageRecord {
+    let text = |id: Option<Uuid>| id.map(|u| u.to_string()).unwrap_or_default();
+    if let Ok(id) = r.virtual_key_id.parse()
+        && let Some(vk) = h.cp.store().get_virtual_key(id).await.unwrap()
+    {
+        r.team_id = text(vk.team_id);
+        r.customer_id = text(vk.customer_id);
+        r.user_id = text(vk.user_id);
+    }
+    r
 }
 
 fn request_ids(r: &Resp) -> Vec<String> {
@@ -192,14 +206,17 @@ async fn members_see_their_key_and_team_admins_their_team() {
     let member = o.personal_key(Role::Member).to_string();
     let lead = o.personal_key(Role::TeamAdmin).to_string();
     let boss = o.personal_key(Role::Admin).to_string();
-    let records = [
+    let mut records = Vec::new();
+    for r in [
         record("r-key-a", &o.key_a, 1_000, 200),
         record("r-key-b", &o.key_b, 2_000, 200),
         record("r-member", &member, 3_000, 200),
         record("r-lead", &lead, 4_000, 200),
         record("r-admin", &boss, 5_000, 200),
         record("r-gone", &Uuid::new_v4().to_string(), 6_000, 200),
-    ];
+    ] {
+        records.push(billed(&o.h, r).await);
+    }
     o.h.cp.store().insert_usage(&records).await.unwrap();
     let everything = [
         "r-key-a", "r-key-b", "r-member", "r-lead", "r-admin", "r-gone",
@@ -221,7 +238,7 @@ async fn members_see_their_key_and_team_admins_their_team() {
     assert_eq!(
         list(&o, None, &team).await,
         ["r-key-a", "r-member", "r-lead"],
-        "the owner is the key's current team"
+        "billed to team a"
     );
 
     // The member's own entry names them.
@@ -250,4 +267,22 @@ async fn members_see_their_key_and_team_admins_their_team() {
             assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
         }
     }
+
+    // key-a moves to team b: its past request stays team a's, its next one is team b's.
+    let r = admin(
+        &o.h,
+        Method::PUT,
+        &format!("/api/virtual-keys/{}", o.key_a),
+        Some(json!({"team_id": o.team_b})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let later = billed(&o.h, record("r-key-a-later", &o.key_a, 500, 200)).await;
+    o.h.cp.store().insert_usage(&[later]).await.unwrap();
+    assert_eq!(
+        list(&o, Some(Role::TeamAdmin), "").await,
+        ["r-key-a", "r-member", "r-lead"]
+    );
+    let team_b = format!("?team_id={}", o.team_b);
+    assert_eq!(list(&o, None, &team_b).await, ["r-key-a-later", "r-key-b"]);
 }

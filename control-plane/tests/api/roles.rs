@@ -18,7 +18,7 @@ const ADMIN_TOKEN: &str = "admin-secret-token";
 pub(super) struct Org {
     pub(super) h: Harness,
     pub(super) team_a: String,
-    team_b: String,
+    pub(super) team_b: String,
     pub(super) key_a: String,
     pub(super) key_b: String,
     customer: String,

@@ -834,6 +834,89 @@ async fn usage_records_carry_their_cost() {
     assert_eq!(usage[1].cost_nano_usd, Some(tokens * 1_000));
 }
 
+/// Every usage record names who its request is billed to, as the config said when it was
+/// served: the key's team, its customer (its own, or its team's) and, for a personal key, its
+/// user. All three routes (Anthropic, OpenAI and Bedrock formats) bill alike.
+#[tokio::test]
+async fn usage_records_name_who_they_are_billed_to() {
+    let upstream_url = upstream().await;
+    let mut gw = Gateway::new();
+    let mut snapshot = config(1, &upstream_url);
+    snapshot.teams = vec![pb::Team {
+        id: "team-t".into(),
+        name: "t".into(),
+        customer_id: "cust-c".into(),
+        ..Default::default()
+    }];
+    snapshot.customers = vec![
+        pb::Customer {
+            id: "cust-c".into(),
+            name: "c".into(),
+            ..Default::default()
+        },
+        pb::Customer {
+            id: "cust-d".into(),
+            name: "d".into(),
+            ..Default::default()
+        },
+    ];
+    snapshot.virtual_keys.push(pb::VirtualKey {
+        team_id: "team-t".into(),
+        user_id: "user-u".into(),
+        ..virtual_key("vk-personal", "sk-tg-personal", true)
+    });
+    snapshot.virtual_keys.push(pb::VirtualKey {
+        customer_id: "cust-d".into(),
+        ..virtual_key("vk-customer", "sk-tg-customer", true)
+    });
+    gw.apply(snapshot);
+    let chat = json!({"model": "anthropic/claude-haiku-4-5",
+        "messages": [{"role": "user", "content": "hi"}]})
+    .to_string();
+    let invoke = json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 8,
+        "messages": [{"role": "user", "content": "hi"}]})
+    .to_string();
+    for key in ["sk-tg-personal", "sk-tg-customer", GOOD] {
+        let auth = format!("Bearer {key}");
+        let headers: &[(&str, &[u8])] = &[("authorization", auth.as_bytes())];
+        for (path, body) in [
+            (
+                "/anthropic/v1/messages",
+                message("anthropic/claude-haiku-4-5"),
+            ),
+            ("/openai/v1/chat/completions", chat.clone()),
+            (
+                "/bedrock/model/anthropic%2Fclaude-haiku-4-5/invoke",
+                invoke.clone(),
+            ),
+        ] {
+            let a = gw.send(request(path, headers, body.into())).await;
+            assert_eq!(a.status, 200, "{path}: {a:?}");
+        }
+    }
+    let usage = gw.usage();
+    let billed: Vec<_> = usage
+        .iter()
+        .map(|r| {
+            (
+                r.virtual_key_id.as_str(),
+                r.team_id.as_str(),
+                r.customer_id.as_str(),
+                r.user_id.as_str(),
+            )
+        })
+        .collect();
+    let personal = ("vk-personal", "team-t", "cust-c", "user-u");
+    let customer = ("vk-customer", "", "cust-d", "");
+    let nobody = ("vk-good", "", "", "");
+    assert_eq!(
+        billed,
+        [
+            personal, personal, personal, customer, customer, customer, nobody, nobody, nobody
+        ]
+    );
+}
+
 /// An expired key gets a 401 saying so; a key restricted to some models gets a 403 naming the
 /// model; both are usage of the key (it was established) except the expired one, which is
 /// refused like a bad key.
