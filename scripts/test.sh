@@ -3,7 +3,8 @@
 # conformance against SQLite and PostgreSQL, and end-to-end tests of the real binary with the
 # official Anthropic Python SDK and Claude Code as clients. CI runs exactly this (.ci/run).
 #
-# Needs: cargo (rustup toolchain), python3 with venv, node + npm, and a PostgreSQL server:
+# Needs: cargo (rustup toolchain), python3 with venv, node + npm, apt-get (root or passwordless sudo)
+# when Chromium is not installed, and a PostgreSQL server:
 # DATABASE_URL if set, else the local one on 127.0.0.1:5432 (started with pg_ctlcluster when it
 # is installed but down).
 set -euo pipefail
@@ -49,11 +50,12 @@ if ! tests/.venv/bin/python -c 'import anthropic, openai' >/dev/null 2>&1; then
 fi
 export TOLLGATE_TEST_PYTHON="$root/tests/.venv/bin/python"
 
-step "Claude Code 2.1.331 and 2.1.197, Codex CLI 0.171.0, oidc-provider 9.13.3 from npm (tests/clients/node_modules)"
+step "Claude Code 2.1.331 and 2.1.197, Codex CLI 0.171.0, oidc-provider 9.13.3, playwright-core 1.64.1 from npm (tests/clients/node_modules)"
 claude_2_1_197=tests/clients/node_modules/claude-code-2-1-197/bin/claude.exe
 if [ ! -x tests/clients/node_modules/.bin/claude ] || [ ! -x "$claude_2_1_197" ] \
   || [ ! -x tests/clients/node_modules/.bin/codex ] \
-  || [ ! -f tests/clients/node_modules/oidc-provider/package.json ]; then
+  || [ ! -f tests/clients/node_modules/oidc-provider/package.json ] \
+  || [ ! -f tests/clients/node_modules/playwright-core/package.json ]; then
   (cd tests/clients && npm install --no-audit --no-fund --loglevel=error)
 fi
 export TOLLGATE_TEST_CLAUDE="$root/tests/clients/node_modules/.bin/claude"
@@ -61,6 +63,20 @@ export TOLLGATE_TEST_CLAUDE_2_1_197="$root/$claude_2_1_197"
 export TOLLGATE_TEST_CODEX="$root/tests/clients/node_modules/.bin/codex"
 # The identity provider of the single sign-on tests (tests/tests/e2e_sso.rs), run with node.
 export TOLLGATE_TEST_NODE_IDP="$root/tests/clients/idp.mjs"
+
+# --- A real browser for the console tests: Debian's Chromium ---------------------------------------
+step "Chromium (Debian's chromium package) for the web console tests (tests/tests/e2e_console.rs)"
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then apt_get=(apt-get); else apt_get=(sudo -n apt-get); fi
+  if ! DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -q chromium >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" update -q >/dev/null \
+      && DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -q chromium >/dev/null \
+      || { echo "error: cannot install Chromium; install Debian's chromium package (apt-get install chromium) and rerun." >&2; exit 1; }
+  fi
+fi
+export TOLLGATE_TEST_CHROMIUM="$(command -v chromium)"
+# The script that drives the console in that browser (playwright-core, installed above).
+export TOLLGATE_TEST_CONSOLE="$root/tests/clients/console.mjs"
 
 # --- Rust ----------------------------------------------------------------------------------------
 step "cargo fmt --check"

@@ -10,117 +10,14 @@
 mod common;
 
 use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Setup, admin, message, required_env, setup_with, wait_for_config};
+use common::sso::{CLIENT_ID, CLIENT_SECRET, Idp, Sso, sso};
+use common::{Setup, admin, message, wait_for_config};
 use serde_json::{Value, json};
 use tollgate_tests::harness::{assert_not_in_output, free_port, tollgate_binary};
-
-const CLIENT_ID: &str = "gateway";
-const CLIENT_SECRET: &str = "idp-client-secret-for-e2e";
-
-/// The test accounts of the identity provider: login → claims.
-fn accounts() -> Value {
-    json!({
-        "alice": {"email": "alice@example.com", "email_verified": true, "name": "Alice A",
-                  "groups": ["eng", "eng-leads"]},
-        "bob": {"email": "bob@example.com", "email_verified": true, "groups": ["eng"]},
-        "carol": {"email": "carol@example.com", "email_verified": true, "groups": []},
-        "dave": {"email": "dave@example.com", "email_verified": true, "groups": ["eng"]},
-        "erin": {"email": "erin@example.com", "email_verified": true, "groups": ["eng"]},
-        "vera": {"email": "vera@example.com", "email_verified": true, "groups": ["auditors"]},
-        "adam": {"email": "adam@example.com", "email_verified": true,
-                 "groups": ["gateway-admins"]},
-    })
-}
-
-/// oidc-provider running `idp.mjs`; killed on drop.
-struct Idp {
-    child: Child,
-    issuer: String,
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Idp {
-    async fn start(public_url: &str) -> Idp {
-        let script = required_env("TOLLGATE_TEST_NODE_IDP");
-        let node = std::env::var("TOLLGATE_TEST_NODE").unwrap_or_else(|_| "node".to_owned());
-        let port = free_port().expect("port");
-        let child = Command::new(node)
-            .arg(&script)
-            .env("IDP_PORT", port.to_string())
-            .env("IDP_CLIENT_ID", CLIENT_ID)
-            .env("IDP_CLIENT_SECRET", CLIENT_SECRET)
-            .env("IDP_REDIRECT_URIS", format!("{public_url}/auth/callback"))
-            .env(
-                "IDP_POST_LOGOUT_URIS",
-                format!("{public_url}/auth/logged-out"),
-            )
-            .env("IDP_ACCOUNTS", accounts().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the identity provider (node idp.mjs)");
-        let idp = Idp {
-            child,
-            issuer: format!("http://127.0.0.1:{port}"),
-        };
-        let http = reqwest::Client::new();
-        let discovery = format!("{}/.well-known/openid-configuration", idp.issuer);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = http.get(&discovery).send().await
-                && r.status() == 200
-            {
-                return idp;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the identity provider did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-/// A gateway with SSO by flags, the identity provider, and the Bedrock double.
-struct Sso {
-    s: Setup,
-    idp: Idp,
-    public: String,
-}
-
-async fn sso() -> Sso {
-    let port = free_port().expect("port");
-    let public = format!("http://127.0.0.1:{port}");
-    let idp = Idp::start(&public).await;
-    let listen = format!("127.0.0.1:{port}");
-    let s = setup_with(&[
-        "--listen",
-        &listen,
-        "--oidc-issuer",
-        &idp.issuer,
-        "--oidc-client-id",
-        CLIENT_ID,
-        "--oidc-client-secret",
-        CLIENT_SECRET,
-        "--oidc-scopes",
-        "openid email profile groups",
-        "--public-url",
-        &public,
-    ])
-    .await;
-    Sso { s, idp, public }
-}
 
 /// A page the browser ended on.
 #[derive(Debug)]

@@ -31,6 +31,7 @@ mod session;
 mod sso_admin;
 mod system;
 mod teams;
+mod ui;
 mod usage;
 mod users;
 mod virtual_keys;
@@ -229,6 +230,8 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
             )),
         )
         .nest("/auth", auth_routes(cp))
+        // The web console: static files; its data comes from /api like any other client's.
+        .merge(ui::routes())
 }
 
 /// Largest body of the browser and CLI sign-in routes (small forms).

@@ -2,6 +2,8 @@
 //! the strict Bedrock double behind it.
 #![allow(dead_code)]
 
+pub mod sso;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;

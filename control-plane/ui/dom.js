@@ -1,0 +1,118 @@
+// DOM helpers. Text from the API is only ever set as text (never parsed as HTML).
+
+/** `h("a", {href: "#/logs"}, "Logs")`: an element with attributes, listeners (`onclick`) and
+ *  children (strings become text nodes; null and false are skipped). */
+export function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else if (k === "value") el.value = v;
+    else if (v === true) el.setAttribute(k, "");
+    else el.setAttribute(k, String(v));
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+}
+
+/** Replaces the content of `el`. */
+export function fill(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+  return el;
+}
+
+/** A table: `columns` are `{label, value: row => node|text, num}`; `onRow` makes rows
+ *  clickable (and reachable by keyboard). */
+export function table(columns, rows, { onRow, empty = "Nothing here yet.", caption } = {}) {
+  if (!rows.length) return h("p", { class: "empty" }, empty);
+  return h(
+    "table",
+    {},
+    caption ? h("caption", { class: "sr-only" }, caption) : null,
+    h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col", class: c.num ? "num" : null }, c.label)))),
+    h(
+      "tbody",
+      {},
+      rows.map((r) => {
+        const tr = h(
+          "tr",
+          onRow ? { class: "clickable", tabindex: "0", onclick: () => onRow(r), onkeydown: (e) => { if (e.key === "Enter") onRow(r); } } : {},
+          columns.map((c) => h("td", { class: c.num ? "num" : null }, c.value(r))),
+        );
+        return tr;
+      }),
+    ),
+  );
+}
+
+/** A labelled input. */
+export function field(label, attrs) {
+  return h("label", {}, label, h("input", attrs));
+}
+
+/** A labelled select of `[value, text]` options. */
+export function select(label, name, options, value) {
+  return h(
+    "label",
+    {},
+    label,
+    h("select", { name }, options.map(([v, t]) => h("option", { value: v, selected: v === value }, t))),
+  );
+}
+
+export function toast(message, isError = false) {
+  const box = document.getElementById("toast");
+  const item = h("div", { class: isError ? "error" : null }, message);
+  box.append(item);
+  setTimeout(() => item.remove(), isError ? 8000 : 4000);
+}
+
+const usdFormat = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", maximumFractionDigits: 4 });
+const intFormat = new Intl.NumberFormat("en-US");
+
+export const usd = (v) => (v === null || v === undefined ? "unpriced" : usdFormat.format(v));
+export const int = (v) => (v === null || v === undefined ? "–" : intFormat.format(v));
+export const ms = (v) => (v === null || v === undefined ? "–" : `${intFormat.format(v)} ms`);
+
+/** An RFC 3339 instant in the browser's time zone. */
+export function when(iso) {
+  if (!iso) return "–";
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString();
+}
+
+export function statusBadge(status) {
+  const cls = status < 400 ? "ok" : status === 429 ? "warn" : "err";
+  return h("span", { class: `badge ${cls}` }, String(status));
+}
+
+/** A usage bar: `used` of `max` (over 100 % shown in the danger colour), with its text. */
+export function bar(used, max, text) {
+  const pct = max > 0 ? Math.min(100, (used / max) * 100) : 0;
+  return h(
+    "div",
+    { class: "row" },
+    h(
+      "div",
+      { class: used >= max && max > 0 ? "bar over" : "bar", role: "meter", "aria-valuemin": "0", "aria-valuemax": String(max), "aria-valuenow": String(used), "aria-label": text },
+      fillTo(pct),
+    ),
+    h("span", {}, text),
+  );
+}
+
+function fillTo(pct) {
+  const span = document.createElement("span");
+  // Through the CSSOM: the console's Content-Security-Policy allows no inline style attributes.
+  span.style.width = `${pct.toFixed(1)}%`;
+  return span;
+}

@@ -1,0 +1,146 @@
+// Drives the Tollgate console in Debian's Chromium (playwright-core, no downloaded browser) for
+// tests/tests/e2e_console.rs: signs in through the identity provider, creates a virtual key in
+// the console, sends a request with it, finds the request in the log explorer and its cost in
+// the spend chart, then looks at the console as a member. Prints one JSON object of what it saw;
+// the Rust test asserts on it.
+//
+// Settings (environment):
+//   CONSOLE_URL        the gateway (http://127.0.0.1:PORT)
+//   CONSOLE_ADMIN      IdP login of an admin (password: anything)
+//   CONSOLE_MEMBER     IdP login of a member
+//   CONSOLE_MODEL      model of the request sent with the new key
+//   CONSOLE_SHOTS      directory for screenshots (optional)
+//   TOLLGATE_TEST_CHROMIUM  the browser (default /usr/bin/chromium)
+import { chromium } from 'playwright-core';
+
+const url = process.env.CONSOLE_URL;
+const shots = process.env.CONSOLE_SHOTS;
+const seen = { consoleErrors: [] };
+const TIMEOUT = 20000;
+
+const browser = await chromium.launch({
+  executablePath: process.env.TOLLGATE_TEST_CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu'],
+});
+
+async function newPage() {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  page.on('console', (m) => { if (m.type() === 'error') seen.consoleErrors.push(m.text()); });
+  page.on('pageerror', (e) => seen.consoleErrors.push(String(e)));
+  return page;
+}
+
+async function shot(page, name) {
+  if (shots) await page.screenshot({ path: `${shots}/${name}.png`, fullPage: false });
+}
+
+/** Signs in through the console's SSO link and the provider's login and consent pages. */
+async function signIn(page, login) {
+  await page.goto(`${url}/auth/login?return_to=%2F`);
+  await page.locator('input[name="login"]').fill(login);
+  await page.locator('input[name="password"]').fill('any');
+  await page.locator('button[type="submit"]').click();
+  // The consent page (first sign-in of this login).
+  await page.waitForURL((u) => u.href.startsWith(url) || u.href.includes('/interaction/'));
+  if (!page.url().startsWith(url)) {
+    await page.locator('button[type="submit"]').click();
+  }
+  await page.waitForURL((u) => u.href.startsWith(`${url}/`));
+  await page.locator('#who').getByText(login, { exact: false }).waitFor();
+}
+
+const navLabels = (page) => page.locator('#nav a').allInnerTexts();
+
+/** Form controls with no accessible name: neither inside a label nor aria-labelled. */
+const unlabeled = (page) =>
+  page.evaluate(() =>
+    [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+      .filter((el) => !el.closest('label') && !el.getAttribute('aria-label'))
+      .map((el) => el.outerHTML.slice(0, 80)),
+  );
+
+try {
+  // --- The admin -------------------------------------------------------------------------------
+  const admin = await newPage();
+  await signIn(admin, process.env.CONSOLE_ADMIN);
+  seen.adminWho = await admin.locator('#who').innerText();
+  seen.adminNav = await navLabels(admin);
+  await shot(admin, 'overview-empty');
+
+  // A virtual key made in the console; its value is shown once.
+  await admin.goto(`${url}/#/keys`);
+  await admin.getByLabel('Name').fill('console-key');
+  await admin.getByRole('button', { name: 'Create key' }).click();
+  const value = admin.locator('[data-testid="new-key-value"]');
+  await value.waitFor();
+  seen.keyValue = await value.innerText();
+  seen.unlabeled = await unlabeled(admin);
+  await admin.locator('table').getByText('console-key').waitFor();
+  await shot(admin, 'virtual-keys');
+
+  // A request with it, as Claude Code would send it.
+  const resp = await fetch(`${url}/v1/messages`, {
+    method: 'POST',
+    headers: { 'x-api-key': seen.keyValue, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
+    body: JSON.stringify({ model: process.env.CONSOLE_MODEL, max_tokens: 16, messages: [{ role: 'user', content: 'hello' }] }),
+  });
+  seen.requestStatus = resp.status;
+  seen.requestId = resp.headers.get('request-id');
+  await resp.text();
+
+  // The log explorer lists it (usage arrives about a second after the request ends).
+  await admin.goto(`${url}/#/logs`);
+  const row = admin.locator('tbody tr', { hasText: 'console-key' }).first();
+  for (let i = 0; i < 40 && !(await row.count()); i++) {
+    await admin.waitForTimeout(500);
+    await admin.getByRole('button', { name: 'Apply' }).click();
+  }
+  await shot(admin, 'logs');
+  // Keyboard: focus the row and press Enter for the detail.
+  await row.focus();
+  await admin.keyboard.press('Enter');
+  await admin.getByRole('heading', { name: /^Request / }).waitFor();
+  seen.detailId = await admin.locator('h1 code').innerText();
+  seen.detailModel = await admin.locator('dt:has-text("Model served") + dd').innerText();
+  await shot(admin, 'log-detail');
+
+  // The overview's spend chart (uPlot draws on a canvas) and the top keys.
+  await admin.goto(`${url}/#/`);
+  await admin.locator('.chart canvas').first().waitFor();
+  seen.chartSeries = await admin.locator('.chart .u-legend .u-series').count();
+  seen.topKeys = await admin.locator('table:has(caption:text("Top keys by cost")) tbody tr td:first-child').allInnerTexts();
+  await shot(admin, 'overview');
+
+  for (const [hash, name] of [['#/teams', 'teams'], ['#/fleet', 'fleet'], ['#/audit', 'audit'], ['#/providers', 'providers']]) {
+    await admin.goto(`${url}/${hash}`);
+    await admin.locator('main h1').waitFor();
+    await admin.waitForLoadState('networkidle');
+    await shot(admin, name);
+  }
+  seen.auditActions = await admin.locator('tbody tr td:nth-child(3)').allInnerTexts();
+
+  // --- A member: their own key and requests only ---------------------------------------------------
+  const member = await newPage();
+  await signIn(member, process.env.CONSOLE_MEMBER);
+  seen.memberWho = await member.locator('#who').innerText();
+  seen.memberNav = await navLabels(member);
+  await member.goto(`${url}/#/keys`);
+  await member.locator('main table, main p.empty').first().waitFor();
+  seen.memberKeys = await member.locator('tbody tr td:first-child').allInnerTexts();
+  seen.memberCanCreate = await member.getByRole('button', { name: 'Create key' }).count();
+  await member.goto(`${url}/#/logs`);
+  await member.locator('main table, main p.empty').first().waitFor();
+  seen.memberLogRows = await member.locator('tbody tr').count();
+  await member.goto(`${url}/#/me`);
+  await member.getByRole('heading', { name: 'My key' }).waitFor();
+  seen.memberKeyPrefix = await member.locator('dt:has-text("Key") + dd').innerText();
+  await shot(member, 'my-key');
+} catch (e) {
+  seen.failure = String(e && e.stack || e);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(seen));
