@@ -56,6 +56,17 @@ export async function api(method, path, body) {
 
 export const get = (path) => api("GET", path);
 
+/** `GET path` as a Blob (exports), or throws ApiError. */
+export async function download(path) {
+  const resp = await fetch(path, { headers: headers("GET", false), credentials: "same-origin" });
+  if (!resp.ok) {
+    let data = null;
+    try { data = await resp.json(); } catch { /* not JSON */ }
+    throw new ApiError(resp.status, data);
+  }
+  return resp.blob();
+}
+
 /** `path` with the non-empty entries of `params` as its query string. */
 export function withQuery(path, params) {
   const q = new URLSearchParams();

@@ -7,6 +7,7 @@ import { h, fill, toast } from "./dom.js";
 import { overview } from "./pages/overview.js";
 import { logs, logDetail } from "./pages/logs.js";
 import { keys } from "./pages/keys.js";
+import { spend } from "./pages/spend.js";
 import { teams } from "./pages/teams.js";
 import { providers } from "./pages/providers.js";
 import { fleet } from "./pages/fleet.js";
@@ -18,6 +19,7 @@ import { me } from "./pages/me.js";
 const SECTIONS = [
   ["", "Overview", overview, () => true],
   ["logs", "Logs", logs, () => true],
+  ["spend", "Spend", spend, () => true],
   ["keys", "Virtual keys", keys, () => true],
   ["teams", "Teams", teams, () => readsAll() || managesKeys()],
   ["providers", "Providers", providers, readsAll],

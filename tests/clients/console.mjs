@@ -15,7 +15,7 @@ import { chromium } from 'playwright-core';
 
 const url = process.env.CONSOLE_URL;
 const shots = process.env.CONSOLE_SHOTS;
-const seen = { consoleErrors: [] };
+const seen = { consoleErrors: [], unlabeled: [] };
 const TIMEOUT = 20000;
 
 const browser = await chromium.launch({
@@ -77,7 +77,7 @@ try {
   const value = admin.locator('[data-testid="new-key-value"]');
   await value.waitFor();
   seen.keyValue = await value.innerText();
-  seen.unlabeled = await unlabeled(admin);
+  seen.unlabeled.push(...(await unlabeled(admin)));
   await admin.locator('table').getByText('console-key').waitFor();
   await shot(admin, 'virtual-keys');
 
@@ -98,6 +98,7 @@ try {
     await admin.waitForTimeout(500);
     await admin.getByRole('button', { name: 'Apply' }).click();
   }
+  seen.unlabeled.push(...(await unlabeled(admin)));
   await shot(admin, 'logs');
   // Keyboard: focus the row and press Enter for the detail.
   await row.focus();
@@ -114,10 +115,26 @@ try {
   seen.topKeys = await admin.locator('table:has(caption:text("Top keys by cost")) tbody tr td:first-child').allInnerTexts();
   await shot(admin, 'overview');
 
+  // The spend page by key, and its CSV export.
+  await admin.goto(`${url}/#/spend`);
+  await admin.getByLabel('Group by').selectOption('key');
+  await admin.getByRole('button', { name: 'Show' }).click();
+  await admin.locator('table:has(caption:text("Spend by group")) tbody tr', { hasText: 'console-key' }).waitFor();
+  seen.spendGroups = await admin.locator('table:has(caption:text("Spend by group")) tbody tr td:first-child').allInnerTexts();
+  seen.unlabeled.push(...(await unlabeled(admin)));
+  await shot(admin, 'spend');
+  const [csv] = await Promise.all([
+    admin.waitForEvent('download'),
+    admin.getByRole('button', { name: 'Download CSV' }).click(),
+  ]);
+  const { readFile } = await import('node:fs/promises');
+  seen.csv = await readFile(await csv.path(), 'utf8');
+
   for (const [hash, name] of [['#/teams', 'teams'], ['#/fleet', 'fleet'], ['#/audit', 'audit'], ['#/providers', 'providers']]) {
     await admin.goto(`${url}/${hash}`);
     await admin.locator('main h1').waitFor();
     await admin.waitForLoadState('networkidle');
+    seen.unlabeled.push(...(await unlabeled(admin)));
     await shot(admin, name);
   }
   seen.auditActions = await admin.locator('tbody tr td:nth-child(3)').allInnerTexts();

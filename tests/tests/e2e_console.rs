@@ -123,6 +123,21 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
         "{}",
         seen["topKeys"]
     );
+    // The spend page grouped by key lists it, and its CSV export (a header row, then one row per
+    // key) has it too.
+    assert!(
+        seen["spendGroups"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("console-key")),
+        "{}",
+        seen["spendGroups"]
+    );
+    let csv = seen["csv"].as_str().unwrap();
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap_or("");
+    assert!(header.contains("cost_usd"), "{csv}");
+    assert!(lines.any(|l| l.contains("console-key")), "{csv}");
     // The audit log page lists the key's creation.
     assert!(
         seen["auditActions"]

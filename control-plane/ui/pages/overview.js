@@ -1,7 +1,7 @@
 // Overview: the gateway's state at a glance and, once usage arrives, spend over time.
 
 import { get, readsAll } from "../api.js";
-import { h, fill, usd, int } from "../dom.js";
+import { h, fill, int } from "../dom.js";
 import { spendChart } from "./spend.js";
 
 export async function overview(el) {
@@ -25,5 +25,5 @@ export async function overview(el) {
     h("div", { class: "cards" }, cards.map(([label, value]) => h("div", { class: "card" }, h("div", { class: "label" }, label), h("div", { class: "value" }, value)))),
     chart,
   );
-  await spendChart(chart, { usd, int });
+  await spendChart(chart);
 }
