@@ -83,6 +83,8 @@ pub mod fleet;
 pub mod governance;
 pub mod grpc;
 pub mod identity;
+mod job_runner;
+pub mod jobs;
 pub mod model;
 mod oidc;
 mod replicas;
@@ -192,6 +194,8 @@ struct Inner {
     usage_retention_days: AtomicU32,
     /// Single sign-on: the flags, the identity provider's cached metadata.
     sso: oidc::SsoRuntime,
+    /// Wakes this replica's job runner when a job is created here.
+    jobs_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Drop for Inner {
@@ -277,6 +281,7 @@ impl ControlPlane {
                 tasks: CancellationToken::new(),
                 usage_retention_days: AtomicU32::new(0),
                 sso,
+                jobs_wake: Arc::new(tokio::sync::Notify::new()),
             }),
         };
         replicas::spawn_background_tasks(&cp);
@@ -308,6 +313,11 @@ impl ControlPlane {
     }
 
     /// The store (for tools and tests).
+    /// Wakes this replica's job runner (a job was just created).
+    pub(crate) fn wake_jobs(&self) {
+        self.inner.jobs_wake.notify_one();
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
     }

@@ -41,7 +41,12 @@ pub(crate) fn spawn_background_tasks(cp: &ControlPlane) {
         Arc::downgrade(&cp.inner),
         stop.clone(),
     ));
-    tokio::spawn(maintain_usage(Arc::downgrade(&cp.inner), stop));
+    tokio::spawn(maintain_usage(Arc::downgrade(&cp.inner), stop.clone()));
+    tokio::spawn(crate::job_runner::run(
+        Arc::downgrade(&cp.inner),
+        cp.inner.jobs_wake.clone(),
+        stop,
+    ));
 }
 
 /// Rebalances the data planes' allowances every [`crate::allowances::REBALANCE_EVERY`]; the

@@ -364,25 +364,15 @@ impl Draft {
     /// The record's tokens, split the way they are priced.
     fn tokens(&self) -> Tokens {
         let r = &self.record;
-        Tokens {
-            input: r.input_tokens,
-            output: r.output_tokens,
-            cache_write_5m: r
-                .cache_write_input_tokens
-                .saturating_sub(r.cache_write_1h_input_tokens),
-            cache_write_1h: r.cache_write_1h_input_tokens,
-            cache_read: r.cache_read_input_tokens,
-        }
+        Tokens::of_usage(
+            r.input_tokens,
+            r.output_tokens,
+            r.cache_read_input_tokens,
+            r.cache_write_input_tokens,
+            r.cache_write_1h_input_tokens,
+        )
     }
 
-    /// What `tokens` cost at the routed model's prices: `None` (unpriced) when tokens were used
-    /// and the model has no price, 0 when no token was used.
-    fn cost(&self, tokens: &Tokens) -> Option<u64> {
-        if *tokens == Tokens::default() {
-            return Some(0);
-        }
-        self.price.map(|p| p.cost(tokens).0)
-    }
 
     /// Records the time to the first byte or event sent to the client (once).
     pub fn mark_first_output(&mut self) {
@@ -399,7 +389,7 @@ impl Draft {
         self.record.latency_ms =
             u32::try_from(self.started.elapsed().as_millis()).unwrap_or(u32::MAX);
         let tokens = self.tokens();
-        self.record.cost_nano_usd = self.cost(&tokens);
+        self.record.cost_nano_usd = tokens.charge(self.price);
         if let Some(reservation) = self.reservation.take() {
             let all = tokens.total_input().saturating_add(tokens.output);
             reservation.settle(self.record.cost_nano_usd, all);

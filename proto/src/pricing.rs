@@ -66,6 +66,35 @@ pub struct Tokens {
 }
 
 impl Tokens {
+    /// The tokens of a usage record, split the way they are priced: `cache_write` counts cache
+    /// writes of every TTL, `cache_write_1h` the part written with the 1-hour TTL.
+    pub fn of_usage(
+        input: u64,
+        output: u64,
+        cache_read: u64,
+        cache_write: u64,
+        cache_write_1h: u64,
+    ) -> Tokens {
+        Tokens {
+            input,
+            output,
+            cache_write_5m: cache_write.saturating_sub(cache_write_1h),
+            cache_write_1h,
+            cache_read,
+        }
+    }
+
+    /// What a request that used these tokens is charged at `price`: 0 when no token was used,
+    /// `None` ("unpriced", never $0) when tokens were used on a model without a price. The data
+    /// plane prices every usage record with it, and the control plane's cost recomputation
+    /// re-prices stored ones with it.
+    pub fn charge(&self, price: Option<ModelPrice>) -> Option<u64> {
+        if *self == Tokens::default() {
+            return Some(0);
+        }
+        price.map(|p| p.cost(self).0)
+    }
+
     /// Every input token, cached or not: what the long-context threshold is compared with.
     pub fn total_input(&self) -> u64 {
         self.input

@@ -112,6 +112,8 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Access> {
             }
         }
         "/sso" | "/group-mappings" | "/scim" | "/scim/token" => Admin,
+        "/jobs" | "/jobs/{job_id}" => ReadConfig,
+        "/jobs/recompute-costs" | "/jobs/{job_id}/cancel" => Admin,
         "/me" => SelfService,
         "/me/key" | "/me/key/rotate" | "/me/tokens" | "/me/tokens/{token_id}" => SignedIn,
         _ => return None,

@@ -21,6 +21,7 @@ mod cli_login;
 mod data_planes;
 mod error;
 mod extract;
+mod jobs;
 mod keys;
 mod login;
 mod logs;
@@ -124,6 +125,13 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         .route("/audit-logs", get(system::list_audit_logs))
         .route("/logs", get(logs::list_logs))
         .route("/logs/{request_id}", get(logs::get_log))
+        .route("/jobs", get(jobs::list_jobs))
+        .route(
+            "/jobs/recompute-costs",
+            axum::routing::post(jobs::recompute_costs),
+        )
+        .route("/jobs/{job_id}", get(jobs::get_job))
+        .route("/jobs/{job_id}/cancel", axum::routing::post(jobs::cancel_job))
         .route("/audit-logs/export", get(system::export_audit_logs))
         .route("/data-planes", get(data_planes::list_data_planes))
         .route("/version", get(system::version))
@@ -378,6 +386,10 @@ impl Modify for BearerAuth {
         scim::delete_token,
         logs::list_logs,
         logs::get_log,
+        jobs::recompute_costs,
+        jobs::list_jobs,
+        jobs::get_job,
+        jobs::cancel_job,
         system::list_audit_logs,
         system::export_audit_logs,
         system::version,
@@ -412,6 +424,7 @@ impl Modify for BearerAuth {
         (name = "data-planes", description = "The fleet view: data planes connected to this control plane"),
         (name = "scim", description = "The token identity providers use for SCIM provisioning at /scim/v2"),
         (name = "logs", description = "Request logs: one entry per inference request, scoped to the caller"),
+        (name = "jobs", description = "Long operations in the background (recomputing costs), with their progress"),
         (name = "system", description = "Audit log, versions, this document"),
         (name = "users", description = "People who sign in through SSO: their roles, personal keys and API tokens"),
         (name = "sso", description = "Single sign-on (OIDC) and the group → team and role mappings; admins only"),

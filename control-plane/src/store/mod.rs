@@ -50,6 +50,7 @@ use crate::validate::ValidationError;
 
 pub(crate) mod cli_login;
 mod governance;
+pub mod jobs;
 pub(crate) mod identity;
 mod postgres;
 pub(crate) mod scim;
@@ -62,6 +63,7 @@ pub(crate) use governance::{
 
 pub use cli_login::{CliLoginRecord, CliLoginStore, CliPoll};
 pub use identity::{IdentityStore, PersonalKey, Provisioned};
+pub use jobs::{Checkpoint, JobStore, Progress};
 pub use postgres::PostgresStore;
 pub use scim::{ScimGroupRecord, ScimStore};
 pub use sqlite::SqliteStore;
@@ -144,7 +146,9 @@ pub type SealHeader<'a> =
 
 /// The control plane's storage. All mutations return the config version they produced.
 #[async_trait]
-pub trait Store: IdentityStore + ScimStore + CliLoginStore + Send + Sync + 'static {
+pub trait Store:
+    IdentityStore + ScimStore + CliLoginStore + JobStore + Send + Sync + 'static
+{
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 

@@ -458,6 +458,10 @@ fn usage_instant(t: time::OffsetDateTime) -> time::OffsetDateTime {
 super::identity::impl_identity_store!(PostgresStore);
 super::scim::impl_scim_store!(PostgresStore);
 super::cli_login::impl_cli_login_store!(PostgresStore);
+super::jobs::impl_job_store!(PostgresStore);
+
+/// Replicas claiming at once each take a different job (or none), never wait for each other.
+const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 super::impl_sql_store!(PostgresStore, Postgres, "postgres");
 
 #[cfg(test)]

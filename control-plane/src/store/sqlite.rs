@@ -210,6 +210,10 @@ async fn notify_committed(_conn: &mut SqliteConnection, _version: u64) -> Result
 super::identity::impl_identity_store!(SqliteStore);
 super::scim::impl_scim_store!(SqliteStore);
 super::cli_login::impl_cli_login_store!(SqliteStore);
+super::jobs::impl_job_store!(SqliteStore);
+
+/// One process owns the file: a claim needs no row lock.
+const SKIP_LOCKED: &str = "";
 super::impl_sql_store!(SqliteStore, Sqlite, "sqlite");
 
 /// Creates the database file readable only by this user if it is missing, and takes group and

@@ -1,0 +1,180 @@
+//! Runs jobs ([`crate::jobs`]) in the background of every control-plane replica: it claims the
+//! oldest queued job (or one whose replica stopped renewing its heartbeat), runs it with a
+//! checkpoint after every step, and finishes it. Woken at once when a job is created here;
+//! otherwise it looks every [`POLL_EVERY`] (jobs created on another replica).
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::jobs::{
+    JobKind, JobRecord, JobState, RecomputeParams, Repricer, parse_rfc3339, rfc3339,
+};
+use crate::model::now;
+use crate::store::{Checkpoint, Progress, StoreError};
+use crate::{ControlPlane, Inner};
+
+/// How often a replica looks for jobs created elsewhere.
+const POLL_EVERY: Duration = Duration::from_secs(2);
+/// A running job whose heartbeat is older than this is taken over (its replica is gone). Every
+/// step of a job checkpoints well within it.
+pub(crate) const STALE_AFTER: time::Duration = time::Duration::minutes(1);
+
+pub(crate) async fn run(weak: Weak<Inner>, wake: Arc<Notify>, stop: CancellationToken) {
+    let owner = format!("control-plane-{}", uuid::Uuid::new_v4().simple());
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(POLL_EVERY) => {}
+        }
+        let Some(cp) = weak.upgrade().map(|inner| ControlPlane { inner }) else {
+            return;
+        };
+        loop {
+            let t = now();
+            match cp.store().claim_job(&owner, t, t - STALE_AFTER).await {
+                Ok(Some(job)) => run_one(&cp, &owner, job, &stop).await,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim a job; will retry");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// How a job's run ended.
+enum Outcome {
+    Done(JobState, String),
+    /// Another replica took it over: leave it.
+    Lost,
+}
+
+async fn run_one(cp: &ControlPlane, owner: &str, job: JobRecord, stop: &CancellationToken) {
+    tracing::info!(job = %job.id, kind = job.kind.as_str(), resumed = job.started_at.is_some() && job.done > 0, "job started");
+    let outcome = match job.kind {
+        JobKind::RecomputeCosts => recompute_costs(cp, owner, &job, stop).await,
+    };
+    let (state, message) = match outcome {
+        Ok(Outcome::Lost) => {
+            tracing::warn!(job = %job.id, "job taken over by another replica");
+            return;
+        }
+        Ok(Outcome::Done(state, message)) => (state, message),
+        Err(e) => (JobState::Failed, e),
+    };
+    tracing::info!(job = %job.id, state = state.as_str(), %message, "job ended");
+    if let Err(e) = cp.store().finish_job(job.id, owner, state, &message, now()).await {
+        tracing::warn!(job = %job.id, error = %e, "cannot record the end of a job");
+    }
+}
+
+/// Where a recomputation stands: the next hour to do and how many records changed so far.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RecomputeCursor {
+    /// RFC 3339.
+    next: Option<String>,
+    changed: u64,
+}
+
+fn store_error(e: StoreError) -> String {
+    format!("store error: {e}")
+}
+
+async fn recompute_costs(
+    cp: &ControlPlane,
+    owner: &str,
+    job: &JobRecord,
+    stop: &CancellationToken,
+) -> Result<Outcome, String> {
+    let params = RecomputeParams::from_json(&job.params)?;
+    let snapshot = cp.snapshots().borrow().clone();
+    let repricer =
+        Repricer::new(&snapshot).map_err(|e| format!("the current prices are invalid: {e}"))?;
+    let store = cp.store();
+    let total = match job.total {
+        Some(t) => t,
+        None => store
+            .count_usage(params.since, params.until)
+            .await
+            .map_err(store_error)?,
+    };
+    let mut cursor: RecomputeCursor = job
+        .cursor
+        .as_deref()
+        .and_then(|c| serde_json::from_str(c).ok())
+        .unwrap_or_default();
+    let mut done = job.done;
+    let progress = |done: u64, cursor: &RecomputeCursor| Progress {
+        done,
+        total: Some(total),
+        cursor: serde_json::to_string(cursor).ok(),
+        message: Some(format!(
+            "{done} of {total} records re-priced, {} changed",
+            cursor.changed
+        )),
+    };
+    match store
+        .checkpoint_job(job.id, owner, &progress(done, &cursor), now())
+        .await
+        .map_err(store_error)?
+    {
+        Checkpoint::Continue => {}
+        Checkpoint::Cancel => return Ok(cancelled(done, total)),
+        Checkpoint::Lost => return Ok(Outcome::Lost),
+    }
+    let next = |c: &RecomputeCursor| c.next.as_deref().and_then(|t| parse_rfc3339(t).ok());
+    while let Some((from, to)) = params.slice(next(&cursor)) {
+        if stop.is_cancelled() {
+            // Shutting down: leave it running; another replica (or this one after a restart)
+            // takes it over from the last checkpoint once its heartbeat is stale.
+            return Ok(Outcome::Lost);
+        }
+        let rows = store.usage_cost_rows(from, to).await.map_err(store_error)?;
+        let costs: Vec<_> = rows
+            .iter()
+            .filter_map(|r| {
+                let cost = repricer
+                    .cost(r)
+                    .map(|c| i64::try_from(c).unwrap_or(i64::MAX));
+                (cost != r.cost_nano_usd).then(|| (r.request_id.clone(), r.started_at, cost))
+            })
+            .collect();
+        if !costs.is_empty() {
+            cursor.changed += store
+                .set_usage_costs(from, to, &costs)
+                .await
+                .map_err(store_error)?;
+        }
+        done += rows.len() as u64;
+        cursor.next = Some(rfc3339(to));
+        match store
+            .checkpoint_job(job.id, owner, &progress(done, &cursor), now())
+            .await
+            .map_err(store_error)?
+        {
+            Checkpoint::Continue => {}
+            Checkpoint::Cancel => return Ok(cancelled(done, total)),
+            Checkpoint::Lost => return Ok(Outcome::Lost),
+        }
+    }
+    Ok(Outcome::Done(
+        JobState::Succeeded,
+        format!(
+            "{done} records re-priced, {} changed",
+            cursor.changed
+        ),
+    ))
+}
+
+fn cancelled(done: u64, total: u64) -> Outcome {
+    Outcome::Done(
+        JobState::Cancelled,
+        format!("cancelled after {done} of {total} records (the records re-priced so far keep their new cost)"),
+    )
+}

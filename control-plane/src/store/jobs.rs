@@ -1,0 +1,417 @@
+//! Storage of jobs (migration 0017), both backends, and the usage reads and writes a cost
+//! recomputation makes.
+//!
+//! Any control-plane replica may run a job. Claiming is one statement (PostgreSQL: the row
+//! picked `FOR UPDATE SKIP LOCKED`; SQLite: one process owns the file), so two replicas never
+//! run the same job; a running job's heartbeat is renewed at every checkpoint, and a job whose
+//! heartbeat is older than the caller's `stale_before` is claimed again (its replica died).
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::jobs::{JobKind, JobRecord, JobState, UsageCostRow};
+use crate::model::AuditEvent;
+
+/// What a checkpoint found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoint {
+    Continue,
+    /// An admin asked to cancel it: stop now.
+    Cancel,
+    /// This runner no longer owns the job (another replica took it over): stop without
+    /// finishing it.
+    Lost,
+}
+
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    /// Stores a new queued job, audited in the same transaction.
+    async fn create_job(&self, job: &JobRecord, event: &AuditEvent) -> Result<(), StoreError>;
+
+    async fn get_job(&self, id: Uuid) -> Result<Option<JobRecord>, StoreError>;
+
+    /// The newest `limit` jobs, newest first.
+    async fn list_jobs(&self, limit: u32) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// Takes the oldest queued job, or a running one whose heartbeat is older than
+    /// `stale_before`, for `owner`: it becomes running with `owner` and a fresh heartbeat.
+    async fn claim_job(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+        stale_before: OffsetDateTime,
+    ) -> Result<Option<JobRecord>, StoreError>;
+
+    /// Records progress (and renews the heartbeat) of a job `owner` runs.
+    async fn checkpoint_job(
+        &self,
+        id: Uuid,
+        owner: &str,
+        progress: &Progress,
+        now: OffsetDateTime,
+    ) -> Result<Checkpoint, StoreError>;
+
+    /// Ends a job `owner` runs (`state` final); false when `owner` no longer runs it.
+    async fn finish_job(
+        &self,
+        id: Uuid,
+        owner: &str,
+        state: JobState,
+        message: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Cancels a queued job at once, or asks a running one to stop at its next checkpoint;
+    /// audited. `None`: no such job. A finished job is returned unchanged (not audited).
+    async fn cancel_job(
+        &self,
+        id: Uuid,
+        event: &AuditEvent,
+    ) -> Result<Option<JobRecord>, StoreError>;
+
+    /// Usage records that started in `[from, to)`.
+    async fn count_usage(&self, from: OffsetDateTime, to: OffsetDateTime)
+    -> Result<u64, StoreError>;
+
+    /// What re-pricing needs of the usage records that started in `[from, to)`.
+    async fn usage_cost_rows(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<UsageCostRow>, StoreError>;
+
+    /// Gives each record of `changes` its new cost, if it still has the cost it was read with
+    /// (compare and set: a concurrent recomputation's change is not overwritten), and adds the
+    /// differences to the spend rollups of the records' buckets, in one transaction. Returns
+    /// how many records changed.
+    async fn set_usage_costs(&self, changes: &[CostChange]) -> Result<u64, StoreError>;
+}
+
+/// A stored record and the cost it gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CostChange {
+    pub row: UsageCostRow,
+    /// `None`: unpriced.
+    pub cost_nano_usd: Option<i64>,
+}
+
+/// A job's progress at a checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub done: u64,
+    pub total: Option<u64>,
+    pub cursor: Option<String>,
+    pub message: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct JobRow {
+    pub id: Uuid,
+    pub kind: String,
+    pub params: sqlx::types::Json<serde_json::Value>,
+    pub state: String,
+    pub done: i64,
+    pub total: Option<i64>,
+    pub cursor: Option<String>,
+    pub message: Option<String>,
+    pub created_by: String,
+    pub owner: Option<String>,
+    pub cancel_requested: bool,
+    pub created_at: OffsetDateTime,
+    pub started_at: Option<OffsetDateTime>,
+    pub heartbeat_at: Option<OffsetDateTime>,
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+impl TryFrom<JobRow> for JobRecord {
+    type Error = StoreError;
+    fn try_from(r: JobRow) -> Result<Self, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            table: "jobs",
+            reason,
+        };
+        Ok(JobRecord {
+            id: r.id,
+            kind: JobKind::parse(&r.kind)
+                .ok_or_else(|| corrupt(format!("unknown kind {:?} of {}", r.kind, r.id)))?,
+            params: r.params.0,
+            state: JobState::parse(&r.state)
+                .ok_or_else(|| corrupt(format!("unknown state {:?} of {}", r.state, r.id)))?,
+            done: u64::try_from(r.done).unwrap_or(0),
+            total: r.total.map(|t| u64::try_from(t).unwrap_or(0)),
+            cursor: r.cursor,
+            message: r.message,
+            created_by: r.created_by,
+            owner: r.owner,
+            cancel_requested: r.cancel_requested,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            heartbeat_at: r.heartbeat_at,
+            finished_at: r.finished_at,
+        })
+    }
+}
+
+pub(crate) mod sql {
+    pub const COLUMNS: &str = "id, kind, params, state, done, total, cursor, message, created_by, \
+         owner, cancel_requested, created_at, started_at, heartbeat_at, finished_at";
+    pub const INSERT: &str = "INSERT INTO jobs (id, kind, params, state, done, total, cursor, \
+         message, created_by, owner, cancel_requested, created_at, started_at, heartbeat_at, \
+         finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+    /// `{LOCK}`: the backend's row lock of the picked job.
+    pub const CLAIM: &str = "UPDATE jobs SET state = 'running', owner = $1, heartbeat_at = $2, \
+         started_at = COALESCE(started_at, $2) WHERE id = (SELECT id FROM jobs \
+         WHERE state = 'queued' OR (state = 'running' AND heartbeat_at < $3) \
+         ORDER BY created_at, id LIMIT 1{LOCK}) RETURNING ";
+    pub const CHECKPOINT: &str = "UPDATE jobs SET done = $3, total = $4, cursor = $5, \
+         message = $6, heartbeat_at = $7 WHERE id = $1 AND owner = $2 AND state = 'running' \
+         RETURNING cancel_requested";
+    pub const FINISH: &str = "UPDATE jobs SET state = $3, message = $4, finished_at = $5, \
+         heartbeat_at = $5 WHERE id = $1 AND owner = $2 AND state = 'running'";
+    pub const CANCEL_QUEUED: &str = "UPDATE jobs SET state = 'cancelled', cancel_requested = TRUE, \
+         message = 'cancelled before it started', finished_at = $2 \
+         WHERE id = $1 AND state = 'queued'";
+    pub const CANCEL_RUNNING: &str =
+        "UPDATE jobs SET cancel_requested = TRUE WHERE id = $1 AND state = 'running'";
+    pub const COUNT_USAGE: &str =
+        "SELECT COUNT(*) FROM usage_records WHERE started_at >= $1 AND started_at < $2";
+    pub const USAGE_COST_ROWS: &str = "SELECT request_id, started_at, virtual_key_id, team_id, \
+         customer_id, user_id, provider, model_resolved, \
+         provider_key_id, input_tokens, output_tokens, cache_read_input_tokens, \
+         cache_write_input_tokens, cache_write_1h_input_tokens, cost_nano_usd \
+         FROM usage_records WHERE started_at >= $1 AND started_at < $2";
+    pub const SET_COST: &str = "UPDATE usage_records SET cost_nano_usd = $3 \
+         WHERE request_id = $1 AND started_at = $2 \
+         AND cost_nano_usd IS DISTINCT FROM $3";
+}
+
+/// Implements [`JobStore`] for a backend; expanded next to `impl_sql_store!`, whose
+/// `lock_writers` and `audit` it uses. The backend provides `SKIP_LOCKED` (the row lock of a
+/// claim), `usage_instant` and `rebuild_rollups(conn, from, to)`.
+macro_rules! impl_job_store {
+    ($store:ty) => {
+        use $crate::store::jobs::{sql as jobsql, Checkpoint, JobRow, JobStore, Progress};
+
+        fn job_select(tail: &str) -> String {
+            format!("SELECT {} FROM jobs {tail}", jobsql::COLUMNS)
+        }
+
+        #[async_trait::async_trait]
+        impl JobStore for $store {
+            async fn create_job(
+                &self,
+                job: &$crate::jobs::JobRecord,
+                event: &AuditEvent,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.begin_write().await?;
+                let version = lock_writers(&mut tx).await?;
+                sqlx::query(jobsql::INSERT)
+                    .bind(job.id)
+                    .bind(job.kind.as_str())
+                    .bind(sqlx::types::Json(&job.params))
+                    .bind(job.state.as_str())
+                    .bind(i64::try_from(job.done).unwrap_or(i64::MAX))
+                    .bind(job.total.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
+                    .bind(&job.cursor)
+                    .bind(&job.message)
+                    .bind(&job.created_by)
+                    .bind(&job.owner)
+                    .bind(job.cancel_requested)
+                    .bind(job.created_at)
+                    .bind(job.started_at)
+                    .bind(job.heartbeat_at)
+                    .bind(job.finished_at)
+                    .execute(&mut *tx)
+                    .await?;
+                audit(&mut tx, event, version).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get_job(
+                &self,
+                id: uuid::Uuid,
+            ) -> Result<Option<$crate::jobs::JobRecord>, StoreError> {
+                sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(job_select("WHERE id = $1")))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map($crate::jobs::JobRecord::try_from)
+                    .transpose()
+            }
+
+            async fn list_jobs(
+                &self,
+                limit: u32,
+            ) -> Result<Vec<$crate::jobs::JobRecord>, StoreError> {
+                sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(job_select(
+                    "ORDER BY created_at DESC, id DESC LIMIT $1",
+                )))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map($crate::jobs::JobRecord::try_from)
+                .collect()
+            }
+
+            async fn claim_job(
+                &self,
+                owner: &str,
+                now: time::OffsetDateTime,
+                stale_before: time::OffsetDateTime,
+            ) -> Result<Option<$crate::jobs::JobRecord>, StoreError> {
+                let claim = format!(
+                    "{}{}",
+                    jobsql::CLAIM.replace("{LOCK}", SKIP_LOCKED),
+                    jobsql::COLUMNS
+                );
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(claim))
+                    .bind(owner)
+                    .bind(now)
+                    .bind(stale_before)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                row.map($crate::jobs::JobRecord::try_from).transpose()
+            }
+
+            async fn checkpoint_job(
+                &self,
+                id: uuid::Uuid,
+                owner: &str,
+                progress: &Progress,
+                now: time::OffsetDateTime,
+            ) -> Result<Checkpoint, StoreError> {
+                let cancel: Option<bool> = sqlx::query_scalar(jobsql::CHECKPOINT)
+                    .bind(id)
+                    .bind(owner)
+                    .bind(i64::try_from(progress.done).unwrap_or(i64::MAX))
+                    .bind(progress.total.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
+                    .bind(&progress.cursor)
+                    .bind(&progress.message)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(match cancel {
+                    None => Checkpoint::Lost,
+                    Some(true) => Checkpoint::Cancel,
+                    Some(false) => Checkpoint::Continue,
+                })
+            }
+
+            async fn finish_job(
+                &self,
+                id: uuid::Uuid,
+                owner: &str,
+                state: $crate::jobs::JobState,
+                message: &str,
+                now: time::OffsetDateTime,
+            ) -> Result<bool, StoreError> {
+                let n = sqlx::query(jobsql::FINISH)
+                    .bind(id)
+                    .bind(owner)
+                    .bind(state.as_str())
+                    .bind(message)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn cancel_job(
+                &self,
+                id: uuid::Uuid,
+                event: &AuditEvent,
+            ) -> Result<Option<$crate::jobs::JobRecord>, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let version = lock_writers(&mut tx).await?;
+                let queued = sqlx::query(jobsql::CANCEL_QUEUED)
+                    .bind(id)
+                    .bind($crate::model::now())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let running = if queued == 0 {
+                    sqlx::query(jobsql::CANCEL_RUNNING)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                } else {
+                    0
+                };
+                let job = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(job_select(
+                    "WHERE id = $1",
+                )))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map($crate::jobs::JobRecord::try_from)
+                .transpose()?;
+                if queued + running > 0 {
+                    audit(&mut tx, event, version).await?;
+                }
+                tx.commit().await?;
+                Ok(job)
+            }
+
+            async fn count_usage(
+                &self,
+                from: time::OffsetDateTime,
+                to: time::OffsetDateTime,
+            ) -> Result<u64, StoreError> {
+                let n: i64 = sqlx::query_scalar(jobsql::COUNT_USAGE)
+                    .bind(usage_instant(from))
+                    .bind(usage_instant(to))
+                    .fetch_one(&self.pool)
+                    .await?;
+                count_from_db("usage_records", n)
+            }
+
+            async fn usage_cost_rows(
+                &self,
+                from: time::OffsetDateTime,
+                to: time::OffsetDateTime,
+            ) -> Result<Vec<$crate::jobs::UsageCostRow>, StoreError> {
+                Ok(sqlx::query_as(jobsql::USAGE_COST_ROWS)
+                    .bind(usage_instant(from))
+                    .bind(usage_instant(to))
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn set_usage_costs(
+                &self,
+                from: time::OffsetDateTime,
+                to: time::OffsetDateTime,
+                costs: &[(String, time::OffsetDateTime, Option<i64>)],
+            ) -> Result<u64, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let mut changed = 0;
+                for (request_id, started_at, cost) in costs {
+                    if *started_at < from || *started_at >= to {
+                        continue;
+                    }
+                    changed += sqlx::query(jobsql::SET_COST)
+                        .bind(request_id)
+                        .bind(usage_instant(*started_at))
+                        .bind(*cost)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
+                if changed > 0 {
+                    rebuild_rollups(&mut tx, from, to).await?;
+                }
+                tx.commit().await?;
+                Ok(changed)
+            }
+        }
+    };
+}
+pub(crate) use impl_job_store;
