@@ -310,6 +310,9 @@ pub(super) async fn run(
         deadline: draft.started + call.provider.request_timeout,
     };
     call.key().health.claim(now);
+    if let Some(trace) = &mut draft.trace {
+        trace.start_attempt(&call, entry);
+    }
     let mut outcome = providers::send(&call, &draft.record.request_id).await;
     let mut upstream_wait = None;
     loop {
@@ -346,6 +349,9 @@ pub(super) async fn run(
         if let Some(r) = admitted {
             r.cancel();
         }
+        if let Some(trace) = &mut draft.trace {
+            trace.attempt_failed(status, class.as_str());
+        }
         tracing::info!(
             request_id = %draft.record.request_id,
             provider = %log_safe(&attempt.provider),
@@ -360,6 +366,9 @@ pub(super) async fn run(
         next.headers = std::mem::take(&mut call.headers);
         call = next;
         call.key().health.claim(health::now_ms());
+        if let Some(trace) = &mut draft.trace {
+            trace.start_attempt(&call, progress.entry);
+        }
         outcome = providers::send(&call, &draft.record.request_id).await;
     }
     // A 400 may be the platform refusing thinking blocks another platform signed: then the
@@ -374,6 +383,9 @@ pub(super) async fn run(
         if refused {
             let attempt = attempt(&draft, &call, "thinking_unverifiable", 400);
             draft.record.attempts.push(attempt);
+            if let Some(trace) = &mut draft.trace {
+                trace.attempt_failed(400, "thinking_unverifiable");
+            }
             if let Some(r) = draft.reservation.take() {
                 r.cancel();
             }
