@@ -59,7 +59,11 @@ pub struct InferenceArgs {
 
     /// OTLP transport: http/protobuf or grpc. Default: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else
     /// OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf.
-    #[arg(long, env = "TOLLGATE_OTLP_PROTOCOL", value_name = "grpc|http/protobuf")]
+    #[arg(
+        long,
+        env = "TOLLGATE_OTLP_PROTOCOL",
+        value_name = "grpc|http/protobuf"
+    )]
     otlp_protocol: Option<String>,
 }
 
