@@ -1,6 +1,6 @@
 //! An OTLP trace receiver on loopback, standing in for an OpenTelemetry Collector: OTLP/gRPC
 //! (the generated `TraceService` server of `opentelemetry-proto`) or OTLP/HTTP with protobuf
-//! bodies (`POST /v1/traces`, decoded with prost). It keeps every span it receives, flattened
+//! bodies (`POST /v1/traces`, decoded with prost); either may be gzip-compressed. It keeps every span it receives, flattened
 //! into [`ReceivedSpan`] (ids in hex, attributes as JSON values), and counts the requests it got.
 
 use std::net::SocketAddr;
@@ -59,6 +59,8 @@ pub const STATUS_ERROR: i32 = 2;
 struct Received {
     spans: Mutex<Vec<ReceivedSpan>>,
     requests: AtomicUsize,
+    /// OTLP/HTTP requests whose body was gzip-compressed.
+    gzip: AtomicUsize,
 }
 
 impl Received {
@@ -169,7 +171,8 @@ impl OtlpReceiver {
             .thread_name("otlp-grpc")
             .enable_all()
             .build()?;
-        let service = TraceServiceServer::new(Service(Arc::clone(&received)));
+        let service = TraceServiceServer::new(Service(Arc::clone(&received)))
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
         std::thread::Builder::new()
             .name("otlp-grpc".to_owned())
             .spawn(move || {
@@ -230,6 +233,11 @@ impl OtlpReceiver {
         self.received.requests.load(Ordering::SeqCst)
     }
 
+    /// OTLP/HTTP requests that came gzip-compressed.
+    pub fn gzip_requests(&self) -> usize {
+        self.received.gzip.load(Ordering::SeqCst)
+    }
+
     /// Waits until the spans received satisfy `done`, and returns them; panics with what was
     /// received after `timeout`.
     pub async fn wait_for(
@@ -278,6 +286,22 @@ async fn http_export(
         )
             .into_response();
     }
+    let gzip = headers
+        .get(http::header::CONTENT_ENCODING)
+        .is_some_and(|v| v == "gzip");
+    let body = if gzip {
+        received.gzip.fetch_add(1, Ordering::SeqCst);
+        let mut plain = Vec::new();
+        if let Err(e) =
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body.as_ref()), &mut plain)
+        {
+            received.requests.fetch_add(1, Ordering::SeqCst);
+            return (http::StatusCode::BAD_REQUEST, e.to_string()).into_response();
+        }
+        Bytes::from(plain)
+    } else {
+        body
+    };
     match ExportTraceServiceRequest::decode(body) {
         Ok(request) => {
             received.take(request);

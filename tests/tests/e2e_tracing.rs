@@ -413,7 +413,7 @@ async fn spans_follow_the_clients_traceparent_with_genai_attributes_over_grpc() 
     assert_nowhere(&spans, "Hello");
 }
 
-/// Over OTLP/HTTP (protobuf), configured only by the standard variables; a request without a
+/// Over OTLP/HTTP (protobuf, gzip), configured only by the standard variables; a request without a
 /// `traceparent` starts a trace of its own, and a refusal after authentication is traced too.
 #[tokio::test]
 async fn the_standard_variables_export_over_http_protobuf() {
@@ -423,6 +423,7 @@ async fn the_standard_variables_export_over_http_protobuf() {
         &[],
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
             ("OTEL_BSP_SCHEDULE_DELAY", "50"),
             (
                 "OTEL_RESOURCE_ATTRIBUTES",
@@ -446,6 +447,11 @@ async fn the_standard_variables_export_over_http_protobuf() {
         .find(|s| attr(s, "tollgate.request_id") == &json!(request_id))
         .expect("server span");
     assert_eq!(server.kind, KIND_SERVER);
+    assert_eq!(
+        receiver.gzip_requests(),
+        receiver.requests(),
+        "every export compressed"
+    );
     assert_eq!(
         server.parent_span_id, "",
         "a root span without a traceparent"
