@@ -386,11 +386,15 @@ impl RequestTrace {
         }
     }
 
-    /// The attempt in flight was given up (`status` 0: no answer), for another one.
-    pub(crate) fn attempt_failed(&mut self, status: u16, class: &str) {
+    /// The attempt in flight was given up (`status` 0: no answer), for another one; its span
+    /// ends `at` (when it failed; now when `None`).
+    pub(crate) fn attempt_failed(&mut self, status: u16, class: &str, at: Option<SystemTime>) {
         if let Some(mut span) = self.attempt.take() {
             set_outcome(&mut span, status, class, SpanKind::Client);
-            span.end();
+            match at {
+                Some(at) => span.end_with_timestamp(at),
+                None => span.end(),
+            }
         }
     }
 

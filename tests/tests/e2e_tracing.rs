@@ -243,7 +243,44 @@ async fn spans_follow_the_clients_traceparent_with_genai_attributes_over_grpc() 
     assert!(server.start_unix_nano <= client.start_unix_nano);
     assert!(client.end_unix_nano <= server.end_unix_nano);
 
-    // 2. A stream: the model asked for is throttled on every try, its fallback answers.
+    // 2. A stream: the model asked for is throttled on every try (the first, and a retry after
+    //    a backoff of at least 160 ms), its fallback answers.
+    let version = |s: &common::Setup| {
+        let http = s.http.clone();
+        let url = s.gw.url("/ready");
+        async move {
+            let ready: Value = http
+                .get(url)
+                .send()
+                .await
+                .expect("ready")
+                .json()
+                .await
+                .expect("json");
+            ready["config_version"].as_i64().expect("a version")
+        }
+    };
+    let before = version(&s).await;
+    let (st, b) = admin(
+        &s.http,
+        &s.gw,
+        "PUT",
+        "/api/providers/bedrock",
+        json!({"network_config": {"base_url": s.double.base_url(), "default_request_timeout_in_seconds": 5,
+                                  "max_retries": 1, "retry_backoff_initial": 200}}),
+    )
+    .await;
+    assert_eq!(st, 200, "{b}");
+    for _ in 0..100 {
+        if version(&s).await > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        version(&s).await > before,
+        "the retry setting never applied"
+    );
     s.double.clear_requests();
     let (tp, trace_id, parent) = traceparent(true);
     let mut body = message("claude-sonnet-4-6", "[double:throttle-on:sonnet] hi", true);
@@ -288,7 +325,13 @@ async fn spans_follow_the_clients_traceparent_with_genai_attributes_over_grpc() 
         upstream.len(),
         "one span per upstream attempt: {upstream:?} {clients:#?}"
     );
-    assert!(upstream.len() >= 2, "{upstream:?}");
+    assert_eq!(upstream.len(), 3, "{upstream:?}");
+    // The throttled attempt's span ends when it failed, before the backoff, not when the retry
+    // starts.
+    assert!(
+        clients[1].start_unix_nano - clients[0].end_unix_nano >= 150_000_000,
+        "{clients:#?}"
+    );
     for (i, (span, (model, status))) in clients.iter().zip(&upstream).enumerate() {
         assert_eq!(span.parent_span_id, server.span_id);
         assert_eq!(attr(span, "gen_ai.request.model"), &json!(model));

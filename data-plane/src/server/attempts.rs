@@ -333,6 +333,8 @@ pub(super) async fn run(
             draft.price,
         );
         let admitted = draft.reservation.take();
+        // The attempt's span ends when it failed, not after the next one is found (a backoff).
+        let failed_at = draft.trace.as_ref().map(|_| std::time::SystemTime::now());
         let next = next_attempt(&job, &mut progress, &call, upstream_wait, &mut draft).await;
         let Some((step, mut next)) = next else {
             // Nothing left to try: the failed attempt's outcome is the answer.
@@ -350,7 +352,7 @@ pub(super) async fn run(
             r.cancel();
         }
         if let Some(trace) = &mut draft.trace {
-            trace.attempt_failed(status, class.as_str());
+            trace.attempt_failed(status, class.as_str(), failed_at);
         }
         tracing::info!(
             request_id = %draft.record.request_id,
@@ -384,7 +386,7 @@ pub(super) async fn run(
             let attempt = attempt(&draft, &call, "thinking_unverifiable", 400);
             draft.record.attempts.push(attempt);
             if let Some(trace) = &mut draft.trace {
-                trace.attempt_failed(400, "thinking_unverifiable");
+                trace.attempt_failed(400, "thinking_unverifiable", None);
             }
             if let Some(r) = draft.reservation.take() {
                 r.cancel();
