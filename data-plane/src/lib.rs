@@ -23,6 +23,7 @@
 //! | [`admission`] | a request's estimate checked against [`limits`] after routing; refusals in the client's shape |
 //! | [`grpc`] | connection options, join-token auth and backoff shared by `source` and `reporter` |
 //! | [`error`] | the one error type of the inference surface (Anthropic-shaped) |
+//! | [`otel`] | OpenTelemetry traces over OTLP (off by default): a span per request and per upstream attempt |
 //! | [`value`] | literal / `env.NAME` values resolved at use, under the env allowlist |
 
 pub mod admission;
@@ -35,6 +36,7 @@ pub mod limits;
 pub mod logsafe;
 pub mod models;
 pub mod openai_ingress;
+pub mod otel;
 pub use tollgate_proto::model_id;
 pub mod providers;
 pub mod refusals;
@@ -72,6 +74,9 @@ pub struct DataPlaneConfig {
     /// The environment variables `env.NAME` references may name (checked when a snapshot is
     /// compiled; see [`value`]).
     pub env_allow: EnvAllowlist,
+    /// Starts the spans of requests when traces are exported ([`otel`]); `None`: off, and the
+    /// request path does nothing for traces.
+    pub tracing: Option<otel::Tracer>,
 }
 
 impl Default for DataPlaneConfig {
@@ -80,6 +85,7 @@ impl Default for DataPlaneConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             sse_ping_interval: DEFAULT_SSE_PING_INTERVAL,
             env_allow: EnvAllowlist::default(),
+            tracing: None,
         }
     }
 }

@@ -324,6 +324,9 @@ pub struct Draft {
     /// What the request holds of its limits (admission); settled with the actual cost and tokens
     /// when the record is finished, released if the request ends any other way (drop).
     pub reservation: Option<Reservation>,
+    /// The request's spans when traces are exported and this one is sampled ([`crate::otel`]):
+    /// they end when the record is finished, or as `client_closed` when the draft is dropped.
+    pub trace: Option<Box<crate::otel::RequestTrace>>,
 }
 
 impl Draft {
@@ -340,6 +343,7 @@ impl Draft {
             },
             price: None,
             reservation: None,
+            trace: None,
         }
     }
 
@@ -404,6 +408,9 @@ impl Draft {
             let all = tokens.total_input().saturating_add(tokens.output);
             reservation.settle(self.record.cost_nano_usd, all);
         }
+        if let Some(mut trace) = self.trace.take() {
+            trace.finish(&self.record);
+        }
         dp.usage.record(self.record);
     }
 }
@@ -422,20 +429,20 @@ pub(crate) async fn handle(
     let mut draft = Draft::new(new_request_id());
     let (rt, vk, bytes) = match admit(&dp, &headers, body, &mut draft).await {
         Ok(admitted) => admitted,
-        Err(e) => return refuse(&dp, draft, e),
+        Err(e) => return refuse_traced(&dp, &headers, op, draft, None, e),
     };
     // The top level is parsed once, here; the provider's translation reuses it.
     let parsed = match RequestBody::parse(&bytes) {
         Ok(p) => p,
-        Err(e) => return refuse(&dp, draft, ProxyError::invalid_request(e.to_string())),
+        Err(e) => {
+            let e = ProxyError::invalid_request(e.to_string());
+            return refuse_traced(&dp, &headers, op, draft, None, e);
+        }
     };
     // Before the model is routed, logged or put in a URL.
     if let Err(e) = crate::model_id::check(&parsed.model) {
-        return refuse(
-            &dp,
-            draft,
-            ProxyError::new(ErrorKind::InvalidRequest, "invalid_model", e.to_string()),
-        );
+        let e = ProxyError::new(ErrorKind::InvalidRequest, "invalid_model", e.to_string());
+        return refuse_traced(&dp, &headers, op, draft, None, e);
     }
     let pick = Pick::for_session(session_id(&headers));
     // The gateway's own `fallbacks` field (rare: one look among the top-level fields) is read,
@@ -444,17 +451,18 @@ pub(crate) async fn handle(
     let mut list = None;
     let mut without_fallbacks = None;
     if parsed.has("fallbacks") {
-        match parsed.fallbacks() {
-            Err(e) => return refuse(&dp, draft, ProxyError::invalid_request(e.to_string())),
-            Ok(own) => {
-                let own = own.unwrap_or_else(|| vk.fallbacks.clone());
-                if let Err(e) = check_fallbacks(&own) {
-                    return refuse(&dp, draft, e);
-                }
-                list = Some(own);
-                without_fallbacks = Some(Bytes::from(parsed.without("fallbacks")));
+        let own = match parsed.fallbacks() {
+            Ok(own) => own.unwrap_or_else(|| vk.fallbacks.clone()),
+            Err(e) => {
+                let e = ProxyError::invalid_request(e.to_string());
+                return refuse_traced(&dp, &headers, op, draft, Some(&parsed), e);
             }
+        };
+        if let Err(e) = check_fallbacks(&own) {
+            return refuse_traced(&dp, &headers, op, draft, Some(&parsed), e);
         }
+        list = Some(own);
+        without_fallbacks = Some(Bytes::from(parsed.without("fallbacks")));
     }
     let reparsed;
     let (body, parsed) = match &without_fallbacks {
@@ -462,11 +470,15 @@ pub(crate) async fn handle(
         Some(stripped) => {
             reparsed = match RequestBody::parse(stripped) {
                 Ok(p) => p,
-                Err(e) => return refuse(&dp, draft, ProxyError::invalid_request(e.to_string())),
+                Err(e) => {
+                    let e = ProxyError::invalid_request(e.to_string());
+                    return refuse_traced(&dp, &headers, op, draft, Some(&parsed), e);
+                }
             };
             (stripped.clone(), &reparsed)
         }
     };
+    start_trace(&dp, &headers, op, &mut draft, Some(parsed));
     let fallbacks = list.as_deref().unwrap_or(&vk.fallbacks);
     let job = attempts::Job {
         rt,
@@ -486,6 +498,46 @@ pub(crate) async fn handle(
             Box::pin(without_thinking(dp, &vk, op, fallbacks, pick, *redo)).await
         }
     }
+}
+
+/// Starts the request's spans when traces are exported and the virtual key is known (requests
+/// refused before that are not traced, as they are not usage). `body`: the parsed body, once its
+/// model is known to be well-formed. With tracing off: one branch.
+fn start_trace(
+    dp: &DataPlane,
+    headers: &HeaderMap,
+    op: Operation,
+    draft: &mut Draft,
+    body: Option<&RequestBody<'_>>,
+) {
+    let Some(tracer) = &dp.config.tracing else {
+        return;
+    };
+    if draft.record.virtual_key_id.is_empty() || draft.trace.is_some() {
+        return;
+    }
+    draft.trace = tracer.start_request(crate::otel::RequestStart {
+        headers,
+        arrived: draft.started,
+        op,
+        request_id: &draft.record.request_id,
+        virtual_key_id: &draft.record.virtual_key_id,
+        body,
+        session: session_id(headers),
+    });
+}
+
+/// [`refuse`], traced like any request with a virtual key.
+fn refuse_traced(
+    dp: &DataPlane,
+    headers: &HeaderMap,
+    op: Operation,
+    mut draft: Draft,
+    body: Option<&RequestBody<'_>>,
+    e: ProxyError,
+) -> Response {
+    start_trace(dp, headers, op, &mut draft, body);
+    refuse(dp, draft, e)
 }
 
 /// A platform refused thinking blocks it cannot verify (another platform signed them: the

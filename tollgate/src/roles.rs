@@ -13,6 +13,7 @@ use tollgate_control_plane::{
     AdminAuth, ControlPlane, ControlPlaneConfig, EnvAllowlist, StoreConfig, grpc::GrpcAuth,
 };
 use tollgate_data_plane::grpc::{self as dp_grpc, ClientTls};
+use tollgate_data_plane::otel;
 use tollgate_data_plane::reporter::{ReporterConfig, start_reporter};
 use tollgate_data_plane::source::RemoteConfig;
 use tollgate_data_plane::usage::UsageSink;
@@ -23,6 +24,8 @@ use crate::listener::{
     GrpcListenerArgs, GrpcServerTls, HttpLimits, HttpListenerArgs, Listener, ListenerStats,
 };
 
+/// How long the spans still queued at shutdown get to reach the collector.
+const TRACE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Usage records buffered between the request path and the reporter.
 const USAGE_QUEUE: usize = 65_536;
 /// Largest usage batch handed to the store in one transaction (all-in-one).
@@ -46,9 +49,48 @@ pub struct InferenceArgs {
     /// Seconds that requests in flight (streams included) get to finish after SIGTERM/Ctrl-C.
     #[arg(long, env = "TOLLGATE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     shutdown_grace_secs: u64,
+
+    /// Export OpenTelemetry traces over OTLP to this collector: its base URL, as in
+    /// OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://localhost:4318, or http://localhost:4317 with
+    /// --otlp-protocol grpc). Traces are off unless this, OTEL_EXPORTER_OTLP_ENDPOINT or
+    /// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set.
+    #[arg(long, env = "TOLLGATE_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+
+    /// OTLP transport: http/protobuf or grpc. Default: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else
+    /// OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf.
+    #[arg(
+        long,
+        env = "TOLLGATE_OTLP_PROTOCOL",
+        value_name = "grpc|http/protobuf"
+    )]
+    otlp_protocol: Option<String>,
 }
 
 impl InferenceArgs {
+    /// Trace export, when configured (`tollgate_data_plane::otel`): the tracer the data plane
+    /// starts spans with, and the export task to flush at shutdown.
+    fn tracing(&self) -> anyhow::Result<Option<(otel::Tracer, otel::Exporting)>> {
+        let settings = otel::OtlpSettings::resolve(
+            self.otlp_endpoint.as_deref(),
+            self.otlp_protocol.as_deref(),
+            |name| std::env::var(name).ok(),
+        )?;
+        let Some(settings) = settings else {
+            return Ok(None);
+        };
+        let started = otel::start(&settings).context("cannot start trace export")?;
+        tracing::info!(
+            endpoint = %settings.describe(),
+            protocol = match settings.protocol {
+                otel::OtlpProtocol::Grpc => "grpc",
+                otel::OtlpProtocol::HttpProtobuf => "http/protobuf",
+            },
+            "exporting traces over OTLP"
+        );
+        Ok(Some(started))
+    }
+
     fn config(&self) -> DataPlaneConfig {
         DataPlaneConfig {
             max_body_bytes: self.max_body_bytes,
@@ -425,9 +467,11 @@ pub async fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
     args.sso.apply(&cp)?;
 
     let (sink, usage_rx) = UsageSink::channel(USAGE_QUEUE);
+    let (tracer, exporting) = args.inference.tracing()?.unzip();
     let dp = DataPlane::new(
         DataPlaneConfig {
             env_allow,
+            tracing: tracer,
             ..args.inference.config()
         },
         sink,
@@ -477,6 +521,9 @@ pub async fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
     let _ = limits_task.await;
     drop(dp);
     let _ = tokio::time::timeout(Duration::from_secs(5), usage_task).await;
+    if let Some(exporting) = exporting {
+        exporting.shutdown(TRACE_FLUSH_TIMEOUT).await;
+    }
     cp.shutdown();
     tracing::info!("tollgate stopped");
     Ok(())
@@ -650,9 +697,11 @@ pub async fn data_plane(args: DataPlaneRoleArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| local.to_string());
     let (sink, usage_rx) = UsageSink::channel(USAGE_QUEUE);
+    let (tracer, exporting) = args.inference.tracing()?.unzip();
     let dp = DataPlane::new(
         DataPlaneConfig {
             env_allow,
+            tracing: tracer,
             ..args.inference.config()
         },
         sink,
@@ -723,6 +772,9 @@ pub async fn data_plane(args: DataPlaneRoleArgs) -> anyhow::Result<()> {
     // Closing the sink lets the reporter deliver (or spool) what is left.
     drop(dp);
     let _ = tokio::time::timeout(Duration::from_secs(10), reporter.task).await;
+    if let Some(exporting) = exporting {
+        exporting.shutdown(TRACE_FLUSH_TIMEOUT).await;
+    }
     tracing::info!("tollgate data plane stopped");
     Ok(())
 }

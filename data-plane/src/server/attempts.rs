@@ -310,6 +310,9 @@ pub(super) async fn run(
         deadline: draft.started + call.provider.request_timeout,
     };
     call.key().health.claim(now);
+    if let Some(trace) = &mut draft.trace {
+        trace.start_attempt(&call, entry);
+    }
     let mut outcome = providers::send(&call, &draft.record.request_id).await;
     let mut upstream_wait = None;
     loop {
@@ -330,6 +333,8 @@ pub(super) async fn run(
             draft.price,
         );
         let admitted = draft.reservation.take();
+        // The attempt's span ends when it failed, not after the next one is found (a backoff).
+        let failed_at = draft.trace.as_ref().map(|_| std::time::SystemTime::now());
         let next = next_attempt(&job, &mut progress, &call, upstream_wait, &mut draft).await;
         let Some((step, mut next)) = next else {
             // Nothing left to try: the failed attempt's outcome is the answer.
@@ -346,6 +351,9 @@ pub(super) async fn run(
         if let Some(r) = admitted {
             r.cancel();
         }
+        if let Some(trace) = &mut draft.trace {
+            trace.attempt_failed(status, class.as_str(), failed_at);
+        }
         tracing::info!(
             request_id = %draft.record.request_id,
             provider = %log_safe(&attempt.provider),
@@ -360,6 +368,9 @@ pub(super) async fn run(
         next.headers = std::mem::take(&mut call.headers);
         call = next;
         call.key().health.claim(health::now_ms());
+        if let Some(trace) = &mut draft.trace {
+            trace.start_attempt(&call, progress.entry);
+        }
         outcome = providers::send(&call, &draft.record.request_id).await;
     }
     // A 400 may be the platform refusing thinking blocks another platform signed: then the
@@ -374,6 +385,9 @@ pub(super) async fn run(
         if refused {
             let attempt = attempt(&draft, &call, "thinking_unverifiable", 400);
             draft.record.attempts.push(attempt);
+            if let Some(trace) = &mut draft.trace {
+                trace.attempt_failed(400, "thinking_unverifiable", None);
+            }
             if let Some(r) = draft.reservation.take() {
                 r.cancel();
             }
