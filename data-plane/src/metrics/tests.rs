@@ -713,7 +713,7 @@ fn the_readme_table_describes_every_metric() {
 }
 
 /// The rows of README's "Metrics" table: (name, type, labels).
-pub(crate) fn readme_rows(readme: &str) -> Vec<(String, String, Vec<String>)> {
+fn readme_rows(readme: &str) -> Vec<(String, String, Vec<String>)> {
     let section = readme
         .split("\n## Metrics\n")
         .nth(1)
