@@ -392,11 +392,9 @@ impl ControlPlane {
             }
         };
         let received = records.len() as u64;
-        self.inner.metrics.batch_stored(
-            received,
-            received - kept.len() as u64,
-            stored,
-        );
+        self.inner
+            .metrics
+            .batch_stored(received, received - kept.len() as u64, stored);
         Ok((u32::try_from(kept.len()).unwrap_or(u32::MAX), stored))
     }
 

@@ -567,7 +567,9 @@ impl Metrics {
         match r.cost_nano_usd {
             Some(0) => {}
             Some(nano) => {
-                let cost = s.cost.get_or_init(|| self.cost.get_or_create_owned(&s.labels));
+                let cost = s
+                    .cost
+                    .get_or_init(|| self.cost.get_or_create_owned(&s.labels));
                 cost.inc_by(nano);
             }
             None => {
@@ -733,7 +735,11 @@ impl Collector for DataPlaneCollector {
         };
         gauge(&mut enc, &CONFIG_LAG, seconds(lag_ms))?;
         let link = dp.config_link();
-        gauge(&mut enc, &CONTROL_PLANE_CONNECTED, u64::from(link.connected()))?;
+        gauge(
+            &mut enc,
+            &CONTROL_PLANE_CONNECTED,
+            u64::from(link.connected()),
+        )?;
         if link.source() == crate::source::ConfigSource::Remote {
             gauge(
                 &mut enc,
@@ -757,7 +763,11 @@ fn seconds(unix_ms: i64) -> f64 {
 /// The health of every provider key of `rt`, labelled by provider and key id. Not by key name:
 /// `/metrics` is served without authentication on the inference port, and ids (random) say
 /// less about the deployment than names; the admin API maps ids to names.
-fn key_health(enc: &mut DescriptorEncoder<'_>, rt: &crate::runtime::Runtime, now: u64) -> fmt::Result {
+fn key_health(
+    enc: &mut DescriptorEncoder<'_>,
+    rt: &crate::runtime::Runtime,
+    now: u64,
+) -> fmt::Result {
     let mut keys: Vec<(&str, &str, &KeyHealth)> = rt
         .providers
         .values()

@@ -31,7 +31,10 @@ impl Exposition {
         for line in text.lines().filter(|l| !l.is_empty()) {
             if let Some(rest) = line.strip_prefix("# HELP ") {
                 let name = rest.split(' ').next().unwrap_or_default();
-                assert!(helped.insert(name.to_owned()), "family declared twice: {line}");
+                assert!(
+                    helped.insert(name.to_owned()),
+                    "family declared twice: {line}"
+                );
                 continue;
             }
             if let Some(rest) = line.strip_prefix("# TYPE ") {
@@ -40,10 +43,7 @@ impl Exposition {
                     ["counter", "gauge", "histogram"].contains(&kind),
                     "type of {line}"
                 );
-                assert!(
-                    helped.contains(name),
-                    "TYPE without HELP before it: {line}"
-                );
+                assert!(helped.contains(name), "TYPE without HELP before it: {line}");
                 let old = types.insert(name.to_owned(), kind.to_owned());
                 assert!(old.is_none(), "family declared twice: {line}\n{text}");
                 continue;
@@ -181,7 +181,11 @@ mod tests {
                     h_bucket{le=\"0.5\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 1.25\nh_count 2\n";
         let e = Exposition::parse(text);
         assert_eq!(e.value("a_total", &[("k", "x\"y\\z\n"), ("p", "q")]), 3.0);
-        assert_eq!(e.get("a_total", &[("p", "q")]), None, "labels match exactly");
+        assert_eq!(
+            e.get("a_total", &[("p", "q")]),
+            None,
+            "labels match exactly"
+        );
         assert_eq!(e.value("h_count", &[]), 2.0);
         assert_eq!(e.value("h_bucket", &[("le", "+Inf")]), 2.0);
         assert_eq!(e.series("h_bucket").len(), 2);

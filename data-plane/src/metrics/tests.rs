@@ -276,9 +276,18 @@ async fn every_ingress_counts_a_request_once_with_its_tokens_cost_and_times() {
         l.push(extra);
         l
     };
-    assert_eq!(e.value(REQUESTS_TOTAL, &with(&sonnet, ("status", "200"))), 4.0);
-    assert_eq!(e.value(REQUESTS_TOTAL, &with(&other, ("status", "200"))), 1.0);
-    assert_eq!(e.value(REQUESTS_TOTAL, &with(&unrouted, ("status", "400"))), 1.0);
+    assert_eq!(
+        e.value(REQUESTS_TOTAL, &with(&sonnet, ("status", "200"))),
+        4.0
+    );
+    assert_eq!(
+        e.value(REQUESTS_TOTAL, &with(&other, ("status", "200"))),
+        1.0
+    );
+    assert_eq!(
+        e.value(REQUESTS_TOTAL, &with(&unrouted, ("status", "400"))),
+        1.0
+    );
     assert_eq!(
         e.series(REQUESTS_TOTAL).len(),
         3,
@@ -527,7 +536,13 @@ async fn limit_refusals_are_counted_by_level_and_reason() {
         assert_eq!(got, 1.0, "{level} {reason}");
     }
     assert_eq!(e.series(refusals).len(), 4);
-    let route = |status| [("provider", "anthropic"), ("model", "other"), ("status", status)];
+    let route = |status| {
+        [
+            ("provider", "anthropic"),
+            ("model", "other"),
+            ("status", status),
+        ]
+    };
     assert_eq!(e.value(REQUESTS_TOTAL, &route("429")), 4.0);
     assert_eq!(e.value(REQUESTS_TOTAL, &route("200")), 3.0);
 }
@@ -562,10 +577,14 @@ async fn a_scrape_reads_config_backlog_refusals_and_key_health_of_its_own_data_p
     let rt = a.dp.runtime().load().expect("config");
     let keys = &rt.provider("anthropic").expect("provider").keys;
     for _ in 0..EJECT_AFTER {
-        keys[0].health.record(Verdict::Failure, crate::health::now_ms());
+        keys[0]
+            .health
+            .record(Verdict::Failure, crate::health::now_ms());
     }
     for _ in 0..2 {
-        keys[1].health.record(Verdict::Failure, crate::health::now_ms());
+        keys[1]
+            .health
+            .record(Verdict::Failure, crate::health::now_ms());
     }
 
     let e = a.scrape();
@@ -600,11 +619,10 @@ async fn a_scrape_reads_config_backlog_refusals_and_key_health_of_its_own_data_p
     assert_eq!(e.value(failures, &key("k\"1")), 0.0, "the count restarts");
     assert_eq!(e.value(failures, &key("k2")), 2.0);
     assert_eq!(
-        e.value("tollgate_requests_total", &[
-            ("provider", "none"),
-            ("model", "none"),
-            ("status", "400")
-        ]),
+        e.value(
+            "tollgate_requests_total",
+            &[("provider", "none"), ("model", "none"), ("status", "400")]
+        ),
         2.0
     );
 
@@ -668,7 +686,11 @@ fn answer_classes_match_attempt_classes() {
         (503, "upstream_error", Retryable::ServerError),
         (401, "upstream_error", Retryable::KeyRejected),
         (0, crate::upstream::TIMEOUT_CLASS, Retryable::Timeout),
-        (0, crate::upstream::UNREACHABLE_CLASS, Retryable::Unreachable),
+        (
+            0,
+            crate::upstream::UNREACHABLE_CLASS,
+            Retryable::Unreachable,
+        ),
     ] {
         let answer = answer_class(status, class);
         assert_eq!(answer, Some(retryable.as_str()), "{status} {class}");
@@ -677,7 +699,11 @@ fn answer_classes_match_attempt_classes() {
     assert_eq!(answer_class(400, "upstream_error"), Some("client_error"));
     assert_eq!(answer_class(502, "upstream_new_kind"), Some("other"));
     assert_eq!(answer_class(499, "client_closed"), None);
-    assert_eq!(answer_class(429, "rate_limited"), None, "limits, not upstream");
+    assert_eq!(
+        answer_class(429, "rate_limited"),
+        None,
+        "limits, not upstream"
+    );
     assert_eq!(attempt_class("anything else"), "other");
 }
 
@@ -725,14 +751,21 @@ fn readme_rows(readme: &str) -> Vec<(String, String, Vec<String>)> {
         .lines()
         .filter_map(|l| {
             let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-            let name = cells.get(1)?.strip_prefix("`tollgate_")?.strip_suffix('`')?;
+            let name = cells
+                .get(1)?
+                .strip_prefix("`tollgate_")?
+                .strip_suffix('`')?;
             let labels = cells
                 .get(3)?
                 .split(',')
                 .map(|c| c.trim().trim_matches('`').to_owned())
                 .filter(|c| !c.is_empty() && c != "—")
                 .collect();
-            Some((format!("tollgate_{name}"), (*cells.get(2)?).to_owned(), labels))
+            Some((
+                format!("tollgate_{name}"),
+                (*cells.get(2)?).to_owned(),
+                labels,
+            ))
         })
         .collect()
 }
