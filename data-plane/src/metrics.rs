@@ -303,28 +303,31 @@ pub const STATUSES: [&str; 20] = [
 
 /// The [`STATUSES`] slot of an HTTP status.
 fn status_slot(status: u32) -> usize {
-    match status {
-        200 => 0,
-        400 => 1,
-        401 => 2,
-        403 => 3,
-        404 => 4,
-        405 => 5,
-        408 => 6,
-        413 => 7,
-        429 => 8,
-        499 => 9,
-        500 => 10,
-        502 => 11,
-        503 => 12,
-        504 => 13,
-        529 => 14,
-        200..=299 => 15,
-        300..=399 => 16,
-        400..=499 => 17,
-        500..=599 => 18,
+    let code = match status {
+        200 => Some(0),
+        400 => Some(1),
+        401 => Some(2),
+        403 => Some(3),
+        404 => Some(4),
+        405 => Some(5),
+        408 => Some(6),
+        413 => Some(7),
+        429 => Some(8),
+        499 => Some(9),
+        500 => Some(10),
+        502 => Some(11),
+        503 => Some(12),
+        504 => Some(13),
+        529 => Some(14),
+        _ => None,
+    };
+    code.unwrap_or(match status / 100 {
+        2 => 15,
+        3 => 16,
+        4 => 17,
+        5 => 18,
         _ => 19,
-    }
+    })
 }
 
 /// The `kind` values of [`TOKENS`], in the order of [`RouteSeries::tokens`].
@@ -774,7 +777,8 @@ fn key_health(
         .flat_map(|p| p.keys.iter().map(move |k| (&*p.name, &*k.id, &*k.health)))
         .collect();
     keys.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    let series: [(&Def, fn(&KeyHealth, u64) -> u64); 3] = [
+    type Read = fn(&KeyHealth, u64) -> u64;
+    let series: [(&Def, Read); 3] = [
         (&KEY_EJECTED, |h, now| {
             u64::from(h.state(now) != health::State::InService)
         }),

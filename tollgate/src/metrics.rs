@@ -80,7 +80,8 @@ impl fmt::Debug for Listeners {
 
 impl Collector for Listeners {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
-        let each: [(&Def, fn(&ListenerStats) -> u64); 3] = [
+        type Read = fn(&ListenerStats) -> u64;
+        let each: [(&Def, Read); 3] = [
             (&CONNECTIONS_OPEN, ListenerStats::open),
             (&CONNECTIONS_ACCEPTED, ListenerStats::accepted_total),
             (&AT_CAPACITY, ListenerStats::at_capacity_total),
