@@ -8,10 +8,11 @@
 //! **Per request.** [`Metrics::observe`] runs once per usage record, in `server::Draft::finish`,
 //! so every route (Anthropic, Bedrock-format, OpenAI-format) counts alike; requests refused
 //! before their virtual key was known write no record and are counted by [`crate::refusals`]
-//! instead. A request adds to series resolved once per route ([`RouteSeries`]: one read-locked
-//! hash lookup of its `(provider, model)` labels, then atomic increments and the duration
-//! histogram's mutex), and allocates nothing once its route was seen. Failed attempts, fallbacks
-//! and limit refusals add one family lookup each.
+//! instead. A request adds to series resolved once per route (`RouteSeries`: one read-locked
+//! hash lookup of its `(provider, model)` labels and an `Arc` clone, then atomic increments and
+//! the histograms' mutexes), and allocates nothing once its route was seen
+//! (`tests/metrics_alloc.rs`). Each failed attempt and a limit refusal add one family lookup
+//! (no allocation either, unless an attempt's provider has left the config since).
 //!
 //! **Bounded labels.** `provider` is a configured provider name (`none`: refused before it was
 //! routed). `model` is the upstream model id when the configuration names it (an alias target or
