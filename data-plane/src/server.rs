@@ -37,6 +37,7 @@ use crate::admission;
 use crate::error::ProxyError;
 use crate::limits::Reservation;
 use crate::logsafe::{log_safe, log_safe_opt};
+use crate::metrics::{LimitRefusal, RouteLabels};
 use crate::models;
 use crate::providers::Operation;
 use crate::routing::Pick;
@@ -327,6 +328,10 @@ pub struct Draft {
     /// The request's spans when traces are exported and this one is sampled ([`crate::otel`]):
     /// they end when the record is finished, or as `client_closed` when the draft is dropped.
     pub trace: Option<Box<crate::otel::RequestTrace>>,
+    /// The route's metric labels (`None` before routing; no allocation: `Arc`s of the config).
+    pub labels: Option<RouteLabels>,
+    /// The limit that refused the request's admission, if one did (for the metrics).
+    pub limit_refusal: Option<LimitRefusal>,
 }
 
 impl Draft {
@@ -344,6 +349,8 @@ impl Draft {
             price: None,
             reservation: None,
             trace: None,
+            labels: None,
+            limit_refusal: None,
         }
     }
 
@@ -388,15 +395,17 @@ impl Draft {
         self.price.map(|p| p.cost(tokens).0)
     }
 
-    /// Records the time to the first byte or event sent to the client (once).
+    /// Records the time to the first byte or event sent to the client (once; rounded up to
+    /// 1 ms, since 0 means no output yet).
     pub fn mark_first_output(&mut self) {
         if self.record.time_to_first_token_ms == 0 {
-            self.record.time_to_first_token_ms =
-                u32::try_from(self.started.elapsed().as_millis()).unwrap_or(u32::MAX);
+            self.record.time_to_first_token_ms = u32::try_from(self.started.elapsed().as_millis())
+                .unwrap_or(u32::MAX)
+                .max(1);
         }
     }
 
-    /// Completes the record with the outcome and hands it to the sink.
+    /// Completes the record with the outcome, adds it to the metrics and hands it to the sink.
     pub fn finish(mut self, dp: &DataPlane, status: u16, error_class: &str) {
         self.record.status = u32::from(status);
         self.record.error_class = error_class.to_owned();
@@ -411,6 +420,12 @@ impl Draft {
         if let Some(mut trace) = self.trace.take() {
             trace.finish(&self.record);
         }
+        dp.metrics().observe(
+            &self.record,
+            self.labels.as_ref(),
+            self.limit_refusal,
+            dp.runtime(),
+        );
         dp.usage.record(self.record);
     }
 }
