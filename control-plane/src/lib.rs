@@ -16,6 +16,8 @@
 //!   result) and the audit query types; [`audit_chain`]: the rows' hash chain and its check.
 //! * [`grpc`]: `ConfigService.Watch` (snapshots out, ACK/NACK in) and `UsageService.Report`
 //!   (usage batches in, acks out) behind the join-token check ([`GrpcAuth`]).
+//! * [`metrics`]: the control plane's Prometheus metrics (published config, fleet, usage ingest,
+//!   store failures).
 //! * [`fleet`]: the in-memory registry of connected data planes behind `GET /api/data-planes`.
 //!   Text from data planes (node ids, NACK reasons) is logged through
 //!   `tollgate_proto::logsafe` (escaped, cut).
@@ -85,6 +87,7 @@ pub mod grpc;
 pub mod identity;
 mod job_runner;
 pub mod jobs;
+pub mod metrics;
 pub mod model;
 mod oidc;
 mod replicas;
@@ -196,6 +199,8 @@ struct Inner {
     sso: oidc::SsoRuntime,
     /// Wakes this replica's job runner when a job is created here.
     jobs_wake: Arc<tokio::sync::Notify>,
+    /// Usage ingest and store failures, for `/metrics` ([`metrics`]).
+    metrics: metrics::Metrics,
 }
 
 impl Drop for Inner {
@@ -282,6 +287,7 @@ impl ControlPlane {
                 usage_retention_days: AtomicU32::new(0),
                 sso,
                 jobs_wake: Arc::new(tokio::sync::Notify::new()),
+                metrics: metrics::Metrics::default(),
             }),
         };
         replicas::spawn_background_tasks(&cp);
@@ -325,6 +331,11 @@ impl ControlPlane {
     /// The version of the snapshot published now.
     pub fn published_version(&self) -> u64 {
         self.inner.snapshots.borrow().version
+    }
+
+    /// Counts a failure of the store work `work` (`tollgate_store_errors_total`).
+    pub(crate) fn count_store_error(&self, work: metrics::StoreWork) {
+        self.inner.metrics.store_error(work);
     }
 
     /// The data planes that watch (or watched) this replica, ordered by node id. See [`fleet`]:
@@ -383,7 +394,17 @@ impl ControlPlane {
             );
             kept.into()
         };
-        let stored = self.inner.store.insert_usage(&kept).await?;
+        let stored = match self.inner.store.insert_usage(&kept).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                self.inner.metrics.batch_failed();
+                return Err(e.into());
+            }
+        };
+        let received = records.len() as u64;
+        self.inner
+            .metrics
+            .batch_stored(received, received - kept.len() as u64, stored);
         Ok((u32::try_from(kept.len()).unwrap_or(u32::MAX), stored))
     }
 

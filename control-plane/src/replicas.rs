@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::StoreWork;
 use crate::store::ConfigChange;
 use crate::{ControlPlane, Inner};
 
@@ -121,6 +122,7 @@ async fn follow(
             Work::Check => match cp.inner.store.config_version().await {
                 Ok(v) => v > published,
                 Err(e) => {
+                    cp.count_store_error(StoreWork::ConfigVersionRead);
                     tracing::warn!(error = %e, "cannot read the config version");
                     false
                 }
@@ -141,6 +143,7 @@ async fn follow(
             ),
             Ok(_) => {}
             Err(e) => {
+                cp.count_store_error(StoreWork::SnapshotRebuild);
                 tracing::error!(error = %e, "cannot rebuild the snapshot after a config change")
             }
         }
@@ -151,6 +154,7 @@ async fn maintain_usage(weak: Weak<Inner>, stop: CancellationToken) {
     loop {
         let Some(cp) = upgrade(&weak) else { return };
         if let Err(e) = cp.maintain_usage_storage().await {
+            cp.count_store_error(StoreWork::UsageMaintenance);
             tracing::warn!(error = %e, "usage storage maintenance failed; will retry");
         }
         cp.purge_expired_logins().await;

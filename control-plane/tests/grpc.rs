@@ -490,6 +490,12 @@ async fn shutdown_ends_open_streams() {
     let mut client = config_client(server.addr, None).await;
     let mut watch = open_watch(&mut client, hello("dp", 0)).await.unwrap();
     assert_eq!(watch.next_version().await, 1);
+    // Connected, and lagging until it acknowledges version 1.
+    let m = scrape(&server.cp);
+    assert_eq!(m["tollgate_config_published_version"], 1.0);
+    assert_eq!(m[r#"tollgate_data_planes{state="connected"}"#], 1.0);
+    assert_eq!(m[r#"tollgate_data_planes{state="disconnected"}"#], 0.0);
+    assert_eq!(m["tollgate_data_planes_lagging"], 1.0);
     let mut usage = usage_client(server.addr, None).await;
     let (_usage_tx, rx) = mpsc::channel::<UsageBatch>(1);
     let mut acks = usage
@@ -509,6 +515,24 @@ async fn shutdown_ends_open_streams() {
         "{end:?}"
     );
     assert!(!cp.data_planes()[0].connected);
+    let m = scrape(&cp);
+    assert_eq!(m[r#"tollgate_data_planes{state="connected"}"#], 0.0);
+    assert_eq!(m[r#"tollgate_data_planes{state="disconnected"}"#], 1.0);
+}
+
+/// The control plane's `/metrics` samples, `name{labels}` -> value (label order is fixed).
+fn scrape(cp: &ControlPlane) -> std::collections::HashMap<String, f64> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    tollgate_control_plane::metrics::register(cp, &mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).unwrap();
+    let mut samples = std::collections::HashMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').expect("a sample");
+        let old = samples.insert(series.to_owned(), value.parse().expect("a number"));
+        assert!(old.is_none(), "{series} twice in\n{text}");
+    }
+    samples
 }
 
 fn record(id: &str, vk: &str) -> UsageRecord {
@@ -625,6 +649,37 @@ async fn usage_round_trip(server: Server) {
         .await
         .unwrap();
     assert_eq!(n, 1);
+    // Every batch counted once, each record by outcome: 3 new; 1 new and 3 resent; 1 new and
+    // 1 without an id; 3 resent; in process 1 new and 1 already stored.
+    let m = scrape(&server.cp);
+    for (series, want) in [
+        (
+            r#"tollgate_usage_ingested_records_total{outcome="new"}"#,
+            6.0,
+        ),
+        (
+            r#"tollgate_usage_ingested_records_total{outcome="duplicate"}"#,
+            7.0,
+        ),
+        (
+            r#"tollgate_usage_ingested_records_total{outcome="invalid"}"#,
+            1.0,
+        ),
+        (
+            r#"tollgate_usage_ingest_batches_total{result="stored"}"#,
+            5.0,
+        ),
+        (
+            r#"tollgate_usage_ingest_batches_total{result="failed"}"#,
+            0.0,
+        ),
+        (
+            r#"tollgate_store_errors_total{operation="usage_ingest"}"#,
+            0.0,
+        ),
+    ] {
+        assert_eq!(m.get(series), Some(&want), "{series}");
+    }
     server.stop().await;
 }
 

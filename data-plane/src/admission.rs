@@ -25,6 +25,7 @@ use tollgate_protocol::anthropic::ErrorKind;
 
 use crate::error::ProxyError;
 use crate::limits::{Exhausted, LevelId, Refusal, Reservation};
+use crate::metrics::LimitRefusal;
 use crate::providers::Operation;
 use crate::runtime::Runtime;
 
@@ -55,6 +56,13 @@ impl Estimate {
     }
 }
 
+/// A refusal by the limits: the client's error, and the labels the metrics count it under.
+#[derive(Debug)]
+pub struct Refused {
+    pub error: ProxyError,
+    pub metric: LimitRefusal,
+}
+
 /// Checks the request against every level of its key's chain and reserves its estimate there.
 pub fn admit(
     rt: &Runtime,
@@ -64,7 +72,7 @@ pub fn admit(
     price: Option<ModelPrice>,
     estimate: Estimate,
     now_unix_ms: i64,
-) -> Result<Reservation, ProxyError> {
+) -> Result<Reservation, Refused> {
     let (cost, tokens) = match op {
         Operation::CountTokens => (Some(Cost(0)), 0),
         Operation::Messages => (
@@ -74,7 +82,10 @@ pub fn admit(
     };
     rt.limits
         .admit(virtual_key_id, provider, cost, tokens, now_unix_ms)
-        .map_err(|r| refused(&r, now_unix_ms))
+        .map_err(|r| Refused {
+            error: refused(&r, now_unix_ms),
+            metric: LimitRefusal::of(&r),
+        })
 }
 
 /// The level, as its owner knows it.

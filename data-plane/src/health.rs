@@ -17,7 +17,6 @@
 //! credential did not change ([`crate::runtime`]). It is lock-free: routing reads two atomics
 //! per candidate key.
 
-use std::fmt::Write as _;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -207,65 +206,6 @@ pub fn same_ejections(a: &[pb::EjectedKey], b: &[pb::EjectedKey]) -> bool {
         })
 }
 
-/// Writes the health of every provider key of `rt` as Prometheus text:
-/// `tollgate_provider_key_ejected` (1 while out of service), `..._consecutive_failures` and
-/// `..._ejections_total`, labelled by provider and key id. Not by key name: `/metrics` is
-/// served without authentication on the inference port, and ids (random) say less about the
-/// deployment than names; the admin API maps ids to names.
-pub fn write_prometheus(rt: &Runtime, now: u64, out: &mut String) {
-    let mut keys: Vec<(&str, &str, &KeyHealth)> = rt
-        .providers
-        .values()
-        .flat_map(|p| p.keys.iter().map(move |k| (&*p.name, &*k.id, &*k.health)))
-        .collect();
-    keys.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    type Series = (
-        &'static str,
-        &'static str,
-        &'static str,
-        fn(&KeyHealth, u64) -> u64,
-    );
-    let series: [Series; 3] = [
-        (
-            "tollgate_provider_key_ejected",
-            "gauge",
-            "1 while outlier detection keeps the provider key out of service (ejected, or awaiting a probe).",
-            |h, now| u64::from(h.state(now) != State::InService),
-        ),
-        (
-            "tollgate_provider_key_consecutive_failures",
-            "gauge",
-            "Failed attempts of the provider key since its last success.",
-            |h, _| u64::from(h.consecutive_failures()),
-        ),
-        (
-            "tollgate_provider_key_ejections_total",
-            "counter",
-            "Times outlier detection ejected the provider key.",
-            |h, _| h.ejections_total(),
-        ),
-    ];
-    for (name, kind, help, value) in series {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (provider, key, health) in &keys {
-            let _ = writeln!(
-                out,
-                "{name}{{provider=\"{}\",key_id=\"{}\"}} {}",
-                label(provider),
-                label(key),
-                value(health, now)
-            );
-        }
-    }
-}
-
-/// A Prometheus label value: backslash, double quote and newline escaped.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,10 +321,10 @@ mod tests {
         .expect("valid")
     }
 
-    /// The fleet report lists exactly the keys out of service; the metrics show every key,
-    /// with label values escaped.
+    /// The fleet report lists exactly the keys out of service (the metrics, every key:
+    /// `metrics::tests`).
     #[test]
-    fn reports_and_metrics_name_the_ejected_keys() {
+    fn reports_name_the_ejected_keys() {
         let rt = runtime();
         let now = 5 * S;
         assert!(out_of_service(&rt, now).is_empty());
@@ -409,17 +349,5 @@ mod tests {
         assert_eq!(due[0].cooldown_remaining_ms, 0);
         assert!(!same_ejections(&report, &due));
         assert!(!same_ejections(&report, &[]));
-
-        let mut text = String::new();
-        write_prometheus(&rt, now + S, &mut text);
-        for line in [
-            "# TYPE tollgate_provider_key_ejected gauge",
-            "tollgate_provider_key_ejected{provider=\"anthropic\",key_id=\"k\\\"1\"} 1",
-            "tollgate_provider_key_ejected{provider=\"anthropic\",key_id=\"k2\"} 0",
-            "tollgate_provider_key_ejections_total{provider=\"anthropic\",key_id=\"k\\\"1\"} 1",
-            "tollgate_provider_key_consecutive_failures{provider=\"anthropic\",key_id=\"k2\"} 0",
-        ] {
-            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
-        }
     }
 }

@@ -15,6 +15,7 @@
 //! | [`upstream`] | the pooled HTTP client for provider calls (hyper-util, rustls, no redirects) |
 //! | [`usage`] | one usage record per request, logged and handed to a bounded sink |
 //! | [`refusals`] | requests refused before a virtual key is known: counted, not usage |
+//! | [`metrics`] | every Prometheus metric of the data plane: names, labels, per-request series, `/metrics` collectors |
 //! | [`model_id`] | the shape a requested model id must have (400 otherwise) |
 //! | [`logsafe`] | client- and upstream-controlled text made safe for log lines |
 //! | [`source`] | split deployment: the control plane's config stream, disk cache, reconnects |
@@ -23,6 +24,7 @@
 //! | [`admission`] | a request's estimate checked against [`limits`] after routing; refusals in the client's shape |
 //! | [`grpc`] | connection options, join-token auth and backoff shared by `source` and `reporter` |
 //! | [`error`] | the one error type of the inference surface (Anthropic-shaped) |
+//! | [`otel`] | OpenTelemetry traces over OTLP (off by default): a span per request and per upstream attempt |
 //! | [`value`] | literal / `env.NAME` values resolved at use, under the env allowlist |
 
 pub mod admission;
@@ -33,8 +35,10 @@ pub mod grpc;
 pub mod health;
 pub mod limits;
 pub mod logsafe;
+pub mod metrics;
 pub mod models;
 pub mod openai_ingress;
+pub mod otel;
 pub use tollgate_proto::model_id;
 pub mod providers;
 pub mod refusals;
@@ -72,6 +76,9 @@ pub struct DataPlaneConfig {
     /// The environment variables `env.NAME` references may name (checked when a snapshot is
     /// compiled; see [`value`]).
     pub env_allow: EnvAllowlist,
+    /// Starts the spans of requests when traces are exported ([`otel`]); `None`: off, and the
+    /// request path does nothing for traces.
+    pub tracing: Option<otel::Tracer>,
 }
 
 impl Default for DataPlaneConfig {
@@ -80,6 +87,7 @@ impl Default for DataPlaneConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             sse_ping_interval: DEFAULT_SSE_PING_INTERVAL,
             env_allow: EnvAllowlist::default(),
+            tracing: None,
         }
     }
 }
@@ -92,6 +100,7 @@ pub struct DataPlane {
     pub usage: usage::UsageSink,
     link: source::ConfigLink,
     refusals: refusals::Refusals,
+    metrics: metrics::Metrics,
 }
 
 impl DataPlane {
@@ -102,12 +111,18 @@ impl DataPlane {
             usage,
             link: source::ConfigLink::default(),
             refusals: refusals::Refusals::default(),
+            metrics: metrics::Metrics::default(),
         })
     }
 
     /// Requests refused before a virtual key was established (they are not usage).
     pub fn refusals(&self) -> &refusals::Refusals {
         &self.refusals
+    }
+
+    /// Its per-request metrics (every usage record adds to them; see [`metrics`]).
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.metrics
     }
 
     pub fn runtime(&self) -> &RuntimeHandle {
@@ -154,14 +169,6 @@ impl DataPlane {
             .load()
             .map(|rt| health::out_of_service(&rt, health::now_ms()))
             .unwrap_or_default()
-    }
-
-    /// The health of every provider key of the current config, as Prometheus text (see
-    /// [`health::write_prometheus`]).
-    pub fn write_key_health_metrics(&self, out: &mut String) {
-        if let Some(rt) = self.runtime.load() {
-            health::write_prometheus(&rt, health::now_ms(), out);
-        }
     }
 
     /// Applies allowances the control plane granted; returns how many named a counter this

@@ -1,8 +1,8 @@
 //! Requests refused before a virtual key was established (no or a bad key, no configuration
 //! yet, no such route). They are not usage: they write no usage record and take no spool space,
 //! so a flood of them cannot push real usage out of the data plane's bounded queue and spool.
-//! Instead each one is counted here (atomics; `tollgate_requests_refused_total{reason}` in
-//! `/metrics`) and logged at `debug`, and a `warn` line sums them up at most once per
+//! Instead each one is counted here (atomics, shown as `tollgate_requests_refused_total{reason}`
+//! by [`crate::metrics`]) and logged at `debug`, and a `warn` line sums them up at most once per
 //! [`WARN_EVERY`].
 //!
 //! | reason | refusals |
@@ -15,7 +15,6 @@
 //! A body over the cap is read (and refused with 413) only after the key was checked, so it is
 //! usage of that key, not a refusal counted here.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -96,9 +95,9 @@ impl Refusals {
                 auth = self.get("auth"),
                 not_ready = self.get("not_ready"),
                 no_route = self.get("no_route"),
+                metric = %crate::metrics::REFUSED.exposed(),
                 "requests refused before a virtual key was established (no usage record is \
-                 written for them; this line repeats at most once a minute, see \
-                 tollgate_requests_refused_total)"
+                 written for them; this line repeats at most once a minute, see the metric)"
             );
         }
     }
@@ -138,22 +137,6 @@ impl Refusals {
     pub fn total(&self) -> u64 {
         self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
-
-    /// Appends the Prometheus text of `tollgate_requests_refused_total{reason}` to `out`.
-    pub fn write_prometheus(&self, out: &mut String) {
-        out.push_str(
-            "# HELP tollgate_requests_refused_total Requests refused before a virtual key was \
-             established (they write no usage record).\n\
-             # TYPE tollgate_requests_refused_total counter\n",
-        );
-        for (reason, count) in REASONS.iter().zip(&self.counts) {
-            let _ = writeln!(
-                out,
-                "tollgate_requests_refused_total{{reason=\"{reason}\"}} {}",
-                count.load(Ordering::Relaxed)
-            );
-        }
-    }
 }
 
 #[cfg(test)]
@@ -161,7 +144,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_by_reason_and_renders_prometheus_text() {
+    fn counts_by_reason() {
         let r = Refusals::default();
         for _ in 0..3 {
             r.count("auth");
@@ -169,15 +152,7 @@ mod tests {
         r.count("not_ready");
         r.count("something_else");
         assert_eq!((r.get("auth"), r.get("not_ready"), r.total()), (3, 1, 5));
-        let mut text = String::new();
-        r.write_prometheus(&mut text);
-        assert!(
-            text.contains("tollgate_requests_refused_total{reason=\"auth\"} 3\n"),
-            "{text}"
-        );
-        assert!(text.contains("{reason=\"other\"} 1\n"), "{text}");
-        assert!(text.contains("{reason=\"no_route\"} 0\n"), "{text}");
-        assert!(text.contains("# TYPE tollgate_requests_refused_total counter\n"));
+        assert_eq!((r.get("other"), r.get("no_route")), (1, 0));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -114,6 +115,8 @@ pub struct Provider {
     pub retry: RetryPolicy,
     pub extra_headers: ExtraHeaders,
     pub keys: Vec<ProviderKey>,
+    /// The upstream model ids its config names: the values of its metrics' `model` label.
+    pub model_labels: crate::metrics::ModelLabels,
     /// The pooled upstream client (its connect timeout is `connect_timeout`); carried over from
     /// the previous config while the timeout is unchanged, so pooled connections survive config
     /// changes.
@@ -636,6 +639,7 @@ fn compile_provider(
         },
         extra_headers,
         keys,
+        model_labels: crate::metrics::ModelLabels::of(p),
         client,
     })
 }
@@ -736,6 +740,8 @@ pub struct RuntimeHandle {
     /// What the control plane says of the fleet (reachability, this node's share), for every
     /// runtime's limits engine, from before the first config on.
     fleet: Arc<FleetState>,
+    /// When the current runtime was stored (unix ms; 0: none yet).
+    applied_at_unix_ms: AtomicI64,
 }
 
 impl RuntimeHandle {
@@ -745,7 +751,13 @@ impl RuntimeHandle {
             current: ArcSwapOption::empty(),
             env,
             fleet: Arc::default(),
+            applied_at_unix_ms: AtomicI64::new(0),
         }
+    }
+
+    /// When the runtime being served was applied (unix ms; 0: none yet).
+    pub fn applied_at_unix_ms(&self) -> i64 {
+        self.applied_at_unix_ms.load(Ordering::Relaxed)
     }
 
     /// The fleet state every runtime's limits engine is compiled with.
@@ -779,6 +791,10 @@ impl RuntimeHandle {
         )?;
         let version = runtime.version;
         self.current.store(Some(Arc::new(runtime)));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.applied_at_unix_ms.store(now, Ordering::Relaxed);
         Ok(version)
     }
 }

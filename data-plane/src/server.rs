@@ -37,6 +37,7 @@ use crate::admission;
 use crate::error::ProxyError;
 use crate::limits::Reservation;
 use crate::logsafe::{log_safe, log_safe_opt};
+use crate::metrics::{LimitRefusal, RouteLabels};
 use crate::models;
 use crate::providers::Operation;
 use crate::routing::Pick;
@@ -324,6 +325,13 @@ pub struct Draft {
     /// What the request holds of its limits (admission); settled with the actual cost and tokens
     /// when the record is finished, released if the request ends any other way (drop).
     pub reservation: Option<Reservation>,
+    /// The request's spans when traces are exported and this one is sampled ([`crate::otel`]):
+    /// they end when the record is finished, or as `client_closed` when the draft is dropped.
+    pub trace: Option<Box<crate::otel::RequestTrace>>,
+    /// The route's metric labels (`None` before routing; no allocation: `Arc`s of the config).
+    pub labels: Option<RouteLabels>,
+    /// The limit that refused the request's admission, if one did (for the metrics).
+    pub limit_refusal: Option<LimitRefusal>,
 }
 
 impl Draft {
@@ -340,6 +348,9 @@ impl Draft {
             },
             price: None,
             reservation: None,
+            trace: None,
+            labels: None,
+            limit_refusal: None,
         }
     }
 
@@ -374,15 +385,17 @@ impl Draft {
     }
 
 
-    /// Records the time to the first byte or event sent to the client (once).
+    /// Records the time to the first byte or event sent to the client (once; rounded up to
+    /// 1 ms, since 0 means no output yet).
     pub fn mark_first_output(&mut self) {
         if self.record.time_to_first_token_ms == 0 {
-            self.record.time_to_first_token_ms =
-                u32::try_from(self.started.elapsed().as_millis()).unwrap_or(u32::MAX);
+            self.record.time_to_first_token_ms = u32::try_from(self.started.elapsed().as_millis())
+                .unwrap_or(u32::MAX)
+                .max(1);
         }
     }
 
-    /// Completes the record with the outcome and hands it to the sink.
+    /// Completes the record with the outcome, adds it to the metrics and hands it to the sink.
     pub fn finish(mut self, dp: &DataPlane, status: u16, error_class: &str) {
         self.record.status = u32::from(status);
         self.record.error_class = error_class.to_owned();
@@ -394,6 +407,15 @@ impl Draft {
             let all = tokens.total_input().saturating_add(tokens.output);
             reservation.settle(self.record.cost_nano_usd, all);
         }
+        if let Some(mut trace) = self.trace.take() {
+            trace.finish(&self.record);
+        }
+        dp.metrics().observe(
+            &self.record,
+            self.labels.as_ref(),
+            self.limit_refusal,
+            dp.runtime(),
+        );
         dp.usage.record(self.record);
     }
 }
@@ -412,20 +434,20 @@ pub(crate) async fn handle(
     let mut draft = Draft::new(new_request_id());
     let (rt, vk, bytes) = match admit(&dp, &headers, body, &mut draft).await {
         Ok(admitted) => admitted,
-        Err(e) => return refuse(&dp, draft, e),
+        Err(e) => return refuse_traced(&dp, &headers, op, draft, None, e),
     };
     // The top level is parsed once, here; the provider's translation reuses it.
     let parsed = match RequestBody::parse(&bytes) {
         Ok(p) => p,
-        Err(e) => return refuse(&dp, draft, ProxyError::invalid_request(e.to_string())),
+        Err(e) => {
+            let e = ProxyError::invalid_request(e.to_string());
+            return refuse_traced(&dp, &headers, op, draft, None, e);
+        }
     };
     // Before the model is routed, logged or put in a URL.
     if let Err(e) = crate::model_id::check(&parsed.model) {
-        return refuse(
-            &dp,
-            draft,
-            ProxyError::new(ErrorKind::InvalidRequest, "invalid_model", e.to_string()),
-        );
+        let e = ProxyError::new(ErrorKind::InvalidRequest, "invalid_model", e.to_string());
+        return refuse_traced(&dp, &headers, op, draft, None, e);
     }
     let pick = Pick::for_session(session_id(&headers));
     // The gateway's own `fallbacks` field (rare: one look among the top-level fields) is read,
@@ -434,17 +456,18 @@ pub(crate) async fn handle(
     let mut list = None;
     let mut without_fallbacks = None;
     if parsed.has("fallbacks") {
-        match parsed.fallbacks() {
-            Err(e) => return refuse(&dp, draft, ProxyError::invalid_request(e.to_string())),
-            Ok(own) => {
-                let own = own.unwrap_or_else(|| vk.fallbacks.clone());
-                if let Err(e) = check_fallbacks(&own) {
-                    return refuse(&dp, draft, e);
-                }
-                list = Some(own);
-                without_fallbacks = Some(Bytes::from(parsed.without("fallbacks")));
+        let own = match parsed.fallbacks() {
+            Ok(own) => own.unwrap_or_else(|| vk.fallbacks.clone()),
+            Err(e) => {
+                let e = ProxyError::invalid_request(e.to_string());
+                return refuse_traced(&dp, &headers, op, draft, Some(&parsed), e);
             }
+        };
+        if let Err(e) = check_fallbacks(&own) {
+            return refuse_traced(&dp, &headers, op, draft, Some(&parsed), e);
         }
+        list = Some(own);
+        without_fallbacks = Some(Bytes::from(parsed.without("fallbacks")));
     }
     let reparsed;
     let (body, parsed) = match &without_fallbacks {
@@ -452,11 +475,15 @@ pub(crate) async fn handle(
         Some(stripped) => {
             reparsed = match RequestBody::parse(stripped) {
                 Ok(p) => p,
-                Err(e) => return refuse(&dp, draft, ProxyError::invalid_request(e.to_string())),
+                Err(e) => {
+                    let e = ProxyError::invalid_request(e.to_string());
+                    return refuse_traced(&dp, &headers, op, draft, Some(&parsed), e);
+                }
             };
             (stripped.clone(), &reparsed)
         }
     };
+    start_trace(&dp, &headers, op, &mut draft, Some(parsed));
     let fallbacks = list.as_deref().unwrap_or(&vk.fallbacks);
     let job = attempts::Job {
         rt,
@@ -476,6 +503,46 @@ pub(crate) async fn handle(
             Box::pin(without_thinking(dp, &vk, op, fallbacks, pick, *redo)).await
         }
     }
+}
+
+/// Starts the request's spans when traces are exported and the virtual key is known (requests
+/// refused before that are not traced, as they are not usage). `body`: the parsed body, once its
+/// model is known to be well-formed. With tracing off: one branch.
+fn start_trace(
+    dp: &DataPlane,
+    headers: &HeaderMap,
+    op: Operation,
+    draft: &mut Draft,
+    body: Option<&RequestBody<'_>>,
+) {
+    let Some(tracer) = &dp.config.tracing else {
+        return;
+    };
+    if draft.record.virtual_key_id.is_empty() || draft.trace.is_some() {
+        return;
+    }
+    draft.trace = tracer.start_request(crate::otel::RequestStart {
+        headers,
+        arrived: draft.started,
+        op,
+        request_id: &draft.record.request_id,
+        virtual_key_id: &draft.record.virtual_key_id,
+        body,
+        session: session_id(headers),
+    });
+}
+
+/// [`refuse`], traced like any request with a virtual key.
+fn refuse_traced(
+    dp: &DataPlane,
+    headers: &HeaderMap,
+    op: Operation,
+    mut draft: Draft,
+    body: Option<&RequestBody<'_>>,
+    e: ProxyError,
+) -> Response {
+    start_trace(dp, headers, op, &mut draft, body);
+    refuse(dp, draft, e)
 }
 
 /// A platform refused thinking blocks it cannot verify (another platform signed them: the

@@ -32,7 +32,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::time::Instant;
 
 use prost::Message;
@@ -250,6 +250,8 @@ pub struct ConfigLink {
     source: AtomicU8,
     connected: AtomicBool,
     connect_attempts: AtomicU64,
+    /// When the config stream last delivered a message (unix ms; 0: never).
+    last_contact_unix_ms: AtomicI64,
 }
 
 impl ConfigLink {
@@ -269,6 +271,19 @@ impl ConfigLink {
     /// Connection attempts made to the control plane since start (successful or not).
     pub fn connect_attempts(&self) -> u64 {
         self.connect_attempts.load(Ordering::Relaxed)
+    }
+
+    /// When the control plane's config stream last delivered a message (its opening counts), in
+    /// unix ms; 0 before the first.
+    pub fn last_contact_unix_ms(&self) -> i64 {
+        self.last_contact_unix_ms.load(Ordering::Relaxed)
+    }
+
+    fn touch(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.last_contact_unix_ms.store(now, Ordering::Relaxed);
     }
 
     pub(crate) fn set_source(&self, source: ConfigSource) {
@@ -514,6 +529,7 @@ impl Follower {
         let mut inbound = response.into_inner();
         let up = Instant::now();
         self.set_link(true);
+        self.dp.link.touch();
         tracing::info!(
             endpoint = %self.cfg.endpoint,
             have_version,
@@ -554,7 +570,10 @@ impl Follower {
                 }
             };
             let update = match next {
-                Ok(Some(update)) => update,
+                Ok(Some(update)) => {
+                    self.dp.link.touch();
+                    update
+                }
                 Ok(None) => return lost_after("the control plane closed the stream".into()),
                 Err(status) => return lost_after(status_text(&status)),
             };

@@ -49,6 +49,13 @@ impl UsageSink {
         UsageSink::default()
     }
 
+    /// Records waiting in the queue now (0 for a log-only sink).
+    pub fn queued(&self) -> usize {
+        self.tx
+            .as_ref()
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+    }
+
     /// Records dropped because the queue was full or closed.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)

@@ -360,7 +360,10 @@ fn filtered_parent_env() -> Vec<(OsString, OsString)> {
     std::env::vars_os()
         .filter(|(k, _)| {
             let k = k.to_string_lossy();
-            !(k.starts_with("TOLLGATE_") || k.starts_with("AWS_") || k.starts_with("ANTHROPIC_"))
+            !(k.starts_with("TOLLGATE_")
+                || k.starts_with("AWS_")
+                || k.starts_with("ANTHROPIC_")
+                || k.starts_with("OTEL_"))
         })
         .collect()
 }

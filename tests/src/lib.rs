@@ -16,6 +16,8 @@
 //!   `/v1/models`): bearer keys, bodies validated as OpenAI validates them (tool messages must
 //!   answer the preceding `tool_calls`), `chat.completion` JSON or chunked SSE with `[DONE]` and
 //!   the usage chunk, scripted by `[double:…]` triggers (tool calls, 429, 5xx, mid-stream error).
+//! * [`otlp_receiver`] — an OTLP trace receiver (gRPC or HTTP/protobuf) on loopback that keeps
+//!   the spans it is sent.
 //! * [`harness`] — runs the real `tollgate` binary for end-to-end tests.
 //!
 //! The standalone double (`src/bin/bedrock-double.rs`) serves the same double on a fixed
@@ -27,6 +29,7 @@ mod double_http;
 pub mod eventstream;
 pub mod harness;
 pub mod openai_double;
+pub mod otlp_receiver;
 pub mod postgres;
 mod serve;
 pub mod sigv4;

@@ -1460,6 +1460,27 @@ async fn all_in_one_metrics_show_an_ejected_key() {
         text.contains("tollgate_provider_key_ejections_total{provider=\"bedrock\""),
         "{text}"
     );
+    // Each throttled request is one 429 of its configured model, and an upstream error; the
+    // control plane's figures are on the same page.
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        line("tollgate_requests_total{provider=\"bedrock\",model=\"global.anthropic.claude-sonnet-4-6\",status=\"429\"}"),
+        Some("tollgate_requests_total{provider=\"bedrock\",model=\"global.anthropic.claude-sonnet-4-6\",status=\"429\"} 5".to_owned()),
+        "{text}"
+    );
+    assert!(
+        line("tollgate_upstream_errors_total{provider=\"bedrock\",class=\"rate_limited\"} ")
+            .is_some(),
+        "{text}"
+    );
+    assert!(
+        line("tollgate_config_published_version ").is_some(),
+        "{text}"
+    );
 }
 
 /// A conversation with thinking and tool use survives moving between platforms whose doubles,

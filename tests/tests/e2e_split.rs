@@ -241,7 +241,7 @@ async fn control_plane_outage_restart_from_disk_convergence_and_exact_usage() {
     }
 
     // The control plane returns; a change made then reaches all three data planes.
-    let _cp = cluster.start_cp().await;
+    let cp = cluster.start_cp().await;
     let mut key = cluster
         .admin(reqwest::Method::GET, "/api/providers/bedrock/keys", None)
         .await
@@ -335,6 +335,35 @@ async fn control_plane_outage_restart_from_disk_convergence_and_exact_usage() {
         )),
         "{metrics}"
     );
+    // The control plane's `/metrics` (admin port): its three data planes, and the usage they
+    // delivered to it since it came back (what they served while it was away).
+    let cp_metrics = cluster
+        .http
+        .get(cp.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let sample = |series: &str| {
+        cp_metrics.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    assert_eq!(
+        sample("tollgate_data_planes{state=\"connected\"}"),
+        Some(3.0),
+        "{cp_metrics}"
+    );
+    assert!(
+        sample("tollgate_usage_ingested_records_total{outcome=\"new\"}").is_some_and(|n| n >= 20.0),
+        "{cp_metrics}"
+    );
+    assert!(cp_metrics.contains("tollgate_listener_connections_open{listener=\"grpc\"}"));
     // Once everything is acknowledged nothing more arrives: still one row per request.
     let (rows, distinct): (i64, i64) =
         sqlx::query_as("SELECT count(*), count(DISTINCT request_id) FROM usage_records")

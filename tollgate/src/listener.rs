@@ -192,6 +192,11 @@ impl ListenerStats {
         }
     }
 
+    /// The listener's name (its `listener` label).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     /// Connections open now.
     pub fn open(&self) -> u64 {
         self.open.load(Ordering::Relaxed)
@@ -214,52 +219,6 @@ impl ListenerStats {
 
     fn count_timeout(&self, wait: Wait) {
         self.timed_out[wait as usize].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Appends the Prometheus text exposition of these counts, labelled `listener="NAME"`.
-    pub fn write_prometheus(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let name = self.name;
-        let mut metric = |metric: &str, kind: &str, help: &str, rows: &[(&str, u64)]| {
-            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
-            for (labels, value) in rows {
-                let _ = writeln!(out, "{metric}{{listener=\"{name}\"{labels}}} {value}");
-            }
-        };
-        metric(
-            "tollgate_listener_connections_open",
-            "gauge",
-            "Client connections open on the listener.",
-            &[("", self.open())],
-        );
-        metric(
-            "tollgate_listener_connections_accepted_total",
-            "counter",
-            "Client connections accepted.",
-            &[("", self.accepted_total())],
-        );
-        let timed_out: Vec<(String, u64)> = Wait::ALL
-            .iter()
-            .map(|w| {
-                (
-                    format!(",timeout=\"{}\"", w.label()),
-                    self.timed_out_total(*w),
-                )
-            })
-            .collect();
-        let rows: Vec<(&str, u64)> = timed_out.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-        metric(
-            "tollgate_listener_connections_timed_out_total",
-            "counter",
-            "Connections closed because a client was too slow: header_read, body_read, idle, handshake, send.",
-            &rows,
-        );
-        metric(
-            "tollgate_listener_at_capacity_total",
-            "counter",
-            "Times the listener reached its connection limit and paused accepting.",
-            &[("", self.at_capacity_total())],
-        );
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod listener;
 mod login;
+mod metrics;
 mod roles;
 
 /// mimalloc instead of glibc malloc: the request path allocates many small, short-lived buffers

@@ -13,16 +13,22 @@ use tollgate_control_plane::{
     AdminAuth, ControlPlane, ControlPlaneConfig, EnvAllowlist, StoreConfig, grpc::GrpcAuth,
 };
 use tollgate_data_plane::grpc::{self as dp_grpc, ClientTls};
+use tollgate_data_plane::otel;
 use tollgate_data_plane::reporter::{ReporterConfig, start_reporter};
 use tollgate_data_plane::source::RemoteConfig;
 use tollgate_data_plane::usage::UsageSink;
 use tollgate_data_plane::{DataPlane, DataPlaneConfig};
 use tollgate_proto::usage::v1::UsageRecord;
 
-use crate::listener::{
-    GrpcListenerArgs, GrpcServerTls, HttpLimits, HttpListenerArgs, Listener, ListenerStats,
-};
+use prometheus_client::registry::Registry;
+use tollgate_control_plane::metrics as cp_metrics;
+use tollgate_data_plane::metrics as dp_metrics;
 
+use crate::listener::{GrpcListenerArgs, GrpcServerTls, HttpLimits, HttpListenerArgs, Listener};
+use crate::metrics;
+
+/// How long the spans still queued at shutdown get to reach the collector.
+const TRACE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Usage records buffered between the request path and the reporter.
 const USAGE_QUEUE: usize = 65_536;
 /// Largest usage batch handed to the store in one transaction (all-in-one).
@@ -46,9 +52,48 @@ pub struct InferenceArgs {
     /// Seconds that requests in flight (streams included) get to finish after SIGTERM/Ctrl-C.
     #[arg(long, env = "TOLLGATE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     shutdown_grace_secs: u64,
+
+    /// Export OpenTelemetry traces over OTLP to this collector: its base URL, as in
+    /// OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://localhost:4318, or http://localhost:4317 with
+    /// --otlp-protocol grpc). Traces are off unless this, OTEL_EXPORTER_OTLP_ENDPOINT or
+    /// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set.
+    #[arg(long, env = "TOLLGATE_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+
+    /// OTLP transport: http/protobuf or grpc. Default: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else
+    /// OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf.
+    #[arg(
+        long,
+        env = "TOLLGATE_OTLP_PROTOCOL",
+        value_name = "grpc|http/protobuf"
+    )]
+    otlp_protocol: Option<String>,
 }
 
 impl InferenceArgs {
+    /// Trace export, when configured (`tollgate_data_plane::otel`): the tracer the data plane
+    /// starts spans with, and the export task to flush at shutdown.
+    fn tracing(&self) -> anyhow::Result<Option<(otel::Tracer, otel::Exporting)>> {
+        let settings = otel::OtlpSettings::resolve(
+            self.otlp_endpoint.as_deref(),
+            self.otlp_protocol.as_deref(),
+            |name| std::env::var(name).ok(),
+        )?;
+        let Some(settings) = settings else {
+            return Ok(None);
+        };
+        let started = otel::start(&settings).context("cannot start trace export")?;
+        tracing::info!(
+            endpoint = %settings.describe(),
+            protocol = match settings.protocol {
+                otel::OtlpProtocol::Grpc => "grpc",
+                otel::OtlpProtocol::HttpProtobuf => "http/protobuf",
+            },
+            "exporting traces over OTLP"
+        );
+        Ok(Some(started))
+    }
+
     fn config(&self) -> DataPlaneConfig {
         DataPlaneConfig {
             max_body_bytes: self.max_body_bytes,
@@ -425,9 +470,11 @@ pub async fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
     args.sso.apply(&cp)?;
 
     let (sink, usage_rx) = UsageSink::channel(USAGE_QUEUE);
+    let (tracer, exporting) = args.inference.tracing()?.unzip();
     let dp = DataPlane::new(
         DataPlaneConfig {
             env_allow,
+            tracing: tracer,
             ..args.inference.config()
         },
         sink,
@@ -437,27 +484,15 @@ pub async fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
     let limits_task = tokio::spawn(report_limits_in_process(cp.clone(), dp.clone()));
 
     let listener = Listener::bind(args.listen, "http").await?;
-    let metrics = {
-        let dp = dp.clone();
-        let listener = listener.stats();
-        axum::routing::get(move || {
-            let body = all_in_one_metrics(&dp, &listener);
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    body,
-                )
-            }
-        })
-    };
+    let mut registry = Registry::default();
+    dp_metrics::register(&dp, &mut registry);
+    cp_metrics::register(&cp, &mut registry);
+    metrics::register_listeners(vec![listener.stats()], &mut registry);
     // The inference router's fallback answers unknown paths (admin paths in the admin shape).
     let app = cp
         .admin_router()
         .merge(tollgate_data_plane::server::router(dp.clone()))
-        .route("/metrics", metrics);
+        .route("/metrics", metrics::route(registry));
     let local = listener.local_addr();
     tracing::info!(
         listen = %local,
@@ -477,6 +512,9 @@ pub async fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
     let _ = limits_task.await;
     drop(dp);
     let _ = tokio::time::timeout(Duration::from_secs(5), usage_task).await;
+    if let Some(exporting) = exporting {
+        exporting.shutdown(TRACE_FLUSH_TIMEOUT).await;
+    }
     cp.shutdown();
     tracing::info!("tollgate stopped");
     Ok(())
@@ -576,6 +614,7 @@ pub async fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
 
     let grpc_listener = Listener::bind(args.grpc_listen, "grpc").await?;
     let grpc_addr = grpc_listener.local_addr();
+    let grpc_stats = grpc_listener.stats();
     let routes = cp.grpc_router(GrpcAuth {
         join_token: Some(args.join_token.clone()),
     });
@@ -603,8 +642,14 @@ pub async fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
             GRPC_SHUTDOWN_GRACE,
         ))
     };
-    let app = cp.admin_router().fallback(not_found);
     let listener = Listener::bind(args.listen, "admin").await?;
+    let mut registry = Registry::default();
+    cp_metrics::register(&cp, &mut registry);
+    metrics::register_listeners(vec![listener.stats(), grpc_stats], &mut registry);
+    let app = cp
+        .admin_router()
+        .route("/metrics", metrics::route(registry))
+        .fallback(not_found);
     tracing::info!(
         admin = %listener.local_addr(),
         grpc = %grpc_addr,
@@ -650,9 +695,11 @@ pub async fn data_plane(args: DataPlaneRoleArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| local.to_string());
     let (sink, usage_rx) = UsageSink::channel(USAGE_QUEUE);
+    let (tracer, exporting) = args.inference.tracing()?.unzip();
     let dp = DataPlane::new(
         DataPlaneConfig {
             env_allow,
+            tracing: tracer,
             ..args.inference.config()
         },
         sink,
@@ -683,24 +730,12 @@ pub async fn data_plane(args: DataPlaneRoleArgs) -> anyhow::Result<()> {
         },
         connect,
     );
-    let metrics = {
-        let dp = dp.clone();
-        let stats = reporter.stats.clone();
-        let listener = listener.stats();
-        axum::routing::get(move || {
-            let body = data_plane_metrics(&dp, &stats, &listener);
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    body,
-                )
-            }
-        })
-    };
-    let app = tollgate_data_plane::server::router(dp.clone()).route("/metrics", metrics);
+    let mut registry = Registry::default();
+    dp_metrics::register(&dp, &mut registry);
+    dp_metrics::register_reporter(reporter.stats.clone(), &mut registry);
+    metrics::register_listeners(vec![listener.stats()], &mut registry);
+    let app =
+        tollgate_data_plane::server::router(dp.clone()).route("/metrics", metrics::route(registry));
     tracing::info!(
         listen = %local,
         node_id = %node_id,
@@ -723,6 +758,9 @@ pub async fn data_plane(args: DataPlaneRoleArgs) -> anyhow::Result<()> {
     // Closing the sink lets the reporter deliver (or spool) what is left.
     drop(dp);
     let _ = tokio::time::timeout(Duration::from_secs(10), reporter.task).await;
+    if let Some(exporting) = exporting {
+        exporting.shutdown(TRACE_FLUSH_TIMEOUT).await;
+    }
     tracing::info!("tollgate data plane stopped");
     Ok(())
 }
@@ -761,83 +799,6 @@ fn grpc_server_tls(args: &ControlPlaneArgs) -> anyhow::Result<Option<GrpcServerT
         ),
     };
     GrpcServerTls::from_files(cert_path, key_path, args.grpc_client_ca.as_deref()).map(Some)
-}
-
-/// Prometheus text exposition of the data plane's config link and usage delivery.
-fn data_plane_metrics(
-    dp: &DataPlane,
-    stats: &tollgate_data_plane::reporter::ReporterStats,
-    listener: &ListenerStats,
-) -> String {
-    let version = dp.runtime().load().map_or(0, |rt| rt.version);
-    let rows: [(&str, &str, &str, u64); 7] = [
-        (
-            "tollgate_config_version",
-            "gauge",
-            "Config version being served (0: none yet).",
-            version,
-        ),
-        (
-            "tollgate_control_plane_connected",
-            "gauge",
-            "1 while the config stream to the control plane is up.",
-            u64::from(dp.config_link().connected()),
-        ),
-        (
-            "tollgate_usage_records_received_total",
-            "counter",
-            "Usage records handed to the reporter.",
-            stats.received_total(),
-        ),
-        (
-            "tollgate_usage_records_acked_total",
-            "counter",
-            "Usage records the control plane acknowledged.",
-            stats.acked_total(),
-        ),
-        (
-            "tollgate_usage_records_pending",
-            "gauge",
-            "Usage records spooled and not yet acknowledged.",
-            stats.pending(),
-        ),
-        (
-            "tollgate_usage_records_dropped_total",
-            "counter",
-            "Usage records dropped because the spool was full.",
-            stats.dropped_total(),
-        ),
-        (
-            "tollgate_usage_queue_dropped_total",
-            "counter",
-            "Usage records dropped because the in-memory queue was full.",
-            dp.usage.dropped(),
-        ),
-    ];
-    let mut out = String::with_capacity(1024);
-    for (name, kind, help, value) in rows {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        ));
-    }
-    dp.refusals().write_prometheus(&mut out);
-    dp.write_key_health_metrics(&mut out);
-    listener.write_prometheus(&mut out);
-    out
-}
-
-/// All-in-one's `/metrics`: its data plane's config version, refusals and provider key health,
-/// and its listener (usage goes to the store in process: no delivery figures).
-fn all_in_one_metrics(dp: &DataPlane, listener: &ListenerStats) -> String {
-    let version = dp.runtime().load().map_or(0, |rt| rt.version);
-    let mut out = format!(
-        "# HELP tollgate_config_version Config version being served (0: none yet).\n\
-         # TYPE tollgate_config_version gauge\ntollgate_config_version {version}\n"
-    );
-    dp.refusals().write_prometheus(&mut out);
-    dp.write_key_health_metrics(&mut out);
-    listener.write_prometheus(&mut out);
-    out
 }
 
 fn load_or_create_node_id(dir: &Path) -> anyhow::Result<String> {

@@ -743,3 +743,19 @@ fn fallbacks_are_read_and_removed() {
     let null = RequestBody::parse(br#"{"model":"m","fallbacks":null}"#).unwrap();
     assert_eq!(null.fallbacks().unwrap(), None);
 }
+
+/// Sampling settings are read from the parsed top level: finite numbers only.
+#[test]
+fn top_level_numbers_are_read_without_another_parse() {
+    let body = RequestBody::parse(
+        br#"{"model":"m","max_tokens":64,"temperature":0.25,"top_p":1,"top_k":"x","messages":[]}"#,
+    )
+    .unwrap();
+    assert_eq!(body.max_tokens(), Some(64));
+    assert_eq!(body.number("temperature"), Some(0.25));
+    assert_eq!(body.number("top_p"), Some(1.0));
+    assert_eq!(body.number("top_k"), None, "not a number");
+    assert_eq!(body.number("stop_sequences"), None, "absent");
+    let huge = RequestBody::parse(br#"{"model":"m","temperature":1e999}"#).unwrap();
+    assert_eq!(huge.number("temperature"), None, "not finite");
+}

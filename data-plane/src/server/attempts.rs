@@ -38,6 +38,7 @@ use crate::admission::{self, Estimate};
 use crate::error::ProxyError;
 use crate::health::{self, Verdict};
 use crate::logsafe::log_safe;
+use crate::metrics::RouteLabels;
 use crate::providers::{self, Call, Operation, Outcome, Retryable};
 use crate::routing::{self, Exclude, Pick, RouteError};
 use crate::runtime::{KeyCredential, Runtime, VirtualKey};
@@ -138,6 +139,10 @@ impl<'a> Job<'a> {
         draft.record.provider = route.provider.name.to_string();
         draft.record.model_resolved = route.upstream_model.to_owned();
         draft.record.provider_key_id = route.key.id.to_string();
+        draft.labels = Some(RouteLabels {
+            provider: Arc::clone(&route.provider.name),
+            model: route.provider.model_labels.label(route.upstream_model),
+        });
         draft.price = match &route.key.credential {
             // Vertex's regional endpoints cost more than its global one.
             KeyCredential::Vertex(auth) => auth
@@ -151,18 +156,22 @@ impl<'a> Job<'a> {
                 .price(route.provider.kind.as_str(), route.upstream_model),
         };
         // Budgets, rate limits, concurrency: this node's counters, no I/O.
-        draft.reservation = Some(
-            admission::admit(
-                &self.rt,
-                &self.vk.id,
-                &route.provider.name,
-                self.op,
-                draft.price,
-                Estimate::of_request(self.body.len(), self.parsed.max_tokens()),
-                draft.record.started_at_unix_ms,
-            )
-            .map_err(Refusal::Limits)?,
+        let admitted = admission::admit(
+            &self.rt,
+            &self.vk.id,
+            &route.provider.name,
+            self.op,
+            draft.price,
+            Estimate::of_request(self.body.len(), self.parsed.max_tokens()),
+            draft.record.started_at_unix_ms,
         );
+        draft.reservation = match admitted {
+            Ok(reservation) => Some(reservation),
+            Err(refused) => {
+                draft.limit_refusal = Some(refused.metric);
+                return Err(Refusal::Limits(refused.error));
+            }
+        };
         Ok(Call {
             op: self.op,
             provider: Arc::clone(route.provider),
@@ -310,6 +319,9 @@ pub(super) async fn run(
         deadline: draft.started + call.provider.request_timeout,
     };
     call.key().health.claim(now);
+    if let Some(trace) = &mut draft.trace {
+        trace.start_attempt(&call, entry);
+    }
     let mut outcome = providers::send(&call, &draft.record.request_id).await;
     let mut upstream_wait = None;
     loop {
@@ -328,8 +340,11 @@ pub(super) async fn run(
             draft.record.model_resolved.clone(),
             draft.record.provider_key_id.clone(),
             draft.price,
+            draft.labels.clone(),
         );
         let admitted = draft.reservation.take();
+        // The attempt's span ends when it failed, not after the next one is found (a backoff).
+        let failed_at = draft.trace.as_ref().map(|_| std::time::SystemTime::now());
         let next = next_attempt(&job, &mut progress, &call, upstream_wait, &mut draft).await;
         let Some((step, mut next)) = next else {
             // Nothing left to try: the failed attempt's outcome is the answer.
@@ -338,6 +353,7 @@ pub(super) async fn run(
                 draft.record.model_resolved,
                 draft.record.provider_key_id,
                 draft.price,
+                draft.labels,
             ) = routed;
             draft.reservation = admitted;
             break;
@@ -345,6 +361,9 @@ pub(super) async fn run(
         // The failed attempt is taken back; the next one was admitted on its own.
         if let Some(r) = admitted {
             r.cancel();
+        }
+        if let Some(trace) = &mut draft.trace {
+            trace.attempt_failed(status, class.as_str(), failed_at);
         }
         tracing::info!(
             request_id = %draft.record.request_id,
@@ -360,6 +379,9 @@ pub(super) async fn run(
         next.headers = std::mem::take(&mut call.headers);
         call = next;
         call.key().health.claim(health::now_ms());
+        if let Some(trace) = &mut draft.trace {
+            trace.start_attempt(&call, progress.entry);
+        }
         outcome = providers::send(&call, &draft.record.request_id).await;
     }
     // A 400 may be the platform refusing thinking blocks another platform signed: then the
@@ -374,6 +396,9 @@ pub(super) async fn run(
         if refused {
             let attempt = attempt(&draft, &call, "thinking_unverifiable", 400);
             draft.record.attempts.push(attempt);
+            if let Some(trace) = &mut draft.trace {
+                trace.attempt_failed(400, "thinking_unverifiable", None);
+            }
             if let Some(r) = draft.reservation.take() {
                 r.cancel();
             }

@@ -581,8 +581,9 @@ async fn metrics_text_names_the_listener_and_each_timeout() {
     let s = TcpStream::connect(server.addr).await.unwrap();
     closed_by_server(s).await;
     eventually("closed", || server.stats.open() == 0).await;
-    let mut text = String::new();
-    server.stats.write_prometheus(&mut text);
+    let mut registry = prometheus_client::registry::Registry::default();
+    crate::metrics::register_listeners(vec![server.stats.clone()], &mut registry);
+    let text = tollgate_data_plane::metrics::encode(&registry);
     for line in [
         "# TYPE tollgate_listener_connections_open gauge",
         "tollgate_listener_connections_open{listener=\"test\"} 0",

@@ -124,6 +124,13 @@ impl<'a> RequestBody<'a> {
         json::get(&self.fields, "max_tokens").and_then(json::decode::<u64>)
     }
 
+    /// A top-level number (`temperature`, `top_p`), when the field holds a finite JSON number.
+    pub fn number(&self, name: &str) -> Option<f64> {
+        json::get(&self.fields, name)
+            .and_then(json::decode::<f64>)
+            .filter(|n| n.is_finite())
+    }
+
     /// Whether the body has the top-level field `name`.
     pub fn has(&self, name: &str) -> bool {
         json::get(&self.fields, name).is_some()
