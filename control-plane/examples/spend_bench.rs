@@ -110,7 +110,8 @@ fn batch(org: &Org, b: usize, total: usize, start_ms: i64, span_ms: i64) -> Vec<
                 started_at_unix_ms: start_ms + (i as i64 * span_ms) / total as i64,
                 stream: true,
                 cache_write_1h_input_tokens: 0,
-                cost_nano_usd: ((r >> 56) % 20 != 0).then_some(2_000_000 + (r >> 33) % 30_000_000),
+                cost_nano_usd: (!(r >> 56).is_multiple_of(20))
+                    .then_some(2_000_000 + (r >> 33) % 30_000_000),
                 fallback_index: 0,
                 attempts: Vec::new(),
                 team_id: team.to_string(),
@@ -168,7 +169,10 @@ async fn main() {
             created_at: t,
             updated_at: t,
         };
-        store.create_customer(&rec, &event()).await.expect("customer");
+        store
+            .create_customer(&rec, &event())
+            .await
+            .expect("customer");
         customers.push(rec.id);
     }
     let mut teams = Vec::new();
@@ -286,10 +290,11 @@ async fn main() {
         println!("  {label}: {:.0} MB", bytes as f64 / 1e6);
     }
     for table in ["usage_rollup_hourly", "usage_rollup_daily"] {
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
         println!("  {table}: {n} rows");
     }
 
@@ -417,7 +422,7 @@ async fn main() {
     let day = until - Duration::days(1);
     let month_window = until - Duration::days(31);
     let quiet_key = org.keys[n_keys - 1];
-    let user_key = (0..n_keys).step_by(10).last().unwrap();
+    let user_key = (0..n_keys).step_by(10).next_back().unwrap();
     let log_cases: Vec<(&str, UsageLogQuery)> = vec![
         ("24 h, no filter", log(day)),
         ("31 d, no filter", log(month_window)),

@@ -67,9 +67,7 @@ impl Dimension {
                 .into_iter()
                 .find(|d| d.name() == part)
                 .ok_or_else(|| {
-                    format!(
-                        "{part:?} is not one of key, user, team, customer, model, provider"
-                    )
+                    format!("{part:?} is not one of key, user, team, customer, model, provider")
                 })?;
             if !out.contains(&d) {
                 out.push(d);

@@ -158,13 +158,10 @@ impl<'a> Call<'a> {
         let resp = router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
-        let ndjson = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| {
-                v.as_bytes().starts_with(b"application/x-ndjson")
-                    || v.as_bytes().starts_with(b"text/csv")
-            });
+        let ndjson = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/x-ndjson")
+                || v.as_bytes().starts_with(b"text/csv")
+        });
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let text = String::from_utf8(bytes.to_vec()).unwrap();
         let json = if text.is_empty() || ndjson {

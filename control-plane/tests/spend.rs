@@ -311,7 +311,15 @@ fn records(f: &Fixture, from: usize, n: usize) -> Vec<UsageRecord> {
         (f.personal, None, None, Some(f.user)),
         (Uuid::from_u128(0xdead), Some(f.teams[1]), None, None),
     ];
-    let classes = ["", "", "rate_limited", "upstream_5xx", "", "budget_exhausted", ""];
+    let classes = [
+        "",
+        "",
+        "rate_limited",
+        "upstream_5xx",
+        "",
+        "budget_exhausted",
+        "",
+    ];
     let models = ["claude-sonnet-4-6", "gpt-4o", "claude-haiku"];
     (from..from + n)
         .map(|i| {
@@ -351,6 +359,9 @@ fn records(f: &Fixture, from: usize, n: usize) -> Vec<UsageRecord> {
         .collect()
 }
 
+/// A change to a query (a filter, a scope, a range).
+type Filter<'a> = Box<dyn Fn(&mut SpendQuery) + Send + Sync + 'a>;
+
 async fn check_everything(store: &dyn Store, f: &Fixture, all: &[UsageRecord]) {
     for interval in [Interval::Hour, Interval::Day, Interval::None] {
         for dims in subsets() {
@@ -358,7 +369,7 @@ async fn check_everything(store: &dyn Store, f: &Fixture, all: &[UsageRecord]) {
         }
     }
     // Filters and scopes, grouped by key (and by hour, to see the buckets).
-    let filters: Vec<Box<dyn Fn(&mut SpendQuery) + Send + Sync + '_>> = vec![
+    let filters: Vec<Filter<'_>> = vec![
         Box::new(|q| q.virtual_key_id = Some(f.keys[0])),
         Box::new(|q| q.team_id = Some(f.teams[1])),
         Box::new(|q| q.customer_id = Some(f.customer)),
@@ -381,7 +392,10 @@ async fn check_everything(store: &dyn Store, f: &Fixture, all: &[UsageRecord]) {
     ];
     for interval in [Interval::Hour, Interval::Day, Interval::None] {
         for filter in &filters {
-            for dims in [vec![Dimension::Key], vec![Dimension::Team, Dimension::Model]] {
+            for dims in [
+                vec![Dimension::Key],
+                vec![Dimension::Team, Dimension::Model],
+            ] {
                 let mut q = base_query(interval, dims);
                 filter(&mut q);
                 check(store, all, &q).await;
@@ -423,7 +437,12 @@ where
     let rows = store
         .query_spend(&base_query(
             Interval::None,
-            vec![Dimension::Key, Dimension::Team, Dimension::User, Dimension::Customer],
+            vec![
+                Dimension::Key,
+                Dimension::Team,
+                Dimension::User,
+                Dimension::Customer,
+            ],
         ))
         .await
         .unwrap();
@@ -444,7 +463,8 @@ where
         assert!(r.key_name.is_some() || key == Uuid::from_u128(0xdead));
         assert_eq!(
             r.team_name.as_deref(),
-            r.team_id.map(|t| if t == f.teams[0] { "eng" } else { "ml" })
+            r.team_id
+                .map(|t| if t == f.teams[0] { "eng" } else { "ml" })
         );
         assert_eq!(r.customer_name.as_deref(), r.customer_id.map(|_| "acme"));
         assert_eq!(
@@ -555,7 +575,9 @@ async fn sqlite_spend_conforms() {
             let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
                 .await
                 .unwrap();
-            let sql = backfill_sql(include_str!("../../migrations/sqlite/0015_usage_rollups.sql"));
+            let sql = backfill_sql(include_str!(
+                "../../migrations/sqlite/0015_usage_rollups.sql"
+            ));
             sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
                 .execute(&pool)
                 .await

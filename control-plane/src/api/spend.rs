@@ -358,7 +358,11 @@ pub(crate) async fn export_spend(
     export(&cp, &caller, &p).await
 }
 
-async fn export(cp: &ControlPlane, caller: &Principal, p: &SpendParams) -> Result<Response, ApiError> {
+async fn export(
+    cp: &ControlPlane,
+    caller: &Principal,
+    p: &SpendParams,
+) -> Result<Response, ApiError> {
     let q = spend_query(caller, p, MAX_CSV_ROWS)?;
     let rows = rows(cp, &q, MAX_CSV_ROWS).await?;
     let header_row = csv_header(&q);

@@ -100,7 +100,10 @@ impl PostgresStore {
             // A record repeated in the batch counts once, as the table stored it once.
             stored.remove(&(r.request_id.clone(), rollup::stored_start_ms(r)))
         });
-        for (table, rows) in rollup::TABLES.into_iter().zip([&deltas.hourly, &deltas.daily]) {
+        for (table, rows) in rollup::TABLES
+            .into_iter()
+            .zip([&deltas.hourly, &deltas.daily])
+        {
             let entries: Vec<_> = rows.iter().collect();
             for chunk in entries.chunks(USAGE_ROWS_PER_STATEMENT) {
                 upsert_rollup_chunk(&mut tx, table, chunk).await?;
@@ -114,11 +117,13 @@ impl PostgresStore {
         let cutoff = date.midnight().assume_utc();
         let mut deleted = 0;
         for table in rollup::TABLES {
-            deleted += sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE bucket < $1")))
-                .bind(cutoff)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+            deleted += sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE bucket < $1"
+            )))
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         }
         Ok(deleted)
     }
@@ -340,15 +345,32 @@ async fn upsert_rollup_chunk(
              $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int8[], $16::int8[])",
         )
     });
-    let col = |f: fn(&rollup::RollupSums) -> i64| rows.iter().map(|(_, s)| f(s)).collect::<Vec<_>>();
+    let col =
+        |f: fn(&rollup::RollupSums) -> i64| rows.iter().map(|(_, s)| f(s)).collect::<Vec<_>>();
     sqlx::query(AssertSqlSafe(sql.as_str()))
-        .bind(rows.iter().map(|(k, _)| rollup::bucket_instant(k.bucket_ms)).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(k, _)| k.virtual_key_id.as_str()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|(k, _)| rollup::bucket_instant(k.bucket_ms))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|(k, _)| k.virtual_key_id.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(rows.iter().map(|(k, _)| k.team_id).collect::<Vec<_>>())
         .bind(rows.iter().map(|(k, _)| k.customer_id).collect::<Vec<_>>())
         .bind(rows.iter().map(|(k, _)| k.user_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(k, _)| k.provider.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(k, _)| k.model.as_str()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|(k, _)| k.provider.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|(k, _)| k.model.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(col(|s| s.requests))
         .bind(col(|s| s.refused_requests))
         .bind(col(|s| s.error_requests))

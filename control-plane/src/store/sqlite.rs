@@ -142,11 +142,13 @@ impl SqliteStore {
         let cutoff = started_at_text(date.midnight().assume_utc());
         let mut deleted = 0;
         for table in rollup::TABLES {
-            deleted += sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE bucket < $1")))
-                .bind(&cutoff)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+            deleted += sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE bucket < $1"
+            )))
+            .bind(&cutoff)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         }
         Ok(deleted)
     }

@@ -104,7 +104,10 @@ async fn spend_reports_groups_buckets_totals_and_csv() {
     // The bounds are whole days: until is the next midnight, since 30 days before it.
     let since = j["since"].as_str().unwrap();
     let until = j["until"].as_str().unwrap();
-    assert!(since.ends_with("T00:00:00Z") && until.ends_with("T00:00:00Z"), "{since} {until}");
+    assert!(
+        since.ends_with("T00:00:00Z") && until.ends_with("T00:00:00Z"),
+        "{since} {until}"
+    );
 
     // By key and team, costliest first, with current names; no team is a group with nulls.
     let r = get(&h, "/api/spend?group_by=key,team").await;
@@ -173,7 +176,12 @@ async fn spend_reports_groups_buckets_totals_and_csv() {
         "{disposition}"
     );
     let mut reader = csv::Reader::from_reader(r.text.as_bytes());
-    let header_row: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    let header_row: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
     assert_eq!(
         header_row,
         [
@@ -217,8 +225,14 @@ async fn spend_reports_groups_buckets_totals_and_csv() {
         ("interval=week", "interval"),
         ("since=yesterday", "since"),
         ("until=2026-13-01T00:00:00Z", "until"),
-        ("since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z", "until"),
-        ("since=2024-01-01T00:00:00Z&until=2026-01-01T00:00:00Z", "since"),
+        (
+            "since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z",
+            "until",
+        ),
+        (
+            "since=2024-01-01T00:00:00Z&until=2026-01-01T00:00:00Z",
+            "since",
+        ),
         (
             "interval=hour&since=2026-01-01T00:00:00Z&until=2026-02-15T00:00:00Z",
             "since",
@@ -302,7 +316,12 @@ async fn members_sum_their_key_and_team_admins_their_team() {
     assert_eq!(requests(&o, None, &team_b).await, 2);
     // The export is scoped the same way.
     let r = o
-        .as_role(Role::Member, Method::GET, "/api/spend/export?group_by=key", None)
+        .as_role(
+            Role::Member,
+            Method::GET,
+            "/api/spend/export?group_by=key",
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let mut reader = csv::Reader::from_reader(r.text.as_bytes());
