@@ -308,15 +308,16 @@ async fn main() {
         after: None,
         limit: 101,
     };
-    let day = until - Duration::days(1);
+    // The last day of data and today (the records end at today's midnight).
+    let day = until - Duration::days(2);
     let month_window = until - Duration::days(31);
     let quiet_key = org.keys[n_keys - 1];
     let user_key = (0..n_keys).step_by(10).next_back().unwrap();
     let log_cases: Vec<(&str, UsageLogQuery)> = vec![
-        ("24 h, no filter", log(day)),
+        ("last day, no filter", log(day)),
         ("31 d, no filter", log(month_window)),
         (
-            "24 h, busiest key",
+            "last day, busiest key",
             UsageLogQuery {
                 virtual_key_id: Some(hot_key),
                 ..log(day)
