@@ -28,6 +28,7 @@ mod pricing;
 mod providers;
 mod scim;
 mod session;
+mod spend;
 mod sso_admin;
 mod system;
 mod teams;
@@ -124,6 +125,8 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         .route("/audit-logs", get(system::list_audit_logs))
         .route("/logs", get(logs::list_logs))
         .route("/logs/{request_id}", get(logs::get_log))
+        .route("/spend", get(spend::get_spend))
+        .route("/spend/export", get(spend::export_spend))
         .route("/audit-logs/export", get(system::export_audit_logs))
         .route("/data-planes", get(data_planes::list_data_planes))
         .route("/version", get(system::version))
@@ -378,6 +381,8 @@ impl Modify for BearerAuth {
         scim::delete_token,
         logs::list_logs,
         logs::get_log,
+        spend::get_spend,
+        spend::export_spend,
         system::list_audit_logs,
         system::export_audit_logs,
         system::version,
@@ -412,6 +417,7 @@ impl Modify for BearerAuth {
         (name = "data-planes", description = "The fleet view: data planes connected to this control plane"),
         (name = "scim", description = "The token identity providers use for SCIM provisioning at /scim/v2"),
         (name = "logs", description = "Request logs: one entry per inference request, scoped to the caller"),
+        (name = "spend", description = "Spend: usage and cost per key, user, team, customer, model, provider and hour or day, scoped to the caller"),
         (name = "system", description = "Audit log, versions, this document"),
         (name = "users", description = "People who sign in through SSO: their roles, personal keys and API tokens"),
         (name = "sso", description = "Single sign-on (OIDC) and the group → team and role mappings; admins only"),
