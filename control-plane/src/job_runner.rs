@@ -14,6 +14,7 @@ use crate::jobs::{
     JobKind, JobRecord, JobState, RecomputeParams, Repricer, parse_rfc3339, rfc3339,
 };
 use crate::model::now;
+use crate::store::jobs::CostChange;
 use crate::store::{Checkpoint, Progress, StoreError};
 use crate::{ControlPlane, Inner};
 
@@ -136,22 +137,22 @@ async fn recompute_costs(
             return Ok(Outcome::Lost);
         }
         let rows = store.usage_cost_rows(from, to).await.map_err(store_error)?;
-        let costs: Vec<_> = rows
-            .iter()
-            .filter_map(|r| {
+        done += rows.len() as u64;
+        let changes: Vec<CostChange> = rows
+            .into_iter()
+            .filter_map(|row| {
                 let cost = repricer
-                    .cost(r)
+                    .cost(&row)
                     .map(|c| i64::try_from(c).unwrap_or(i64::MAX));
-                (cost != r.cost_nano_usd).then(|| (r.request_id.clone(), r.started_at, cost))
+                (cost != row.cost_nano_usd).then_some(CostChange {
+                    row,
+                    cost_nano_usd: cost,
+                })
             })
             .collect();
-        if !costs.is_empty() {
-            cursor.changed += store
-                .set_usage_costs(from, to, &costs)
-                .await
-                .map_err(store_error)?;
+        if !changes.is_empty() {
+            cursor.changed += store.set_usage_costs(&changes).await.map_err(store_error)?;
         }
-        done += rows.len() as u64;
         cursor.next = Some(rfc3339(to));
         match store
             .checkpoint_job(job.id, owner, &progress(done, &cursor), now())

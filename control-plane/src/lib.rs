@@ -93,6 +93,7 @@ mod oidc;
 mod replicas;
 pub mod scim;
 pub mod snapshot;
+pub mod spend;
 pub mod sso;
 pub mod store;
 pub mod usage_log;
@@ -195,6 +196,8 @@ struct Inner {
     tasks: CancellationToken,
     /// Usage retention in days (0: keep everything).
     usage_retention_days: AtomicU32,
+    /// Spend-rollup retention in days (0: keep everything).
+    spend_retention_days: AtomicU32,
     /// Single sign-on: the flags, the identity provider's cached metadata.
     sso: oidc::SsoRuntime,
     /// Wakes this replica's job runner when a job is created here.
@@ -285,6 +288,7 @@ impl ControlPlane {
                 shutdown: CancellationToken::new(),
                 tasks: CancellationToken::new(),
                 usage_retention_days: AtomicU32::new(0),
+                spend_retention_days: AtomicU32::new(0),
                 sso,
                 jobs_wake: Arc::new(tokio::sync::Notify::new()),
                 metrics: metrics::Metrics::default(),
@@ -416,8 +420,17 @@ impl ControlPlane {
             .store(days.unwrap_or(0), Ordering::Relaxed);
     }
 
+    /// Keeps the spend rollups (hourly and daily buckets, `GET /api/spend`) for `days` days,
+    /// usually longer than the raw usage; `None` or `Some(0)` keeps everything (the default).
+    pub fn set_spend_retention_days(&self, days: Option<u32>) {
+        self.inner
+            .spend_retention_days
+            .store(days.unwrap_or(0), Ordering::Relaxed);
+    }
+
     /// Runs the usage-storage maintenance now (it also runs at start and hourly): creates the
-    /// daily partitions from yesterday to two days ahead, then applies the retention, if any.
+    /// daily partitions from yesterday to two days ahead, then applies the retentions, if any
+    /// (spend rollups, then raw usage).
     pub async fn maintain_usage_storage(&self) -> Result<UsagePurge, Error> {
         let today = time::OffsetDateTime::now_utc().date();
         let from = today.previous_day().unwrap_or(today);
@@ -425,6 +438,16 @@ impl ControlPlane {
             .store
             .create_usage_partitions(from, replicas::USAGE_PARTITION_DAYS)
             .await?;
+        let spend_days = self.inner.spend_retention_days.load(Ordering::Relaxed);
+        if spend_days > 0 {
+            let cutoff = today
+                .checked_sub(time::Duration::days(i64::from(spend_days)))
+                .unwrap_or(time::Date::MIN);
+            let deleted = self.inner.store.drop_spend_rollups_before(cutoff).await?;
+            if deleted > 0 {
+                tracing::info!(rows = deleted, before = %cutoff, "spend retention removed old buckets");
+            }
+        }
         let days = self.inner.usage_retention_days.load(Ordering::Relaxed);
         if days == 0 {
             return Ok(UsagePurge::default());

@@ -89,6 +89,7 @@ async fn postgres_harness(url: String) -> Harness {
 
 struct Resp {
     status: StatusCode,
+    headers: axum::http::HeaderMap,
     json: Value,
     text: String,
 }
@@ -156,10 +157,11 @@ impl<'a> Call<'a> {
         }
         let resp = router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
-        let ndjson = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/x-ndjson"));
+        let headers = resp.headers().clone();
+        let ndjson = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/x-ndjson")
+                || v.as_bytes().starts_with(b"text/csv")
+        });
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let text = String::from_utf8(bytes.to_vec()).unwrap();
         let json = if text.is_empty() || ndjson {
@@ -167,7 +169,12 @@ impl<'a> Call<'a> {
         } else {
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("non-JSON body {text:?}: {e}"))
         };
-        Resp { status, json, text }
+        Resp {
+            status,
+            headers,
+            json,
+            text,
+        }
     }
 }
 
@@ -2027,3 +2034,6 @@ mod audit;
 
 #[path = "api/logs.rs"]
 mod logs;
+
+#[path = "api/spend.rs"]
+mod spend;

@@ -70,6 +70,8 @@ fn every_route_is_documented_and_bodies_are_closed() {
         "GET /api/keys",
         "GET /api/logs",
         "GET /api/logs/{request_id}",
+        "GET /api/spend",
+        "GET /api/spend/export",
         "GET /api/audit-logs",
         "GET /api/audit-logs/export",
         "GET /api/data-planes",

@@ -24,12 +24,22 @@ const browser = await chromium.launch({
   args: ['--no-sandbox', '--disable-gpu'],
 });
 
+let current = null;
+
 async function newPage() {
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
-  page.on('console', (m) => { if (m.type() === 'error') seen.consoleErrors.push(m.text()); });
+  current = page;
+  // Errors of the console's own pages (the identity provider's pages are not under test), and
+  // every failed call the console makes to the gateway.
+  const ours = () => page.url().startsWith(`${url}/`) && !page.url().startsWith(`${url}/auth/`);
+  page.on('console', (m) => { if (m.type() === 'error' && ours() && !m.text().startsWith('Failed to load resource')) seen.consoleErrors.push(m.text()); });
   page.on('pageerror', (e) => seen.consoleErrors.push(String(e)));
+  page.on('response', (r) => {
+    if (r.url().startsWith(url) && r.status() >= 400) seen.consoleErrors.push(`${r.status()} ${r.request().method()} ${r.url().slice(url.length)}`);
+  });
+  page.on('requestfailed', (r) => { if (r.url().startsWith(url)) seen.consoleErrors.push(`failed ${r.url().slice(url.length)}`); });
   return page;
 }
 
@@ -135,9 +145,9 @@ try {
     await admin.locator('main h1').waitFor();
     await admin.waitForLoadState('networkidle');
     seen.unlabeled.push(...(await unlabeled(admin)));
+    if (name === 'audit') seen.auditActions = await admin.locator('tbody tr td:nth-child(3)').allInnerTexts();
     await shot(admin, name);
   }
-  seen.auditActions = await admin.locator('tbody tr td:nth-child(3)').allInnerTexts();
 
   // --- A member: their own key and requests only ---------------------------------------------------
   const member = await newPage();
@@ -157,6 +167,11 @@ try {
   await shot(member, 'my-key');
 } catch (e) {
   seen.failure = String(e && e.stack || e);
+  if (current) {
+    seen.failureUrl = current.url();
+    seen.failureText = (await current.locator('main').innerText().catch(() => '')).slice(0, 2000);
+    await shot(current, 'failure').catch(() => {});
+  }
 } finally {
   await browser.close();
 }

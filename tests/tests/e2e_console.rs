@@ -64,7 +64,13 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
     );
     let seen: Value = serde_json::from_str(stdout.trim().lines().last().unwrap_or(""))
         .unwrap_or_else(|e| panic!("console.mjs printed no JSON ({e}): {stdout}\n{stderr}"));
-    assert!(seen["failure"].is_null(), "{}", seen["failure"]);
+    assert!(
+        seen["failure"].is_null(),
+        "{}\nat {}: {}",
+        seen["failure"],
+        seen["failureUrl"],
+        seen["failureText"]
+    );
     assert_eq!(seen["consoleErrors"], json!([]), "errors in the browser");
 
     // The admin's console.

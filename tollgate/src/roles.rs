@@ -278,6 +278,11 @@ pub struct ControlPlaneArgs {
     #[arg(long, env = "TOLLGATE_USAGE_RETENTION_DAYS", default_value_t = 90)]
     usage_retention_days: u32,
 
+    /// Days of spend rollups (the hourly and daily sums `GET /api/spend` reads) to keep, usually
+    /// longer than the raw usage; 0 keeps everything.
+    #[arg(long, env = "TOLLGATE_SPEND_RETENTION_DAYS", default_value_t = 400)]
+    spend_retention_days: u32,
+
     /// PEM certificate (chain) of the gRPC listener: with --grpc-tls-key it serves TLS only, and
     /// data planes connect with https://.
     #[arg(long, env = "TOLLGATE_GRPC_TLS_CERT", requires = "grpc_tls_key")]
@@ -611,6 +616,7 @@ pub async fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
     .context("cannot start the control plane")?;
     args.sso.apply(&cp)?;
     cp.set_usage_retention_days(Some(args.usage_retention_days));
+    cp.set_spend_retention_days(Some(args.spend_retention_days));
 
     let grpc_listener = Listener::bind(args.grpc_listen, "grpc").await?;
     let grpc_addr = grpc_listener.local_addr();

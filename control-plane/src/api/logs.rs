@@ -203,7 +203,7 @@ fn decode_cursor(raw: &str) -> Result<(OffsetDateTime, String), ApiError> {
 
 /// Whose requests the caller may see: a team admin those billed to their team, a member those
 /// of their own key.
-fn log_scope(caller: &Principal) -> LogScope {
+pub(crate) fn log_scope(caller: &Principal) -> LogScope {
     match caller.scope() {
         Scope::All => LogScope::All,
         Scope::Team(team) => LogScope::Team(team),

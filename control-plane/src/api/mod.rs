@@ -29,6 +29,7 @@ mod pricing;
 mod providers;
 mod scim;
 mod session;
+mod spend;
 mod sso_admin;
 mod system;
 mod teams;
@@ -132,6 +133,8 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         )
         .route("/jobs/{job_id}", get(jobs::get_job))
         .route("/jobs/{job_id}/cancel", axum::routing::post(jobs::cancel_job))
+        .route("/spend", get(spend::get_spend))
+        .route("/spend/export", get(spend::export_spend))
         .route("/audit-logs/export", get(system::export_audit_logs))
         .route("/data-planes", get(data_planes::list_data_planes))
         .route("/version", get(system::version))
@@ -390,6 +393,8 @@ impl Modify for BearerAuth {
         jobs::list_jobs,
         jobs::get_job,
         jobs::cancel_job,
+        spend::get_spend,
+        spend::export_spend,
         system::list_audit_logs,
         system::export_audit_logs,
         system::version,
@@ -425,6 +430,7 @@ impl Modify for BearerAuth {
         (name = "scim", description = "The token identity providers use for SCIM provisioning at /scim/v2"),
         (name = "logs", description = "Request logs: one entry per inference request, scoped to the caller"),
         (name = "jobs", description = "Long operations in the background (recomputing costs), with their progress"),
+        (name = "spend", description = "Spend: usage and cost per key, user, team, customer, model, provider and hour or day, scoped to the caller"),
         (name = "system", description = "Audit log, versions, this document"),
         (name = "users", description = "People who sign in through SSO: their roles, personal keys and API tokens"),
         (name = "sso", description = "Single sign-on (OIDC) and the group → team and role mappings; admins only"),

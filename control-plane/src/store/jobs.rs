@@ -182,14 +182,18 @@ pub(crate) mod sql {
          provider_key_id, input_tokens, output_tokens, cache_read_input_tokens, \
          cache_write_input_tokens, cache_write_1h_input_tokens, cost_nano_usd \
          FROM usage_records WHERE started_at >= $1 AND started_at < $2";
+    /// Compare and set: only a record that still has the cost it was read with.
     pub const SET_COST: &str = "UPDATE usage_records SET cost_nano_usd = $3 \
-         WHERE request_id = $1 AND started_at = $2 \
-         AND cost_nano_usd IS DISTINCT FROM $3";
+         WHERE request_id = $1 AND started_at = $2 AND cost_nano_usd IS NOT DISTINCT FROM $4";
+    /// Adds a cost difference to one rollup row (`{TABLE}`: hourly or daily).
+    pub const ROLLUP_ADD: &str = "UPDATE {TABLE} SET cost_nano_usd = cost_nano_usd + $1, \
+         unpriced_requests = unpriced_requests + $2 WHERE bucket = $3 AND virtual_key_id = $4 \
+         AND team_id = $5 AND customer_id = $6 AND user_id = $7 AND provider = $8 AND model = $9";
 }
 
 /// Implements [`JobStore`] for a backend; expanded next to `impl_sql_store!`, whose
 /// `lock_writers` and `audit` it uses. The backend provides `SKIP_LOCKED` (the row lock of a
-/// claim), `usage_instant` and `rebuild_rollups(conn, from, to)`.
+/// claim) and `usage_instant`; the rollup keys and tables come from `store/rollup.rs`.
 macro_rules! impl_job_store {
     ($store:ty) => {
         use $crate::store::jobs::{sql as jobsql, Checkpoint, JobRow, JobStore, Progress};
@@ -387,26 +391,68 @@ macro_rules! impl_job_store {
 
             async fn set_usage_costs(
                 &self,
-                from: time::OffsetDateTime,
-                to: time::OffsetDateTime,
-                costs: &[(String, time::OffsetDateTime, Option<i64>)],
+                changes: &[$crate::store::jobs::CostChange],
             ) -> Result<u64, StoreError> {
+                use std::collections::BTreeMap;
+                const HOUR_MS: i64 = 3_600_000;
+                const DAY_MS: i64 = 24 * HOUR_MS;
+                // (cost, unpriced) differences per rollup row, hourly and daily, in the global
+                // key order every usage insert upserts them in (no deadlock with ingest).
+                let mut deltas: [BTreeMap<super::rollup::RollupKey, (i64, i64)>; 2] =
+                    [BTreeMap::new(), BTreeMap::new()];
                 let mut tx = self.begin_write().await?;
                 let mut changed = 0;
-                for (request_id, started_at, cost) in costs {
-                    if *started_at < from || *started_at >= to {
-                        continue;
-                    }
-                    changed += sqlx::query(jobsql::SET_COST)
-                        .bind(request_id)
-                        .bind(usage_instant(*started_at))
-                        .bind(*cost)
+                for c in changes {
+                    let r = &c.row;
+                    let n = sqlx::query(jobsql::SET_COST)
+                        .bind(&r.request_id)
+                        .bind(usage_instant(r.started_at))
+                        .bind(c.cost_nano_usd)
+                        .bind(r.cost_nano_usd)
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
+                    if n == 0 {
+                        continue;
+                    }
+                    changed += n;
+                    let cost = c.cost_nano_usd.unwrap_or(0).saturating_sub(r.cost_nano_usd.unwrap_or(0));
+                    let unpriced = i64::from(c.cost_nano_usd.is_none()) - i64::from(r.cost_nano_usd.is_none());
+                    let ms = (r.started_at.unix_timestamp_nanos() / 1_000_000) as i64;
+                    for (i, width) in [HOUR_MS, DAY_MS].into_iter().enumerate() {
+                        let key = super::rollup::RollupKey {
+                            bucket_ms: ms.div_euclid(width) * width,
+                            virtual_key_id: r.virtual_key_id.clone(),
+                            team_id: r.team_id.unwrap_or_default(),
+                            customer_id: r.customer_id.unwrap_or_default(),
+                            user_id: r.user_id.unwrap_or_default(),
+                            provider: r.provider.clone(),
+                            model: r.model_resolved.clone(),
+                        };
+                        let d = deltas[i].entry(key).or_default();
+                        d.0 = d.0.saturating_add(cost);
+                        d.1 += unpriced;
+                    }
                 }
-                if changed > 0 {
-                    rebuild_rollups(&mut tx, from, to).await?;
+                for (table, rows) in super::rollup::TABLES.iter().zip(&deltas) {
+                    let sql = jobsql::ROLLUP_ADD.replace("{TABLE}", table);
+                    for (k, (cost, unpriced)) in rows {
+                        if *cost == 0 && *unpriced == 0 {
+                            continue;
+                        }
+                        sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                            .bind(*cost)
+                            .bind(*unpriced)
+                            .bind(usage_instant(super::rollup::bucket_instant(k.bucket_ms)))
+                            .bind(k.virtual_key_id.as_str())
+                            .bind(k.team_id)
+                            .bind(k.customer_id)
+                            .bind(k.user_id)
+                            .bind(k.provider.as_str())
+                            .bind(k.model.as_str())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                 }
                 tx.commit().await?;
                 Ok(changed)

@@ -23,7 +23,8 @@
 //! `migrations/postgres/0002_usage_records.sql`), written with one multi-row `UNNEST` insert per
 //! chunk and `ON CONFLICT DO NOTHING`; in SQLite it is a plain table written with multi-row
 //! `INSERT OR IGNORE`. Either way a batch is one transaction and storing the same record twice
-//! keeps one row.
+//! keeps one row. The same transaction adds the rows it actually stored to the spend rollups
+//! (`usage_rollup_hourly`, `usage_rollup_daily`, see [`rollup`]), so a resent batch counts once.
 //!
 //! Several control-plane replicas may share one PostgreSQL database: every mutation also runs
 //! `pg_notify('tollgate_config', '<version>')` inside its transaction, and
@@ -53,6 +54,7 @@ mod governance;
 pub mod jobs;
 pub(crate) mod identity;
 mod postgres;
+pub(crate) mod rollup;
 pub(crate) mod scim;
 mod sqlite;
 
@@ -356,6 +358,18 @@ pub trait Store:
     /// daily partition that lies wholly before it and deletes older rows from the DEFAULT
     /// partition; SQLite deletes the rows.
     async fn drop_usage_partitions_before(&self, date: Date) -> Result<UsagePurge, StoreError>;
+
+    /// A spend report ([`crate::spend`]) from the rollup tables: one row per bucket (hour and
+    /// day intervals) and group, ordered by bucket, then cost (highest first), then the group
+    /// values; at most `query.limit` rows. Names are the current ones.
+    async fn query_spend(
+        &self,
+        query: &crate::spend::SpendQuery,
+    ) -> Result<Vec<crate::spend::SpendRow>, StoreError>;
+
+    /// Rollup retention: deletes the hourly and daily spend buckets that start before `date`
+    /// (00:00 UTC). Returns how many rows it deleted.
+    async fn drop_spend_rollups_before(&self, date: Date) -> Result<u64, StoreError>;
 }
 
 /// Where the store lives.
@@ -2053,6 +2067,187 @@ macro_rules! impl_sql_store {
                 date: time::Date,
             ) -> Result<UsagePurge, StoreError> {
                 self.drop_usage_before(date).await
+            }
+
+            async fn drop_spend_rollups_before(&self, date: time::Date) -> Result<u64, StoreError> {
+                self.drop_rollups_before(date).await
+            }
+
+            async fn query_spend(
+                &self,
+                q: &$crate::spend::SpendQuery,
+            ) -> Result<Vec<$crate::spend::SpendRow>, StoreError> {
+                use $crate::spend::{Dimension, Interval, SpendRow, SpendTotals};
+                use sqlx::Row as _;
+                let table = if q.interval == Interval::Hour {
+                    "usage_rollup_hourly"
+                } else {
+                    "usage_rollup_daily"
+                };
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT ");
+                let mut group: Vec<&str> = Vec::new();
+                if q.interval != Interval::None {
+                    qb.push(ROLLUP_BUCKET_EPOCH).push(" AS bucket_epoch, ");
+                    group.push("bucket");
+                }
+                for d in &q.group_by {
+                    let col = d.column();
+                    match d {
+                        Dimension::Team | Dimension::Customer | Dimension::User => {
+                            qb.push(format!("NULLIF({col}, {NIL_ID}) AS {col}, "));
+                        }
+                        Dimension::Key | Dimension::Model | Dimension::Provider => {
+                            qb.push(col).push(", ");
+                        }
+                    }
+                    group.push(col);
+                }
+                let sums = [
+                    "requests",
+                    "refused_requests",
+                    "error_requests",
+                    "input_tokens",
+                    "output_tokens",
+                    "cache_read_input_tokens",
+                    "cache_write_input_tokens",
+                    "cost_nano_usd",
+                    "unpriced_requests",
+                ];
+                let sum_list: Vec<String> = sums
+                    .iter()
+                    .map(|c| format!("CAST(SUM({c}) AS BIGINT) AS {c}"))
+                    .collect();
+                qb.push(sum_list.join(", "));
+                qb.push(" FROM ").push(table);
+                qb.push(" WHERE bucket >= ")
+                    .push_bind(usage_instant(q.since))
+                    .push(" AND bucket < ")
+                    .push_bind(usage_instant(q.until));
+                match q.scope {
+                    $crate::usage_log::LogScope::All => {}
+                    $crate::usage_log::LogScope::Team(Some(team)) => {
+                        qb.push(" AND team_id = ").push_bind(team);
+                    }
+                    $crate::usage_log::LogScope::Key(Some(key)) => {
+                        qb.push(" AND virtual_key_id = ").push_bind(key.to_string());
+                    }
+                    $crate::usage_log::LogScope::Team(None) | $crate::usage_log::LogScope::Key(None) => {
+                        qb.push(" AND 1 = 0");
+                    }
+                }
+                if let Some(id) = q.virtual_key_id {
+                    qb.push(" AND virtual_key_id = ").push_bind(id.to_string());
+                }
+                if let Some(id) = q.team_id {
+                    qb.push(" AND team_id = ").push_bind(id);
+                }
+                if let Some(id) = q.customer_id {
+                    qb.push(" AND customer_id = ").push_bind(id);
+                }
+                if let Some(id) = q.user_id {
+                    qb.push(" AND user_id = ").push_bind(id);
+                }
+                if let Some(model) = &q.model {
+                    qb.push(" AND model = ").push_bind(model.clone());
+                }
+                if let Some(provider) = &q.provider {
+                    qb.push(" AND provider = ").push_bind(provider.clone());
+                }
+                if !group.is_empty() {
+                    qb.push(" GROUP BY ").push(group.join(", "));
+                }
+                qb.push(" ORDER BY ");
+                if q.interval != Interval::None {
+                    qb.push("bucket, ");
+                }
+                qb.push("SUM(cost_nano_usd) DESC");
+                for col in group.iter().filter(|c| **c != "bucket") {
+                    qb.push(", ").push(*col);
+                }
+                qb.push(" LIMIT ").push_bind(i64::from(q.limit));
+                let rows = qb.build().fetch_all(&self.pool).await?;
+                let count = |row: &<$db as sqlx::Database>::Row, col: &str| -> Result<u64, StoreError> {
+                    let n: Option<i64> = row.try_get(col)?;
+                    count_from_db("usage_rollup", n.unwrap_or(0))
+                };
+                let mut out = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let totals = SpendTotals {
+                        requests: count(row, "requests")?,
+                        refused_requests: count(row, "refused_requests")?,
+                        error_requests: count(row, "error_requests")?,
+                        input_tokens: count(row, "input_tokens")?,
+                        output_tokens: count(row, "output_tokens")?,
+                        cache_read_input_tokens: count(row, "cache_read_input_tokens")?,
+                        cache_write_input_tokens: count(row, "cache_write_input_tokens")?,
+                        cost_nano_usd: count(row, "cost_nano_usd")?,
+                        unpriced_requests: count(row, "unpriced_requests")?,
+                    };
+                    // An aggregate without GROUP BY returns one row even when nothing matched.
+                    if totals.requests + totals.refused_requests == 0 {
+                        continue;
+                    }
+                    let mut r = SpendRow { totals, ..SpendRow::default() };
+                    if q.interval != Interval::None {
+                        let epoch: i64 = row.try_get("bucket_epoch")?;
+                        r.bucket = time::OffsetDateTime::from_unix_timestamp(epoch).ok();
+                    }
+                    for d in &q.group_by {
+                        let col = d.column();
+                        match d {
+                            Dimension::Key => r.virtual_key_id = row.try_get(col)?,
+                            Dimension::Team => r.team_id = row.try_get(col)?,
+                            Dimension::Customer => r.customer_id = row.try_get(col)?,
+                            Dimension::User => r.user_id = row.try_get(col)?,
+                            Dimension::Model => r.model = row.try_get(col)?,
+                            Dimension::Provider => r.provider = row.try_get(col)?,
+                        }
+                    }
+                    out.push(r);
+                }
+                // Current names, one small read per named dimension.
+                let names = |sql: &'static str| {
+                    let pool = self.pool.clone();
+                    async move {
+                        let rows: Vec<(uuid::Uuid, String)> =
+                            sqlx::query_as(sql).fetch_all(&pool).await?;
+                        Ok::<_, StoreError>(rows.into_iter().collect::<std::collections::HashMap<_, _>>())
+                    }
+                };
+                for d in &q.group_by {
+                    match d {
+                        Dimension::Key => {
+                            let map = names("SELECT id, name FROM virtual_keys").await?;
+                            for r in &mut out {
+                                r.key_name = r
+                                    .virtual_key_id
+                                    .as_deref()
+                                    .and_then(|id| id.parse::<uuid::Uuid>().ok())
+                                    .and_then(|id| map.get(&id).cloned());
+                            }
+                        }
+                        Dimension::Team => {
+                            let map = names("SELECT id, name FROM teams").await?;
+                            for r in &mut out {
+                                r.team_name = r.team_id.and_then(|id| map.get(&id).cloned());
+                            }
+                        }
+                        Dimension::Customer => {
+                            let map = names("SELECT id, name FROM customers").await?;
+                            for r in &mut out {
+                                r.customer_name = r.customer_id.and_then(|id| map.get(&id).cloned());
+                            }
+                        }
+                        Dimension::User => {
+                            let map = names("SELECT id, user_name FROM users").await?;
+                            for r in &mut out {
+                                r.user_name = r.user_id.and_then(|id| map.get(&id).cloned());
+                            }
+                        }
+                        Dimension::Model | Dimension::Provider => {}
+                    }
+                }
+                Ok(out)
             }
         }
     };

@@ -21,7 +21,7 @@ use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
 use time::Date;
 use tokio::sync::mpsc;
 
-use super::{CONFIG_CHANNEL, saturating_i64, usage_started_at};
+use super::{CONFIG_CHANNEL, rollup, saturating_i64, usage_started_at};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -89,12 +89,43 @@ impl PostgresStore {
             return Ok(0);
         }
         let mut tx = self.begin_write().await?;
-        let mut inserted = 0;
+        // Every raw insert first, then the rollups in key order (no deadlock between
+        // replicas: see `rollup`).
+        let mut stored = std::collections::HashSet::new();
         for chunk in records.chunks(USAGE_ROWS_PER_STATEMENT) {
-            inserted += insert_usage_chunk(&mut tx, chunk).await?;
+            stored.extend(insert_usage_chunk(&mut tx, chunk).await?);
+        }
+        let inserted = stored.len() as u64;
+        let deltas = rollup::deltas(records, |r| {
+            // A record repeated in the batch counts once, as the table stored it once.
+            stored.remove(&(r.request_id.clone(), rollup::stored_start_ms(r)))
+        });
+        for (table, rows) in rollup::TABLES
+            .into_iter()
+            .zip([&deltas.hourly, &deltas.daily])
+        {
+            let entries: Vec<_> = rows.iter().collect();
+            for chunk in entries.chunks(USAGE_ROWS_PER_STATEMENT) {
+                upsert_rollup_chunk(&mut tx, table, chunk).await?;
+            }
         }
         tx.commit().await?;
         Ok(inserted)
+    }
+
+    async fn drop_rollups_before(&self, date: Date) -> Result<u64, StoreError> {
+        let cutoff = date.midnight().assume_utc();
+        let mut deleted = 0;
+        for table in rollup::TABLES {
+            deleted += sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE bucket < $1"
+            )))
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
+        Ok(deleted)
     }
 
     async fn create_usage_partitions_for(
@@ -210,12 +241,13 @@ const INSERT_USAGE: &str = "INSERT INTO usage_records (request_id, virtual_key_i
      $6::text[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], \
      $13::int4[], $14::text[], $15::timestamptz[], $16::bool[], $17::int8[], $18::int8[], \
      $19::int4[], $20::text[], $21::uuid[], $22::uuid[], $23::uuid[]) \
-     ON CONFLICT (request_id, started_at) DO NOTHING";
+     ON CONFLICT (request_id, started_at) DO NOTHING RETURNING request_id, started_at";
 
+/// Inserts the rows; returns the `(request_id, started_at ms)` of those stored (not skipped).
 async fn insert_usage_chunk(
     conn: &mut PgConnection,
     rows: &[UsageRecord],
-) -> Result<u64, StoreError> {
+) -> Result<Vec<(String, i64)>, StoreError> {
     let n = rows.len();
     let mut request_id = Vec::with_capacity(n);
     let mut virtual_key_id = Vec::with_capacity(n);
@@ -265,7 +297,7 @@ async fn insert_usage_chunk(
         customer_id.push(super::owner_id(&r.customer_id));
         user_id.push(super::owner_id(&r.user_id));
     }
-    Ok(sqlx::query(INSERT_USAGE)
+    let stored: Vec<(String, time::OffsetDateTime)> = sqlx::query_as(INSERT_USAGE)
         .bind(request_id)
         .bind(virtual_key_id)
         .bind(provider)
@@ -289,9 +321,68 @@ async fn insert_usage_chunk(
         .bind(team_id)
         .bind(customer_id)
         .bind(user_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(stored
+        .into_iter()
+        .map(|(id, at)| (id, (at.unix_timestamp_nanos() / 1_000_000) as i64))
+        .collect())
+}
+
+/// Adds `rows` (in key order) to the rollup `table`.
+async fn upsert_rollup_chunk(
+    conn: &mut PgConnection,
+    table: &'static str,
+    rows: &[(&rollup::RollupKey, &rollup::RollupSums)],
+) -> Result<(), StoreError> {
+    static SQL: [std::sync::OnceLock<String>; 2] = [const { std::sync::OnceLock::new() }; 2];
+    let i = usize::from(table != rollup::TABLES[0]);
+    let sql = SQL[i].get_or_init(|| {
+        rollup::upsert_sql(
+            table,
+            "SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::uuid[], $4::uuid[], \
+             $5::uuid[], $6::text[], $7::text[], $8::int8[], $9::int8[], $10::int8[], \
+             $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int8[], $16::int8[])",
+        )
+    });
+    let col =
+        |f: fn(&rollup::RollupSums) -> i64| rows.iter().map(|(_, s)| f(s)).collect::<Vec<_>>();
+    sqlx::query(AssertSqlSafe(sql.as_str()))
+        .bind(
+            rows.iter()
+                .map(|(k, _)| rollup::bucket_instant(k.bucket_ms))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|(k, _)| k.virtual_key_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|(k, _)| k.team_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(k, _)| k.customer_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(k, _)| k.user_id).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|(k, _)| k.provider.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|(k, _)| k.model.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(col(|s| s.requests))
+        .bind(col(|s| s.refused_requests))
+        .bind(col(|s| s.error_requests))
+        .bind(col(|s| s.input_tokens))
+        .bind(col(|s| s.output_tokens))
+        .bind(col(|s| s.cache_read_input_tokens))
+        .bind(col(|s| s.cache_write_input_tokens))
+        .bind(col(|s| s.cost_nano_usd))
+        .bind(col(|s| s.unpriced_requests))
         .execute(&mut *conn)
-        .await?
-        .rows_affected())
+        .await?;
+    Ok(())
 }
 
 /// Serialises partition DDL across replicas (released at commit or rollback).
@@ -449,6 +540,11 @@ fn jitter(d: Duration) -> Duration {
 /// `virtual_keys.id` as the hyphenated lower-case text `usage_records` holds, for the
 /// request-log join.
 const VK_ID_TEXT: &str = "CAST(vk.id AS TEXT)";
+
+/// A rollup `bucket` as Unix seconds.
+const ROLLUP_BUCKET_EPOCH: &str = "CAST(EXTRACT(EPOCH FROM bucket) AS BIGINT)";
+/// The rollups' "no owner" id (migration 0015).
+const NIL_ID: &str = "CAST('00000000-0000-0000-0000-000000000000' AS UUID)";
 
 /// A usage instant as this backend's `started_at` column holds it.
 fn usage_instant(t: time::OffsetDateTime) -> time::OffsetDateTime {

@@ -18,7 +18,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use super::{saturating_i64, usage_started_at};
+use super::{rollup, saturating_i64, usage_started_at};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -70,13 +70,13 @@ impl SqliteStore {
             return Ok(0);
         }
         let mut tx = self.begin_write().await?;
-        let mut inserted = 0;
+        let mut stored: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut rest = records;
         for (i, &rows) in USAGE_CHUNKS.iter().enumerate() {
             while rest.len() >= rows {
                 let (chunk, tail) = rest.split_at(rows);
                 rest = tail;
-                let mut q = sqlx::query(usage_insert_sql(i));
+                let mut q = sqlx::query_as::<_, (String,)>(usage_insert_sql(i));
                 for r in chunk {
                     q = q
                         .bind(r.request_id.as_str())
@@ -103,11 +103,54 @@ impl SqliteStore {
                         .bind(super::owner_id(&r.customer_id))
                         .bind(super::owner_id(&r.user_id));
                 }
-                inserted += q.execute(&mut *tx).await?.rows_affected();
+                // RETURNING lists the rows inserted, not those ignored as already stored.
+                let ids = q.fetch_all(&mut *tx).await?;
+                stored.extend(ids.into_iter().map(|(id,)| id));
+            }
+        }
+        let inserted = stored.len() as u64;
+        // A record repeated in the batch counts once (the first one was stored).
+        let deltas = rollup::deltas(records, |r| stored.remove(&r.request_id));
+        for (i, rows) in [&deltas.hourly, &deltas.daily].into_iter().enumerate() {
+            for (k, s) in rows {
+                sqlx::query(rollup_upsert_sql(i))
+                    .bind(started_at_text(rollup::bucket_instant(k.bucket_ms)))
+                    .bind(k.virtual_key_id.as_str())
+                    .bind(k.team_id)
+                    .bind(k.customer_id)
+                    .bind(k.user_id)
+                    .bind(k.provider.as_str())
+                    .bind(k.model.as_str())
+                    .bind(s.requests)
+                    .bind(s.refused_requests)
+                    .bind(s.error_requests)
+                    .bind(s.input_tokens)
+                    .bind(s.output_tokens)
+                    .bind(s.cache_read_input_tokens)
+                    .bind(s.cache_write_input_tokens)
+                    .bind(s.cost_nano_usd)
+                    .bind(s.unpriced_requests)
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
         tx.commit().await?;
         Ok(inserted)
+    }
+
+    async fn drop_rollups_before(&self, date: time::Date) -> Result<u64, StoreError> {
+        let cutoff = started_at_text(date.midnight().assume_utc());
+        let mut deleted = 0;
+        for table in rollup::TABLES {
+            deleted += sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE bucket < $1"
+            )))
+            .bind(&cutoff)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
+        Ok(deleted)
     }
 
     async fn create_usage_partitions_for(
@@ -144,12 +187,28 @@ fn usage_insert_sql(i: usize) -> &'static str {
     SQL[i].get_or_init(|| {
         let row = format!("({})", vec!["?"; 23].join(", "));
         format!(
-            "INSERT OR IGNORE INTO usage_records ({}) VALUES {}",
+            "INSERT OR IGNORE INTO usage_records ({}) VALUES {} RETURNING request_id",
             super::sql::USAGE_COLUMNS,
             vec![row; USAGE_CHUNKS[i]].join(", ")
         )
     })
 }
+
+/// The upsert of one row into `rollup::TABLES[i]`.
+fn rollup_upsert_sql(i: usize) -> &'static str {
+    static SQL: [std::sync::OnceLock<String>; 2] = [const { std::sync::OnceLock::new() }; 2];
+    SQL[i].get_or_init(|| {
+        rollup::upsert_sql(
+            rollup::TABLES[i],
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+    })
+}
+
+/// A rollup `bucket` (fixed-width UTC text) as Unix seconds.
+const ROLLUP_BUCKET_EPOCH: &str = "CAST(strftime('%s', bucket) AS INTEGER)";
+/// The rollups' "no owner" id (migration 0015): 16 zero bytes, as `Uuid::nil()` binds.
+const NIL_ID: &str = "zeroblob(16)";
 
 /// A usage instant as this backend's `started_at` column holds it.
 fn usage_instant(t: OffsetDateTime) -> String {

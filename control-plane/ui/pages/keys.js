@@ -35,6 +35,7 @@ export async function keys(el) {
     if (budget) body.budgets = [{ max_limit: Number(budget), reset_duration: "1M", calendar_aligned: true }];
     try {
       const k = await api("POST", "/api/virtual-keys", body);
+      e.target.reset();
       fill(
         created,
         h(

@@ -5,7 +5,7 @@ import { h, fill, int } from "../dom.js";
 import { spendChart } from "./spend.js";
 
 export async function overview(el) {
-  const [version, keys] = await Promise.all([get("/api/version").catch(() => null), get("/api/virtual-keys")]);
+  const [version, keys] = await Promise.all([readsAll() ? get("/api/version") : null, get("/api/virtual-keys")]);
   const cards = [
     ["Virtual keys", int(keys.count)],
     ["Active keys", int(keys.virtual_keys.filter((k) => k.is_active).length)],
@@ -15,8 +15,8 @@ export async function overview(el) {
     cards.push(["Store", version.store]);
   }
   if (readsAll()) {
-    const fleet = await get("/api/data-planes").catch(() => null);
-    if (fleet) cards.push(["Data planes", int(fleet.count)]);
+    const fleet = await get("/api/data-planes");
+    cards.push(["Data planes", int(fleet.count)]);
   }
   const chart = h("div");
   fill(

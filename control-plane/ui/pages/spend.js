@@ -37,31 +37,36 @@ function groupLabel(r, by) {
   }
 }
 
-/** Groups by total cost (top `MAX_SERIES`, the rest as "Other"), and the chart's columns. */
-function series(rows, by) {
+/** Groups by total cost (top `MAX_SERIES`, the rest as "Other"), and the chart's columns:
+ *  one point per bucket of the report's range (buckets without usage are 0). */
+function series(report, by) {
+  const rows = report.rows;
+  const step = report.interval === "hour" ? 3600 : 86400;
   const totals = new Map();
   for (const r of rows) {
     const g = groupLabel(r, by);
-    totals.set(g, (totals.get(g) || 0) + (r.sums.cost_usd || 0));
+    totals.set(g, (totals.get(g) || 0) + (r.cost_usd || 0));
   }
   const ranked = [...totals.entries()].sort((a, b) => b[1] - a[1]).map(([g]) => g);
   const shown = ranked.slice(0, MAX_SERIES);
   const other = ranked.length > MAX_SERIES;
   const names = other ? [...shown, "Other"] : shown;
-  const times = [...new Set(rows.map((r) => Date.parse(r.bucket) / 1000))].filter(Number.isFinite).sort((a, b) => a - b);
+  const times = [];
+  const end = Date.parse(report.until) / 1000;
+  for (let t = Date.parse(report.since) / 1000; t < end && times.length < 10000; t += step) times.push(t);
   const index = new Map(times.map((t, i) => [t, i]));
   const columns = names.map(() => times.map(() => 0));
   for (const r of rows) {
     const g = groupLabel(r, by);
     const s = shown.includes(g) ? shown.indexOf(g) : names.length - 1;
     const i = index.get(Date.parse(r.bucket) / 1000);
-    if (i !== undefined) columns[s][i] += r.sums.cost_usd || 0;
+    if (i !== undefined) columns[s][i] += r.cost_usd || 0;
   }
   return { names, data: [times, ...columns] };
 }
 
 function draw(el, { names, data }, label) {
-  if (!data[0].length || typeof uPlot === "undefined") {
+  if (!names.length || typeof uPlot === "undefined") {
     fill(el, h("p", { class: "empty" }, "No usage in this period."));
     return;
   }
@@ -81,7 +86,7 @@ function draw(el, { names, data }, label) {
           value: (u, v) => (v === null ? "–" : `$${v.toFixed(4)}`),
         })),
       ],
-      axes: [{}, { values: (u, vals) => vals.map((v) => `$${v}`) }],
+      axes: [{}, { size: 80, values: (u, vals) => vals.map((v) => `$${v}`) }],
       scales: { x: { time: true } },
     },
     data,
@@ -102,7 +107,7 @@ export async function spendChart(el) {
     return;
   }
   const plot = h("div", { class: "chart" });
-  const top = [...byKey.rows].sort((a, b) => (b.sums.cost_usd || 0) - (a.sums.cost_usd || 0)).slice(0, 10);
+  const top = [...byKey.rows].sort((a, b) => (b.cost_usd || 0) - (a.cost_usd || 0)).slice(0, 10);
   fill(
     el,
     h("h2", {}, "Spend, last 30 days"),
@@ -111,14 +116,14 @@ export async function spendChart(el) {
     table(
       [
         { label: "Key", value: (r) => groupLabel(r, "key") },
-        { label: "Requests", num: true, value: (r) => int(r.sums.requests) },
-        { label: "Cost", num: true, value: (r) => usd(r.sums.cost_usd) },
+        { label: "Requests", num: true, value: (r) => int(r.requests) },
+        { label: "Cost", num: true, value: (r) => usd(r.cost_usd) },
       ],
       top,
       { empty: "No usage yet.", caption: "Top keys by cost" },
     ),
   );
-  draw(plot, series(byDay.rows, ""), "Cost per day over the last 30 days");
+  draw(plot, series(byDay, ""), "Cost per day over the last 30 days");
 }
 
 /** The spend page. */
@@ -165,20 +170,20 @@ export async function spend(el) {
         h("div", { class: "card" }, h("div", { class: "label" }, k), h("div", { class: "value" }, v)),
       ),
     );
-    draw(plot, series(report.rows, p.group_by), `Cost per ${p.interval}${p.group_by ? ` by ${p.group_by}` : ""}`);
+    draw(plot, series(report, p.group_by), `Cost per ${p.interval}${p.group_by ? ` by ${p.group_by}` : ""}`);
     const whole = await get(withQuery("/api/spend", { ...p, interval: "none" }));
-    const rows = [...whole.rows].sort((a, b) => (b.sums.cost_usd || 0) - (a.sums.cost_usd || 0));
+    const rows = [...whole.rows].sort((a, b) => (b.cost_usd || 0) - (a.cost_usd || 0));
     fill(
       list,
       table(
         [
           { label: p.group_by ? GROUPS.find(([v]) => v === p.group_by)[1] : "Total", value: (r) => groupLabel(r, p.group_by) },
-          { label: "Requests", num: true, value: (r) => int(r.sums.requests) },
-          { label: "Refused by limits", num: true, value: (r) => int(r.sums.refused_requests) },
-          { label: "Input tokens", num: true, value: (r) => int(r.sums.tokens.input + r.sums.tokens.cache_read + r.sums.tokens.cache_write) },
-          { label: "Output tokens", num: true, value: (r) => int(r.sums.tokens.output) },
-          { label: "Cost", num: true, value: (r) => usd(r.sums.cost_usd) },
-          { label: "Unpriced", num: true, value: (r) => int(r.sums.unpriced_requests) },
+          { label: "Requests", num: true, value: (r) => int(r.requests) },
+          { label: "Refused by limits", num: true, value: (r) => int(r.refused_requests) },
+          { label: "Input tokens", num: true, value: (r) => int(r.tokens.input + r.tokens.cache_read + r.tokens.cache_write) },
+          { label: "Output tokens", num: true, value: (r) => int(r.tokens.output) },
+          { label: "Cost", num: true, value: (r) => usd(r.cost_usd) },
+          { label: "Unpriced", num: true, value: (r) => int(r.unpriced_requests) },
         ],
         rows,
         { empty: "No usage in this period.", caption: "Spend by group" },
