@@ -2037,3 +2037,6 @@ mod logs;
 
 #[path = "api/spend.rs"]
 mod spend;
+
+#[path = "api/jobs.rs"]
+mod jobs;

@@ -12,6 +12,7 @@ import { teams } from "./pages/teams.js";
 import { providers } from "./pages/providers.js";
 import { fleet } from "./pages/fleet.js";
 import { pricing } from "./pages/pricing.js";
+import { jobs } from "./pages/jobs.js";
 import { audit } from "./pages/audit.js";
 import { me } from "./pages/me.js";
 
@@ -25,6 +26,7 @@ const SECTIONS = [
   ["providers", "Providers", providers, readsAll],
   ["fleet", "Fleet", fleet, readsAll],
   ["pricing", "Pricing", pricing, readsAll],
+  ["jobs", "Jobs", jobs, () => readsAll() || managesKeys()],
   ["audit", "Audit log", audit, readsAll],
   ["me", "My key", me, () => true],
 ];

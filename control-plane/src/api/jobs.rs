@@ -172,7 +172,7 @@ pub(crate) async fn recompute_costs(
         (status = 200, description = "Newest first", body = JobList),
         (status = 400, description = "Invalid query (the field is named)", body = ErrorBody),
         (status = 401, description = "Not authorised", body = ErrorBody),
-        (status = 403, description = "Neither an admin nor a viewer", body = ErrorBody),
+        (status = 403, description = "A member (jobs are followed by admins, viewers and team admins)", body = ErrorBody),
     )
 )]
 pub(crate) async fn list_jobs(
@@ -206,7 +206,7 @@ pub(crate) async fn list_jobs(
         (status = 200, description = "The job", body = JobResponse),
         (status = 400, description = "Not a job id", body = ErrorBody),
         (status = 401, description = "Not authorised", body = ErrorBody),
-        (status = 403, description = "Neither an admin nor a viewer", body = ErrorBody),
+        (status = 403, description = "A member (jobs are followed by admins, viewers and team admins)", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
     )
 )]

@@ -43,6 +43,7 @@ const ASSETS: &[Asset] = assets! {
     "dom.js" => JS,
     "pages/audit.js" => JS,
     "pages/fleet.js" => JS,
+    "pages/jobs.js" => JS,
     "pages/keys.js" => JS,
     "pages/logs.js" => JS,
     "pages/me.js" => JS,

@@ -244,6 +244,8 @@ fn expected(op: &str) -> &'static str {
         | "GET /api/governance/customers/{customer_id}"
         | "GET /api/customers/{customer_id}/usage"
         | "GET /api/data-planes"
+        | "GET /api/jobs"
+        | "GET /api/jobs/{job_id}"
         | "GET /api/version" => "AVTK",
         "GET /api/teams"
         | "GET /api/governance/teams"
@@ -323,7 +325,8 @@ async fn role_matrix(o: &Org) {
                 .replace("{budget_id}", &Uuid::new_v4().to_string())
                 .replace("{override_id}", &Uuid::new_v4().to_string())
                 .replace("{token_id}", &Uuid::new_v4().to_string())
-                .replace("{request_id}", "req-none");
+                .replace("{request_id}", "req-none")
+                .replace("{job_id}", &Uuid::new_v4().to_string());
             let m: Method = method.parse().unwrap();
             let body = matches!(m, Method::POST | Method::PUT).then(|| json!({}));
             // The admin last: its changes (deletions) must not hide the others' outcomes.

@@ -1,0 +1,325 @@
+//! Jobs storage ([`JobStore`], migration 0017) on SQLite and PostgreSQL: a job is claimed by one
+//! runner only, also when runners race; a stale one is taken over and its old runner learns it
+//! lost it; progress, cancellation (queued at once, running at the next checkpoint), the end;
+//! and the compare-and-set of re-priced usage costs with their rollup differences.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+use tollgate_control_plane::jobs::{JobKind, JobRecord, JobState};
+use tollgate_control_plane::model::AuditEvent;
+use tollgate_control_plane::store::jobs::CostChange;
+use tollgate_control_plane::store::{Checkpoint, Progress, UsageRecord};
+use tollgate_control_plane::{PostgresStore, SqliteStore, Store};
+
+fn event(action: &str) -> AuditEvent {
+    AuditEvent {
+        actor: "test".into(),
+        action: action.into(),
+        target: "jobs".into(),
+        details: json!({}),
+    }
+}
+
+fn job(n: i64) -> JobRecord {
+    let mut j = JobRecord::queued(JobKind::RecomputeCosts, json!({"n": n}), "test".into());
+    // Distinct creation times: claims take the oldest first.
+    j.created_at = tollgate_control_plane::model::now() - Duration::seconds(100 - n);
+    j
+}
+
+async fn jobs_conform(store: Arc<dyn Store>) {
+    let now = tollgate_control_plane::model::now();
+    let stale_before = now - Duration::minutes(1);
+    let jobs: Vec<JobRecord> = (0..3).map(job).collect();
+    for j in &jobs {
+        store.create_job(j, &event("job.create")).await.unwrap();
+    }
+    assert_eq!(store.get_job(jobs[1].id).await.unwrap().unwrap(), jobs[1]);
+    let listed = store.list_jobs(10).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [jobs[2].id, jobs[1].id, jobs[0].id],
+        "newest first"
+    );
+
+    // Eight runners race for three jobs: each job goes to exactly one.
+    let mut tasks = Vec::new();
+    for r in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .claim_job(&format!("runner-{r}"), now, stale_before)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut claimed = Vec::new();
+    for t in tasks {
+        if let Some(j) = t.await.unwrap() {
+            assert_eq!(j.state, JobState::Running);
+            assert_eq!(j.started_at, Some(now));
+            claimed.push((j.id, j.owner.unwrap()));
+        }
+    }
+    assert_eq!(claimed.len(), 3, "{claimed:?}");
+    let ids: BTreeSet<_> = claimed.iter().map(|c| c.0).collect();
+    assert_eq!(ids.len(), 3);
+    assert!(
+        store
+            .claim_job("late", now, stale_before)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let owner_of = |id| claimed.iter().find(|c| c.0 == id).unwrap().1.clone();
+
+    // Progress by its runner; another runner's checkpoint is refused.
+    let p = Progress {
+        done: 5,
+        total: Some(10),
+        cursor: Some("c1".into()),
+        message: Some("half".into()),
+    };
+    let a = jobs[0].id;
+    assert_eq!(
+        store.checkpoint_job(a, &owner_of(a), &p, now).await.unwrap(),
+        Checkpoint::Continue
+    );
+    assert_eq!(
+        store.checkpoint_job(a, "someone", &p, now).await.unwrap(),
+        Checkpoint::Lost
+    );
+    let got = store.get_job(a).await.unwrap().unwrap();
+    assert_eq!(
+        (got.done, got.total, got.cursor.as_deref(), got.message.as_deref()),
+        (5, Some(10), Some("c1"), Some("half"))
+    );
+
+    // A runner that stops renewing its heartbeat loses the job to the next claim, which resumes
+    // from the checkpoint; the old runner learns it at its next checkpoint.
+    let later = now + Duration::minutes(2);
+    let taken = store
+        .claim_job("rescuer", later, later - Duration::minutes(1))
+        .await
+        .unwrap()
+        .expect("a stale job");
+    assert_eq!(taken.owner.as_deref(), Some("rescuer"));
+    assert_eq!(taken.started_at, Some(now), "the first start is kept");
+    let (done, cursor) = if taken.id == a {
+        (5, Some("c1".to_owned()))
+    } else {
+        (0, None)
+    };
+    assert_eq!((taken.done, taken.cursor.clone()), (done, cursor));
+    assert_eq!(
+        store
+            .checkpoint_job(taken.id, &owner_of(taken.id), &p, later)
+            .await
+            .unwrap(),
+        Checkpoint::Lost
+    );
+    assert!(
+        !store
+            .finish_job(
+                taken.id,
+                &owner_of(taken.id),
+                JobState::Succeeded,
+                "x",
+                later
+            )
+            .await
+            .unwrap()
+    );
+
+    // Cancelling: a running job is asked to stop (its next checkpoint says so), then ends.
+    let c = store
+        .cancel_job(taken.id, &event("job.cancel"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(c.cancel_requested);
+    assert_eq!(c.state, JobState::Running);
+    assert_eq!(
+        store
+            .checkpoint_job(taken.id, "rescuer", &p, later)
+            .await
+            .unwrap(),
+        Checkpoint::Cancel
+    );
+    assert!(
+        store
+            .finish_job(taken.id, "rescuer", JobState::Cancelled, "stopped", later)
+            .await
+            .unwrap()
+    );
+    let ended = store.get_job(taken.id).await.unwrap().unwrap();
+    assert_eq!(ended.state, JobState::Cancelled);
+    assert_eq!(ended.finished_at, Some(later));
+    // A finished job is returned unchanged and not claimed again.
+    let again = store
+        .cancel_job(taken.id, &event("job.cancel"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again, ended);
+
+    // A queued job is cancelled at once and never claimed.
+    let q = job(50);
+    store.create_job(&q, &event("job.create")).await.unwrap();
+    let c = store
+        .cancel_job(q.id, &event("job.cancel"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.state, JobState::Cancelled);
+    assert!(c.finished_at.is_some());
+    let far = now + Duration::hours(1);
+    let mut left = BTreeSet::new();
+    while let Some(j) = store
+        .claim_job("sweeper", far, far - Duration::minutes(1))
+        .await
+        .unwrap()
+    {
+        assert!(left.insert(j.id), "claimed twice");
+        assert!(store
+            .finish_job(j.id, "sweeper", JobState::Succeeded, "ok", far)
+            .await
+            .unwrap());
+    }
+    assert!(!left.contains(&q.id) && !left.contains(&taken.id));
+    assert_eq!(left.len(), 2, "the two other running jobs, now stale");
+    assert!(
+        store
+            .cancel_job(uuid::Uuid::new_v4(), &event("job.cancel"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+fn usage(id: &str, at: OffsetDateTime, cost: Option<u64>) -> UsageRecord {
+    UsageRecord {
+        request_id: id.into(),
+        virtual_key_id: "0197a3c2-7d1e-7b6a-9f00-000000000001".into(),
+        provider: "anthropic".into(),
+        model_requested: "m".into(),
+        model_resolved: "m".into(),
+        provider_key_id: "pk".into(),
+        input_tokens: 10,
+        output_tokens: 5,
+        status: 200,
+        started_at_unix_ms: (at.unix_timestamp_nanos() / 1_000_000) as i64,
+        cost_nano_usd: cost,
+        team_id: "0197a3c2-7d1e-7b6a-9f01-000000000001".into(),
+        ..Default::default()
+    }
+}
+
+async fn costs_conform(store: Arc<dyn Store>) {
+    let hour = tollgate_control_plane::jobs::floor_hour(OffsetDateTime::now_utc());
+    let records = [
+        usage("a", hour + Duration::minutes(1), None),
+        usage("b", hour + Duration::minutes(2), Some(7)),
+        usage("c", hour + Duration::minutes(3), Some(100)),
+    ];
+    assert_eq!(store.insert_usage(&records).await.unwrap(), 3);
+    assert_eq!(
+        store
+            .count_usage(hour, hour + Duration::HOUR)
+            .await
+            .unwrap(),
+        3
+    );
+    let rows = store
+        .usage_cost_rows(hour, hour + Duration::HOUR)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    let row = |id: &str| rows.iter().find(|r| r.request_id == id).unwrap().clone();
+    assert_eq!(row("a").cost_nano_usd, None);
+    assert_eq!(
+        row("a").team_id.map(|t| t.to_string()).as_deref(),
+        Some("0197a3c2-7d1e-7b6a-9f01-000000000001")
+    );
+    // a: unpriced → 1,000; b: 7 → 20; c read with a stale cost (another recomputation changed
+    // it since): left alone.
+    let mut stale = row("c");
+    stale.cost_nano_usd = Some(99);
+    let changes = [
+        CostChange {
+            row: row("a"),
+            cost_nano_usd: Some(1_000),
+        },
+        CostChange {
+            row: row("b"),
+            cost_nano_usd: Some(20),
+        },
+        CostChange {
+            row: stale,
+            cost_nano_usd: Some(5),
+        },
+    ];
+    assert_eq!(store.set_usage_costs(&changes).await.unwrap(), 2);
+    let after = store
+        .usage_cost_rows(hour, hour + Duration::HOUR)
+        .await
+        .unwrap();
+    let cost = |id: &str| {
+        after
+            .iter()
+            .find(|r| r.request_id == id)
+            .unwrap()
+            .cost_nano_usd
+    };
+    assert_eq!((cost("a"), cost("b"), cost("c")), (Some(1_000), Some(20), Some(100)));
+    // The rollups (hour and day) moved by the same amounts: 1,000 + 20 + 100 now, none unpriced.
+    use tollgate_control_plane::spend::{Interval, SpendQuery};
+    use tollgate_control_plane::usage_log::LogScope;
+    let day = time::Time::MIDNIGHT;
+    for interval in [Interval::Hour, Interval::Day] {
+        let q = SpendQuery {
+            since: hour.replace_time(day) - Duration::days(1),
+            until: hour.replace_time(day) + Duration::days(2),
+            interval,
+            group_by: Vec::new(),
+            virtual_key_id: None,
+            team_id: None,
+            customer_id: None,
+            user_id: None,
+            model: None,
+            provider: None,
+            scope: LogScope::All,
+            limit: 1000,
+        };
+        let rows = store.query_spend(&q).await.unwrap();
+        let total: u64 = rows.iter().map(|r| r.totals.cost_nano_usd).sum();
+        let unpriced: u64 = rows.iter().map(|r| r.totals.unpriced_requests).sum();
+        assert_eq!((total, unpriced), (1_120, 0), "{interval:?}");
+    }
+    // Applying the same change again changes nothing (the costs no longer match).
+    assert_eq!(store.set_usage_costs(&changes).await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_jobs_conform() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.db")).await.unwrap());
+    jobs_conform(store.clone()).await;
+    costs_conform(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_jobs_conform() {
+    common::with_postgres(|url| async move {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        jobs_conform(Arc::new(store.clone())).await;
+        costs_conform(Arc::new(store.clone())).await;
+        store.close().await;
+    })
+    .await;
+}
