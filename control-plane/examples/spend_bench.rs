@@ -386,7 +386,7 @@ async fn main() {
             let (ms, rows) = median_ms(runs, || store.query_usage_logs(q)).await;
             println!("  {label}: {ms:.1} ms, {} rows", rows.expect("logs").len());
         }
-        if phase.starts_with("with") {
+        if with {
             sqlx::raw_sql(
                 "DROP INDEX usage_records_started_at_idx, usage_records_key_started_idx, \
                  usage_records_team_started_idx, usage_records_user_started_idx",
