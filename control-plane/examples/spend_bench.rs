@@ -376,17 +376,14 @@ async fn main() {
     ];
     for phase in ["with the migration-0016 indexes", "without them"] {
         // Without the indexes a month-long page reads the month: three runs are enough.
-        let runs = if phase.starts_with("with") {
-            runs
-        } else {
-            runs.min(3)
-        };
+        let with = !phase.starts_with("without");
+        let runs = if with { runs } else { runs.min(3) };
         println!("request logs, first page of 100 ({phase}; median of {runs} runs):");
         for (label, q) in &log_cases {
             let (ms, rows) = median_ms(runs, || store.query_usage_logs(q)).await;
             println!("  {label}: {ms:.1} ms, {} rows", rows.expect("logs").len());
         }
-        if phase.starts_with("with") {
+        if with {
             sqlx::raw_sql(
                 "DROP INDEX usage_records_started_at_idx, usage_records_key_started_idx, \
                  usage_records_team_started_idx, usage_records_user_started_idx",
@@ -419,6 +416,7 @@ async fn main() {
 }
 
 /// Creates the organisation and stores the month of usage; returns the organisation.
+#[allow(clippy::too_many_arguments)]
 async fn load(
     store: &Arc<PostgresStore>,
     conn: &mut PgConnection,

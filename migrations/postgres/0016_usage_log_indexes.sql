@@ -2,8 +2,8 @@
 --
 -- `GET /api/logs` asks for the newest rows of a time window, often of one key, team or user.
 -- Without these, every page reads and sorts the whole window (the only index of a partition,
--- the idempotency key, starts with the request id): ~0.3 s for a day and seconds for a month
--- at 10 million rows a month (BENCHMARKS.md, "Spend and request logs"). With them the first
+-- the idempotency key, starts with the request id): 0.1-0.6 s for a day and ~20 s for a month
+-- at 10 million rows a month (BENCHMARKS.md §10). With them the first
 -- page reads its 100 rows newest first: each index ends with the page order
 -- (`started_at`, `request_id`), so no sort is needed (with `started_at` alone every matching row
 -- of the window was still read and sorted). Created on the partitioned parent, so every partition
