@@ -433,8 +433,19 @@ fn csv_header(q: &SpendQuery) -> Vec<&'static str> {
     h
 }
 
+/// A name as a CSV cell that a spreadsheet shows as text: one starting with `=`, `+`, `-`, `@`,
+/// a tab or a carriage return would be read as a formula (CSV injection), so it gets a leading
+/// `'` (OWASP's advice). Names are the only cells an API user chooses.
+fn csv_text(v: &Option<String>) -> String {
+    match v.as_deref() {
+        Some(s) if s.starts_with(['=', '+', '-', '@', '\t', '\r']) => format!("'{s}"),
+        Some(s) => s.to_owned(),
+        None => String::new(),
+    }
+}
+
 fn csv_row(q: &SpendQuery, r: &SpendRow) -> Vec<String> {
-    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let text = csv_text;
     let id = |v: Option<Uuid>| v.map(|u| u.to_string()).unwrap_or_default();
     let mut out = Vec::new();
     if q.interval != Interval::None {
@@ -463,4 +474,25 @@ fn csv_row(q: &SpendQuery, r: &SpendRow) -> Vec<String> {
         t.unpriced_requests.to_string(),
     ]);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_text;
+
+    #[test]
+    fn names_that_spreadsheets_would_run_as_formulas_are_quoted() {
+        for (name, cell) in [
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("+1", "'+1"),
+            ("-2", "'-2"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("ci-key", "ci-key"),
+            ("a=b", "a=b"),
+        ] {
+            assert_eq!(csv_text(&Some(name.to_owned())), cell);
+        }
+        assert_eq!(csv_text(&None), "");
+    }
 }
