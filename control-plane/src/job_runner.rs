@@ -70,7 +70,11 @@ async fn run_one(cp: &ControlPlane, owner: &str, job: JobRecord, stop: &Cancella
         Err(e) => (JobState::Failed, e),
     };
     tracing::info!(job = %job.id, state = state.as_str(), %message, "job ended");
-    if let Err(e) = cp.store().finish_job(job.id, owner, state, &message, now()).await {
+    if let Err(e) = cp
+        .store()
+        .finish_job(job.id, owner, state, &message, now())
+        .await
+    {
         tracing::warn!(job = %job.id, error = %e, "cannot record the end of a job");
     }
 }
@@ -166,16 +170,15 @@ async fn recompute_costs(
     }
     Ok(Outcome::Done(
         JobState::Succeeded,
-        format!(
-            "{done} records re-priced, {} changed",
-            cursor.changed
-        ),
+        format!("{done} records re-priced, {} changed", cursor.changed),
     ))
 }
 
 fn cancelled(done: u64, total: u64) -> Outcome {
     Outcome::Done(
         JobState::Cancelled,
-        format!("cancelled after {done} of {total} records (the records re-priced so far keep their new cost)"),
+        format!(
+            "cancelled after {done} of {total} records (the records re-priced so far keep their new cost)"
+        ),
     )
 }

@@ -156,7 +156,10 @@ impl RecomputeParams {
 
     /// The hour slice to do after `cursor` (the start of the next hour; `None`: from `since`),
     /// or `None` when the range is done.
-    pub fn slice(&self, cursor: Option<OffsetDateTime>) -> Option<(OffsetDateTime, OffsetDateTime)> {
+    pub fn slice(
+        &self,
+        cursor: Option<OffsetDateTime>,
+    ) -> Option<(OffsetDateTime, OffsetDateTime)> {
         let from = cursor.unwrap_or(self.since).max(self.since);
         if from >= self.until {
             return None;
@@ -231,15 +234,15 @@ impl Repricer {
             };
             kinds.insert(p.name.clone(), kind);
             for k in &p.keys {
-                let region = k
-                    .vertex
-                    .as_ref()
-                    .and_then(|v| v.region.as_ref())
-                    .and_then(|r| match &r.source {
-                        Some(pb::value_ref::Source::Literal(v)) => Some(v.clone()),
-                        Some(pb::value_ref::Source::Env(name)) => std::env::var(name).ok(),
-                        None => None,
-                    });
+                let region =
+                    k.vertex
+                        .as_ref()
+                        .and_then(|v| v.region.as_ref())
+                        .and_then(|r| match &r.source {
+                            Some(pb::value_ref::Source::Literal(v)) => Some(v.clone()),
+                            Some(pb::value_ref::Source::Env(name)) => std::env::var(name).ok(),
+                            None => None,
+                        });
                 if let Some(region) = region {
                     vertex_regions.insert(k.id.clone(), region);
                 }
@@ -296,9 +299,18 @@ mod tests {
         assert_eq!(
             slices,
             [
-                (datetime!(2026-01-15 10:20 UTC), datetime!(2026-01-15 11:00 UTC)),
-                (datetime!(2026-01-15 11:00 UTC), datetime!(2026-01-15 12:00 UTC)),
-                (datetime!(2026-01-15 12:00 UTC), datetime!(2026-01-15 12:30 UTC)),
+                (
+                    datetime!(2026-01-15 10:20 UTC),
+                    datetime!(2026-01-15 11:00 UTC)
+                ),
+                (
+                    datetime!(2026-01-15 11:00 UTC),
+                    datetime!(2026-01-15 12:00 UTC)
+                ),
+                (
+                    datetime!(2026-01-15 12:00 UTC),
+                    datetime!(2026-01-15 12:30 UTC)
+                ),
             ]
         );
         assert_eq!(p.slice(Some(p.until)), None);
@@ -367,7 +379,10 @@ mod tests {
         };
         let r = Repricer::new(&snapshot).unwrap();
         // A custom-named provider is priced by its kind: 10 × 1,000 + 5 × 2,000.
-        assert_eq!(r.cost(&row("ollama", "llama3:8b", "k", 10, 5)), Some(20_000));
+        assert_eq!(
+            r.cost(&row("ollama", "llama3:8b", "k", 10, 5)),
+            Some(20_000)
+        );
         // No price: unpriced, not $0; no tokens: $0.
         assert_eq!(r.cost(&row("ollama", "mystery", "k", 10, 5)), None);
         assert_eq!(r.cost(&row("ollama", "mystery", "k", 0, 0)), Some(0));

@@ -87,7 +87,10 @@ async fn jobs_conform(store: Arc<dyn Store>) {
     };
     let a = jobs[0].id;
     assert_eq!(
-        store.checkpoint_job(a, &owner_of(a), &p, now).await.unwrap(),
+        store
+            .checkpoint_job(a, &owner_of(a), &p, now)
+            .await
+            .unwrap(),
         Checkpoint::Continue
     );
     assert_eq!(
@@ -96,7 +99,12 @@ async fn jobs_conform(store: Arc<dyn Store>) {
     );
     let got = store.get_job(a).await.unwrap().unwrap();
     assert_eq!(
-        (got.done, got.total, got.cursor.as_deref(), got.message.as_deref()),
+        (
+            got.done,
+            got.total,
+            got.cursor.as_deref(),
+            got.message.as_deref()
+        ),
         (5, Some(10), Some("c1"), Some("half"))
     );
 
@@ -186,10 +194,12 @@ async fn jobs_conform(store: Arc<dyn Store>) {
         .unwrap()
     {
         assert!(left.insert(j.id), "claimed twice");
-        assert!(store
-            .finish_job(j.id, "sweeper", JobState::Succeeded, "ok", far)
-            .await
-            .unwrap());
+        assert!(
+            store
+                .finish_job(j.id, "sweeper", JobState::Succeeded, "ok", far)
+                .await
+                .unwrap()
+        );
     }
     assert!(!left.contains(&q.id) && !left.contains(&taken.id));
     assert_eq!(left.len(), 2, "the two other running jobs, now stale");
@@ -276,7 +286,10 @@ async fn costs_conform(store: Arc<dyn Store>) {
             .unwrap()
             .cost_nano_usd
     };
-    assert_eq!((cost("a"), cost("b"), cost("c")), (Some(1_000), Some(20), Some(100)));
+    assert_eq!(
+        (cost("a"), cost("b"), cost("c")),
+        (Some(1_000), Some(20), Some(100))
+    );
     // The rollups (hour and day) moved by the same amounts: 1,000 + 20 + 100 now, none unpriced.
     use tollgate_control_plane::spend::{Interval, SpendQuery};
     use tollgate_control_plane::usage_log::LogScope;
@@ -308,7 +321,8 @@ async fn costs_conform(store: Arc<dyn Store>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_jobs_conform() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.db")).await.unwrap());
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("t.db")).await.unwrap());
     jobs_conform(store.clone()).await;
     costs_conform(store).await;
 }

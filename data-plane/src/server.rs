@@ -384,7 +384,6 @@ impl Draft {
         )
     }
 
-
     /// Records the time to the first byte or event sent to the client (once; rounded up to
     /// 1 ms, since 0 means no output yet).
     pub fn mark_first_output(&mut self) {

@@ -140,7 +140,11 @@ pub(crate) async fn recompute_costs(
     };
     let until = {
         let floor = floor_hour(until);
-        if floor == until { until } else { floor + Duration::HOUR }
+        if floor == until {
+            until
+        } else {
+            floor + Duration::HOUR
+        }
     };
     if until <= since {
         return Err(ApiError::invalid_field("until", "must be after `since`"));
@@ -152,10 +156,17 @@ pub(crate) async fn recompute_costs(
         ));
     }
     let params = RecomputeParams { since, until }.to_json();
-    let job = JobRecord::queued(JobKind::RecomputeCosts, params.clone(), audit.actor.0.clone());
+    let job = JobRecord::queued(
+        JobKind::RecomputeCosts,
+        params.clone(),
+        audit.actor.0.clone(),
+    );
     let event = audit
         .event("job.create", format!("jobs/{}", job.id))
-        .with("after", json!({"kind": job.kind.as_str(), "params": params}))
+        .with(
+            "after",
+            json!({"kind": job.kind.as_str(), "params": params}),
+        )
         .success();
     cp.store().create_job(&job, &event).await?;
     cp.wake_jobs();
@@ -244,9 +255,7 @@ pub(crate) async fn cancel_job(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<JobResponse>, ApiError> {
     let id = parse_id("job_id", &id)?;
-    let event = audit
-        .event("job.cancel", format!("jobs/{id}"))
-        .success();
+    let event = audit.event("job.cancel", format!("jobs/{id}")).success();
     let job = cp
         .store()
         .cancel_job(id, &event)

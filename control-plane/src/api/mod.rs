@@ -132,7 +132,10 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
             axum::routing::post(jobs::recompute_costs),
         )
         .route("/jobs/{job_id}", get(jobs::get_job))
-        .route("/jobs/{job_id}/cancel", axum::routing::post(jobs::cancel_job))
+        .route(
+            "/jobs/{job_id}/cancel",
+            axum::routing::post(jobs::cancel_job),
+        )
         .route("/spend", get(spend::get_spend))
         .route("/spend/export", get(spend::export_spend))
         .route("/audit-logs/export", get(system::export_audit_logs))

@@ -72,8 +72,11 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> Result<Option<JobRecord>, StoreError>;
 
     /// Usage records that started in `[from, to)`.
-    async fn count_usage(&self, from: OffsetDateTime, to: OffsetDateTime)
-    -> Result<u64, StoreError>;
+    async fn count_usage(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<u64, StoreError>;
 
     /// What re-pricing needs of the usage records that started in `[from, to)`.
     async fn usage_cost_rows(
@@ -196,7 +199,7 @@ pub(crate) mod sql {
 /// claim) and `usage_instant`; the rollup keys and tables come from `store/rollup.rs`.
 macro_rules! impl_job_store {
     ($store:ty) => {
-        use $crate::store::jobs::{sql as jobsql, Checkpoint, JobRow, JobStore, Progress};
+        use $crate::store::jobs::{Checkpoint, JobRow, JobStore, Progress, sql as jobsql};
 
         fn job_select(tail: &str) -> String {
             format!("SELECT {} FROM jobs {tail}", jobsql::COLUMNS)
@@ -349,14 +352,13 @@ macro_rules! impl_job_store {
                 } else {
                     0
                 };
-                let job = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(job_select(
-                    "WHERE id = $1",
-                )))
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .map($crate::jobs::JobRecord::try_from)
-                .transpose()?;
+                let job =
+                    sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(job_select("WHERE id = $1")))
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map($crate::jobs::JobRecord::try_from)
+                        .transpose()?;
                 if queued + running > 0 {
                     audit(&mut tx, event, version).await?;
                 }
@@ -416,8 +418,12 @@ macro_rules! impl_job_store {
                         continue;
                     }
                     changed += n;
-                    let cost = c.cost_nano_usd.unwrap_or(0).saturating_sub(r.cost_nano_usd.unwrap_or(0));
-                    let unpriced = i64::from(c.cost_nano_usd.is_none()) - i64::from(r.cost_nano_usd.is_none());
+                    let cost = c
+                        .cost_nano_usd
+                        .unwrap_or(0)
+                        .saturating_sub(r.cost_nano_usd.unwrap_or(0));
+                    let unpriced =
+                        i64::from(c.cost_nano_usd.is_none()) - i64::from(r.cost_nano_usd.is_none());
                     let ms = (r.started_at.unix_timestamp_nanos() / 1_000_000) as i64;
                     for (i, width) in [HOUR_MS, DAY_MS].into_iter().enumerate() {
                         let key = super::rollup::RollupKey {

@@ -51,8 +51,8 @@ use crate::validate::ValidationError;
 
 pub(crate) mod cli_login;
 mod governance;
-pub mod jobs;
 pub(crate) mod identity;
+pub mod jobs;
 mod postgres;
 pub(crate) mod rollup;
 pub(crate) mod scim;

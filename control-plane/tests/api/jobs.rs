@@ -62,7 +62,13 @@ async fn recomputing_costs_after_a_price_change_reprices_records_and_spend() {
     ];
     h.cp.store().insert_usage(&records).await.unwrap();
     let before = spend_totals(&h).await;
-    assert_eq!((before["cost_nano_usd"].as_u64(), before["unpriced_requests"].as_u64()), (Some(0), Some(4)));
+    assert_eq!(
+        (
+            before["cost_nano_usd"].as_u64(),
+            before["unpriced_requests"].as_u64()
+        ),
+        (Some(0), Some(4))
+    );
 
     // The price arrives: $1 input, $2 output per million tokens (1,000 and 2,000 nano-dollars
     // per token).
@@ -85,7 +91,11 @@ async fn recomputing_costs_after_a_price_change_reprices_records_and_spend() {
     let id = r.json["id"].as_str().unwrap().to_owned();
     let job = finished(&h, &id).await;
     assert_eq!(job["state"], "succeeded", "{job}");
-    assert_eq!((job["done"].as_u64(), job["total"].as_u64()), (Some(3), Some(3)), "{job}");
+    assert_eq!(
+        (job["done"].as_u64(), job["total"].as_u64()),
+        (Some(3), Some(3)),
+        "{job}"
+    );
     assert_eq!(job["percent"], 100.0);
     assert_eq!(job["message"], "3 records re-priced, 3 changed");
     assert!(job["finished_at"].is_string() && job["started_at"].is_string());
@@ -98,7 +108,10 @@ async fn recomputing_costs_after_a_price_change_reprices_records_and_spend() {
     assert_eq!(cost(&get(&h, "/api/logs/r3").await), Some(0.0001));
     let after = spend_totals(&h).await;
     assert_eq!(after["cost_nano_usd"], 1_200_000 + 2_000_000 + 100_000);
-    assert_eq!(after["unpriced_requests"], 1, "the record outside the range");
+    assert_eq!(
+        after["unpriced_requests"], 1,
+        "the record outside the range"
+    );
 
     // Again: nothing left to change. The audit log names both jobs.
     let r = post(&h, "/api/jobs/recompute-costs", json!({"since": since})).await;
@@ -122,9 +135,18 @@ async fn bad_ranges_and_unknown_jobs() {
     for (body, field) in [
         (json!({}), "since"),
         (json!({"since": "yesterday"}), "since"),
-        (json!({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}), "until"),
-        (json!({"since": "2024-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}), "since"),
-        (json!({"since": "2026-01-01T00:00:00Z", "extra": 1}), "extra"),
+        (
+            json!({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}),
+            "until",
+        ),
+        (
+            json!({"since": "2024-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}),
+            "since",
+        ),
+        (
+            json!({"since": "2026-01-01T00:00:00Z", "extra": 1}),
+            "extra",
+        ),
     ] {
         let r = post(&h, "/api/jobs/recompute-costs", body.clone()).await;
         assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request", Some(field));
