@@ -7,7 +7,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -15,7 +14,7 @@ use uuid::Uuid;
 use super::audit::Audit;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use super::{parse_id, timestamp};
+use super::{parse_id, parse_time, timestamp};
 use crate::ControlPlane;
 use crate::jobs::{JobKind, JobRecord, RecomputeParams, floor_hour};
 
@@ -108,11 +107,6 @@ pub struct RecomputeCostsRequest {
     pub until: Option<String>,
 }
 
-fn instant(field: &str, raw: &str) -> Result<OffsetDateTime, ApiError> {
-    OffsetDateTime::parse(raw, &Rfc3339)
-        .map_err(|_| ApiError::invalid_field(field, format!("{raw:?} is not an RFC 3339 time")))
-}
-
 /// Re-prices the stored usage of a time range with the current prices (the shipped table and
 /// the overrides in force now), as a job: the records' cost and the spend rollups of their
 /// hours are updated an hour at a time. Follow it with `GET /api/jobs/{job_id}`.
@@ -133,9 +127,9 @@ pub(crate) async fn recompute_costs(
     audit: Audit,
     ApiJson(req): ApiJson<RecomputeCostsRequest>,
 ) -> Result<(StatusCode, Json<JobResponse>), ApiError> {
-    let since = floor_hour(instant("since", &req.since)?);
+    let since = floor_hour(parse_time("since", &req.since)?);
     let until = match req.until.as_deref() {
-        Some(raw) => instant("until", raw)?,
+        Some(raw) => parse_time("until", raw)?,
         None => OffsetDateTime::now_utc(),
     };
     let until = {

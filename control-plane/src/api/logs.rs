@@ -7,7 +7,6 @@ use axum::extract::State;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -15,7 +14,7 @@ use uuid::Uuid;
 use super::auth::{Principal, Scope};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiPath, ApiQuery};
-use super::{parse_id, timestamp};
+use super::{parse_opt_id, parse_time, timestamp};
 use crate::ControlPlane;
 use crate::usage_log::{LogScope, StatusFilter, UsageLogQuery, UsageLogRow};
 
@@ -167,15 +166,6 @@ pub struct LogList {
     pub next_cursor: Option<String>,
 }
 
-fn time(field: &str, raw: &str) -> Result<OffsetDateTime, ApiError> {
-    OffsetDateTime::parse(raw, &Rfc3339).map_err(|_| {
-        ApiError::invalid_field(
-            field,
-            format!("{raw:?} is not an RFC 3339 time (e.g. 2026-01-15T10:00:00Z)"),
-        )
-    })
-}
-
 /// The opaque cursor of the page after `row` (newest first).
 fn encode_cursor(row: &UsageLogRow) -> String {
     URL_SAFE_NO_PAD.encode(format!(
@@ -238,11 +228,11 @@ pub(crate) async fn list_logs(
         ));
     }
     let until = match q.until.as_deref() {
-        Some(raw) => time("until", raw)?,
+        Some(raw) => parse_time("until", raw)?,
         None => OffsetDateTime::now_utc(),
     };
     let since = match q.since.as_deref() {
-        Some(raw) => time("since", raw)?,
+        Some(raw) => parse_time("since", raw)?,
         None => until - DEFAULT_WINDOW,
     };
     if until <= since {
@@ -254,7 +244,6 @@ pub(crate) async fn list_logs(
             "must be at most 31 days before `until` (page through longer periods window by window)",
         ));
     }
-    let id = |field: &str, raw: Option<&str>| raw.map(|r| parse_id(field, r)).transpose();
     let status = q
         .status
         .as_deref()
@@ -281,10 +270,10 @@ pub(crate) async fn list_logs(
     let query = UsageLogQuery {
         since,
         until,
-        virtual_key_id: id("virtual_key_id", q.virtual_key_id.as_deref())?,
-        team_id: id("team_id", q.team_id.as_deref())?,
-        customer_id: id("customer_id", q.customer_id.as_deref())?,
-        user_id: id("user_id", q.user_id.as_deref())?,
+        virtual_key_id: parse_opt_id("virtual_key_id", q.virtual_key_id.as_deref())?,
+        team_id: parse_opt_id("team_id", q.team_id.as_deref())?,
+        customer_id: parse_opt_id("customer_id", q.customer_id.as_deref())?,
+        user_id: parse_opt_id("user_id", q.user_id.as_deref())?,
         model: q.model,
         provider: q.provider,
         status,

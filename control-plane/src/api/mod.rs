@@ -299,6 +299,21 @@ pub(crate) fn parse_id(field: &str, raw: &str) -> Result<Uuid, ApiError> {
         .map_err(|_| ApiError::invalid_field(field, format!("{raw:?} is not a UUID")))
 }
 
+/// Parses an optional id query parameter (400 naming `field`).
+pub(crate) fn parse_opt_id(field: &str, raw: Option<&str>) -> Result<Option<Uuid>, ApiError> {
+    raw.map(|r| parse_id(field, r)).transpose()
+}
+
+/// Parses an RFC 3339 query or body field (400 naming `field`).
+pub(crate) fn parse_time(field: &str, raw: &str) -> Result<OffsetDateTime, ApiError> {
+    OffsetDateTime::parse(raw, &Rfc3339).map_err(|_| {
+        ApiError::invalid_field(
+            field,
+            format!("{raw:?} is not an RFC 3339 time (e.g. 2026-01-15T10:00:00Z)"),
+        )
+    })
+}
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {

@@ -10,7 +10,6 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -19,7 +18,7 @@ use super::auth::Principal;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
 use super::logs::log_scope;
-use super::{parse_id, timestamp};
+use super::{parse_opt_id, parse_time, timestamp};
 use crate::ControlPlane;
 use crate::spend::{
     Dimension, Interval, SpendQuery, SpendRow, SpendTotals, ceil_to, floor_to, usd_text,
@@ -161,15 +160,6 @@ pub struct SpendReport {
     pub totals: SpendSums,
 }
 
-fn time(field: &str, raw: &str) -> Result<OffsetDateTime, ApiError> {
-    OffsetDateTime::parse(raw, &Rfc3339).map_err(|_| {
-        ApiError::invalid_field(
-            field,
-            format!("{raw:?} is not an RFC 3339 time (e.g. 2026-01-15T10:00:00Z)"),
-        )
-    })
-}
-
 fn named(grouped: bool, id: Option<String>, name: Option<String>) -> Option<SpendNamed> {
     grouped.then_some(SpendNamed { id, name })
 }
@@ -218,11 +208,11 @@ fn spend_query(caller: &Principal, q: &SpendParams, limit: u32) -> Result<SpendQ
         .unwrap_or_default();
     let step = interval.step();
     let until = match q.until.as_deref() {
-        Some(raw) => time("until", raw)?,
+        Some(raw) => parse_time("until", raw)?,
         None => OffsetDateTime::now_utc(),
     };
     let since = match q.since.as_deref() {
-        Some(raw) => time("since", raw)?,
+        Some(raw) => parse_time("since", raw)?,
         None => until - DEFAULT_RANGE,
     };
     if until <= since {
@@ -244,18 +234,15 @@ fn spend_query(caller: &Principal, q: &SpendParams, limit: u32) -> Result<SpendQ
             ),
         ));
     }
-    let id = |field: &str, raw: Option<&str>| -> Result<Option<Uuid>, ApiError> {
-        raw.map(|r| parse_id(field, r)).transpose()
-    };
     Ok(SpendQuery {
         since,
         until,
         interval,
         group_by,
-        virtual_key_id: id("virtual_key_id", q.virtual_key_id.as_deref())?,
-        team_id: id("team_id", q.team_id.as_deref())?,
-        customer_id: id("customer_id", q.customer_id.as_deref())?,
-        user_id: id("user_id", q.user_id.as_deref())?,
+        virtual_key_id: parse_opt_id("virtual_key_id", q.virtual_key_id.as_deref())?,
+        team_id: parse_opt_id("team_id", q.team_id.as_deref())?,
+        customer_id: parse_opt_id("customer_id", q.customer_id.as_deref())?,
+        user_id: parse_opt_id("user_id", q.user_id.as_deref())?,
         model: q.model.clone(),
         provider: q.provider.clone(),
         scope: log_scope(caller),

@@ -8,8 +8,6 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
@@ -78,17 +76,8 @@ fn audit_filter(
         raw.map(|r| TextMatch::parse(r).map_err(|why| ApiError::invalid_field(field, why)))
             .transpose()
     };
-    let time = |field: &str, raw: Option<&str>| {
-        raw.map(|r| {
-            OffsetDateTime::parse(r, &Rfc3339).map_err(|_| {
-                ApiError::invalid_field(
-                    field,
-                    format!("{r:?} is not an RFC 3339 time (e.g. 2026-01-15T10:00:00Z)"),
-                )
-            })
-        })
-        .transpose()
-    };
+    let time =
+        |field: &str, raw: Option<&str>| raw.map(|r| super::parse_time(field, r)).transpose();
     let filter = AuditFilter {
         actor: text("actor", actor)?,
         action: text("action", action)?,

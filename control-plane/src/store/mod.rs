@@ -1026,6 +1026,39 @@ macro_rules! impl_sql_store {
             }
         }
 
+        /// The caller's scope and the owner filters (virtual key, team, customer, user) of a
+        /// usage query, on the columns `usage_records` and the rollups share (`prefix`: the
+        /// table's alias and a dot, or nothing): one rule for request logs and spend.
+        fn push_owner_filters(
+            qb: &mut sqlx::QueryBuilder<$db>,
+            prefix: &str,
+            scope: $crate::usage_log::LogScope,
+            [key, team, customer, user]: [Option<uuid::Uuid>; 4],
+        ) {
+            use $crate::usage_log::LogScope;
+            match scope {
+                LogScope::All => {}
+                LogScope::Team(Some(team)) => {
+                    qb.push(format!(" AND {prefix}team_id = ")).push_bind(team);
+                }
+                LogScope::Key(Some(key)) => {
+                    qb.push(format!(" AND {prefix}virtual_key_id = "))
+                        .push_bind(key.to_string());
+                }
+                LogScope::Team(None) | LogScope::Key(None) => {
+                    qb.push(" AND 1 = 0");
+                }
+            }
+            if let Some(id) = key {
+                qb.push(format!(" AND {prefix}virtual_key_id = ")).push_bind(id.to_string());
+            }
+            for (column, id) in [("team_id", team), ("customer_id", customer), ("user_id", user)] {
+                if let Some(id) = id {
+                    qb.push(format!(" AND {prefix}{column} = ")).push_bind(id);
+                }
+            }
+        }
+
         /// Inserts a virtual-key row (409 on a taken name or value).
         async fn insert_vk(conn: &mut Conn, vk: &VirtualKeyRecord) -> Result<(), StoreError> {
             sqlx::query(sql::INSERT_VK)
@@ -1953,30 +1986,12 @@ macro_rules! impl_sql_store {
                     .push_bind(usage_instant(ceil_to_millis(q.since)))
                     .push(" AND u.started_at < ")
                     .push_bind(usage_instant(ceil_to_millis(q.until)));
-                match q.scope {
-                    $crate::usage_log::LogScope::All => {}
-                    $crate::usage_log::LogScope::Team(Some(team)) => {
-                        qb.push(" AND u.team_id = ").push_bind(team);
-                    }
-                    $crate::usage_log::LogScope::Key(Some(key)) => {
-                        qb.push(" AND u.virtual_key_id = ").push_bind(key.to_string());
-                    }
-                    $crate::usage_log::LogScope::Team(None) | $crate::usage_log::LogScope::Key(None) => {
-                        qb.push(" AND 1 = 0");
-                    }
-                }
-                if let Some(id) = q.virtual_key_id {
-                    qb.push(" AND u.virtual_key_id = ").push_bind(id.to_string());
-                }
-                if let Some(id) = q.team_id {
-                    qb.push(" AND u.team_id = ").push_bind(id);
-                }
-                if let Some(id) = q.customer_id {
-                    qb.push(" AND u.customer_id = ").push_bind(id);
-                }
-                if let Some(id) = q.user_id {
-                    qb.push(" AND u.user_id = ").push_bind(id);
-                }
+                push_owner_filters(
+                    &mut qb,
+                    "u.",
+                    q.scope,
+                    [q.virtual_key_id, q.team_id, q.customer_id, q.user_id],
+                );
                 if let Some(model) = &q.model {
                     qb.push(" AND (u.model_requested = ")
                         .push_bind(model.clone())
@@ -2123,30 +2138,12 @@ macro_rules! impl_sql_store {
                     .push_bind(usage_instant(q.since))
                     .push(" AND bucket < ")
                     .push_bind(usage_instant(q.until));
-                match q.scope {
-                    $crate::usage_log::LogScope::All => {}
-                    $crate::usage_log::LogScope::Team(Some(team)) => {
-                        qb.push(" AND team_id = ").push_bind(team);
-                    }
-                    $crate::usage_log::LogScope::Key(Some(key)) => {
-                        qb.push(" AND virtual_key_id = ").push_bind(key.to_string());
-                    }
-                    $crate::usage_log::LogScope::Team(None) | $crate::usage_log::LogScope::Key(None) => {
-                        qb.push(" AND 1 = 0");
-                    }
-                }
-                if let Some(id) = q.virtual_key_id {
-                    qb.push(" AND virtual_key_id = ").push_bind(id.to_string());
-                }
-                if let Some(id) = q.team_id {
-                    qb.push(" AND team_id = ").push_bind(id);
-                }
-                if let Some(id) = q.customer_id {
-                    qb.push(" AND customer_id = ").push_bind(id);
-                }
-                if let Some(id) = q.user_id {
-                    qb.push(" AND user_id = ").push_bind(id);
-                }
+                push_owner_filters(
+                    &mut qb,
+                    "",
+                    q.scope,
+                    [q.virtual_key_id, q.team_id, q.customer_id, q.user_id],
+                );
                 if let Some(model) = &q.model {
                     qb.push(" AND model = ").push_bind(model.clone());
                 }
