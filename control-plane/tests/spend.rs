@@ -10,12 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
-use serde_json::json;
 use time::OffsetDateTime;
-use tollgate_control_plane::identity::{GroupMappings, Profile, Role};
-use tollgate_control_plane::model::{
-    AuditEvent, CustomerRecord, TeamRecord, VirtualKeyRecord, now,
-};
 use tollgate_control_plane::spend::{Dimension, Interval, SpendQuery, SpendRow, SpendTotals};
 use tollgate_control_plane::store::UsageRecord;
 use tollgate_control_plane::usage_log::LogScope;
@@ -24,34 +19,6 @@ use uuid::Uuid;
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
-
-fn event(action: &str) -> AuditEvent {
-    AuditEvent {
-        actor: "test".into(),
-        action: action.into(),
-        target: "t".into(),
-        details: json!({}),
-    }
-}
-
-fn vk(name: &str, fill: u8, team_id: Option<Uuid>, customer_id: Option<Uuid>) -> VirtualKeyRecord {
-    let t = now();
-    VirtualKeyRecord {
-        id: Uuid::new_v4(),
-        name: name.into(),
-        description: None,
-        key_sha256: [fill; 32],
-        value_prefix: "sk-tg-AbCd".into(),
-        providers: Vec::new(),
-        active: true,
-        team_id,
-        customer_id,
-        user_id: None,
-        governance: Default::default(),
-        created_at: t,
-        updated_at: t,
-    }
-}
 
 fn text(id: Option<Uuid>) -> String {
     id.map(|u| u.to_string()).unwrap_or_default()
@@ -221,84 +188,10 @@ fn subsets() -> Vec<Vec<Dimension>> {
         .collect()
 }
 
-struct Fixture {
-    keys: Vec<Uuid>,
-    teams: Vec<Uuid>,
-    customer: Uuid,
-    user: Uuid,
-    personal: Uuid,
-}
+use common::owners::Owners as Fixture;
 
 async fn fixture(store: &dyn Store) -> Fixture {
-    let t = now();
-    let customer = CustomerRecord {
-        id: Uuid::new_v4(),
-        name: "acme".into(),
-        limits: Default::default(),
-        created_at: t,
-        updated_at: t,
-    };
-    store
-        .create_customer(&customer, &event("customer.create"))
-        .await
-        .unwrap();
-    let mut teams = Vec::new();
-    for (name, cust) in [("eng", Some(customer.id)), ("ml", None)] {
-        let team = TeamRecord {
-            id: Uuid::new_v4(),
-            name: name.into(),
-            customer_id: cust,
-            limits: Default::default(),
-            member_key_limits: None,
-            created_at: t,
-            updated_at: t,
-        };
-        store
-            .create_team(&team, &event("team.create"))
-            .await
-            .unwrap();
-        teams.push(team.id);
-    }
-    let keys = [
-        vk("key-eng", 1, Some(teams[0]), None),
-        vk("key-ml", 2, Some(teams[1]), None),
-        vk("key-acme", 3, None, Some(customer.id)),
-    ];
-    for k in &keys {
-        store
-            .create_virtual_key(k, &event("virtual_key.create"))
-            .await
-            .unwrap();
-    }
-    let mappings = GroupMappings {
-        teams: Vec::new(),
-        roles: Vec::new(),
-        default_role: Role::Member,
-        allowed_groups: Vec::new(),
-    };
-    let alice = store
-        .provision_user(
-            &Profile {
-                issuer: Some("https://idp.example".into()),
-                subject: Some("alice".into()),
-                user_name: "alice@example.com".into(),
-                email: Some("alice@example.com".into()),
-                display_name: None,
-                groups: None,
-            },
-            &mappings,
-            &|user, generation| format!("sk-tg-test-{user}-{generation}"),
-            &event("user.login"),
-        )
-        .await
-        .unwrap();
-    Fixture {
-        keys: keys.iter().map(|k| k.id).collect(),
-        teams,
-        customer: customer.id,
-        user: alice.user.id,
-        personal: alice.personal_key_id.unwrap(),
-    }
+    common::owners::owners(store, true).await
 }
 
 /// `n` records numbered from `from`, spread over three days around [`BASE_MS`].

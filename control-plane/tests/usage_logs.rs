@@ -7,44 +7,14 @@ mod common;
 
 use std::sync::Arc;
 
-use serde_json::json;
 use time::{Duration, OffsetDateTime};
-use tollgate_control_plane::identity::{GroupMappings, Profile, Role};
-use tollgate_control_plane::model::{
-    AuditEvent, CustomerRecord, TeamRecord, VirtualKeyRecord, now,
-};
+use tollgate_control_plane::model::VirtualKeyRecord;
 use tollgate_control_plane::store::UsageRecord;
 use tollgate_control_plane::usage_log::{LogScope, StatusFilter, UsageLogQuery, UsageLogRow};
 use tollgate_control_plane::{PostgresStore, SqliteStore, Store};
 use uuid::Uuid;
 
-fn event(action: &str) -> AuditEvent {
-    AuditEvent {
-        actor: "test".into(),
-        action: action.into(),
-        target: "t".into(),
-        details: json!({}),
-    }
-}
-
-fn vk(name: &str, fill: u8, team_id: Option<Uuid>, customer_id: Option<Uuid>) -> VirtualKeyRecord {
-    let t = now();
-    VirtualKeyRecord {
-        id: Uuid::new_v4(),
-        name: name.into(),
-        description: None,
-        key_sha256: [fill; 32],
-        value_prefix: "sk-tg-AbCd".into(),
-        providers: Vec::new(),
-        active: true,
-        team_id,
-        customer_id,
-        user_id: None,
-        governance: Default::default(),
-        created_at: t,
-        updated_at: t,
-    }
-}
+use common::owners::event;
 
 /// A key's id text, name, team, customer and user.
 type Owner = (
@@ -139,93 +109,32 @@ fn ids(rows: &[UsageLogRow]) -> Vec<String> {
 }
 
 async fn usage_logs_conform(store: Arc<dyn Store>) {
-    let t = now();
-    let customer = CustomerRecord {
-        id: Uuid::new_v4(),
-        name: "acme".into(),
-        limits: Default::default(),
-        created_at: t,
-        updated_at: t,
-    };
-    store
-        .create_customer(&customer, &event("customer.create"))
-        .await
-        .unwrap();
-    let mut teams = Vec::new();
-    for name in ["eng", "ml"] {
-        let team = TeamRecord {
-            id: Uuid::new_v4(),
-            name: name.into(),
-            customer_id: None,
-            limits: Default::default(),
-            member_key_limits: None,
-            created_at: t,
-            updated_at: t,
-        };
-        store
-            .create_team(&team, &event("team.create"))
-            .await
-            .unwrap();
-        teams.push(team.id);
-    }
-    let keys = [
-        vk("key-eng", 1, Some(teams[0]), None),
-        vk("key-ml", 2, Some(teams[1]), None),
-        vk("key-acme", 3, None, Some(customer.id)),
-    ];
-    for k in &keys {
-        store
-            .create_virtual_key(k, &event("virtual_key.create"))
-            .await
-            .unwrap();
-    }
-    // A user with a personal key (no team: no group mapping).
-    let mappings = GroupMappings {
-        teams: Vec::new(),
-        roles: Vec::new(),
-        default_role: Role::Member,
-        allowed_groups: Vec::new(),
-    };
-    let alice = store
-        .provision_user(
-            &Profile {
-                issuer: Some("https://idp.example".into()),
-                subject: Some("alice".into()),
-                user_name: "alice@example.com".into(),
-                email: Some("alice@example.com".into()),
-                display_name: None,
-                groups: None,
-            },
-            &mappings,
-            &|user, generation| format!("sk-tg-test-{user}-{generation}"),
-            &event("user.login"),
-        )
-        .await
-        .unwrap();
-    let personal = alice.personal_key_id.unwrap();
+    let o = common::owners::owners(store.as_ref(), false).await;
+    let (keys, teams, customer) = (&o.keys, &o.teams, o.customer);
+    let personal = o.personal;
     let personal_name = store.get_virtual_key(personal).await.unwrap().unwrap().name;
     // Owners, by key: (id text, name, team, customer, user).
     let deleted = Uuid::new_v4();
     let owners: Vec<Owner> = vec![
         (
-            keys[0].id.to_string(),
+            keys[0].to_string(),
             Some("key-eng".into()),
             Some(teams[0]),
             None,
             None,
         ),
         (
-            keys[1].id.to_string(),
+            keys[1].to_string(),
             Some("key-ml".into()),
             Some(teams[1]),
             None,
             None,
         ),
         (
-            keys[2].id.to_string(),
+            keys[2].to_string(),
             Some("key-acme".into()),
             None,
-            Some(customer.id),
+            Some(customer),
             None,
         ),
         (
@@ -233,7 +142,7 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
             Some(personal_name.clone()),
             None,
             None,
-            Some(alice.user.id),
+            Some(o.user),
         ),
         // A key of team ml deleted since: no name, still billed to the team.
         (deleted.to_string(), None, Some(teams[1]), None, None),
@@ -343,7 +252,7 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
 
     // Every filter, alone and combined.
     let mut cases: Vec<UsageLogQuery> = Vec::new();
-    for k in [keys[0].id, personal, deleted, Uuid::new_v4()] {
+    for k in [keys[0], personal, deleted, Uuid::new_v4()] {
         cases.push(UsageLogQuery {
             virtual_key_id: Some(k),
             ..day.clone()
@@ -356,11 +265,11 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
         });
     }
     cases.push(UsageLogQuery {
-        customer_id: Some(customer.id),
+        customer_id: Some(customer),
         ..day.clone()
     });
     cases.push(UsageLogQuery {
-        user_id: Some(alice.user.id),
+        user_id: Some(o.user),
         ..day.clone()
     });
     for model in [
@@ -408,7 +317,7 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
     });
     cases.push(UsageLogQuery {
         scope: LogScope::Key(Some(personal)),
-        virtual_key_id: Some(keys[0].id),
+        virtual_key_id: Some(keys[0]),
         ..day.clone()
     });
     cases.push(UsageLogQuery {
@@ -500,7 +409,7 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(one.user_id, Some(alice.user.id));
+    assert_eq!(one.user_id, Some(o.user));
     assert_eq!(one.user_name.as_deref(), Some("alice@example.com"));
     assert_eq!(one.key_name.as_deref(), Some(personal_name.as_str()));
     assert_eq!(
@@ -517,7 +426,7 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
     // to team eng (renamed), delete key-acme. Their past requests stay billed where they were.
     store
         .update_virtual_key(
-            keys[1].id,
+            keys[1],
             &|v: &mut VirtualKeyRecord| {
                 v.team_id = Some(teams[0]);
                 v.name = "key-ml-moved".into();
@@ -528,14 +437,14 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
         .await
         .unwrap();
     store
-        .delete_virtual_key(keys[2].id, &event("virtual_key.delete"))
+        .delete_virtual_key(keys[2], &event("virtual_key.delete"))
         .await
         .unwrap();
     for e in &mut all {
-        if e.rec.virtual_key_id == keys[1].id.to_string() {
+        if e.rec.virtual_key_id == keys[1].to_string() {
             e.key_name = Some("key-ml-moved".into());
         }
-        if e.rec.virtual_key_id == keys[2].id.to_string() {
+        if e.rec.virtual_key_id == keys[2].to_string() {
             e.key_name = None;
         }
     }
@@ -549,7 +458,7 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
             ..day.clone()
         },
         UsageLogQuery {
-            customer_id: Some(customer.id),
+            customer_id: Some(customer),
             ..day.clone()
         },
     ] {
@@ -560,7 +469,7 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
     }
     let moved = store
         .query_usage_logs(&UsageLogQuery {
-            virtual_key_id: Some(keys[1].id),
+            virtual_key_id: Some(keys[1]),
             ..day.clone()
         })
         .await
@@ -573,7 +482,7 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
     );
     let gone = store
         .query_usage_logs(&UsageLogQuery {
-            virtual_key_id: Some(keys[2].id),
+            virtual_key_id: Some(keys[2]),
             ..day.clone()
         })
         .await
@@ -581,7 +490,7 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
     assert!(!gone.is_empty());
     assert!(
         gone.iter()
-            .all(|r| r.key_name.is_none() && r.customer_id == Some(customer.id))
+            .all(|r| r.key_name.is_none() && r.customer_id == Some(customer))
     );
 }
 

@@ -44,7 +44,7 @@ fn record(request_id: &str, vk: &str, ago_ms: i64, status: u32) -> UsageRecord {
 }
 
 /// `r` billed as a data plane bills it: to its key's current team, customer and user.
-async fn billed(h: &Harness, mut r: UsageRecord) -> UsageRecord {
+pub(super) async fn billed(h: &Harness, mut r: UsageRecord) -> UsageRecord {
     let text = |id: Option<Uuid>| id.map(|u| u.to_string()).unwrap_or_default();
     if let Ok(id) = r.virtual_key_id.parse()
         && let Some(vk) = h.cp.store().get_virtual_key(id).await.unwrap()

@@ -6,6 +6,7 @@ use tollgate_control_plane::identity::Role;
 use tollgate_control_plane::store::UsageRecord;
 use uuid::Uuid;
 
+use super::logs::billed;
 use super::roles::{Org, admin, org};
 use super::*;
 
@@ -27,19 +28,6 @@ fn record(request_id: &str, vk: &str, ago_ms: i64, cost: Option<u64>) -> UsageRe
         cost_nano_usd: cost,
         ..Default::default()
     }
-}
-
-/// `r` billed as a data plane bills it: to its key's current team, customer and user.
-async fn billed(h: &Harness, mut r: UsageRecord) -> UsageRecord {
-    let text = |id: Option<Uuid>| id.map(|u| u.to_string()).unwrap_or_default();
-    if let Ok(id) = r.virtual_key_id.parse()
-        && let Some(vk) = h.cp.store().get_virtual_key(id).await.unwrap()
-    {
-        r.team_id = text(vk.team_id);
-        r.customer_id = text(vk.customer_id);
-        r.user_id = text(vk.user_id);
-    }
-    r
 }
 
 fn ok(r: &Resp) -> &Value {

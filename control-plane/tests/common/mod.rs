@@ -1,6 +1,8 @@
 //! Shared test helpers: temporary SQLite files and per-test PostgreSQL databases.
 #![allow(dead_code)]
 
+pub mod owners;
+
 use std::future::Future;
 
 use sqlx::Connection as _;
