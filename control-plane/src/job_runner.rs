@@ -57,7 +57,7 @@ enum Outcome {
 }
 
 async fn run_one(cp: &ControlPlane, owner: &str, job: JobRecord, stop: &CancellationToken) {
-    tracing::info!(job = %job.id, kind = job.kind.as_str(), resumed = job.started_at.is_some() && job.done > 0, "job started");
+    tracing::info!(job = %job.id, kind = job.kind.as_str(), resumed = job.done > 0, "job started");
     let outcome = match job.kind {
         JobKind::RecomputeCosts => recompute_costs(cp, owner, &job, stop).await,
     };
@@ -70,12 +70,16 @@ async fn run_one(cp: &ControlPlane, owner: &str, job: JobRecord, stop: &Cancella
         Err(e) => (JobState::Failed, e),
     };
     tracing::info!(job = %job.id, state = state.as_str(), %message, "job ended");
-    if let Err(e) = cp
+    match cp
         .store()
         .finish_job(job.id, owner, state, &message, now())
         .await
     {
-        tracing::warn!(job = %job.id, error = %e, "cannot record the end of a job");
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(job = %job.id, "job taken over by another replica before it ended")
+        }
+        Err(e) => tracing::warn!(job = %job.id, error = %e, "cannot record the end of a job"),
     }
 }
 
@@ -135,9 +139,11 @@ async fn recompute_costs(
     }
     let next = |c: &RecomputeCursor| c.next.as_deref().and_then(|t| parse_rfc3339(t).ok());
     while let Some((from, to)) = params.slice(next(&cursor)) {
-        if stop.is_cancelled() {
-            // Shutting down: leave it running; another replica (or this one after a restart)
-            // takes it over from the last checkpoint once its heartbeat is stale.
+        // The runner holds the control plane while a job runs, so `stop` (its last handle
+        // dropped) cannot fire then: an orderly shutdown is what ends a job early.
+        if stop.is_cancelled() || cp.shutting_down() {
+            // Leave it running; another replica (or this one after a restart) takes it over
+            // from the last checkpoint once its heartbeat is stale.
             return Ok(Outcome::Lost);
         }
         let rows = store.usage_cost_rows(from, to).await.map_err(store_error)?;

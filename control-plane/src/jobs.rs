@@ -16,6 +16,8 @@ use tollgate_proto::config::v1 as pb;
 use tollgate_proto::pricing::{PriceTable, PricingError, Tokens};
 use uuid::Uuid;
 
+use crate::spend::floor_to;
+
 /// What a job does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobKind {
@@ -66,14 +68,6 @@ impl JobState {
             "cancelled" => JobState::Cancelled,
             _ => return None,
         })
-    }
-
-    /// Whether the job has ended (it will not run again).
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            JobState::Succeeded | JobState::Failed | JobState::Cancelled
-        )
     }
 }
 
@@ -164,7 +158,7 @@ impl RecomputeParams {
         if from >= self.until {
             return None;
         }
-        let to = (floor_hour(from) + Duration::HOUR).min(self.until);
+        let to = (floor_to(from, Duration::HOUR) + Duration::HOUR).min(self.until);
         Some((from, to))
     }
 }
@@ -177,12 +171,6 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
 pub(crate) fn parse_rfc3339(s: &str) -> Result<OffsetDateTime, String> {
     OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
-}
-
-/// `t` rounded down to its UTC hour.
-pub fn floor_hour(t: OffsetDateTime) -> OffsetDateTime {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    t.replace_time(time::Time::from_hms(t.hour(), 0, 0).unwrap_or(time::Time::MIDNIGHT))
 }
 
 /// What re-pricing needs of a stored usage record.

@@ -322,12 +322,17 @@ impl ControlPlane {
         self.inner.snapshots.subscribe()
     }
 
-    /// The store (for tools and tests).
     /// Wakes this replica's job runner (a job was just created).
     pub(crate) fn wake_jobs(&self) {
         self.inner.jobs_wake.notify_one();
     }
 
+    /// Whether [`ControlPlane::shutdown`] was called.
+    pub(crate) fn shutting_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    /// The store (for tools and tests).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
     }

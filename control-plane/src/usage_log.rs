@@ -2,10 +2,10 @@
 //! ([`Store::query_usage_logs`](crate::store::Store::query_usage_logs),
 //! [`Store::get_usage_log`](crate::store::Store::get_usage_log), `GET /api/logs`).
 //!
-//! Each record is joined with its virtual key (name, team, customer, personal-key user) as the
-//! key is NOW: the owner fields are the key's current owner, not the owner when the request ran
-//! (a key moved to another team shows its old requests under the new team; a deleted key's
-//! requests show no name and no owner). Rows are ordered newest first by
+//! Each record carries who it was billed to when it was served (team, customer, personal-key
+//! user: the data plane stamps them, migration 0014), joined with its key's current name (a key
+//! moved to another team keeps its old requests under the old team; a deleted key's requests
+//! show no name but keep their owner). Rows are ordered newest first by
 //! `(started_at, request_id)`, and pages continue after the last row's pair (keyset cursor), so
 //! rows arriving while a client pages never shift a page.
 //!

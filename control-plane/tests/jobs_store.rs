@@ -231,7 +231,7 @@ fn usage(id: &str, at: OffsetDateTime, cost: Option<u64>) -> UsageRecord {
 }
 
 async fn costs_conform(store: Arc<dyn Store>) {
-    let hour = tollgate_control_plane::jobs::floor_hour(OffsetDateTime::now_utc());
+    let hour = tollgate_control_plane::spend::floor_to(OffsetDateTime::now_utc(), Duration::HOUR);
     let records = [
         usage("a", hour + Duration::minutes(1), None),
         usage("b", hour + Duration::minutes(2), Some(7)),

@@ -116,8 +116,17 @@ fn refused_action(
         "scim" => "scim_token",
         "me" if segments.get(1) == Some(&"tokens") => "api_token",
         "me" => "personal_key",
+        "jobs" => "job",
         _ => return None,
     };
+    // `jobs/{job_id}/cancel` (the recomputation's `jobs/recompute-costs` is a create).
+    if resource == "job" && segments.last() == Some(&"cancel") {
+        return Some((
+            "job.cancel".to_owned(),
+            target_of(&segments[..segments.len() - 1]),
+            None,
+        ));
+    }
     // `{owner}/{id}/budgets/{budget_id}/reset`.
     if segments.len() == 5 && segments[2] == "budgets" && segments[4] == "reset" {
         let budget = escape(&value(segments[3]), MAX_TARGET_CHARS);
@@ -345,6 +354,20 @@ mod tests {
                 params(&[("override_id", "o\n1")]),
                 "pricing.update",
                 "pricing/o\\n1",
+            ),
+            (
+                Method::POST,
+                "/api/jobs/recompute-costs",
+                params(&[]),
+                "job.create",
+                "jobs/recompute-costs",
+            ),
+            (
+                Method::POST,
+                "/api/jobs/{job_id}/cancel",
+                params(&[("job_id", "j1")]),
+                "job.cancel",
+                "jobs/j1",
             ),
         ];
         for (method, template, params, action, target) in cases {

@@ -16,7 +16,8 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{parse_id, parse_time, timestamp};
 use crate::ControlPlane;
-use crate::jobs::{JobKind, JobRecord, RecomputeParams, floor_hour};
+use crate::jobs::{JobKind, JobRecord, RecomputeParams};
+use crate::spend::{ceil_to, floor_to};
 
 /// The widest range one recomputation covers.
 const MAX_RECOMPUTE_RANGE: Duration = Duration::days(400);
@@ -127,28 +128,25 @@ pub(crate) async fn recompute_costs(
     audit: Audit,
     ApiJson(req): ApiJson<RecomputeCostsRequest>,
 ) -> Result<(StatusCode, Json<JobResponse>), ApiError> {
-    let since = floor_hour(parse_time("since", &req.since)?);
+    let since = parse_time("since", &req.since)?;
     let until = match req.until.as_deref() {
         Some(raw) => parse_time("until", raw)?,
         None => OffsetDateTime::now_utc(),
     };
-    let until = {
-        let floor = floor_hour(until);
-        if floor == until {
-            until
-        } else {
-            floor + Duration::HOUR
-        }
-    };
     if until <= since {
         return Err(ApiError::invalid_field("until", "must be after `since`"));
     }
+    // The range asked for (rounding it outwards to whole hours may add up to one).
     if until - since > MAX_RECOMPUTE_RANGE {
         return Err(ApiError::invalid_field(
             "since",
             "at most 400 days before `until`: split the range",
         ));
     }
+    let (since, until) = (
+        floor_to(since, Duration::HOUR),
+        ceil_to(until, Duration::HOUR),
+    );
     let params = RecomputeParams { since, until }.to_json();
     let job = JobRecord::queued(
         JobKind::RecomputeCosts,

@@ -218,12 +218,12 @@ fn spend_query(caller: &Principal, q: &SpendParams, limit: u32) -> Result<SpendQ
     if until <= since {
         return Err(ApiError::invalid_field("until", "must be after `since`"));
     }
-    let (since, until) = (floor_to(since, step), ceil_to(until, step));
     let max = if interval == Interval::Hour {
         MAX_HOURLY_RANGE
     } else {
         MAX_RANGE
     };
+    // The range asked for (rounding it outwards to whole buckets may add up to one).
     if until - since > max {
         return Err(ApiError::invalid_field(
             "since",
@@ -234,6 +234,7 @@ fn spend_query(caller: &Principal, q: &SpendParams, limit: u32) -> Result<SpendQ
             ),
         ));
     }
+    let (since, until) = (floor_to(since, step), ceil_to(until, step));
     Ok(SpendQuery {
         since,
         until,

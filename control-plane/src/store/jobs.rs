@@ -184,7 +184,8 @@ pub(crate) mod sql {
          customer_id, user_id, provider, model_resolved, \
          provider_key_id, input_tokens, output_tokens, cache_read_input_tokens, \
          cache_write_input_tokens, cache_write_1h_input_tokens, cost_nano_usd \
-         FROM usage_records WHERE started_at >= $1 AND started_at < $2";
+         FROM usage_records WHERE started_at >= $1 AND started_at < $2 \
+         ORDER BY started_at, request_id";
     /// Compare and set: only a record that still has the cost it was read with.
     pub const SET_COST: &str = "UPDATE usage_records SET cost_nano_usd = $3 \
          WHERE request_id = $1 AND started_at = $2 AND cost_nano_usd IS NOT DISTINCT FROM $4";
@@ -396,8 +397,6 @@ macro_rules! impl_job_store {
                 changes: &[$crate::store::jobs::CostChange],
             ) -> Result<u64, StoreError> {
                 use std::collections::BTreeMap;
-                const HOUR_MS: i64 = 3_600_000;
-                const DAY_MS: i64 = 24 * HOUR_MS;
                 // (cost, unpriced) differences per rollup row, hourly and daily, in the global
                 // key order every usage insert upserts them in (no deadlock with ingest).
                 let mut deltas: [BTreeMap<super::rollup::RollupKey, (i64, i64)>; 2] =
@@ -425,16 +424,17 @@ macro_rules! impl_job_store {
                     let unpriced =
                         i64::from(c.cost_nano_usd.is_none()) - i64::from(r.cost_nano_usd.is_none());
                     let ms = (r.started_at.unix_timestamp_nanos() / 1_000_000) as i64;
-                    for (i, width) in [HOUR_MS, DAY_MS].into_iter().enumerate() {
-                        let key = super::rollup::RollupKey {
-                            bucket_ms: ms.div_euclid(width) * width,
-                            virtual_key_id: r.virtual_key_id.clone(),
-                            team_id: r.team_id.unwrap_or_default(),
-                            customer_id: r.customer_id.unwrap_or_default(),
-                            user_id: r.user_id.unwrap_or_default(),
-                            provider: r.provider.clone(),
-                            model: r.model_resolved.clone(),
-                        };
+                    let hour = super::rollup::RollupKey::hourly(
+                        ms,
+                        &r.virtual_key_id,
+                        r.team_id,
+                        r.customer_id,
+                        r.user_id,
+                        &r.provider,
+                        &r.model_resolved,
+                    );
+                    let day = hour.daily();
+                    for (i, key) in [hour, day].into_iter().enumerate() {
                         let d = deltas[i].entry(key).or_default();
                         d.0 = d.0.saturating_add(cost);
                         d.1 += unpriced;

@@ -321,8 +321,8 @@ pub trait Store:
     async fn usage_by_virtual_key(&self) -> Result<BTreeMap<String, UsageTotals>, StoreError>;
 
     /// One page of request logs ([`crate::usage_log`]): usage records that started in
-    /// `[query.since, query.until)` and match its filters, each with its key's CURRENT name and
-    /// owner (team, customer, personal-key user), newest first by `(started_at, request_id)`,
+    /// `[query.since, query.until)` and match its filters, each with the team, customer and
+    /// personal-key user it was billed to and its key's CURRENT name, newest first by `(started_at, request_id)`,
     /// after `query.after`, at most `query.limit` rows.
     async fn query_usage_logs(
         &self,

@@ -29,6 +29,39 @@ pub(crate) struct RollupKey {
     pub model: String,
 }
 
+impl RollupKey {
+    /// The hourly bucket of a record that started at `started_ms` (as stored), billed as given
+    /// (`None` owners become the tables' nil sentinel).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn hourly(
+        started_ms: i64,
+        virtual_key_id: &str,
+        team_id: Option<Uuid>,
+        customer_id: Option<Uuid>,
+        user_id: Option<Uuid>,
+        provider: &str,
+        model: &str,
+    ) -> RollupKey {
+        RollupKey {
+            bucket_ms: started_ms.div_euclid(HOUR_MS) * HOUR_MS,
+            virtual_key_id: virtual_key_id.to_owned(),
+            team_id: team_id.unwrap_or_default(),
+            customer_id: customer_id.unwrap_or_default(),
+            user_id: user_id.unwrap_or_default(),
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+        }
+    }
+
+    /// The daily bucket holding this hourly one.
+    pub(crate) fn daily(&self) -> RollupKey {
+        RollupKey {
+            bucket_ms: self.bucket_ms.div_euclid(DAY_MS) * DAY_MS,
+            ..self.clone()
+        }
+    }
+}
+
 /// The sums of a rollup row (see migration 0015 for what each counts).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct RollupSums {
@@ -97,22 +130,20 @@ pub(crate) fn deltas<'a>(
         if !stored(r) {
             continue;
         }
-        let key = RollupKey {
-            bucket_ms: stored_start_ms(r).div_euclid(HOUR_MS) * HOUR_MS,
-            virtual_key_id: r.virtual_key_id.clone(),
-            team_id: owner_id(&r.team_id).unwrap_or_default(),
-            customer_id: owner_id(&r.customer_id).unwrap_or_default(),
-            user_id: owner_id(&r.user_id).unwrap_or_default(),
-            provider: r.provider.clone(),
-            model: r.model_resolved.clone(),
-        };
+        let key = RollupKey::hourly(
+            stored_start_ms(r),
+            &r.virtual_key_id,
+            owner_id(&r.team_id),
+            owner_id(&r.customer_id),
+            owner_id(&r.user_id),
+            &r.provider,
+            &r.model_resolved,
+        );
         hourly.entry(key).or_default().add(&RollupSums::of(r));
     }
     let mut daily: BTreeMap<RollupKey, RollupSums> = BTreeMap::new();
     for (k, s) in &hourly {
-        let mut key = k.clone();
-        key.bucket_ms = k.bucket_ms.div_euclid(DAY_MS) * DAY_MS;
-        daily.entry(key).or_default().add(s);
+        daily.entry(k.daily()).or_default().add(s);
     }
     Deltas { hourly, daily }
 }
