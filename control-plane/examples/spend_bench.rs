@@ -93,7 +93,7 @@ fn batch(org: &Org, b: usize, total: usize, start_ms: i64, span_ms: i64) -> Vec<
             let roll = (r >> 24) % 100;
             let (status, class) = match roll {
                 0..=1 => (429, "rate_limited"),
-                2..=4 => (502, "upstream_5xx"),
+                2..=4 => (502, "upstream_error"),
                 _ => (200, ""),
             };
             UsageRecord {

@@ -33,7 +33,8 @@ fn at(ms: i64) -> OffsetDateTime {
 
 /// The sums of one record, computed from the definitions (not from the store's code).
 fn totals_of(r: &UsageRecord) -> SpendTotals {
-    let refused = tollgate_proto::usage::refusal::BY_LIMITS.contains(&r.error_class.as_str());
+    // The fixture's refusals by limits (`records` uses these two and `upstream_error`).
+    let refused = matches!(r.error_class.as_str(), "rate_limited" | "budget_exhausted");
     SpendTotals {
         requests: u64::from(!refused),
         refused_requests: u64::from(refused),
@@ -208,7 +209,7 @@ fn records(f: &Fixture, from: usize, n: usize) -> Vec<UsageRecord> {
         "",
         "",
         "rate_limited",
-        "upstream_5xx",
+        "upstream_error",
         "",
         "budget_exhausted",
         "",
@@ -339,6 +340,12 @@ where
         ))
         .await
         .unwrap();
+    let personal_name = store
+        .get_virtual_key(f.personal)
+        .await
+        .unwrap()
+        .unwrap()
+        .name;
     for r in &rows {
         let key: Uuid = r.virtual_key_id.as_deref().unwrap().parse().unwrap();
         let name = if key == f.keys[0] {
@@ -348,7 +355,7 @@ where
         } else if key == f.keys[2] {
             Some("key-acme")
         } else if key == f.personal {
-            r.key_name.as_deref()
+            Some(personal_name.as_str())
         } else {
             None
         };

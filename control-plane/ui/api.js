@@ -87,3 +87,5 @@ export const readsAll = () => role() === "admin" || role() === "viewer";
 /** Who may change keys (a team admin, their team's). */
 export const managesKeys = () => role() === "admin" || role() === "team-admin";
 export const isAdmin = () => role() === "admin";
+/** Providers, pricing, the fleet and jobs: everyone but members (the API's ReadConfig). */
+export const readsConfig = () => role() !== null && role() !== "member";

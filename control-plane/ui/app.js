@@ -2,7 +2,7 @@
 // all-in-one) at `/`. No build step and no network beyond this gateway: every file is under
 // /ui/, uPlot (vendored, MIT) draws the charts.
 
-import { session, get, useToken, ApiError, readsAll, managesKeys } from "./api.js";
+import { session, get, useToken, ApiError, readsAll, readsConfig } from "./api.js";
 import { h, fill, toast } from "./dom.js";
 import { overview } from "./pages/overview.js";
 import { logs, logDetail } from "./pages/logs.js";
@@ -22,11 +22,11 @@ const SECTIONS = [
   ["logs", "Logs", logs, () => true],
   ["spend", "Spend", spend, () => true],
   ["keys", "Virtual keys", keys, () => true],
-  ["teams", "Teams", teams, () => readsAll() || managesKeys()],
-  ["providers", "Providers", providers, readsAll],
-  ["fleet", "Fleet", fleet, readsAll],
-  ["pricing", "Pricing", pricing, readsAll],
-  ["jobs", "Jobs", jobs, () => readsAll() || managesKeys()],
+  ["teams", "Teams", teams, readsConfig],
+  ["providers", "Providers", providers, readsConfig],
+  ["fleet", "Fleet", fleet, readsConfig],
+  ["pricing", "Pricing", pricing, readsConfig],
+  ["jobs", "Jobs", jobs, readsConfig],
   ["audit", "Audit log", audit, readsAll],
   ["me", "My key", me, () => true],
 ];
@@ -72,7 +72,6 @@ function renderWho() {
 
 /** The sign-in screen: SSO, or an admin token for this tab. */
 function signIn(reason) {
-  renderNav(null);
   fill(document.getElementById("nav"));
   fill(document.getElementById("who"));
   const tokenInput = h("input", { type: "password", name: "token", autocomplete: "off", required: true });
@@ -102,7 +101,7 @@ async function render() {
   const entry = SECTIONS.find(([path]) => path === section) || SECTIONS[0];
   renderNav(entry[0]);
   const el = main();
-  fill(el, h("p", { class: "empty" }, "Loading…"));
+  fill(el, h("p", { class: "loading" }, "Loading…"));
   try {
     if (entry[0] === "logs" && rest[0]) await logDetail(el, rest[0]);
     else await entry[2](el, rest);
@@ -128,6 +127,7 @@ async function start() {
   await render();
 }
 
-window.addEventListener("hashchange", () => { if (session.me) render(); });
+// Only `#/...` hashes are sections (`#main` is the skip link's target).
+window.addEventListener("hashchange", () => { if (session.me && location.hash.startsWith("#/")) render(); });
 window.addEventListener("unhandledrejection", (e) => toast(String(e.reason && e.reason.message || e.reason), true));
 start();

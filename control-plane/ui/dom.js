@@ -69,6 +69,12 @@ export function select(label, name, options, value) {
   );
 }
 
+/** An API error as a person reads it: the field it names first. */
+export const errorText = (e) => (e.field ? `${e.field}: ${e.message}` : e.message);
+
+/** An error shown in place of a page's content. */
+export const errorBox = (e) => h("p", { class: "error", role: "alert" }, errorText(e));
+
 export function toast(message, isError = false) {
   const box = document.getElementById("toast");
   const item = h("div", { class: isError ? "error" : null }, message);

@@ -121,7 +121,6 @@ try {
   // The overview's spend chart (uPlot draws on a canvas) and the top keys.
   await admin.goto(`${url}/#/`);
   await admin.locator('.chart canvas').first().waitFor();
-  seen.chartSeries = await admin.locator('.chart .u-legend .u-series').count();
   seen.topKeys = await admin.locator('table:has(caption:text("Top keys by cost")) tbody tr td:first-child').allInnerTexts();
   await shot(admin, 'overview');
 
@@ -131,6 +130,8 @@ try {
   await admin.getByRole('button', { name: 'Show' }).click();
   await admin.locator('table:has(caption:text("Spend by group")) tbody tr', { hasText: 'console-key' }).waitFor();
   seen.spendGroups = await admin.locator('table:has(caption:text("Spend by group")) tbody tr td:first-child').allInnerTexts();
+  // The chart has a series per key (uPlot's legend names them).
+  seen.spendLegend = await admin.locator('.chart .u-legend .u-series').allInnerTexts();
   seen.unlabeled.push(...(await unlabeled(admin)));
   await shot(admin, 'spend');
   const [csv] = await Promise.all([
@@ -154,12 +155,14 @@ try {
   await signIn(member, process.env.CONSOLE_MEMBER);
   seen.memberWho = await member.locator('#who').innerText();
   seen.memberNav = await navLabels(member);
+  // Each page's own content, not the "Loading…" placeholder or the page before.
   await member.goto(`${url}/#/keys`);
+  await member.getByRole('heading', { name: 'Virtual keys' }).waitFor();
   await member.locator('main table, main p.empty').first().waitFor();
   seen.memberKeys = await member.locator('tbody tr td:first-child').allInnerTexts();
   seen.memberCanCreate = await member.getByRole('button', { name: 'Create key' }).count();
   await member.goto(`${url}/#/logs`);
-  await member.locator('main table, main p.empty').first().waitFor();
+  await member.locator('main p.hint', { hasText: /^\d+ requests?/ }).waitFor();
   seen.memberLogRows = await member.locator('tbody tr').count();
   await member.goto(`${url}/#/me`);
   await member.getByRole('heading', { name: 'My key' }).waitFor();

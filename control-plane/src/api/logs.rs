@@ -103,7 +103,7 @@ pub struct LogEntry {
     pub provider_key_id: String,
     /// The HTTP status returned to the client.
     pub status: i32,
-    /// Empty on success; otherwise the error's class (`rate_limited`, `upstream_5xx`, ...).
+    /// Empty on success; otherwise the error's class (`rate_limited`, `upstream_error`, ...).
     pub error_class: String,
     pub stream: bool,
     pub tokens: LogTokens,

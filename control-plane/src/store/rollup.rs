@@ -206,7 +206,7 @@ mod tests {
         let recs = [
             rec("a", 0, "", Some(7)),
             rec("b", HOUR_MS - 1, "rate_limited", None),
-            rec("c", HOUR_MS, "upstream_5xx", Some(1)),
+            rec("c", HOUR_MS, "upstream_error", Some(1)),
             rec("d", -1, "", Some(100)),
             rec("skipped", 5, "", Some(1000)),
         ];

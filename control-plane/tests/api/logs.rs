@@ -25,7 +25,7 @@ fn record(request_id: &str, vk: &str, ago_ms: i64, status: u32) -> UsageRecord {
         latency_ms: 1234,
         time_to_first_token_ms: 200,
         status,
-        error_class: if status == 200 { "" } else { "upstream_5xx" }.into(),
+        error_class: if status == 200 { "" } else { "upstream_error" }.into(),
         started_at_unix_ms: now_ms - ago_ms,
         stream: true,
         cache_write_1h_input_tokens: 1,

@@ -56,7 +56,7 @@ async fn spend_reports_groups_buckets_totals_and_csv() {
     refused.error_class = "rate_limited".into();
     refused.status = 429;
     let mut failed = record("r-failed", &solo, 2_000, Some(0));
-    failed.error_class = "upstream_5xx".into();
+    failed.error_class = "upstream_error".into();
     failed.status = 502;
     let mut records = vec![
         record("r-1", &app, 1_000, Some(1_250_000_000)),

@@ -1,7 +1,7 @@
 // The audit log: who changed what, from where, before and after (secrets redacted by the API).
 
 import { get, withQuery } from "../api.js";
-import { h, fill, table, field, when } from "../dom.js";
+import { h, fill, table, field, when, errorBox } from "../dom.js";
 
 export async function audit(el) {
   const form = h(
@@ -45,7 +45,7 @@ export async function audit(el) {
       ),
     );
   };
-  const fail = (e) => fill(out, h("p", { class: "error", role: "alert" }, e.field ? `${e.field}: ${e.message}` : e.message));
+  const fail = (e) => fill(out, errorBox(e));
   form.addEventListener("submit", (e) => { e.preventDefault(); load(false).catch(fail); });
   more.addEventListener("click", () => load(true).catch(fail));
   fill(el, h("h1", {}, "Audit log"), h("p", { class: "hint" }, "Newest first. Export and verification: GET /api/audit-logs/export, tollgate audit verify."), form, out, more, detail);

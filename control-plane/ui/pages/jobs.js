@@ -22,7 +22,7 @@ export async function jobs(el) {
 
   async function render() {
     clearTimeout(timer);
-    if (!el.isConnected || !location.hash.startsWith("#/jobs")) return;
+    if (!list.isConnected) return;
     const r = await get("/api/jobs");
     fill(
       list,

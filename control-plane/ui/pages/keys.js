@@ -2,7 +2,7 @@
 // value is shown once), enabling, disabling and deleting, with each key's live usage.
 
 import { api, get, managesKeys, isAdmin, session } from "../api.js";
-import { h, fill, table, field, select, toast, when, bar, usd, int } from "../dom.js";
+import { h, fill, table, field, select, toast, when, bar, usd, int, errorText } from "../dom.js";
 
 export async function keys(el) {
   const teams = session.me.role === "member" ? { teams: [] } : await get("/api/teams");
@@ -47,7 +47,7 @@ export async function keys(el) {
       );
       await render();
     } catch (err) {
-      toast(err.field ? `${err.field}: ${err.message}` : err.message, true);
+      toast(errorText(err), true);
     }
   }
 

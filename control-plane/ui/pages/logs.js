@@ -2,7 +2,7 @@
 // The list carries no bodies, so it stays fast whatever the prompts' size.
 
 import { get, withQuery } from "../api.js";
-import { h, fill, table, field, select, usd, int, ms, when, statusBadge } from "../dom.js";
+import { h, fill, table, field, select, usd, int, ms, when, statusBadge, errorBox } from "../dom.js";
 
 const RANGES = [
   ["1h", "Last hour", 3600e3],
@@ -30,11 +30,15 @@ export async function logs(el) {
   const more = h("button", { type: "button", hidden: true }, "Load more");
   let cursor = null;
   let rows = [];
+  // The filters of the pages shown: fixed when applied, so "Load more" continues the same
+  // query (a cursor needs the same filters; `since` and `until` from one instant).
+  let applied = null;
 
   const query = () => {
     const data = new FormData(form);
     const range = RANGES.find(([v]) => v === data.get("range")) || RANGES[1];
-    const q = { since: new Date(Date.now() - range[2]).toISOString(), limit: 100 };
+    const now = Date.now();
+    const q = { since: new Date(now - range[2]).toISOString(), until: new Date(now).toISOString(), limit: 100 };
     for (const k of ["virtual_key_id", "team_id", "user_id", "model", "provider", "status", "min_cost_usd"]) {
       const v = String(data.get(k) || "").trim();
       if (v) q[k] = v;
@@ -43,8 +47,8 @@ export async function logs(el) {
   };
 
   const load = async (append) => {
-    const q = query();
-    if (append && cursor) q.cursor = cursor;
+    if (!append) applied = query();
+    const q = append && cursor ? { ...applied, cursor } : applied;
     const page = await get(withQuery("/api/logs", q));
     rows = append ? rows.concat(page.logs) : page.logs;
     cursor = page.next_cursor;
@@ -82,7 +86,7 @@ export async function logs(el) {
   await load(false).catch(showError(results));
 }
 
-const showError = (el) => (e) => fill(el, h("p", { class: "error", role: "alert" }, e.field ? `${e.field}: ${e.message}` : e.message));
+const showError = (el) => (e) => fill(el, errorBox(e));
 
 export async function logDetail(el, requestId) {
   const r = await get(`/api/logs/${encodeURIComponent(requestId)}`);

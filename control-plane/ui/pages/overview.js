@@ -1,11 +1,11 @@
 // Overview: the gateway's state at a glance and, once usage arrives, spend over time.
 
-import { get, readsAll } from "../api.js";
+import { get, readsConfig } from "../api.js";
 import { h, fill, int } from "../dom.js";
 import { spendChart } from "./spend.js";
 
 export async function overview(el) {
-  const [version, keys] = await Promise.all([readsAll() ? get("/api/version") : null, get("/api/virtual-keys")]);
+  const [version, keys] = await Promise.all([readsConfig() ? get("/api/version") : null, get("/api/virtual-keys")]);
   const cards = [
     ["Virtual keys", int(keys.count)],
     ["Active keys", int(keys.virtual_keys.filter((k) => k.is_active).length)],
@@ -14,7 +14,7 @@ export async function overview(el) {
     cards.push(["Config version", String(version.config_version)]);
     cards.push(["Store", version.store]);
   }
-  if (readsAll()) {
+  if (readsConfig()) {
     const fleet = await get("/api/data-planes");
     cards.push(["Data planes", int(fleet.count)]);
   }

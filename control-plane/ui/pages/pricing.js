@@ -1,7 +1,7 @@
 // Prices: the shipped table and the admin's overrides (USD per million tokens).
 
 import { api, get, isAdmin } from "../api.js";
-import { h, fill, table, field, toast } from "../dom.js";
+import { h, fill, table, field, toast, errorText } from "../dom.js";
 
 const price = (v) => (v === null || v === undefined ? "–" : `$${v}`);
 
@@ -44,7 +44,7 @@ function recompute() {
           await api("POST", "/api/jobs/recompute-costs", { since: `${day}T00:00:00Z` });
           location.hash = "#/jobs";
         } catch (err) {
-          toast(err.field ? `${err.field}: ${err.message}` : err.message, true);
+          toast(errorText(err), true);
         }
       },
     },

@@ -2,7 +2,7 @@
 // is entered as the API's JSON, so every provider type and option is available.
 
 import { api, get, isAdmin } from "../api.js";
-import { h, fill, table, toast, when } from "../dom.js";
+import { h, fill, table, toast, when, errorText } from "../dom.js";
 
 const TEMPLATES = {
   bedrock: { name: "prod", models: ["*"], bedrock_key_config: { region: "us-east-1", access_key: "env.AWS_ACCESS_KEY_ID", secret_key: "env.AWS_SECRET_ACCESS_KEY" } },
@@ -23,7 +23,7 @@ export async function providers(el) {
       toast(`Provider ${name} added`);
       await providers(el);
     } catch (err) {
-      toast(err.field ? `${err.field}: ${err.message}` : err.message, true);
+      toast(errorText(err), true);
     }
   };
 
@@ -46,7 +46,7 @@ export async function providers(el) {
             toast("Key added");
             await providers(el);
           } catch (err) {
-            toast(err.field ? `${err.field}: ${err.message}` : err.message, true);
+            toast(errorText(err), true);
           }
         },
       },

@@ -2,7 +2,7 @@
 // drawn with uPlot; the same report as CSV (GET /api/spend/export).
 
 import { get, download, withQuery } from "../api.js";
-import { h, fill, table, select, toast, usd, int } from "../dom.js";
+import { h, fill, table, select, toast, usd, int, errorBox } from "../dom.js";
 
 /** Series colours, distinguishable and readable on white. */
 const PALETTE = ["#0b57d0", "#b42318", "#1a7f37", "#9a6700", "#8250df", "#0e7490", "#bf3989", "#57606a", "#953800"];
@@ -151,10 +151,12 @@ export async function spend(el) {
   async function exportCsv() {
     try {
       const blob = await download(withQuery("/api/spend/export", params()));
-      const a = h("a", { href: URL.createObjectURL(blob), download: "tollgate-spend.csv" });
+      const href = URL.createObjectURL(blob);
+      const a = h("a", { href, download: "tollgate-spend.csv" });
       document.body.append(a);
       a.click();
       a.remove();
+      setTimeout(() => URL.revokeObjectURL(href), 0);
     } catch (e) {
       toast(e.message, true);
     }
@@ -191,7 +193,7 @@ export async function spend(el) {
     );
   }
 
-  const fail = (e) => fill(list, h("p", { class: "error", role: "alert" }, e.field ? `${e.field}: ${e.message}` : e.message));
+  const fail = (e) => fill(list, errorBox(e));
   form.addEventListener("submit", (e) => { e.preventDefault(); load().catch(fail); });
   fill(el, h("h1", {}, "Spend"), h("p", { class: "hint" }, "From the usage rollups, updated as usage arrives (UTC hours and days)."), form, totals, plot, list);
   await load().catch(fail);

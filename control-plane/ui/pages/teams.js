@@ -1,7 +1,7 @@
 // Teams and customers with their budgets and live usage bars (GET .../usage).
 
 import { api, get, isAdmin } from "../api.js";
-import { h, fill, table, field, toast, bar, usd, int } from "../dom.js";
+import { h, fill, table, field, toast, bar, usd, int, errorText } from "../dom.js";
 
 function usageCell(u) {
   if (!u) return "–";
@@ -44,7 +44,7 @@ export async function teams(el) {
       toast(`${what} ${body.name} created`);
       await teams(el);
     } catch (err) {
-      toast(err.field ? `${err.field}: ${err.message}` : err.message, true);
+      toast(errorText(err), true);
     }
   };
 
