@@ -332,6 +332,9 @@ pub struct Draft {
     pub labels: Option<RouteLabels>,
     /// The limit that refused the request's admission, if one did (for the metrics).
     pub limit_refusal: Option<LimitRefusal>,
+    /// The virtual key the request authenticated with (`None` before): the record is billed to
+    /// it, once, when it is finished.
+    pub(crate) key: Option<Arc<VirtualKey>>,
 }
 
 impl Draft {
@@ -351,16 +354,15 @@ impl Draft {
             trace: None,
             labels: None,
             limit_refusal: None,
+            key: None,
         }
     }
 
-    /// Names the virtual key the request authenticated with and who it is billed to.
-    pub(crate) fn bill_to(&mut self, vk: &VirtualKey) {
-        let r = &mut self.record;
-        r.virtual_key_id = vk.id.to_string();
-        r.team_id = vk.owner.team_id.to_string();
-        r.customer_id = vk.owner.customer_id.to_string();
-        r.user_id = vk.owner.user_id.to_string();
+    /// Names the virtual key the request authenticated with: its record is billed to the key
+    /// and its team, customer and user when it is finished (an `Arc` clone now, the ids copied
+    /// once then, however many drafts a format ingress goes through).
+    pub(crate) fn bill_to(&mut self, vk: &Arc<VirtualKey>) {
+        self.key = Some(Arc::clone(vk));
     }
 
     /// Records the token counts of an answer.
@@ -396,6 +398,13 @@ impl Draft {
 
     /// Completes the record with the outcome, adds it to the metrics and hands it to the sink.
     pub fn finish(mut self, dp: &DataPlane, status: u16, error_class: &str) {
+        if let Some(vk) = &self.key {
+            let r = &mut self.record;
+            r.virtual_key_id = vk.id.to_string();
+            r.team_id = vk.owner.team_id.to_string();
+            r.customer_id = vk.owner.customer_id.to_string();
+            r.user_id = vk.owner.user_id.to_string();
+        }
         self.record.status = u32::from(status);
         self.record.error_class = error_class.to_owned();
         self.record.latency_ms =
@@ -517,7 +526,10 @@ fn start_trace(
     let Some(tracer) = &dp.config.tracing else {
         return;
     };
-    if draft.record.virtual_key_id.is_empty() || draft.trace.is_some() {
+    let Some(vk) = &draft.key else {
+        return;
+    };
+    if draft.trace.is_some() {
         return;
     }
     draft.trace = tracer.start_request(crate::otel::RequestStart {
@@ -525,7 +537,7 @@ fn start_trace(
         arrived: draft.started,
         op,
         request_id: &draft.record.request_id,
-        virtual_key_id: &draft.record.virtual_key_id,
+        virtual_key_id: &vk.id,
         body,
         session: session_id(headers),
     });
@@ -623,7 +635,7 @@ fn check_fallbacks(fallbacks: &[String]) -> Result<(), ProxyError> {
 pub(crate) fn refuse(dp: &DataPlane, draft: Draft, e: ProxyError) -> Response {
     let status = e.status.as_u16();
     let class = e.class;
-    if draft.record.virtual_key_id.is_empty() {
+    if draft.key.is_none() {
         dp.refusals().count(class);
         tracing::debug!(
             request_id = %draft.record.request_id,

@@ -115,7 +115,7 @@ mod tests {
     use super::*;
 
     /// README "Metrics": one row per metric of every role (its exposed name, type and labels),
-    /// and no row for a metric that does not exist.
+    /// and no row for a metric that does not exist (the one test of that table).
     #[test]
     fn the_readme_table_is_every_metric_of_every_role() {
         let readme = include_str!("../../README.md");
