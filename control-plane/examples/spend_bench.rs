@@ -121,6 +121,7 @@ fn batch(org: &Org, b: usize, total: usize, start_ms: i64, span_ms: i64) -> Vec<
                 team_id: team.to_string(),
                 customer_id: customer.to_string(),
                 user_id: user.map(|u| u.to_string()).unwrap_or_default(),
+                content: None,
             }
         })
         .collect()
@@ -452,6 +453,7 @@ async fn load(
             customer_id: Some(customers[i % customers.len()]),
             limits: Default::default(),
             member_key_limits: None,
+            content_logging: None,
             created_at: t,
             updated_at: t,
         };

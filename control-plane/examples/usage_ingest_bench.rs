@@ -62,6 +62,7 @@ fn records(run: usize, n: usize, now_ms: i64) -> Vec<UsageRecord> {
             } else {
                 String::new()
             },
+            content: None,
         })
         .collect()
 }

@@ -379,6 +379,7 @@ impl AuditView for TeamRecord {
             "customer_id": self.customer_id,
             "limits": self.limits,
             "member_key_limits": self.member_key_limits,
+            "content_logging": self.content_logging,
         })
     }
 }

@@ -109,6 +109,55 @@ pub struct KeyGovernance {
     /// connection, timeout), unless a request brings its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallbacks: Vec<String>,
+    /// The key's own content-logging setting (`None`: its team's applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_logging: Option<ContentLogging>,
+}
+
+/// Content logging of a virtual key or a team: whether the request and response bodies of its
+/// requests are recorded, and how much of each. A key's own setting wins over its team's (so
+/// one key can be left out of, or added to, what its team records); neither: not recorded.
+/// Bodies are kept `--content-retention-days` (default 7) and read with
+/// `GET /api/logs/{request_id}/content`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContentLogging {
+    pub enabled: bool,
+    /// Each body is cut to this many bytes (1 to 1048576; default 65536).
+    #[serde(default = "default_body_bytes")]
+    #[schema(example = 65536)]
+    pub max_body_bytes: u32,
+}
+
+fn default_body_bytes() -> u32 {
+    tollgate_proto::content::DEFAULT_BODY_BYTES
+}
+
+impl ContentLogging {
+    /// Checks a setting given to the admin API (`field`: its JSON name).
+    pub fn check(self, field: &str) -> Result<ContentLogging, ValidationError> {
+        let max = tollgate_proto::content::MAX_BODY_BYTES;
+        if self.max_body_bytes == 0 || self.max_body_bytes > max {
+            return Err(ValidationError::new(
+                format!("{field}.max_body_bytes"),
+                format!("must be 1 to {max} bytes"),
+            ));
+        }
+        Ok(self)
+    }
+
+    /// What a key records: its own setting, else its team's; `None` when bodies are not
+    /// recorded.
+    pub fn effective(
+        key: Option<ContentLogging>,
+        team: Option<ContentLogging>,
+    ) -> Option<pb::ContentLogging> {
+        key.or(team)
+            .filter(|c| c.enabled)
+            .map(|c| pb::ContentLogging {
+                max_body_bytes: c.max_body_bytes,
+            })
+    }
 }
 
 /// A key's fallback list: at most [`tollgate_proto::model_id::MAX_FALLBACKS`]

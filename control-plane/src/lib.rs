@@ -198,6 +198,8 @@ struct Inner {
     usage_retention_days: AtomicU32,
     /// Spend-rollup retention in days (0: keep everything).
     spend_retention_days: AtomicU32,
+    /// Recorded-body (content logging) retention in days (0: keep everything).
+    content_retention_days: AtomicU32,
     /// Single sign-on: the flags, the identity provider's cached metadata.
     sso: oidc::SsoRuntime,
     /// Wakes this replica's job runner when a job is created here.
@@ -289,6 +291,7 @@ impl ControlPlane {
                 tasks: CancellationToken::new(),
                 usage_retention_days: AtomicU32::new(0),
                 spend_retention_days: AtomicU32::new(0),
+                content_retention_days: AtomicU32::new(0),
                 sso,
                 jobs_wake: Arc::new(tokio::sync::Notify::new()),
                 metrics: metrics::Metrics::default(),
@@ -433,9 +436,18 @@ impl ControlPlane {
             .store(days.unwrap_or(0), Ordering::Relaxed);
     }
 
+    /// Keeps the request and response bodies content logging records for `days` days (rows
+    /// older than now minus `days` are removed by the hourly maintenance); `None` or `Some(0)`
+    /// keeps everything (the default of the library; the binary's default is 7 days).
+    pub fn set_content_retention_days(&self, days: Option<u32>) {
+        self.inner
+            .content_retention_days
+            .store(days.unwrap_or(0), Ordering::Relaxed);
+    }
+
     /// Runs the usage-storage maintenance now (it also runs at start and hourly): creates the
     /// daily partitions from yesterday to two days ahead, then applies the retentions, if any
-    /// (spend rollups, then raw usage).
+    /// (recorded bodies, spend rollups, then raw usage).
     pub async fn maintain_usage_storage(&self) -> Result<UsagePurge, Error> {
         let today = time::OffsetDateTime::now_utc().date();
         let from = today.previous_day().unwrap_or(today);
@@ -443,6 +455,16 @@ impl ControlPlane {
             .store
             .create_usage_partitions(from, replicas::USAGE_PARTITION_DAYS)
             .await?;
+        let content_days = self.inner.content_retention_days.load(Ordering::Relaxed);
+        if content_days > 0 {
+            let cutoff = time::OffsetDateTime::now_utc()
+                .checked_sub(time::Duration::days(i64::from(content_days)))
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            let deleted = self.inner.store.drop_request_content_before(cutoff).await?;
+            if deleted > 0 {
+                tracing::info!(rows = deleted, before = %cutoff, "content retention removed recorded bodies");
+            }
+        }
         let spend_days = self.inner.spend_retention_days.load(Ordering::Relaxed);
         if spend_days > 0 {
             let cutoff = today

@@ -420,6 +420,8 @@ pub struct TeamRecord {
     pub limits: Limits,
     /// The limits a member's personal key gets when SSO or SCIM places the member here.
     pub member_key_limits: Option<Limits>,
+    /// Whether its keys' request and response bodies are recorded (a key's own setting wins).
+    pub content_logging: Option<crate::governance::ContentLogging>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }

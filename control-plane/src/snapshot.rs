@@ -94,7 +94,18 @@ pub fn build_snapshot(
 
     let mut vks: Vec<&VirtualKeyRecord> = state.virtual_keys.iter().collect();
     vks.sort_by(|a, b| a.name.cmp(&b.name));
-    let virtual_keys = vks.into_iter().map(virtual_key).collect();
+    let team_content: BTreeMap<Uuid, governance::ContentLogging> = state
+        .teams
+        .iter()
+        .filter_map(|t| Some((t.id, t.content_logging?)))
+        .collect();
+    let virtual_keys = vks
+        .into_iter()
+        .map(|vk| {
+            let team = vk.team_id.and_then(|t| team_content.get(&t).copied());
+            virtual_key(vk, team)
+        })
+        .collect();
     let mut teams: Vec<&TeamRecord> = state.teams.iter().collect();
     teams.sort_by(|a, b| a.name.cmp(&b.name));
     let mut customers: Vec<&CustomerRecord> = state.customers.iter().collect();
@@ -138,7 +149,11 @@ pub fn build_snapshot(
     })
 }
 
-fn virtual_key(vk: &VirtualKeyRecord) -> pb::VirtualKey {
+/// `team_content`: the content-logging setting of the key's team, if any.
+fn virtual_key(
+    vk: &VirtualKeyRecord,
+    team_content: Option<governance::ContentLogging>,
+) -> pb::VirtualKey {
     let g = &vk.governance;
     pb::VirtualKey {
         id: vk.id.to_string(),
@@ -161,6 +176,7 @@ fn virtual_key(vk: &VirtualKeyRecord) -> pb::VirtualKey {
         fail_open: g.fail_open,
         fallbacks: g.fallbacks.clone(),
         user_id: vk.user_id.map(|u| u.to_string()).unwrap_or_default(),
+        content_logging: governance::ContentLogging::effective(g.content_logging, team_content),
     }
 }
 
@@ -439,6 +455,7 @@ mod tests {
                     expires_at_unix_ms: Some(1_900_000_000_000),
                     fail_open: true,
                     fallbacks: vec!["anthropic/claude-sonnet-4-6".into()],
+                    content_logging: None,
                 },
                 created_at: t,
                 updated_at: t,
@@ -449,6 +466,7 @@ mod tests {
                 customer_id: Some(customer_id),
                 limits: Limits::default(),
                 member_key_limits: None,
+                content_logging: None,
                 created_at: t,
                 updated_at: t,
             }],

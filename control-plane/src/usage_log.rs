@@ -84,6 +84,16 @@ pub struct UsageLogQuery {
     pub limit: u32,
 }
 
+/// The bodies recorded for one request (content logging), as the data plane kept them: each
+/// cut to its key's `max_body_bytes` with credentials masked; the `*_bytes` are the whole sizes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestContent {
+    pub request: Vec<u8>,
+    pub request_bytes: u64,
+    pub response: Vec<u8>,
+    pub response_bytes: u64,
+}
+
 /// A usage record with the owner it was billed to and its key's current name.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct UsageLogRow {

@@ -138,6 +138,7 @@ async fn team(cp: &ControlPlane, name: &str) -> Uuid {
         customer_id: None,
         limits: Limits::default(),
         member_key_limits: None,
+        content_logging: None,
         created_at: t,
         updated_at: t,
     };

@@ -202,6 +202,7 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
             team_id: text(team),
             customer_id: text(cust),
             user_id: text(user),
+            content: None,
         };
         all.push(Expect {
             rec,

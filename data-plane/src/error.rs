@@ -63,21 +63,27 @@ impl ProxyError {
         Self::new(ErrorKind::Authentication, "auth", message)
     }
 
-    /// The JSON response, tagged with the request id. The detail, if any, is not part of it.
-    pub fn into_response_with(self, request_id: &str) -> Response {
+    /// The error the client is sent: the message, and when there is a detail (logged only), the
+    /// request id and a pointer to the gateway log.
+    pub(crate) fn api_error(&self, request_id: &str) -> ApiError {
         let message = if self.detail.is_some() {
             format!(
                 "{} (request id {request_id}; the gateway log has the details)",
                 self.message
             )
         } else {
-            self.message.into_owned()
+            self.message.clone().into_owned()
         };
-        let api = ApiError {
+        ApiError {
             kind: self.kind,
             status: self.status.as_u16(),
             message,
-        };
+        }
+    }
+
+    /// The JSON response, tagged with the request id. The detail, if any, is not part of it.
+    pub fn into_response_with(self, request_id: &str) -> Response {
+        let api = self.api_error(request_id);
         let mut resp = error_response(&api, request_id, self.no_retry);
         if let Some(secs) = self.retry_after {
             resp.headers_mut()
@@ -87,11 +93,10 @@ impl ProxyError {
     }
 }
 
-/// Renders an Anthropic error (from an upstream mapping or our own) as a response.
-pub fn error_response(api: &ApiError, request_id: &str, no_retry: bool) -> Response {
-    let status = StatusCode::from_u16(api.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+/// An Anthropic error's JSON with the request id inside the envelope:
+/// `{"type":"error",...}` -> `{...,"request_id":"..."}`.
+pub(crate) fn error_json(api: &ApiError, request_id: &str) -> Vec<u8> {
     let mut body = api.to_json();
-    // Append the request id inside the envelope: `{"type":"error",...}` -> `{...,"request_id":"..."}`.
     if body.last() == Some(&b'}') {
         body.pop();
         body.extend_from_slice(b",\"request_id\":");
@@ -102,7 +107,13 @@ pub fn error_response(api: &ApiError, request_id: &str, no_retry: bool) -> Respo
         );
         body.push(b'}');
     }
-    let mut resp = (status, body).into_response();
+    body
+}
+
+/// Renders an Anthropic error (from an upstream mapping or our own) as a response.
+pub fn error_response(api: &ApiError, request_id: &str, no_retry: bool) -> Response {
+    let status = StatusCode::from_u16(api.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, error_json(api, request_id)).into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

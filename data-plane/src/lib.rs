@@ -29,6 +29,7 @@
 
 pub mod admission;
 pub mod bedrock_ingress;
+pub mod content;
 pub mod error;
 pub mod google;
 pub mod grpc;

@@ -227,6 +227,12 @@ pub const USAGE_DROPPED: Def = def(
     &[],
     "Usage records dropped because the spool was full",
 );
+pub const USAGE_CONTENT_DROPPED: Def = def(
+    "tollgate_usage_content_dropped",
+    C,
+    &[],
+    "Usage records sent without their recorded bodies because the spool held its limit of them",
+);
 pub const USAGE_STREAM_CONNECTED: Def = def(
     "tollgate_usage_stream_connected",
     G,
@@ -278,6 +284,7 @@ pub const DEFS: &[Def] = &[
     USAGE_ACKED,
     USAGE_PENDING,
     USAGE_DROPPED,
+    USAGE_CONTENT_DROPPED,
     USAGE_STREAM_CONNECTED,
     KEY_EJECTED,
     KEY_FAILURES,
@@ -812,6 +819,7 @@ impl Collector for ReporterCollector {
         counter(&mut enc, &USAGE_ACKED, s.acked_total())?;
         gauge(&mut enc, &USAGE_PENDING, s.pending())?;
         counter(&mut enc, &USAGE_DROPPED, s.dropped_total())?;
+        counter(&mut enc, &USAGE_CONTENT_DROPPED, s.content_dropped_total())?;
         gauge(&mut enc, &USAGE_STREAM_CONNECTED, u64::from(s.connected()))
     }
 }

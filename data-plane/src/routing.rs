@@ -438,6 +438,7 @@ mod tests {
             fallbacks: Vec::new(),
             configs: Vec::new(),
             owner: Default::default(),
+            content_max_bytes: None,
         }
     }
 

@@ -305,6 +305,9 @@ pub struct VirtualKey {
     pub configs: Vec<KeyProviderConfig>,
     /// Who its requests are billed to, stamped on their usage records.
     pub owner: Owner,
+    /// Content logging: each body of its requests is recorded, cut to this many bytes
+    /// (`None`: bodies are not recorded, the default).
+    pub content_max_bytes: Option<u32>,
 }
 
 /// The team, customer and user a virtual key's requests are billed to (empty: none), as ids.
@@ -449,6 +452,10 @@ impl Runtime {
                         },
                         user_id: vk.user_id.as_str().into(),
                     },
+                    content_max_bytes: vk.content_logging.as_ref().map(|c| {
+                        c.max_body_bytes
+                            .clamp(1, tollgate_proto::content::MAX_BODY_BYTES)
+                    }),
                 }),
             );
         }

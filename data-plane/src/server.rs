@@ -335,6 +335,8 @@ pub struct Draft {
     /// The virtual key the request authenticated with (`None` before): the record is billed to
     /// it, once, when it is finished.
     pub(crate) key: Option<Arc<VirtualKey>>,
+    /// The bodies kept for content logging, when the key records them ([`crate::content`]).
+    pub content: Option<Box<crate::content::Capture>>,
 }
 
 impl Draft {
@@ -355,6 +357,7 @@ impl Draft {
             labels: None,
             limit_refusal: None,
             key: None,
+            content: None,
         }
     }
 
@@ -363,6 +366,29 @@ impl Draft {
     /// once then, however many drafts a format ingress goes through).
     pub(crate) fn bill_to(&mut self, vk: &Arc<VirtualKey>) {
         self.key = Some(Arc::clone(vk));
+    }
+
+    /// Starts content logging with the request's body when the key records bodies.
+    pub(crate) fn capture_request(&mut self, body: &Bytes) {
+        if let Some(max) = self.key.as_ref().and_then(|vk| vk.content_max_bytes) {
+            self.content = Some(crate::content::Capture::new(max, body));
+        }
+    }
+
+    /// Bytes of the answer sent to the client, for content logging (nothing when it is off).
+    #[inline]
+    pub fn capture_response(&mut self, bytes: &[u8]) {
+        if let Some(c) = &mut self.content {
+            c.response(bytes);
+        }
+    }
+
+    /// An error envelope sent to the client, for content logging (nothing when it is off).
+    pub(crate) fn capture_error(&mut self, api: &tollgate_protocol::anthropic::ApiError) {
+        if self.content.is_some() {
+            let json = crate::error::error_json(api, &self.record.request_id);
+            self.capture_response(&json);
+        }
     }
 
     /// Records the token counts of an answer.
@@ -411,6 +437,9 @@ impl Draft {
             u32::try_from(self.started.elapsed().as_millis()).unwrap_or(u32::MAX);
         let tokens = self.tokens();
         self.record.cost_nano_usd = tokens.charge(self.price);
+        if let Some(content) = self.content.take() {
+            self.record.content = Some(content.finish());
+        }
         if let Some(reservation) = self.reservation.take() {
             let all = tokens.total_input().saturating_add(tokens.output);
             reservation.settle(self.record.cost_nano_usd, all);
@@ -654,6 +683,10 @@ pub(crate) fn refuse(dp: &DataPlane, draft: Draft, e: ProxyError) -> Response {
         detail = log_safe_opt(e.detail.as_deref()),
         "request refused"
     );
+    let mut draft = draft;
+    if draft.content.is_some() {
+        draft.capture_error(&e.api_error(&draft.record.request_id));
+    }
     let resp = e.into_response_with(&draft.record.request_id);
     draft.finish(dp, status, class);
     resp
@@ -770,6 +803,7 @@ async fn admit(
     let vk = authenticate(&rt, headers, draft.record.started_at_unix_ms)?;
     draft.bill_to(&vk);
     let body = read_body(body, dp.config.max_body_bytes).await?;
+    draft.capture_request(&body);
     Ok((rt, vk, body))
 }
 

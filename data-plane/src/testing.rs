@@ -52,6 +52,9 @@ pub(crate) struct FakeState {
     pub usage: Mutex<HashMap<String, u32>>,
     /// (node id, batch id, records) of every batch received.
     pub batches: Mutex<Vec<(String, u64, usize)>>,
+    /// Request id -> bytes of recorded bodies its record carried (content logging), for the
+    /// records that carried some.
+    pub content: Mutex<HashMap<String, usize>>,
     /// When false, usage batches are stored but not acknowledged (a commit whose ack is lost).
     pub ack_usage: AtomicBool,
     /// When set, calls without `authorization: Bearer <token>` are refused.
@@ -72,6 +75,7 @@ impl FakeState {
             calls: Mutex::default(),
             usage: Mutex::default(),
             batches: Mutex::default(),
+            content: Mutex::default(),
             ack_usage: AtomicBool::new(true),
             required_token: required_token.map(str::to_owned),
             accept_gzip: AtomicBool::new(true),
@@ -254,8 +258,15 @@ impl UsageService for Svc {
                     Ok(Some(batch)) => {
                         {
                             let mut usage = state.usage.lock().unwrap();
+                            let mut content = state.content.lock().unwrap();
                             for r in &batch.records {
                                 *usage.entry(r.request_id.clone()).or_default() += 1;
+                                if let Some(c) = &r.content {
+                                    content.insert(
+                                        r.request_id.clone(),
+                                        c.request.len() + c.response.len(),
+                                    );
+                                }
                             }
                         }
                         state.batches.lock().unwrap().push((

@@ -11,7 +11,9 @@
 //! line. [`model_id`] is the shape a model name must have: the data plane refuses requests for
 //! other names, and the admin API refuses aliases it could never route. [`pricing`] is what a
 //! request costs: the shipped pricing table and exact integer arithmetic over it. [`share`] is a data plane's share of a limit in a fleet.
+//! [`content`] is content logging's size limits, cut and credential masking.
 
+pub mod content;
 pub mod env;
 pub mod logsafe;
 pub mod model_id;

@@ -233,6 +233,11 @@ pub struct AllInOneArgs {
     #[arg(long, env = "TOLLGATE_SECRET_KEY", hide_env_values = true)]
     secret_key: Option<String>,
 
+    /// Days to keep the request and response bodies content logging records (for the keys and
+    /// teams that turn it on); older ones are deleted hourly. 0 keeps them all.
+    #[arg(long, env = "TOLLGATE_CONTENT_RETENTION_DAYS", default_value_t = 7)]
+    content_retention_days: u32,
+
     #[command(flatten)]
     inference: InferenceArgs,
 
@@ -282,6 +287,11 @@ pub struct ControlPlaneArgs {
     /// longer than the raw usage; 0 keeps everything.
     #[arg(long, env = "TOLLGATE_SPEND_RETENTION_DAYS", default_value_t = 400)]
     spend_retention_days: u32,
+
+    /// Days to keep the request and response bodies content logging records (for the keys and
+    /// teams that turn it on); older ones are deleted hourly. 0 keeps them all.
+    #[arg(long, env = "TOLLGATE_CONTENT_RETENTION_DAYS", default_value_t = 7)]
+    content_retention_days: u32,
 
     /// PEM certificate (chain) of the gRPC listener: with --grpc-tls-key it serves TLS only, and
     /// data planes connect with https://.
@@ -362,6 +372,12 @@ pub struct DataPlaneRoleArgs {
     /// dropped (counted and logged).
     #[arg(long, env = "TOLLGATE_USAGE_SPOOL_MAX_RECORDS", default_value_t = tollgate_data_plane::reporter::DEFAULT_SPOOL_MAX_RECORDS)]
     usage_spool_max_records: usize,
+
+    /// Largest number of bytes of recorded request and response bodies (content logging) held
+    /// unacknowledged; records arriving beyond it are reported without their bodies (counted
+    /// and logged), their usage kept.
+    #[arg(long, env = "TOLLGATE_USAGE_SPOOL_MAX_CONTENT_BYTES", default_value_t = tollgate_data_plane::reporter::DEFAULT_SPOOL_MAX_CONTENT_BYTES)]
+    usage_spool_max_content_bytes: usize,
 
     /// Longest wait, in milliseconds, between attempts to reach the control plane. Waits start
     /// at 100 ms and double up to this cap, each drawn at random below its cap, so a control
@@ -473,6 +489,7 @@ pub async fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
     .await
     .context("cannot start the control plane")?;
     args.sso.apply(&cp)?;
+    cp.set_content_retention_days(Some(args.content_retention_days));
 
     let (sink, usage_rx) = UsageSink::channel(USAGE_QUEUE);
     let (tracer, exporting) = args.inference.tracing()?.unzip();
@@ -616,6 +633,7 @@ pub async fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
     .context("cannot start the control plane")?;
     args.sso.apply(&cp)?;
     cp.set_usage_retention_days(Some(args.usage_retention_days));
+    cp.set_content_retention_days(Some(args.content_retention_days));
     cp.set_spend_retention_days(Some(args.spend_retention_days));
 
     let grpc_listener = Listener::bind(args.grpc_listen, "grpc").await?;
@@ -732,6 +750,7 @@ pub async fn data_plane(args: DataPlaneRoleArgs) -> anyhow::Result<()> {
             join_token: Some(args.join_token.clone()),
             spool_dir: Some(data_dir.join("usage-spool")),
             spool_max_records: args.usage_spool_max_records,
+            spool_max_content_bytes: args.usage_spool_max_content_bytes,
             ..ReporterConfig::new(args.control_plane.clone(), node_id.clone())
         },
         connect,

@@ -104,6 +104,9 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Access> {
         "/audit-logs" | "/audit-logs/export" => ReadSensitive,
         // Handlers narrow to the caller's keys (GET only: nothing else is routed).
         "/logs" | "/logs/{request_id}" => Scoped,
+        // Recorded bodies: admins, and team admins for their team's requests (the handler
+        // checks the team); every read is audited.
+        "/logs/{request_id}/content" => ManageScoped,
         // Handlers narrow to the caller's scope, as for the logs (GET only).
         "/spend" | "/spend/export" => Scoped,
         "/users" | "/users/{user_id}" => {

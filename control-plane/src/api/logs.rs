@@ -327,3 +327,107 @@ pub(crate) async fn get_log(
     }
     Ok(Json(LogEntry::from(row)))
 }
+
+/// One recorded body.
+#[derive(Serialize, ToSchema)]
+pub struct ContentBody {
+    /// The body as recorded: text (`encoding` `utf8`), or base64 when it is not UTF-8.
+    pub body: String,
+    #[schema(example = "utf8")]
+    pub encoding: &'static str,
+    /// The body's whole size in bytes when it was sent.
+    pub bytes: u64,
+    /// The recording holds less than the whole body (cut at the key's `max_body_bytes`).
+    pub truncated: bool,
+}
+
+impl ContentBody {
+    fn new(body: Vec<u8>, bytes: u64) -> ContentBody {
+        let truncated = (body.len() as u64) < bytes;
+        match String::from_utf8(body) {
+            Ok(text) => ContentBody {
+                body: text,
+                encoding: "utf8",
+                bytes,
+                truncated,
+            },
+            Err(e) => ContentBody {
+                body: base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+                encoding: "base64",
+                bytes,
+                truncated,
+            },
+        }
+    }
+}
+
+/// The bodies recorded for one request (content logging).
+#[derive(Serialize, ToSchema)]
+pub struct LogContent {
+    pub request_id: String,
+    /// The request, in Anthropic Messages format (a Bedrock- or OpenAI-format request as the
+    /// gateway translated it).
+    pub request: ContentBody,
+    /// The answer as the gateway's Anthropic relay sent it: a Message, a stream's SSE events
+    /// (pings left out), or an error envelope.
+    pub response: ContentBody,
+}
+
+/// The request and response bodies recorded for one request, when its virtual key (or team)
+/// records them (`content_logging`). Credentials the gateway recognises were masked with `*`
+/// before the bodies left the data plane; headers are never recorded. Bodies are kept
+/// `--content-retention-days` (default 7). Admins, and team admins for the requests billed to
+/// their team; every read is written to the audit log (`log.content.read`) before the bodies
+/// are returned. 404 when the request is outside the caller's scope or has no recorded bodies.
+#[utoipa::path(
+    get,
+    path = "/api/logs/{request_id}/content",
+    tag = "logs",
+    params(("request_id" = String, Path, description = "The request id (`x-request-id`)")),
+    responses(
+        (status = 200, description = "The recorded bodies", body = LogContent),
+        (status = 401, description = "Not authorised", body = ErrorBody),
+        (status = 403, description = "Not an admin or team admin", body = ErrorBody),
+        (status = 404, description = "No recorded bodies for this request within the caller's scope", body = ErrorBody),
+        (status = 500, description = "The read could not be written to the audit log", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_log_content(
+    State(cp): State<ControlPlane>,
+    caller: Principal,
+    audit: super::audit::Audit,
+    ApiPath(request_id): ApiPath<String>,
+) -> Result<Json<LogContent>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no recorded bodies for request {request_id:?}"));
+    let row = cp
+        .store()
+        .get_usage_log(&request_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let visible = match row.virtual_key_id.parse::<Uuid>() {
+        Ok(key) => caller.covers_key(key, row.team_id),
+        Err(_) => caller.scope() == Scope::All,
+    };
+    if !visible {
+        return Err(not_found());
+    }
+    let content = cp
+        .store()
+        .get_request_content(&request_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let event = audit
+        .event("log.content.read", format!("logs/{request_id}"))
+        .success();
+    if let Err(e) = cp.store().append_audit(&event).await {
+        tracing::warn!(error = %e, request_id = %request_id, "cannot audit a read of recorded bodies; refused");
+        return Err(ApiError::Internal(
+            "the read could not be written to the audit log; try again".to_owned(),
+        ));
+    }
+    Ok(Json(LogContent {
+        request_id,
+        request: ContentBody::new(content.request, content.request_bytes),
+        response: ContentBody::new(content.response, content.response_bytes),
+    }))
+}

@@ -126,6 +126,7 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         .route("/audit-logs", get(system::list_audit_logs))
         .route("/logs", get(logs::list_logs))
         .route("/logs/{request_id}", get(logs::get_log))
+        .route("/logs/{request_id}/content", get(logs::get_log_content))
         .route("/jobs", get(jobs::list_jobs))
         .route(
             "/jobs/recompute-costs",
@@ -407,6 +408,7 @@ impl Modify for BearerAuth {
         scim::delete_token,
         logs::list_logs,
         logs::get_log,
+        logs::get_log_content,
         jobs::recompute_costs,
         jobs::list_jobs,
         jobs::get_job,

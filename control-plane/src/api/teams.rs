@@ -15,7 +15,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use super::{parse_id, timestamp};
 use crate::ControlPlane;
-use crate::governance::{self, BudgetInput, Limits, LimitsView, RateLimit};
+use crate::governance::{self, BudgetInput, ContentLogging, Limits, LimitsView, RateLimit};
 use crate::identity::Role;
 use crate::model::{CustomerRecord, TeamRecord, now};
 use crate::validate;
@@ -38,6 +38,10 @@ pub struct CreateTeamRequest {
     /// What each member's personal key gets when SSO or SCIM places the member in this team.
     #[serde(default)]
     pub member_key_limits: Option<LimitsInput>,
+    /// Record the request and response bodies of the team's keys (a key's own setting wins).
+    /// Off when absent.
+    #[serde(default)]
+    pub content_logging: Option<ContentLogging>,
 }
 
 /// Budgets, rate limit and concurrency limit, as given for a team's member keys.
@@ -105,6 +109,11 @@ pub struct UpdateGroupRequest {
     #[serde(default, deserialize_with = "super::double_option")]
     #[schema(value_type = Option<LimitsInput>, nullable)]
     pub member_key_limits: Option<Option<LimitsInput>>,
+    /// Teams only, admins only: replaces the team's content-logging setting (`null` turns it
+    /// off).
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<ContentLogging>, nullable)]
+    pub content_logging: Option<Option<ContentLogging>>,
     /// Read-only; ignored.
     #[serde(default, rename = "created_at")]
     pub _created_at: Option<String>,
@@ -122,6 +131,9 @@ pub struct TeamResponse {
     pub limits: LimitsView,
     /// The limits members' personal keys get when SSO or SCIM places them here.
     pub member_key_limits: Option<LimitsView>,
+    /// Whether the bodies of the team's keys' requests are recorded (`null`: not recorded,
+    /// unless a key says otherwise).
+    pub content_logging: Option<ContentLogging>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -136,6 +148,7 @@ impl From<&TeamRecord> for TeamResponse {
             customer_id: t.customer_id,
             limits: LimitsView::from(&t.limits),
             member_key_limits: t.member_key_limits.as_ref().map(LimitsView::from),
+            content_logging: t.content_logging,
             created_at: timestamp(t.created_at),
             updated_at: timestamp(t.updated_at),
         }
@@ -238,6 +251,10 @@ async fn create_team(
             .as_ref()
             .map(LimitsInput::limits)
             .transpose()?,
+        content_logging: req
+            .content_logging
+            .map(|c| c.check("content_logging"))
+            .transpose()?,
         created_at: t,
         updated_at: t,
     };
@@ -286,10 +303,12 @@ async fn update_team(
 ) -> Result<Json<TeamResponse>, ApiError> {
     let id = parse_id("team_id", team_id)?;
     caller.check_team(id)?;
-    if caller.role != Role::Admin && (req.name.is_some() || req.customer_id.is_some()) {
+    if caller.role != Role::Admin
+        && (req.name.is_some() || req.customer_id.is_some() || req.content_logging.is_some())
+    {
         return Err(ApiError::Forbidden(
-            "a team admin manages their team's budgets and limits; its name and customer are \
-             the admin's"
+            "a team admin manages their team's budgets and limits; its name, customer and \
+             content logging are the admin's"
                 .to_owned(),
         ));
     }
@@ -302,6 +321,10 @@ async fn update_team(
         .as_ref()
         .map(|l| l.as_ref().map(LimitsInput::limits).transpose())
         .transpose()?;
+    let content_logging = req
+        .content_logging
+        .map(|c| c.map(|c| c.check("content_logging")).transpose())
+        .transpose()?;
     let apply = |team: &mut TeamRecord| {
         if let Some(name) = &req.name {
             team.name = name.clone();
@@ -311,6 +334,9 @@ async fn update_team(
         }
         if let Some(limits) = &member_key_limits {
             team.member_key_limits.clone_from(limits);
+        }
+        if let Some(content) = content_logging {
+            team.content_logging = content;
         }
         apply_limits(&mut team.limits, &req)
     };
@@ -406,6 +432,12 @@ async fn update_customer(
         return Err(ApiError::invalid_field(
             "customer_id",
             "a customer does not belong to a customer",
+        ));
+    }
+    if req.content_logging.is_some() {
+        return Err(ApiError::invalid_field(
+            "content_logging",
+            "content logging is set on teams and virtual keys, not on customers",
         ));
     }
     if req.member_key_limits.is_some() {

@@ -18,7 +18,7 @@ use super::{parse_id, timestamp};
 use crate::ControlPlane;
 use crate::crypto::{generate_virtual_key, sha256};
 use crate::governance::{
-    self, Budget, BudgetInput, BudgetView, KeyGovernance, Limits, ProviderConfig,
+    self, Budget, BudgetInput, BudgetView, ContentLogging, KeyGovernance, Limits, ProviderConfig,
     ProviderConfigInput, ProviderConfigView, RateLimit, ResetDuration, monthly, usd,
 };
 use crate::model::{VirtualKeyRecord, now};
@@ -81,6 +81,10 @@ pub struct CreateVirtualKeyRequest {
     #[serde(default)]
     #[schema(example = json!(["anthropic/claude-sonnet-4-6"]))]
     pub fallbacks: Option<Vec<String>>,
+    /// Admins only: record the request and response bodies of this key's requests, or (with
+    /// `enabled: false`) not, whatever its team says. Absent: the team's setting applies.
+    #[serde(default)]
+    pub content_logging: Option<ContentLogging>,
 }
 
 /// `PUT /api/virtual-keys/{vk_id}` body; omitted fields stay as they are, `null` clears the
@@ -130,6 +134,11 @@ pub struct UpdateVirtualKeyRequest {
     /// Replaces the list (`[]` clears it).
     #[serde(default)]
     pub fallbacks: Option<Vec<String>>,
+    /// Admins only: replaces the key's own content-logging setting (`null`: its team's
+    /// applies).
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<ContentLogging>, nullable)]
+    pub content_logging: Option<Option<ContentLogging>>,
     /// Read-only; ignored.
     #[serde(default, rename = "value_prefix")]
     pub _value_prefix: Option<String>,
@@ -167,6 +176,8 @@ pub struct VirtualKeyResponse {
     pub fail_open: bool,
     /// Models tried in order when an attempt fails (empty: none).
     pub fallbacks: Vec<String>,
+    /// The key's own content-logging setting (`null`: its team's applies).
+    pub content_logging: Option<ContentLogging>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -202,6 +213,7 @@ impl From<&VirtualKeyRecord> for VirtualKeyResponse {
                 .map(timestamp),
             fail_open: g.fail_open,
             fallbacks: g.fallbacks.clone(),
+            content_logging: g.content_logging,
             created_at: timestamp(vk.created_at),
             updated_at: timestamp(vk.updated_at),
         }
@@ -376,6 +388,16 @@ fn rename_provider_field(e: StoreError, provider: bool, providers: bool) -> ApiE
     }
 }
 
+/// Content logging records what users send and receive: only an admin turns it on or off.
+fn admin_sets_content_logging(caller: &Principal, given: bool) -> Result<(), ApiError> {
+    if given && caller.role != crate::identity::Role::Admin {
+        return Err(ApiError::Forbidden(
+            "only an admin sets a key's content logging".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 async fn create(
     cp: &ControlPlane,
     caller: &Principal,
@@ -383,6 +405,7 @@ async fn create(
     mut req: CreateVirtualKeyRequest,
 ) -> Result<(StatusCode, Json<CreatedVirtualKeyResponse>), ApiError> {
     req.team_id = caller.key_team(req.team_id, req.customer_id)?;
+    admin_sets_content_logging(caller, req.content_logging.is_some())?;
     validate::display_name("name", &req.name)?;
     if let Some(d) = &req.description {
         validate::description("description", d)?;
@@ -432,6 +455,10 @@ async fn create(
             expires_at_unix_ms,
             fail_open: req.fail_open.unwrap_or(false),
             fallbacks,
+            content_logging: req
+                .content_logging
+                .map(|c| c.check("content_logging"))
+                .transpose()?,
         },
         created_at: t,
         updated_at: t,
@@ -541,6 +568,9 @@ fn apply_update(
     if let Some(list) = &req.fallbacks {
         g.fallbacks = governance::fallbacks(list)?;
     }
+    if let Some(content) = req.content_logging {
+        g.content_logging = content.map(|c| c.check("content_logging")).transpose()?;
+    }
     if let Some(team) = req.team_id {
         vk.team_id = team;
     }
@@ -573,6 +603,7 @@ async fn update(
 ) -> Result<Json<VirtualKeyResponse>, ApiError> {
     let id = parse_id("vk_id", vk_id)?;
     let current = scoped_key(cp, caller, id).await?;
+    admin_sets_content_logging(caller, req.content_logging.is_some())?;
     if req.team_id.is_some() || req.customer_id.is_some() {
         caller.key_team(
             req.team_id.unwrap_or(current.team_id),

@@ -19,6 +19,7 @@ pub(crate) struct TeamRow {
     customer_id: Option<Uuid>,
     limits: Json<Limits>,
     member_key_limits: Option<Json<Limits>>,
+    content_logging: Option<Json<crate::governance::ContentLogging>>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
 }
@@ -31,6 +32,7 @@ impl From<TeamRow> for TeamRecord {
             customer_id: r.customer_id,
             limits: r.limits.0,
             member_key_limits: r.member_key_limits.map(|l| l.0),
+            content_logging: r.content_logging.map(|c| c.0),
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -108,14 +110,14 @@ pub(crate) fn reference_conflict(e: sqlx::Error, message: impl FnOnce() -> Strin
 }
 
 pub(crate) mod sql {
-    pub const LIST_TEAMS: &str = "SELECT id, name, customer_id, limits, member_key_limits, created_at, updated_at FROM teams \
-         ORDER BY name";
-    pub const GET_TEAM: &str = "SELECT id, name, customer_id, limits, member_key_limits, created_at, updated_at FROM teams \
-         WHERE id = $1";
+    pub const LIST_TEAMS: &str = "SELECT id, name, customer_id, limits, member_key_limits, content_logging, \
+         created_at, updated_at FROM teams ORDER BY name";
+    pub const GET_TEAM: &str = "SELECT id, name, customer_id, limits, member_key_limits, content_logging, \
+         created_at, updated_at FROM teams WHERE id = $1";
     pub const INSERT_TEAM: &str = "INSERT INTO teams (id, name, customer_id, limits, created_at, \
-         updated_at, member_key_limits) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+         updated_at, member_key_limits, content_logging) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
     pub const UPDATE_TEAM: &str = "UPDATE teams SET name = $2, customer_id = $3, limits = $4, \
-         updated_at = $5, member_key_limits = $6 WHERE id = $1";
+         updated_at = $5, member_key_limits = $6, content_logging = $7 WHERE id = $1";
     pub const DELETE_TEAM: &str = "DELETE FROM teams WHERE id = $1";
     pub const TEAM_MEMBERS: &str = "SELECT name FROM virtual_keys WHERE team_id = $1 ORDER BY name";
 

@@ -335,6 +335,17 @@ pub trait Store:
         request_id: &str,
     ) -> Result<Option<crate::usage_log::UsageLogRow>, StoreError>;
 
+    /// The bodies recorded for one request (content logging: written with its usage record by
+    /// [`Store::insert_usage`] when the record carries them), or `None`.
+    async fn get_request_content(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<crate::usage_log::RequestContent>, StoreError>;
+
+    /// Content retention: deletes the recorded bodies of requests that started before
+    /// `before`. Returns how many were deleted.
+    async fn drop_request_content_before(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+
     /// Usage of `virtual_key_ids` that started in `[from, to)`. Reads the usage table by key
     /// and time: for the admin API, never the request path.
     async fn usage_in(
@@ -746,6 +757,9 @@ fn saturating_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// Rows of recorded bodies deleted per statement by the content retention.
+pub(crate) const CONTENT_PURGE_SLICE: i64 = 1_000;
+
 fn count_from_db(table: &'static str, n: i64) -> Result<u64, StoreError> {
     u64::try_from(n).map_err(|_| StoreError::Corrupt {
         table,
@@ -875,6 +889,15 @@ mod sql {
          u.customer_id, u.user_id, us.user_name \
          FROM usage_records u LEFT JOIN virtual_keys vk ON {VK_ID} = u.virtual_key_id \
          LEFT JOIN users us ON us.id = u.user_id";
+    /// A request's recorded bodies (content logging), once: a resent record writes nothing.
+    pub const INSERT_REQUEST_CONTENT: &str = "INSERT INTO request_content (request_id, started_at, \
+         request, request_bytes, response, response_bytes) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (request_id) DO NOTHING";
+    pub const GET_REQUEST_CONTENT: &str = "SELECT request, request_bytes, response, response_bytes \
+         FROM request_content WHERE request_id = $1";
+    /// One slice of the content retention (`$2` rows at most).
+    pub const DELETE_OLD_REQUEST_CONTENT: &str = "DELETE FROM request_content WHERE request_id IN \
+         (SELECT request_id FROM request_content WHERE started_at < $1 LIMIT $2)";
     pub const USAGE_TOTALS: &str = "SELECT virtual_key_id, COUNT(*), \
          CAST(COALESCE(SUM(cost_nano_usd), 0) AS BIGINT), COUNT(*) - COUNT(cost_nano_usd) \
          FROM usage_records GROUP BY virtual_key_id ORDER BY virtual_key_id";
@@ -1665,6 +1688,7 @@ macro_rules! impl_sql_store {
                     .bind(team.created_at)
                     .bind(team.updated_at)
                     .bind(team.member_key_limits.as_ref().map(sqlx::types::Json))
+                    .bind(team.content_logging.as_ref().map(sqlx::types::Json))
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| reference_conflict(e, || format!("a team named {:?} already exists", team.name)))?;
@@ -1698,6 +1722,7 @@ macro_rules! impl_sql_store {
                     .bind(sqlx::types::Json(&team.limits))
                     .bind(team.updated_at)
                     .bind(team.member_key_limits.as_ref().map(sqlx::types::Json))
+                    .bind(team.content_logging.as_ref().map(sqlx::types::Json))
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| reference_conflict(e, || format!("a team named {:?} already exists", team.name)))?;
@@ -2043,6 +2068,47 @@ macro_rules! impl_sql_store {
                     .build_query_as::<$crate::usage_log::UsageLogRow>()
                     .fetch_optional(&self.pool)
                     .await?)
+            }
+
+            async fn get_request_content(
+                &self,
+                request_id: &str,
+            ) -> Result<Option<$crate::usage_log::RequestContent>, StoreError> {
+                let row: Option<(Vec<u8>, i64, Vec<u8>, i64)> =
+                    sqlx::query_as(sql::GET_REQUEST_CONTENT)
+                        .bind(request_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                row.map(|(request, request_bytes, response, response_bytes)| {
+                    Ok($crate::usage_log::RequestContent {
+                        request,
+                        request_bytes: count_from_db("request_content", request_bytes)?,
+                        response,
+                        response_bytes: count_from_db("request_content", response_bytes)?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn drop_request_content_before(
+                &self,
+                before: time::OffsetDateTime,
+            ) -> Result<u64, StoreError> {
+                let mut deleted = 0;
+                // In slices, so a large purge never holds the table (or SQLite's writer lock)
+                // for long.
+                loop {
+                    let n = sqlx::query(sql::DELETE_OLD_REQUEST_CONTENT)
+                        .bind(usage_instant(before))
+                        .bind($crate::store::CONTENT_PURGE_SLICE)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                    deleted += n;
+                    if n < $crate::store::CONTENT_PURGE_SLICE as u64 {
+                        return Ok(deleted);
+                    }
+                }
             }
 
             async fn usage_in(

@@ -96,6 +96,21 @@ impl PostgresStore {
             stored.extend(insert_usage_chunk(&mut tx, chunk).await?);
         }
         let inserted = stored.len() as u64;
+        for r in records {
+            if let Some(c) = &r.content
+                && stored.contains(&(r.request_id.clone(), rollup::stored_start_ms(r)))
+            {
+                sqlx::query(super::sql::INSERT_REQUEST_CONTENT)
+                    .bind(r.request_id.as_str())
+                    .bind(usage_started_at(r.started_at_unix_ms))
+                    .bind(c.request.as_ref())
+                    .bind(saturating_i64(c.request_bytes))
+                    .bind(c.response.as_ref())
+                    .bind(saturating_i64(c.response_bytes))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         let deltas = rollup::deltas(records, |r| {
             // A record repeated in the batch counts once, as the table stored it once.
             stored.remove(&(r.request_id.clone(), rollup::stored_start_ms(r)))

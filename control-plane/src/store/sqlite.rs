@@ -109,6 +109,21 @@ impl SqliteStore {
             }
         }
         let inserted = stored.len() as u64;
+        for r in records {
+            if let Some(c) = &r.content
+                && stored.contains(&r.request_id)
+            {
+                sqlx::query(super::sql::INSERT_REQUEST_CONTENT)
+                    .bind(r.request_id.as_str())
+                    .bind(started_at_text(usage_started_at(r.started_at_unix_ms)))
+                    .bind(c.request.as_ref())
+                    .bind(saturating_i64(c.request_bytes))
+                    .bind(c.response.as_ref())
+                    .bind(saturating_i64(c.response_bytes))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         // A record repeated in the batch counts once (the first one was stored).
         let deltas = rollup::deltas(records, |r| stored.remove(&r.request_id));
         for (i, rows) in [&deltas.hourly, &deltas.daily].into_iter().enumerate() {

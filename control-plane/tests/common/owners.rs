@@ -77,6 +77,7 @@ pub async fn owners(store: &dyn Store, eng_in_acme: bool) -> Owners {
             customer_id: cust,
             limits: Default::default(),
             member_key_limits: None,
+            content_logging: None,
             created_at: t,
             updated_at: t,
         };

@@ -157,8 +157,10 @@ pub(crate) async fn respond(
             && c.provider.kind == ProviderKind::Vertex
             && let Some(e) = tollgate_protocol::vertex::map_error(status.as_u16(), &bytes)
         {
+            let json = e.to_json();
+            draft.capture_response(&json);
             draft.finish(&dp, e.status, "upstream_error");
-            let mut resp = Response::new(Body::from(e.to_json()));
+            let mut resp = Response::new(Body::from(json));
             *resp.status_mut() =
                 http::StatusCode::from_u16(e.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
             let h = resp.headers_mut();
@@ -177,8 +179,10 @@ pub(crate) async fn respond(
         } else {
             "upstream_error"
         };
+        let body = answer.body.map_or(bytes, Bytes::from);
+        draft.capture_response(&body);
         draft.finish(&dp, status.as_u16(), class);
-        answer.body.map_or_else(|| Body::from(bytes), Body::from)
+        Body::from(body)
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;

@@ -395,7 +395,7 @@ pub(crate) async fn respond(
     super::message_answer(&dp, &c, draft, body)
 }
 
-fn upstream_error(dp: &DataPlane, c: &Call<'_>, draft: Draft, api: &ApiError) -> Response {
+fn upstream_error(dp: &DataPlane, c: &Call<'_>, mut draft: Draft, api: &ApiError) -> Response {
     tracing::warn!(
         request_id = %draft.record.request_id,
         status = api.status,
@@ -405,6 +405,7 @@ fn upstream_error(dp: &DataPlane, c: &Call<'_>, draft: Draft, api: &ApiError) ->
     );
     let mut resp = error_response(api, &draft.record.request_id, false);
     name_served_by(resp.headers_mut(), c);
+    draft.capture_error(api);
     draft.finish(dp, api.status, "upstream_error");
     resp
 }

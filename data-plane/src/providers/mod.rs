@@ -255,13 +255,14 @@ pub(crate) fn message_answer(
     dp: &DataPlane,
     c: &Call<'_>,
     mut draft: Draft,
-    message: impl Into<Body>,
+    message: Bytes,
 ) -> Response {
     draft.record.time_to_first_token_ms =
         u32::try_from(draft.started.elapsed().as_millis()).unwrap_or(u32::MAX);
     let request_id = draft.record.request_id.clone();
+    draft.capture_response(&message);
     draft.finish(dp, 200, "");
-    let mut resp = Response::new(message.into());
+    let mut resp = Response::new(Body::from(message));
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -322,6 +323,10 @@ pub(crate) fn fail(dp: &DataPlane, draft: Draft, err: ProxyError) -> Response {
     }
     let status = err.status.as_u16();
     let class = err.class;
+    let mut draft = draft;
+    if draft.content.is_some() {
+        draft.capture_error(&err.api_error(&draft.record.request_id));
+    }
     let resp = err.into_response_with(&draft.record.request_id);
     draft.finish(dp, status, class);
     resp
@@ -515,6 +520,7 @@ impl<T: StreamTranslation, B> RelayBody<T, B> {
         }
         if upstream && let Some(draft) = &mut self.draft {
             draft.mark_first_output();
+            draft.capture_response(&out);
         }
         Poll::Ready(Some(Ok(Frame::data(out))))
     }
@@ -575,6 +581,9 @@ where
         let this = self.get_mut();
         loop {
             if let Some(event) = this.queued.take() {
+                if let Some(draft) = &mut this.draft {
+                    draft.capture_response(&event);
+                }
                 return Poll::Ready(Some(Ok(Frame::data(event))));
             }
             if let Some((status, class)) = this.ending.take() {

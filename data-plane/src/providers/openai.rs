@@ -232,6 +232,7 @@ pub(crate) async fn respond(
             h.insert(name, value);
         }
         name_served_by(h, &c);
+        draft.capture_error(&api);
         draft.finish(&dp, api.status, "upstream_error");
         return resp;
     }
@@ -289,7 +290,7 @@ pub(crate) async fn respond(
     if let Some(u) = tollgate_protocol::anthropic::usage_from_message(&message) {
         draft.set_usage(&u);
     }
-    super::message_answer(&dp, &c, draft, message)
+    super::message_answer(&dp, &c, draft, Bytes::from(message))
 }
 
 /// A Chat Completions SSE stream as Anthropic SSE: every event a chunk completes goes out at

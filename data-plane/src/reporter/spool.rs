@@ -46,6 +46,15 @@ struct Segment {
     unacked: usize,
     sealed: bool,
     path: Option<PathBuf>,
+    /// Bytes of recorded bodies its records hold ([`content_len`]).
+    content_bytes: usize,
+}
+
+/// Bytes of recorded bodies (content logging) a record holds.
+pub(crate) fn content_len(r: &UsageRecord) -> usize {
+    r.content
+        .as_ref()
+        .map_or(0, |c| c.request.len() + c.response.len())
 }
 
 impl Segment {
@@ -77,6 +86,8 @@ pub(crate) struct Spool {
     cursor: u64,
     dirty: Vec<PathBuf>,
     dir_dirty: bool,
+    /// Bytes of recorded bodies held by all segments.
+    content_bytes: usize,
 }
 
 impl Spool {
@@ -96,6 +107,7 @@ impl Spool {
             cursor: 0,
             dirty: Vec::new(),
             dir_dirty: false,
+            content_bytes: 0,
         }
     }
 
@@ -133,6 +145,8 @@ impl Spool {
                 continue;
             }
             let n = records.len();
+            let content_bytes = records.iter().map(content_len).sum();
+            spool.content_bytes += content_bytes;
             spool.segments.push_back(Segment {
                 id,
                 first_seq: spool.next_seq,
@@ -141,6 +155,7 @@ impl Spool {
                 records,
                 sealed: true,
                 path: Some(path),
+                content_bytes,
             });
             spool.next_seq += n as u64;
             spool.unacked += n;
@@ -160,6 +175,11 @@ impl Spool {
 
     pub(crate) fn unsent(&self) -> usize {
         self.unsent
+    }
+
+    /// Bytes of recorded bodies held (until their segment is released).
+    pub(crate) fn content_bytes(&self) -> usize {
+        self.content_bytes
     }
 
     /// Appends records. Returns the file work to do and how many old records were dropped to
@@ -190,6 +210,7 @@ impl Spool {
                     unacked: 0,
                     sealed: false,
                     path,
+                    content_bytes: 0,
                 });
             }
             let seg = self.segments.back_mut().expect("an open segment");
@@ -201,6 +222,9 @@ impl Spool {
                     r.encode_length_delimited(&mut bytes)
                         .expect("a Vec grows as needed");
                 }
+                let content = content_len(&r);
+                seg.content_bytes += content;
+                self.content_bytes += content;
                 seg.records.push(r);
                 seg.acked.push(false);
                 n += 1;
@@ -245,14 +269,20 @@ impl Spool {
 
     fn forget_file(&mut self, seg: Segment) -> Option<IoJob> {
         tracing::trace!(segment = seg.id, "usage spool segment released");
+        self.content_bytes -= seg.content_bytes;
         let path = seg.path?;
         self.dirty.retain(|p| *p != path);
         Some(IoJob::Remove { path })
     }
 
-    /// The next batch of up to `max` records not yet sent on this stream: the range of sequence
-    /// numbers it covers (acknowledge it with [`Spool::ack`]) and the records.
-    pub(crate) fn next_batch(&mut self, max: usize) -> Option<(Range<u64>, Vec<UsageRecord>)> {
+    /// The next batch of up to `max` records not yet sent on this stream, holding at most
+    /// `max_content` bytes of recorded bodies (or one record, however large): the range of
+    /// sequence numbers it covers (acknowledge it with [`Spool::ack`]) and the records.
+    pub(crate) fn next_batch(
+        &mut self,
+        max: usize,
+        max_content: usize,
+    ) -> Option<(Range<u64>, Vec<UsageRecord>)> {
         if self.unsent == 0 || max == 0 {
             return None;
         }
@@ -262,6 +292,7 @@ impl Spool {
         let mut out = Vec::new();
         let mut first = None;
         let mut last = 0;
+        let mut content = 0usize;
         'segments: for seg in self.segments.range(start..) {
             let from = usize::try_from(self.cursor.saturating_sub(seg.first_seq)).unwrap_or(0);
             for i in from..seg.records.len() {
@@ -271,6 +302,11 @@ impl Spool {
                 if seg.acked[i] {
                     continue;
                 }
+                let len = content_len(&seg.records[i]);
+                if !out.is_empty() && content + len > max_content {
+                    break 'segments;
+                }
+                content += len;
                 let seq = seg.first_seq + i as u64;
                 first.get_or_insert(seq);
                 last = seq;
@@ -442,8 +478,8 @@ mod tests {
         assert!(jobs.is_empty());
         assert_eq!(dropped, 0);
         assert_eq!((s.unacked(), s.unsent()), (7, 7));
-        let (r1, b1) = s.next_batch(3).unwrap();
-        let (r2, b2) = s.next_batch(3).unwrap();
+        let (r1, b1) = s.next_batch(3, usize::MAX).unwrap();
+        let (r2, b2) = s.next_batch(3, usize::MAX).unwrap();
         assert_eq!(ids(&b1), ["req-0", "req-1", "req-2"]);
         assert_eq!(ids(&b2), ["req-3", "req-4", "req-5"]);
         assert_eq!(s.unsent(), 1);
@@ -452,14 +488,54 @@ mod tests {
         assert_eq!(s.ack(r2).0, 0, "a repeated ack changes nothing");
         s.rewind();
         assert_eq!((s.unacked(), s.unsent()), (4, 4));
-        let (r, b) = s.next_batch(10).unwrap();
+        let (r, b) = s.next_batch(10, usize::MAX).unwrap();
         assert_eq!(ids(&b), ["req-0", "req-1", "req-2", "req-6"]);
-        assert!(s.next_batch(10).is_none());
+        assert!(s.next_batch(10, usize::MAX).is_none());
         assert_eq!(s.ack(r).0, 4);
         assert_eq!(s.unacked(), 0);
         assert!(s.segment_ids().is_empty(), "acked segments are removed");
         // Unchanged: r1 referred to records that are gone.
         assert_eq!(s.ack(r1).0, 0);
+    }
+
+    fn with_content(i: usize, len: usize) -> UsageRecord {
+        UsageRecord {
+            content: Some(tollgate_proto::usage::v1::Content {
+                request: bytes::Bytes::from(vec![b'q'; len]),
+                request_bytes: len as u64,
+                response: bytes::Bytes::from(vec![b'a'; len]),
+                response_bytes: len as u64,
+            }),
+            ..rec(i)
+        }
+    }
+
+    /// Batches stop before the recorded bodies they carry pass the limit (a record larger than
+    /// the limit goes alone), and the bodies held are counted until their segment is released.
+    #[test]
+    fn batches_are_bounded_by_the_bodies_they_carry() {
+        let mut s = Spool::new(None, 100);
+        s.append(vec![
+            with_content(0, 300),
+            rec(1),
+            with_content(2, 300),
+            with_content(3, 2_000),
+            rec(4),
+        ]);
+        assert_eq!(s.content_bytes(), 600 + 600 + 4_000);
+        let (r1, b1) = s.next_batch(10, 1_000).unwrap();
+        assert_eq!(ids(&b1), ["req-0", "req-1"], "600 + 600 would pass 1000");
+        let (r2, b2) = s.next_batch(10, 1_000).unwrap();
+        assert_eq!(ids(&b2), ["req-2"]);
+        let (r3, b3) = s.next_batch(10, 1_000).unwrap();
+        assert_eq!(ids(&b3), ["req-3"], "alone, though larger than the limit");
+        let (r4, b4) = s.next_batch(10, 1_000).unwrap();
+        assert_eq!(ids(&b4), ["req-4"]);
+        for r in [r1, r2, r3, r4] {
+            s.ack(r);
+        }
+        assert_eq!(s.unacked(), 0);
+        assert_eq!(s.content_bytes(), 0, "released with the segments");
     }
 
     #[test]
@@ -473,7 +549,7 @@ mod tests {
         }
         assert_eq!(dropped, 12);
         assert_eq!(s.unacked(), 8);
-        let (_, b) = s.next_batch(100).unwrap();
+        let (_, b) = s.next_batch(100, usize::MAX).unwrap();
         assert_eq!(
             ids(&b),
             (12..20).map(|i| format!("req-{i}")).collect::<Vec<_>>()
@@ -484,7 +560,7 @@ mod tests {
     fn dropping_segments_keeps_the_unsent_count_right() {
         let mut s = Spool::new(None, 8);
         s.append((0..8).map(rec).collect());
-        let (r, _) = s.next_batch(3).unwrap(); // 0..3 in flight
+        let (r, _) = s.next_batch(3, usize::MAX).unwrap(); // 0..3 in flight
         assert_eq!(s.unsent(), 5);
         s.append((8..12).map(rec).collect()); // drops segments [0,1] and [2,3]
         assert_eq!(s.unacked(), 8);
@@ -494,7 +570,7 @@ mod tests {
             "0..3 were sent; 3 was dropped unsent; 4..12 remain"
         );
         assert_eq!(s.ack(r).0, 0, "acks for dropped records are ignored");
-        let (_, b) = s.next_batch(100).unwrap();
+        let (_, b) = s.next_batch(100, usize::MAX).unwrap();
         assert_eq!(
             ids(&b),
             (4..12).map(|i| format!("req-{i}")).collect::<Vec<_>>()
@@ -525,7 +601,7 @@ mod tests {
             "one file per segment"
         );
         // Ack the first 25: the first segment's file goes.
-        let (r, _) = s.next_batch(25).unwrap();
+        let (r, _) = s.next_batch(25, usize::MAX).unwrap();
         let (n, jobs) = s.ack(r);
         assert_eq!(n, 25);
         run_jobs(jobs).unwrap();
@@ -534,7 +610,7 @@ mod tests {
         append_file(&dir.path().join(segment_name(2)), &[0x80, 0x01, 0x0a]).unwrap();
         let (mut s2, loaded) = Spool::open(dir.path(), 100).unwrap();
         assert_eq!((loaded.records, loaded.segments, loaded.dropped), (5, 1, 0));
-        let (_, b) = s2.next_batch(100).unwrap();
+        let (_, b) = s2.next_batch(100, usize::MAX).unwrap();
         assert_eq!(
             ids(&b),
             (25..30).map(|i| format!("req-{i}")).collect::<Vec<_>>()
@@ -553,7 +629,7 @@ mod tests {
         let (mut s2, loaded) = Spool::open(dir.path(), 500).unwrap();
         assert_eq!(loaded.records, 1000);
         assert_eq!(loaded.dropped, 500);
-        let (_, b) = s2.next_batch(10_000).unwrap();
+        let (_, b) = s2.next_batch(10_000, usize::MAX).unwrap();
         assert_eq!(b.len(), 500);
         assert_eq!(b[0].request_id, "req-500");
     }
