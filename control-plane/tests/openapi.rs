@@ -70,6 +70,7 @@ fn every_route_is_documented_and_bodies_are_closed() {
         "GET /api/keys",
         "GET /api/logs",
         "GET /api/logs/{request_id}",
+        "GET /api/logs/{request_id}/content",
         "GET /api/spend",
         "GET /api/spend/export",
         "POST /api/jobs/recompute-costs",

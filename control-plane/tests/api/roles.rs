@@ -277,6 +277,8 @@ fn expected(op: &str) -> &'static str {
         // Every role may read request logs; the handlers narrow them to the caller's keys (an
         // unknown request id is a 404 for everyone).
         "GET /api/logs" | "GET /api/logs/{request_id}" => "AVTMK",
+        // Recorded bodies: admins and team admins (their team's requests; the handler checks).
+        "GET /api/logs/{request_id}/content" => "ATK",
         // Spend likewise: every role, summed over the caller's scope.
         "GET /api/spend" | "GET /api/spend/export" => "AVTMK",
         "GET /api/me/key"

@@ -13,6 +13,7 @@
 //! | `client_and_upstream_text_cannot_forge_log_lines` | one event, one line |
 //! | `unauthenticated_floods_cannot_push_real_usage_out_of_the_spool` | refusals are not usage |
 //! | `unknown_paths_say_what_is_served` | 404/405 bodies and shapes |
+//! | `content_logging_records_the_bodies_the_client_exchanged` | recorded bodies: unary, stream, error; cap, masking; other keys none |
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1996,4 +1997,171 @@ async fn connections_dropped_before_the_answer_fall_back_and_broken_streams_end_
             assert_eq!(r.error_class, class);
         }
     }
+}
+
+/// A loopback Anthropic upstream for content logging: a stream when asked for one (with the
+/// caller's prompt echoed in a `content_block_delta`), else a Message.
+async fn echo_upstream() -> String {
+    async fn messages(body: Bytes) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let body: Value = serde_json::from_slice(&body).expect("JSON");
+        let prompt = body["messages"][0]["content"].as_str().unwrap_or_default();
+        let usage = json!({"input_tokens": 3, "output_tokens": 5});
+        if body["stream"] == true {
+            let events = [
+                (
+                    "message_start",
+                    json!({"type": "message_start", "message": {
+                    "id": "msg_echo", "type": "message", "role": "assistant",
+                    "model": body["model"], "content": [], "stop_reason": null,
+                    "usage": {"input_tokens": 3, "output_tokens": 0}}}),
+                ),
+                (
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": 0,
+                    "content_block": {"type": "text", "text": ""}}),
+                ),
+                (
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "text_delta", "text": format!("echo: {prompt}")}}),
+                ),
+                (
+                    "content_block_stop",
+                    json!({"type": "content_block_stop", "index": 0}),
+                ),
+                (
+                    "message_delta",
+                    json!({"type": "message_delta",
+                    "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 5}}),
+                ),
+                ("message_stop", json!({"type": "message_stop"})),
+            ];
+            let sse: String = events
+                .iter()
+                .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+                .collect();
+            return ([(header::CONTENT_TYPE, "text/event-stream")], sse).into_response();
+        }
+        axum::Json(json!({
+            "id": "msg_echo", "type": "message", "role": "assistant", "model": body["model"],
+            "content": [{"type": "text", "text": format!("echo: {prompt}")}],
+            "stop_reason": "end_turn", "stop_sequence": null, "usage": usage
+        }))
+        .into_response()
+    }
+    serve(axum::Router::new().route("/v1/messages", axum::routing::post(messages))).await
+}
+
+/// Content logging: a key that records bodies gets its request and the answer the client saw
+/// (a Message, a stream's events, an error envelope) on its usage record, each cut to the key's
+/// cap and with credentials masked; a team's setting applies to its keys unless a key says
+/// otherwise; other keys' records carry no bodies.
+#[tokio::test]
+async fn content_logging_records_the_bodies_the_client_exchanged() {
+    let upstream_url = echo_upstream().await;
+    let mut gw = Gateway::new();
+    let mut snapshot = config(1, &upstream_url);
+    let recorded = |max| {
+        Some(pb::ContentLogging {
+            max_body_bytes: max,
+        })
+    };
+    snapshot.virtual_keys.push(pb::VirtualKey {
+        content_logging: recorded(4096),
+        ..virtual_key("vk-logged", "sk-tg-logged", true)
+    });
+    snapshot.virtual_keys.push(pb::VirtualKey {
+        content_logging: recorded(40),
+        ..virtual_key("vk-small", "sk-tg-small", true)
+    });
+    gw.apply(snapshot);
+    let ask = |prompt: &str, stream: bool| {
+        json!({"model": "anthropic/claude-haiku-4-5", "max_tokens": 8, "stream": stream,
+            "messages": [{"role": "user", "content": prompt}]})
+        .to_string()
+    };
+    let secret = "sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789";
+    let post = |key: &'static str, body: String| {
+        let gw = &gw;
+        async move {
+            let auth = format!("Bearer {key}");
+            let a = gw
+                .send(request(
+                    "/anthropic/v1/messages",
+                    &[("authorization", auth.as_bytes())],
+                    body.into(),
+                ))
+                .await;
+            (a.status, a.body)
+        }
+    };
+
+    // A Message.
+    let unary = ask(&format!("my key is {secret}"), false);
+    let (status, answer) = post("sk-tg-logged", unary.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    // A stream.
+    let (status, streamed) = post("sk-tg-logged", ask("stream it", true)).await;
+    assert_eq!(status, 200, "{streamed}");
+    // An error envelope (the model is not one the gateway routes).
+    let bad = json!({"model": "nowhere/x", "max_tokens": 8,
+        "messages": [{"role": "user", "content": "hi"}]})
+    .to_string();
+    let (status, refused) = post("sk-tg-logged", bad.clone()).await;
+    assert!(status.is_client_error(), "{refused}");
+    // Cut to 40 bytes; a key without content logging.
+    let (status, _) = post(
+        "sk-tg-small",
+        ask("a longer prompt than forty bytes", false),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = post(GOOD, ask("not recorded", false)).await;
+    assert_eq!(status, 200);
+
+    let usage = gw.usage();
+    assert_eq!(usage.len(), 5, "{usage:?}");
+    let content = |i: usize| usage[i].content.clone().expect("recorded bodies");
+    let text = |b: &Bytes| String::from_utf8(b.to_vec()).expect("UTF-8");
+
+    let c = content(0);
+    let masked = unary.replace(secret, &"*".repeat(secret.len()));
+    assert_eq!(text(&c.request), masked, "the request, credentials masked");
+    assert_eq!(c.request_bytes, unary.len() as u64);
+    let sent: Value = serde_json::from_slice(&c.response).expect("the Message");
+    let stars = "*".repeat(secret.len());
+    let seen: Value =
+        serde_json::from_str(&answer.to_string().replace(secret, &stars)).expect("JSON");
+    assert_eq!(
+        sent, seen,
+        "the answer as the client received it, the echoed key masked"
+    );
+    assert!(
+        answer.to_string().contains(secret),
+        "the client got it unmasked"
+    );
+    assert_eq!(c.response_bytes, c.response.len() as u64);
+
+    let c = content(1);
+    let events = text(&c.response);
+    assert_eq!(
+        Value::String(events.clone()),
+        streamed,
+        "every event the client got"
+    );
+    assert!(events.contains("echo: stream it") && events.contains("event: message_stop"));
+
+    let c = content(2);
+    assert_eq!(text(&c.request), bad);
+    let envelope: Value = serde_json::from_slice(&c.response).expect("the envelope");
+    assert_eq!(envelope, refused);
+    assert_eq!(envelope["type"], "error");
+
+    let c = content(3);
+    assert_eq!(c.request.len(), 40, "cut to the key's cap");
+    assert!(c.request_bytes > 40);
+    assert!(c.response.len() <= 40 && c.response_bytes > 40);
+
+    assert!(usage[4].content.is_none(), "not recorded for other keys");
 }
