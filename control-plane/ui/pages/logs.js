@@ -1,7 +1,8 @@
 // Log explorer: GET /api/logs with its filters, a page at a time, and one request's detail.
-// The list carries no bodies, so it stays fast whatever the prompts' size.
+// Neither carries bodies, so both stay fast whatever the prompts' size; recorded bodies
+// (content logging) are fetched only when asked for, and shown a slice at a time.
 
-import { get, withQuery } from "../api.js";
+import { get, withQuery, managesKeys } from "../api.js";
 import { h, fill, table, field, select, usd, int, ms, when, statusBadge, errorBox } from "../dom.js";
 
 const RANGES = [
@@ -132,5 +133,49 @@ export async function logDetail(el, requestId) {
       r.attempts || [],
       { empty: "The first attempt served." },
     ),
+    managesKeys() ? bodies(r.request_id) : "",
   );
+}
+
+/** Characters of a body shown at first; the rest on request. */
+const SHOWN = 64 * 1024;
+
+/** The recorded bodies of a request, fetched (and audited) only when the reader asks. */
+function bodies(requestId) {
+  const out = h("div", { "aria-live": "polite" });
+  const button = h("button", { type: "button" }, "Show recorded bodies");
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      const c = await get(`/api/logs/${encodeURIComponent(requestId)}/content`);
+      fill(out, body("Request", c.request), body("Response", c.response));
+      button.hidden = true;
+    } catch (e) {
+      button.disabled = false;
+      fill(out, e.status === 404
+        ? h("p", { class: "hint" }, "No bodies were recorded for this request: content logging is off for its key and team, or they are past their retention.")
+        : errorBox(e));
+    }
+  });
+  return h(
+    "section",
+    { "aria-label": "Recorded bodies" },
+    h("h2", {}, "Recorded bodies"),
+    h("p", { class: "hint" }, "Only when content logging is on for the key or its team. Reading them is written to the audit log."),
+    button,
+    out,
+  );
+}
+
+function body(title, b) {
+  const text = b.encoding === "utf8" ? b.body : `(base64) ${b.body}`;
+  const pre = h("pre", { class: "body", tabindex: "0", "aria-label": `${title} body` }, text.slice(0, SHOWN));
+  const note = `${int(b.bytes)} bytes sent${b.truncated ? `, ${int(text.length)} recorded (cut at the key's limit)` : ""}`;
+  const parts = [h("h3", {}, title), h("p", { class: "hint" }, note), pre];
+  if (text.length > SHOWN) {
+    const all = h("button", { type: "button" }, `Show all ${int(text.length)} characters`);
+    all.addEventListener("click", () => { pre.textContent = text; all.hidden = true; });
+    parts.push(all);
+  }
+  return h("div", {}, ...parts);
 }
