@@ -34,7 +34,8 @@ const browser = await chromium.launch({
 let current = null;
 
 async function newPage() {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  // UTC, so the expiry typed in a key's form is a known instant.
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, timezoneId: 'UTC' });
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
   current = page;
@@ -226,6 +227,22 @@ try {
   await keyForm.getByRole('button', { name: 'Save' }).click();
   await keyForm.waitFor({ state: 'detached' });
   await shot(admin, 'virtual-keys');
+
+  // The walkthrough's key (provider bedrock): its provider config's allowed models, the one
+  // provider key it may use and a budget of its own, and an expiry.
+  await admin.getByRole('button', { name: 'Edit engineering-team' }).click();
+  const configForm = admin.getByRole('form', { name: 'Edit virtual key engineering-team' });
+  await configForm.getByLabel('Allowed models').fill(edits.allowed_models.join('\n'));
+  await configForm.getByLabel('bedrock-key').check();
+  await configForm.getByText('Limits of this provider config').click();
+  await configForm.getByRole('button', { name: 'Add a budget of this provider config' }).click();
+  await configForm.getByLabel('Budget of this provider config (USD)').fill(edits.config_budget);
+  await configForm.getByLabel('Budget period of this provider config').selectOption(edits.config_period);
+  await configForm.getByLabel('Expires').fill(edits.expires_local);
+  seen.unlabeled.push(...(await unlabeled(admin)));
+  await shot(admin, 'key-provider-config');
+  await configForm.getByRole('button', { name: 'Save' }).click();
+  await configForm.waitFor({ state: 'detached' });
 
   // A provider key: the stored literal secret of another key shows as the API returns it
   // (<redacted>) and nowhere on the page; that key is deleted (after a confirmation), and the

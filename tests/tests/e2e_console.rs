@@ -61,6 +61,9 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
         "key_requests": "77", "key_request_window": "1m",
         "key_tokens": "50000", "key_token_window": "1h",
         "provider_key_weight": "3",
+        "allowed_models": ["claude-sonnet-*", "regex:^claude-haiku-4.*"],
+        "config_budget": "2.5", "config_period": "1d",
+        "expires_local": "2030-01-01T00:00",
         "price": {"provider": "bedrock", "models": ["anthropic.console-test-model*"],
                   "input": 1.25, "first_output": 6.5, "output": 7.25, "cache_write_5m": 1.5,
                   "cache_write_1h": 2.5, "cache_read": 0.125, "source": "console test"},
@@ -267,6 +270,26 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
     assert_eq!(key["is_active"], true, "{key}");
     assert_eq!(key["provider_configs"], json!([]), "{key}");
 
+    // The walkthrough key's provider config and expiry, as typed; its monthly budget kept.
+    let key = keys["virtual_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "engineering-team")
+        .expect("engineering-team");
+    assert_eq!(key["expires_at"], "2030-01-01T00:00:00Z", "{key}");
+    assert_eq!(key["monthly_budget"], json!(500.0), "{key}");
+    let configs = key["provider_configs"].as_array().unwrap();
+    assert_eq!(configs.len(), 1, "{key}");
+    let c = &configs[0];
+    assert_eq!(c["provider"], "bedrock", "{c}");
+    assert_eq!(c["weight"], json!(1.0), "{c}");
+    assert_eq!(c["allowed_models"], edits["allowed_models"], "{c}");
+    assert_eq!(c["budgets"].as_array().map(Vec::len), Some(1), "{c}");
+    assert_eq!(c["budgets"][0]["max_limit"], json!(2.5), "{c}");
+    assert_eq!(c["budgets"][0]["reset_duration"], "1d", "{c}");
+    assert_eq!(c["rate_limit"], Value::Null, "{c}");
+
     // Provider keys: the literal secret showed only as the API returns it, the key is gone, the
     // walkthrough's key has its new weight and keeps its env references.
     assert_eq!(
@@ -310,6 +333,8 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
         "global.anthropic.claude-sonnet-4-6"
     );
     assert_eq!(seen["providerKeyWeights"], json!(["3"]));
+    // The provider config may use that key only.
+    assert_eq!(c["key_ids"], json!([bk["id"]]), "{c}");
 
     // The price override, as added then edited (the output price).
     let (st, pricing) = admin(&s.http, &s.gw, "GET", "/api/pricing", Value::Null).await;

@@ -126,7 +126,7 @@ export async function keys(el) {
       drawKeys();
     });
     drawKeys();
-    const limits = limitsFields(c, { what: `this provider config` });
+    const limits = limitsFields(c, { what: "this provider config", legend: "Its budgets and limits" });
     const removeButton = h("button", { type: "button", class: "danger", onclick: () => {
       rows.splice(rows.indexOf(row), 1);
       row.el.remove();

@@ -17,41 +17,25 @@ export async function settings(el) {
 }
 
 function ssoSection(el, sso) {
-  const summary = h(
-    "dl",
-    { class: "detail" },
-    h("dt", {}, "Configured"),
-    h("dd", {}, sso.configured ? "yes" : "no"),
-    h("dt", {}, "Set by"),
-    h("dd", {}, { flags: "the --oidc-* flags (change them on the gateway)", api: "this page (the admin API)", none: "nothing yet" }[sso.source] || sso.source),
-    h("dt", {}, "Redirect URI (register it at the identity provider)"),
-    h("dd", {}, sso.redirect_uri ? h("code", {}, sso.redirect_uri) : "–"),
-  );
+  const facts = [
+    ["Configured", sso.configured ? "yes" : "no"],
+    ["Set by", { flags: "the --oidc-* flags (change them on the gateway)", api: "this page (the admin API)", none: "nothing yet" }[sso.source] || sso.source],
+    ["Redirect URI (register it at the identity provider)", sso.redirect_uri ? h("code", {}, sso.redirect_uri) : "–"],
+  ];
   if (sso.source === "flags") {
-    return h(
-      "section",
-      { "aria-label": "Single sign-on" },
-      h("h2", {}, "Single sign-on"),
-      summary,
-      h(
-        "dl",
-        { class: "detail" },
-        h("dt", {}, "Issuer"),
-        h("dd", {}, sso.issuer || "–"),
-        h("dt", {}, "Client id"),
-        h("dd", {}, sso.client_id || "–"),
-        h("dt", {}, "Client secret"),
-        h("dd", {}, sso.client_secret || "none"),
-        h("dt", {}, "Scopes"),
-        h("dd", {}, sso.scopes.join(" ")),
-        h("dt", {}, "Groups claim"),
-        h("dd", {}, sso.groups_claim),
-        h("dt", {}, "User name claim"),
-        h("dd", {}, sso.user_name_claim),
-        h("dt", {}, "Session hours"),
-        h("dd", {}, String(sso.session_hours)),
-      ),
+    facts.push(
+      ["Issuer", sso.issuer || "–"],
+      ["Client id", sso.client_id || "–"],
+      ["Client secret", sso.client_secret || "none"],
+      ["Scopes", sso.scopes.join(" ")],
+      ["Groups claim", sso.groups_claim],
+      ["User name claim", sso.user_name_claim],
+      ["Session hours", String(sso.session_hours)],
     );
+  }
+  const summary = h("dl", { class: "detail" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+  if (sso.source === "flags") {
+    return h("section", { "aria-label": "Single sign-on" }, h("h2", {}, "Single sign-on"), summary);
   }
   const secretNow = sso.client_secret;
   const secret = h("input", {
