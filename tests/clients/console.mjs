@@ -226,7 +226,6 @@ try {
   await shot(admin, 'key-edit');
   await keyForm.getByRole('button', { name: 'Save' }).click();
   await keyForm.waitFor({ state: 'detached' });
-  await shot(admin, 'virtual-keys');
 
   // The walkthrough's key (provider bedrock): its provider config's allowed models, the one
   // provider key it may use and a budget of its own, and an expiry.
