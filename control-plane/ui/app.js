@@ -2,7 +2,7 @@
 // all-in-one) at `/`. No build step and no network beyond this gateway: every file is under
 // /ui/, uPlot (vendored, MIT) draws the charts.
 
-import { session, get, useToken, ApiError, readsAll, readsConfig } from "./api.js";
+import { session, get, useToken, ApiError, readsAll, readsConfig, isAdmin } from "./api.js";
 import { h, fill, toast } from "./dom.js";
 import { overview } from "./pages/overview.js";
 import { logs, logDetail } from "./pages/logs.js";
@@ -15,6 +15,7 @@ import { pricing } from "./pages/pricing.js";
 import { jobs } from "./pages/jobs.js";
 import { audit } from "./pages/audit.js";
 import { me } from "./pages/me.js";
+import { settings } from "./pages/settings.js";
 
 /** Sections: hash route, label, page, who sees it in the navigation. */
 const SECTIONS = [
@@ -28,6 +29,7 @@ const SECTIONS = [
   ["pricing", "Pricing", pricing, readsConfig],
   ["jobs", "Jobs", jobs, readsConfig],
   ["audit", "Audit log", audit, readsAll],
+  ["settings", "Settings", settings, isAdmin],
   ["me", "My key", me, () => true],
 ];
 

@@ -122,3 +122,57 @@ function fillTo(pct) {
   span.style.width = `${pct.toFixed(1)}%`;
   return span;
 }
+
+/** A labelled checkbox. */
+export function checkbox(label, attrs) {
+  return h("label", { class: "check" }, h("input", { type: "checkbox", ...attrs }), label);
+}
+
+/** Where a form shows the API's error (see `formError`). */
+export const errorSlot = () => h("div", { class: "form-errors" });
+
+/** Removes what `formError` showed. */
+export function clearFormError(form) {
+  for (const el of form.querySelectorAll(".field-error")) el.remove();
+  for (const el of form.querySelectorAll("[aria-invalid]")) {
+    el.removeAttribute("aria-invalid");
+    el.removeAttribute("aria-describedby");
+  }
+  for (const el of form.querySelectorAll(".form-errors")) el.replaceChildren();
+}
+
+let errorIds = 0;
+
+/** Shows an API error at `form`: in its error slot (as errorBox does), and next to the control
+ *  whose `data-path` is the JSON path the API names (or the nearest enclosing path: `budgets[1]`
+ *  for `budgets[1].id`), which is marked invalid and described by the message. Errors without a
+ *  field, or for a path the form has no control for, show in the slot only. */
+export function formError(form, e) {
+  clearFormError(form);
+  let slot = form.querySelector(".form-errors");
+  if (!slot) {
+    slot = errorSlot();
+    form.prepend(slot);
+  }
+  slot.append(errorBox(e));
+  const control = e.field ? controlFor(form, e.field) : null;
+  if (control) {
+    const id = `field-error-${++errorIds}`;
+    control.setAttribute("aria-invalid", "true");
+    control.setAttribute("aria-describedby", id);
+    const note = h("span", { class: "field-error error", id, "data-field": e.field }, e.message);
+    (control.closest("label") || control).after(note);
+  }
+}
+
+function controlFor(form, path) {
+  const all = [...form.querySelectorAll("[data-path]")];
+  for (let p = path; p; ) {
+    const hit = all.find((el) => el.dataset.path === p);
+    if (hit) return hit;
+    const shorter = p.replace(/(\.[^.[\]]+|\[\d+\])$/, "");
+    if (shorter === p) return null;
+    p = shorter;
+  }
+  return null;
+}

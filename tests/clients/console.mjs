@@ -1,8 +1,10 @@
 // Drives the Tollgate console in Debian's Chromium (playwright-core, no downloaded browser) for
 // tests/tests/e2e_console.rs: signs in through the identity provider, creates a virtual key in
 // the console, sends a request with it, finds the request in the log explorer and its cost in
-// the spend chart, then looks at the console as a member. Prints one JSON object of what it saw;
-// the Rust test asserts on it.
+// the spend chart, edits a team's budget, a key's limits (a bad value first), a provider key, a
+// price override and the group mappings through the console's forms, then looks at the console as
+// a member. Prints one JSON object of what it saw; the Rust test asserts on it (and reads back
+// through the admin API what the forms stored).
 //
 // Settings (environment):
 //   CONSOLE_URL        the gateway (http://127.0.0.1:PORT)
@@ -10,12 +12,17 @@
 //   CONSOLE_MEMBER     IdP login of a member
 //   CONSOLE_MODEL      model of the request sent with the new key
 //   CONSOLE_SHOTS      directory for screenshots (optional)
+//   CONSOLE_EDITS      JSON: the values to type in the edit forms (see e2e_console.rs)
+//   CONSOLE_SECRET     a literal secret stored in a provider key, which no page may show
 //   TOLLGATE_TEST_CHROMIUM  the browser (default /usr/bin/chromium)
 import { chromium } from 'playwright-core';
 
 const url = process.env.CONSOLE_URL;
 const shots = process.env.CONSOLE_SHOTS;
-const seen = { consoleErrors: [], unlabeled: [] };
+const seen = { consoleErrors: [], unlabeled: [], expectedRefusals: [] };
+const edits = JSON.parse(process.env.CONSOLE_EDITS || '{}');
+// Set while a step sends a value the API must refuse: that answer is expected, not a failure.
+let expectRefusal = false;
 const TIMEOUT = 20000;
 
 const browser = await chromium.launch({
@@ -27,7 +34,8 @@ const browser = await chromium.launch({
 let current = null;
 
 async function newPage() {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  // UTC, so the expiry typed in a key's form is a known instant.
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, timezoneId: 'UTC' });
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
   current = page;
@@ -37,8 +45,12 @@ async function newPage() {
   page.on('console', (m) => { if (m.type() === 'error' && ours() && !m.text().startsWith('Failed to load resource')) seen.consoleErrors.push(m.text()); });
   page.on('pageerror', (e) => seen.consoleErrors.push(String(e)));
   page.on('response', (r) => {
-    if (r.url().startsWith(url) && r.status() >= 400) seen.consoleErrors.push(`${r.status()} ${r.request().method()} ${r.url().slice(url.length)}`);
+    if (!r.url().startsWith(url) || r.status() < 400) return;
+    const line = `${r.status()} ${r.request().method()} ${r.url().slice(url.length)}`;
+    (expectRefusal ? seen.expectedRefusals : seen.consoleErrors).push(line);
   });
+  // Deletions ask for a confirmation: accepted.
+  page.on('dialog', (d) => d.accept());
   page.on('requestfailed', (r) => { if (r.url().startsWith(url)) seen.consoleErrors.push(`failed ${r.url().slice(url.length)}`); });
   return page;
 }
@@ -149,6 +161,145 @@ try {
     if (name === 'audit') seen.auditActions = await admin.locator('tbody tr td:nth-child(3)').allInnerTexts();
     await shot(admin, name);
   }
+
+  for (const [hash, name] of [['#/pricing', 'pricing'], ['#/settings', 'settings']]) {
+    await admin.goto(`${url}/${hash}`);
+    await admin.locator('main h1').waitFor();
+    await admin.waitForLoadState('networkidle');
+    seen.unlabeled.push(...(await unlabeled(admin)));
+    if (name === 'settings') seen.ssoSetBy = await admin.locator('dt:has-text("Set by") + dd').innerText();
+  }
+
+  // --- Editing through the console's forms -------------------------------------------------------
+  // A team's budget and concurrency limit.
+  await admin.goto(`${url}/#/teams`);
+  await admin.getByRole('button', { name: 'Edit eng' }).click();
+  const teamForm = admin.getByRole('form', { name: 'Edit team eng' });
+  await teamForm.getByRole('button', { name: 'Add a budget' }).click();
+  await teamForm.getByLabel('Budget (USD)').fill(edits.team_budget);
+  await teamForm.getByLabel('Budget period').selectOption(edits.team_period);
+  await teamForm.getByLabel('Calendar-aligned').uncheck();
+  await teamForm.getByLabel('Requests in flight at once').fill(edits.team_concurrent);
+  seen.unlabeled.push(...(await unlabeled(admin)));
+  await shot(admin, 'team-edit');
+  await teamForm.getByRole('button', { name: 'Save' }).click();
+  // Back on the list, the team's new budget shows as a usage bar.
+  await admin.locator('table:has(caption:text-is("Teams")) tbody tr', { hasText: 'eng' }).locator('[role="meter"]').first().waitFor();
+  await shot(admin, 'teams');
+
+  // A key's limits: first two budgets with one period, which the API refuses; its error shows
+  // next to the field it names. Then one budget and a rate limit, which it stores.
+  await admin.goto(`${url}/#/keys`);
+  await admin.getByRole('button', { name: 'Edit console-key' }).click();
+  const keyForm = admin.getByRole('form', { name: 'Edit virtual key console-key' });
+  for (const amount of [edits.key_budget, '1']) {
+    await keyForm.getByRole('button', { name: 'Add a budget', exact: true }).click();
+    await keyForm.getByLabel('Budget (USD)', { exact: true }).last().fill(amount);
+    await keyForm.getByLabel('Budget period').last().selectOption(edits.key_period);
+  }
+  expectRefusal = true;
+  await keyForm.getByRole('button', { name: 'Save' }).click();
+  const note = keyForm.locator('.field-error');
+  await note.waitFor();
+  expectRefusal = false;
+  const invalid = keyForm.locator('[aria-invalid="true"]');
+  seen.badValue = {
+    note: await note.innerText(),
+    field: await note.getAttribute('data-field'),
+    invalidPath: await invalid.getAttribute('data-path'),
+    invalidCount: await invalid.count(),
+    // The message describes the control it is about, and sits in the same budget row.
+    describedBy: (await invalid.getAttribute('aria-describedby')) === (await note.getAttribute('id')),
+    sameRow: await note.evaluate((n) => {
+      const row = n.closest('.budget');
+      return !!row && !!row.querySelector('[aria-invalid="true"]');
+    }),
+    alert: await keyForm.locator('[role="alert"]').innerText(),
+  };
+  await shot(admin, 'key-edit-error');
+  await keyForm.getByRole('button', { name: 'Remove budget' }).last().click();
+  await keyForm.getByLabel('Requests per window', { exact: true }).fill(edits.key_requests);
+  await keyForm.getByLabel('Request window').selectOption(edits.key_request_window);
+  await keyForm.getByLabel('Tokens per window', { exact: true }).fill(edits.key_tokens);
+  await keyForm.getByLabel('Token window').selectOption(edits.key_token_window);
+  seen.unlabeled.push(...(await unlabeled(admin)));
+  await shot(admin, 'key-edit');
+  await keyForm.getByRole('button', { name: 'Save' }).click();
+  await keyForm.waitFor({ state: 'detached' });
+
+  // The walkthrough's key (provider bedrock): its provider config's allowed models, the one
+  // provider key it may use and a budget of its own, and an expiry.
+  await admin.getByRole('button', { name: 'Edit engineering-team' }).click();
+  const configForm = admin.getByRole('form', { name: 'Edit virtual key engineering-team' });
+  await configForm.getByLabel('Allowed models').fill(edits.allowed_models.join('\n'));
+  await configForm.getByLabel('bedrock-key').check();
+  await configForm.getByText('Limits of this provider config').click();
+  await configForm.getByRole('button', { name: 'Add a budget of this provider config' }).click();
+  await configForm.getByLabel('Budget of this provider config (USD)').fill(edits.config_budget);
+  await configForm.getByLabel('Budget period of this provider config').selectOption(edits.config_period);
+  await configForm.getByLabel('Expires').fill(edits.expires_local);
+  seen.unlabeled.push(...(await unlabeled(admin)));
+  await shot(admin, 'key-provider-config');
+  await configForm.getByRole('button', { name: 'Save' }).click();
+  await configForm.waitFor({ state: 'detached' });
+
+  // A provider key: the stored literal secret of another key shows as the API returns it
+  // (<redacted>) and nowhere on the page; that key is deleted (after a confirmation), and the
+  // walkthrough's key gets a new weight.
+  await admin.goto(`${url}/#/providers`);
+  await admin.getByRole('button', { name: 'Edit key sealed-key of bedrock' }).click();
+  const sealedForm = admin.getByRole('form', { name: 'Edit key sealed-key of bedrock' });
+  seen.sealedShown = {
+    access_key: await sealedForm.getByLabel('AWS access key id').inputValue(),
+    secret_key: await sealedForm.getByLabel('AWS secret access key').inputValue(),
+  };
+  seen.secretOnPage = await admin.evaluate(
+    (secret) => document.body.innerText.includes(secret) || [...document.querySelectorAll('input, textarea')].some((i) => i.value.includes(secret)),
+    process.env.CONSOLE_SECRET,
+  );
+  seen.unlabeled.push(...(await unlabeled(admin)));
+  await admin.getByRole('button', { name: 'Delete key sealed-key of bedrock' }).click();
+  await admin.locator('table:has(caption:text-is("Keys of bedrock")) tbody tr', { hasText: 'sealed-key' }).waitFor({ state: 'detached' });
+  await admin.getByRole('button', { name: 'Edit key bedrock-key of bedrock' }).click();
+  const pkForm = admin.getByRole('form', { name: 'Edit key bedrock-key of bedrock' });
+  seen.walkthroughKeyShown = await pkForm.getByLabel('AWS secret access key').inputValue();
+  await pkForm.getByLabel('Weight').fill(edits.provider_key_weight);
+  await shot(admin, 'provider-key-edit');
+  await pkForm.getByRole('button', { name: 'Save key' }).click();
+  await pkForm.waitFor({ state: 'detached' });
+  seen.providerKeyWeights = await admin.locator('table:has(caption:text-is("Keys of bedrock")) tbody tr td:nth-child(4)').allInnerTexts();
+
+  // A price override: added, then edited.
+  await admin.goto(`${url}/#/pricing`);
+  await admin.getByRole('button', { name: 'Add an override' }).click();
+  const priceForm = admin.getByRole('form', { name: 'New price override' });
+  const price = edits.price;
+  await priceForm.getByLabel('Provider kind').selectOption(price.provider);
+  await priceForm.getByLabel('Model patterns').fill(price.models[0]);
+  for (const [label, key] of [['Input', 'input'], ['Output', 'output'], ['Cache write 5m', 'cache_write_5m'], ['Cache write 1h', 'cache_write_1h'], ['Cache read', 'cache_read']]) {
+    await priceForm.getByLabel(`${label} (USD / M tokens)`).fill(String(key === 'output' ? price.first_output : price[key]));
+  }
+  await priceForm.getByLabel('Source').fill(price.source);
+  seen.unlabeled.push(...(await unlabeled(admin)));
+  await priceForm.getByRole('button', { name: 'Add override' }).click();
+  await admin.getByRole('button', { name: `Edit the override of ${price.models[0]}` }).click();
+  const priceEdit = admin.getByRole('form', { name: 'Edit price override' });
+  await priceEdit.getByLabel('Output (USD / M tokens)').fill(String(price.output));
+  await shot(admin, 'pricing-edit');
+  await priceEdit.getByRole('button', { name: 'Save override' }).click();
+  await priceEdit.waitFor({ state: 'detached' });
+  seen.overrideRows = await admin.locator('table:has(caption:text-is("Overrides")) tbody tr').allInnerTexts();
+
+  // The group mappings: a role rule added to those the test set.
+  await admin.goto(`${url}/#/settings`);
+  const mappingsForm = admin.getByRole('form', { name: 'Group mappings' });
+  await mappingsForm.getByRole('button', { name: 'Add a role rule' }).click();
+  await mappingsForm.getByLabel('Group (role rule)').last().fill(edits.role_rule.group);
+  await mappingsForm.getByLabel('Role', { exact: true }).last().selectOption(edits.role_rule.role);
+  seen.unlabeled.push(...(await unlabeled(admin)));
+  await shot(admin, 'settings');
+  await mappingsForm.getByRole('button', { name: 'Save group mappings' }).click();
+  await admin.locator('#toast', { hasText: 'Group mappings saved' }).waitFor();
 
   // --- A member: their own key and requests only ---------------------------------------------------
   const member = await newPage();

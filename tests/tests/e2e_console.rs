@@ -2,7 +2,10 @@
 //! through `tests/clients/console.mjs`), against the real `tollgate` binary with single sign-on
 //! through a real OpenID Connect provider and the strict Bedrock double behind it: an admin signs
 //! in, creates a virtual key in the console, a request is sent with it, and the request shows in
-//! the log explorer and its cost in the spend chart; a member sees only their own key.
+//! the log explorer and its cost in the spend chart; the admin edits a team's budget, a key's
+//! limits (a refused value shows the API's error next to its field), a provider key, a price
+//! override and the group mappings in the console's forms, and the admin API returns what was
+//! typed; a member sees only their own key.
 //!
 //! `scripts/test.sh` installs Chromium (Debian's `chromium`) and playwright-core and sets
 //! `TOLLGATE_TEST_CHROMIUM` and `TOLLGATE_TEST_CONSOLE` (the script's path).
@@ -37,6 +40,36 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
     )
     .await;
     assert_eq!(st, 200, "{b}");
+    // A disabled key whose credentials are literals (sealed at rest): the console may show them
+    // only as the API does, and deletes the key.
+    let secret = "console-literal-secret-0123456789";
+    let (st, b) = admin(
+        &s.http,
+        &s.gw,
+        "POST",
+        "/api/providers/bedrock/keys",
+        json!({"name": "sealed-key", "enabled": false,
+               "bedrock_key_config": {"access_key": "AKIACONSOLETEST0001", "secret_key": secret,
+                                      "region": "us-east-1"}}),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    // What the admin types in the edit forms (console.mjs reads it from CONSOLE_EDITS).
+    let edits = json!({
+        "team_budget": "123.45", "team_period": "1w", "team_concurrent": "7",
+        "key_budget": "9.5", "key_period": "1d",
+        "key_requests": "77", "key_request_window": "1m",
+        "key_tokens": "50000", "key_token_window": "1h",
+        "provider_key_weight": "3",
+        "allowed_models": ["claude-sonnet-*", "regex:^claude-haiku-4.*"],
+        "config_budget": "2.5", "config_period": "1d",
+        "expires_local": "2030-01-01T00:00",
+        "price": {"provider": "bedrock", "models": ["anthropic.console-test-model*"],
+                  "input": 1.25, "first_output": 6.5, "output": 7.25, "cache_write_5m": 1.5,
+                  "cache_write_1h": 2.5, "cache_read": 0.125, "source": "console test"},
+        "role_rule": {"group": "auditors", "role": "viewer"},
+    });
+    let edits_env = edits.to_string();
 
     let shots = std::env::var("TOLLGATE_CONSOLE_SHOTS")
         .ok()
@@ -51,6 +84,8 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
             .env("CONSOLE_MEMBER", "bob")
             .env("CONSOLE_MODEL", "claude-sonnet-4-6")
             .env("CONSOLE_SHOTS", &shots)
+            .env("CONSOLE_EDITS", &edits_env)
+            .env("CONSOLE_SECRET", secret)
             .output()
             .expect("run node console.mjs")
     })
@@ -83,6 +118,8 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
         "Providers",
         "Audit log",
         "Fleet",
+        "Pricing",
+        "Settings",
     ] {
         assert!(
             seen["adminNav"]
@@ -163,11 +200,205 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
         seen["auditActions"]
     );
 
+    // The team's budget and concurrency limit, as typed in its editor.
+    let (st, t) = admin(
+        &s.http,
+        &s.gw,
+        "GET",
+        &format!("/api/teams/{}", team["id"].as_str().unwrap()),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, 200, "{t}");
+    assert_eq!(t["budgets"].as_array().map(Vec::len), Some(1), "{t}");
+    assert_eq!(t["budgets"][0]["max_limit"], json!(123.45), "{t}");
+    assert_eq!(t["budgets"][0]["reset_duration"], "1w", "{t}");
+    assert_eq!(t["budgets"][0]["calendar_aligned"], false, "{t}");
+    assert_eq!(t["max_concurrent"], 7, "{t}");
+    assert_eq!(t["rate_limit"], Value::Null, "{t}");
+
+    // The refused value: the API's error (naming the second budget's period) next to that
+    // control, which is marked invalid and described by it; the refusal was the only 4xx.
+    let bad = &seen["badValue"];
+    assert_eq!(bad["field"], "budgets[1].reset_duration", "{bad}");
+    assert_eq!(bad["invalidPath"], "budgets[1].reset_duration", "{bad}");
+    assert_eq!(bad["invalidCount"], 1, "{bad}");
+    assert_eq!(bad["describedBy"], true, "{bad}");
+    assert_eq!(bad["sameRow"], true, "{bad}");
+    assert!(
+        bad["note"]
+            .as_str()
+            .unwrap()
+            .contains("another budget already has reset_duration \"1d\""),
+        "{bad}"
+    );
+    assert!(
+        bad["alert"]
+            .as_str()
+            .unwrap()
+            .starts_with("budgets[1].reset_duration: "),
+        "{bad}"
+    );
+    let refusals = seen["expectedRefusals"].as_array().unwrap();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert!(
+        refusals[0]
+            .as_str()
+            .unwrap()
+            .starts_with("400 PUT /api/virtual-keys/"),
+        "{refusals:?}"
+    );
+
+    // The key's rate limit and its one budget, as typed once the error was fixed.
+    let (st, keys) = admin(&s.http, &s.gw, "GET", "/api/virtual-keys", Value::Null).await;
+    assert_eq!(st, 200);
+    let key = keys["virtual_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "console-key")
+        .expect("console-key");
+    assert_eq!(
+        key["rate_limit"],
+        json!({"request_max_limit": 77, "request_reset_duration": "1m",
+               "token_max_limit": 50000, "token_reset_duration": "1h"}),
+        "{key}"
+    );
+    assert_eq!(key["budgets"].as_array().map(Vec::len), Some(1), "{key}");
+    assert_eq!(key["budgets"][0]["max_limit"], json!(9.5), "{key}");
+    assert_eq!(key["budgets"][0]["reset_duration"], "1d", "{key}");
+    assert_eq!(key["is_active"], true, "{key}");
+    assert_eq!(key["provider_configs"], json!([]), "{key}");
+
+    // The walkthrough key's provider config and expiry, as typed; its monthly budget kept.
+    let key = keys["virtual_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "engineering-team")
+        .expect("engineering-team");
+    assert_eq!(key["expires_at"], "2030-01-01T00:00:00Z", "{key}");
+    assert_eq!(key["monthly_budget"], json!(500.0), "{key}");
+    let configs = key["provider_configs"].as_array().unwrap();
+    assert_eq!(configs.len(), 1, "{key}");
+    let c = &configs[0];
+    assert_eq!(c["provider"], "bedrock", "{c}");
+    assert_eq!(c["weight"], json!(1.0), "{c}");
+    assert_eq!(c["allowed_models"], edits["allowed_models"], "{c}");
+    assert_eq!(c["budgets"].as_array().map(Vec::len), Some(1), "{c}");
+    assert_eq!(c["budgets"][0]["max_limit"], json!(2.5), "{c}");
+    assert_eq!(c["budgets"][0]["reset_duration"], "1d", "{c}");
+    assert_eq!(c["rate_limit"], Value::Null, "{c}");
+
+    // Provider keys: the literal secret showed only as the API returns it, the key is gone, the
+    // walkthrough's key has its new weight and keeps its env references.
+    assert_eq!(
+        seen["sealedShown"],
+        json!({"access_key": "<redacted>", "secret_key": "<redacted>"}),
+        "{seen}"
+    );
+    assert_eq!(seen["secretOnPage"], false);
+    assert_eq!(seen["walkthroughKeyShown"], "env.AWS_SECRET_ACCESS_KEY");
+    let (st, pk) = admin(
+        &s.http,
+        &s.gw,
+        "GET",
+        "/api/providers/bedrock/keys",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, 200, "{pk}");
+    let names: Vec<&str> = pk["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["bedrock-key"], "{pk}");
+    let bk = &pk["keys"][0];
+    assert_eq!(bk["weight"], json!(3.0), "{bk}");
+    assert_eq!(bk["enabled"], true, "{bk}");
+    assert_eq!(
+        bk["bedrock_key_config"]["access_key"], "env.AWS_ACCESS_KEY_ID",
+        "{bk}"
+    );
+    assert_eq!(
+        bk["bedrock_key_config"]["secret_key"], "env.AWS_SECRET_ACCESS_KEY",
+        "{bk}"
+    );
+    assert_eq!(bk["bedrock_key_config"]["region"], "us-east-1", "{bk}");
+    assert_eq!(bk["value"], Value::Null, "{bk}");
+    assert_eq!(
+        bk["aliases"]["claude-sonnet-4-6"],
+        "global.anthropic.claude-sonnet-4-6"
+    );
+    assert_eq!(seen["providerKeyWeights"], json!(["3"]));
+    // The provider config may use that key only.
+    assert_eq!(c["key_ids"], json!([bk["id"]]), "{c}");
+
+    // The price override, as added then edited (the output price).
+    let (st, pricing) = admin(&s.http, &s.gw, "GET", "/api/pricing", Value::Null).await;
+    assert_eq!(st, 200);
+    let overrides = pricing["overrides"].as_array().unwrap();
+    assert_eq!(overrides.len(), 1, "{pricing}");
+    let o = &overrides[0];
+    let price = &edits["price"];
+    assert_eq!(o["provider"], price["provider"], "{o}");
+    assert_eq!(o["models"], price["models"], "{o}");
+    for field in [
+        "input",
+        "output",
+        "cache_write_5m",
+        "cache_write_1h",
+        "cache_read",
+        "source",
+    ] {
+        assert_eq!(o[field], price[field], "{field}: {o}");
+    }
+    assert_eq!(o["regional_premium_percent"], 0, "{o}");
+    assert!(
+        seen["overrideRows"][0]
+            .as_str()
+            .unwrap()
+            .contains("anthropic.console-test-model*"),
+        "{}",
+        seen["overrideRows"]
+    );
+
+    // The group mappings: the role rule added, the test's own rules kept.
+    let (st, m) = admin(&s.http, &s.gw, "GET", "/api/group-mappings", Value::Null).await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        m["roles"],
+        json!([{"group": "gateway-admins", "role": "admin"},
+               {"group": "auditors", "role": "viewer"}]),
+        "{m}"
+    );
+    assert_eq!(
+        m["teams"],
+        json!([{"group": "eng", "team_id": team["id"]}]),
+        "{m}"
+    );
+    assert_eq!(m["default_role"], "member", "{m}");
+    // Single sign-on is set by the flags here: the settings page says so (and offers no form).
+    assert!(
+        seen["ssoSetBy"].as_str().unwrap().contains("flags"),
+        "{}",
+        seen["ssoSetBy"]
+    );
+
     // The member: no admin sections, only their own personal key, none of the admin's requests.
     let who = seen["memberWho"].as_str().unwrap();
     assert!(who.contains("bob") && who.contains("member"), "{who}");
     let nav = seen["memberNav"].as_array().unwrap();
-    for hidden in ["Providers", "Audit log", "Fleet", "Pricing", "Teams"] {
+    for hidden in [
+        "Providers",
+        "Audit log",
+        "Fleet",
+        "Pricing",
+        "Teams",
+        "Settings",
+    ] {
         assert!(!nav.contains(&json!(hidden)), "{hidden} shown to a member");
     }
     let member_keys = seen["memberKeys"].as_array().unwrap();

@@ -1,8 +1,24 @@
 // Virtual keys: the list (a team admin sees their team's, a member their own), creation (the
-// value is shown once), enabling, disabling and deleting, with each key's live usage.
+// value is shown once), editing (name, enabled, expiry, provider configs with their allowed
+// models, keys and limits, the key's budgets and limits), deleting, with each key's live usage.
 
 import { api, get, managesKeys, isAdmin, session } from "../api.js";
-import { h, fill, table, field, select, toast, when, bar, usd, int, errorText } from "../dom.js";
+import { h, fill, table, field, select, checkbox, toast, when, errorText, errorSlot, formError } from "../dom.js";
+import { limitsFields, usageBars } from "../limits.js";
+
+/** An RFC 3339 instant as a `datetime-local` value in the browser's time zone. */
+function localInput(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "";
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/** The entries of a list typed one per line (patterns may hold commas), blanks dropped. */
+const lines = (text) => text.split("\n").map((s) => s.trim()).filter(Boolean);
+/** The entries of a comma-separated list, blanks dropped. */
+const commas = (text) => text.split(",").map((s) => s.trim()).filter(Boolean);
 
 export async function keys(el) {
   const teams = session.me.role === "member" ? { teams: [] } : await get("/api/teams");
@@ -57,7 +73,7 @@ export async function keys(el) {
       toast(`${k.name} ${active ? "enabled" : "disabled"}`);
       await render();
     } catch (err) {
-      toast(err.message, true);
+      toast(errorText(err), true);
     }
   }
 
@@ -66,22 +82,182 @@ export async function keys(el) {
     try {
       await api("DELETE", `/api/virtual-keys/${k.id}`);
       toast(`${k.name} deleted`);
+      fill(usage);
       await render();
     } catch (err) {
-      toast(err.message, true);
+      toast(errorText(err), true);
     }
   }
 
   async function showUsage(k) {
     const u = await get(`/api/virtual-keys/${k.id}/usage`);
+    fill(usage, h("div", { class: "panel" }, h("h2", {}, `Usage of ${k.name}`), usageBars(u), h("p", {}, h("a", { href: `#/logs?virtual_key_id=${k.id}` }, "Its requests in the log"))));
+  }
+
+  async function edit(k) {
+    const [u, providerList, providerKeys] = await Promise.all([
+      get(`/api/virtual-keys/${k.id}/usage`).catch(() => null),
+      get("/api/providers"),
+      get("/api/keys"),
+    ]);
+    fill(usage, editor(k, u, providerList.providers.map((p) => p.name), providerKeys.keys));
+    usage.querySelector("h2").focus();
+  }
+
+  /** A provider config row: provider, weight, allowed models, the provider keys it may use
+   *  (none ticked: all), and its own limits. */
+  function configRow(c, providerNames, providerKeys, rows) {
+    const row = {};
+    const provider = h("select", {}, providerNames.map((n) => h("option", { value: n, selected: n === c.provider }, n)));
+    const weight = h("input", { type: "number", min: "0", step: "any", value: String(c.weight ?? 1) });
+    const models = h("textarea", { rows: "2", cols: "40", spellcheck: "false" }, (c.allowed_models || ["*"]).join("\n"));
+    const keyBox = h("fieldset", { class: "key-ids" });
+    const chosen = new Set((c.key_ids || []).filter((x) => x !== "*"));
+    const drawKeys = () => {
+      const of = providerKeys.filter((pk) => pk.provider === provider.value);
+      fill(
+        keyBox,
+        h("legend", {}, `Keys of ${provider.value} it may use (none ticked: all)`),
+        of.length ? of.map((pk) => checkbox(pk.name, { value: pk.id, checked: chosen.has(pk.id) })) : h("span", { class: "hint" }, "This provider has no key."),
+      );
+    };
+    provider.addEventListener("change", () => {
+      chosen.clear();
+      drawKeys();
+    });
+    drawKeys();
+    const limits = limitsFields(c, { what: "this provider config", legend: "Its budgets and limits" });
+    const removeButton = h("button", { type: "button", class: "danger", onclick: () => {
+      rows.splice(rows.indexOf(row), 1);
+      row.el.remove();
+    } }, "Remove provider config");
+    Object.assign(row, {
+      el: h(
+        "fieldset",
+        { class: "panel" },
+        h("legend", {}, "Provider config"),
+        h(
+          "div",
+          { class: "row" },
+          h("label", {}, "Provider", provider),
+          h("label", {}, "Weight", weight),
+          h("label", {}, "Allowed models (one pattern a line: names, * globs, regex:EXPR; * for all)", models),
+        ),
+        keyBox,
+        h("details", {}, h("summary", {}, "Limits of this provider config"), limits.el),
+        removeButton,
+      ),
+      read(i) {
+        const at = `provider_configs[${i}]`;
+        provider.dataset.path = `${at}.provider`;
+        weight.dataset.path = `${at}.weight`;
+        models.dataset.path = `${at}.allowed_models`;
+        keyBox.dataset.path = `${at}.key_ids`;
+        const ids = [...keyBox.querySelectorAll("input:checked")].map((x) => x.value);
+        const allowed = lines(models.value);
+        return {
+          provider: provider.value,
+          weight: weight.value.trim() === "" ? null : Number(weight.value),
+          allowed_models: allowed.length ? allowed : ["*"],
+          key_ids: ids.length ? ids : ["*"],
+          ...limits.read(`${at}.`),
+        };
+      },
+    });
+    rows.push(row);
+    return row;
+  }
+
+  function editor(k, u, providerNames, providerKeys) {
+    const name = h("input", { required: true, value: k.name, "data-path": "name" });
+    const description = h("input", { value: k.description || "", "data-path": "description" });
+    const active = h("input", { type: "checkbox", checked: k.is_active, "data-path": "is_active" });
+    const expires = h("input", { type: "datetime-local", value: localInput(k.expires_at), "data-path": "expires_at" });
+    const failOpen = h("input", { type: "checkbox", checked: k.fail_open, "data-path": "fail_open" });
+    const fallbacks = h("input", { value: (k.fallbacks || []).join(", "), size: "50", "data-path": "fallbacks" });
+    const limits = limitsFields(k, { legend: "Budgets and limits of the key" });
     const rows = [];
-    for (const b of u.budgets || []) {
-      rows.push(h("li", {}, `Budget ${b.reset_duration}: `, bar(b.spent, b.max_limit, `${usd(b.spent)} of ${usd(b.max_limit)}`)));
-    }
-    if (u.requests) rows.push(h("li", {}, `Requests per ${u.requests.reset_duration}: `, bar(u.requests.used, u.requests.max_limit, `${int(u.requests.used)} of ${int(u.requests.max_limit)}`)));
-    if (u.tokens) rows.push(h("li", {}, `Tokens per ${u.tokens.reset_duration}: `, bar(u.tokens.used, u.tokens.max_limit, `${int(u.tokens.used)} of ${int(u.tokens.max_limit)}`)));
-    rows.push(h("li", {}, `In flight: ${int(u.in_flight)}`));
-    fill(usage, h("div", { class: "panel" }, h("h2", {}, `Usage of ${k.name}`), h("ul", {}, rows), h("p", {}, h("a", { href: `#/logs?virtual_key_id=${k.id}` }, "Its requests in the log"))));
+    const configs = h("div", {});
+    for (const c of k.provider_configs || []) configs.append(configRow(c, providerNames, providerKeys, rows).el);
+    const addConfig = h(
+      "button",
+      {
+        type: "button",
+        disabled: !providerNames.length,
+        onclick: () => {
+          const row = configRow({ provider: providerNames[0], weight: 1 }, providerNames, providerKeys, rows);
+          configs.append(row.el);
+          row.el.querySelector("select").focus();
+        },
+      },
+      "Add a provider config",
+    );
+
+    const form = h(
+      "form",
+      {
+        "aria-label": `Edit virtual key ${k.name}`,
+        onsubmit: async (e) => {
+          e.preventDefault();
+          const body = {
+            name: name.value.trim(),
+            description: description.value.trim() || null,
+            is_active: active.checked,
+            fail_open: failOpen.checked,
+            fallbacks: commas(fallbacks.value),
+            provider_configs: rows.map((r, i) => r.read(i)),
+            ...limits.read(),
+          };
+          // Sent only when changed: the stored instant may have passed, and the API refuses a
+          // past one.
+          if (expires.value !== localInput(k.expires_at)) {
+            body.expires_at = expires.value ? new Date(expires.value).toISOString() : null;
+          }
+          try {
+            await api("PUT", `/api/virtual-keys/${k.id}`, body);
+            toast(`${body.name} saved`);
+            fill(usage);
+            await render();
+          } catch (err) {
+            formError(form, err);
+          }
+        },
+      },
+      errorSlot(),
+      h(
+        "div",
+        { class: "row" },
+        h("label", {}, "Name", name),
+        h("label", {}, "Description", description),
+        h("label", { class: "check" }, active, "Enabled"),
+        h("label", {}, "Expires (your time zone; empty: never)", expires),
+      ),
+      h("h3", {}, "Providers and models"),
+      h("p", { class: "hint" }, "No provider config: every provider, model and key. With configs, only their providers and allowed models."),
+      configs,
+      addConfig,
+      h(
+        "div",
+        { class: "row" },
+        h("label", {}, "Fallbacks (provider/model, comma-separated, tried in order)", fallbacks),
+        h("label", { class: "check" }, failOpen, "Fail open when the control plane is unreachable"),
+      ),
+      limits.el,
+      h(
+        "div",
+        { class: "row" },
+        h("button", { type: "submit", class: "primary" }, "Save"),
+        h("button", { type: "button", onclick: () => fill(usage) }, "Cancel"),
+      ),
+    );
+    return h(
+      "section",
+      { class: "panel", "aria-label": `Edit ${k.name}` },
+      h("h2", { tabindex: "-1" }, `Edit virtual key ${k.name}`),
+      h("h3", {}, "Usage now"),
+      usageBars(u),
+      form,
+    );
   }
 
   async function render() {
@@ -94,6 +270,7 @@ export async function keys(el) {
           { label: "Prefix", value: (k) => h("code", {}, k.value_prefix) },
           { label: "Team", value: (k) => (k.team_id ? teamName.get(k.team_id) || k.team_id : "–") },
           { label: "Active", value: (k) => (k.is_active ? "yes" : "no") },
+          { label: "Expires", value: (k) => (k.expires_at ? when(k.expires_at) : "never") },
           { label: "Created", value: (k) => when(k.created_at) },
           {
             label: "Actions",
@@ -101,7 +278,8 @@ export async function keys(el) {
               h(
                 "div",
                 { class: "row" },
-                h("button", { type: "button", onclick: () => showUsage(k).catch((e) => toast(e.message, true)) }, "Usage"),
+                h("button", { type: "button", onclick: () => showUsage(k).catch((e) => toast(errorText(e), true)) }, "Usage"),
+                managesKeys() ? h("button", { type: "button", "aria-label": `Edit ${k.name}`, onclick: () => edit(k).catch((e) => toast(errorText(e), true)) }, "Edit") : null,
                 managesKeys() ? h("button", { type: "button", onclick: () => setActive(k, !k.is_active) }, k.is_active ? "Disable" : "Enable") : null,
                 managesKeys() ? h("button", { type: "button", class: "danger", onclick: () => remove(k) }, "Delete") : null,
               ),

@@ -1,31 +1,149 @@
-// Prices: the shipped table and the admin's overrides (USD per million tokens).
+// Prices: the shipped table and the admin's overrides (USD per million tokens). Admins add an
+// override (from scratch, or starting from a shipped entry), edit one (PUT replaces the whole
+// entry) and delete one (the shipped price applies again).
 
 import { api, get, isAdmin } from "../api.js";
-import { h, fill, table, field, toast, errorText } from "../dom.js";
+import { h, fill, table, field, toast, errorText, errorSlot, formError } from "../dom.js";
 
 const price = (v) => (v === null || v === undefined ? "–" : `$${v}`);
+const PROVIDERS = ["anthropic", "bedrock", "vertex", "openai"];
+const RATES = [
+  ["input", "Input"],
+  ["output", "Output"],
+  ["cache_write_5m", "Cache write 5m"],
+  ["cache_write_1h", "Cache write 1h"],
+  ["cache_read", "Cache read"],
+];
 
 export async function pricing(el) {
   const p = await get("/api/pricing");
+  const editor = h("div", { "aria-live": "polite" });
+  const open = (entry, id) => {
+    fill(editor, overrideForm(el, entry, id, () => fill(editor)));
+    editor.querySelector("h2").focus();
+  };
   const columns = (extra) => [
     { label: "Provider", value: (r) => r.provider },
     { label: "Models", value: (r) => r.models.join(", ") },
-    { label: "Input", num: true, value: (r) => price(r.input) },
-    { label: "Output", num: true, value: (r) => price(r.output) },
-    { label: "Cache write 5m", num: true, value: (r) => price(r.cache_write_5m) },
-    { label: "Cache write 1h", num: true, value: (r) => price(r.cache_write_1h) },
-    { label: "Cache read", num: true, value: (r) => price(r.cache_read) },
+    ...RATES.map(([k, label]) => ({ label, num: true, value: (r) => price(r[k]) })),
     ...extra,
   ];
+  const remove = async (o) => {
+    if (!confirm(`Delete the override of ${o.models.join(", ")}? The shipped price, if any, applies again.`)) return;
+    try {
+      await api("DELETE", `/api/pricing/${o.id}`);
+      toast("Override deleted");
+      await pricing(el);
+    } catch (err) {
+      toast(errorText(err), true);
+    }
+  };
+  const overrideActions = isAdmin()
+    ? [
+        {
+          label: "Actions",
+          value: (o) =>
+            h(
+              "div",
+              { class: "row" },
+              h("button", { type: "button", "aria-label": `Edit the override of ${o.models.join(", ")}`, onclick: () => open(o, o.id) }, "Edit"),
+              h("button", { type: "button", class: "danger", "aria-label": `Delete the override of ${o.models.join(", ")}`, onclick: () => remove(o) }, "Delete"),
+            ),
+        },
+      ]
+    : [];
+  const shippedActions = isAdmin()
+    ? [{ label: "Override", value: (r) => h("button", { type: "button", "aria-label": `Override the price of ${r.models.join(", ")}`, onclick: () => open(r, null) }, "Override") }]
+    : [];
   fill(
     el,
     h("h1", {}, "Pricing"),
-    h("p", { class: "hint" }, "USD per million tokens. Overrides win over the shipped table; change them with /api/pricing."),
+    h("p", { class: "hint" }, "USD per million tokens. Overrides win over the shipped table (oldest first) and apply from the next config version on."),
     isAdmin() ? recompute() : null,
     h("h2", {}, "Overrides"),
-    table(columns([{ label: "Id", value: (r) => h("code", {}, r.id) }]), p.overrides, { empty: "No override.", caption: "Overrides" }),
+    isAdmin() ? h("button", { type: "button", class: "primary", onclick: () => open(null, null) }, "Add an override") : null,
+    table(columns([{ label: "Source", value: (r) => r.source || "–" }, ...overrideActions]), p.overrides, { empty: "No override.", caption: "Overrides" }),
+    editor,
     h("h2", {}, "Shipped prices"),
-    table(columns([{ label: "Source", value: (r) => (r.source ? h("a", { href: r.source, rel: "noreferrer" }, "source") : "–") }]), p.shipped, { caption: "Shipped prices" }),
+    table(columns([{ label: "Source", value: (r) => (r.source ? h("a", { href: r.source, rel: "noreferrer" }, "source") : "–") }, ...shippedActions]), p.shipped, { caption: "Shipped prices" }),
+  );
+}
+
+/** The form of an override: a new one (`id` null; `entry` null, or a shipped entry to start
+ *  from) or an existing one (`id`), which PUT replaces whole. */
+function overrideForm(el, entry, id, close) {
+  const e = entry || {};
+  const lc = e.long_context || {};
+  const num = (label, name, value, attrs = {}) =>
+    field(label, { name, type: "number", min: "0", step: "any", value: value ?? "", "data-path": name, ...attrs });
+  const form = h(
+    "form",
+    {
+      "aria-label": id ? "Edit price override" : "New price override",
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        const data = new FormData(ev.target);
+        const text = (k) => String(data.get(k) || "").trim();
+        const body = {
+          provider: text("provider"),
+          models: text("models").split("\n").map((s) => s.trim()).filter(Boolean),
+          regional_premium_percent: text("regional_premium_percent") === "" ? 0 : Number(text("regional_premium_percent")),
+        };
+        for (const [k] of RATES) body[k] = Number(text(k));
+        if (text("source")) body.source = text("source");
+        if (text("note")) body.note = text("note");
+        if (text("long_context.above_input_tokens")) {
+          body.long_context = { above_input_tokens: Number(text("long_context.above_input_tokens")) };
+          for (const [k] of RATES) body.long_context[k] = Number(text(`long_context.${k}`));
+        }
+        try {
+          if (id) await api("PUT", `/api/pricing/${id}`, body);
+          else await api("POST", "/api/pricing", body);
+          toast(id ? "Override saved" : "Override added");
+          await pricing(el);
+        } catch (err) {
+          formError(form, err);
+        }
+      },
+    },
+    errorSlot(),
+    h(
+      "div",
+      { class: "row" },
+      h("label", {}, "Provider kind", h("select", { name: "provider", "data-path": "provider" }, PROVIDERS.map((p) => h("option", { value: p, selected: p === (e.provider || "bedrock") }, p)))),
+      h("label", {}, "Model patterns (one a line; * matches any run)", h("textarea", { name: "models", rows: "2", cols: "50", required: true, spellcheck: "false", "data-path": "models" }, (e.models || []).join("\n"))),
+    ),
+    h("div", { class: "row" }, RATES.map(([k, label]) => num(`${label} (USD / M tokens)`, k, e[k], { required: true }))),
+    h(
+      "div",
+      { class: "row" },
+      field("Regional premium (%)", { name: "regional_premium_percent", type: "number", min: "0", max: "100", step: "1", value: e.regional_premium_percent ?? 0, "data-path": "regional_premium_percent" }),
+      field("Source (a page, a contract)", { name: "source", size: "40", value: id ? e.source || "" : "", "data-path": "source" }),
+      field("Note", { name: "note", size: "40", value: id ? e.note || "" : "", "data-path": "note" }),
+    ),
+    h(
+      "details",
+      { open: e.long_context ? true : null },
+      h("summary", {}, "Long-context tier (optional)"),
+      h(
+        "div",
+        { class: "row" },
+        field("Above input tokens", { name: "long_context.above_input_tokens", type: "number", min: "1", step: "1", value: lc.above_input_tokens ?? "", "data-path": "long_context.above_input_tokens" }),
+        RATES.map(([k, label]) => num(`Long context: ${label}`, `long_context.${k}`, lc[k])),
+      ),
+    ),
+    h(
+      "div",
+      { class: "row" },
+      h("button", { type: "submit", class: "primary" }, id ? "Save override" : "Add override"),
+      h("button", { type: "button", onclick: close }, "Cancel"),
+    ),
+  );
+  return h(
+    "section",
+    { class: "panel", "aria-label": id ? "Edit price override" : "New price override" },
+    h("h2", { tabindex: "-1" }, id ? `Edit the override of ${e.models.join(", ")}` : entry ? `Override the price of ${e.models.join(", ")}` : "New price override"),
+    form,
   );
 }
 

@@ -1,19 +1,9 @@
-// Teams and customers with their budgets and live usage bars (GET .../usage).
+// Teams and customers with their budgets and live usage bars (GET .../usage); admins create,
+// edit and delete them, a team admin edits their team's budgets and limits.
 
-import { api, get, isAdmin } from "../api.js";
-import { h, fill, table, field, toast, bar, usd, int, errorText } from "../dom.js";
-
-function usageCell(u) {
-  if (!u) return "–";
-  const parts = [];
-  for (const b of u.budgets || []) {
-    parts.push(bar(b.spent, b.max_limit, `${usd(b.spent)} of ${usd(b.max_limit)} / ${b.reset_duration}`));
-  }
-  if (u.requests) parts.push(bar(u.requests.used, u.requests.max_limit, `${int(u.requests.used)} of ${int(u.requests.max_limit)} requests / ${u.requests.reset_duration}`));
-  if (!parts.length) parts.push(h("span", { class: "hint" }, "no limits"));
-  parts.push(h("span", {}, `${int(u.in_flight)} in flight`));
-  return h("div", {}, parts);
-}
+import { api, get, isAdmin, managesKeys } from "../api.js";
+import { h, fill, table, field, toast, errorText, errorSlot, formError } from "../dom.js";
+import { limitsFields, usageBars } from "../limits.js";
 
 async function withUsage(kind, items) {
   return Promise.all(
@@ -31,6 +21,7 @@ export async function teams(el) {
   const [t, c] = await Promise.all([get("/api/teams"), get("/api/customers").catch(() => ({ customers: [] }))]);
   const customerName = new Map(c.customers.map((x) => [x.id, x.name]));
   const [teamRows, customerRows] = await Promise.all([withUsage("teams", t.teams), withUsage("customers", c.customers)]);
+  const editor = h("div", { "aria-live": "polite" });
 
   const create = (path, what) => async (e) => {
     e.preventDefault();
@@ -47,6 +38,70 @@ export async function teams(el) {
       toast(errorText(err), true);
     }
   };
+
+  /** The editor of a team (`kind` "teams") or a customer ("customers"): its usage now, its
+   *  name (and a team's customer) for admins, its budgets and limits. */
+  function edit(kind, item, usage) {
+    const team = kind === "teams";
+    const what = team ? "team" : "customer";
+    const limits = limitsFields(item);
+    const name = field("Name", { name: "name", required: true, value: item.name, "data-path": "name" });
+    const customer = team
+      ? h(
+          "label",
+          {},
+          "Customer",
+          h("select", { name: "customer_id", "data-path": "customer_id" }, h("option", { value: "" }, "(none)"), c.customers.map((x) => h("option", { value: x.id, selected: x.id === item.customer_id }, x.name))),
+        )
+      : null;
+    const form = h(
+      "form",
+      {
+        "aria-label": `Edit ${what} ${item.name}`,
+        onsubmit: async (e) => {
+          e.preventDefault();
+          const body = limits.read();
+          if (isAdmin()) {
+            body.name = name.querySelector("input").value.trim();
+            if (team) body.customer_id = customer.querySelector("select").value || null;
+          }
+          try {
+            await api("PUT", `/api/${kind}/${item.id}`, body);
+            toast(`${item.name} saved`);
+            await teams(el);
+          } catch (err) {
+            formError(form, err);
+          }
+        },
+      },
+      errorSlot(),
+      isAdmin() ? h("div", { class: "row" }, name, customer) : null,
+      limits.el,
+      h(
+        "div",
+        { class: "row" },
+        h("button", { type: "submit", class: "primary" }, "Save"),
+        h("button", { type: "button", onclick: () => fill(editor) }, "Cancel"),
+        isAdmin() ? h("button", { type: "button", class: "danger", onclick: () => remove(kind, item) }, `Delete ${what}`) : null,
+      ),
+    );
+    const heading = h("h2", { tabindex: "-1" }, `Edit ${what} ${item.name}`);
+    fill(editor, h("section", { class: "panel", "aria-label": `Edit ${item.name}` }, heading, h("h3", {}, "Usage now"), usageBars(usage), form));
+    heading.focus();
+  }
+
+  async function remove(kind, item) {
+    if (!confirm(`Delete ${item.name}? Keys${kind === "customers" ? " and teams" : ""} that belong to it must be moved first.`)) return;
+    try {
+      await api("DELETE", `/api/${kind}/${item.id}`);
+      toast(`${item.name} deleted`);
+      await teams(el);
+    } catch (err) {
+      toast(errorText(err), true);
+    }
+  }
+
+  const editButton = (kind, [x, u]) => h("button", { type: "button", onclick: () => edit(kind, x, u) }, `Edit ${x.name}`);
 
   fill(
     el,
@@ -65,8 +120,9 @@ export async function teams(el) {
       [
         { label: "Team", value: ([x]) => x.name },
         { label: "Customer", value: ([x]) => (x.customer_id ? customerName.get(x.customer_id) || x.customer_id : "–") },
-        { label: "Usage", value: ([, u]) => usageCell(u) },
+        { label: "Usage", value: ([, u]) => usageBars(u) },
         { label: "Requests", value: ([x]) => h("a", { href: `#/logs?team_id=${x.id}` }, "Logs") },
+        ...(managesKeys() ? [{ label: "Actions", value: (row) => editButton("teams", row) }] : []),
       ],
       teamRows,
       { empty: "No team yet.", caption: "Teams" },
@@ -84,10 +140,12 @@ export async function teams(el) {
     table(
       [
         { label: "Customer", value: ([x]) => x.name },
-        { label: "Usage", value: ([, u]) => usageCell(u) },
+        { label: "Usage", value: ([, u]) => usageBars(u) },
+        ...(isAdmin() ? [{ label: "Actions", value: (row) => editButton("customers", row) }] : []),
       ],
       customerRows,
       { empty: "No customer yet.", caption: "Customers" },
     ),
+    editor,
   );
 }
