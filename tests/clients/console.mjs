@@ -222,10 +222,42 @@ try {
   await keyForm.getByLabel('Request window').selectOption(edits.key_request_window);
   await keyForm.getByLabel('Tokens per window', { exact: true }).fill(edits.key_tokens);
   await keyForm.getByLabel('Token window').selectOption(edits.key_token_window);
+  // Content logging, in the same form: the key's next request shows its bodies in its detail.
+  await keyForm.getByLabel('Request and response bodies').selectOption('on');
+  await keyForm.getByLabel('Largest body kept (bytes)').fill(edits.content_bytes);
   seen.unlabeled.push(...(await unlabeled(admin)));
   await shot(admin, 'key-edit');
   await keyForm.getByRole('button', { name: 'Save' }).click();
   await keyForm.waitFor({ state: 'detached' });
+
+  const recorded = await fetch(`${url}/v1/messages`, {
+    method: 'POST',
+    headers: { 'x-api-key': seen.keyValue, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
+    body: JSON.stringify({ model: process.env.CONSOLE_MODEL, max_tokens: 16, messages: [{ role: 'user', content: edits.recorded_prompt }] }),
+  });
+  seen.recordedStatus = recorded.status;
+  const recordedId = recorded.headers.get('request-id');
+  seen.recordedAnswer = await recorded.text();
+  // Its log arrives about a second after the request ends: the key's second row, newest first.
+  await admin.goto(`${url}/#/logs`);
+  const keyRows = admin.locator('tbody tr', { hasText: 'console-key' });
+  for (let i = 0; i < 40 && (await keyRows.count()) < 2; i++) {
+    await admin.waitForTimeout(500);
+    await admin.getByRole('button', { name: 'Apply' }).click();
+  }
+  await keyRows.first().click();
+  await admin.getByRole('heading', { name: /^Request / }).waitFor();
+  seen.recordedDetailId = await admin.locator('h1 code').innerText();
+  seen.recordedId = recordedId;
+  await admin.getByRole('button', { name: 'Show recorded bodies' }).click();
+  await admin.getByLabel('Request body').waitFor();
+  seen.recordedRequest = await admin.getByLabel('Request body').innerText();
+  seen.recordedResponse = await admin.getByLabel('Response body').innerText();
+  seen.unlabeled.push(...(await unlabeled(admin)));
+  await admin.getByRole('heading', { name: 'Recorded bodies' }).scrollIntoViewIfNeeded();
+  await admin.evaluate(() => window.scrollBy(0, 300));
+  await shot(admin, 'log-bodies');
+  await admin.goto(`${url}/#/keys`);
 
   // The walkthrough's key (provider bedrock): its provider config's allowed models, the one
   // provider key it may use and a budget of its own, and an expiry.

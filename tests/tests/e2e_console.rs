@@ -68,6 +68,8 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
                   "input": 1.25, "first_output": 6.5, "output": 7.25, "cache_write_5m": 1.5,
                   "cache_write_1h": 2.5, "cache_read": 0.125, "source": "console test"},
         "role_rule": {"group": "auditors", "role": "viewer"},
+        "content_bytes": "4096",
+        "recorded_prompt": "a prompt the console shows back",
     });
     let edits_env = edits.to_string();
 
@@ -269,6 +271,26 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
     assert_eq!(key["budgets"][0]["reset_duration"], "1d", "{key}");
     assert_eq!(key["is_active"], true, "{key}");
     assert_eq!(key["provider_configs"], json!([]), "{key}");
+    assert_eq!(
+        key["content_logging"],
+        json!({"enabled": true, "max_body_bytes": 4096}),
+        "{key}"
+    );
+
+    // The next request's bodies, shown in its detail: what was sent and what came back.
+    assert_eq!(seen["recordedStatus"], 200, "{seen}");
+    assert_eq!(seen["recordedDetailId"], seen["recordedId"], "{seen}");
+    let sent: Value =
+        serde_json::from_str(seen["recordedRequest"].as_str().unwrap()).expect("the request");
+    assert_eq!(
+        sent["messages"][0]["content"], edits["recorded_prompt"],
+        "{sent}"
+    );
+    let shown: Value =
+        serde_json::from_str(seen["recordedResponse"].as_str().unwrap()).expect("the answer");
+    let answered: Value =
+        serde_json::from_str(seen["recordedAnswer"].as_str().unwrap()).expect("the answer");
+    assert_eq!(shown, answered, "the answer the client got");
 
     // The walkthrough key's provider config and expiry, as typed; its monthly budget kept.
     let key = keys["virtual_keys"]

@@ -42,6 +42,7 @@ const ASSETS: &[Asset] = assets! {
     "api.js" => JS,
     "dom.js" => JS,
     "limits.js" => JS,
+    "content.js" => JS,
     "pages/audit.js" => JS,
     "pages/fleet.js" => JS,
     "pages/jobs.js" => JS,

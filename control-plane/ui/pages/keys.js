@@ -5,6 +5,7 @@
 import { api, get, managesKeys, isAdmin, session } from "../api.js";
 import { h, fill, table, field, select, checkbox, toast, when, errorText, errorSlot, formError } from "../dom.js";
 import { limitsFields, usageBars } from "../limits.js";
+import { contentFields } from "../content.js";
 
 /** An RFC 3339 instant as a `datetime-local` value in the browser's time zone. */
 function localInput(iso) {
@@ -176,6 +177,7 @@ export async function keys(el) {
     const failOpen = h("input", { type: "checkbox", checked: k.fail_open, "data-path": "fail_open" });
     const fallbacks = h("input", { value: (k.fallbacks || []).join(", "), size: "50", "data-path": "fallbacks" });
     const limits = limitsFields(k, { legend: "Budgets and limits of the key" });
+    const content = isAdmin() ? contentFields(k.content_logging, { forKey: true }) : null;
     const rows = [];
     const configs = h("div", {});
     for (const c of k.provider_configs || []) configs.append(configRow(c, providerNames, providerKeys, rows).el);
@@ -208,6 +210,7 @@ export async function keys(el) {
             provider_configs: rows.map((r, i) => r.read(i)),
             ...limits.read(),
           };
+          if (content) body.content_logging = content.read();
           // Sent only when changed: the stored instant may have passed, and the API refuses a
           // past one.
           if (expires.value !== localInput(k.expires_at)) {
@@ -243,6 +246,7 @@ export async function keys(el) {
         h("label", { class: "check" }, failOpen, "Fail open when the control plane is unreachable"),
       ),
       limits.el,
+      content ? content.el : null,
       h(
         "div",
         { class: "row" },

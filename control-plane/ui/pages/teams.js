@@ -4,6 +4,7 @@
 import { api, get, isAdmin, managesKeys } from "../api.js";
 import { h, fill, table, field, toast, errorText, errorSlot, formError } from "../dom.js";
 import { limitsFields, usageBars } from "../limits.js";
+import { contentFields } from "../content.js";
 
 async function withUsage(kind, items) {
   return Promise.all(
@@ -45,6 +46,7 @@ export async function teams(el) {
     const team = kind === "teams";
     const what = team ? "team" : "customer";
     const limits = limitsFields(item);
+    const content = team && isAdmin() ? contentFields(item.content_logging, { forKey: false }) : null;
     const name = field("Name", { name: "name", required: true, value: item.name, "data-path": "name" });
     const customer = team
       ? h(
@@ -65,6 +67,7 @@ export async function teams(el) {
             body.name = name.querySelector("input").value.trim();
             if (team) body.customer_id = customer.querySelector("select").value || null;
           }
+          if (content) body.content_logging = content.read();
           try {
             await api("PUT", `/api/${kind}/${item.id}`, body);
             toast(`${item.name} saved`);
@@ -77,6 +80,7 @@ export async function teams(el) {
       errorSlot(),
       isAdmin() ? h("div", { class: "row" }, name, customer) : null,
       limits.el,
+      content ? content.el : null,
       h(
         "div",
         { class: "row" },
