@@ -2040,3 +2040,6 @@ mod spend;
 
 #[path = "api/jobs.rs"]
 mod jobs;
+
+#[path = "api/exports.rs"]
+mod exports;
