@@ -127,24 +127,35 @@ pub(crate) async fn create_export(
             "must be a string, as in the GET endpoint's query",
         ));
     }
+    // The default range is fixed now (as given, not rounded: the runner parses it again with
+    // the same checks), so every run reads the same rows.
+    let default = match export {
+        ExportKind::Spend => Some(super::spend::DEFAULT_RANGE),
+        ExportKind::Logs => Some(super::logs::DEFAULT_WINDOW),
+        ExportKind::Audit => None,
+    };
+    if let Some(default) = default {
+        let until = match query.get("until").and_then(Value::as_str) {
+            Some(raw) => super::parse_time("until", raw)?,
+            None => OffsetDateTime::now_utc(),
+        };
+        query
+            .entry("until")
+            .or_insert_with(|| Value::String(timestamp(until)));
+        query
+            .entry("since")
+            .or_insert_with(|| Value::String(timestamp(until - default)));
+    }
     let params = ExportParams {
         export,
         format,
-        query: query.clone(),
+        query,
         scope: log_scope(&caller).into(),
         user_id: caller.user.as_ref().map(|u| u.id),
     };
-    // Checked now (400s), and the default range fixed, so every run reads the same rows.
-    let range = match plan(&params)? {
-        Plan::Spend(q) => Some((q.since, q.until)),
-        Plan::Logs(q) => Some((q.since, q.until)),
-        Plan::Audit(_) => None,
-    };
-    if let Some((since, until)) = range {
-        query.insert("since".to_owned(), Value::String(timestamp(since)));
-        query.insert("until".to_owned(), Value::String(timestamp(until)));
-    }
-    let params = ExportParams { query, ..params }.to_json();
+    // Checked now: a 400 names the field.
+    plan(&params)?;
+    let params = params.to_json();
     let job = JobRecord::queued(JobKind::Export, params.clone(), audit.actor.0.clone());
     let event = audit
         .event("job.create", format!("jobs/{}", job.id))

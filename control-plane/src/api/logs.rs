@@ -21,7 +21,7 @@ use crate::usage_log::{LogScope, StatusFilter, UsageLogQuery, UsageLogRow};
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 /// The window when `since` is not given.
-const DEFAULT_WINDOW: Duration = Duration::hours(24);
+pub(crate) const DEFAULT_WINDOW: Duration = Duration::hours(24);
 /// The widest window one query may span.
 const MAX_WINDOW: Duration = Duration::days(31);
 /// The largest `min_cost_usd` accepted.

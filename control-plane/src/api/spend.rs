@@ -26,7 +26,7 @@ use crate::spend::{
 use crate::usage_log::LogScope;
 
 /// The range when `since` is not given.
-const DEFAULT_RANGE: Duration = Duration::days(30);
+pub(crate) const DEFAULT_RANGE: Duration = Duration::days(30);
 /// The widest range of a day or whole-range report.
 const MAX_RANGE: Duration = Duration::days(400);
 /// The widest range of an hour-by-hour report.

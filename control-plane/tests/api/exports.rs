@@ -138,10 +138,18 @@ async fn exports_hold_what_the_get_endpoints_return() {
     let until = rfc3339(now + time::Duration::hours(1));
 
     // Spend: byte for byte `/api/spend/export`, by day over 13 days and by hour over 2.
-    for (interval, since) in [
-        ("day", since.clone()),
-        ("hour", rfc3339(now - time::Duration::days(2))),
-        ("none", since.clone()),
+    // Hour by hour over exactly 31 days (the most, as asked: rounding outwards to whole hours
+    // must not make the runner refuse it).
+    let month = (rfc3339(now - time::Duration::days(31)), rfc3339(now));
+    for (interval, since, until) in [
+        ("day", since.clone(), until.clone()),
+        (
+            "hour",
+            rfc3339(now - time::Duration::days(2)),
+            until.clone(),
+        ),
+        ("hour", month.0, month.1),
+        ("none", since.clone(), until.clone()),
     ] {
         let query = json!({"group_by": "key,model", "interval": interval, "since": since,
                            "until": until});
@@ -230,8 +238,9 @@ async fn exports_hold_what_the_get_endpoints_return() {
         ]
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
-    // Every export so far and this one (its own creation is before the head it pinned).
-    assert_eq!(rows.len(), 7);
+    // Every export so far (four of spend, two of logs, one of audit) and this one: its own
+    // creation is before the head it pinned.
+    assert_eq!(rows.len(), 8);
     assert!(
         rows.iter()
             .all(|r| &r[3] == "job.create" && &r[6] == "success")
@@ -239,7 +248,7 @@ async fn exports_hold_what_the_get_endpoints_return() {
 
     // Every creation is audited, with what it exports.
     let audit = get(&h, "/api/audit-logs?action=job.create").await;
-    assert_eq!(audit.json["count"], 7, "{}", audit.text);
+    assert_eq!(audit.json["count"], 8, "{}", audit.text);
     let after = &audit.json["audit_logs"][0]["details"]["after"];
     assert_eq!(after["kind"], "export");
     assert_eq!(after["params"]["export"], "audit");
@@ -376,6 +385,22 @@ async fn an_export_is_downloaded_once_succeeded_and_until_it_expires() {
     let r = get(&h, &format!("/api/jobs/{}/download", old.id)).await;
     assert_eq!(r.status, StatusCode::GONE, "{}", r.text);
     assert!(r.text.contains("expired"), "{}", r.text);
+    // The default range is fixed when the job is created: 24 hours of logs, 30 days of spend.
+    for (kind, hours) in [("logs", 24), ("spend", 30 * 24)] {
+        let r = post(&h, "/api/jobs/export", json!({"kind": kind})).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        let q = &r.json["params"]["query"];
+        let at = |f: &str| OffsetDateTime::parse(q[f].as_str().unwrap(), &Rfc3339).unwrap();
+        assert_eq!(
+            at("until") - at("since"),
+            time::Duration::hours(hours),
+            "{q}"
+        );
+        assert!(
+            (at("until") - now).abs() < time::Duration::minutes(1),
+            "{q}"
+        );
+    }
     // A cost recomputation has no download.
     let r = post(
         &h,
