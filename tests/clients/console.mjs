@@ -150,6 +150,19 @@ try {
     await shot(admin, name);
   }
 
+  // The jobs page: an export of the request logs as a job, followed to its end and downloaded.
+  await admin.goto(`${url}/#/jobs`);
+  await admin.getByRole('heading', { name: 'Jobs' }).waitFor();
+  await admin.getByLabel('Export', { exact: true }).selectOption('logs');
+  await admin.getByRole('button', { name: 'Start export' }).click();
+  const ready = admin.locator('main p', { hasText: 'Export ready' }).getByRole('button', { name: 'Download' });
+  await ready.waitFor();
+  seen.unlabeled.push(...(await unlabeled(admin)));
+  await shot(admin, 'jobs');
+  const [exported] = await Promise.all([admin.waitForEvent('download'), ready.click()]);
+  seen.exportName = exported.suggestedFilename();
+  seen.exportCsv = await readFile(await exported.path(), 'utf8');
+
   // --- A member: their own key and requests only ---------------------------------------------------
   const member = await newPage();
   await signIn(member, process.env.CONSOLE_MEMBER);

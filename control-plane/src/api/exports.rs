@@ -717,3 +717,108 @@ fn audit_row(r: &AuditRecord) -> Vec<String> {
         r.hash.clone().unwrap_or_default(),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spend::{Dimension, SpendTotals};
+    use crate::usage_log::LogScope;
+
+    fn spend_batch(rows: usize, cursor: ExportCursor) -> Batch {
+        let q = SpendQuery {
+            since: OffsetDateTime::UNIX_EPOCH,
+            until: OffsetDateTime::UNIX_EPOCH + Duration::DAY,
+            interval: Interval::None,
+            group_by: vec![Dimension::Model],
+            virtual_key_id: None,
+            team_id: None,
+            customer_id: None,
+            user_id: None,
+            model: None,
+            provider: None,
+            scope: LogScope::All,
+            limit: 10,
+        };
+        let rows: Vec<SpendRow> = (0..rows)
+            .map(|i| SpendRow {
+                model: Some(format!("m{i}")),
+                totals: SpendTotals {
+                    requests: 1,
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .collect();
+        let mut rows = rows.into_iter();
+        rows.by_ref().take(cursor.skip as usize).for_each(drop);
+        let mut end = cursor.clone();
+        end.next = Some("end".into());
+        end.skip = 0;
+        Batch {
+            format: ExportFormat::Csv,
+            rows: Rows::Spend(q, rows),
+            cursor,
+            end,
+            started: false,
+        }
+    }
+
+    fn chunks(mut b: Batch) -> Vec<(String, ExportCursor)> {
+        let mut out = Vec::new();
+        while let Some((bytes, cursor)) = b.next_chunk().unwrap() {
+            out.push((String::from_utf8(bytes).unwrap(), cursor));
+        }
+        out
+    }
+
+    #[test]
+    fn a_large_slice_is_written_a_page_at_a_time_with_its_position_in_the_cursor() {
+        let got = chunks(spend_batch(2_500, ExportCursor::default()));
+        assert_eq!(got.len(), 3);
+        let lines: Vec<usize> = got.iter().map(|c| c.0.lines().count()).collect();
+        assert_eq!(
+            lines,
+            [1_001, 1_000, 500],
+            "the header row in the first chunk only"
+        );
+        assert!(got[0].0.starts_with("model,requests,"));
+        assert!(got[1].0.starts_with("m1000,1,"));
+        let cursors: Vec<(u64, u64, u64, Option<&str>)> = got
+            .iter()
+            .map(|(_, c)| (c.seq, c.rows, c.skip, c.next.as_deref()))
+            .collect();
+        assert_eq!(
+            cursors,
+            [
+                (1, 1_000, 1_000, None),
+                (2, 2_000, 2_000, None),
+                (3, 2_500, 0, Some("end")),
+            ]
+        );
+
+        // Taken over after the first chunk: the slice is read again and the written rows
+        // skipped; the rest is the same, without a second header.
+        let resumed = chunks(spend_batch(2_500, got[0].1.clone()));
+        assert_eq!(resumed, got[1..]);
+    }
+
+    #[test]
+    fn an_empty_export_is_its_header_and_an_empty_step_only_moves_the_cursor() {
+        let got = chunks(spend_batch(0, ExportCursor::default()));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0.lines().count(), 1);
+        assert_eq!((got[0].1.seq, got[0].1.rows), (1, 0));
+        let later = ExportCursor {
+            seq: 4,
+            rows: 10,
+            ..Default::default()
+        };
+        let got = chunks(spend_batch(0, later));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, "");
+        assert_eq!(
+            (got[0].1.seq, got[0].1.rows, got[0].1.next.as_deref()),
+            (4, 10, Some("end"))
+        );
+    }
+}

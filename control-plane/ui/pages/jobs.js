@@ -128,7 +128,7 @@ export async function jobs(el) {
   const queries = { spend: { interval: "day", group_by: "team" }, logs: {}, audit: {} };
   const form = h(
     "form",
-    { class: "filters", "aria-label": "Export" },
+    { class: "filters", "aria-label": "New export" },
     select("Export", "kind", kinds, "spend"),
     select("Format", "format", [["csv", "CSV"], ["jsonl", "JSON Lines"]], "csv"),
     h("button", { type: "submit", class: "primary" }, "Start export"),
