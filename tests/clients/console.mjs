@@ -153,7 +153,7 @@ try {
   // The jobs page: an export of the request logs as a job, followed to its end and downloaded.
   await admin.goto(`${url}/#/jobs`);
   await admin.getByRole('heading', { name: 'Jobs' }).waitFor();
-  await admin.getByLabel('Export', { exact: true }).selectOption('logs');
+  await admin.getByRole('combobox', { name: /^Export/ }).selectOption('logs');
   await admin.getByRole('button', { name: 'Start export' }).click();
   const ready = admin.locator('main p', { hasText: 'Export ready' }).getByRole('button', { name: 'Download' });
   await ready.waitFor();

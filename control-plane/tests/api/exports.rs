@@ -109,19 +109,32 @@ fn lines(text: &str) -> Vec<Value> {
 }
 
 #[tokio::test]
-async fn exports_hold_what_the_get_endpoints_return() {
+async fn exports_hold_what_the_get_endpoints_return_on_sqlite() {
     let h = sqlite_harness(loopback_auth()).await;
-    let r = post(&h, "/api/teams", json!({"name": "eng"})).await;
+    exports_hold_what_the_get_endpoints_return(&h).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_hold_what_the_get_endpoints_return_on_postgres() {
+    common::with_postgres(|url| async move {
+        let h = postgres_harness(url).await;
+        exports_hold_what_the_get_endpoints_return(&h).await;
+    })
+    .await;
+}
+
+async fn exports_hold_what_the_get_endpoints_return(h: &Harness) {
+    let r = post(h, "/api/teams", json!({"name": "eng"})).await;
     let team = r.json["id"].as_str().unwrap().to_owned();
     let r = post(
-        &h,
+        h,
         "/api/virtual-keys",
         json!({"name": "=HYPERLINK(\"http://x\")", "team_id": team}),
     )
     .await;
     assert!(r.status.is_success(), "{}", r.text);
     let app = r.json["id"].as_str().unwrap().to_owned();
-    let r = post(&h, "/api/virtual-keys", json!({"name": "solo"})).await;
+    let r = post(h, "/api/virtual-keys", json!({"name": "solo"})).await;
     let solo = r.json["id"].as_str().unwrap().to_owned();
     // 20 requests over 12 days: several spend slices (a week of days, a day of hours) and
     // several pages of logs as the test pages them (7 a page).
@@ -130,7 +143,7 @@ async fn exports_hold_what_the_get_endpoints_return() {
         let key = if i % 3 == 0 { &solo } else { &app };
         let cost = (i % 4 != 0).then_some(1_000_000 * (i as u64 + 1));
         let r = record(&format!("r-{i:02}"), key, i * 14 * 3_600_000 + 1_000, cost);
-        records.push(billed(&h, r).await);
+        records.push(billed(h, r).await);
     }
     h.cp.store().insert_usage(&records).await.unwrap();
     let now = OffsetDateTime::now_utc();
@@ -153,7 +166,7 @@ async fn exports_hold_what_the_get_endpoints_return() {
     ] {
         let query = json!({"group_by": "key,model", "interval": interval, "since": since,
                            "until": until});
-        let got = export(&h, json!({"kind": "spend", "query": query})).await;
+        let got = export(h, json!({"kind": "spend", "query": query})).await;
         assert!(
             got.headers[header::CONTENT_TYPE]
                 .to_str()
@@ -163,7 +176,7 @@ async fn exports_hold_what_the_get_endpoints_return() {
         let path = format!(
             "/api/spend/export?group_by=key,model&interval={interval}&since={since}&until={until}"
         );
-        let want = get(&h, &path.replace('+', "%2B")).await;
+        let want = get(h, &path.replace('+', "%2B")).await;
         assert_eq!(want.status, StatusCode::OK, "{}", want.text);
         assert!(want.text.lines().count() > 2, "{}", want.text);
         assert_eq!(got.text, want.text, "interval={interval}");
@@ -174,7 +187,7 @@ async fn exports_hold_what_the_get_endpoints_return() {
     // Logs: JSON Lines equal to every page of `/api/logs` for the same filters (newest first).
     let query = format!("since={since}&until={until}&status=2xx").replace('+', "%2B");
     let got = export(
-        &h,
+        h,
         json!({"kind": "logs", "format": "jsonl",
                "query": {"since": since, "until": until, "status": "2xx"}}),
     )
@@ -183,12 +196,12 @@ async fn exports_hold_what_the_get_endpoints_return() {
         got.headers[header::CONTENT_TYPE].to_str().unwrap(),
         "application/x-ndjson"
     );
-    let want = logs_pages(&h, 7, &query).await;
+    let want = logs_pages(h, 7, &query).await;
     assert_eq!(want.len(), 20);
     assert_eq!(lines(&got.text), want);
     // As CSV: the same rows in the same order, formula-like cells quoted.
     let got = export(
-        &h,
+        h,
         json!({"kind": "logs", "query": {"since": since, "until": until,
                                           "virtual_key_id": app}}),
     )
@@ -198,7 +211,7 @@ async fn exports_hold_what_the_get_endpoints_return() {
     assert_eq!(&headers[0], "request_id");
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
-    let want: Vec<String> = logs_pages(&h, 7, &format!("{query}&virtual_key_id={app}"))
+    let want: Vec<String> = logs_pages(h, 7, &format!("{query}&virtual_key_id={app}"))
         .await
         .iter()
         .map(|e| e["request_id"].as_str().unwrap().to_owned())
@@ -213,14 +226,14 @@ async fn exports_hold_what_the_get_endpoints_return() {
     // Audit: JSON Lines equal to `/api/audit-logs/export` for the same filter; CSV has a row
     // per entry.
     let got = export(
-        &h,
+        h,
         json!({"kind": "audit", "format": "jsonl", "query": {"action": "virtual_key.*"}}),
     )
     .await;
-    let want = get(&h, "/api/audit-logs/export?action=virtual_key.*").await;
+    let want = get(h, "/api/audit-logs/export?action=virtual_key.*").await;
     assert_eq!(want.text.lines().count(), 2);
     assert_eq!(got.text, want.text);
-    let got = export(&h, json!({"kind": "audit", "query": {"action": "job.*"}})).await;
+    let got = export(h, json!({"kind": "audit", "query": {"action": "job.*"}})).await;
     let mut reader = csv::Reader::from_reader(got.text.as_bytes());
     assert_eq!(
         reader.headers().unwrap().iter().collect::<Vec<_>>(),
@@ -247,7 +260,7 @@ async fn exports_hold_what_the_get_endpoints_return() {
     );
 
     // Every creation is audited, with what it exports.
-    let audit = get(&h, "/api/audit-logs?action=job.create").await;
+    let audit = get(h, "/api/audit-logs?action=job.create").await;
     assert_eq!(audit.json["count"], 8, "{}", audit.text);
     let after = &audit.json["audit_logs"][0]["details"]["after"];
     assert_eq!(after["kind"], "export");
