@@ -1,7 +1,8 @@
 //! Runs jobs ([`crate::jobs`]) in the background of every control-plane replica: it claims the
 //! oldest queued job (or one whose replica stopped renewing its heartbeat), runs it with a
 //! checkpoint after every step, and finishes it. Woken at once when a job is created here;
-//! otherwise it looks every [`POLL_EVERY`] (jobs created on another replica).
+//! otherwise it looks every [`POLL_EVERY`] (jobs created on another replica). It also deletes
+//! the output of exports that expired ([`crate::jobs::EXPORT_TTL`]), every [`PURGE_EVERY`].
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -10,8 +11,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::exports::{ExportCursor, next_batch};
 use crate::jobs::{
-    JobKind, JobRecord, JobState, RecomputeParams, Repricer, parse_rfc3339, rfc3339,
+    EXPORT_TTL, ExportParams, JobKind, JobRecord, JobState, RecomputeParams, Repricer,
+    parse_rfc3339, rfc3339,
 };
 use crate::model::now;
 use crate::store::jobs::CostChange;
@@ -23,9 +26,12 @@ const POLL_EVERY: Duration = Duration::from_secs(2);
 /// A running job whose heartbeat is older than this is taken over (its replica is gone). Every
 /// step of a job checkpoints well within it.
 pub(crate) const STALE_AFTER: time::Duration = time::Duration::minutes(1);
+/// How often a replica deletes expired export output.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 pub(crate) async fn run(weak: Weak<Inner>, wake: Arc<Notify>, stop: CancellationToken) {
     let owner = format!("control-plane-{}", uuid::Uuid::new_v4().simple());
+    let mut purged_at: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -35,6 +41,16 @@ pub(crate) async fn run(weak: Weak<Inner>, wake: Arc<Notify>, stop: Cancellation
         let Some(cp) = weak.upgrade().map(|inner| ControlPlane { inner }) else {
             return;
         };
+        if purged_at.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+            purged_at = Some(std::time::Instant::now());
+            match cp.store().purge_job_output(now() - EXPORT_TTL).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(chunks = n, "deleted expired export output"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot delete expired export output; will retry")
+                }
+            }
+        }
         loop {
             let t = now();
             match cp.store().claim_job(&owner, t, t - STALE_AFTER).await {
@@ -60,6 +76,7 @@ async fn run_one(cp: &ControlPlane, owner: &str, job: JobRecord, stop: &Cancella
     tracing::info!(job = %job.id, kind = job.kind.as_str(), resumed = job.done > 0, "job started");
     let outcome = match job.kind {
         JobKind::RecomputeCosts => recompute_costs(cp, owner, &job, stop).await,
+        JobKind::Export => export(cp, owner, &job, stop).await,
     };
     let (state, message) = match outcome {
         Ok(Outcome::Lost) => {
@@ -177,6 +194,78 @@ async fn recompute_costs(
     Ok(Outcome::Done(
         JobState::Succeeded,
         format!("{done} records re-priced, {} changed", cursor.changed),
+    ))
+}
+
+/// Writes an export a chunk at a time, each chunk with the checkpoint that moves the cursor
+/// past it (`append_job_output`), so a replica taking the job over continues after the last
+/// chunk written.
+async fn export(
+    cp: &ControlPlane,
+    owner: &str,
+    job: &JobRecord,
+    stop: &CancellationToken,
+) -> Result<Outcome, String> {
+    let params = ExportParams::from_json(&job.params)?;
+    let store = cp.store();
+    let mut cursor: ExportCursor = match job.cursor.as_deref() {
+        Some(c) => serde_json::from_str(c).map_err(|e| format!("invalid cursor: {e}"))?,
+        None => ExportCursor::default(),
+    };
+    let cancelled = |c: &ExportCursor| {
+        Outcome::Done(
+            JobState::Cancelled,
+            format!("cancelled after {} rows; nothing to download", c.rows),
+        )
+    };
+    while let Some(mut batch) = next_batch(cp, &params, &cursor).await? {
+        while let Some((bytes, next)) = batch.next_chunk()? {
+            if stop.is_cancelled() || cp.shutting_down() {
+                return Ok(Outcome::Lost);
+            }
+            let progress = Progress {
+                done: next.rows,
+                total: None,
+                cursor: serde_json::to_string(&next).ok(),
+                message: Some(next.message(&params)),
+            };
+            let checkpoint = if bytes.is_empty() {
+                store.checkpoint_job(job.id, owner, &progress, now()).await
+            } else {
+                store
+                    .append_job_output(job.id, owner, cursor.seq, &bytes, &progress, now())
+                    .await
+            }
+            .map_err(store_error)?;
+            match checkpoint {
+                Checkpoint::Continue => cursor = next,
+                Checkpoint::Cancel => return Ok(cancelled(&cursor)),
+                Checkpoint::Lost => return Ok(Outcome::Lost),
+            }
+        }
+    }
+    let rows = cursor.rows;
+    let done = Progress {
+        done: rows,
+        total: Some(rows),
+        cursor: serde_json::to_string(&cursor).ok(),
+        message: Some(cursor.message(&params)),
+    };
+    match store
+        .checkpoint_job(job.id, owner, &done, now())
+        .await
+        .map_err(store_error)?
+    {
+        Checkpoint::Continue => {}
+        Checkpoint::Cancel => return Ok(cancelled(&cursor)),
+        Checkpoint::Lost => return Ok(Outcome::Lost),
+    }
+    Ok(Outcome::Done(
+        JobState::Succeeded,
+        format!(
+            "{rows} rows written; download within {} days",
+            EXPORT_TTL.whole_days()
+        ),
     ))
 }
 

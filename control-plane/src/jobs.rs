@@ -7,6 +7,12 @@
 //! request: [`tollgate_proto::pricing::Tokens::charge`]), one UTC hour at a time, and brings the
 //! spend rollups of each hour in line in the same transaction. Its checkpoint is the next hour
 //! to do, so a job taken over from a replica that died resumes where it stopped.
+//!
+//! **Exports** write spend, request logs or the audit log as CSV or JSON Lines into the store
+//! (`job_output`, migration 0019), a bounded chunk at a time, each chunk committed with the
+//! checkpoint that moves the cursor past it ([`ExportParams`] is what is stored; the rows and
+//! their rendering are `api/exports.rs`). The caller's scope is stored with the job and applied
+//! by whichever replica runs it. Outputs are downloadable for [`EXPORT_TTL`] after the job ends.
 
 use std::collections::HashMap;
 
@@ -22,20 +28,141 @@ use crate::spend::floor_to;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobKind {
     RecomputeCosts,
+    /// Writes a file to download ([`ExportParams`]).
+    Export,
 }
 
 impl JobKind {
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::RecomputeCosts => "recompute_costs",
+            JobKind::Export => "export",
         }
     }
 
     pub fn parse(s: &str) -> Option<JobKind> {
         match s {
             "recompute_costs" => Some(JobKind::RecomputeCosts),
+            "export" => Some(JobKind::Export),
             _ => None,
         }
+    }
+}
+
+/// How long an export's output stays downloadable after its job ended; the job runner deletes
+/// it then (the job itself stays listed).
+pub const EXPORT_TTL: Duration = Duration::days(7);
+
+/// What an export holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportKind {
+    /// As `GET /api/spend`.
+    Spend,
+    /// As `GET /api/logs`.
+    Logs,
+    /// As `GET /api/audit-logs`.
+    Audit,
+}
+
+impl ExportKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportKind::Spend => "spend",
+            ExportKind::Logs => "logs",
+            ExportKind::Audit => "audit",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportFormat {
+    Csv,
+    /// JSON Lines: one object per line, as the JSON API shows a row.
+    Jsonl,
+}
+
+impl ExportFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "csv",
+            ExportFormat::Jsonl => "jsonl",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "text/csv; charset=utf-8",
+            ExportFormat::Jsonl => "application/x-ndjson",
+        }
+    }
+}
+
+/// Whose rows an export may hold: the scope of the caller who asked for it, fixed when it was
+/// asked (as [`crate::usage_log::LogScope`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportScope {
+    All,
+    /// The rows billed to this team (`None`: nothing).
+    Team(Option<Uuid>),
+    /// The rows of this key (`None`: nothing).
+    Key(Option<Uuid>),
+}
+
+impl From<crate::usage_log::LogScope> for ExportScope {
+    fn from(s: crate::usage_log::LogScope) -> Self {
+        use crate::usage_log::LogScope;
+        match s {
+            LogScope::All => ExportScope::All,
+            LogScope::Team(t) => ExportScope::Team(t),
+            LogScope::Key(k) => ExportScope::Key(k),
+        }
+    }
+}
+
+impl From<ExportScope> for crate::usage_log::LogScope {
+    fn from(s: ExportScope) -> Self {
+        use crate::usage_log::LogScope;
+        match s {
+            ExportScope::All => LogScope::All,
+            ExportScope::Team(t) => LogScope::Team(t),
+            ExportScope::Key(k) => LogScope::Key(k),
+        }
+    }
+}
+
+/// An export as stored (`params` of the job).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportParams {
+    pub export: ExportKind,
+    pub format: ExportFormat,
+    /// The query, with the fields of the corresponding GET endpoint (strings); its default
+    /// times are filled in when the job is created, so every run reads the same range.
+    pub query: serde_json::Map<String, serde_json::Value>,
+    pub scope: ExportScope,
+    /// The signed-in user who asked (null: the admin token or loopback): they may download it.
+    pub user_id: Option<Uuid>,
+}
+
+impl ExportParams {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    pub fn from_json(v: &serde_json::Value) -> Result<ExportParams, String> {
+        serde_json::from_value(v.clone()).map_err(|e| format!("invalid parameters: {e}"))
+    }
+
+    /// The file name offered for download: `spend-<job id>.csv`.
+    pub fn filename(&self, job: Uuid) -> String {
+        format!(
+            "{}-{}.{}",
+            self.export.as_str(),
+            job.simple(),
+            self.format.extension()
+        )
     }
 }
 
@@ -271,6 +398,33 @@ impl Repricer {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn export_params_round_trip_and_name_a_safe_file() {
+        let team = Uuid::now_v7();
+        let p = ExportParams {
+            export: ExportKind::Logs,
+            format: ExportFormat::Jsonl,
+            query: serde_json::json!({"model": "m"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            scope: ExportScope::Team(Some(team)),
+            user_id: None,
+        };
+        let v = p.to_json();
+        assert_eq!(v["export"], "logs");
+        assert_eq!(v["scope"], serde_json::json!({"team": team}));
+        assert_eq!(ExportParams::from_json(&v).unwrap(), p);
+        let id = Uuid::now_v7();
+        let name = p.filename(id);
+        assert_eq!(name, format!("logs-{}.jsonl", id.simple()));
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        );
+        assert!(ExportParams::from_json(&serde_json::json!({"export": "x"})).is_err());
+    }
 
     #[test]
     fn a_range_is_walked_one_utc_hour_at_a_time() {

@@ -2043,3 +2043,6 @@ mod jobs;
 
 #[path = "api/content.rs"]
 mod content;
+
+#[path = "api/exports.rs"]
+mod exports;

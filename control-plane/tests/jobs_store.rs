@@ -1,7 +1,10 @@
 //! Jobs storage ([`JobStore`], migration 0017) on SQLite and PostgreSQL: a job is claimed by one
 //! runner only, also when runners race; a stale one is taken over and its old runner learns it
 //! lost it; progress, cancellation (queued at once, running at the next checkpoint), the end;
-//! and the compare-and-set of re-priced usage costs with their rollup differences.
+//! and the compare-and-set of re-priced usage costs with their rollup differences; export output
+//! (migration 0019): chunks are written only with their runner's checkpoint, a takeover continues
+//! after the last chunk without a duplicate, a cancelled job writes nothing more, and expired
+//! output is purged.
 
 mod common;
 
@@ -316,6 +319,203 @@ async fn costs_conform(store: Arc<dyn Store>) {
     }
     // Applying the same change again changes nothing (the costs no longer match).
     assert_eq!(store.set_usage_costs(&changes).await.unwrap(), 0);
+}
+
+fn progress(seq: u64) -> Progress {
+    Progress {
+        done: seq * 10,
+        total: None,
+        cursor: Some(format!("next={seq}")),
+        message: Some(format!("{} rows written", seq * 10)),
+    }
+}
+
+async fn output(store: &Arc<dyn Store>, id: uuid::Uuid) -> Vec<(u64, String)> {
+    let mut all = Vec::new();
+    let mut after = None;
+    // Two chunks per read: the reads page.
+    loop {
+        let page = store.job_output(id, after, 2).await.unwrap();
+        let Some(last) = page.last().map(|c| c.0) else {
+            return all;
+        };
+        all.extend(
+            page.into_iter()
+                .map(|(seq, b)| (seq, String::from_utf8(b).unwrap())),
+        );
+        after = Some(last);
+    }
+}
+
+async fn outputs_conform(store: Arc<dyn Store>) {
+    let now = tollgate_control_plane::model::now();
+    let stale_before = now - Duration::minutes(1);
+    let export = JobRecord::queued(JobKind::Export, json!({"n": "export"}), "test".into());
+    store
+        .create_job(&export, &event("job.create"))
+        .await
+        .unwrap();
+    let id = export.id;
+    let claimed = store
+        .claim_job("a", now, stale_before)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, id);
+    for seq in 0..2 {
+        assert_eq!(
+            store
+                .append_job_output(
+                    id,
+                    "a",
+                    seq,
+                    format!("a{seq};").as_bytes(),
+                    &progress(seq + 1),
+                    now
+                )
+                .await
+                .unwrap(),
+            Checkpoint::Continue
+        );
+    }
+    let job = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!((job.done, job.cursor.as_deref()), (20, Some("next=2")));
+
+    // Runner a stalls; b takes the job over and resumes from the cursor committed with the last
+    // chunk. a's late chunk is refused and not written; b's continues the sequence.
+    let later = now + Duration::minutes(2);
+    let taken = store
+        .claim_job("b", later, later - Duration::minutes(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((taken.id, taken.cursor.as_deref()), (id, Some("next=2")));
+    assert_eq!(
+        store
+            .append_job_output(id, "a", 2, b"a2;", &progress(3), later)
+            .await
+            .unwrap(),
+        Checkpoint::Lost
+    );
+    assert_eq!(
+        store
+            .append_job_output(id, "b", 2, b"b2;", &progress(3), later)
+            .await
+            .unwrap(),
+        Checkpoint::Continue
+    );
+    // The same chunk twice is an error, never a second copy.
+    assert!(
+        store
+            .append_job_output(id, "b", 2, b"again;", &progress(3), later)
+            .await
+            .is_err()
+    );
+    let got = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.done, got.cursor.as_deref()),
+        (30, Some("next=3")),
+        "the failed append's checkpoint is rolled back"
+    );
+    assert_eq!(
+        output(&store, id).await,
+        [
+            (0, "a0;".to_owned()),
+            (1, "a1;".to_owned()),
+            (2, "b2;".to_owned())
+        ]
+    );
+    assert_eq!(
+        store.job_output(id, Some(1), 10).await.unwrap(),
+        [(2, b"b2;".to_vec())]
+    );
+
+    // A cancellation: the next chunk is not written.
+    let event_cancel = event("job.cancel");
+    store.cancel_job(id, &event_cancel).await.unwrap();
+    assert_eq!(
+        store
+            .append_job_output(id, "b", 3, b"b3;", &progress(4), later)
+            .await
+            .unwrap(),
+        Checkpoint::Cancel
+    );
+    assert_eq!(output(&store, id).await.len(), 3);
+    assert!(
+        store
+            .finish_job(id, "b", JobState::Cancelled, "cancelled", later)
+            .await
+            .unwrap()
+    );
+
+    // A second export finishes now; the purge of what finished before `later + 1 s` takes the
+    // first one's chunks only when its cutoff is past its end.
+    let recent = JobRecord::queued(JobKind::Export, json!({"n": "recent"}), "test".into());
+    store
+        .create_job(&recent, &event("job.create"))
+        .await
+        .unwrap();
+    let c = store
+        .claim_job("c", later, stale_before)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.id, recent.id);
+    store
+        .append_job_output(recent.id, "c", 0, b"r0;", &progress(1), later)
+        .await
+        .unwrap();
+    let much_later = later + Duration::days(8);
+    assert!(
+        store
+            .finish_job(recent.id, "c", JobState::Succeeded, "done", much_later)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.purge_job_output(later).await.unwrap(),
+        0,
+        "nothing finished before"
+    );
+    assert_eq!(
+        store
+            .purge_job_output(later + Duration::seconds(1))
+            .await
+            .unwrap(),
+        3
+    );
+    assert!(output(&store, id).await.is_empty());
+    assert_eq!(output(&store, recent.id).await, [(0, "r0;".to_owned())]);
+    assert_eq!(
+        store
+            .purge_job_output(much_later + Duration::seconds(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(output(&store, recent.id).await.is_empty());
+    assert!(
+        store.get_job(recent.id).await.unwrap().is_some(),
+        "the job stays"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_export_outputs_conform() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("t.db")).await.unwrap());
+    outputs_conform(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_export_outputs_conform() {
+    common::with_postgres(|url| async move {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        outputs_conform(Arc::new(store.clone())).await;
+        store.close().await;
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -77,6 +77,8 @@ fn every_route_is_documented_and_bodies_are_closed() {
         "GET /api/jobs",
         "GET /api/jobs/{job_id}",
         "POST /api/jobs/{job_id}/cancel",
+        "POST /api/jobs/export",
+        "GET /api/jobs/{job_id}/download",
         "GET /api/audit-logs",
         "GET /api/audit-logs/export",
         "GET /api/data-planes",

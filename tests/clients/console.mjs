@@ -333,6 +333,19 @@ try {
   await mappingsForm.getByRole('button', { name: 'Save group mappings' }).click();
   await admin.locator('#toast', { hasText: 'Group mappings saved' }).waitFor();
 
+  // The jobs page: an export of the request logs as a job, followed to its end and downloaded.
+  await admin.goto(`${url}/#/jobs`);
+  await admin.getByRole('heading', { name: 'Jobs' }).waitFor();
+  await admin.getByRole('combobox', { name: /^Export/ }).selectOption('logs');
+  await admin.getByRole('button', { name: 'Start export' }).click();
+  const ready = admin.locator('main p', { hasText: 'Export ready' }).getByRole('button', { name: 'Download' });
+  await ready.waitFor();
+  seen.unlabeled.push(...(await unlabeled(admin)));
+  await shot(admin, 'jobs');
+  const [exported] = await Promise.all([admin.waitForEvent('download'), ready.click()]);
+  seen.exportName = exported.suggestedFilename();
+  seen.exportCsv = await readFile(await exported.path(), 'utf8');
+
   // --- A member: their own key and requests only ---------------------------------------------------
   const member = await newPage();
   await signIn(member, process.env.CONSOLE_MEMBER);

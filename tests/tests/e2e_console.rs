@@ -2,10 +2,11 @@
 //! through `tests/clients/console.mjs`), against the real `tollgate` binary with single sign-on
 //! through a real OpenID Connect provider and the strict Bedrock double behind it: an admin signs
 //! in, creates a virtual key in the console, a request is sent with it, and the request shows in
-//! the log explorer and its cost in the spend chart; the admin edits a team's budget, a key's
-//! limits (a refused value shows the API's error next to its field), a provider key, a price
-//! override and the group mappings in the console's forms, and the admin API returns what was
-//! typed; a member sees only their own key.
+//! the log explorer and its cost in the spend chart, and in an export of the logs run as a job
+//! from the jobs page; the admin edits a team's budget, a key's limits (a refused value shows the
+//! API's error next to its field) and content logging, a provider key, a price override and the
+//! group mappings in the console's forms, and the admin API returns what was typed, and reads the
+//! key's next request's recorded bodies; a member sees only their own key.
 //!
 //! `scripts/test.sh` installs Chromium (Debian's `chromium`) and playwright-core and sets
 //! `TOLLGATE_TEST_CHROMIUM` and `TOLLGATE_TEST_CONSOLE` (the script's path).
@@ -407,6 +408,29 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
         seen["ssoSetBy"].as_str().unwrap().contains("flags"),
         "{}",
         seen["ssoSetBy"]
+    );
+
+    // The jobs page's export of the request logs: started, followed and downloaded in the
+    // browser, it holds the request (its id in the first column, after the header row).
+    assert!(
+        seen["exportName"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("tollgate-logs-") && n.ends_with(".csv")),
+        "{}",
+        seen["exportName"]
+    );
+    let export = seen["exportCsv"].as_str().unwrap();
+    let mut lines = export.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap_or("")
+            .starts_with("request_id,started_at,"),
+        "{export}"
+    );
+    assert!(
+        lines.any(|l| l.starts_with(&format!("{request_id},"))),
+        "{export}"
     );
 
     // The member: no admin sections, only their own personal key, none of the admin's requests.

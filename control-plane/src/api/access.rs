@@ -117,7 +117,10 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Access> {
             }
         }
         "/sso" | "/group-mappings" | "/scim" | "/scim/token" => Admin,
-        "/jobs" | "/jobs/{job_id}" => ReadConfig,
+        // Every role: handlers show a caller the jobs they may read (admins and viewers every
+        // job; others the exports they asked for, team admins also cost recomputations) and
+        // narrow an export to the caller's scope (an audit export: admins and viewers).
+        "/jobs" | "/jobs/{job_id}" | "/jobs/export" | "/jobs/{job_id}/download" => Scoped,
         "/jobs/recompute-costs" | "/jobs/{job_id}/cancel" => Admin,
         "/me" => SelfService,
         "/me/key" | "/me/key/rotate" | "/me/tokens" | "/me/tokens/{token_id}" => SignedIn,

@@ -119,7 +119,7 @@ fn refused_action(
         "jobs" => "job",
         _ => return None,
     };
-    // `jobs/{job_id}/cancel` (the recomputation's `jobs/recompute-costs` is a create).
+    // `jobs/{job_id}/cancel` (`jobs/recompute-costs` and `jobs/export` are creates).
     if resource == "job" && segments.last() == Some(&"cancel") {
         return Some((
             "job.cancel".to_owned(),

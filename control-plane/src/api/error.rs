@@ -65,6 +65,9 @@ pub enum ApiError {
     /// 403: authenticated, but the role or scope does not allow it.
     #[error("{0}")]
     Forbidden(String),
+    /// 410: it existed, and is gone for good (an expired export's output).
+    #[error("{0}")]
+    Gone(String),
     /// 413.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -96,6 +99,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -106,7 +110,7 @@ impl ApiError {
             ApiError::InvalidRequest { message, field } => {
                 (ErrorType::InvalidRequest, message.clone(), field.clone())
             }
-            ApiError::NotFound(m) => (ErrorType::NotFound, m.clone(), None),
+            ApiError::NotFound(m) | ApiError::Gone(m) => (ErrorType::NotFound, m.clone(), None),
             ApiError::MethodNotAllowed(m) | ApiError::PayloadTooLarge(m) => {
                 (ErrorType::InvalidRequest, m.clone(), None)
             }

@@ -1,6 +1,7 @@
 //! `/api/jobs`: long operations run in the background with their progress
 //! ([`crate::jobs`], run by `job_runner.rs` on any control-plane replica). Admins start and
-//! cancel them; admins and viewers follow them.
+//! cancel them; admins and viewers follow them. Exports (`api/exports.rs`) are jobs any caller
+//! may start; a caller sees the jobs [`may_read`] allows.
 
 use axum::Json;
 use axum::extract::State;
@@ -12,7 +13,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::audit::Audit;
+use super::auth::Principal;
 use super::error::{ApiError, ErrorBody};
+use super::exports::may_read;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{parse_id, parse_time, timestamp};
 use crate::ControlPlane;
@@ -28,16 +31,19 @@ const MAX_LIST: u32 = 500;
 #[derive(Serialize, ToSchema)]
 pub struct JobResponse {
     pub id: Uuid,
-    /// `recompute_costs`.
+    /// `recompute_costs` or `export`.
     pub kind: String,
-    /// What it was asked to do (`since`, `until` for a recomputation).
+    /// What it was asked to do (`since`, `until` for a recomputation; `export`, `format`,
+    /// `query`, `scope`, `user_id` for an export).
     #[schema(value_type = Object)]
     pub params: serde_json::Value,
     /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
     pub state: String,
-    /// Progress, in the job's unit (usage records for a recomputation).
+    /// Progress, in the job's unit (usage records for a recomputation, rows written for an
+    /// export).
     pub done: u64,
-    /// The whole, once known (null before the job starts).
+    /// The whole, once known (null before a recomputation starts; an export's once it
+    /// finished).
     pub total: Option<u64>,
     /// `done / total` in percent, when the total is known.
     pub percent: Option<f64>,
@@ -165,7 +171,9 @@ pub(crate) async fn recompute_costs(
     Ok((StatusCode::ACCEPTED, Json(job.into())))
 }
 
-/// Jobs, newest first.
+/// Jobs, newest first: those the caller may read (admins and viewers: every job; team
+/// admins: cost recomputations and their own exports; members: their own exports), among the
+/// newest 500.
 #[utoipa::path(
     get,
     path = "/api/jobs",
@@ -175,22 +183,25 @@ pub(crate) async fn recompute_costs(
         (status = 200, description = "Newest first", body = JobList),
         (status = 400, description = "Invalid query (the field is named)", body = ErrorBody),
         (status = 401, description = "Not authorised", body = ErrorBody),
-        (status = 403, description = "A member (jobs are followed by admins, viewers and team admins)", body = ErrorBody),
     )
 )]
 pub(crate) async fn list_jobs(
     State(cp): State<ControlPlane>,
+    caller: Principal,
     ApiQuery(q): ApiQuery<JobListQuery>,
 ) -> Result<Json<JobList>, ApiError> {
     let limit = q.limit.unwrap_or(DEFAULT_LIST);
     if !(1..=MAX_LIST).contains(&limit) {
         return Err(ApiError::invalid_field("limit", "from 1 to 500"));
     }
+    let all = caller.scope() == super::auth::Scope::All;
     let jobs: Vec<JobResponse> = cp
         .store()
-        .list_jobs(limit)
+        .list_jobs(if all { limit } else { MAX_LIST })
         .await?
         .into_iter()
+        .filter(|j| may_read(&caller, j))
+        .take(limit as usize)
         .map(JobResponse::from)
         .collect();
     Ok(Json(JobList {
@@ -199,7 +210,7 @@ pub(crate) async fn list_jobs(
     }))
 }
 
-/// One job and its progress.
+/// One job and its progress (404 for a job the caller may not read, as for an unknown one).
 #[utoipa::path(
     get,
     path = "/api/jobs/{job_id}",
@@ -209,12 +220,12 @@ pub(crate) async fn list_jobs(
         (status = 200, description = "The job", body = JobResponse),
         (status = 400, description = "Not a job id", body = ErrorBody),
         (status = 401, description = "Not authorised", body = ErrorBody),
-        (status = 403, description = "A member (jobs are followed by admins, viewers and team admins)", body = ErrorBody),
-        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 404, description = "No such job the caller may read", body = ErrorBody),
     )
 )]
 pub(crate) async fn get_job(
     State(cp): State<ControlPlane>,
+    caller: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<JobResponse>, ApiError> {
     let id = parse_id("job_id", &id)?;
@@ -222,6 +233,7 @@ pub(crate) async fn get_job(
         .store()
         .get_job(id)
         .await?
+        .filter(|j| may_read(&caller, j))
         .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
     Ok(Json(job.into()))
 }

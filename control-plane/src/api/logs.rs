@@ -21,7 +21,7 @@ use crate::usage_log::{LogScope, StatusFilter, UsageLogQuery, UsageLogRow};
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 /// The window when `since` is not given.
-const DEFAULT_WINDOW: Duration = Duration::hours(24);
+pub(crate) const DEFAULT_WINDOW: Duration = Duration::hours(24);
 /// The widest window one query may span.
 const MAX_WINDOW: Duration = Duration::days(31);
 /// The largest `min_cost_usd` accepted.
@@ -201,6 +201,72 @@ pub(crate) fn log_scope(caller: &Principal) -> LogScope {
     }
 }
 
+/// The query of the filters of `q` (not its page: `after` none, `limit` 0), within `scope`;
+/// the window at most `max_window` (400 naming the field).
+pub(crate) fn logs_query(
+    q: &LogsQuery,
+    scope: LogScope,
+    max_window: Duration,
+) -> Result<UsageLogQuery, ApiError> {
+    let until = match q.until.as_deref() {
+        Some(raw) => parse_time("until", raw)?,
+        None => OffsetDateTime::now_utc(),
+    };
+    let since = match q.since.as_deref() {
+        Some(raw) => parse_time("since", raw)?,
+        None => until - DEFAULT_WINDOW,
+    };
+    if until <= since {
+        return Err(ApiError::invalid_field("until", "must be after `since`"));
+    }
+    if until - since > max_window {
+        return Err(ApiError::invalid_field(
+            "since",
+            format!(
+                "must be at most {} days before `until` (page through longer periods window by window)",
+                max_window.whole_days()
+            ),
+        ));
+    }
+    let status = q
+        .status
+        .as_deref()
+        .map(|raw| StatusFilter::parse(raw).map_err(|why| ApiError::invalid_field("status", why)))
+        .transpose()?;
+    let min_cost_nano_usd = q
+        .min_cost_usd
+        .as_deref()
+        .map(|raw| {
+            raw.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|usd| usd.is_finite() && (0.0..=MAX_COST_USD).contains(usd))
+                .map(|usd| (usd * 1e9).round() as i64)
+                .ok_or_else(|| {
+                    ApiError::invalid_field(
+                        "min_cost_usd",
+                        format!("{raw:?} is not an amount of USD between 0 and {MAX_COST_USD}"),
+                    )
+                })
+        })
+        .transpose()?;
+    Ok(UsageLogQuery {
+        since,
+        until,
+        virtual_key_id: parse_opt_id("virtual_key_id", q.virtual_key_id.as_deref())?,
+        team_id: parse_opt_id("team_id", q.team_id.as_deref())?,
+        customer_id: parse_opt_id("customer_id", q.customer_id.as_deref())?,
+        user_id: parse_opt_id("user_id", q.user_id.as_deref())?,
+        model: q.model.clone(),
+        provider: q.provider.clone(),
+        status,
+        min_cost_nano_usd,
+        scope,
+        after: None,
+        limit: 0,
+    })
+}
+
 /// Request logs, newest first, filtered, a page at a time (keyset pagination: follow
 /// `next_cursor`). Only requests within the caller's scope are listed; the owner fields are the
 /// team, customer and user the request was billed to when it ran.
@@ -227,61 +293,12 @@ pub(crate) async fn list_logs(
             format!("must be between 1 and {MAX_LIMIT}"),
         ));
     }
-    let until = match q.until.as_deref() {
-        Some(raw) => parse_time("until", raw)?,
-        None => OffsetDateTime::now_utc(),
-    };
-    let since = match q.since.as_deref() {
-        Some(raw) => parse_time("since", raw)?,
-        None => until - DEFAULT_WINDOW,
-    };
-    if until <= since {
-        return Err(ApiError::invalid_field("until", "must be after `since`"));
-    }
-    if until - since > MAX_WINDOW {
-        return Err(ApiError::invalid_field(
-            "since",
-            "must be at most 31 days before `until` (page through longer periods window by window)",
-        ));
-    }
-    let status = q
-        .status
-        .as_deref()
-        .map(|raw| StatusFilter::parse(raw).map_err(|why| ApiError::invalid_field("status", why)))
-        .transpose()?;
-    let min_cost_nano_usd = q
-        .min_cost_usd
-        .as_deref()
-        .map(|raw| {
-            raw.trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|usd| usd.is_finite() && (0.0..=MAX_COST_USD).contains(usd))
-                .map(|usd| (usd * 1e9).round() as i64)
-                .ok_or_else(|| {
-                    ApiError::invalid_field(
-                        "min_cost_usd",
-                        format!("{raw:?} is not an amount of USD between 0 and {MAX_COST_USD}"),
-                    )
-                })
-        })
-        .transpose()?;
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let query = UsageLogQuery {
-        since,
-        until,
-        virtual_key_id: parse_opt_id("virtual_key_id", q.virtual_key_id.as_deref())?,
-        team_id: parse_opt_id("team_id", q.team_id.as_deref())?,
-        customer_id: parse_opt_id("customer_id", q.customer_id.as_deref())?,
-        user_id: parse_opt_id("user_id", q.user_id.as_deref())?,
-        model: q.model,
-        provider: q.provider,
-        status,
-        min_cost_nano_usd,
-        scope: log_scope(&caller),
         after,
         // One row more than asked tells whether there is a next page.
         limit: limit + 1,
+        ..logs_query(&q, log_scope(&caller), MAX_WINDOW)?
     };
     let mut rows = cp.store().query_usage_logs(&query).await?;
     let more = rows.len() > limit as usize;

@@ -17,9 +17,11 @@ use crate::ControlPlane;
 mod access;
 mod audit;
 mod auth;
+mod cells;
 mod cli_login;
 mod data_planes;
 mod error;
+pub(crate) mod exports;
 mod extract;
 mod jobs;
 mod keys;
@@ -132,7 +134,9 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
             "/jobs/recompute-costs",
             axum::routing::post(jobs::recompute_costs),
         )
+        .route("/jobs/export", axum::routing::post(exports::create_export))
         .route("/jobs/{job_id}", get(jobs::get_job))
+        .route("/jobs/{job_id}/download", get(exports::download))
         .route(
             "/jobs/{job_id}/cancel",
             axum::routing::post(jobs::cancel_job),
@@ -413,6 +417,8 @@ impl Modify for BearerAuth {
         jobs::list_jobs,
         jobs::get_job,
         jobs::cancel_job,
+        exports::create_export,
+        exports::download,
         spend::get_spend,
         spend::export_spend,
         system::list_audit_logs,
@@ -449,7 +455,7 @@ impl Modify for BearerAuth {
         (name = "data-planes", description = "The fleet view: data planes connected to this control plane"),
         (name = "scim", description = "The token identity providers use for SCIM provisioning at /scim/v2"),
         (name = "logs", description = "Request logs: one entry per inference request, scoped to the caller"),
-        (name = "jobs", description = "Long operations in the background (recomputing costs), with their progress"),
+        (name = "jobs", description = "Long operations in the background (recomputing costs, exports), with their progress"),
         (name = "spend", description = "Spend: usage and cost per key, user, team, customer, model, provider and hour or day, scoped to the caller"),
         (name = "system", description = "Audit log, versions, this document"),
         (name = "users", description = "People who sign in through SSO: their roles, personal keys and API tokens"),

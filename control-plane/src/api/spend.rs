@@ -23,16 +23,17 @@ use crate::ControlPlane;
 use crate::spend::{
     Dimension, Interval, SpendQuery, SpendRow, SpendTotals, ceil_to, floor_to, usd_text,
 };
+use crate::usage_log::LogScope;
 
 /// The range when `since` is not given.
-const DEFAULT_RANGE: Duration = Duration::days(30);
+pub(crate) const DEFAULT_RANGE: Duration = Duration::days(30);
 /// The widest range of a day or whole-range report.
 const MAX_RANGE: Duration = Duration::days(400);
 /// The widest range of an hour-by-hour report.
 const MAX_HOURLY_RANGE: Duration = Duration::days(31);
 /// The most rows a JSON report returns (the CSV export allows more).
 const MAX_JSON_ROWS: u32 = 10_000;
-const MAX_CSV_ROWS: u32 = 1_000_000;
+pub(crate) const MAX_CSV_ROWS: u32 = 1_000_000;
 /// CSV rows per body chunk.
 const CSV_CHUNK: usize = 1_000;
 
@@ -164,7 +165,7 @@ fn named(grouped: bool, id: Option<String>, name: Option<String>) -> Option<Spen
     grouped.then_some(SpendNamed { id, name })
 }
 
-fn entry(q: &SpendQuery, r: SpendRow) -> SpendEntry {
+pub(crate) fn entry(q: &SpendQuery, r: SpendRow) -> SpendEntry {
     let has = |d| q.group_by.contains(&d);
     SpendEntry {
         bucket: r.bucket.map(timestamp),
@@ -191,7 +192,11 @@ fn entry(q: &SpendQuery, r: SpendRow) -> SpendEntry {
 }
 
 /// Parses and checks the parameters (400 naming the field).
-fn spend_query(caller: &Principal, q: &SpendParams, limit: u32) -> Result<SpendQuery, ApiError> {
+pub(crate) fn spend_query(
+    scope: LogScope,
+    q: &SpendParams,
+    limit: u32,
+) -> Result<SpendQuery, ApiError> {
     let interval = q
         .interval
         .as_deref()
@@ -246,7 +251,7 @@ fn spend_query(caller: &Principal, q: &SpendParams, limit: u32) -> Result<SpendQ
         user_id: parse_opt_id("user_id", q.user_id.as_deref())?,
         model: q.model.clone(),
         provider: q.provider.clone(),
-        scope: log_scope(caller),
+        scope,
         // One row more than allowed tells the report is too large.
         limit: limit + 1,
     })
@@ -296,7 +301,7 @@ pub(crate) async fn get_spend(
             ));
         }
     }
-    let q = spend_query(&caller, &p, MAX_JSON_ROWS)?;
+    let q = spend_query(log_scope(&caller), &p, MAX_JSON_ROWS)?;
     let rows = rows(&cp, &q, MAX_JSON_ROWS).await?;
     let mut totals = SpendTotals::default();
     for r in &rows {
@@ -320,7 +325,9 @@ pub(crate) async fn get_spend(
 /// its id and name columns (`key_id,key_name`, `team_id,team_name`, ...; `model`,
 /// `provider`), then `requests`, `refused_requests`, `error_requests`, `input_tokens`,
 /// `output_tokens`, `cache_read_tokens`, `cache_write_tokens`, `cost_usd` (exact decimal),
-/// `unpriced_requests`. Same parameters and scope as `/api/spend`; up to a million rows.
+/// `unpriced_requests`. Same parameters and scope as `/api/spend`; up to a million rows, read
+/// at once while the request lasts: for large ranges, an export job (`POST /api/jobs/export`
+/// with `kind: spend`) writes the same CSV in the background.
 #[utoipa::path(
     get,
     path = "/api/spend/export",
@@ -351,7 +358,7 @@ async fn export(
     caller: &Principal,
     p: &SpendParams,
 ) -> Result<Response, ApiError> {
-    let q = spend_query(caller, p, MAX_CSV_ROWS)?;
+    let q = spend_query(log_scope(caller), p, MAX_CSV_ROWS)?;
     let rows = rows(cp, &q, MAX_CSV_ROWS).await?;
     let header_row = csv_header(&q);
     let filename = format!(
@@ -392,7 +399,7 @@ async fn export(
         .into_response())
 }
 
-fn csv_header(q: &SpendQuery) -> Vec<&'static str> {
+pub(crate) fn csv_header(q: &SpendQuery) -> Vec<&'static str> {
     let mut h = Vec::new();
     if q.interval != Interval::None {
         h.push("bucket");
@@ -421,19 +428,8 @@ fn csv_header(q: &SpendQuery) -> Vec<&'static str> {
     h
 }
 
-/// A name as a CSV cell that a spreadsheet shows as text: one starting with `=`, `+`, `-`, `@`,
-/// a tab or a carriage return would be read as a formula (CSV injection), so it gets a leading
-/// `'` (OWASP's advice). Names are the only cells an API user chooses.
-fn csv_text(v: &Option<String>) -> String {
-    match v.as_deref() {
-        Some(s) if s.starts_with(['=', '+', '-', '@', '\t', '\r']) => format!("'{s}"),
-        Some(s) => s.to_owned(),
-        None => String::new(),
-    }
-}
-
-fn csv_row(q: &SpendQuery, r: &SpendRow) -> Vec<String> {
-    let text = csv_text;
+pub(crate) fn csv_row(q: &SpendQuery, r: &SpendRow) -> Vec<String> {
+    let text = |v: &Option<String>| super::cells::text(v.as_deref());
     let id = |v: Option<Uuid>| v.map(|u| u.to_string()).unwrap_or_default();
     let mut out = Vec::new();
     if q.interval != Interval::None {
@@ -462,25 +458,4 @@ fn csv_row(q: &SpendQuery, r: &SpendRow) -> Vec<String> {
         t.unpriced_requests.to_string(),
     ]);
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::csv_text;
-
-    #[test]
-    fn names_that_spreadsheets_would_run_as_formulas_are_quoted() {
-        for (name, cell) in [
-            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
-            ("+1", "'+1"),
-            ("-2", "'-2"),
-            ("@SUM(A1)", "'@SUM(A1)"),
-            ("\tx", "'\tx"),
-            ("ci-key", "ci-key"),
-            ("a=b", "a=b"),
-        ] {
-            assert_eq!(csv_text(&Some(name.to_owned())), cell);
-        }
-        assert_eq!(csv_text(&None), "");
-    }
 }

@@ -64,7 +64,7 @@ pub struct AuditExportQuery {
 }
 
 /// Parses the filters shared by the list and the export (400 naming the field).
-fn audit_filter(
+pub(crate) fn audit_filter(
     actor: Option<&str>,
     action: Option<&str>,
     target: Option<&str>,

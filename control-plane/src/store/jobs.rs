@@ -1,5 +1,6 @@
-//! Storage of jobs (migration 0017), both backends, and the usage reads and writes a cost
-//! recomputation makes.
+//! Storage of jobs (migration 0017), both backends, the usage reads and writes a cost
+//! recomputation makes, and the output of exports (migration 0019: chunks of bytes written with
+//! the checkpoint that accounts for them).
 //!
 //! Any control-plane replica may run a job. Claiming is one statement (PostgreSQL: the row
 //! picked `FOR UPDATE SKIP LOCKED`; SQLite: one process owns the file), so two replicas never
@@ -70,6 +71,33 @@ pub trait JobStore: Send + Sync + 'static {
         id: Uuid,
         event: &AuditEvent,
     ) -> Result<Option<JobRecord>, StoreError>;
+
+    /// Appends chunk `seq` of a job's output and records `progress` in one transaction, if
+    /// `owner` still runs the job and no cancellation was asked for (otherwise nothing is
+    /// written and the answer says why). A chunk is never written twice: its checkpoint moves
+    /// the cursor past it in the same commit.
+    async fn append_job_output(
+        &self,
+        id: Uuid,
+        owner: &str,
+        seq: u64,
+        bytes: &[u8],
+        progress: &Progress,
+        now: OffsetDateTime,
+    ) -> Result<Checkpoint, StoreError>;
+
+    /// Up to `limit` chunks of a job's output after chunk `after` (`None`: from the first), in
+    /// order.
+    async fn job_output(
+        &self,
+        id: Uuid,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+
+    /// Deletes the output of the jobs that finished before `finished_before`; returns how many
+    /// chunks went.
+    async fn purge_job_output(&self, finished_before: OffsetDateTime) -> Result<u64, StoreError>;
 
     /// Usage records that started in `[from, to)`.
     async fn count_usage(
@@ -178,6 +206,12 @@ pub(crate) mod sql {
          WHERE id = $1 AND state = 'queued'";
     pub const CANCEL_RUNNING: &str =
         "UPDATE jobs SET cancel_requested = TRUE WHERE id = $1 AND state = 'running'";
+    pub const OUTPUT_INSERT: &str =
+        "INSERT INTO job_output (job_id, seq, bytes) VALUES ($1, $2, $3)";
+    pub const OUTPUT_READ: &str = "SELECT seq, bytes FROM job_output WHERE job_id = $1 \
+         AND seq > $2 ORDER BY seq LIMIT $3";
+    pub const OUTPUT_PURGE: &str = "DELETE FROM job_output WHERE job_id IN \
+         (SELECT id FROM jobs WHERE finished_at < $1)";
     pub const COUNT_USAGE: &str =
         "SELECT COUNT(*) FROM usage_records WHERE started_at >= $1 AND started_at < $2";
     pub const USAGE_COST_ROWS: &str = "SELECT request_id, started_at, virtual_key_id, team_id, \
@@ -365,6 +399,75 @@ macro_rules! impl_job_store {
                 }
                 tx.commit().await?;
                 Ok(job)
+            }
+
+            async fn append_job_output(
+                &self,
+                id: uuid::Uuid,
+                owner: &str,
+                seq: u64,
+                bytes: &[u8],
+                progress: &Progress,
+                now: time::OffsetDateTime,
+            ) -> Result<Checkpoint, StoreError> {
+                let mut tx = self.begin_write().await?;
+                // The checkpoint first: on PostgreSQL it locks the job's row, so no claim can
+                // take the job over between it and the chunk.
+                let cancel: Option<bool> = sqlx::query_scalar(jobsql::CHECKPOINT)
+                    .bind(id)
+                    .bind(owner)
+                    .bind(i64::try_from(progress.done).unwrap_or(i64::MAX))
+                    .bind(progress.total.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
+                    .bind(&progress.cursor)
+                    .bind(&progress.message)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                match cancel {
+                    None => return Ok(Checkpoint::Lost),
+                    Some(true) => return Ok(Checkpoint::Cancel),
+                    Some(false) => {}
+                }
+                sqlx::query(jobsql::OUTPUT_INSERT)
+                    .bind(id)
+                    .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+                    .bind(bytes)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Checkpoint::Continue)
+            }
+
+            async fn job_output(
+                &self,
+                id: uuid::Uuid,
+                after: Option<u64>,
+                limit: u32,
+            ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+                let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(jobsql::OUTPUT_READ)
+                    .bind(id)
+                    .bind(after.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX)))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(seq, bytes)| (u64::try_from(seq).unwrap_or(0), bytes))
+                    .collect())
+            }
+
+            async fn purge_job_output(
+                &self,
+                finished_before: time::OffsetDateTime,
+            ) -> Result<u64, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let n = sqlx::query(jobsql::OUTPUT_PURGE)
+                    .bind(finished_before)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                Ok(n)
             }
 
             async fn count_usage(

@@ -244,8 +244,6 @@ fn expected(op: &str) -> &'static str {
         | "GET /api/governance/customers/{customer_id}"
         | "GET /api/customers/{customer_id}/usage"
         | "GET /api/data-planes"
-        | "GET /api/jobs"
-        | "GET /api/jobs/{job_id}"
         | "GET /api/version" => "AVTK",
         "GET /api/teams"
         | "GET /api/governance/teams"
@@ -281,6 +279,13 @@ fn expected(op: &str) -> &'static str {
         "GET /api/logs/{request_id}/content" => "ATK",
         // Spend likewise: every role, summed over the caller's scope.
         "GET /api/spend" | "GET /api/spend/export" => "AVTMK",
+        // Jobs: every role sees the jobs it may read (an unknown job is a 404 for everyone) and
+        // may export what it may read (an audit export is refused to team admins and members
+        // by the handler, after the empty body's 400 here).
+        "GET /api/jobs"
+        | "GET /api/jobs/{job_id}"
+        | "POST /api/jobs/export"
+        | "GET /api/jobs/{job_id}/download" => "AVTMK",
         "GET /api/me/key"
         | "POST /api/me/key/rotate"
         | "GET /api/me/tokens"

@@ -1,8 +1,10 @@
 // Spend: GET /api/spend by hour or day, grouped by key, team, customer, user, model or provider,
-// drawn with uPlot; the same report as CSV (GET /api/spend/export).
+// drawn with uPlot; the same report as CSV (GET /api/spend/export), or as an export job for
+// large ranges (POST /api/jobs/export, followed and downloaded here).
 
 import { get, download, withQuery } from "../api.js";
 import { h, fill, table, select, toast, usd, int, errorBox } from "../dom.js";
+import { startExport } from "./jobs.js";
 
 /** Series colours, distinguishable and readable on white. */
 const PALETTE = ["#0b57d0", "#b42318", "#1a7f37", "#9a6700", "#8250df", "#0e7490", "#bf3989", "#57606a", "#953800"];
@@ -136,7 +138,9 @@ export async function spend(el) {
     select("Group by", "group_by", GROUPS, "team"),
     h("button", { type: "submit", class: "primary" }, "Show"),
     h("button", { type: "button", onclick: () => exportCsv() }, "Download CSV"),
+    h("button", { type: "button", onclick: () => exportJob() }, "Export as job"),
   );
+  const exportStatus = h("p", { "aria-live": "polite" });
   const plot = h("div", { class: "chart" });
   const totals = h("div", { class: "cards" });
   const list = h("div");
@@ -160,6 +164,11 @@ export async function spend(el) {
     } catch (e) {
       toast(e.message, true);
     }
+  }
+
+  // The same CSV, written in the background (for large ranges); followed in `exportStatus`.
+  function exportJob() {
+    startExport({ kind: "spend", format: "csv", query: params() }, exportStatus).catch((e) => fill(exportStatus, errorBox(e)));
   }
 
   async function load() {
@@ -195,6 +204,6 @@ export async function spend(el) {
 
   const fail = (e) => fill(list, errorBox(e));
   form.addEventListener("submit", (e) => { e.preventDefault(); load().catch(fail); });
-  fill(el, h("h1", {}, "Spend"), h("p", { class: "hint" }, "From the usage rollups, updated as usage arrives (UTC hours and days)."), form, totals, plot, list);
+  fill(el, h("h1", {}, "Spend"), h("p", { class: "hint" }, "From the usage rollups, updated as usage arrives (UTC hours and days)."), form, exportStatus, totals, plot, list);
   await load().catch(fail);
 }
