@@ -2040,3 +2040,6 @@ mod spend;
 
 #[path = "api/jobs.rs"]
 mod jobs;
+
+#[path = "api/key_test.rs"]
+mod key_test;

@@ -127,6 +127,14 @@ fn refused_action(
             None,
         ));
     }
+    // `providers/{provider}/keys/{key_id}/test`: a key test, of the key.
+    if resource == "provider_key" && segments.len() == 5 && segments[4] == "test" {
+        return Some((
+            "provider_key.test".to_owned(),
+            target_of(&segments[..4]),
+            None,
+        ));
+    }
     // `{owner}/{id}/budgets/{budget_id}/reset`.
     if segments.len() == 5 && segments[2] == "budgets" && segments[4] == "reset" {
         let budget = escape(&value(segments[3]), MAX_TARGET_CHARS);
@@ -354,6 +362,13 @@ mod tests {
                 params(&[("override_id", "o\n1")]),
                 "pricing.update",
                 "pricing/o\\n1",
+            ),
+            (
+                Method::POST,
+                "/api/providers/{provider}/keys/{key_id}/test",
+                params(&[("provider", "bedrock"), ("key_id", "k1")]),
+                "provider_key.test",
+                "providers/bedrock/keys/k1",
             ),
             (
                 Method::POST,
