@@ -13,8 +13,9 @@
 //!   from the config it serves (deleted, or disabled: disabled keys are not loaded) is
 //!   `key_not_loaded`.
 //! * **Result.** Any answer from the provider is a result: `ok` for a 2xx, otherwise the
-//!   provider's status with its error type and message ([`upstream_error`]: escaped, cut, and
-//!   scrubbed of the key's own API key should the provider echo it). No answer is status 0 with
+//!   provider's status with its error type and message ([`upstream_error`]: control characters
+//!   other than newlines dropped, cut at 2 KiB, and scrubbed of the key's own API key should the
+//!   provider echo it). No answer is status 0 with
 //!   the gateway's class (`upstream_unreachable`, `upstream_timeout`, `gateway_config`); the
 //!   internal detail of such an error is logged, never returned.
 //! * **Cost.** A probe costs the provider's price of a few input tokens and one output token.
@@ -45,8 +46,9 @@ pub const CONFIG_WAIT: Duration = Duration::from_secs(10);
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Probes running at once on one node.
 pub const MAX_IN_FLIGHT: usize = 4;
-/// Longest error message returned (bytes, on a character boundary).
-const MAX_MESSAGE: usize = 512;
+/// Longest error message returned (bytes, on a character boundary): room for AWS's signature
+/// mismatch message with its canonical request and string to sign.
+const MAX_MESSAGE: usize = 2048;
 /// Largest upstream answer read.
 const MAX_ANSWER: usize = 1024 * 1024;
 
@@ -240,17 +242,23 @@ fn fail(result: &mut ProbeResult, class: &str, message: String) {
     result.error_message = clip(&message, MAX_MESSAGE);
 }
 
-/// `text` escaped like a log field (control characters, bidi overrides) and cut to `max` bytes.
+/// `text` for the admin API: control characters other than newlines and tabs and bidi
+/// controls removed (the console shows it as text; a log line gets it escaped instead), cut to
+/// `max` bytes on a character boundary.
 fn clip(text: &str, max: usize) -> String {
-    let escaped = log_safe(text).to_string();
-    if escaped.len() <= max {
-        return escaped;
+    let is_bidi = |c: char| matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let clean: String = text
+        .chars()
+        .filter(|&c| (!c.is_control() || c == '\n' || c == '\t') && !is_bidi(c))
+        .collect();
+    if clean.len() <= max {
+        return clean;
     }
     let mut end = max;
-    while !escaped.is_char_boundary(end) {
+    while !clean.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &escaped[..end])
+    format!("{}…", &clean[..end])
 }
 
 /// The error type and message of a provider's non-2xx answer, in any of the shapes Tollgate's
@@ -350,8 +358,8 @@ fn log_result(req: &ProbeRequest, result: &ProbeResult, tokens: Option<(u64, u64
         latency_ms = result.latency_ms,
         input_tokens,
         output_tokens,
-        error_class = %result.error_class,
-        error = %result.error_message,
+        error_class = %log_safe(&result.error_class),
+        error = %log_safe(&result.error_message),
         "provider key probed"
     );
 }

@@ -66,7 +66,8 @@ pub struct KeyTestError {
     /// `key_not_loaded`, `busy`.
     #[schema(example = "InvalidSignatureException")]
     pub class: String,
-    /// The provider's message (escaped, cut at 512 bytes), else the gateway's.
+    /// The provider's message (control characters other than newlines and tabs removed, cut at
+    /// 2 KiB), else the gateway's.
     pub message: String,
 }
 
