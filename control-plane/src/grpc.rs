@@ -442,16 +442,13 @@ async fn run_watch(
                 }
                 Err(_) => break,
             },
-            req = probes.next(), if queued_probe.is_none() => match req {
-                Some(req) => {
-                    let probe_id = req.probe_id;
-                    let update = ConfigUpdate { probe: Some(req), ..ConfigUpdate::default() };
-                    match encode_small_update(&update, gzip) {
-                        Some(bytes) => queued_probe = Some((probe_id, bytes)),
-                        None => probes.abandon(probe_id),
-                    }
+            req = probes.next(), if queued_probe.is_none() => if let Some(req) = req {
+                let probe_id = req.probe_id;
+                let update = ConfigUpdate { probe: Some(req), ..ConfigUpdate::default() };
+                match encode_small_update(&update, gzip) {
+                    Some(bytes) => queued_probe = Some((probe_id, bytes)),
+                    None => probes.abandon(probe_id),
                 }
-                None => {}
             },
             permit = tx.reserve(), if queued_probe.is_some() => match permit {
                 Ok(permit) => {

@@ -112,7 +112,7 @@ impl DataPlane {
         let Some((provider, key_index)) = rt.provider(&req.provider).and_then(|p| {
             p.keys
                 .iter()
-                .position(|k| &*k.id == req.key_id)
+                .position(|k| *k.id == *req.key_id)
                 .map(|i| (Arc::clone(p), i))
         }) else {
             fail(

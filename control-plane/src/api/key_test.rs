@@ -172,7 +172,7 @@ pub(crate) async fn test_key(
         model: result.model,
         data_plane,
         config_version: result.config_version,
-        error: (!result.ok).then(|| KeyTestError {
+        error: (!result.ok).then_some(KeyTestError {
             class: result.error_class,
             message: result.error_message,
         }),
