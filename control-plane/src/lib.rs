@@ -367,8 +367,9 @@ impl ControlPlane {
     }
 
     /// Has a connected data plane test a provider key and waits for its answer (at most
-    /// [`probes::PROBE_TIMEOUT`]); returns the node that answered and its result. The data
-    /// plane whose applied config is newest is asked.
+    /// [`probes::PROBE_TIMEOUT`], or what [`ControlPlane::set_probe_timeout`] set); returns the
+    /// node that answered and its result. The data plane whose applied config is newest is
+    /// asked.
     pub(crate) async fn probe_key(
         &self,
         req: tollgate_proto::config::v1::ProbeRequest,
@@ -384,9 +385,15 @@ impl ControlPlane {
             .run(
                 req,
                 |node| applied.get(node).copied().unwrap_or(0),
-                probes::PROBE_TIMEOUT,
+                self.inner.probes.timeout(),
             )
             .await
+    }
+
+    /// How long key tests wait for a data plane's answer (default [`probes::PROBE_TIMEOUT`];
+    /// tests shorten it).
+    pub fn set_probe_timeout(&self, timeout: std::time::Duration) {
+        self.inner.probes.set_timeout(timeout);
     }
 
     /// Takes a data plane's report of its limits: what it holds of every counter in use and

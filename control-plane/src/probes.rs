@@ -42,7 +42,7 @@ pub enum ProbeError {
     NoDataPlane,
     #[error("too many key tests are running; try again in a moment")]
     Busy,
-    #[error("data plane {0:?} did not answer the key test within {1} s")]
+    #[error("data plane {0:?} did not answer the key test within {1} ms")]
     TimedOut(String, u64),
     #[error("data plane {0:?} disconnected before answering the key test")]
     Disconnected(String),
@@ -54,6 +54,8 @@ pub struct Probes {
     state: Mutex<State>,
     next_id: AtomicU64,
     running: Semaphore,
+    /// How long the admin API waits for an answer, in milliseconds.
+    timeout_ms: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -82,6 +84,9 @@ impl Default for Probes {
             state: Mutex::default(),
             next_id: AtomicU64::new(1),
             running: Semaphore::new(MAX_IN_FLIGHT),
+            timeout_ms: AtomicU64::new(
+                u64::try_from(PROBE_TIMEOUT.as_millis()).unwrap_or(u64::MAX),
+            ),
         }
     }
 }
@@ -111,6 +116,18 @@ impl Probes {
             node_id: node_id.to_owned(),
             rx,
         }
+    }
+
+    /// How long the admin API waits for an answer ([`PROBE_TIMEOUT`] unless set).
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn set_timeout(&self, timeout: Duration) {
+        self.timeout_ms.store(
+            u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     /// Whether any data plane can take a probe now.
@@ -157,7 +174,10 @@ impl Probes {
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => Ok((node_id, result)),
             Ok(Err(_)) => Err(ProbeError::Disconnected(node_id)),
-            Err(_) => Err(ProbeError::TimedOut(node_id, timeout.as_secs())),
+            Err(_) => Err(ProbeError::TimedOut(
+                node_id,
+                u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            )),
         }
     }
 
@@ -326,7 +346,7 @@ mod tests {
         let got = probes
             .run(request(), |_| 0, Duration::from_millis(50))
             .await;
-        assert_eq!(got, Err(ProbeError::TimedOut("dp-1".into(), 0)));
+        assert_eq!(got, Err(ProbeError::TimedOut("dp-1".into(), 50)));
         let req = target.next().await.unwrap();
         assert!(!target.answer(ok(req.probe_id)));
         assert!(probes.state().pending.is_empty());

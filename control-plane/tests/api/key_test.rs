@@ -213,3 +213,20 @@ async fn refused_tests_name_the_problem_and_are_audited() {
     assert_eq!(rows.len(), 7, "every refusal has its row: {rows:?}");
     assert!(rows.iter().all(|r| r["details"]["result"] == "failure"));
 }
+
+#[tokio::test]
+async fn a_data_plane_that_does_not_answer_in_time_is_504_and_audited() {
+    let h = sqlite_harness(loopback_auth()).await;
+    let path = key(&h, json!(["claude-haiku-4-5"]), json!({}), true).await;
+    h.cp.set_probe_timeout(std::time::Duration::from_millis(200));
+    // Attached, never answering.
+    let mut silent = h.cp.attach_probe_target("dp-silent");
+    let r = post(&h, &path, json!({})).await;
+    assert_error(&r, StatusCode::GATEWAY_TIMEOUT, "timeout", None);
+    assert!(r.text.contains("dp-silent"), "{}", r.text);
+    assert!(silent.next().await.is_some(), "the probe was sent");
+    let rows = test_rows(&h).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["details"]["result"], "failure");
+    assert_eq!(rows[0]["details"]["status"], 504);
+}
