@@ -10,6 +10,11 @@
 //! is lost by skipping). Acks are read concurrently and recorded per node (applied version, NACK
 //! reason, last seen). The node is marked disconnected when the stream ends for any reason.
 //!
+//! Provider-key tests ([`crate::probes`]) go to the node as `ConfigUpdate{probe}` messages on the
+//! same stream (one at a time waits for room there; the node's queue is bounded) and come back
+//! as `WatchRequest.probe_result`; only the node a test was sent to can answer it, and its
+//! unanswered tests fail when its stream ends.
+//!
 //! # Report
 //! Each `UsageBatch` is committed in one store transaction, idempotent on the request id, and
 //! only then acknowledged with `UsageAck{batch_id, accepted}`; `accepted` counts the records
@@ -360,6 +365,10 @@ async fn run_watch(
     // Grants of rebalanced allowances (crate::allowances) are picked up this often.
     let mut grant_check = tokio::time::interval(GRANT_CHECK);
     grant_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Provider-key probes for this node (crate::probes), and the one waiting for room on the
+    // stream.
+    let mut probes = cp.attach_probe_target(session.node_id());
+    let mut queued_probe: Option<(u64, Bytes)> = None;
     loop {
         let pending = latest.version > sent;
         tokio::select! {
@@ -396,6 +405,12 @@ async fn run_watch(
                     }
                     session.key_health(&report);
                 }
+                Some(Ok(WatchRequest { msg: Some(watch_request::Msg::ProbeResult(result)) })) => {
+                    let probe_id = result.probe_id;
+                    if !probes.answer(result) {
+                        tracing::debug!(node_id = %log_safe(session.node_id()), probe_id, "key test answer nobody waits for (given up, or not this node's)");
+                    }
+                }
                 Some(Ok(WatchRequest { msg: Some(watch_request::Msg::Hello(_)) })) => {
                     let _ = tx.try_send(Err(Status::invalid_argument(
                         "Hello may only be the first message of a Watch stream",
@@ -427,6 +442,23 @@ async fn run_watch(
                 }
                 Err(_) => break,
             },
+            req = probes.next(), if queued_probe.is_none() => if let Some(req) = req {
+                let probe_id = req.probe_id;
+                let update = ConfigUpdate { probe: Some(req), ..ConfigUpdate::default() };
+                match encode_small_update(&update, gzip) {
+                    Some(bytes) => queued_probe = Some((probe_id, bytes)),
+                    None => probes.abandon(probe_id),
+                }
+            },
+            permit = tx.reserve(), if queued_probe.is_some() => match permit {
+                Ok(permit) => {
+                    if let Some((probe_id, bytes)) = queued_probe.take() {
+                        permit.send(Ok(bytes));
+                        tracing::debug!(node_id = %log_safe(session.node_id()), probe_id, "key test sent");
+                    }
+                }
+                Err(_) => break,
+            },
             _ = share_check.tick(), if sent > 0 => {
                 send_share(&cp, &session, gzip, &tx, &mut sent_share);
             }
@@ -441,6 +473,8 @@ async fn run_watch(
             }
         }
     }
+    // Fail the key tests this node was given and has not answered.
+    drop(probes);
     // Mark the node disconnected before the client sees the stream end.
     drop(session);
     drop(tx);

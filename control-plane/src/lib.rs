@@ -18,6 +18,8 @@
 //!   (usage batches in, acks out) behind the join-token check ([`GrpcAuth`]).
 //! * [`metrics`]: the control plane's Prometheus metrics (published config, fleet, usage ingest,
 //!   store failures).
+//! * [`probes`]: provider-key tests in flight, handed to a connected data plane (over its Watch
+//!   stream, or in process in all-in-one) and their answers handed back.
 //! * [`fleet`]: the in-memory registry of connected data planes behind `GET /api/data-planes`.
 //!   Text from data planes (node ids, NACK reasons) is logged through
 //!   `tollgate_proto::logsafe` (escaped, cut).
@@ -90,6 +92,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod model;
 mod oidc;
+pub mod probes;
 mod replicas;
 pub mod scim;
 pub mod snapshot;
@@ -190,6 +193,8 @@ struct Inner {
     fleet: Arc<fleet::Fleet>,
     /// Their allowances of every limit, rebalanced from their reports.
     allowances: allowances::Allowances,
+    /// Provider-key tests waiting for a data plane's answer.
+    probes: Arc<probes::Probes>,
     /// Cancelled by [`ControlPlane::shutdown`]: ends the gRPC streams.
     shutdown: CancellationToken,
     /// Cancelled when the last handle is dropped: ends the background tasks.
@@ -287,6 +292,7 @@ impl ControlPlane {
                 allowances: allowances::Allowances::new(
                     u64::try_from(unix_ms()).unwrap_or(0).saturating_mul(1_000),
                 ),
+                probes: Arc::default(),
                 shutdown: CancellationToken::new(),
                 tasks: CancellationToken::new(),
                 usage_retention_days: AtomicU32::new(0),
@@ -354,6 +360,43 @@ impl ControlPlane {
     /// the registry is in memory and per replica.
     pub fn data_planes(&self) -> Vec<fleet::NodeStatus> {
         self.inner.fleet.list(self.published_version())
+    }
+
+    /// Makes a data plane able to run provider-key tests for the admin API: it receives them
+    /// from the returned target and answers through it ([`probes`]). Split data planes are
+    /// attached by their Watch stream; all-in-one attaches its in-process data plane.
+    pub fn attach_probe_target(&self, node_id: &str) -> probes::ProbeTarget {
+        self.inner.probes.attach(node_id)
+    }
+
+    /// Has a connected data plane test a provider key and waits for its answer (at most
+    /// [`probes::PROBE_TIMEOUT`], or what [`ControlPlane::set_probe_timeout`] set); returns the
+    /// node that answered and its result. The data plane whose applied config is newest is
+    /// asked.
+    pub(crate) async fn probe_key(
+        &self,
+        req: tollgate_proto::config::v1::ProbeRequest,
+    ) -> Result<(String, tollgate_proto::config::v1::ProbeResult), probes::ProbeError> {
+        let applied: std::collections::HashMap<String, u64> = self
+            .data_planes()
+            .into_iter()
+            .filter(|n| n.connected)
+            .map(|n| (n.node_id, n.applied_version))
+            .collect();
+        self.inner
+            .probes
+            .run(
+                req,
+                |node| applied.get(node).copied().unwrap_or(0),
+                self.inner.probes.timeout(),
+            )
+            .await
+    }
+
+    /// How long key tests wait for a data plane's answer (default [`probes::PROBE_TIMEOUT`];
+    /// tests shorten it).
+    pub fn set_probe_timeout(&self, timeout: std::time::Duration) {
+        self.inner.probes.set_timeout(timeout);
     }
 
     /// Takes a data plane's report of its limits: what it holds of every counter in use and

@@ -2046,3 +2046,6 @@ mod content;
 
 #[path = "api/exports.rs"]
 mod exports;
+
+#[path = "api/key_test.rs"]
+mod key_test;

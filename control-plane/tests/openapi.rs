@@ -67,6 +67,7 @@ fn every_route_is_documented_and_bodies_are_closed() {
         "GET /api/providers/{provider}/keys/{key_id}",
         "PUT /api/providers/{provider}/keys/{key_id}",
         "DELETE /api/providers/{provider}/keys/{key_id}",
+        "POST /api/providers/{provider}/keys/{key_id}/test",
         "GET /api/keys",
         "GET /api/logs",
         "GET /api/logs/{request_id}",

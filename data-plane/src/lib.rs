@@ -26,6 +26,7 @@
 //! | [`error`] | the one error type of the inference surface (Anthropic-shaped) |
 //! | [`otel`] | OpenTelemetry traces over OTLP (off by default): a span per request and per upstream attempt |
 //! | [`value`] | literal / `env.NAME` values resolved at use, under the env allowlist |
+//! | [`probe`] | provider-key probes the control plane asks for: one minimal call to one key through the serving path |
 
 pub mod admission;
 pub mod bedrock_ingress;
@@ -40,6 +41,7 @@ pub mod metrics;
 pub mod models;
 pub mod openai_ingress;
 pub mod otel;
+pub mod probe;
 pub use tollgate_proto::model_id;
 pub mod providers;
 pub mod refusals;
@@ -102,6 +104,7 @@ pub struct DataPlane {
     link: source::ConfigLink,
     refusals: refusals::Refusals,
     metrics: metrics::Metrics,
+    probes: probe::Probes,
 }
 
 impl DataPlane {
@@ -113,6 +116,7 @@ impl DataPlane {
             link: source::ConfigLink::default(),
             refusals: refusals::Refusals::default(),
             metrics: metrics::Metrics::default(),
+            probes: probe::Probes::default(),
         })
     }
 

@@ -15,6 +15,8 @@
 //!   and reconnects forever, with exponential backoff and full jitter
 //!   ([`ConnectOptions`]). Streams are also closed and reopened
 //!   after `max_stream_lifetime` (about 30 min) to rebalance across control-plane replicas.
+//! * **Probes.** A `ConfigUpdate` may carry a provider-key probe instead of a snapshot: it runs
+//!   in a task of its own ([`crate::probe`]) and its `ProbeResult` goes back on the stream.
 //! * **Visibility.** [`ConfigLink`] says where the config comes from and whether the stream is
 //!   up; `/ready` reports it.
 //!
@@ -41,7 +43,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tollgate_proto::config::v1::config_service_client::ConfigServiceClient;
 use tollgate_proto::config::v1::{
-    Ack, ConfigUpdate, FleetShare, Hello, Snapshot, WatchRequest, watch_request,
+    Ack, ConfigUpdate, FleetShare, Hello, ProbeRequest, Snapshot, WatchRequest, watch_request,
 };
 use tonic::codec::CompressionEncoding;
 
@@ -569,7 +571,7 @@ impl Follower {
                     continue;
                 }
             };
-            let update = match next {
+            let mut update = match next {
                 Ok(Some(update)) => {
                     self.dp.link.touch();
                     update
@@ -577,6 +579,9 @@ impl Follower {
                 Ok(None) => return lost_after("the control plane closed the stream".into()),
                 Err(status) => return lost_after(status_text(&status)),
             };
+            if let Some(probe) = update.probe.take() {
+                self.run_probe(probe, &tx);
+            }
             if update.snapshot.is_none() {
                 if let Some(share) = update.share {
                     self.set_share(share).await;
@@ -604,6 +609,22 @@ impl Follower {
                 return lost_after("request stream closed".into());
             }
         }
+    }
+
+    /// Runs a provider-key probe the control plane asked for ([`crate::probe`]) in a task of
+    /// its own, so the stream keeps being read, and answers on the stream.
+    fn run_probe(&self, probe: ProbeRequest, tx: &mpsc::Sender<WatchRequest>) {
+        let dp = Arc::clone(&self.dp);
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let result = dp.probe(&probe).await;
+            // The stream may be gone by now: the control plane then gives up on its own.
+            let _ = tx
+                .send(WatchRequest {
+                    msg: Some(watch_request::Msg::ProbeResult(result)),
+                })
+                .await;
+        });
     }
 
     /// Sends what this node holds of its limits (reflecting the grants up to `grant_seq`). A

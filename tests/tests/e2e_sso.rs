@@ -889,6 +889,21 @@ async fn idp_groups_give_roles_the_admin_api_enforces_and_scim_deactivation_stop
             if create { 201 } else { 403 },
             "{login}"
         );
+        // Testing a provider key spends money at the provider: the admin's only (the admin
+        // passes the access check and learns the key does not exist).
+        let r = b
+            .http
+            .post(format!(
+                "{public}/api/providers/bedrock/keys/00000000-0000-0000-0000-000000000001/test"
+            ))
+            .header("x-csrf-token", &csrf)
+            .send()
+            .await;
+        assert_eq!(
+            status(r.expect("key test")),
+            if role == "admin" { 404 } else { 403 },
+            "{login}"
+        );
         // Without the CSRF token even the admin's browser cannot change anything.
         let r = b
             .http

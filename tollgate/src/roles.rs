@@ -504,6 +504,10 @@ pub async fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
     dp.follow(cp.snapshots());
     let usage_task = tokio::spawn(ingest_in_process(cp.clone(), usage_rx));
     let limits_task = tokio::spawn(report_limits_in_process(cp.clone(), dp.clone()));
+    let probe_task = tokio::spawn(answer_probes_in_process(
+        cp.attach_probe_target(ALL_IN_ONE_NODE),
+        dp.clone(),
+    ));
 
     let listener = Listener::bind(args.listen, "http").await?;
     let mut registry = Registry::default();
@@ -532,6 +536,8 @@ pub async fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
     // Let the usage of the last requests reach the store.
     limits_task.abort();
     let _ = limits_task.await;
+    probe_task.abort();
+    let _ = probe_task.await;
     drop(dp);
     let _ = tokio::time::timeout(Duration::from_secs(5), usage_task).await;
     if let Some(exporting) = exporting {
@@ -558,7 +564,23 @@ async fn report_limits_in_process(cp: ControlPlane, dp: Arc<DataPlane>) {
     }
 }
 
-/// The node id all-in-one's data plane reports its limits under.
+/// All-in-one's provider-key tests (`POST /api/providers/{name}/keys/{key_id}/test`): its data
+/// plane is attached to the control plane as a probe target, as a split data plane's Watch
+/// stream is, and runs each test in a task of its own with its current runtime.
+async fn answer_probes_in_process(
+    mut target: tollgate_control_plane::probes::ProbeTarget,
+    dp: Arc<DataPlane>,
+) {
+    while let Some(req) = target.next().await {
+        let dp = dp.clone();
+        let answers = target.answers();
+        tokio::spawn(async move {
+            answers.answer(dp.probe(&req).await);
+        });
+    }
+}
+
+/// The node id all-in-one's data plane reports its limits (and answers key tests) under.
 const ALL_IN_ONE_NODE: &str = "all-in-one";
 
 /// All-in-one's usage path: the same records the gRPC reporter sends, committed in-process in

@@ -73,6 +73,7 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Access> {
                 Admin
             }
         }
+        "/providers/{provider}/keys/{key_id}/test" => Admin,
         "/customers/{customer_id}/usage" => ReadConfig,
         "/customers/{customer_id}/budgets/{budget_id}/reset" => Admin,
         "/teams" | "/governance/teams" => {

@@ -7,7 +7,8 @@
 //!   settings, a user's own key and tokens) writes a `result: "failure"` row with the error message and status, in
 //!   its own small transaction ([`Store::append_audit`](crate::store::Store::append_audit)): the
 //!   action and target come from the route (`provider_key.update` on
-//!   `providers/bedrock/keys/ID`; a create's target is the collection, `virtual-keys`), since the
+//!   `providers/bedrock/keys/ID`, `provider_key.test` for a refused key test; a create's target
+//!   is the collection, `virtual-keys`), since the
 //!   request may have failed before a handler could say more. Server errors (5xx) are not
 //!   recorded: nothing was refused, and the store is likely what failed.
 //! * [`record_auth_failures`]: a 401 from the admin-auth middleware writes an `auth.failed` row
@@ -124,6 +125,14 @@ fn refused_action(
         return Some((
             "job.cancel".to_owned(),
             target_of(&segments[..segments.len() - 1]),
+            None,
+        ));
+    }
+    // `providers/{provider}/keys/{key_id}/test`: a key test, of the key.
+    if resource == "provider_key" && segments.len() == 5 && segments[4] == "test" {
+        return Some((
+            "provider_key.test".to_owned(),
+            target_of(&segments[..4]),
             None,
         ));
     }
@@ -354,6 +363,13 @@ mod tests {
                 params(&[("override_id", "o\n1")]),
                 "pricing.update",
                 "pricing/o\\n1",
+            ),
+            (
+                Method::POST,
+                "/api/providers/{provider}/keys/{key_id}/test",
+                params(&[("provider", "bedrock"), ("key_id", "k1")]),
+                "provider_key.test",
+                "providers/bedrock/keys/k1",
             ),
             (
                 Method::POST,

@@ -23,6 +23,10 @@ pub enum ErrorType {
     Unauthorized,
     Forbidden,
     Internal,
+    /// 503: what the request needs is not there now (e.g. no data plane connected).
+    Unavailable,
+    /// 504: a data plane did not answer in time.
+    Timeout,
 }
 
 /// The body of every error response.
@@ -71,6 +75,12 @@ pub enum ApiError {
     /// 413.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 503: what the request needs is not available now; the message says what.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 504: something the request waited for did not answer in time.
+    #[error("{0}")]
+    GatewayTimeout(String),
     /// 500. The string is the cause: logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -101,6 +111,8 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -117,6 +129,8 @@ impl ApiError {
             ApiError::Conflict(m) => (ErrorType::Conflict, m.clone(), None),
             ApiError::Unauthorized(m) => (ErrorType::Unauthorized, m.clone(), None),
             ApiError::Forbidden(m) => (ErrorType::Forbidden, m.clone(), None),
+            ApiError::Unavailable(m) => (ErrorType::Unavailable, m.clone(), None),
+            ApiError::GatewayTimeout(m) => (ErrorType::Timeout, m.clone(), None),
             ApiError::Internal(_) => (
                 ErrorType::Internal,
                 "internal error; the cause is in the server log".to_owned(),

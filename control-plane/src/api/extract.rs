@@ -38,6 +38,38 @@ where
     }
 }
 
+/// An optional JSON request body: `None` when the request has none (no `Content-Type` and an
+/// empty body) or it is JSON `null`, otherwise as [`ApiJson`].
+pub struct OptionalApiJson<T>(pub Option<T>);
+
+impl<S, T> FromRequest<S> for OptionalApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if req.headers().get(header::CONTENT_TYPE).is_none() {
+            if http_body::Body::size_hint(req.body()).lower() > super::MAX_BODY_BYTES as u64 {
+                return Err(too_large());
+            }
+            let bytes = Bytes::from_request(req, state)
+                .await
+                .map_err(body_rejection)?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Ok(OptionalApiJson(None));
+            }
+            return Err(ApiError::invalid(
+                "expected a JSON body with `Content-Type: application/json`",
+            ));
+        }
+        ApiJson::<Option<T>>::from_request(req, state)
+            .await
+            .map(|ApiJson(v)| OptionalApiJson(v))
+    }
+}
+
 /// `application/json` and `application/*+json`; also `application/x-www-form-urlencoded`, which
 /// is what `curl -d` sends, so the documented curl commands work as pasted (the body must still
 /// be JSON). Browsers can send that type cross-site without a preflight, which is why the

@@ -24,6 +24,7 @@ mod error;
 pub(crate) mod exports;
 mod extract;
 mod jobs;
+mod key_test;
 mod keys;
 mod login;
 mod logs;
@@ -95,6 +96,10 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
             get(keys::get_key)
                 .put(keys::update_key)
                 .delete(keys::delete_key),
+        )
+        .route(
+            "/providers/{provider}/keys/{key_id}/test",
+            axum::routing::post(key_test::test_key),
         )
         .route("/keys", get(keys::list_all_keys))
         .route("/me", get(users::me))
@@ -366,6 +371,7 @@ impl Modify for BearerAuth {
         keys::get_key,
         keys::update_key,
         keys::delete_key,
+        key_test::test_key,
         virtual_keys::create_virtual_key,
         virtual_keys::list_virtual_keys,
         virtual_keys::get_virtual_key,

@@ -292,6 +292,8 @@ fn expected(op: &str) -> &'static str {
         | "POST /api/me/tokens"
         | "DELETE /api/me/tokens/{token_id}" => "AVTM",
         "GET /api/scim" | "GET /api/sso" | "GET /api/group-mappings" => "AK",
+        // Testing a provider key spends money at the provider: admins only.
+        "POST /api/providers/{provider}/keys/{key_id}/test" => "AK",
         _ if op.starts_with("GET ") => panic!("no expectation for {op}"),
         // Every other change (providers, keys, pricing, customers, teams' creation and deletion,
         // users, customer budget resets) is the admin's.
