@@ -279,6 +279,13 @@ try {
   // (<redacted>) and nowhere on the page; that key is deleted (after a confirmation), and the
   // walkthrough's key gets a new weight.
   await admin.goto(`${url}/#/providers`);
+  // The walkthrough's key tested against the Bedrock double through the data plane; a disabled
+  // key offers no test (data planes do not load it).
+  await admin.getByRole('button', { name: 'Test key bedrock-key of bedrock' }).click();
+  const tested = admin.locator('.key-test', { hasText: /^(Works|Fails)/ });
+  await tested.waitFor();
+  seen.keyTest = await tested.innerText();
+  seen.sealedTestButtons = await admin.getByRole('button', { name: 'Test key sealed-key of bedrock' }).count();
   await admin.getByRole('button', { name: 'Edit key sealed-key of bedrock' }).click();
   const sealedForm = admin.getByRole('form', { name: 'Edit key sealed-key of bedrock' });
   seen.sealedShown = {

@@ -313,6 +313,17 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
     assert_eq!(c["budgets"][0]["reset_duration"], "1d", "{c}");
     assert_eq!(c["rate_limit"], Value::Null, "{c}");
 
+    // The key test run from the providers page: the double answered through the data plane.
+    let tested = seen["keyTest"].as_str().unwrap();
+    assert!(
+        tested.starts_with("Works: 200") && tested.contains("via all-in-one"),
+        "{tested}"
+    );
+    assert_eq!(
+        seen["sealedTestButtons"], 0,
+        "a disabled key offers no test"
+    );
+
     // Provider keys: the literal secret showed only as the API returns it, the key is gone, the
     // walkthrough's key has its new weight and keeps its env references.
     assert_eq!(

@@ -161,17 +161,45 @@ export async function providers(el) {
 }
 
 /**
- * The actions of one provider key (the last cell of its row): edit and delete. Per-key actions
- * belong here; a "Test" button (`POST /api/providers/{name}/keys/{key_id}/test`) is to be added
- * to this list.
+ * The actions of one provider key (the last cell of its row): test it against its provider
+ * (`POST /api/providers/{name}/keys/{key_id}/test`: one `max_tokens` 1 request through a data
+ * plane; the outcome shows next to the buttons), edit and delete.
  */
 export function keyActions(p, k, { edit, remove }) {
+  const outcome = h("span", { class: "hint key-test", role: "status" });
+  const test = h("button", { type: "button", "aria-label": `Test key ${k.name} of ${p.name}` }, "Test");
+  test.addEventListener("click", async () => {
+    test.disabled = true;
+    outcome.className = "hint key-test";
+    fill(outcome, "Testing…");
+    try {
+      const r = await api("POST", `/api/providers/${encodeURIComponent(p.name)}/keys/${encodeURIComponent(k.id)}/test`);
+      outcome.className = r.ok ? "hint key-test ok" : "error key-test";
+      fill(outcome, testOutcome(r));
+    } catch (err) {
+      outcome.className = "error key-test";
+      fill(outcome, errorText(err));
+    } finally {
+      test.disabled = false;
+    }
+  });
   return h(
     "div",
     { class: "row key-actions" },
+    k.enabled === false ? null : test,
     h("button", { type: "button", "aria-label": `Edit key ${k.name} of ${p.name}`, onclick: () => edit(k) }, "Edit"),
     h("button", { type: "button", class: "danger", "aria-label": `Delete key ${k.name} of ${p.name}`, onclick: () => remove(k) }, "Delete"),
+    outcome,
   );
+}
+
+/** One line for a key test's answer: works (status, model, latency) or the provider's error. */
+export function testOutcome(r) {
+  const where = `${r.model} via ${r.data_plane}, ${r.latency_ms} ms`;
+  if (r.ok) return `Works: ${r.status} (${where})`;
+  const e = r.error || {};
+  const status = r.status ? `${r.status} ` : "no answer: ";
+  return `Fails: ${status}${e.class || ""}${e.message ? ` — ${e.message}` : ""} (${where})`;
 }
 
 /** What the API says of a key's credentials: `<redacted>` (a stored secret), `env.NAME`, or
