@@ -329,20 +329,27 @@ pub(crate) async fn get_log(
     caller: Principal,
     ApiPath(request_id): ApiPath<String>,
 ) -> Result<Json<LogEntry>, ApiError> {
-    let not_found = || ApiError::NotFound(format!("no request log {request_id:?}"));
-    let row = cp
-        .store()
-        .get_usage_log(&request_id)
+    let row = scoped_log(&cp, &caller, &request_id)
         .await?
-        .ok_or_else(not_found)?;
+        .ok_or_else(|| ApiError::NotFound(format!("no request log {request_id:?}")))?;
+    Ok(Json(LogEntry::from(row)))
+}
+
+/// The log of `request_id`, or `None` when there is none or it is outside the caller's scope
+/// (the two are one answer: a caller cannot tell whether a request exists beyond its scope).
+async fn scoped_log(
+    cp: &ControlPlane,
+    caller: &Principal,
+    request_id: &str,
+) -> Result<Option<UsageLogRow>, ApiError> {
+    let Some(row) = cp.store().get_usage_log(request_id).await? else {
+        return Ok(None);
+    };
     let visible = match row.virtual_key_id.parse::<Uuid>() {
         Ok(key) => caller.covers_key(key, row.team_id),
         Err(_) => caller.scope() == Scope::All,
     };
-    if !visible {
-        return Err(not_found());
-    }
-    Ok(Json(LogEntry::from(row)))
+    Ok(visible.then_some(row))
 }
 
 /// One recorded body.
@@ -416,18 +423,9 @@ pub(crate) async fn get_log_content(
     ApiPath(request_id): ApiPath<String>,
 ) -> Result<Json<LogContent>, ApiError> {
     let not_found = || ApiError::NotFound(format!("no recorded bodies for request {request_id:?}"));
-    let row = cp
-        .store()
-        .get_usage_log(&request_id)
+    scoped_log(&cp, &caller, &request_id)
         .await?
         .ok_or_else(not_found)?;
-    let visible = match row.virtual_key_id.parse::<Uuid>() {
-        Ok(key) => caller.covers_key(key, row.team_id),
-        Err(_) => caller.scope() == Scope::All,
-    };
-    if !visible {
-        return Err(not_found());
-    }
     let content = cp
         .store()
         .get_request_content(&request_id)
