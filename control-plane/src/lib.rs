@@ -498,14 +498,26 @@ impl ControlPlane {
             .store
             .create_usage_partitions(from, replicas::USAGE_PARTITION_DAYS)
             .await?;
-        let content_days = self.inner.content_retention_days.load(Ordering::Relaxed);
+        // Bodies never outlive their usage records (they could no longer be read).
+        let usage_days = self.inner.usage_retention_days.load(Ordering::Relaxed);
+        let content_days = match self.inner.content_retention_days.load(Ordering::Relaxed) {
+            0 => usage_days,
+            days if usage_days > 0 => days.min(usage_days),
+            days => days,
+        };
         if content_days > 0 {
             let cutoff = time::OffsetDateTime::now_utc()
                 .checked_sub(time::Duration::days(i64::from(content_days)))
                 .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-            let deleted = self.inner.store.drop_request_content_before(cutoff).await?;
-            if deleted > 0 {
-                tracing::info!(rows = deleted, before = %cutoff, "content retention removed recorded bodies");
+            // A failure here is logged and does not keep the other retentions from running.
+            match self.inner.store.drop_request_content_before(cutoff).await {
+                Ok(0) => {}
+                Ok(deleted) => {
+                    tracing::info!(rows = deleted, before = %cutoff, "content retention removed recorded bodies");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "content retention failed; retried at the next maintenance");
+                }
             }
         }
         let spend_days = self.inner.spend_retention_days.load(Ordering::Relaxed);

@@ -82,6 +82,9 @@ pub struct DataPlaneConfig {
     /// Starts the spans of requests when traces are exported ([`otel`]); `None`: off, and the
     /// request path does nothing for traces.
     pub tracing: Option<otel::Tracer>,
+    /// Bytes of recorded bodies (content logging) held in memory on their way to the control
+    /// plane, at most ([`content::ContentBudget`]).
+    pub content_max_held_bytes: usize,
 }
 
 impl Default for DataPlaneConfig {
@@ -91,6 +94,7 @@ impl Default for DataPlaneConfig {
             sse_ping_interval: DEFAULT_SSE_PING_INTERVAL,
             env_allow: EnvAllowlist::default(),
             tracing: None,
+            content_max_held_bytes: content::DEFAULT_MAX_HELD_BYTES,
         }
     }
 }
@@ -105,11 +109,13 @@ pub struct DataPlane {
     refusals: refusals::Refusals,
     metrics: metrics::Metrics,
     probes: probe::Probes,
+    content: Arc<content::ContentBudget>,
 }
 
 impl DataPlane {
     pub fn new(config: DataPlaneConfig, usage: usage::UsageSink) -> Arc<DataPlane> {
         Arc::new(DataPlane {
+            content: content::ContentBudget::new(config.content_max_held_bytes),
             runtime: RuntimeHandle::new(config.env_allow.clone()),
             config,
             usage,
@@ -123,6 +129,11 @@ impl DataPlane {
     /// Requests refused before a virtual key was established (they are not usage).
     pub fn refusals(&self) -> &refusals::Refusals {
         &self.refusals
+    }
+
+    /// The bound of recorded bodies in memory (content logging).
+    pub fn content_budget(&self) -> &Arc<content::ContentBudget> {
+        &self.content
     }
 
     /// Its per-request metrics (every usage record adds to them; see [`metrics`]).

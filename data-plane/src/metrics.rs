@@ -231,7 +231,13 @@ pub const USAGE_CONTENT_DROPPED: Def = def(
     "tollgate_usage_content_dropped",
     C,
     &[],
-    "Usage records sent without their recorded bodies because the spool held its limit of them",
+    "Usage records sent without their recorded bodies because the data plane held its limit of them",
+);
+pub const USAGE_CONTENT_HELD: Def = def(
+    "tollgate_usage_content_held_bytes",
+    G,
+    &[],
+    "Bytes of recorded bodies (content logging) held in memory on their way to the control plane",
 );
 pub const USAGE_STREAM_CONNECTED: Def = def(
     "tollgate_usage_stream_connected",
@@ -285,6 +291,7 @@ pub const DEFS: &[Def] = &[
     USAGE_PENDING,
     USAGE_DROPPED,
     USAGE_CONTENT_DROPPED,
+    USAGE_CONTENT_HELD,
     USAGE_STREAM_CONNECTED,
     KEY_EJECTED,
     KEY_FAILURES,
@@ -760,6 +767,16 @@ impl Collector for DataPlaneCollector {
         }
         gauge(&mut enc, &USAGE_QUEUE, dp.usage.queued() as u64)?;
         counter(&mut enc, &USAGE_QUEUE_DROPPED, dp.usage.dropped())?;
+        counter(
+            &mut enc,
+            &USAGE_CONTENT_DROPPED,
+            dp.content_budget().dropped_total(),
+        )?;
+        gauge(
+            &mut enc,
+            &USAGE_CONTENT_HELD,
+            dp.content_budget().held() as u64,
+        )?;
         if let Some(rt) = &rt {
             key_health(&mut enc, rt, health::now_ms())?;
         }
@@ -819,7 +836,6 @@ impl Collector for ReporterCollector {
         counter(&mut enc, &USAGE_ACKED, s.acked_total())?;
         gauge(&mut enc, &USAGE_PENDING, s.pending())?;
         counter(&mut enc, &USAGE_DROPPED, s.dropped_total())?;
-        counter(&mut enc, &USAGE_CONTENT_DROPPED, s.content_dropped_total())?;
         gauge(&mut enc, &USAGE_STREAM_CONNECTED, u64::from(s.connected()))
     }
 }

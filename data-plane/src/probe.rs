@@ -317,14 +317,33 @@ fn secret_of(credential: &KeyCredential) -> Option<String> {
 }
 
 /// `message` without any occurrence of `secret` (short values are left alone: they could match
-/// ordinary words).
+/// ordinary words), without the value of an `x-amz-security-token` line (AWS echoes the
+/// canonical request, which signs a temporary credential's session token, in a signature
+/// mismatch), and with every credential shape content logging masks masked
+/// ([`tollgate_proto::content::mask_secrets`]).
 fn scrub(message: &str, secret: Option<&str>) -> String {
-    match secret {
+    let mut out = match secret {
         Some(secret) if secret.len() >= 8 && message.contains(secret) => {
             message.replace(secret, "<redacted>")
         }
         _ => message.to_owned(),
+    };
+    if out.to_ascii_lowercase().contains("x-amz-security-token") {
+        out = out
+            .split('\n')
+            .map(|line| match line.split_once(':') {
+                Some((name, _)) if name.trim().eq_ignore_ascii_case("x-amz-security-token") => {
+                    format!("{name}:<redacted>")
+                }
+                _ => line.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
     }
+    let mut bytes = out.into_bytes();
+    tollgate_proto::content::mask_secrets(&mut bytes, false);
+    // Masking replaces ASCII with ASCII: still UTF-8.
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 /// Input and output tokens of a successful answer (Anthropic's and Bedrock InvokeModel's

@@ -19,11 +19,10 @@
 //! * **Bound.** At most `spool_max_records` unacknowledged records are kept (in memory and on
 //!   disk); beyond that the oldest are dropped with a `warn` line and counted
 //!   ([`ReporterStats::dropped_total`]). Memory use is about the size of the records kept
-//!   (a few hundred bytes each), plus the bodies content logging records: at most
-//!   `spool_max_content_bytes` of them are held; a record arriving beyond that loses its bodies
-//!   (the usage itself is kept), counted in [`ReporterStats::content_dropped_total`] with a
-//!   `warn` line. A batch carries at most [`BATCH_CONTENT_BYTES`] of bodies (or one record), so
-//!   it stays under the control plane's message limit.
+//!   (a few hundred bytes each), plus the bodies content logging records, which the data
+//!   plane's [`ContentBudget`](crate::content::ContentBudget) bounds wherever they are held. A
+//!   batch carries at most [`BATCH_CONTENT_BYTES`] of bodies (or one record), so it stays under
+//!   the control plane's message limit.
 //!
 //! Spool format: `spool_dir/usage-<20-digit id>.seg`, append-only, each record a
 //! length-delimited (varint length prefix) protobuf `tollgate.usage.v1.UsageRecord`. One
@@ -59,8 +58,6 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
 /// Default bound of unacknowledged records kept.
 pub const DEFAULT_SPOOL_MAX_RECORDS: usize = 1_000_000;
-/// Default bound of recorded bodies (content logging) held unacknowledged: 256 MiB.
-pub const DEFAULT_SPOOL_MAX_CONTENT_BYTES: usize = 256 * 1024 * 1024;
 /// Recorded bodies per batch, at most (a record with more goes alone): 4 MiB, so that a batch
 /// stays well under the control plane's 16 MiB message limit (a record's two bodies are at most
 /// 1 MiB each).
@@ -91,8 +88,6 @@ pub struct ReporterConfig {
     pub flush_interval: Duration,
     /// Unacknowledged records kept, at most (e.g. 1 000 000); the oldest are dropped beyond.
     pub spool_max_records: usize,
-    /// Bytes of recorded bodies held, at most; records arriving beyond it lose their bodies.
-    pub spool_max_content_bytes: usize,
 }
 
 impl ReporterConfig {
@@ -107,7 +102,6 @@ impl ReporterConfig {
             batch_max: DEFAULT_BATCH_MAX,
             flush_interval: DEFAULT_FLUSH_INTERVAL,
             spool_max_records: DEFAULT_SPOOL_MAX_RECORDS,
-            spool_max_content_bytes: DEFAULT_SPOOL_MAX_CONTENT_BYTES,
         }
     }
 }
@@ -118,7 +112,6 @@ pub struct ReporterStats {
     received: AtomicU64,
     acked: AtomicU64,
     dropped: AtomicU64,
-    content_dropped: AtomicU64,
     pending: AtomicU64,
     connected: AtomicBool,
 }
@@ -137,12 +130,6 @@ impl ReporterStats {
     /// Records dropped because the spool bound was reached.
     pub fn dropped_total(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
-    }
-
-    /// Records whose recorded bodies were dropped (the usage kept) because the spool held
-    /// `spool_max_content_bytes` of bodies.
-    pub fn content_dropped_total(&self) -> u64 {
-        self.content_dropped.load(Ordering::Relaxed)
     }
 
     /// Records held and not yet acknowledged.
@@ -519,9 +506,8 @@ impl Reporter {
 
     /// Takes records into the spool. Counters are updated once the records are on disk, the
     /// running totals last (an observer that sees them sees `pending` and `dropped` too).
-    async fn accept(&mut self, mut records: Vec<UsageRecord>) {
+    async fn accept(&mut self, records: Vec<UsageRecord>) {
         let n = records.len() as u64;
-        self.bound_content(&mut records);
         let (jobs, dropped) = self.spool.append(records);
         self.io(jobs).await;
         self.update_pending();
@@ -535,37 +521,6 @@ impl Reporter {
             );
         }
         self.stats.received.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Drops the bodies of records that would take the spool past its content bound.
-    fn bound_content(&mut self, records: &mut [UsageRecord]) {
-        let mut held = self.spool.content_bytes();
-        let mut stripped = 0u64;
-        for r in records.iter_mut() {
-            let len = spool::content_len(r);
-            if len == 0 {
-                continue;
-            }
-            if held + len > self.cfg.spool_max_content_bytes {
-                r.content = None;
-                stripped += 1;
-            } else {
-                held += len;
-            }
-        }
-        if stripped > 0 {
-            let total = self
-                .stats
-                .content_dropped
-                .fetch_add(stripped, Ordering::Relaxed)
-                + stripped;
-            tracing::warn!(
-                records = stripped,
-                content_dropped_total = total,
-                spool_max_content_bytes = self.cfg.spool_max_content_bytes,
-                "usage spool holds its limit of recorded bodies; these records keep their usage without bodies"
-            );
-        }
     }
 
     fn send(&mut self, permit: mpsc::OwnedPermit<UsageBatch>) {
@@ -667,7 +622,6 @@ mod tests {
             batch_max: 10,
             flush_interval: Duration::from_millis(20),
             spool_max_records: 10_000,
-            spool_max_content_bytes: DEFAULT_SPOOL_MAX_CONTENT_BYTES,
         }
     }
 
@@ -863,48 +817,6 @@ mod tests {
         // What survived is the newest records.
         assert_eq!(stored_ids(&state), expected(dropped as usize..25));
         assert_eq!(h.dropped_total(), dropped);
-        h.task.abort();
-        cp.stop().await;
-    }
-
-    /// Past the bound of recorded bodies, records keep their usage and lose their bodies; the
-    /// bodies of those within it arrive whole, in batches under the content limit.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_content_bound_strips_bodies_and_keeps_the_usage() {
-        let (endpoint, addr) = dead_endpoint().await;
-        let (sink, rx) = UsageSink::channel(1024);
-        let cfg = ReporterConfig {
-            spool_max_content_bytes: 10_000,
-            ..config(endpoint, None)
-        };
-        let h = start_reporter(rx, cfg, fast_options());
-        let body = |n: usize| bytes::Bytes::from(vec![b'x'; n]);
-        for i in 0..5 {
-            sink.record(UsageRecord {
-                content: Some(tollgate_proto::usage::v1::Content {
-                    request: body(1_500),
-                    request_bytes: 1_500,
-                    response: body(1_500),
-                    response_bytes: 9_000,
-                }),
-                ..usage_record(i)
-            });
-        }
-        wait_until("5 taken", || h.stats.received_total() == 5).await;
-        // 3 000 bytes each: three fit under 10 000.
-        assert_eq!(h.stats.content_dropped_total(), 2);
-        assert_eq!(h.dropped_total(), 0);
-
-        let state = FakeState::new(None);
-        let cp = FakeControlPlane::start(Arc::clone(&state), Some(addr)).await;
-        wait_until("all acked", || h.stats.pending() == 0).await;
-        assert_eq!(stored_ids(&state), expected(0..5));
-        let content = state.content.lock().unwrap().clone();
-        let with: Vec<_> = expected(0..3);
-        assert_eq!(content.len(), 3, "{content:?}");
-        for id in &with {
-            assert_eq!(content.get(id), Some(&3_000), "{id}");
-        }
         h.task.abort();
         cp.stop().await;
     }

@@ -438,7 +438,9 @@ impl Draft {
         let tokens = self.tokens();
         self.record.cost_nano_usd = tokens.charge(self.price);
         if let Some(content) = self.content.take() {
-            self.record.content = Some(content.finish());
+            self.record.content = dp
+                .content_budget()
+                .admit(&self.record.request_id, content.finish());
         }
         if let Some(reservation) = self.reservation.take() {
             let all = tokens.total_input().saturating_add(tokens.output);

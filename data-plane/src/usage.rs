@@ -8,15 +8,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 use tollgate_proto::usage::v1::UsageRecord;
 
-/// Moves queued records into `out`, without waiting, until `out` holds `max` records or the
-/// queue is empty. Returns `true` when the queue is closed (every sink dropped) and empty.
+/// Recorded bodies one [`drain`] takes, at most (past it the batch ends; a record with more
+/// goes alone): 4 MiB, so a batch of usage with bodies stays a modest store transaction and gRPC
+/// message.
+pub const DRAIN_CONTENT_BYTES: usize = 4 * 1024 * 1024;
+
+/// Bytes of recorded bodies (content logging) `records` carry.
+pub fn content_len(records: &[UsageRecord]) -> usize {
+    records
+        .iter()
+        .filter_map(|r| r.content.as_ref())
+        .map(|c| c.request.len() + c.response.len())
+        .sum()
+}
+
+/// Moves queued records into `out`, without waiting, until `out` holds `max` records or
+/// [`DRAIN_CONTENT_BYTES`] of bodies, or the queue is empty. Returns `true` when the queue is
+/// closed (every sink dropped) and empty.
 ///
 /// The sink's consumers call this on a timer rather than awaiting each record, so a request never
 /// wakes another task for its usage.
 pub fn drain(rx: &mut mpsc::Receiver<UsageRecord>, out: &mut Vec<UsageRecord>, max: usize) -> bool {
-    while out.len() < max {
+    let mut content = content_len(out);
+    while out.len() < max && content < DRAIN_CONTENT_BYTES {
         match rx.try_recv() {
-            Ok(record) => out.push(record),
+            Ok(record) => {
+                content += content_len(std::slice::from_ref(&record));
+                out.push(record);
+            }
             Err(mpsc::error::TryRecvError::Empty) => return false,
             Err(mpsc::error::TryRecvError::Disconnected) => return true,
         }

@@ -49,6 +49,12 @@ pub struct InferenceArgs {
     #[arg(long, env = "TOLLGATE_SSE_PING_INTERVAL_MS", default_value_t = 10_000)]
     sse_ping_interval_ms: u64,
 
+    /// Largest number of bytes of recorded request and response bodies (content logging) held in
+    /// memory on their way to the control plane; a record whose bodies would pass it is
+    /// delivered without them (counted and logged), its usage kept.
+    #[arg(long, env = "TOLLGATE_CONTENT_MAX_HELD_BYTES", default_value_t = tollgate_data_plane::content::DEFAULT_MAX_HELD_BYTES)]
+    content_max_held_bytes: usize,
+
     /// Seconds that requests in flight (streams included) get to finish after SIGTERM/Ctrl-C.
     #[arg(long, env = "TOLLGATE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     shutdown_grace_secs: u64,
@@ -98,6 +104,7 @@ impl InferenceArgs {
         DataPlaneConfig {
             max_body_bytes: self.max_body_bytes,
             sse_ping_interval: Duration::from_millis(self.sse_ping_interval_ms.max(1)),
+            content_max_held_bytes: self.content_max_held_bytes,
             ..DataPlaneConfig::default()
         }
     }
@@ -234,7 +241,8 @@ pub struct AllInOneArgs {
     secret_key: Option<String>,
 
     /// Days to keep the request and response bodies content logging records (for the keys and
-    /// teams that turn it on); older ones are deleted hourly. 0 keeps them all.
+    /// teams that turn it on); older ones are deleted hourly. Never longer than the usage
+    /// records they belong to; 0 keeps them as long as those.
     #[arg(long, env = "TOLLGATE_CONTENT_RETENTION_DAYS", default_value_t = 7)]
     content_retention_days: u32,
 
@@ -289,7 +297,8 @@ pub struct ControlPlaneArgs {
     spend_retention_days: u32,
 
     /// Days to keep the request and response bodies content logging records (for the keys and
-    /// teams that turn it on); older ones are deleted hourly. 0 keeps them all.
+    /// teams that turn it on); older ones are deleted hourly. Never longer than the usage
+    /// records they belong to; 0 keeps them as long as those.
     #[arg(long, env = "TOLLGATE_CONTENT_RETENTION_DAYS", default_value_t = 7)]
     content_retention_days: u32,
 
@@ -372,12 +381,6 @@ pub struct DataPlaneRoleArgs {
     /// dropped (counted and logged).
     #[arg(long, env = "TOLLGATE_USAGE_SPOOL_MAX_RECORDS", default_value_t = tollgate_data_plane::reporter::DEFAULT_SPOOL_MAX_RECORDS)]
     usage_spool_max_records: usize,
-
-    /// Largest number of bytes of recorded request and response bodies (content logging) held
-    /// unacknowledged; records arriving beyond it are reported without their bodies (counted
-    /// and logged), their usage kept.
-    #[arg(long, env = "TOLLGATE_USAGE_SPOOL_MAX_CONTENT_BYTES", default_value_t = tollgate_data_plane::reporter::DEFAULT_SPOOL_MAX_CONTENT_BYTES)]
-    usage_spool_max_content_bytes: usize,
 
     /// Longest wait, in milliseconds, between attempts to reach the control plane. Waits start
     /// at 100 ms and double up to this cap, each drawn at random below its cap, so a control
@@ -601,7 +604,9 @@ async fn ingest_in_process(cp: ControlPlane, mut rx: mpsc::Receiver<UsageRecord>
         if was_empty && !batch.is_empty() {
             oldest = tokio::time::Instant::now();
         }
-        let full = batch.len() == USAGE_BATCH;
+        let full = batch.len() == USAGE_BATCH
+            || tollgate_data_plane::usage::content_len(&batch)
+                >= tollgate_data_plane::usage::DRAIN_CONTENT_BYTES;
         if full {
             drain.reset_immediately();
         }
@@ -772,7 +777,6 @@ pub async fn data_plane(args: DataPlaneRoleArgs) -> anyhow::Result<()> {
             join_token: Some(args.join_token.clone()),
             spool_dir: Some(data_dir.join("usage-spool")),
             spool_max_records: args.usage_spool_max_records,
-            spool_max_content_bytes: args.usage_spool_max_content_bytes,
             ..ReporterConfig::new(args.control_plane.clone(), node_id.clone())
         },
         connect,

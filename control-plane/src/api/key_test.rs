@@ -62,8 +62,8 @@ pub struct KeyTestError {
     /// The provider's error type (`UnrecognizedClientException`, `InvalidSignatureException`,
     /// `authentication_error`, ...), else `http_<status>`; without an answer the gateway's:
     /// `upstream_unreachable`, `upstream_timeout`, `gateway_config` (a credential or setting the
-    /// data plane cannot produce, such as an unset `env.NAME`), `config_behind`,
-    /// `key_not_loaded`, `busy`.
+    /// data plane cannot produce, such as an unset `env.NAME`), `key_not_loaded` (`busy` and
+    /// `config_behind`, the data plane unable to run the test now, are a 503 instead).
     #[schema(example = "InvalidSignatureException")]
     pub class: String,
     /// The provider's message (control characters other than newlines and tabs removed, cut at
@@ -165,6 +165,19 @@ pub(crate) async fn test_key(
             return Err(error);
         }
     };
+    // The data plane could not run the test now (its probes are all in use, or it has not
+    // applied the key's config yet): the key is untested, a 503 to retry, not a failed key.
+    if !result.ok && matches!(result.error_class.as_str(), "busy" | "config_behind") {
+        let message = format!(
+            "data plane {data_plane} could not test the key now ({}): {}; try again",
+            result.error_class, result.error_message
+        );
+        let row = event.failure(&message).with("status", json!(503));
+        if let Err(e) = cp.store().append_audit(&row).await {
+            tracing::warn!(error = %e, "cannot write the audit row of a key test");
+        }
+        return Err(ApiError::Unavailable(message));
+    }
     let answer = KeyTestResult {
         ok: result.ok,
         status: u16::try_from(result.status).unwrap_or(0),

@@ -393,7 +393,7 @@ pub struct LogContent {
     /// gateway translated it).
     pub request: ContentBody,
     /// The answer as the gateway's Anthropic relay sent it: a Message, a stream's SSE events
-    /// (pings left out), or an error envelope.
+    /// (the gateway's own pings left out), or an error envelope.
     pub response: ContentBody,
 }
 

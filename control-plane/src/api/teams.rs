@@ -303,8 +303,17 @@ async fn update_team(
 ) -> Result<Json<TeamResponse>, ApiError> {
     let id = parse_id("team_id", team_id)?;
     caller.check_team(id)?;
+    // A team read and sent back as it was (its content logging unchanged) is not a change.
+    let content_changes = match req.content_logging {
+        Some(wanted) if caller.role != Role::Admin => cp
+            .store()
+            .get_team(id)
+            .await?
+            .is_some_and(|t| t.content_logging != wanted),
+        _ => false,
+    };
     if caller.role != Role::Admin
-        && (req.name.is_some() || req.customer_id.is_some() || req.content_logging.is_some())
+        && (req.name.is_some() || req.customer_id.is_some() || content_changes)
     {
         return Err(ApiError::Forbidden(
             "a team admin manages their team's budgets and limits; its name, customer and \

@@ -388,9 +388,10 @@ fn rename_provider_field(e: StoreError, provider: bool, providers: bool) -> ApiE
     }
 }
 
-/// Content logging records what users send and receive: only an admin turns it on or off.
-fn admin_sets_content_logging(caller: &Principal, given: bool) -> Result<(), ApiError> {
-    if given && caller.role != crate::identity::Role::Admin {
+/// Content logging records what users send and receive: only an admin turns it on or off
+/// (`changes`: the request would change the key's setting).
+fn admin_sets_content_logging(caller: &Principal, changes: bool) -> Result<(), ApiError> {
+    if changes && caller.role != crate::identity::Role::Admin {
         return Err(ApiError::Forbidden(
             "only an admin sets a key's content logging".to_owned(),
         ));
@@ -603,7 +604,12 @@ async fn update(
 ) -> Result<Json<VirtualKeyResponse>, ApiError> {
     let id = parse_id("vk_id", vk_id)?;
     let current = scoped_key(cp, caller, id).await?;
-    admin_sets_content_logging(caller, req.content_logging.is_some())?;
+    // A key read and sent back as it was (its setting unchanged) is not a change.
+    admin_sets_content_logging(
+        caller,
+        req.content_logging
+            .is_some_and(|c| c != current.governance.content_logging),
+    )?;
     if req.team_id.is_some() || req.customer_id.is_some() {
         caller.key_team(
             req.team_id.unwrap_or(current.team_id),

@@ -170,7 +170,7 @@ function bodies(requestId) {
 function body(title, b) {
   const text = b.encoding === "utf8" ? b.body : `(base64) ${b.body}`;
   const pre = h("pre", { class: "body", tabindex: "0", "aria-label": `${title} body` }, text.slice(0, SHOWN));
-  const note = `${int(b.bytes)} bytes sent${b.truncated ? `, ${int(text.length)} recorded (cut at the key's limit)` : ""}`;
+  const note = `${int(b.bytes)} bytes sent${b.truncated ? ` (cut at the key's limit: ${int(text.length)} characters recorded)` : ""}`;
   const parts = [h("h3", {}, title), h("p", { class: "hint" }, note), pre];
   if (text.length > SHOWN) {
     const all = h("button", { type: "button" }, `Show all ${int(text.length)} characters`);

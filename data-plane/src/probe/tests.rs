@@ -314,4 +314,15 @@ fn results_are_cleaned_and_cut() {
         "a b",
         "short values are not scrubbed"
     );
+    // A signature mismatch echoes the canonical request: a temporary credential's session
+    // token goes, and credential shapes are masked.
+    let echoed = "The Canonical String for this request should have been\n'POST\n/model/x/invoke\n\nhost:bedrock-runtime.us-east-1.amazonaws.com\nx-amz-date:20260101T000000Z\nX-Amz-Security-Token:IQoJb3JpZ2luX2VjEXAMPLETOKENVALUE\n\nhost;x-amz-date;x-amz-security-token' for AKIAIOSFODNN7EXAMPLE";
+    let out = scrub(echoed, None);
+    assert!(!out.contains("IQoJb3JpZ2luX2VjEXAMPLETOKENVALUE"), "{out}");
+    assert!(out.contains("X-Amz-Security-Token:<redacted>"), "{out}");
+    assert!(!out.contains("AKIAIOSFODNN7EXAMPLE"), "{out}");
+    assert!(
+        out.contains("host;x-amz-date;x-amz-security-token"),
+        "{out}"
+    );
 }

@@ -46,8 +46,6 @@ struct Segment {
     unacked: usize,
     sealed: bool,
     path: Option<PathBuf>,
-    /// Bytes of recorded bodies its records hold ([`content_len`]).
-    content_bytes: usize,
 }
 
 /// Bytes of recorded bodies (content logging) a record holds.
@@ -86,8 +84,6 @@ pub(crate) struct Spool {
     cursor: u64,
     dirty: Vec<PathBuf>,
     dir_dirty: bool,
-    /// Bytes of recorded bodies held by all segments.
-    content_bytes: usize,
 }
 
 impl Spool {
@@ -107,7 +103,6 @@ impl Spool {
             cursor: 0,
             dirty: Vec::new(),
             dir_dirty: false,
-            content_bytes: 0,
         }
     }
 
@@ -145,8 +140,6 @@ impl Spool {
                 continue;
             }
             let n = records.len();
-            let content_bytes = records.iter().map(content_len).sum();
-            spool.content_bytes += content_bytes;
             spool.segments.push_back(Segment {
                 id,
                 first_seq: spool.next_seq,
@@ -155,7 +148,6 @@ impl Spool {
                 records,
                 sealed: true,
                 path: Some(path),
-                content_bytes,
             });
             spool.next_seq += n as u64;
             spool.unacked += n;
@@ -175,11 +167,6 @@ impl Spool {
 
     pub(crate) fn unsent(&self) -> usize {
         self.unsent
-    }
-
-    /// Bytes of recorded bodies held (until their segment is released).
-    pub(crate) fn content_bytes(&self) -> usize {
-        self.content_bytes
     }
 
     /// Appends records. Returns the file work to do and how many old records were dropped to
@@ -210,7 +197,6 @@ impl Spool {
                     unacked: 0,
                     sealed: false,
                     path,
-                    content_bytes: 0,
                 });
             }
             let seg = self.segments.back_mut().expect("an open segment");
@@ -222,9 +208,6 @@ impl Spool {
                     r.encode_length_delimited(&mut bytes)
                         .expect("a Vec grows as needed");
                 }
-                let content = content_len(&r);
-                seg.content_bytes += content;
-                self.content_bytes += content;
                 seg.records.push(r);
                 seg.acked.push(false);
                 n += 1;
@@ -269,7 +252,6 @@ impl Spool {
 
     fn forget_file(&mut self, seg: Segment) -> Option<IoJob> {
         tracing::trace!(segment = seg.id, "usage spool segment released");
-        self.content_bytes -= seg.content_bytes;
         let path = seg.path?;
         self.dirty.retain(|p| *p != path);
         Some(IoJob::Remove { path })
@@ -511,7 +493,7 @@ mod tests {
     }
 
     /// Batches stop before the recorded bodies they carry pass the limit (a record larger than
-    /// the limit goes alone), and the bodies held are counted until their segment is released.
+    /// the limit goes alone).
     #[test]
     fn batches_are_bounded_by_the_bodies_they_carry() {
         let mut s = Spool::new(None, 100);
@@ -522,7 +504,6 @@ mod tests {
             with_content(3, 2_000),
             rec(4),
         ]);
-        assert_eq!(s.content_bytes(), 600 + 600 + 4_000);
         let (r1, b1) = s.next_batch(10, 1_000).unwrap();
         assert_eq!(ids(&b1), ["req-0", "req-1"], "600 + 600 would pass 1000");
         let (r2, b2) = s.next_batch(10, 1_000).unwrap();
@@ -535,7 +516,6 @@ mod tests {
             s.ack(r);
         }
         assert_eq!(s.unacked(), 0);
-        assert_eq!(s.content_bytes(), 0, "released with the segments");
     }
 
     #[test]

@@ -2053,10 +2053,10 @@ async fn echo_upstream() -> String {
     serve(axum::Router::new().route("/v1/messages", axum::routing::post(messages))).await
 }
 
-/// Content logging: a key that records bodies gets its request and the answer the client saw
-/// (a Message, a stream's events, an error envelope) on its usage record, each cut to the key's
-/// cap and with credentials masked; a team's setting applies to its keys unless a key says
-/// otherwise; other keys' records carry no bodies.
+/// Content logging: a key that records bodies (the setting the control plane resolved from the
+/// key's and its team's) gets its request and the answer the client saw (a Message, a stream's
+/// events, an error envelope) on its usage record, each cut to the key's cap and with
+/// credentials masked; other keys' records carry no bodies.
 #[tokio::test]
 async fn content_logging_records_the_bodies_the_client_exchanged() {
     let upstream_url = echo_upstream().await;
