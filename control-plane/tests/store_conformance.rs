@@ -1865,3 +1865,48 @@ async fn postgres_audit_queries_and_standalone_rows_conform() {
     })
     .await;
 }
+
+/// Usage inserts while partitions are created for the days they write to: no insert fails
+/// (PostgreSQL refuses a row routed into the DEFAULT partition while a partition for its day is
+/// attached, unless the two are kept apart), and every row is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_usage_inserts_race_partition_creation_without_failing() {
+    common::with_postgres(|url| async move {
+        let store = Arc::new(PostgresStore::connect(&url).await.unwrap());
+        let first = now().date() + time::Duration::days(20);
+        const DAYS: usize = 8;
+        let writers: Vec<_> = (0..3)
+            .map(|w| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    let mut stored = 0;
+                    for batch in 0..40 {
+                        let records: Vec<UsageRecord> = (0..DAYS)
+                            .map(|d| {
+                                let day = first + time::Duration::days(d as i64);
+                                let at = unix_ms(day.midnight().assume_utc()) + 1_000 * batch;
+                                usage(100_000 * w + 1_000 * batch as usize + d, "vk-race", at)
+                            })
+                            .collect();
+                        stored += store.insert_usage(&records).await.expect("no insert fails");
+                    }
+                    stored
+                })
+            })
+            .collect();
+        for d in 0..DAYS {
+            let day = first + time::Duration::days(d as i64);
+            store.create_usage_partitions(day, 1).await.unwrap();
+        }
+        let mut stored = 0;
+        for w in writers {
+            stored += w.await.unwrap();
+        }
+        assert_eq!(stored, (3 * 40 * DAYS) as u64);
+        assert_eq!(
+            requests(&*store).await.get("vk-race"),
+            Some(&(3 * 40 * DAYS as u64))
+        );
+    })
+    .await;
+}

@@ -89,6 +89,7 @@ impl PostgresStore {
             return Ok(0);
         }
         let mut tx = self.begin_write().await?;
+        lock_partitions_shared(&mut tx).await?;
         // Every raw insert first, then the rollups in key order (no deadlock between
         // replicas: see `rollup`).
         let mut stored = std::collections::HashSet::new();
@@ -402,14 +403,27 @@ async fn upsert_rollup_chunk(
 
 /// Serialises partition DDL across replicas (released at commit or rollback).
 async fn lock_partitions(conn: &mut PgConnection) -> Result<(), StoreError> {
-    // An arbitrary constant key: ASCII "tgusage" as an integer.
-    const USAGE_PARTITION_LOCK: i64 = 0x0074_6775_7361_6765;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(USAGE_PARTITION_LOCK)
         .execute(&mut *conn)
         .await?;
     Ok(())
 }
+
+/// The usage inserts' side of [`lock_partitions`]: shared among inserts, so a partition is never
+/// attached while an insert routes rows into the DEFAULT partition (PostgreSQL then refuses the
+/// insert: "new row for relation usage_records_default violates partition constraint").
+async fn lock_partitions_shared(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+        .bind(USAGE_PARTITION_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The advisory lock key of usage partition changes: an arbitrary constant, ASCII "tgusage" as
+/// an integer.
+const USAGE_PARTITION_LOCK: i64 = 0x0074_6775_7361_6765;
 
 /// `usage_records_p20260115`.
 fn partition_name(day: Date) -> String {
