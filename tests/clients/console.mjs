@@ -362,7 +362,7 @@ try {
   const priceEdit = admin.getByRole('form', { name: 'Edit price override' });
   await priceEdit.getByLabel('Output (USD / M tokens)').fill(String(price.output));
   // A long-context tier with its threshold and one rate only: the API refuses the first missing
-  // rate (sent as null, never as a $0 price), and the form shows which. Then the other rates.
+  // rate (left out, never sent as a $0 price), and the form shows which. Then the other rates.
   const lc = price.long_context;
   await priceEdit.getByText('Long-context tier').click();
   await priceEdit.getByLabel('Above input tokens').fill(String(lc.above_input_tokens));
@@ -374,6 +374,7 @@ try {
   expectRefusal = false;
   seen.missingRate = {
     field: await priceNote.getAttribute('data-field'),
+    note: await priceNote.innerText(),
     invalidPath: await priceEdit.locator('[aria-invalid="true"]').getAttribute('data-path'),
     focusedPath: await admin.evaluate(() => document.activeElement && document.activeElement.dataset.path),
   };

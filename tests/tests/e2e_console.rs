@@ -435,6 +435,13 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
     // was stored once every rate was typed.
     let missing = &seen["missingRate"];
     assert_eq!(missing["field"], "long_context.output", "{missing}");
+    assert!(
+        missing["note"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `long_context.output`"),
+        "{missing}"
+    );
     assert_eq!(missing["invalidPath"], "long_context.output", "{missing}");
     assert_eq!(missing["focusedPath"], "long_context.output", "{missing}");
     assert_eq!(o["long_context"], price["long_context"], "{o}");

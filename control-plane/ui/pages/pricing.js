@@ -104,9 +104,11 @@ function overrideForm(entry, id, saved, close) {
         if (text("note")) body.note = text("note");
         if (text("long_context.above_input_tokens")) {
           body.long_context = { above_input_tokens: Number(text("long_context.above_input_tokens")) };
-          // An empty rate is sent as null (never as 0, a free tier): the API refuses it, naming
-          // the field.
-          for (const [k] of RATES) body.long_context[k] = text(`long_context.${k}`) === "" ? null : Number(text(`long_context.${k}`));
+          // An empty rate is left out (never sent as 0, a free tier): the API refuses the tier,
+          // naming the missing field.
+          for (const [k] of RATES) {
+            if (text(`long_context.${k}`) !== "") body.long_context[k] = Number(text(`long_context.${k}`));
+          }
         }
         try {
           if (id) await api("PUT", `/api/pricing/${id}`, body);
