@@ -123,9 +123,25 @@ function fillTo(pct) {
   return span;
 }
 
-/** A labelled checkbox. */
+/** A labelled checkbox (the label holds it: `.querySelector("input")` reads it). */
 export function checkbox(label, attrs) {
   return h("label", { class: "check" }, h("input", { type: "checkbox", ...attrs }), label);
+}
+
+/** What the admin API returns for a stored secret (sent back, it keeps the secret). */
+export const REDACTED = "<redacted>";
+
+/** The entries of a list typed one per line (patterns may hold commas), blanks dropped. */
+export const lines = (text) => text.split("\n").map((s) => s.trim()).filter(Boolean);
+
+/** The entries of a comma-separated list, blanks dropped. */
+export const commas = (text) => text.split(",").map((s) => s.trim()).filter(Boolean);
+
+/** Moves focus back to the button that opened an editor (marked `data-opener="<id>"`), found
+ *  anew: the list it sits in may have been drawn again since. */
+export function focusOpener(id) {
+  const el = document.querySelector(`[data-opener="${CSS.escape(id)}"]`);
+  if (el) el.focus();
 }
 
 /** Where a form shows the API's error (see `formError`). */
@@ -162,6 +178,9 @@ export function formError(form, e) {
     control.setAttribute("aria-describedby", id);
     const note = h("span", { class: "field-error error", id, "data-field": e.field }, e.message);
     (control.closest("label") || control).after(note);
+    // A control in a closed part of the form (a provider config's limits) is shown first.
+    for (let d = control.closest("details"); d; d = d.parentElement.closest("details")) d.open = true;
+    control.focus();
   }
 }
 

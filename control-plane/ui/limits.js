@@ -49,7 +49,9 @@ export function limitsFields(current, { prefix = "", what = "", legend = null } 
     const max = h("input", { type: "number", min: "0", step: "any", required: true, value: b ? String(b.max_limit) : "" });
     const period = periodSelect(`Budget period${of}`, b ? b.reset_duration : "1M");
     const aligned = checkbox(`Calendar-aligned${of}`, { checked: b ? b.calendar_aligned : true });
-    const row = {};
+    // A listed budget's id goes back with it: the API keeps the budget (its windows and spend)
+    // by id even when its period changes.
+    const row = { id: b?.id ?? null };
     const remove = h("button", { type: "button", class: "danger", onclick: () => {
       budgetRows.splice(budgetRows.indexOf(row), 1);
       row.el.remove();
@@ -77,6 +79,7 @@ export function limitsFields(current, { prefix = "", what = "", legend = null } 
   function stamp(at) {
     rows.dataset.path = `${at}budgets`;
     budgetRows.forEach((r, i) => {
+      r.el.dataset.path = `${at}budgets[${i}]`;
       r.max.dataset.path = `${at}budgets[${i}].max_limit`;
       r.period.dataset.path = `${at}budgets[${i}].reset_duration`;
       r.aligned.dataset.path = `${at}budgets[${i}].calendar_aligned`;
@@ -105,7 +108,9 @@ export function limitsFields(current, { prefix = "", what = "", legend = null } 
   function read(at = prefix) {
     stamp(at);
     const budgets = budgetRows.map((r) => {
-      return { max_limit: numberOrNull(r.max), reset_duration: r.period.value, calendar_aligned: r.aligned.checked };
+      const budget = { max_limit: numberOrNull(r.max), reset_duration: r.period.value, calendar_aligned: r.aligned.checked };
+      if (r.id) budget.id = r.id;
+      return budget;
     });
     const rate = {};
     const requests = numberOrNull(reqMax);

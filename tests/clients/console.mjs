@@ -177,14 +177,31 @@ try {
   const teamForm = admin.getByRole('form', { name: 'Edit team eng' });
   await teamForm.getByRole('button', { name: 'Add a budget' }).click();
   await teamForm.getByLabel('Budget (USD)').fill(edits.team_budget);
-  await teamForm.getByLabel('Budget period').selectOption(edits.team_period);
+  await teamForm.getByLabel('Budget period').selectOption(edits.team_first_period);
   await teamForm.getByLabel('Calendar-aligned').uncheck();
   await teamForm.getByLabel('Requests in flight at once').fill(edits.team_concurrent);
   seen.unlabeled.push(...(await unlabeled(admin)));
   await shot(admin, 'team-edit');
   await teamForm.getByRole('button', { name: 'Save' }).click();
-  // Back on the list, the team's new budget shows as a usage bar.
+  // Back on the list, the team's new budget shows as a usage bar, and focus is back on the
+  // button that opened the editor.
   await admin.locator('table:has(caption:text-is("Teams")) tbody tr', { hasText: 'eng' }).locator('[role="meter"]').first().waitFor();
+  await teamForm.waitFor({ state: 'detached' });
+  const focused = () => admin.evaluate(() => document.activeElement && (document.activeElement.getAttribute('aria-label') || document.activeElement.innerText));
+  seen.teamFocus = await focused();
+  const teamBudgets = () => admin.evaluate(async () => (await (await fetch('/api/teams')).json()).teams.find((t) => t.name === 'eng').budgets);
+  seen.teamBudgetsFirst = await teamBudgets();
+  // The budget's period changed in a second edit: the console sends its id back, so the API
+  // keeps the budget (and its spend) rather than making a new one.
+  await admin.getByRole('button', { name: 'Edit eng' }).click();
+  await teamForm.getByLabel('Budget period').selectOption(edits.team_period);
+  await teamForm.getByRole('button', { name: 'Cancel' }).click();
+  seen.teamCancelFocus = await focused();
+  await admin.getByRole('button', { name: 'Edit eng' }).click();
+  await teamForm.getByLabel('Budget period').selectOption(edits.team_period);
+  await teamForm.getByRole('button', { name: 'Save' }).click();
+  await teamForm.waitFor({ state: 'detached' });
+  seen.teamBudgetsThen = await teamBudgets();
   await shot(admin, 'teams');
 
   // A key's limits: first two budgets with one period, which the API refuses; its error shows
@@ -270,10 +287,29 @@ try {
   await configForm.getByLabel('Budget of this provider config (USD)').fill(edits.config_budget);
   await configForm.getByLabel('Budget period of this provider config').selectOption(edits.config_period);
   await configForm.getByLabel('Expires').fill(edits.expires_local);
+  // A second budget with the same period, in the config's limits, which are then folded away:
+  // the API's refusal opens them and focuses the control it names.
+  await configForm.getByRole('button', { name: 'Add a budget of this provider config' }).click();
+  await configForm.getByLabel('Budget of this provider config (USD)').last().fill('1');
+  await configForm.getByLabel('Budget period of this provider config').last().selectOption(edits.config_period);
+  await configForm.getByText('Limits of this provider config').click();
+  const configLimits = configForm.locator('details');
+  seen.configLimitsOpenBefore = await configLimits.evaluate((d) => d.open);
+  expectRefusal = true;
+  await configForm.getByRole('button', { name: 'Save' }).click();
+  await configForm.locator('.field-error').waitFor();
+  expectRefusal = false;
+  seen.configError = {
+    field: await configForm.locator('.field-error').getAttribute('data-field'),
+    open: await configLimits.evaluate((d) => d.open),
+    focusedPath: await admin.evaluate(() => document.activeElement && document.activeElement.dataset.path),
+  };
+  await configLimits.getByRole('button', { name: 'Remove budget' }).last().click();
   seen.unlabeled.push(...(await unlabeled(admin)));
   await shot(admin, 'key-provider-config');
   await configForm.getByRole('button', { name: 'Save' }).click();
   await configForm.waitFor({ state: 'detached' });
+  seen.keyFocus = await focused();
 
   // A provider key: the stored literal secret of another key shows as the API returns it
   // (<redacted>) and nowhere on the page; that key is deleted (after a confirmation), and the
@@ -306,6 +342,7 @@ try {
   await shot(admin, 'provider-key-edit');
   await pkForm.getByRole('button', { name: 'Save key' }).click();
   await pkForm.waitFor({ state: 'detached' });
+  seen.providerKeyFocus = await focused();
   seen.providerKeyWeights = await admin.locator('table:has(caption:text-is("Keys of bedrock")) tbody tr td:nth-child(4)').allInnerTexts();
 
   // A price override: added, then edited.
@@ -324,9 +361,32 @@ try {
   await admin.getByRole('button', { name: `Edit the override of ${price.models[0]}` }).click();
   const priceEdit = admin.getByRole('form', { name: 'Edit price override' });
   await priceEdit.getByLabel('Output (USD / M tokens)').fill(String(price.output));
+  // A long-context tier with its threshold and one rate only: the API refuses the first missing
+  // rate (left out, never sent as a $0 price), and the form shows which. Then the other rates.
+  const lc = price.long_context;
+  await priceEdit.getByText('Long-context tier').click();
+  await priceEdit.getByLabel('Above input tokens').fill(String(lc.above_input_tokens));
+  await priceEdit.getByLabel('Long context: Input').fill(String(lc.input));
+  expectRefusal = true;
+  await priceEdit.getByRole('button', { name: 'Save override' }).click();
+  const priceNote = priceEdit.locator('.field-error');
+  await priceNote.waitFor();
+  expectRefusal = false;
+  seen.missingRate = {
+    field: await priceNote.getAttribute('data-field'),
+    note: await priceNote.innerText(),
+    invalidPath: await priceEdit.locator('[aria-invalid="true"]').getAttribute('data-path'),
+    focusedPath: await admin.evaluate(() => document.activeElement && document.activeElement.dataset.path),
+  };
+  await shot(admin, 'pricing-missing-rate');
+  for (const [label, key] of [['Output', 'output'], ['Cache write 5m', 'cache_write_5m'], ['Cache write 1h', 'cache_write_1h'], ['Cache read', 'cache_read']]) {
+    await priceEdit.getByLabel(`Long context: ${label}`).fill(String(lc[key]));
+  }
   await shot(admin, 'pricing-edit');
   await priceEdit.getByRole('button', { name: 'Save override' }).click();
   await priceEdit.waitFor({ state: 'detached' });
+  // Focus is back on the Edit button that opened the form.
+  seen.priceFocus = await focused();
   seen.overrideRows = await admin.locator('table:has(caption:text-is("Overrides")) tbody tr').allInnerTexts();
 
   // The group mappings: a role rule added to those the test set.

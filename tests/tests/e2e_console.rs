@@ -3,10 +3,12 @@
 //! through a real OpenID Connect provider and the strict Bedrock double behind it: an admin signs
 //! in, creates a virtual key in the console, a request is sent with it, and the request shows in
 //! the log explorer and its cost in the spend chart, and in an export of the logs run as a job
-//! from the jobs page; the admin edits a team's budget, a key's limits (a refused value shows the
-//! API's error next to its field) and content logging, a provider key, a price override and the
-//! group mappings in the console's forms, and the admin API returns what was typed, and reads the
-//! key's next request's recorded bodies; a member sees only their own key.
+//! from the jobs page; the admin edits a team's budget (which keeps its id when its period
+//! changes), a key's limits (a refused value shows the API's error next to its field, opening the
+//! folded part of the form it is in) and content logging, a provider key, a price override (a
+//! missing long-context rate is refused by name) and the group mappings in the console's forms,
+//! and the admin API returns what was typed (closing an editor focuses the button that opened
+//! it), and reads the key's next request's recorded bodies; a member sees only their own key.
 //!
 //! `scripts/test.sh` installs Chromium (Debian's `chromium`) and playwright-core and sets
 //! `TOLLGATE_TEST_CHROMIUM` and `TOLLGATE_TEST_CONSOLE` (the script's path).
@@ -57,7 +59,8 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
     assert_eq!(st, 201, "{b}");
     // What the admin types in the edit forms (console.mjs reads it from CONSOLE_EDITS).
     let edits = json!({
-        "team_budget": "123.45", "team_period": "1w", "team_concurrent": "7",
+        "team_budget": "123.45", "team_first_period": "1d", "team_period": "1w",
+        "team_concurrent": "7",
         "key_budget": "9.5", "key_period": "1d",
         "key_requests": "77", "key_request_window": "1m",
         "key_tokens": "50000", "key_token_window": "1h",
@@ -67,7 +70,10 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
         "expires_local": "2030-01-01T00:00",
         "price": {"provider": "bedrock", "models": ["anthropic.console-test-model*"],
                   "input": 1.25, "first_output": 6.5, "output": 7.25, "cache_write_5m": 1.5,
-                  "cache_write_1h": 2.5, "cache_read": 0.125, "source": "console test"},
+                  "cache_write_1h": 2.5, "cache_read": 0.125, "source": "console test",
+                  "long_context": {"above_input_tokens": 200000, "input": 2.5, "output": 9.75,
+                                   "cache_write_5m": 3.0, "cache_write_1h": 5.0,
+                                   "cache_read": 0.25}},
         "role_rule": {"group": "auditors", "role": "viewer"},
         "content_bytes": "4096",
         "recorded_prompt": "a prompt the console shows back",
@@ -219,9 +225,29 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
     assert_eq!(t["budgets"][0]["calendar_aligned"], false, "{t}");
     assert_eq!(t["max_concurrent"], 7, "{t}");
     assert_eq!(t["rate_limit"], Value::Null, "{t}");
+    // Its budget was first saved with another period; the second edit changed the period and
+    // sent the budget's id back, so it is the same budget.
+    let first = &seen["teamBudgetsFirst"];
+    assert_eq!(first.as_array().map(Vec::len), Some(1), "{first}");
+    assert_eq!(first[0]["reset_duration"], "1d", "{first}");
+    assert!(first[0]["id"].is_string(), "{first}");
+    assert_eq!(seen["teamBudgetsThen"][0]["reset_duration"], "1w", "{seen}");
+    assert_eq!(t["budgets"][0]["id"], first[0]["id"], "{t}");
+    // Closing an editor (saved, or cancelled) puts focus back on the button that opened it.
+    assert_eq!(seen["teamFocus"], "Edit eng", "{seen}");
+    assert_eq!(seen["teamCancelFocus"], "Edit eng", "{seen}");
+    assert_eq!(seen["keyFocus"], "Edit engineering-team", "{seen}");
+    assert_eq!(
+        seen["providerKeyFocus"], "Edit key bedrock-key of bedrock",
+        "{seen}"
+    );
+    assert_eq!(
+        seen["priceFocus"], "Edit the override of anthropic.console-test-model*",
+        "{seen}"
+    );
 
     // The refused value: the API's error (naming the second budget's period) next to that
-    // control, which is marked invalid and described by it; the refusal was the only 4xx.
+    // control, which is marked invalid and described by it.
     let bad = &seen["badValue"];
     assert_eq!(bad["field"], "budgets[1].reset_duration", "{bad}");
     assert_eq!(bad["invalidPath"], "budgets[1].reset_duration", "{bad}");
@@ -242,14 +268,29 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
             .starts_with("budgets[1].reset_duration: "),
         "{bad}"
     );
+    // The refused values were the only 4xx: the key's budgets, its provider config's budgets,
+    // and the price override's missing long-context rate.
     let refusals = seen["expectedRefusals"].as_array().unwrap();
-    assert_eq!(refusals.len(), 1, "{refusals:?}");
-    assert!(
-        refusals[0]
-            .as_str()
-            .unwrap()
-            .starts_with("400 PUT /api/virtual-keys/"),
-        "{refusals:?}"
+    assert_eq!(refusals.len(), 3, "{refusals:?}");
+    for (refusal, what) in refusals.iter().zip([
+        "400 PUT /api/virtual-keys/",
+        "400 PUT /api/virtual-keys/",
+        "400 PUT /api/pricing/",
+    ]) {
+        assert!(refusal.as_str().unwrap().starts_with(what), "{refusals:?}");
+    }
+    // The provider config's refused budget sits in its folded-away limits: the error opened
+    // them and focused the control it names.
+    let config_error = &seen["configError"];
+    assert_eq!(seen["configLimitsOpenBefore"], false, "{seen}");
+    assert_eq!(
+        config_error["field"], "provider_configs[0].budgets[1].reset_duration",
+        "{config_error}"
+    );
+    assert_eq!(config_error["open"], true, "{config_error}");
+    assert_eq!(
+        config_error["focusedPath"], "provider_configs[0].budgets[1].reset_duration",
+        "{config_error}"
     );
 
     // The key's rate limit and its one budget, as typed once the error was fixed.
@@ -390,6 +431,20 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
         assert_eq!(o[field], price[field], "{field}: {o}");
     }
     assert_eq!(o["regional_premium_percent"], 0, "{o}");
+    // A long-context rate left empty was refused by name (not stored as a $0 price); the tier
+    // was stored once every rate was typed.
+    let missing = &seen["missingRate"];
+    assert_eq!(missing["field"], "long_context.output", "{missing}");
+    assert!(
+        missing["note"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `long_context.output`"),
+        "{missing}"
+    );
+    assert_eq!(missing["invalidPath"], "long_context.output", "{missing}");
+    assert_eq!(missing["focusedPath"], "long_context.output", "{missing}");
+    assert_eq!(o["long_context"], price["long_context"], "{o}");
     assert!(
         seen["overrideRows"][0]
             .as_str()

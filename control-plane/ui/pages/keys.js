@@ -3,7 +3,7 @@
 // models, keys and limits, the key's budgets and limits), deleting, with each key's live usage.
 
 import { api, get, managesKeys, isAdmin, session } from "../api.js";
-import { h, fill, table, field, select, checkbox, toast, when, errorText, errorSlot, formError } from "../dom.js";
+import { h, fill, table, field, select, checkbox, toast, when, errorText, errorSlot, formError, lines, commas, focusOpener } from "../dom.js";
 import { limitsFields, usageBars } from "../limits.js";
 import { contentFields } from "../content.js";
 
@@ -16,10 +16,8 @@ function localInput(iso) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
-/** The entries of a list typed one per line (patterns may hold commas), blanks dropped. */
-const lines = (text) => text.split("\n").map((s) => s.trim()).filter(Boolean);
-/** The entries of a comma-separated list, blanks dropped. */
-const commas = (text) => text.split(",").map((s) => s.trim()).filter(Boolean);
+/** The `data-opener` of a key's Edit button (see `focusOpener`). */
+const opener = (k) => `virtual-key:${k.id}`;
 
 export async function keys(el) {
   const teams = session.me.role === "member" ? { teams: [] } : await get("/api/teams");
@@ -172,9 +170,9 @@ export async function keys(el) {
   function editor(k, u, providerNames, providerKeys) {
     const name = h("input", { required: true, value: k.name, "data-path": "name" });
     const description = h("input", { value: k.description || "", "data-path": "description" });
-    const active = h("input", { type: "checkbox", checked: k.is_active, "data-path": "is_active" });
+    const active = checkbox("Enabled", { checked: k.is_active, "data-path": "is_active" });
     const expires = h("input", { type: "datetime-local", value: localInput(k.expires_at), "data-path": "expires_at" });
-    const failOpen = h("input", { type: "checkbox", checked: k.fail_open, "data-path": "fail_open" });
+    const failOpen = checkbox("Fail open when the control plane is unreachable", { checked: k.fail_open, "data-path": "fail_open" });
     const fallbacks = h("input", { value: (k.fallbacks || []).join(", "), size: "50", "data-path": "fallbacks" });
     const limits = limitsFields(k, { legend: "Budgets and limits of the key" });
     const content = isAdmin() ? contentFields(k.content_logging, { forKey: true }) : null;
@@ -204,8 +202,8 @@ export async function keys(el) {
           const body = {
             name: name.value.trim(),
             description: description.value.trim() || null,
-            is_active: active.checked,
-            fail_open: failOpen.checked,
+            is_active: active.querySelector("input").checked,
+            fail_open: failOpen.querySelector("input").checked,
             fallbacks: commas(fallbacks.value),
             provider_configs: rows.map((r, i) => r.read(i)),
             ...limits.read(),
@@ -221,6 +219,7 @@ export async function keys(el) {
             toast(`${body.name} saved`);
             fill(usage);
             await render();
+            focusOpener(opener(k));
           } catch (err) {
             formError(form, err);
           }
@@ -232,7 +231,7 @@ export async function keys(el) {
         { class: "row" },
         h("label", {}, "Name", name),
         h("label", {}, "Description", description),
-        h("label", { class: "check" }, active, "Enabled"),
+        active,
         h("label", {}, "Expires (your time zone; empty: never)", expires),
       ),
       h("h3", {}, "Providers and models"),
@@ -243,7 +242,7 @@ export async function keys(el) {
         "div",
         { class: "row" },
         h("label", {}, "Fallbacks (provider/model, comma-separated, tried in order)", fallbacks),
-        h("label", { class: "check" }, failOpen, "Fail open when the control plane is unreachable"),
+        failOpen,
       ),
       limits.el,
       content ? content.el : null,
@@ -251,7 +250,10 @@ export async function keys(el) {
         "div",
         { class: "row" },
         h("button", { type: "submit", class: "primary" }, "Save"),
-        h("button", { type: "button", onclick: () => fill(usage) }, "Cancel"),
+        h("button", { type: "button", onclick: () => {
+          fill(usage);
+          focusOpener(opener(k));
+        } }, "Cancel"),
       ),
     );
     return h(
@@ -283,7 +285,7 @@ export async function keys(el) {
                 "div",
                 { class: "row" },
                 h("button", { type: "button", onclick: () => showUsage(k).catch((e) => toast(errorText(e), true)) }, "Usage"),
-                managesKeys() ? h("button", { type: "button", "aria-label": `Edit ${k.name}`, onclick: () => edit(k).catch((e) => toast(errorText(e), true)) }, "Edit") : null,
+                managesKeys() ? h("button", { type: "button", "aria-label": `Edit ${k.name}`, "data-opener": opener(k), onclick: () => edit(k).catch((e) => toast(errorText(e), true)) }, "Edit") : null,
                 managesKeys() ? h("button", { type: "button", onclick: () => setActive(k, !k.is_active) }, k.is_active ? "Disable" : "Enable") : null,
                 managesKeys() ? h("button", { type: "button", class: "danger", onclick: () => remove(k) }, "Delete") : null,
               ),

@@ -3,7 +3,7 @@
 // entry) and delete one (the shipped price applies again).
 
 import { api, get, isAdmin } from "../api.js";
-import { h, fill, table, field, toast, errorText, errorSlot, formError } from "../dom.js";
+import { h, fill, table, field, toast, errorText, errorSlot, formError, focusOpener } from "../dom.js";
 
 const price = (v) => (v === null || v === undefined ? "–" : `$${v}`);
 const PROVIDERS = ["anthropic", "bedrock", "vertex", "openai"];
@@ -18,8 +18,17 @@ const RATES = [
 export async function pricing(el) {
   const p = await get("/api/pricing");
   const editor = h("div", { "aria-live": "polite" });
-  const open = (entry, id) => {
-    fill(editor, overrideForm(el, entry, id, () => fill(editor)));
+  // `opener`: the `data-opener` of the button that opened the form, focused again when it closes.
+  const open = (entry, id, opener) => {
+    const close = () => {
+      fill(editor);
+      focusOpener(opener);
+    };
+    const saved = async () => {
+      await pricing(el);
+      focusOpener(opener);
+    };
+    fill(editor, overrideForm(entry, id, saved, close));
     editor.querySelector("h2").focus();
   };
   const columns = (extra) => [
@@ -46,14 +55,14 @@ export async function pricing(el) {
             h(
               "div",
               { class: "row" },
-              h("button", { type: "button", "aria-label": `Edit the override of ${o.models.join(", ")}`, onclick: () => open(o, o.id) }, "Edit"),
+              h("button", { type: "button", "aria-label": `Edit the override of ${o.models.join(", ")}`, "data-opener": `price-override:${o.id}`, onclick: () => open(o, o.id, `price-override:${o.id}`) }, "Edit"),
               h("button", { type: "button", class: "danger", "aria-label": `Delete the override of ${o.models.join(", ")}`, onclick: () => remove(o) }, "Delete"),
             ),
         },
       ]
     : [];
   const shippedActions = isAdmin()
-    ? [{ label: "Override", value: (r) => h("button", { type: "button", "aria-label": `Override the price of ${r.models.join(", ")}`, onclick: () => open(r, null) }, "Override") }]
+    ? [{ label: "Override", value: (r) => h("button", { type: "button", "aria-label": `Override the price of ${r.models.join(", ")}`, "data-opener": `price-shipped:${r.provider}:${r.models.join(",")}`, onclick: () => open(r, null, `price-shipped:${r.provider}:${r.models.join(",")}`) }, "Override") }]
     : [];
   fill(
     el,
@@ -61,7 +70,7 @@ export async function pricing(el) {
     h("p", { class: "hint" }, "USD per million tokens. Overrides win over the shipped table (oldest first) and apply from the next config version on."),
     isAdmin() ? recompute() : null,
     h("h2", {}, "Overrides"),
-    isAdmin() ? h("button", { type: "button", class: "primary", onclick: () => open(null, null) }, "Add an override") : null,
+    isAdmin() ? h("button", { type: "button", class: "primary", "data-opener": "price-add", onclick: () => open(null, null, "price-add") }, "Add an override") : null,
     table(columns([{ label: "Source", value: (r) => r.source || "–" }, ...overrideActions]), p.overrides, { empty: "No override.", caption: "Overrides" }),
     editor,
     h("h2", {}, "Shipped prices"),
@@ -70,8 +79,9 @@ export async function pricing(el) {
 }
 
 /** The form of an override: a new one (`id` null; `entry` null, or a shipped entry to start
- *  from) or an existing one (`id`), which PUT replaces whole. */
-function overrideForm(el, entry, id, close) {
+ *  from) or an existing one (`id`), which PUT replaces whole. `saved` runs once it is stored,
+ *  `close` on Cancel. */
+function overrideForm(entry, id, saved, close) {
   const e = entry || {};
   const lc = e.long_context || {};
   const num = (label, name, value, attrs = {}) =>
@@ -94,13 +104,17 @@ function overrideForm(el, entry, id, close) {
         if (text("note")) body.note = text("note");
         if (text("long_context.above_input_tokens")) {
           body.long_context = { above_input_tokens: Number(text("long_context.above_input_tokens")) };
-          for (const [k] of RATES) body.long_context[k] = Number(text(`long_context.${k}`));
+          // An empty rate is left out (never sent as 0, a free tier): the API refuses the tier,
+          // naming the missing field.
+          for (const [k] of RATES) {
+            if (text(`long_context.${k}`) !== "") body.long_context[k] = Number(text(`long_context.${k}`));
+          }
         }
         try {
           if (id) await api("PUT", `/api/pricing/${id}`, body);
           else await api("POST", "/api/pricing", body);
           toast(id ? "Override saved" : "Override added");
-          await pricing(el);
+          await saved();
         } catch (err) {
           formError(form, err);
         }

@@ -5,9 +5,7 @@
 // keeps the stored secret.
 
 import { api, get, isAdmin } from "../api.js";
-import { h, fill, table, toast, when, errorText, errorSlot, formError } from "../dom.js";
-
-const REDACTED = "<redacted>";
+import { h, fill, table, checkbox, toast, when, errorText, errorSlot, formError, REDACTED, lines, focusOpener } from "../dom.js";
 
 const TEMPLATES = {
   bedrock: { name: "prod", models: ["*"], bedrock_key_config: { region: "us-east-1", access_key: "env.AWS_ACCESS_KEY_ID", secret_key: "env.AWS_SECRET_ACCESS_KEY" } },
@@ -51,7 +49,6 @@ const CREDENTIALS = {
   ],
 };
 
-const lines = (text) => text.split("\n").map((s) => s.trim()).filter(Boolean);
 const at = (obj, path) => path.split(".").reduce((o, k) => (o == null ? o : o[k]), obj);
 
 export async function providers(el) {
@@ -117,13 +114,22 @@ export async function providers(el) {
     list.providers.length ? null : h("p", { class: "empty" }, "No provider yet."),
     list.providers.map((p, i) => {
       const editor = h("div", { "aria-live": "polite" });
-      const open = (node) => {
-        fill(editor, node);
+      // An editor closes (Cancel, or saved and the page drawn again) with focus back on the
+      // button that opened it.
+      const open = (make, opener) => {
+        const saved = async () => {
+          await reload();
+          focusOpener(opener);
+        };
+        const close = () => {
+          fill(editor);
+          focusOpener(opener);
+        };
+        fill(editor, make(saved, close));
         editor.querySelector("h3").focus();
       };
-      const close = () => fill(editor);
       const edits = {
-        edit: (k) => open(keyEditor(p, k, reload, close)),
+        edit: (k) => open((saved, close) => keyEditor(p, k, saved, close), keyOpener(p, k)),
         remove: (k) => removeKey(p, k, reload),
       };
       return h(
@@ -135,7 +141,7 @@ export async function providers(el) {
           ? h(
               "div",
               { class: "row" },
-              h("button", { type: "button", onclick: () => open(providerEditor(p, reload, close)) }, `Edit ${p.name} settings`),
+              h("button", { type: "button", "data-opener": `provider:${p.name}`, onclick: () => open((saved, close) => providerEditor(p, saved, close), `provider:${p.name}`) }, `Edit ${p.name} settings`),
               h("button", { type: "button", class: "danger", onclick: () => removeProvider(p, keyLists[i].keys.length, reload) }, `Delete provider ${p.name}`),
             )
           : null,
@@ -187,11 +193,14 @@ export function keyActions(p, k, { edit, remove }) {
     "div",
     { class: "row key-actions" },
     k.enabled === false ? null : test,
-    h("button", { type: "button", "aria-label": `Edit key ${k.name} of ${p.name}`, onclick: () => edit(k) }, "Edit"),
+    h("button", { type: "button", "aria-label": `Edit key ${k.name} of ${p.name}`, "data-opener": keyOpener(p, k), onclick: () => edit(k) }, "Edit"),
     h("button", { type: "button", class: "danger", "aria-label": `Delete key ${k.name} of ${p.name}`, onclick: () => remove(k) }, "Delete"),
     outcome,
   );
 }
+
+/** The `data-opener` of a provider key's Edit button (see `focusOpener`). */
+const keyOpener = (p, k) => `provider-key:${p.name}:${k.id}`;
 
 /** One line for a key test's answer: works (status, model, latency) or the provider's error. */
 export function testOutcome(r) {
@@ -320,7 +329,8 @@ function keyEditor(p, k, reload, close) {
   const input = (path, value, attrs = {}) => h("input", { value: value ?? "", "data-path": path, ...attrs });
   const name = input("name", k.name, { required: true });
   const description = input("description", k.description, { size: "40" });
-  const enabled = h("input", { type: "checkbox", checked: k.enabled, "data-path": "enabled" });
+  const enabledBox = checkbox("Enabled", { checked: k.enabled, "data-path": "enabled" });
+  const enabled = enabledBox.querySelector("input");
   const weight = input("weight", String(k.weight ?? 1), { type: "number", min: "0", step: "any", required: true });
   const models = h("textarea", { rows: "3", cols: "40", spellcheck: "false", "data-path": "models" }, (k.models || []).join("\n"));
   const aliases = h(
@@ -385,7 +395,7 @@ function keyEditor(p, k, reload, close) {
       h("label", {}, "Name", name),
       h("label", {}, "Description", description),
       h("label", {}, "Weight", weight),
-      checkboxOf(enabled, "Enabled"),
+      enabledBox,
     ),
     h(
       "div",
@@ -405,5 +415,3 @@ function keyEditor(p, k, reload, close) {
   );
   return h("section", { class: "panel", "aria-label": `Edit key ${k.name}` }, h("h3", { tabindex: "-1" }, `Key ${k.name} of ${p.name}`), form);
 }
-
-const checkboxOf = (input, label) => h("label", { class: "check" }, input, label);

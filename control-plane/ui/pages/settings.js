@@ -4,12 +4,10 @@
 // never a value.
 
 import { api, get } from "../api.js";
-import { h, fill, field, checkbox, toast, errorSlot, formError } from "../dom.js";
+import { h, fill, field, checkbox, toast, errorSlot, formError, REDACTED, commas } from "../dom.js";
 
-const REDACTED = "<redacted>";
 const ROLES = ["member", "viewer", "team-admin", "admin"];
 const words = (text) => text.split(/\s+/).filter(Boolean);
-const commas = (text) => text.split(",").map((s) => s.trim()).filter(Boolean);
 
 export async function settings(el) {
   const [sso, mappings, teams] = await Promise.all([get("/api/sso"), get("/api/group-mappings"), get("/api/teams")]);

@@ -2,7 +2,7 @@
 // edit and delete them, a team admin edits their team's budgets and limits.
 
 import { api, get, isAdmin, managesKeys } from "../api.js";
-import { h, fill, table, field, toast, errorText, errorSlot, formError } from "../dom.js";
+import { h, fill, table, field, toast, errorText, errorSlot, formError, focusOpener } from "../dom.js";
 import { limitsFields, usageBars } from "../limits.js";
 import { contentFields } from "../content.js";
 
@@ -18,8 +18,14 @@ async function withUsage(kind, items) {
   );
 }
 
+/** The `data-opener` of a team's or customer's Edit button (see `focusOpener`). */
+const opener = (kind, item) => `${kind}:${item.id}`;
+
 export async function teams(el) {
-  const [t, c] = await Promise.all([get("/api/teams"), get("/api/customers").catch(() => ({ customers: [] }))]);
+  // Customers are listed to admins; a team admin, whom the API refuses them, sees none. An
+  // admin's failed call fails the page (an empty list would offer "(none)" as every team's
+  // customer).
+  const [t, c] = await Promise.all([get("/api/teams"), isAdmin() ? get("/api/customers") : { customers: [] }]);
   const customerName = new Map(c.customers.map((x) => [x.id, x.name]));
   const [teamRows, customerRows] = await Promise.all([withUsage("teams", t.teams), withUsage("customers", c.customers)]);
   const editor = h("div", { "aria-live": "polite" });
@@ -65,13 +71,16 @@ export async function teams(el) {
           const body = limits.read();
           if (isAdmin()) {
             body.name = name.querySelector("input").value.trim();
-            if (team) body.customer_id = customer.querySelector("select").value || null;
+            // Sent only when changed, so a save never clears a customer it did not show.
+            const chosen = customer ? customer.querySelector("select").value || null : undefined;
+            if (team && chosen !== (item.customer_id ?? null)) body.customer_id = chosen;
           }
           if (content) body.content_logging = content.read();
           try {
             await api("PUT", `/api/${kind}/${item.id}`, body);
             toast(`${item.name} saved`);
             await teams(el);
+            focusOpener(opener(kind, item));
           } catch (err) {
             formError(form, err);
           }
@@ -85,7 +94,10 @@ export async function teams(el) {
         "div",
         { class: "row" },
         h("button", { type: "submit", class: "primary" }, "Save"),
-        h("button", { type: "button", onclick: () => fill(editor) }, "Cancel"),
+        h("button", { type: "button", onclick: () => {
+          fill(editor);
+          focusOpener(opener(kind, item));
+        } }, "Cancel"),
         isAdmin() ? h("button", { type: "button", class: "danger", onclick: () => remove(kind, item) }, `Delete ${what}`) : null,
       ),
     );
@@ -105,7 +117,7 @@ export async function teams(el) {
     }
   }
 
-  const editButton = (kind, [x, u]) => h("button", { type: "button", onclick: () => edit(kind, x, u) }, `Edit ${x.name}`);
+  const editButton = (kind, [x, u]) => h("button", { type: "button", "data-opener": opener(kind, x), onclick: () => edit(kind, x, u) }, `Edit ${x.name}`);
 
   fill(
     el,
