@@ -199,7 +199,8 @@ async fn recompute_costs(
 
 /// Writes an export a chunk at a time, each chunk with the checkpoint that moves the cursor
 /// past it (`append_job_output`), so a replica taking the job over continues after the last
-/// chunk written.
+/// chunk written (a spend slice taken over part-way from the slice's first chunk, over the
+/// chunks written: `rewrite_job_output`).
 async fn export(
     cp: &ControlPlane,
     owner: &str,
@@ -219,6 +220,10 @@ async fn export(
         )
     };
     while let Some(mut batch) = next_batch(cp, &params, &cursor).await? {
+        // A spend slice a previous run left half written is written again from its start,
+        // over its chunks (`rewrite_job_output`, with the first chunk).
+        let (start, mut rewrite) = batch.start();
+        cursor = start;
         while let Some((bytes, next)) = batch.next_chunk()? {
             if stop.is_cancelled() || cp.shutting_down() {
                 return Ok(Outcome::Lost);
@@ -229,7 +234,11 @@ async fn export(
                 cursor: serde_json::to_string(&next).ok(),
                 message: Some(next.message(&params)),
             };
-            let checkpoint = if bytes.is_empty() {
+            let checkpoint = if rewrite {
+                store
+                    .rewrite_job_output(job.id, owner, cursor.seq, &bytes, &progress, now())
+                    .await
+            } else if bytes.is_empty() {
                 store.checkpoint_job(job.id, owner, &progress, now()).await
             } else {
                 store
@@ -238,7 +247,10 @@ async fn export(
             }
             .map_err(store_error)?;
             match checkpoint {
-                Checkpoint::Continue => cursor = next,
+                Checkpoint::Continue => {
+                    cursor = next;
+                    rewrite = false;
+                }
                 Checkpoint::Cancel => return Ok(cancelled(&cursor)),
                 Checkpoint::Lost => return Ok(Outcome::Lost),
             }

@@ -356,6 +356,8 @@ async fn outputs_conform(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let id = export.id;
+    assert_eq!(store.count_active_exports("test").await.unwrap(), 1);
+    assert_eq!(store.count_active_exports("other").await.unwrap(), 0);
     let claimed = store
         .claim_job("a", now, stale_before)
         .await
@@ -430,6 +432,50 @@ async fn outputs_conform(store: Arc<dyn Store>) {
         [(2, b"b2;".to_vec())]
     );
 
+    // A runner rewriting from chunk 1 (a slice taken over mid-way): the chunks from 1 on go in
+    // the transaction that writes the new chunk 1; a runner that lost the job deletes nothing.
+    assert_eq!(
+        store
+            .rewrite_job_output(id, "a", 1, b"lost;", &progress(2), later)
+            .await
+            .unwrap(),
+        Checkpoint::Lost
+    );
+    assert_eq!(output(&store, id).await.len(), 3);
+    assert_eq!(
+        store
+            .rewrite_job_output(id, "b", 1, b"", &progress(1), later)
+            .await
+            .unwrap(),
+        Checkpoint::Continue
+    );
+    assert_eq!(
+        output(&store, id).await,
+        [(0, "a0;".to_owned())],
+        "an empty rewrite only deletes"
+    );
+    assert_eq!(
+        store
+            .rewrite_job_output(id, "b", 1, b"b1;", &progress(2), later)
+            .await
+            .unwrap(),
+        Checkpoint::Continue
+    );
+    store
+        .append_job_output(id, "b", 2, b"b2';", &progress(3), later)
+        .await
+        .unwrap();
+    assert_eq!(
+        output(&store, id).await,
+        [
+            (0, "a0;".to_owned()),
+            (1, "b1;".to_owned()),
+            (2, "b2';".to_owned())
+        ]
+    );
+    let got = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!((got.done, got.cursor.as_deref()), (30, Some("next=3")));
+
     // A cancellation: the next chunk is not written.
     let event_cancel = event("job.cancel");
     store.cancel_job(id, &event_cancel).await.unwrap();
@@ -461,6 +507,11 @@ async fn outputs_conform(store: Arc<dyn Store>) {
         .unwrap()
         .unwrap();
     assert_eq!(c.id, recent.id);
+    assert_eq!(
+        store.count_active_exports("test").await.unwrap(),
+        1,
+        "the cancelled one no longer counts; the running one does"
+    );
     store
         .append_job_output(recent.id, "c", 0, b"r0;", &progress(1), later)
         .await
@@ -472,6 +523,7 @@ async fn outputs_conform(store: Arc<dyn Store>) {
             .await
             .unwrap()
     );
+    assert_eq!(store.count_active_exports("test").await.unwrap(), 0);
     assert_eq!(
         store.purge_job_output(later).await.unwrap(),
         0,

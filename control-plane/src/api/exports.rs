@@ -346,6 +346,13 @@ pub(crate) struct ExportCursor {
     /// Spend: the rows of the slice at `next` already written.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub skip: u64,
+    /// Spend, within a slice: the number of the slice's first chunk and the rows written
+    /// before the slice. A runner taking the export over mid-slice (`skip > 0`) deletes the
+    /// slice's chunks and writes the slice again from here: its rows are ordered by cost,
+    /// which may have changed since (the last bucket still fills, recomputations), so
+    /// skipping `skip` rows of a new read could write a row twice and lose another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice: Option<(u64, u64)>,
     /// Logs: the last row written (`started_at` in Unix nanoseconds, `request_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_log: Option<(String, String)>,
@@ -396,6 +403,9 @@ impl ExportCursor {
 /// The rows of one step, rendered a chunk at a time ([`Batch::next_chunk`]).
 pub(crate) struct Batch {
     format: ExportFormat,
+    /// Whether the batch's first chunk replaces the chunks from its `seq` on
+    /// ([`crate::store::jobs::JobStore::rewrite_job_output`]): a slice written again.
+    rewrite: bool,
     rows: Rows,
     cursor: ExportCursor,
     /// The cursor once every row of the batch is written.
@@ -424,7 +434,9 @@ pub(crate) async fn next_batch(
     let plan = plan(p).map_err(|e| format!("invalid export: {e}"))?;
     let store = cp.store();
     let store_error = |e| format!("store error: {e}");
+    let mut start = cursor.clone();
     let mut end = cursor.clone();
+    let mut rewrite = false;
     let rows = match plan {
         Plan::Spend(mut q) => {
             let from = match &cursor.next {
@@ -449,12 +461,13 @@ pub(crate) async fn next_batch(
                     "the report has more than {MAX_CSV_ROWS} rows; narrow it (fewer groups, a filter)"
                 ));
             }
+            start = slice_start(cursor)?;
+            rewrite = cursor.skip > 0;
+            end = start.clone();
             end.next = Some(rfc3339(to));
             end.skip = 0;
-            let mut rows = rows.into_iter();
-            // Rows of this slice a previous run wrote (a takeover mid-slice).
-            rows.by_ref().take(cursor.skip as usize).for_each(drop);
-            Rows::Spend(q, rows)
+            end.slice = None;
+            Rows::Spend(q, rows.into_iter())
         }
         Plan::Logs(mut q) => {
             q.after = match &cursor.after_log {
@@ -517,14 +530,43 @@ pub(crate) async fn next_batch(
     };
     Ok(Some(Batch {
         format: p.format,
+        rewrite,
         rows,
-        cursor: cursor.clone(),
+        cursor: start,
         end,
         started: false,
     }))
 }
 
+/// Where a spend slice is written from: `cursor` at a slice's start (the slice's first chunk
+/// and rows so far noted), or, when a previous run wrote part of the slice (`skip > 0`), the
+/// cursor at the slice's start: the slice is written again over its chunks.
+fn slice_start(cursor: &ExportCursor) -> Result<ExportCursor, String> {
+    if cursor.skip == 0 {
+        return Ok(ExportCursor {
+            slice: Some((cursor.seq, cursor.rows)),
+            ..cursor.clone()
+        });
+    }
+    let (seq, rows) = cursor.slice.ok_or_else(|| {
+        "the export was taken over mid-slice with a cursor of an older version; queue it again"
+            .to_owned()
+    })?;
+    Ok(ExportCursor {
+        seq,
+        rows,
+        skip: 0,
+        ..cursor.clone()
+    })
+}
+
 impl Batch {
+    /// The cursor the batch is written from (a slice written again starts before the
+    /// caller's), and whether its first chunk replaces the chunks from there on.
+    pub(crate) fn start(&self) -> (ExportCursor, bool) {
+        (self.cursor.clone(), self.rewrite)
+    }
+
     /// The next chunk of at most [`PAGE_ROWS`] rows and the cursor after it; `None` once the
     /// batch is written. An empty chunk only moves the cursor.
     pub(crate) fn next_chunk(&mut self) -> Result<Option<(Vec<u8>, ExportCursor)>, String> {
@@ -725,6 +767,12 @@ mod tests {
     use crate::usage_log::LogScope;
 
     fn spend_batch(rows: usize, cursor: ExportCursor) -> Batch {
+        spend_batch_of((0..rows).collect(), cursor)
+    }
+
+    /// A batch of one spend slice whose rows are models `m{i}` for `ids`, in that order,
+    /// written from `cursor` as `next_batch` does.
+    fn spend_batch_of(ids: Vec<usize>, cursor: ExportCursor) -> Batch {
         let q = SpendQuery {
             since: OffsetDateTime::UNIX_EPOCH,
             until: OffsetDateTime::UNIX_EPOCH + Duration::DAY,
@@ -739,7 +787,8 @@ mod tests {
             scope: LogScope::All,
             limit: 10,
         };
-        let rows: Vec<SpendRow> = (0..rows)
+        let rows: Vec<SpendRow> = ids
+            .into_iter()
             .map(|i| SpendRow {
                 model: Some(format!("m{i}")),
                 totals: SpendTotals {
@@ -749,15 +798,16 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        let mut rows = rows.into_iter();
-        rows.by_ref().take(cursor.skip as usize).for_each(drop);
-        let mut end = cursor.clone();
+        let start = slice_start(&cursor).unwrap();
+        let mut end = start.clone();
         end.next = Some("end".into());
         end.skip = 0;
+        end.slice = None;
         Batch {
             format: ExportFormat::Csv,
-            rows: Rows::Spend(q, rows),
-            cursor,
+            rewrite: cursor.skip > 0,
+            rows: Rows::Spend(q, rows.into_iter()),
+            cursor: start,
             end,
             started: false,
         }
@@ -796,10 +846,71 @@ mod tests {
             ]
         );
 
-        // Taken over after the first chunk: the slice is read again and the written rows
-        // skipped; the rest is the same, without a second header.
-        let resumed = chunks(spend_batch(2_500, got[0].1.clone()));
-        assert_eq!(resumed, got[1..]);
+        // Taken over after the first chunk: the slice is read again and written again from
+        // its first chunk (over the chunks written), header included.
+        let resumed = spend_batch(2_500, got[0].1.clone());
+        assert_eq!(resumed.start().0.seq, 0);
+        assert!(resumed.start().1, "it replaces the slice's chunks");
+        assert_eq!(chunks(resumed), got);
+    }
+
+    /// Writes `batch` into `out` (chunk number to text) as the runner does: a rewriting batch
+    /// first deletes the chunks from its start.
+    fn write(out: &mut std::collections::BTreeMap<u64, String>, mut batch: Batch) {
+        let (start, rewrite) = batch.start();
+        if rewrite {
+            out.retain(|seq, _| *seq < start.seq);
+        }
+        let mut seq = start.seq;
+        while let Some((bytes, next)) = batch.next_chunk().unwrap() {
+            if !bytes.is_empty() {
+                assert!(out.insert(seq, String::from_utf8(bytes).unwrap()).is_none());
+            }
+            seq = next.seq;
+        }
+    }
+
+    #[test]
+    fn a_slice_taken_over_after_its_rows_changed_order_holds_every_row_once() {
+        // A slice that is not the export's first: 7 rows in 2 chunks were written before it.
+        let before = ExportCursor {
+            seq: 2,
+            rows: 7,
+            next: Some("1970-01-01T00:00:00Z".into()),
+            ..Default::default()
+        };
+        let mut out = std::collections::BTreeMap::from([(0, "h\n".into()), (1, "x\n".into())]);
+        let mut first = spend_batch_of((0..2_500).collect(), before);
+        let (_, cursor) = first.next_chunk().unwrap().unwrap();
+        out.insert(2, "(written by the first run)".into());
+        assert_eq!(
+            (cursor.seq, cursor.skip, cursor.slice),
+            (3, 1_000, Some((2, 7)))
+        );
+
+        // The costs changed: the slice reads in the opposite order now.
+        let again = spend_batch_of((0..2_500).rev().collect(), cursor);
+        let (start, _) = again.start();
+        assert_eq!((start.seq, start.rows, start.skip), (2, 7, 0));
+        write(&mut out, again);
+        assert_eq!(out[&0], "h\n", "the chunks before the slice stay");
+        let text: String = out.range(2..).map(|(_, t)| t.as_str()).collect();
+        let mut models: Vec<&str> = text.lines().map(|l| l.split(',').next().unwrap()).collect();
+        assert_eq!(models.len(), 2_500);
+        models.sort_unstable();
+        models.dedup();
+        assert_eq!(models.len(), 2_500, "no row twice, none lost");
+    }
+
+    #[test]
+    fn a_mid_slice_cursor_without_its_slice_start_fails_the_export() {
+        let old = ExportCursor {
+            seq: 3,
+            rows: 1_000,
+            skip: 1_000,
+            ..Default::default()
+        };
+        assert!(slice_start(&old).unwrap_err().contains("queue it again"));
     }
 
     #[test]

@@ -86,6 +86,24 @@ pub trait JobStore: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<Checkpoint, StoreError>;
 
+    /// Like [`JobStore::append_job_output`], but first deletes the job's chunks from `seq` on, in
+    /// the same transaction: a runner that took an export over rewrites the slice a previous
+    /// run left half written (its rows may have changed order since), so no row is written
+    /// twice and none is lost. Empty `bytes` write no chunk (the deletion and the checkpoint
+    /// still happen).
+    async fn rewrite_job_output(
+        &self,
+        id: Uuid,
+        owner: &str,
+        seq: u64,
+        bytes: &[u8],
+        progress: &Progress,
+        now: OffsetDateTime,
+    ) -> Result<Checkpoint, StoreError>;
+
+    /// How many exports `created_by` asked for are queued or running.
+    async fn count_active_exports(&self, created_by: &str) -> Result<u64, StoreError>;
+
     /// Up to `limit` chunks of a job's output after chunk `after` (`None`: from the first), in
     /// order.
     async fn job_output(
@@ -208,6 +226,9 @@ pub(crate) mod sql {
         "UPDATE jobs SET cancel_requested = TRUE WHERE id = $1 AND state = 'running'";
     pub const OUTPUT_INSERT: &str =
         "INSERT INTO job_output (job_id, seq, bytes) VALUES ($1, $2, $3)";
+    pub const OUTPUT_DELETE_FROM: &str = "DELETE FROM job_output WHERE job_id = $1 AND seq >= $2";
+    pub const COUNT_ACTIVE_EXPORTS: &str = "SELECT COUNT(*) FROM jobs WHERE kind = 'export' \
+         AND created_by = $1 AND state IN ('queued', 'running')";
     pub const OUTPUT_READ: &str = "SELECT seq, bytes FROM job_output WHERE job_id = $1 \
          AND seq > $2 ORDER BY seq LIMIT $3";
     pub const OUTPUT_PURGE: &str = "DELETE FROM job_output WHERE job_id IN \
@@ -238,6 +259,57 @@ macro_rules! impl_job_store {
 
         fn job_select(tail: &str) -> String {
             format!("SELECT {} FROM jobs {tail}", jobsql::COLUMNS)
+        }
+
+        /// Checkpoints `progress` and writes chunk `seq` (none when `bytes` is empty), after
+        /// deleting the chunks from `seq` on when `rewrite`; one transaction.
+        #[allow(clippy::too_many_arguments)]
+        async fn write_job_output(
+            store: &$store,
+            id: uuid::Uuid,
+            owner: &str,
+            seq: u64,
+            rewrite: bool,
+            bytes: &[u8],
+            progress: &Progress,
+            now: time::OffsetDateTime,
+        ) -> Result<Checkpoint, StoreError> {
+            let mut tx = store.begin_write().await?;
+            // The checkpoint first: on PostgreSQL it locks the job's row, so no claim can take
+            // the job over between it and the chunk.
+            let cancel: Option<bool> = sqlx::query_scalar(jobsql::CHECKPOINT)
+                .bind(id)
+                .bind(owner)
+                .bind(i64::try_from(progress.done).unwrap_or(i64::MAX))
+                .bind(progress.total.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
+                .bind(&progress.cursor)
+                .bind(&progress.message)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            match cancel {
+                None => return Ok(Checkpoint::Lost),
+                Some(true) => return Ok(Checkpoint::Cancel),
+                Some(false) => {}
+            }
+            let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+            if rewrite {
+                sqlx::query(jobsql::OUTPUT_DELETE_FROM)
+                    .bind(id)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if !bytes.is_empty() || !rewrite {
+                sqlx::query(jobsql::OUTPUT_INSERT)
+                    .bind(id)
+                    .bind(seq)
+                    .bind(bytes)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(Checkpoint::Continue)
         }
 
         #[async_trait::async_trait]
@@ -410,32 +482,27 @@ macro_rules! impl_job_store {
                 progress: &Progress,
                 now: time::OffsetDateTime,
             ) -> Result<Checkpoint, StoreError> {
-                let mut tx = self.begin_write().await?;
-                // The checkpoint first: on PostgreSQL it locks the job's row, so no claim can
-                // take the job over between it and the chunk.
-                let cancel: Option<bool> = sqlx::query_scalar(jobsql::CHECKPOINT)
-                    .bind(id)
-                    .bind(owner)
-                    .bind(i64::try_from(progress.done).unwrap_or(i64::MAX))
-                    .bind(progress.total.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
-                    .bind(&progress.cursor)
-                    .bind(&progress.message)
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
+                write_job_output(self, id, owner, seq, false, bytes, progress, now).await
+            }
+
+            async fn rewrite_job_output(
+                &self,
+                id: uuid::Uuid,
+                owner: &str,
+                seq: u64,
+                bytes: &[u8],
+                progress: &Progress,
+                now: time::OffsetDateTime,
+            ) -> Result<Checkpoint, StoreError> {
+                write_job_output(self, id, owner, seq, true, bytes, progress, now).await
+            }
+
+            async fn count_active_exports(&self, created_by: &str) -> Result<u64, StoreError> {
+                let n: i64 = sqlx::query_scalar(jobsql::COUNT_ACTIVE_EXPORTS)
+                    .bind(created_by)
+                    .fetch_one(&self.pool)
                     .await?;
-                match cancel {
-                    None => return Ok(Checkpoint::Lost),
-                    Some(true) => return Ok(Checkpoint::Cancel),
-                    Some(false) => {}
-                }
-                sqlx::query(jobsql::OUTPUT_INSERT)
-                    .bind(id)
-                    .bind(i64::try_from(seq).unwrap_or(i64::MAX))
-                    .bind(bytes)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(Checkpoint::Continue)
+                Ok(u64::try_from(n).unwrap_or(0))
             }
 
             async fn job_output(

@@ -485,6 +485,80 @@ async fn a_taken_over_export_resumes_after_the_last_chunk_without_duplicates() {
     assert_eq!(lines(&r.text), want);
 }
 
+#[tokio::test]
+async fn a_spend_slice_taken_over_mid_way_is_written_again_whole() {
+    let h = sqlite_harness(loopback_auth()).await;
+    let r = post(&h, "/api/virtual-keys", json!({"name": "app"})).await;
+    let key = r.json["id"].as_str().unwrap().to_owned();
+    let records: Vec<UsageRecord> = (0..5)
+        .map(|i| {
+            record(
+                &format!("r-{i}"),
+                &key,
+                1_000 + i * 1_000,
+                Some(1_000 * (i as u64 + 1)),
+            )
+        })
+        .collect();
+    let mut billed_records = Vec::new();
+    for r in records {
+        billed_records.push(billed(&h, r).await);
+    }
+    h.cp.store().insert_usage(&billed_records).await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    let since = rfc3339(now - time::Duration::hours(2));
+    let until = rfc3339(now + time::Duration::hours(1));
+    let path = format!(
+        "/api/spend/export?group_by=model,provider,key&interval=none&since={since}&until={until}"
+    );
+    let want = get(&h, &path.replace('+', "%2B")).await;
+    assert_eq!(want.status, StatusCode::OK, "{}", want.text);
+
+    // A replica wrote the slice's first chunk (rows in the order it read then, which costs
+    // changed since) as one row of the only slice, and died.
+    let stale = now - time::Duration::minutes(2);
+    let mut job = stored_export(None, JobState::Running, Some(stale), None);
+    job.params = json!({"export": "spend", "format": "csv",
+                        "query": {"group_by": "model,provider,key", "interval": "none",
+                                  "since": since, "until": until},
+                        "scope": "all", "user_id": null});
+    h.cp.store()
+        .create_job(&job, &stored_event())
+        .await
+        .unwrap();
+    let cursor = json!({"seq": 1, "rows": 1, "skip": 1, "slice": [0, 0]});
+    let progress = Progress {
+        done: 1,
+        total: None,
+        cursor: Some(cursor.to_string()),
+        message: None,
+    };
+    h.cp.store()
+        .append_job_output(
+            job.id,
+            "elsewhere",
+            0,
+            b"header\nstale row\n",
+            &progress,
+            stale,
+        )
+        .await
+        .unwrap();
+    let id = job.id.to_string();
+    let done = finished_as(&id, |p| {
+        let h = &h;
+        async move { get(h, &p).await }
+    })
+    .await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let r = get(&h, &format!("/api/jobs/{id}/download")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.text, want.text,
+        "the slice is written again, header and all"
+    );
+}
+
 /// Runs an export as `role` and returns the job's id once it ended.
 async fn export_as(o: &Org, role: Role, body: Value) -> String {
     let r = o
