@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::exports::{ExportCursor, next_batch};
+use crate::api::exports::{ExportCursor, creator_still_covers, next_batch};
 use crate::jobs::{
     EXPORT_TTL, ExportParams, JobKind, JobRecord, JobState, RecomputeParams, Repricer,
     parse_rfc3339, rfc3339,
@@ -219,7 +219,12 @@ async fn export(
             format!("cancelled after {} rows; nothing to download", c.rows),
         )
     };
-    while let Some(mut batch) = next_batch(cp, &params, &cursor).await? {
+    loop {
+        // Whoever asked for it must still read what it holds (demoted, moved, deactivated).
+        creator_still_covers(cp, &params).await?;
+        let Some(mut batch) = next_batch(cp, &params, &cursor).await? else {
+            break;
+        };
         // A spend slice a previous run left half written is written again from its start,
         // over its chunks (`rewrite_job_output`, with the first chunk).
         let (start, mut rewrite) = batch.start();

@@ -301,6 +301,30 @@ impl AuthPolicy {
     }
 }
 
+/// A user as a signed-in request of theirs would be authenticated now (their current role, team
+/// and personal key); `None` when the user is gone or deactivated. Background work done for a
+/// user (an export) checks it against what it was asked with.
+pub(crate) async fn user_principal(
+    cp: &ControlPlane,
+    user_id: Uuid,
+) -> Result<Option<Principal>, ApiError> {
+    let Some(user) = cp.store().get_user(user_id).await? else {
+        return Ok(None);
+    };
+    if !user.active {
+        return Ok(None);
+    }
+    let (role, key) = user_role(cp, &user).await?;
+    Ok(Some(Principal {
+        credential: Credential::Session,
+        role,
+        user: Some(user),
+        personal_key_id: key,
+        csrf_token: None,
+        peer_ip: String::new(),
+    }))
+}
+
 /// A user's effective role (assigned, else from the group mappings) and personal key.
 async fn user_role(cp: &ControlPlane, user: &UserRecord) -> Result<(Role, Option<Uuid>), ApiError> {
     let role = match user.role {

@@ -35,7 +35,7 @@ use crate::ControlPlane;
 use crate::audit::{AuditFilter, AuditOrder, AuditQuery};
 use crate::identity::Role;
 use crate::jobs::{
-    EXPORT_TTL, ExportFormat, ExportKind, ExportParams, JobKind, JobRecord, JobState,
+    EXPORT_TTL, ExportFormat, ExportKind, ExportParams, ExportScope, JobKind, JobRecord, JobState,
     parse_rfc3339, rfc3339,
 };
 use crate::model::AuditRecord;
@@ -189,7 +189,8 @@ fn is_creator(caller: &Principal, job: &JobRecord) -> bool {
 
 /// Downloads a finished export (`Content-Disposition: attachment`, named
 /// `<kind>-<job id>.<csv|jsonl>`), streamed from the store. Its creator and admins may download
-/// it, for a week after it finished.
+/// it, for a week after it finished; its creator only while their scope (role, team, personal
+/// key) is still the one it was asked with.
 #[utoipa::path(
     get,
     path = "/api/jobs/{job_id}/download",
@@ -200,7 +201,7 @@ fn is_creator(caller: &Principal, job: &JobRecord) -> bool {
         (status = 400, description = "Not a job id", body = ErrorBody),
         (status = 401, description = "Not authorised", body = ErrorBody),
         (status = 403, description = "A viewer, not its creator", body = ErrorBody),
-        (status = 404, description = "No such export within the caller's reach", body = ErrorBody),
+        (status = 404, description = "No such export within the caller's reach (also its creator's, once their role, team or personal key changed)", body = ErrorBody),
         (status = 409, description = "Not finished, or it failed or was cancelled", body = ErrorBody),
         (status = 410, description = "Its output expired", body = ErrorBody),
     )
@@ -216,12 +217,17 @@ pub(crate) async fn download(
     if job.kind != JobKind::Export || !may_read(&caller, &job) {
         return Err(not_found());
     }
+    let params = ExportParams::from_json(&job.params).map_err(ApiError::Internal)?;
+    // Its rows are those of the scope it was asked with: a creator whose role or team changed
+    // since (a team admin moved or demoted) no longer sees it.
+    if caller.role != Role::Admin && ExportScope::from(log_scope(&caller)) != params.scope {
+        return Err(not_found());
+    }
     if caller.role != Role::Admin && !is_creator(&caller, &job) {
         return Err(ApiError::Forbidden(
             "an export is downloaded by the user who asked for it and by admins".to_owned(),
         ));
     }
-    let params = ExportParams::from_json(&job.params).map_err(ApiError::Internal)?;
     match job.state {
         JobState::Succeeded => {}
         JobState::Queued | JobState::Running => {
@@ -286,6 +292,35 @@ pub(crate) async fn download(
         Body::from_stream(body),
     )
         .into_response())
+}
+
+/// Whether the user who asked for an export may still read all it holds: their scope now
+/// (role, team, personal key) is everything or the one stored with it. Checked by the runner
+/// before each step, so an export whose creator was demoted, moved to another team or
+/// deactivated since fails instead of running with the old scope. Exports of the admin token
+/// or loopback (no user) are not checked.
+pub(crate) async fn creator_still_covers(
+    cp: &ControlPlane,
+    p: &ExportParams,
+) -> Result<(), String> {
+    let Some(user) = p.user_id else {
+        return Ok(());
+    };
+    let caller = super::auth::user_principal(cp, user)
+        .await
+        .map_err(|e| format!("cannot check its creator's access: {e}"))?;
+    let Some(caller) = caller else {
+        return Err("its creator no longer exists or was deactivated".to_owned());
+    };
+    let now = ExportScope::from(log_scope(&caller));
+    if now == ExportScope::All || now == p.scope {
+        Ok(())
+    } else {
+        Err(
+            "its creator's role or team changed since it was asked for; ask for it again"
+                .to_owned(),
+        )
+    }
 }
 
 /// The query an export runs, parsed from its stored parameters with the GET endpoint's parsing.

@@ -686,3 +686,76 @@ async fn exports_are_scoped_and_downloaded_only_by_their_creator_and_admins() {
     .await;
     assert_eq!(r.json["count"], 2, "{}", r.text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_follows_its_creators_current_scope() {
+    let o = org().await;
+    let lead_job = export_as(&o, Role::TeamAdmin, json!({"kind": "logs"})).await;
+    let path = format!("/api/jobs/{lead_job}/download");
+    let r = o.as_role(Role::TeamAdmin, Method::GET, &path, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let job = admin(&o.h, Method::GET, &format!("/api/jobs/{lead_job}"), None).await;
+    let lead = job.json["params"]["user_id"].as_str().unwrap().to_owned();
+    assert_eq!(job.json["params"]["scope"], json!({"team": o.team_a}));
+
+    // A queued export of team a, asked for by the lead, is not run once they lead team b.
+    let mut queued = stored_export(None, JobState::Queued, None, None);
+    queued.params = json!({"export": "logs", "format": "csv", "query": {},
+                           "scope": {"team": o.team_a}, "user_id": lead});
+    let r = admin(
+        &o.h,
+        Method::PUT,
+        &format!("/api/users/{lead}"),
+        Some(json!({"team_id": o.team_b})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    o.h.cp
+        .store()
+        .create_job(&queued, &stored_event())
+        .await
+        .unwrap();
+    let id = queued.id.to_string();
+    let ended = finished_as(&id, |p| {
+        let o = &o;
+        async move { admin(&o.h, Method::GET, &p, None).await }
+    })
+    .await;
+    assert_eq!(ended["state"], "failed", "{ended}");
+    assert!(
+        ended["message"]
+            .as_str()
+            .unwrap()
+            .contains("role or team changed"),
+        "{ended}"
+    );
+
+    // Their finished export of team a is no longer theirs to download (404, as for no job);
+    // admins still download it.
+    let r = o.as_role(Role::TeamAdmin, Method::GET, &path, None).await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
+    let r = o.as_role(Role::Admin, Method::GET, &path, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // Back in team a, it is theirs again.
+    let r = admin(
+        &o.h,
+        Method::PUT,
+        &format!("/api/users/{lead}"),
+        Some(json!({"team_id": o.team_a})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = o.as_role(Role::TeamAdmin, Method::GET, &path, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // Demoted to member: not theirs either.
+    let r = admin(
+        &o.h,
+        Method::PUT,
+        &format!("/api/users/{lead}"),
+        Some(json!({"role": "member"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = o.as_role(Role::TeamAdmin, Method::GET, &path, None).await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
+}
