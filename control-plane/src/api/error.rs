@@ -27,6 +27,8 @@ pub enum ErrorType {
     Unavailable,
     /// 504: a data plane did not answer in time.
     Timeout,
+    /// 429: the caller has too much of something in progress (e.g. queued exports).
+    TooManyRequests,
 }
 
 /// The body of every error response.
@@ -75,6 +77,10 @@ pub enum ApiError {
     /// 413.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 429: the caller has as much in progress as they may (the message says what); they may
+    /// try again once some of it ended.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 503: what the request needs is not available now; the message says what.
     #[error("{0}")]
     Unavailable(String),
@@ -111,6 +117,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -129,6 +136,7 @@ impl ApiError {
             ApiError::Conflict(m) => (ErrorType::Conflict, m.clone(), None),
             ApiError::Unauthorized(m) => (ErrorType::Unauthorized, m.clone(), None),
             ApiError::Forbidden(m) => (ErrorType::Forbidden, m.clone(), None),
+            ApiError::TooManyRequests(m) => (ErrorType::TooManyRequests, m.clone(), None),
             ApiError::Unavailable(m) => (ErrorType::Unavailable, m.clone(), None),
             ApiError::GatewayTimeout(m) => (ErrorType::Timeout, m.clone(), None),
             ApiError::Internal(_) => (

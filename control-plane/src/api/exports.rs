@@ -46,6 +46,9 @@ use crate::usage_log::{UsageLogQuery, UsageLogRow};
 pub(crate) const PAGE_ROWS: usize = 1_000;
 /// The widest range of a logs export (the GET pages through at most 31 days per query).
 const MAX_LOGS_EXPORT_WINDOW: Duration = Duration::days(400);
+/// The most exports one creator (a user; the admin token and loopback count as one) may have
+/// queued or running at once (more: 429).
+pub(crate) const MAX_ACTIVE_EXPORTS: u64 = 3;
 /// Chunks read per store query while downloading.
 const DOWNLOAD_CHUNKS: u32 = 4;
 
@@ -86,6 +89,7 @@ pub struct ExportRequest {
         (status = 400, description = "Invalid kind, format or query (the field is named)", body = ErrorBody),
         (status = 401, description = "Not authorised", body = ErrorBody),
         (status = 403, description = "An audit export by a team admin or member", body = ErrorBody),
+        (status = 429, description = "The caller already has 3 exports queued or running", body = ErrorBody),
     )
 )]
 pub(crate) async fn create_export(
@@ -156,6 +160,22 @@ pub(crate) async fn create_export(
     // Checked now: a 400 names the field.
     plan(&params)?;
     let params = params.to_json();
+    // A bound on what one caller keeps the runners busy with (checked before the job is
+    // stored: two requests at the same instant may both pass).
+    let creator = caller.user.as_ref().map(|u| u.id);
+    let active = cp
+        .store()
+        .active_exports()
+        .await?
+        .iter()
+        .filter(|j| ExportParams::from_json(&j.params).is_ok_and(|p| p.user_id == creator))
+        .count() as u64;
+    if active >= MAX_ACTIVE_EXPORTS {
+        return Err(ApiError::TooManyRequests(format!(
+            "{active} of your exports are queued or running (at most {MAX_ACTIVE_EXPORTS}); \
+             ask again once one ended, or cancel one"
+        )));
+    }
     let job = JobRecord::queued(JobKind::Export, params.clone(), audit.actor.0.clone());
     let event = audit
         .event("job.create", format!("jobs/{}", job.id))
@@ -217,16 +237,16 @@ pub(crate) async fn download(
     if job.kind != JobKind::Export || !may_read(&caller, &job) {
         return Err(not_found());
     }
+    if caller.role != Role::Admin && !is_creator(&caller, &job) {
+        return Err(ApiError::Forbidden(
+            "an export is downloaded by the user who asked for it and by admins".to_owned(),
+        ));
+    }
     let params = ExportParams::from_json(&job.params).map_err(ApiError::Internal)?;
     // Its rows are those of the scope it was asked with: a creator whose role or team changed
     // since (a team admin moved or demoted) no longer sees it.
     if caller.role != Role::Admin && ExportScope::from(log_scope(&caller)) != params.scope {
         return Err(not_found());
-    }
-    if caller.role != Role::Admin && !is_creator(&caller, &job) {
-        return Err(ApiError::Forbidden(
-            "an export is downloaded by the user who asked for it and by admins".to_owned(),
-        ));
     }
     match job.state {
         JobState::Succeeded => {}

@@ -101,8 +101,8 @@ pub trait JobStore: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<Checkpoint, StoreError>;
 
-    /// How many exports `created_by` asked for are queued or running.
-    async fn count_active_exports(&self, created_by: &str) -> Result<u64, StoreError>;
+    /// The exports that are queued or running, oldest first.
+    async fn active_exports(&self) -> Result<Vec<JobRecord>, StoreError>;
 
     /// Up to `limit` chunks of a job's output after chunk `after` (`None`: from the first), in
     /// order.
@@ -227,8 +227,6 @@ pub(crate) mod sql {
     pub const OUTPUT_INSERT: &str =
         "INSERT INTO job_output (job_id, seq, bytes) VALUES ($1, $2, $3)";
     pub const OUTPUT_DELETE_FROM: &str = "DELETE FROM job_output WHERE job_id = $1 AND seq >= $2";
-    pub const COUNT_ACTIVE_EXPORTS: &str = "SELECT COUNT(*) FROM jobs WHERE kind = 'export' \
-         AND created_by = $1 AND state IN ('queued', 'running')";
     pub const OUTPUT_READ: &str = "SELECT seq, bytes FROM job_output WHERE job_id = $1 \
          AND seq > $2 ORDER BY seq LIMIT $3";
     pub const OUTPUT_PURGE: &str = "DELETE FROM job_output WHERE job_id IN \
@@ -497,12 +495,16 @@ macro_rules! impl_job_store {
                 write_job_output(self, id, owner, seq, true, bytes, progress, now).await
             }
 
-            async fn count_active_exports(&self, created_by: &str) -> Result<u64, StoreError> {
-                let n: i64 = sqlx::query_scalar(jobsql::COUNT_ACTIVE_EXPORTS)
-                    .bind(created_by)
-                    .fetch_one(&self.pool)
-                    .await?;
-                Ok(u64::try_from(n).unwrap_or(0))
+            async fn active_exports(&self) -> Result<Vec<$crate::jobs::JobRecord>, StoreError> {
+                sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(job_select(
+                    "WHERE kind = 'export' AND state IN ('queued', 'running') \
+                     ORDER BY created_at, id",
+                )))
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map($crate::jobs::JobRecord::try_from)
+                .collect()
             }
 
             async fn job_output(

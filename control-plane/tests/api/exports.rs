@@ -759,3 +759,58 @@ async fn an_export_follows_its_creators_current_scope() {
     let r = o.as_role(Role::TeamAdmin, Method::GET, &path, None).await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creator_has_at_most_three_exports_queued_or_running() {
+    let o = org().await;
+    let done = export_as(&o, Role::Member, json!({"kind": "logs"})).await;
+    let r = admin(&o.h, Method::GET, &format!("/api/jobs/{done}"), None).await;
+    let member: Uuid = r.json["params"]["user_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Three of the member's exports running on another replica (its heartbeat is fresh).
+    let running = OffsetDateTime::now_utc();
+    for _ in 0..3 {
+        let job = stored_export(Some(member), JobState::Running, Some(running), None);
+        o.h.cp
+            .store()
+            .create_job(&job, &stored_event())
+            .await
+            .unwrap();
+    }
+    let body = json!({"kind": "spend", "query": {"group_by": "key"}});
+    let r = o
+        .as_role(
+            Role::Member,
+            Method::POST,
+            "/api/jobs/export",
+            Some(body.clone()),
+        )
+        .await;
+    assert_error(&r, StatusCode::TOO_MANY_REQUESTS, "too_many_requests", None);
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 3"),
+        "{}",
+        r.text
+    );
+    // The refusal is audited; nothing was queued.
+    let audited = admin(
+        &o.h,
+        Method::GET,
+        "/api/audit-logs?action=job.create&result=failure",
+        None,
+    )
+    .await;
+    assert_eq!(audited.json["count"], 1, "{}", audited.text);
+    let listed = o
+        .as_role(Role::Member, Method::GET, "/api/jobs", None)
+        .await;
+    assert_eq!(listed.json["count"], 4, "{}", listed.text);
+    // Others are not held back by the member's exports.
+    export_as(&o, Role::TeamAdmin, body).await;
+}
