@@ -280,8 +280,8 @@ fn expected(op: &str) -> &'static str {
         // Spend likewise: every role, summed over the caller's scope.
         "GET /api/spend" | "GET /api/spend/export" => "AVTMK",
         // Jobs: every role sees the jobs it may read (an unknown job is a 404 for everyone) and
-        // may export what it may read (an audit export is refused to team admins and members
-        // by the handler, after the empty body's 400 here).
+        // may export what it may read (queued with a valid body, `valid_body`; an audit export
+        // is refused to team admins and members by the handler).
         "GET /api/jobs"
         | "GET /api/jobs/{job_id}"
         | "POST /api/jobs/export"
@@ -298,6 +298,18 @@ fn expected(op: &str) -> &'static str {
         // Every other change (providers, keys, pricing, customers, teams' creation and deletion,
         // users, customer budget resets) is the admin's.
         _ => "AK",
+    }
+}
+
+/// A body the operation accepts and the status it then answers, where the empty body's 400
+/// would hide whether the role may do it.
+fn valid_body(op: &str) -> Option<(Value, StatusCode)> {
+    match op {
+        "POST /api/jobs/export" => Some((
+            json!({"kind": "spend", "query": {"group_by": "team"}}),
+            StatusCode::ACCEPTED,
+        )),
+        _ => None,
     }
 }
 
@@ -337,7 +349,11 @@ async fn role_matrix(o: &Org) {
                 .replace("{request_id}", "req-none")
                 .replace("{job_id}", &Uuid::new_v4().to_string());
             let m: Method = method.parse().unwrap();
-            let body = matches!(m, Method::POST | Method::PUT).then(|| json!({}));
+            let valid = valid_body(&op);
+            let body = match &valid {
+                Some((b, _)) => Some(b.clone()),
+                None => matches!(m, Method::POST | Method::PUT).then(|| json!({})),
+            };
             // The admin last: its changes (deletions) must not hide the others' outcomes.
             for (flag, role) in [
                 ('V', Some(Role::Viewer)),
@@ -363,6 +379,9 @@ async fn role_matrix(o: &Org) {
                         "{op} as {flag}: {}",
                         r.text
                     );
+                    if let Some((_, status)) = &valid {
+                        assert_eq!(r.status, *status, "{op} as {flag}: {}", r.text);
+                    }
                     // The route itself answered: not a server error, not the router's fallback.
                     assert!(
                         !r.status.is_server_error() && !r.text.contains("no admin API route"),
