@@ -6,11 +6,17 @@
 //!
 //! | kind    | rows, in the order of                         | a step reads                     |
 //! |---------|-----------------------------------------------|----------------------------------|
-//! | `spend` | `/api/spend/export` (bucket, cost, group)     | one day of hours, a week of days, or the whole range (`interval=none`) |
+//! | `spend` | `/api/spend/export` (bucket, cost, group)     | one day of hours, a week of days, or the whole range (`interval=none`), in one query each |
 //! | `logs`  | `/api/logs` pages (newest first)              | [`PAGE_ROWS`] rows after the last written |
 //! | `audit` | `/api/audit-logs/export` (oldest first)       | [`PAGE_ROWS`] rows after the last written, up to the newest row when the job started |
 //!
 //! A chunk holds at most [`PAGE_ROWS`] rows; its cursor ([`ExportCursor`]) is committed with it.
+//! A spend export holds at most `MAX_CSV_ROWS` (a million) rows in all, as the GET: each slice
+//! reads at most one row more than are left, and one too many fails the job. A slice's rows are
+//! held in memory while its chunks are written, and no heartbeat is sent during its query: an
+//! `interval=none` export of a large range is one query of up to a million rows, and if that
+//! takes longer than `job_runner::STALE_AFTER`, another replica may take the job over and read
+//! it again (the first runner's chunks are then refused: it no longer owns the job).
 
 use axum::Json;
 use axum::body::Body;
@@ -507,17 +513,21 @@ pub(crate) async fn next_batch(
                 Interval::None => q.until - q.since,
             };
             let to = (from + slice).min(q.until);
-            let limit = q.limit;
+            start = slice_start(cursor)?;
+            rewrite = cursor.skip > 0;
+            // The whole export holds at most MAX_CSV_ROWS rows, as `/api/spend/export`: a slice
+            // reads at most one row more than the rows left.
+            let room = u64::from(MAX_CSV_ROWS).saturating_sub(start.rows);
+            q.limit = u32::try_from(room + 1).unwrap_or(u32::MAX);
             q.since = from;
             q.until = to;
             let rows = store.query_spend(&q).await.map_err(store_error)?;
-            if rows.len() >= limit as usize {
+            if rows.len() as u64 > room {
                 return Err(format!(
-                    "the report has more than {MAX_CSV_ROWS} rows; narrow it (fewer groups, a filter)"
+                    "the report has more than {MAX_CSV_ROWS} rows; narrow it (a shorter range, \
+                     fewer groups, a filter)"
                 ));
             }
-            start = slice_start(cursor)?;
-            rewrite = cursor.skip > 0;
             end = start.clone();
             end.next = Some(rfc3339(to));
             end.skip = 0;

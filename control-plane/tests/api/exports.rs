@@ -814,3 +814,43 @@ async fn a_creator_has_at_most_three_exports_queued_or_running() {
     // Others are not held back by the member's exports.
     export_as(&o, Role::TeamAdmin, body).await;
 }
+
+#[tokio::test]
+async fn a_spend_export_holds_at_most_a_million_rows_in_all_as_the_get() {
+    let h = sqlite_harness(loopback_auth()).await;
+    let r = post(&h, "/api/virtual-keys", json!({"name": "app"})).await;
+    let key = r.json["id"].as_str().unwrap().to_owned();
+    let r = billed(&h, record("r-0", &key, 1_000, Some(1))).await;
+    h.cp.store().insert_usage(&[r]).await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    let since = rfc3339(now - time::Duration::days(20));
+    let until = rfc3339(now + time::Duration::hours(1));
+    // Slices of a week of days: a replica wrote a million rows in the slices before the last
+    // one (which holds the one request) and died.
+    let stale = now - time::Duration::minutes(2);
+    let mut job = stored_export(None, JobState::Running, Some(stale), None);
+    job.params = json!({"export": "spend", "format": "csv",
+                        "query": {"group_by": "key", "interval": "day",
+                                  "since": since, "until": until},
+                        "scope": "all", "user_id": null});
+    let next = rfc3339(now - time::Duration::days(3));
+    job.cursor = Some(json!({"seq": 1000, "rows": 1_000_000, "next": next}).to_string());
+    h.cp.store()
+        .create_job(&job, &stored_event())
+        .await
+        .unwrap();
+    let id = job.id.to_string();
+    let done = finished_as(&id, |p| {
+        let h = &h;
+        async move { get(h, &p).await }
+    })
+    .await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert!(
+        done["message"]
+            .as_str()
+            .unwrap()
+            .contains("more than 1000000 rows"),
+        "{done}"
+    );
+}
