@@ -27,7 +27,7 @@ const SECTIONS = [
   ["providers", "Providers", providers, readsConfig],
   ["fleet", "Fleet", fleet, readsConfig],
   ["pricing", "Pricing", pricing, readsConfig],
-  ["jobs", "Jobs", jobs, readsConfig],
+  ["jobs", "Jobs", jobs, () => true],
   ["audit", "Audit log", audit, readsAll],
   ["settings", "Settings", settings, isAdmin],
   ["me", "My key", me, () => true],

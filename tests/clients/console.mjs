@@ -427,6 +427,16 @@ try {
   await member.goto(`${url}/#/logs`);
   await member.locator('main p.hint', { hasText: /^\d+ requests?/ }).waitFor();
   seen.memberLogRows = await member.locator('tbody tr').count();
+  // The member's Jobs page: their own export, started, followed and downloaded with no call the
+  // member may not make (a refused call is a console error).
+  await member.goto(`${url}/#/jobs`);
+  await member.getByRole('heading', { name: 'Jobs' }).waitFor();
+  await member.getByRole('button', { name: 'Start export' }).click();
+  const memberReady = member.locator('main p', { hasText: 'Export ready' }).getByRole('button', { name: 'Download' });
+  await memberReady.waitFor();
+  seen.memberCanCancel = await member.getByRole('button', { name: 'Cancel' }).count();
+  const [memberExport] = await Promise.all([member.waitForEvent('download'), memberReady.click()]);
+  seen.memberExportName = memberExport.suggestedFilename();
   await member.goto(`${url}/#/me`);
   await member.getByRole('heading', { name: 'My key' }).waitFor();
   seen.memberKeyPrefix = await member.locator('dt:has-text("Key") + dd').innerText();

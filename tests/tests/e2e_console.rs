@@ -481,7 +481,7 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
     assert!(
         seen["exportName"]
             .as_str()
-            .is_some_and(|n| n.starts_with("tollgate-logs-") && n.ends_with(".csv")),
+            .is_some_and(|n| is_export_name(n, "logs", "csv")),
         "{}",
         seen["exportName"]
     );
@@ -513,6 +513,16 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
     ] {
         assert!(!nav.contains(&json!(hidden)), "{hidden} shown to a member");
     }
+    // Jobs is every role's: the member exports and downloads under the server's file name.
+    assert!(nav.contains(&json!("Jobs")), "{nav:?}");
+    assert!(
+        seen["memberExportName"]
+            .as_str()
+            .is_some_and(|n| is_export_name(n, "spend", "csv")),
+        "{}",
+        seen["memberExportName"]
+    );
+    assert_eq!(seen["memberCanCancel"], 0);
     let member_keys = seen["memberKeys"].as_array().unwrap();
     assert_eq!(member_keys.len(), 1, "{member_keys:?}");
     assert!(
@@ -536,4 +546,12 @@ fn tempfile_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("tollgate-console-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("screenshot dir");
     dir
+}
+
+/// Whether `name` is the server's name of an export (`<kind>-<job id, 32 hex digits>.<ext>`,
+/// as its `Content-Disposition` says).
+fn is_export_name(name: &str, kind: &str, ext: &str) -> bool {
+    name.strip_prefix(&format!("{kind}-"))
+        .and_then(|rest| rest.strip_suffix(&format!(".{ext}")))
+        .is_some_and(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
 }

@@ -1,5 +1,7 @@
-// Jobs: long operations running in the background (GET /api/jobs), with their progress,
-// refreshed every two seconds while one is queued or running; admins cancel them. Exports
+// Jobs: long operations running in the background (GET /api/jobs: each role sees the jobs it
+// may read), with their progress, refreshed every two seconds while one is queued or running;
+// admins cancel them. Every signed-in role sees the page and exports what it may read; the page
+// calls no admin-only route for the others (cancelling is offered to admins only). Exports
 // (POST /api/jobs/export) are started here, on the Spend and Audit pages (startExport), and
 // downloaded with the caller's credentials (fetch and a Blob: a plain link carries neither the
 // admin token nor the CSRF header).
@@ -17,12 +19,18 @@ function mayDownload(j) {
   return j.kind === "export" && (isAdmin() || Boolean(user && j.params && user.id === j.params.user_id));
 }
 
+/** The file name of export `j`: the server's (`Content-Disposition` of its download,
+ *  `ExportParams::filename`): `<kind>-<job id without dashes>.<csv|jsonl>`. */
+export function exportFileName(j) {
+  const ext = j.params && j.params.format === "jsonl" ? "jsonl" : "csv";
+  return `${j.params.export}-${j.id.replaceAll("-", "")}.${ext}`;
+}
+
 /** Saves the output of the finished export `j` as a file. */
 export async function saveExport(j) {
   const blob = await download(`/api/jobs/${j.id}/download`);
-  const ext = j.params && j.params.format === "jsonl" ? "jsonl" : "csv";
   const href = URL.createObjectURL(blob);
-  const a = h("a", { href, download: `tollgate-${j.params.export}-${j.id}.${ext}` });
+  const a = h("a", { href, download: exportFileName(j) });
   document.body.append(a);
   a.click();
   a.remove();
@@ -113,7 +121,12 @@ export async function jobs(el) {
           { label: "Actions", value: actions },
         ],
         r.jobs,
-        { empty: "No job yet. Recompute costs from the Pricing page after changing a price, or start an export above.", caption: "Jobs" },
+        {
+          empty: isAdmin()
+            ? "No job yet. Recompute costs from the Pricing page after changing a price, or start an export above."
+            : "No job yet. Start an export above.",
+          caption: "Jobs",
+        },
       ),
     );
     if (r.jobs.some((j) => j.state === "queued" || j.state === "running")) {
