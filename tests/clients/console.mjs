@@ -187,7 +187,12 @@ try {
   // button that opened the editor.
   await admin.locator('table:has(caption:text-is("Teams")) tbody tr', { hasText: 'eng' }).locator('[role="meter"]').first().waitFor();
   await teamForm.waitFor({ state: 'detached' });
-  const focused = () => admin.evaluate(() => document.activeElement && (document.activeElement.getAttribute('aria-label') || document.activeElement.innerText));
+  // Where focus is once it has left the page body (an editor that closed gives it back after
+  // its list is redrawn, which may take a fetch); the body's text if it never does.
+  const focused = async () => {
+    await admin.waitForFunction(() => document.activeElement && document.activeElement !== document.body, null, { timeout: 5000 }).catch(() => {});
+    return admin.evaluate(() => document.activeElement && (document.activeElement.getAttribute('aria-label') || document.activeElement.innerText));
+  };
   seen.teamFocus = await focused();
   const teamBudgets = () => admin.evaluate(async () => (await (await fetch('/api/teams')).json()).teams.find((t) => t.name === 'eng').budgets);
   seen.teamBudgetsFirst = await teamBudgets();
@@ -421,7 +426,7 @@ try {
   // Each page's own content, not the "Loading…" placeholder or the page before.
   await member.goto(`${url}/#/keys`);
   await member.getByRole('heading', { name: 'Virtual keys' }).waitFor();
-  await member.locator('main table, main p.empty').first().waitFor();
+  await member.locator('main tbody tr, main p.empty').first().waitFor();
   seen.memberKeys = await member.locator('tbody tr td:first-child').allInnerTexts();
   seen.memberCanCreate = await member.getByRole('button', { name: 'Create key' }).count();
   await member.goto(`${url}/#/logs`);
