@@ -24,7 +24,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 
@@ -182,17 +182,7 @@ pub(crate) async fn create_export(
              ask again once one ended, or cancel one"
         )));
     }
-    let job = JobRecord::queued(JobKind::Export, params.clone(), audit.actor.0.clone());
-    let event = audit
-        .event("job.create", format!("jobs/{}", job.id))
-        .with(
-            "after",
-            json!({"kind": job.kind.as_str(), "params": params}),
-        )
-        .success();
-    cp.store().create_job(&job, &event).await?;
-    cp.wake_jobs();
-    Ok((StatusCode::ACCEPTED, Json(job.into())))
+    super::jobs::queue(&cp, &audit, JobKind::Export, params).await
 }
 
 /// Whether `caller` may see `job`: admins and viewers every job; others the jobs they asked for,

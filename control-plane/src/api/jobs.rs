@@ -154,11 +154,18 @@ pub(crate) async fn recompute_costs(
         ceil_to(until, Duration::HOUR),
     );
     let params = RecomputeParams { since, until }.to_json();
-    let job = JobRecord::queued(
-        JobKind::RecomputeCosts,
-        params.clone(),
-        audit.actor.0.clone(),
-    );
+    queue(&cp, &audit, JobKind::RecomputeCosts, params).await
+}
+
+/// Queues a job of `kind` with `params` for the caller, audited (`job.create`), and wakes this
+/// replica's runner: the 202 of every job-creating route.
+pub(crate) async fn queue(
+    cp: &ControlPlane,
+    audit: &Audit,
+    kind: JobKind,
+    params: serde_json::Value,
+) -> Result<(StatusCode, Json<JobResponse>), ApiError> {
+    let job = JobRecord::queued(kind, params.clone(), audit.actor.0.clone());
     let event = audit
         .event("job.create", format!("jobs/{}", job.id))
         .with(
