@@ -65,14 +65,16 @@ impl ProxyError {
 
     /// The error the client is sent: the message, and when there is a detail (logged only), the
     /// request id and a pointer to the gateway log.
+    /// (A copy of the message: for content logging, which records the envelope sent.)
     pub(crate) fn api_error(&self, request_id: &str) -> ApiError {
+        self.api_error_with(self.message.clone(), request_id)
+    }
+
+    fn api_error_with(&self, message: Cow<'static, str>, request_id: &str) -> ApiError {
         let message = if self.detail.is_some() {
-            format!(
-                "{} (request id {request_id}; the gateway log has the details)",
-                self.message
-            )
+            format!("{message} (request id {request_id}; the gateway log has the details)")
         } else {
-            self.message.clone().into_owned()
+            message.into_owned()
         };
         ApiError {
             kind: self.kind,
@@ -82,8 +84,10 @@ impl ProxyError {
     }
 
     /// The JSON response, tagged with the request id. The detail, if any, is not part of it.
-    pub fn into_response_with(self, request_id: &str) -> Response {
-        let api = self.api_error(request_id);
+    pub fn into_response_with(mut self, request_id: &str) -> Response {
+        // The message is moved, not copied.
+        let message = std::mem::take(&mut self.message);
+        let api = self.api_error_with(message, request_id);
         let mut resp = error_response(&api, request_id, self.no_retry);
         if let Some(secs) = self.retry_after {
             resp.headers_mut()

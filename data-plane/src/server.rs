@@ -391,6 +391,15 @@ impl Draft {
         }
     }
 
+    /// A gateway error about to be sent, for content logging (nothing, not even the envelope
+    /// built, when it is off).
+    pub(crate) fn capture_proxy_error(&mut self, e: &ProxyError) {
+        if self.content.is_some() {
+            let api = e.api_error(&self.record.request_id);
+            self.capture_error(&api);
+        }
+    }
+
     /// Records the token counts of an answer.
     pub fn set_usage(&mut self, u: &tollgate_protocol::anthropic::Usage) {
         self.record.input_tokens = u.input_tokens;
@@ -686,9 +695,7 @@ pub(crate) fn refuse(dp: &DataPlane, draft: Draft, e: ProxyError) -> Response {
         "request refused"
     );
     let mut draft = draft;
-    if draft.content.is_some() {
-        draft.capture_error(&e.api_error(&draft.record.request_id));
-    }
+    draft.capture_proxy_error(&e);
     let resp = e.into_response_with(&draft.record.request_id);
     draft.finish(dp, status, class);
     resp

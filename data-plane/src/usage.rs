@@ -13,13 +13,16 @@ use tollgate_proto::usage::v1::UsageRecord;
 /// message.
 pub const DRAIN_CONTENT_BYTES: usize = 4 * 1024 * 1024;
 
-/// Bytes of recorded bodies (content logging) `records` carry.
+/// Bytes of recorded bodies (content logging) a record carries.
+pub fn record_content_len(r: &UsageRecord) -> usize {
+    r.content
+        .as_ref()
+        .map_or(0, |c| c.request.len() + c.response.len())
+}
+
+/// Bytes of recorded bodies `records` carry.
 pub fn content_len(records: &[UsageRecord]) -> usize {
-    records
-        .iter()
-        .filter_map(|r| r.content.as_ref())
-        .map(|c| c.request.len() + c.response.len())
-        .sum()
+    records.iter().map(record_content_len).sum()
 }
 
 /// Moves queued records into `out`, without waiting, until `out` holds `max` records or
@@ -33,7 +36,7 @@ pub fn drain(rx: &mut mpsc::Receiver<UsageRecord>, out: &mut Vec<UsageRecord>, m
     while out.len() < max && content < DRAIN_CONTENT_BYTES {
         match rx.try_recv() {
             Ok(record) => {
-                content += content_len(std::slice::from_ref(&record));
+                content += record_content_len(&record);
                 out.push(record);
             }
             Err(mpsc::error::TryRecvError::Empty) => return false,

@@ -324,9 +324,7 @@ pub(crate) fn fail(dp: &DataPlane, draft: Draft, err: ProxyError) -> Response {
     let status = err.status.as_u16();
     let class = err.class;
     let mut draft = draft;
-    if draft.content.is_some() {
-        draft.capture_error(&err.api_error(&draft.record.request_id));
-    }
+    draft.capture_proxy_error(&err);
     let resp = err.into_response_with(&draft.record.request_id);
     draft.finish(dp, status, class);
     resp

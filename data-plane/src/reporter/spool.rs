@@ -48,13 +48,6 @@ struct Segment {
     path: Option<PathBuf>,
 }
 
-/// Bytes of recorded bodies (content logging) a record holds.
-pub(crate) fn content_len(r: &UsageRecord) -> usize {
-    r.content
-        .as_ref()
-        .map_or(0, |c| c.request.len() + c.response.len())
-}
-
 impl Segment {
     fn end_seq(&self) -> u64 {
         self.first_seq + self.records.len() as u64
@@ -284,7 +277,7 @@ impl Spool {
                 if seg.acked[i] {
                     continue;
                 }
-                let len = content_len(&seg.records[i]);
+                let len = crate::usage::record_content_len(&seg.records[i]);
                 if !out.is_empty() && content + len > max_content {
                     break 'segments;
                 }
