@@ -16,6 +16,7 @@
 pub mod content;
 pub mod env;
 pub mod logsafe;
+pub mod mcp;
 pub mod model_id;
 pub mod model_pattern;
 pub mod pricing;
