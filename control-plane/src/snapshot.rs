@@ -146,6 +146,8 @@ pub fn build_snapshot(
                     })
             })
             .collect::<Result<_, _>>()?,
+        // Filled from the store once the admin API keeps MCP servers.
+        mcp_servers: Vec::new(),
     })
 }
 
@@ -177,6 +179,8 @@ fn virtual_key(
         fallbacks: g.fallbacks.clone(),
         user_id: vk.user_id.map(|u| u.to_string()).unwrap_or_default(),
         content_logging: governance::ContentLogging::effective(g.content_logging, team_content),
+        // Filled from the key's and its team's tool allowlists once the admin API stores them.
+        mcp_access: Vec::new(),
     }
 }
 

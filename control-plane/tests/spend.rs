@@ -248,6 +248,7 @@ fn records(f: &Fixture, from: usize, n: usize) -> Vec<UsageRecord> {
                 team_id: text(team),
                 customer_id: text(cust),
                 user_id: text(user),
+                mcp: None,
                 content: None,
             }
         })

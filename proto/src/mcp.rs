@@ -130,7 +130,10 @@ mod tests {
 
     #[test]
     fn plain_names_are_prefixed_unchanged() {
-        assert_eq!(served_name("github", "search_issues"), "github__search_issues");
+        assert_eq!(
+            served_name("github", "search_issues"),
+            "github__search_issues"
+        );
         assert_eq!(served_name("everything", "echo"), "everything__echo");
         assert_eq!(MAX_SERVED_NAME, 49);
     }
@@ -144,7 +147,10 @@ mod tests {
             ("everything", "a_b"),
             ("everything", "a b"),
             ("everything", ""),
-            ("a".repeat(20).as_str(), "tool-with-a-rather-long-name-indeed-yes"),
+            (
+                "a".repeat(20).as_str(),
+                "tool-with-a-rather-long-name-indeed-yes",
+            ),
             ("srv", "ünïcode"),
         ]
         .map(|(s, t)| (s.to_owned(), t.to_owned()));

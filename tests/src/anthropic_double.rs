@@ -54,6 +54,8 @@ pub const RATE_LIMIT_MESSAGE: &str = "This request would exceed the rate limit f
 pub const RATE_LIMIT_RETRY_AFTER: &str = "7";
 /// The tool `[double:tool]` calls.
 pub const TOOL_NAME: &str = "Read";
+/// The `message` argument of a `[double:call:NAME]` tool call.
+pub const CALL_MESSAGE: &str = "tollgate-mcp-e2e-4d1c";
 /// Requests larger than this get 413 `request_too_large`.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
@@ -314,6 +316,7 @@ pub fn status_for(error_type: &str) -> u16 {
 /// | (none) | text [`DEFAULT_REPLY`] | same, one `text_delta` per word, a `ping` after `content_block_start` |
 /// | `[double:tool]` | one `tool_use` block | `input_json_delta` pieces |
 /// | `[double:read:PATH]` | one `tool_use` block `Read {"file_path": PATH}` | same |
+/// | `[double:call:NAME]` | one `tool_use` block `NAME {"message": CALL_MESSAGE}` when the request's `tools` offer NAME (as a model would only call a tool it was given); otherwise text saying it was not offered | same |
 /// | `[double:thinking]` | a `thinking` block with a signature first, when the request has `thinking` enabled or adaptive | `thinking_delta`s, a `signature_delta` |
 /// | `[double:overloaded]` | 529 `overloaded_error` `Overloaded` | same, before any event |
 /// | `[double:prompt-too-long]` | 400 `invalid_request_error` [`PROMPT_TOO_LONG_MESSAGE`] | same |
@@ -330,6 +333,8 @@ pub struct Script {
     pub tool: bool,
     /// `[double:read:PATH]`: the tool call reads PATH.
     pub read: Option<String>,
+    /// `[double:call:NAME]`: the tool to call, if the request offers it.
+    pub call: Option<String>,
     pub thinking: bool,
     pub error: Option<ApiError>,
     pub html_502: bool,
@@ -348,6 +353,7 @@ impl Script {
                     script.tool = true;
                     script.read = Some(arg.to_owned());
                 }
+                "call" if !arg.is_empty() => script.call = Some(arg.to_owned()),
                 "thinking" => script.thinking = true,
                 "overloaded" => {
                     script.error = Some(ApiError::new(529, "overloaded_error", "Overloaded"));
@@ -391,6 +397,9 @@ impl Script {
         }
         if let Some(e) = &self.midstream {
             parts.push(format!("midstream:{}", e.error_type));
+        }
+        if let Some(name) = &self.call {
+            parts.push(format!("call:{name}"));
         }
         for (on, label) in [
             (self.tool, "tool"),
@@ -570,8 +579,15 @@ fn process(
         .and_then(|t| t.get("type"))
         .and_then(Value::as_str)
         .is_some_and(|t| t == "enabled" || t == "adaptive");
+    let offered = |name: &str| {
+        body.get("tools")
+            .and_then(Value::as_array)
+            .is_some_and(|tools| tools.iter().any(|t| t["name"] == name))
+    };
+    let call = script.call.as_deref().map(|name| (name, offered(name)));
     let reply = Reply::build(
         &script,
+        call,
         model,
         input_tokens,
         max_tokens,
@@ -768,6 +784,8 @@ struct Reply {
     words: Vec<String>,
     /// The tool call's input (JSON text), for a tool call.
     tool: Option<String>,
+    /// The called tool's name.
+    tool_name: String,
     /// `(thinking, signature)` of a leading thinking block.
     thinking: Option<(String, String)>,
     stop_reason: &'static str,
@@ -783,6 +801,7 @@ const TOOL_INPUT: &str = r#"{"file_path": "/tmp/x"}"#;
 impl Reply {
     fn build(
         script: &Script,
+        call: Option<(&str, bool)>,
         model: &str,
         input_tokens: u64,
         max_tokens: u64,
@@ -801,6 +820,19 @@ impl Reply {
                 ),
             )
         });
+        if let Some((name, true)) = call {
+            return Reply {
+                id,
+                model: model.to_owned(),
+                input_tokens,
+                words: Vec::new(),
+                tool: Some(json!({ "message": CALL_MESSAGE }).to_string()),
+                tool_name: name.to_owned(),
+                thinking,
+                stop_reason: "tool_use",
+                output_tokens: 12,
+            };
+        }
         if script.tool {
             let input = match &script.read {
                 Some(path) => json!({ "file_path": path }).to_string(),
@@ -812,9 +844,24 @@ impl Reply {
                 input_tokens,
                 words: Vec::new(),
                 tool: Some(input),
+                tool_name: TOOL_NAME.to_owned(),
                 thinking,
                 stop_reason: "tool_use",
                 output_tokens: 12,
+            };
+        }
+        if let Some((name, false)) = call {
+            let text = format!("The tool {name} was not offered.");
+            return Reply {
+                id,
+                model: model.to_owned(),
+                input_tokens,
+                output_tokens: (text.len() as u64).div_ceil(4),
+                words: vec![text],
+                tool: None,
+                tool_name: String::new(),
+                thinking,
+                stop_reason: "end_turn",
             };
         }
         // max_tokens is honoured at 4 characters a token.
@@ -841,6 +888,7 @@ impl Reply {
             input_tokens,
             words,
             tool: None,
+            tool_name: String::new(),
             thinking,
             stop_reason,
             output_tokens: used.max(1),
@@ -864,7 +912,7 @@ impl Reply {
             content.push(json!({"type": "thinking", "thinking": thinking, "signature": signature}));
         }
         content.push(match &self.tool {
-            Some(input) => json!({"type": "tool_use", "id": TOOL_ID, "name": TOOL_NAME,
+            Some(input) => json!({"type": "tool_use", "id": TOOL_ID, "name": self.tool_name,
                     "input": serde_json::from_str::<Value>(input).unwrap_or_default()}),
             None => json!({"type": "text", "text": self.words.concat()}),
         });
@@ -913,7 +961,7 @@ impl Reply {
                 let split = input.find(':').map_or(input.len(), |p| p + 1);
                 let pieces = ["", &input[..split], &input[split..]];
                 (
-                    json!({"type": "tool_use", "id": TOOL_ID, "name": TOOL_NAME, "input": {}}),
+                    json!({"type": "tool_use", "id": TOOL_ID, "name": self.tool_name, "input": {}}),
                     pieces
                         .iter()
                         .map(|p| json!({"type": "input_json_delta", "partial_json": p}))

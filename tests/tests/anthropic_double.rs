@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use tollgate_tests::anthropic_double::{
-    AnthropicDouble, AnthropicDoubleConfig, DEFAULT_REPLY, PROMPT_TOO_LONG_MESSAGE,
+    AnthropicDouble, AnthropicDoubleConfig, CALL_MESSAGE, DEFAULT_REPLY, PROMPT_TOO_LONG_MESSAGE,
     RATE_LIMIT_RETRY_AFTER,
 };
 
@@ -508,4 +508,44 @@ async fn system_messages_need_the_mid_conversation_system_beta() {
         .await
         .expect("send");
     assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn call_trigger_calls_the_named_tool_only_when_the_request_offers_it() {
+    let double = start();
+    let mut req = body("[double:call:mcp__tollgate__everything__echo] go", false);
+    req["tools"] = json!([{"name": "mcp__tollgate__everything__echo", "description": "Echo",
+        "input_schema": {"type": "object", "properties": {"message": {"type": "string"}}}}]);
+    let v: Value = ok_call(&double, "/v1/messages", &req)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["stop_reason"], "tool_use", "{v}");
+    assert_eq!(v["content"][0]["name"], "mcp__tollgate__everything__echo");
+    assert_eq!(v["content"][0]["input"], json!({"message": CALL_MESSAGE}));
+    // Streamed: the same block, its input in pieces.
+    req["stream"] = json!(true);
+    let text = ok_call(&double, "/v1/messages", &req)
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.contains(r#""name":"mcp__tollgate__everything__echo""#),
+        "{text}"
+    );
+    // A tool the request does not offer is not called.
+    req["tools"] = json!([{"name": "other", "input_schema": {"type": "object"}}]);
+    req["stream"] = json!(false);
+    let v: Value = ok_call(&double, "/v1/messages", &req)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["stop_reason"], "end_turn", "{v}");
+    assert_eq!(
+        v["content"][0]["text"],
+        "The tool mcp__tollgate__everything__echo was not offered."
+    );
 }

@@ -221,6 +221,7 @@ async fn recorded_bodies_are_read_by_admins_and_team_admins_and_every_read_is_au
             &o.h,
             UsageRecord {
                 content: None,
+                mcp: None,
                 ..with_content("r-none", &o.key_a, 3_000, b"", 0)
             },
         )
