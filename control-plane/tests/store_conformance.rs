@@ -14,7 +14,7 @@ use tollgate_control_plane::model::{
 use tollgate_control_plane::mcp::{
     McpCallQuery, McpCallRow, McpServerRecord, SecretMap, TransportRecord,
 };
-use tollgate_control_plane::store::{McpStore as _, UsageRecord, UsageTotals};
+use tollgate_control_plane::store::{UsageRecord, UsageTotals};
 use tollgate_control_plane::usage_log::{LogScope, StatusFilter};
 use tollgate_control_plane::validate::ValidationError;
 use tollgate_control_plane::{PostgresStore, SqliteStore, Store, StoreError};
