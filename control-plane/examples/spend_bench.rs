@@ -122,6 +122,7 @@ fn batch(org: &Org, b: usize, total: usize, start_ms: i64, span_ms: i64) -> Vec<
                 customer_id: customer.to_string(),
                 user_id: user.map(|u| u.to_string()).unwrap_or_default(),
                 content: None,
+                mcp: None,
             }
         })
         .collect()

@@ -63,6 +63,7 @@ fn records(run: usize, n: usize, now_ms: i64) -> Vec<UsageRecord> {
                 String::new()
             },
             content: None,
+            mcp: None,
         })
         .collect()
 }

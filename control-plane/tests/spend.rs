@@ -249,6 +249,7 @@ fn records(f: &Fixture, from: usize, n: usize) -> Vec<UsageRecord> {
                 customer_id: text(cust),
                 user_id: text(user),
                 content: None,
+                mcp: None,
             }
         })
         .collect()

@@ -203,6 +203,7 @@ async fn usage_logs_conform(store: Arc<dyn Store>) {
             customer_id: text(cust),
             user_id: text(user),
             content: None,
+            mcp: None,
         };
         all.push(Expect {
             rec,
