@@ -156,15 +156,22 @@ async fn servers_are_configured_and_their_secrets_kept(h: &Harness) {
         "a disabled server keeps its secrets"
     );
 
-    // The audit log: every change, with redacted views and what changed.
-    let r = get(h, "/api/audit-logs?limit=1000").await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let rows = r.json["audit_logs"].as_array().unwrap().clone();
-    let actions: Vec<&str> = rows
-        .iter()
-        .filter_map(|e| e["action"].as_str())
-        .filter(|a| a.starts_with("mcp_server."))
-        .collect();
+    // The audit log: every change, with redacted views; the refused ones as failures.
+    let actions_of = |r: &Resp| -> Vec<String> {
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.json["audit_logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["action"].as_str())
+            .filter(|a| a.starts_with("mcp_server."))
+            .map(str::to_owned)
+            .collect()
+    };
+    let failed = actions_of(&get(h, "/api/audit-logs?limit=1000&result=failure").await);
+    assert_eq!(failed, ["mcp_server.update", "mcp_server.create"]);
+    let r = get(h, "/api/audit-logs?limit=1000&result=success").await;
+    let actions = actions_of(&r);
     assert_eq!(
         actions.iter().filter(|a| **a == "mcp_server.create").count(),
         2,
@@ -273,8 +280,16 @@ async fn invalid_servers_are_refused_naming_the_field() {
     }
     let r = post(&h, "/api/mcp/servers", with(json!({"unknown": 1}))).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
-    // Nothing was stored or published.
+    // Nothing was stored or published; each refusal is audited as a failure, without the
+    // body's values.
     assert_eq!(get(&h, "/api/mcp/servers").await.json["count"], 0);
+    let r = get(
+        &h,
+        "/api/audit-logs?action=mcp_server.create&result=failure&limit=1000",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["count"], 18, "{}", r.text);
     assert!(current(&h).mcp_servers.is_empty());
     // Renames and transport mismatches on update.
     let r = post(&h, "/api/mcp/servers", ok.clone()).await;
