@@ -275,7 +275,9 @@ impl McpServerInput {
             _ => {}
         }
         if !update && self.transport.is_none() {
-            return Err(ValidationError::new("transport", "required: \"stdio\" or \"http\"").into());
+            return Err(
+                ValidationError::new("transport", "required: \"stdio\" or \"http\"").into(),
+            );
         }
         if let Some(command) = &self.command {
             text("command", command)?;
@@ -330,14 +332,21 @@ impl McpServerInput {
             .env
             .as_ref()
             .map(|map| {
-                secrets_of(map, SecretMap::Env, update, env_allow, seal_literal, |name| {
-                    if validate::is_env_var_name(name) {
-                        Ok(())
-                    } else {
-                        Err("invalid environment variable name: expected [A-Za-z_][A-Za-z0-9_]*"
+                secrets_of(
+                    map,
+                    SecretMap::Env,
+                    update,
+                    env_allow,
+                    seal_literal,
+                    |name| {
+                        if validate::is_env_var_name(name) {
+                            Ok(())
+                        } else {
+                            Err("invalid environment variable name: expected [A-Za-z_][A-Za-z0-9_]*"
                             .to_owned())
-                    }
-                })
+                        }
+                    },
+                )
             })
             .transpose()?;
         let headers = self
@@ -426,9 +435,7 @@ fn secrets_of(
 ) -> Result<BTreeMap<String, SecretInput>, CheckError> {
     let prefix = which.as_str();
     if map.len() > MAX_ENTRIES {
-        return Err(
-            ValidationError::new(prefix, format!("at most {MAX_ENTRIES} entries")).into(),
-        );
+        return Err(ValidationError::new(prefix, format!("at most {MAX_ENTRIES} entries")).into());
     }
     let mut out = BTreeMap::new();
     for (name, raw) in map {
@@ -470,15 +477,12 @@ fn merge(
     for (name, input) in given {
         let value = match input {
             SecretInput::Set(v) => v.clone(),
-            SecretInput::Keep => stored
-                .and_then(|s| s.get(name))
-                .cloned()
-                .ok_or_else(|| {
-                    ValidationError::new(
-                        format!("{}.{name}", which.as_str()),
-                        format!("{REDACTED:?} keeps the stored value, but none is stored"),
-                    )
-                })?,
+            SecretInput::Keep => stored.and_then(|s| s.get(name)).cloned().ok_or_else(|| {
+                ValidationError::new(
+                    format!("{}.{name}", which.as_str()),
+                    format!("{REDACTED:?} keeps the stored value, but none is stored"),
+                )
+            })?,
         };
         out.insert(name.clone(), value);
     }
@@ -560,11 +564,10 @@ impl ServerChange {
                     Some(TransportRecord::Http { url, headers }) => (Some(url), Some(headers)),
                     _ => (None, None),
                 };
-                let url = self
-                    .url
-                    .clone()
-                    .or_else(|| s_url.cloned())
-                    .ok_or_else(|| ValidationError::new("url", "required for an http server"))?;
+                let url =
+                    self.url.clone().or_else(|| s_url.cloned()).ok_or_else(|| {
+                        ValidationError::new("url", "required for an http server")
+                    })?;
                 let headers = match &self.headers {
                     Some(given) => merge(SecretMap::Headers, given, s_headers)?,
                     None => s_headers.cloned().unwrap_or_default(),

@@ -56,9 +56,7 @@ pub enum SnapshotError {
     },
     #[error("price override {id} is not valid: {reason}")]
     PriceOverride { id: Uuid, reason: String },
-    #[error(
-        "cannot decrypt {entry} of MCP server {server:?} (is the secret key right?): {source}"
-    )]
+    #[error("cannot decrypt {entry} of MCP server {server:?} (is the secret key right?): {source}")]
     Mcp {
         server: String,
         entry: String,
@@ -869,8 +867,8 @@ mod tests {
         let mut st = state(&secrets);
         let t = crate::model::now();
         let stdio_id = Uuid::new_v4();
-        let server = |name: &str, id: Uuid, transport: TransportRecord, enabled: bool| {
-            McpServerRecord {
+        let server =
+            |name: &str, id: Uuid, transport: TransportRecord, enabled: bool| McpServerRecord {
                 id,
                 name: name.into(),
                 transport,
@@ -879,14 +877,18 @@ mod tests {
                 enabled,
                 created_at: t,
                 updated_at: t,
-            }
-        };
+            };
         let token =
             crate::mcp::seal(&secrets, stdio_id, SecretMap::Env, "GITHUB_TOKEN", "ghp_1").unwrap();
         let http_id = Uuid::new_v4();
-        let bearer =
-            crate::mcp::seal(&secrets, http_id, SecretMap::Headers, "Authorization", "Bearer x")
-                .unwrap();
+        let bearer = crate::mcp::seal(
+            &secrets,
+            http_id,
+            SecretMap::Headers,
+            "Authorization",
+            "Bearer x",
+        )
+        .unwrap();
         st.mcp_servers = vec![
             server(
                 "web",
@@ -926,7 +928,11 @@ mod tests {
         st.virtual_keys[0].governance.mcp_tools = Some(vec![]);
         let snap = build_snapshot(&st, &secrets, 0).unwrap();
         let names: Vec<_> = snap.mcp_servers.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["github", "web"], "sorted, the disabled one left out");
+        assert_eq!(
+            names,
+            ["github", "web"],
+            "sorted, the disabled one left out"
+        );
         let gh = &snap.mcp_servers[0];
         assert_eq!(gh.id, stdio_id.to_string());
         assert_eq!(gh.allowed_tools, ["search_*"]);

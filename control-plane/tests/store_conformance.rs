@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use serde_json::json;
 use tollgate_control_plane::crypto::SecretBox;
+use tollgate_control_plane::mcp::{
+    McpCallQuery, McpCallRow, McpServerRecord, SecretMap, TransportRecord,
+};
 use tollgate_control_plane::model::{
     AuditEvent, BedrockKeyRecord, NetworkRecord, ProviderKeyRecord, ProviderKind, ProviderRecord,
     SealedSecret, SecretField, ValueSource, VertexKeyRecord, VirtualKeyRecord, now,
-};
-use tollgate_control_plane::mcp::{
-    McpCallQuery, McpCallRow, McpServerRecord, SecretMap, TransportRecord,
 };
 use tollgate_control_plane::store::{UsageRecord, UsageTotals};
 use tollgate_control_plane::usage_log::{LogScope, StatusFilter};
@@ -2088,7 +2088,10 @@ async fn mcp_conformance(store: Arc<dyn Store>) {
     assert_eq!(mcp_rows.len(), 4, "create, create, update, delete");
     for r in &mcp_rows {
         let text = r.details.to_string();
-        assert!(!text.contains("mcp-secret-EXAMPLE") && !text.contains("v1:"), "{text}");
+        assert!(
+            !text.contains("mcp-secret-EXAMPLE") && !text.contains("v1:"),
+            "{text}"
+        );
     }
     let create = mcp_rows
         .iter()
@@ -2109,7 +2112,11 @@ async fn mcp_conformance(store: Arc<dyn Store>) {
     failed.status = 504;
     failed.error_class = "timeout".into();
     batch.push(failed);
-    assert_eq!(store.insert_usage(&batch).await.unwrap(), 6, "3 requests, 3 calls");
+    assert_eq!(
+        store.insert_usage(&batch).await.unwrap(),
+        6,
+        "3 requests, 3 calls"
+    );
     assert_eq!(
         store.insert_usage(&batch).await.unwrap(),
         0,
@@ -2138,21 +2145,41 @@ async fn mcp_conformance(store: Arc<dyn Store>) {
         .unwrap();
     let spent: Vec<(Option<String>, u64)> = spend
         .iter()
-        .map(|r| (r.virtual_key_id.clone(), r.totals.requests + r.totals.refused_requests))
+        .map(|r| {
+            (
+                r.virtual_key_id.clone(),
+                r.totals.requests + r.totals.refused_requests,
+            )
+        })
         .collect();
-    assert_eq!(spent, [(Some("vk-m".to_owned()), 3)], "calls are not in the rollups");
+    assert_eq!(
+        spent,
+        [(Some("vk-m".to_owned()), 3)],
+        "calls are not in the rollups"
+    );
 
     let all = mcp_calls(&*store, LogScope::All).await;
     let ids: Vec<&str> = all.iter().map(|c| c.request_id.as_str()).collect();
     assert_eq!(ids, ["mcp-0", "mcp-1", "mcp-2"], "newest first");
     let c = &all[0];
     assert_eq!(
-        (c.virtual_key_id.as_str(), c.team_id, c.server.as_str(), c.tool.as_str()),
+        (
+            c.virtual_key_id.as_str(),
+            c.team_id,
+            c.server.as_str(),
+            c.tool.as_str()
+        ),
         ("vk-m", Some(team), "github", "search_issues")
     );
-    assert_eq!((c.status, c.latency_ms, c.error_class.as_str()), (200, 42, ""));
+    assert_eq!(
+        (c.status, c.latency_ms, c.error_class.as_str()),
+        (200, 42, "")
+    );
     assert_eq!(unix_ms(c.started_at), t - 1);
-    assert_eq!((all[2].status, all[2].error_class.as_str()), (504, "timeout"));
+    assert_eq!(
+        (all[2].status, all[2].error_class.as_str()),
+        (504, "timeout")
+    );
     let team_ids: Vec<String> = mcp_calls(&*store, LogScope::Team(Some(team)))
         .await
         .into_iter()

@@ -82,9 +82,8 @@ fn change_of(
     path_name: Option<&str>,
 ) -> Result<ServerChange, ApiError> {
     let secrets = cp.secrets();
-    let seal = |map: SecretMap, name: &str, value: &str| {
-        crate::mcp::seal(secrets, id, map, name, value)
-    };
+    let seal =
+        |map: SecretMap, name: &str, value: &str| crate::mcp::seal(secrets, id, map, name, value);
     Ok(req.check(path_name, cp.env_allow(), &seal)?)
 }
 
@@ -180,7 +179,10 @@ pub(crate) async fn get_server(
     State(cp): State<ControlPlane>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<McpServerResponse>, ApiError> {
-    Ok(Json(McpServerResponse::new(&stored(&cp, &name).await?, &cp)))
+    Ok(Json(McpServerResponse::new(
+        &stored(&cp, &name).await?,
+        &cp,
+    )))
 }
 
 /// Update an MCP server; omitted fields stay as they are. `env` and `headers` given replace
@@ -363,7 +365,10 @@ fn decode_cursor(raw: &str) -> Result<(OffsetDateTime, String), ApiError> {
             Some((at, request_id.to_owned()))
         })
         .ok_or_else(|| {
-            ApiError::invalid_field("cursor", "not a cursor from `next_cursor` of /api/mcp/calls")
+            ApiError::invalid_field(
+                "cursor",
+                "not a cursor from `next_cursor` of /api/mcp/calls",
+            )
         })
 }
 

@@ -8,11 +8,7 @@ fn input(json: serde_json::Value) -> McpServerInput {
     serde_json::from_value(json).expect("input")
 }
 
-fn check(
-    input: &McpServerInput,
-    id: Uuid,
-    path: Option<&str>,
-) -> Result<ServerChange, CheckError> {
+fn check(input: &McpServerInput, id: Uuid, path: Option<&str>) -> Result<ServerChange, CheckError> {
     let secrets = secrets();
     let seal_literal =
         |map: SecretMap, name: &str, value: &str| seal(&secrets, id, map, name, value);
@@ -49,7 +45,13 @@ fn a_stdio_server_is_created_with_its_literals_sealed_to_it() {
     let s = stdio_server(id);
     assert!(s.enabled);
     assert_eq!(s.call_timeout_ms, 5000);
-    let TransportRecord::Stdio { command, args, env, cwd } = &s.transport else {
+    let TransportRecord::Stdio {
+        command,
+        args,
+        env,
+        cwd,
+    } = &s.transport
+    else {
         panic!("{:?}", s.transport);
     };
     assert_eq!(command, "npx");
@@ -63,7 +65,16 @@ fn a_stdio_server_is_created_with_its_literals_sealed_to_it() {
         ValueSource::Literal("ghp_secret".into())
     );
     // Bound to the server, the map and the name.
-    assert!(open(&secrets(), Uuid::new_v4(), SecretMap::Env, "GITHUB_TOKEN", sealed).is_err());
+    assert!(
+        open(
+            &secrets(),
+            Uuid::new_v4(),
+            SecretMap::Env,
+            "GITHUB_TOKEN",
+            sealed
+        )
+        .is_err()
+    );
     assert!(open(&secrets(), id, SecretMap::Headers, "GITHUB_TOKEN", sealed).is_err());
     assert!(open(&secrets(), id, SecretMap::Env, "OTHER", sealed).is_err());
     // Shown redacted.
@@ -78,12 +89,27 @@ fn a_stdio_server_is_created_with_its_literals_sealed_to_it() {
 fn invalid_inputs_name_their_field() {
     let id = Uuid::new_v4();
     let cases = [
-        (serde_json::json!({"transport": "stdio", "command": "x"}), "name"),
-        (serde_json::json!({"name": "Git_Hub", "transport": "stdio", "command": "x"}), "name"),
-        (serde_json::json!({"name": "a", "command": "x"}), "transport"),
-        (serde_json::json!({"name": "a", "transport": "stdio"}), "command"),
+        (
+            serde_json::json!({"transport": "stdio", "command": "x"}),
+            "name",
+        ),
+        (
+            serde_json::json!({"name": "Git_Hub", "transport": "stdio", "command": "x"}),
+            "name",
+        ),
+        (
+            serde_json::json!({"name": "a", "command": "x"}),
+            "transport",
+        ),
+        (
+            serde_json::json!({"name": "a", "transport": "stdio"}),
+            "command",
+        ),
         (serde_json::json!({"name": "a", "transport": "http"}), "url"),
-        (serde_json::json!({"name": "a", "transport": "http", "url": "ftp://x"}), "url"),
+        (
+            serde_json::json!({"name": "a", "transport": "http", "url": "ftp://x"}),
+            "url",
+        ),
         (
             serde_json::json!({"name": "a", "transport": "http", "url": "https://u:p@x/mcp"}),
             "url",
@@ -130,7 +156,10 @@ fn invalid_inputs_name_their_field() {
             serde_json::json!({"name": "a", "transport": "stdio", "command": "x", "call_timeout_ms": 3_600_001}),
             "call_timeout_ms",
         ),
-        (serde_json::json!({"name": "a", "transport": "stdio", "command": " "}), "command"),
+        (
+            serde_json::json!({"name": "a", "transport": "stdio", "command": " "}),
+            "command",
+        ),
     ];
     for (json, want) in cases {
         let i = input(json.clone());
@@ -147,7 +176,10 @@ fn an_update_keeps_redacted_entries_and_what_it_does_not_name() {
     let id = Uuid::new_v4();
     let mut s = stdio_server(id);
     let before = s.clone();
-    let TransportRecord::Stdio { env: stored_env, .. } = &before.transport else {
+    let TransportRecord::Stdio {
+        env: stored_env, ..
+    } = &before.transport
+    else {
         unreachable!()
     };
     // Sent back as read: nothing changes.
@@ -185,7 +217,11 @@ fn an_update_keeps_redacted_entries_and_what_it_does_not_name() {
         Some("env.NEW")
     );
     // Renaming is refused.
-    let err = check(&input(serde_json::json!({"name": "other"})), id, Some("github"));
+    let err = check(
+        &input(serde_json::json!({"name": "other"})),
+        id,
+        Some("github"),
+    );
     assert_eq!(err.map(|_| ()).map_err(field), Err("name".to_owned()));
     // Moving to HTTP needs a URL and drops the stdio settings.
     let to_http = check(
@@ -199,20 +235,28 @@ fn an_update_keeps_redacted_entries_and_what_it_does_not_name() {
         Some("url")
     );
     let to_http = check(
-        &input(serde_json::json!({"transport": "http", "url": "https://mcp.example.com/mcp",
-            "headers": {"Authorization": "Bearer t"}})),
+        &input(
+            serde_json::json!({"transport": "http", "url": "https://mcp.example.com/mcp",
+            "headers": {"Authorization": "Bearer t"}}),
+        ),
         id,
         Some("github"),
     )
     .unwrap();
     to_http.apply(&mut s).unwrap();
-    assert!(matches!(&s.transport, TransportRecord::Http { url, headers }
-        if url == "https://mcp.example.com/mcp" && headers.len() == 1));
+    assert!(
+        matches!(&s.transport, TransportRecord::Http { url, headers }
+        if url == "https://mcp.example.com/mcp" && headers.len() == 1)
+    );
     // Stdio settings on an HTTP server are refused.
-    let err = check(&input(serde_json::json!({"args": ["x"]})), id, Some("github"))
-        .unwrap()
-        .apply(&mut s)
-        .unwrap_err();
+    let err = check(
+        &input(serde_json::json!({"args": ["x"]})),
+        id,
+        Some("github"),
+    )
+    .unwrap()
+    .apply(&mut s)
+    .unwrap_err();
     assert_eq!(err.field.as_deref(), Some("args"));
 }
 
@@ -220,8 +264,10 @@ fn an_update_keeps_redacted_entries_and_what_it_does_not_name() {
 fn star_allows_every_tool_and_tool_patterns_compile() {
     let id = Uuid::new_v4();
     let change = check(
-        &input(serde_json::json!({"name": "a", "transport": "stdio", "command": "x",
-            "allowed_tools": ["echo", "*"]})),
+        &input(
+            serde_json::json!({"name": "a", "transport": "stdio", "command": "x",
+            "allowed_tools": ["echo", "*"]}),
+        ),
         id,
         None,
     )

@@ -219,12 +219,14 @@ macro_rules! impl_mcp_store {
             conn: &mut Conn,
             name: &str,
         ) -> Result<Option<McpServerRecord>, StoreError> {
-            sqlx::query_as::<_, McpServerRow>(sqlx::AssertSqlSafe(select_servers("WHERE name = $1")))
-                .bind(name)
-                .fetch_optional(&mut *conn)
-                .await?
-                .map(McpServerRecord::try_from)
-                .transpose()
+            sqlx::query_as::<_, McpServerRow>(sqlx::AssertSqlSafe(select_servers(
+                "WHERE name = $1",
+            )))
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(McpServerRecord::try_from)
+            .transpose()
         }
 
         /// Stores the tool calls among `records` (those with `mcp` set), each once; returns how
@@ -238,7 +240,9 @@ macro_rules! impl_mcp_store {
                 let Some(call) = &r.mcp else { continue };
                 stored += sqlx::query(msql::INSERT_CALL)
                     .bind(r.request_id.as_str())
-                    .bind(usage_instant($crate::store::usage_started_at(r.started_at_unix_ms)))
+                    .bind(usage_instant($crate::store::usage_started_at(
+                        r.started_at_unix_ms,
+                    )))
                     .bind(r.virtual_key_id.as_str())
                     .bind($crate::store::owner_id(&r.team_id))
                     .bind($crate::store::owner_id(&r.customer_id))
@@ -370,7 +374,9 @@ macro_rules! impl_mcp_store {
                 let mut tx = self.begin_write().await?;
                 let version = bump(&mut tx).await?;
                 let Some(before) = fetch_mcp_server(&mut tx, name).await? else {
-                    return Err(StoreError::NotFound(format!("MCP server {name:?} not found")));
+                    return Err(StoreError::NotFound(format!(
+                        "MCP server {name:?} not found"
+                    )));
                 };
                 sqlx::query(msql::DELETE_SERVER)
                     .bind(name)
@@ -398,14 +404,16 @@ macro_rules! impl_mcp_store {
                         qb.push(" AND c.team_id = ").push_bind(team);
                     }
                     LogScope::Key(Some(key)) => {
-                        qb.push(" AND c.virtual_key_id = ").push_bind(key.to_string());
+                        qb.push(" AND c.virtual_key_id = ")
+                            .push_bind(key.to_string());
                     }
                     LogScope::Team(None) | LogScope::Key(None) => {
                         qb.push(" AND 1 = 0");
                     }
                 }
                 if let Some(key) = q.virtual_key_id {
-                    qb.push(" AND c.virtual_key_id = ").push_bind(key.to_string());
+                    qb.push(" AND c.virtual_key_id = ")
+                        .push_bind(key.to_string());
                 }
                 if let Some(team) = q.team_id {
                     qb.push(" AND c.team_id = ").push_bind(team);
@@ -435,7 +443,10 @@ macro_rules! impl_mcp_store {
                 }
                 qb.push(" ORDER BY c.started_at DESC, c.request_id DESC LIMIT ")
                     .push_bind(i64::from(q.limit));
-                Ok(qb.build_query_as::<McpCallRow>().fetch_all(&self.pool).await?)
+                Ok(qb
+                    .build_query_as::<McpCallRow>()
+                    .fetch_all(&self.pool)
+                    .await?)
             }
         }
     };

@@ -16,10 +16,16 @@ const BEARER: &str = "Bearer mcp-EXAMPLE-7c2d";
 const ROTATED: &str = "Bearer rotated-EXAMPLE-91f0";
 
 fn served(h: &Harness, name: &str) -> Option<McpServer> {
-    current(h).mcp_servers.iter().find(|s| s.name == name).cloned()
+    current(h)
+        .mcp_servers
+        .iter()
+        .find(|s| s.name == name)
+        .cloned()
 }
 
-fn stdio_env(s: &McpServer) -> std::collections::BTreeMap<String, (Option<String>, Option<String>)> {
+fn stdio_env(
+    s: &McpServer,
+) -> std::collections::BTreeMap<String, (Option<String>, Option<String>)> {
     match s.transport.as_ref().unwrap() {
         mcp_server::Transport::Stdio(st) => st
             .env
@@ -173,16 +179,25 @@ async fn servers_are_configured_and_their_secrets_kept(h: &Harness) {
     let r = get(h, "/api/audit-logs?limit=1000&result=success").await;
     let actions = actions_of(&r);
     assert_eq!(
-        actions.iter().filter(|a| **a == "mcp_server.create").count(),
+        actions
+            .iter()
+            .filter(|a| **a == "mcp_server.create")
+            .count(),
         2,
         "{actions:?}"
     );
     assert_eq!(
-        actions.iter().filter(|a| **a == "mcp_server.update").count(),
+        actions
+            .iter()
+            .filter(|a| **a == "mcp_server.update")
+            .count(),
         4,
         "{actions:?}"
     );
-    assert!(r.text.contains("GITHUB_PERSONAL_ACCESS_TOKEN"), "names are kept");
+    assert!(
+        r.text.contains("GITHUB_PERSONAL_ACCESS_TOKEN"),
+        "names are kept"
+    );
     bodies.push(r.text);
 
     // Delete.
@@ -265,15 +280,24 @@ async fn invalid_servers_are_refused_naming_the_field() {
         (with(json!({"url": "https://x.example.com"})), "url"),
         (with(json!({"env": {"BAD-NAME": "v"}})), "env.BAD-NAME"),
         (with(json!({"env": {"T": "env.not valid"}})), "env.T"),
-        (with(json!({"env": {"T": "env.TOLLGATE_ADMIN_TOKEN"}})), "env.T"),
+        (
+            with(json!({"env": {"T": "env.TOLLGATE_ADMIN_TOKEN"}})),
+            "env.T",
+        ),
         (with(json!({"env": {"T": "env.SOMETHING_ELSE"}})), "env.T"),
         (with(json!({"env": {"T": "<redacted>"}})), "env.T"),
         (
             json!({"name": "a", "transport": "http", "url": "https://x", "headers": {"mcp-session-id": "1"}}),
             "headers.mcp-session-id",
         ),
-        (with(json!({"allowed_tools": ["regex:(unclosed"]})), "allowed_tools[0]"),
-        (with(json!({"call_timeout_ms": 3_600_001})), "call_timeout_ms"),
+        (
+            with(json!({"allowed_tools": ["regex:(unclosed"]})),
+            "allowed_tools[0]",
+        ),
+        (
+            with(json!({"call_timeout_ms": 3_600_001})),
+            "call_timeout_ms",
+        ),
     ] {
         let r = post(&h, "/api/mcp/servers", body.clone()).await;
         assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request", Some(field));
@@ -297,7 +321,12 @@ async fn invalid_servers_are_refused_naming_the_field() {
     let r = put(&h, "/api/mcp/servers/a", json!({"name": "b"})).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request", Some("name"));
     let r = put(&h, "/api/mcp/servers/a", json!({"headers": {}})).await;
-    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request", Some("headers"));
+    assert_error(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("headers"),
+    );
     let r = put(&h, "/api/mcp/servers/a", json!({"transport": "http"})).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request", Some("url"));
     let r = put(
@@ -335,7 +364,13 @@ async fn tool_allowlists_of_keys_and_teams_reach_the_snapshot() {
     assert_eq!(access(h, &o.key_a), none, "no list: every tool");
     // The team's list (admins only).
     let team = format!("/api/teams/{}", o.team_a);
-    let r = admin(h, Method::PUT, &team, Some(json!({"mcp_tools": ["github__*"]}))).await;
+    let r = admin(
+        h,
+        Method::PUT,
+        &team,
+        Some(json!({"mcp_tools": ["github__*"]})),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json["mcp_tools"], json!(["github__*"]));
     assert_eq!(access(h, &o.key_a), [vec!["github__*".to_owned()]]);
@@ -344,10 +379,7 @@ async fn tool_allowlists_of_keys_and_teams_reach_the_snapshot() {
     let r = admin(h, Method::PUT, &key, Some(json!({"mcp_tools": []}))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json["mcp_tools"], json!([]));
-    assert_eq!(
-        access(h, &o.key_a),
-        [vec![], vec!["github__*".to_owned()]]
-    );
+    assert_eq!(access(h, &o.key_a), [vec![], vec!["github__*".to_owned()]]);
     // A team admin narrows their team's keys, as they set allowed models.
     let r = o
         .as_role(
@@ -368,15 +400,30 @@ async fn tool_allowlists_of_keys_and_teams_reach_the_snapshot() {
     // ... but not another team's key, nor their team's own list (sent back unchanged is fine).
     let other = format!("/api/virtual-keys/{}", o.key_b);
     let r = o
-        .as_role(Role::TeamAdmin, Method::PUT, &other, Some(json!({"mcp_tools": []})))
+        .as_role(
+            Role::TeamAdmin,
+            Method::PUT,
+            &other,
+            Some(json!({"mcp_tools": []})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
     let r = o
-        .as_role(Role::TeamAdmin, Method::PUT, &team, Some(json!({"mcp_tools": ["*"]})))
+        .as_role(
+            Role::TeamAdmin,
+            Method::PUT,
+            &team,
+            Some(json!({"mcp_tools": ["*"]})),
+        )
         .await;
     assert_error(&r, StatusCode::FORBIDDEN, "forbidden", None);
     let r = o
-        .as_role(Role::TeamAdmin, Method::PUT, &team, Some(json!({"mcp_tools": null})))
+        .as_role(
+            Role::TeamAdmin,
+            Method::PUT,
+            &team,
+            Some(json!({"mcp_tools": null})),
+        )
         .await;
     assert_error(&r, StatusCode::FORBIDDEN, "forbidden", None);
     let read = o.as_role(Role::TeamAdmin, Method::GET, &team, None).await;
@@ -420,10 +467,30 @@ async fn tool_allowlists_of_keys_and_teams_reach_the_snapshot() {
     );
     // Patterns must compile; customers have no list.
     for (path, method, body, field) in [
-        ("/api/virtual-keys", Method::POST, json!({"name": "bad", "mcp_tools": ["regex:["]}), "mcp_tools[0]"),
-        (key.as_str(), Method::PUT, json!({"mcp_tools": ["ok", "regex:("]}), "mcp_tools[1]"),
-        (team.as_str(), Method::PUT, json!({"mcp_tools": ["regex:["]}), "mcp_tools[0]"),
-        ("/api/teams", Method::POST, json!({"name": "t2", "mcp_tools": ["regex:["]}), "mcp_tools[0]"),
+        (
+            "/api/virtual-keys",
+            Method::POST,
+            json!({"name": "bad", "mcp_tools": ["regex:["]}),
+            "mcp_tools[0]",
+        ),
+        (
+            key.as_str(),
+            Method::PUT,
+            json!({"mcp_tools": ["ok", "regex:("]}),
+            "mcp_tools[1]",
+        ),
+        (
+            team.as_str(),
+            Method::PUT,
+            json!({"mcp_tools": ["regex:["]}),
+            "mcp_tools[0]",
+        ),
+        (
+            "/api/teams",
+            Method::POST,
+            json!({"name": "t2", "mcp_tools": ["regex:["]}),
+            "mcp_tools[0]",
+        ),
     ] {
         let r = admin(h, method, path, Some(body)).await;
         assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request", Some(field));
@@ -512,7 +579,10 @@ async fn tool_calls_are_logged_scoped_and_kept_out_of_requests_and_spend() {
     let r = as_admin("").await;
     assert_eq!(call_ids(&r), ["c-key-a", "c-key-b", "c-member"]);
     let first = &r.json["calls"][0];
-    assert_eq!(first["virtual_key"], json!({"id": o.key_a, "name": "key-a"}));
+    assert_eq!(
+        first["virtual_key"],
+        json!({"id": o.key_a, "name": "key-a"})
+    );
     assert_eq!(first["server"], "github");
     assert_eq!(first["tool"], "search_issues");
     assert_eq!(first["status"], 200);
