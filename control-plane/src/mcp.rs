@@ -178,7 +178,7 @@ pub struct McpServerInput {
     #[serde(default)]
     #[schema(example = "npx")]
     pub command: Option<String>,
-    /// stdio: its arguments.
+    /// stdio: its arguments (shown as they are: put credentials in `env`).
     #[serde(default)]
     #[schema(example = json!(["-y", "@modelcontextprotocol/server-github"]))]
     pub args: Option<Vec<String>>,
@@ -189,7 +189,7 @@ pub struct McpServerInput {
     #[schema(example = json!({"GITHUB_PERSONAL_ACCESS_TOKEN": "env.GITHUB_TOKEN"}))]
     pub env: Option<BTreeMap<String, String>>,
     /// stdio: its working directory (`null`: the data plane's).
-    #[serde(default, deserialize_with = "crate::api::double_option")]
+    #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, nullable)]
     pub cwd: Option<Option<String>>,
     /// http: the server's Streamable HTTP endpoint, `http://` or `https://`, without
@@ -223,6 +223,13 @@ pub struct McpServerInput {
     /// Read-only; ignored.
     #[serde(default, rename = "updated_at")]
     pub _updated_at: Option<String>,
+}
+
+/// `null` as `Some(None)`, absent (with `#[serde(default)]`) as `None`.
+fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    <Option<T> as Deserialize>::deserialize(d).map(Some)
 }
 
 /// A secret entry of a change: sealed (or a reference), or `"<redacted>"`: keep the stored one.
