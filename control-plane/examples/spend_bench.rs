@@ -455,6 +455,7 @@ async fn load(
             limits: Default::default(),
             member_key_limits: None,
             content_logging: None,
+            mcp_tools: None,
             created_at: t,
             updated_at: t,
         };

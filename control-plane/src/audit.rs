@@ -380,7 +380,19 @@ impl AuditView for TeamRecord {
             "limits": self.limits,
             "member_key_limits": self.member_key_limits,
             "content_logging": self.content_logging,
+            "mcp_tools": self.mcp_tools,
         })
+    }
+}
+
+impl AuditView for crate::mcp::McpServerRecord {
+    fn audit_view(&self) -> Value {
+        // `env` and `headers` values as the API shows them: "<redacted>" or env.NAME.
+        json!(crate::mcp::McpServerView::of(self))
+    }
+
+    fn sealed_fields(&self) -> Vec<(&'static str, String)> {
+        crate::mcp::sealed_entries(self)
     }
 }
 

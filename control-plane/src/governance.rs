@@ -112,6 +112,10 @@ pub struct KeyGovernance {
     /// The key's own content-logging setting (`None`: its team's applies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_logging: Option<ContentLogging>,
+    /// The key's own MCP tool allowlist: patterns over served tool names (`<server>__<tool>`);
+    /// `None`: no restriction of its own (its team's still applies), empty: no tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_tools: Option<Vec<String>>,
 }
 
 /// Content logging of a virtual key or a team: whether the request and response bodies of its

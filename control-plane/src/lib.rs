@@ -89,6 +89,7 @@ pub mod grpc;
 pub mod identity;
 mod job_runner;
 pub mod jobs;
+pub mod mcp;
 pub mod metrics;
 pub mod model;
 mod oidc;

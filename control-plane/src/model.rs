@@ -422,6 +422,9 @@ pub struct TeamRecord {
     pub member_key_limits: Option<Limits>,
     /// Whether its keys' request and response bodies are recorded (a key's own setting wins).
     pub content_logging: Option<crate::governance::ContentLogging>,
+    /// The team's MCP tool allowlist: patterns over served tool names (`<server>__<tool>`);
+    /// `None`: no restriction, empty: no tool. Its keys' own lists apply too.
+    pub mcp_tools: Option<Vec<String>>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -484,6 +487,8 @@ pub struct ConfigState {
     pub customers: Vec<CustomerRecord>,
     /// Oldest first (the order they are matched in).
     pub price_overrides: Vec<PriceOverrideRecord>,
+    /// Every MCP server, enabled or not, by name.
+    pub mcp_servers: Vec<crate::mcp::McpServerRecord>,
 }
 
 /// The current time, truncated to whole microseconds (what PostgreSQL keeps), in UTC.

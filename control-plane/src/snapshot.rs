@@ -13,6 +13,10 @@
 //! literal ones are also copied to the literal-only `extra_headers` field that data planes older
 //! than `extra_header_values` read.
 //!
+//! MCP servers: only the enabled ones, their `env` and `headers` values opened like provider
+//! secrets. A virtual key's `mcp_access` lists its own tool allowlist, then its team's (each
+//! only when set): the data plane allows a tool only when every entry does.
+//!
 //! A built snapshot holds plaintext secrets: never log it (prost's `Debug` prints every field).
 
 use std::collections::BTreeMap;
@@ -23,6 +27,7 @@ use uuid::Uuid;
 
 use crate::crypto::{CryptoError, SecretBox};
 use crate::governance;
+use crate::mcp::{McpServerRecord, SecretMap, TransportRecord};
 use crate::model::{
     ConfigState, CustomerRecord, NetworkRecord, ProviderKeyRecord, ProviderKind, SealedSecret,
     SecretField, TeamRecord, ValueSource, VirtualKeyRecord,
@@ -51,6 +56,13 @@ pub enum SnapshotError {
     },
     #[error("price override {id} is not valid: {reason}")]
     PriceOverride { id: Uuid, reason: String },
+    #[error("cannot decrypt {entry} of MCP server {server:?} (is the secret key right?): {source}")]
+    Mcp {
+        server: String,
+        entry: String,
+        #[source]
+        source: CryptoError,
+    },
 }
 
 /// Builds the snapshot of `state`. `created_at_unix_ms` is stamped into it as is.
@@ -99,17 +111,36 @@ pub fn build_snapshot(
         .iter()
         .filter_map(|t| Some((t.id, t.content_logging?)))
         .collect();
+    let team_tools: BTreeMap<Uuid, &Vec<String>> = state
+        .teams
+        .iter()
+        .filter_map(|t| Some((t.id, t.mcp_tools.as_ref()?)))
+        .collect();
     let virtual_keys = vks
         .into_iter()
         .map(|vk| {
             let team = vk.team_id.and_then(|t| team_content.get(&t).copied());
-            virtual_key(vk, team)
+            let mut key = virtual_key(vk, team);
+            // Every entry must allow a tool: the key's own list, then its team's.
+            key.mcp_access = [
+                vk.governance.mcp_tools.as_ref(),
+                vk.team_id.and_then(|t| team_tools.get(&t).copied()),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|tools| pb::McpAccess {
+                tools: tools.clone(),
+            })
+            .collect();
+            key
         })
         .collect();
     let mut teams: Vec<&TeamRecord> = state.teams.iter().collect();
     teams.sort_by(|a, b| a.name.cmp(&b.name));
     let mut customers: Vec<&CustomerRecord> = state.customers.iter().collect();
     customers.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut mcp_servers: Vec<&McpServerRecord> = state.mcp_servers.iter().collect();
+    mcp_servers.sort_by(|a, b| a.name.cmp(&b.name));
 
     Ok(Snapshot {
         version: state.version,
@@ -146,8 +177,54 @@ pub fn build_snapshot(
                     })
             })
             .collect::<Result<_, _>>()?,
-        // Filled from the store once the admin API keeps MCP servers.
-        mcp_servers: Vec::new(),
+        mcp_servers: mcp_servers
+            .into_iter()
+            .filter(|s| s.enabled)
+            .map(|s| mcp_server(s, secrets))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// An enabled MCP server: its secrets opened into `ValueRef.literal`, references kept as
+/// `ValueRef.env` (as provider keys').
+fn mcp_server(s: &McpServerRecord, secrets: &SecretBox) -> Result<pb::McpServer, SnapshotError> {
+    let open_map = |map: SecretMap, entries: &BTreeMap<String, SealedSecret>| {
+        entries
+            .iter()
+            .map(|(name, sealed)| {
+                crate::mcp::open(secrets, s.id, map, name, sealed)
+                    .map(|v| (name.clone(), value_ref(v)))
+                    .map_err(|source| SnapshotError::Mcp {
+                        server: s.name.clone(),
+                        entry: format!("{}.{name}", map.as_str()),
+                        source,
+                    })
+            })
+            .collect::<Result<std::collections::HashMap<_, _>, _>>()
+    };
+    let transport = match &s.transport {
+        TransportRecord::Stdio {
+            command,
+            args,
+            env,
+            cwd,
+        } => pb::mcp_server::Transport::Stdio(pb::McpStdio {
+            command: command.clone(),
+            args: args.clone(),
+            env: open_map(SecretMap::Env, env)?,
+            cwd: cwd.clone().unwrap_or_default(),
+        }),
+        TransportRecord::Http { url, headers } => pb::mcp_server::Transport::Http(pb::McpHttp {
+            url: url.clone(),
+            headers: open_map(SecretMap::Headers, headers)?,
+        }),
+    };
+    Ok(pb::McpServer {
+        id: s.id.to_string(),
+        name: s.name.clone(),
+        transport: Some(transport),
+        allowed_tools: s.allowed_tools.clone(),
+        call_timeout_ms: s.call_timeout_ms,
     })
 }
 
@@ -179,7 +256,6 @@ fn virtual_key(
         fallbacks: g.fallbacks.clone(),
         user_id: vk.user_id.map(|u| u.to_string()).unwrap_or_default(),
         content_logging: governance::ContentLogging::effective(g.content_logging, team_content),
-        // Filled from the key's and its team's tool allowlists once the admin API stores them.
         mcp_access: Vec::new(),
     }
 }
@@ -460,6 +536,7 @@ mod tests {
                     fail_open: true,
                     fallbacks: vec!["anthropic/claude-sonnet-4-6".into()],
                     content_logging: None,
+                    mcp_tools: None,
                 },
                 created_at: t,
                 updated_at: t,
@@ -471,6 +548,7 @@ mod tests {
                 limits: Limits::default(),
                 member_key_limits: None,
                 content_logging: None,
+                mcp_tools: None,
                 created_at: t,
                 updated_at: t,
             }],
@@ -495,6 +573,7 @@ mod tests {
                 created_at: t,
                 updated_at: t,
             }],
+            mcp_servers: vec![],
         }
     }
 
@@ -717,6 +796,7 @@ mod tests {
             teams: vec![],
             customers: vec![],
             price_overrides: vec![],
+            mcp_servers: vec![],
         };
         let snap = build_snapshot(&st, &secrets, 0).unwrap();
         let by_name = |n: &str| snap.providers.iter().find(|p| p.name == n).unwrap();
@@ -778,5 +858,130 @@ mod tests {
         assert_eq!(net.extra_header_values["x-proxy-token"], lit("plain"));
         assert_eq!(net.extra_header_values["x-team"], lit("eng"));
         assert_eq!(net.extra_headers.len(), 3);
+    }
+
+    #[test]
+    fn enabled_mcp_servers_and_tool_allowlists_reach_the_snapshot() {
+        use crate::mcp::{McpServerRecord, SecretMap, TransportRecord};
+        let secrets = SecretBox::new(&[3u8; 32]);
+        let mut st = state(&secrets);
+        let t = crate::model::now();
+        let stdio_id = Uuid::new_v4();
+        let server =
+            |name: &str, id: Uuid, transport: TransportRecord, enabled: bool| McpServerRecord {
+                id,
+                name: name.into(),
+                transport,
+                allowed_tools: vec!["search_*".into()],
+                call_timeout_ms: 5_000,
+                enabled,
+                created_at: t,
+                updated_at: t,
+            };
+        let token =
+            crate::mcp::seal(&secrets, stdio_id, SecretMap::Env, "GITHUB_TOKEN", "ghp_1").unwrap();
+        let http_id = Uuid::new_v4();
+        let bearer = crate::mcp::seal(
+            &secrets,
+            http_id,
+            SecretMap::Headers,
+            "Authorization",
+            "Bearer x",
+        )
+        .unwrap();
+        st.mcp_servers = vec![
+            server(
+                "web",
+                http_id,
+                TransportRecord::Http {
+                    url: "https://mcp.example.com/mcp".into(),
+                    headers: [("Authorization".to_owned(), bearer)].into(),
+                },
+                true,
+            ),
+            server(
+                "github",
+                stdio_id,
+                TransportRecord::Stdio {
+                    command: "npx".into(),
+                    args: vec!["-y".into(), "server-github".into()],
+                    env: [
+                        ("GITHUB_TOKEN".to_owned(), token),
+                        ("LOG".to_owned(), SealedSecret::Env("MCP_LOG".into())),
+                    ]
+                    .into(),
+                    cwd: Some("/srv".into()),
+                },
+                true,
+            ),
+            server(
+                "off",
+                Uuid::new_v4(),
+                TransportRecord::Http {
+                    url: "https://off.example.com".into(),
+                    headers: BTreeMap::new(),
+                },
+                false,
+            ),
+        ];
+        st.teams[0].mcp_tools = Some(vec!["github__*".into()]);
+        st.virtual_keys[0].governance.mcp_tools = Some(vec![]);
+        let snap = build_snapshot(&st, &secrets, 0).unwrap();
+        let names: Vec<_> = snap.mcp_servers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["github", "web"],
+            "sorted, the disabled one left out"
+        );
+        let gh = &snap.mcp_servers[0];
+        assert_eq!(gh.id, stdio_id.to_string());
+        assert_eq!(gh.allowed_tools, ["search_*"]);
+        assert_eq!(gh.call_timeout_ms, 5_000);
+        let lit = |v: &str| pb::ValueRef {
+            source: Some(pb::value_ref::Source::Literal(v.into())),
+        };
+        match gh.transport.as_ref().unwrap() {
+            pb::mcp_server::Transport::Stdio(s) => {
+                assert_eq!(s.command, "npx");
+                assert_eq!(s.args, ["-y", "server-github"]);
+                assert_eq!(s.cwd, "/srv");
+                assert_eq!(s.env["GITHUB_TOKEN"], lit("ghp_1"));
+                assert_eq!(
+                    s.env["LOG"],
+                    pb::ValueRef {
+                        source: Some(pb::value_ref::Source::Env("MCP_LOG".into()))
+                    }
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match snap.mcp_servers[1].transport.as_ref().unwrap() {
+            pb::mcp_server::Transport::Http(h) => {
+                assert_eq!(h.url, "https://mcp.example.com/mcp");
+                assert_eq!(h.headers["Authorization"], lit("Bearer x"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // The key's own list (empty: no tool), then its team's.
+        let access: Vec<Vec<String>> = snap.virtual_keys[0]
+            .mcp_access
+            .iter()
+            .map(|a| a.tools.clone())
+            .collect();
+        assert_eq!(access, [vec![], vec!["github__*".to_owned()]]);
+        // Neither set: no entry (every tool).
+        st.teams[0].mcp_tools = None;
+        st.virtual_keys[0].governance.mcp_tools = None;
+        let snap = build_snapshot(&st, &secrets, 0).unwrap();
+        assert!(snap.virtual_keys[0].mcp_access.is_empty());
+        // A ciphertext moved to another server does not open.
+        let other = Uuid::new_v4();
+        st.mcp_servers[1].id = other;
+        let err = build_snapshot(&st, &secrets, 0).unwrap_err();
+        assert!(
+            matches!(&err, SnapshotError::Mcp { server, entry, .. }
+                if server == "github" && entry == "env.GITHUB_TOKEN"),
+            "{err}"
+        );
     }
 }

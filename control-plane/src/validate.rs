@@ -321,7 +321,7 @@ fn base_url(field: &str, url: &str) -> Result<()> {
 
 /// An absolute `http://` or `https://` URL with a host and no credentials (and, when
 /// `no_query`, no query string). Errors are named after the last segment of `field`.
-fn http_url(field: &str, url: &str, no_query: bool) -> Result<()> {
+pub(crate) fn http_url(field: &str, url: &str, no_query: bool) -> Result<()> {
     let name = field.rsplit('.').next().unwrap_or(field);
     let invalid = |why: &str| ValidationError::new(field, format!("invalid {name}: {why}"));
     let uri: http::Uri = url

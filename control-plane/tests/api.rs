@@ -2049,3 +2049,6 @@ mod exports;
 
 #[path = "api/key_test.rs"]
 mod key_test;
+
+#[path = "api/mcp.rs"]
+mod mcp;

@@ -696,6 +696,70 @@ async fn usage_reports_are_stored_once_and_acked_by_batch_id_postgres() {
     .await;
 }
 
+/// A data plane's batches carry MCP tool calls among the requests: acked like the rest, stored
+/// once in the tool-call log, never as requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reported_tool_calls_go_to_the_tool_call_log() {
+    use tollgate_control_plane::mcp::McpCallQuery;
+    use tollgate_control_plane::usage_log::LogScope;
+    let server = start_sqlite(Some(JOIN)).await;
+    let mut client = usage_client(server.addr, Some(&bearer())).await;
+    let mut call = record("call-1", "vk-a");
+    call.provider.clear();
+    call.model_requested.clear();
+    call.model_resolved.clear();
+    call.mcp = Some(tollgate_proto::usage::v1::McpCall {
+        server: "github".into(),
+        tool: "search_issues".into(),
+    });
+    let records = vec![record("r1", "vk-a"), call, record("r2", "vk-b")];
+    for _ in 0..2 {
+        let acks = report(&mut client, vec![batch(7, records.clone())]).await;
+        assert_eq!(
+            acks,
+            [UsageAck {
+                batch_id: 7,
+                accepted: 3
+            }]
+        );
+    }
+    let counts = server.cp.store().usage_by_virtual_key().await.unwrap();
+    let counts: Vec<(&str, u64)> = counts
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.requests))
+        .collect();
+    assert_eq!(counts, [("vk-a", 1), ("vk-b", 1)]);
+    let at = time::OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap();
+    let calls = server
+        .cp
+        .store()
+        .query_mcp_calls(&McpCallQuery {
+            since: at - time::Duration::hours(1),
+            until: at + time::Duration::hours(1),
+            virtual_key_id: None,
+            team_id: None,
+            server: None,
+            tool: None,
+            status: None,
+            scope: LogScope::All,
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    let stored: Vec<(&str, &str, &str)> = calls
+        .iter()
+        .map(|c| (c.request_id.as_str(), c.server.as_str(), c.tool.as_str()))
+        .collect();
+    assert_eq!(stored, [("call-1", "github", "search_issues")]);
+    let m = scrape(&server.cp);
+    assert_eq!(
+        m.get(r#"tollgate_usage_ingested_records_total{outcome="new"}"#),
+        Some(&3.0)
+    );
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_fleet_view_requires_admin_auth() {
     let dir = tempfile::tempdir().unwrap();

@@ -60,6 +60,7 @@ async fn team(store: &dyn Store, name: &str, member_rpm: Option<u64>) -> Uuid {
             ..Default::default()
         }),
         content_logging: None,
+        mcp_tools: None,
         created_at: t,
         updated_at: t,
     };

@@ -113,6 +113,12 @@ fn every_route_is_documented_and_bodies_are_closed() {
         "DELETE /api/sso",
         "GET /api/group-mappings",
         "PUT /api/group-mappings",
+        "GET /api/mcp/servers",
+        "POST /api/mcp/servers",
+        "GET /api/mcp/servers/{name}",
+        "PUT /api/mcp/servers/{name}",
+        "DELETE /api/mcp/servers/{name}",
+        "GET /api/mcp/calls",
     ] {
         expected.insert(op.to_owned());
     }
@@ -154,6 +160,7 @@ fn every_route_is_documented_and_bodies_are_closed() {
         "LimitsInput",
         "CreateApiTokenRequest",
         "UpdateUserRequest",
+        "McpServerInput",
     ] {
         assert_eq!(
             schemas[name]["additionalProperties"],

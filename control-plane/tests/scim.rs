@@ -139,6 +139,7 @@ async fn team(cp: &ControlPlane, name: &str) -> Uuid {
         limits: Limits::default(),
         member_key_limits: None,
         content_logging: None,
+        mcp_tools: None,
         created_at: t,
         updated_at: t,
     };

@@ -250,6 +250,7 @@ fn records(f: &Fixture, from: usize, n: usize) -> Vec<UsageRecord> {
                 user_id: text(user),
                 mcp: None,
                 content: None,
+                mcp: None,
             }
         })
         .collect()

@@ -7,11 +7,15 @@ use std::sync::Arc;
 
 use serde_json::json;
 use tollgate_control_plane::crypto::SecretBox;
+use tollgate_control_plane::mcp::{
+    McpCallQuery, McpCallRow, McpServerRecord, SecretMap, TransportRecord,
+};
 use tollgate_control_plane::model::{
     AuditEvent, BedrockKeyRecord, NetworkRecord, ProviderKeyRecord, ProviderKind, ProviderRecord,
     SealedSecret, SecretField, ValueSource, VertexKeyRecord, VirtualKeyRecord, now,
 };
 use tollgate_control_plane::store::{UsageRecord, UsageTotals};
+use tollgate_control_plane::usage_log::{LogScope, StatusFilter};
 use tollgate_control_plane::validate::ValidationError;
 use tollgate_control_plane::{PostgresStore, SqliteStore, Store, StoreError};
 use uuid::Uuid;
@@ -1907,6 +1911,328 @@ async fn postgres_usage_inserts_race_partition_creation_without_failing() {
             requests(&*store).await.get("vk-race"),
             Some(&(3 * 40 * DAYS as u64))
         );
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The MCP gateway (migration 0020): servers, and tool calls kept apart from usage.
+
+fn mcp_server(name: &str, secrets: &SecretBox) -> McpServerRecord {
+    let t = now();
+    let id = Uuid::new_v4();
+    McpServerRecord {
+        id,
+        name: name.into(),
+        transport: TransportRecord::Stdio {
+            command: "npx".into(),
+            args: vec!["-y".into(), "server".into()],
+            env: BTreeMap::from([
+                (
+                    "TOKEN".to_owned(),
+                    tollgate_control_plane::mcp::seal(
+                        secrets,
+                        id,
+                        SecretMap::Env,
+                        "TOKEN",
+                        "mcp-secret-EXAMPLE",
+                    )
+                    .unwrap(),
+                ),
+                ("REF".to_owned(), SealedSecret::Env("AWS_REGION".into())),
+            ]),
+            cwd: Some("/srv".into()),
+        },
+        allowed_tools: vec!["search_*".into()],
+        call_timeout_ms: 1500,
+        enabled: true,
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+fn mcp_call(id: &str, vk: &str, team: Option<Uuid>, started_at_unix_ms: i64) -> UsageRecord {
+    UsageRecord {
+        request_id: id.into(),
+        virtual_key_id: vk.into(),
+        team_id: team.map(|t| t.to_string()).unwrap_or_default(),
+        status: 200,
+        latency_ms: 42,
+        started_at_unix_ms,
+        mcp: Some(tollgate_proto::usage::v1::McpCall {
+            server: "github".into(),
+            tool: "search_issues".into(),
+        }),
+        ..Default::default()
+    }
+}
+
+async fn mcp_calls(store: &dyn Store, scope: LogScope) -> Vec<McpCallRow> {
+    store
+        .query_mcp_calls(&McpCallQuery {
+            since: now() - time::Duration::days(30),
+            until: now() + time::Duration::hours(1),
+            virtual_key_id: None,
+            team_id: None,
+            server: None,
+            tool: None,
+            status: None,
+            scope,
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap()
+}
+
+async fn mcp_conformance(store: Arc<dyn Store>) {
+    let secrets = SecretBox::new(&[5u8; 32]);
+    // Servers: create, conflict, read back as written, update, delete.
+    let github = mcp_server("github", &secrets);
+    let v1 = store
+        .create_mcp_server(&github, &event("mcp_server.create", "mcp/servers/github"))
+        .await
+        .unwrap();
+    let mut web = mcp_server("web", &secrets);
+    web.transport = TransportRecord::Http {
+        url: "https://mcp.example.com/mcp".into(),
+        headers: BTreeMap::from([(
+            "Authorization".to_owned(),
+            tollgate_control_plane::mcp::seal(
+                &secrets,
+                web.id,
+                SecretMap::Headers,
+                "Authorization",
+                "Bearer mcp-secret-EXAMPLE",
+            )
+            .unwrap(),
+        )]),
+    };
+    web.enabled = false;
+    store
+        .create_mcp_server(&web, &event("mcp_server.create", "mcp/servers/web"))
+        .await
+        .unwrap();
+    let mut dup = mcp_server("github", &secrets);
+    dup.id = Uuid::new_v4();
+    assert!(matches!(
+        store
+            .create_mcp_server(&dup, &event("mcp_server.create", "x"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.get_mcp_server("github").await.unwrap().as_ref(),
+        Some(&github)
+    );
+    let names: Vec<String> = store
+        .list_mcp_servers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["github", "web"]);
+    assert_eq!(store.list_mcp_servers().await.unwrap()[1], web);
+    let state = store.load_state().await.unwrap();
+    assert_eq!(state.mcp_servers, vec![github.clone(), web.clone()]);
+    let (updated, v2) = store
+        .update_mcp_server(
+            "github",
+            &|s: &mut McpServerRecord| {
+                s.enabled = false;
+                s.call_timeout_ms = 0;
+                s.name = "renamed".into();
+                Ok(())
+            },
+            &event("mcp_server.update", "mcp/servers/github"),
+        )
+        .await
+        .unwrap();
+    assert!(v2 > v1);
+    assert_eq!(updated.name, "github", "the name cannot change");
+    assert!(!updated.enabled && updated.call_timeout_ms == 0);
+    assert_eq!(updated.transport, github.transport);
+    assert_eq!(store.get_mcp_server("github").await.unwrap(), Some(updated));
+    // A refused update changes nothing.
+    let refused = store
+        .update_mcp_server(
+            "github",
+            &|_: &mut McpServerRecord| Err(ValidationError::new("url", "no")),
+            &event("mcp_server.update", "mcp/servers/github"),
+        )
+        .await;
+    assert!(matches!(refused, Err(StoreError::Invalid(_))));
+    assert_eq!(store.config_version().await.unwrap(), v2);
+    assert!(matches!(
+        store
+            .update_mcp_server("nope", &|_: &mut McpServerRecord| Ok(()), &event("u", "x"))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    store
+        .delete_mcp_server("web", &event("mcp_server.delete", "mcp/servers/web"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.delete_mcp_server("web", &event("d", "x")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store.get_mcp_server("web").await.unwrap().is_none());
+    // The audit rows show the servers redacted: no plaintext, no ciphertext.
+    let rows = store.list_audit(100).await.unwrap();
+    let mcp_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r.action.starts_with("mcp_server."))
+        .collect();
+    assert_eq!(mcp_rows.len(), 4, "create, create, update, delete");
+    for r in &mcp_rows {
+        let text = r.details.to_string();
+        assert!(
+            !text.contains("mcp-secret-EXAMPLE") && !text.contains("v1:"),
+            "{text}"
+        );
+    }
+    let create = mcp_rows
+        .iter()
+        .find(|r| r.action == "mcp_server.create" && r.target == "mcp/servers/github")
+        .unwrap();
+    assert_eq!(create.details["after"]["env"]["TOKEN"], "<redacted>");
+    assert_eq!(create.details["after"]["env"]["REF"], "env.AWS_REGION");
+
+    // Tool calls: their own log, idempotent, never usage.
+    let team = Uuid::new_v4();
+    let t = unix_ms(now());
+    let old_ms = unix_ms(now() - time::Duration::days(10));
+    let mut batch: Vec<UsageRecord> = (0..3).map(|i| usage(900 + i, "vk-m", t - 10)).collect();
+    batch.push(mcp_call("mcp-0", "vk-m", Some(team), t - 1));
+    batch.push(mcp_call("mcp-1", "vk-n", None, t - 2));
+    batch.push(mcp_call("mcp-1", "vk-n", None, t - 2));
+    let mut failed = mcp_call("mcp-2", "vk-m", Some(team), old_ms);
+    failed.status = 504;
+    failed.error_class = "timeout".into();
+    batch.push(failed);
+    assert_eq!(
+        store.insert_usage(&batch).await.unwrap(),
+        6,
+        "3 requests, 3 calls"
+    );
+    assert_eq!(
+        store.insert_usage(&batch).await.unwrap(),
+        0,
+        "a resent batch stores nothing twice"
+    );
+    assert_eq!(requests(&*store).await, counts(&[("vk-m", 3)]));
+    for id in ["mcp-0", "mcp-1", "mcp-2"] {
+        assert!(store.get_usage_log(id).await.unwrap().is_none(), "{id}");
+    }
+    let spend = store
+        .query_spend(&tollgate_control_plane::spend::SpendQuery {
+            since: now() - time::Duration::days(30),
+            until: now() + time::Duration::days(1),
+            interval: tollgate_control_plane::spend::Interval::None,
+            group_by: vec![tollgate_control_plane::spend::Dimension::Key],
+            virtual_key_id: None,
+            team_id: None,
+            customer_id: None,
+            user_id: None,
+            model: None,
+            provider: None,
+            scope: LogScope::All,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    let spent: Vec<(Option<String>, u64)> = spend
+        .iter()
+        .map(|r| {
+            (
+                r.virtual_key_id.clone(),
+                r.totals.requests + r.totals.refused_requests,
+            )
+        })
+        .collect();
+    assert_eq!(
+        spent,
+        [(Some("vk-m".to_owned()), 3)],
+        "calls are not in the rollups"
+    );
+
+    let all = mcp_calls(&*store, LogScope::All).await;
+    let ids: Vec<&str> = all.iter().map(|c| c.request_id.as_str()).collect();
+    assert_eq!(ids, ["mcp-0", "mcp-1", "mcp-2"], "newest first");
+    let c = &all[0];
+    assert_eq!(
+        (
+            c.virtual_key_id.as_str(),
+            c.team_id,
+            c.server.as_str(),
+            c.tool.as_str()
+        ),
+        ("vk-m", Some(team), "github", "search_issues")
+    );
+    assert_eq!(
+        (c.status, c.latency_ms, c.error_class.as_str()),
+        (200, 42, "")
+    );
+    assert_eq!(unix_ms(c.started_at), t - 1);
+    assert_eq!(
+        (all[2].status, all[2].error_class.as_str()),
+        (504, "timeout")
+    );
+    let team_ids: Vec<String> = mcp_calls(&*store, LogScope::Team(Some(team)))
+        .await
+        .into_iter()
+        .map(|c| c.request_id)
+        .collect();
+    assert_eq!(team_ids, ["mcp-0", "mcp-2"]);
+    assert!(mcp_calls(&*store, LogScope::Team(None)).await.is_empty());
+    // Filters and the keyset page.
+    let page = store
+        .query_mcp_calls(&McpCallQuery {
+            since: now() - time::Duration::days(30),
+            until: now() + time::Duration::hours(1),
+            virtual_key_id: None,
+            team_id: None,
+            server: Some("github".into()),
+            tool: Some("search_issues".into()),
+            status: Some(StatusFilter::Class(2)),
+            scope: LogScope::All,
+            after: Some((all[0].started_at, all[0].request_id.clone())),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = page.iter().map(|c| c.request_id.as_str()).collect();
+    assert_eq!(ids, ["mcp-1"]);
+
+    // Retention: calls go with the usage of their days.
+    let purge = store
+        .drop_usage_partitions_before(now().date())
+        .await
+        .unwrap();
+    assert_eq!(purge.deleted_mcp_calls, 1, "{purge:?}");
+    let left: Vec<String> = mcp_calls(&*store, LogScope::All)
+        .await
+        .into_iter()
+        .map(|c| c.request_id)
+        .collect();
+    assert_eq!(left, ["mcp-0", "mcp-1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_mcp_servers_and_tool_calls_conform() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("mcp.db")).await.unwrap();
+    mcp_conformance(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_mcp_servers_and_tool_calls_conform() {
+    common::with_postgres(|url| async move {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        mcp_conformance(Arc::new(store.clone())).await;
+        store.close().await;
     })
     .await;
 }

@@ -10,6 +10,7 @@ import { keys } from "./pages/keys.js";
 import { spend } from "./pages/spend.js";
 import { teams } from "./pages/teams.js";
 import { providers } from "./pages/providers.js";
+import { mcp } from "./pages/mcp.js";
 import { fleet } from "./pages/fleet.js";
 import { pricing } from "./pages/pricing.js";
 import { jobs } from "./pages/jobs.js";
@@ -25,6 +26,7 @@ const SECTIONS = [
   ["keys", "Virtual keys", keys, () => true],
   ["teams", "Teams", teams, readsConfig],
   ["providers", "Providers", providers, readsConfig],
+  ["mcp", "MCP", mcp, () => true],
   ["fleet", "Fleet", fleet, readsConfig],
   ["pricing", "Pricing", pricing, readsConfig],
   ["jobs", "Jobs", jobs, () => true],

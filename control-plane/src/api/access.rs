@@ -19,7 +19,8 @@ use crate::identity::Role;
 /// What a route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {
-    /// Admins only: providers, provider keys, pricing, customers, users, SSO and SCIM settings.
+    /// Admins only: providers, provider keys, MCP servers, pricing, customers, users, SSO and
+    /// SCIM settings.
     Admin,
     /// Reading the configuration: admins, viewers, team admins.
     ReadConfig,
@@ -66,6 +67,8 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Access> {
         | "/governance/customers"
         | "/governance/customers/{customer_id}"
         | "/data-planes"
+        | "/mcp/servers"
+        | "/mcp/servers/{name}"
         | "/version" => {
             if read {
                 ReadConfig
@@ -110,6 +113,8 @@ pub(crate) fn rule(method: &Method, path: &str) -> Option<Access> {
         "/logs/{request_id}/content" => ManageScoped,
         // Handlers narrow to the caller's scope, as for the logs (GET only).
         "/spend" | "/spend/export" => Scoped,
+        // The tool-call log: handlers narrow to the caller's scope, as for the logs (GET only).
+        "/mcp/calls" => Scoped,
         "/users" | "/users/{user_id}" => {
             if read {
                 ReadSensitive

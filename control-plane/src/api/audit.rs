@@ -118,6 +118,7 @@ fn refused_action(
         "me" if segments.get(1) == Some(&"tokens") => "api_token",
         "me" => "personal_key",
         "jobs" => "job",
+        "mcp" if segments.get(1) == Some(&"servers") => "mcp_server",
         _ => return None,
     };
     // `jobs/{job_id}/cancel` (`jobs/recompute-costs` and `jobs/export` are creates).
@@ -377,6 +378,20 @@ mod tests {
                 params(&[]),
                 "job.create",
                 "jobs/recompute-costs",
+            ),
+            (
+                Method::DELETE,
+                "/api/mcp/servers/{name}",
+                params(&[("name", "github")]),
+                "mcp_server.delete",
+                "mcp/servers/github",
+            ),
+            (
+                Method::POST,
+                "/api/mcp/servers",
+                params(&[]),
+                "mcp_server.create",
+                "mcp/servers",
             ),
             (
                 Method::POST,

@@ -28,6 +28,7 @@ mod key_test;
 mod keys;
 mod login;
 mod logs;
+mod mcp;
 mod pricing;
 mod providers;
 mod scim;
@@ -102,6 +103,17 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
             axum::routing::post(key_test::test_key),
         )
         .route("/keys", get(keys::list_all_keys))
+        .route(
+            "/mcp/servers",
+            get(mcp::list_servers).post(mcp::create_server),
+        )
+        .route(
+            "/mcp/servers/{name}",
+            get(mcp::get_server)
+                .put(mcp::update_server)
+                .delete(mcp::delete_server),
+        )
+        .route("/mcp/calls", get(mcp::list_calls))
         .route("/me", get(users::me))
         .route("/me/key", get(users::my_key))
         .route("/me/key/rotate", axum::routing::post(users::rotate_my_key))
@@ -446,6 +458,12 @@ impl Modify for BearerAuth {
         sso_admin::delete_sso,
         sso_admin::get_group_mappings,
         sso_admin::put_group_mappings,
+        mcp::create_server,
+        mcp::list_servers,
+        mcp::get_server,
+        mcp::update_server,
+        mcp::delete_server,
+        mcp::list_calls,
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorType)),
     modifiers(&BearerAuth),
@@ -466,6 +484,7 @@ impl Modify for BearerAuth {
         (name = "system", description = "Audit log, versions, this document"),
         (name = "users", description = "People who sign in through SSO: their roles, personal keys and API tokens"),
         (name = "sso", description = "Single sign-on (OIDC) and the group → team and role mappings; admins only"),
+        (name = "mcp", description = "The MCP gateway: the MCP servers whose tools /mcp serves, and the log of tool calls (scoped to the caller)"),
     )
 )]
 struct ApiDoc;

@@ -42,6 +42,12 @@ pub struct CreateTeamRequest {
     /// Off when absent.
     #[serde(default)]
     pub content_logging: Option<ContentLogging>,
+    /// The MCP tools (`/mcp`) the team's keys may list and call: patterns (exact, `*` globs,
+    /// `regex:`; case-insensitive) over the served names `<server>__<tool>`. Absent or null: no
+    /// restriction; `[]`: no tool. A key's own list narrows it further.
+    #[serde(default)]
+    #[schema(example = json!(["github__*"]))]
+    pub mcp_tools: Option<Vec<String>>,
 }
 
 /// Budgets, rate limit and concurrency limit, as given for a team's member keys.
@@ -114,6 +120,11 @@ pub struct UpdateGroupRequest {
     #[serde(default, deserialize_with = "super::double_option")]
     #[schema(value_type = Option<ContentLogging>, nullable)]
     pub content_logging: Option<Option<ContentLogging>>,
+    /// Teams only, admins only: replaces the team's MCP tool allowlist (`null`: no restriction,
+    /// `[]`: no tool).
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<Vec<String>>, nullable)]
+    pub mcp_tools: Option<Option<Vec<String>>>,
     /// Read-only; ignored.
     #[serde(default, rename = "created_at")]
     pub _created_at: Option<String>,
@@ -134,6 +145,9 @@ pub struct TeamResponse {
     /// Whether the bodies of the team's keys' requests are recorded (`null`: not recorded,
     /// unless a key says otherwise).
     pub content_logging: Option<ContentLogging>,
+    /// The MCP tools the team's keys may use, over served names `<server>__<tool>` (`null`: no
+    /// restriction).
+    pub mcp_tools: Option<Vec<String>>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -149,6 +163,7 @@ impl From<&TeamRecord> for TeamResponse {
             limits: LimitsView::from(&t.limits),
             member_key_limits: t.member_key_limits.as_ref().map(LimitsView::from),
             content_logging: t.content_logging,
+            mcp_tools: t.mcp_tools.clone(),
             created_at: timestamp(t.created_at),
             updated_at: timestamp(t.updated_at),
         }
@@ -255,6 +270,11 @@ async fn create_team(
             .content_logging
             .map(|c| c.check("content_logging"))
             .transpose()?,
+        mcp_tools: req
+            .mcp_tools
+            .as_deref()
+            .map(|list| crate::mcp::tool_patterns("mcp_tools", list))
+            .transpose()?,
         created_at: t,
         updated_at: t,
     };
@@ -303,21 +323,25 @@ async fn update_team(
 ) -> Result<Json<TeamResponse>, ApiError> {
     let id = parse_id("team_id", team_id)?;
     caller.check_team(id)?;
-    // A team read and sent back as it was (its content logging unchanged) is not a change.
-    let content_changes = match req.content_logging {
-        Some(wanted) if caller.role != Role::Admin => cp
-            .store()
-            .get_team(id)
-            .await?
-            .is_some_and(|t| t.content_logging != wanted),
-        _ => false,
+    // A team read and sent back as it was (its content logging and tool allowlist unchanged)
+    // is not a change.
+    let admin_only_changes = if caller.role != Role::Admin
+        && (req.content_logging.is_some() || req.mcp_tools.is_some())
+    {
+        let stored = cp.store().get_team(id).await?;
+        stored.is_some_and(|t| {
+            req.content_logging.is_some_and(|c| c != t.content_logging)
+                || req.mcp_tools.as_ref().is_some_and(|m| *m != t.mcp_tools)
+        })
+    } else {
+        false
     };
     if caller.role != Role::Admin
-        && (req.name.is_some() || req.customer_id.is_some() || content_changes)
+        && (req.name.is_some() || req.customer_id.is_some() || admin_only_changes)
     {
         return Err(ApiError::Forbidden(
-            "a team admin manages their team's budgets and limits; its name, customer and \
-             content logging are the admin's"
+            "a team admin manages their team's budgets and limits; its name, customer, \
+             content logging and MCP tool allowlist are the admin's"
                 .to_owned(),
         ));
     }
@@ -334,6 +358,15 @@ async fn update_team(
         .content_logging
         .map(|c| c.map(|c| c.check("content_logging")).transpose())
         .transpose()?;
+    let mcp_tools = req
+        .mcp_tools
+        .as_ref()
+        .map(|m| {
+            m.as_deref()
+                .map(|list| crate::mcp::tool_patterns("mcp_tools", list))
+                .transpose()
+        })
+        .transpose()?;
     let apply = |team: &mut TeamRecord| {
         if let Some(name) = &req.name {
             team.name = name.clone();
@@ -346,6 +379,9 @@ async fn update_team(
         }
         if let Some(content) = content_logging {
             team.content_logging = content;
+        }
+        if let Some(tools) = &mcp_tools {
+            team.mcp_tools.clone_from(tools);
         }
         apply_limits(&mut team.limits, &req)
     };
@@ -447,6 +483,12 @@ async fn update_customer(
         return Err(ApiError::invalid_field(
             "content_logging",
             "content logging is set on teams and virtual keys, not on customers",
+        ));
+    }
+    if req.mcp_tools.is_some() {
+        return Err(ApiError::invalid_field(
+            "mcp_tools",
+            "MCP tool allowlists are set on teams and virtual keys, not on customers",
         ));
     }
     if req.member_key_limits.is_some() {

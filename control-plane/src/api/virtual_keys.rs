@@ -85,6 +85,12 @@ pub struct CreateVirtualKeyRequest {
     /// `enabled: false`) not, whatever its team says. Absent: the team's setting applies.
     #[serde(default)]
     pub content_logging: Option<ContentLogging>,
+    /// The MCP tools (`/mcp`) this key may list and call: patterns (exact, `*` globs,
+    /// `regex:`; case-insensitive) over the served names `<server>__<tool>`. Absent or null: no
+    /// restriction of the key's own; `[]`: no tool. Its team's list applies too.
+    #[serde(default)]
+    #[schema(example = json!(["github__search_*", "docs__*"]))]
+    pub mcp_tools: Option<Vec<String>>,
 }
 
 /// `PUT /api/virtual-keys/{vk_id}` body; omitted fields stay as they are, `null` clears the
@@ -139,6 +145,11 @@ pub struct UpdateVirtualKeyRequest {
     #[serde(default, deserialize_with = "super::double_option")]
     #[schema(value_type = Option<ContentLogging>, nullable)]
     pub content_logging: Option<Option<ContentLogging>>,
+    /// Replaces the key's MCP tool allowlist (`null`: no restriction of its own, `[]`: no
+    /// tool).
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<Vec<String>>, nullable)]
+    pub mcp_tools: Option<Option<Vec<String>>>,
     /// Read-only; ignored.
     #[serde(default, rename = "value_prefix")]
     pub _value_prefix: Option<String>,
@@ -178,6 +189,9 @@ pub struct VirtualKeyResponse {
     pub fallbacks: Vec<String>,
     /// The key's own content-logging setting (`null`: its team's applies).
     pub content_logging: Option<ContentLogging>,
+    /// The key's own MCP tool allowlist over served names `<server>__<tool>` (`null`: no
+    /// restriction of its own; its team's list applies too).
+    pub mcp_tools: Option<Vec<String>>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -214,6 +228,7 @@ impl From<&VirtualKeyRecord> for VirtualKeyResponse {
             fail_open: g.fail_open,
             fallbacks: g.fallbacks.clone(),
             content_logging: g.content_logging,
+            mcp_tools: g.mcp_tools.clone(),
             created_at: timestamp(vk.created_at),
             updated_at: timestamp(vk.updated_at),
         }
@@ -460,6 +475,11 @@ async fn create(
                 .content_logging
                 .map(|c| c.check("content_logging"))
                 .transpose()?,
+            mcp_tools: req
+                .mcp_tools
+                .as_deref()
+                .map(|list| crate::mcp::tool_patterns("mcp_tools", list))
+                .transpose()?,
         },
         created_at: t,
         updated_at: t,
@@ -571,6 +591,12 @@ fn apply_update(
     }
     if let Some(content) = req.content_logging {
         g.content_logging = content.map(|c| c.check("content_logging")).transpose()?;
+    }
+    if let Some(tools) = &req.mcp_tools {
+        g.mcp_tools = tools
+            .as_deref()
+            .map(|list| crate::mcp::tool_patterns("mcp_tools", list))
+            .transpose()?;
     }
     if let Some(team) = req.team_id {
         vk.team_id = team;

@@ -20,6 +20,7 @@ pub(crate) struct TeamRow {
     limits: Json<Limits>,
     member_key_limits: Option<Json<Limits>>,
     content_logging: Option<Json<crate::governance::ContentLogging>>,
+    mcp_tools: Option<Json<Vec<String>>>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
 }
@@ -33,6 +34,7 @@ impl From<TeamRow> for TeamRecord {
             limits: r.limits.0,
             member_key_limits: r.member_key_limits.map(|l| l.0),
             content_logging: r.content_logging.map(|c| c.0),
+            mcp_tools: r.mcp_tools.map(|t| t.0),
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -111,13 +113,14 @@ pub(crate) fn reference_conflict(e: sqlx::Error, message: impl FnOnce() -> Strin
 
 pub(crate) mod sql {
     pub const LIST_TEAMS: &str = "SELECT id, name, customer_id, limits, member_key_limits, content_logging, \
-         created_at, updated_at FROM teams ORDER BY name";
+         mcp_tools, created_at, updated_at FROM teams ORDER BY name";
     pub const GET_TEAM: &str = "SELECT id, name, customer_id, limits, member_key_limits, content_logging, \
-         created_at, updated_at FROM teams WHERE id = $1";
+         mcp_tools, created_at, updated_at FROM teams WHERE id = $1";
     pub const INSERT_TEAM: &str = "INSERT INTO teams (id, name, customer_id, limits, created_at, \
-         updated_at, member_key_limits, content_logging) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+         updated_at, member_key_limits, content_logging, mcp_tools) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
     pub const UPDATE_TEAM: &str = "UPDATE teams SET name = $2, customer_id = $3, limits = $4, \
-         updated_at = $5, member_key_limits = $6, content_logging = $7 WHERE id = $1";
+         updated_at = $5, member_key_limits = $6, content_logging = $7, mcp_tools = $8 WHERE id = $1";
     pub const DELETE_TEAM: &str = "DELETE FROM teams WHERE id = $1";
     pub const TEAM_MEMBERS: &str = "SELECT name FROM virtual_keys WHERE team_id = $1 ORDER BY name";
 

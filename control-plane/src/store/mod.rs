@@ -53,6 +53,7 @@ pub(crate) mod cli_login;
 mod governance;
 pub(crate) mod identity;
 pub mod jobs;
+pub(crate) mod mcp;
 mod postgres;
 pub(crate) mod rollup;
 pub(crate) mod scim;
@@ -66,6 +67,7 @@ pub(crate) use governance::{
 pub use cli_login::{CliLoginRecord, CliLoginStore, CliPoll};
 pub use identity::{IdentityStore, PersonalKey, Provisioned};
 pub use jobs::{Checkpoint, JobStore, Progress};
+pub use mcp::McpStore;
 pub use postgres::PostgresStore;
 pub use scim::{ScimGroupRecord, ScimStore};
 pub use sqlite::SqliteStore;
@@ -112,6 +114,8 @@ pub struct UsagePurge {
     pub dropped_partitions: Vec<String>,
     /// Rows deleted one by one: from the DEFAULT partition (PostgreSQL) or the table (SQLite).
     pub deleted_rows: u64,
+    /// MCP tool calls deleted (`mcp_tool_calls`, kept as long as the usage).
+    pub deleted_mcp_calls: u64,
 }
 
 /// Errors of the store.
@@ -149,7 +153,7 @@ pub type SealHeader<'a> =
 /// The control plane's storage. All mutations return the config version they produced.
 #[async_trait]
 pub trait Store:
-    IdentityStore + ScimStore + CliLoginStore + JobStore + Send + Sync + 'static
+    IdentityStore + ScimStore + CliLoginStore + JobStore + McpStore + Send + Sync + 'static
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
@@ -312,8 +316,10 @@ pub trait Store:
     fn config_changes(&self) -> Option<mpsc::Receiver<ConfigChange>>;
 
     /// Stores usage records in one transaction. Idempotent: a record whose request id (and, in
-    /// PostgreSQL, start time) is already stored is skipped, also within `records`. Returns how
-    /// many rows were new.
+    /// PostgreSQL, start time) is already stored is skipped, also within `records`. Records of
+    /// MCP tool calls (`mcp` set) go to the tool-call log (`mcp_tool_calls`, idempotent on the
+    /// request id) instead: never to the usage table, the spend rollups or recorded bodies.
+    /// Returns how many rows were new.
     async fn insert_usage(&self, records: &[UsageRecord]) -> Result<u64, StoreError>;
 
     /// Stored usage per virtual key id: rows, their summed cost and how many were unpriced. A
@@ -367,7 +373,8 @@ pub trait Store:
 
     /// Retention: removes usage that started before `date` (00:00 UTC). PostgreSQL drops every
     /// daily partition that lies wholly before it and deletes older rows from the DEFAULT
-    /// partition; SQLite deletes the rows.
+    /// partition; SQLite deletes the rows. Both delete the MCP tool calls that started before
+    /// it.
     async fn drop_usage_partitions_before(&self, date: Date) -> Result<UsagePurge, StoreError>;
 
     /// A spend report ([`crate::spend`]) from the rollup tables: one row per bucket (hour and
@@ -1339,6 +1346,7 @@ macro_rules! impl_sql_store {
                 let teams = all_teams(&mut tx).await?;
                 let customers = all_customers(&mut tx).await?;
                 let price_overrides = all_price_overrides(&mut tx).await?;
+                let mcp_servers = all_mcp_servers(&mut tx).await?;
                 tx.commit().await?;
                 Ok(ConfigState {
                     version: version_from_db(version)?,
@@ -1348,6 +1356,7 @@ macro_rules! impl_sql_store {
                     teams,
                     customers,
                     price_overrides,
+                    mcp_servers,
                 })
             }
 
@@ -1689,6 +1698,7 @@ macro_rules! impl_sql_store {
                     .bind(team.updated_at)
                     .bind(team.member_key_limits.as_ref().map(sqlx::types::Json))
                     .bind(team.content_logging.as_ref().map(sqlx::types::Json))
+                    .bind(team.mcp_tools.as_ref().map(sqlx::types::Json))
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| reference_conflict(e, || format!("a team named {:?} already exists", team.name)))?;
@@ -1723,6 +1733,7 @@ macro_rules! impl_sql_store {
                     .bind(team.updated_at)
                     .bind(team.member_key_limits.as_ref().map(sqlx::types::Json))
                     .bind(team.content_logging.as_ref().map(sqlx::types::Json))
+                    .bind(team.mcp_tools.as_ref().map(sqlx::types::Json))
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| reference_conflict(e, || format!("a team named {:?} already exists", team.name)))?;

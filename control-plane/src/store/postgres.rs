@@ -90,14 +90,17 @@ impl PostgresStore {
         }
         let mut tx = self.begin_write().await?;
         lock_partitions_shared(&mut tx).await?;
+        // Tool calls (`mcp` set) go to their own log, never to the usage table or the rollups.
+        let mcp_stored = insert_mcp_calls(&mut tx, records).await?;
+        let usage: Vec<&UsageRecord> = records.iter().filter(|r| r.mcp.is_none()).collect();
         // Every raw insert first, then the rollups in key order (no deadlock between
         // replicas: see `rollup`).
         let mut stored = std::collections::HashSet::new();
-        for chunk in records.chunks(USAGE_ROWS_PER_STATEMENT) {
+        for chunk in usage.chunks(USAGE_ROWS_PER_STATEMENT) {
             stored.extend(insert_usage_chunk(&mut tx, chunk).await?);
         }
-        let inserted = stored.len() as u64;
-        for r in records {
+        let inserted = stored.len() as u64 + mcp_stored;
+        for r in &usage {
             if let Some(c) = &r.content
                 && stored.contains(&(r.request_id.clone(), rollup::stored_start_ms(r)))
             {
@@ -112,7 +115,7 @@ impl PostgresStore {
                     .await?;
             }
         }
-        let deltas = rollup::deltas(records, |r| {
+        let deltas = rollup::deltas(usage.iter().copied(), |r| {
             // A record repeated in the batch counts once, as the table stored it once.
             stored.remove(&(r.request_id.clone(), rollup::stored_start_ms(r)))
         });
@@ -229,10 +232,12 @@ impl PostgresStore {
             .await?
             .rows_affected();
         tx.commit().await?;
-        if !dropped.is_empty() || deleted > 0 {
+        let mcp_calls = purge_mcp_calls(&self.pool, date.midnight().assume_utc()).await?;
+        if !dropped.is_empty() || deleted > 0 || mcp_calls > 0 {
             tracing::info!(
                 partitions = ?dropped,
                 default_rows = deleted,
+                mcp_calls,
                 before = %date,
                 "usage retention removed old records"
             );
@@ -240,6 +245,7 @@ impl PostgresStore {
         Ok(UsagePurge {
             dropped_partitions: dropped,
             deleted_rows: deleted,
+            deleted_mcp_calls: mcp_calls,
         })
     }
 }
@@ -262,7 +268,7 @@ const INSERT_USAGE: &str = "INSERT INTO usage_records (request_id, virtual_key_i
 /// Inserts the rows; returns the `(request_id, started_at ms)` of those stored (not skipped).
 async fn insert_usage_chunk(
     conn: &mut PgConnection,
-    rows: &[UsageRecord],
+    rows: &[&UsageRecord],
 ) -> Result<Vec<(String, i64)>, StoreError> {
     let n = rows.len();
     let mut request_id = Vec::with_capacity(n);
@@ -588,6 +594,7 @@ super::jobs::impl_job_store!(PostgresStore);
 /// Replicas claiming at once each take a different job (or none), never wait for each other.
 const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 super::impl_sql_store!(PostgresStore, Postgres, "postgres");
+super::mcp::impl_mcp_store!(PostgresStore, Postgres);
 
 #[cfg(test)]
 mod tests {

@@ -70,8 +70,11 @@ impl SqliteStore {
             return Ok(0);
         }
         let mut tx = self.begin_write().await?;
+        // Tool calls (`mcp` set) go to their own log, never to the usage table or the rollups.
+        let mcp_stored = insert_mcp_calls(&mut tx, records).await?;
+        let usage: Vec<&UsageRecord> = records.iter().filter(|r| r.mcp.is_none()).collect();
         let mut stored: std::collections::HashSet<String> = std::collections::HashSet::new();
-        let mut rest = records;
+        let mut rest = &usage[..];
         for (i, &rows) in USAGE_CHUNKS.iter().enumerate() {
             while rest.len() >= rows {
                 let (chunk, tail) = rest.split_at(rows);
@@ -108,8 +111,8 @@ impl SqliteStore {
                 stored.extend(ids.into_iter().map(|(id,)| id));
             }
         }
-        let inserted = stored.len() as u64;
-        for r in records {
+        let inserted = stored.len() as u64 + mcp_stored;
+        for r in &usage {
             if let Some(c) = &r.content
                 && stored.contains(&r.request_id)
             {
@@ -125,7 +128,7 @@ impl SqliteStore {
             }
         }
         // A record repeated in the batch counts once (the first one was stored).
-        let deltas = rollup::deltas(records, |r| stored.remove(&r.request_id));
+        let deltas = rollup::deltas(usage.iter().copied(), |r| stored.remove(&r.request_id));
         for (i, rows) in [&deltas.hourly, &deltas.daily].into_iter().enumerate() {
             for (k, s) in rows {
                 sqlx::query(rollup_upsert_sql(i))
@@ -183,9 +186,11 @@ impl SqliteStore {
             .execute(&self.pool)
             .await?
             .rows_affected();
+        let mcp_calls = purge_mcp_calls(&self.pool, date.midnight().assume_utc()).await?;
         Ok(UsagePurge {
             dropped_partitions: Vec::new(),
             deleted_rows: deleted,
+            deleted_mcp_calls: mcp_calls,
         })
     }
 }
@@ -289,6 +294,7 @@ super::jobs::impl_job_store!(SqliteStore);
 /// One process owns the file: a claim needs no row lock.
 const SKIP_LOCKED: &str = "";
 super::impl_sql_store!(SqliteStore, Sqlite, "sqlite");
+super::mcp::impl_mcp_store!(SqliteStore, Sqlite);
 
 /// Creates the database file readable only by this user if it is missing, and takes group and
 /// other access away from an existing one and its `-wal`/`-shm` files (left by an older version

@@ -244,6 +244,8 @@ fn expected(op: &str) -> &'static str {
         | "GET /api/governance/customers/{customer_id}"
         | "GET /api/customers/{customer_id}/usage"
         | "GET /api/data-planes"
+        | "GET /api/mcp/servers"
+        | "GET /api/mcp/servers/{name}"
         | "GET /api/version" => "AVTK",
         "GET /api/teams"
         | "GET /api/governance/teams"
@@ -279,6 +281,8 @@ fn expected(op: &str) -> &'static str {
         "GET /api/logs/{request_id}/content" => "ATK",
         // Spend likewise: every role, summed over the caller's scope.
         "GET /api/spend" | "GET /api/spend/export" => "AVTMK",
+        // The MCP tool-call log likewise: every role, narrowed to the caller's scope.
+        "GET /api/mcp/calls" => "AVTMK",
         // Jobs: every role sees the jobs it may read (an unknown job is a 404 for everyone) and
         // may export what it may read (queued with a valid body, `valid_body`; an audit export
         // is refused to team admins and members by the handler).
@@ -295,8 +299,8 @@ fn expected(op: &str) -> &'static str {
         // Testing a provider key spends money at the provider: admins only.
         "POST /api/providers/{provider}/keys/{key_id}/test" => "AK",
         _ if op.starts_with("GET ") => panic!("no expectation for {op}"),
-        // Every other change (providers, keys, pricing, customers, teams' creation and deletion,
-        // users, customer budget resets) is the admin's.
+        // Every other change (providers, keys, MCP servers, pricing, customers, teams' creation
+        // and deletion, users, customer budget resets) is the admin's.
         _ => "AK",
     }
 }
@@ -347,7 +351,8 @@ async fn role_matrix(o: &Org) {
                 .replace("{override_id}", &Uuid::new_v4().to_string())
                 .replace("{token_id}", &Uuid::new_v4().to_string())
                 .replace("{request_id}", "req-none")
-                .replace("{job_id}", &Uuid::new_v4().to_string());
+                .replace("{job_id}", &Uuid::new_v4().to_string())
+                .replace("{name}", "github");
             let m: Method = method.parse().unwrap();
             let valid = valid_body(&op);
             let body = match &valid {

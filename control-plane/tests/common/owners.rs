@@ -78,6 +78,7 @@ pub async fn owners(store: &dyn Store, eng_in_acme: bool) -> Owners {
             limits: Default::default(),
             member_key_limits: None,
             content_logging: None,
+            mcp_tools: None,
             created_at: t,
             updated_at: t,
         };

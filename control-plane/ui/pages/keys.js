@@ -6,6 +6,7 @@ import { api, get, managesKeys, isAdmin, session } from "../api.js";
 import { h, fill, table, field, select, checkbox, toast, when, errorText, errorSlot, formError, lines, commas, focusOpener } from "../dom.js";
 import { limitsFields, usageBars } from "../limits.js";
 import { contentFields } from "../content.js";
+import { toolsField } from "../tools.js";
 
 /** An RFC 3339 instant as a `datetime-local` value in the browser's time zone. */
 function localInput(iso) {
@@ -176,6 +177,7 @@ export async function keys(el) {
     const fallbacks = h("input", { value: (k.fallbacks || []).join(", "), size: "50", "data-path": "fallbacks" });
     const limits = limitsFields(k, { legend: "Budgets and limits of the key" });
     const content = isAdmin() ? contentFields(k.content_logging, { forKey: true }) : null;
+    const tools = toolsField(k.mcp_tools, { owner: "this key" });
     const rows = [];
     const configs = h("div", {});
     for (const c of k.provider_configs || []) configs.append(configRow(c, providerNames, providerKeys, rows).el);
@@ -209,6 +211,7 @@ export async function keys(el) {
             ...limits.read(),
           };
           if (content) body.content_logging = content.read();
+          body.mcp_tools = tools.read();
           // Sent only when changed: the stored instant may have passed, and the API refuses a
           // past one.
           if (expires.value !== localInput(k.expires_at)) {
@@ -246,6 +249,7 @@ export async function keys(el) {
       ),
       limits.el,
       content ? content.el : null,
+      tools.el,
       h(
         "div",
         { class: "row" },

@@ -5,6 +5,7 @@ import { api, get, isAdmin, managesKeys } from "../api.js";
 import { h, fill, table, field, toast, errorText, errorSlot, formError, focusOpener } from "../dom.js";
 import { limitsFields, usageBars } from "../limits.js";
 import { contentFields } from "../content.js";
+import { toolsField } from "../tools.js";
 
 async function withUsage(kind, items) {
   return Promise.all(
@@ -53,6 +54,8 @@ export async function teams(el) {
     const what = team ? "team" : "customer";
     const limits = limitsFields(item);
     const content = team && isAdmin() ? contentFields(item.content_logging, { forKey: false }) : null;
+    // The team's tool allowlist is the admin's (a key's own narrows it further).
+    const tools = team && isAdmin() ? toolsField(item.mcp_tools, { owner: "the team's keys" }) : null;
     const name = field("Name", { name: "name", required: true, value: item.name, "data-path": "name" });
     const customer = team
       ? h(
@@ -76,6 +79,7 @@ export async function teams(el) {
             if (team && chosen !== (item.customer_id ?? null)) body.customer_id = chosen;
           }
           if (content) body.content_logging = content.read();
+          if (tools) body.mcp_tools = tools.read();
           try {
             await api("PUT", `/api/${kind}/${item.id}`, body);
             toast(`${item.name} saved`);
@@ -90,6 +94,7 @@ export async function teams(el) {
       isAdmin() ? h("div", { class: "row" }, name, customer) : null,
       limits.el,
       content ? content.el : null,
+      tools ? tools.el : null,
       h(
         "div",
         { class: "row" },
