@@ -250,7 +250,6 @@ fn records(f: &Fixture, from: usize, n: usize) -> Vec<UsageRecord> {
                 user_id: text(user),
                 mcp: None,
                 content: None,
-                mcp: None,
             }
         })
         .collect()
