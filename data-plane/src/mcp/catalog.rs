@@ -272,7 +272,10 @@ mod tests {
     #[test]
     fn tools_are_renamed_and_filtered_by_the_server_config() {
         let s = spec("everything", &["echo", "add*", "a.b"]);
-        let tools = served_tools(&s, vec![tool("echo"), tool("add"), tool("secret"), tool("a.b")]);
+        let tools = served_tools(
+            &s,
+            vec![tool("echo"), tool("add"), tool("secret"), tool("a.b")],
+        );
         let names: Vec<&str> = tools.iter().map(|t| &*t.served).collect();
         assert_eq!(names[..2], ["everything__echo", "everything__add"]);
         assert_eq!(names.len(), 3);
@@ -300,7 +303,12 @@ mod tests {
             failed,
         ]);
         let everyone = access(&[]);
-        let names = |tools: Vec<Tool>| tools.into_iter().map(|t| t.name.to_string()).collect::<Vec<_>>();
+        let names = |tools: Vec<Tool>| {
+            tools
+                .into_iter()
+                .map(|t| t.name.to_string())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
             names(catalog.list(&everyone)),
             ["alpha__one", "beta__two", "beta__three"],
@@ -308,17 +316,35 @@ mod tests {
         );
         let some = access(&[&["beta__*", "alpha__one"], &["*__two", "*__old"]]);
         assert_eq!(names(catalog.list(&some)), ["beta__two"]);
-        assert!(matches!(catalog.lookup("beta__two", &some), Lookup::Found(s, t) if &*s.name == "beta" && &*t.upstream == "two"));
-        assert!(matches!(catalog.lookup("beta__three", &some), Lookup::NotAllowed(..)));
-        assert!(matches!(catalog.lookup("alpha__one", &some), Lookup::NotAllowed(..)));
+        assert!(
+            matches!(catalog.lookup("beta__two", &some), Lookup::Found(s, t) if &*s.name == "beta" && &*t.upstream == "two")
+        );
+        assert!(matches!(
+            catalog.lookup("beta__three", &some),
+            Lookup::NotAllowed(..)
+        ));
+        assert!(matches!(
+            catalog.lookup("alpha__one", &some),
+            Lookup::NotAllowed(..)
+        ));
         assert!(matches!(
             catalog.lookup("beta__nine", &some),
-            Lookup::Unknown { server: Some("beta") }
+            Lookup::Unknown {
+                server: Some("beta")
+            }
         ));
-        assert!(matches!(catalog.lookup("nine", &some), Lookup::Unknown { server: None }));
-        assert!(matches!(catalog.lookup("delta__x", &some), Lookup::Unknown { server: None }));
+        assert!(matches!(
+            catalog.lookup("nine", &some),
+            Lookup::Unknown { server: None }
+        ));
+        assert!(matches!(
+            catalog.lookup("delta__x", &some),
+            Lookup::Unknown { server: None }
+        ));
         // The failed server's last tools are known (unreachable, not unknown), not listed.
-        assert!(matches!(catalog.lookup("gamma__old", &everyone), Lookup::Found(s, _) if s.state == State::Failed));
+        assert!(
+            matches!(catalog.lookup("gamma__old", &everyone), Lookup::Found(s, _) if s.state == State::Failed)
+        );
         let status = serde_json::to_value(catalog.status(&some)).expect("json");
         assert_eq!(
             status,
@@ -332,7 +358,8 @@ mod tests {
 
     #[test]
     fn errors_are_cleaned() {
-        let text = "failed: token sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789 rejected\nsecond line";
+        let text =
+            "failed: token sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789 rejected\nsecond line";
         let clean = clean_error(text);
         assert!(!clean.contains("abcdefghijklmnop"), "{clean}");
         assert!(!clean.contains('\n'), "{clean}");

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rmcp::ServiceExt;
-use rmcp::model::{ClientConfig, ClientRequest, Implementation, PingRequest};
+use rmcp::model::{ClientConfig, ClientRequest, Implementation, PingRequest, ProtocolVersion};
 use rmcp::service::{NotificationContext, RoleClient, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
@@ -26,7 +26,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::catalog::{Catalog, ServerView, State, clean_error, served_tools};
 use super::spec::{INHERITED_ENV, ServerSpec, Transport};
-use crate::logsafe::log_safe;
 
 /// How the hub watches its servers.
 #[derive(Debug, Clone)]
@@ -242,11 +241,14 @@ impl rmcp::ClientHandler for Upstream {
         std::future::ready(())
     }
 
+    /// The newest protocol version with the `initialize` handshake: servers answer with theirs
+    /// if older, and the session has `ping`, the health check (2026-07-28 has neither).
     fn get_info(&self) -> ClientConfig {
         ClientConfig::new(
             Default::default(),
             Implementation::new("tollgate", env!("CARGO_PKG_VERSION")),
         )
+        .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
     }
 }
 
@@ -412,9 +414,7 @@ async fn connect(
                 }
             }
             for (name, value) in env {
-                let value = value
-                    .resolve()
-                    .map_err(|e| format!("env {name}: {e}"))?;
+                let value = value.resolve().map_err(|e| format!("env {name}: {e}"))?;
                 cmd.env(name, &*value);
             }
             if let Some(cwd) = cwd {
@@ -446,8 +446,8 @@ async fn connect(
                 value.set_sensitive(true);
                 custom.insert(name.clone(), value);
             }
-            let config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
-                .custom_headers(custom);
+            let config =
+                StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom);
             let transport = StreamableHttpClientTransport::with_client(shared.http.clone(), config);
             handler
                 .serve(transport)
@@ -473,8 +473,8 @@ async fn log_stderr(server: Arc<str>, mut stderr: tokio::process::ChildStderr) {
         match stderr.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                let text = String::from_utf8_lossy(&buf[..n]);
-                tracing::debug!(server = %server, stderr = %log_safe(text.trim_end()), "MCP server stderr");
+                let text = clean_error(String::from_utf8_lossy(&buf[..n]).trim_end());
+                tracing::debug!(server = %server, stderr = %text, "MCP server stderr");
             }
         }
     }

@@ -54,7 +54,9 @@ pub struct Mcp {
 
 impl std::fmt::Debug for Mcp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mcp").field("hub", &self.hub).finish_non_exhaustive()
+        f.debug_struct("Mcp")
+            .field("hub", &self.hub)
+            .finish_non_exhaustive()
     }
 }
 

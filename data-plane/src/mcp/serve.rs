@@ -150,35 +150,36 @@ impl rmcp::ServerHandler for Gateway {
         let caller = caller_of(&context)?;
         let call = ToolCall::start(&caller);
         let catalog = caller.dp.mcp().catalog();
-        let (server, tool, peer, timeout) = match catalog.lookup(&request.name, &caller.vk.mcp_access) {
-            Lookup::Unknown { server } => {
-                let tool = match server {
-                    Some(s) => request.name.get(s.len() + 2..).unwrap_or_default(),
-                    None => &request.name,
-                };
-                call.finish(server.unwrap_or_default(), tool, 404, "unknown_tool");
-                return Err(unknown_tool(&request.name));
-            }
-            Lookup::NotAllowed(server, tool) => {
-                call.finish(&server.name, &tool.upstream, 403, "not_allowed");
-                return Err(unknown_tool(&request.name));
-            }
-            Lookup::Found(server, tool) => match (&server.peer, server.state) {
-                (Some(peer), ServerState::Ready) => (
-                    Arc::clone(&server.name),
-                    Arc::clone(&tool.upstream),
-                    peer.clone(),
-                    server.call_timeout,
-                ),
-                _ => {
-                    call.finish(&server.name, &tool.upstream, 502, "unreachable");
-                    return Err(ErrorData::internal_error(
-                        format!("the MCP server {} is not available now", server.name),
-                        None,
-                    ));
+        let (server, tool, peer, timeout) =
+            match catalog.lookup(&request.name, &caller.vk.mcp_access) {
+                Lookup::Unknown { server } => {
+                    let tool = match server {
+                        Some(s) => request.name.get(s.len() + 2..).unwrap_or_default(),
+                        None => &request.name,
+                    };
+                    call.finish(server.unwrap_or_default(), tool, 404, "unknown_tool");
+                    return Err(unknown_tool(&request.name));
                 }
-            },
-        };
+                Lookup::NotAllowed(server, tool) => {
+                    call.finish(&server.name, &tool.upstream, 403, "not_allowed");
+                    return Err(unknown_tool(&request.name));
+                }
+                Lookup::Found(server, tool) => match (&server.peer, server.state) {
+                    (Some(peer), ServerState::Ready) => (
+                        Arc::clone(&server.name),
+                        Arc::clone(&tool.upstream),
+                        peer.clone(),
+                        server.call_timeout,
+                    ),
+                    _ => {
+                        call.finish(&server.name, &tool.upstream, 502, "unreachable");
+                        return Err(ErrorData::internal_error(
+                            format!("the MCP server {} is not available now", server.name),
+                            None,
+                        ));
+                    }
+                },
+            };
         drop(catalog);
         let mut params = CallToolRequestParams::new(tool.to_string());
         params.arguments = request.arguments;
@@ -214,10 +215,7 @@ impl rmcp::ServerHandler for Gateway {
             Err(_) => {
                 call.finish(&server, &tool, 504, "timeout");
                 Err(ErrorData::internal_error(
-                    format!(
-                        "the tool call timed out after {} ms",
-                        timeout.as_millis()
-                    ),
+                    format!("the tool call timed out after {} ms", timeout.as_millis()),
                     None,
                 ))
             }

@@ -29,8 +29,8 @@ pub struct ServerSpec {
     pub id: Arc<str>,
     pub name: Arc<str>,
     pub transport: Result<Transport, String>,
-    /// Patterns over the server's own tool names; empty: all of them.
-    pub allowed_tools: Vec<ModelPattern>,
+    /// Patterns over the server's own tool names; `None`: all of them.
+    pub allowed_tools: Option<Vec<ModelPattern>>,
     pub call_timeout: Duration,
     /// The config it was compiled from: a server whose config changed is restarted, others
     /// keep running across snapshots.
@@ -62,7 +62,9 @@ impl ServerSpec {
             id: s.id.as_str().into(),
             name: s.name.as_str().into(),
             transport: transport(s, env),
-            allowed_tools: patterns(&s.allowed_tools, &s.name, "allowed_tools"),
+            // Not empty: only the tools its patterns match (none, if none compiled).
+            allowed_tools: (!s.allowed_tools.is_empty())
+                .then(|| patterns(&s.allowed_tools, &s.name, "allowed_tools")),
             call_timeout: if s.call_timeout_ms == 0 {
                 DEFAULT_CALL_TIMEOUT
             } else {
@@ -74,7 +76,9 @@ impl ServerSpec {
 
     /// Whether the server serves its tool `tool` (its `allowed_tools`).
     pub fn serves(&self, tool: &str) -> bool {
-        self.allowed_tools.is_empty() || self.allowed_tools.iter().any(|p| p.matches(tool))
+        self.allowed_tools
+            .as_ref()
+            .is_none_or(|allowed| allowed.iter().any(|p| p.matches(tool)))
     }
 }
 
@@ -162,15 +166,14 @@ fn transport(s: &pb::McpServer, env: &EnvAllowlist) -> Result<Transport, String>
     }
 }
 
-/// Compiles tool patterns; one that does not compile is left out, and logged.
+/// Compiles tool patterns; one that does not compile is left out (it matches nothing), and
+/// logged.
 fn patterns(raw: &[String], owner: &str, field: &str) -> Vec<ModelPattern> {
     let mut out = Vec::with_capacity(raw.len());
-    let mut refused = false;
     for p in raw {
         match ModelPattern::parse(p) {
             Ok(pattern) => out.push(pattern),
             Err(e) => {
-                refused = true;
                 tracing::warn!(
                     owner = %crate::logsafe::log_safe(owner),
                     field,
@@ -181,15 +184,8 @@ fn patterns(raw: &[String], owner: &str, field: &str) -> Vec<ModelPattern> {
             }
         }
     }
-    if refused && out.is_empty() {
-        // Every pattern was refused: nothing may match (an empty list would allow everything).
-        out.push(ModelPattern::Glob(NOTHING.to_owned()));
-    }
     out
 }
-
-/// A glob no served name matches (served names never hold a space).
-const NOTHING: &str = " nothing ";
 
 /// What a virtual key may do at `/mcp`: a tool must be allowed by every entry (the key's own
 /// allowlist, then its team's). No entries: every tool of every server.
@@ -205,14 +201,8 @@ impl Access {
             entries: vk
                 .mcp_access
                 .iter()
-                .map(|a| {
-                    if a.tools.is_empty() {
-                        // An empty entry allows no tool.
-                        Vec::new()
-                    } else {
-                        patterns(&a.tools, &vk.name, "mcp_access")
-                    }
-                })
+                // An empty entry (or one whose patterns all fail to compile) allows no tool.
+                .map(|a| patterns(&a.tools, &vk.name, "mcp_access"))
                 .collect(),
         }
     }
@@ -255,8 +245,14 @@ mod tests {
         let key_and_team = access(&[&["everything__*", "github__search"], &["*__echo"]]);
         assert!(key_and_team.allows("everything__echo"));
         assert!(key_and_team.allows("EVERYTHING__ECHO"), "case-insensitive");
-        assert!(!key_and_team.allows("everything__add"), "the team's entry refuses it");
-        assert!(!key_and_team.allows("github__search"), "the team's entry refuses it");
+        assert!(
+            !key_and_team.allows("everything__add"),
+            "the team's entry refuses it"
+        );
+        assert!(
+            !key_and_team.allows("github__search"),
+            "the team's entry refuses it"
+        );
         let regex = access(&[&["regex:everything__(echo|add)"]]);
         assert!(regex.allows("everything__add"));
         assert!(!regex.allows("everything__addx"), "full match only");
@@ -266,7 +262,6 @@ mod tests {
     fn empty_entries_and_bad_patterns_allow_nothing() {
         assert!(!access(&[&[]]).allows("everything__echo"));
         assert!(!access(&[&["regex:("]]).allows("everything__echo"));
-        assert!(!access(&[&["regex:("]]).allows(" nothing "));
         // A bad pattern next to a good one leaves the good one.
         assert!(access(&[&["regex:(", "everything__echo"]]).allows("everything__echo"));
     }
@@ -328,7 +323,11 @@ mod tests {
             ..Default::default()
         };
         let servers = compile_servers(&snapshot, &EnvAllowlist::default());
-        assert_eq!(servers.len(), 2, "the bad name and the second `local` are left out");
+        assert_eq!(
+            servers.len(),
+            2,
+            "the bad name and the second `local` are left out"
+        );
         let local = &servers[0];
         assert_eq!(local.call_timeout, DEFAULT_CALL_TIMEOUT);
         assert!(local.serves("echo"));
@@ -345,5 +344,14 @@ mod tests {
         assert_eq!(remote.call_timeout, Duration::from_millis(1500));
         assert!(remote.transport.is_err());
         assert!(remote.serves("anything"), "no allowed_tools: all");
+        let none = ServerSpec::compile(
+            &pb::McpServer {
+                name: "x".into(),
+                allowed_tools: vec!["regex:(".into()],
+                ..Default::default()
+            },
+            &EnvAllowlist::default(),
+        );
+        assert!(!none.serves("anything"), "only patterns that fail: nothing");
     }
 }
