@@ -74,8 +74,8 @@ struct Shared {
     /// Gives each supervisor a number: a supervisor that was replaced publishes nothing.
     generation: std::sync::atomic::AtomicU64,
     /// The HTTP client of Streamable HTTP servers (rustls, no redirects: credentials only go to
-    /// the configured URL).
-    http: reqwest::Client,
+    /// the configured URL), made when the first one connects.
+    http: std::sync::OnceLock<reqwest::Client>,
 }
 
 #[derive(Debug)]
@@ -89,18 +89,13 @@ struct Entry {
 
 impl Hub {
     pub fn new(settings: HubSettings) -> Hub {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
         Hub {
             shared: Arc::new(Shared {
                 settings,
                 servers: Mutex::default(),
                 catalog: ArcSwap::from_pointee(Catalog::default()),
                 generation: Default::default(),
-                http,
+                http: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -195,6 +190,18 @@ impl Drop for Hub {
 }
 
 impl Shared {
+    fn http(&self) -> reqwest::Client {
+        self.http
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .connect_timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap_or_default()
+            })
+            .clone()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Entry>> {
         self.servers.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -448,7 +455,7 @@ async fn connect(
             }
             let config =
                 StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom);
-            let transport = StreamableHttpClientTransport::with_client(shared.http.clone(), config);
+            let transport = StreamableHttpClientTransport::with_client(shared.http(), config);
             handler
                 .serve(transport)
                 .await

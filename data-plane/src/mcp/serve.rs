@@ -55,7 +55,7 @@ pub(crate) struct Caller {
 pub(crate) async fn endpoint(State(dp): State<Arc<DataPlane>>, mut req: Request) -> Response {
     let (rt, vk) = match caller(&dp, req.headers()) {
         Ok(caller) => caller,
-        Err(resp) => return resp,
+        Err(e) => return refuse(&dp, e),
     };
     req.extensions_mut().insert(Caller {
         dp: Arc::clone(&dp),
@@ -69,42 +69,42 @@ pub(crate) async fn endpoint(State(dp): State<Arc<DataPlane>>, mut req: Request)
 pub(crate) async fn servers(State(dp): State<Arc<DataPlane>>, req: Request) -> Response {
     let (_rt, vk) = match caller(&dp, req.headers()) {
         Ok(caller) => caller,
-        Err(resp) => return resp,
+        Err(e) => return refuse(&dp, e),
     };
     let catalog = dp.mcp().catalog();
     Json(catalog.status(&vk.mcp_access)).into_response()
 }
 
-/// The runtime and virtual key of a request, or its refusal (counted, not usage, as every
-/// refusal before a key is known).
+/// The runtime and virtual key of a request.
 fn caller(
     dp: &DataPlane,
     headers: &http::HeaderMap,
-) -> Result<(Arc<Runtime>, Arc<VirtualKey>), Response> {
-    let request_id = new_request_id();
-    let refuse = |e: ProxyError| {
-        dp.refusals().count(e.class);
-        tracing::debug!(
-            request_id,
-            status = e.status.as_u16(),
-            error_class = e.class,
-            "MCP request refused before a virtual key was established"
-        );
-        let auth = e.status == http::StatusCode::UNAUTHORIZED;
-        let mut resp = e.into_response_with(&request_id);
-        if auth {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        resp
-    };
+) -> Result<(Arc<Runtime>, Arc<VirtualKey>), ProxyError> {
     let Some(rt) = dp.runtime().load() else {
-        return Err(refuse(not_ready()));
+        return Err(not_ready());
     };
-    match authenticate(&rt, headers, now_unix_ms()) {
-        Ok(vk) => Ok((rt, vk)),
-        Err(e) => Err(refuse(e)),
+    let vk = authenticate(&rt, headers, now_unix_ms())?;
+    Ok((rt, vk))
+}
+
+/// A request refused before a virtual key was established: counted and logged at `debug`, not
+/// usage (as every such refusal). A 401 says how to authenticate (`WWW-Authenticate: Bearer`).
+fn refuse(dp: &DataPlane, e: ProxyError) -> Response {
+    let request_id = new_request_id();
+    dp.refusals().count(e.class);
+    tracing::debug!(
+        request_id,
+        status = e.status.as_u16(),
+        error_class = e.class,
+        "MCP request refused before a virtual key was established"
+    );
+    let auth = e.status == http::StatusCode::UNAUTHORIZED;
+    let mut resp = e.into_response_with(&request_id);
+    if auth {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
+    resp
 }
 
 /// The MCP server `/mcp` is: the tools of the configured servers, per key.

@@ -157,7 +157,8 @@ async fn start_upstream() -> (SocketAddr, CancellationToken, tokio::task::JoinHa
 // ---------------------------------------------------------------------------------------------
 // The stdio server.
 
-/// An MCP server over stdio: tools `env` (its environment as JSON), `echo`, `pid`.
+/// An MCP server over stdio: tools `env` (its environment as JSON), `echo`, `pid`, and `grow`,
+/// which adds a tool `extra` and says so (`notifications/tools/list_changed`).
 const STDIO_SERVER: &str = r#"
 import json, os, sys
 
@@ -165,10 +166,7 @@ def send(m):
     sys.stdout.write(json.dumps(m) + "\n")
     sys.stdout.flush()
 
-TOOLS = [
-    {"name": n, "description": "the " + n + " tool", "inputSchema": {"type": "object"}}
-    for n in ("env", "echo", "pid")
-]
+NAMES = ["env", "echo", "pid", "grow"]
 
 for line in sys.stdin:
     line = line.strip()
@@ -185,13 +183,20 @@ for line in sys.stdin:
     elif method == "ping":
         result = {}
     elif method == "tools/list":
-        result = {"tools": TOOLS}
+        result = {"tools": [
+            {"name": n, "description": "the " + n + " tool", "inputSchema": {"type": "object"}}
+            for n in NAMES
+        ]}
     elif method == "tools/call":
         name, args = params.get("name"), params.get("arguments") or {}
         if name == "env":
             text = json.dumps(dict(os.environ))
         elif name == "echo":
             text = args.get("text", "")
+        elif name == "grow":
+            NAMES.append("extra")
+            send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+            text = "grown"
         else:
             text = str(os.getpid())
         result = {"content": [{"type": "text", "text": text}]}
@@ -477,6 +482,7 @@ async fn tools_are_served_per_key_and_every_call_is_recorded() {
             "alpha__slow",
             "local__echo",
             "local__env",
+            "local__grow",
             "local__pid"
         ],
         "every page of the upstream's tools, less those its allowed_tools leave out"
@@ -875,6 +881,23 @@ async fn a_stdio_server_that_dies_is_restarted() {
         .await
         .expect("pid"));
     assert_ne!(first, second);
+
+    // The server says its tools changed: they are listed again.
+    let listed = |tools: Vec<Tool>| names(&tools).contains(&"local__extra".to_owned());
+    assert!(!listed(client.list_all_tools().await.expect("tools")));
+    client
+        .call_tool(call("local__grow", serde_json::json!({})))
+        .await
+        .expect("grow");
+    wait_until("local__extra served", || {
+        gw.dp
+            .mcp()
+            .catalog()
+            .server("local")
+            .is_some_and(|s| s.tools.iter().any(|t| &*t.served == "local__extra"))
+    })
+    .await;
+    assert!(listed(client.list_all_tools().await.expect("tools")));
     gw.dp.shutdown().await;
 }
 
