@@ -979,6 +979,13 @@ async fn requests_without_a_valid_key_are_refused() {
         body["result"]["capabilities"]["tools"].is_object(),
         "{body}"
     );
+    // Stateless: a request needs no handshake before it (README's curl example).
+    let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    let (status, _, body) = send(post(Some(("x-api-key", KEY_ALL)), list)).await;
+    assert_eq!(status, StatusCode::OK);
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(body["id"], 2);
+    assert_eq!(body["result"]["tools"], serde_json::json!([]), "{body}");
 }
 
 async fn send(
