@@ -148,7 +148,7 @@ impl rmcp::ServerHandler for Gateway {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = caller_of(&context)?;
-        let call = ToolCall::start(&caller);
+        let mut call = ToolCall::start(&caller);
         let catalog = caller.dp.mcp().catalog();
         let (server, tool, peer, timeout) =
             match catalog.lookup(&request.name, &caller.vk.mcp_access) {
@@ -181,6 +181,7 @@ impl rmcp::ServerHandler for Gateway {
                 },
             };
         drop(catalog);
+        call.target = Some((Arc::clone(&server), Arc::clone(&tool)));
         let mut params = CallToolRequestParams::new(tool.to_string());
         params.arguments = request.arguments;
         match tokio::time::timeout(timeout, peer.call_tool(params)).await {
@@ -223,12 +224,16 @@ impl rmcp::ServerHandler for Gateway {
     }
 }
 
-/// One `tools/call` being served: ends in its record.
+/// One `tools/call` being served: ends in its record, also when the client goes away while
+/// it runs (dropped: 499 `client_closed`).
 struct ToolCall<'a> {
     caller: &'a Caller,
     request_id: String,
     started: Instant,
     started_at_unix_ms: i64,
+    /// The server and tool it was sent to, once known.
+    target: Option<(Arc<str>, Arc<str>)>,
+    done: bool,
 }
 
 impl<'a> ToolCall<'a> {
@@ -238,11 +243,18 @@ impl<'a> ToolCall<'a> {
             request_id: new_request_id(),
             started: Instant::now(),
             started_at_unix_ms: now_unix_ms(),
+            target: None,
+            done: false,
         }
     }
 
+    fn finish(mut self, server: &str, tool: &str, status: u16, error_class: &str) {
+        self.record(server, tool, status, error_class);
+    }
+
     /// The call's usage record (billed as a model request's), its log event and its count.
-    fn finish(self, server: &str, tool: &str, status: u16, error_class: &str) {
+    fn record(&mut self, server: &str, tool: &str, status: u16, error_class: &str) {
+        self.done = true;
         let vk = &self.caller.vk;
         let latency_ms = u32::try_from(self.started.elapsed().as_millis()).unwrap_or(u32::MAX);
         // Names from outside (an unknown tool's) are cut: they are stored with the record.
@@ -261,7 +273,7 @@ impl<'a> ToolCall<'a> {
         let dp = &self.caller.dp;
         dp.metrics().observe_mcp_call(server, status);
         dp.usage.push(UsageRecord {
-            request_id: self.request_id,
+            request_id: std::mem::take(&mut self.request_id),
             started_at_unix_ms: self.started_at_unix_ms,
             virtual_key_id: vk.id.to_string(),
             team_id: vk.owner.team_id.to_string(),
@@ -276,5 +288,49 @@ impl<'a> ToolCall<'a> {
             }),
             ..Default::default()
         });
+    }
+}
+
+impl Drop for ToolCall<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let (server, tool) = self.target.take().unwrap_or_else(|| ("".into(), "".into()));
+            self.record(&server, &tool, 499, "client_closed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::usage::UsageSink;
+    use crate::{DataPlaneConfig, testing};
+
+    /// A call whose handler is dropped before it ends (the client went away) is recorded as
+    /// 499 `client_closed`, with the tool it was sent to; a finished one is recorded once.
+    #[tokio::test]
+    async fn a_dropped_call_is_recorded_as_client_closed() {
+        let (sink, mut usage) = UsageSink::channel(8);
+        let dp = DataPlane::new(DataPlaneConfig::default(), sink);
+        dp.apply(&testing::snapshot(1)).expect("applies");
+        let rt = dp.runtime().load().expect("runtime");
+        let vk = Arc::clone(rt.virtual_key(testing::VIRTUAL_KEY).expect("the key"));
+        let caller = Caller {
+            dp: Arc::clone(&dp),
+            vk,
+            _rt: rt,
+        };
+        let mut call = ToolCall::start(&caller);
+        call.target = Some(("alpha".into(), "slow".into()));
+        drop(call);
+        let r = usage.try_recv().expect("a record");
+        assert_eq!((r.status, r.error_class.as_str()), (499, "client_closed"));
+        let mcp = r.mcp.expect("mcp");
+        assert_eq!((mcp.server.as_str(), mcp.tool.as_str()), ("alpha", "slow"));
+        assert!(r.request_id.starts_with("req_tg_"));
+
+        ToolCall::start(&caller).finish("alpha", "echo", 200, "");
+        assert_eq!(usage.try_recv().expect("a record").status, 200);
+        assert!(usage.try_recv().is_err(), "one record per call");
     }
 }

@@ -690,6 +690,36 @@ async fn a_call_past_its_deadline_is_a_504() {
         (504, "timeout")
     );
     assert!(records[0].latency_ms >= 300, "{}", records[0].latency_ms);
+
+    // A client that goes away while its call runs: the call is recorded all the same (when it
+    // ends, or as 499 `client_closed` if the server drops it).
+    let body = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"alpha__slow","arguments":{}}}"#;
+    let mut slow = http_server("alpha", upstream);
+    slow.call_timeout_ms = 10_000;
+    gw.dp.apply(&snapshot(2, vec![slow])).expect("applies");
+    gw.ready("alpha").await;
+    let abandoned = reqwest::Client::new()
+        .post(format!("http://{}/mcp", gw.addr))
+        .bearer_auth(KEY_ALL)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, "application/json, text/event-stream")
+        .body(body)
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(abandoned.is_err(), "the client gave up first");
+    let mut closed = Vec::new();
+    wait_until("the abandoned call recorded", || {
+        closed.extend(gw.records());
+        !closed.is_empty()
+    })
+    .await;
+    assert_eq!(closed.len(), 1);
+    assert!([200, 499].contains(&closed[0].status), "{:?}", closed[0]);
+    assert_eq!(
+        closed[0].mcp.as_ref().map(|m| m.tool.as_str()),
+        Some("slow")
+    );
     gw.dp.shutdown().await;
 }
 
