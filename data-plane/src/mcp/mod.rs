@@ -16,7 +16,8 @@
 //! guard against DNS rebinding for servers that run on a developer's machine without
 //! authentication. The gateway is reached under public hostnames and every request must carry a
 //! virtual key, which a page rebinding a name cannot know, and `/mcp` sends no CORS headers, so a
-//! browser cannot send one cross-origin either: the check is off (`disable_allowed_hosts`).
+//! browser cannot send one cross-origin either: the check is off (`disable_allowed_hosts`), and
+//! `Origin` is not checked either (rmcp's default), for the same reason.
 //!
 //! **Stateless.** Data planes are scaled horizontally behind load balancers, so `/mcp` keeps no
 //! session (no `Mcp-Session-Id`): any node answers any request, `GET` (the server-to-client

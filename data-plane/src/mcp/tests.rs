@@ -870,8 +870,30 @@ async fn stdio_servers_get_only_their_environment_and_end_with_their_config() {
     .parse()
     .expect("a pid");
     assert_eq!(again, pid, "an unchanged server keeps its process");
+    // Changed: restarted with its new config, the old process ended.
+    let changed = [("LITERAL_TOKEN", lit("tok-rotated"))];
+    gw.dp
+        .apply(&snapshot(3, vec![stdio_server("local", &script, &changed)]))
+        .expect("applies");
+    wait_until("the old child ended", || !alive(pid) || zombie(pid)).await;
+    gw.ready("local").await;
+    let r = client
+        .call_tool(call("local__env", serde_json::json!({})))
+        .await
+        .expect("local__env");
+    let seen: serde_json::Value = serde_json::from_str(&text(&r)).expect("json");
+    assert_eq!(seen["LITERAL_TOKEN"], "tok-rotated");
+    assert!(seen.get("FROM_HOME").is_none());
+    let pid: i32 = text(
+        &client
+            .call_tool(call("local__pid", serde_json::json!({})))
+            .await
+            .expect("local__pid"),
+    )
+    .parse()
+    .expect("a pid");
     // Removed: the process ends.
-    gw.dp.apply(&snapshot(3, vec![])).expect("applies");
+    gw.dp.apply(&snapshot(4, vec![])).expect("applies");
     assert!(gw.dp.mcp().catalog().servers().is_empty());
     wait_until("the child ended", || !alive(pid) || zombie(pid)).await;
     gw.dp.shutdown().await;
