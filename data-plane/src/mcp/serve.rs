@@ -19,7 +19,7 @@ use http::{HeaderValue, header};
 use rmcp::ErrorData;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    PaginatedRequestParams, ResultType, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{RequestContext, RoleServer, ServiceError};
 use tollgate_proto::usage::v1::{McpCall, UsageRecord};
@@ -185,7 +185,10 @@ impl rmcp::ServerHandler for Gateway {
         let mut params = CallToolRequestParams::new(tool.to_string());
         params.arguments = request.arguments;
         match tokio::time::timeout(timeout, peer.call_tool(params)).await {
-            Ok(Ok(result)) => {
+            Ok(Ok(mut result)) => {
+                // A server on an older protocol version leaves `resultType` out; clients on
+                // 2026-07-28 need it (rmcp removes it again for older clients).
+                result.result_type.get_or_insert(ResultType::COMPLETE);
                 let class = if result.is_error == Some(true) {
                     "tool_error"
                 } else {

@@ -500,6 +500,28 @@ async fn tools_are_served_per_key_and_every_call_is_recorded() {
         names(&modern.list_all_tools().await.expect("tools/list")),
         names(&listed)
     );
+    // A 2026-07-28 client gets `resultType` even from a server on an older version (the stdio
+    // one leaves it out).
+    let body = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"local__echo",
+        "arguments":{"text":"modern"},"_meta":{
+        "io.modelcontextprotocol/protocolVersion":"2026-07-28",
+        "io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},
+        "io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let req = Request::post("/mcp")
+        .header(header::HOST, "gateway.example.com")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "local__echo")
+        .header(header::AUTHORIZATION, format!("Bearer {KEY_ALL}"))
+        .body(axum::body::Body::from(body))
+        .expect("request");
+    let (status, _, body) = send(&gw.dp, req).await;
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"]["resultType"], "complete", "{body}");
+    assert_eq!(body["result"]["content"][0]["text"], "modern", "{body}");
 
     let some = gw.client(KEY_SOME, ProtocolVersion::V_2025_06_18).await;
     let listed = some.list_all_tools().await.expect("tools/list");
@@ -633,7 +655,7 @@ async fn tools_are_served_per_key_and_every_call_is_recorded() {
         r#"tollgate_mcp_tool_calls_total{server="alpha",status="403"} 1"#,
         r#"tollgate_mcp_tool_calls_total{server="alpha",status="404"} 2"#,
         r#"tollgate_mcp_tool_calls_total{server="none",status="404"} 1"#,
-        r#"tollgate_mcp_tool_calls_total{server="local",status="200"} 1"#,
+        r#"tollgate_mcp_tool_calls_total{server="local",status="200"} 2"#,
         r#"tollgate_mcp_server_up{server="alpha"} 1"#,
         r#"tollgate_mcp_server_up{server="local"} 1"#,
     ] {
