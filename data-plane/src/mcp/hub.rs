@@ -303,7 +303,7 @@ async fn supervise(
                 }
             },
         };
-        let error = clean_error(&error);
+        let error = clean_error(&without_query(&spec, error));
         tracing::warn!(
             server = %spec.name,
             error = %error,
@@ -320,6 +320,25 @@ async fn supervise(
             () = tokio::time::sleep(delay) => {}
         }
     }
+}
+
+/// `error` without the query of the server's URL, which may hold a credential: errors are shown
+/// to every key at `/v1/mcp/servers`.
+fn without_query(spec: &ServerSpec, error: String) -> String {
+    let Ok(Transport::Http { url, .. }) = &spec.transport else {
+        return error;
+    };
+    let Some((base, _)) = url.split_once('?') else {
+        return error;
+    };
+    let mut error = error.replace(url.as_str(), &format!("{base}?…"));
+    // HTTP clients print the URL normalized.
+    if let Ok(parsed) = reqwest::Url::parse(url)
+        && let Some(query) = parsed.query()
+    {
+        error = error.replace(query, "…");
+    }
+    error
 }
 
 /// The wait before reconnection number `failures` (0: the first): `backoff_initial` doubled per
@@ -490,6 +509,29 @@ async fn log_stderr(server: Arc<str>, mut stderr: tokio::process::ChildStderr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_leave_out_the_url_query() {
+        let spec = ServerSpec::compile(
+            &tollgate_proto::config::v1::McpServer {
+                name: "remote".into(),
+                transport: Some(tollgate_proto::config::v1::mcp_server::Transport::Http(
+                    tollgate_proto::config::v1::McpHttp {
+                        url: "https://mcp.example.com/mcp?api_key=s3cr3t&x=1".into(),
+                        headers: Default::default(),
+                    },
+                )),
+                ..Default::default()
+            },
+            &Default::default(),
+        );
+        let error = without_query(
+            &spec,
+            "error sending request for url (https://mcp.example.com/mcp?api_key=s3cr3t&x=1)".into(),
+        );
+        assert!(!error.contains("s3cr3t"), "{error}");
+        assert!(error.contains("https://mcp.example.com/mcp?"), "{error}");
+    }
 
     #[test]
     fn backoff_doubles_to_its_cap_with_jitter() {
