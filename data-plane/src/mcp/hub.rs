@@ -73,6 +73,8 @@ struct Shared {
     catalog: ArcSwap<Catalog>,
     /// Gives each supervisor a number: a supervisor that was replaced publishes nothing.
     generation: std::sync::atomic::AtomicU64,
+    /// Set by [`Hub::shutdown`]: no supervisor starts after it.
+    stopped: std::sync::atomic::AtomicBool,
     /// The HTTP client of Streamable HTTP servers (rustls, no redirects: credentials only go to
     /// the configured URL), made when the first one connects.
     http: std::sync::OnceLock<reqwest::Client>,
@@ -95,6 +97,7 @@ impl Hub {
                 servers: Mutex::default(),
                 catalog: ArcSwap::from_pointee(Catalog::default()),
                 generation: Default::default(),
+                stopped: Default::default(),
                 http: std::sync::OnceLock::new(),
             }),
         }
@@ -109,6 +112,13 @@ impl Hub {
     /// keep their connection. Needs a Tokio runtime when something starts.
     pub fn reconcile(&self, specs: &[Arc<ServerSpec>]) {
         let mut servers = self.shared.lock();
+        if self
+            .shared
+            .stopped
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
         let mut changed = false;
         servers.retain(|name, entry| {
             let keep = specs
@@ -163,6 +173,9 @@ impl Hub {
     pub async fn shutdown(&self) {
         let tasks: Vec<_> = {
             let mut servers = self.shared.lock();
+            self.shared
+                .stopped
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             let tasks = servers
                 .values_mut()
                 .filter_map(|e| {

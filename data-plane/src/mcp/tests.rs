@@ -918,7 +918,12 @@ async fn stdio_servers_get_only_their_environment_and_end_with_their_config() {
     gw.dp.apply(&snapshot(4, vec![])).expect("applies");
     assert!(gw.dp.mcp().catalog().servers().is_empty());
     wait_until("the child ended", || !alive(pid) || zombie(pid)).await;
+    // After shutdown, a config starts nothing.
     gw.dp.shutdown().await;
+    gw.dp
+        .apply(&snapshot(5, vec![stdio_server("local", &script, &env)]))
+        .expect("applies");
+    assert!(gw.dp.mcp().catalog().servers().is_empty());
 }
 
 /// Whether `pid` has exited but not been reaped yet.
@@ -972,7 +977,15 @@ async fn a_stdio_server_that_dies_is_restarted() {
     })
     .await;
     assert!(listed(client.list_all_tools().await.expect("tools")));
+
+    // Shutdown ends the process.
+    let last = pid(client
+        .call_tool(call("local__pid", serde_json::json!({})))
+        .await
+        .expect("pid"));
     gw.dp.shutdown().await;
+    let gone = !std::path::Path::new(&format!("/proc/{last}")).exists() || zombie(last);
+    assert!(gone, "the stdio server's process ended with the data plane");
 }
 
 /// `/mcp` and `/v1/mcp/servers` authenticate like inference requests: 401 with a JSON body and
