@@ -50,7 +50,8 @@ pub enum Transport {
     },
     Http {
         url: String,
-        /// Sent with every request; values are read when the gateway connects.
+        /// Sent with every request; values are read when the gateway connects (each reconnection
+        /// reads them again: a health check refused with a rotated credential leads to one).
         headers: Vec<(http::HeaderName, Value)>,
     },
 }
