@@ -477,17 +477,13 @@ async fn connect(
                 .map_err(|e| format!("initialize failed: {e}"))?
         }
         Ok(Transport::Http { url, headers }) => {
-            let mut custom = HashMap::with_capacity(headers.len());
-            for (name, value) in headers {
-                let value = value.resolve().map_err(|e| format!("header {name}: {e}"))?;
-                let mut value = http::HeaderValue::try_from(&*value)
-                    .map_err(|_| format!("header {name}: not a valid header value"))?;
-                value.set_sensitive(true);
-                custom.insert(name.clone(), value);
-            }
-            let config =
-                StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom);
-            let transport = StreamableHttpClientTransport::with_client(shared.http(), config);
+            let client = super::http_client::HeaderClient::new(shared.http(), headers);
+            // A header that cannot be produced fails the connection with its reason.
+            client
+                .with_headers(HashMap::new())
+                .map_err(|e| e.to_string())?;
+            let config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
+            let transport = StreamableHttpClientTransport::with_client(client, config);
             handler
                 .serve(transport)
                 .await

@@ -5,6 +5,7 @@
 //! | [`spec`] | the snapshot's `mcp_servers` and a key's `mcp_access`, compiled (pure) |
 //! | [`catalog`] | what `/mcp` serves now: servers, states, tools by served name; lookups (pure) |
 //! | [`hub`] | one supervisor per server: connect, list tools, health checks, reconnects |
+//! | `http_client` | the HTTP client of Streamable HTTP servers: their headers, read at each request |
 //! | `serve` | the `/mcp` endpoint (rmcp's Streamable HTTP server, stateless) and `/v1/mcp/servers` |
 //!
 //! The servers come with the snapshot: [`DataPlane::apply`](crate::DataPlane::apply) compiles
@@ -25,6 +26,7 @@
 //! result.
 
 pub mod catalog;
+mod http_client;
 pub mod hub;
 mod serve;
 pub mod spec;

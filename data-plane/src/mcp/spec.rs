@@ -50,8 +50,7 @@ pub enum Transport {
     },
     Http {
         url: String,
-        /// Sent with every request; values are read when the gateway connects (each reconnection
-        /// reads them again: a health check refused with a rotated credential leads to one).
+        /// Sent with every request; values are read at each request.
         headers: Vec<(http::HeaderName, Value)>,
     },
 }
