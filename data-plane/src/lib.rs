@@ -27,6 +27,7 @@
 //! | [`otel`] | OpenTelemetry traces over OTLP (off by default): a span per request and per upstream attempt |
 //! | [`value`] | literal / `env.NAME` values resolved at use, under the env allowlist |
 //! | [`probe`] | provider-key probes the control plane asks for: one minimal call to one key through the serving path |
+//! | [`mcp`] | the MCP gateway at `/mcp`: connections to the configured MCP servers, their tools served per key |
 
 pub mod admission;
 pub mod bedrock_ingress;
@@ -37,6 +38,7 @@ pub mod grpc;
 pub mod health;
 pub mod limits;
 pub mod logsafe;
+pub mod mcp;
 pub mod metrics;
 pub mod models;
 pub mod openai_ingress;
@@ -85,6 +87,8 @@ pub struct DataPlaneConfig {
     /// Bytes of recorded bodies (content logging) held in memory on their way to the control
     /// plane, at most ([`content::ContentBudget`]).
     pub content_max_held_bytes: usize,
+    /// How the MCP gateway watches its servers (health checks, reconnects).
+    pub mcp: mcp::HubSettings,
 }
 
 impl Default for DataPlaneConfig {
@@ -95,6 +99,7 @@ impl Default for DataPlaneConfig {
             env_allow: EnvAllowlist::default(),
             tracing: None,
             content_max_held_bytes: content::DEFAULT_MAX_HELD_BYTES,
+            mcp: mcp::HubSettings::default(),
         }
     }
 }
@@ -110,12 +115,14 @@ pub struct DataPlane {
     metrics: metrics::Metrics,
     probes: probe::Probes,
     content: Arc<content::ContentBudget>,
+    mcp: mcp::Mcp,
 }
 
 impl DataPlane {
     pub fn new(config: DataPlaneConfig, usage: usage::UsageSink) -> Arc<DataPlane> {
         Arc::new(DataPlane {
             content: content::ContentBudget::new(config.content_max_held_bytes),
+            mcp: mcp::Mcp::new(config.mcp.clone()),
             runtime: RuntimeHandle::new(config.env_allow.clone()),
             config,
             usage,
@@ -143,6 +150,27 @@ impl DataPlane {
 
     pub fn runtime(&self) -> &RuntimeHandle {
         &self.runtime
+    }
+
+    /// The MCP gateway: its servers' connections and the `/mcp` service.
+    pub fn mcp(&self) -> &mcp::Mcp {
+        &self.mcp
+    }
+
+    /// Compiles and publishes a snapshot (see [`RuntimeHandle::apply`]), then makes the MCP
+    /// gateway's connections match the config now served. Returns the version now served.
+    pub fn apply(&self, snapshot: &Snapshot) -> Result<u64, runtime::SnapshotError> {
+        let version = self.runtime.apply(snapshot)?;
+        if let Some(rt) = self.runtime.load() {
+            self.mcp.reconcile(&rt.mcp_servers);
+        }
+        Ok(version)
+    }
+
+    /// Stops the MCP gateway: answers in progress end, servers' connections close and their
+    /// child processes end. For graceful shutdown, after the listener stopped.
+    pub async fn shutdown(&self) {
+        self.mcp.shutdown().await;
     }
 
     /// What this node holds of its limits now, as `LimitsReport` messages naming `grant_seq`
@@ -236,7 +264,7 @@ impl DataPlane {
     }
 
     fn apply_logged(&self, snapshot: &Snapshot) {
-        match self.runtime.apply(snapshot) {
+        match self.apply(snapshot) {
             Ok(version) => tracing::info!(version, "config applied"),
             Err(e) => tracing::error!(
                 version = snapshot.version,

@@ -265,6 +265,22 @@ pub const KEY_EJECTIONS: Def = def(
     "Times outlier detection ejected the provider key",
 );
 
+pub const MCP_TOOL_CALLS: Def = def(
+    "tollgate_mcp_tool_calls",
+    C,
+    &["server", "status"],
+    "Tool calls through the MCP gateway (`/mcp`), by MCP server (none: an unknown tool) and the \
+     call's status (200, also for results the tool marked as errors; 403 not allowed, 404 \
+     unknown, 502 unreachable or an upstream error, 504 timeout)",
+);
+pub const MCP_SERVER_UP: Def = def(
+    "tollgate_mcp_server_up",
+    G,
+    &["server"],
+    "1 while the MCP gateway's connection to the configured MCP server is ready, else 0 \
+     (connecting, failed)",
+);
+
 /// Every data-plane metric, in the order `/metrics` shows them.
 pub const DEFS: &[Def] = &[
     REQUESTS,
@@ -296,6 +312,8 @@ pub const DEFS: &[Def] = &[
     KEY_EJECTED,
     KEY_FAILURES,
     KEY_EJECTIONS,
+    MCP_TOOL_CALLS,
+    MCP_SERVER_UP,
 ];
 
 /// Upper bounds (seconds) of the request duration histogram: coding agents' requests run from
@@ -473,6 +491,12 @@ struct TokenLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct McpCallLabels {
+    server: String,
+    status: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct UpstreamErrorLabels {
     provider: Arc<str>,
     class: &'static str,
@@ -516,6 +540,7 @@ pub struct Metrics {
     fallbacks: Family<RouteLabels, Counter>,
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
     limit_refusals: Family<LimitRefusal, Counter>,
+    mcp_calls: Family<McpCallLabels, Counter>,
     routes: RwLock<HashMap<RouteLabels, Arc<RouteSeries>>>,
 }
 
@@ -532,6 +557,7 @@ impl Default for Metrics {
             fallbacks: Family::default(),
             upstream_errors: Family::default(),
             limit_refusals: Family::default(),
+            mcp_calls: Family::default(),
             routes: RwLock::default(),
         }
     }
@@ -618,6 +644,18 @@ impl Metrics {
         {
             self.limit_refusals.get_or_create(&refusal).inc();
         }
+    }
+
+    /// Counts one MCP tool call (not a model request: [`Metrics::observe`] never sees it).
+    /// `server`: a configured server's name, or empty for an unknown tool (`none`).
+    pub fn observe_mcp_call(&self, server: &str, status: u16) {
+        let server = if server.is_empty() { "none" } else { server };
+        self.mcp_calls
+            .get_or_create(&McpCallLabels {
+                server: server.to_owned(),
+                status: STATUSES[status_slot(u32::from(status))],
+            })
+            .inc();
     }
 
     fn upstream_error(&self, provider: Arc<str>, class: &'static str) {
@@ -779,6 +817,19 @@ impl Collector for DataPlaneCollector {
         )?;
         if let Some(rt) = &rt {
             key_health(&mut enc, rt, health::now_ms())?;
+        }
+        family(&mut enc, &MCP_TOOL_CALLS, &dp.metrics().mcp_calls)?;
+        let catalog = dp.mcp().catalog();
+        let mut up = enc.encode_descriptor(
+            MCP_SERVER_UP.name,
+            MCP_SERVER_UP.help,
+            None,
+            MCP_SERVER_UP.kind,
+        )?;
+        for server in catalog.servers() {
+            let ready = server.state == crate::mcp::catalog::State::Ready;
+            ConstGauge::new(u64::from(ready))
+                .encode(up.encode_family(&[("server", &*server.name)])?)?;
         }
         Ok(())
     }

@@ -439,6 +439,7 @@ mod tests {
             configs: Vec::new(),
             owner: Default::default(),
             content_max_bytes: None,
+            mcp_access: Default::default(),
         }
     }
 

@@ -308,6 +308,8 @@ pub struct VirtualKey {
     /// Content logging: each body of its requests is recorded, cut to this many bytes
     /// (`None`: bodies are not recorded, the default).
     pub content_max_bytes: Option<u32>,
+    /// The MCP tools it may list and call at `/mcp` (its own and its team's allowlists).
+    pub mcp_access: crate::mcp::Access,
 }
 
 /// The team, customer and user a virtual key's requests are billed to (empty: none), as ids.
@@ -378,6 +380,8 @@ pub struct Runtime {
     /// Budgets, rate limits and concurrency of the snapshot's keys, teams and customers; its
     /// counters carry over from the previous runtime.
     pub limits: crate::limits::Engine,
+    /// The MCP servers whose tools `/mcp` serves ([`crate::mcp`]).
+    pub mcp_servers: Vec<Arc<crate::mcp::ServerSpec>>,
 }
 
 impl Runtime {
@@ -456,6 +460,7 @@ impl Runtime {
                         c.max_body_bytes
                             .clamp(1, tollgate_proto::content::MAX_BODY_BYTES)
                     }),
+                    mcp_access: crate::mcp::Access::compile(vk),
                 }),
             );
         }
@@ -463,6 +468,7 @@ impl Runtime {
             .map_err(SnapshotError::Limits)?;
         Ok(Runtime {
             limits,
+            mcp_servers: crate::mcp::spec::compile_servers(snapshot, env),
             version: snapshot.version,
             created_at_unix_ms: snapshot.created_at_unix_ms,
             providers,

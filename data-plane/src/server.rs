@@ -67,6 +67,8 @@ pub fn router(dp: Arc<DataPlane>) -> Router {
         .merge(crate::bedrock_ingress::routes())
         // OpenAI-format clients (the OpenAI SDKs, Codex CLI).
         .merge(crate::openai_ingress::routes())
+        // The MCP gateway (`/mcp`, `/v1/mcp/servers`).
+        .merge(crate::mcp::routes())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(no_route)
         .with_state(dp)

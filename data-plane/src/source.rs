@@ -430,7 +430,7 @@ impl Follower {
             Err(e) => (Err(e), None),
         };
         match read {
-            Ok(Ok(Some(snapshot))) => match self.dp.runtime().apply(&snapshot) {
+            Ok(Ok(Some(snapshot))) => match self.dp.apply(&snapshot) {
                 Ok(version) => {
                     self.persisted = Some(snapshot.version);
                     // The share this node held before it stopped, until the control plane
@@ -745,7 +745,7 @@ impl Follower {
                 error: String::new(),
             };
         }
-        match self.dp.runtime().apply(&snapshot) {
+        match self.dp.apply(&snapshot) {
             Ok(serving) if serving == version => {
                 tracing::info!(version, "config applied");
                 self.persist(snapshot).await;

@@ -108,6 +108,11 @@ impl UsageSink {
             attempts = r.attempts.len(),
             "request completed"
         );
+        self.push(r);
+    }
+
+    /// Queues a record without logging it (its caller logged its own event: an MCP tool call).
+    pub fn push(&self, r: UsageRecord) {
         if let Some(tx) = &self.tx
             && tx.try_send(r).is_err()
         {

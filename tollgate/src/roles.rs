@@ -541,6 +541,8 @@ pub async fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
     let _ = limits_task.await;
     probe_task.abort();
     let _ = probe_task.await;
+    // The MCP gateway's connections close and its servers' child processes end.
+    dp.shutdown().await;
     drop(dp);
     let _ = tokio::time::timeout(Duration::from_secs(5), usage_task).await;
     if let Some(exporting) = exporting {
@@ -806,6 +808,8 @@ pub async fn data_plane(args: DataPlaneRoleArgs) -> anyhow::Result<()> {
         grace(&args.inference),
     )
     .await;
+    // The MCP gateway's connections close and its servers' child processes end.
+    dp.shutdown().await;
     // Closing the sink lets the reporter deliver (or spool) what is left.
     drop(dp);
     let _ = tokio::time::timeout(Duration::from_secs(10), reporter.task).await;

@@ -106,7 +106,8 @@ impl Gateway {
     pub async fn start(snapshot: &pb::Snapshot) -> Gateway {
         let (sink, usage) = UsageSink::channel(256);
         let dp = DataPlane::new(DataPlaneConfig::default(), sink);
-        dp.runtime().apply(snapshot).expect("the snapshot applies");
+        // `DataPlane::apply`: the runtime, and the MCP gateway's servers.
+        dp.apply(snapshot).expect("the snapshot applies");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

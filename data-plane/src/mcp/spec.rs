@@ -1,0 +1,357 @@
+//! The MCP part of a snapshot, compiled (pure, no I/O): each configured server's [`ServerSpec`]
+//! (transport, `env.NAME` values checked against the env allowlist, tool patterns, deadline)
+//! and a virtual key's [`Access`] (its `mcp_access` entries). Compiled once per snapshot with
+//! the [`Runtime`](crate::runtime::Runtime), so a request only matches.
+//!
+//! Nothing here rejects a snapshot: a server whose config cannot be used (no transport, a bad
+//! header name) is compiled with the reason and shown as failed; a tool pattern that does not
+//! compile matches nothing (fail closed) and is logged. The admin API refuses both.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tollgate_proto::config::v1 as pb;
+use tollgate_proto::env::EnvAllowlist;
+use tollgate_proto::model_pattern::ModelPattern;
+
+use crate::value::Value;
+
+/// A tool call's deadline when the server's config sets none (`call_timeout_ms` 0).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Variables a stdio server's process gets from the data plane's own environment, besides the
+/// ones its config names.
+pub const INHERITED_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
+
+/// One configured MCP server, ready for its supervisor ([`super::hub`]).
+#[derive(Debug)]
+pub struct ServerSpec {
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+    pub transport: Result<Transport, String>,
+    /// Patterns over the server's own tool names; `None`: all of them.
+    pub allowed_tools: Option<Vec<ModelPattern>>,
+    pub call_timeout: Duration,
+    /// The config it was compiled from: a server whose config changed is restarted, others
+    /// keep running across snapshots.
+    pub source: pb::McpServer,
+}
+
+/// How the gateway reaches a server.
+#[derive(Debug)]
+pub enum Transport {
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        /// Only these (and [`INHERITED_ENV`]) are in the child's environment; values are read
+        /// when the process starts.
+        env: Vec<(String, Value)>,
+        cwd: Option<String>,
+    },
+    Http {
+        url: String,
+        /// Sent with every request; values are read at each request.
+        headers: Vec<(http::HeaderName, Value)>,
+    },
+}
+
+impl ServerSpec {
+    /// Compiles one server of a snapshot under the data plane's env allowlist.
+    pub fn compile(s: &pb::McpServer, env: &EnvAllowlist) -> ServerSpec {
+        ServerSpec {
+            id: s.id.as_str().into(),
+            name: s.name.as_str().into(),
+            transport: transport(s, env),
+            // Not empty: only the tools its patterns match (none, if none compiled).
+            allowed_tools: (!s.allowed_tools.is_empty())
+                .then(|| patterns(&s.allowed_tools, &s.name, "allowed_tools")),
+            call_timeout: if s.call_timeout_ms == 0 {
+                DEFAULT_CALL_TIMEOUT
+            } else {
+                Duration::from_millis(u64::from(s.call_timeout_ms))
+            },
+            source: s.clone(),
+        }
+    }
+
+    /// Whether the server serves its tool `tool` (its `allowed_tools`).
+    pub fn serves(&self, tool: &str) -> bool {
+        self.allowed_tools
+            .as_ref()
+            .is_none_or(|allowed| allowed.iter().any(|p| p.matches(tool)))
+    }
+}
+
+/// The servers of a snapshot. A name used twice keeps its first server (the admin API keeps
+/// names unique); a name the served names could not carry is refused.
+pub fn compile_servers(snapshot: &pb::Snapshot, env: &EnvAllowlist) -> Vec<Arc<ServerSpec>> {
+    let mut out: Vec<Arc<ServerSpec>> = Vec::with_capacity(snapshot.mcp_servers.len());
+    for s in &snapshot.mcp_servers {
+        if let Err(e) = tollgate_proto::mcp::check_server_name(&s.name) {
+            tracing::warn!(
+                server = %crate::logsafe::log_safe(&s.name),
+                error = %e,
+                "MCP server skipped: its name cannot prefix tool names"
+            );
+            continue;
+        }
+        if out.iter().any(|o| *o.name == *s.name) {
+            tracing::warn!(server = %s.name, "MCP server name used twice; the first one is served");
+            continue;
+        }
+        out.push(Arc::new(ServerSpec::compile(s, env)));
+    }
+    out
+}
+
+fn transport(s: &pb::McpServer, env: &EnvAllowlist) -> Result<Transport, String> {
+    let value = |field: String, v: &pb::ValueRef| -> Result<Value, String> {
+        match &v.source {
+            Some(pb::value_ref::Source::Literal(l)) => Ok(Value::Literal(l.as_str().into())),
+            Some(pb::value_ref::Source::Env(name)) if !name.is_empty() => {
+                let value = Value::env(name, env);
+                if let Some(var) = value.refused() {
+                    tracing::warn!(
+                        server = %s.name,
+                        field,
+                        variable = var,
+                        allowed = %env.describe(),
+                        "env reference refused by this data plane's env allowlist (--env-allow / \
+                         TOLLGATE_ENV_ALLOW; TOLLGATE_* never resolves): the MCP server cannot \
+                         start until the configuration changes"
+                    );
+                }
+                Ok(value)
+            }
+            _ => Err(format!("{field} has no value")),
+        }
+    };
+    match &s.transport {
+        Some(pb::mcp_server::Transport::Stdio(stdio)) => {
+            if stdio.command.is_empty() {
+                return Err("the stdio command is empty".into());
+            }
+            let mut vars: Vec<(String, Value)> = Vec::with_capacity(stdio.env.len());
+            for (name, v) in &stdio.env {
+                if name.is_empty() || name.contains('=') || name.contains('\0') {
+                    return Err(format!("env: {name:?} is not a variable name"));
+                }
+                vars.push((name.clone(), value(format!("stdio.env.{name}"), v)?));
+            }
+            vars.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(Transport::Stdio {
+                command: stdio.command.clone(),
+                args: stdio.args.clone(),
+                env: vars,
+                cwd: Some(stdio.cwd.clone()).filter(|c| !c.is_empty()),
+            })
+        }
+        Some(pb::mcp_server::Transport::Http(h)) => {
+            let url = h.url.trim();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err("the URL must start with http:// or https://".into());
+            }
+            let mut headers = Vec::with_capacity(h.headers.len());
+            for (name, v) in &h.headers {
+                let header = http::HeaderName::try_from(name.as_str())
+                    .map_err(|_| format!("headers: {name:?} is not a header name"))?;
+                headers.push((header, value(format!("http.headers.{name}"), v)?));
+            }
+            Ok(Transport::Http {
+                url: url.to_owned(),
+                headers,
+            })
+        }
+        None => Err("the server has no transport (stdio or http)".into()),
+    }
+}
+
+/// Compiles tool patterns; one that does not compile is left out (it matches nothing), and
+/// logged.
+fn patterns(raw: &[String], owner: &str, field: &str) -> Vec<ModelPattern> {
+    let mut out = Vec::with_capacity(raw.len());
+    for p in raw {
+        match ModelPattern::parse(p) {
+            Ok(pattern) => out.push(pattern),
+            Err(e) => {
+                tracing::warn!(
+                    owner = %crate::logsafe::log_safe(owner),
+                    field,
+                    pattern = %crate::logsafe::log_safe(p),
+                    error = %e,
+                    "MCP tool pattern does not compile; it matches nothing"
+                );
+            }
+        }
+    }
+    out
+}
+
+/// What a virtual key may do at `/mcp`: a tool must be allowed by every entry (the key's own
+/// allowlist, then its team's). No entries: every tool of every server.
+#[derive(Debug, Default, Clone)]
+pub struct Access {
+    entries: Vec<Vec<ModelPattern>>,
+}
+
+impl Access {
+    /// Compiles a key's `mcp_access`.
+    pub fn compile(vk: &pb::VirtualKey) -> Access {
+        Access {
+            entries: vk
+                .mcp_access
+                .iter()
+                // An empty entry (or one whose patterns all fail to compile) allows no tool.
+                .map(|a| patterns(&a.tools, &vk.name, "mcp_access"))
+                .collect(),
+        }
+    }
+
+    /// Whether the served name (`<server>__<tool>`) is allowed.
+    pub fn allows(&self, served: &str) -> bool {
+        self.entries
+            .iter()
+            .all(|entry| entry.iter().any(|p| p.matches(served)))
+    }
+
+    /// Whether every tool is allowed (no entries).
+    pub fn is_unrestricted(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(entries: &[&[&str]]) -> Access {
+        Access::compile(&pb::VirtualKey {
+            name: "k".into(),
+            mcp_access: entries
+                .iter()
+                .map(|e| pb::McpAccess {
+                    tools: e.iter().map(|s| (*s).to_owned()).collect(),
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn every_entry_must_allow_a_tool() {
+        let all = access(&[]);
+        assert!(all.is_unrestricted());
+        assert!(all.allows("everything__echo"));
+        let key_and_team = access(&[&["everything__*", "github__search"], &["*__echo"]]);
+        assert!(key_and_team.allows("everything__echo"));
+        assert!(key_and_team.allows("EVERYTHING__ECHO"), "case-insensitive");
+        assert!(
+            !key_and_team.allows("everything__add"),
+            "the team's entry refuses it"
+        );
+        assert!(
+            !key_and_team.allows("github__search"),
+            "the team's entry refuses it"
+        );
+        let regex = access(&[&["regex:everything__(echo|add)"]]);
+        assert!(regex.allows("everything__add"));
+        assert!(!regex.allows("everything__addx"), "full match only");
+    }
+
+    #[test]
+    fn empty_entries_and_bad_patterns_allow_nothing() {
+        assert!(!access(&[&[]]).allows("everything__echo"));
+        assert!(!access(&[&["regex:("]]).allows("everything__echo"));
+        // A bad pattern next to a good one leaves the good one.
+        assert!(access(&[&["regex:(", "everything__echo"]]).allows("everything__echo"));
+    }
+
+    fn lit(v: &str) -> pb::ValueRef {
+        pb::ValueRef {
+            source: Some(pb::value_ref::Source::Literal(v.into())),
+        }
+    }
+
+    fn env_ref(v: &str) -> pb::ValueRef {
+        pb::ValueRef {
+            source: Some(pb::value_ref::Source::Env(v.into())),
+        }
+    }
+
+    #[test]
+    fn servers_compile_with_env_refs_checked() {
+        let snapshot = pb::Snapshot {
+            mcp_servers: vec![
+                pb::McpServer {
+                    id: "1".into(),
+                    name: "local".into(),
+                    transport: Some(pb::mcp_server::Transport::Stdio(pb::McpStdio {
+                        command: "python3".into(),
+                        args: vec!["server.py".into()],
+                        env: [
+                            ("TOKEN".to_owned(), lit("t0k")),
+                            ("SECRET".to_owned(), env_ref("TOLLGATE_ADMIN_TOKEN")),
+                            ("KEY".to_owned(), env_ref("ANTHROPIC_API_KEY")),
+                        ]
+                        .into(),
+                        cwd: String::new(),
+                    })),
+                    allowed_tools: vec!["echo".into(), "regex:(".into()],
+                    call_timeout_ms: 0,
+                },
+                pb::McpServer {
+                    id: "2".into(),
+                    name: "remote".into(),
+                    transport: Some(pb::mcp_server::Transport::Http(pb::McpHttp {
+                        url: "ftp://x".into(),
+                        headers: Default::default(),
+                    })),
+                    call_timeout_ms: 1500,
+                    ..Default::default()
+                },
+                pb::McpServer {
+                    id: "3".into(),
+                    name: "Bad_Name".into(),
+                    ..Default::default()
+                },
+                pb::McpServer {
+                    id: "4".into(),
+                    name: "local".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let servers = compile_servers(&snapshot, &EnvAllowlist::default());
+        assert_eq!(
+            servers.len(),
+            2,
+            "the bad name and the second `local` are left out"
+        );
+        let local = &servers[0];
+        assert_eq!(local.call_timeout, DEFAULT_CALL_TIMEOUT);
+        assert!(local.serves("echo"));
+        assert!(!local.serves("add"));
+        let Ok(Transport::Stdio { env, cwd, .. }) = &local.transport else {
+            panic!("stdio: {:?}", local.transport);
+        };
+        assert_eq!(cwd, &None);
+        let names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["KEY", "SECRET", "TOKEN"]);
+        assert_eq!(env[0].1.refused(), None);
+        assert_eq!(env[1].1.refused(), Some("TOLLGATE_ADMIN_TOKEN"));
+        let remote = &servers[1];
+        assert_eq!(remote.call_timeout, Duration::from_millis(1500));
+        assert!(remote.transport.is_err());
+        assert!(remote.serves("anything"), "no allowed_tools: all");
+        let none = ServerSpec::compile(
+            &pb::McpServer {
+                name: "x".into(),
+                allowed_tools: vec!["regex:(".into()],
+                ..Default::default()
+            },
+            &EnvAllowlist::default(),
+        );
+        assert!(!none.serves("anything"), "only patterns that fail: nothing");
+    }
+}
