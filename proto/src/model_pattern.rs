@@ -152,7 +152,10 @@ mod tests {
         for (written, shown) in [
             ("*", "*"),
             ("Claude-Sonnet-*", "claude-sonnet-*"),
-            ("regex:claude-(opus|sonnet)-4.*", "regex:claude-(opus|sonnet)-4.*"),
+            (
+                "regex:claude-(opus|sonnet)-4.*",
+                "regex:claude-(opus|sonnet)-4.*",
+            ),
         ] {
             assert_eq!(ModelPattern::parse(written).unwrap().to_string(), shown);
         }

@@ -115,9 +115,9 @@ fn main() -> ExitCode {
     }
     // User commands: no logging setup, their output is for a person.
     match cli.role {
-        Some(Role::Launch(args)) => return cli::launch::run(args),
-        Some(Role::Status(args)) => return cli::status::status(args),
-        Some(Role::Doctor(args)) => return cli::status::doctor(args),
+        Some(Role::Launch(args)) => cli::launch::run(args),
+        Some(Role::Status(args)) => cli::status::status(args),
+        Some(Role::Doctor(args)) => cli::status::doctor(args),
         role => run_role(Cli { role, ..cli }),
     }
 }

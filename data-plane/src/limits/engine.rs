@@ -632,13 +632,15 @@ impl Engine {
     /// The levels above a virtual key's provider configs (the key, its team, its customer)
     /// with their names; empty for a key the engine does not know.
     pub fn key_levels(&self, virtual_key_id: &str) -> Vec<(LevelId, Arc<str>)> {
-        self.keys.get(virtual_key_id).map_or_else(Vec::new, |chain| {
-            chain
-                .levels
-                .iter()
-                .map(|l| (l.id.clone(), Arc::clone(&l.name)))
-                .collect()
-        })
+        self.keys
+            .get(virtual_key_id)
+            .map_or_else(Vec::new, |chain| {
+                chain
+                    .levels
+                    .iter()
+                    .map(|l| (l.id.clone(), Arc::clone(&l.name)))
+                    .collect()
+            })
     }
 
     /// The keys of every counter of this engine.

@@ -58,7 +58,10 @@ impl Gateway {
         })
     }
 
-    async fn get(&self, path: &'static str) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), GatewayError> {
+    async fn get(
+        &self,
+        path: &'static str,
+    ) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), GatewayError> {
         let url = format!("{}{path}", self.base);
         let resp = self
             .http
@@ -163,7 +166,11 @@ impl Gateway {
             .await;
         let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}});
         let (result, _) = self
-            .mcp_call(PATH, &list, session.as_deref().map(|s| (s, version.as_str())))
+            .mcp_call(
+                PATH,
+                &list,
+                session.as_deref().map(|s| (s, version.as_str())),
+            )
             .await?;
         let tools = result
             .get("tools")
@@ -189,7 +196,10 @@ impl Gateway {
             .http
             .post(&url)
             .bearer_auth(&self.key)
-            .header(reqwest::header::ACCEPT, "application/json, text/event-stream")
+            .header(
+                reqwest::header::ACCEPT,
+                "application/json, text/event-stream",
+            )
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
         if let Some(s) = session {
@@ -337,12 +347,13 @@ mod tests {
             Some(784_111_777)
         );
         assert_eq!(parse_http_date("yesterday"), None);
-        let body = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[]}}\n\n";
+        let body =
+            b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[]}}\n\n";
+        assert_eq!(sse_json(body).unwrap()["result"], json!({"tools": []}));
         assert_eq!(
-            sse_json(body).unwrap()["result"],
-            json!({"tools": []})
+            describe(br#"{"type":"error","error":{"type":"x","message":"bad key"}}"#),
+            "bad key"
         );
-        assert_eq!(describe(br#"{"type":"error","error":{"type":"x","message":"bad key"}}"#), "bad key");
         assert_eq!(describe(b"plain"), "plain");
     }
 }

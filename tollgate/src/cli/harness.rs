@@ -31,7 +31,9 @@ pub const KEY_ENV: &str = "TOLLGATE_API_KEY";
 /// the served tool names are sized for this prefix: `tollgate_proto::mcp`).
 pub const MCP_SERVER_NAME: &str = "tollgate";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Harness {
     /// Claude Code (`claude`).
@@ -271,7 +273,10 @@ mod tests {
         let extra = vec!["--resume".to_owned()];
         let p = plan(&choices(Harness::Claude), KEY, None, &extra).unwrap();
         assert_eq!(p.program, "claude");
-        assert_eq!(env(&p, "ANTHROPIC_BASE_URL"), Some("https://gw.example.com"));
+        assert_eq!(
+            env(&p, "ANTHROPIC_BASE_URL"),
+            Some("https://gw.example.com")
+        );
         assert_eq!(env(&p, "ANTHROPIC_AUTH_TOKEN"), Some(KEY));
         assert_eq!(env(&p, KEY_ENV), Some(KEY));
         assert_eq!(env(&p, "ANTHROPIC_MODEL"), Some("claude-sonnet-4-6"));
@@ -348,6 +353,9 @@ mod tests {
         assert_eq!(toml_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000A\"");
         assert_eq!(tier("claude-opus-4-6"), "opus");
         assert_eq!(tier("bedrock/claude-haiku-4-5"), "haiku");
-        assert_eq!(tier("openai/gpt-5.1-codex-max-long-name"), "gpt-5.1-codex-max-lo");
+        assert_eq!(
+            tier("openai/gpt-5.1-codex-max-long-name"),
+            "gpt-5.1-codex-max-lo"
+        );
     }
 }

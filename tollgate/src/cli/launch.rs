@@ -123,7 +123,8 @@ fn launch(args: LaunchArgs) -> anyhow::Result<ExitCode> {
     let config_path = config::path(&config_dir);
     let saved = config::load(&config_path).map_err(|e| UsageError(format!("{e:#}")))?;
     let store = KeyStore::from_env()?;
-    let interactive = !args.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let interactive =
+        !args.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let decided = if interactive {
         interactive_flow(&args, &saved, &store)?
     } else {
@@ -169,7 +170,10 @@ fn flags_flow(
             gateway,
             harness,
             model,
-            small_model: args.small_model.clone().or_else(|| saved.small_model.clone()),
+            small_model: args
+                .small_model
+                .clone()
+                .or_else(|| saved.small_model.clone()),
             mcp: !args.no_mcp && saved.mcp.unwrap_or(true),
         },
         key,
@@ -220,10 +224,27 @@ fn interactive_flow(
         && let Some(last) = saved.choices()
         && let Some((key, place)) = store.load(&last.gateway)?
     {
-        eprintln!("Last configuration:\n{}", render::summary(&last, &key, &place.to_string()));
+        eprintln!(
+            "Last configuration:\n{}",
+            render::summary(&last, &key, &place.to_string())
+        );
         match confirm()? {
-            Confirm::Launch => return Ok(Some(Decided { choices: last, key, place, new_window: false })),
-            Confirm::NewWindow => return Ok(Some(Decided { choices: last, key, place, new_window: true })),
+            Confirm::Launch => {
+                return Ok(Some(Decided {
+                    choices: last,
+                    key,
+                    place,
+                    new_window: false,
+                }));
+            }
+            Confirm::NewWindow => {
+                return Ok(Some(Decided {
+                    choices: last,
+                    key,
+                    place,
+                    new_window: true,
+                }));
+            }
             Confirm::Quit => return Ok(None),
             Confirm::Change => {}
         }
@@ -265,7 +286,10 @@ fn interactive_flow(
         gateway,
         harness,
         model,
-        small_model: args.small_model.clone().or_else(|| saved.small_model.clone()),
+        small_model: args
+            .small_model
+            .clone()
+            .or_else(|| saved.small_model.clone()),
         mcp: !args.no_mcp && saved.mcp.unwrap_or(true),
     };
     eprintln!("\n{}", render::summary(&choices, &key, &place.to_string()));
@@ -460,7 +484,9 @@ fn exec(args: &LaunchArgs, d: &Decided) -> anyhow::Result<ExitCode> {
         let status = cmd
             .status()
             .map_err(|e| not_started(&plan.program, d.choices.harness, e))?;
-        Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+        Ok(ExitCode::from(
+            status.code().unwrap_or(1).clamp(0, 255) as u8
+        ))
     }
 }
 
@@ -504,7 +530,11 @@ fn open_in_tmux(args: &LaunchArgs, d: &Decided) -> anyhow::Result<ExitCode> {
     let mut cmd = std::process::Command::new("tmux");
     cmd.args(&tmux_args);
     // The key is read from the store by the window's tollgate: never in tmux's environment.
-    for name in ["TOLLGATE_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY"] {
+    for name in [
+        "TOLLGATE_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "ANTHROPIC_API_KEY",
+    ] {
         cmd.env_remove(name);
     }
     let status = cmd.status().map_err(|e| {

@@ -14,9 +14,7 @@ use serde_json::Value;
 use super::config::{self, DEFAULT_GATEWAY};
 use super::gateway::{Gateway, GatewayError};
 use super::keystore::{KeyStore, Place, redact};
-use super::render::{
-    self, Check, EXIT_FAILED, EXIT_OK, EXIT_USAGE, McpServerState, Outcome,
-};
+use super::render::{self, Check, EXIT_FAILED, EXIT_OK, EXIT_USAGE, McpServerState, Outcome};
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
@@ -108,7 +106,12 @@ async fn gather(gateway: String, key: String, place: Place) -> Gathered {
     let (models, key_info, mcp_servers, mcp_tools) = if reachable {
         tokio::join!(gw.models(), gw.key_info(), gw.mcp_servers(), gw.mcp_tools())
     } else {
-        (Err(skipped()), Err(skipped()), Err(skipped()), Err(skipped()))
+        (
+            Err(skipped()),
+            Err(skipped()),
+            Err(skipped()),
+            Err(skipped()),
+        )
     };
     Gathered {
         gateway,
@@ -197,7 +200,11 @@ pub fn status_text(g: &Gathered) -> String {
                     let _ = writeln!(
                         out,
                         "{owner:<10} {}",
-                        if name.is_empty() { id } else { format!("{name} ({id})") }
+                        if name.is_empty() {
+                            id
+                        } else {
+                            format!("{name} ({id})")
+                        }
                     );
                 }
             }
@@ -261,7 +268,11 @@ pub fn status_text(g: &Gathered) -> String {
                 "models     {} allowed: {}{}",
                 models.len(),
                 shown.join(", "),
-                if more > 0 { format!(", … ({more} more)") } else { String::new() }
+                if more > 0 {
+                    format!(", … ({more} more)")
+                } else {
+                    String::new()
+                }
             );
         }
         Err(e) => {
@@ -274,7 +285,11 @@ pub fn status_text(g: &Gathered) -> String {
         }
         (servers, tools) => {
             if let Ok(servers) = servers {
-                let _ = writeln!(out, "MCP        {}", render::mcp_servers_check(servers).detail);
+                let _ = writeln!(
+                    out,
+                    "MCP        {}",
+                    render::mcp_servers_check(servers).detail
+                );
             } else if let Err(e) = servers {
                 let _ = writeln!(out, "MCP        servers unknown ({e})");
             }
@@ -311,7 +326,13 @@ pub fn doctor_checks(g: &Gathered, model: Option<&str>) -> Vec<Check> {
     };
     let skip = |name| Check::new(name, Outcome::Skip, "the gateway is unreachable");
     if !reachable {
-        for name in ["key", "clock skew", "model access", "MCP servers", "MCP endpoint"] {
+        for name in [
+            "key",
+            "clock skew",
+            "model access",
+            "MCP servers",
+            "MCP endpoint",
+        ] {
             checks.push(skip(name));
         }
         return checks;
@@ -353,9 +374,11 @@ pub fn doctor_checks(g: &Gathered, model: Option<&str>) -> Vec<Check> {
             "no model chosen yet (pass --model, or run tollgate launch)",
         ),
         (Err(_), Some(_)) => Check::new("model access", Outcome::Skip, "the key was not accepted"),
-        (Ok(models), Some(m)) if models.iter().any(|x| x == m) => {
-            Check::new("model access", Outcome::Ok, format!("{m} is in the key's model list"))
-        }
+        (Ok(models), Some(m)) if models.iter().any(|x| x == m) => Check::new(
+            "model access",
+            Outcome::Ok,
+            format!("{m} is in the key's model list"),
+        ),
         (Ok(models), Some(m)) => Check::new(
             "model access",
             Outcome::Fail,
@@ -365,14 +388,30 @@ pub fn doctor_checks(g: &Gathered, model: Option<&str>) -> Vec<Check> {
                 if models.is_empty() {
                     String::new()
                 } else {
-                    format!(", e.g. {}", models.iter().take(3).cloned().collect::<Vec<_>>().join(", "))
+                    format!(
+                        ", e.g. {}",
+                        models
+                            .iter()
+                            .take(3)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
                 }
             ),
         ),
     });
     if !key_ok {
-        checks.push(Check::new("MCP servers", Outcome::Skip, "the key was not accepted"));
-        checks.push(Check::new("MCP endpoint", Outcome::Skip, "the key was not accepted"));
+        checks.push(Check::new(
+            "MCP servers",
+            Outcome::Skip,
+            "the key was not accepted",
+        ));
+        checks.push(Check::new(
+            "MCP endpoint",
+            Outcome::Skip,
+            "the key was not accepted",
+        ));
         return checks;
     }
     checks.push(match &g.mcp_servers {
@@ -440,24 +479,38 @@ mod tests {
     #[test]
     fn status_shows_budget_models_and_mcp_with_the_key_redacted() {
         let text = status_text(&gathered());
-        assert!(text.contains("sk-tg-…cdef (the OS keyring) — accepted"), "{text}");
+        assert!(
+            text.contains("sk-tg-…cdef (the OS keyring) — accepted"),
+            "{text}"
+        );
         assert!(!text.contains("0123456789"), "{text}");
         assert!(text.contains("team       Platform (t1)"), "{text}");
         assert!(
             text.contains("budget     virtual key alice: $7.50 left of $10.00 (1M window ends 2027-01-01T00:00:00Z)"),
             "{text}"
         );
-        assert!(text.contains("models     2 allowed: claude-sonnet-4-6, claude-haiku-4-5"), "{text}");
+        assert!(
+            text.contains("models     2 allowed: claude-sonnet-4-6, claude-haiku-4-5"),
+            "{text}"
+        );
         assert!(text.contains("patterns   bedrock: claude-*"), "{text}");
-        assert!(text.contains("MCP        everything ready (3 tools)"), "{text}");
+        assert!(
+            text.contains("MCP        everything ready (3 tools)"),
+            "{text}"
+        );
         assert!(text.contains("MCP tools  1: everything__echo"), "{text}");
 
         let mut old = gathered();
         old.key_info = Err(GatewayError::NotServed { path: "/v1/key" });
-        old.mcp_servers = Err(GatewayError::NotServed { path: "/v1/mcp/servers" });
+        old.mcp_servers = Err(GatewayError::NotServed {
+            path: "/v1/mcp/servers",
+        });
         let text = status_text(&old);
         assert!(text.contains("does not serve /v1/key"), "{text}");
-        assert!(text.contains("MCP        not served by this gateway"), "{text}");
+        assert!(
+            text.contains("MCP        not served by this gateway"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -510,7 +563,9 @@ mod tests {
 
         // A gateway without MCP: skipped, not failed.
         let mut no_mcp = gathered();
-        no_mcp.mcp_servers = Err(GatewayError::NotServed { path: "/v1/mcp/servers" });
+        no_mcp.mcp_servers = Err(GatewayError::NotServed {
+            path: "/v1/mcp/servers",
+        });
         no_mcp.mcp_tools = Err(GatewayError::NotServed { path: "/mcp" });
         let checks = doctor_checks(&no_mcp, Some("claude-sonnet-4-6"));
         assert_eq!(render::exit_code(&checks), EXIT_OK);

@@ -124,7 +124,14 @@ mod tests {
         let args = tmux_args(true, &c, &env, cmd.clone());
         assert_eq!(
             &args[..6],
-            ["new-window", "-n", "opus", "-e", "XDG_CONFIG_HOME=/cfg", "--"]
+            [
+                "new-window",
+                "-n",
+                "opus",
+                "-e",
+                "XDG_CONFIG_HOME=/cfg",
+                "--"
+            ]
         );
         assert_eq!(&args[6..], &cmd[..]);
         assert_eq!(tmux_args(false, &c, &[], vec![])[0], "new-session");
