@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const KEY: &str = "sk-tg-launch-test-key-0123456789";
+/// The gateway's MCP tool as Claude Code names it to the model (server `tollgate`).
+const TOOL_SEEN: &str = "mcp__tollgate__everything__echo";
 const MODELS: [&str; 4] = [
     "claude-haiku-4-5",
     "claude-sonnet-4-6",
@@ -69,7 +71,12 @@ impl FakeGateway {
                     }
                     let mut body = vec![0; length];
                     let _ = reader.read_exact(&mut body);
-                    log.lock().unwrap().push(format!("{method} {path}"));
+                    let tool = body
+                        .windows(TOOL_SEEN.len())
+                        .any(|w| w == TOOL_SEEN.as_bytes());
+                    log.lock()
+                        .unwrap()
+                        .push(format!("{method} {path} auth={auth} tool={tool}"));
                     let authorized = auth == format!("Bearer {KEY}");
                     let (status, json) = answer(&method, &path, authorized, &body, mcp_state);
                     let date = httpdate_now();
@@ -132,6 +139,10 @@ fn answer(
                 Some("tools/list") => (
                     "200 OK",
                     serde_json::json!({"jsonrpc":"2.0","id":id,"result":{"tools":[{"name":"everything__echo","inputSchema":{"type":"object"}}]}}).to_string(),
+                ),
+                _ if req.get("id").is_some() => (
+                    "200 OK",
+                    serde_json::json!({"jsonrpc":"2.0","id":id,"error":{"code":-32601,"message":"Method not found"}}).to_string(),
                 ),
                 _ => ("202 Accepted", String::new()),
             }
@@ -620,4 +631,56 @@ fn new_tmux_windows_run_other_models_next_to_the_first() {
     assert!(commands.contains("launch --yes"), "{commands}");
     assert!(!commands.contains(KEY), "{commands}");
     tmux(&["kill-server"]);
+}
+
+/// The real Claude Code (`TOLLGATE_TEST_CLAUDE`, installed by scripts/test.sh) launched by
+/// `tollgate launch`: its MCP connection to `<gateway>/mcp` carries the key (Claude Code expanded
+/// `${TOLLGATE_API_KEY}` from its environment), and its request offers the gateway's tool as
+/// `mcp__tollgate__…`; the inference request carries the key as a Bearer token.
+#[test]
+fn real_claude_code_attaches_the_gateway_mcp_tools_with_the_key_from_its_environment() {
+    let claude = std::env::var("TOLLGATE_TEST_CLAUDE").unwrap_or_else(|_| {
+        panic!("set TOLLGATE_TEST_CLAUDE to Claude Code's binary (scripts/test.sh installs it)")
+    });
+    let gw = FakeGateway::start("ready");
+    let home = Home::new();
+    let mut child = home
+        .command()
+        .args([
+            "launch",
+            "--yes",
+            "--key-stdin",
+            "--gateway",
+            &gw.url,
+            "--model",
+            "claude-sonnet-4-6",
+        ])
+        .args(["--harness-path", &claude, "--", "-p", "hi"])
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("launch");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{KEY}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let seen = gw.seen.lock().unwrap().clone();
+    let bearer = format!("auth=Bearer {KEY} ");
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("POST /mcp ") && l.contains(&bearer)),
+        "no authenticated MCP request: {seen:#?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        seen.iter().any(|l| l.starts_with("POST /v1/messages")
+            && l.contains(&bearer)
+            && l.ends_with("tool=true")),
+        "no inference request offering {TOOL_SEEN}: {seen:#?}"
+    );
 }
