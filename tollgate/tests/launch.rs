@@ -521,10 +521,10 @@ fn status_and_doctor_report_and_exit_with_the_documented_codes() {
 /// on tmux's command lines.
 #[test]
 fn new_tmux_windows_run_other_models_next_to_the_first() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("tmux is not installed: skipped");
-        return;
-    }
+    assert!(
+        Command::new("tmux").arg("-V").output().is_ok(),
+        "these tests need tmux (Debian: apt-get install tmux)"
+    );
     let gw = FakeGateway::start("ready");
     let home = Home::new();
     let tmpdir = home.path().join("tmux");
@@ -683,4 +683,68 @@ fn real_claude_code_attaches_the_gateway_mcp_tools_with_the_key_from_its_environ
             && l.ends_with("tool=true")),
         "no inference request offering {TOOL_SEEN}: {seen:#?}"
     );
+}
+
+/// Outside tmux, `--tmux` starts a tmux session (private socket directory) whose first window,
+/// named after the model's tier, runs the session.
+#[test]
+fn tmux_flag_starts_a_session_outside_tmux() {
+    assert!(
+        Command::new("tmux").arg("-V").output().is_ok(),
+        "these tests need tmux (Debian: apt-get install tmux)"
+    );
+    let gw = FakeGateway::start("ready");
+    let home = Home::new();
+    let tmpdir = home.path().join("tmux");
+    std::fs::create_dir_all(&tmpdir).unwrap();
+    // The key stored by an earlier launch.
+    let mut child = home
+        .command()
+        .args([
+            "launch",
+            "--yes",
+            "--key-stdin",
+            "--gateway",
+            &gw.url,
+            "--model",
+            "claude-haiku-4-5",
+        ])
+        .arg("--harness-path")
+        .arg(home.script())
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{KEY}\n").as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(format!(
+        "stty cols 120 rows 40; exec '{}' launch --yes --tmux --model claude-opus-4-6 --harness-path '{}'",
+        tollgate().display(),
+        home.script().display()
+    ));
+    cmd.env_clear().envs(home.env()).env("TMUX_TMPDIR", &tmpdir);
+    let _session = rexpect::session::spawn_command(cmd, Some(30_000)).expect("spawn in a pty");
+    let (argv, env) = home.launched("claude-opus-4-6");
+    assert_claude_launch(&argv, &env, &gw, "claude-opus-4-6");
+    assert!(get(&env, "TMUX").is_some(), "not inside tmux: {env:?}");
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(args)
+            .env_clear()
+            .envs(home.env())
+            .env("TMUX_TMPDIR", &tmpdir)
+            .output()
+            .expect("tmux")
+    };
+    let windows =
+        String::from_utf8(tmux(&["list-windows", "-a", "-F", "#{window_name}"]).stdout).unwrap();
+    assert_eq!(windows.trim(), "opus");
+    tmux(&["kill-server"]);
 }
