@@ -358,6 +358,31 @@ fn interactive_launch_filters_models_and_enter_relaunches_the_last_configuration
     p.exp_eof().unwrap();
     let (argv, env) = home.launched("bedrock/claude-sonnet-4-6");
     assert_claude_launch(&argv, &env, &gw, "bedrock/claude-sonnet-4-6");
+
+    // Third run: "Change the settings" asks again, each answer defaulting to the last one
+    // (Enter keeps the gateway and the stored key), and a new filter picks another model.
+    let mut p = pty(&home, "");
+    p.exp_string("Enter to launch").unwrap();
+    p.exp_string("Quit").unwrap();
+    send(&mut p, "\x1b[B");
+    std::thread::sleep(Duration::from_millis(200));
+    send(&mut p, ENTER);
+    p.exp_string("Gateway URL").unwrap();
+    send(&mut p, ENTER);
+    p.exp_string("Use the stored key").unwrap();
+    send(&mut p, ENTER);
+    p.exp_string("Coding agent").unwrap();
+    send(&mut p, ENTER);
+    p.exp_string("Model (type to filter)").unwrap();
+    send(&mut p, "haiku");
+    p.exp_string("haiku").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    send(&mut p, ENTER);
+    p.exp_string("Enter to launch").unwrap();
+    send(&mut p, ENTER);
+    p.exp_eof().unwrap();
+    let (argv, env) = home.launched("claude-haiku-4-5");
+    assert_claude_launch(&argv, &env, &gw, "claude-haiku-4-5");
 }
 
 #[test]

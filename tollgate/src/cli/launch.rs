@@ -249,6 +249,35 @@ fn interactive_flow(
             Confirm::Change => {}
         }
     }
+    let mut defaults = saved.clone();
+    loop {
+        let (choices, key, place) = prompts(args, &defaults, store)?;
+        eprintln!("\n{}", render::summary(&choices, &key, &place.to_string()));
+        let new_window = match confirm()? {
+            Confirm::Launch => false,
+            Confirm::NewWindow => true,
+            Confirm::Quit => return Ok(None),
+            // Again, from these choices.
+            Confirm::Change => {
+                defaults = Saved::from_choices(&choices);
+                continue;
+            }
+        };
+        return Ok(Some(Decided {
+            choices,
+            key,
+            place,
+            new_window,
+        }));
+    }
+}
+
+/// Gateway, key, harness and model, each defaulting to `saved`.
+fn prompts(
+    args: &LaunchArgs,
+    saved: &Saved,
+    store: &KeyStore,
+) -> anyhow::Result<(Choices, String, Place)> {
     let default_gateway = args
         .gateway
         .clone()
@@ -292,18 +321,7 @@ fn interactive_flow(
             .or_else(|| saved.small_model.clone()),
         mcp: !args.no_mcp && saved.mcp.unwrap_or(true),
     };
-    eprintln!("\n{}", render::summary(&choices, &key, &place.to_string()));
-    let new_window = match confirm()? {
-        Confirm::Launch => false,
-        Confirm::NewWindow => true,
-        Confirm::Quit | Confirm::Change => return Ok(None),
-    };
-    Ok(Some(Decided {
-        choices,
-        key,
-        place,
-        new_window,
-    }))
+    Ok((choices, key, place))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
