@@ -513,6 +513,57 @@ mod tests {
         );
     }
 
+    /// The data plane's own `GET /v1/key` answer (`key_info::describe`), not a hand-written
+    /// copy, is what `status` reads: the two agree on the field names.
+    #[test]
+    fn status_reads_the_data_planes_key_answer() {
+        use sha2::Digest as _;
+        use tollgate_proto::config::v1 as pb;
+        let key = "sk-tg-status-contract-key";
+        let budget = pb::Limits {
+            budgets: vec![pb::Budget {
+                id: "b-month".into(),
+                max_limit_nano_usd: 20_000_000_000,
+                reset: pb::ResetPeriod::Month as i32,
+                calendar_aligned: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let snapshot = pb::Snapshot {
+            version: 1,
+            teams: vec![pb::Team {
+                id: "team-1".into(),
+                name: "Platform".into(),
+                ..Default::default()
+            }],
+            virtual_keys: vec![pb::VirtualKey {
+                id: "vk-1".into(),
+                name: "alice".into(),
+                key_sha256: sha2::Sha256::digest(key).to_vec().into(),
+                active: true,
+                team_id: "team-1".into(),
+                limits: Some(budget),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let rt = tollgate_data_plane::runtime::Runtime::compile(&snapshot).expect("snapshot");
+        let vk = rt.virtual_key(key).expect("the key");
+        let info = tollgate_data_plane::key_info::describe(&rt, vk, 1_780_000_000_000);
+        let mut g = gathered();
+        g.key_info = Ok(serde_json::to_value(&info).expect("json"));
+        let text = status_text(&g);
+        assert!(text.contains("key id     vk-1 (alice)"), "{text}");
+        assert!(text.contains("team       Platform (team-1)"), "{text}");
+        assert!(text.contains("expires    never"), "{text}");
+        assert!(
+            text.contains("budget     virtual key alice: $20.00 left of $20.00 (1M window ends 2026-06-01T00:00:00Z)"),
+            "{text}"
+        );
+        assert!(text.contains("(as this data plane counts it)"), "{text}");
+    }
+
     #[test]
     fn doctor_checks_and_their_exit_codes() {
         let g = gathered();
