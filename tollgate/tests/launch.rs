@@ -451,6 +451,22 @@ fn non_interactive_launch_reads_the_key_back_from_the_fallback_file() {
     assert_eq!(get(&env, "ANTHROPIC_AUTH_TOKEN"), Some(KEY));
     assert_eq!(get(&env, "ANTHROPIC_BASE_URL"), Some(gw.url.as_str()));
     assert!(argv.is_empty(), "--no-mcp: {argv:?}");
+    // --no-mcp holds for that launch only.
+    let out = home
+        .command()
+        .args(["launch", "--yes", "--model", "anthropic/claude-opus-4-6"])
+        .arg("--harness-path")
+        .arg(home.script())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (argv, env) = home.launched("anthropic/claude-opus-4-6");
+    assert_claude_launch(&argv, &env, &gw, "anthropic/claude-opus-4-6");
 
     // Gemini CLI is refused with the reason (usage error).
     let out = home

@@ -58,7 +58,8 @@ pub struct LaunchArgs {
     #[arg(long)]
     no_browser: bool,
 
-    /// Do not register the gateway's MCP tools (`<gateway>/mcp`) in the Claude Code session.
+    /// Do not register the gateway's MCP tools (`<gateway>/mcp`) in the Claude Code session
+    /// (this launch; Enter at the summary relaunches as last time).
     #[arg(long)]
     no_mcp: bool,
 
@@ -174,7 +175,7 @@ fn flags_flow(
                 .small_model
                 .clone()
                 .or_else(|| saved.small_model.clone()),
-            mcp: !args.no_mcp && saved.mcp.unwrap_or(true),
+            mcp: !args.no_mcp,
         },
         key,
         place,
@@ -319,7 +320,7 @@ fn prompts(
             .small_model
             .clone()
             .or_else(|| saved.small_model.clone()),
-        mcp: !args.no_mcp && saved.mcp.unwrap_or(true),
+        mcp: !args.no_mcp,
     };
     Ok((choices, key, place))
 }
