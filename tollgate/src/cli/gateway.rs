@@ -301,15 +301,26 @@ pub fn explain(e: &reqwest::Error) -> String {
         chain.push_str(&s.to_string());
         source = s.source();
     }
+    explain_text(chain, e.is_timeout(), e.is_connect())
+}
+
+/// [`explain`] on the error's text (pure).
+fn explain_text(chain: String, timeout: bool, connect: bool) -> String {
     let lower = chain.to_lowercase();
-    if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+    if lower.contains("invalidcontenttype") || lower.contains("corrupt message") {
         format!(
-            "TLS error ({chain}). The gateway's certificate is not trusted here, has expired, or \
-             does not name this host; or the URL says https:// for a plain-HTTP listener"
+            "TLS error ({chain}): the URL says https:// but the gateway answers plain HTTP \
+             there; use http://, or the gateway's TLS address"
         )
-    } else if e.is_timeout() {
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+    {
+        format!(
+            "TLS error ({chain}): the gateway's certificate is not trusted here (a private CA \
+             missing from the system's trust store), has expired, or does not name this host"
+        )
+    } else if timeout {
         format!("timed out ({chain})")
-    } else if e.is_connect() {
+    } else if connect {
         format!("connection failed ({chain}); is the gateway running at that address?")
     } else {
         chain
@@ -355,5 +366,27 @@ mod tests {
             "bad key"
         );
         assert_eq!(describe(b"plain"), "plain");
+    }
+
+    #[test]
+    fn transport_errors_are_explained() {
+        let plain = explain_text(
+            "client error (Connect): received corrupt message of type InvalidContentType".into(),
+            false,
+            true,
+        );
+        assert!(
+            plain.starts_with("TLS error") && plain.contains("use http://"),
+            "{plain}"
+        );
+        let cert = explain_text(
+            "client error (Connect): invalid peer certificate: UnknownIssuer".into(),
+            false,
+            true,
+        );
+        assert!(cert.contains("not trusted here"), "{cert}");
+        let refused = explain_text("Connection refused (os error 111)".into(), false, true);
+        assert!(refused.contains("is the gateway running"), "{refused}");
+        assert!(explain_text("x".into(), true, false).starts_with("timed out"));
     }
 }
