@@ -16,6 +16,7 @@
 //! | [`usage`] | one usage record per request, logged and handed to a bounded sink |
 //! | [`refusals`] | requests refused before a virtual key is known: counted, not usage |
 //! | [`metrics`] | every Prometheus metric of the data plane: names, labels, per-request series, `/metrics` collectors |
+//! | [`key_info`] | `GET /v1/key`: the presented key's owner, expiry, providers, model patterns and budgets left (this node's count) |
 //! | [`model_id`] | the shape a requested model id must have (400 otherwise) |
 //! | [`logsafe`] | client- and upstream-controlled text made safe for log lines |
 //! | [`source`] | split deployment: the control plane's config stream, disk cache, reconnects |
@@ -36,6 +37,7 @@ pub mod error;
 pub mod google;
 pub mod grpc;
 pub mod health;
+pub mod key_info;
 pub mod limits;
 pub mod logsafe;
 pub mod mcp;

@@ -57,6 +57,7 @@ pub fn router(dp: Arc<DataPlane>) -> Router {
         .route("/v1/models", get(list_models))
         .route("/anthropic/v1/models/{*model_id}", get(get_model))
         .route("/v1/models/{*model_id}", get(get_model))
+        .route("/v1/key", get(crate::key_info::key_info))
         // Claude Code's connection warm-up.
         .route("/", head(warm_up))
         .route("/api/hello", head(warm_up).get(warm_up))

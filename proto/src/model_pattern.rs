@@ -78,6 +78,24 @@ impl ModelPattern {
     }
 }
 
+/// The pattern as written (globs lower-cased): `*`, `regex:EXPR` or the glob.
+impl std::fmt::Display for ModelPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelPattern::Any => f.write_str("*"),
+            ModelPattern::Glob(glob) => f.write_str(glob),
+            ModelPattern::Regex(regex) => {
+                let compiled = regex.as_str();
+                let expr = compiled
+                    .strip_prefix("^(?:")
+                    .and_then(|e| e.strip_suffix(")$"))
+                    .unwrap_or(compiled);
+                write!(f, "{REGEX_PREFIX}{expr}")
+            }
+        }
+    }
+}
+
 /// The regex crate's errors span several lines (the pattern, a caret, the reason); the last
 /// line says what is wrong.
 fn first_line(message: &str) -> String {
@@ -128,6 +146,20 @@ fn glob(p: &[u8], t: &[u8], fold: impl Fn(u8) -> u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_display_as_written() {
+        for (written, shown) in [
+            ("*", "*"),
+            ("Claude-Sonnet-*", "claude-sonnet-*"),
+            (
+                "regex:claude-(opus|sonnet)-4.*",
+                "regex:claude-(opus|sonnet)-4.*",
+            ),
+        ] {
+            assert_eq!(ModelPattern::parse(written).unwrap().to_string(), shown);
+        }
+    }
 
     fn m(pattern: &str, model: &str) -> bool {
         ModelPattern::parse(pattern)

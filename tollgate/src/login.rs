@@ -2,9 +2,8 @@
 //! for Claude Code's `apiKeyHelper` (which runs it and reads the key from stdout, again after a
 //! 401).
 //!
-//! * A key stored by an earlier run (`$XDG_CONFIG_HOME/tollgate/keys/<host>_<port>.key`, else
-//!   `~/.config/tollgate/keys/...`, mode 0600 in a 0700 directory) is printed if the gateway
-//!   still accepts it (`GET /v1/models` with `x-api-key`: anything but 401/403 counts as
+//! * A key stored by an earlier run (or by `tollgate launch`: the OS keyring, else the 0600
+//!   file fallback, see [`crate::cli::keystore`]) is printed if the gateway still accepts it (`GET /v1/models` with `x-api-key`: anything but 401/403 counts as
 //!   accepted, so a gateway that is down does not start a browser sign-in).
 //! * Otherwise (or with `--force`) it runs the gateway's device-style sign-in: `POST
 //!   /auth/cli/start`, the browser opens the approval page (`--no-browser`: the URL and code are
@@ -14,12 +13,14 @@
 //! stdout carries the key and nothing else (`--print-key`); everything else goes to stderr.
 //! Failure exits with 1.
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, bail};
 use serde::Deserialize;
+
+use crate::cli::config::gateway_url;
+use crate::cli::keystore::KeyStore;
 
 #[derive(Debug, clap::Args)]
 pub struct LoginArgs {
@@ -84,15 +85,10 @@ pub async fn run(args: LoginArgs) -> ExitCode {
 
 async fn login(args: &LoginArgs) -> anyhow::Result<String> {
     let gateway = gateway_url(&args.gateway)?;
-    let path = key_path(&gateway)?;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(20))
-        .build()
-        .context("cannot build the HTTP client")?;
+    let store = KeyStore::from_env()?;
+    let http = http_client()?;
     if !args.force
-        && let Some(key) = read_key(&path)?
+        && let Some((key, _)) = store.load(&gateway)?
     {
         match check_key(&http, &gateway, &key).await {
             KeyCheck::Accepted => return Ok(key),
@@ -109,37 +105,33 @@ async fn login(args: &LoginArgs) -> anyhow::Result<String> {
             }
         }
     }
-    let (key, user) = device_flow(&http, &gateway, args.no_browser).await?;
-    write_key(&path, &key)?;
-    eprintln!(
-        "tollgate login: signed in as {user}; the key is stored in {}",
-        path.display()
-    );
+    let key = sign_in(&store, &gateway, args.no_browser).await?;
     if !args.print_key {
         eprintln!(
-            "Claude Code: put {{\"apiKeyHelper\": \"tollgate login --print-key --gateway {gateway}\", \
+            "Claude Code: run `tollgate launch`, or put {{\"apiKeyHelper\": \"tollgate login --print-key --gateway {gateway}\", \
              \"env\": {{\"ANTHROPIC_BASE_URL\": \"{gateway}\"}}}} in ~/.claude/settings.json"
         );
     }
     Ok(key)
 }
 
-/// The gateway URL without a trailing slash; http(s) only.
-fn gateway_url(raw: &str) -> anyhow::Result<String> {
-    let url = reqwest::Url::parse(raw.trim())
-        .with_context(|| format!("--gateway {raw:?} is not a URL"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        bail!("--gateway must be an http:// or https:// URL, such as https://gateway.example.com");
-    }
-    Ok(raw.trim().trim_end_matches('/').to_owned())
+fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(20))
+        .build()
+        .context("cannot build the HTTP client")
 }
 
-/// `<config dir>/tollgate/keys/<host>_<port>.key`.
-fn key_path(gateway: &str) -> anyhow::Result<PathBuf> {
-    let dir = config_dir().ok_or_else(|| {
-        anyhow!("cannot find a configuration directory: set XDG_CONFIG_HOME or HOME")
-    })?;
-    key_file(&dir, gateway)
+/// The device-style sign-in at `gateway` (a URL checked by `gateway_url`); stores the key in
+/// `store` and returns it. Messages go to stderr.
+pub async fn sign_in(store: &KeyStore, gateway: &str, no_browser: bool) -> anyhow::Result<String> {
+    let http = http_client()?;
+    let (key, user) = device_flow(&http, gateway, no_browser).await?;
+    let place = store.save(gateway, &key)?;
+    eprintln!("tollgate login: signed in as {user}; the key is stored in {place}");
+    Ok(key)
 }
 
 /// Percent-encodes a form value (device codes are base64url, but do not rely on it).
@@ -153,74 +145,6 @@ fn form_urlencoded_value(v: &str) -> String {
             }
         })
         .collect()
-}
-
-fn key_file(dir: &Path, gateway: &str) -> anyhow::Result<PathBuf> {
-    let url = reqwest::Url::parse(gateway)?;
-    let host: String = url
-        .host_str()
-        .unwrap_or("gateway")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let port = url.port_or_known_default().unwrap_or(0);
-    Ok(dir
-        .join("tollgate")
-        .join("keys")
-        .join(format!("{host}_{port}.key")))
-}
-
-fn config_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(d));
-    }
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(|h| PathBuf::from(h).join(".config"))
-}
-
-fn read_key(path: &Path) -> anyhow::Result<Option<String>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text.trim().to_owned()).filter(|k| !k.is_empty())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
-}
-
-/// Writes the key readable by this user only: a 0700 directory, a 0600 file written next to
-/// the old one and renamed over it.
-fn write_key(path: &Path, key: &str) -> anyhow::Result<()> {
-    let dir = path.parent().context("the key path has no directory")?;
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let result = (|| {
-        use std::io::Write as _;
-        let mut f = options.open(&tmp)?;
-        f.write_all(key.as_bytes())?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("cannot write {}", path.display()))
 }
 
 enum KeyCheck {
@@ -354,48 +278,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn key_files_are_named_after_host_and_port() {
-        let dir = Path::new("/cfg");
-        let url = gateway_url("https://gw.example.com/").unwrap();
-        assert_eq!(url, "https://gw.example.com");
-        assert_eq!(
-            key_file(dir, &url).unwrap(),
-            Path::new("/cfg/tollgate/keys/gw.example.com_443.key")
-        );
-        assert_eq!(
-            key_file(dir, "http://127.0.0.1:8080").unwrap(),
-            Path::new("/cfg/tollgate/keys/127.0.0.1_8080.key")
-        );
-        assert_eq!(
-            key_file(dir, "http://[::1]:9").unwrap(),
-            Path::new("/cfg/tollgate/keys/___1__9.key")
-        );
+    fn form_values_are_percent_encoded() {
         assert_eq!(form_urlencoded_value("a+b/c=_-"), "a%2Bb%2Fc%3D_-");
-        assert!(gateway_url("ftp://x").is_err());
-        assert!(gateway_url("not a url").is_err());
-    }
-
-    #[test]
-    fn keys_are_written_owner_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a/b/h_80.key");
-        write_key(&path, "sk-tg-1").unwrap();
-        assert_eq!(read_key(&path).unwrap().as_deref(), Some("sk-tg-1"));
-        write_key(&path, "sk-tg-2").unwrap();
-        assert_eq!(read_key(&path).unwrap().as_deref(), Some("sk-tg-2"));
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode, 0o600);
-            let mode = std::fs::metadata(path.parent().unwrap())
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o777;
-            assert_eq!(mode, 0o700);
-        }
-        assert_eq!(read_key(&dir.path().join("missing")).unwrap(), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! snapshots and usage records the gRPC streams carry, on 127.0.0.1:8080. `tollgate
 //! control-plane` and `tollgate data-plane` run the two planes separately.
 
+mod cli;
 mod listener;
 mod login;
 mod metrics;
@@ -53,6 +54,18 @@ enum Role {
     /// through the browser when needed; for Claude Code's apiKeyHelper:
     /// `tollgate login --print-key --gateway https://gateway.example.com`.
     Login(login::LoginArgs),
+    /// Starts a coding agent (Claude Code, Codex CLI, OpenCode) against a gateway: asks for the
+    /// gateway, key, agent and model (or takes them from flags and the last run), then runs the
+    /// agent with the gateway's variables set for it alone; Enter at the summary relaunches the
+    /// last configuration. Options for the agent itself go after `--`.
+    Launch(cli::launch::LaunchArgs),
+    /// Shows the gateway, the stored key (redacted), its budget left, the models it may use and
+    /// the MCP tools. Exit code 0 ok, 1 gateway unreachable or key refused, 2 no key or bad
+    /// configuration.
+    Status(cli::status::StatusArgs),
+    /// Checks reachability (TLS errors explained), the key, clock skew, model access and MCP
+    /// health. Exit code 0 when no check failed, 1 when one did, 2 no key or bad configuration.
+    Doctor(cli::status::StatusArgs),
     /// The audit log: `tollgate audit verify` checks its hash chain.
     Audit {
         #[command(subcommand)]
@@ -100,6 +113,16 @@ fn main() -> ExitCode {
             }
         };
     }
+    // User commands: no logging setup, their output is for a person.
+    match cli.role {
+        Some(Role::Launch(args)) => cli::launch::run(args),
+        Some(Role::Status(args)) => cli::status::status(args),
+        Some(Role::Doctor(args)) => cli::status::doctor(args),
+        role => run_role(Cli { role, ..cli }),
+    }
+}
+
+fn run_role(cli: Cli) -> ExitCode {
     init_logging(cli.log_format, &cli.log);
     listener::raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -121,7 +144,13 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.role {
             None => roles::all_in_one(cli.all_in_one).await,
-            Some(Role::Audit { .. } | Role::Login(_)) => Ok(()),
+            Some(
+                Role::Audit { .. }
+                | Role::Login(_)
+                | Role::Launch(_)
+                | Role::Status(_)
+                | Role::Doctor(_),
+            ) => Ok(()),
             Some(Role::ControlPlane(args)) => roles::control_plane(args).await,
             Some(Role::DataPlane(args)) => roles::data_plane(args).await,
         }

@@ -14,7 +14,7 @@ use super::{
     CellKey, CellUsage, CounterHolding, CounterId, Exhausted, LevelId, LimitsError, Refusal,
     UseReport,
 };
-use tollgate_proto::window::{Period, WindowSpec};
+use tollgate_proto::window::{Period, Window, WindowSpec};
 
 /// What a window counter counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -596,6 +596,53 @@ impl Engine {
             .collect()
     }
 
+    /// Every budget of a virtual key's chain (its provider configs, the key, its team, its
+    /// customer, in that order), with what this node counts in the window holding
+    /// `now_unix_ms` (used and reserved here). For `GET /v1/key`; empty for a key the engine
+    /// does not know.
+    pub fn key_budgets(&self, virtual_key_id: &str, now_unix_ms: i64) -> Vec<BudgetView> {
+        let Some(chain) = self.keys.get(virtual_key_id) else {
+            return Vec::new();
+        };
+        chain
+            .providers
+            .iter()
+            .map(|(_, l)| l)
+            .chain(chain.levels.iter())
+            .flat_map(|level| {
+                level.counters.iter().filter_map(move |c| {
+                    let CounterId::Budget(id, spec) = &c.cell.key.counter else {
+                        return None;
+                    };
+                    let usage = c.cell.usage(now_unix_ms);
+                    Some(BudgetView {
+                        level: level.id.clone(),
+                        level_name: Arc::clone(&level.name),
+                        budget_id: Arc::clone(id),
+                        period: spec.period,
+                        limit_nano_usd: c.limit,
+                        used_nano_usd: usage.used.saturating_add(usage.reserved),
+                        window: usage.window,
+                    })
+                })
+            })
+            .collect()
+    }
+
+    /// The levels above a virtual key's provider configs (the key, its team, its customer)
+    /// with their names; empty for a key the engine does not know.
+    pub fn key_levels(&self, virtual_key_id: &str) -> Vec<(LevelId, Arc<str>)> {
+        self.keys
+            .get(virtual_key_id)
+            .map_or_else(Vec::new, |chain| {
+                chain
+                    .levels
+                    .iter()
+                    .map(|l| (l.id.clone(), Arc::clone(&l.name)))
+                    .collect()
+            })
+    }
+
     /// The keys of every counter of this engine.
     pub fn cell_keys(&self) -> impl Iterator<Item = &CellKey> {
         self.cells.keys()
@@ -621,6 +668,20 @@ impl Engine {
             Cell::Window(_) => None,
         }
     }
+}
+
+/// One budget of a virtual key's chain as this node sees it ([`Engine::key_budgets`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetView {
+    pub level: LevelId,
+    /// The level's name (the key's, its team's, its customer's; a provider config's provider).
+    pub level_name: Arc<str>,
+    pub budget_id: Arc<str>,
+    pub period: Period,
+    pub limit_nano_usd: u64,
+    /// Settled and reserved spend counted here in the current window.
+    pub used_nano_usd: u64,
+    pub window: Window,
 }
 
 /// One charge held by a reservation.

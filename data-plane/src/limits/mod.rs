@@ -78,7 +78,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 pub use cell::CellUsage;
-pub use engine::{Engine, FleetState, Reservation, Share};
+pub use engine::{BudgetView, Engine, FleetState, Reservation, Share};
 pub use tollgate_proto::window::{Period, Window, WindowSpec};
 
 /// Where time comes from.

@@ -2165,3 +2165,110 @@ async fn content_logging_records_the_bodies_the_client_exchanged() {
 
     assert!(usage[4].content.is_none(), "not recorded for other keys");
 }
+
+/// `GET /v1/key` says what the presented key is (owner names, expiry, providers, model
+/// patterns) and what is left of each budget of its chain as this node counts it; it needs a
+/// key like `/v1/models`, and never returns the key or its hash.
+#[tokio::test]
+async fn key_information_shows_budgets_left_and_no_secret() {
+    let gw = Gateway::new();
+    let mut snapshot = config(1, "http://127.0.0.1:9");
+    snapshot.customers = vec![pb::Customer {
+        id: "cust-c".into(),
+        name: "Acme".into(),
+        limits: Some(budget(50_000_000_000)),
+    }];
+    snapshot.teams = vec![pb::Team {
+        id: "team-t".into(),
+        name: "Platform".into(),
+        customer_id: "cust-c".into(),
+        ..Default::default()
+    }];
+    let key = "sk-tg-key-info";
+    snapshot.virtual_keys.push(pb::VirtualKey {
+        expires_at_unix_ms: 4_102_444_800_000,
+        providers: vec!["bedrock".into()],
+        provider_configs: vec![pb::ProviderConfig {
+            provider: "bedrock".into(),
+            allowed_models: vec!["claude-haiku-*".into(), "regex:claude-opus-4-[67]".into()],
+            ..Default::default()
+        }],
+        ..limited("vk-info", key, budget(10_000_000_000), "team-t")
+    });
+    gw.apply(snapshot);
+    // Spend $2.50 on the key's chain as a request would (admitted, then settled).
+    let rt = gw.dp.runtime().load().expect("runtime");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    rt.limits
+        .admit(
+            "vk-info",
+            "bedrock",
+            Some(tollgate_proto::pricing::Cost(1)),
+            1,
+            now,
+        )
+        .expect("admitted")
+        .settle(Some(2_500_000_000), 10);
+
+    let get = |auth: Option<(&'static str, String)>| {
+        let mut req = Request::builder()
+            .method(Method::GET)
+            .uri("/v1/key")
+            .body(Body::empty())
+            .expect("request");
+        if let Some((name, value)) = auth {
+            req.headers_mut()
+                .insert(name, HeaderValue::from_str(&value).expect("header"));
+        }
+        gw.send(req)
+    };
+    envelope(&get(None).await, 401, "authentication_error");
+    envelope(
+        &get(Some(("x-api-key", "sk-tg-nope".into()))).await,
+        401,
+        "authentication_error",
+    );
+
+    let a = get(Some(("authorization", format!("Bearer {key}")))).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let b = &a.body;
+    assert_eq!(b["id"], "vk-info");
+    assert_eq!(b["team"], json!({"id": "team-t", "name": "Platform"}));
+    assert_eq!(b["customer"], json!({"id": "cust-c", "name": "Acme"}));
+    assert_eq!(b["expires_at"], "2100-01-01T00:00:00Z");
+    assert_eq!(b["providers"], json!(["bedrock"]));
+    assert_eq!(
+        b["allowed_models"],
+        json!([{"provider": "bedrock", "patterns": ["claude-haiku-*", "regex:claude-opus-4-[67]"]}])
+    );
+    assert_eq!(b["counted_by"], "this data plane");
+    let budgets = b["budgets"].as_array().expect("budgets");
+    assert_eq!(budgets.len(), 2, "{budgets:?}");
+    assert_eq!(budgets[0]["level"], "virtual_key");
+    assert_eq!(budgets[0]["level_id"], "vk-info");
+    assert_eq!(budgets[0]["budget_id"], "b-month");
+    assert_eq!(budgets[0]["period"], "1M");
+    assert_eq!(budgets[0]["limit_usd"], 10.0);
+    assert_eq!(budgets[0]["spent_usd"], 2.5);
+    assert_eq!(budgets[0]["remaining_usd"], 7.5);
+    assert_eq!(budgets[1]["level"], "customer");
+    assert_eq!(budgets[1]["level_name"], "Acme");
+    assert_eq!(budgets[1]["remaining_usd"], 47.5);
+    let end = budgets[0]["window_end"].as_str().expect("window end");
+    assert!(end.ends_with("-01T00:00:00Z"), "{end}");
+    // Nothing secret: not the key, not its hash.
+    let text = b.to_string();
+    let hash = hex::encode(Sha256::digest(key));
+    assert!(!text.contains(key) && !text.contains(&hash), "{text}");
+
+    // A key without limits, team or expiry: nulls and empty lists.
+    let a = get(Some(("x-api-key", GOOD.into()))).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["team"], Value::Null);
+    assert_eq!(a.body["expires_at"], Value::Null);
+    assert_eq!(a.body["budgets"], json!([]));
+    assert_eq!(a.body["providers"], json!([]));
+}
