@@ -320,3 +320,164 @@ fn which_node() -> String {
         .display()
         .to_string()
 }
+
+const UPSTREAM_KEY: &str = "sk-ant-api03-e2e-mcp-upstream-key-000001";
+const ECHO_TOOL: &str = "mcp__tollgate__everything__echo";
+
+/// Claude Code started by `tollgate launch` (non-interactive, `-p` mode) against the real gateway:
+/// the gateway's `/mcp` is attached with no manual step, the model is offered the reference
+/// server's `echo` as `mcp__tollgate__everything__echo`, the (scripted) model calls it, Claude Code
+/// calls it through the gateway, and the tool's answer goes back to the model in the next request.
+/// The call is in the tool-call log under the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_started_by_tollgate_launch_lists_and_calls_a_gateway_tool() {
+    use tollgate_tests::anthropic_double::{
+        AnthropicDouble, AnthropicDoubleConfig, CALL_MESSAGE, DEFAULT_REPLY,
+    };
+    let claude = required_env("TOLLGATE_TEST_CLAUDE");
+    let double = AnthropicDouble::start(AnthropicDoubleConfig::new().with_api_key(UPSTREAM_KEY))
+        .expect("anthropic double");
+    let gw = TollgateProcess::spawn_with(TollgateOptions::default())
+        .await
+        .expect("tollgate starts");
+    let http = reqwest::Client::new();
+    for (path, body) in [
+        (
+            "/api/providers",
+            json!({"provider": "anthropic", "network_config": {"base_url": double.base_url()}}),
+        ),
+        (
+            "/api/providers/anthropic/keys",
+            json!({"name": "ant", "models": ["*"], "value": UPSTREAM_KEY}),
+        ),
+        (
+            "/api/mcp/servers",
+            json!({"name": "everything", "transport": "stdio", "command": which_node(),
+                   "args": [everything(), "stdio"]}),
+        ),
+    ] {
+        let (st, b) = admin(&http, &gw, "POST", path, body).await;
+        assert_eq!(st, 201, "{path}: {b}");
+    }
+    let (st, vk) = admin(
+        &http,
+        &gw,
+        "POST",
+        "/api/virtual-keys",
+        json!({"name": "launch-e2e", "provider": "anthropic"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{vk}");
+    let key = vk["value"].as_str().unwrap().to_owned();
+    common::wait_for_config(&http, &gw, &key).await;
+    wait_state(&http, &gw, &key, "everything", "ready").await;
+
+    let home = tempfile::tempdir().expect("home");
+    let work = tempfile::tempdir().expect("work dir");
+    let mut cmd = Command::new(tollgate_tests::harness::tollgate_binary());
+    cmd.args([
+        "launch",
+        "--yes",
+        "--gateway",
+        gw.base_url(),
+        "--harness",
+        "claude",
+        "--model",
+        "claude-sonnet-4-5",
+        "--harness-path",
+        &claude,
+        "--",
+        "-p",
+        &format!("[double:call:{ECHO_TOOL}] Echo something."),
+        "--allowedTools",
+        ECHO_TOOL,
+    ])
+    .current_dir(work.path())
+    .env_clear()
+    .env("PATH", std::env::var("PATH").unwrap_or_default())
+    .env("HOME", home.path())
+    .env("XDG_CONFIG_HOME", home.path().join(".config"))
+    .env("TERM", "dumb")
+    .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+    // Claude Code defers MCP tools behind its tool-search tool, which the scripted model does
+    // not use: with tool search off, the tools are offered in the request itself.
+    .env("ENABLE_TOOL_SEARCH", "false")
+    .env("TOLLGATE_API_KEY", &key)
+    .stdin(Stdio::null());
+    let out = output(cmd, "tollgate launch").await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "tollgate launch / claude failed ({}):\nstdout: {stdout}\nstderr: {}\ngateway:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        gw.output()
+    );
+
+    let requests = double.requests();
+    let bodies: Vec<Value> = requests.iter().filter_map(|r| r.json()).collect();
+    let offered = bodies.iter().find(|b| {
+        b["tools"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["name"] == ECHO_TOOL)
+    });
+    let offered = offered.unwrap_or_else(|| {
+        panic!(
+            "no request offered {ECHO_TOOL}: {:?}",
+            bodies
+                .iter()
+                .map(|b| b["tools"].as_array().map(|t| t.len()))
+                .collect::<Vec<_>>()
+        )
+    });
+    let tool = offered["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == ECHO_TOOL)
+        .unwrap();
+    assert_eq!(
+        tool["description"], "Echoes back the input string",
+        "{tool}"
+    );
+    // The tool's answer, from the reference server through the gateway, went back to the model.
+    let echoed = format!("Echo: {CALL_MESSAGE}");
+    assert!(
+        bodies.iter().any(|b| b["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["content"].as_array())
+            .flatten()
+            .any(|c| c["type"] == "tool_result" && c["content"].to_string().contains(&echoed))),
+        "no request carried the tool result {echoed:?}\nstdout: {stdout}"
+    );
+    assert!(stdout.contains(DEFAULT_REPLY), "stdout: {stdout}");
+    // The virtual key reached the model API as a Bearer token (the gateway swapped in the
+    // upstream key), and the call is in the tool-call log under the key.
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.header("x-api-key") == Some(UPSTREAM_KEY))
+    );
+    let vk_id = vk["id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = calls(&http, &gw).await;
+        if rows.iter().any(|r| {
+            r["server"] == "everything"
+                && r["tool"] == "echo"
+                && r["status"] == 200
+                && r["virtual_key"]["id"] == vk_id
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the call is not in the log: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

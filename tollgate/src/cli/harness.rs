@@ -18,7 +18,8 @@
 //! through `--mcp-config`, whose `Authorization` header is `Bearer ${TOLLGATE_API_KEY}`: Claude
 //! Code expands `${VAR}` in MCP server configs from its environment, so the key stays out of
 //! argv. Not `${ANTHROPIC_AUTH_TOKEN}`: Claude Code 2.1.331 expands that one to an empty string
-//! (checked against the real binary), so the key is also set as `TOLLGATE_API_KEY`.
+//! (checked against the real binary), so the key is also set as `TOLLGATE_API_KEY`. It also gets
+//! `MCP_CONNECTION_NONBLOCKING=0`, so the gateway's tools are there from the first request.
 
 use std::fmt;
 
@@ -152,6 +153,11 @@ pub fn plan(
             if choices.mcp {
                 args.push("--mcp-config".into());
                 args.push(mcp_config(gateway));
+                // Claude Code connects to `--mcp-config` servers in the background and would
+                // send its first request before the gateway's tools are listed (a `-p` run would
+                // never see them); this makes it wait for the connection (at most its
+                // `MCP_TIMEOUT`), one round trip to the gateway that also serves the model.
+                env.push(("MCP_CONNECTION_NONBLOCKING".into(), "0".into()));
             }
         }
         Harness::Codex => {
@@ -295,6 +301,7 @@ mod tests {
                 "headers": {"Authorization": "Bearer ${TOLLGATE_API_KEY}"}
             }}})
         );
+        assert_eq!(env(&p, "MCP_CONNECTION_NONBLOCKING"), Some("0"));
         assert_eq!(p.args[2], "--resume");
         assert!(p.args.iter().all(|a| !a.contains(KEY)));
 
@@ -305,6 +312,7 @@ mod tests {
         assert_eq!(p.program, "/opt/claude");
         assert!(p.args.is_empty());
         assert_eq!(env(&p, "ANTHROPIC_DEFAULT_HAIKU_MODEL"), None);
+        assert_eq!(env(&p, "MCP_CONNECTION_NONBLOCKING"), None);
     }
 
     #[test]
