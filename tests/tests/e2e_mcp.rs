@@ -10,8 +10,12 @@
 //! * A key with a tool allowlist lists and calls only its tools; another tool is refused with the
 //!   same error as an unknown one; a bad key gets no session.
 //! * Every call is in the tool-call log (`/api/mcp/calls`) with key, server, tool and status.
+//! * `tollgate status` lists a key's tools; `tollgate doctor` passes, fails (exit 1) while a
+//!   server is down, and passes again once it is back.
 //! * The remote server going away shows in `/v1/mcp/servers`, and the gateway reconnects when it
 //!   is back.
+//! * Claude Code started by `tollgate launch` (`-p` mode) is offered a gateway tool and calls it
+//!   through the gateway, with no `claude mcp add`.
 
 mod common;
 
@@ -298,13 +302,55 @@ async fn the_python_sdk_lists_and_calls_tools_of_the_reference_server_through_th
         "a server credential reached the logs"
     );
 
+    // `tollgate status` shows the key's tools; `tollgate doctor` finds the MCP gateway healthy.
+    let (code, status) = cli(&gw, &narrow_key, "status").await;
+    assert_eq!(code, 0, "{status}");
+    assert!(
+        status.contains("MCP tools  2: everything__echo, remote__echo"),
+        "{status}"
+    );
+    assert!(
+        !status.contains(&narrow_key),
+        "the key is shown redacted: {status}"
+    );
+    let (code, doctor) = cli(&gw, &all_key, "doctor").await;
+    assert_eq!(code, 0, "{doctor}");
+
     // The remote server goes away, then comes back: the gateway reconnects.
     drop(remote.take());
     wait_state(&http, &gw, &all_key, "remote", "failed").await;
+    let (code, doctor) = cli(&gw, &all_key, "doctor").await;
+    assert_eq!(code, 1, "a failed MCP server fails the doctor: {doctor}");
+    assert!(doctor.contains("remote"), "{doctor}");
     let _back = HttpServer::start(port).await;
     wait_state(&http, &gw, &all_key, "remote", "ready").await;
+    let (code, doctor) = cli(&gw, &all_key, "doctor").await;
+    assert_eq!(code, 0, "{doctor}");
     let v = sdk(&gw, &all_key, "remote__echo", json!({"message": "again"})).await;
     assert_eq!(text_of(&v["result"]), "Echo: again", "{v}");
+}
+
+/// Runs `tollgate CMD --gateway <gw>` with the key in `TOLLGATE_API_KEY` and a fresh home;
+/// returns its exit code and output (stdout, then stderr).
+async fn cli(gw: &TollgateProcess, key: &str, cmd_name: &str) -> (i32, String) {
+    let home = tempfile::tempdir().expect("home");
+    let mut cmd = Command::new(tollgate_tests::harness::tollgate_binary());
+    cmd.args([cmd_name, "--gateway", gw.base_url()])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path().join(".config"))
+        .env("TOLLGATE_API_KEY", key)
+        .stdin(Stdio::null());
+    let out = output(cmd, cmd_name).await;
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 /// `node` as an absolute path: the gateway runs stdio servers with only the environment they
