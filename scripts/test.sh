@@ -4,7 +4,8 @@
 # official Anthropic Python SDK and Claude Code as clients. CI runs exactly this (.ci/run).
 #
 # Needs: cargo (rustup toolchain), python3 with venv, node + npm, apt-get (root or passwordless sudo)
-# when Chromium is not installed, and a PostgreSQL server:
+# when Debian packages the tests use are missing (chromium, gnome-keyring, libsecret-tools, dbus,
+# tmux), and a PostgreSQL server:
 # DATABASE_URL if set, else the local one on 127.0.0.1:5432 (started with pg_ctlcluster when it
 # is installed but down).
 set -euo pipefail
@@ -68,14 +69,23 @@ export TOLLGATE_TEST_MCP_CLIENT="$root/tests/clients/mcp_client_check.py"
 # The identity provider of the single sign-on tests (tests/tests/e2e_sso.rs), run with node.
 export TOLLGATE_TEST_NODE_IDP="$root/tests/clients/idp.mjs"
 
-# --- A real browser for the console tests: Debian's Chromium ---------------------------------------
-step "Chromium (Debian's chromium package) for the web console tests (tests/tests/e2e_console.rs)"
-if ! command -v chromium >/dev/null 2>&1; then
+# --- Debian packages: a real browser, a Secret Service, tmux -------------------------------------
+# Chromium for the console tests (tests/tests/e2e_console.rs); GNOME Keyring, libsecret's
+# secret-tool and dbus-run-session for `tollgate launch`'s OS-keyring test, tmux for its
+# side-by-side sessions (tollgate/tests/launch.rs).
+step "Debian packages: chromium, gnome-keyring, libsecret-tools, dbus, tmux"
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v gnome-keyring-daemon >/dev/null 2>&1 || missing+=(gnome-keyring)
+command -v secret-tool >/dev/null 2>&1 || missing+=(libsecret-tools)
+command -v dbus-run-session >/dev/null 2>&1 || missing+=(dbus)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then apt_get=(apt-get); else apt_get=(sudo -n apt-get); fi
-  if ! DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -q chromium >/dev/null; then
+  if ! DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -q "${missing[@]}" >/dev/null; then
     DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" update -q >/dev/null \
-      && DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -q chromium >/dev/null \
-      || { echo "error: cannot install Chromium; install Debian's chromium package (apt-get install chromium) and rerun." >&2; exit 1; }
+      && DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -q "${missing[@]}" >/dev/null \
+      || { echo "error: cannot install ${missing[*]}; install these Debian packages (apt-get install ${missing[*]}) and rerun." >&2; exit 1; }
   fi
 fi
 export TOLLGATE_TEST_CHROMIUM="$(command -v chromium)"

@@ -6,8 +6,9 @@
 //! `/v1/models`, `/v1/key`, `/v1/mcp/servers` and `/mcp` as the contract says (the MCP routes
 //! are being built elsewhere; `/v1/key` itself is tested in process in the data plane).
 //!
-//! No test here has a Secret Service (the environment is cleared: no D-Bus session), so the
-//! key goes to the warned 0600 file fallback and is read back from it.
+//! The tests run with a cleared environment (no D-Bus session, so no Secret Service): the key goes
+//! to the warned 0600 file fallback and is read back from it. One test starts a real Secret
+//! Service (GNOME Keyring in a private D-Bus session) and checks the key goes there instead.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
@@ -788,4 +789,73 @@ fn tmux_flag_starts_a_session_outside_tmux() {
         String::from_utf8(tmux(&["list-windows", "-a", "-F", "#{window_name}"]).stdout).unwrap();
     assert_eq!(windows.trim(), "opus");
     tmux(&["kill-server"]);
+}
+
+/// With a Secret Service (Debian's `gnome-keyring-daemon`, unlocked, in a private D-Bus session
+/// from `dbus-run-session`; scripts/test.sh installs both), the key goes to the OS keyring: no key
+/// file, no warning, the keyring holds it under service `tollgate` and the gateway's URL (read
+/// back with libsecret's `secret-tool`), and the next launch reads it from there.
+#[test]
+fn with_a_secret_service_the_key_goes_to_the_os_keyring() {
+    for tool in ["dbus-run-session", "gnome-keyring-daemon", "secret-tool"] {
+        assert!(
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .is_ok_and(|o| o.status.success()),
+            "{tool} is missing: run the tests through scripts/test.sh, which installs Debian's \
+             dbus, gnome-keyring and libsecret-tools"
+        );
+    }
+    let gw = FakeGateway::start("ready");
+    let home = Home::new();
+    let script = home.path().join("keyring-session.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "set -e\n\
+             printf test-password | gnome-keyring-daemon --unlock --components=secrets >/dev/null\n\
+             printf '%s\\n' \"$KEY\" | '{tollgate}' launch --yes --key-stdin --gateway '{url}' \
+               --model claude-haiku-4-5 --harness-path '{harness}' 2>first.err\n\
+             secret-tool lookup service tollgate username '{url}' > stored.txt\n\
+             '{tollgate}' launch --yes --gateway '{url}' --model claude-sonnet-4-6 \
+               --harness-path '{harness}' 2>second.err\n",
+            tollgate = tollgate().display(),
+            url = gw.url,
+            harness = home.script().display(),
+        ),
+    )
+    .unwrap();
+    let out = Command::new("dbus-run-session")
+        .args(["--", "sh"])
+        .arg(&script)
+        .current_dir(home.path())
+        .env_clear()
+        .envs(home.env())
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env("KEY", KEY)
+        .output()
+        .expect("dbus-run-session");
+    let read = |name: &str| std::fs::read_to_string(home.path().join(name)).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{}\nfirst: {}\nsecond: {}",
+        String::from_utf8_lossy(&out.stderr),
+        read("first.err"),
+        read("second.err")
+    );
+    assert_eq!(read("stored.txt").trim(), KEY, "the keyring holds the key");
+    assert!(!home.key_file(&gw).exists(), "no fallback file");
+    for err in [read("first.err"), read("second.err")] {
+        assert!(!err.contains("no OS keyring"), "{err}");
+        assert!(!err.contains(KEY), "{err}");
+    }
+    assert!(
+        read("second.err").contains("from the OS keyring"),
+        "{}",
+        read("second.err")
+    );
+    let (argv, env) = home.launched("claude-sonnet-4-6");
+    assert_claude_launch(&argv, &env, &gw, "claude-sonnet-4-6");
+    assert_eq!(get(&env, "ANTHROPIC_AUTH_TOKEN"), Some(KEY));
 }
