@@ -311,7 +311,17 @@ impl McpServerInput {
             text("cwd", cwd)?;
         }
         if let Some(url) = &self.url {
-            validate::http_url("url", url, false)?;
+            // Everyone who reads the configuration sees the URL (and the data planes show it in
+            // errors), so a query string (where SaaS servers often take an API key) is refused:
+            // credentials go in `headers`, which are sealed.
+            if url.contains('?') {
+                return Err(ValidationError::new(
+                    "url",
+                    "invalid url: no query string (put credentials in `headers`, which are kept secret)",
+                )
+                .into());
+            }
+            validate::http_url("url", url, true)?;
         }
         if let Some(t) = self.call_timeout_ms
             && t > MAX_CALL_TIMEOUT_MS

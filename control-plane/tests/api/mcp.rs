@@ -278,6 +278,14 @@ async fn invalid_servers_are_refused_naming_the_field() {
             "url",
         ),
         (with(json!({"url": "https://x.example.com"})), "url"),
+        (
+            json!({"name": "a", "transport": "http", "url": "https://mcp.example.com/mcp?api_key=k1"}),
+            "url",
+        ),
+        (
+            json!({"name": "a", "transport": "http", "url": "https://user:pw@mcp.example.com/mcp"}),
+            "url",
+        ),
         (with(json!({"env": {"BAD-NAME": "v"}})), "env.BAD-NAME"),
         (with(json!({"env": {"T": "env.not valid"}})), "env.T"),
         (
@@ -313,7 +321,7 @@ async fn invalid_servers_are_refused_naming_the_field() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(r.json["count"], 18, "{}", r.text);
+    assert_eq!(r.json["count"], 20, "{}", r.text);
     assert!(current(&h).mcp_servers.is_empty());
     // Renames and transport mismatches on update.
     let r = post(&h, "/api/mcp/servers", ok.clone()).await;
