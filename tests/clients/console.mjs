@@ -1,7 +1,7 @@
 // Drives the Tollgate console in Debian's Chromium (playwright-core, no downloaded browser) for
 // tests/tests/e2e_console.rs: signs in through the identity provider, creates a virtual key in
 // the console, sends a request with it, finds the request in the log explorer and its cost in
-// the spend chart, edits a team's budget, a key's limits (a bad value first), a provider key, a
+// the spend chart, adds an MCP server on the MCP page, edits a team's budget, a key's limits (a bad value first), a provider key, a
 // price override and the group mappings through the console's forms, then looks at the console as
 // a member. Prints one JSON object of what it saw; the Rust test asserts on it (and reads back
 // through the admin API what the forms stored).
@@ -102,6 +102,24 @@ try {
   seen.unlabeled.push(...(await unlabeled(admin)));
   await admin.locator('table').getByText('console-key').waitFor();
   await shot(admin, 'virtual-keys');
+
+  // An MCP server added on the MCP page (as JSON): listed, its header secret never shown again.
+  const mcpSecret = `${process.env.CONSOLE_SECRET}-mcp`;
+  await admin.goto(`${url}/#/mcp`);
+  await admin.getByLabel('New MCP server (JSON)').fill(JSON.stringify({
+    name: 'docs', transport: 'http', url: 'http://127.0.0.1:9/mcp',
+    headers: { Authorization: `Bearer ${mcpSecret}` },
+  }));
+  await admin.getByRole('button', { name: 'Add server' }).click();
+  const mcpRow = admin.locator('tbody tr', { hasText: 'docs' }).first();
+  await mcpRow.waitFor();
+  seen.mcpRow = await mcpRow.innerText();
+  seen.mcpSecretOnPage = await admin.evaluate(
+    (secret) => document.body.innerText.includes(secret) || [...document.querySelectorAll('input, textarea')].some((i) => i.value.includes(secret)),
+    mcpSecret,
+  );
+  seen.unlabeled.push(...(await unlabeled(admin)));
+  await shot(admin, 'mcp');
 
   // A request with it, as Claude Code would send it.
   const resp = await fetch(`${url}/v1/messages`, {

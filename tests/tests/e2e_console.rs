@@ -128,6 +128,7 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
         "Audit log",
         "Fleet",
         "Pricing",
+        "MCP",
         "Settings",
     ] {
         assert!(
@@ -146,6 +147,13 @@ async fn an_admin_creates_a_key_in_the_console_and_finds_its_request_and_spend()
     );
 
     // The key made in the console is a real key: the request with it was served.
+    // The MCP page added a server; its header secret is stored, sealed, and never shown.
+    let row = seen["mcpRow"].as_str().unwrap_or_default();
+    assert!(row.contains("docs") && row.contains("http"), "{seen}");
+    assert_eq!(seen["mcpSecretOnPage"], false, "{seen}");
+    let (st, server) = admin(&s.http, &s.gw, "GET", "/api/mcp/servers/docs", Value::Null).await;
+    assert_eq!(st, 200, "{server}");
+    assert_eq!(server["headers"]["Authorization"], "<redacted>", "{server}");
     let key = seen["keyValue"].as_str().unwrap();
     assert!(key.starts_with("sk-tg-"), "{key}");
     let (st, keys) = admin(&s.http, &s.gw, "GET", "/api/virtual-keys", Value::Null).await;
