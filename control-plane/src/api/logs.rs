@@ -166,16 +166,17 @@ pub struct LogList {
     pub next_cursor: Option<String>,
 }
 
-/// The opaque cursor of the page after `row` (newest first).
-fn encode_cursor(row: &UsageLogRow) -> String {
+/// The opaque cursor of the page after a row started at `started_at` with `request_id` (newest
+/// first): the request log's and the tool-call log's.
+pub(super) fn encode_cursor(started_at: OffsetDateTime, request_id: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!(
-        "v1:{}:{}",
-        row.started_at.unix_timestamp_nanos(),
-        row.request_id
+        "v1:{}:{request_id}",
+        started_at.unix_timestamp_nanos()
     ))
 }
 
-fn decode_cursor(raw: &str) -> Result<(OffsetDateTime, String), ApiError> {
+/// The position an [`encode_cursor`] cursor names; `route` names the list in the error.
+pub(super) fn decode_cursor(raw: &str, route: &str) -> Result<(OffsetDateTime, String), ApiError> {
     URL_SAFE_NO_PAD
         .decode(raw)
         .ok()
@@ -187,7 +188,10 @@ fn decode_cursor(raw: &str) -> Result<(OffsetDateTime, String), ApiError> {
             Some((at, request_id.to_owned()))
         })
         .ok_or_else(|| {
-            ApiError::invalid_field("cursor", "not a cursor from `next_cursor` of /api/logs")
+            ApiError::invalid_field(
+                "cursor",
+                format!("not a cursor from `next_cursor` of {route}"),
+            )
         })
 }
 
@@ -293,7 +297,11 @@ pub(crate) async fn list_logs(
             format!("must be between 1 and {MAX_LIMIT}"),
         ));
     }
-    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| decode_cursor(c, "/api/logs"))
+        .transpose()?;
     let query = UsageLogQuery {
         after,
         // One row more than asked tells whether there is a next page.
@@ -303,7 +311,12 @@ pub(crate) async fn list_logs(
     let mut rows = cp.store().query_usage_logs(&query).await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
-    let next_cursor = more.then(|| rows.last().map(encode_cursor)).flatten();
+    let next_cursor = more
+        .then(|| {
+            rows.last()
+                .map(|r| encode_cursor(r.started_at, &r.request_id))
+        })
+        .flatten();
     let logs: Vec<_> = rows.into_iter().map(LogEntry::from).collect();
     Ok(Json(LogList {
         count: logs.len(),

@@ -10,8 +10,6 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use utoipa::{IntoParams, ToSchema};
@@ -345,33 +343,6 @@ pub struct McpCallList {
     pub next_cursor: Option<String>,
 }
 
-fn encode_cursor(row: &McpCallRow) -> String {
-    URL_SAFE_NO_PAD.encode(format!(
-        "v1:{}:{}",
-        row.started_at.unix_timestamp_nanos(),
-        row.request_id
-    ))
-}
-
-fn decode_cursor(raw: &str) -> Result<(OffsetDateTime, String), ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(raw)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| {
-            let rest = text.strip_prefix("v1:")?;
-            let (nanos, request_id) = rest.split_once(':')?;
-            let at = OffsetDateTime::from_unix_timestamp_nanos(nanos.parse().ok()?).ok()?;
-            Some((at, request_id.to_owned()))
-        })
-        .ok_or_else(|| {
-            ApiError::invalid_field(
-                "cursor",
-                "not a cursor from `next_cursor` of /api/mcp/calls",
-            )
-        })
-}
-
 /// The tool-call log, newest first, filtered, a page at a time (keyset pagination: follow
 /// `next_cursor`). Scoped like `/api/logs`: admins and viewers see every call, team admins
 /// their team's, members their own key's.
@@ -432,14 +403,23 @@ pub(crate) async fn list_calls(
         tool: q.tool.clone(),
         status,
         scope: super::logs::log_scope(&caller),
-        after: q.cursor.as_deref().map(decode_cursor).transpose()?,
+        after: q
+            .cursor
+            .as_deref()
+            .map(|c| super::logs::decode_cursor(c, "/api/mcp/calls"))
+            .transpose()?,
         // One row more than asked tells whether there is a next page.
         limit: limit + 1,
     };
     let mut rows = cp.store().query_mcp_calls(&query).await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
-    let next_cursor = more.then(|| rows.last().map(encode_cursor)).flatten();
+    let next_cursor = more
+        .then(|| {
+            rows.last()
+                .map(|r| super::logs::encode_cursor(r.started_at, &r.request_id))
+        })
+        .flatten();
     let calls: Vec<_> = rows.into_iter().map(McpCallEntry::from).collect();
     Ok(Json(McpCallList {
         count: calls.len(),
