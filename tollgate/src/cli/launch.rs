@@ -632,3 +632,47 @@ fn open_in_tmux(args: &LaunchArgs, d: &Decided) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_picker_leaves_out_ids_that_are_not_terminal_safe() {
+        let models = vec![
+            "claude-sonnet-4-6".to_owned(),
+            "evil\u{1b}]0;pwned\u{7}".to_owned(),
+            "x".repeat(render::TERMINAL_SAFE_MAX + 1),
+            "bedrock/claude-haiku-4-5".to_owned(),
+        ];
+        assert_eq!(
+            pickable(models),
+            ["claude-sonnet-4-6", "bedrock/claude-haiku-4-5"]
+        );
+    }
+
+    #[test]
+    fn flags_override_the_remembered_choices() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            launch: LaunchArgs,
+        }
+        let last = Choices {
+            gateway: "http://gw:8080".into(),
+            harness: Harness::Claude,
+            model: "claude-opus-4-6".into(),
+            small_model: Some("claude-haiku-4-5".into()),
+            mcp: true,
+        };
+        let cli = Cli::try_parse_from(["launch"]).unwrap();
+        assert_eq!(with_flags(&cli.launch, last.clone()), last);
+        let cli =
+            Cli::try_parse_from(["launch", "--no-mcp", "--small-model", "tiny-model"]).unwrap();
+        let c = with_flags(&cli.launch, last.clone());
+        assert!(!c.mcp);
+        assert_eq!(c.small_model.as_deref(), Some("tiny-model"));
+        assert_eq!(c.model, last.model);
+    }
+}
