@@ -1015,7 +1015,14 @@ fn an_env_key_is_not_stored_and_bypass_variables_are_removed() {
     let with_password = gw.url.replace("http://", "http://alice:sk-tg-pw@");
     let out = home
         .command()
-        .args(["launch", "--yes", "--model", "x", "--gateway", &with_password])
+        .args([
+            "launch",
+            "--yes",
+            "--model",
+            "x",
+            "--gateway",
+            &with_password,
+        ])
         .env("TOLLGATE_API_KEY", KEY)
         .stdin(Stdio::null())
         .output()
@@ -1067,7 +1074,9 @@ fn gateway_text_with_escape_sequences_is_printed_escaped() {
                 "{text}"
             );
             assert_eq!(
-                text.lines().filter(|l| l.starts_with("[ok  ] model")).count(),
+                text.lines()
+                    .filter(|l| l.starts_with("[ok  ] model"))
+                    .count(),
                 0,
                 "{text}"
             );
