@@ -19,17 +19,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
-use crate::cli::config::gateway_url;
+use crate::cli::config::{DEFAULT_GATEWAY, gateway_url};
 use crate::cli::keystore::KeyStore;
+use crate::cli::render::terminal_safe as safe;
 
 #[derive(Debug, clap::Args)]
 pub struct LoginArgs {
     /// The gateway's URL (its public URL, as in ANTHROPIC_BASE_URL).
-    #[arg(
-        long,
-        env = "TOLLGATE_GATEWAY",
-        default_value = "http://127.0.0.1:8080"
-    )]
+    #[arg(long, env = "TOLLGATE_GATEWAY", default_value = DEFAULT_GATEWAY)]
     gateway: String,
 
     /// Print the key, and only the key, on stdout (Claude Code's apiKeyHelper).
@@ -77,7 +74,10 @@ pub async fn run(args: LoginArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("tollgate login: {e:#}");
+            eprintln!(
+                "tollgate login: {}",
+                crate::cli::render::escape_line(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }
@@ -130,7 +130,10 @@ pub async fn sign_in(store: &KeyStore, gateway: &str, no_browser: bool) -> anyho
     let http = http_client()?;
     let (key, user) = device_flow(&http, gateway, no_browser).await?;
     let place = store.save(gateway, &key)?;
-    eprintln!("tollgate login: signed in as {user}; the key is stored in {place}");
+    eprintln!(
+        "tollgate login: signed in as {}; the key is stored in {place}",
+        safe(&user)
+    );
     Ok(key)
 }
 
@@ -191,7 +194,9 @@ async fn device_flow(
         .context("the gateway's answer to /auth/cli/start is not what tollgate expects")?;
     eprintln!(
         "tollgate login: to sign in, open\n\n    {}\n\nand check that the page shows the code {} (or open {} and type it).",
-        start.verification_uri_complete, start.user_code, start.verification_uri
+        safe(&start.verification_uri_complete),
+        safe(&start.user_code),
+        safe(&start.verification_uri)
     );
     if !no_browser && let Err(e) = open_browser(&start.verification_uri_complete) {
         eprintln!("tollgate login: could not open a browser ({e}); open the URL above yourself");
@@ -247,12 +252,14 @@ async fn device_flow(
 /// A short description of an error answer (its `error_description` or `error.message`).
 fn describe(body: &[u8]) -> String {
     let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    v.get("error_description")
+    let text = v
+        .get("error_description")
         .or_else(|| v.get("error").and_then(|e| e.get("message")))
         .or_else(|| v.get("error"))
         .and_then(|m| m.as_str())
         .map(str::to_owned)
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned())
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+    safe(&text).into_owned()
 }
 
 fn open_browser(url: &str) -> std::io::Result<()> {
@@ -278,6 +285,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn login_defaults_to_the_same_gateway_as_launch() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            login: LoginArgs,
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from(["login"]).unwrap();
+        if std::env::var_os("TOLLGATE_GATEWAY").is_none() {
+            assert_eq!(cli.login.gateway, "http://localhost:8080");
+            assert_eq!(cli.login.gateway, DEFAULT_GATEWAY);
+        }
+    }
+
+    #[test]
     fn form_values_are_percent_encoded() {
         assert_eq!(form_urlencoded_value("a+b/c=_-"), "a%2Bb%2Fc%3D_-");
     }
@@ -293,5 +314,9 @@ mod tests {
             "no route"
         );
         assert_eq!(describe(b"plain"), "plain");
+        assert_eq!(
+            describe(br#"{"error":"x","error_description":"a\u001b]52;c;eA==\u0007b"}"#),
+            "a\\u{1b}]52;c;eA==\\u{7}b"
+        );
     }
 }

@@ -37,8 +37,30 @@ struct FakeGateway {
     seen: Arc<Mutex<Vec<String>>>,
 }
 
+/// How a [`FakeGateway`] misbehaves.
+#[derive(Clone, Copy)]
+struct Fake {
+    /// What `/v1/mcp/servers` says of the server.
+    mcp_state: &'static str,
+    /// The status line of `/health`.
+    health: &'static str,
+    /// Terminal escape sequences in a model id and in the key-refused message.
+    hostile: bool,
+}
+
+/// A model id carrying OSC 0 (set the title) and a line rewrite.
+const HOSTILE_MODEL_JSON: &str = r"evil\u001b]0;pwned\u0007\u001b[2K\r[ok  ] model";
+
 impl FakeGateway {
     fn start(mcp_state: &'static str) -> FakeGateway {
+        FakeGateway::start_with(Fake {
+            mcp_state,
+            health: "200 OK",
+            hostile: false,
+        })
+    }
+
+    fn start_with(fake: Fake) -> FakeGateway {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -79,7 +101,7 @@ impl FakeGateway {
                         .unwrap()
                         .push(format!("{method} {path} auth={auth} tool={tool}"));
                     let authorized = auth == format!("Bearer {KEY}");
-                    let (status, json) = answer(&method, &path, authorized, &body, mcp_state);
+                    let (status, json) = answer(&method, &path, authorized, &body, fake);
                     let date = httpdate_now();
                     let text = format!(
                         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ndate: {date}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
@@ -102,21 +124,29 @@ fn answer(
     path: &str,
     authorized: bool,
     body: &[u8],
-    mcp_state: &str,
+    fake: Fake,
 ) -> (&'static str, String) {
+    let mcp_state = fake.mcp_state;
     let refused = (
         "401 Unauthorized",
-        r#"{"type":"error","error":{"type":"authentication_error","message":"invalid virtual key"}}"#
-            .to_owned(),
+        if fake.hostile {
+            r#"{"type":"error","error":{"type":"authentication_error","message":"invalid\u001b]52;c;cHduZWQ=\u0007 key\n[ok  ] key accepted"}}"#
+        } else {
+            r#"{"type":"error","error":{"type":"authentication_error","message":"invalid virtual key"}}"#
+        }
+        .to_owned(),
     );
     match (method, path) {
-        ("GET", "/health") => ("200 OK", r#"{"status":"ok"}"#.to_owned()),
+        ("GET", "/health") => (fake.health, r#"{"status":"ok"}"#.to_owned()),
         _ if !authorized => refused,
         ("GET", "/v1/models?limit=1000") => {
-            let data: Vec<String> = MODELS
+            let mut data: Vec<String> = MODELS
                 .iter()
                 .map(|m| format!(r#"{{"type":"model","id":"{m}"}}"#))
                 .collect();
+            if fake.hostile {
+                data.insert(0, format!(r#"{{"type":"model","id":"{HOSTILE_MODEL_JSON}"}}"#));
+            }
             ("200 OK", format!(r#"{{"data":[{}],"has_more":false}}"#, data.join(",")))
         }
         ("GET", "/v1/key") => (
@@ -858,4 +888,226 @@ fn with_a_secret_service_the_key_goes_to_the_os_keyring() {
     let (argv, env) = home.launched("claude-sonnet-4-6");
     assert_claude_launch(&argv, &env, &gw, "claude-sonnet-4-6");
     assert_eq!(get(&env, "ANTHROPIC_AUTH_TOKEN"), Some(KEY));
+}
+
+/// Stores `KEY` for `gw` and saves a last configuration (`claude-sonnet-4-6`, MCP on) with one
+/// non-interactive launch, whose record is then removed.
+fn remember(home: &Home, gw: &FakeGateway) {
+    let mut child = home
+        .command()
+        .args([
+            "launch",
+            "--yes",
+            "--key-stdin",
+            "--gateway",
+            &gw.url,
+            "--model",
+            "claude-sonnet-4-6",
+        ])
+        .arg("--harness-path")
+        .arg(home.script())
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("launch");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{KEY}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (argv, _) = home.launched("claude-sonnet-4-6");
+    assert_eq!(argv[0], "--mcp-config");
+    std::fs::remove_file(home.path().join("out/claude-sonnet-4-6.txt")).unwrap();
+}
+
+/// Flags other than --gateway/--harness/--model keep the summary of the last configuration,
+/// and apply to it: Enter launches without MCP and with the given small model.
+#[test]
+fn flags_apply_to_the_last_configuration_summary() {
+    let gw = FakeGateway::start("ready");
+    let home = Home::new();
+    remember(&home, &gw);
+    let mut p = pty(&home, "--no-mcp --small-model claude-haiku-4-5");
+    p.exp_string("Last configuration").unwrap();
+    p.exp_string("small     claude-haiku-4-5").unwrap();
+    p.exp_string("MCP       off").unwrap();
+    p.exp_string("Enter to launch").unwrap();
+    send(&mut p, ENTER);
+    p.exp_eof().unwrap();
+    let (argv, env) = home.launched("claude-sonnet-4-6");
+    assert!(
+        !argv.iter().any(|a| a == "--mcp-config"),
+        "--no-mcp: {argv:?}"
+    );
+    assert_eq!(
+        get(&env, "ANTHROPIC_DEFAULT_HAIKU_MODEL"),
+        Some("claude-haiku-4-5")
+    );
+    assert_eq!(get(&env, "ANTHROPIC_AUTH_TOKEN"), Some(KEY));
+}
+
+/// A key from TOLLGATE_API_KEY serves that launch only (never stored); inherited variables
+/// that would send Claude Code elsewhere are removed; a gateway URL with a password is refused.
+#[test]
+fn an_env_key_is_not_stored_and_bypass_variables_are_removed() {
+    let gw = FakeGateway::start("ready");
+    let home = Home::new();
+    let bypass = [
+        ("ANTHROPIC_API_KEY", "sk-ant-other"),
+        ("CLAUDE_CODE_USE_BEDROCK", "1"),
+        ("CLAUDE_CODE_USE_VERTEX", "1"),
+        ("CLAUDE_CODE_USE_FOUNDRY", "1"),
+        ("ANTHROPIC_BEDROCK_BASE_URL", "https://bedrock.example.com"),
+        ("ANTHROPIC_VERTEX_BASE_URL", "https://vertex.example.com"),
+        ("CLAUDE_CODE_OAUTH_TOKEN", "oauth-token"),
+    ];
+    let out = home
+        .command()
+        .args([
+            "launch",
+            "--yes",
+            "--gateway",
+            &gw.url,
+            "--model",
+            "claude-haiku-4-5",
+        ])
+        .arg("--harness-path")
+        .arg(home.script())
+        .env("TOLLGATE_API_KEY", KEY)
+        .env("ANTHROPIC_CUSTOM_HEADERS", "x-team: platform")
+        .envs(bypass)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("no OS keyring available"), "{stderr}");
+    let (argv, env) = home.launched("claude-haiku-4-5");
+    assert_claude_launch(&argv, &env, &gw, "claude-haiku-4-5");
+    for (name, _) in bypass {
+        assert_eq!(get(&env, name), None, "{name} inherited");
+    }
+    assert_eq!(
+        get(&env, "ANTHROPIC_CUSTOM_HEADERS"),
+        Some("x-team: platform")
+    );
+    assert!(!home.key_file(&gw).exists(), "the env key was stored");
+    // The next launch without it has no key: a usage error.
+    let out = home
+        .command()
+        .args(["launch", "--yes"])
+        .arg("--harness-path")
+        .arg(home.script())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no virtual key"), "{stderr}");
+
+    let with_password = gw.url.replace("http://", "http://alice:sk-tg-pw@");
+    let out = home
+        .command()
+        .args([
+            "launch",
+            "--yes",
+            "--model",
+            "x",
+            "--gateway",
+            &with_password,
+        ])
+        .env("TOLLGATE_API_KEY", KEY)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("user name or password"), "{stderr}");
+    assert!(!stderr.contains("sk-tg-pw"), "{stderr}");
+}
+
+/// Escape sequences in what the gateway sends (a model id, an error message) reach the
+/// terminal escaped, and cannot add lines to doctor's report.
+#[test]
+fn gateway_text_with_escape_sequences_is_printed_escaped() {
+    let gw = FakeGateway::start_with(Fake {
+        mcp_state: "ready",
+        health: "200 OK",
+        hostile: true,
+    });
+    let home = Home::new();
+    let run = |cmd: &str, key: &str| {
+        home.command()
+            .args([cmd, "--gateway", &gw.url, "--model", "nope"])
+            .env("TOLLGATE_API_KEY", key)
+            .output()
+            .unwrap()
+    };
+    for (cmd, key) in [
+        ("status", KEY),
+        ("status", "sk-tg-wrong-key-value"),
+        ("doctor", KEY),
+        ("doctor", "sk-tg-wrong-key-value"),
+    ] {
+        let out = run(cmd, key);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !text.contains('\x1b') && !text.contains('\x07') && !text.contains('\r'),
+            "{cmd}: {text:?}"
+        );
+        assert!(text.contains("\\u{1b}"), "{cmd}: {text}");
+        if cmd == "doctor" {
+            assert_eq!(
+                text.lines().filter(|l| l.starts_with("[ok  ] key")).count(),
+                usize::from(key == KEY),
+                "{text}"
+            );
+            assert_eq!(
+                text.lines()
+                    .filter(|l| l.starts_with("[ok  ] model"))
+                    .count(),
+                0,
+                "{text}"
+            );
+        }
+    }
+}
+
+/// `/health` answering 502 (a proxy whose gateway is down): doctor fails reachability,
+/// status exits 1.
+#[test]
+fn a_failing_health_endpoint_fails_doctor_and_status() {
+    let gw = FakeGateway::start_with(Fake {
+        mcp_state: "ready",
+        health: "502 Bad Gateway",
+        hostile: false,
+    });
+    let home = Home::new();
+    let run = |cmd: &str| {
+        home.command()
+            .args([cmd, "--gateway", &gw.url, "--model", "claude-haiku-4-5"])
+            .env("TOLLGATE_API_KEY", KEY)
+            .output()
+            .unwrap()
+    };
+    let out = run("doctor");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("[FAIL] reachability"), "{text}");
+    assert!(text.contains("502"), "{text}");
+    let out = run("status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("UNHEALTHY (/health answered 502)"), "{text}");
 }

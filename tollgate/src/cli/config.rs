@@ -71,7 +71,10 @@ pub fn save(path: &Path, saved: &Saved) -> anyhow::Result<()> {
     super::keystore::write_private(path, &text)
 }
 
-/// The gateway URL without a trailing slash; http(s) only.
+/// The gateway URL in one normal form: lower-case scheme and host, no default port (`:443`
+/// for https, `:80` for http), no trailing `/`; http(s) only, without `user:pass@` (a secret in
+/// a URL would be saved to `launch.json` and shown in summaries: the key goes in the key store).
+/// `tollgate login`, `launch`, `status` and `doctor` all look keys up under this form.
 pub fn gateway_url(raw: &str) -> anyhow::Result<String> {
     let url = reqwest::Url::parse(raw.trim())
         .with_context(|| format!("the gateway URL {raw:?} is not a URL"))?;
@@ -80,7 +83,19 @@ pub fn gateway_url(raw: &str) -> anyhow::Result<String> {
             "the gateway URL must be an http:// or https:// URL, such as https://gateway.example.com"
         );
     }
-    Ok(raw.trim().trim_end_matches('/').to_owned())
+    if !url.username().is_empty() || url.password().is_some() {
+        anyhow::bail!(
+            "the gateway URL must not contain a user name or password (user:pass@): give the \
+             virtual key at the key prompt, with --key-stdin or TOLLGATE_API_KEY instead"
+        );
+    }
+    Ok(normal_form(&url))
+}
+
+/// `url` as [`gateway_url`] gives it (the `url` crate already lower-cases the scheme and
+/// host and drops a default port).
+pub fn normal_form(url: &reqwest::Url) -> String {
+    url.as_str().trim_end_matches('/').to_owned()
 }
 
 #[cfg(test)]
@@ -118,6 +133,43 @@ mod tests {
             "https://gw.example.com"
         );
         assert!(gateway_url("ftp://x").is_err());
+        // One form for every spelling of the same gateway (the key store's lookup name).
+        for same in [
+            "http://localhost:8080",
+            "HTTP://LocalHost:8080/",
+            "http://localhost:8080//",
+        ] {
+            assert_eq!(
+                gateway_url(same).unwrap(),
+                "http://localhost:8080",
+                "{same}"
+            );
+        }
+        for same in ["https://GW.example.com:443/", "https://gw.example.com"] {
+            assert_eq!(
+                gateway_url(same).unwrap(),
+                "https://gw.example.com",
+                "{same}"
+            );
+        }
+        assert_eq!(gateway_url("http://gw:80").unwrap(), "http://gw");
+        assert_eq!(
+            gateway_url("https://gw.example.com/base/").unwrap(),
+            "https://gw.example.com/base"
+        );
         assert!(gateway_url("not a url").is_err());
+    }
+
+    #[test]
+    fn gateway_urls_with_credentials_are_refused() {
+        for raw in [
+            "https://user:sk-tg-secret@gw.example.com",
+            "https://user@gw.example.com",
+            "http://:pw@localhost:8080",
+        ] {
+            let e = gateway_url(raw).unwrap_err().to_string();
+            assert!(e.contains("user name or password"), "{raw}: {e}");
+            assert!(!e.contains("sk-tg-secret"), "{e}");
+        }
     }
 }

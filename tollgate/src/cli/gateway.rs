@@ -118,7 +118,7 @@ impl Gateway {
         let body = self.get_ok(PATH).await?;
         render::model_ids(&body).map_err(|e| GatewayError::BadAnswer {
             path: PATH,
-            why: e.to_string(),
+            why: render::safe(&e.to_string()),
         })
     }
 
@@ -128,7 +128,7 @@ impl Gateway {
         let body = self.get_ok(PATH).await?;
         serde_json::from_slice(&body).map_err(|e| GatewayError::BadAnswer {
             path: PATH,
-            why: e.to_string(),
+            why: render::safe(&e.to_string()),
         })
     }
 
@@ -138,7 +138,7 @@ impl Gateway {
         let body = self.get_ok(PATH).await?;
         render::mcp_servers(&body).map_err(|e| GatewayError::BadAnswer {
             path: PATH,
-            why: e.to_string(),
+            why: render::safe(&e.to_string()),
         })
     }
 
@@ -181,7 +181,8 @@ impl Gateway {
             })?;
         Ok(tools
             .iter()
-            .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_owned))
+            // Shown only (status, doctor): terminal-safe.
+            .filter_map(|t| t.get("name").and_then(Value::as_str).map(render::safe))
             .collect())
     }
 
@@ -269,7 +270,7 @@ impl Gateway {
         if let Some(err) = message.get("error") {
             return Err(GatewayError::BadAnswer {
                 path,
-                why: format!("JSON-RPC error: {err}"),
+                why: render::safe(&format!("JSON-RPC error: {err}")),
             });
         }
         let result = message
@@ -327,14 +328,17 @@ fn explain_text(chain: String, timeout: bool, connect: bool) -> String {
     }
 }
 
-/// The message of an error answer (Anthropic's `error.message`, or the body's start).
+/// The message of an error answer (Anthropic's `error.message`, or the body's start), made
+/// terminal-safe ([`render::terminal_safe`]): it is printed.
 fn describe(body: &[u8]) -> String {
     let v: Value = serde_json::from_slice(body).unwrap_or_default();
-    v.get("error")
+    let text = v
+        .get("error")
         .and_then(|e| e.get("message").or(Some(e)))
         .and_then(Value::as_str)
         .map(str::to_owned)
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned())
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+    render::safe(&text)
 }
 
 /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) as unix seconds.
@@ -366,6 +370,11 @@ mod tests {
             "bad key"
         );
         assert_eq!(describe(b"plain"), "plain");
+        assert_eq!(
+            describe(br#"{"error":{"message":"no\u001b]0;owned\u0007 way"}}"#),
+            "no\\u{1b}]0;owned\\u{7} way"
+        );
+        assert_eq!(describe(b"raw \x1b[2J body"), "raw \\u{1b}[2J body");
     }
 
     #[test]

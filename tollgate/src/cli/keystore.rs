@@ -5,7 +5,9 @@
 //! Where no keyring answers (no D-Bus session, no Secret Service daemon: servers, containers,
 //! CI) the key goes to a file readable by the user only, `<config dir>/tollgate/keys/
 //! <host>_<port>.key` (0600 in a 0700 directory), with a warning on stderr each time it is
-//! written. Reads try the keyring, then the file (keys stored by earlier versions of
+//! written. A directory of ours open to others is set to 0700, another user's refused; a key
+//! file that is not a regular 0600 file of this user is refused when read (as ssh does). The
+//! fallback location is for Linux and macOS (`$XDG_CONFIG_HOME`, else `~/.config`). Reads try the keyring, then the file (keys stored by earlier versions of
 //! `tollgate login` are there). `TOLLGATE_KEYRING=off` skips the keyring (file only).
 
 use std::path::{Path, PathBuf};
@@ -70,6 +72,7 @@ impl KeyStore {
 
     /// The stored key of `gateway`, and where it was found.
     pub fn load(&self, gateway: &str) -> anyhow::Result<Option<(String, Place)>> {
+        let gateway = &entry_name(gateway);
         if self.use_keyring
             && let Ok(entry) = keyring::Entry::new(SERVICE, gateway)
             && let Ok(key) = entry.get_password()
@@ -84,6 +87,7 @@ impl KeyStore {
     /// Stores the key of `gateway`: in the keyring, else in the 0600 file with a warning on
     /// stderr. A key stored in the keyring removes an older file copy.
     pub fn save(&self, gateway: &str, key: &str) -> anyhow::Result<Place> {
+        let gateway = &entry_name(gateway);
         let path = self.file(gateway)?;
         let why = if self.use_keyring {
             match keyring::Entry::new(SERVICE, gateway).and_then(|e| e.set_password(key)) {
@@ -106,6 +110,13 @@ impl KeyStore {
         );
         Ok(Place::File(path))
     }
+}
+
+/// The keyring user name of `gateway`: its normal form ([`super::config::gateway_url`]:
+/// lower-case scheme and host, no default port, no trailing `/`), so that every spelling of one
+/// gateway, by `login` or `launch`, finds the same key.
+fn entry_name(gateway: &str) -> String {
+    super::config::gateway_url(gateway).unwrap_or_else(|_| gateway.to_owned())
 }
 
 /// `<config dir>/tollgate/keys/<host>_<port>.key`.
@@ -140,7 +151,42 @@ pub fn config_dir() -> Option<PathBuf> {
         .map(|h| PathBuf::from(h).join(".config"))
 }
 
+/// The stored key in `path`, if there is one. On Unix the file must be a regular file (not a
+/// symlink) of this user, readable by them only (like ssh with its keys): anything else is
+/// refused with how to fix it, rather than trusting a key others could read or have planted.
 fn read_key(path: &Path) -> anyhow::Result<Option<String>> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let shown = path.display();
+        if !meta.file_type().is_file() {
+            anyhow::bail!(
+                "{shown} is not a regular file (a symlink?): the key file must be a plain file; \
+                 delete it and store the key again (tollgate login, or tollgate launch)"
+            );
+        }
+        if meta.uid() != euid() {
+            anyhow::bail!(
+                "{shown} belongs to another user (uid {}): refusing to use its key; delete it and \
+                 store the key again",
+                meta.uid()
+            );
+        }
+        if meta.mode() & 0o077 != 0 {
+            anyhow::bail!(
+                "{shown} can be read by others (mode {:o}): refusing to use its key; run \
+                 `chmod 600 {shown}` (and consider the key leaked: revoke it and store a new one)",
+                meta.mode() & 0o777
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text.trim().to_owned()).filter(|k| !k.is_empty())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -148,10 +194,15 @@ fn read_key(path: &Path) -> anyhow::Result<Option<String>> {
     }
 }
 
-/// Writes a file readable by this user only: a 0700 directory, a 0600 file written next to
-/// the old one and renamed over it.
-pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().context("the path has no directory")?;
+/// This process's effective user id.
+#[cfg(unix)]
+fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// `dir` made private to this user: created 0700 if missing; an existing one of ours with
+/// group or other permissions is set to 0700; another user's is refused.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -159,19 +210,48 @@ pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     builder
         .create(dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let meta =
+            std::fs::metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+        if meta.uid() != euid() {
+            anyhow::bail!(
+                "{} belongs to another user (uid {}): tollgate keeps keys and settings only in a \
+                 directory of yours; remove it, or set XDG_CONFIG_HOME to another directory",
+                dir.display(),
+                meta.uid()
+            );
+        }
+        if meta.mode() & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("cannot make {} private (chmod 700)", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a file readable by this user only: in a private directory ([`private_dir`]), a 0600
+/// file under a random name (created new: an existing file or symlink there is never followed
+/// or reused) renamed over the old one.
+pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().context("the path has no directory")?;
+    private_dir(dir)?;
+    let tmp = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4().simple()));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut created = false;
     let result = (|| {
         use std::io::Write as _;
         let mut f = options.open(&tmp)?;
+        created = true;
         f.write_all(contents)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
-    if result.is_err() {
+    if result.is_err() && created {
         let _ = std::fs::remove_file(&tmp);
     }
     result.with_context(|| format!("cannot write {}", path.display()))
@@ -245,6 +325,73 @@ mod tests {
         }
         // Another gateway has its own key.
         assert_eq!(store.load("https://other.example.com").unwrap(), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_directory_open_to_others_is_made_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("tollgate/keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let store = KeyStore::file_only(dir.path());
+        store.save("http://127.0.0.1:8080", "sk-tg-1").unwrap();
+        let mode = std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        // No temporary file left behind.
+        let names: Vec<_> = std::fs::read_dir(&keys)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["127.0.0.1_8080.key"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_readable_by_others_or_a_symlink_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::file_only(dir.path());
+        let gw = "http://127.0.0.1:8080";
+        store.save(gw, "sk-tg-1").unwrap();
+        let path = store.file(gw).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = format!("{:#}", store.load(gw).unwrap_err());
+        assert!(e.contains("mode 644") && e.contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(store.load(gw).unwrap().unwrap().0, "sk-tg-1");
+        // A symlink in its place (to a file of ours, 0600) is refused too.
+        let elsewhere = dir.path().join("planted");
+        std::fs::write(&elsewhere, "sk-tg-planted\n").unwrap();
+        std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        let e = format!("{:#}", store.load(gw).unwrap_err());
+        assert!(e.contains("not a regular file"), "{e}");
+        // Saving replaces the symlink (renamed over), never writes through it.
+        store.save(gw, "sk-tg-2").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&elsewhere).unwrap(),
+            "sk-tg-planted\n"
+        );
+        assert_eq!(store.load(gw).unwrap().unwrap().0, "sk-tg-2");
+    }
+
+    #[test]
+    fn every_spelling_of_a_gateway_finds_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::file_only(dir.path());
+        store.save("HTTP://LocalHost:8080/", "sk-tg-1").unwrap();
+        let (key, _) = store.load("http://localhost:8080").unwrap().unwrap();
+        assert_eq!(key, "sk-tg-1");
+        store.save("https://gw.example.com", "sk-tg-2").unwrap();
+        let (key, _) = store.load("https://GW.example.com:443/").unwrap().unwrap();
+        assert_eq!(key, "sk-tg-2");
+        assert_eq!(
+            entry_name("https://GW.example.com:443/"),
+            "https://gw.example.com"
+        );
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub struct LaunchArgs {
     small_model: Option<String>,
 
     /// Read the virtual key from stdin (one line), and store it. Without it: the
-    /// TOLLGATE_API_KEY variable, else the stored key.
+    /// TOLLGATE_API_KEY variable (used for this launch only, not stored), else the stored key.
     #[arg(long)]
     key_stdin: bool,
 
@@ -95,7 +95,11 @@ pub fn run(args: LaunchArgs) -> ExitCode {
     match launch(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("tollgate launch: {e:#}");
+            // Errors can quote the gateway: terminal-safe.
+            eprintln!(
+                "tollgate launch: {}",
+                render::escape_line(&format!("{e:#}"))
+            );
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(EXIT_USAGE)
             } else {
@@ -183,27 +187,28 @@ fn flags_flow(
     }))
 }
 
-/// The key from `--key-stdin`, `TOLLGATE_API_KEY` (both stored) or `--sso`, else the store.
+/// The key from `--key-stdin` (stored), `TOLLGATE_API_KEY` (this launch only, not stored) or
+/// `--sso` (stored), else the store.
 fn flag_key(
     args: &LaunchArgs,
     store: &KeyStore,
     gateway: &str,
 ) -> anyhow::Result<Option<(String, Place)>> {
-    let given = if args.key_stdin {
+    if args.key_stdin {
         let mut line = String::new();
         std::io::stdin()
             .read_line(&mut line)
             .context("cannot read the key from stdin")?;
-        Some(line.trim().to_owned()).filter(|k| !k.is_empty())
-    } else {
-        std::env::var("TOLLGATE_API_KEY")
-            .ok()
-            .map(|k| k.trim().to_owned())
-            .filter(|k| !k.is_empty())
-    };
-    if let Some(key) = given {
-        let place = store.save(gateway, &key)?;
-        return Ok(Some((key, place)));
+        if let Some(key) = Some(line.trim().to_owned()).filter(|k| !k.is_empty()) {
+            let place = store.save(gateway, &key)?;
+            return Ok(Some((key, place)));
+        }
+    } else if let Some(key) = std::env::var("TOLLGATE_API_KEY")
+        .ok()
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty())
+    {
+        return Ok(Some((key, Place::Env)));
     }
     if args.sso {
         let key = block_on(crate::login::sign_in(store, gateway, args.no_browser))?;
@@ -219,35 +224,47 @@ fn interactive_flow(
     saved: &Saved,
     store: &KeyStore,
 ) -> anyhow::Result<Option<Decided>> {
-    // The last configuration, complete, with its key and no flag changing it: summary first.
+    // The last configuration, complete, with its key and no flag choosing another gateway,
+    // harness or model: summary first, with the other flags (`--no-mcp`, `--small-model`,
+    // `--sso`) applied to it.
     let flags_given = args.gateway.is_some() || args.harness.is_some() || args.model.is_some();
-    if !flags_given
-        && let Some(last) = saved.choices()
-        && let Some((key, place)) = store.load(&last.gateway)?
-    {
-        eprintln!(
-            "Last configuration:\n{}",
-            render::summary(&last, &key, &place.to_string())
-        );
-        match confirm()? {
-            Confirm::Launch => {
-                return Ok(Some(Decided {
-                    choices: last,
-                    key,
-                    place,
-                    new_window: false,
-                }));
+    if !flags_given && let Some(last) = saved.choices() {
+        let last = with_flags(args, last);
+        let key = if args.sso {
+            // A new key by sign-in, never the stored one.
+            let key = block_on(crate::login::sign_in(store, &last.gateway, args.no_browser))?;
+            let place = store
+                .load(&last.gateway)?
+                .map_or(Place::Keyring, |(_, p)| p);
+            Some((key, place))
+        } else {
+            store.load(&last.gateway)?
+        };
+        if let Some((key, place)) = key {
+            eprintln!(
+                "Last configuration:\n{}",
+                render::summary(&last, &key, &place.to_string())
+            );
+            match confirm()? {
+                Confirm::Launch => {
+                    return Ok(Some(Decided {
+                        choices: last,
+                        key,
+                        place,
+                        new_window: false,
+                    }));
+                }
+                Confirm::NewWindow => {
+                    return Ok(Some(Decided {
+                        choices: last,
+                        key,
+                        place,
+                        new_window: true,
+                    }));
+                }
+                Confirm::Quit => return Ok(None),
+                Confirm::Change => {}
             }
-            Confirm::NewWindow => {
-                return Ok(Some(Decided {
-                    choices: last,
-                    key,
-                    place,
-                    new_window: true,
-                }));
-            }
-            Confirm::Quit => return Ok(None),
-            Confirm::Change => {}
         }
     }
     let mut defaults = saved.clone();
@@ -271,6 +288,17 @@ fn interactive_flow(
             new_window,
         }));
     }
+}
+
+/// The remembered choices with this launch's `--no-mcp` and `--small-model` applied.
+fn with_flags(args: &LaunchArgs, mut last: Choices) -> Choices {
+    if args.no_mcp {
+        last.mcp = false;
+    }
+    if let Some(small) = &args.small_model {
+        last.small_model = Some(small.clone());
+    }
+    last
 }
 
 /// Gateway, key, harness and model, each defaulting to `saved`.
@@ -412,7 +440,7 @@ fn prompt_key(
             gw.models().await
         });
         match models {
-            Ok(models) => return Ok((key, place, models)),
+            Ok(models) => return Ok((key, place, pickable(models))),
             Err(e @ GatewayError::KeyRefused { .. }) => {
                 eprintln!("{e}; choose another key");
                 if args.sso {
@@ -425,6 +453,26 @@ fn prompt_key(
             }
         }
     }
+}
+
+/// The gateway's models that can be offered in the picker as they are: an id that
+/// [`render::terminal_safe`] would change (control characters, too long) is left out, with a
+/// warning naming it escaped; it can still be typed with `--model`.
+fn pickable(models: Vec<String>) -> Vec<String> {
+    models
+        .into_iter()
+        .filter(|m| {
+            let safe = matches!(render::terminal_safe(m), std::borrow::Cow::Borrowed(_));
+            if !safe {
+                eprintln!(
+                    "warning: the gateway lists a model id with control characters or too long \
+                     to show, left out of the list: {}",
+                    render::terminal_safe(m)
+                );
+            }
+            safe
+        })
+        .collect()
 }
 
 /// The model, from the gateway's list filtered as you type (or typed when there is no list).
@@ -481,8 +529,8 @@ fn exec(args: &LaunchArgs, d: &Decided) -> anyhow::Result<ExitCode> {
     eprintln!(
         "tollgate: starting {} on {} through {} (key {} from {})",
         d.choices.harness,
-        d.choices.model,
-        d.choices.gateway,
+        render::terminal_safe(&d.choices.model),
+        render::terminal_safe(&d.choices.gateway),
         redact(&d.key),
         d.place
     );
@@ -527,6 +575,14 @@ fn open_in_tmux(args: &LaunchArgs, d: &Decided) -> anyhow::Result<ExitCode> {
     if let Some(why) = d.choices.harness.unsupported() {
         return Err(UsageError(why.to_owned()).into());
     }
+    if d.place == Place::Env {
+        bail!(UsageError(
+            "a key from TOLLGATE_API_KEY is used for this launch only and never stored, but the \
+             tmux window's tollgate reads the key from the key store: pipe the key to \
+             --key-stdin (which stores it) or run `tollgate login` first"
+                .into()
+        ));
+    }
     let inside = std::env::var_os("TMUX").is_some_and(|v| !v.is_empty());
     if args.new_window && !inside && !args.tmux {
         bail!(UsageError(
@@ -570,9 +626,53 @@ fn open_in_tmux(args: &LaunchArgs, d: &Decided) -> anyhow::Result<ExitCode> {
         eprintln!(
             "tollgate: {} on {} opened in tmux window `{}`",
             d.choices.harness,
-            d.choices.model,
+            render::terminal_safe(&d.choices.model),
             harness::tier(&d.choices.model)
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_picker_leaves_out_ids_that_are_not_terminal_safe() {
+        let models = vec![
+            "claude-sonnet-4-6".to_owned(),
+            "evil\u{1b}]0;pwned\u{7}".to_owned(),
+            "x".repeat(render::TERMINAL_SAFE_MAX + 1),
+            "bedrock/claude-haiku-4-5".to_owned(),
+        ];
+        assert_eq!(
+            pickable(models),
+            ["claude-sonnet-4-6", "bedrock/claude-haiku-4-5"]
+        );
+    }
+
+    #[test]
+    fn flags_override_the_remembered_choices() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            launch: LaunchArgs,
+        }
+        let last = Choices {
+            gateway: "http://gw:8080".into(),
+            harness: Harness::Claude,
+            model: "claude-opus-4-6".into(),
+            small_model: Some("claude-haiku-4-5".into()),
+            mcp: true,
+        };
+        let cli = Cli::try_parse_from(["launch"]).unwrap();
+        assert_eq!(with_flags(&cli.launch, last.clone()), last);
+        let cli =
+            Cli::try_parse_from(["launch", "--no-mcp", "--small-model", "tiny-model"]).unwrap();
+        let c = with_flags(&cli.launch, last.clone());
+        assert!(!c.mcp);
+        assert_eq!(c.small_model.as_deref(), Some("tiny-model"));
+        assert_eq!(c.model, last.model);
+    }
 }

@@ -1,6 +1,7 @@
 //! Pure text of the CLI: the model list's filter, the launch summary, `tollgate status`'s
 //! report and `tollgate doctor`'s check list with its exit code.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use serde::Deserialize;
@@ -15,6 +16,51 @@ pub fn model_matches(filter: &str, model: &str) -> bool {
     filter
         .split_whitespace()
         .all(|word| model.contains(&word.to_lowercase()))
+}
+
+/// The longest text [`terminal_safe`] lets through, in characters (longer: cut, with `…`).
+pub const TERMINAL_SAFE_MAX: usize = 300;
+
+/// `s` (text from the network: model ids, names, error messages) made safe to print as one
+/// line of a terminal: control characters (ESC, CSI, BEL, and `\n`, `\r`, `\t` too, which would
+/// fake or rewrite lines) and bidirectional / zero-width format characters become `\u{..}`
+/// escapes, and more than [`TERMINAL_SAFE_MAX`] characters are cut. Borrowed when unchanged.
+pub fn terminal_safe(s: &str) -> Cow<'_, str> {
+    escape(s, TERMINAL_SAFE_MAX)
+}
+
+/// [`terminal_safe`] with another length cap.
+fn escape(s: &str, max: usize) -> Cow<'_, str> {
+    fn unsafe_char(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !s.chars().any(unsafe_char) && s.chars().nth(max).is_none() {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    for (i, c) in s.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if unsafe_char(c) {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A whole message (an error chain) made one terminal-safe line, with a larger cap.
+pub fn escape_line(s: &str) -> Cow<'_, str> {
+    escape(s, 4 * TERMINAL_SAFE_MAX)
+}
+
+/// [`terminal_safe`], owned.
+pub fn safe(s: &str) -> String {
+    terminal_safe(s).into_owned()
 }
 
 /// The ids of a `GET /v1/models` answer.
@@ -34,19 +80,24 @@ pub fn model_ids(body: &[u8]) -> Result<Vec<String>, serde_json::Error> {
 /// The summary shown before launching.
 pub fn summary(c: &Choices, key: &str, key_place: &str) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "  gateway   {}", c.gateway);
-    let _ = writeln!(out, "  key       {} ({key_place})", redact(key));
+    let _ = writeln!(out, "  gateway   {}", terminal_safe(&c.gateway));
+    let _ = writeln!(
+        out,
+        "  key       {} ({})",
+        redact(key),
+        terminal_safe(key_place)
+    );
     let _ = writeln!(out, "  harness   {}", c.harness);
-    let _ = writeln!(out, "  model     {}", c.model);
+    let _ = writeln!(out, "  model     {}", terminal_safe(&c.model));
     if let Some(small) = &c.small_model {
-        let _ = writeln!(out, "  small     {small}");
+        let _ = writeln!(out, "  small     {}", terminal_safe(small));
     }
     if c.harness == super::harness::Harness::Claude {
         let _ = writeln!(
             out,
             "  MCP       {}",
             if c.mcp {
-                format!("{}/mcp as `tollgate`", c.gateway)
+                format!("{}/mcp as `tollgate`", terminal_safe(&c.gateway))
             } else {
                 "off".to_owned()
             }
@@ -93,7 +144,13 @@ pub fn checks(checks: &[Check]) -> String {
             Outcome::Fail => "FAIL",
             Outcome::Skip => "skip",
         };
-        let _ = writeln!(out, "[{tag}] {:<13} {}", c.name, c.detail);
+        // Details quote the gateway (names, errors): one line each, whatever they hold.
+        let _ = writeln!(
+            out,
+            "[{tag}] {:<13} {}",
+            c.name,
+            escape(&c.detail, 4 * TERMINAL_SAFE_MAX)
+        );
     }
     out
 }
@@ -111,6 +168,17 @@ pub fn exit_code(checks: &[Check]) -> u8 {
         EXIT_FAILED
     } else {
         EXIT_OK
+    }
+}
+
+/// What a `GET /health` status says of the gateway: 2xx ok; 401, 403 or 404 a warning (it
+/// answers, but `/health` is behind authentication or not routed, e.g. behind a proxy); any
+/// other status (5xx from a proxy whose upstream is down, a redirect) a failure.
+pub fn health_outcome(status: u16) -> Outcome {
+    match status {
+        200..=299 => Outcome::Ok,
+        401 | 403 | 404 => Outcome::Warn,
+        _ => Outcome::Fail,
     }
 }
 
@@ -168,10 +236,13 @@ pub fn mcp_servers_check(servers: &[McpServerState]) -> Check {
             "the gateway has no MCP server for this key",
         );
     }
-    let describe = |s: &McpServerState| match (&*s.state, &s.error) {
-        ("ready", _) => format!("{} ready ({} tools)", s.name, s.tools),
-        (state, Some(e)) => format!("{} {state}: {e}", s.name),
-        (state, None) => format!("{} {state}", s.name),
+    let describe = |s: &McpServerState| {
+        let name = terminal_safe(&s.name);
+        match (&*s.state, &s.error) {
+            ("ready", _) => format!("{name} ready ({} tools)", s.tools),
+            (state, Some(e)) => format!("{name} {}: {}", terminal_safe(state), terminal_safe(e)),
+            (state, None) => format!("{name} {}", terminal_safe(state)),
+        }
     };
     let outcome = if servers.iter().any(|s| s.state == "failed") {
         Outcome::Fail
@@ -236,6 +307,53 @@ mod tests {
         assert!(s.contains("Claude Code") && s.contains("claude-opus-4-6"));
         assert!(s.contains("http://gw:8080/mcp as `tollgate`"), "{s}");
         assert!(s.contains("small     claude-haiku-4-5"), "{s}");
+    }
+
+    #[test]
+    fn network_text_is_made_terminal_safe() {
+        assert!(matches!(
+            terminal_safe("claude-sonnet-4-6"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            terminal_safe("a\x1b]52;c;cHduZWQ=\x07b\x1b[2Kc"),
+            "a\\u{1b}]52;c;cHduZWQ=\\u{7}b\\u{1b}[2Kc"
+        );
+        assert_eq!(terminal_safe("x\ny\r\tz"), "x\\u{a}y\\u{d}\\u{9}z");
+        // C1 CSI, DEL and a bidi override.
+        assert_eq!(
+            terminal_safe("\u{9b}31m\u{7f}\u{202e}"),
+            "\\u{9b}31m\\u{7f}\\u{202e}"
+        );
+        let long = "é".repeat(TERMINAL_SAFE_MAX + 10);
+        let cut = terminal_safe(&long);
+        assert_eq!(cut.chars().count(), TERMINAL_SAFE_MAX + 1);
+        assert!(cut.ends_with('…'));
+        // A doctor line stays one line whatever a server's name or error holds.
+        let servers = [McpServerState {
+            name: "a\x1b[1A\r[ok  ] fake".into(),
+            state: "failed".into(),
+            tools: 0,
+            error: Some("boom\n[ok  ] key".into()),
+        }];
+        let text = checks(&[mcp_servers_check(&servers)]);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.contains('\x1b'), "{text}");
+        let text = checks(&[Check::new("key", Outcome::Fail, "x\n[ok  ] y\x1b]0;t\x07")]);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text}");
+    }
+
+    #[test]
+    fn health_statuses_are_classified() {
+        assert_eq!(health_outcome(200), Outcome::Ok);
+        assert_eq!(health_outcome(204), Outcome::Ok);
+        assert_eq!(health_outcome(401), Outcome::Warn);
+        assert_eq!(health_outcome(404), Outcome::Warn);
+        assert_eq!(health_outcome(500), Outcome::Fail);
+        assert_eq!(health_outcome(502), Outcome::Fail);
+        assert_eq!(health_outcome(503), Outcome::Fail);
+        assert_eq!(health_outcome(302), Outcome::Fail);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! ([`super::render`]) are pure; [`gather`] does the HTTP calls.
 //!
 //! Exit codes (both commands): 0 every check passed (warnings allowed), 1 a check failed
-//! (status: gateway unreachable or key refused), 2 usage or configuration error (no key
+//! (status: gateway unreachable, `/health` answering 5xx, or key refused), 2 usage or configuration error (no key
 //! stored or given, bad gateway URL, unreadable `launch.json`).
 
 use std::fmt::Write as _;
@@ -151,7 +151,11 @@ pub fn status(args: StatusArgs) -> ExitCode {
     };
     let g = block_on(gather(gateway, key, place));
     print!("{}", status_text(&g));
-    let failed = g.probe.is_err() || matches!(g.models, Err(GatewayError::KeyRefused { .. }));
+    let unhealthy = match &g.probe {
+        Ok(p) => render::health_outcome(p.status) == Outcome::Fail,
+        Err(_) => true,
+    };
+    let failed = unhealthy || matches!(g.models, Err(GatewayError::KeyRefused { .. }));
     ExitCode::from(if failed { EXIT_FAILED } else { EXIT_OK })
 }
 
@@ -174,10 +178,17 @@ pub fn doctor(args: StatusArgs) -> ExitCode {
 pub fn status_text(g: &Gathered) -> String {
     let mut out = String::new();
     let reach = match &g.probe {
-        Ok(p) => format!("reachable (/health {})", p.status),
+        Ok(p) => match render::health_outcome(p.status) {
+            Outcome::Fail => format!("UNHEALTHY (/health answered {})", p.status),
+            _ => format!("reachable (/health {})", p.status),
+        },
         Err(e) => format!("UNREACHABLE: {e}"),
     };
-    let _ = writeln!(out, "gateway    {} — {reach}", g.gateway);
+    let _ = writeln!(
+        out,
+        "gateway    {} — {reach}",
+        render::terminal_safe(&g.gateway)
+    );
     let validity = match &g.models {
         Ok(_) => "accepted".to_owned(),
         Err(GatewayError::KeyRefused { message, .. }) => format!("REFUSED: {message}"),
@@ -191,7 +202,8 @@ pub fn status_text(g: &Gathered) -> String {
     );
     match &g.key_info {
         Ok(info) => {
-            let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+            // Every string of /v1/key is the gateway's: terminal-safe before it is printed.
+            let s = |v: &Value| render::safe(v.as_str().unwrap_or_default());
             let _ = writeln!(out, "key id     {} ({})", s(&info["id"]), s(&info["name"]));
             for owner in ["team", "customer"] {
                 if info[owner].is_object() {
@@ -211,7 +223,7 @@ pub fn status_text(g: &Gathered) -> String {
             let _ = writeln!(
                 out,
                 "expires    {}",
-                info["expires_at"].as_str().unwrap_or("never")
+                render::terminal_safe(info["expires_at"].as_str().unwrap_or("never"))
             );
             let budgets = info["budgets"].as_array().cloned().unwrap_or_default();
             if budgets.is_empty() {
@@ -261,7 +273,11 @@ pub fn status_text(g: &Gathered) -> String {
     }
     match &g.models {
         Ok(models) => {
-            let shown: Vec<&str> = models.iter().take(8).map(String::as_str).collect();
+            let shown: Vec<std::borrow::Cow<'_, str>> = models
+                .iter()
+                .take(8)
+                .map(|m| render::terminal_safe(m))
+                .collect();
             let more = models.len().saturating_sub(shown.len());
             let _ = writeln!(
                 out,
@@ -312,11 +328,19 @@ pub fn doctor_checks(g: &Gathered, model: Option<&str>) -> Vec<Check> {
     let mut checks = Vec::new();
     let reachable = match &g.probe {
         Ok(p) => {
-            checks.push(Check::new(
-                "reachability",
-                Outcome::Ok,
-                format!("{} answers (/health {})", g.gateway, p.status),
-            ));
+            let outcome = render::health_outcome(p.status);
+            let detail = match outcome {
+                Outcome::Ok => format!("{} answers (/health {})", g.gateway, p.status),
+                Outcome::Warn => format!(
+                    "{} answers, but /health gave {} (behind authentication or a proxy?)",
+                    g.gateway, p.status
+                ),
+                _ => format!(
+                    "{} answers /health with {}: the gateway (or a proxy before it) is failing",
+                    g.gateway, p.status
+                ),
+            };
+            checks.push(Check::new("reachability", outcome, detail));
             true
         }
         Err(e) => {
@@ -377,13 +401,14 @@ pub fn doctor_checks(g: &Gathered, model: Option<&str>) -> Vec<Check> {
         (Ok(models), Some(m)) if models.iter().any(|x| x == m) => Check::new(
             "model access",
             Outcome::Ok,
-            format!("{m} is in the key's model list"),
+            format!("{} is in the key's model list", render::terminal_safe(m)),
         ),
         (Ok(models), Some(m)) => Check::new(
             "model access",
             Outcome::Fail,
             format!(
-                "{m} is not in the key's model list ({} models{})",
+                "{} is not in the key's model list ({} models{})",
+                render::terminal_safe(m),
                 models.len(),
                 if models.is_empty() {
                     String::new()
@@ -393,7 +418,7 @@ pub fn doctor_checks(g: &Gathered, model: Option<&str>) -> Vec<Check> {
                         models
                             .iter()
                             .take(3)
-                            .cloned()
+                            .map(|m| render::safe(m))
                             .collect::<Vec<_>>()
                             .join(", ")
                     )
@@ -611,6 +636,23 @@ mod tests {
         let checks = doctor_checks(&down, None);
         assert_eq!(checks[0].outcome, Outcome::Fail);
         assert!(checks[1..].iter().all(|c| c.outcome == Outcome::Skip));
+
+        // /health answering 502 (a proxy whose gateway is down) fails; 404/401 only warn.
+        for (status, outcome, exit) in [
+            (502, Outcome::Fail, EXIT_FAILED),
+            (503, Outcome::Fail, EXIT_FAILED),
+            (404, Outcome::Warn, EXIT_OK),
+            (401, Outcome::Warn, EXIT_OK),
+        ] {
+            let mut g = gathered();
+            g.probe = Ok(Probe {
+                status,
+                date_unix: Some(1_000),
+            });
+            let checks = doctor_checks(&g, Some("claude-sonnet-4-6"));
+            assert_eq!(checks[0].outcome, outcome, "{status}");
+            assert_eq!(render::exit_code(&checks), exit, "{status}");
+        }
 
         // A gateway without MCP: skipped, not failed.
         let mut no_mcp = gathered();
