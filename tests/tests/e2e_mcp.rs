@@ -1,4 +1,5 @@
-//! End to end: the MCP gateway (`/mcp`) of the real binary, in front of the reference MCP server
+//! End to end: the MCP gateway (`/mcp`) and `tollgate launch` with the real binary. The MCP
+//! gateway sits in front of the reference MCP server
 //! (`@modelcontextprotocol/server-everything` from npm, over stdio and over Streamable HTTP),
 //! driven by the official MCP Python SDK (`mcp` from PyPI).
 //!
@@ -526,4 +527,95 @@ async fn claude_code_started_by_tollgate_launch_lists_and_calls_a_gateway_tool()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Codex CLI started by `tollgate launch --harness codex` (its provider given as command-line
+/// overrides, the key in `TOLLGATE_API_KEY`, no `config.toml` written) runs a turn through the
+/// gateway's OpenAI Responses route to the Anthropic double.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_started_by_tollgate_launch_runs_a_turn_through_the_gateway() {
+    use tollgate_tests::anthropic_double::{AnthropicDouble, AnthropicDoubleConfig, DEFAULT_REPLY};
+    let codex = required_env("TOLLGATE_TEST_CODEX");
+    let double = AnthropicDouble::start(AnthropicDoubleConfig::new().with_api_key(UPSTREAM_KEY))
+        .expect("anthropic double");
+    let gw = TollgateProcess::spawn_with(TollgateOptions::default())
+        .await
+        .expect("tollgate starts");
+    let http = reqwest::Client::new();
+    for (path, body) in [
+        (
+            "/api/providers",
+            json!({"provider": "anthropic", "network_config": {"base_url": double.base_url()}}),
+        ),
+        (
+            "/api/providers/anthropic/keys",
+            json!({"name": "ant", "models": ["*"], "value": UPSTREAM_KEY}),
+        ),
+    ] {
+        let (st, b) = admin(&http, &gw, "POST", path, body).await;
+        assert_eq!(st, 201, "{path}: {b}");
+    }
+    let (st, vk) = admin(
+        &http,
+        &gw,
+        "POST",
+        "/api/virtual-keys",
+        json!({"name": "launch-codex", "provider": "anthropic"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{vk}");
+    let key = vk["value"].as_str().unwrap().to_owned();
+    common::wait_for_config(&http, &gw, &key).await;
+
+    let home = tempfile::tempdir().expect("home");
+    let codex_home = home.path().join(".codex");
+    std::fs::create_dir_all(&codex_home).expect("codex home");
+    let work = tempfile::tempdir().expect("work dir");
+    let mut cmd = Command::new(tollgate_tests::harness::tollgate_binary());
+    cmd.args([
+        "launch",
+        "--yes",
+        "--gateway",
+        gw.base_url(),
+        "--harness",
+        "codex",
+        "--model",
+        "claude-sonnet-4-5",
+        "--harness-path",
+        &codex,
+        "--",
+        "exec",
+        "--skip-git-repo-check",
+        "Say hello.",
+    ])
+    .current_dir(work.path())
+    .env_clear()
+    .env("PATH", std::env::var("PATH").unwrap_or_default())
+    .env("HOME", home.path())
+    .env("XDG_CONFIG_HOME", home.path().join(".config"))
+    .env("CODEX_HOME", &codex_home)
+    .env("TERM", "dumb")
+    .env("TOLLGATE_API_KEY", &key)
+    .stdin(Stdio::null());
+    let out = output(cmd, "tollgate launch --harness codex").await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "tollgate launch / codex failed ({}):\nstdout: {stdout}\nstderr: {}\ngateway:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        gw.output()
+    );
+    assert!(stdout.contains(DEFAULT_REPLY), "stdout: {stdout}");
+    assert!(
+        !codex_home.join("config.toml").exists(),
+        "no Codex configuration file written"
+    );
+    let requests = double.requests();
+    assert!(!requests.is_empty(), "the double saw the turn");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.header("x-api-key") == Some(UPSTREAM_KEY))
+    );
 }
