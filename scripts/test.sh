@@ -51,18 +51,20 @@ if ! tests/.venv/bin/python -c 'import anthropic, openai, mcp' >/dev/null 2>&1; 
 fi
 export TOLLGATE_TEST_PYTHON="$root/tests/.venv/bin/python"
 
-step "Claude Code 2.1.331 and 2.1.197, Codex CLI 0.171.0, oidc-provider 9.13.3, playwright-core 1.64.1, MCP server-everything 2026.8.31 from npm (tests/clients/node_modules)"
+step "Claude Code 2.1.331 and 2.1.197, Codex CLI 0.171.0, oidc-provider 9.13.3, playwright-core 1.64.1, MCP server-everything 2026.8.31, OpenCode 1.18.33 from npm (tests/clients/node_modules)"
 claude_2_1_197=tests/clients/node_modules/claude-code-2-1-197/bin/claude.exe
 if [ ! -x tests/clients/node_modules/.bin/claude ] || [ ! -x "$claude_2_1_197" ] \
   || [ ! -x tests/clients/node_modules/.bin/codex ] \
   || [ ! -f tests/clients/node_modules/oidc-provider/package.json ] \
   || [ ! -f tests/clients/node_modules/playwright-core/package.json ] \
-  || [ ! -f tests/clients/node_modules/@modelcontextprotocol/server-everything/dist/index.js ]; then
+  || [ ! -f tests/clients/node_modules/@modelcontextprotocol/server-everything/dist/index.js ] \
+  || [ ! -x tests/clients/node_modules/.bin/opencode ]; then
   (cd tests/clients && npm install --no-audit --no-fund --loglevel=error)
 fi
 export TOLLGATE_TEST_CLAUDE="$root/tests/clients/node_modules/.bin/claude"
 export TOLLGATE_TEST_CLAUDE_2_1_197="$root/$claude_2_1_197"
 export TOLLGATE_TEST_CODEX="$root/tests/clients/node_modules/.bin/codex"
+export TOLLGATE_TEST_OPENCODE="$root/tests/clients/node_modules/.bin/opencode"
 # The reference MCP server (stdio and Streamable HTTP) the MCP gateway tests connect to, run with node.
 export TOLLGATE_TEST_MCP_EVERYTHING="$root/tests/clients/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 export TOLLGATE_TEST_MCP_CLIENT="$root/tests/clients/mcp_client_check.py"

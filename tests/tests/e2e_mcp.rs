@@ -620,3 +620,92 @@ async fn codex_started_by_tollgate_launch_runs_a_turn_through_the_gateway() {
             .all(|r| r.header("x-api-key") == Some(UPSTREAM_KEY))
     );
 }
+/// OpenCode started by `tollgate launch --harness opencode` (its provider given inline in
+/// `OPENCODE_CONFIG_CONTENT`, no `opencode.json` written) runs a turn through the gateway's OpenAI
+/// Chat Completions route to the Anthropic double.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opencode_started_by_tollgate_launch_runs_a_turn_through_the_gateway() {
+    use tollgate_tests::anthropic_double::{AnthropicDouble, AnthropicDoubleConfig, DEFAULT_REPLY};
+    let opencode = required_env("TOLLGATE_TEST_OPENCODE");
+    let double = AnthropicDouble::start(AnthropicDoubleConfig::new().with_api_key(UPSTREAM_KEY))
+        .expect("anthropic double");
+    let gw = TollgateProcess::spawn_with(TollgateOptions::default())
+        .await
+        .expect("tollgate starts");
+    let http = reqwest::Client::new();
+    for (path, body) in [
+        (
+            "/api/providers",
+            json!({"provider": "anthropic", "network_config": {"base_url": double.base_url()}}),
+        ),
+        (
+            "/api/providers/anthropic/keys",
+            json!({"name": "ant", "models": ["*"], "value": UPSTREAM_KEY}),
+        ),
+    ] {
+        let (st, b) = admin(&http, &gw, "POST", path, body).await;
+        assert_eq!(st, 201, "{path}: {b}");
+    }
+    let (st, vk) = admin(
+        &http,
+        &gw,
+        "POST",
+        "/api/virtual-keys",
+        json!({"name": "launch-opencode", "provider": "anthropic"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{vk}");
+    let key = vk["value"].as_str().unwrap().to_owned();
+    common::wait_for_config(&http, &gw, &key).await;
+
+    let home = tempfile::tempdir().expect("home");
+    let work = tempfile::tempdir().expect("work dir");
+    let mut cmd = Command::new(tollgate_tests::harness::tollgate_binary());
+    cmd.args([
+        "launch",
+        "--yes",
+        "--gateway",
+        gw.base_url(),
+        "--harness",
+        "opencode",
+        "--model",
+        "claude-sonnet-4-5",
+        "--harness-path",
+        &opencode,
+        "--",
+        "run",
+        "Say hello.",
+    ])
+    .current_dir(work.path())
+    .env_clear()
+    .env("PATH", std::env::var("PATH").unwrap_or_default())
+    .env("HOME", home.path())
+    .env("XDG_CONFIG_HOME", home.path().join(".config"))
+    .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
+    .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
+    .env("TERM", "dumb")
+    .env("TOLLGATE_API_KEY", &key)
+    .stdin(Stdio::null());
+    let out = output(cmd, "tollgate launch --harness opencode").await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "tollgate launch / opencode failed ({}):\nstdout: {stdout}\nstderr: {}\ngateway:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        gw.output()
+    );
+    assert!(stdout.contains(DEFAULT_REPLY), "stdout: {stdout}");
+    assert!(
+        !work.path().join("opencode.json").exists()
+            && !home.path().join(".config/opencode/opencode.json").exists(),
+        "no OpenCode configuration file written"
+    );
+    let requests = double.requests();
+    assert!(!requests.is_empty(), "the double saw the turn");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.header("x-api-key") == Some(UPSTREAM_KEY))
+    );
+}
