@@ -16,8 +16,8 @@
 //! * The remote server going away shows in `/v1/mcp/servers`, and the gateway reconnects when it
 //!   is back.
 //! * Claude Code started by `tollgate launch` (`-p` mode) is offered a gateway tool and calls it
-//!   through the gateway, with no `claude mcp add`; Codex CLI started by `tollgate launch
-//!   --harness codex` runs a turn through the gateway.
+//!   through the gateway, with no `claude mcp add`; Codex CLI and OpenCode started by `tollgate
+//!   launch --harness codex|opencode` run a turn through the gateway, writing no config file.
 
 mod common;
 
