@@ -59,10 +59,12 @@ pub struct ServerView {
     /// The live connection (ready only).
     pub peer: Option<Peer<RoleClient>>,
     pub call_timeout: Duration,
+    /// Its config (to clean an error text of a call).
+    pub spec: Arc<ServerSpec>,
 }
 
 impl ServerView {
-    pub fn new(spec: &ServerSpec, state: State, tools: Arc<[ServedTool]>) -> ServerView {
+    pub fn new(spec: &Arc<ServerSpec>, state: State, tools: Arc<[ServedTool]>) -> ServerView {
         ServerView {
             name: Arc::clone(&spec.name),
             state,
@@ -71,6 +73,7 @@ impl ServerView {
             tools,
             peer: None,
             call_timeout: spec.call_timeout,
+            spec: Arc::clone(spec),
         }
     }
 }
@@ -229,8 +232,8 @@ mod tests {
     use tollgate_proto::config::v1 as pb;
     use tollgate_proto::env::EnvAllowlist;
 
-    fn spec(name: &str, allowed: &[&str]) -> ServerSpec {
-        ServerSpec::compile(
+    fn spec(name: &str, allowed: &[&str]) -> Arc<ServerSpec> {
+        Arc::new(ServerSpec::compile(
             &pb::McpServer {
                 id: name.into(),
                 name: name.into(),
@@ -238,7 +241,7 @@ mod tests {
                 ..Default::default()
             },
             &EnvAllowlist::default(),
-        )
+        ))
     }
 
     fn tool(name: &str) -> Tool {
@@ -252,7 +255,7 @@ mod tests {
         t
     }
 
-    fn view(spec: &ServerSpec, state: State, tools: &[&str]) -> ServerView {
+    fn view(spec: &Arc<ServerSpec>, state: State, tools: &[&str]) -> ServerView {
         let tools = served_tools(spec, tools.iter().map(|t| tool(t)).collect());
         ServerView::new(spec, state, tools.into())
     }

@@ -24,7 +24,7 @@ use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::catalog::{Catalog, ServerView, State, clean_error, served_tools};
+use super::catalog::{Catalog, ServerView, State, served_tools};
 use super::spec::{INHERITED_ENV, ServerSpec, Transport};
 
 /// How the hub watches its servers.
@@ -316,7 +316,7 @@ async fn supervise(
                 }
             },
         };
-        let error = clean_error(&without_query(&spec, error));
+        let error = spec.clean_error(&error);
         tracing::warn!(
             server = %spec.name,
             error = %error,
@@ -335,25 +335,6 @@ async fn supervise(
     }
 }
 
-/// `error` without the query of the server's URL, which may hold a credential: errors are shown
-/// to every key at `/v1/mcp/servers`.
-fn without_query(spec: &ServerSpec, error: String) -> String {
-    let Ok(Transport::Http { url, .. }) = &spec.transport else {
-        return error;
-    };
-    let Some((base, _)) = url.split_once('?') else {
-        return error;
-    };
-    let mut error = error.replace(url.as_str(), &format!("{base}?…"));
-    // HTTP clients print the URL normalized.
-    if let Ok(parsed) = reqwest::Url::parse(url)
-        && let Some(query) = parsed.query()
-    {
-        error = error.replace(query, "…");
-    }
-    error
-}
-
 /// The wait before reconnection number `failures` (0: the first): `backoff_initial` doubled per
 /// failure in a row, at most `backoff_max`, times a jitter in [0.75, 1.25) so a fleet of data
 /// planes does not reconnect in step.
@@ -369,7 +350,7 @@ fn backoff(settings: &HubSettings, failures: u32) -> Duration {
 /// Serves one established connection until it fails or the supervisor stops.
 async fn run(
     shared: &Shared,
-    spec: &ServerSpec,
+    spec: &Arc<ServerSpec>,
     generation: u64,
     mut conn: Connection,
     tools: Vec<super::catalog::ServedTool>,
@@ -433,7 +414,7 @@ async fn run(
 /// Starts the server's transport, initializes and lists its tools.
 async fn connect(
     shared: &Shared,
-    spec: &ServerSpec,
+    spec: &Arc<ServerSpec>,
     tools_changed: Arc<Notify>,
 ) -> Result<(Connection, Vec<super::catalog::ServedTool>), String> {
     let handler = Upstream { tools_changed };
@@ -469,7 +450,7 @@ async fn connect(
                 .spawn()
                 .map_err(|e| format!("cannot start {command}: {e}"))?;
             if let Some(stderr) = stderr {
-                tokio::spawn(log_stderr(Arc::clone(&spec.name), stderr));
+                tokio::spawn(log_stderr(Arc::clone(spec), spec.secrets(), stderr));
             }
             handler
                 .serve(process)
@@ -501,15 +482,21 @@ async fn connect(
 }
 
 /// A stdio server's standard error, logged at `debug` a chunk at a time (escaped, cut).
-async fn log_stderr(server: Arc<str>, mut stderr: tokio::process::ChildStderr) {
+/// The server's configured secret values (`secrets`) are masked: it may echo its environment.
+async fn log_stderr(
+    spec: Arc<ServerSpec>,
+    secrets: Vec<Arc<str>>,
+    mut stderr: tokio::process::ChildStderr,
+) {
     use tokio::io::AsyncReadExt;
     let mut buf = vec![0u8; 4096];
     loop {
         match stderr.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                let text = clean_error(String::from_utf8_lossy(&buf[..n]).trim_end());
-                tracing::debug!(server = %server, stderr = %text, "MCP server stderr");
+                let text =
+                    spec.clean_error_with(String::from_utf8_lossy(&buf[..n]).trim_end(), &secrets);
+                tracing::debug!(server = %spec.name, stderr = %text, "MCP server stderr");
             }
         }
     }
@@ -534,9 +521,8 @@ mod tests {
             },
             &Default::default(),
         );
-        let error = without_query(
-            &spec,
-            "error sending request for url (https://mcp.example.com/mcp?api_key=s3cr3t&x=1)".into(),
+        let error = spec.clean_error(
+            "error sending request for url (https://mcp.example.com/mcp?api_key=s3cr3t&x=1)",
         );
         assert!(!error.contains("s3cr3t"), "{error}");
         assert!(error.contains("https://mcp.example.com/mcp?"), "{error}");

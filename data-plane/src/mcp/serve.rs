@@ -150,7 +150,7 @@ impl rmcp::ServerHandler for Gateway {
         let caller = caller_of(&context)?;
         let mut call = ToolCall::start(&caller);
         let catalog = caller.dp.mcp().catalog();
-        let (server, tool, peer, timeout) =
+        let (server, tool, peer, timeout, spec) =
             match catalog.lookup(&request.name, &caller.vk.mcp_access) {
                 Lookup::Unknown { server } => {
                     let tool = match server {
@@ -170,6 +170,7 @@ impl rmcp::ServerHandler for Gateway {
                         Arc::clone(&tool.upstream),
                         peer.clone(),
                         server.call_timeout,
+                        Arc::clone(&server.spec),
                     ),
                     _ => {
                         call.finish(&server.name, &tool.upstream, 502, "unreachable");
@@ -206,7 +207,7 @@ impl rmcp::ServerHandler for Gateway {
                 tracing::info!(
                     request_id = %call.request_id,
                     server = %server,
-                    error = %super::catalog::clean_error(&e.to_string()),
+                    error = %spec.clean_error(&e.to_string()),
                     "MCP tool call failed upstream"
                 );
                 let message = format!(

@@ -1142,3 +1142,32 @@ async fn bad_requests_get_protocol_errors() {
     let (status, _) = send(http::Method::GET, Vec::new()).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+/// Neither the data plane's nor the runtime's `Debug` prints an MCP server's literal header or
+/// env value, nor its URL's query (they hold credentials).
+#[tokio::test]
+async fn debug_never_prints_an_mcp_secret() {
+    let gw = gateway(EnvAllowlist::default()).await;
+    let mut remote = http_server("remote", "127.0.0.1:9".parse().expect("addr"));
+    if let Some(pb::mcp_server::Transport::Http(h)) = &mut remote.transport {
+        h.url = "http://127.0.0.1:9/mcp?api_key=query-secret-456".into();
+    }
+    let local = stdio_server(
+        "local",
+        "/nonexistent.py",
+        &[("TOKEN", lit("env-secret-789"))],
+    );
+    gw.dp
+        .apply(&snapshot(1, vec![remote, local]))
+        .expect("applies");
+    let rt = gw.dp.runtime().load().expect("runtime");
+    for debug in [format!("{:?}", gw.dp), format!("{rt:?}")] {
+        assert!(
+            debug.contains("remote") && debug.contains("local"),
+            "{debug}"
+        );
+        for secret in [UPSTREAM_TOKEN, "query-secret-456", "env-secret-789"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+    }
+}
