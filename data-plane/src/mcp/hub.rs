@@ -75,6 +75,9 @@ struct Shared {
     generation: std::sync::atomic::AtomicU64,
     /// Set by [`Hub::shutdown`]: no supervisor starts after it.
     stopped: std::sync::atomic::AtomicBool,
+    /// The supervisors [`Hub::reconcile`] stopped, until they end: [`Hub::shutdown`] waits for
+    /// them too.
+    stopping: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The HTTP client of Streamable HTTP servers (rustls, no redirects: credentials only go to
     /// the configured URL), made when the first one connects.
     http: std::sync::OnceLock<reqwest::Client>,
@@ -98,6 +101,7 @@ impl Hub {
                 catalog: ArcSwap::from_pointee(Catalog::default()),
                 generation: Default::default(),
                 stopped: Default::default(),
+                stopping: Mutex::default(),
                 http: std::sync::OnceLock::new(),
             }),
         }
@@ -120,6 +124,7 @@ impl Hub {
             return;
         }
         let mut changed = false;
+        let mut stopped = Vec::new();
         servers.retain(|name, entry| {
             let keep = specs
                 .iter()
@@ -127,10 +132,20 @@ impl Hub {
             if !keep {
                 tracing::info!(server = %name, "MCP server removed or changed; stopping it");
                 entry.cancel.cancel();
+                stopped.extend(entry.task.take());
                 changed = true;
             }
             keep
         });
+        if !stopped.is_empty() {
+            let mut stopping = self
+                .shared
+                .stopping
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            stopping.retain(|t| !t.is_finished());
+            stopping.append(&mut stopped);
+        }
         for spec in specs {
             if servers.contains_key(&spec.name) {
                 continue;
@@ -176,13 +191,20 @@ impl Hub {
             self.shared
                 .stopped
                 .store(true, std::sync::atomic::Ordering::Relaxed);
-            let tasks = servers
+            let mut tasks: Vec<_> = servers
                 .values_mut()
                 .filter_map(|e| {
                     e.cancel.cancel();
                     e.task.take()
                 })
                 .collect();
+            tasks.append(
+                &mut self
+                    .shared
+                    .stopping
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
             servers.clear();
             self.shared.publish_locked(&servers);
             tasks
@@ -308,8 +330,14 @@ async fn supervise(
                 ),
                 Ok(Err(e)) => e,
                 Ok(Ok((conn, tools))) => {
-                    failures = 0;
-                    match run(&shared, &spec, generation, conn, tools, &tools_changed, &cancel).await {
+                    let up = tokio::time::Instant::now();
+                    let ended = run(&shared, &spec, generation, conn, tools, &tools_changed, &cancel).await;
+                    // The backoff starts again only after the connection stayed up a while: a
+                    // server that initializes and then dies is not restarted at once forever.
+                    if up.elapsed() >= settings.backoff_max {
+                        failures = 0;
+                    }
+                    match ended {
                         Ended::Stopped => return,
                         Ended::Failed(e) => e,
                     }
@@ -379,7 +407,15 @@ async fn run(
             }
             _ = health.tick() => {
                 let ping = conn.peer().send_request(ClientRequest::PingRequest(PingRequest::default()));
-                match tokio::time::timeout(settings.ping_timeout, ping).await {
+                // Raced against the stop: a server that does not answer does not delay it.
+                let Some(answer) = cancel
+                    .run_until_cancelled(tokio::time::timeout(settings.ping_timeout, ping))
+                    .await
+                else {
+                    let _ = conn.close_with_timeout(Duration::from_secs(8)).await;
+                    return Ended::Stopped;
+                };
+                match answer {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => break format!("health check failed: {e}"),
                     Err(_) => break format!(
@@ -394,7 +430,12 @@ async fn run(
                 }
             }
             () = tools_changed.notified() => {
-                match tokio::time::timeout(settings.connect_timeout, conn.peer().list_all_tools()).await {
+                let list = tokio::time::timeout(settings.connect_timeout, conn.peer().list_all_tools());
+                let Some(listed) = cancel.run_until_cancelled(list).await else {
+                    let _ = conn.close_with_timeout(Duration::from_secs(8)).await;
+                    return Ended::Stopped;
+                };
+                match listed {
                     Ok(Ok(list)) => {
                         let tools = served_tools(spec, list);
                         tracing::info!(server = %spec.name, tools = tools.len(), "MCP server's tools changed");

@@ -158,9 +158,16 @@ async fn start_upstream() -> (SocketAddr, CancellationToken, tokio::task::JoinHa
 // The stdio server.
 
 /// An MCP server over stdio: tools `env` (its environment as JSON), `echo`, `pid`, and `grow`,
-/// which adds a tool `extra` and says so (`notifications/tools/list_changed`).
+/// which adds a tool `extra` and says so (`notifications/tools/list_changed`). With `START_LOG`
+/// set it appends its start time to that file; `MODE=exit_after_list` exits after listing its
+/// tools, `MODE=hang_ping` never answers a ping.
 const STDIO_SERVER: &str = r#"
-import json, os, sys
+import json, os, sys, time
+
+if os.environ.get("START_LOG"):
+    with open(os.environ["START_LOG"], "a") as f:
+        f.write("%f %d\n" % (time.time(), os.getpid()))
+MODE = os.environ.get("MODE", "")
 
 def send(m):
     sys.stdout.write(json.dumps(m) + "\n")
@@ -181,6 +188,8 @@ for line in sys.stdin:
         result = {"protocolVersion": params.get("protocolVersion"),
                   "capabilities": {"tools": {}}, "serverInfo": {"name": "py", "version": "1"}}
     elif method == "ping":
+        if MODE == "hang_ping":
+            time.sleep(3600)
         result = {}
     elif method == "tools/list":
         result = {"tools": [
@@ -204,6 +213,8 @@ for line in sys.stdin:
         send({"jsonrpc": "2.0", "id": mid, "error": {"code": -32601, "message": "no " + method}})
         continue
     send({"jsonrpc": "2.0", "id": mid, "result": result})
+    if method == "tools/list" and MODE == "exit_after_list":
+        sys.exit(0)
 "#;
 
 /// The Python interpreter itself (not a version manager's shim, which adds its own variables to
@@ -336,11 +347,15 @@ fn fast() -> HubSettings {
 }
 
 async fn gateway(env_allow: EnvAllowlist) -> Gateway {
+    gateway_with(env_allow, fast()).await
+}
+
+async fn gateway_with(env_allow: EnvAllowlist, mcp: HubSettings) -> Gateway {
     let (sink, usage) = UsageSink::channel(1024);
     let dp = DataPlane::new(
         DataPlaneConfig {
             env_allow,
-            mcp: fast(),
+            mcp,
             ..DataPlaneConfig::default()
         },
         sink,
@@ -1170,4 +1185,108 @@ async fn debug_never_prints_an_mcp_secret() {
             assert!(!debug.contains(secret), "{secret} in {debug}");
         }
     }
+}
+
+/// The times (seconds) a stdio server with `START_LOG` started, and its process ids.
+fn starts(log: &std::path::Path) -> Vec<(f64, i32)> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (time, pid) = l.split_once(' ')?;
+            Some((time.parse().ok()?, pid.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A server that initializes and lists its tools, then exits, is restarted after a growing
+/// backoff: connecting is not a success that starts the backoff again.
+#[tokio::test]
+async fn a_server_that_dies_after_connecting_backs_off() {
+    let (dir, script) = stdio_script();
+    let log = dir.path().join("starts");
+    let settings = HubSettings {
+        backoff_initial: Duration::from_millis(50),
+        backoff_max: Duration::from_secs(2),
+        ..fast()
+    };
+    let gw = gateway_with(EnvAllowlist::default(), settings).await;
+    let env = [
+        ("START_LOG", lit(&log.to_string_lossy())),
+        ("MODE", lit("exit_after_list")),
+    ];
+    gw.dp
+        .apply(&snapshot(1, vec![stdio_server("local", &script, &env)]))
+        .expect("applies");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let starts = starts(&log);
+    gw.dp.shutdown().await;
+    // Backoffs 50, 100, 200, 400, 800, 1600 ms (±25 %): at most 7 starts in 3 s; restarting
+    // after 50 ms each time would start it more than 10 times.
+    assert!(
+        (3..=7).contains(&starts.len()),
+        "{} starts: {starts:?}",
+        starts.len()
+    );
+    let gaps: Vec<f64> = starts.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    assert!(gaps[gaps.len() - 1] > 2.0 * gaps[0], "{gaps:?}");
+}
+
+/// Whether process `pid` has ended.
+fn ended(pid: i32) -> bool {
+    !std::path::Path::new(&format!("/proc/{pid}")).exists() || zombie(pid)
+}
+
+/// A server that never answers a ping does not hold up its removal nor the shutdown: its
+/// process ends promptly, not after the ping timeout.
+#[tokio::test]
+async fn a_server_hanging_on_ping_is_stopped_promptly() {
+    let (dir, script) = stdio_script();
+    let settings = HubSettings {
+        health_interval: Duration::from_millis(100),
+        ping_timeout: Duration::from_secs(60),
+        ..fast()
+    };
+    let gw = gateway_with(EnvAllowlist::default(), settings).await;
+    let log = |name: &str| dir.path().join(name);
+    let server = |name: &str| {
+        let env = [
+            ("MODE", lit("hang_ping")),
+            ("START_LOG", lit(&log(name).to_string_lossy())),
+        ];
+        stdio_server(name, &script, &env)
+    };
+    gw.dp
+        .apply(&snapshot(1, vec![server("local"), server("other")]))
+        .expect("applies");
+    gw.ready("local").await;
+    gw.ready("other").await;
+    let pid = |name: &str| starts(&log(name)).first().expect("started").1;
+    let (local, other) = (pid("local"), pid("other"));
+    // Their first pings are sent now, and never answered.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!ended(local) && !ended(other));
+
+    // Removed: its process ends within seconds.
+    gw.dp
+        .apply(&snapshot(2, vec![server("other")]))
+        .expect("applies");
+    let started = std::time::Instant::now();
+    while !ended(local) && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ended(local), "the removed server's process still runs");
+
+    // Shutdown: the same.
+    let started = std::time::Instant::now();
+    gw.dp.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        ended(other),
+        "the server's process ended with the data plane"
+    );
 }
