@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, header};
 use rmcp::ErrorData;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
+    CallToolRequestParams, CallToolResponse, ErrorCode, Implementation, ListToolsResult,
     PaginatedRequestParams, ResultType, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{RequestContext, RoleServer, ServiceError};
@@ -198,9 +198,17 @@ impl rmcp::ServerHandler for Gateway {
                 call.finish(&server, &tool, 200, class);
                 Ok(result.into())
             }
-            // The server's own JSON-RPC error goes back as it is.
+            // The server's own JSON-RPC error goes back as it is; invalid params (the client's
+            // own arguments) or an unknown method is the client's fault, not the server's.
             Ok(Err(ServiceError::McpError(e))) => {
-                call.finish(&server, &tool, 502, "upstream_error");
+                if matches!(
+                    e.code,
+                    ErrorCode::INVALID_PARAMS | ErrorCode::METHOD_NOT_FOUND
+                ) {
+                    call.finish(&server, &tool, 400, "invalid_arguments");
+                } else {
+                    call.finish(&server, &tool, 502, "upstream_error");
+                }
                 Err(e)
             }
             Ok(Err(e)) => {

@@ -111,7 +111,13 @@ impl ServerHandler for Upstream {
                 let text = args.get("text").and_then(|v| v.as_str()).unwrap_or("");
                 CallToolResult::success(vec![ContentBlock::text(format!("{text}|{token}"))])
             }
+            "add" if args.values().any(|v| !v.is_number()) => {
+                return Err(ErrorData::invalid_params("a and b must be numbers", None));
+            }
             "add" => CallToolResult::structured(serde_json::json!({"sum": num("a") + num("b")})),
+            "fail" if args.contains_key("crash") => {
+                return Err(ErrorData::internal_error("it crashed", None));
+            }
             "fail" => CallToolResult::error(vec![ContentBlock::text("it broke")]),
             "slow" => {
                 tokio::time::sleep(Duration::from_secs(3)).await;
@@ -1288,5 +1294,50 @@ async fn a_server_hanging_on_ping_is_stopped_promptly() {
     assert!(
         ended(other),
         "the server's process ended with the data plane"
+    );
+}
+
+/// An upstream's JSON-RPC error goes back as it is; one about the client's own arguments
+/// (invalid params) is recorded as 400 `invalid_arguments`, any other as 502 `upstream_error`.
+#[tokio::test]
+async fn upstream_errors_are_recorded_by_whose_fault_they_are() {
+    let (upstream, _up, _task) = start_upstream().await;
+    let mut gw = gateway(EnvAllowlist::default()).await;
+    gw.dp
+        .apply(&snapshot(1, vec![http_server("alpha", upstream)]))
+        .expect("applies");
+    gw.ready("alpha").await;
+    let client = gw.client(KEY_ALL, ProtocolVersion::V_2025_06_18).await;
+    let e = mcp_error(
+        client
+            .call_tool(call("alpha__add", serde_json::json!({"a": "one"})))
+            .await
+            .expect_err("invalid params"),
+    );
+    assert_eq!(
+        (e.code, &*e.message),
+        (ErrorCode::INVALID_PARAMS, "a and b must be numbers")
+    );
+    let e = mcp_error(
+        client
+            .call_tool(call("alpha__fail", serde_json::json!({"crash": true})))
+            .await
+            .expect_err("internal error"),
+    );
+    assert_eq!(
+        (e.code, &*e.message),
+        (ErrorCode::INTERNAL_ERROR, "it crashed")
+    );
+    let rows: Vec<(u32, String)> = gw
+        .records()
+        .into_iter()
+        .map(|r| (r.status, r.error_class))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (400, "invalid_arguments".to_owned()),
+            (502, "upstream_error".to_owned())
+        ]
     );
 }
