@@ -180,13 +180,19 @@ impl Catalog {
         }
     }
 
-    /// `GET /v1/mcp/servers` for `access`: every server, its state, how many of its tools the
-    /// key may use now and why it failed.
+    /// `GET /v1/mcp/servers` for `access`: the servers the key may use a tool of (a key with no
+    /// allowlists: every server), their state, how many of their tools the key may use now and
+    /// why they failed. A key restricted to other servers learns nothing of these, not even
+    /// their names. A server counts by its served tools, or while it is down its last-known
+    /// ones (a server that never listed its tools is shown to unrestricted keys only).
     pub fn status(&self, access: &Access) -> ServersStatus<'_> {
         ServersStatus {
             servers: self
                 .servers
                 .iter()
+                .filter(|s| {
+                    access.is_unrestricted() || s.tools.iter().any(|t| access.allows(&t.served))
+                })
                 .map(|s| ServerStatus {
                     name: &s.name,
                     state: s.state,
@@ -348,15 +354,25 @@ mod tests {
         assert!(
             matches!(catalog.lookup("gamma__old", &everyone), Lookup::Found(s, _) if s.state == State::Failed)
         );
+        // Status: only the servers the key may use a tool of (a failed one's last-known tools
+        // count); a key without allowlists sees all.
         let status = serde_json::to_value(catalog.status(&some)).expect("json");
         assert_eq!(
             status,
             serde_json::json!({"servers": [
-                {"name": "alpha", "state": "ready", "tools": 0, "error": null},
                 {"name": "beta", "state": "ready", "tools": 1, "error": null},
+            ]})
+        );
+        let gamma_only = access(&[&["gamma__*"]]);
+        let status = serde_json::to_value(catalog.status(&gamma_only)).expect("json");
+        assert_eq!(
+            status,
+            serde_json::json!({"servers": [
                 {"name": "gamma", "state": "failed", "tools": 0, "error": "gone"},
             ]})
         );
+        let status = serde_json::to_value(catalog.status(&everyone)).expect("json");
+        assert_eq!(status["servers"].as_array().map(Vec::len), Some(3));
     }
 
     #[test]
