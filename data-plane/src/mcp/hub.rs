@@ -57,6 +57,10 @@ impl Default for HubSettings {
 /// How often a supervisor looks whether its connection has closed.
 const CLOSED_POLL: Duration = Duration::from_millis(250);
 
+/// The wait before retrying a server whose config keeps it from starting (a refused
+/// `env.NAME`, a bad URL): a config change restarts it at once anyway.
+const CONFIG_ERROR_BACKOFF: Duration = Duration::from_secs(300);
+
 /// How long [`Hub::shutdown`] waits for the supervisors to close their connections.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
@@ -354,7 +358,11 @@ async fn supervise(
         let mut view = ServerView::new(&spec, State::Failed, shared.last_tools(&spec.name));
         view.error = Some(error.into());
         shared.publish(generation, view);
-        let delay = backoff(&settings, failures);
+        let delay = if spec.config_error() {
+            CONFIG_ERROR_BACKOFF
+        } else {
+            backoff(&settings, failures)
+        };
         failures = failures.saturating_add(1);
         tokio::select! {
             () = cancel.cancelled() => return,
@@ -567,6 +575,38 @@ mod tests {
         );
         assert!(!error.contains("s3cr3t"), "{error}");
         assert!(error.contains("https://mcp.example.com/mcp?"), "{error}");
+    }
+
+    #[test]
+    fn only_config_errors_are_config_errors() {
+        let server = |url: &str, env: &str| {
+            let mut headers = std::collections::HashMap::new();
+            headers.insert(
+                "x-token".to_owned(),
+                tollgate_proto::config::v1::ValueRef {
+                    source: Some(tollgate_proto::config::v1::value_ref::Source::Env(
+                        env.into(),
+                    )),
+                },
+            );
+            ServerSpec::compile(
+                &tollgate_proto::config::v1::McpServer {
+                    name: "remote".into(),
+                    transport: Some(tollgate_proto::config::v1::mcp_server::Transport::Http(
+                        tollgate_proto::config::v1::McpHttp {
+                            url: url.into(),
+                            headers,
+                        },
+                    )),
+                    ..Default::default()
+                },
+                &tollgate_proto::env::EnvAllowlist::with_extra(["MCP_TOKEN"]).expect("allowlist"),
+            )
+        };
+        assert!(!server("https://mcp.example.com/mcp", "MCP_TOKEN").config_error());
+        assert!(server("https://mcp.example.com/mcp", "TOLLGATE_SECRET").config_error());
+        assert!(server("ftp://mcp.example.com/mcp", "MCP_TOKEN").config_error());
+        assert!(CONFIG_ERROR_BACKOFF >= Duration::from_secs(300));
     }
 
     #[test]

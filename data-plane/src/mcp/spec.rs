@@ -157,6 +157,18 @@ impl ServerSpec {
         super::catalog::clean_error(&text)
     }
 
+    /// Whether the config itself keeps the server from starting (no usable transport, an
+    /// `env.NAME` the env allowlist refuses): only a config change helps, retrying does not.
+    pub fn config_error(&self) -> bool {
+        match &self.transport {
+            Err(_) => true,
+            Ok(Transport::Stdio { env, .. }) => env.iter().any(|(_, v)| v.refused().is_some()),
+            Ok(Transport::Http { headers, .. }) => {
+                headers.iter().any(|(_, v)| v.refused().is_some())
+            }
+        }
+    }
+
     /// [`ServerSpec::clean_error_with`] its current secrets.
     pub fn clean_error(&self, text: &str) -> String {
         self.clean_error_with(text, &self.secrets())
@@ -297,18 +309,43 @@ fn patterns(raw: &[String], owner: &str, field: &str) -> Vec<ModelPattern> {
 /// allowlist, then its team's). No entries: every tool of every server.
 #[derive(Debug, Default, Clone)]
 pub struct Access {
-    entries: Vec<Vec<ModelPattern>>,
+    entries: Vec<Arc<[ModelPattern]>>,
+}
+
+/// Allowlists compiled while one snapshot compiles, by pattern list: a team's allowlist, which
+/// every key of the team carries, is compiled (and a bad pattern in it logged) once.
+#[derive(Debug, Default)]
+pub struct AccessCache {
+    compiled: std::collections::HashMap<Vec<String>, Arc<[ModelPattern]>>,
+    /// How many lists were compiled (not found in the cache).
+    pub misses: usize,
 }
 
 impl Access {
     /// Compiles a key's `mcp_access`.
     pub fn compile(vk: &pb::VirtualKey) -> Access {
+        Access::compile_cached(vk, &mut AccessCache::default())
+    }
+
+    /// Compiles a key's `mcp_access`, reusing the lists `cache` has.
+    pub fn compile_cached(vk: &pb::VirtualKey, cache: &mut AccessCache) -> Access {
         Access {
             entries: vk
                 .mcp_access
                 .iter()
                 // An empty entry (or one whose patterns all fail to compile) allows no tool.
-                .map(|a| patterns(&a.tools, &vk.name, "mcp_access"))
+                .map(|a| {
+                    if let Some(compiled) = cache.compiled.get(&a.tools) {
+                        return Arc::clone(compiled);
+                    }
+                    cache.misses += 1;
+                    let compiled: Arc<[ModelPattern]> =
+                        patterns(&a.tools, &vk.name, "mcp_access").into();
+                    cache
+                        .compiled
+                        .insert(a.tools.clone(), Arc::clone(&compiled));
+                    compiled
+                })
                 .collect(),
         }
     }
@@ -407,6 +444,32 @@ mod tests {
                 .collect(),
             ..Default::default()
         })
+    }
+
+    /// A team's allowlist carried by many keys is compiled once per snapshot.
+    #[test]
+    fn allowlists_are_compiled_once_per_pattern_list() {
+        let mut cache = AccessCache::default();
+        let team = pb::McpAccess {
+            tools: vec!["github__*".into(), "regex:(".into()],
+        };
+        let keys: Vec<Access> = (0..50)
+            .map(|i| {
+                let own = pb::McpAccess {
+                    tools: vec![format!("github__tool{}", i % 2)],
+                };
+                let vk = pb::VirtualKey {
+                    name: format!("k{i}"),
+                    mcp_access: vec![own, team.clone()],
+                    ..Default::default()
+                };
+                Access::compile_cached(&vk, &mut cache)
+            })
+            .collect();
+        assert_eq!(cache.misses, 3, "the team's list and two own lists");
+        assert!(keys[0].allows("github__tool0") && !keys[0].allows("github__tool1"));
+        assert!(keys[1].allows("github__tool1"));
+        assert!(Arc::ptr_eq(&keys[0].entries[1], &keys[49].entries[1]));
     }
 
     #[test]
