@@ -427,6 +427,8 @@ impl Runtime {
             .map(|t| (t.id.as_str(), t.customer_id.as_str()))
             .collect();
         let mut virtual_keys = HashMap::with_capacity(snapshot.virtual_keys.len());
+        // A team's MCP allowlist is compiled once, not once per key.
+        let mut access_cache = crate::mcp::AccessCache::default();
         for vk in &snapshot.virtual_keys {
             let hash: [u8; 32] = vk
                 .key_sha256
@@ -460,7 +462,7 @@ impl Runtime {
                         c.max_body_bytes
                             .clamp(1, tollgate_proto::content::MAX_BODY_BYTES)
                     }),
-                    mcp_access: crate::mcp::Access::compile(vk),
+                    mcp_access: crate::mcp::Access::compile_cached(vk, &mut access_cache),
                 }),
             );
         }

@@ -59,10 +59,12 @@ pub struct ServerView {
     /// The live connection (ready only).
     pub peer: Option<Peer<RoleClient>>,
     pub call_timeout: Duration,
+    /// Its config (to clean an error text of a call).
+    pub spec: Arc<ServerSpec>,
 }
 
 impl ServerView {
-    pub fn new(spec: &ServerSpec, state: State, tools: Arc<[ServedTool]>) -> ServerView {
+    pub fn new(spec: &Arc<ServerSpec>, state: State, tools: Arc<[ServedTool]>) -> ServerView {
         ServerView {
             name: Arc::clone(&spec.name),
             state,
@@ -71,6 +73,7 @@ impl ServerView {
             tools,
             peer: None,
             call_timeout: spec.call_timeout,
+            spec: Arc::clone(spec),
         }
     }
 }
@@ -177,13 +180,19 @@ impl Catalog {
         }
     }
 
-    /// `GET /v1/mcp/servers` for `access`: every server, its state, how many of its tools the
-    /// key may use now and why it failed.
+    /// `GET /v1/mcp/servers` for `access`: the servers the key may use a tool of (a key with no
+    /// allowlists: every server), their state, how many of their tools the key may use now and
+    /// why they failed. A key restricted to other servers learns nothing of these, not even
+    /// their names. A server counts by its served tools, or while it is down its last-known
+    /// ones (a server that never listed its tools is shown to unrestricted keys only).
     pub fn status(&self, access: &Access) -> ServersStatus<'_> {
         ServersStatus {
             servers: self
                 .servers
                 .iter()
+                .filter(|s| {
+                    access.is_unrestricted() || s.tools.iter().any(|t| access.allows(&t.served))
+                })
                 .map(|s| ServerStatus {
                     name: &s.name,
                     state: s.state,
@@ -229,8 +238,8 @@ mod tests {
     use tollgate_proto::config::v1 as pb;
     use tollgate_proto::env::EnvAllowlist;
 
-    fn spec(name: &str, allowed: &[&str]) -> ServerSpec {
-        ServerSpec::compile(
+    fn spec(name: &str, allowed: &[&str]) -> Arc<ServerSpec> {
+        Arc::new(ServerSpec::compile(
             &pb::McpServer {
                 id: name.into(),
                 name: name.into(),
@@ -238,7 +247,7 @@ mod tests {
                 ..Default::default()
             },
             &EnvAllowlist::default(),
-        )
+        ))
     }
 
     fn tool(name: &str) -> Tool {
@@ -252,7 +261,7 @@ mod tests {
         t
     }
 
-    fn view(spec: &ServerSpec, state: State, tools: &[&str]) -> ServerView {
+    fn view(spec: &Arc<ServerSpec>, state: State, tools: &[&str]) -> ServerView {
         let tools = served_tools(spec, tools.iter().map(|t| tool(t)).collect());
         ServerView::new(spec, state, tools.into())
     }
@@ -345,15 +354,25 @@ mod tests {
         assert!(
             matches!(catalog.lookup("gamma__old", &everyone), Lookup::Found(s, _) if s.state == State::Failed)
         );
+        // Status: only the servers the key may use a tool of (a failed one's last-known tools
+        // count); a key without allowlists sees all.
         let status = serde_json::to_value(catalog.status(&some)).expect("json");
         assert_eq!(
             status,
             serde_json::json!({"servers": [
-                {"name": "alpha", "state": "ready", "tools": 0, "error": null},
                 {"name": "beta", "state": "ready", "tools": 1, "error": null},
+            ]})
+        );
+        let gamma_only = access(&[&["gamma__*"]]);
+        let status = serde_json::to_value(catalog.status(&gamma_only)).expect("json");
+        assert_eq!(
+            status,
+            serde_json::json!({"servers": [
                 {"name": "gamma", "state": "failed", "tools": 0, "error": "gone"},
             ]})
         );
+        let status = serde_json::to_value(catalog.status(&everyone)).expect("json");
+        assert_eq!(status["servers"].as_array().map(Vec::len), Some(3));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::catalog::{Catalog, ServerView, State, clean_error, served_tools};
+use super::catalog::{Catalog, ServerView, State, served_tools};
 use super::spec::{INHERITED_ENV, ServerSpec, Transport};
 
 /// How the hub watches its servers.
@@ -57,6 +57,10 @@ impl Default for HubSettings {
 /// How often a supervisor looks whether its connection has closed.
 const CLOSED_POLL: Duration = Duration::from_millis(250);
 
+/// The wait before retrying a server whose config keeps it from starting (a refused
+/// `env.NAME`, a bad URL): a config change restarts it at once anyway.
+const CONFIG_ERROR_BACKOFF: Duration = Duration::from_secs(300);
+
 /// How long [`Hub::shutdown`] waits for the supervisors to close their connections.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
@@ -75,6 +79,9 @@ struct Shared {
     generation: std::sync::atomic::AtomicU64,
     /// Set by [`Hub::shutdown`]: no supervisor starts after it.
     stopped: std::sync::atomic::AtomicBool,
+    /// The supervisors [`Hub::reconcile`] stopped, until they end: [`Hub::shutdown`] waits for
+    /// them too.
+    stopping: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The HTTP client of Streamable HTTP servers (rustls, no redirects: credentials only go to
     /// the configured URL), made when the first one connects.
     http: std::sync::OnceLock<reqwest::Client>,
@@ -98,6 +105,7 @@ impl Hub {
                 catalog: ArcSwap::from_pointee(Catalog::default()),
                 generation: Default::default(),
                 stopped: Default::default(),
+                stopping: Mutex::default(),
                 http: std::sync::OnceLock::new(),
             }),
         }
@@ -120,6 +128,7 @@ impl Hub {
             return;
         }
         let mut changed = false;
+        let mut stopped = Vec::new();
         servers.retain(|name, entry| {
             let keep = specs
                 .iter()
@@ -127,10 +136,20 @@ impl Hub {
             if !keep {
                 tracing::info!(server = %name, "MCP server removed or changed; stopping it");
                 entry.cancel.cancel();
+                stopped.extend(entry.task.take());
                 changed = true;
             }
             keep
         });
+        if !stopped.is_empty() {
+            let mut stopping = self
+                .shared
+                .stopping
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            stopping.retain(|t| !t.is_finished());
+            stopping.append(&mut stopped);
+        }
         for spec in specs {
             if servers.contains_key(&spec.name) {
                 continue;
@@ -176,13 +195,20 @@ impl Hub {
             self.shared
                 .stopped
                 .store(true, std::sync::atomic::Ordering::Relaxed);
-            let tasks = servers
+            let mut tasks: Vec<_> = servers
                 .values_mut()
                 .filter_map(|e| {
                     e.cancel.cancel();
                     e.task.take()
                 })
                 .collect();
+            tasks.append(
+                &mut self
+                    .shared
+                    .stopping
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
             servers.clear();
             self.shared.publish_locked(&servers);
             tasks
@@ -308,15 +334,21 @@ async fn supervise(
                 ),
                 Ok(Err(e)) => e,
                 Ok(Ok((conn, tools))) => {
-                    failures = 0;
-                    match run(&shared, &spec, generation, conn, tools, &tools_changed, &cancel).await {
+                    let up = tokio::time::Instant::now();
+                    let ended = run(&shared, &spec, generation, conn, tools, &tools_changed, &cancel).await;
+                    // The backoff starts again only after the connection stayed up a while: a
+                    // server that initializes and then dies is not restarted at once forever.
+                    if up.elapsed() >= settings.backoff_max {
+                        failures = 0;
+                    }
+                    match ended {
                         Ended::Stopped => return,
                         Ended::Failed(e) => e,
                     }
                 }
             },
         };
-        let error = clean_error(&without_query(&spec, error));
+        let error = spec.clean_error(&error);
         tracing::warn!(
             server = %spec.name,
             error = %error,
@@ -326,32 +358,17 @@ async fn supervise(
         let mut view = ServerView::new(&spec, State::Failed, shared.last_tools(&spec.name));
         view.error = Some(error.into());
         shared.publish(generation, view);
-        let delay = backoff(&settings, failures);
+        let delay = if spec.config_error() {
+            CONFIG_ERROR_BACKOFF
+        } else {
+            backoff(&settings, failures)
+        };
         failures = failures.saturating_add(1);
         tokio::select! {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(delay) => {}
         }
     }
-}
-
-/// `error` without the query of the server's URL, which may hold a credential: errors are shown
-/// to every key at `/v1/mcp/servers`.
-fn without_query(spec: &ServerSpec, error: String) -> String {
-    let Ok(Transport::Http { url, .. }) = &spec.transport else {
-        return error;
-    };
-    let Some((base, _)) = url.split_once('?') else {
-        return error;
-    };
-    let mut error = error.replace(url.as_str(), &format!("{base}?…"));
-    // HTTP clients print the URL normalized.
-    if let Ok(parsed) = reqwest::Url::parse(url)
-        && let Some(query) = parsed.query()
-    {
-        error = error.replace(query, "…");
-    }
-    error
 }
 
 /// The wait before reconnection number `failures` (0: the first): `backoff_initial` doubled per
@@ -369,7 +386,7 @@ fn backoff(settings: &HubSettings, failures: u32) -> Duration {
 /// Serves one established connection until it fails or the supervisor stops.
 async fn run(
     shared: &Shared,
-    spec: &ServerSpec,
+    spec: &Arc<ServerSpec>,
     generation: u64,
     mut conn: Connection,
     tools: Vec<super::catalog::ServedTool>,
@@ -398,7 +415,15 @@ async fn run(
             }
             _ = health.tick() => {
                 let ping = conn.peer().send_request(ClientRequest::PingRequest(PingRequest::default()));
-                match tokio::time::timeout(settings.ping_timeout, ping).await {
+                // Raced against the stop: a server that does not answer does not delay it.
+                let Some(answer) = cancel
+                    .run_until_cancelled(tokio::time::timeout(settings.ping_timeout, ping))
+                    .await
+                else {
+                    let _ = conn.close_with_timeout(Duration::from_secs(8)).await;
+                    return Ended::Stopped;
+                };
+                match answer {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => break format!("health check failed: {e}"),
                     Err(_) => break format!(
@@ -413,7 +438,12 @@ async fn run(
                 }
             }
             () = tools_changed.notified() => {
-                match tokio::time::timeout(settings.connect_timeout, conn.peer().list_all_tools()).await {
+                let list = tokio::time::timeout(settings.connect_timeout, conn.peer().list_all_tools());
+                let Some(listed) = cancel.run_until_cancelled(list).await else {
+                    let _ = conn.close_with_timeout(Duration::from_secs(8)).await;
+                    return Ended::Stopped;
+                };
+                match listed {
                     Ok(Ok(list)) => {
                         let tools = served_tools(spec, list);
                         tracing::info!(server = %spec.name, tools = tools.len(), "MCP server's tools changed");
@@ -433,7 +463,7 @@ async fn run(
 /// Starts the server's transport, initializes and lists its tools.
 async fn connect(
     shared: &Shared,
-    spec: &ServerSpec,
+    spec: &Arc<ServerSpec>,
     tools_changed: Arc<Notify>,
 ) -> Result<(Connection, Vec<super::catalog::ServedTool>), String> {
     let handler = Upstream { tools_changed };
@@ -469,7 +499,7 @@ async fn connect(
                 .spawn()
                 .map_err(|e| format!("cannot start {command}: {e}"))?;
             if let Some(stderr) = stderr {
-                tokio::spawn(log_stderr(Arc::clone(&spec.name), stderr));
+                tokio::spawn(log_stderr(Arc::clone(spec), spec.secrets(), stderr));
             }
             handler
                 .serve(process)
@@ -501,15 +531,21 @@ async fn connect(
 }
 
 /// A stdio server's standard error, logged at `debug` a chunk at a time (escaped, cut).
-async fn log_stderr(server: Arc<str>, mut stderr: tokio::process::ChildStderr) {
+/// The server's configured secret values (`secrets`) are masked: it may echo its environment.
+async fn log_stderr(
+    spec: Arc<ServerSpec>,
+    secrets: Vec<Arc<str>>,
+    mut stderr: tokio::process::ChildStderr,
+) {
     use tokio::io::AsyncReadExt;
     let mut buf = vec![0u8; 4096];
     loop {
         match stderr.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                let text = clean_error(String::from_utf8_lossy(&buf[..n]).trim_end());
-                tracing::debug!(server = %server, stderr = %text, "MCP server stderr");
+                let text =
+                    spec.clean_error_with(String::from_utf8_lossy(&buf[..n]).trim_end(), &secrets);
+                tracing::debug!(server = %spec.name, stderr = %text, "MCP server stderr");
             }
         }
     }
@@ -534,12 +570,43 @@ mod tests {
             },
             &Default::default(),
         );
-        let error = without_query(
-            &spec,
-            "error sending request for url (https://mcp.example.com/mcp?api_key=s3cr3t&x=1)".into(),
+        let error = spec.clean_error(
+            "error sending request for url (https://mcp.example.com/mcp?api_key=s3cr3t&x=1)",
         );
         assert!(!error.contains("s3cr3t"), "{error}");
         assert!(error.contains("https://mcp.example.com/mcp?"), "{error}");
+    }
+
+    #[test]
+    fn only_config_errors_are_config_errors() {
+        let server = |url: &str, env: &str| {
+            let mut headers = std::collections::HashMap::new();
+            headers.insert(
+                "x-token".to_owned(),
+                tollgate_proto::config::v1::ValueRef {
+                    source: Some(tollgate_proto::config::v1::value_ref::Source::Env(
+                        env.into(),
+                    )),
+                },
+            );
+            ServerSpec::compile(
+                &tollgate_proto::config::v1::McpServer {
+                    name: "remote".into(),
+                    transport: Some(tollgate_proto::config::v1::mcp_server::Transport::Http(
+                        tollgate_proto::config::v1::McpHttp {
+                            url: url.into(),
+                            headers,
+                        },
+                    )),
+                    ..Default::default()
+                },
+                &tollgate_proto::env::EnvAllowlist::with_extra(["MCP_TOKEN"]).expect("allowlist"),
+            )
+        };
+        assert!(!server("https://mcp.example.com/mcp", "MCP_TOKEN").config_error());
+        assert!(server("https://mcp.example.com/mcp", "TOLLGATE_SECRET").config_error());
+        assert!(server("ftp://mcp.example.com/mcp", "MCP_TOKEN").config_error());
+        assert!(CONFIG_ERROR_BACKOFF >= Duration::from_secs(300));
     }
 
     #[test]

@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use catalog::Catalog;
 pub use hub::HubSettings;
-pub use spec::{Access, ServerSpec};
+pub use spec::{Access, AccessCache, ServerSpec};
 
 /// Largest `/mcp` request body (a JSON-RPC message: tool arguments can be files).
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;

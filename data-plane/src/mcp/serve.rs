@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, header};
 use rmcp::ErrorData;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
+    CallToolRequestParams, CallToolResponse, ErrorCode, Implementation, ListToolsResult,
     PaginatedRequestParams, ResultType, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{RequestContext, RoleServer, ServiceError};
@@ -150,7 +150,7 @@ impl rmcp::ServerHandler for Gateway {
         let caller = caller_of(&context)?;
         let mut call = ToolCall::start(&caller);
         let catalog = caller.dp.mcp().catalog();
-        let (server, tool, peer, timeout) =
+        let (server, tool, peer, timeout, spec) =
             match catalog.lookup(&request.name, &caller.vk.mcp_access) {
                 Lookup::Unknown { server } => {
                     let tool = match server {
@@ -170,6 +170,7 @@ impl rmcp::ServerHandler for Gateway {
                         Arc::clone(&tool.upstream),
                         peer.clone(),
                         server.call_timeout,
+                        Arc::clone(&server.spec),
                     ),
                     _ => {
                         call.finish(&server.name, &tool.upstream, 502, "unreachable");
@@ -197,16 +198,24 @@ impl rmcp::ServerHandler for Gateway {
                 call.finish(&server, &tool, 200, class);
                 Ok(result.into())
             }
-            // The server's own JSON-RPC error goes back as it is.
+            // The server's own JSON-RPC error goes back as it is; invalid params (the client's
+            // own arguments) or an unknown method is the client's fault, not the server's.
             Ok(Err(ServiceError::McpError(e))) => {
-                call.finish(&server, &tool, 502, "upstream_error");
+                if matches!(
+                    e.code,
+                    ErrorCode::INVALID_PARAMS | ErrorCode::METHOD_NOT_FOUND
+                ) {
+                    call.finish(&server, &tool, 400, "invalid_arguments");
+                } else {
+                    call.finish(&server, &tool, 502, "upstream_error");
+                }
                 Err(e)
             }
             Ok(Err(e)) => {
                 tracing::info!(
                     request_id = %call.request_id,
                     server = %server,
-                    error = %super::catalog::clean_error(&e.to_string()),
+                    error = %spec.clean_error(&e.to_string()),
                     "MCP tool call failed upstream"
                 );
                 let message = format!(

@@ -23,8 +23,8 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// ones its config names.
 pub const INHERITED_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
 
-/// One configured MCP server, ready for its supervisor ([`super::hub`]).
-#[derive(Debug)]
+/// One configured MCP server, ready for its supervisor ([`super::hub`]). Its `Debug` never
+/// prints a value (literal header and env values are often secrets) nor the URL's query.
 pub struct ServerSpec {
     pub id: Arc<str>,
     pub name: Arc<str>,
@@ -32,13 +32,39 @@ pub struct ServerSpec {
     /// Patterns over the server's own tool names; `None`: all of them.
     pub allowed_tools: Option<Vec<ModelPattern>>,
     pub call_timeout: Duration,
-    /// The config it was compiled from: a server whose config changed is restarted, others
-    /// keep running across snapshots.
-    pub source: pb::McpServer,
+    /// The config it was compiled from (never printed: it holds literal secrets): a server
+    /// whose config changed is restarted, others keep running across snapshots. (Not a digest
+    /// of the encoding: maps encode in no fixed order.)
+    pub source: Redacted<pb::McpServer>,
 }
 
+/// A value whose `Debug` prints nothing of it.
+#[derive(Clone, PartialEq)]
+pub struct Redacted<T>(pub T);
+
+impl<T> std::fmt::Debug for Redacted<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::fmt::Debug for ServerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSpec")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("transport", &self.transport)
+            .field("allowed_tools", &self.allowed_tools)
+            .field("call_timeout", &self.call_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The shortest resolved value [`ServerSpec::secrets`] masks: shorter ones would mask common
+/// words.
+const MIN_MASKED_SECRET: usize = 8;
+
 /// How the gateway reaches a server.
-#[derive(Debug)]
 pub enum Transport {
     Stdio {
         command: String,
@@ -53,6 +79,31 @@ pub enum Transport {
         /// Sent with every request; values are read at each request.
         headers: Vec<(http::HeaderName, Value)>,
     },
+}
+
+/// Values print as [`Value`]'s `Debug` (never a literal), the URL without its query.
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transport::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => f
+                .debug_struct("Stdio")
+                .field("command", command)
+                .field("args", args)
+                .field("env", env)
+                .field("cwd", cwd)
+                .finish(),
+            Transport::Http { url, headers } => f
+                .debug_struct("Http")
+                .field("url", &url.split_once('?').map_or(url.as_str(), |(b, _)| b))
+                .field("headers", headers)
+                .finish(),
+        }
+    }
 }
 
 impl ServerSpec {
@@ -70,8 +121,75 @@ impl ServerSpec {
             } else {
                 Duration::from_millis(u64::from(s.call_timeout_ms))
             },
-            source: s.clone(),
+            source: Redacted(s.clone()),
         }
+    }
+
+    /// The configured values (literals and `env.NAME` values resolved now) of at least
+    /// [`MIN_MASKED_SECRET`] bytes: an error text or a server's stderr may echo them.
+    pub fn secrets(&self) -> Vec<Arc<str>> {
+        let values: Vec<&Value> = match &self.transport {
+            Ok(Transport::Stdio { env, .. }) => env.iter().map(|(_, v)| v).collect(),
+            Ok(Transport::Http { headers, .. }) => headers.iter().map(|(_, v)| v).collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut out: Vec<Arc<str>> = values
+            .into_iter()
+            .filter_map(|v| v.resolve().ok())
+            .filter(|v| v.len() >= MIN_MASKED_SECRET)
+            .collect();
+        // The longest first: one that contains another is masked whole.
+        out.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        out
+    }
+
+    /// An error text from outside (an OS or HTTP error, a server's message or stderr) as the
+    /// gateway logs and shows it: the URL's query (it may hold a credential) left out, the
+    /// server's configured secret values (`secrets`, from [`ServerSpec::secrets`]) and other
+    /// credentials masked, control characters escaped, cut.
+    pub fn clean_error_with(&self, text: &str, secrets: &[Arc<str>]) -> String {
+        let mut text = self.without_query(text);
+        for secret in secrets {
+            if text.contains(&**secret) {
+                text = text.replace(&**secret, &"*".repeat(secret.len()));
+            }
+        }
+        super::catalog::clean_error(&text)
+    }
+
+    /// Whether the config itself keeps the server from starting (no usable transport, an
+    /// `env.NAME` the env allowlist refuses): only a config change helps, retrying does not.
+    pub fn config_error(&self) -> bool {
+        match &self.transport {
+            Err(_) => true,
+            Ok(Transport::Stdio { env, .. }) => env.iter().any(|(_, v)| v.refused().is_some()),
+            Ok(Transport::Http { headers, .. }) => {
+                headers.iter().any(|(_, v)| v.refused().is_some())
+            }
+        }
+    }
+
+    /// [`ServerSpec::clean_error_with`] its current secrets.
+    pub fn clean_error(&self, text: &str) -> String {
+        self.clean_error_with(text, &self.secrets())
+    }
+
+    /// `text` without the query of the server's URL.
+    fn without_query(&self, text: &str) -> String {
+        let Ok(Transport::Http { url, .. }) = &self.transport else {
+            return text.to_owned();
+        };
+        let Some((base, _)) = url.split_once('?') else {
+            return text.to_owned();
+        };
+        let mut text = text.replace(url.as_str(), &format!("{base}?…"));
+        // HTTP clients print the URL normalized.
+        if let Ok(parsed) = reqwest::Url::parse(url)
+            && let Some(query) = parsed.query()
+        {
+            text = text.replace(query, "…");
+        }
+        text
     }
 
     /// Whether the server serves its tool `tool` (its `allowed_tools`).
@@ -191,18 +309,43 @@ fn patterns(raw: &[String], owner: &str, field: &str) -> Vec<ModelPattern> {
 /// allowlist, then its team's). No entries: every tool of every server.
 #[derive(Debug, Default, Clone)]
 pub struct Access {
-    entries: Vec<Vec<ModelPattern>>,
+    entries: Vec<Arc<[ModelPattern]>>,
+}
+
+/// Allowlists compiled while one snapshot compiles, by pattern list: a team's allowlist, which
+/// every key of the team carries, is compiled (and a bad pattern in it logged) once.
+#[derive(Debug, Default)]
+pub struct AccessCache {
+    compiled: std::collections::HashMap<Vec<String>, Arc<[ModelPattern]>>,
+    /// How many lists were compiled (not found in the cache).
+    pub misses: usize,
 }
 
 impl Access {
     /// Compiles a key's `mcp_access`.
     pub fn compile(vk: &pb::VirtualKey) -> Access {
+        Access::compile_cached(vk, &mut AccessCache::default())
+    }
+
+    /// Compiles a key's `mcp_access`, reusing the lists `cache` has.
+    pub fn compile_cached(vk: &pb::VirtualKey, cache: &mut AccessCache) -> Access {
         Access {
             entries: vk
                 .mcp_access
                 .iter()
                 // An empty entry (or one whose patterns all fail to compile) allows no tool.
-                .map(|a| patterns(&a.tools, &vk.name, "mcp_access"))
+                .map(|a| {
+                    if let Some(compiled) = cache.compiled.get(&a.tools) {
+                        return Arc::clone(compiled);
+                    }
+                    cache.misses += 1;
+                    let compiled: Arc<[ModelPattern]> =
+                        patterns(&a.tools, &vk.name, "mcp_access").into();
+                    cache
+                        .compiled
+                        .insert(a.tools.clone(), Arc::clone(&compiled));
+                    compiled
+                })
                 .collect(),
         }
     }
@@ -224,6 +367,72 @@ impl Access {
 mod tests {
     use super::*;
 
+    fn http(url: &str, headers: &[(&str, &str)]) -> ServerSpec {
+        ServerSpec::compile(
+            &pb::McpServer {
+                name: "remote".into(),
+                transport: Some(pb::mcp_server::Transport::Http(pb::McpHttp {
+                    url: url.into(),
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| {
+                            let v = pb::ValueRef {
+                                source: Some(pb::value_ref::Source::Literal((*v).into())),
+                            };
+                            ((*k).to_owned(), v)
+                        })
+                        .collect(),
+                })),
+                ..Default::default()
+            },
+            &EnvAllowlist::default(),
+        )
+    }
+
+    /// A real HTTP client error for a URL with a credential in its query: cleaned, it keeps the
+    /// URL's path and leaves the query out.
+    #[tokio::test]
+    async fn a_failed_requests_error_leaves_out_the_url_query() {
+        let url = "http://127.0.0.1:9/mcp?api_key=s3cr3t-query&x=1";
+        let spec = http(url, &[]);
+        let error = reqwest::Client::new()
+            .post(url)
+            .send()
+            .await
+            .expect_err("nothing listens on port 9")
+            .to_string();
+        assert!(
+            error.contains("s3cr3t-query"),
+            "the raw error has it: {error}"
+        );
+        let clean = spec.clean_error(&error);
+        assert!(!clean.contains("s3cr3t-query"), "{clean}");
+        assert!(clean.contains("127.0.0.1:9/mcp?"), "{clean}");
+    }
+
+    /// A server's configured values of 8 bytes or more are masked in what it says (stderr, an
+    /// error); shorter ones (common words) are not.
+    #[test]
+    fn configured_secret_values_are_masked() {
+        let spec = http(
+            "https://mcp.example.com/mcp",
+            &[("x-token", "tok-AbCdEf12"), ("x-team", "blue")],
+        );
+        let clean = spec.clean_error("auth failed for tok-AbCdEf12 (team blue)");
+        assert!(!clean.contains("tok-AbCdEf12"), "{clean}");
+        assert!(clean.contains("************ (team blue)"), "{clean}");
+        // Its Debug prints neither the value nor the URL's query.
+        let with_query = http(
+            "https://mcp.example.com/mcp?k=qsecret1",
+            &[("x", "hsecret1")],
+        );
+        let debug = format!("{with_query:?}");
+        assert!(
+            !debug.contains("qsecret1") && !debug.contains("hsecret1"),
+            "{debug}"
+        );
+    }
+
     fn access(entries: &[&[&str]]) -> Access {
         Access::compile(&pb::VirtualKey {
             name: "k".into(),
@@ -235,6 +444,32 @@ mod tests {
                 .collect(),
             ..Default::default()
         })
+    }
+
+    /// A team's allowlist carried by many keys is compiled once per snapshot.
+    #[test]
+    fn allowlists_are_compiled_once_per_pattern_list() {
+        let mut cache = AccessCache::default();
+        let team = pb::McpAccess {
+            tools: vec!["github__*".into(), "regex:(".into()],
+        };
+        let keys: Vec<Access> = (0..50)
+            .map(|i| {
+                let own = pb::McpAccess {
+                    tools: vec![format!("github__tool{}", i % 2)],
+                };
+                let vk = pb::VirtualKey {
+                    name: format!("k{i}"),
+                    mcp_access: vec![own, team.clone()],
+                    ..Default::default()
+                };
+                Access::compile_cached(&vk, &mut cache)
+            })
+            .collect();
+        assert_eq!(cache.misses, 3, "the team's list and two own lists");
+        assert!(keys[0].allows("github__tool0") && !keys[0].allows("github__tool1"));
+        assert!(keys[1].allows("github__tool1"));
+        assert!(Arc::ptr_eq(&keys[0].entries[1], &keys[49].entries[1]));
     }
 
     #[test]
