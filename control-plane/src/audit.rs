@@ -115,9 +115,17 @@ pub fn escape(text: &str, max_chars: usize) -> String {
 }
 
 /// An error message as a failure row keeps it: string values that serde echoes from a request
-/// body (`invalid type: string "…"`) are replaced with `"<redacted>"` (a secret sent in the wrong
-/// field must not be stored), then the text is [`escape`]d and cut to [`MAX_ERROR_CHARS`].
+/// body are replaced ([`redact_echoed_strings`]), then the text is [`escape`]d and cut to
+/// [`MAX_ERROR_CHARS`].
 pub fn error_message(message: &str) -> String {
+    escape(&redact_echoed_strings(message), MAX_ERROR_CHARS)
+}
+
+/// `message` with every string value serde echoes from a request body (`invalid type: string
+/// "…"`, `{:?}`-escaped) replaced with `"<redacted>"`: a secret sent in the wrong field must be
+/// neither answered nor stored. The admin API's body errors ([`crate::api`]) and failure rows
+/// both use it.
+pub fn redact_echoed_strings(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     const ECHO: &str = "string \"";
@@ -141,7 +149,7 @@ pub fn error_message(message: &str) -> String {
         rest = &after[end..];
     }
     out.push_str(rest);
-    escape(&out, MAX_ERROR_CHARS)
+    out
 }
 
 impl AuditEvent {
