@@ -322,6 +322,17 @@ pub struct Owner {
     pub user_id: Arc<str>,
 }
 
+impl VirtualKey {
+    /// Stamps `record` with this key and who its requests are billed to (model requests and MCP
+    /// tool calls alike).
+    pub fn bill(&self, record: &mut tollgate_proto::usage::v1::UsageRecord) {
+        record.virtual_key_id = self.id.to_string();
+        record.team_id = self.owner.team_id.to_string();
+        record.customer_id = self.owner.customer_id.to_string();
+        record.user_id = self.owner.user_id.to_string();
+    }
+}
+
 /// A virtual key's restrictions on one provider.
 #[derive(Debug)]
 pub struct KeyProviderConfig {

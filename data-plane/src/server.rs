@@ -437,11 +437,7 @@ impl Draft {
     /// Completes the record with the outcome, adds it to the metrics and hands it to the sink.
     pub fn finish(mut self, dp: &DataPlane, status: u16, error_class: &str) {
         if let Some(vk) = &self.key {
-            let r = &mut self.record;
-            r.virtual_key_id = vk.id.to_string();
-            r.team_id = vk.owner.team_id.to_string();
-            r.customer_id = vk.owner.customer_id.to_string();
-            r.user_id = vk.owner.user_id.to_string();
+            vk.bill(&mut self.record);
         }
         self.record.status = u32::from(status);
         self.record.error_class = error_class.to_owned();

@@ -26,6 +26,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tollgate_tests::anthropic_double::{AnthropicDouble, AnthropicDoubleConfig};
 use tollgate_tests::harness::{TollgateOptions, TollgateProcess, free_port};
 
 use common::{admin, output, required_env};
@@ -372,24 +373,26 @@ fn which_node() -> String {
 const UPSTREAM_KEY: &str = "sk-ant-api03-e2e-mcp-upstream-key-000001";
 const ECHO_TOOL: &str = "mcp__tollgate__everything__echo";
 
-/// Claude Code started by `tollgate launch` (non-interactive, `-p` mode) against the real gateway:
-/// the gateway's `/mcp` is attached with no manual step, the model is offered the reference
-/// server's `echo` as `mcp__tollgate__everything__echo`, the (scripted) model calls it, Claude Code
-/// calls it through the gateway, and the tool's answer goes back to the model in the next request.
-/// The call is in the tool-call log under the key.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claude_code_started_by_tollgate_launch_lists_and_calls_a_gateway_tool() {
-    use tollgate_tests::anthropic_double::{
-        AnthropicDouble, AnthropicDoubleConfig, CALL_MESSAGE, DEFAULT_REPLY,
-    };
-    let claude = required_env("TOLLGATE_TEST_CLAUDE");
+/// A gateway for the `tollgate launch` tests: the Anthropic provider at a double, `mcp` (if
+/// given) configured as an MCP server, and a virtual key that routes; returns the double, the
+/// gateway, the key's create answer and its value.
+async fn launch_gateway(
+    key_name: &str,
+    mcp: Option<Value>,
+) -> (
+    AnthropicDouble,
+    TollgateProcess,
+    reqwest::Client,
+    Value,
+    String,
+) {
     let double = AnthropicDouble::start(AnthropicDoubleConfig::new().with_api_key(UPSTREAM_KEY))
         .expect("anthropic double");
     let gw = TollgateProcess::spawn_with(TollgateOptions::default())
         .await
         .expect("tollgate starts");
     let http = reqwest::Client::new();
-    for (path, body) in [
+    let mut config = vec![
         (
             "/api/providers",
             json!({"provider": "anthropic", "network_config": {"base_url": double.base_url()}}),
@@ -398,12 +401,9 @@ async fn claude_code_started_by_tollgate_launch_lists_and_calls_a_gateway_tool()
             "/api/providers/anthropic/keys",
             json!({"name": "ant", "models": ["*"], "value": UPSTREAM_KEY}),
         ),
-        (
-            "/api/mcp/servers",
-            json!({"name": "everything", "transport": "stdio", "command": which_node(),
-                   "args": [everything(), "stdio"]}),
-        ),
-    ] {
+    ];
+    config.extend(mcp.map(|server| ("/api/mcp/servers", server)));
+    for (path, body) in config {
         let (st, b) = admin(&http, &gw, "POST", path, body).await;
         assert_eq!(st, 201, "{path}: {b}");
     }
@@ -412,16 +412,26 @@ async fn claude_code_started_by_tollgate_launch_lists_and_calls_a_gateway_tool()
         &gw,
         "POST",
         "/api/virtual-keys",
-        json!({"name": "launch-e2e", "provider": "anthropic"}),
+        json!({"name": key_name, "provider": "anthropic"}),
     )
     .await;
     assert_eq!(st, 201, "{vk}");
     let key = vk["value"].as_str().unwrap().to_owned();
     common::wait_for_config(&http, &gw, &key).await;
-    wait_state(&http, &gw, &key, "everything", "ready").await;
+    (double, gw, http, vk, key)
+}
 
-    let home = tempfile::tempdir().expect("home");
-    let work = tempfile::tempdir().expect("work dir");
+/// `tollgate launch --yes` against `gw` for `harness` (its program at `program`), the key in
+/// `TOLLGATE_API_KEY`, in `work` with a fresh `home`; `args` go to the harness.
+fn launch_command(
+    gw: &TollgateProcess,
+    home: &std::path::Path,
+    work: &std::path::Path,
+    harness: &str,
+    program: &str,
+    key: &str,
+    args: &[&str],
+) -> Command {
     let mut cmd = Command::new(tollgate_tests::harness::tollgate_binary());
     cmd.args([
         "launch",
@@ -429,29 +439,62 @@ async fn claude_code_started_by_tollgate_launch_lists_and_calls_a_gateway_tool()
         "--gateway",
         gw.base_url(),
         "--harness",
-        "claude",
+        harness,
+    ])
+    .args([
         "--model",
         "claude-sonnet-4-5",
         "--harness-path",
-        &claude,
+        program,
         "--",
-        "-p",
-        &format!("[double:call:{ECHO_TOOL}] Echo something."),
-        "--allowedTools",
-        ECHO_TOOL,
     ])
-    .current_dir(work.path())
+    .args(args)
+    .current_dir(work)
     .env_clear()
     .env("PATH", std::env::var("PATH").unwrap_or_default())
-    .env("HOME", home.path())
-    .env("XDG_CONFIG_HOME", home.path().join(".config"))
+    .env("HOME", home)
+    .env("XDG_CONFIG_HOME", home.join(".config"))
     .env("TERM", "dumb")
-    .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-    // Claude Code defers MCP tools behind its tool-search tool, which the scripted model does
-    // not use: with tool search off, the tools are offered in the request itself.
-    .env("ENABLE_TOOL_SEARCH", "false")
-    .env("TOLLGATE_API_KEY", &key)
+    .env("TOLLGATE_API_KEY", key)
     .stdin(Stdio::null());
+    cmd
+}
+
+/// Claude Code started by `tollgate launch` (non-interactive, `-p` mode) against the real gateway:
+/// the gateway's `/mcp` is attached with no manual step, the model is offered the reference
+/// server's `echo` as `mcp__tollgate__everything__echo`, the (scripted) model calls it, Claude Code
+/// calls it through the gateway, and the tool's answer goes back to the model in the next request.
+/// The call is in the tool-call log under the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_started_by_tollgate_launch_lists_and_calls_a_gateway_tool() {
+    use tollgate_tests::anthropic_double::{CALL_MESSAGE, DEFAULT_REPLY};
+    let claude = required_env("TOLLGATE_TEST_CLAUDE");
+    let (double, gw, http, vk, key) = launch_gateway(
+        "launch-e2e",
+        Some(
+            json!({"name": "everything", "transport": "stdio", "command": which_node(),
+                    "args": [everything(), "stdio"]}),
+        ),
+    )
+    .await;
+    wait_state(&http, &gw, &key, "everything", "ready").await;
+
+    let home = tempfile::tempdir().expect("home");
+    let work = tempfile::tempdir().expect("work dir");
+    let prompt = format!("[double:call:{ECHO_TOOL}] Echo something.");
+    let mut cmd = launch_command(
+        &gw,
+        home.path(),
+        work.path(),
+        "claude",
+        &claude,
+        &key,
+        &["-p", &prompt, "--allowedTools", ECHO_TOOL],
+    );
+    cmd.env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        // Claude Code defers MCP tools behind its tool-search tool, which the scripted model does
+        // not use: with tool search off, the tools are offered in the request itself.
+        .env("ENABLE_TOOL_SEARCH", "false");
     let out = output(cmd, "tollgate launch").await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -535,69 +578,23 @@ async fn claude_code_started_by_tollgate_launch_lists_and_calls_a_gateway_tool()
 /// gateway's OpenAI Responses route to the Anthropic double.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codex_started_by_tollgate_launch_runs_a_turn_through_the_gateway() {
-    use tollgate_tests::anthropic_double::{AnthropicDouble, AnthropicDoubleConfig, DEFAULT_REPLY};
+    use tollgate_tests::anthropic_double::DEFAULT_REPLY;
     let codex = required_env("TOLLGATE_TEST_CODEX");
-    let double = AnthropicDouble::start(AnthropicDoubleConfig::new().with_api_key(UPSTREAM_KEY))
-        .expect("anthropic double");
-    let gw = TollgateProcess::spawn_with(TollgateOptions::default())
-        .await
-        .expect("tollgate starts");
-    let http = reqwest::Client::new();
-    for (path, body) in [
-        (
-            "/api/providers",
-            json!({"provider": "anthropic", "network_config": {"base_url": double.base_url()}}),
-        ),
-        (
-            "/api/providers/anthropic/keys",
-            json!({"name": "ant", "models": ["*"], "value": UPSTREAM_KEY}),
-        ),
-    ] {
-        let (st, b) = admin(&http, &gw, "POST", path, body).await;
-        assert_eq!(st, 201, "{path}: {b}");
-    }
-    let (st, vk) = admin(
-        &http,
-        &gw,
-        "POST",
-        "/api/virtual-keys",
-        json!({"name": "launch-codex", "provider": "anthropic"}),
-    )
-    .await;
-    assert_eq!(st, 201, "{vk}");
-    let key = vk["value"].as_str().unwrap().to_owned();
-    common::wait_for_config(&http, &gw, &key).await;
-
+    let (double, gw, _http, _vk, key) = launch_gateway("launch-codex", None).await;
     let home = tempfile::tempdir().expect("home");
     let codex_home = home.path().join(".codex");
     std::fs::create_dir_all(&codex_home).expect("codex home");
     let work = tempfile::tempdir().expect("work dir");
-    let mut cmd = Command::new(tollgate_tests::harness::tollgate_binary());
-    cmd.args([
-        "launch",
-        "--yes",
-        "--gateway",
-        gw.base_url(),
-        "--harness",
+    let mut cmd = launch_command(
+        &gw,
+        home.path(),
+        work.path(),
         "codex",
-        "--model",
-        "claude-sonnet-4-5",
-        "--harness-path",
         &codex,
-        "--",
-        "exec",
-        "--skip-git-repo-check",
-        "Say hello.",
-    ])
-    .current_dir(work.path())
-    .env_clear()
-    .env("PATH", std::env::var("PATH").unwrap_or_default())
-    .env("HOME", home.path())
-    .env("XDG_CONFIG_HOME", home.path().join(".config"))
-    .env("CODEX_HOME", &codex_home)
-    .env("TERM", "dumb")
-    .env("TOLLGATE_API_KEY", &key)
-    .stdin(Stdio::null());
+        &key,
+        &["exec", "--skip-git-repo-check", "Say hello."],
+    );
+    cmd.env("CODEX_HOME", &codex_home);
     let out = output(cmd, "tollgate launch --harness codex").await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -625,67 +622,22 @@ async fn codex_started_by_tollgate_launch_runs_a_turn_through_the_gateway() {
 /// Chat Completions route to the Anthropic double.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opencode_started_by_tollgate_launch_runs_a_turn_through_the_gateway() {
-    use tollgate_tests::anthropic_double::{AnthropicDouble, AnthropicDoubleConfig, DEFAULT_REPLY};
+    use tollgate_tests::anthropic_double::DEFAULT_REPLY;
     let opencode = required_env("TOLLGATE_TEST_OPENCODE");
-    let double = AnthropicDouble::start(AnthropicDoubleConfig::new().with_api_key(UPSTREAM_KEY))
-        .expect("anthropic double");
-    let gw = TollgateProcess::spawn_with(TollgateOptions::default())
-        .await
-        .expect("tollgate starts");
-    let http = reqwest::Client::new();
-    for (path, body) in [
-        (
-            "/api/providers",
-            json!({"provider": "anthropic", "network_config": {"base_url": double.base_url()}}),
-        ),
-        (
-            "/api/providers/anthropic/keys",
-            json!({"name": "ant", "models": ["*"], "value": UPSTREAM_KEY}),
-        ),
-    ] {
-        let (st, b) = admin(&http, &gw, "POST", path, body).await;
-        assert_eq!(st, 201, "{path}: {b}");
-    }
-    let (st, vk) = admin(
-        &http,
-        &gw,
-        "POST",
-        "/api/virtual-keys",
-        json!({"name": "launch-opencode", "provider": "anthropic"}),
-    )
-    .await;
-    assert_eq!(st, 201, "{vk}");
-    let key = vk["value"].as_str().unwrap().to_owned();
-    common::wait_for_config(&http, &gw, &key).await;
-
+    let (double, gw, _http, _vk, key) = launch_gateway("launch-opencode", None).await;
     let home = tempfile::tempdir().expect("home");
     let work = tempfile::tempdir().expect("work dir");
-    let mut cmd = Command::new(tollgate_tests::harness::tollgate_binary());
-    cmd.args([
-        "launch",
-        "--yes",
-        "--gateway",
-        gw.base_url(),
-        "--harness",
+    let mut cmd = launch_command(
+        &gw,
+        home.path(),
+        work.path(),
         "opencode",
-        "--model",
-        "claude-sonnet-4-5",
-        "--harness-path",
         &opencode,
-        "--",
-        "run",
-        "Say hello.",
-    ])
-    .current_dir(work.path())
-    .env_clear()
-    .env("PATH", std::env::var("PATH").unwrap_or_default())
-    .env("HOME", home.path())
-    .env("XDG_CONFIG_HOME", home.path().join(".config"))
-    .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
-    .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
-    .env("TERM", "dumb")
-    .env("TOLLGATE_API_KEY", &key)
-    .stdin(Stdio::null());
+        &key,
+        &["run", "Say hello."],
+    );
+    cmd.env("OPENCODE_DISABLE_AUTOUPDATE", "1")
+        .env("OPENCODE_DISABLE_MODELS_FETCH", "1");
     let out = output(cmd, "tollgate launch --harness opencode").await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(

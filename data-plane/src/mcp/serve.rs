@@ -284,13 +284,9 @@ impl<'a> ToolCall<'a> {
         );
         let dp = &self.caller.dp;
         dp.metrics().observe_mcp_call(server, status);
-        dp.usage.push(UsageRecord {
+        let mut record = UsageRecord {
             request_id: std::mem::take(&mut self.request_id),
             started_at_unix_ms: self.started_at_unix_ms,
-            virtual_key_id: vk.id.to_string(),
-            team_id: vk.owner.team_id.to_string(),
-            customer_id: vk.owner.customer_id.to_string(),
-            user_id: vk.owner.user_id.to_string(),
             status: u32::from(status),
             error_class: error_class.to_owned(),
             latency_ms,
@@ -299,7 +295,9 @@ impl<'a> ToolCall<'a> {
                 tool: tool.to_owned(),
             }),
             ..Default::default()
-        });
+        };
+        vk.bill(&mut record);
+        dp.usage.push(record);
     }
 }
 
